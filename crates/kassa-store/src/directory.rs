@@ -1,0 +1,311 @@
+//! Merchants, their API keys, and players with their ledger accounts.
+
+use kassa_core::ledger::{AccountId, AccountKind};
+use kassa_core::Currency;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{now_ms, Store, StoreError, Tx};
+
+/// An API key as found by its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Key id (not the secret).
+    pub id: String,
+    /// Merchant the key acts for; `None` for platform admin keys.
+    pub merchant_id: Option<String>,
+    /// Admin roles (`admin`, `finance`, …); empty for merchant keys.
+    pub roles: Vec<String>,
+}
+
+/// A player as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlayerRecord {
+    /// Merchant the player belongs to.
+    pub merchant_id: String,
+    /// The merchant's id for the player.
+    pub player_id: String,
+    /// The one currency the player's wallet holds.
+    pub currency: Currency,
+    /// ISO 3166-1 alpha-2 country.
+    pub country: String,
+    /// Licence the player plays under (e.g. `GB`, `MT`).
+    pub jurisdiction: Option<String>,
+    /// `none`, `pending`, `verified` or `rejected`.
+    pub kyc_status: String,
+    /// ISO 8601 date.
+    pub birth_date: Option<String>,
+    /// Spendable money.
+    pub cash_account_id: AccountId,
+    /// Money held for withdrawals in flight.
+    pub hold_account_id: AccountId,
+}
+
+/// What a caller sends to create or update a player.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlayerUpsert {
+    /// Merchant the player belongs to.
+    pub merchant_id: String,
+    /// The merchant's id for the player.
+    pub player_id: String,
+    /// Wallet currency; fixed once set.
+    pub currency: Currency,
+    /// Country code.
+    pub country: String,
+    /// Licence.
+    pub jurisdiction: Option<String>,
+    /// KYC status.
+    pub kyc_status: String,
+    /// Date of birth.
+    pub birth_date: Option<String>,
+}
+
+const PLAYER_COLUMNS: &str = "merchant_id, player_id, currency, country, jurisdiction, \
+     kyc_status, birth_date, cash_account_id, hold_account_id";
+
+fn player_from_row(row: &AnyRow) -> Result<PlayerRecord, StoreError> {
+    let code: String = row.try_get("currency")?;
+    Ok(PlayerRecord {
+        merchant_id: row.try_get("merchant_id")?,
+        player_id: row.try_get("player_id")?,
+        currency: Currency::from_code(&code).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        country: row.try_get("country")?,
+        jurisdiction: row.try_get("jurisdiction")?,
+        kyc_status: row.try_get("kyc_status")?,
+        birth_date: row.try_get("birth_date")?,
+        cash_account_id: row.try_get("cash_account_id")?,
+        hold_account_id: row.try_get("hold_account_id")?,
+    })
+}
+
+impl Store {
+    /// Creates a merchant.
+    pub async fn create_merchant(&self, id: &str, name: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO merchants (id, name, created_at_ms) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(name)
+            .bind(now_ms())
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    /// How many merchants exist (zero on a fresh database).
+    pub async fn count_merchants(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM merchants")
+            .fetch_one(self.reader())
+            .await?)
+    }
+
+    /// Stores a key by its hash. `merchant_id` is `None` for admin keys.
+    pub async fn create_api_key(
+        &self,
+        id: &str,
+        merchant_id: Option<&str>,
+        key_hash: &str,
+        key_prefix: &str,
+        roles: &[&str],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, merchant_id, key_hash, key_prefix, roles, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(merchant_id)
+        .bind(key_hash)
+        .bind(key_prefix)
+        .bind(roles.join(","))
+        .bind(now_ms())
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Finds a live key by the hash of its secret.
+    pub async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, merchant_id, roles FROM api_keys \
+             WHERE key_hash = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(|row| {
+            let roles: String = row.try_get("roles")?;
+            Ok(ApiKeyRecord {
+                id: row.try_get("id")?,
+                merchant_id: row.try_get("merchant_id")?,
+                roles: roles
+                    .split(',')
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Finds a player.
+    pub async fn get_player(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+    ) -> Result<Option<PlayerRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {PLAYER_COLUMNS} FROM players WHERE merchant_id = $1 AND player_id = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(merchant_id)
+            .bind(player_id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(player_from_row).transpose()
+    }
+
+    /// Creates a player with their cash and hold accounts, or updates their details.
+    /// Returns the player and whether it was created.
+    pub async fn upsert_player(
+        &self,
+        player: &PlayerUpsert,
+    ) -> Result<(PlayerRecord, bool), StoreError> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT {PLAYER_COLUMNS} FROM players WHERE merchant_id = $1 AND player_id = $2{}",
+            self.lock_clause()
+        );
+        let existing = sqlx::query(&sql)
+            .bind(&player.merchant_id)
+            .bind(&player.player_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let now = now_ms();
+        let created = match existing.as_ref().map(player_from_row).transpose()? {
+            Some(current) => {
+                if current.currency != player.currency {
+                    return Err(StoreError::CurrencyImmutable {
+                        player_id: player.player_id.clone(),
+                        current: current.currency.code().to_string(),
+                    });
+                }
+                sqlx::query(
+                    "UPDATE players SET country = $1, jurisdiction = $2, kyc_status = $3, \
+                     birth_date = $4, updated_at_ms = $5 WHERE merchant_id = $6 AND player_id = $7",
+                )
+                .bind(&player.country)
+                .bind(&player.jurisdiction)
+                .bind(&player.kyc_status)
+                .bind(&player.birth_date)
+                .bind(now)
+                .bind(&player.merchant_id)
+                .bind(&player.player_id)
+                .execute(&mut *tx)
+                .await?;
+                false
+            }
+            None => {
+                let merchant = &player.merchant_id;
+                let currency = player.currency;
+                let cash = ensure_account(
+                    &mut tx,
+                    merchant,
+                    AccountKind::PlayerCash,
+                    &player.player_id,
+                    currency,
+                )
+                .await?;
+                let hold = ensure_account(
+                    &mut tx,
+                    merchant,
+                    AccountKind::PlayerHold,
+                    &player.player_id,
+                    currency,
+                )
+                .await?;
+                // The house side of every bet and the suspense account exist per currency.
+                ensure_account(
+                    &mut tx,
+                    merchant,
+                    AccountKind::OperatorRevenue,
+                    "",
+                    currency,
+                )
+                .await?;
+                ensure_account(&mut tx, merchant, AccountKind::Suspense, "", currency).await?;
+                sqlx::query(
+                    "INSERT INTO players (merchant_id, player_id, currency, country, jurisdiction, \
+                     kyc_status, birth_date, cash_account_id, hold_account_id, created_at_ms, \
+                     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                )
+                .bind(merchant)
+                .bind(&player.player_id)
+                .bind(currency.code())
+                .bind(&player.country)
+                .bind(&player.jurisdiction)
+                .bind(&player.kyc_status)
+                .bind(&player.birth_date)
+                .bind(cash)
+                .bind(hold)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                true
+            }
+        };
+        let row = sqlx::query(&format!(
+            "SELECT {PLAYER_COLUMNS} FROM players WHERE merchant_id = $1 AND player_id = $2"
+        ))
+        .bind(&player.merchant_id)
+        .bind(&player.player_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let record = player_from_row(&row)?;
+        tx.commit().await?;
+        Ok((record, created))
+    }
+
+    /// The id of a merchant-wide account (`owner` empty) or a provider's, creating it if needed.
+    pub async fn account_id(
+        &self,
+        merchant_id: &str,
+        kind: AccountKind,
+        owner: &str,
+        currency: Currency,
+    ) -> Result<AccountId, StoreError> {
+        let mut tx = self.begin().await?;
+        let id = ensure_account(&mut tx, merchant_id, kind, owner, currency).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+}
+
+/// Finds or creates an account inside `tx`.
+pub async fn ensure_account(
+    tx: &mut Tx,
+    merchant_id: &str,
+    kind: AccountKind,
+    owner: &str,
+    currency: Currency,
+) -> Result<AccountId, StoreError> {
+    sqlx::query(
+        "INSERT INTO ledger_accounts (merchant_id, kind, owner, currency, floor, balance_minor) \
+         VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (merchant_id, kind, owner, currency) DO NOTHING",
+    )
+    .bind(merchant_id)
+    .bind(kind.as_str())
+    .bind(owner)
+    .bind(currency.code())
+    .bind(kind.floor().as_str())
+    .execute(&mut **tx)
+    .await?;
+    let id = sqlx::query_scalar(
+        "SELECT id FROM ledger_accounts \
+         WHERE merchant_id = $1 AND kind = $2 AND owner = $3 AND currency = $4",
+    )
+    .bind(merchant_id)
+    .bind(kind.as_str())
+    .bind(owner)
+    .bind(currency.code())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(id)
+}

@@ -1,0 +1,470 @@
+//! The ledger on disk: loading a [`LedgerView`] under row locks, persisting its
+//! [`Effects`], player history, and `verify`, which recomputes every balance from the journal.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use kassa_core::ledger::{
+    Account, AccountId, Entry, EntryMeta, EntryStatus, Floor, LedgerView, Operation, Outcome,
+    Request, Transfer,
+};
+use kassa_core::Currency;
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{now_ms, placeholder_rows, placeholders, Store, StoreError, Tx};
+
+const ENTRY_COLUMNS: &str = "txn_id, label, operation, status, fingerprint, currency, \
+     amount_minor, debit_account_id, credit_account_id, hold_account_id, ref_txn_id, \
+     subject_account_id, subject_balance_after_minor, player_id, round_id, reference";
+const ENTRY_INSERT_WIDTH: usize = 18;
+const TRANSFER_INSERT_WIDTH: usize = 8;
+/// Rows per multi-row INSERT; keeps parameters far below both backends' limits.
+const INSERT_ROWS_MAX: usize = 200;
+
+/// A journal entry with its position in the log and its time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Position in the journal; newer entries have larger ids.
+    pub id: i64,
+    /// When it was recorded, in ms since the epoch.
+    pub created_at_ms: i64,
+    /// The entry.
+    pub entry: Entry,
+}
+
+/// What `kassa ledger verify` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Accounts whose balance was recomputed.
+    pub accounts_checked: u64,
+    /// Journal entries looked at.
+    pub entries_checked: u64,
+    /// Transfers summed.
+    pub transfers_checked: u64,
+    /// Accounts whose stored balance differs from the journal: (id, stored, recomputed).
+    pub drifted_accounts: Vec<(AccountId, i64, i64)>,
+    /// Accounts that may not go negative but are.
+    pub negative_accounts: Vec<(AccountId, i64)>,
+    /// Currencies whose balances do not sum to zero (money created or destroyed).
+    pub unbalanced_currencies: Vec<(String, i64)>,
+    /// Transfers between accounts of another currency than their own.
+    pub currency_mismatches: u64,
+    /// Entries whose status disagrees with their transfers (moved money but says it did
+    /// not, or the other way round).
+    pub inconsistent_entries: u64,
+}
+
+impl VerifyReport {
+    /// Whether the ledger is sound.
+    pub fn is_ok(&self) -> bool {
+        self.drifted_accounts.is_empty()
+            && self.negative_accounts.is_empty()
+            && self.unbalanced_currencies.is_empty()
+            && self.currency_mismatches == 0
+            && self.inconsistent_entries == 0
+    }
+
+    /// The report as JSON, for the CLI and the admin API.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "ok": self.is_ok(),
+            "accounts_checked": self.accounts_checked,
+            "entries_checked": self.entries_checked,
+            "transfers_checked": self.transfers_checked,
+            "drifted_accounts": self.drifted_accounts.iter()
+                .map(|(id, stored, recomputed)| json!({"account_id": id, "stored_minor": stored, "recomputed_minor": recomputed}))
+                .collect::<Vec<_>>(),
+            "negative_accounts": self.negative_accounts.iter()
+                .map(|(id, balance)| json!({"account_id": id, "balance_minor": balance}))
+                .collect::<Vec<_>>(),
+            "unbalanced_currencies": self.unbalanced_currencies.iter()
+                .map(|(currency, total)| json!({"currency": currency, "total_minor": total}))
+                .collect::<Vec<_>>(),
+            "currency_mismatches": self.currency_mismatches,
+            "inconsistent_entries": self.inconsistent_entries,
+        })
+    }
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} {value:?}"))
+}
+
+fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
+    let operation: String = row.try_get("operation")?;
+    let status: String = row.try_get("status")?;
+    let currency: Option<String> = row.try_get("currency")?;
+    Ok(Entry {
+        txn_id: row.try_get("txn_id")?,
+        label: row.try_get("label")?,
+        operation: Operation::parse(&operation).ok_or_else(|| corrupt("operation", &operation))?,
+        status: EntryStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        fingerprint: row.try_get("fingerprint")?,
+        currency: currency
+            .map(|code| Currency::from_code(&code).map_err(|_| corrupt("currency", &code)))
+            .transpose()?,
+        amount_minor: row.try_get("amount_minor")?,
+        debit_account: row.try_get("debit_account_id")?,
+        credit_account: row.try_get("credit_account_id")?,
+        hold_account: row.try_get("hold_account_id")?,
+        ref_txn_id: row.try_get("ref_txn_id")?,
+        subject_account: row.try_get("subject_account_id")?,
+        subject_balance_after_minor: row.try_get("subject_balance_after_minor")?,
+        meta: EntryMeta {
+            player_id: row.try_get("player_id")?,
+            round_id: row.try_get("round_id")?,
+            reference: row.try_get("reference")?,
+        },
+    })
+}
+
+fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
+    let code: String = row.try_get("currency")?;
+    let floor: String = row.try_get("floor")?;
+    Ok(Account {
+        id: row.try_get("id")?,
+        currency: Currency::from_code(&code).map_err(|_| corrupt("currency", &code))?,
+        balance_minor: row.try_get("balance_minor")?,
+        floor: Floor::parse(&floor).ok_or_else(|| corrupt("floor", &floor))?,
+    })
+}
+
+impl Store {
+    /// Applies `requests` of one merchant, in order, inside `tx`: loads and (on PostgreSQL)
+    /// locks what they touch, decides with the pure ledger, and writes the effects. The
+    /// caller commits; nothing is visible before that.
+    pub async fn apply_ledger_requests(
+        &self,
+        tx: &mut Tx,
+        merchant_id: &str,
+        requests: &[Request],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        // Lock the accounts the requests name before reading entries, so that a concurrent
+        // batch with the same txn id has committed (and is seen) by the time we look.
+        let mut account_ids: BTreeSet<AccountId> = requests
+            .iter()
+            .flat_map(|r| r.referenced_accounts())
+            .collect();
+        let mut accounts = self.lock_accounts(tx, &account_ids).await?;
+        let txn_ids: BTreeSet<&str> = requests
+            .iter()
+            .flat_map(|r| r.referenced_txn_ids())
+            .collect();
+        let entries = load_entries(tx, merchant_id, &txn_ids).await?;
+        let more: BTreeSet<AccountId> = entries
+            .iter()
+            .flat_map(|e| e.accounts())
+            .filter(|id| !account_ids.contains(id))
+            .collect();
+        accounts.extend(self.lock_accounts(tx, &more).await?);
+        account_ids.extend(more);
+
+        let mut view = LedgerView::new(accounts, entries);
+        let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
+        let effects = view.into_effects();
+        let now = now_ms();
+        insert_entries(tx, merchant_id, &effects.new_entries, now).await?;
+        for entry in &effects.changed_entries {
+            sqlx::query(
+                "UPDATE ledger_entries SET status = $1 WHERE merchant_id = $2 AND txn_id = $3",
+            )
+            .bind(entry.status.as_str())
+            .bind(merchant_id)
+            .bind(&entry.txn_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        insert_transfers(tx, merchant_id, &effects.transfers, now).await?;
+        update_balances(tx, &effects.balances).await?;
+        Ok(outcomes)
+    }
+
+    async fn lock_accounts(
+        &self,
+        tx: &mut Tx,
+        ids: &BTreeSet<AccountId>,
+    ) -> Result<Vec<Account>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Ordered by id so that concurrent batches lock in the same order and cannot deadlock.
+        let sql = format!(
+            "SELECT id, currency, balance_minor, floor FROM ledger_accounts WHERE id IN ({}) \
+             ORDER BY id{}",
+            placeholders(1, ids.len()),
+            self.lock_clause()
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(account_from_row)
+            .collect()
+    }
+
+    /// Current balances of accounts, by id.
+    pub async fn balances(&self, ids: &[AccountId]) -> Result<HashMap<AccountId, i64>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT id, balance_minor FROM ledger_accounts WHERE id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(self.reader()).await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("balance_minor")?)))
+            .collect()
+    }
+
+    /// One entry by txn id.
+    pub async fn get_entry(
+        &self,
+        merchant_id: &str,
+        txn_id: &str,
+    ) -> Result<Option<Entry>, StoreError> {
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE merchant_id = $1 AND txn_id = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(merchant_id)
+            .bind(txn_id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    /// A player's journal, newest first, starting below `before_id` (the cursor), at most
+    /// `limit` entries. Tombstones are bookkeeping, not history, and are left out.
+    pub async fn player_entries(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let sql = format!(
+            "SELECT id, created_at_ms, {ENTRY_COLUMNS} FROM ledger_entries \
+             WHERE merchant_id = $1 AND player_id = $2 AND id < $3 AND status <> 'tombstone' \
+             ORDER BY id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(merchant_id)
+            .bind(player_id)
+            .bind(before_id.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEntry {
+                    id: row.try_get("id")?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                    entry: entry_from_row(row)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Recomputes every balance from the journal and checks the ledger's invariants.
+    /// Runs in one read transaction so that it sees a single consistent snapshot.
+    pub async fn verify_ledger(&self) -> Result<VerifyReport, StoreError> {
+        let mut tx = self.reader().begin().await?;
+        let mut report = VerifyReport::default();
+        let accounts: Vec<Account> = sqlx::query(
+            "SELECT id, currency, balance_minor, floor FROM ledger_accounts ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(account_from_row)
+        .collect::<Result<_, _>>()?;
+        let mut recomputed: HashMap<AccountId, i64> = HashMap::new();
+        for (column, sign) in [("credit_account_id", 1i64), ("debit_account_id", -1i64)] {
+            let sql = format!(
+                "SELECT {column} AS account_id, CAST(SUM(amount_minor) AS BIGINT) AS total_minor, \
+                 COUNT(*) AS transfers FROM ledger_transfers GROUP BY {column}"
+            );
+            for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
+                let id: i64 = row.try_get("account_id")?;
+                let total: i64 = row.try_get("total_minor")?;
+                let count: i64 = row.try_get("transfers")?;
+                *recomputed.entry(id).or_default() += sign * total;
+                if sign > 0 {
+                    report.transfers_checked += count as u64;
+                }
+            }
+        }
+        let mut currency_totals: BTreeMap<String, i64> = BTreeMap::new();
+        for account in &accounts {
+            let expected = recomputed.get(&account.id).copied().unwrap_or(0);
+            if expected != account.balance_minor {
+                report
+                    .drifted_accounts
+                    .push((account.id, account.balance_minor, expected));
+            }
+            if account.floor == Floor::NonNegative && account.balance_minor < 0 {
+                report
+                    .negative_accounts
+                    .push((account.id, account.balance_minor));
+            }
+            *currency_totals
+                .entry(account.currency.code().to_string())
+                .or_default() += account.balance_minor;
+        }
+        report.accounts_checked = accounts.len() as u64;
+        report.unbalanced_currencies = currency_totals
+            .into_iter()
+            .filter(|(_, t)| *t != 0)
+            .collect();
+        report.currency_mismatches = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM ledger_transfers t \
+             JOIN ledger_accounts d ON d.id = t.debit_account_id \
+             JOIN ledger_accounts c ON c.id = t.credit_account_id \
+             WHERE d.currency <> t.currency OR c.currency <> t.currency",
+        )
+        .fetch_one(&mut *tx)
+        .await? as u64;
+        report.entries_checked = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM ledger_entries")
+            .fetch_one(&mut *tx)
+            .await? as u64;
+        report.inconsistent_entries = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM ledger_entries e WHERE \
+             (e.status IN ('rejected', 'tombstone', 'original_not_found', 'no_effect') AND EXISTS \
+               (SELECT 1 FROM ledger_transfers t WHERE t.merchant_id = e.merchant_id AND t.txn_id = e.txn_id)) \
+             OR (e.status NOT IN ('rejected', 'tombstone', 'original_not_found', 'no_effect') AND NOT EXISTS \
+               (SELECT 1 FROM ledger_transfers t WHERE t.merchant_id = e.merchant_id AND t.txn_id = e.txn_id))",
+        )
+        .fetch_one(&mut *tx)
+        .await? as u64;
+        tx.rollback().await?;
+        Ok(report)
+    }
+}
+
+async fn load_entries(
+    tx: &mut Tx,
+    merchant_id: &str,
+    txn_ids: &BTreeSet<&str>,
+) -> Result<Vec<Entry>, StoreError> {
+    if txn_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE merchant_id = $1 AND txn_id IN ({})",
+        placeholders(2, txn_ids.len())
+    );
+    let mut query = sqlx::query(&sql).bind(merchant_id);
+    for id in txn_ids {
+        query = query.bind(*id);
+    }
+    query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(entry_from_row)
+        .collect()
+}
+
+async fn insert_entries(
+    tx: &mut Tx,
+    merchant_id: &str,
+    entries: &[Entry],
+    now: i64,
+) -> Result<(), StoreError> {
+    for chunk in entries.chunks(INSERT_ROWS_MAX) {
+        let sql = format!(
+            "INSERT INTO ledger_entries (merchant_id, created_at_ms, {ENTRY_COLUMNS}) VALUES {}",
+            placeholder_rows(chunk.len(), ENTRY_INSERT_WIDTH)
+        );
+        let mut query = sqlx::query(&sql);
+        for e in chunk {
+            query = query
+                .bind(merchant_id)
+                .bind(now)
+                .bind(&e.txn_id)
+                .bind(&e.label)
+                .bind(e.operation.as_str())
+                .bind(e.status.as_str())
+                .bind(&e.fingerprint)
+                .bind(e.currency.map(|c| c.code()))
+                .bind(e.amount_minor)
+                .bind(e.debit_account)
+                .bind(e.credit_account)
+                .bind(e.hold_account)
+                .bind(&e.ref_txn_id)
+                .bind(e.subject_account)
+                .bind(e.subject_balance_after_minor)
+                .bind(&e.meta.player_id)
+                .bind(&e.meta.round_id)
+                .bind(&e.meta.reference);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_transfers(
+    tx: &mut Tx,
+    merchant_id: &str,
+    transfers: &[Transfer],
+    now: i64,
+) -> Result<(), StoreError> {
+    for chunk in transfers.chunks(INSERT_ROWS_MAX) {
+        let sql = format!(
+            "INSERT INTO ledger_transfers (merchant_id, txn_id, seq, debit_account_id, \
+             credit_account_id, amount_minor, currency, created_at_ms) VALUES {}",
+            placeholder_rows(chunk.len(), TRANSFER_INSERT_WIDTH)
+        );
+        let mut query = sqlx::query(&sql);
+        for t in chunk {
+            query = query
+                .bind(merchant_id)
+                .bind(&t.txn_id)
+                .bind(i64::from(t.seq))
+                .bind(t.debit)
+                .bind(t.credit)
+                .bind(t.amount_minor)
+                .bind(t.currency.code())
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn update_balances(tx: &mut Tx, accounts: &[Account]) -> Result<(), StoreError> {
+    for chunk in accounts.chunks(INSERT_ROWS_MAX) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "WITH v (id, balance_minor) AS (VALUES {}) \
+             UPDATE ledger_accounts SET balance_minor = v.balance_minor FROM v \
+             WHERE ledger_accounts.id = v.id",
+            placeholder_rows(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for account in chunk {
+            query = query.bind(account.id).bind(account.balance_minor);
+        }
+        let updated = query.execute(&mut **tx).await?;
+        if updated.rows_affected() != chunk.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "updated {} of {} balances",
+                updated.rows_affected(),
+                chunk.len()
+            )));
+        }
+    }
+    Ok(())
+}

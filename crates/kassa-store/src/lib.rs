@@ -1,0 +1,229 @@
+//! Kassa's storage: one API over SQLite (embedded default) and PostgreSQL (production).
+//!
+//! Both backends run the same SQL through sqlx's `Any` driver; the few places where the
+//! dialects differ (row locks) ask [`Backend`]. SQLite gets one writer connection, so writes
+//! queue in-process instead of fighting over the database lock; PostgreSQL gets a pool and
+//! row locks (`FOR UPDATE`), so several Kassa nodes can share one database.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub mod directory;
+pub mod idempotency;
+pub mod ledger;
+
+/// A database transaction on the writer pool.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Which database Kassa is talking to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded, one file, one writer.
+    Sqlite,
+    /// Production; several nodes may share it.
+    Postgres,
+}
+
+/// Storage errors. Database errors keep their source for the log; callers map the rest.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or refused a statement.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("migration failed")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The URL names no supported database.
+    #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// A stored value that the code cannot read back (a bug or a hand edit).
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+    /// A player's currency cannot change once their accounts exist.
+    #[error("player {player_id} holds {current}; the currency cannot change")]
+    CurrencyImmutable { player_id: String, current: String },
+}
+
+impl StoreError {
+    /// Whether retrying the whole transaction may succeed (lost race, deadlock, busy file).
+    pub fn is_retryable(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(db)) = self else {
+            return false;
+        };
+        matches!(
+            db.code().as_deref(),
+            // Postgres: unique violation, serialization failure, deadlock.
+            Some("23505") | Some("40001") | Some("40P01")
+            // SQLite: busy, locked, unique constraint (extended code 2067).
+            | Some("5") | Some("6") | Some("2067") | Some("517")
+        )
+    }
+}
+
+/// Handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    reader: AnyPool,
+    writer: AnyPool,
+    backend: Backend,
+}
+
+/// Connections the PostgreSQL pool may open.
+const POSTGRES_CONNECTIONS_MAX: u32 = 32;
+/// Reader connections on SQLite (the writer is one more).
+const SQLITE_READERS_MAX: u32 = 8;
+/// How long a request waits for a pooled connection before failing.
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+impl Store {
+    /// Connects to `sqlite://PATH` (creating the file and its folder) or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path != ":memory:" {
+                if let Some(parent) = Path::new(path)
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Database(sqlx::Error::Configuration(Box::new(e)))
+                    })?;
+                }
+            }
+            let url = if url.contains("mode=") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            let options = AnyConnectOptions::from_str(&url)?;
+            let pool = |max| {
+                AnyPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the writer; FULL makes each commit
+                            // durable; the busy timeout covers other processes (CLI tools).
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+            };
+            let writer = pool(1).connect_with(options.clone()).await?;
+            let reader = pool(SQLITE_READERS_MAX).connect_with(options).await?;
+            return Ok(Store {
+                reader,
+                writer,
+                backend: Backend::Sqlite,
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(POSTGRES_CONNECTIONS_MAX)
+                .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+                .connect(url)
+                .await?;
+            return Ok(Store {
+                reader: pool.clone(),
+                writer: pool,
+                backend: Backend::Postgres,
+            });
+        }
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+
+    /// Applies every migration not yet applied.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATOR.run(&self.writer).await?,
+            Backend::Postgres => POSTGRES_MIGRATOR.run(&self.writer).await?,
+        }
+        Ok(())
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so a transaction never fails half-way for want of it.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    pub(crate) fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    /// ` FOR UPDATE` where row locks exist; SQLite's single writer makes them unnecessary.
+    pub(crate) fn lock_clause(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every stored time.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// `$start, $start+1, …` for `count` parameters: the one placeholder form both backends read.
+pub(crate) fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rows of `width` placeholders each: `($1, $2), ($3, $4)`.
+pub(crate) fn placeholder_rows(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", placeholders(1 + row * width, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub mod testing;

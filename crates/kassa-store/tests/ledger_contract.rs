@@ -1,0 +1,417 @@
+//! The ledger through real databases: the same histories on SQLite and PostgreSQL must keep
+//! every invariant, and `verify_ledger` must agree with the stored balances.
+
+use kassa_core::ledger::{
+    AccountId, AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request,
+};
+use kassa_core::Currency;
+use kassa_store::directory::PlayerUpsert;
+use kassa_store::testing::{fresh_database_url, TestBackend};
+use kassa_store::Store;
+use proptest::prelude::*;
+
+async fn store(backend: TestBackend) -> Option<Store> {
+    let url = fresh_database_url(backend).await?;
+    let store = Store::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Some(store)
+}
+
+struct Fixture {
+    merchant: String,
+    cash: [AccountId; 2],
+    hold: AccountId,
+    house: AccountId,
+    clearing: AccountId,
+}
+
+async fn fixture(store: &Store) -> Fixture {
+    let merchant = kassa_core::ids::generate("mch");
+    store.create_merchant(&merchant, "test").await.unwrap();
+    let eur = Currency::from_code("EUR").unwrap();
+    let mut cash = [0; 2];
+    let mut hold = 0;
+    for (i, player) in ["alice", "bob"].iter().enumerate() {
+        let (record, created) = store
+            .upsert_player(&PlayerUpsert {
+                merchant_id: merchant.clone(),
+                player_id: player.to_string(),
+                currency: eur,
+                country: "MT".into(),
+                jurisdiction: None,
+                kyc_status: "none".into(),
+                birth_date: None,
+            })
+            .await
+            .unwrap();
+        assert!(created);
+        cash[i] = record.cash_account_id;
+        if i == 0 {
+            hold = record.hold_account_id;
+        }
+    }
+    let house = store
+        .account_id(&merchant, AccountKind::OperatorRevenue, "", eur)
+        .await
+        .unwrap();
+    let clearing = store
+        .account_id(&merchant, AccountKind::ProviderClearing, "sandbox", eur)
+        .await
+        .unwrap();
+    Fixture {
+        merchant,
+        cash,
+        hold,
+        house,
+        clearing,
+    }
+}
+
+fn request(txn_id: &str, label: &str, command: Command, subject: AccountId) -> Request {
+    Request {
+        txn_id: txn_id.into(),
+        label: label.into(),
+        fingerprint: format!("{label}:{command:?}"),
+        command,
+        subject: Some(subject),
+        meta: EntryMeta {
+            player_id: Some("alice".into()),
+            ..EntryMeta::default()
+        },
+    }
+}
+
+async fn apply(store: &Store, merchant: &str, requests: &[Request]) -> Vec<Outcome> {
+    let mut tx = store.begin().await.unwrap();
+    let outcomes = store
+        .apply_ledger_requests(&mut tx, merchant, requests)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    outcomes
+}
+
+async fn two_phase_and_reversal(backend: TestBackend) {
+    let Some(store) = store(backend).await else {
+        return;
+    };
+    let f = fixture(&store).await;
+    let win = |id: &str, amount_minor| {
+        request(
+            id,
+            "credit",
+            Command::Transfer {
+                debit: f.house,
+                credit: f.cash[0],
+                amount_minor,
+            },
+            f.cash[0],
+        )
+    };
+    let bet = |id: &str, amount_minor| {
+        request(
+            id,
+            "debit",
+            Command::Transfer {
+                debit: f.cash[0],
+                credit: f.house,
+                amount_minor,
+            },
+            f.cash[0],
+        )
+    };
+    let out = apply(
+        &store,
+        &f.merchant,
+        &[win("w1", 10_000), bet("b1", 2_500), bet("b1", 2_500)],
+    )
+    .await;
+    assert!(
+        matches!(&out[2], Outcome::Replayed(e) if e.subject_balance_after_minor == Some(7_500))
+    );
+    let rollback = request(
+        "r1",
+        "rollback",
+        Command::Reverse {
+            original_txn_id: "b1".into(),
+            original_label: Some("debit".into()),
+        },
+        f.cash[0],
+    );
+    let reserve = request(
+        "po1",
+        "payout",
+        Command::Reserve {
+            debit: f.cash[0],
+            hold: f.hold,
+            credit: f.clearing,
+            amount_minor: 4_000,
+        },
+        f.cash[0],
+    );
+    let out = apply(&store, &f.merchant, &[rollback, reserve]).await;
+    assert!(matches!(&out[1], Outcome::Recorded(e) if e.status == EntryStatus::Pending));
+    let balances = store.balances(&[f.cash[0], f.hold, f.house]).await.unwrap();
+    assert_eq!(
+        (balances[&f.cash[0]], balances[&f.hold], balances[&f.house]),
+        (6_000, 4_000, -10_000)
+    );
+    let post = request(
+        "po1:paid",
+        "payout_paid",
+        Command::Post {
+            pending_txn_id: "po1".into(),
+            amount_minor: None,
+        },
+        f.cash[0],
+    );
+    apply(&store, &f.merchant, &[post]).await;
+    let balances = store.balances(&[f.hold, f.clearing]).await.unwrap();
+    assert_eq!((balances[&f.hold], balances[&f.clearing]), (0, 4_000));
+    let history = store
+        .player_entries(&f.merchant, "alice", None, 100)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 5);
+    assert_eq!(history[0].entry.txn_id, "po1:paid", "newest first");
+    let page = store
+        .player_entries(&f.merchant, "alice", Some(history[1].id), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter()
+            .map(|e| e.entry.txn_id.as_str())
+            .collect::<Vec<_>>(),
+        ["r1", "b1"]
+    );
+    let report = store.verify_ledger().await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.transfers_checked, 5);
+}
+
+async fn database_refuses_what_the_ledger_refuses(backend: TestBackend) {
+    let Some(store) = store(backend).await else {
+        return;
+    };
+    let f = fixture(&store).await;
+    apply(
+        &store,
+        &f.merchant,
+        &[request(
+            "w",
+            "credit",
+            Command::Transfer {
+                debit: f.house,
+                credit: f.cash[0],
+                amount_minor: 100,
+            },
+            f.cash[0],
+        )],
+    )
+    .await;
+    let mut tx = store.begin().await.unwrap();
+    let negative = sqlx::query("UPDATE ledger_accounts SET balance_minor = -1 WHERE id = $1")
+        .bind(f.cash[0])
+        .execute(&mut *tx)
+        .await;
+    assert!(
+        negative.is_err(),
+        "a player balance below zero must violate a constraint"
+    );
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    let edit = sqlx::query("UPDATE ledger_transfers SET amount_minor = 1")
+        .execute(&mut *tx)
+        .await;
+    assert!(edit.is_err(), "the journal must be append-only");
+    drop(tx);
+    // A hand edit of a balance is caught by verify.
+    let mut tx = store.begin().await.unwrap();
+    sqlx::query("UPDATE ledger_accounts SET balance_minor = balance_minor + 1 WHERE id = $1")
+        .bind(f.cash[0])
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let report = store.verify_ledger().await.unwrap();
+    assert!(!report.is_ok());
+    assert_eq!(report.drifted_accounts, vec![(f.cash[0], 101, 100)]);
+    assert_eq!(report.unbalanced_currencies, vec![("EUR".to_string(), 1)]);
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Win {
+        id: u8,
+        player: usize,
+        amount_minor: i64,
+    },
+    Bet {
+        id: u8,
+        player: usize,
+        amount_minor: i64,
+    },
+    Rollback {
+        id: u8,
+        original: u8,
+    },
+    Reserve {
+        id: u8,
+        amount_minor: i64,
+    },
+    Post {
+        id: u8,
+        pending: u8,
+    },
+    Void {
+        id: u8,
+        pending: u8,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let id = 0u8..16;
+    prop_oneof![
+        (id.clone(), 0usize..2, 1i64..500).prop_map(|(id, player, amount_minor)| Step::Win {
+            id,
+            player,
+            amount_minor
+        }),
+        (id.clone(), 0usize..2, 1i64..500).prop_map(|(id, player, amount_minor)| Step::Bet {
+            id,
+            player,
+            amount_minor
+        }),
+        (id.clone(), id.clone()).prop_map(|(id, original)| Step::Rollback { id, original }),
+        (id.clone(), 1i64..500).prop_map(|(id, amount_minor)| Step::Reserve { id, amount_minor }),
+        (id.clone(), id.clone()).prop_map(|(id, pending)| Step::Post { id, pending }),
+        (id.clone(), id).prop_map(|(id, pending)| Step::Void { id, pending }),
+    ]
+}
+
+fn to_request(f: &Fixture, step: &Step) -> Request {
+    let n = |id: &u8| format!("t{id}");
+    match step {
+        Step::Win {
+            id,
+            player,
+            amount_minor,
+        } => request(
+            &n(id),
+            "credit",
+            Command::Transfer {
+                debit: f.house,
+                credit: f.cash[*player],
+                amount_minor: *amount_minor,
+            },
+            f.cash[*player],
+        ),
+        Step::Bet {
+            id,
+            player,
+            amount_minor,
+        } => request(
+            &n(id),
+            "debit",
+            Command::Transfer {
+                debit: f.cash[*player],
+                credit: f.house,
+                amount_minor: *amount_minor,
+            },
+            f.cash[*player],
+        ),
+        Step::Rollback { id, original } => request(
+            &n(id),
+            "rollback",
+            Command::Reverse {
+                original_txn_id: n(original),
+                original_label: Some("debit".into()),
+            },
+            f.cash[0],
+        ),
+        Step::Reserve { id, amount_minor } => request(
+            &n(id),
+            "payout",
+            Command::Reserve {
+                debit: f.cash[0],
+                hold: f.hold,
+                credit: f.clearing,
+                amount_minor: *amount_minor,
+            },
+            f.cash[0],
+        ),
+        Step::Post { id, pending } => request(
+            &n(id),
+            "payout_paid",
+            Command::Post {
+                pending_txn_id: n(pending),
+                amount_minor: None,
+            },
+            f.cash[0],
+        ),
+        Step::Void { id, pending } => request(
+            &n(id),
+            "payout_failed",
+            Command::Void {
+                pending_txn_id: n(pending),
+            },
+            f.cash[0],
+        ),
+    }
+}
+
+/// Random histories, in random batches, each batch sent twice, through the real database.
+fn random_histories_verify(backend: TestBackend, cases: u32) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(store) = runtime.block_on(store(backend)) else {
+        return;
+    };
+    let config = ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(steps in proptest::collection::vec(step(), 1..40), batch in 1usize..6)| {
+        runtime.block_on(async {
+            let f = fixture(&store).await;
+            let requests: Vec<Request> = steps.iter().map(|s| to_request(&f, s)).collect();
+            for chunk in requests.chunks(batch) {
+                apply(&store, &f.merchant, chunk).await;
+                let before = store.balances(&[f.cash[0], f.cash[1], f.hold, f.house, f.clearing]).await.unwrap();
+                let replayed = apply(&store, &f.merchant, chunk).await;
+                let after = store.balances(&[f.cash[0], f.cash[1], f.hold, f.house, f.clearing]).await.unwrap();
+                if replayed.iter().all(|o| !matches!(o, Outcome::Recorded(_))) {
+                    assert_eq!(before, after, "a replay moved money");
+                }
+            }
+            let balances = store.balances(&[f.cash[0], f.cash[1], f.hold]).await.unwrap();
+            assert!(balances.values().all(|b| *b >= 0));
+            let report = store.verify_ledger().await.unwrap();
+            assert!(report.is_ok(), "{report:?}");
+        });
+    });
+}
+
+#[tokio::test]
+async fn sqlite_two_phase_and_reversal() {
+    two_phase_and_reversal(TestBackend::Sqlite).await;
+}
+#[tokio::test]
+async fn postgres_two_phase_and_reversal() {
+    two_phase_and_reversal(TestBackend::Postgres).await;
+}
+#[tokio::test]
+async fn sqlite_database_refuses_what_the_ledger_refuses() {
+    database_refuses_what_the_ledger_refuses(TestBackend::Sqlite).await;
+}
+#[tokio::test]
+async fn postgres_database_refuses_what_the_ledger_refuses() {
+    database_refuses_what_the_ledger_refuses(TestBackend::Postgres).await;
+}
+#[test]
+fn sqlite_random_histories_verify() {
+    random_histories_verify(TestBackend::Sqlite, 32);
+}
+#[test]
+fn postgres_random_histories_verify() {
+    random_histories_verify(TestBackend::Postgres, 16);
+}
