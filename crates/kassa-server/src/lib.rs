@@ -1,1 +1,115 @@
+//! Kassa's server: the HTTP API (`api`), the use cases behind it (`service`), the
+//! conventions every endpoint shares (errors, trace ids, auth, rate limits, idempotency),
+//! configuration and telemetry.
 
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod idempotency;
+pub mod rate_limit;
+pub mod service;
+pub mod telemetry;
+pub mod trace;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kassa_store::Store;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// Everything a request handler may reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Loaded configuration.
+    pub config: Arc<Config>,
+    /// API key lookups.
+    pub auth: auth::KeyCache,
+    /// Per-key rate limiter; `None` when turned off.
+    pub limiter: Option<Arc<rate_limit::KeyedLimiter>>,
+    /// The game-round wallet and its group-commit writer.
+    pub wallet: service::wallet::WalletService,
+    /// Players' immutable ledger wiring, cached.
+    pub players: service::players::PlayerDirectory,
+}
+
+/// A running server, for tests and the binary.
+pub struct Server {
+    /// Where it listens (the real port when 0 was asked for).
+    pub local_addr: SocketAddr,
+    /// The demo keys created on first start, if this start created them.
+    pub bootstrap: Option<bootstrap::DemoKeys>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Server {
+    /// Connects, migrates, bootstraps an empty database, binds and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        let bootstrap = bootstrap::ensure_demo_merchant(&store).await?;
+        let state = AppState::new(store, config);
+        let listener = TcpListener::bind(&state.config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+        let app = api::router(state);
+        let handle = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await
+        });
+        Ok(Server {
+            local_addr,
+            bootstrap,
+            handle,
+            shutdown,
+        })
+    }
+
+    /// Stops accepting, finishes requests in flight, and waits.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.handle.await??;
+        Ok(())
+    }
+
+    /// Waits until the server ends (it ends on `stop` or a fatal error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.handle.await??;
+        Ok(())
+    }
+
+    /// A sender that stops the server when `true` is sent (for signal handlers).
+    pub fn shutdown_handle(&self) -> tokio::sync::watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+impl AppState {
+    /// Wires the services over a migrated store.
+    pub fn new(store: Store, config: Config) -> AppState {
+        let config = Arc::new(config);
+        let players = service::players::PlayerDirectory::new(store.clone());
+        let wallet =
+            service::wallet::WalletService::start(store.clone(), players.clone(), &config.wallet);
+        AppState {
+            auth: auth::KeyCache::new(store.clone()),
+            limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),
+            store,
+            players,
+            wallet,
+            config,
+        }
+    }
+}

@@ -1,1 +1,201 @@
-fn main() {}
+//! The `kassa` binary.
+
+use clap::{Args, Parser, Subcommand};
+use kassa_server::config::{Config, Overrides};
+use kassa_server::{telemetry, Server};
+use kassa_store::Store;
+
+/// Kassa: payments, wallet and ledger for online casinos.
+#[derive(Parser)]
+#[command(name = "kassa", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the HTTP server (migrates the database first).
+    Serve(ServeArgs),
+    /// Applies database migrations and exits.
+    Migrate(DatabaseArgs),
+    /// Ledger tools.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Recomputes every balance from the journal; exits 1 on any difference.
+    Verify(VerifyArgs),
+}
+
+/// Where the database is; shared by every subcommand that touches it.
+#[derive(Args, Clone)]
+struct DatabaseArgs {
+    /// sqlite://PATH (default ./kassa-data/kassa.db) or postgres://USER@HOST/DB.
+    #[arg(long, env = "KASSA_DATABASE_URL")]
+    database_url: Option<String>,
+    /// A TOML file overriding the defaults (see config/default.toml).
+    #[arg(long, env = "KASSA_CONFIG")]
+    config: Option<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "KASSA_LISTEN")]
+    listen: Option<String>,
+    /// `text` or `json`.
+    #[arg(long, env = "KASSA_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Requests per second per API key; 0 turns the limit off.
+    #[arg(long, env = "KASSA_RATE_LIMIT_RPS")]
+    rate_limit_rps: Option<u32>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl DatabaseArgs {
+    fn config(&self, mut overrides: Overrides) -> anyhow::Result<Config> {
+        overrides.database_url = self.database_url.clone();
+        Config::load(self.config.as_deref(), &overrides)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => {
+            let config = args.config(Overrides::default())?;
+            telemetry::init(&config.log_format);
+            let store = Store::connect(&config.database_url).await?;
+            store.migrate().await?;
+            println!("migrations applied to {}", redact(&config.database_url));
+            Ok(())
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify(args),
+        } => verify(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.database.config(Overrides {
+        listen: args.listen,
+        log_format: args.log_format,
+        rate_limit_rps: args.rate_limit_rps,
+        ..Overrides::default()
+    })?;
+    telemetry::init(&config.log_format);
+    let database = redact(&config.database_url);
+    let server = Server::start(config).await?;
+    if let Some(keys) = &server.bootstrap {
+        println!("Created the demo merchant on this empty database. Keep these keys:");
+        println!("  merchant API key: {}", keys.api_key);
+        println!("  admin API key:    {}", keys.admin_key);
+    }
+    println!(
+        "Kassa is listening on http://{} (database {database})",
+        server.local_addr
+    );
+    tracing::info!(addr = %server.local_addr, "listening");
+    let shutdown = server.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown.send(true);
+    });
+    server.wait().await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let config = args.database.config(Overrides::default())?;
+    let store = Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let report = store.verify_ledger().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        println!(
+            "checked {} accounts, {} entries, {} transfers",
+            report.accounts_checked, report.entries_checked, report.transfers_checked
+        );
+        for (id, stored, recomputed) in &report.drifted_accounts {
+            println!("DRIFT account {id}: stored {stored}, journal says {recomputed}");
+        }
+        for (id, balance) in &report.negative_accounts {
+            println!("NEGATIVE account {id}: {balance}");
+        }
+        for (currency, total) in &report.unbalanced_currencies {
+            println!("UNBALANCED {currency}: balances sum to {total}, not 0");
+        }
+        if report.currency_mismatches > 0 {
+            println!(
+                "CURRENCY {} transfers between accounts of another currency",
+                report.currency_mismatches
+            );
+        }
+        if report.inconsistent_entries > 0 {
+            println!(
+                "INCONSISTENT {} entries whose status disagrees with their transfers",
+                report.inconsistent_entries
+            );
+        }
+        println!(
+            "{}",
+            if report.is_ok() {
+                "ledger OK"
+            } else {
+                "ledger BROKEN"
+            }
+        );
+    }
+    store.close().await;
+    if !report.is_ok() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// The URL without its password, for printing.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

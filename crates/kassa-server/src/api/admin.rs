@@ -1,0 +1,87 @@
+//! `/v1/admin/*`: platform administration with admin keys and roles.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::ApiJson;
+use crate::auth::{generate_key, hash_key, roles, Admin};
+use crate::error::{ApiError, ErrorBody};
+use crate::AppState;
+
+/// A new merchant (brand).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantInput {
+    /// Display name.
+    #[schema(example = "Lucky Star Casino")]
+    pub name: String,
+}
+
+/// A created merchant and its first API key. The key is shown once and stored only hashed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MerchantCreated {
+    pub merchant_id: String,
+    pub name: String,
+    pub api_key: String,
+}
+
+/// Creates a merchant with its first API key (role `admin`).
+#[utoipa::path(post, path = "/v1/admin/merchants", tag = "admin", request_body = MerchantInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = MerchantCreated),
+        (status = 403, description = "not an admin key with role admin", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn create_merchant(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiJson(input): ApiJson<MerchantInput>,
+) -> Result<Response, ApiError> {
+    admin.require_any(&[roles::ADMIN])?;
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::validation("name", "must be 1 to 200 characters"));
+    }
+    let merchant_id = kassa_core::ids::generate("mch");
+    let api_key = generate_key("sk_live");
+    state.store.create_merchant(&merchant_id, name).await?;
+    state
+        .store
+        .create_api_key(
+            &kassa_core::ids::generate("key"),
+            Some(&merchant_id),
+            &hash_key(&api_key),
+            &api_key[..12],
+            &[],
+        )
+        .await?;
+    tracing::info!(merchant_id = %merchant_id, by = %admin.key_id, "merchant created");
+    let created = MerchantCreated {
+        merchant_id,
+        name: name.to_string(),
+        api_key,
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Recomputes every balance from the journal and checks the ledger's invariants (roles
+/// `admin` or `finance`). `ok: false` lists what disagrees.
+#[utoipa::path(get, path = "/v1/admin/ledger/verify", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the report", body = Object),
+        (status = 403, body = ErrorBody),
+    ))]
+pub async fn verify_ledger(
+    State(state): State<AppState>,
+    admin: Admin,
+) -> Result<Response, ApiError> {
+    admin.require_any(&[roles::ADMIN, roles::FINANCE])?;
+    let report = state.store.verify_ledger().await?;
+    Ok(Json(report.to_json()).into_response())
+}

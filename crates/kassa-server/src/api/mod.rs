@@ -1,0 +1,165 @@
+//! HTTP routes. Handlers are thin: extract, call one service function, map the result.
+//! Conventions live in layers applied here once: trace ids and the error body (all routes),
+//! authentication and rate limits (`/v1` except the public documents), `Idempotency-Key`
+//! (money-moving POSTs), body size and time limits.
+
+pub mod admin;
+pub mod health;
+pub mod players;
+pub mod wallet;
+
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
+use axum::Router;
+use serde::de::DeserializeOwned;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::{auth, idempotency, trace, AppState};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kassa API",
+        description = "Payments, wallet and ledger for online casinos. Amounts are decimal \
+            strings in the currency's unit (\"50.00\"). Every error has the body \
+            {error, message, trace_id, details}.",
+        version = "1"
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "wallet", description = "Seamless-wallet calls of game rounds"),
+        (name = "players", description = "Players and their balances"),
+        (name = "admin", description = "Platform administration (admin keys)"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let (app, _) = openapi_router(state.clone()).split_for_parts();
+    let timeout = Duration::from_millis(state.config.http.request_timeout_ms);
+    app.fallback(|| async { ApiError::not_found("not_found", "no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.http.body_limit_bytes,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn(trace::middleware))
+        .with_state(state)
+}
+
+/// The OpenAPI document, generated from the routes and types.
+pub fn openapi_document(state: AppState) -> utoipa::openapi::OpenApi {
+    openapi_router(state).split_for_parts().1
+}
+
+fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
+    let wallet = OpenApiRouter::new()
+        .routes(routes!(wallet::debit))
+        .routes(routes!(wallet::credit))
+        .routes(routes!(wallet::rollback))
+        .route_layer(from_fn_with_state(state.clone(), idempotency::optional));
+    let authenticated = OpenApiRouter::new()
+        .merge(wallet)
+        .routes(routes!(players::put_player, players::get_player))
+        .routes(routes!(players::get_balance))
+        .routes(routes!(players::list_transactions))
+        .routes(routes!(admin::create_merchant))
+        .routes(routes!(admin::verify_ledger))
+        .route_layer(from_fn_with_state(state.clone(), auth::middleware));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(authenticated)
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::openapi_json))
+}
+
+/// `Json` whose rejections use the documented error body: malformed JSON is 400
+/// `invalid_json`, a missing or mistyped field 422 `validation_failed`.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection).into_response()),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {}", e.body_text()),
+        ),
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            e.body_text().replace(
+                "Failed to deserialize the JSON body into the target type: ",
+                "",
+            ),
+        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than allowed",
+        ),
+        other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
+    }
+}
+
+/// Checks a caller-chosen id field.
+pub fn external_id(field: &str, value: &str) -> Result<(), ApiError> {
+    kassa_core::ids::validate_external(value)
+        .map_err(|e| ApiError::validation(field, e.to_string()))
+}
+
+/// Formats stored milliseconds as RFC 3339 (UTC).
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,284 @@
+//! `PUT /v1/players/{player_id}`, balances and transaction history.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use kassa_core::Currency;
+use kassa_store::directory::{PlayerRecord, PlayerUpsert};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::{external_id, rfc3339, ApiJson};
+use crate::auth::Merchant;
+use crate::error::{ApiError, ErrorBody};
+use crate::AppState;
+
+const KYC_STATUSES: &[&str] = &["none", "pending", "verified", "rejected"];
+
+/// A player as created or updated.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlayerInput {
+    /// Wallet currency (ISO 4217 or a crypto asset); cannot change later.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// ISO 3166-1 alpha-2 country.
+    #[schema(example = "MT")]
+    pub country: String,
+    /// Licence the player plays under, e.g. `GB`, `MT`.
+    pub jurisdiction: Option<String>,
+    /// `none` (default), `pending`, `verified` or `rejected`.
+    pub kyc_status: Option<String>,
+    /// ISO 8601 date, `YYYY-MM-DD`.
+    #[schema(example = "1990-04-01")]
+    pub birth_date: Option<String>,
+}
+
+/// A player.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlayerView {
+    pub player_id: String,
+    pub currency: String,
+    pub country: String,
+    pub jurisdiction: Option<String>,
+    pub kyc_status: String,
+    pub birth_date: Option<String>,
+}
+
+/// A player's balance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceView {
+    pub player_id: String,
+    pub currency: String,
+    /// Spendable now.
+    #[schema(example = "100.00")]
+    pub available: String,
+    /// Reserved for withdrawals in flight.
+    #[schema(example = "0.00")]
+    pub held: String,
+}
+
+/// One entry of a player's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionView {
+    pub txn_id: String,
+    /// `debit`, `credit`, `rollback`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `posted`, `rejected`, `reversed`, `no_effect`, `original_not_found`, …
+    pub status: String,
+    pub amount: Option<String>,
+    pub currency: Option<String>,
+    pub round_id: Option<String>,
+    /// Payment the entry settles, or the original of a rollback.
+    pub reference: Option<String>,
+    /// Available balance right after this entry.
+    pub balance_after: Option<String>,
+    pub created_at: String,
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionPage {
+    pub data: Vec<TransactionView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Paging of list endpoints.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size (default 20, at most 100 unless configured otherwise).
+    pub limit: Option<u32>,
+}
+
+fn view(player: PlayerRecord) -> PlayerView {
+    PlayerView {
+        player_id: player.player_id,
+        currency: player.currency.code().to_string(),
+        country: player.country,
+        jurisdiction: player.jurisdiction,
+        kyc_status: player.kyc_status,
+        birth_date: player.birth_date,
+    }
+}
+
+/// Creates a player and their wallet, or updates their details (201 when created).
+#[utoipa::path(put, path = "/v1/players/{player_id}", tag = "players", request_body = PlayerInput,
+    params(("player_id" = String, Path, description = "Your id for the player")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "created", body = PlayerView),
+        (status = 200, description = "updated", body = PlayerView),
+        (status = 409, description = "the currency cannot change", body = ErrorBody),
+        (status = 422, description = "invalid field", body = ErrorBody),
+    ))]
+pub async fn put_player(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    Path(player_id): Path<String>,
+    ApiJson(input): ApiJson<PlayerInput>,
+) -> Result<Response, ApiError> {
+    external_id("player_id", &player_id)?;
+    let currency = Currency::from_code(&input.currency)
+        .map_err(|e| ApiError::validation("currency", e.to_string()))?;
+    if input.country.len() != 2 || !input.country.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ApiError::validation(
+            "country",
+            "must be an ISO 3166-1 alpha-2 code like \"MT\"",
+        ));
+    }
+    if let Some(jurisdiction) = &input.jurisdiction {
+        if jurisdiction.is_empty()
+            || jurisdiction.len() > 16
+            || !jurisdiction
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(ApiError::validation(
+                "jurisdiction",
+                "must be a short code like \"GB\" or \"MT\"",
+            ));
+        }
+    }
+    let kyc_status = input.kyc_status.unwrap_or_else(|| "none".into());
+    if !KYC_STATUSES.contains(&kyc_status.as_str()) {
+        return Err(ApiError::validation(
+            "kyc_status",
+            format!("must be one of {KYC_STATUSES:?}"),
+        ));
+    }
+    if let Some(date) = &input.birth_date {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        time::Date::parse(date, &format).map_err(|_| {
+            ApiError::validation("birth_date", "must be a date like \"1990-04-01\"")
+        })?;
+    }
+    let (player, created) = state
+        .players
+        .upsert(PlayerUpsert {
+            merchant_id: merchant.id,
+            player_id,
+            currency,
+            country: input.country,
+            jurisdiction: input.jurisdiction,
+            kyc_status,
+            birth_date: input.birth_date,
+        })
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view(player))).into_response())
+}
+
+/// A player's details.
+#[utoipa::path(get, path = "/v1/players/{player_id}", tag = "players",
+    params(("player_id" = String, Path, description = "Your id for the player")),
+    security(("bearer" = [])),
+    responses((status = 200, body = PlayerView), (status = 404, body = ErrorBody)))]
+pub async fn get_player(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    Path(player_id): Path<String>,
+) -> Result<Json<PlayerView>, ApiError> {
+    Ok(Json(view(
+        state.players.get(&merchant.id, &player_id).await?,
+    )))
+}
+
+/// The player's available and held money.
+#[utoipa::path(get, path = "/v1/players/{player_id}/balance", tag = "players",
+    params(("player_id" = String, Path, description = "Your id for the player")),
+    security(("bearer" = [])),
+    responses((status = 200, body = BalanceView), (status = 404, body = ErrorBody)))]
+pub async fn get_balance(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    Path(player_id): Path<String>,
+) -> Result<Json<BalanceView>, ApiError> {
+    let wallet = state.players.wallet(&merchant.id, &player_id).await?;
+    let balances = state.store.balances(&[wallet.cash, wallet.hold]).await?;
+    let amount = |id| {
+        wallet
+            .currency
+            .format_minor(balances.get(&id).copied().unwrap_or(0))
+    };
+    Ok(Json(BalanceView {
+        player_id,
+        currency: wallet.currency.code().to_string(),
+        available: amount(wallet.cash),
+        held: amount(wallet.hold),
+    }))
+}
+
+/// The player's wallet history, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/players/{player_id}/transactions", tag = "players",
+    params(("player_id" = String, Path, description = "Your id for the player"), PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = TransactionPage), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn list_transactions(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    Path(player_id): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<TransactionPage>, ApiError> {
+    let paging = &state.config.pagination;
+    let limit = page.limit.unwrap_or(paging.page_size_default);
+    if limit == 0 || limit > paging.page_size_max {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be between 1 and {}", paging.page_size_max),
+        ));
+    }
+    let before_id = page.cursor.as_deref().map(decode_cursor).transpose()?;
+    state.players.get(&merchant.id, &player_id).await?;
+    let mut entries = state
+        .store
+        .player_entries(&merchant.id, &player_id, before_id, limit + 1)
+        .await?;
+    let next_cursor = if entries.len() > limit as usize {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| encode_cursor(e.id))
+    } else {
+        None
+    };
+    let data = entries
+        .into_iter()
+        .map(|stored| {
+            let entry = stored.entry;
+            let money = |minor: i64| entry.currency.map(|c| c.format_minor(minor));
+            TransactionView {
+                amount: money(entry.amount_minor),
+                balance_after: entry.subject_balance_after_minor.and_then(money),
+                currency: entry.currency.map(|c| c.code().to_string()),
+                txn_id: entry.txn_id,
+                kind: entry.label,
+                status: entry.status.as_str().to_string(),
+                round_id: entry.meta.round_id,
+                reference: entry.meta.reference.or(entry.ref_txn_id),
+                created_at: rfc3339(stored.created_at_ms),
+            }
+        })
+        .collect();
+    Ok(Json(TransactionPage { data, next_cursor }))
+}
+
+fn encode_cursor(id: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("e{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix('e').and_then(|n| n.parse().ok()))
+        .ok_or_else(|| ApiError::validation("cursor", "is not a cursor this API returned"))
+}

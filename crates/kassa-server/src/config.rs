@@ -1,0 +1,213 @@
+//! Configuration: the embedded defaults (`config/default.toml`), then an optional file, then
+//! environment variables and flags, each overriding the one before.
+
+use serde::Deserialize;
+
+const DEFAULTS_TOML: &str = include_str!("../../../config/default.toml");
+
+/// Kassa's configuration. Units are in the names.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to bind.
+    pub listen: String,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// HTTP limits.
+    pub http: HttpConfig,
+    /// Per-key request rate.
+    pub rate_limit: RateLimitConfig,
+    /// `Idempotency-Key` retention.
+    pub idempotency: IdempotencyConfig,
+    /// List endpoints.
+    pub pagination: PaginationConfig,
+    /// The game-round wallet.
+    pub wallet: WalletConfig,
+}
+
+/// HTTP limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body.
+    pub body_limit_bytes: usize,
+    /// Longest a request may run.
+    pub request_timeout_ms: u64,
+}
+
+/// Per-key request rate.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained rate; 0 turns the limit off.
+    pub requests_per_second: u32,
+    /// Extra requests allowed at once.
+    pub burst: u32,
+}
+
+/// `Idempotency-Key` retention.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencyConfig {
+    /// How long finished keys are kept.
+    pub retention_hours: u32,
+    /// When an unfinished claim may be taken over.
+    pub in_progress_stale_ms: i64,
+}
+
+/// List endpoints.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaginationConfig {
+    /// Page size when none is asked for.
+    pub page_size_default: u32,
+    /// Largest page size allowed.
+    pub page_size_max: u32,
+}
+
+/// The game-round wallet.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletConfig {
+    /// Most calls per group commit.
+    pub batch_size_max: usize,
+    /// Calls allowed to wait for the writer.
+    pub queue_len_max: usize,
+}
+
+/// Overrides from the environment and the command line; `None` leaves the file's value.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen` / `KASSA_LISTEN`.
+    pub listen: Option<String>,
+    /// `--database-url` / `KASSA_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// `--log-format` / `KASSA_LOG_FORMAT`.
+    pub log_format: Option<String>,
+    /// `KASSA_RATE_LIMIT_RPS`.
+    pub rate_limit_rps: Option<u32>,
+}
+
+impl Config {
+    /// The embedded defaults.
+    pub fn defaults() -> Config {
+        toml::from_str(DEFAULTS_TOML).expect("embedded config/default.toml is valid")
+    }
+
+    /// Defaults, overlaid by the file at `path` (if any), overlaid by `overrides`.
+    pub fn load(path: Option<&str>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut merged: toml::Table = toml::from_str(DEFAULTS_TOML)?;
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read config file {path}: {e}"))?;
+            let file: toml::Table =
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {path}: {e}"))?;
+            overlay(&mut merged, file);
+        }
+        let mut config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, overrides: &Overrides) {
+        if let Some(listen) = &overrides.listen {
+            self.listen = listen.clone();
+        }
+        if let Some(url) = &overrides.database_url {
+            self.database_url = url.clone();
+        }
+        if let Some(format) = &overrides.log_format {
+            self.log_format = format.clone();
+        }
+        if let Some(rps) = overrides.rate_limit_rps {
+            self.rate_limit.requests_per_second = rps;
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.log_format.as_str(), "text" | "json"),
+            "log_format must be \"text\" or \"json\", not {:?}",
+            self.log_format
+        );
+        anyhow::ensure!(
+            self.http.body_limit_bytes >= 1024,
+            "http.body_limit_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            (1..=1000).contains(&self.pagination.page_size_max),
+            "pagination.page_size_max must be between 1 and 1000"
+        );
+        anyhow::ensure!(
+            self.pagination.page_size_default >= 1
+                && self.pagination.page_size_default <= self.pagination.page_size_max,
+            "pagination.page_size_default must be between 1 and page_size_max"
+        );
+        anyhow::ensure!(
+            (1..=4096).contains(&self.wallet.batch_size_max),
+            "wallet.batch_size_max must be between 1 and 4096"
+        );
+        anyhow::ensure!(
+            self.wallet.queue_len_max >= 1,
+            "wallet.queue_len_max must be at least 1"
+        );
+        anyhow::ensure!(
+            self.idempotency.retention_hours >= 24,
+            "idempotency.retention_hours must be at least 24"
+        );
+        Ok(())
+    }
+}
+
+fn overlay(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(top_table)) => {
+                overlay(base_table, top_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_overrides_win() {
+        let config = Config::defaults();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert!(config.database_url.starts_with("sqlite://"));
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            rate_limit_rps: Some(0),
+            ..Overrides::default()
+        };
+        let config = Config::load(None, &overrides).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:0");
+        assert_eq!(config.rate_limit.requests_per_second, 0);
+    }
+
+    #[test]
+    fn a_file_overrides_only_what_it_names_and_typos_are_errors() {
+        let dir = std::env::temp_dir().join(kassa_core::ids::generate("cfg"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kassa.toml");
+        std::fs::write(&path, "[rate_limit]\nburst = 7\n").unwrap();
+        let config = Config::load(path.to_str(), &Overrides::default()).unwrap();
+        assert_eq!(config.rate_limit.burst, 7);
+        assert_eq!(config.rate_limit.requests_per_second, 200);
+        std::fs::write(&path, "[rate_limit]\nburts = 7\n").unwrap();
+        assert!(Config::load(path.to_str(), &Overrides::default()).is_err());
+        std::fs::write(&path, "log_format = \"xml\"\n").unwrap();
+        assert!(Config::load(path.to_str(), &Overrides::default()).is_err());
+    }
+}

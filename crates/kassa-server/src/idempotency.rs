@@ -1,0 +1,300 @@
+//! `Idempotency-Key` for every POST that moves money, enforced here for all of them.
+//!
+//! Before the handler runs the key is claimed in the database. A repeat with the same body
+//! gets the first response again (`Idempotent-Replayed: true`); with another body, 409
+//! `idempotency_key_reused`; while the first still runs, 409 `idempotency_key_in_use`.
+//! A service that moves money completes the claim inside its own transaction
+//! ([`IdempotencyClaim::complete_in`]), so the effect and the remembered answer commit
+//! together. Otherwise this layer stores the answer itself — unless the request was
+//! invalid or failed on our side, in which case the key is released so the client can retry.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use kassa_store::idempotency::{complete_idempotency_key, Claim};
+use kassa_store::{StoreError, Tx};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Request header naming the key.
+pub const KEY_HEADER: &str = "idempotency-key";
+/// Response header set on a replayed answer.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+/// Longest key accepted.
+const KEY_LEN_MAX: usize = 255;
+
+/// A claimed key, handed to the handler in the request's extensions.
+#[derive(Clone, Debug)]
+pub struct IdempotencyClaim {
+    /// Merchant the key belongs to.
+    pub merchant_id: String,
+    /// The key.
+    pub key: String,
+    completed: Arc<AtomicBool>,
+}
+
+impl IdempotencyClaim {
+    /// Stores the answer inside the transaction that makes the effect. Call
+    /// [`mark_committed`](Self::mark_committed) after that transaction commits.
+    pub async fn complete_in(
+        &self,
+        tx: &mut Tx,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        complete_idempotency_key(tx, &self.merchant_id, &self.key, status, body).await
+    }
+
+    /// Tells the middleware the answer is stored.
+    pub fn mark_committed(&self) {
+        self.completed.store(true, Ordering::Release);
+    }
+}
+
+/// For endpoints where a missing key is a 422.
+pub async fn required(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    guard(state, true, request, next).await
+}
+
+/// For endpoints with an identifier of their own (the wallet's `txn_id`); a key is honoured
+/// when sent.
+pub async fn optional(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    guard(state, false, request, next).await
+}
+
+async fn guard(state: AppState, key_required: bool, request: Request, next: Next) -> Response {
+    let Some(merchant_id) = request
+        .extensions()
+        .get::<Principal>()
+        .and_then(|p| p.merchant_id.clone())
+    else {
+        // Not a merchant: the handler's extractor answers 401/403.
+        return next.run(request).await;
+    };
+    let header_key = match request.headers().get(KEY_HEADER).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(key)) if valid_key(key) => Some(key.to_string()),
+        Some(_) => return invalid_key("Idempotency-Key").into_response(),
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, state.config.http.body_limit_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "").into_response(),
+    };
+    let key = match (header_key, key_required) {
+        (Some(key), _) => key,
+        (None, true) => {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_missing",
+                "this request moves money and needs an Idempotency-Key header",
+            )
+            .with_details(serde_json::json!({ "field": "Idempotency-Key" }))
+            .into_response();
+        }
+        (None, false) => match body_key(&bytes) {
+            Ok(Some(key)) => key,
+            Ok(None) => {
+                return next
+                    .run(Request::from_parts(parts, Body::from(bytes)))
+                    .await
+            }
+            Err(error) => return error.into_response(),
+        },
+    };
+    let request_hash = request_hash(parts.method.as_str(), parts.uri.path(), &bytes);
+    let stale_after_ms = state.config.idempotency.in_progress_stale_ms;
+    let store = &state.store;
+    match store
+        .claim_idempotency_key(&merchant_id, &key, &request_hash, stale_after_ms)
+        .await
+    {
+        Ok(Claim::Claimed) => {}
+        Ok(Claim::Replay { status, body }) => return replay(status, body),
+        Ok(Claim::Reused) => {
+            return ApiError::conflict(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request; use a new key",
+            )
+            .into_response();
+        }
+        Ok(Claim::InUse) => {
+            return ApiError::conflict(
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still running; retry later",
+            )
+            .into_response();
+        }
+        Err(error) => return ApiError::from(error).into_response(),
+    }
+    let claim = IdempotencyClaim {
+        merchant_id: merchant_id.clone(),
+        key: key.clone(),
+        completed: Arc::new(AtomicBool::new(false)),
+    };
+    let mut request = Request::from_parts(parts, Body::from(bytes));
+    request.extensions_mut().insert(claim.clone());
+    let response = next.run(request).await;
+    if claim.completed.load(Ordering::Acquire) {
+        return response;
+    }
+    let status = response.status();
+    let nothing_happened = status.is_server_error()
+        || matches!(
+            status,
+            StatusCode::BAD_REQUEST
+                | StatusCode::UNAUTHORIZED
+                | StatusCode::FORBIDDEN
+                | StatusCode::NOT_FOUND
+                | StatusCode::PAYLOAD_TOO_LARGE
+                | StatusCode::UNSUPPORTED_MEDIA_TYPE
+                | StatusCode::UNPROCESSABLE_ENTITY
+                | StatusCode::TOO_MANY_REQUESTS
+        );
+    if nothing_happened {
+        if let Err(error) = store.release_idempotency_key(&merchant_id, &key).await {
+            tracing::error!(error = %error, "could not release an idempotency key");
+        }
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    if let Err(error) = store
+        .complete_idempotency_key(&merchant_id, &key, status.as_u16(), &text)
+        .await
+    {
+        return ApiError::from(error).into_response();
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// The `idempotency_key` field of a JSON body, for callers that cannot set headers. Only
+/// parsed when the name appears, to keep the wallet's hot path cheap.
+fn body_key(bytes: &Bytes) -> Result<Option<String>, ApiError> {
+    const FIELD: &[u8] = b"\"idempotency_key\"";
+    if !bytes.windows(FIELD.len()).any(|w| w == FIELD) {
+        return Ok(None);
+    }
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
+        return Ok(None); // the handler reports the malformed body
+    };
+    match body.get("idempotency_key") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(key)) if valid_key(key) => Ok(Some(key.clone())),
+        Some(_) => Err(invalid_key("idempotency_key")),
+    }
+}
+
+fn invalid_key(field: &str) -> ApiError {
+    ApiError::validation(
+        field,
+        format!("must be 1 to {KEY_LEN_MAX} printable ASCII characters"),
+    )
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= KEY_LEN_MAX && key.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+fn replay(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    response
+}
+
+/// Hash of what makes two requests "the same": method, path and the JSON body with its
+/// keys sorted, so that field order and white space do not matter.
+pub fn request_hash(method: &str, path: &str, body: &Bytes) -> String {
+    let canonical = match serde_json::from_slice::<Value>(body) {
+        Ok(value) => canonical_json(&value),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update(b" ");
+    hasher.update(path.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(canonical_json)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_ignores_field_order_and_white_space_but_not_values() {
+        let a = request_hash(
+            "POST",
+            "/v1/x",
+            &Bytes::from(r#"{"a":1,"b":{"c":2,"d":[1,2]}}"#),
+        );
+        let b = request_hash(
+            "POST",
+            "/v1/x",
+            &Bytes::from("{ \"b\": {\"d\": [1, 2], \"c\": 2}, \"a\": 1 }"),
+        );
+        let c = request_hash(
+            "POST",
+            "/v1/x",
+            &Bytes::from(r#"{"a":1,"b":{"c":3,"d":[1,2]}}"#),
+        );
+        let d = request_hash(
+            "POST",
+            "/v1/y",
+            &Bytes::from(r#"{"a":1,"b":{"c":2,"d":[1,2]}}"#),
+        );
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+    }
+
+    #[test]
+    fn keys_are_bounded_printable_ascii() {
+        assert!(valid_key("order-42:retry"));
+        assert!(!valid_key(""));
+        assert!(!valid_key("has space"));
+        assert!(!valid_key(&"k".repeat(256)));
+    }
+}

@@ -1,0 +1,4 @@
+//! Use cases behind the API. Each one that moves money runs in one database transaction.
+
+pub mod players;
+pub mod wallet;

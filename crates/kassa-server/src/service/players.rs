@@ -1,0 +1,107 @@
+//! Players: creation and update with their ledger accounts, and a cache of the parts of a
+//! player that never change (currency and account ids), which the wallet's hot path reads.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use kassa_core::ledger::{AccountId, AccountKind};
+use kassa_core::Currency;
+use kassa_store::directory::{PlayerRecord, PlayerUpsert};
+use kassa_store::Store;
+
+use crate::error::ApiError;
+
+/// A player's wallet wiring; immutable once the player exists, so safe to cache on every
+/// node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalletAccounts {
+    /// The wallet's currency.
+    pub currency: Currency,
+    /// Spendable money.
+    pub cash: AccountId,
+    /// Withdrawals in flight.
+    pub hold: AccountId,
+    /// The operator's side of bets and wins in this currency.
+    pub house: AccountId,
+    /// Where enrolled deposits come from until reconciled.
+    pub suspense: AccountId,
+}
+
+/// Looks players up, caching their wallet wiring.
+#[derive(Clone)]
+pub struct PlayerDirectory {
+    store: Store,
+    wallets: Arc<DashMap<(String, String), WalletAccounts>>,
+}
+
+/// Most players' wiring kept in memory; past this the cache starts over.
+const WALLET_CACHE_LEN_MAX: usize = 1_000_000;
+
+impl PlayerDirectory {
+    /// An empty directory over `store`.
+    pub fn new(store: Store) -> PlayerDirectory {
+        PlayerDirectory {
+            store,
+            wallets: Arc::new(DashMap::new()),
+        }
+    }
+
+    /// Creates or updates a player; returns the record and whether it was created.
+    pub async fn upsert(&self, player: PlayerUpsert) -> Result<(PlayerRecord, bool), ApiError> {
+        Ok(self.store.upsert_player(&player).await?)
+    }
+
+    /// The player, or 404 `player_not_found`.
+    pub async fn get(&self, merchant_id: &str, player_id: &str) -> Result<PlayerRecord, ApiError> {
+        self.store
+            .get_player(merchant_id, player_id)
+            .await?
+            .ok_or_else(|| player_not_found(player_id))
+    }
+
+    /// The player's wallet wiring, from memory when seen before.
+    pub async fn wallet(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+    ) -> Result<WalletAccounts, ApiError> {
+        let key = (merchant_id.to_string(), player_id.to_string());
+        if let Some(found) = self.wallets.get(&key) {
+            return Ok(*found);
+        }
+        let player = self.get(merchant_id, player_id).await?;
+        let house = self
+            .store
+            .account_id(
+                merchant_id,
+                AccountKind::OperatorRevenue,
+                "",
+                player.currency,
+            )
+            .await?;
+        let suspense = self
+            .store
+            .account_id(merchant_id, AccountKind::Suspense, "", player.currency)
+            .await?;
+        let wallet = WalletAccounts {
+            currency: player.currency,
+            cash: player.cash_account_id,
+            hold: player.hold_account_id,
+            house,
+            suspense,
+        };
+        if self.wallets.len() >= WALLET_CACHE_LEN_MAX {
+            self.wallets.clear();
+        }
+        self.wallets.insert(key, wallet);
+        Ok(wallet)
+    }
+}
+
+/// 404 for an unknown player.
+pub fn player_not_found(player_id: &str) -> ApiError {
+    ApiError::not_found(
+        "player_not_found",
+        format!("no player {player_id:?}; create it with PUT /v1/players/{{player_id}}"),
+    )
+}

@@ -1,0 +1,393 @@
+//! The seamless wallet a game aggregator calls on every spin: debit (bet), credit (win or
+//! enrolled deposit) and rollback, keyed by the caller's `txn_id`.
+//!
+//! Calls go through one writer task per node that commits whatever has queued up in one
+//! database transaction (group commit): a burst of N calls costs one commit, not N, and each
+//! caller is answered only after its batch is durable. The database still decides — accounts
+//! are locked and balances read inside the transaction — so several nodes may run writers
+//! against one PostgreSQL.
+
+use kassa_core::ledger::{Command, Entry, EntryMeta, EntryStatus, Outcome, Refusal, Request};
+use kassa_core::Currency;
+use kassa_store::{Store, StoreError};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use utoipa::ToSchema;
+
+use crate::config::WalletConfig;
+use crate::error::ApiError;
+use crate::idempotency::IdempotencyClaim;
+use crate::service::players::{PlayerDirectory, WalletAccounts};
+
+/// Times a batch is retried after a lost race (unique key, deadlock) before it is split.
+const BATCH_RETRIES_MAX: u32 = 3;
+
+/// What a successful wallet call answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct WalletReceipt {
+    /// The caller's transaction id.
+    pub txn_id: String,
+    /// `posted` (money moved), `rolled_back`, or `no_effect` (a rollback with nothing to undo).
+    #[schema(example = "posted")]
+    pub status: String,
+    /// The player's available balance right after this call, as first answered.
+    #[schema(example = "90.00")]
+    pub balance: String,
+    /// Set when this answer repeats the first one for the same `txn_id`.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+/// A debit or credit as the service takes it, already parsed.
+#[derive(Clone, Debug)]
+pub struct WalletMove {
+    /// Caller's id for the call; its idempotency key.
+    pub txn_id: String,
+    /// The player.
+    pub player_id: String,
+    /// Positive amount in the wallet's minor units.
+    pub amount_minor: i64,
+    /// Must be the wallet's currency.
+    pub currency: Currency,
+    /// Game round tying a bet to its win.
+    pub round_id: Option<String>,
+    /// Deposit being enrolled (credits only).
+    pub payment_id: Option<String>,
+}
+
+/// Turns an outcome into the stored and sent answer (status code and JSON body), for
+/// idempotency records completed inside the batch.
+type Render = Box<dyn Fn(&Outcome) -> (u16, String) + Send + Sync>;
+
+struct Job {
+    merchant_id: String,
+    request: Request,
+    claim: Option<(IdempotencyClaim, Render)>,
+    reply: oneshot::Sender<Result<Outcome, ApiError>>,
+}
+
+/// Handle on the wallet writer; cheap to clone.
+#[derive(Clone)]
+pub struct WalletService {
+    jobs: mpsc::Sender<Job>,
+    players: PlayerDirectory,
+}
+
+impl WalletService {
+    /// Starts the writer task.
+    pub fn start(store: Store, players: PlayerDirectory, config: &WalletConfig) -> WalletService {
+        let (jobs, queue) = mpsc::channel(config.queue_len_max);
+        tokio::spawn(run_writer(store, queue, config.batch_size_max));
+        WalletService { jobs, players }
+    }
+
+    /// A bet: moves money from the player to the house, or answers 402.
+    pub async fn debit(
+        &self,
+        merchant_id: &str,
+        call: WalletMove,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<WalletReceipt, ApiError> {
+        let wallet = self.wallet_for(merchant_id, &call).await?;
+        let request = Request {
+            fingerprint: fingerprint(&[
+                "debit",
+                &call.player_id,
+                &call.amount_minor.to_string(),
+                call.currency.code(),
+                call.round_id.as_deref().unwrap_or(""),
+            ]),
+            txn_id: call.txn_id,
+            label: "debit".into(),
+            command: Command::Transfer {
+                debit: wallet.cash,
+                credit: wallet.house,
+                amount_minor: call.amount_minor,
+            },
+            subject: Some(wallet.cash),
+            meta: EntryMeta {
+                player_id: Some(call.player_id),
+                round_id: call.round_id,
+                reference: None,
+            },
+        };
+        self.submit(merchant_id, request, claim).await
+    }
+
+    /// A win (from the house) or an enrolled deposit (from suspense, when `payment_id` is
+    /// given).
+    pub async fn credit(
+        &self,
+        merchant_id: &str,
+        call: WalletMove,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<WalletReceipt, ApiError> {
+        let wallet = self.wallet_for(merchant_id, &call).await?;
+        let source = if call.payment_id.is_some() {
+            wallet.suspense
+        } else {
+            wallet.house
+        };
+        let request = Request {
+            fingerprint: fingerprint(&[
+                "credit",
+                &call.player_id,
+                &call.amount_minor.to_string(),
+                call.currency.code(),
+                call.round_id.as_deref().unwrap_or(""),
+                call.payment_id.as_deref().unwrap_or(""),
+            ]),
+            txn_id: call.txn_id,
+            label: "credit".into(),
+            command: Command::Transfer {
+                debit: source,
+                credit: wallet.cash,
+                amount_minor: call.amount_minor,
+            },
+            subject: Some(wallet.cash),
+            meta: EntryMeta {
+                player_id: Some(call.player_id),
+                round_id: call.round_id,
+                reference: call.payment_id,
+            },
+        };
+        self.submit(merchant_id, request, claim).await
+    }
+
+    /// Undoes a debit. A debit never seen is answered 404 and remembered, so that it is
+    /// refused should it arrive later.
+    pub async fn rollback(
+        &self,
+        merchant_id: &str,
+        txn_id: String,
+        original_txn_id: String,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<WalletReceipt, ApiError> {
+        let request = Request {
+            fingerprint: fingerprint(&["rollback", &original_txn_id]),
+            txn_id,
+            label: "rollback".into(),
+            command: Command::Reverse {
+                original_txn_id,
+                original_label: Some("debit".into()),
+            },
+            subject: None,
+            meta: EntryMeta::default(),
+        };
+        self.submit(merchant_id, request, claim).await
+    }
+
+    async fn wallet_for(
+        &self,
+        merchant_id: &str,
+        call: &WalletMove,
+    ) -> Result<WalletAccounts, ApiError> {
+        let wallet = self.players.wallet(merchant_id, &call.player_id).await?;
+        if wallet.currency != call.currency {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "currency_mismatch",
+                format!(
+                    "player {} holds {}, not {}",
+                    call.player_id, wallet.currency, call.currency
+                ),
+            )
+            .with_details(
+                json!({ "field": "currency", "player_currency": wallet.currency.code() }),
+            ));
+        }
+        Ok(wallet)
+    }
+
+    async fn submit(
+        &self,
+        merchant_id: &str,
+        request: Request,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<WalletReceipt, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let render: Render = Box::new(|outcome| match receipt(outcome) {
+            Ok(receipt) => (200, serde_json::to_string(&receipt).unwrap_or_default()),
+            Err(error) => (
+                error.status().as_u16(),
+                serde_json::to_string(&error.body()).unwrap_or_default(),
+            ),
+        });
+        let job = Job {
+            merchant_id: merchant_id.to_string(),
+            request,
+            claim: claim.map(|c| (c, render)),
+            reply,
+        };
+        self.jobs.try_send(job).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => {
+                ApiError::unavailable("the wallet is at capacity; retry shortly")
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                ApiError::unavailable("the wallet is shutting down")
+            }
+        })?;
+        let outcome = answer.await.map_err(|_| ApiError::internal_message())??;
+        receipt(&outcome)
+    }
+}
+
+fn fingerprint(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0x1f]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The answer a ledger outcome gives a wallet caller. A replay answers what the first call
+/// answered, whatever happened to the entry since (a debit later rolled back still answers
+/// `posted` with the balance it had).
+pub fn receipt(outcome: &Outcome) -> Result<WalletReceipt, ApiError> {
+    let (entry, replayed) = match outcome {
+        Outcome::Recorded(entry) => (entry, false),
+        Outcome::Replayed(entry) => (entry, true),
+        Outcome::TxnIdReused(_) => {
+            return Err(ApiError::conflict(
+                "txn_id_reused",
+                "this txn_id was already used for a different call; use a new txn_id",
+            ))
+        }
+        Outcome::Cancelled(entry) => {
+            return Err(ApiError::conflict(
+                "txn_cancelled",
+                "this txn_id was rolled back before it arrived and can no longer be applied",
+            )
+            .with_details(json!({ "rollback_txn_id": entry.ref_txn_id })))
+        }
+        Outcome::Refused(refusal) => return Err(refusal_error(refusal)),
+    };
+    let balance = |entry: &Entry| match (entry.currency, entry.subject_balance_after_minor) {
+        (Some(currency), Some(balance)) => currency.format_minor(balance),
+        _ => String::new(),
+    };
+    let status = match entry.status {
+        EntryStatus::Posted | EntryStatus::Reversed if entry.label == "rollback" => "rolled_back",
+        EntryStatus::Posted | EntryStatus::Reversed => "posted",
+        EntryStatus::NoEffect => "no_effect",
+        EntryStatus::Rejected => {
+            return Err(ApiError::payment_refused(
+                "insufficient_funds",
+                "the player's balance does not cover this amount",
+            )
+            .with_details(json!({ "balance": balance(entry), "txn_id": entry.txn_id })))
+        }
+        EntryStatus::OriginalNotFound => {
+            return Err(ApiError::not_found(
+                "original_txn_not_found",
+                "no debit with this original_txn_id; it is remembered and will be refused if it arrives later",
+            )
+            .with_details(json!({ "original_txn_id": entry.ref_txn_id })))
+        }
+        other => {
+            tracing::error!(status = %other, txn_id = %entry.txn_id, "unexpected wallet entry status");
+            return Err(ApiError::internal_message());
+        }
+    };
+    Ok(WalletReceipt {
+        txn_id: entry.txn_id.clone(),
+        status: status.into(),
+        balance: balance(entry),
+        replayed,
+    })
+}
+
+fn refusal_error(refusal: &Refusal) -> ApiError {
+    match refusal {
+        Refusal::NotReversible { .. } => {
+            ApiError::conflict("rollback_not_allowed", refusal.to_string())
+        }
+        Refusal::ActsOnItself(_) => ApiError::validation("original_txn_id", refusal.to_string()),
+        Refusal::Overflow => ApiError::validation(
+            "amount",
+            "the balance would exceed the largest amount Kassa holds",
+        ),
+        Refusal::NotPositive => ApiError::validation("amount", refusal.to_string()),
+        other => {
+            tracing::error!(refusal = %other, "wallet request refused by the ledger");
+            ApiError::internal_message()
+        }
+    }
+}
+
+async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>, batch_size_max: usize) {
+    let mut batch = Vec::with_capacity(batch_size_max);
+    while queue.recv_many(&mut batch, batch_size_max).await > 0 {
+        commit(&store, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Commits a batch and answers its callers; on a failure that retrying does not cure,
+/// commits each call alone so that one bad call cannot fail the others.
+async fn commit(store: &Store, jobs: Vec<Job>) {
+    let mut attempt = 0;
+    let error = loop {
+        match try_commit(store, &jobs).await {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    if let Some((claim, _)) = &job.claim {
+                        claim.mark_committed();
+                    }
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                return;
+            }
+            Err(error) if error.is_retryable() && attempt < BATCH_RETRIES_MAX => attempt += 1,
+            Err(error) => break error,
+        }
+    };
+    if jobs.len() > 1 {
+        for job in jobs {
+            Box::pin(commit(store, vec![job])).await;
+        }
+        return;
+    }
+    let api_error = ApiError::internal(&error);
+    for job in jobs {
+        let _ = job.reply.send(Err(ApiError::new(
+            api_error.status(),
+            api_error.code(),
+            api_error.body().message,
+        )));
+    }
+}
+
+async fn try_commit(store: &Store, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+    let mut tx = store.begin().await?;
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
+    let mut merchants: Vec<&str> = jobs.iter().map(|j| j.merchant_id.as_str()).collect();
+    merchants.sort_unstable();
+    merchants.dedup();
+    for merchant in merchants {
+        let positions: Vec<usize> = (0..jobs.len())
+            .filter(|&i| jobs[i].merchant_id == merchant)
+            .collect();
+        let requests: Vec<Request> = positions.iter().map(|&i| jobs[i].request.clone()).collect();
+        let decided = store
+            .apply_ledger_requests(&mut tx, merchant, &requests)
+            .await?;
+        for (position, outcome) in positions.into_iter().zip(decided) {
+            outcomes[position] = Some(outcome);
+        }
+    }
+    let outcomes: Vec<Outcome> = outcomes
+        .into_iter()
+        .map(|o| o.expect("every job decided"))
+        .collect();
+    for (job, outcome) in jobs.iter().zip(&outcomes) {
+        if let Some((claim, render)) = &job.claim {
+            let (status, body) = render(outcome);
+            claim.complete_in(&mut tx, status, &body).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
