@@ -1,0 +1,240 @@
+//! The `kassa` binary as a new user and an operator run it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kassa_store::testing::{fresh_database_url, TestBackend};
+use serde_json::{json, Value};
+
+const KASSA: &str = env!("CARGO_BIN_EXE_kassa");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `kassa serve` and returns it with the lines it printed up to "listening".
+fn serve(database_url: &str, port: u16, envs: &[(&str, &str)]) -> (Running, Vec<String>) {
+    let mut command = Command::new(KASSA);
+    command
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            database_url,
+        ])
+        .env_remove("KASSA_DEMO_API_KEY")
+        .env_remove("KASSA_DEMO_ADMIN_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("kassa starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let done = line.contains("listening on");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    (Running(child), lines)
+}
+
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, url).bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn wait_healthy(port: u16) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("kassa did not become healthy");
+}
+
+#[tokio::test]
+async fn a_new_user_starts_kassa_and_moves_money() {
+    let url = fresh_database_url(TestBackend::Sqlite).await.unwrap();
+    let port = free_port();
+    let (server, lines) = serve(&url, port, &[]);
+    let printed = lines.join("\n");
+    let key = lines
+        .iter()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("merchant API key:")
+                .map(|k| k.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no key printed: {printed}"));
+    assert!(printed.contains("admin API key:"));
+    wait_healthy(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        format!("{base}/v1/players/p1"),
+        &key,
+        Some(json!({"currency": "EUR", "country": "MT"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/wallet/credit"),
+        &key,
+        Some(json!({"txn_id": "w1", "player_id": "p1", "amount": "25.00", "currency": "EUR"})),
+    )
+    .await;
+    assert_eq!((status, body["balance"].as_str()), (200, Some("25.00")));
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/wallet/debit"),
+        &key,
+        Some(json!({"txn_id": "b1", "player_id": "p1", "amount": "5.00", "currency": "EUR"})),
+    )
+    .await;
+    assert_eq!((status, body["balance"].as_str()), (200, Some("20.00")));
+    drop(server);
+
+    // A restart keeps the money and prints no new keys.
+    let (_server, lines) = serve(&url, port, &[]);
+    assert!(!lines.join("\n").contains("merchant API key"));
+    wait_healthy(port).await;
+    let (_, body) = call(
+        reqwest::Method::GET,
+        format!("{base}/v1/players/p1/balance"),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(body["available"], "20.00");
+}
+
+#[tokio::test]
+async fn a_script_chooses_the_demo_key() {
+    let url = fresh_database_url(TestBackend::Sqlite).await.unwrap();
+    let port = free_port();
+    let chosen = "sk_test_chosen_by_a_script_123";
+    let (_server, lines) = serve(&url, port, &[("KASSA_DEMO_API_KEY", chosen)]);
+    assert!(lines.iter().any(|l| l.contains(chosen)));
+    wait_healthy(port).await;
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        format!("http://127.0.0.1:{port}/v1/players/p1"),
+        chosen,
+        Some(json!({"currency": "EUR", "country": "MT"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+}
+
+#[tokio::test]
+async fn ledger_verify_passes_then_fails_on_a_tampered_balance() {
+    for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
+        let Some(url) = fresh_database_url(backend).await else {
+            continue;
+        };
+        let migrate = Command::new(KASSA)
+            .args(["migrate", "--database-url", &url])
+            .output()
+            .unwrap();
+        assert!(
+            migrate.status.success(),
+            "{}",
+            String::from_utf8_lossy(&migrate.stderr)
+        );
+        let port = free_port();
+        let key = "sk_test_verify_key_0000000001";
+        {
+            let (_server, _) = serve(&url, port, &[("KASSA_DEMO_API_KEY", key)]);
+            wait_healthy(port).await;
+            let base = format!("http://127.0.0.1:{port}");
+            call(
+                reqwest::Method::PUT,
+                format!("{base}/v1/players/p1"),
+                key,
+                Some(json!({"currency": "EUR", "country": "MT"})),
+            )
+            .await;
+            call(reqwest::Method::POST, format!("{base}/v1/wallet/credit"), key, Some(json!({"txn_id": "w1", "player_id": "p1", "amount": "25.00", "currency": "EUR"}))).await;
+        }
+        let ok = Command::new(KASSA)
+            .args(["ledger", "verify"])
+            .env("KASSA_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+        assert!(String::from_utf8_lossy(&ok.stdout).contains("ledger OK"));
+
+        let store = kassa_store::Store::connect(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("UPDATE ledger_accounts SET balance_minor = balance_minor + 500 WHERE kind = 'player_cash'")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        store.close().await;
+        let broken = Command::new(KASSA)
+            .args(["ledger", "verify", "--json", "--database-url", &url])
+            .output()
+            .unwrap();
+        assert_eq!(
+            broken.status.code(),
+            Some(1),
+            "a drifted balance must fail verify"
+        );
+        let report: Value = serde_json::from_slice(&broken.stdout).unwrap();
+        assert_eq!(report["ok"], false);
+        assert_eq!(report["drifted_accounts"][0]["stored_minor"], 3000);
+        assert_eq!(report["drifted_accounts"][0]["recomputed_minor"], 2500);
+    }
+}
+
+#[test]
+fn a_bad_database_url_is_a_clear_error() {
+    let output = Command::new(KASSA)
+        .args(["migrate", "--database-url", "mysql://nope"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unsupported database url"));
+}
