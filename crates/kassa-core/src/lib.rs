@@ -6,5 +6,6 @@
 pub mod ids;
 pub mod ledger;
 pub mod money;
+pub mod payment;
 
 pub use money::{Currency, Money, MoneyError};

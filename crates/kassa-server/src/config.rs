@@ -25,6 +25,62 @@ pub struct Config {
     pub pagination: PaginationConfig,
     /// The game-round wallet.
     pub wallet: WalletConfig,
+    /// Deposits.
+    pub payments: PaymentsConfig,
+    /// The sandbox payment provider.
+    pub sandbox: SandboxProviderConfig,
+}
+
+/// Deposits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// Pending this long: ask the provider.
+    pub status_sync_after_ms: i64,
+    /// How often status sync runs.
+    pub status_sync_interval_ms: u64,
+    /// No outcome this long after creation: expire.
+    pub expire_after_ms: i64,
+    /// This Kassa's public URL; empty means `http://{listen}`.
+    pub public_base_url: String,
+}
+
+/// The sandbox payment provider.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxProviderConfig {
+    /// Route payments to it.
+    pub enabled: bool,
+    /// Empty: in-process.
+    pub base_url: String,
+    /// Request signing key.
+    pub api_secret: String,
+    /// Webhook signing key.
+    pub webhook_secret: String,
+    /// Call timeout.
+    pub timeout_ms: u64,
+    /// Whether the sandbox sends webhooks by itself.
+    pub autopilot: bool,
+    /// Webhook delay.
+    pub webhook_delay_ms: u64,
+    /// Delay of the slow test card.
+    pub slow_approval_delay_ms: u64,
+    /// Send each webhook twice.
+    pub duplicate_webhooks: bool,
+    /// Send captured before authorized.
+    pub out_of_order_webhooks: bool,
+}
+
+impl std::fmt::Debug for SandboxProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxProviderConfig")
+            .field("enabled", &self.enabled)
+            .field("base_url", &self.base_url)
+            .field("api_secret", &"<redacted>")
+            .field("webhook_secret", &"<redacted>")
+            .field("autopilot", &self.autopilot)
+            .finish_non_exhaustive()
+    }
 }
 
 /// HTTP limits.
@@ -126,6 +182,17 @@ impl Config {
         }
         if let Some(rps) = overrides.rate_limit_rps {
             self.rate_limit.requests_per_second = rps;
+        }
+        if let Ok(secret) = std::env::var("KASSA_SANDBOX_WEBHOOK_SECRET") {
+            if !secret.is_empty() {
+                self.sandbox.webhook_secret = secret;
+            }
+        }
+        if let Ok(autopilot) = std::env::var("KASSA_SANDBOX_AUTOPILOT") {
+            self.sandbox.autopilot = !matches!(
+                autopilot.to_ascii_lowercase().as_str(),
+                "off" | "false" | "0" | "no"
+            );
         }
     }
 

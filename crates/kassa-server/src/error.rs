@@ -173,6 +173,12 @@ impl From<kassa_store::StoreError> for ApiError {
     }
 }
 
+impl From<kassa_store::SqlxError> for ApiError {
+    fn from(error: kassa_store::SqlxError) -> ApiError {
+        ApiError::from(kassa_store::StoreError::from(error))
+    }
+}
+
 impl From<kassa_core::MoneyError> for ApiError {
     fn from(error: kassa_core::MoneyError) -> ApiError {
         let field = match error {

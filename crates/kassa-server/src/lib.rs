@@ -8,10 +8,13 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod idempotency;
+pub mod providers;
 pub mod rate_limit;
 pub mod service;
 pub mod telemetry;
 pub mod trace;
+pub mod web;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +39,8 @@ pub struct AppState {
     pub wallet: service::wallet::WalletService,
     /// Players' immutable ledger wiring, cached.
     pub players: service::players::PlayerDirectory,
+    /// Deposits.
+    pub payments: service::payments::PaymentsService,
 }
 
 /// A running server, for tests and the binary.
@@ -44,20 +49,31 @@ pub struct Server {
     pub local_addr: SocketAddr,
     /// The demo keys created on first start, if this start created them.
     pub bootstrap: Option<bootstrap::DemoKeys>,
+    /// The in-process sandbox PSP's URL, when this server runs one.
+    pub sandbox_url: Option<String>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    sandbox: Option<kassa_sim::psp::SandboxHandle>,
 }
 
 impl Server {
-    /// Connects, migrates, bootstraps an empty database, binds and starts serving.
+    /// Connects, migrates, bootstraps an empty database, binds, starts the sandbox provider
+    /// (in-process unless configured elsewhere) and the workers, and starts serving.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
         let bootstrap = bootstrap::ensure_demo_merchant(&store).await?;
-        let state = AppState::new(store, config);
-        let listener = TcpListener::bind(&state.config.listen).await?;
+        let listener = TcpListener::bind(&config.listen).await?;
         let local_addr = listener.local_addr()?;
+        let public_base_url = match config.payments.public_base_url.trim_end_matches('/') {
+            "" => format!("http://{local_addr}"),
+            url => url.to_string(),
+        };
+        let (registry, sandbox) = providers::build(&config, &public_base_url).await?;
+        let sandbox_url = sandbox.as_ref().map(|s| s.base_url().to_string());
+        let state = AppState::new(store, config, Arc::new(registry));
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
+        workers::spawn_status_sync(state.clone(), shutdown.subscribe());
         let app = api::router(state);
         let handle = tokio::spawn(async move {
             axum::serve(
@@ -72,8 +88,10 @@ impl Server {
         Ok(Server {
             local_addr,
             bootstrap,
+            sandbox_url,
             handle,
             shutdown,
+            sandbox,
         })
     }
 
@@ -81,12 +99,18 @@ impl Server {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.handle.await??;
+        if let Some(sandbox) = self.sandbox {
+            sandbox.stop().await;
+        }
         Ok(())
     }
 
     /// Waits until the server ends (it ends on `stop` or a fatal error).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.handle.await??;
+        if let Some(sandbox) = self.sandbox {
+            sandbox.stop().await;
+        }
         Ok(())
     }
 
@@ -98,17 +122,24 @@ impl Server {
 
 impl AppState {
     /// Wires the services over a migrated store.
-    pub fn new(store: Store, config: Config) -> AppState {
+    pub fn new(
+        store: Store,
+        config: Config,
+        providers: Arc<kassa_connectors::ProviderRegistry>,
+    ) -> AppState {
         let config = Arc::new(config);
         let players = service::players::PlayerDirectory::new(store.clone());
         let wallet =
             service::wallet::WalletService::start(store.clone(), players.clone(), &config.wallet);
+        let payments =
+            service::payments::PaymentsService::new(store.clone(), providers, players.clone());
         AppState {
             auth: auth::KeyCache::new(store.clone()),
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),
             store,
             players,
             wallet,
+            payments,
             config,
         }
     }

@@ -263,7 +263,28 @@ impl Store {
         Ok((record, created))
     }
 
+    /// The id of an existing account, read without taking the write lock.
+    pub async fn find_account_id(
+        &self,
+        merchant_id: &str,
+        kind: AccountKind,
+        owner: &str,
+        currency: Currency,
+    ) -> Result<Option<AccountId>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM ledger_accounts \
+             WHERE merchant_id = $1 AND kind = $2 AND owner = $3 AND currency = $4",
+        )
+        .bind(merchant_id)
+        .bind(kind.as_str())
+        .bind(owner)
+        .bind(currency.code())
+        .fetch_optional(self.reader())
+        .await?)
+    }
+
     /// The id of a merchant-wide account (`owner` empty) or a provider's, creating it if needed.
+    /// Call it outside any open write transaction (use [`ensure_account`] inside one).
     pub async fn account_id(
         &self,
         merchant_id: &str,
@@ -271,6 +292,12 @@ impl Store {
         owner: &str,
         currency: Currency,
     ) -> Result<AccountId, StoreError> {
+        if let Some(id) = self
+            .find_account_id(merchant_id, kind, owner, currency)
+            .await?
+        {
+            return Ok(id);
+        }
         let mut tx = self.begin().await?;
         let id = ensure_account(&mut tx, merchant_id, kind, owner, currency).await?;
         tx.commit().await?;

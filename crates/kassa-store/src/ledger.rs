@@ -180,6 +180,22 @@ impl Store {
         Ok(outcomes)
     }
 
+    /// Balances of `ids`, locked for the rest of `tx` (PostgreSQL), for decisions that depend
+    /// on them inside the same transaction (how much of a chargeback the player covers).
+    pub async fn lock_balances(
+        &self,
+        tx: &mut Tx,
+        ids: &[AccountId],
+    ) -> Result<HashMap<AccountId, i64>, StoreError> {
+        let ids: BTreeSet<AccountId> = ids.iter().copied().collect();
+        Ok(self
+            .lock_accounts(tx, &ids)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a.balance_minor))
+            .collect())
+    }
+
     async fn lock_accounts(
         &self,
         tx: &mut Tx,

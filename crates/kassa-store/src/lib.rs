@@ -15,6 +15,10 @@ use sqlx::{AnyPool, Executor};
 pub mod directory;
 pub mod idempotency;
 pub mod ledger;
+pub mod payments;
+
+/// The database driver's error, for callers that commit transactions.
+pub use sqlx::Error as SqlxError;
 
 /// A database transaction on the writer pool.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;

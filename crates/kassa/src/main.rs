@@ -1,5 +1,7 @@
 //! The `kassa` binary.
 
+mod demo;
+
 use clap::{Args, Parser, Subcommand};
 use kassa_server::config::{Config, Overrides};
 use kassa_server::{telemetry, Server};
@@ -24,6 +26,33 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Walks one deposit through the sandbox, 3-D Secure challenge included, printing each
+    /// step and the final balance. Needs nothing configured.
+    Demo(demo::DemoArgs),
+    /// Provider simulators, as their own process.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// The sandbox PSP (REST API, hosted card and 3-D Secure pages, signed webhooks).
+    Psp(SimPspArgs),
+}
+
+#[derive(Args)]
+struct SimPspArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: String,
+    /// Where to send webhooks, e.g. http://127.0.0.1:8080/v1/payments/webhook.
+    #[arg(long, env = "KASSA_SANDBOX_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// The URL browsers reach this sandbox at, when it differs from --listen.
+    #[arg(long)]
+    public_base_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -90,6 +119,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Ledger {
             command: LedgerCommand::Verify(args),
         } => verify(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Sim {
+            command: SimCommand::Psp(args),
+        } => {
+            telemetry::init("text");
+            let mut config = kassa_sim::psp::SandboxPspConfig::from_env_defaults()?;
+            config.listen = args.listen;
+            if args.webhook_url.is_some() {
+                config.webhook_url = args.webhook_url;
+            }
+            config.public_base_url = args.public_base_url;
+            println!(
+                "sandbox PSP listening on http://{} (ctrl-c stops it)",
+                config.listen
+            );
+            kassa_sim::run(config).await
+        }
     }
 }
 

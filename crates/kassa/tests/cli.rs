@@ -238,3 +238,25 @@ fn a_bad_database_url_is_a_clear_error() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unsupported database url"));
 }
+
+#[test]
+fn the_demo_walks_a_deposit_from_start_to_finish() {
+    let output = Command::new(KASSA).arg("demo").output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "3-D Secure",
+        "payment status: captured",
+        "50.00 EUR available",
+        "ledger OK",
+    ] {
+        assert!(
+            printed.contains(expected),
+            "the demo should print {expected:?}:\n{printed}"
+        );
+    }
+}

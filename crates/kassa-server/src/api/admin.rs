@@ -85,3 +85,50 @@ pub async fn verify_ledger(
     let report = state.store.verify_ledger().await?;
     Ok(Json(report.to_json()).into_response())
 }
+
+/// Which deliveries to list.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct DeliveryQuery {
+    /// Only this payment's.
+    pub payment_id: Option<String>,
+    /// At most this many (default 50, at most 500).
+    pub limit: Option<u32>,
+}
+
+/// The inbound provider webhook delivery log, newest first: raw body, headers (secrets
+/// removed), outcome and the status Kassa answered (roles `admin` or `finance`).
+#[utoipa::path(get, path = "/v1/admin/webhook-deliveries", tag = "admin", params(DeliveryQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "{data: [delivery]}", body = Object), (status = 403, body = ErrorBody)))]
+pub async fn webhook_deliveries(
+    State(state): State<AppState>,
+    admin: Admin,
+    axum::extract::Query(query): axum::extract::Query<DeliveryQuery>,
+) -> Result<Response, ApiError> {
+    admin.require_any(&[roles::ADMIN, roles::FINANCE])?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::validation("limit", "must be between 1 and 500"));
+    }
+    let deliveries = state
+        .store
+        .webhook_deliveries(query.payment_id.as_deref(), limit)
+        .await?;
+    let data: Vec<serde_json::Value> = deliveries
+        .into_iter()
+        .map(|d| {
+            serde_json::json!({
+                "delivery_id": d.id,
+                "provider": d.provider,
+                "event_id": d.event_id,
+                "payment_id": d.payment_id,
+                "outcome": d.outcome,
+                "http_status": d.http_status,
+                "headers": serde_json::from_str::<serde_json::Value>(&d.headers).unwrap_or_default(),
+                "raw_body": d.raw_body,
+                "received_at": crate::api::rfc3339(d.received_at_ms),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "data": data })).into_response())
+}

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod payments;
 pub mod players;
 pub mod wallet;
 
@@ -39,6 +40,7 @@ use crate::{auth, idempotency, trace, AppState};
     tags(
         (name = "wallet", description = "Seamless-wallet calls of game rounds"),
         (name = "players", description = "Players and their balances"),
+        (name = "payments", description = "Deposits, refunds and provider webhooks"),
         (name = "admin", description = "Platform administration (admin keys)"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -84,19 +86,39 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(wallet::credit))
         .routes(routes!(wallet::rollback))
         .route_layer(from_fn_with_state(state.clone(), idempotency::optional));
+    let money_moving = OpenApiRouter::new()
+        .routes(routes!(payments::init_payment))
+        .routes(routes!(payments::create_refund))
+        .route_layer(from_fn_with_state(state.clone(), idempotency::required));
     let authenticated = OpenApiRouter::new()
         .merge(wallet)
+        .merge(money_moving)
+        .routes(routes!(payments::get_payment))
+        .routes(routes!(payments::list_payments))
+        .routes(routes!(payments::cancel_payment))
+        .routes(routes!(payments::payment_events))
         .routes(routes!(players::put_player, players::get_player))
         .routes(routes!(players::get_balance))
         .routes(routes!(players::list_transactions))
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))
+        .routes(routes!(admin::webhook_deliveries))
         .route_layer(from_fn_with_state(state.clone(), auth::middleware));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(authenticated)
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::openapi_json))
+        .routes(routes!(payments::seed_webhook))
+        .routes(routes!(payments::provider_webhook))
+        .route(
+            "/cashier/return",
+            axum::routing::get(crate::web::cashier::return_page),
+        )
+        .route(
+            "/cashier/payments/{payment_id}/events",
+            axum::routing::get(payments::public_payment_events),
+        )
 }
 
 /// `Json` whose rejections use the documented error body: malformed JSON is 400

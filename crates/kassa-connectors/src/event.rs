@@ -1,0 +1,187 @@
+//! Typed events parsed from a provider's verified webhook.
+
+use kassa_core::Currency;
+use serde::Serialize;
+
+/// What a provider reported about a payment in one webhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentEventStatus {
+    /// The funds are reserved on the player's card or account, not yet taken.
+    Authorized,
+    /// The funds are taken: the only status that credits the player.
+    Captured,
+    /// The issuer or the provider refused the payment.
+    Declined,
+    /// The payment could not be completed for a technical reason.
+    Failed,
+    /// The payment was cancelled before it completed.
+    Cancelled,
+    /// (Part of) a captured payment went back to the player; the event carries `refund_id`.
+    Refunded,
+    /// The cardholder disputed the payment and the funds were withdrawn; carries `dispute_id`.
+    Chargeback,
+    /// The merchant won the dispute: the charged-back funds come back; carries `dispute_id`.
+    DisputeWon,
+    /// The merchant lost the dispute: the chargeback is final; carries `dispute_id`.
+    DisputeLost,
+}
+
+impl PaymentEventStatus {
+    /// The wire spelling, e.g. `dispute_won`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentEventStatus::Authorized => "authorized",
+            PaymentEventStatus::Captured => "captured",
+            PaymentEventStatus::Declined => "declined",
+            PaymentEventStatus::Failed => "failed",
+            PaymentEventStatus::Cancelled => "cancelled",
+            PaymentEventStatus::Refunded => "refunded",
+            PaymentEventStatus::Chargeback => "chargeback",
+            PaymentEventStatus::DisputeWon => "dispute_won",
+            PaymentEventStatus::DisputeLost => "dispute_lost",
+        }
+    }
+
+    /// Parses the wire spelling; `None` for anything unknown.
+    pub fn parse(text: &str) -> Option<PaymentEventStatus> {
+        Some(match text {
+            "authorized" => PaymentEventStatus::Authorized,
+            "captured" => PaymentEventStatus::Captured,
+            "declined" => PaymentEventStatus::Declined,
+            "failed" => PaymentEventStatus::Failed,
+            "cancelled" => PaymentEventStatus::Cancelled,
+            "refunded" => PaymentEventStatus::Refunded,
+            "chargeback" => PaymentEventStatus::Chargeback,
+            "dispute_won" => PaymentEventStatus::DisputeWon,
+            "dispute_lost" => PaymentEventStatus::DisputeLost,
+            _ => return None,
+        })
+    }
+}
+
+/// What a provider reported about a payout in one webhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutEventStatus {
+    /// The money reached the player: post the withdrawal hold.
+    Paid,
+    /// The payout did not go through: void the hold; `reason` says why.
+    Failed,
+}
+
+impl PayoutEventStatus {
+    /// The wire spelling, e.g. `paid`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayoutEventStatus::Paid => "paid",
+            PayoutEventStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses the wire spelling; `None` for anything unknown.
+    pub fn parse(text: &str) -> Option<PayoutEventStatus> {
+        match text {
+            "paid" => Some(PayoutEventStatus::Paid),
+            "failed" => Some(PayoutEventStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A payment event from a verified webhook, amounts already in minor units.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PaymentEvent {
+    /// The provider's id of this event: the dedupe key (a duplicate delivery repeats it).
+    pub event_id: String,
+    /// Kassa's payment id, as sent to the provider at init.
+    pub payment_id: String,
+    /// What happened.
+    pub status: PaymentEventStatus,
+    /// The amount the event is about (the refund's amount for `refunded`).
+    pub amount_minor: i64,
+    /// The currency of `amount_minor`.
+    pub currency: Currency,
+    /// When the provider says the event happened, in Unix seconds.
+    pub timestamp_unix_s: i64,
+    /// The provider's own reference of the payment, when it sent one.
+    pub provider_reference: Option<String>,
+    /// Kassa's refund id; present on `refunded`.
+    pub refund_id: Option<String>,
+    /// The provider's dispute id; present on `chargeback`, `dispute_won` and `dispute_lost`.
+    pub dispute_id: Option<String>,
+    /// A machine-readable reason, e.g. `insufficient_funds` on `declined`.
+    pub reason: Option<String>,
+}
+
+/// A payout event from a verified webhook, amounts already in minor units.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PayoutEvent {
+    /// The provider's id of this event: the dedupe key.
+    pub event_id: String,
+    /// Kassa's payout id, as sent to the provider.
+    pub payout_id: String,
+    /// What happened.
+    pub status: PayoutEventStatus,
+    /// The payout's amount.
+    pub amount_minor: i64,
+    /// The currency of `amount_minor`.
+    pub currency: Currency,
+    /// When the provider says the event happened, in Unix seconds.
+    pub timestamp_unix_s: i64,
+    /// The provider's own reference of the payout, when it sent one.
+    pub provider_reference: Option<String>,
+    /// A machine-readable reason, e.g. `account_closed` on `failed`.
+    pub reason: Option<String>,
+}
+
+/// One verified, parsed provider webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProviderEvent {
+    /// About a deposit (or its refund or chargeback).
+    Payment(PaymentEvent),
+    /// About a withdrawal.
+    Payout(PayoutEvent),
+}
+
+impl ProviderEvent {
+    /// The provider's event id, the dedupe key whichever the kind.
+    pub fn event_id(&self) -> &str {
+        match self {
+            ProviderEvent::Payment(event) => &event.event_id,
+            ProviderEvent::Payout(event) => &event.event_id,
+        }
+    }
+
+    /// When the provider says the event happened, in Unix seconds.
+    pub fn timestamp_unix_s(&self) -> i64 {
+        match self {
+            ProviderEvent::Payment(event) => event.timestamp_unix_s,
+            ProviderEvent::Payout(event) => event.timestamp_unix_s,
+        }
+    }
+}
+
+/// Why an inbound webhook was refused. Every variant means: change nothing, log, keep for replay.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// The signature header is missing, unreadable, or does not match the body.
+    #[error("webhook signature is missing or invalid")]
+    InvalidSignature,
+    /// The event's timestamp is further than the tolerance from now, either way.
+    #[error(
+        "webhook timestamp {timestamp_unix_s} is more than {tolerance_s} s from now ({now_unix_s})"
+    )]
+    Stale {
+        /// The event's timestamp.
+        timestamp_unix_s: i64,
+        /// The receiver's clock.
+        now_unix_s: i64,
+        /// The largest accepted distance.
+        tolerance_s: i64,
+    },
+    /// The signature is good but the body is not an event Kassa understands.
+    #[error("webhook body is malformed: {0}")]
+    Malformed(String),
+}

@@ -1,0 +1,255 @@
+//! The one trait every payment provider's connector implements, and the types crossing it.
+
+use async_trait::async_trait;
+use kassa_core::Currency;
+use reqwest::header::HeaderMap;
+use serde::Serialize;
+
+use crate::event::{ProviderEvent, WebhookError};
+
+/// What a provider can do, so the router never sends it a payment it cannot take.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Payment methods, e.g. `card`, `bank_transfer`.
+    pub methods: Vec<String>,
+    /// Currencies it settles in.
+    pub currencies: Vec<Currency>,
+    /// ISO 3166-1 alpha-2 country codes it serves; empty means every country.
+    pub countries: Vec<String>,
+    /// Whether it can send payouts (withdrawals).
+    pub payouts: bool,
+    /// Whether it can refund a captured payment.
+    pub refunds: bool,
+}
+
+impl Capabilities {
+    /// Whether a payment with this method, currency and (optional) country fits.
+    pub fn supports(&self, method: &str, currency: Currency, country: Option<&str>) -> bool {
+        let country_ok = match country {
+            _ if self.countries.is_empty() => true,
+            Some(country) => self
+                .countries
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(country)),
+            None => false,
+        };
+        self.methods.iter().any(|m| m == method)
+            && self.currencies.contains(&currency)
+            && country_ok
+    }
+}
+
+/// A deposit to start at the provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentRequest {
+    /// Kassa's payment id; the provider echoes it in its webhooks.
+    pub payment_id: String,
+    /// The amount to charge, in minor units; strictly positive.
+    pub amount_minor: i64,
+    /// The currency of `amount_minor`.
+    pub currency: Currency,
+    /// The payment method, one of the provider's [`Capabilities::methods`].
+    pub method: String,
+    /// The player's country (ISO 3166-1 alpha-2), when known.
+    pub country: Option<String>,
+    /// Where the provider sends the player's browser when the payment page is done.
+    pub return_url: String,
+}
+
+/// The provider's status of a payment, as it answers a call (not a webhook).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderPaymentStatus {
+    /// Waiting for the player or the issuer.
+    Pending,
+    /// Funds reserved, not taken.
+    Authorized,
+    /// Funds taken.
+    Captured,
+    /// Refused by the issuer or the provider.
+    Declined,
+    /// Ended by a technical failure.
+    Failed,
+    /// Cancelled before completing.
+    Cancelled,
+    /// Part of the captured amount was refunded.
+    PartiallyRefunded,
+    /// The whole captured amount was refunded.
+    Refunded,
+    /// Disputed by the cardholder and withdrawn.
+    ChargedBack,
+}
+
+impl ProviderPaymentStatus {
+    /// Whether the provider will not change this status by itself any more (refunds and
+    /// chargebacks aside), so status sync can stop asking.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            ProviderPaymentStatus::Pending | ProviderPaymentStatus::Authorized
+        )
+    }
+}
+
+/// What the provider answered to a new payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentSession {
+    /// The provider's id of the payment; status sync and refunds use it.
+    pub provider_reference: String,
+    /// The payment's status right after init, usually `Pending`.
+    pub status: ProviderPaymentStatus,
+    /// The provider's page the player must visit (card form, 3-D Secure, bank app), if any.
+    pub redirect_url: Option<String>,
+}
+
+/// The provider's view of a payment, from status sync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentStatusReport {
+    /// The provider's id of the payment.
+    pub provider_reference: String,
+    /// Kassa's payment id, as the provider stored it.
+    pub payment_id: String,
+    /// The provider's current status.
+    pub status: ProviderPaymentStatus,
+    /// The payment's amount, in minor units.
+    pub amount_minor: i64,
+    /// The currency of `amount_minor`.
+    pub currency: Currency,
+}
+
+/// A refund of (part of) a captured payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundRequest {
+    /// The provider's id of the captured payment.
+    pub provider_reference: String,
+    /// Kassa's refund id; the provider echoes it in the `refunded` webhook.
+    pub refund_id: String,
+    /// How much to give back, in minor units; strictly positive.
+    pub amount_minor: i64,
+    /// The payment's currency.
+    pub currency: Currency,
+}
+
+/// The provider took the refund; the outcome arrives by webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundAccepted {
+    /// Kassa's refund id, echoed.
+    pub refund_id: String,
+    /// The provider's id of the refunded payment.
+    pub provider_reference: String,
+}
+
+/// A withdrawal to send to the player.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayoutRequest {
+    /// Kassa's payout id; the provider echoes it in its webhooks.
+    pub payout_id: String,
+    /// The amount to pay out, in minor units; strictly positive.
+    pub amount_minor: i64,
+    /// The currency of `amount_minor`.
+    pub currency: Currency,
+    /// The payout method, e.g. `card` or `bank_transfer`.
+    pub method: String,
+    /// Where the money goes (a card token, an IBAN), when the method needs one.
+    pub destination: Option<String>,
+}
+
+/// The provider's status of a payout, as it answers a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderPayoutStatus {
+    /// Accepted, the outcome comes by webhook.
+    Pending,
+    /// Already paid.
+    Paid,
+    /// Already failed.
+    Failed,
+}
+
+/// What the provider answered to a payout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayoutAccepted {
+    /// The provider's id of the payout.
+    pub provider_reference: String,
+    /// The payout's status right after the call, usually `Pending`.
+    pub status: ProviderPayoutStatus,
+}
+
+/// Why a call to a provider did not give an answer Kassa can use.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// No answer within the configured timeout; the provider may or may not have acted.
+    #[error("the provider did not answer in time")]
+    Timeout,
+    /// The provider could not be reached or answered with a server error (5xx).
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+    /// The provider answered and refused the request (4xx), with its own code.
+    #[error("the provider refused the request: {code}: {message}")]
+    Rejected {
+        /// The provider's stable error code, e.g. `invalid_state`.
+        code: String,
+        /// The provider's human text.
+        message: String,
+    },
+    /// The provider answered something that does not follow its protocol.
+    #[error("the provider broke its protocol: {0}")]
+    Protocol(String),
+    /// The provider does not offer this operation (see [`Capabilities`]).
+    #[error("the provider does not support {0}")]
+    Unsupported(&'static str),
+}
+
+impl ProviderError {
+    /// Whether the same call may succeed later (for health, breakers and retries). A timeout
+    /// is transient but ambiguous: the provider may have acted, so retry idempotently only.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ProviderError::Timeout | ProviderError::Unavailable(_))
+    }
+}
+
+/// One payment provider behind Kassa: a translator plus transport, never a decision maker.
+///
+/// Implementations must be cheap to share (`Arc<dyn PaymentProvider>`), put a timeout on
+/// every call, and translate amounts between `i64` minor units and the provider's wire format.
+#[async_trait]
+pub trait PaymentProvider: Send + Sync {
+    /// The provider's name as Kassa routes and stores it, e.g. `sandbox`.
+    fn name(&self) -> &str;
+
+    /// What the provider can do.
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Starts a payment; the player usually continues at `redirect_url`.
+    async fn init_payment(&self, request: &PaymentRequest)
+        -> Result<PaymentSession, ProviderError>;
+
+    /// Asks the provider for a payment's current status (status sync).
+    async fn get_status(
+        &self,
+        provider_reference: &str,
+    ) -> Result<PaymentStatusReport, ProviderError>;
+
+    /// Cancels a payment that has not completed; answers the status after the call.
+    async fn cancel(
+        &self,
+        provider_reference: &str,
+    ) -> Result<ProviderPaymentStatus, ProviderError>;
+
+    /// Refunds (part of) a captured payment; the outcome comes by webhook.
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundAccepted, ProviderError>;
+
+    /// Sends a payout; the outcome comes by webhook.
+    async fn payout(&self, request: &PayoutRequest) -> Result<PayoutAccepted, ProviderError>;
+
+    /// Checks an inbound webhook's signature and freshness and parses it into an event.
+    ///
+    /// Required, with no default: a connector that cannot verify must refuse. Fails closed:
+    /// any doubt is an error, and nothing in `raw_body` is trusted before the signature is.
+    fn verify_webhook(
+        &self,
+        headers: &HeaderMap,
+        raw_body: &[u8],
+        now_unix_s: i64,
+    ) -> Result<ProviderEvent, WebhookError>;
+}

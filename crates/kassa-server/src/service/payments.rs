@@ -1,0 +1,1109 @@
+//! Deposits: init through a provider, the provider's verified webhooks moving the payment
+//! through its state machine, refunds, chargebacks and disputes, and status sync.
+//!
+//! Money moves only in the transaction that applies an event: the payment row is locked,
+//! the state machine decides, the ledger posts (with a txn id derived from the payment, so a
+//! second `captured` can never credit twice), the event is marked processed and the outbox
+//! written — all committed together or not at all.
+
+use std::sync::Arc;
+
+use kassa_connectors::{
+    PaymentEvent as ProviderPaymentEvent, PaymentEventStatus, PaymentProvider, PaymentRequest,
+    ProviderError, ProviderPaymentStatus, ProviderRegistry, RefundRequest,
+};
+use kassa_core::ledger::{AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request};
+use kassa_core::payment::{next, PaymentEvent, PaymentStatus, Transition};
+use kassa_core::{ids, Currency};
+use kassa_store::directory::PlayerRecord;
+use kassa_store::payments::{PaymentRecord, RefundRecord};
+use kassa_store::{now_ms, Store, StoreError, Tx};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::idempotency::IdempotencyClaim;
+use crate::service::players::{PlayerDirectory, WalletAccounts};
+
+/// Status changes published to this node's live streams (SSE); other nodes' changes are
+/// found by the streams' polling.
+pub type StatusFeed = broadcast::Sender<(String, PaymentStatus)>;
+
+/// A deposit as the API asks for it, already parsed.
+#[derive(Clone, Debug)]
+pub struct NewPayment {
+    pub player_id: String,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub method: String,
+    pub return_url: String,
+    pub country: String,
+    pub device: Option<String>,
+    pub ip: Option<String>,
+    pub session_id: Option<String>,
+}
+
+/// What applying an event did, for the webhook's answer and the delivery log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The event moved the payment (and maybe money).
+    Processed(PaymentStatus),
+    /// The event did not fit the payment's state: recorded and ignored.
+    Ignored(PaymentStatus),
+}
+
+/// The payments use cases; cheap to clone.
+#[derive(Clone)]
+pub struct PaymentsService {
+    store: Store,
+    providers: Arc<ProviderRegistry>,
+    players: PlayerDirectory,
+    feed: StatusFeed,
+}
+
+impl PaymentsService {
+    /// Wires the service.
+    pub fn new(
+        store: Store,
+        providers: Arc<ProviderRegistry>,
+        players: PlayerDirectory,
+    ) -> PaymentsService {
+        let (feed, _) = broadcast::channel(1024);
+        PaymentsService {
+            store,
+            providers,
+            players,
+            feed,
+        }
+    }
+
+    /// The live status feed of this node.
+    pub fn feed(&self) -> &StatusFeed {
+        &self.feed
+    }
+
+    /// The registry, for the webhook endpoint.
+    pub fn provider(&self, name: &str) -> Option<Arc<dyn PaymentProvider>> {
+        self.providers.get(name)
+    }
+
+    /// Picks the provider for a payment: the first registered one whose capabilities fit.
+    fn route(
+        &self,
+        method: &str,
+        currency: Currency,
+        country: &str,
+    ) -> Result<Arc<dyn PaymentProvider>, ApiError> {
+        self.providers
+            .iter()
+            .find(|(_, p)| p.capabilities().supports(method, currency, Some(country)))
+            .map(|(_, p)| p.clone())
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "no_provider",
+                    format!("no provider takes {method} payments in {currency} from {country}"),
+                )
+                .with_details(
+                    json!({ "method": method, "currency": currency.code(), "country": country }),
+                )
+            })
+    }
+
+    /// Records a payment, asks the provider for it and answers where to send the player.
+    pub async fn init(
+        &self,
+        merchant_id: &str,
+        request: NewPayment,
+        claim: Option<IdempotencyClaim>,
+        render: impl Fn(&PaymentRecord) -> String,
+    ) -> Result<PaymentRecord, ApiError> {
+        let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
+        if player.currency != request.currency {
+            return Err(currency_mismatch(&player, request.currency));
+        }
+        let provider = self.route(&request.method, request.currency, &request.country)?;
+        let now = now_ms();
+        let mut payment = PaymentRecord {
+            id: ids::generate("pay"),
+            merchant_id: merchant_id.to_string(),
+            player_id: request.player_id,
+            provider: provider.name().to_string(),
+            provider_reference: None,
+            method: request.method,
+            amount_minor: request.amount_minor,
+            currency: request.currency,
+            status: PaymentStatus::Initiated,
+            refunded_minor: 0,
+            return_url: request.return_url,
+            redirect_url: None,
+            country: request.country,
+            device: request.device,
+            ip: request.ip,
+            session_id: request.session_id,
+            failure_reason: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        // The payment exists before the provider hears of it, so its webhook always finds it.
+        let mut tx = self.store.begin().await?;
+        self.store.insert_payment(&mut tx, &payment).await?;
+        self.store
+            .insert_payment_event(
+                &mut tx,
+                &payment.id,
+                "api",
+                "created",
+                PaymentStatus::Initiated,
+                Some(PaymentStatus::Initiated),
+                None,
+            )
+            .await?;
+        tx.commit().await?;
+
+        let asked = provider
+            .init_payment(&PaymentRequest {
+                payment_id: payment.id.clone(),
+                amount_minor: payment.amount_minor,
+                currency: payment.currency,
+                method: payment.method.clone(),
+                country: Some(payment.country.clone()),
+                return_url: payment.return_url.clone(),
+            })
+            .await;
+        let mut tx = self.store.begin().await?;
+        let current = self
+            .store
+            .lock_payment(&mut tx, &payment.id)
+            .await?
+            .ok_or_else(ApiError::internal_message)?;
+        payment.status = current.status;
+        match asked {
+            Ok(session) => {
+                payment.provider_reference = Some(session.provider_reference);
+                payment.redirect_url = session.redirect_url;
+                self.transition(
+                    &mut tx,
+                    &mut payment,
+                    PaymentEvent::Sent,
+                    "api",
+                    "sent",
+                    None,
+                )
+                .await?;
+                if let Some(claim) = &claim {
+                    claim.complete_in(&mut tx, 201, &render(&payment)).await?;
+                }
+                tx.commit().await?;
+                if let Some(claim) = &claim {
+                    claim.mark_committed();
+                }
+                self.publish(&payment);
+                Ok(payment)
+            }
+            Err(error) => {
+                payment.failure_reason = Some(provider_failure_reason(&error));
+                self.transition(
+                    &mut tx,
+                    &mut payment,
+                    PaymentEvent::Failed,
+                    "api",
+                    "provider_error",
+                    Some(&error.to_string()),
+                )
+                .await?;
+                tx.commit().await?;
+                self.publish(&payment);
+                Err(provider_error(&error))
+            }
+        }
+    }
+
+    /// A merchant's payment, or 404.
+    pub async fn get(
+        &self,
+        merchant_id: &str,
+        payment_id: &str,
+    ) -> Result<PaymentRecord, ApiError> {
+        self.store
+            .get_payment(merchant_id, payment_id)
+            .await?
+            .ok_or_else(|| payment_not_found(payment_id))
+    }
+
+    /// Cancels a payment the player has not completed.
+    pub async fn cancel(
+        &self,
+        merchant_id: &str,
+        payment_id: &str,
+    ) -> Result<PaymentRecord, ApiError> {
+        let payment = self.get(merchant_id, payment_id).await?;
+        if !matches!(
+            payment.status,
+            PaymentStatus::Initiated | PaymentStatus::Pending
+        ) {
+            return Err(ApiError::conflict(
+                "payment_not_cancellable",
+                format!("a {} payment cannot be cancelled", payment.status),
+            ));
+        }
+        if let Some(reference) = &payment.provider_reference {
+            let provider = self
+                .provider(&payment.provider)
+                .ok_or_else(ApiError::internal_message)?;
+            provider
+                .cancel(reference)
+                .await
+                .map_err(|e| provider_error(&e))?;
+        }
+        let mut tx = self.store.begin().await?;
+        let mut payment = self
+            .store
+            .lock_payment(&mut tx, payment_id)
+            .await?
+            .ok_or_else(|| payment_not_found(payment_id))?;
+        let applied = self
+            .transition(
+                &mut tx,
+                &mut payment,
+                PaymentEvent::Cancelled,
+                "api",
+                "cancel",
+                None,
+            )
+            .await?;
+        tx.commit().await?;
+        self.publish(&payment);
+        match applied {
+            Applied::Processed(_) => Ok(payment),
+            Applied::Ignored(status) => Err(ApiError::conflict(
+                "payment_not_cancellable",
+                format!("the payment became {status} before it could be cancelled"),
+            )),
+        }
+    }
+
+    /// Applies a verified provider event about a payment. Returns the answer for the webhook
+    /// sender; a duplicate `event_id` answers what the first delivery was answered.
+    pub async fn apply_provider_event(
+        &self,
+        provider: &str,
+        event: &ProviderPaymentEvent,
+        source: &str,
+    ) -> Result<Applied, ApiError> {
+        let mut attempts = 0;
+        loop {
+            match self.try_apply_provider_event(provider, event, source).await {
+                Err(ApplyError::Store(error)) if error.is_retryable() && attempts < 3 => {
+                    attempts += 1
+                }
+                Err(ApplyError::Store(error)) => return Err(error.into()),
+                Err(ApplyError::Api(error)) => return Err(error),
+                Ok(applied) => return Ok(applied),
+            }
+        }
+    }
+
+    async fn try_apply_provider_event(
+        &self,
+        provider: &str,
+        event: &ProviderPaymentEvent,
+        source: &str,
+    ) -> Result<Applied, ApplyError> {
+        // Resolve the player's accounts before the write transaction: on SQLite the writer is
+        // one connection, and a lookup that needs it inside the transaction would wait forever.
+        let known = self
+            .store
+            .find_payment(&event.payment_id)
+            .await?
+            .ok_or_else(|| ApplyError::Api(payment_not_found(&event.payment_id)))?;
+        let wallet = self
+            .players
+            .wallet(&known.merchant_id, &known.player_id)
+            .await
+            .map_err(ApplyError::Api)?;
+        let mut tx = self.store.begin().await?;
+        let mut payment = self
+            .store
+            .lock_payment(&mut tx, &event.payment_id)
+            .await?
+            .ok_or_else(|| ApplyError::Api(payment_not_found(&event.payment_id)))?;
+        check_event_matches(provider, &payment, event).map_err(ApplyError::Api)?;
+        let detail = json!({ "event_id": event.event_id, "reason": event.reason, "refund_id": event.refund_id, "dispute_id": event.dispute_id }).to_string();
+        let applied = match event.status {
+            PaymentEventStatus::Refunded => {
+                self.apply_refund(&mut tx, &mut payment, event, source, &detail)
+                    .await?
+            }
+            PaymentEventStatus::Chargeback => {
+                let applied = self
+                    .transition(
+                        &mut tx,
+                        &mut payment,
+                        PaymentEvent::Chargeback,
+                        source,
+                        "chargeback",
+                        Some(&detail),
+                    )
+                    .await?;
+                if matches!(applied, Applied::Processed(_)) {
+                    self.post_chargeback(&mut tx, &payment, &wallet, event)
+                        .await?;
+                }
+                applied
+            }
+            PaymentEventStatus::DisputeWon => {
+                let applied = self
+                    .transition(
+                        &mut tx,
+                        &mut payment,
+                        PaymentEvent::DisputeWon,
+                        source,
+                        "dispute_won",
+                        Some(&detail),
+                    )
+                    .await?;
+                if matches!(applied, Applied::Processed(_)) {
+                    self.reverse_chargeback(&mut tx, &payment, event).await?;
+                }
+                applied
+            }
+            status => {
+                let payment_event = match status {
+                    PaymentEventStatus::Authorized => PaymentEvent::Authorized,
+                    PaymentEventStatus::Captured => PaymentEvent::Captured,
+                    PaymentEventStatus::Declined => PaymentEvent::Declined,
+                    PaymentEventStatus::Failed => PaymentEvent::Failed,
+                    PaymentEventStatus::Cancelled => PaymentEvent::Cancelled,
+                    _ => PaymentEvent::DisputeLost,
+                };
+                if matches!(
+                    status,
+                    PaymentEventStatus::Declined | PaymentEventStatus::Failed
+                ) {
+                    payment.failure_reason = event.reason.clone().or(payment.failure_reason.take());
+                }
+                let was = payment.status;
+                let applied = self
+                    .transition(
+                        &mut tx,
+                        &mut payment,
+                        payment_event,
+                        source,
+                        status.as_str(),
+                        Some(&detail),
+                    )
+                    .await?;
+                if !was.is_captured_family() && payment.status.is_captured_family() {
+                    self.credit_deposit(&mut tx, &payment, &wallet).await?;
+                }
+                applied
+            }
+        };
+        let answer = match &applied {
+            Applied::Processed(status) => {
+                json!({ "received": true, "outcome": "processed", "payment_status": status.as_str() })
+            }
+            Applied::Ignored(status) => {
+                json!({ "received": true, "outcome": "ignored", "payment_status": status.as_str() })
+            }
+        };
+        self.store
+            .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer.to_string())
+            .await?;
+        tx.commit().await?;
+        self.publish(&payment);
+        Ok(applied)
+    }
+
+    /// Credits the player once for a captured deposit: the txn id is the payment's, so even a
+    /// second `captured` (another event id) finds it already posted.
+    async fn credit_deposit(
+        &self,
+        tx: &mut Tx,
+        payment: &PaymentRecord,
+        player: &WalletAccounts,
+    ) -> Result<(), ApplyError> {
+        let clearing = kassa_store::directory::ensure_account(
+            tx,
+            &payment.merchant_id,
+            AccountKind::ProviderClearing,
+            &payment.provider,
+            payment.currency,
+        )
+        .await?;
+        let request = Request {
+            txn_id: format!("{}:capture", payment.id),
+            label: "deposit".into(),
+            fingerprint: format!("deposit:{}:{}", payment.id, payment.amount_minor),
+            command: Command::Transfer {
+                debit: clearing,
+                credit: player.cash,
+                amount_minor: payment.amount_minor,
+            },
+            subject: Some(player.cash),
+            meta: EntryMeta {
+                player_id: Some(payment.player_id.clone()),
+                round_id: None,
+                reference: Some(payment.id.clone()),
+            },
+        };
+        let outcome = self
+            .store
+            .apply_ledger_requests(tx, &payment.merchant_id, &[request])
+            .await?;
+        match &outcome[0] {
+            Outcome::Recorded(entry) if entry.status == EntryStatus::Posted => Ok(()),
+            Outcome::Replayed(_) => Ok(()),
+            other => Err(ApplyError::Api(unexpected_ledger(other))),
+        }
+    }
+
+    async fn apply_refund(
+        &self,
+        tx: &mut Tx,
+        payment: &mut PaymentRecord,
+        event: &ProviderPaymentEvent,
+        source: &str,
+        detail: &str,
+    ) -> Result<Applied, ApplyError> {
+        let refunds = self.store.refunds_of(tx, &payment.id).await?;
+        let refund = event
+            .refund_id
+            .as_deref()
+            .and_then(|id| refunds.iter().find(|r| r.id == id))
+            .ok_or_else(|| {
+                ApplyError::Api(mismatch("the refund_id is not a refund of this payment"))
+            })?;
+        if refund.amount_minor != event.amount_minor {
+            return Err(ApplyError::Api(mismatch(
+                "the amount differs from the refund's",
+            )));
+        }
+        if refund.status != "pending" {
+            self.store
+                .insert_payment_event(
+                    tx,
+                    &payment.id,
+                    source,
+                    "refunded",
+                    payment.status,
+                    None,
+                    Some(detail),
+                )
+                .await?;
+            return Ok(Applied::Ignored(payment.status));
+        }
+        let refunded_minor = payment.refunded_minor + refund.amount_minor;
+        let full = refunded_minor >= payment.amount_minor;
+        let applied = self
+            .transition(
+                tx,
+                payment,
+                PaymentEvent::Refunded { full },
+                source,
+                "refunded",
+                Some(detail),
+            )
+            .await?;
+        if let Applied::Processed(_) = applied {
+            let post = Request {
+                txn_id: format!("{}:post", refund.id),
+                label: "refund".into(),
+                fingerprint: format!("refund-post:{}", refund.id),
+                command: Command::Post {
+                    pending_txn_id: refund.id.clone(),
+                    amount_minor: None,
+                },
+                subject: None,
+                meta: EntryMeta {
+                    player_id: Some(payment.player_id.clone()),
+                    round_id: None,
+                    reference: Some(payment.id.clone()),
+                },
+            };
+            let outcome = self
+                .store
+                .apply_ledger_requests(tx, &payment.merchant_id, &[post])
+                .await?;
+            if !matches!(&outcome[0], Outcome::Recorded(e) if e.status == EntryStatus::Posted) {
+                return Err(ApplyError::Api(unexpected_ledger(&outcome[0])));
+            }
+            payment.refunded_minor = refunded_minor;
+            self.store.update_payment(tx, payment).await?;
+            self.store
+                .update_refund(tx, &refund.id, "succeeded", None)
+                .await?;
+        }
+        Ok(applied)
+    }
+
+    /// Takes a chargeback from the player's cash as far as it goes and books the rest as the
+    /// operator's loss.
+    async fn post_chargeback(
+        &self,
+        tx: &mut Tx,
+        payment: &PaymentRecord,
+        player: &WalletAccounts,
+        event: &ProviderPaymentEvent,
+    ) -> Result<(), ApplyError> {
+        let merchant = &payment.merchant_id;
+        let clearing = kassa_store::directory::ensure_account(
+            tx,
+            merchant,
+            AccountKind::ProviderClearing,
+            &payment.provider,
+            payment.currency,
+        )
+        .await?;
+        let losses = kassa_store::directory::ensure_account(
+            tx,
+            merchant,
+            AccountKind::ChargebackLosses,
+            "",
+            payment.currency,
+        )
+        .await?;
+        let cash = self
+            .store
+            .lock_balances(tx, &[player.cash])
+            .await?
+            .get(&player.cash)
+            .copied()
+            .unwrap_or(0);
+        let covered_minor = cash.clamp(0, event.amount_minor);
+        let shortfall_minor = event.amount_minor - covered_minor;
+        let dispute = dispute_key(payment, event);
+        let meta = EntryMeta {
+            player_id: Some(payment.player_id.clone()),
+            round_id: None,
+            reference: Some(payment.id.clone()),
+        };
+        let mut requests = Vec::new();
+        for (suffix, debit, amount_minor) in [
+            ("player", player.cash, covered_minor),
+            ("loss", losses, shortfall_minor),
+        ] {
+            if amount_minor > 0 {
+                requests.push(Request {
+                    txn_id: format!("{dispute}:chargeback:{suffix}"),
+                    label: "chargeback".into(),
+                    fingerprint: format!("chargeback:{dispute}:{suffix}:{amount_minor}"),
+                    command: Command::Transfer {
+                        debit,
+                        credit: clearing,
+                        amount_minor,
+                    },
+                    subject: Some(player.cash),
+                    meta: meta.clone(),
+                });
+            }
+        }
+        let outcomes = self
+            .store
+            .apply_ledger_requests(tx, merchant, &requests)
+            .await?;
+        for outcome in &outcomes {
+            if !matches!(outcome, Outcome::Recorded(e) if e.status == EntryStatus::Posted) {
+                return Err(ApplyError::Api(unexpected_ledger(outcome)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A won dispute returns the money where the chargeback took it from.
+    async fn reverse_chargeback(
+        &self,
+        tx: &mut Tx,
+        payment: &PaymentRecord,
+        event: &ProviderPaymentEvent,
+    ) -> Result<(), ApplyError> {
+        let dispute = dispute_key(payment, event);
+        let requests: Vec<Request> = ["player", "loss"]
+            .into_iter()
+            .map(|suffix| Request {
+                txn_id: format!("{dispute}:won:{suffix}"),
+                label: "dispute_won".into(),
+                fingerprint: format!("dispute-won:{dispute}:{suffix}"),
+                command: Command::Reverse {
+                    original_txn_id: format!("{dispute}:chargeback:{suffix}"),
+                    original_label: Some("chargeback".into()),
+                },
+                subject: None,
+                meta: EntryMeta {
+                    player_id: Some(payment.player_id.clone()),
+                    round_id: None,
+                    reference: Some(payment.id.clone()),
+                },
+            })
+            .collect();
+        let outcomes = self
+            .store
+            .apply_ledger_requests(tx, &payment.merchant_id, &requests)
+            .await?;
+        for outcome in &outcomes {
+            let fine = match outcome {
+                Outcome::Recorded(e) => matches!(
+                    e.status,
+                    EntryStatus::Posted | EntryStatus::OriginalNotFound | EntryStatus::NoEffect
+                ),
+                _ => false,
+            };
+            if !fine {
+                return Err(ApplyError::Api(unexpected_ledger(outcome)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a refund: the amount is held from the player's cash at once (402 when they no
+    /// longer have it), then the provider is asked; its `refunded` webhook posts the hold.
+    pub async fn refund(
+        &self,
+        merchant_id: &str,
+        payment_id: &str,
+        amount_minor: Option<i64>,
+        claim: Option<IdempotencyClaim>,
+        render: impl Fn(&RefundRecord) -> String,
+    ) -> Result<RefundRecord, ApiError> {
+        let known = self.get(merchant_id, payment_id).await?;
+        let player = self.players.wallet(merchant_id, &known.player_id).await?;
+        let mut tx = self.store.begin().await?;
+        let mut payment = self
+            .store
+            .lock_payment(&mut tx, payment_id)
+            .await?
+            .filter(|p| p.merchant_id == merchant_id)
+            .ok_or_else(|| payment_not_found(payment_id))?;
+        if !matches!(
+            payment.status,
+            PaymentStatus::Captured | PaymentStatus::PartiallyRefunded
+        ) {
+            return Err(ApiError::conflict(
+                "payment_not_refundable",
+                format!("a {} payment cannot be refunded", payment.status),
+            ));
+        }
+        let provider = self
+            .provider(&payment.provider)
+            .ok_or_else(ApiError::internal_message)?;
+        if !provider.capabilities().refunds {
+            return Err(ApiError::conflict(
+                "refunds_unsupported",
+                format!("{} does not refund", payment.provider),
+            ));
+        }
+        let pending_minor: i64 = self
+            .store
+            .refunds_of(&mut tx, payment_id)
+            .await?
+            .iter()
+            .filter(|r| r.status == "pending")
+            .map(|r| r.amount_minor)
+            .sum();
+        let refundable_minor = payment.amount_minor - payment.refunded_minor - pending_minor;
+        let amount_minor = amount_minor.unwrap_or(refundable_minor);
+        if amount_minor <= 0 || amount_minor > refundable_minor {
+            return Err(ApiError::validation("amount", format!("at most {} can be refunded", payment.currency.format_minor(refundable_minor.max(0))))
+                .with_details(json!({ "field": "amount", "refundable": payment.currency.format_minor(refundable_minor.max(0)) })));
+        }
+        let clearing = kassa_store::directory::ensure_account(
+            &mut tx,
+            merchant_id,
+            AccountKind::ProviderClearing,
+            &payment.provider,
+            payment.currency,
+        )
+        .await?;
+        let mut refund = RefundRecord {
+            id: ids::generate("rf"),
+            merchant_id: merchant_id.to_string(),
+            payment_id: payment_id.to_string(),
+            amount_minor,
+            currency: payment.currency,
+            status: "pending".into(),
+            failure_reason: None,
+            created_at_ms: now_ms(),
+        };
+        let hold = Request {
+            txn_id: refund.id.clone(),
+            label: "refund".into(),
+            fingerprint: format!("refund:{}", refund.id),
+            command: Command::Reserve {
+                debit: player.cash,
+                hold: player.hold,
+                credit: clearing,
+                amount_minor,
+            },
+            subject: Some(player.cash),
+            meta: EntryMeta {
+                player_id: Some(payment.player_id.clone()),
+                round_id: None,
+                reference: Some(payment.id.clone()),
+            },
+        };
+        let outcome = self
+            .store
+            .apply_ledger_requests(&mut tx, merchant_id, &[hold])
+            .await?;
+        match &outcome[0] {
+            Outcome::Recorded(entry) if entry.status == EntryStatus::Pending => {}
+            Outcome::Recorded(entry) if entry.status == EntryStatus::Rejected => {
+                return Err(ApiError::payment_refused(
+                    "insufficient_funds",
+                    "the player's balance no longer covers this refund",
+                ));
+            }
+            other => return Err(unexpected_ledger(other)),
+        }
+        self.store.insert_refund(&mut tx, &refund).await?;
+        let detail = json!({ "refund_id": refund.id, "amount_minor": amount_minor }).to_string();
+        self.store
+            .insert_payment_event(
+                &mut tx,
+                payment_id,
+                "api",
+                "refund_requested",
+                payment.status,
+                Some(payment.status),
+                Some(&detail),
+            )
+            .await?;
+        tx.commit().await?;
+
+        let sent = provider
+            .refund(&RefundRequest {
+                provider_reference: payment.provider_reference.clone().unwrap_or_default(),
+                refund_id: refund.id.clone(),
+                amount_minor,
+                currency: payment.currency,
+            })
+            .await;
+        let mut tx = self.store.begin().await?;
+        match sent {
+            Ok(_) => {
+                if let Some(claim) = &claim {
+                    claim.complete_in(&mut tx, 201, &render(&refund)).await?;
+                }
+                tx.commit().await?;
+                if let Some(claim) = &claim {
+                    claim.mark_committed();
+                }
+                Ok(refund)
+            }
+            Err(error) => {
+                let void = Request {
+                    txn_id: format!("{}:void", refund.id),
+                    label: "refund_failed".into(),
+                    fingerprint: format!("refund-void:{}", refund.id),
+                    command: Command::Void {
+                        pending_txn_id: refund.id.clone(),
+                    },
+                    subject: None,
+                    meta: EntryMeta {
+                        player_id: Some(payment.player_id.clone()),
+                        round_id: None,
+                        reference: Some(payment.id.clone()),
+                    },
+                };
+                self.store
+                    .apply_ledger_requests(&mut tx, merchant_id, &[void])
+                    .await?;
+                refund.status = "failed".into();
+                refund.failure_reason = Some(provider_failure_reason(&error));
+                self.store
+                    .update_refund(
+                        &mut tx,
+                        &refund.id,
+                        "failed",
+                        refund.failure_reason.as_deref(),
+                    )
+                    .await?;
+                payment.updated_at_ms = now_ms();
+                tx.commit().await?;
+                Err(provider_error(&error))
+            }
+        }
+    }
+
+    /// Asks the providers about payments left waiting past `after_ms` and settles them from
+    /// the answer; payments waiting past `expire_after_ms` with no outcome expire.
+    pub async fn sync_statuses(
+        &self,
+        after_ms: i64,
+        expire_after_ms: i64,
+        batch: u32,
+    ) -> Result<usize, ApiError> {
+        let now = now_ms();
+        let waiting = self
+            .store
+            .payments_awaiting_outcome(now - after_ms, batch)
+            .await?;
+        let count = waiting.len();
+        for payment in waiting {
+            let (Some(provider), Some(reference)) = (
+                self.provider(&payment.provider),
+                payment.provider_reference.clone(),
+            ) else {
+                continue;
+            };
+            let status = match provider.get_status(&reference).await {
+                Ok(report) if report.payment_id == payment.id => report.status,
+                Ok(_) => {
+                    tracing::error!(payment_id = %payment.id, "status sync: the provider reported another payment");
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(payment_id = %payment.id, error = %error, "status sync: provider did not answer");
+                    continue;
+                }
+            };
+            let event_status = match status {
+                ProviderPaymentStatus::Authorized if payment.status == PaymentStatus::Pending => {
+                    Some(PaymentEventStatus::Authorized)
+                }
+                ProviderPaymentStatus::Captured
+                | ProviderPaymentStatus::PartiallyRefunded
+                | ProviderPaymentStatus::Refunded
+                | ProviderPaymentStatus::ChargedBack => Some(PaymentEventStatus::Captured),
+                ProviderPaymentStatus::Declined => Some(PaymentEventStatus::Declined),
+                ProviderPaymentStatus::Failed => Some(PaymentEventStatus::Failed),
+                ProviderPaymentStatus::Cancelled => Some(PaymentEventStatus::Cancelled),
+                _ => None,
+            };
+            let result = match event_status {
+                Some(event_status) => {
+                    let event = ProviderPaymentEvent {
+                        event_id: format!("sync:{}:{}", payment.id, event_status.as_str()),
+                        payment_id: payment.id.clone(),
+                        status: event_status,
+                        amount_minor: payment.amount_minor,
+                        currency: payment.currency,
+                        timestamp_unix_s: now / 1000,
+                        provider_reference: Some(reference),
+                        refund_id: None,
+                        dispute_id: None,
+                        reason: Some("status_sync".into()),
+                    };
+                    self.apply_provider_event(&payment.provider, &event, "sync")
+                        .await
+                        .map(|_| ())
+                }
+                None if now - payment.created_at_ms > expire_after_ms => {
+                    self.expire(&payment.id).await
+                }
+                None => self.touch(&payment.id).await,
+            };
+            if let Err(error) = result {
+                tracing::warn!(payment_id = %payment.id, error = error.code(), "status sync could not settle a payment");
+            }
+        }
+        Ok(count)
+    }
+
+    async fn expire(&self, payment_id: &str) -> Result<(), ApiError> {
+        let mut tx = self.store.begin().await?;
+        let Some(mut payment) = self.store.lock_payment(&mut tx, payment_id).await? else {
+            return Ok(());
+        };
+        payment.failure_reason = Some("no_answer_from_provider".into());
+        self.transition(
+            &mut tx,
+            &mut payment,
+            PaymentEvent::Expired,
+            "sync",
+            "expired",
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        self.publish(&payment);
+        Ok(())
+    }
+
+    /// Marks a payment as just asked about, so sync does not ask again at once.
+    async fn touch(&self, payment_id: &str) -> Result<(), ApiError> {
+        let mut tx = self.store.begin().await?;
+        if let Some(payment) = self.store.lock_payment(&mut tx, payment_id).await? {
+            self.store.update_payment(&mut tx, &payment).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Runs the state machine on `event`; records it either way, and writes the payment and
+    /// an outbox event when it applied.
+    async fn transition(
+        &self,
+        tx: &mut Tx,
+        payment: &mut PaymentRecord,
+        event: PaymentEvent,
+        source: &str,
+        name: &str,
+        detail: Option<&str>,
+    ) -> Result<Applied, StoreError> {
+        let from = payment.status;
+        match next(from, event) {
+            Transition::Apply(to) => {
+                payment.status = to;
+                self.store.update_payment(tx, payment).await?;
+                self.store
+                    .insert_payment_event(tx, &payment.id, source, name, from, Some(to), detail)
+                    .await?;
+                if to != from {
+                    let payload = json!({
+                        "type": format!("payment.{}", to.as_str()),
+                        "payment_id": payment.id,
+                        "player_id": payment.player_id,
+                        "status": to.as_str(),
+                        "amount": payment.currency.format_minor(payment.amount_minor),
+                        "currency": payment.currency.code(),
+                        "failure_reason": payment.failure_reason,
+                    });
+                    self.store
+                        .insert_outbox(
+                            tx,
+                            &payment.merchant_id,
+                            "payment.status_changed",
+                            &payment.id,
+                            &payload.to_string(),
+                        )
+                        .await?;
+                }
+                Ok(Applied::Processed(to))
+            }
+            Transition::Ignore => {
+                tracing::info!(payment_id = %payment.id, status = %from, event = name, "event does not fit the payment's state; ignored");
+                self.store
+                    .insert_payment_event(tx, &payment.id, source, name, from, None, detail)
+                    .await?;
+                Ok(Applied::Ignored(from))
+            }
+        }
+    }
+
+    fn publish(&self, payment: &PaymentRecord) {
+        let _ = self.feed.send((payment.id.clone(), payment.status));
+    }
+}
+
+enum ApplyError {
+    Store(StoreError),
+    Api(ApiError),
+}
+
+impl From<kassa_store::SqlxError> for ApplyError {
+    fn from(error: kassa_store::SqlxError) -> ApplyError {
+        ApplyError::Store(error.into())
+    }
+}
+
+impl From<StoreError> for ApplyError {
+    fn from(error: StoreError) -> ApplyError {
+        ApplyError::Store(error)
+    }
+}
+
+fn dispute_key(payment: &PaymentRecord, event: &ProviderPaymentEvent) -> String {
+    format!(
+        "{}:{}",
+        payment.id,
+        event.dispute_id.as_deref().unwrap_or("dispute")
+    )
+}
+
+/// The event must be about this payment, from its provider, for its amount and currency.
+fn check_event_matches(
+    provider: &str,
+    payment: &PaymentRecord,
+    event: &ProviderPaymentEvent,
+) -> Result<(), ApiError> {
+    if payment.provider != provider {
+        return Err(mismatch("the payment belongs to another provider"));
+    }
+    if event.currency != payment.currency {
+        return Err(mismatch("the currency differs from the payment's"));
+    }
+    if let (Some(ours), Some(theirs)) = (&payment.provider_reference, &event.provider_reference) {
+        if ours != theirs {
+            return Err(mismatch(
+                "the provider_reference differs from the payment's",
+            ));
+        }
+    }
+    let amount_fits = match event.status {
+        PaymentEventStatus::Refunded => true, // checked against the refund
+        PaymentEventStatus::Chargeback
+        | PaymentEventStatus::DisputeWon
+        | PaymentEventStatus::DisputeLost => {
+            event.amount_minor > 0 && event.amount_minor <= payment.amount_minor
+        }
+        _ => event.amount_minor == payment.amount_minor,
+    };
+    if !amount_fits {
+        return Err(mismatch("the amount differs from the payment's"));
+    }
+    Ok(())
+}
+
+fn mismatch(message: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "webhook_mismatch",
+        message,
+    )
+}
+
+fn currency_mismatch(player: &PlayerRecord, currency: Currency) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "currency_mismatch",
+        format!(
+            "player {} holds {}, not {}",
+            player.player_id, player.currency, currency
+        ),
+    )
+    .with_details(json!({ "field": "currency", "player_currency": player.currency.code() }))
+}
+
+/// 404 for an unknown payment.
+pub fn payment_not_found(payment_id: &str) -> ApiError {
+    ApiError::not_found("payment_not_found", format!("no payment {payment_id:?}"))
+}
+
+fn provider_failure_reason(error: &ProviderError) -> String {
+    match error {
+        ProviderError::Timeout => "provider_timeout".into(),
+        ProviderError::Unavailable(_) => "provider_unavailable".into(),
+        ProviderError::Rejected { code, .. } => format!("provider_rejected:{code}"),
+        ProviderError::Protocol(_) => "provider_protocol_error".into(),
+        ProviderError::Unsupported(_) => "provider_unsupported".into(),
+    }
+}
+
+fn provider_error(error: &ProviderError) -> ApiError {
+    match error {
+        ProviderError::Rejected { code, message } => ApiError::payment_refused(
+            "provider_declined",
+            format!("the provider refused: {message}"),
+        )
+        .with_details(json!({ "provider_code": code })),
+        ProviderError::Unsupported(what) => ApiError::conflict(
+            "provider_unsupported",
+            format!("the provider does not support {what}"),
+        ),
+        other => {
+            tracing::warn!(error = %other, "provider call failed");
+            ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "provider_unavailable",
+                "the payment provider did not answer; try again",
+            )
+        }
+    }
+}
+
+fn unexpected_ledger(outcome: &Outcome) -> ApiError {
+    tracing::error!(?outcome, "unexpected ledger outcome in a payment flow");
+    ApiError::internal_message()
+}

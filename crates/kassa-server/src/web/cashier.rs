@@ -1,0 +1,86 @@
+//! The page the player's browser returns to after the provider's page: it shows the
+//! deposit's status and follows it live (Server-Sent Events), with a plain link to reload
+//! where scripts do not run.
+
+use axum::extract::{Query, State};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The return page's query.
+#[derive(Debug, Deserialize)]
+pub struct ReturnQuery {
+    pub payment_id: String,
+}
+
+/// `GET /cashier/return?payment_id=…`
+pub async fn return_page(
+    State(state): State<AppState>,
+    Query(query): Query<ReturnQuery>,
+) -> Result<Response, ApiError> {
+    kassa_core::ids::validate_external(&query.payment_id)
+        .map_err(|e| ApiError::validation("payment_id", e.to_string()))?;
+    let payment = state
+        .store
+        .find_payment(&query.payment_id)
+        .await?
+        .ok_or_else(|| crate::service::payments::payment_not_found(&query.payment_id))?;
+    let amount = format!(
+        "{} {}",
+        payment.currency.format_minor(payment.amount_minor),
+        payment.currency
+    );
+    let status = payment.status.as_str();
+    let id = &payment.id;
+    let page = format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Deposit {status}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem; color: #1a1a1a; }}
+.status {{ font-size: 1.5rem; font-weight: 600; }}
+.captured {{ color: #0a6b2d; }} .declined, .failed, .expired, .cancelled {{ color: #a4161a; }}
+</style>
+</head>
+<body>
+<main>
+<h1>Your deposit of {amount}</h1>
+<p>Status: <span id="status" class="status {status}" role="status" aria-live="polite">{status}</span></p>
+<p id="explain">{explain}</p>
+<p><a href="?payment_id={id}">Refresh</a></p>
+</main>
+<script>
+const el = document.getElementById("status");
+const explain = document.getElementById("explain");
+const texts = {{captured: "The money is in your account.", declined: "Your bank declined the payment. No money was taken.", failed: "The payment failed. No money was taken.", expired: "The payment timed out. No money was taken.", cancelled: "The payment was cancelled."}};
+if (window.EventSource) {{
+  const events = new EventSource("/cashier/payments/{id}/events");
+  events.addEventListener("status", (e) => {{
+    const s = JSON.parse(e.data).status;
+    el.textContent = s; el.className = "status " + s;
+    explain.textContent = texts[s] || "We are waiting for the payment provider.";
+  }});
+}}
+</script>
+</body>
+</html>"#,
+        explain = explanation(status),
+    );
+    Ok(Html(page).into_response())
+}
+
+fn explanation(status: &str) -> &'static str {
+    match status {
+        "captured" | "partially_refunded" | "refunded" => "The money is in your account.",
+        "declined" => "Your bank declined the payment. No money was taken.",
+        "failed" => "The payment failed. No money was taken.",
+        "expired" => "The payment timed out. No money was taken.",
+        "cancelled" => "The payment was cancelled.",
+        _ => "We are waiting for the payment provider.",
+    }
+}

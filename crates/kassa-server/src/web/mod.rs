@@ -1,0 +1,3 @@
+//! Pages served to people by the same binary.
+
+pub mod cashier;

@@ -1,0 +1,197 @@
+//! The sandbox PSP: a REST payment provider with a hosted card page, 3-D Secure 2, signed
+//! requests and signed webhooks. The protocol is documented in `docs/sandbox-psp.md`.
+
+mod api;
+mod auth;
+pub mod cards;
+mod config;
+mod control;
+mod pages;
+mod store;
+mod webhooks;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{
+    SandboxConfigError, SandboxPspConfig, DEFAULT_API_SECRET, DEFAULT_WEBHOOK_SECRET,
+};
+
+/// How long [`SandboxHandle::stop`] waits for open connections before dropping them.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything the handlers share.
+struct Sandbox {
+    config: SandboxPspConfig,
+    base_url: String,
+    store: Mutex<store::Store>,
+    nonces: Mutex<auth::NonceMemory>,
+    /// Client for webhook deliveries, with the delivery timeout.
+    http: reqwest::Client,
+    stopping: watch::Receiver<bool>,
+}
+
+type Shared = Arc<Sandbox>;
+
+impl Sandbox {
+    /// Runs background work (delayed outcomes, webhook deliveries) until it ends or the
+    /// sandbox stops, so nothing outlives [`SandboxHandle::stop`].
+    fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let mut stopping = self.stopping.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = work => {}
+                _ = stopping.wait_for(|stopping| *stopping) => {}
+            }
+        });
+    }
+}
+
+/// A running sandbox PSP. Dropping it stops the sandbox too.
+pub struct SandboxHandle {
+    base_url: String,
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl SandboxHandle {
+    /// Where the sandbox answers, e.g. `http://127.0.0.1:41234` (no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The address the sandbox is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops serving and cancels pending outcomes and webhook deliveries.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(server) = self.server.take() {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(STOP_GRACE, server).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for SandboxHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn router(shared: Shared) -> Router {
+    let signed_api = Router::new()
+        .route("/v1/payments", post(api::create_payment))
+        .route("/v1/payments/{reference}", get(api::get_payment))
+        .route("/v1/payments/{reference}/cancel", post(api::cancel_payment))
+        .route("/v1/refunds", post(api::create_refund))
+        .route("/v1/payouts", post(api::create_payout))
+        .route("/v1/payouts/{reference}", get(api::get_payout))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            auth::require_signature,
+        ));
+    let browser_and_control = Router::new()
+        .route(
+            "/pay/{reference}",
+            get(pages::card_page).post(pages::submit_card),
+        )
+        .route("/pay/{reference}/cancel", post(pages::cancel_on_page))
+        .route(
+            "/3ds/{reference}",
+            get(pages::challenge_page).post(pages::submit_challenge),
+        )
+        .route(
+            "/sandbox/payments/{reference}/chargeback",
+            post(control::chargeback),
+        )
+        .route(
+            "/sandbox/payments/{reference}/dispute_won",
+            post(control::dispute_won),
+        )
+        .route(
+            "/sandbox/payments/{reference}/dispute_lost",
+            post(control::dispute_lost),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    signed_api
+        .merge(browser_and_control)
+        .layer(DefaultBodyLimit::max(auth::API_BODY_LEN_MAX))
+        .with_state(shared)
+}
+
+/// Binds `config.listen` and serves the sandbox in the background.
+pub async fn start(config: SandboxPspConfig) -> anyhow::Result<SandboxHandle> {
+    config.validate()?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let base_url = match &config.public_base_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let mut reachable = local_addr;
+            if reachable.ip().is_unspecified() {
+                reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{reachable}")
+        }
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(config.webhook_timeout_ms.max(1)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("cannot build the webhook HTTP client")?;
+    let (stop, stopping) = watch::channel(false);
+    let shared = Arc::new(Sandbox {
+        config,
+        base_url: base_url.clone(),
+        store: Mutex::new(store::Store::default()),
+        nonces: Mutex::new(auth::NonceMemory::default()),
+        http,
+        stopping: stopping.clone(),
+    });
+    let app = router(shared);
+    let mut shutdown = stopping;
+    let server = tokio::spawn(async move {
+        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        });
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "sandbox PSP server failed");
+        }
+    });
+    tracing::info!(%base_url, "sandbox PSP listening");
+    Ok(SandboxHandle {
+        base_url,
+        local_addr,
+        stop,
+        server: Some(server),
+    })
+}
+
+/// Serves the sandbox until ctrl-c (`kassa sim psp`).
+pub async fn run(config: SandboxPspConfig) -> anyhow::Result<()> {
+    let handle = start(config).await?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for ctrl-c")?;
+    tracing::info!("sandbox PSP stopping");
+    handle.stop().await;
+    Ok(())
+}

@@ -1,0 +1,512 @@
+//! Deposits on disk: payments, their event history, refunds, the inbound webhook delivery
+//! log, processed provider events (the dedupe key) and the outbox.
+
+use kassa_core::payment::PaymentStatus;
+use kassa_core::Currency;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{now_ms, Store, StoreError, Tx};
+
+/// A payment as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentRecord {
+    pub id: String,
+    pub merchant_id: String,
+    pub player_id: String,
+    pub provider: String,
+    pub provider_reference: Option<String>,
+    pub method: String,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub status: PaymentStatus,
+    /// Confirmed refunds so far.
+    pub refunded_minor: i64,
+    pub return_url: String,
+    pub redirect_url: Option<String>,
+    pub country: String,
+    pub device: Option<String>,
+    pub ip: Option<String>,
+    pub session_id: Option<String>,
+    pub failure_reason: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One event in a payment's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentEventRecord {
+    /// `api`, `webhook`, `sync`.
+    pub source: String,
+    /// What happened (`captured`, `declined`, `refund_requested`, …).
+    pub event: String,
+    pub from_status: String,
+    /// `None` when the event did not fit and was ignored.
+    pub to_status: Option<String>,
+    pub detail: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// A refund as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundRecord {
+    pub id: String,
+    pub merchant_id: String,
+    pub payment_id: String,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    /// `pending`, `succeeded`, `failed`.
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// One inbound webhook as received, for the delivery log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    pub id: String,
+    pub provider: String,
+    pub event_id: Option<String>,
+    pub payment_id: Option<String>,
+    /// JSON object of the headers, secrets removed.
+    pub headers: String,
+    pub raw_body: String,
+    /// `processed`, `duplicate`, `ignored`, `invalid_signature`, `stale`, `malformed`,
+    /// `unknown_payment`, `mismatch`, `error`.
+    pub outcome: String,
+    pub http_status: u16,
+    pub received_at_ms: i64,
+}
+
+const PAYMENT_COLUMNS: &str = "id, merchant_id, player_id, provider, provider_reference, method, \
+     amount_minor, currency, status, refunded_minor, return_url, redirect_url, country, device, ip, \
+     session_id, failure_reason, created_at_ms, updated_at_ms";
+
+fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
+    let currency: String = row.try_get("currency")?;
+    let status: String = row.try_get("status")?;
+    Ok(PaymentRecord {
+        id: row.try_get("id")?,
+        merchant_id: row.try_get("merchant_id")?,
+        player_id: row.try_get("player_id")?,
+        provider: row.try_get("provider")?,
+        provider_reference: row.try_get("provider_reference")?,
+        method: row.try_get("method")?,
+        amount_minor: row.try_get("amount_minor")?,
+        currency: Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        status: PaymentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?,
+        refunded_minor: row.try_get("refunded_minor")?,
+        return_url: row.try_get("return_url")?,
+        redirect_url: row.try_get("redirect_url")?,
+        country: row.try_get("country")?,
+        device: row.try_get("device")?,
+        ip: row.try_get("ip")?,
+        session_id: row.try_get("session_id")?,
+        failure_reason: row.try_get("failure_reason")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+fn refund_from_row(row: &AnyRow) -> Result<RefundRecord, StoreError> {
+    let currency: String = row.try_get("currency")?;
+    Ok(RefundRecord {
+        id: row.try_get("id")?,
+        merchant_id: row.try_get("merchant_id")?,
+        payment_id: row.try_get("payment_id")?,
+        amount_minor: row.try_get("amount_minor")?,
+        currency: Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        status: row.try_get("status")?,
+        failure_reason: row.try_get("failure_reason")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+impl Store {
+    /// Records a new payment.
+    pub async fn insert_payment(&self, tx: &mut Tx, p: &PaymentRecord) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        ))
+        .bind(&p.id)
+        .bind(&p.merchant_id)
+        .bind(&p.player_id)
+        .bind(&p.provider)
+        .bind(&p.provider_reference)
+        .bind(&p.method)
+        .bind(p.amount_minor)
+        .bind(p.currency.code())
+        .bind(p.status.as_str())
+        .bind(p.refunded_minor)
+        .bind(&p.return_url)
+        .bind(&p.redirect_url)
+        .bind(&p.country)
+        .bind(&p.device)
+        .bind(&p.ip)
+        .bind(&p.session_id)
+        .bind(&p.failure_reason)
+        .bind(p.created_at_ms)
+        .bind(p.updated_at_ms)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// A merchant's payment.
+    pub async fn get_payment(
+        &self,
+        merchant_id: &str,
+        id: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        let sql =
+            format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND merchant_id = $2");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .bind(merchant_id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+
+    /// A payment by id, whatever its merchant (for capability URLs and status sync).
+    pub async fn find_payment(&self, id: &str) -> Result<Option<PaymentRecord>, StoreError> {
+        let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+
+    /// A payment by id, locked for the rest of `tx` (PostgreSQL) so concurrent webhooks for
+    /// it apply one after the other.
+    pub async fn lock_payment(
+        &self,
+        tx: &mut Tx,
+        id: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1{}",
+            self.lock_clause()
+        );
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+
+    /// Writes a payment's mutable fields.
+    pub async fn update_payment(&self, tx: &mut Tx, p: &PaymentRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE payments SET status = $1, provider_reference = $2, redirect_url = $3, \
+             failure_reason = $4, refunded_minor = $5, updated_at_ms = $6 WHERE id = $7",
+        )
+        .bind(p.status.as_str())
+        .bind(&p.provider_reference)
+        .bind(&p.redirect_url)
+        .bind(&p.failure_reason)
+        .bind(p.refunded_minor)
+        .bind(now_ms())
+        .bind(&p.id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// A player's payments, newest first, before the `(created_at_ms, id)` cursor.
+    pub async fn list_payments(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        let (before_ms, before_id) = before.unwrap_or((i64::MAX, String::new()));
+        let sql = format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND player_id = $2 \
+             AND (created_at_ms < $3 OR (created_at_ms = $3 AND id < $4)) \
+             ORDER BY created_at_ms DESC, id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(merchant_id)
+            .bind(player_id)
+            .bind(before_ms)
+            .bind(before_id)
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(payment_from_row).collect()
+    }
+
+    /// Payments still waiting for the provider's first outcome, last touched before
+    /// `before_ms`, oldest first: what status sync asks the providers about.
+    pub async fn payments_awaiting_outcome(
+        &self,
+        before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE status IN ('pending', 'authorized') \
+             AND updated_at_ms < $1 ORDER BY updated_at_ms LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(before_ms)
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(payment_from_row).collect()
+    }
+
+    /// Appends to a payment's history.
+    pub async fn insert_payment_event(
+        &self,
+        tx: &mut Tx,
+        payment_id: &str,
+        source: &str,
+        event: &str,
+        from: PaymentStatus,
+        to: Option<PaymentStatus>,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO payment_events (payment_id, source, event, from_status, to_status, detail, \
+             created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(payment_id)
+        .bind(source)
+        .bind(event)
+        .bind(from.as_str())
+        .bind(to.map(|s| s.as_str()))
+        .bind(detail)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// A payment's history, oldest first.
+    pub async fn payment_events(
+        &self,
+        payment_id: &str,
+    ) -> Result<Vec<PaymentEventRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, event, from_status, to_status, detail, created_at_ms FROM payment_events \
+             WHERE payment_id = $1 ORDER BY id",
+        )
+        .bind(payment_id)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PaymentEventRecord {
+                    source: row.try_get("source")?,
+                    event: row.try_get("event")?,
+                    from_status: row.try_get("from_status")?,
+                    to_status: row.try_get("to_status")?,
+                    detail: row.try_get("detail")?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a refund.
+    pub async fn insert_refund(&self, tx: &mut Tx, r: &RefundRecord) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO refunds (id, merchant_id, payment_id, amount_minor, currency, status, \
+             failure_reason, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(&r.id)
+        .bind(&r.merchant_id)
+        .bind(&r.payment_id)
+        .bind(r.amount_minor)
+        .bind(r.currency.code())
+        .bind(&r.status)
+        .bind(&r.failure_reason)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// A payment's refunds, oldest first, inside `tx`.
+    pub async fn refunds_of(
+        &self,
+        tx: &mut Tx,
+        payment_id: &str,
+    ) -> Result<Vec<RefundRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, merchant_id, payment_id, amount_minor, currency, status, failure_reason, \
+             created_at_ms FROM refunds WHERE payment_id = $1 ORDER BY created_at_ms, id",
+        )
+        .bind(payment_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter().map(refund_from_row).collect()
+    }
+
+    /// A payment's refunds, outside a transaction.
+    pub async fn list_refunds(&self, payment_id: &str) -> Result<Vec<RefundRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, merchant_id, payment_id, amount_minor, currency, status, failure_reason, \
+             created_at_ms FROM refunds WHERE payment_id = $1 ORDER BY created_at_ms, id",
+        )
+        .bind(payment_id)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(refund_from_row).collect()
+    }
+
+    /// Sets a refund's outcome.
+    pub async fn update_refund(
+        &self,
+        tx: &mut Tx,
+        id: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE refunds SET status = $1, failure_reason = $2, updated_at_ms = $3 WHERE id = $4",
+        )
+        .bind(status)
+        .bind(reason)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The stored answer to a provider event already processed.
+    pub async fn processed_webhook_event(
+        &self,
+        provider: &str,
+        event_id: &str,
+    ) -> Result<Option<(u16, String)>, StoreError> {
+        let row = sqlx::query("SELECT http_status, response_body FROM webhook_events WHERE provider = $1 AND event_id = $2")
+            .bind(provider)
+            .bind(event_id)
+            .fetch_optional(self.writer())
+            .await?;
+        row.map(|row| {
+            let status: i64 = row.try_get("http_status")?;
+            Ok((status as u16, row.try_get("response_body")?))
+        })
+        .transpose()
+    }
+
+    /// Marks a provider event processed, inside the transaction of its effect. A concurrent
+    /// delivery of the same event then fails on the primary key and is rolled back.
+    pub async fn insert_webhook_event(
+        &self,
+        tx: &mut Tx,
+        provider: &str,
+        event_id: &str,
+        http_status: u16,
+        response_body: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhook_events (provider, event_id, http_status, response_body, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(provider)
+        .bind(event_id)
+        .bind(i64::from(http_status))
+        .bind(response_body)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends to the inbound webhook delivery log.
+    pub async fn insert_webhook_delivery(&self, d: &WebhookDelivery) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, provider, event_id, payment_id, headers, raw_body, \
+             outcome, http_status, received_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&d.id)
+        .bind(&d.provider)
+        .bind(&d.event_id)
+        .bind(&d.payment_id)
+        .bind(&d.headers)
+        .bind(&d.raw_body)
+        .bind(&d.outcome)
+        .bind(i64::from(d.http_status))
+        .bind(d.received_at_ms)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// The newest deliveries, for a payment when given.
+    pub async fn webhook_deliveries(
+        &self,
+        payment_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, provider, event_id, payment_id, headers, raw_body, outcome, http_status, \
+             received_at_ms FROM webhook_deliveries WHERE ($1 = '' OR payment_id = $1) \
+             ORDER BY received_at_ms DESC, id DESC LIMIT $2",
+        )
+        .bind(payment_id.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: i64 = row.try_get("http_status")?;
+                Ok(WebhookDelivery {
+                    id: row.try_get("id")?,
+                    provider: row.try_get("provider")?,
+                    event_id: row.try_get("event_id")?,
+                    payment_id: row.try_get("payment_id")?,
+                    headers: row.try_get("headers")?,
+                    raw_body: row.try_get("raw_body")?,
+                    outcome: row.try_get("outcome")?,
+                    http_status: status as u16,
+                    received_at_ms: row.try_get("received_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Queues an event for the operator, inside the transaction of the change it describes.
+    pub async fn insert_outbox(
+        &self,
+        tx: &mut Tx,
+        merchant_id: &str,
+        topic: &str,
+        aggregate_id: &str,
+        payload: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO outbox (merchant_id, topic, aggregate_id, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(merchant_id)
+        .bind(topic)
+        .bind(aggregate_id)
+        .bind(payload)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Outbox events about one aggregate, oldest first (`(topic, payload)`).
+    pub async fn outbox_for(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT topic, payload FROM outbox WHERE aggregate_id = $1 ORDER BY id")
+                .bind(aggregate_id)
+                .fetch_all(self.reader())
+                .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("topic")?, row.try_get("payload")?)))
+            .collect()
+    }
+}
