@@ -7,5 +7,6 @@ pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod payment;
+pub mod payout;
 
 pub use money::{Currency, Money, MoneyError};

@@ -29,6 +29,28 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// The sandbox payment provider.
     pub sandbox: SandboxProviderConfig,
+    /// Withdrawals.
+    pub payouts: PayoutsConfig,
+}
+
+/// Withdrawals.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutsConfig {
+    /// At or above: review.
+    pub review_threshold_minor: i64,
+    /// Turnover below this share of the last deposit: review.
+    pub wagering_review_share: f64,
+    /// Where players may not cancel a withdrawal.
+    pub reversal_forbidden_jurisdictions: Vec<String>,
+    /// Retry worker period.
+    pub retry_interval_ms: u64,
+    /// Wait after a failed send.
+    pub retry_backoff_ms: i64,
+    /// Sends before giving up.
+    pub send_attempts_max: i64,
+    /// Hours to arrive, per method.
+    pub eta_hours: std::collections::BTreeMap<String, i64>,
 }
 
 /// Deposits.

@@ -41,6 +41,8 @@ pub struct AppState {
     pub players: service::players::PlayerDirectory,
     /// Deposits.
     pub payments: service::payments::PaymentsService,
+    /// Withdrawals.
+    pub payouts: service::payouts::PayoutsService,
 }
 
 /// A running server, for tests and the binary.
@@ -74,6 +76,7 @@ impl Server {
         let state = AppState::new(store, config, Arc::new(registry));
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         workers::spawn_status_sync(state.clone(), shutdown.subscribe());
+        workers::spawn_payout_sender(state.clone(), shutdown.subscribe());
         let app = api::router(state);
         let handle = tokio::spawn(async move {
             axum::serve(
@@ -131,8 +134,17 @@ impl AppState {
         let players = service::players::PlayerDirectory::new(store.clone());
         let wallet =
             service::wallet::WalletService::start(store.clone(), players.clone(), &config.wallet);
-        let payments =
-            service::payments::PaymentsService::new(store.clone(), providers, players.clone());
+        let payments = service::payments::PaymentsService::new(
+            store.clone(),
+            providers.clone(),
+            players.clone(),
+        );
+        let payouts = service::payouts::PayoutsService::new(
+            store.clone(),
+            providers,
+            players.clone(),
+            config.payouts.clone(),
+        );
         AppState {
             auth: auth::KeyCache::new(store.clone()),
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),
@@ -140,6 +152,7 @@ impl AppState {
             players,
             wallet,
             payments,
+            payouts,
             config,
         }
     }

@@ -37,3 +37,27 @@ pub fn spawn_status_sync(state: AppState, mut stop: watch::Receiver<bool>) {
         }
     });
 }
+
+/// Payouts tried per round of the sender.
+const PAYOUT_BATCH: u32 = 50;
+
+/// Every `payouts.retry_interval_ms`, sends the approved and deferred payouts whose next
+/// attempt is due. Their state lives in the database, so a restart loses none of them.
+pub fn spawn_payout_sender(state: AppState, mut stop: watch::Receiver<bool>) {
+    let period = Duration::from_millis(state.config.payouts.retry_interval_ms);
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            match state.payouts.send_due(PAYOUT_BATCH).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "payout sender tried waiting payouts"),
+                Err(error) => tracing::warn!(error = error.code(), "payout sender round failed"),
+            }
+        }
+    });
+}

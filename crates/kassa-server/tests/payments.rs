@@ -628,7 +628,7 @@ async fn every_webhook_is_in_the_delivery_log(app: TestApp) {
     let log = app
         .send(
             Method::GET,
-            &format!("/v1/admin/webhook-deliveries?limit=10"),
+            "/v1/admin/webhook-deliveries?limit=10",
             Some(&app.admin_key),
             None,
             &[],

@@ -35,6 +35,8 @@ pub struct PlayerRecord {
     pub kyc_status: String,
     /// ISO 8601 date.
     pub birth_date: Option<String>,
+    /// `active`, `self_excluded` (may still withdraw) or `blocked` (may not).
+    pub account_status: String,
     /// Spendable money.
     pub cash_account_id: AccountId,
     /// Money held for withdrawals in flight.
@@ -58,10 +60,12 @@ pub struct PlayerUpsert {
     pub kyc_status: String,
     /// Date of birth.
     pub birth_date: Option<String>,
+    /// `active`, `self_excluded` or `blocked`.
+    pub account_status: String,
 }
 
 const PLAYER_COLUMNS: &str = "merchant_id, player_id, currency, country, jurisdiction, \
-     kyc_status, birth_date, cash_account_id, hold_account_id";
+     kyc_status, birth_date, account_status, cash_account_id, hold_account_id";
 
 fn player_from_row(row: &AnyRow) -> Result<PlayerRecord, StoreError> {
     let code: String = row.try_get("currency")?;
@@ -73,6 +77,7 @@ fn player_from_row(row: &AnyRow) -> Result<PlayerRecord, StoreError> {
         jurisdiction: row.try_get("jurisdiction")?,
         kyc_status: row.try_get("kyc_status")?,
         birth_date: row.try_get("birth_date")?,
+        account_status: row.try_get("account_status")?,
         cash_account_id: row.try_get("cash_account_id")?,
         hold_account_id: row.try_get("hold_account_id")?,
     })
@@ -189,7 +194,8 @@ impl Store {
                 }
                 sqlx::query(
                     "UPDATE players SET country = $1, jurisdiction = $2, kyc_status = $3, \
-                     birth_date = $4, updated_at_ms = $5 WHERE merchant_id = $6 AND player_id = $7",
+                     birth_date = $4, updated_at_ms = $5, account_status = $8 \
+                     WHERE merchant_id = $6 AND player_id = $7",
                 )
                 .bind(&player.country)
                 .bind(&player.jurisdiction)
@@ -198,6 +204,7 @@ impl Store {
                 .bind(now)
                 .bind(&player.merchant_id)
                 .bind(&player.player_id)
+                .bind(&player.account_status)
                 .execute(&mut *tx)
                 .await?;
                 false
@@ -234,7 +241,8 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO players (merchant_id, player_id, currency, country, jurisdiction, \
                      kyc_status, birth_date, cash_account_id, hold_account_id, created_at_ms, \
-                     updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                     updated_at_ms, account_status) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
                 )
                 .bind(merchant)
                 .bind(&player.player_id)
@@ -246,6 +254,7 @@ impl Store {
                 .bind(cash)
                 .bind(hold)
                 .bind(now)
+                .bind(&player.account_status)
                 .execute(&mut *tx)
                 .await?;
                 true

@@ -16,6 +16,7 @@ pub mod directory;
 pub mod idempotency;
 pub mod ledger;
 pub mod payments;
+pub mod payouts;
 
 /// The database driver's error, for callers that commit transactions.
 pub use sqlx::Error as SqlxError;
@@ -204,6 +205,24 @@ impl Store {
             Backend::Sqlite => "",
         }
     }
+}
+
+/// One entry of a payment's or payout's history: what happened, from which status to which
+/// (`None`: recorded and ignored), who did it and why.
+#[derive(Clone, Copy, Debug)]
+pub struct HistoryEvent<'a> {
+    /// `api`, `webhook`, `sync`, `review`, …
+    pub source: &'a str,
+    /// What happened.
+    pub event: &'a str,
+    /// Status before.
+    pub from: &'a str,
+    /// Status after; `None` when the event was ignored.
+    pub to: Option<&'a str>,
+    /// Who did it (an admin key id), for manual decisions.
+    pub actor: Option<&'a str>,
+    /// Extra facts, as JSON text.
+    pub detail: Option<&'a str>,
 }
 
 /// Milliseconds since the Unix epoch, the unit of every stored time.

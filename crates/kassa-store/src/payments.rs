@@ -6,7 +6,7 @@ use kassa_core::Currency;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{now_ms, Store, StoreError, Tx};
+use crate::{now_ms, HistoryEvent, Store, StoreError, Tx};
 
 /// A payment as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -262,22 +262,18 @@ impl Store {
         &self,
         tx: &mut Tx,
         payment_id: &str,
-        source: &str,
-        event: &str,
-        from: PaymentStatus,
-        to: Option<PaymentStatus>,
-        detail: Option<&str>,
+        e: HistoryEvent<'_>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO payment_events (payment_id, source, event, from_status, to_status, detail, \
              created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(payment_id)
-        .bind(source)
-        .bind(event)
-        .bind(from.as_str())
-        .bind(to.map(|s| s.as_str()))
-        .bind(detail)
+        .bind(e.source)
+        .bind(e.event)
+        .bind(e.from)
+        .bind(e.to)
+        .bind(e.detail)
         .bind(now_ms())
         .execute(&mut **tx)
         .await?;

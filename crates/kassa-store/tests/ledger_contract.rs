@@ -41,6 +41,7 @@ async fn fixture(store: &Store) -> Fixture {
                 jurisdiction: None,
                 kyc_status: "none".into(),
                 birth_date: None,
+                account_status: "active".into(),
             })
             .await
             .unwrap();

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod health;
 pub mod payments;
+pub mod payouts;
 pub mod players;
 pub mod wallet;
 
@@ -41,6 +42,7 @@ use crate::{auth, idempotency, trace, AppState};
         (name = "wallet", description = "Seamless-wallet calls of game rounds"),
         (name = "players", description = "Players and their balances"),
         (name = "payments", description = "Deposits, refunds and provider webhooks"),
+        (name = "payouts", description = "Withdrawals"),
         (name = "admin", description = "Platform administration (admin keys)"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -89,6 +91,7 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
     let money_moving = OpenApiRouter::new()
         .routes(routes!(payments::init_payment))
         .routes(routes!(payments::create_refund))
+        .routes(routes!(payouts::init_payout))
         .route_layer(from_fn_with_state(state.clone(), idempotency::required));
     let authenticated = OpenApiRouter::new()
         .merge(wallet)
@@ -97,6 +100,13 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(payments::list_payments))
         .routes(routes!(payments::cancel_payment))
         .routes(routes!(payments::payment_events))
+        .routes(routes!(payouts::get_payout))
+        .routes(routes!(payouts::list_payouts))
+        .routes(routes!(payouts::cancel_payout))
+        .routes(routes!(payouts::review_queue))
+        .routes(routes!(payouts::approve_payout))
+        .routes(routes!(payouts::reject_payout))
+        .routes(routes!(payouts::set_switch))
         .routes(routes!(players::put_player, players::get_player))
         .routes(routes!(players::get_balance))
         .routes(routes!(players::list_transactions))

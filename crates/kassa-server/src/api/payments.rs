@@ -489,13 +489,11 @@ async fn handle_webhook(
             )
         }
     };
-    let ProviderEvent::Payment(event) = event else {
-        let error = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unsupported_event",
-            "payout events are not handled by this endpoint yet",
-        );
-        return ("unsupported", error.into_response());
+    let event = match event {
+        ProviderEvent::Payment(event) => event,
+        ProviderEvent::Payout(event) => {
+            return handle_payout_webhook(state, provider_name, &event, delivery).await
+        }
     };
     delivery.event_id = Some(event.event_id.clone());
     delivery.payment_id = Some(event.payment_id.clone());
@@ -531,6 +529,50 @@ async fn handle_webhook(
             }
             let outcome = match error.code() {
                 "payment_not_found" => "unknown_payment",
+                "webhook_mismatch" => "mismatch",
+                _ => "error",
+            };
+            (outcome, error.into_response())
+        }
+    }
+}
+
+async fn handle_payout_webhook(
+    state: &AppState,
+    provider_name: &str,
+    event: &kassa_connectors::PayoutEvent,
+    delivery: &mut WebhookDelivery,
+) -> (&'static str, Response) {
+    delivery.event_id = Some(event.event_id.clone());
+    delivery.payment_id = Some(event.payout_id.clone());
+    match state
+        .store
+        .processed_webhook_event(provider_name, &event.event_id)
+        .await
+    {
+        Ok(Some((status, body))) => return ("duplicate", stored_answer(status, body)),
+        Ok(None) => {}
+        Err(error) => return ("error", ApiError::from(error).into_response()),
+    }
+    match state
+        .payouts
+        .apply_provider_event(provider_name, event)
+        .await
+    {
+        Ok((status, applied)) => {
+            let outcome = if applied { "processed" } else { "ignored" };
+            (outcome, Json(json!({ "received": true, "outcome": outcome, "payout_status": status.as_str() })).into_response())
+        }
+        Err(error) => {
+            if let Ok(Some((status, body))) = state
+                .store
+                .processed_webhook_event(provider_name, &event.event_id)
+                .await
+            {
+                return ("duplicate", stored_answer(status, body));
+            }
+            let outcome = match error.code() {
+                "payout_not_found" => "unknown_payout",
                 "webhook_mismatch" => "mismatch",
                 _ => "error",
             };

@@ -16,6 +16,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 const KYC_STATUSES: &[&str] = &["none", "pending", "verified", "rejected"];
+const ACCOUNT_STATUSES: &[&str] = &["active", "self_excluded", "blocked"];
 
 /// A player as created or updated.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -34,6 +35,8 @@ pub struct PlayerInput {
     /// ISO 8601 date, `YYYY-MM-DD`.
     #[schema(example = "1990-04-01")]
     pub birth_date: Option<String>,
+    /// `active` (default), `self_excluded` (may still withdraw) or `blocked` (may not).
+    pub account_status: Option<String>,
 }
 
 /// A player.
@@ -45,6 +48,7 @@ pub struct PlayerView {
     pub jurisdiction: Option<String>,
     pub kyc_status: String,
     pub birth_date: Option<String>,
+    pub account_status: String,
 }
 
 /// A player's balance.
@@ -104,6 +108,7 @@ fn view(player: PlayerRecord) -> PlayerView {
         jurisdiction: player.jurisdiction,
         kyc_status: player.kyc_status,
         birth_date: player.birth_date,
+        account_status: player.account_status,
     }
 }
 
@@ -152,6 +157,13 @@ pub async fn put_player(
             format!("must be one of {KYC_STATUSES:?}"),
         ));
     }
+    let account_status = input.account_status.unwrap_or_else(|| "active".into());
+    if !ACCOUNT_STATUSES.contains(&account_status.as_str()) {
+        return Err(ApiError::validation(
+            "account_status",
+            format!("must be one of {ACCOUNT_STATUSES:?}"),
+        ));
+    }
     if let Some(date) = &input.birth_date {
         let format = time::macros::format_description!("[year]-[month]-[day]");
         time::Date::parse(date, &format).map_err(|_| {
@@ -168,6 +180,7 @@ pub async fn put_player(
             jurisdiction: input.jurisdiction,
             kyc_status,
             birth_date: input.birth_date,
+            account_status,
         })
         .await?;
     let status = if created {

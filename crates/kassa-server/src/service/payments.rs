@@ -17,7 +17,7 @@ use kassa_core::payment::{next, PaymentEvent, PaymentStatus, Transition};
 use kassa_core::{ids, Currency};
 use kassa_store::directory::PlayerRecord;
 use kassa_store::payments::{PaymentRecord, RefundRecord};
-use kassa_store::{now_ms, Store, StoreError, Tx};
+use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
 use tokio::sync::broadcast;
 
@@ -152,11 +152,14 @@ impl PaymentsService {
             .insert_payment_event(
                 &mut tx,
                 &payment.id,
-                "api",
-                "created",
-                PaymentStatus::Initiated,
-                Some(PaymentStatus::Initiated),
-                None,
+                HistoryEvent {
+                    source: "api",
+                    event: "created",
+                    from: PaymentStatus::Initiated.as_str(),
+                    to: Some(PaymentStatus::Initiated.as_str()),
+                    actor: None,
+                    detail: None,
+                },
             )
             .await?;
         tx.commit().await?;
@@ -485,11 +488,14 @@ impl PaymentsService {
                 .insert_payment_event(
                     tx,
                     &payment.id,
-                    source,
-                    "refunded",
-                    payment.status,
-                    None,
-                    Some(detail),
+                    HistoryEvent {
+                        source,
+                        event: "refunded",
+                        from: payment.status.as_str(),
+                        to: None,
+                        actor: None,
+                        detail: Some(detail),
+                    },
                 )
                 .await?;
             return Ok(Applied::Ignored(payment.status));
@@ -762,11 +768,14 @@ impl PaymentsService {
             .insert_payment_event(
                 &mut tx,
                 payment_id,
-                "api",
-                "refund_requested",
-                payment.status,
-                Some(payment.status),
-                Some(&detail),
+                HistoryEvent {
+                    source: "api",
+                    event: "refund_requested",
+                    from: payment.status.as_str(),
+                    to: Some(payment.status.as_str()),
+                    actor: None,
+                    detail: Some(&detail),
+                },
             )
             .await?;
         tx.commit().await?;
@@ -948,7 +957,18 @@ impl PaymentsService {
                 payment.status = to;
                 self.store.update_payment(tx, payment).await?;
                 self.store
-                    .insert_payment_event(tx, &payment.id, source, name, from, Some(to), detail)
+                    .insert_payment_event(
+                        tx,
+                        &payment.id,
+                        HistoryEvent {
+                            source,
+                            event: name,
+                            from: from.as_str(),
+                            to: Some(to.as_str()),
+                            actor: None,
+                            detail,
+                        },
+                    )
                     .await?;
                 if to != from {
                     let payload = json!({
@@ -975,7 +995,18 @@ impl PaymentsService {
             Transition::Ignore => {
                 tracing::info!(payment_id = %payment.id, status = %from, event = name, "event does not fit the payment's state; ignored");
                 self.store
-                    .insert_payment_event(tx, &payment.id, source, name, from, None, detail)
+                    .insert_payment_event(
+                        tx,
+                        &payment.id,
+                        HistoryEvent {
+                            source,
+                            event: name,
+                            from: from.as_str(),
+                            to: None,
+                            actor: None,
+                            detail,
+                        },
+                    )
                     .await?;
                 Ok(Applied::Ignored(from))
             }

@@ -40,6 +40,7 @@ pub async fn return_page(
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>Deposit {status}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem; color: #1a1a1a; }}
@@ -57,13 +58,17 @@ body {{ font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto;
 <script>
 const el = document.getElementById("status");
 const explain = document.getElementById("explain");
-const texts = {{captured: "The money is in your account.", declined: "Your bank declined the payment. No money was taken.", failed: "The payment failed. No money was taken.", expired: "The payment timed out. No money was taken.", cancelled: "The payment was cancelled."}};
-if (window.EventSource) {{
+const done = "The money is in your account.";
+const texts = {{captured: done, partially_refunded: done, refunded: done, charged_back: "The payment was disputed and reversed.", declined: "Your bank declined the payment. No money was taken.", failed: "The payment failed. No money was taken.", expired: "The payment timed out. No money was taken.", cancelled: "The payment was cancelled."}};
+const waiting = ["initiated", "pending", "authorized"];
+if (window.EventSource && waiting.includes(el.textContent)) {{
   const events = new EventSource("/cashier/payments/{id}/events");
   events.addEventListener("status", (e) => {{
     const s = JSON.parse(e.data).status;
     el.textContent = s; el.className = "status " + s;
+    document.title = "Deposit " + s;
     explain.textContent = texts[s] || "We are waiting for the payment provider.";
+    if (!waiting.includes(s)) events.close();
   }});
 }}
 </script>
@@ -77,6 +82,7 @@ if (window.EventSource) {{
 fn explanation(status: &str) -> &'static str {
     match status {
         "captured" | "partially_refunded" | "refunded" => "The money is in your account.",
+        "charged_back" => "The payment was disputed and reversed.",
         "declined" => "Your bank declined the payment. No money was taken.",
         "failed" => "The payment failed. No money was taken.",
         "expired" => "The payment timed out. No money was taken.",

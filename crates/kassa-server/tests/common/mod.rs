@@ -197,6 +197,27 @@ impl TestApp {
         );
     }
 
+    /// Stops this server and starts a new one on the same database (a restart), keeping the
+    /// keys; `adjust` changes the new server's config.
+    pub async fn restart(mut self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("clean stop");
+        }
+        let mut config = Config::defaults();
+        config.listen = "127.0.0.1:0".into();
+        config.database_url = self.database_url.clone();
+        config.rate_limit.requests_per_second = 0;
+        adjust(&mut config);
+        let server = Server::start(config).await.expect("server restarts");
+        assert!(
+            server.bootstrap.is_none(),
+            "a restart creates no new demo merchant"
+        );
+        self.base = format!("http://{}", server.local_addr);
+        self.server = Some(server);
+        self
+    }
+
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await.expect("clean stop");

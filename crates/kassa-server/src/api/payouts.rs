@@ -1,0 +1,378 @@
+//! Withdrawals: `POST /v1/payouts/init`, lookups, the player's cancel, and the review queue
+//! under `/v1/admin/payouts`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine;
+use kassa_core::payout::PayoutStatus;
+use kassa_core::Currency;
+use kassa_store::payouts::PayoutRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::{external_id, rfc3339, ApiJson};
+use crate::auth::{roles, Admin, Merchant};
+use crate::error::{ApiError, ErrorBody};
+use crate::idempotency::IdempotencyClaim;
+use crate::service::payouts::{Decision, NewPayout, PAYOUTS_PAUSED};
+use crate::AppState;
+
+/// A withdrawal to request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutInitInput {
+    #[schema(example = "40.00")]
+    pub amount: String,
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// `card`, `bank_transfer`, …
+    #[schema(example = "card")]
+    pub method: String,
+    pub player_id: String,
+    /// Where the money goes (card token, IBAN), when the method needs one.
+    pub destination: Option<String>,
+}
+
+/// A payout.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoutView {
+    pub payout_id: String,
+    /// `requested`, `in_review`, `approved`, `deferred`, `processing`, `paid`, `rejected`,
+    /// `failed`, `cancelled`.
+    pub status: String,
+    pub amount: String,
+    pub currency: String,
+    pub method: String,
+    pub player_id: String,
+    pub provider: Option<String>,
+    /// Why checks sent it to review.
+    pub review_reasons: Vec<String>,
+    /// Why it failed, was rejected or cancelled.
+    pub failure_reason: Option<String>,
+    /// Estimated hours until the money arrives.
+    pub eta_hours: i64,
+    pub reviewed_by: Option<String>,
+    pub review_note: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A page of payouts, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoutPage {
+    pub data: Vec<PayoutView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Which payouts to list.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PayoutListQuery {
+    pub player_id: String,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Which payouts the review queue lists.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ReviewQueueQuery {
+    /// Default `in_review`.
+    pub status: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// A reviewer's decision; the reason is required and recorded.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewInput {
+    #[schema(example = "source of funds documents checked")]
+    pub reason: String,
+}
+
+/// A switch's new state.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchInput {
+    pub enabled: bool,
+}
+
+pub(crate) fn view(p: &PayoutRecord) -> PayoutView {
+    PayoutView {
+        payout_id: p.id.clone(),
+        status: p.status.as_str().to_string(),
+        amount: p.currency.format_minor(p.amount_minor),
+        currency: p.currency.code().to_string(),
+        method: p.method.clone(),
+        player_id: p.player_id.clone(),
+        provider: p.provider.clone(),
+        review_reasons: p.review_reasons.clone(),
+        failure_reason: p.failure_reason.clone(),
+        eta_hours: p.eta_hours,
+        reviewed_by: p.reviewed_by.clone(),
+        review_note: p.review_note.clone(),
+        created_at: rfc3339(p.created_at_ms),
+        updated_at: rfc3339(p.updated_at_ms),
+    }
+}
+
+/// Requests a withdrawal. Checks, in order: KYC (403 `kyc_required`), account status (403
+/// `account_blocked`), available balance (402 `insufficient_funds`), risk (403
+/// `risk_rejected`, or review), wagering (review). Accepted payouts hold the amount at once.
+#[utoipa::path(post, path = "/v1/payouts/init", tag = "payouts", request_body = PayoutInitInput,
+    params(("Idempotency-Key" = String, Header, description = "Required")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "accepted: approved, in_review, deferred or already processing", body = PayoutView),
+        (status = 402, description = "insufficient_funds", body = ErrorBody),
+        (status = 403, description = "kyc_required, account_blocked, risk_rejected", body = ErrorBody),
+        (status = 404, description = "player_not_found", body = ErrorBody),
+        (status = 422, description = "validation_failed, currency_mismatch, no_provider", body = ErrorBody),
+    ))]
+pub async fn init_payout(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    claim: Option<Extension<IdempotencyClaim>>,
+    ApiJson(input): ApiJson<PayoutInitInput>,
+) -> Result<Response, ApiError> {
+    external_id("player_id", &input.player_id)?;
+    let currency = Currency::from_code(&input.currency)?;
+    let amount_minor = currency.parse_positive_minor(&input.amount)?;
+    if input.method.is_empty()
+        || input.method.len() > 32
+        || !input
+            .method
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        return Err(ApiError::validation(
+            "method",
+            "must be a method name like \"card\"",
+        ));
+    }
+    if let Some(destination) = &input.destination {
+        if destination.is_empty()
+            || destination.len() > 128
+            || destination.chars().any(char::is_control)
+        {
+            return Err(ApiError::validation(
+                "destination",
+                "must be 1 to 128 printable characters",
+            ));
+        }
+    }
+    let request = NewPayout {
+        player_id: input.player_id,
+        amount_minor,
+        currency,
+        method: input.method,
+        destination: input.destination,
+    };
+    let render = |p: &PayoutRecord| serde_json::to_string(&view(p)).unwrap_or_default();
+    let payout = state
+        .payouts
+        .request(&merchant.id, request, claim.map(|c| c.0), render)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&payout))).into_response())
+}
+
+/// A payout.
+#[utoipa::path(get, path = "/v1/payouts/{payout_id}", tag = "payouts", params(("payout_id" = String, Path)),
+    security(("bearer" = [])), responses((status = 200, body = PayoutView), (status = 404, body = ErrorBody)))]
+pub async fn get_payout(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    Path(payout_id): Path<String>,
+) -> Result<Json<PayoutView>, ApiError> {
+    Ok(Json(view(
+        &state.payouts.get(&merchant.id, &payout_id).await?,
+    )))
+}
+
+/// A player's payouts, newest first.
+#[utoipa::path(get, path = "/v1/payouts", tag = "payouts", params(PayoutListQuery), security(("bearer" = [])),
+    responses((status = 200, body = PayoutPage), (status = 422, body = ErrorBody)))]
+pub async fn list_payouts(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    Query(query): Query<PayoutListQuery>,
+) -> Result<Json<PayoutPage>, ApiError> {
+    external_id("player_id", &query.player_id)?;
+    page(
+        &state,
+        Some(&merchant.id),
+        Some(&query.player_id),
+        None,
+        query.cursor.as_deref(),
+        query.limit,
+    )
+    .await
+    .map(Json)
+}
+
+/// The player withdraws a payout not yet sent to a provider — where the jurisdiction allows
+/// it (409 `cancel_not_allowed` in GB, for example).
+#[utoipa::path(post, path = "/v1/payouts/{payout_id}/cancel", tag = "payouts", params(("payout_id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = PayoutView), (status = 404, body = ErrorBody), (status = 409, description = "cancel_not_allowed, payout_not_cancellable", body = ErrorBody)))]
+pub async fn cancel_payout(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    Path(payout_id): Path<String>,
+) -> Result<Json<PayoutView>, ApiError> {
+    Ok(Json(view(
+        &state.payouts.cancel(&merchant.id, &payout_id).await?,
+    )))
+}
+
+/// The review queue (admin or finance keys): payouts in a status, `in_review` by default.
+#[utoipa::path(get, path = "/v1/admin/payouts", tag = "admin", params(ReviewQueueQuery), security(("bearer" = [])),
+    responses((status = 200, body = PayoutPage), (status = 403, body = ErrorBody)))]
+pub async fn review_queue(
+    State(state): State<AppState>,
+    admin: Admin,
+    Query(query): Query<ReviewQueueQuery>,
+) -> Result<Json<PayoutPage>, ApiError> {
+    admin.require_any(&[roles::ADMIN, roles::FINANCE])?;
+    let status = match query.status.as_deref() {
+        None => PayoutStatus::InReview,
+        Some(text) => PayoutStatus::parse(text)
+            .ok_or_else(|| ApiError::validation("status", "is not a payout status"))?,
+    };
+    page(
+        &state,
+        None,
+        None,
+        Some(status),
+        query.cursor.as_deref(),
+        query.limit,
+    )
+    .await
+    .map(Json)
+}
+
+/// Approves a payout in review and sends it (admin key; the reason is recorded with who and
+/// when).
+#[utoipa::path(post, path = "/v1/admin/payouts/{payout_id}/approve", tag = "admin", request_body = ReviewInput,
+    params(("payout_id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = PayoutView), (status = 409, description = "payout_not_in_review", body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn approve_payout(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(payout_id): Path<String>,
+    ApiJson(input): ApiJson<ReviewInput>,
+) -> Result<Json<PayoutView>, ApiError> {
+    decide(&state, &admin, &payout_id, Decision::Approve, &input.reason).await
+}
+
+/// Rejects a payout in review and releases its hold (admin key; reason required).
+#[utoipa::path(post, path = "/v1/admin/payouts/{payout_id}/reject", tag = "admin", request_body = ReviewInput,
+    params(("payout_id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = PayoutView), (status = 409, description = "payout_not_in_review", body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn reject_payout(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(payout_id): Path<String>,
+    ApiJson(input): ApiJson<ReviewInput>,
+) -> Result<Json<PayoutView>, ApiError> {
+    decide(&state, &admin, &payout_id, Decision::Reject, &input.reason).await
+}
+
+/// Turns a switch on or off without a deploy (admin key). `payouts_paused` holds every payout
+/// back as `deferred` until it is turned off.
+#[utoipa::path(put, path = "/v1/admin/switches/{name}", tag = "admin", request_body = SwitchInput,
+    params(("name" = String, Path, description = "payouts_paused")), security(("bearer" = [])),
+    responses((status = 200, description = "{name, enabled}"), (status = 404, body = ErrorBody)))]
+pub async fn set_switch(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    ApiJson(input): ApiJson<SwitchInput>,
+) -> Result<Response, ApiError> {
+    admin.require_any(&[roles::ADMIN])?;
+    if name != PAYOUTS_PAUSED {
+        return Err(ApiError::not_found(
+            "switch_not_found",
+            format!("no switch {name:?}; known: [\"{PAYOUTS_PAUSED}\"]"),
+        ));
+    }
+    state
+        .store
+        .set_switch(&name, input.enabled, &admin.key_id)
+        .await?;
+    tracing::info!(switch = %name, enabled = input.enabled, by = %admin.key_id, "switch changed");
+    Ok(Json(json!({ "name": name, "enabled": input.enabled })).into_response())
+}
+
+async fn decide(
+    state: &AppState,
+    admin: &Admin,
+    payout_id: &str,
+    decision: Decision,
+    reason: &str,
+) -> Result<Json<PayoutView>, ApiError> {
+    admin.require_any(&[roles::ADMIN])?;
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::validation(
+            "reason",
+            "is required (1 to 500 characters)",
+        ));
+    }
+    Ok(Json(view(
+        &state
+            .payouts
+            .review(payout_id, decision, &admin.key_id, reason)
+            .await?,
+    )))
+}
+
+async fn page(
+    state: &AppState,
+    merchant_id: Option<&str>,
+    player_id: Option<&str>,
+    status: Option<PayoutStatus>,
+    cursor: Option<&str>,
+    limit: Option<u32>,
+) -> Result<PayoutPage, ApiError> {
+    let paging = &state.config.pagination;
+    let limit = limit.unwrap_or(paging.page_size_default);
+    if limit == 0 || limit > paging.page_size_max {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be between 1 and {}", paging.page_size_max),
+        ));
+    }
+    let before = cursor.map(decode_cursor).transpose()?;
+    let mut payouts = state
+        .store
+        .list_payouts(merchant_id, player_id, status, before, limit + 1)
+        .await?;
+    let next_cursor = if payouts.len() > limit as usize {
+        payouts.truncate(limit as usize);
+        payouts.last().map(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(format!("{}:{}", p.created_at_ms, p.id))
+        })
+    } else {
+        None
+    };
+    Ok(PayoutPage {
+        data: payouts.iter().map(view).collect(),
+        next_cursor,
+    })
+}
+
+fn decode_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| {
+            let (ms, id) = text.split_once(':')?;
+            Some((ms.parse().ok()?, id.to_string()))
+        })
+        .ok_or_else(|| ApiError::validation("cursor", "is not a cursor this API returned"))
+}

@@ -1,0 +1,801 @@
+//! Withdrawals: checks before any money moves (KYC, account status, balance, risk, wagering,
+//! in that order), a hold on the player's money, closed-loop routing, sending or deferring,
+//! the provider's webhook posting or releasing the hold, the review queue and cancellation.
+//!
+//! A payout never pays twice and never pays what the player does not have: the amount is
+//! reserved in the ledger when the payout is accepted (two-phase transfer, txn id = payout
+//! id), and only the state machine's `paid` posts it, under a txn id derived from the payout.
+
+use std::sync::Arc;
+
+use kassa_connectors::{
+    PayoutEvent as ProviderPayoutEvent, PayoutEventStatus, PayoutRequest, ProviderError,
+    ProviderPayoutStatus, ProviderRegistry,
+};
+use kassa_core::ledger::{AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request};
+use kassa_core::payout::{next, PayoutEvent, PayoutStatus, PayoutTransition};
+use kassa_core::{ids, Currency};
+use kassa_store::payouts::PayoutRecord;
+use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
+use serde_json::json;
+
+use crate::config::PayoutsConfig;
+use crate::error::ApiError;
+use crate::idempotency::IdempotencyClaim;
+use crate::service::players::PlayerDirectory;
+
+/// The switch that holds every payout back (as `deferred`) until it is turned off.
+pub const PAYOUTS_PAUSED: &str = "payouts_paused";
+
+/// A withdrawal as the API asks for it, already parsed.
+#[derive(Clone, Debug)]
+pub struct NewPayout {
+    pub player_id: String,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub method: String,
+    pub destination: Option<String>,
+}
+
+/// A reviewer's decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// The withdrawal use cases; cheap to clone.
+#[derive(Clone)]
+pub struct PayoutsService {
+    store: Store,
+    providers: Arc<ProviderRegistry>,
+    players: PlayerDirectory,
+    config: PayoutsConfig,
+}
+
+impl PayoutsService {
+    /// Wires the service.
+    pub fn new(
+        store: Store,
+        providers: Arc<ProviderRegistry>,
+        players: PlayerDirectory,
+        config: PayoutsConfig,
+    ) -> PayoutsService {
+        PayoutsService {
+            store,
+            providers,
+            players,
+            config,
+        }
+    }
+
+    /// Checks, holds and (when cleared) sends a withdrawal.
+    pub async fn request(
+        &self,
+        merchant_id: &str,
+        request: NewPayout,
+        claim: Option<IdempotencyClaim>,
+        render: impl Fn(&PayoutRecord) -> String,
+    ) -> Result<PayoutRecord, ApiError> {
+        let player = self.players.get(merchant_id, &request.player_id).await?;
+        if player.currency != request.currency {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "currency_mismatch",
+                format!(
+                    "player {} holds {}, not {}",
+                    player.player_id, player.currency, request.currency
+                ),
+            )
+            .with_details(
+                json!({ "field": "currency", "player_currency": player.currency.code() }),
+            ));
+        }
+        // 1. KYC: identity must be verified before the first withdrawal.
+        if player.kyc_status != "verified" {
+            return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "kyc_required", "the player must complete identity verification before withdrawing")
+                .with_details(json!({ "kyc_status": player.kyc_status, "required_step": "identity_verification" })));
+        }
+        // 2. Responsible gambling: self-excluded players may withdraw their money; blocked
+        //    accounts may not.
+        if player.account_status == "blocked" {
+            return Err(ApiError::forbidden_with(
+                "account_blocked",
+                "the player's account is blocked; withdrawals are suspended",
+            )
+            .with_details(json!({ "account_status": player.account_status })));
+        }
+        // 3. Available balance (checked again, race-free, by the hold below).
+        let wallet = self.players.wallet(merchant_id, &player.player_id).await?;
+        let available = self
+            .store
+            .balances(&[wallet.cash])
+            .await?
+            .get(&wallet.cash)
+            .copied()
+            .unwrap_or(0);
+        if available < request.amount_minor {
+            return Err(insufficient_funds(request.currency, available));
+        }
+        // 4. Risk: a player with a chargeback does not withdraw; large amounts are reviewed.
+        let chargebacks = self
+            .store
+            .chargebacks_of(merchant_id, &player.player_id)
+            .await?;
+        if chargebacks > 0 {
+            return Err(ApiError::forbidden_with(
+                "risk_rejected",
+                "the withdrawal was refused by risk checks",
+            )
+            .with_details(json!({ "rule": "open_chargebacks", "chargebacks": chargebacks })));
+        }
+        let mut review_reasons = Vec::new();
+        if request.amount_minor >= self.config.review_threshold_minor {
+            review_reasons.push("amount_at_or_over_review_threshold".to_string());
+        }
+        // 5. Wagering: low turnover since the last deposit is a review trigger, not a refusal.
+        let deposits = self
+            .store
+            .captured_deposits(merchant_id, &player.player_id, 1)
+            .await?;
+        if let Some((_, deposit_minor, deposited_at_ms)) = deposits.first() {
+            let turnover = self
+                .store
+                .player_turnover_since(merchant_id, &player.player_id, *deposited_at_ms)
+                .await?;
+            if (turnover as f64) < self.config.wagering_review_share * (*deposit_minor as f64) {
+                review_reasons.push("low_turnover_since_last_deposit".to_string());
+            }
+        }
+        let provider = self
+            .route(
+                merchant_id,
+                &player.player_id,
+                &request.method,
+                request.currency,
+            )
+            .await?;
+        let now = now_ms();
+        let mut payout = PayoutRecord {
+            id: ids::generate("po"),
+            merchant_id: merchant_id.to_string(),
+            player_id: player.player_id.clone(),
+            provider: Some(provider.clone()),
+            provider_reference: None,
+            method: request.method.clone(),
+            destination: request.destination,
+            amount_minor: request.amount_minor,
+            currency: request.currency,
+            status: PayoutStatus::Requested,
+            review_reasons: review_reasons.clone(),
+            failure_reason: None,
+            jurisdiction: player.jurisdiction.clone(),
+            eta_hours: self
+                .config
+                .eta_hours
+                .get(&request.method)
+                .copied()
+                .unwrap_or(72),
+            reviewed_by: None,
+            review_note: None,
+            reviewed_at_ms: None,
+            send_attempts: 0,
+            next_attempt_at_ms: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        let mut tx = self.store.begin().await?;
+        let clearing = kassa_store::directory::ensure_account(
+            &mut tx,
+            merchant_id,
+            AccountKind::ProviderClearing,
+            &provider,
+            request.currency,
+        )
+        .await?;
+        let hold = Request {
+            txn_id: payout.id.clone(),
+            label: "payout".into(),
+            fingerprint: format!("payout:{}", payout.id),
+            command: Command::Reserve {
+                debit: wallet.cash,
+                hold: wallet.hold,
+                credit: clearing,
+                amount_minor: payout.amount_minor,
+            },
+            subject: Some(wallet.cash),
+            meta: EntryMeta {
+                player_id: Some(payout.player_id.clone()),
+                round_id: None,
+                reference: Some(payout.id.clone()),
+            },
+        };
+        let outcome = self
+            .store
+            .apply_ledger_requests(&mut tx, merchant_id, &[hold])
+            .await?;
+        match &outcome[0] {
+            Outcome::Recorded(entry) if entry.status == EntryStatus::Pending => {}
+            Outcome::Recorded(entry) if entry.status == EntryStatus::Rejected => {
+                return Err(insufficient_funds(
+                    request.currency,
+                    entry.subject_balance_after_minor.unwrap_or(0),
+                ));
+            }
+            other => return Err(unexpected_ledger(other)),
+        }
+        self.store.insert_payout(&mut tx, &payout).await?;
+        let detail = json!({ "review_reasons": review_reasons }).to_string();
+        let requested = PayoutStatus::Requested.as_str();
+        let created = HistoryEvent {
+            source: "api",
+            event: "requested",
+            from: requested,
+            to: Some(requested),
+            actor: None,
+            detail: Some(&detail),
+        };
+        self.record(&mut tx, &payout, created).await?;
+        let event = if review_reasons.is_empty() {
+            PayoutEvent::Approve
+        } else {
+            PayoutEvent::SendToReview
+        };
+        self.transition(&mut tx, &mut payout, event, "risk", None, None)
+            .await?;
+        if let Some(claim) = &claim {
+            claim.complete_in(&mut tx, 201, &render(&payout)).await?;
+        }
+        tx.commit().await?;
+        if let Some(claim) = &claim {
+            claim.mark_committed();
+        }
+        if payout.status == PayoutStatus::Approved {
+            payout = self.send(&payout.id).await?;
+        }
+        Ok(payout)
+    }
+
+    /// Closed loop: the provider the player last deposited through, if it pays out in this
+    /// currency and method; otherwise the first provider that does.
+    async fn route(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+        method: &str,
+        currency: Currency,
+    ) -> Result<String, ApiError> {
+        let can_pay = |name: &str| {
+            self.providers.get(name).is_some_and(|p| {
+                p.capabilities().payouts && p.capabilities().supports(method, currency, None)
+            })
+        };
+        for (provider, _, _) in self
+            .store
+            .captured_deposits(merchant_id, player_id, 5)
+            .await?
+        {
+            if can_pay(&provider) {
+                return Ok(provider);
+            }
+        }
+        self.providers
+            .names()
+            .find(|name| can_pay(name))
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "no_provider",
+                    format!("no provider pays out {method} in {currency}"),
+                )
+                .with_details(json!({ "method": method, "currency": currency.code() }))
+            })
+    }
+
+    /// Hands an approved or deferred payout to its provider, or defers it when payouts are
+    /// paused or the provider does not answer. Safe to call again: the provider dedupes by
+    /// payout id, and the state machine refuses a second send once it is processing.
+    pub async fn send(&self, payout_id: &str) -> Result<PayoutRecord, ApiError> {
+        let paused = self.store.switch_enabled(PAYOUTS_PAUSED).await?;
+        let mut tx = self.store.begin().await?;
+        let mut payout = self
+            .store
+            .lock_payout(&mut tx, payout_id)
+            .await?
+            .ok_or_else(|| payout_not_found(payout_id))?;
+        if !matches!(
+            payout.status,
+            PayoutStatus::Approved | PayoutStatus::Deferred
+        ) {
+            return Ok(payout);
+        }
+        let provider = payout
+            .provider
+            .as_deref()
+            .and_then(|name| self.providers.get(name));
+        let Some(provider) = provider.filter(|_| !paused) else {
+            payout.next_attempt_at_ms = Some(now_ms() + self.config.retry_backoff_ms);
+            let reason = if paused {
+                "payouts_paused"
+            } else {
+                "provider_unavailable"
+            };
+            self.transition(
+                &mut tx,
+                &mut payout,
+                PayoutEvent::Defer,
+                "router",
+                None,
+                Some(reason),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(payout);
+        };
+        payout.send_attempts += 1;
+        self.transition(
+            &mut tx,
+            &mut payout,
+            PayoutEvent::Sent,
+            "router",
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+
+        let sent = provider
+            .payout(&PayoutRequest {
+                payout_id: payout.id.clone(),
+                amount_minor: payout.amount_minor,
+                currency: payout.currency,
+                method: payout.method.clone(),
+                destination: payout.destination.clone(),
+            })
+            .await;
+        let mut tx = self.store.begin().await?;
+        let mut payout = self
+            .store
+            .lock_payout(&mut tx, payout_id)
+            .await?
+            .ok_or_else(|| payout_not_found(payout_id))?;
+        match sent {
+            Ok(accepted) => {
+                payout.provider_reference = Some(accepted.provider_reference);
+                self.store.update_payout(&mut tx, &payout).await?;
+                let settled = match accepted.status {
+                    ProviderPayoutStatus::Paid => Some(PayoutEvent::Paid),
+                    ProviderPayoutStatus::Failed => Some(PayoutEvent::Failed),
+                    ProviderPayoutStatus::Pending => None,
+                };
+                if let Some(event) = settled {
+                    self.settle(&mut tx, &mut payout, event, "provider", None)
+                        .await?;
+                }
+            }
+            Err(error)
+                if error.is_transient() && payout.send_attempts < self.config.send_attempts_max =>
+            {
+                tracing::warn!(payout_id, error = %error, "payout deferred: the provider did not take it");
+                payout.next_attempt_at_ms = Some(now_ms() + self.config.retry_backoff_ms);
+                self.transition(
+                    &mut tx,
+                    &mut payout,
+                    PayoutEvent::Defer,
+                    "router",
+                    None,
+                    Some(&failure_code(&error)),
+                )
+                .await?;
+            }
+            Err(error) => {
+                payout.failure_reason = Some(failure_code(&error));
+                self.settle(
+                    &mut tx,
+                    &mut payout,
+                    PayoutEvent::Failed,
+                    "router",
+                    Some(&error.to_string()),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(payout)
+    }
+
+    /// Sends every payout whose next attempt is due; returns how many were tried.
+    pub async fn send_due(&self, batch: u32) -> Result<usize, ApiError> {
+        let due = self.store.payouts_due(now_ms(), batch).await?;
+        for id in &due {
+            if let Err(error) = self.send(id).await {
+                tracing::warn!(payout_id = %id, error = error.code(), "sending a payout failed");
+            }
+        }
+        Ok(due.len())
+    }
+
+    /// Applies a verified provider event about a payout, exactly once per event id.
+    pub async fn apply_provider_event(
+        &self,
+        provider: &str,
+        event: &ProviderPayoutEvent,
+    ) -> Result<(PayoutStatus, bool), ApiError> {
+        let mut attempts = 0;
+        loop {
+            match self.try_apply_provider_event(provider, event).await {
+                Err(ApplyError::Store(error)) if error.is_retryable() && attempts < 3 => {
+                    attempts += 1
+                }
+                Err(ApplyError::Store(error)) => return Err(error.into()),
+                Err(ApplyError::Api(error)) => return Err(error),
+                Ok(applied) => return Ok(applied),
+            }
+        }
+    }
+
+    async fn try_apply_provider_event(
+        &self,
+        provider: &str,
+        event: &ProviderPayoutEvent,
+    ) -> Result<(PayoutStatus, bool), ApplyError> {
+        let mut tx = self.store.begin().await?;
+        let mut payout = self
+            .store
+            .lock_payout(&mut tx, &event.payout_id)
+            .await?
+            .ok_or_else(|| ApplyError::Api(payout_not_found(&event.payout_id)))?;
+        if payout.provider.as_deref() != Some(provider) {
+            return Err(ApplyError::Api(mismatch(
+                "the payout belongs to another provider",
+            )));
+        }
+        if payout.amount_minor != event.amount_minor || payout.currency != event.currency {
+            return Err(ApplyError::Api(mismatch(
+                "the amount or currency differs from the payout's",
+            )));
+        }
+        if let (Some(ours), Some(theirs)) = (&payout.provider_reference, &event.provider_reference)
+        {
+            if ours != theirs {
+                return Err(ApplyError::Api(mismatch(
+                    "the provider_reference differs from the payout's",
+                )));
+            }
+        }
+        let kind = match event.status {
+            PayoutEventStatus::Paid => PayoutEvent::Paid,
+            PayoutEventStatus::Failed => PayoutEvent::Failed,
+        };
+        if kind == PayoutEvent::Failed {
+            payout.failure_reason = event.reason.clone().or(Some("provider_failed".into()));
+        }
+        let detail = json!({ "event_id": event.event_id, "reason": event.reason }).to_string();
+        let applied = self
+            .settle(&mut tx, &mut payout, kind, "webhook", Some(&detail))
+            .await?;
+        let answer = json!({ "received": true, "outcome": if applied { "processed" } else { "ignored" }, "payout_status": payout.status.as_str() });
+        self.store
+            .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer.to_string())
+            .await?;
+        tx.commit().await?;
+        Ok((payout.status, applied))
+    }
+
+    /// A reviewer approves (and the payout is sent) or rejects (and the hold is released).
+    pub async fn review(
+        &self,
+        payout_id: &str,
+        decision: Decision,
+        reviewer: &str,
+        reason: &str,
+    ) -> Result<PayoutRecord, ApiError> {
+        let mut tx = self.store.begin().await?;
+        let mut payout = self
+            .store
+            .lock_payout(&mut tx, payout_id)
+            .await?
+            .ok_or_else(|| payout_not_found(payout_id))?;
+        if payout.status != PayoutStatus::InReview {
+            return Err(ApiError::conflict(
+                "payout_not_in_review",
+                format!("a {} payout is not waiting for review", payout.status),
+            ));
+        }
+        payout.reviewed_by = Some(reviewer.to_string());
+        payout.review_note = Some(reason.to_string());
+        payout.reviewed_at_ms = Some(now_ms());
+        let detail = json!({ "reason": reason }).to_string();
+        match decision {
+            Decision::Approve => {
+                self.transition(
+                    &mut tx,
+                    &mut payout,
+                    PayoutEvent::Approve,
+                    "review",
+                    Some(reviewer),
+                    Some(&detail),
+                )
+                .await?;
+            }
+            Decision::Reject => {
+                payout.failure_reason = Some("rejected_in_review".into());
+                self.settle(
+                    &mut tx,
+                    &mut payout,
+                    PayoutEvent::Reject,
+                    "review",
+                    Some(&detail),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        if payout.status == PayoutStatus::Approved {
+            return self.send(payout_id).await;
+        }
+        Ok(payout)
+    }
+
+    /// The player withdraws their request, where the jurisdiction allows it and the payout
+    /// has never been handed to a provider.
+    pub async fn cancel(
+        &self,
+        merchant_id: &str,
+        payout_id: &str,
+    ) -> Result<PayoutRecord, ApiError> {
+        let mut tx = self.store.begin().await?;
+        let mut payout = self
+            .store
+            .lock_payout(&mut tx, payout_id)
+            .await?
+            .filter(|p| p.merchant_id == merchant_id)
+            .ok_or_else(|| payout_not_found(payout_id))?;
+        if let Some(jurisdiction) = &payout.jurisdiction {
+            if self
+                .config
+                .reversal_forbidden_jurisdictions
+                .iter()
+                .any(|j| j.eq_ignore_ascii_case(jurisdiction))
+            {
+                return Err(ApiError::conflict(
+                    "cancel_not_allowed",
+                    format!("players licensed in {jurisdiction} may not reverse a withdrawal"),
+                )
+                .with_details(json!({ "jurisdiction": jurisdiction })));
+            }
+        }
+        if !payout.status.is_unsent() || payout.send_attempts > 0 {
+            return Err(ApiError::conflict(
+                "payout_not_cancellable",
+                format!("a {} payout already went to a provider", payout.status),
+            ));
+        }
+        payout.failure_reason = Some("cancelled_by_player".into());
+        self.settle(&mut tx, &mut payout, PayoutEvent::Cancel, "api", None)
+            .await?;
+        tx.commit().await?;
+        Ok(payout)
+    }
+
+    /// A merchant's payout, or 404.
+    pub async fn get(&self, merchant_id: &str, payout_id: &str) -> Result<PayoutRecord, ApiError> {
+        self.store
+            .find_payout(payout_id)
+            .await?
+            .filter(|p| p.merchant_id == merchant_id)
+            .ok_or_else(|| payout_not_found(payout_id))
+    }
+
+    /// Moves the payout and settles its hold when the new status says so: `paid` posts it to
+    /// the provider's clearing account, `rejected`/`failed`/`cancelled` release it.
+    async fn settle(
+        &self,
+        tx: &mut Tx,
+        payout: &mut PayoutRecord,
+        event: PayoutEvent,
+        source: &str,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let before = payout.status;
+        self.transition(tx, payout, event, source, None, detail)
+            .await?;
+        if payout.status == before {
+            return Ok(false);
+        }
+        let meta = EntryMeta {
+            player_id: Some(payout.player_id.clone()),
+            round_id: None,
+            reference: Some(payout.id.clone()),
+        };
+        let request = if payout.status.posts_hold() {
+            Request {
+                txn_id: format!("{}:paid", payout.id),
+                label: "payout_paid".into(),
+                fingerprint: format!("payout-paid:{}", payout.id),
+                command: Command::Post {
+                    pending_txn_id: payout.id.clone(),
+                    amount_minor: None,
+                },
+                subject: None,
+                meta,
+            }
+        } else if payout.status.releases_hold() {
+            Request {
+                txn_id: format!("{}:released", payout.id),
+                label: "payout_released".into(),
+                fingerprint: format!("payout-released:{}", payout.id),
+                command: Command::Void {
+                    pending_txn_id: payout.id.clone(),
+                },
+                subject: None,
+                meta,
+            }
+        } else {
+            return Ok(true);
+        };
+        let outcome = self
+            .store
+            .apply_ledger_requests(tx, &payout.merchant_id, &[request])
+            .await?;
+        match &outcome[0] {
+            Outcome::Recorded(entry) if entry.status == EntryStatus::Posted => Ok(true),
+            other => {
+                tracing::error!(payout_id = %payout.id, ?other, "the payout's hold could not be settled");
+                Err(StoreError::Corrupt(format!(
+                    "hold of {} not settled",
+                    payout.id
+                )))
+            }
+        }
+    }
+
+    /// Runs the state machine; records the event either way, and writes the payout and an
+    /// outbox event (the player's notification) when it applied.
+    async fn transition(
+        &self,
+        tx: &mut Tx,
+        payout: &mut PayoutRecord,
+        event: PayoutEvent,
+        source: &str,
+        actor: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let from = payout.status;
+        let name = event_name(event);
+        match next(from, event) {
+            PayoutTransition::Apply(to) => {
+                payout.status = to;
+                self.store.update_payout(tx, payout).await?;
+                self.record(
+                    tx,
+                    payout,
+                    HistoryEvent {
+                        source,
+                        event: name,
+                        from: from.as_str(),
+                        to: Some(to.as_str()),
+                        actor,
+                        detail,
+                    },
+                )
+                .await?;
+                if to != from {
+                    let payload = json!({
+                        "type": format!("payout.{}", to.as_str()),
+                        "payout_id": payout.id,
+                        "player_id": payout.player_id,
+                        "status": to.as_str(),
+                        "amount": payout.currency.format_minor(payout.amount_minor),
+                        "currency": payout.currency.code(),
+                        "method": payout.method,
+                        "eta_hours": payout.eta_hours,
+                        "reason": payout.failure_reason,
+                    });
+                    self.store
+                        .insert_outbox(
+                            tx,
+                            &payout.merchant_id,
+                            "payout.status_changed",
+                            &payout.id,
+                            &payload.to_string(),
+                        )
+                        .await?;
+                }
+            }
+            PayoutTransition::Ignore => {
+                tracing::info!(payout_id = %payout.id, status = %from, event = name, "event does not fit the payout's state; ignored");
+                self.record(
+                    tx,
+                    payout,
+                    HistoryEvent {
+                        source,
+                        event: name,
+                        from: from.as_str(),
+                        to: None,
+                        actor,
+                        detail,
+                    },
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn record(
+        &self,
+        tx: &mut Tx,
+        payout: &PayoutRecord,
+        e: HistoryEvent<'_>,
+    ) -> Result<(), StoreError> {
+        self.store.insert_payout_event(tx, &payout.id, e).await
+    }
+}
+
+fn event_name(event: PayoutEvent) -> &'static str {
+    match event {
+        PayoutEvent::SendToReview => "send_to_review",
+        PayoutEvent::Approve => "approve",
+        PayoutEvent::Reject => "reject",
+        PayoutEvent::Defer => "defer",
+        PayoutEvent::Sent => "sent",
+        PayoutEvent::Paid => "paid",
+        PayoutEvent::Failed => "failed",
+        PayoutEvent::Cancel => "cancel",
+    }
+}
+
+enum ApplyError {
+    Store(StoreError),
+    Api(ApiError),
+}
+
+impl From<StoreError> for ApplyError {
+    fn from(error: StoreError) -> ApplyError {
+        ApplyError::Store(error)
+    }
+}
+
+impl From<kassa_store::SqlxError> for ApplyError {
+    fn from(error: kassa_store::SqlxError) -> ApplyError {
+        ApplyError::Store(error.into())
+    }
+}
+
+fn insufficient_funds(currency: Currency, available_minor: i64) -> ApiError {
+    ApiError::payment_refused(
+        "insufficient_funds",
+        "the player's available balance does not cover this withdrawal",
+    )
+    .with_details(json!({ "available": currency.format_minor(available_minor) }))
+}
+
+fn mismatch(message: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "webhook_mismatch",
+        message,
+    )
+}
+
+fn failure_code(error: &ProviderError) -> String {
+    match error {
+        ProviderError::Timeout => "provider_timeout".into(),
+        ProviderError::Unavailable(_) => "provider_unavailable".into(),
+        ProviderError::Rejected { code, .. } => format!("provider_rejected:{code}"),
+        ProviderError::Protocol(_) => "provider_protocol_error".into(),
+        ProviderError::Unsupported(_) => "provider_unsupported".into(),
+    }
+}
+
+/// 404 for an unknown payout.
+pub fn payout_not_found(payout_id: &str) -> ApiError {
+    ApiError::not_found("payout_not_found", format!("no payout {payout_id:?}"))
+}
+
+fn unexpected_ledger(outcome: &Outcome) -> ApiError {
+    tracing::error!(?outcome, "unexpected ledger outcome in a payout flow");
+    ApiError::internal_message()
+}
