@@ -77,6 +77,7 @@ impl Server {
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         workers::spawn_status_sync(state.clone(), shutdown.subscribe());
         workers::spawn_payout_sender(state.clone(), shutdown.subscribe());
+        workers::spawn_idempotency_purge(state.clone(), shutdown.subscribe());
         let app = api::router(state);
         let handle = tokio::spawn(async move {
             axum::serve(

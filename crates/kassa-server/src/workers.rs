@@ -61,3 +61,31 @@ pub fn spawn_payout_sender(state: AppState, mut stop: watch::Receiver<bool>) {
         }
     });
 }
+
+/// How often finished idempotency keys past their retention are deleted.
+const IDEMPOTENCY_PURGE_PERIOD: Duration = Duration::from_secs(3600);
+
+/// Deletes finished `Idempotency-Key` records older than `idempotency.retention_hours`, so
+/// the table holds about a day of keys rather than all of history.
+pub fn spawn_idempotency_purge(state: AppState, mut stop: watch::Receiver<bool>) {
+    let retention_ms = i64::from(state.config.idempotency.retention_hours) * 3_600_000;
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(IDEMPOTENCY_PURGE_PERIOD);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            match state
+                .store
+                .purge_idempotency_keys(kassa_store::now_ms() - retention_ms)
+                .await
+            {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "purged expired idempotency keys"),
+                Err(error) => tracing::warn!(error = %error, "idempotency key purge failed"),
+            }
+        }
+    });
+}

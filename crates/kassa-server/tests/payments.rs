@@ -610,6 +610,25 @@ async fn chargebacks_take_what_the_player_has_and_book_the_rest_as_loss(app: Tes
         "10.00",
         "winning returns what was taken from the player"
     );
+    // A second dispute on the same payment, lost this time: the chargeback stands.
+    let mut again = event("evt_cb2", &id, "chargeback", "50.00");
+    again["dispute_id"] = json!("dp_2");
+    assert_eq!(
+        deliver(&app, &again).await.body["payment_status"],
+        "charged_back"
+    );
+    assert_eq!(app.balance("p1").await.0, "0.00");
+    let mut lost = event("evt_lost", &id, "dispute_lost", "50.00");
+    lost["dispute_id"] = json!("dp_2");
+    assert_eq!(
+        deliver(&app, &lost).await.body["payment_status"],
+        "charged_back"
+    );
+    assert_eq!(
+        app.balance("p1").await.0,
+        "0.00",
+        "a lost dispute moves no more money"
+    );
     app.assert_ledger_verifies().await;
     app.stop().await;
 }

@@ -416,3 +416,70 @@ fn sqlite_random_histories_verify() {
 fn postgres_random_histories_verify() {
     random_histories_verify(TestBackend::Postgres, 16);
 }
+
+async fn expired_idempotency_keys_are_purged(backend: TestBackend) {
+    let Some(store) = store(backend).await else {
+        return;
+    };
+    let merchant = kassa_core::ids::generate("mch");
+    store.create_merchant(&merchant, "test").await.unwrap();
+    use kassa_store::idempotency::Claim;
+    assert_eq!(
+        store
+            .claim_idempotency_key(&merchant, "done", "h", 60_000)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    store
+        .complete_idempotency_key(&merchant, "done", 200, "{}")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_idempotency_key(&merchant, "running", "h", 60_000)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    assert_eq!(
+        store
+            .purge_idempotency_keys(kassa_store::now_ms() - 60_000)
+            .await
+            .unwrap(),
+        0,
+        "young keys stay"
+    );
+    assert_eq!(
+        store
+            .purge_idempotency_keys(kassa_store::now_ms() + 1)
+            .await
+            .unwrap(),
+        1,
+        "only the finished one goes"
+    );
+    assert_eq!(
+        store
+            .claim_idempotency_key(&merchant, "running", "h", 60_000)
+            .await
+            .unwrap(),
+        Claim::InUse
+    );
+    assert_eq!(
+        store
+            .claim_idempotency_key(&merchant, "done", "other", 60_000)
+            .await
+            .unwrap(),
+        Claim::Claimed,
+        "a purged key is free again"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_expired_idempotency_keys_are_purged() {
+    expired_idempotency_keys_are_purged(TestBackend::Sqlite).await;
+}
+#[tokio::test]
+async fn postgres_expired_idempotency_keys_are_purged() {
+    expired_idempotency_keys_are_purged(TestBackend::Postgres).await;
+}
