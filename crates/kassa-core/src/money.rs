@@ -372,6 +372,22 @@ mod tests {
     }
 
     proptest! {
+        /// Amount text comes straight from API callers: any string is parsed or refused,
+        /// never panics, and whatever is accepted formats back to the same value.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,40}", index in 0usize..64) {
+            let currency = Currency::all().nth(index % Currency::all().count()).unwrap();
+            if let Ok(minor) = currency.parse_minor(&text) {
+                prop_assert_eq!(currency.parse_minor(&currency.format_minor(minor)), Ok(minor));
+            }
+        }
+
+        #[test]
+        fn digit_heavy_text_parses_or_is_refused(text in "-?[0-9]{0,25}(\\.[0-9]{0,12})?", index in 0usize..64) {
+            let currency = Currency::all().nth(index % Currency::all().count()).unwrap();
+            let _ = currency.parse_minor(&text);
+        }
+
         #[test]
         fn format_then_parse_round_trips(amount in any::<i64>(), index in 0usize..64) {
             let currency = Currency::all().nth(index % Currency::all().count()).unwrap();
