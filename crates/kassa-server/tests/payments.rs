@@ -3,60 +3,28 @@
 
 mod common;
 
-use common::TestApp;
+use common::{deliver, deliver_signed, pay_with_card, rfc3339_now_plus, TestApp};
 use futures::future::join_all;
-use kassa_store::testing::TestBackend;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-/// The sandbox's webhook secret in the default config.
-const WEBHOOK_SECRET: &str = "sandbox_webhook_secret_not_for_production";
-
-async fn spawn_quiet(backend: TestBackend) -> Option<TestApp> {
-    common::spawn_with(backend, |config| {
-        config.sandbox.autopilot = false;
-    })
-    .await
+/// The test plays the provider: the sandbox sends no webhook by itself.
+fn quiet(config: &mut kassa_server::config::Config) {
+    config.sandbox.autopilot = false;
 }
 
-macro_rules! provider_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let app = super::spawn_quiet(kassa_store::testing::TestBackend::Sqlite).await.unwrap();
-                    super::$name(app).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(app) = super::spawn_quiet(kassa_store::testing::TestBackend::Postgres).await else {
-                        eprintln!("KASSA_TEST_POSTGRES_URL is not set; skipping the PostgreSQL half");
-                        return;
-                    };
-                    super::$name(app).await;
-                }
-            )*
-        }
-    };
-}
-
-provider_tests!(
-    init_follows_the_conventions,
-    captured_credits_once_and_duplicates_replay,
-    signatures_and_freshness_are_enforced,
-    unknown_payments_and_mismatches_change_nothing,
-    late_events_are_recorded_and_ignored,
-    concurrent_captures_credit_once,
-    declined_and_cancelled_payments_move_no_money,
-    refunds_hold_then_settle_on_the_providers_word,
-    chargebacks_take_what_the_player_has_and_book_the_rest_as_loss,
-    every_webhook_is_in_the_delivery_log,
-    the_status_stream_follows_the_payment,
+contract_tests_with!(
+    init_follows_the_conventions => quiet,
+    captured_credits_once_and_duplicates_replay => quiet,
+    signatures_and_freshness_are_enforced => quiet,
+    unknown_payments_and_mismatches_change_nothing => quiet,
+    late_events_are_recorded_and_ignored => quiet,
+    concurrent_captures_credit_once => quiet,
+    declined_and_cancelled_payments_move_no_money => quiet,
+    refunds_hold_then_settle_on_the_providers_word => quiet,
+    chargebacks_take_what_the_player_has_and_book_the_rest_as_loss => quiet,
+    every_webhook_is_in_the_delivery_log => quiet,
+    the_status_stream_follows_the_payment => quiet,
 );
 
 async fn init(app: &TestApp, key: &str, amount: &str) -> common::Answer {
@@ -81,93 +49,8 @@ async fn new_payment(app: &TestApp, amount: &str) -> String {
     answer.body["payment_id"].as_str().unwrap().to_string()
 }
 
-fn rfc3339_now_plus(seconds: i64) -> String {
-    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds);
-    at.replace_nanosecond(0)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
 fn event(event_id: &str, payment_id: &str, status: &str, amount: &str) -> Value {
     json!({"event_id": event_id, "payment_id": payment_id, "status": status, "amount": amount, "currency": "EUR", "timestamp": rfc3339_now_plus(0)})
-}
-
-/// Sends a webhook signed with `secret` (the sandbox's unless told otherwise).
-async fn deliver_signed(app: &TestApp, body: &Value, secret: &str) -> common::Answer {
-    let raw = serde_json::to_vec(body).unwrap();
-    let signature = kassa_connectors::sign_webhook(secret.as_bytes(), &raw);
-    let response = app
-        .client
-        .post(format!("{}/v1/payments/webhook", app.base))
-        .header("content-type", "application/json")
-        .header("x-signature", signature)
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.json().await.unwrap_or(Value::Null);
-    common::Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn deliver(app: &TestApp, body: &Value) -> common::Answer {
-    deliver_signed(app, body, WEBHOOK_SECRET).await
-}
-
-/// Pays on the sandbox's hosted page the way a browser would (form posts, 303 redirects),
-/// answering a 3-D Secure challenge with `otp`; returns where the player lands.
-pub async fn pay_with_card(redirect_url: &str, card: &str, otp: &str) -> String {
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = browser.get(redirect_url).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let form = [
-        ("card_number", card),
-        ("expiry", "12/34"),
-        ("cvc", "123"),
-        ("cardholder", "Ada Lovelace"),
-    ];
-    let answer = browser.post(redirect_url).form(&form).send().await.unwrap();
-    assert_eq!(
-        answer.status(),
-        StatusCode::SEE_OTHER,
-        "{}",
-        answer.text().await.unwrap()
-    );
-    let mut location = answer.headers()["location"].to_str().unwrap().to_string();
-    if location.contains("/3ds/") {
-        let origin: String = redirect_url
-            .splitn(4, '/')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join("/");
-        let challenge_url = if location.starts_with('/') {
-            format!("{origin}{location}")
-        } else {
-            location.clone()
-        };
-        assert_eq!(
-            browser.get(&challenge_url).send().await.unwrap().status(),
-            StatusCode::OK
-        );
-        let answer = browser
-            .post(&challenge_url)
-            .form(&[("otp", otp)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-        location = answer.headers()["location"].to_str().unwrap().to_string();
-    }
-    location
 }
 
 async fn payment(app: &TestApp, id: &str) -> Value {
@@ -319,7 +202,7 @@ async fn signatures_and_freshness_are_enforced(app: TestApp) {
         .unwrap();
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
     let raw = serde_json::to_vec(&body).unwrap();
-    let signature = kassa_connectors::sign_webhook(WEBHOOK_SECRET.as_bytes(), &raw);
+    let signature = kassa_connectors::sign_webhook(common::SANDBOX_WEBHOOK_SECRET.as_bytes(), &raw);
     let mut tampered = raw.clone();
     let at = tampered.windows(5).position(|w| w == b"50.00").unwrap();
     tampered[at] = b'9';

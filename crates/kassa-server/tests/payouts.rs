@@ -4,12 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestApp;
+use common::{deliver, rfc3339_now_plus, TestApp};
 use kassa_server::config::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-const WEBHOOK_SECRET: &str = "sandbox_webhook_secret_not_for_production";
 
 fn fast(config: &mut Config) {
     config.sandbox.webhook_delay_ms = 20;
@@ -17,42 +15,14 @@ fn fast(config: &mut Config) {
     config.payouts.retry_backoff_ms = 100;
 }
 
-macro_rules! payout_tests {
-    ($($name:ident => $adjust:expr),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    use kassa_store::testing::TestBackend;
-                    let app = crate::common::spawn_with(TestBackend::Sqlite, |c| { super::fast(c); ($adjust)(c) }).await.unwrap();
-                    super::$name(app).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    use kassa_store::testing::TestBackend;
-                    let Some(app) = crate::common::spawn_with(TestBackend::Postgres, |c| { super::fast(c); ($adjust)(c) }).await else {
-                        eprintln!("KASSA_TEST_POSTGRES_URL is not set; skipping the PostgreSQL half");
-                        return;
-                    };
-                    super::$name(app).await;
-                }
-            )*
-        }
-    };
-}
-
-payout_tests!(
-    checks_run_in_order_each_with_its_code => |c: &mut kassa_server::config::Config| { c.sandbox.autopilot = false; },
-    a_payout_holds_then_pays_through_the_sandbox => |_: &mut kassa_server::config::Config| {},
-    a_failed_payout_gives_the_money_back => |_: &mut kassa_server::config::Config| {},
-    duplicate_and_out_of_order_payout_webhooks_settle_once => |c: &mut kassa_server::config::Config| { c.sandbox.autopilot = false; },
-    cancel_follows_the_jurisdiction => |c: &mut kassa_server::config::Config| { c.sandbox.autopilot = false; },
-    the_review_queue_approves_and_rejects_with_reasons => |_: &mut kassa_server::config::Config| {},
-    deferred_payouts_survive_a_restart => |_: &mut kassa_server::config::Config| {},
+contract_tests_with!(
+    checks_run_in_order_each_with_its_code => |c: &mut Config| { fast(c); c.sandbox.autopilot = false; },
+    a_payout_holds_then_pays_through_the_sandbox => fast,
+    a_failed_payout_gives_the_money_back => fast,
+    duplicate_and_out_of_order_payout_webhooks_settle_once => |c: &mut Config| { fast(c); c.sandbox.autopilot = false; },
+    cancel_follows_the_jurisdiction => |c: &mut Config| { fast(c); c.sandbox.autopilot = false; },
+    the_review_queue_approves_and_rejects_with_reasons => fast,
+    deferred_payouts_survive_a_restart => fast,
 );
 
 async fn verified_player(app: &TestApp, player_id: &str, jurisdiction: &str, funds: &str) {
@@ -103,36 +73,8 @@ async fn until_status(app: &TestApp, id: &str, wanted: &str) -> Value {
     }
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
-async fn deliver(app: &TestApp, body: &Value) -> common::Answer {
-    let raw = serde_json::to_vec(body).unwrap();
-    let signature = kassa_connectors::sign_webhook(WEBHOOK_SECRET.as_bytes(), &raw);
-    let response = app
-        .client
-        .post(format!("{}/v1/payments/webhook", app.base))
-        .header("x-signature", signature)
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    common::Answer {
-        status,
-        headers,
-        body: response.json().await.unwrap_or(Value::Null),
-    }
-}
-
 fn payout_event(event_id: &str, payout_id: &str, status: &str, amount: &str) -> Value {
-    json!({"event_id": event_id, "payout_id": payout_id, "status": status, "amount": amount, "currency": "EUR", "timestamp": now_rfc3339()})
+    json!({"event_id": event_id, "payout_id": payout_id, "status": status, "amount": amount, "currency": "EUR", "timestamp": rfc3339_now_plus(0)})
 }
 
 async fn checks_run_in_order_each_with_its_code(app: TestApp) {
@@ -192,7 +134,7 @@ async fn checks_run_in_order_each_with_its_code(app: TestApp) {
         .send(Method::POST, "/v1/payments/init", Some(&app.api_key), Some(&json!({"amount": "100.00", "currency": "EUR", "method": "card", "player_id": "depositor", "return_url": "https://casino.example/back", "meta": {"country": "MT"}})), &[("Idempotency-Key", "dep-1")])
         .await;
     let payment_id = payment.body["payment_id"].as_str().unwrap().to_string();
-    let captured = json!({"event_id": "evt_dep", "payment_id": payment_id, "status": "captured", "amount": "100.00", "currency": "EUR", "timestamp": now_rfc3339()});
+    let captured = json!({"event_id": "evt_dep", "payment_id": payment_id, "status": "captured", "amount": "100.00", "currency": "EUR", "timestamp": rfc3339_now_plus(0)});
     assert_eq!(deliver(&app, &captured).await.body["outcome"], "processed");
     let unwagered = request_payout(&app, "depositor", "50.00", None).await;
     assert_eq!(unwagered.body["status"], "in_review");
@@ -212,7 +154,7 @@ async fn checks_run_in_order_each_with_its_code(app: TestApp) {
     assert_eq!(wagered.body["status"], "processing", "{}", wagered.body);
 
     // A chargeback on the player's deposits is a refusal.
-    let chargeback = json!({"event_id": "evt_cb", "payment_id": payment_id, "status": "chargeback", "amount": "100.00", "currency": "EUR", "timestamp": now_rfc3339(), "dispute_id": "dp_1"});
+    let chargeback = json!({"event_id": "evt_cb", "payment_id": payment_id, "status": "chargeback", "amount": "100.00", "currency": "EUR", "timestamp": rfc3339_now_plus(0), "dispute_id": "dp_1"});
     assert_eq!(deliver(&app, &chargeback).await.status, StatusCode::OK);
     app.credit("more", "depositor", "100.00").await;
     let risky = request_payout(&app, "depositor", "10.00", None).await;

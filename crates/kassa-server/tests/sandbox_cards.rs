@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestApp;
+use common::{pay_with_card, TestApp};
 use kassa_server::config::Config;
 
 use reqwest::{Method, StatusCode};
@@ -21,39 +21,11 @@ fn fast(config: &mut Config) {
     config.payments.expire_after_ms = 1_500;
 }
 
-macro_rules! sandbox_tests {
-    ($($name:ident => $adjust:expr),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    use kassa_store::testing::TestBackend;
-                    let app = crate::common::spawn_with(TestBackend::Sqlite, |c| { super::fast(c); ($adjust)(c) }).await.unwrap();
-                    super::$name(app).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    use kassa_store::testing::TestBackend;
-                    let Some(app) = crate::common::spawn_with(TestBackend::Postgres, |c| { super::fast(c); ($adjust)(c) }).await else {
-                        eprintln!("KASSA_TEST_POSTGRES_URL is not set; skipping the PostgreSQL half");
-                        return;
-                    };
-                    super::$name(app).await;
-                }
-            )*
-        }
-    };
-}
-
-sandbox_tests!(
-    every_test_card_ends_as_documented => |_: &mut kassa_server::config::Config| {},
-    duplicate_and_out_of_order_webhooks_credit_once => |c: &mut kassa_server::config::Config| { c.sandbox.duplicate_webhooks = true; c.sandbox.out_of_order_webhooks = true; },
-    status_sync_settles_what_no_webhook_reported => |c: &mut kassa_server::config::Config| { c.sandbox.autopilot = false; },
-    refunds_and_chargebacks_through_the_sandbox => |_: &mut kassa_server::config::Config| {},
+contract_tests_with!(
+    every_test_card_ends_as_documented => fast,
+    duplicate_and_out_of_order_webhooks_credit_once => |c: &mut Config| { fast(c); c.sandbox.duplicate_webhooks = true; c.sandbox.out_of_order_webhooks = true; },
+    status_sync_settles_what_no_webhook_reported => |c: &mut Config| { fast(c); c.sandbox.autopilot = false; },
+    refunds_and_chargebacks_through_the_sandbox => fast,
 );
 
 async fn start_deposit(app: &TestApp, amount: &str) -> (String, String) {
@@ -76,60 +48,6 @@ async fn start_deposit(app: &TestApp, amount: &str) -> (String, String) {
         answer.body["payment_id"].as_str().unwrap().to_string(),
         answer.body["redirect_url"].as_str().unwrap().to_string(),
     )
-}
-
-/// Pays on the hosted page as a browser would; returns where the player lands.
-async fn pay_with_card(redirect_url: &str, card: &str, otp: &str) -> String {
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    assert_eq!(
-        browser.get(redirect_url).send().await.unwrap().status(),
-        StatusCode::OK
-    );
-    let form = [
-        ("card_number", card),
-        ("expiry", "12/34"),
-        ("cvc", "123"),
-        ("cardholder", "Ada Lovelace"),
-    ];
-    let answer = browser.post(redirect_url).form(&form).send().await.unwrap();
-    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-    let mut location = answer.headers()["location"].to_str().unwrap().to_string();
-    if location.contains("/3ds/") {
-        let origin: String = redirect_url
-            .splitn(4, '/')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join("/");
-        let url = if location.starts_with('/') {
-            format!("{origin}{location}")
-        } else {
-            location.clone()
-        };
-        let page = browser
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            page.contains("id=\"otp\""),
-            "a challenge page asks for the code"
-        );
-        let answer = browser
-            .post(&url)
-            .form(&[("otp", otp)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-        location = answer.headers()["location"].to_str().unwrap().to_string();
-    }
-    location
 }
 
 async fn payment(app: &TestApp, id: &str) -> Value {

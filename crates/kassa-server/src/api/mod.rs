@@ -179,6 +179,41 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// The page size asked for, or the default; 422 outside 1..=`page_size_max`.
+pub fn page_limit(
+    config: &crate::config::PaginationConfig,
+    limit: Option<u32>,
+) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(config.page_size_default);
+    if limit == 0 || limit > config.page_size_max {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be between 1 and {}", config.page_size_max),
+        ));
+    }
+    Ok(limit)
+}
+
+/// An opaque cursor for lists ordered by `(created_at_ms, id)`, newest first.
+pub fn encode_keyset_cursor(created_at_ms: i64, id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at_ms}:{id}"))
+}
+
+/// Reads a cursor made by [`encode_keyset_cursor`]; 422 for anything else.
+pub fn decode_keyset_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| {
+            let (ms, id) = text.split_once(':')?;
+            Some((ms.parse().ok()?, id.to_string()))
+        })
+        .ok_or_else(|| ApiError::validation("cursor", "is not a cursor this API returned"))
+}
+
 /// Checks a caller-chosen id field.
 pub fn external_id(field: &str, value: &str) -> Result<(), ApiError> {
     kassa_core::ids::validate_external(value)

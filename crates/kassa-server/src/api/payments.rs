@@ -10,7 +10,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use base64::Engine;
 use futures::Stream;
 use kassa_connectors::{ProviderEvent, WebhookError};
 use kassa_core::payment::PaymentStatus;
@@ -21,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{external_id, rfc3339, ApiJson};
+use crate::api::{
+    decode_keyset_cursor, encode_keyset_cursor, external_id, page_limit, rfc3339, ApiJson,
+};
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::IdempotencyClaim;
@@ -262,14 +263,12 @@ pub async fn list_payments(
 ) -> Result<Json<PaymentPage>, ApiError> {
     external_id("player_id", &query.player_id)?;
     let paging = &state.config.pagination;
-    let limit = query.limit.unwrap_or(paging.page_size_default);
-    if limit == 0 || limit > paging.page_size_max {
-        return Err(ApiError::validation(
-            "limit",
-            format!("must be between 1 and {}", paging.page_size_max),
-        ));
-    }
-    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = page_limit(paging, query.limit)?;
+    let before = query
+        .cursor
+        .as_deref()
+        .map(decode_keyset_cursor)
+        .transpose()?;
     let mut payments = state
         .store
         .list_payments(&merchant.id, &query.player_id, before, limit + 1)
@@ -278,7 +277,7 @@ pub async fn list_payments(
         payments.truncate(limit as usize);
         payments
             .last()
-            .map(|p| encode_cursor(p.created_at_ms, &p.id))
+            .map(|p| encode_keyset_cursor(p.created_at_ms, &p.id))
     } else {
         None
     };
@@ -286,22 +285,6 @@ pub async fn list_payments(
         data: payments.iter().map(view).collect(),
         next_cursor,
     }))
-}
-
-fn encode_cursor(created_at_ms: i64, id: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at_ms}:{id}"))
-}
-
-fn decode_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| {
-            let (ms, id) = text.split_once(':')?;
-            Some((ms.parse().ok()?, id.to_string()))
-        })
-        .ok_or_else(|| ApiError::validation("cursor", "is not a cursor this API returned"))
 }
 
 /// Cancels a payment the player has not completed.

@@ -5,7 +5,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use base64::Engine;
 use kassa_core::payout::PayoutStatus;
 use kassa_core::Currency;
 use kassa_store::payouts::PayoutRecord;
@@ -13,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{external_id, rfc3339, ApiJson};
+use crate::api::{
+    decode_keyset_cursor, encode_keyset_cursor, external_id, page_limit, rfc3339, ApiJson,
+};
 use crate::auth::{roles, Admin, Merchant};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::IdempotencyClaim;
@@ -338,24 +339,17 @@ async fn page(
     limit: Option<u32>,
 ) -> Result<PayoutPage, ApiError> {
     let paging = &state.config.pagination;
-    let limit = limit.unwrap_or(paging.page_size_default);
-    if limit == 0 || limit > paging.page_size_max {
-        return Err(ApiError::validation(
-            "limit",
-            format!("must be between 1 and {}", paging.page_size_max),
-        ));
-    }
-    let before = cursor.map(decode_cursor).transpose()?;
+    let limit = page_limit(paging, limit)?;
+    let before = cursor.map(decode_keyset_cursor).transpose()?;
     let mut payouts = state
         .store
         .list_payouts(merchant_id, player_id, status, before, limit + 1)
         .await?;
     let next_cursor = if payouts.len() > limit as usize {
         payouts.truncate(limit as usize);
-        payouts.last().map(|p| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(format!("{}:{}", p.created_at_ms, p.id))
-        })
+        payouts
+            .last()
+            .map(|p| encode_keyset_cursor(p.created_at_ms, &p.id))
     } else {
         None
     };
@@ -363,16 +357,4 @@ async fn page(
         data: payouts.iter().map(view).collect(),
         next_cursor,
     })
-}
-
-fn decode_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| {
-            let (ms, id) = text.split_once(':')?;
-            Some((ms.parse().ok()?, id.to_string()))
-        })
-        .ok_or_else(|| ApiError::validation("cursor", "is not a cursor this API returned"))
 }

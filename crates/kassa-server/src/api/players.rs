@@ -243,13 +243,7 @@ pub async fn list_transactions(
     Query(page): Query<PageQuery>,
 ) -> Result<Json<TransactionPage>, ApiError> {
     let paging = &state.config.pagination;
-    let limit = page.limit.unwrap_or(paging.page_size_default);
-    if limit == 0 || limit > paging.page_size_max {
-        return Err(ApiError::validation(
-            "limit",
-            format!("must be between 1 and {}", paging.page_size_max),
-        ));
-    }
+    let limit = crate::api::page_limit(paging, page.limit)?;
     let before_id = page.cursor.as_deref().map(decode_cursor).transpose()?;
     state.players.get(&merchant.id, &player_id).await?;
     let mut entries = state

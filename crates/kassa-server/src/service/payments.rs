@@ -24,6 +24,9 @@ use tokio::sync::broadcast;
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, WalletAccounts};
+use crate::service::{
+    provider_failure_code, retrying, unexpected_ledger, webhook_mismatch, ApplyError,
+};
 
 /// Status changes published to this node's live streams (SSE); other nodes' changes are
 /// found by the streams' polling.
@@ -120,7 +123,7 @@ impl PaymentsService {
     ) -> Result<PaymentRecord, ApiError> {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
         if player.currency != request.currency {
-            return Err(currency_mismatch(&player, request.currency));
+            return Err(currency_webhook_mismatch(&player, request.currency));
         }
         let provider = self.route(&request.method, request.currency, &request.country)?;
         let now = now_ms();
@@ -205,7 +208,7 @@ impl PaymentsService {
                 Ok(payment)
             }
             Err(error) => {
-                payment.failure_reason = Some(provider_failure_reason(&error));
+                payment.failure_reason = Some(provider_failure_code(&error));
                 self.transition(
                     &mut tx,
                     &mut payment,
@@ -294,17 +297,7 @@ impl PaymentsService {
         event: &ProviderPaymentEvent,
         source: &str,
     ) -> Result<Applied, ApiError> {
-        let mut attempts = 0;
-        loop {
-            match self.try_apply_provider_event(provider, event, source).await {
-                Err(ApplyError::Store(error)) if error.is_retryable() && attempts < 3 => {
-                    attempts += 1
-                }
-                Err(ApplyError::Store(error)) => return Err(error.into()),
-                Err(ApplyError::Api(error)) => return Err(error),
-                Ok(applied) => return Ok(applied),
-            }
-        }
+        retrying(|| self.try_apply_provider_event(provider, event, source)).await
     }
 
     async fn try_apply_provider_event(
@@ -476,10 +469,12 @@ impl PaymentsService {
             .as_deref()
             .and_then(|id| refunds.iter().find(|r| r.id == id))
             .ok_or_else(|| {
-                ApplyError::Api(mismatch("the refund_id is not a refund of this payment"))
+                ApplyError::Api(webhook_mismatch(
+                    "the refund_id is not a refund of this payment",
+                ))
             })?;
         if refund.amount_minor != event.amount_minor {
-            return Err(ApplyError::Api(mismatch(
+            return Err(ApplyError::Api(webhook_mismatch(
                 "the amount differs from the refund's",
             )));
         }
@@ -819,7 +814,7 @@ impl PaymentsService {
                     .apply_ledger_requests(&mut tx, merchant_id, &[void])
                     .await?;
                 refund.status = "failed".into();
-                refund.failure_reason = Some(provider_failure_reason(&error));
+                refund.failure_reason = Some(provider_failure_code(&error));
                 self.store
                     .update_refund(
                         &mut tx,
@@ -1018,23 +1013,6 @@ impl PaymentsService {
     }
 }
 
-enum ApplyError {
-    Store(StoreError),
-    Api(ApiError),
-}
-
-impl From<kassa_store::SqlxError> for ApplyError {
-    fn from(error: kassa_store::SqlxError) -> ApplyError {
-        ApplyError::Store(error.into())
-    }
-}
-
-impl From<StoreError> for ApplyError {
-    fn from(error: StoreError) -> ApplyError {
-        ApplyError::Store(error)
-    }
-}
-
 fn dispute_key(payment: &PaymentRecord, event: &ProviderPaymentEvent) -> String {
     format!(
         "{}:{}",
@@ -1050,14 +1028,14 @@ fn check_event_matches(
     event: &ProviderPaymentEvent,
 ) -> Result<(), ApiError> {
     if payment.provider != provider {
-        return Err(mismatch("the payment belongs to another provider"));
+        return Err(webhook_mismatch("the payment belongs to another provider"));
     }
     if event.currency != payment.currency {
-        return Err(mismatch("the currency differs from the payment's"));
+        return Err(webhook_mismatch("the currency differs from the payment's"));
     }
     if let (Some(ours), Some(theirs)) = (&payment.provider_reference, &event.provider_reference) {
         if ours != theirs {
-            return Err(mismatch(
+            return Err(webhook_mismatch(
                 "the provider_reference differs from the payment's",
             ));
         }
@@ -1072,20 +1050,12 @@ fn check_event_matches(
         _ => event.amount_minor == payment.amount_minor,
     };
     if !amount_fits {
-        return Err(mismatch("the amount differs from the payment's"));
+        return Err(webhook_mismatch("the amount differs from the payment's"));
     }
     Ok(())
 }
 
-fn mismatch(message: &str) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-        "webhook_mismatch",
-        message,
-    )
-}
-
-fn currency_mismatch(player: &PlayerRecord, currency: Currency) -> ApiError {
+fn currency_webhook_mismatch(player: &PlayerRecord, currency: Currency) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::UNPROCESSABLE_ENTITY,
         "currency_mismatch",
@@ -1100,16 +1070,6 @@ fn currency_mismatch(player: &PlayerRecord, currency: Currency) -> ApiError {
 /// 404 for an unknown payment.
 pub fn payment_not_found(payment_id: &str) -> ApiError {
     ApiError::not_found("payment_not_found", format!("no payment {payment_id:?}"))
-}
-
-fn provider_failure_reason(error: &ProviderError) -> String {
-    match error {
-        ProviderError::Timeout => "provider_timeout".into(),
-        ProviderError::Unavailable(_) => "provider_unavailable".into(),
-        ProviderError::Rejected { code, .. } => format!("provider_rejected:{code}"),
-        ProviderError::Protocol(_) => "provider_protocol_error".into(),
-        ProviderError::Unsupported(_) => "provider_unsupported".into(),
-    }
 }
 
 fn provider_error(error: &ProviderError) -> ApiError {
@@ -1132,9 +1092,4 @@ fn provider_error(error: &ProviderError) -> ApiError {
             )
         }
     }
-}
-
-fn unexpected_ledger(outcome: &Outcome) -> ApiError {
-    tracing::error!(?outcome, "unexpected ledger outcome in a payment flow");
-    ApiError::internal_message()
 }

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use kassa_connectors::{
-    PayoutEvent as ProviderPayoutEvent, PayoutEventStatus, PayoutRequest, ProviderError,
-    ProviderPayoutStatus, ProviderRegistry,
+    PayoutEvent as ProviderPayoutEvent, PayoutEventStatus, PayoutRequest, ProviderPayoutStatus,
+    ProviderRegistry,
 };
 use kassa_core::ledger::{AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request};
 use kassa_core::payout::{next, PayoutEvent, PayoutStatus, PayoutTransition};
@@ -23,6 +23,9 @@ use crate::config::PayoutsConfig;
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::PlayerDirectory;
+use crate::service::{
+    provider_failure_code, retrying, unexpected_ledger, webhook_mismatch, ApplyError,
+};
 
 /// The switch that holds every payout back (as `deferred`) until it is turned off.
 pub const PAYOUTS_PAUSED: &str = "payouts_paused";
@@ -385,12 +388,12 @@ impl PayoutsService {
                     PayoutEvent::Defer,
                     "router",
                     None,
-                    Some(&failure_code(&error)),
+                    Some(&provider_failure_code(&error)),
                 )
                 .await?;
             }
             Err(error) => {
-                payout.failure_reason = Some(failure_code(&error));
+                payout.failure_reason = Some(provider_failure_code(&error));
                 self.settle(
                     &mut tx,
                     &mut payout,
@@ -422,17 +425,7 @@ impl PayoutsService {
         provider: &str,
         event: &ProviderPayoutEvent,
     ) -> Result<(PayoutStatus, bool), ApiError> {
-        let mut attempts = 0;
-        loop {
-            match self.try_apply_provider_event(provider, event).await {
-                Err(ApplyError::Store(error)) if error.is_retryable() && attempts < 3 => {
-                    attempts += 1
-                }
-                Err(ApplyError::Store(error)) => return Err(error.into()),
-                Err(ApplyError::Api(error)) => return Err(error),
-                Ok(applied) => return Ok(applied),
-            }
-        }
+        retrying(|| self.try_apply_provider_event(provider, event)).await
     }
 
     async fn try_apply_provider_event(
@@ -447,19 +440,19 @@ impl PayoutsService {
             .await?
             .ok_or_else(|| ApplyError::Api(payout_not_found(&event.payout_id)))?;
         if payout.provider.as_deref() != Some(provider) {
-            return Err(ApplyError::Api(mismatch(
+            return Err(ApplyError::Api(webhook_mismatch(
                 "the payout belongs to another provider",
             )));
         }
         if payout.amount_minor != event.amount_minor || payout.currency != event.currency {
-            return Err(ApplyError::Api(mismatch(
+            return Err(ApplyError::Api(webhook_mismatch(
                 "the amount or currency differs from the payout's",
             )));
         }
         if let (Some(ours), Some(theirs)) = (&payout.provider_reference, &event.provider_reference)
         {
             if ours != theirs {
-                return Err(ApplyError::Api(mismatch(
+                return Err(ApplyError::Api(webhook_mismatch(
                     "the provider_reference differs from the payout's",
                 )));
             }
@@ -747,23 +740,6 @@ fn event_name(event: PayoutEvent) -> &'static str {
     }
 }
 
-enum ApplyError {
-    Store(StoreError),
-    Api(ApiError),
-}
-
-impl From<StoreError> for ApplyError {
-    fn from(error: StoreError) -> ApplyError {
-        ApplyError::Store(error)
-    }
-}
-
-impl From<kassa_store::SqlxError> for ApplyError {
-    fn from(error: kassa_store::SqlxError) -> ApplyError {
-        ApplyError::Store(error.into())
-    }
-}
-
 fn insufficient_funds(currency: Currency, available_minor: i64) -> ApiError {
     ApiError::payment_refused(
         "insufficient_funds",
@@ -772,30 +748,7 @@ fn insufficient_funds(currency: Currency, available_minor: i64) -> ApiError {
     .with_details(json!({ "available": currency.format_minor(available_minor) }))
 }
 
-fn mismatch(message: &str) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-        "webhook_mismatch",
-        message,
-    )
-}
-
-fn failure_code(error: &ProviderError) -> String {
-    match error {
-        ProviderError::Timeout => "provider_timeout".into(),
-        ProviderError::Unavailable(_) => "provider_unavailable".into(),
-        ProviderError::Rejected { code, .. } => format!("provider_rejected:{code}"),
-        ProviderError::Protocol(_) => "provider_protocol_error".into(),
-        ProviderError::Unsupported(_) => "provider_unsupported".into(),
-    }
-}
-
 /// 404 for an unknown payout.
 pub fn payout_not_found(payout_id: &str) -> ApiError {
     ApiError::not_found("payout_not_found", format!("no payout {payout_id:?}"))
-}
-
-fn unexpected_ledger(outcome: &Outcome) -> ApiError {
-    tracing::error!(?outcome, "unexpected ledger outcome in a payout flow");
-    ApiError::internal_message()
 }

@@ -225,25 +225,129 @@ impl TestApp {
     }
 }
 
+/// The sandbox's webhook secret in the default config.
+pub const SANDBOX_WEBHOOK_SECRET: &str = "sandbox_webhook_secret_not_for_production";
+
+/// Now plus `seconds`, as the RFC 3339 the seed's webhooks carry.
+pub fn rfc3339_now_plus(seconds: i64) -> String {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds);
+    at.replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// Sends a provider webhook to `/v1/payments/webhook`, signed with `secret`.
+pub async fn deliver_signed(app: &TestApp, body: &Value, secret: &str) -> Answer {
+    let raw = serde_json::to_vec(body).unwrap();
+    let signature = kassa_connectors::sign_webhook(secret.as_bytes(), &raw);
+    let response = app
+        .client
+        .post(format!("{}/v1/payments/webhook", app.base))
+        .header("content-type", "application/json")
+        .header("x-signature", signature)
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Sends a webhook signed as the sandbox signs it: the test plays the provider.
+pub async fn deliver(app: &TestApp, body: &Value) -> Answer {
+    deliver_signed(app, body, SANDBOX_WEBHOOK_SECRET).await
+}
+
+/// Pays on the sandbox's hosted page the way a browser would (form posts, 303 redirects),
+/// answering a 3-D Secure challenge with `otp`; returns where the player lands.
+pub async fn pay_with_card(redirect_url: &str, card: &str, otp: &str) -> String {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(
+        browser.get(redirect_url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let form = [
+        ("card_number", card),
+        ("expiry", "12/34"),
+        ("cvc", "123"),
+        ("cardholder", "Ada Lovelace"),
+    ];
+    let answer = browser.post(redirect_url).form(&form).send().await.unwrap();
+    assert_eq!(
+        answer.status(),
+        StatusCode::SEE_OTHER,
+        "the card page should redirect"
+    );
+    let mut location = answer.headers()["location"].to_str().unwrap().to_string();
+    if location.contains("/3ds/") {
+        let origin: String = redirect_url
+            .splitn(4, '/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("/");
+        let url = if location.starts_with('/') {
+            format!("{origin}{location}")
+        } else {
+            location.clone()
+        };
+        let page = browser
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("id=\"otp\""),
+            "a challenge page asks for the code"
+        );
+        let answer = browser
+            .post(&url)
+            .form(&[("otp", otp)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        location = answer.headers()["location"].to_str().unwrap().to_string();
+    }
+    location
+}
+
 /// Declares each listed `async fn name(app: TestApp)` as a test on SQLite and on PostgreSQL
-/// (the latter runs when `KASSA_TEST_POSTGRES_URL` is set).
+/// (the latter when `KASSA_TEST_POSTGRES_URL` is set), each server configured by the
+/// closure after `=>`.
 #[macro_export]
-macro_rules! contract_tests {
-    ($($name:ident),* $(,)?) => {
+macro_rules! contract_tests_with {
+    ($($name:ident => $adjust:expr),* $(,)?) => {
         mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let app = $crate::common::spawn(kassa_store::testing::TestBackend::Sqlite).await.unwrap();
+                    let app = $crate::common::spawn_with(kassa_store::testing::TestBackend::Sqlite, $adjust).await.unwrap();
                     super::$name(app).await;
                 }
             )*
         }
         mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(app) = $crate::common::spawn(kassa_store::testing::TestBackend::Postgres).await else {
+                    let Some(app) = $crate::common::spawn_with(kassa_store::testing::TestBackend::Postgres, $adjust).await else {
                         eprintln!("KASSA_TEST_POSTGRES_URL is not set; skipping the PostgreSQL half");
                         return;
                     };
@@ -251,5 +355,13 @@ macro_rules! contract_tests {
                 }
             )*
         }
+    };
+}
+
+/// [`contract_tests_with!`] with the default test config.
+#[macro_export]
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        $crate::contract_tests_with!($($name => |_: &mut kassa_server::config::Config| {}),*);
     };
 }
