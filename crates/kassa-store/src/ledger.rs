@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{now_ms, placeholder_rows, placeholders, Store, StoreError, Tx};
+use crate::{now_ms, Backend, Store, StoreError, Tx};
 
 const ENTRY_COLUMNS: &str = "txn_id, label, operation, status, fingerprint, currency, \
      amount_minor, debit_account_id, credit_account_id, hold_account_id, ref_txn_id, \
@@ -151,32 +151,31 @@ impl Store {
             .iter()
             .flat_map(|r| r.referenced_txn_ids())
             .collect();
-        let entries = load_entries(tx, merchant_id, &txn_ids).await?;
+        let mut entries = load_entries(self, tx, merchant_id, &txn_ids).await?;
         let more: BTreeSet<AccountId> = entries
             .iter()
             .flat_map(|e| e.accounts())
             .filter(|id| !account_ids.contains(id))
             .collect();
-        accounts.extend(self.lock_accounts(tx, &more).await?);
-        account_ids.extend(more);
+        if !more.is_empty() {
+            accounts.extend(self.lock_accounts(tx, &more).await?);
+            account_ids.extend(more);
+            if self.backend() == Backend::Postgres {
+                // Those entries were read before their accounts were locked: another node
+                // may have rolled one back since. Read them again under the locks, or two
+                // rollbacks of one debit on two nodes could both move money.
+                entries = load_entries(self, tx, merchant_id, &txn_ids).await?;
+            }
+        }
 
         let mut view = LedgerView::new(accounts, entries);
         let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
         let effects = view.into_effects();
         let now = now_ms();
-        insert_entries(tx, merchant_id, &effects.new_entries, now).await?;
-        for entry in &effects.changed_entries {
-            sqlx::query(
-                "UPDATE ledger_entries SET status = $1 WHERE merchant_id = $2 AND txn_id = $3",
-            )
-            .bind(entry.status.as_str())
-            .bind(merchant_id)
-            .bind(&entry.txn_id)
-            .execute(&mut **tx)
-            .await?;
-        }
-        insert_transfers(tx, merchant_id, &effects.transfers, now).await?;
-        update_balances(tx, &effects.balances).await?;
+        insert_entries(self, tx, merchant_id, &effects.new_entries, now).await?;
+        update_statuses(self, tx, merchant_id, &effects.changed_entries).await?;
+        insert_transfers(self, tx, merchant_id, &effects.transfers, now).await?;
+        update_balances(self, tx, &effects.balances).await?;
         Ok(outcomes)
     }
 
@@ -208,7 +207,7 @@ impl Store {
         let sql = format!(
             "SELECT id, currency, balance_minor, floor FROM ledger_accounts WHERE id IN ({}) \
              ORDER BY id{}",
-            placeholders(1, ids.len()),
+            self.params(1, ids.len()),
             self.lock_clause()
         );
         let mut query = sqlx::query(&sql);
@@ -230,7 +229,7 @@ impl Store {
         }
         let sql = format!(
             "SELECT id, balance_minor FROM ledger_accounts WHERE id IN ({})",
-            placeholders(1, ids.len())
+            self.params(1, ids.len())
         );
         let mut query = sqlx::query(&sql);
         for id in ids {
@@ -368,6 +367,7 @@ impl Store {
 }
 
 async fn load_entries(
+    store: &Store,
     tx: &mut Tx,
     merchant_id: &str,
     txn_ids: &BTreeSet<&str>,
@@ -376,8 +376,9 @@ async fn load_entries(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE merchant_id = $1 AND txn_id IN ({})",
-        placeholders(2, txn_ids.len())
+        "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE merchant_id = {} AND txn_id IN ({})",
+        store.params(1, 1),
+        store.params(2, txn_ids.len())
     );
     let mut query = sqlx::query(&sql).bind(merchant_id);
     for id in txn_ids {
@@ -392,6 +393,7 @@ async fn load_entries(
 }
 
 async fn insert_entries(
+    store: &Store,
     tx: &mut Tx,
     merchant_id: &str,
     entries: &[Entry],
@@ -400,7 +402,7 @@ async fn insert_entries(
     for chunk in entries.chunks(INSERT_ROWS_MAX) {
         let sql = format!(
             "INSERT INTO ledger_entries (merchant_id, created_at_ms, {ENTRY_COLUMNS}) VALUES {}",
-            placeholder_rows(chunk.len(), ENTRY_INSERT_WIDTH)
+            store.param_rows(chunk.len(), ENTRY_INSERT_WIDTH)
         );
         let mut query = sqlx::query(&sql);
         for e in chunk {
@@ -430,6 +432,7 @@ async fn insert_entries(
 }
 
 async fn insert_transfers(
+    store: &Store,
     tx: &mut Tx,
     merchant_id: &str,
     transfers: &[Transfer],
@@ -439,7 +442,7 @@ async fn insert_transfers(
         let sql = format!(
             "INSERT INTO ledger_transfers (merchant_id, txn_id, seq, debit_account_id, \
              credit_account_id, amount_minor, currency, created_at_ms) VALUES {}",
-            placeholder_rows(chunk.len(), TRANSFER_INSERT_WIDTH)
+            store.param_rows(chunk.len(), TRANSFER_INSERT_WIDTH)
         );
         let mut query = sqlx::query(&sql);
         for t in chunk {
@@ -458,20 +461,71 @@ async fn insert_transfers(
     Ok(())
 }
 
-async fn update_balances(tx: &mut Tx, accounts: &[Account]) -> Result<(), StoreError> {
+/// `CASE key WHEN … THEN … END` over `count` pairs of parameters from `start`, and the
+/// list of the same keys again for the `IN` that picks the rows. The rows are found through
+/// the key's index whatever plan the database caches for the prepared statement: a join
+/// with a `VALUES` list let PostgreSQL's generic plan scan the whole table, which made
+/// every batch cost more as the accounts and the journal grew.
+fn case_update(store: &Store, column: &str, count: usize, start: usize) -> (String, String) {
+    let whens = (0..count)
+        .map(|i| {
+            format!(
+                "WHEN {} THEN {}",
+                store.params(start + 2 * i, 1),
+                store.params(start + 2 * i + 1, 1)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let keys = store.params(start + 2 * count, count);
+    (format!("CASE {column} {whens} END"), keys)
+}
+
+/// Sets the status of entries a batch changed (originals of rollbacks, reservations), in
+/// one statement per chunk instead of one per entry.
+async fn update_statuses(
+    store: &Store,
+    tx: &mut Tx,
+    merchant_id: &str,
+    entries: &[Entry],
+) -> Result<(), StoreError> {
+    for chunk in entries.chunks(INSERT_ROWS_MAX) {
+        let (case, keys) = case_update(store, "txn_id", chunk.len(), 1);
+        let sql = format!(
+            "UPDATE ledger_entries SET status = {case} WHERE txn_id IN ({keys}) AND merchant_id = {}",
+            store.params(3 * chunk.len() + 1, 1)
+        );
+        // SQLite binds plain `?` in text order, so the text order is the binding order:
+        // the CASE pairs, the keys, then the merchant.
+        let mut query = sqlx::query(&sql);
+        for entry in chunk {
+            query = query.bind(&entry.txn_id).bind(entry.status.as_str());
+        }
+        for entry in chunk {
+            query = query.bind(&entry.txn_id);
+        }
+        query.bind(merchant_id).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn update_balances(
+    store: &Store,
+    tx: &mut Tx,
+    accounts: &[Account],
+) -> Result<(), StoreError> {
     for chunk in accounts.chunks(INSERT_ROWS_MAX) {
         if chunk.is_empty() {
             continue;
         }
-        let sql = format!(
-            "WITH v (id, balance_minor) AS (VALUES {}) \
-             UPDATE ledger_accounts SET balance_minor = v.balance_minor FROM v \
-             WHERE ledger_accounts.id = v.id",
-            placeholder_rows(chunk.len(), 2)
-        );
+        let (case, keys) = case_update(store, "id", chunk.len(), 1);
+        let sql = format!("UPDATE ledger_accounts SET balance_minor = {case} WHERE id IN ({keys})");
         let mut query = sqlx::query(&sql);
         for account in chunk {
             query = query.bind(account.id).bind(account.balance_minor);
+        }
+        for account in chunk {
+            query = query.bind(account.id);
         }
         let updated = query.execute(&mut **tx).await?;
         if updated.rows_affected() != chunk.len() as u64 {

@@ -79,6 +79,10 @@ pub struct Store {
 
 /// Connections the PostgreSQL pool may open.
 const POSTGRES_CONNECTIONS_MAX: u32 = 32;
+/// Connections of a dedicated writer pool ([`Store::with_dedicated_writer`]): a batch
+/// that is split after a failure runs one call at a time, so one is enough; two let a
+/// retry start while a broken connection is being replaced.
+const DEDICATED_WRITER_CONNECTIONS_MAX: u32 = 2;
 /// Reader connections on SQLite (the writer is one more).
 const SQLITE_READERS_MAX: u32 = 8;
 /// How long a request waits for a pooled connection before failing.
@@ -154,6 +158,28 @@ impl Store {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }
 
+    /// The same store with a writer pool of its own, opened on the runtime that calls this:
+    /// for a writer task that runs on its own thread and runtime, so that its database I/O
+    /// is driven there and not behind the request handlers' tasks. SQLite keeps its one
+    /// writer connection (a second would only fight it for the file's write lock).
+    pub async fn with_dedicated_writer(&self) -> Result<Store, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.clone()),
+            Backend::Postgres => {
+                let options = (*self.writer.connect_options()).clone();
+                let writer = AnyPoolOptions::new()
+                    .max_connections(DEDICATED_WRITER_CONNECTIONS_MAX)
+                    .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await?;
+                Ok(Store {
+                    writer,
+                    ..self.clone()
+                })
+            }
+        }
+    }
+
     /// Applies every migration not yet applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
@@ -223,6 +249,30 @@ pub struct HistoryEvent<'a> {
     pub actor: Option<&'a str>,
     /// Extra facts, as JSON text.
     pub detail: Option<&'a str>,
+}
+
+impl Store {
+    /// `count` parameters numbered from `start`, for a statement whose every parameter comes
+    /// from this function or [`param_rows`](Self::param_rows), in binding order. PostgreSQL
+    /// reads `$n`; SQLite gets plain `?`, because it looks each named parameter up in a list
+    /// (at parse and at every bind), which makes a wide multi-row INSERT cost O(n²).
+    pub(crate) fn params(&self, start: usize, count: usize) -> String {
+        match self.backend {
+            Backend::Postgres => placeholders(start, count),
+            Backend::Sqlite => vec!["?"; count].join(", "),
+        }
+    }
+
+    /// Rows of `width` parameters each, with the same rule as [`params`](Self::params).
+    pub(crate) fn param_rows(&self, rows: usize, width: usize) -> String {
+        match self.backend {
+            Backend::Postgres => placeholder_rows(rows, width),
+            Backend::Sqlite => {
+                let row = format!("({})", vec!["?"; width].join(", "));
+                vec![row; rows].join(", ")
+            }
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, the unit of every stored time.

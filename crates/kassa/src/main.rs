@@ -1,5 +1,6 @@
 //! The `kassa` binary.
 
+mod bench;
 mod demo;
 
 use clap::{Args, Parser, Subcommand};
@@ -34,6 +35,8 @@ enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// Measures wallet throughput and latency against a hand-written baseline.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -119,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Ledger {
             command: LedgerCommand::Verify(args),
         } => verify(args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Sim {
             command: SimCommand::Psp(args),

@@ -79,7 +79,38 @@ impl WalletService {
     /// Starts the writer task.
     pub fn start(store: Store, players: PlayerDirectory, config: &WalletConfig) -> WalletService {
         let (jobs, queue) = mpsc::channel(config.queue_len_max);
-        tokio::spawn(run_writer(store, queue, config.batch_size_max));
+        let batch_size_max = config.batch_size_max;
+        // The writer gets a thread and a runtime of its own: on the shared runtime each of a
+        // batch's awaits (one per statement) waited behind every request task in the run
+        // queue, and under load that wait, not the database, set the batch time. It ends
+        // when the last handle is dropped and the queue closes.
+        let spawned = std::thread::Builder::new()
+            .name("kassa-wallet-writer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot start the wallet writer's runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let store = match store.with_dedicated_writer().await {
+                        Ok(dedicated) => dedicated,
+                        Err(error) => {
+                            tracing::warn!(%error, "wallet writer shares the request pool");
+                            store
+                        }
+                    };
+                    run_writer(store, queue, batch_size_max).await
+                })
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the wallet writer thread");
+        }
         WalletService { jobs, players }
     }
 

@@ -1,0 +1,551 @@
+//! `kassa bench`: wallet throughput and latency over real HTTP, next to a hand-written
+//! baseline on the same database, with correctness checks after every run.
+//!
+//! By default it starts its own server in this process on 127.0.0.1:0 over a fresh
+//! database (a SQLite file in the temp folder, or a new `kassa_bench_*` database on the
+//! PostgreSQL server given by `--postgres-url`), with the rate limit off, and runs the
+//! matrix: backend × players × clients × runs, wallet then baseline. Figures are the median
+//! of the runs. Load is bounded by `--duration-s` and `--requests-max` per run.
+
+mod baseline;
+mod stats;
+mod wallet;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use kassa_server::config::{Config, Overrides};
+use kassa_server::Server;
+use kassa_store::Store;
+use serde::Serialize;
+use sqlx::Connection;
+
+use baseline::Baseline;
+use stats::{Median, RunStats};
+use wallet::{WalletBench, WalletTarget};
+
+/// Prefix of every database the benchmark creates on PostgreSQL.
+const DATABASE_PREFIX: &str = "kassa_bench_";
+
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Which database(s) to run on.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: BackendChoice,
+    /// PostgreSQL server where a fresh kassa_bench_* database is created.
+    #[arg(
+        long,
+        env = "KASSA_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres_url: String,
+    /// Seconds of load per run.
+    #[arg(long, default_value_t = 5.0)]
+    duration_s: f64,
+    /// Concurrent clients, one cell per value.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    clients: Vec<usize>,
+    /// Players the load spreads over (the first N of the largest set), one cell per value.
+    #[arg(long, value_delimiter = ',', default_value = "10,10000")]
+    players: Vec<usize>,
+    /// Runs per cell; the figures are their median.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Most requests a run may send, whatever the duration.
+    #[arg(long, default_value_t = 2_000_000)]
+    requests_max: u64,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Skip the hand-written baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Drive an already running server instead of starting one (http://host:port).
+    #[arg(long, requires = "api_key")]
+    target: Option<String>,
+    /// Merchant key for `--target`.
+    #[arg(long, env = "KASSA_BENCH_API_KEY")]
+    api_key: Option<String>,
+    /// With `--target`: the server's database, for `ledger verify` and the baseline.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Override wallet.batch_size_max of the in-process server.
+    #[arg(long)]
+    batch_size_max: Option<usize>,
+    /// Keep the benchmark databases instead of dropping them.
+    #[arg(long)]
+    keep_database: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum BackendChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+/// The shape of one run.
+#[derive(Clone, Debug)]
+pub struct Load {
+    pub clients: usize,
+    pub players: usize,
+    pub duration: Duration,
+    pub requests_max: u64,
+}
+
+#[derive(Serialize)]
+struct Cell {
+    backend: String,
+    system: &'static str,
+    players: usize,
+    clients: usize,
+    median: Option<Median>,
+    runs: Vec<RunStats>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    machine: Machine,
+    commit: Option<String>,
+    command_line: String,
+    duration_s: f64,
+    runs: usize,
+    cells: Vec<Cell>,
+    ratios: Vec<Ratio>,
+    all_checks_ok: bool,
+    note: &'static str,
+}
+
+#[derive(Serialize)]
+struct Machine {
+    cores: usize,
+    memory: Option<String>,
+    os: String,
+}
+
+#[derive(Serialize)]
+struct Ratio {
+    backend: String,
+    players: usize,
+    clients: usize,
+    wallet_ops_per_s: f64,
+    baseline_ops_per_s: f64,
+    ratio: f64,
+    wallet_p99_ms: f64,
+}
+
+/// Runs the benchmark.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+    anyhow::ensure!(
+        args.clients.iter().all(|&c| (1..=1024).contains(&c)),
+        "--clients must be between 1 and 1024"
+    );
+    anyhow::ensure!(
+        args.players.iter().all(|&p| (1..=1_000_000).contains(&p)),
+        "--players must be between 1 and 1,000,000"
+    );
+    anyhow::ensure!(
+        args.duration_s > 0.0 && args.duration_s <= 3600.0,
+        "--duration-s must be in (0, 3600]"
+    );
+    let mut cells = Vec::new();
+    if let Some(target) = args.target.clone() {
+        let api_key = args.api_key.clone().unwrap_or_default();
+        cells.extend(
+            run_backend(
+                &args,
+                "target",
+                Endpoint {
+                    base: target,
+                    api_key,
+                    database_url: args.database_url.clone(),
+                },
+            )
+            .await?,
+        );
+    } else {
+        let backends: &[&str] = match args.backend {
+            BackendChoice::Sqlite => &["sqlite"],
+            BackendChoice::Postgres => &["postgres"],
+            BackendChoice::Both => &["sqlite", "postgres"],
+        };
+        for backend in backends {
+            cells.extend(run_in_process(&args, backend).await?);
+        }
+    }
+    let report = report(&args, cells);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    if !report.all_checks_ok {
+        anyhow::bail!("a correctness check failed; see the report");
+    }
+    Ok(())
+}
+
+struct Endpoint {
+    base: String,
+    api_key: String,
+    database_url: Option<String>,
+}
+
+async fn run_in_process(args: &BenchArgs, backend: &str) -> anyhow::Result<Vec<Cell>> {
+    let database = FreshDatabase::create(backend, &args.postgres_url).await?;
+    let mut config = Config::load(
+        None,
+        &Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            database_url: Some(database.url.clone()),
+            rate_limit_rps: Some(0),
+            ..Overrides::default()
+        },
+    )?;
+    if let Some(batch) = args.batch_size_max {
+        config.wallet.batch_size_max = batch;
+    }
+    // A fresh database bootstraps the demo merchant; its key drives the load.
+    let server = Server::start(config).await?;
+    let api_key = server
+        .bootstrap
+        .as_ref()
+        .map(|keys| keys.api_key.clone())
+        .context("the fresh benchmark database did not bootstrap a merchant")?;
+    let cells = run_backend(
+        args,
+        backend,
+        Endpoint {
+            base: format!("http://{}", server.local_addr),
+            api_key,
+            database_url: Some(database.url.clone()),
+        },
+    )
+    .await;
+    server.stop().await?;
+    if !args.keep_database {
+        database.drop().await?;
+    } else {
+        eprintln!("kept database {}", database.url);
+    }
+    cells
+}
+
+async fn run_backend(
+    args: &BenchArgs,
+    backend: &str,
+    endpoint: Endpoint,
+) -> anyhow::Result<Vec<Cell>> {
+    let players_max = args.players.iter().copied().max().unwrap_or(10);
+    let clients_max = args.clients.iter().copied().max().unwrap_or(1);
+    let target = WalletTarget::new(&endpoint.base, &endpoint.api_key, clients_max)?;
+    eprintln!("[{backend}] creating {players_max} players");
+    let mut wallet = WalletBench::setup(target, players_max).await?;
+    let store = match &endpoint.database_url {
+        Some(url) => Some(Store::connect(url).await?),
+        None => None,
+    };
+    let baseline = match (&endpoint.database_url, args.no_baseline) {
+        (Some(url), false) => {
+            let baseline = Baseline::for_url(url)?;
+            baseline
+                .setup(players_max)
+                .await
+                .context("baseline setup")?;
+            Some(baseline)
+        }
+        _ => None,
+    };
+    let mut cells = Vec::new();
+    let mut run_index = 0u64;
+    for &players in &args.players {
+        for &clients in &args.clients {
+            if let Some(url) = &endpoint.database_url {
+                analyze(url).await?;
+            }
+            let load = Load {
+                clients,
+                players,
+                duration: Duration::from_secs_f64(args.duration_s),
+                requests_max: args.requests_max,
+            };
+            let mut wallet_runs = Vec::new();
+            let mut baseline_runs = Vec::new();
+            for run in 0..args.runs {
+                run_index += 1;
+                let stats = wallet
+                    .run(&load, || async {
+                        let Some(store) = &store else {
+                            return Ok((true, "ledger verify skipped: no --database-url".into()));
+                        };
+                        let report = store.verify_ledger().await?;
+                        Ok(if report.is_ok() {
+                            (true, "ledger verify ok".into())
+                        } else {
+                            (false, format!("ledger verify FAILED: {}", report.to_json()))
+                        })
+                    })
+                    .await?;
+                progress(backend, "kassa", &load, run, &stats);
+                wallet_runs.push(stats);
+                if let Some(baseline) = &baseline {
+                    let stats = baseline.run(&load, run_index).await?;
+                    progress(backend, "baseline", &load, run, &stats);
+                    baseline_runs.push(stats);
+                }
+            }
+            cells.push(Cell {
+                backend: backend.into(),
+                system: "kassa",
+                players,
+                clients,
+                median: Median::of(&wallet_runs),
+                runs: wallet_runs,
+            });
+            if baseline.is_some() {
+                cells.push(Cell {
+                    backend: backend.into(),
+                    system: "baseline",
+                    players,
+                    clients,
+                    median: Median::of(&baseline_runs),
+                    runs: baseline_runs,
+                });
+            }
+        }
+    }
+    if let Some(store) = store {
+        store.close().await;
+    }
+    Ok(cells)
+}
+
+/// Refreshes PostgreSQL's planner statistics, as autovacuum would on a production server
+/// (the benchmark's fresh tables grow from nothing; with autovacuum off, as on some
+/// development servers, plans made for empty tables — seq scans in foreign-key checks —
+/// would be kept while the tables grow to 100,000s of rows).
+async fn analyze(database_url: &str) -> anyhow::Result<()> {
+    if !database_url.starts_with("postgres") {
+        return Ok(());
+    }
+    let mut connection = sqlx::PgConnection::connect(database_url).await?;
+    sqlx::query("ANALYZE").execute(&mut connection).await?;
+    connection.close().await?;
+    Ok(())
+}
+
+fn progress(backend: &str, system: &str, load: &Load, run: usize, stats: &RunStats) {
+    eprintln!(
+        "[{backend}] {system:<8} players={:<5} clients={:<3} run={} ops/s={:>8.0} p50={:.2}ms p95={:.2}ms p99={:.2}ms errors={} checks={}",
+        load.players,
+        load.clients,
+        run + 1,
+        stats.ops_per_s,
+        stats.p50_ms,
+        stats.p95_ms,
+        stats.p99_ms,
+        stats.errors,
+        if stats.checks_ok { "ok" } else { "FAILED" },
+    );
+    if !stats.checks_ok {
+        for check in &stats.checks {
+            eprintln!("    {check}");
+        }
+    }
+}
+
+fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
+    let ratios = cells
+        .iter()
+        .filter(|c| c.system == "kassa")
+        .filter_map(|wallet| {
+            let baseline = cells.iter().find(|c| {
+                c.system == "baseline"
+                    && c.backend == wallet.backend
+                    && c.players == wallet.players
+                    && c.clients == wallet.clients
+            })?;
+            let (w, b) = (wallet.median.as_ref()?, baseline.median.as_ref()?);
+            Some(Ratio {
+                backend: wallet.backend.clone(),
+                players: wallet.players,
+                clients: wallet.clients,
+                wallet_ops_per_s: w.ops_per_s,
+                baseline_ops_per_s: b.ops_per_s,
+                ratio: if b.ops_per_s > 0.0 {
+                    w.ops_per_s / b.ops_per_s
+                } else {
+                    0.0
+                },
+                wallet_p99_ms: w.p99_ms,
+            })
+        })
+        .collect();
+    let all_checks_ok = cells
+        .iter()
+        .all(|c| c.median.as_ref().is_none_or(|m| m.checks_ok));
+    Report {
+        machine: Machine {
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            memory: std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .map(|l| l.trim_start_matches("MemTotal:").trim().to_string())
+            }),
+            os: std::env::consts::OS.to_string(),
+        },
+        commit: std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        duration_s: args.duration_s,
+        runs: args.runs,
+        cells,
+        ratios,
+        all_checks_ok,
+        note: "Wallet ops are debits (50%), credits (40%) and rollbacks (10%) over HTTP; \
+               baseline ops are the same player/house transfers, one SQL transaction each. \
+               Deposits/s end to end is not measured yet (the deposit flow is not built).",
+    }
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "machine: {} cores, {} RAM; commit {}",
+        report.machine.cores,
+        report.machine.memory.as_deref().unwrap_or("?"),
+        report.commit.as_deref().unwrap_or("?")
+    );
+    println!(
+        "{:<9} {:<9} {:>7} {:>7} {:>10} {:>8} {:>8} {:>8} {:>6} {:>6}",
+        "backend",
+        "system",
+        "players",
+        "clients",
+        "ops/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "errors",
+        "checks"
+    );
+    for cell in &report.cells {
+        let Some(m) = &cell.median else { continue };
+        println!(
+            "{:<9} {:<9} {:>7} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>6} {:>6}",
+            cell.backend,
+            cell.system,
+            cell.players,
+            cell.clients,
+            m.ops_per_s,
+            m.p50_ms,
+            m.p95_ms,
+            m.p99_ms,
+            m.errors,
+            if m.checks_ok { "ok" } else { "FAILED" }
+        );
+    }
+    if !report.ratios.is_empty() {
+        println!("\nkassa / baseline (median ops/s):");
+        for r in &report.ratios {
+            println!(
+                "{:<9} players={:<6} clients={:<3} {:>8.0} / {:>7.0} = {:>5.1}x  (kassa p99 {:.2} ms)",
+                r.backend, r.players, r.clients, r.wallet_ops_per_s, r.baseline_ops_per_s, r.ratio, r.wallet_p99_ms
+            );
+        }
+    }
+    println!("\n{}", report.note);
+}
+
+/// A database made for this benchmark, dropped afterwards.
+struct FreshDatabase {
+    url: String,
+    admin: Option<(String, String)>,
+    sqlite_dir: Option<std::path::PathBuf>,
+}
+
+impl FreshDatabase {
+    async fn create(backend: &str, postgres_url: &str) -> anyhow::Result<FreshDatabase> {
+        let name = format!("{DATABASE_PREFIX}{}", wallet::nonce());
+        if backend == "sqlite" {
+            let dir = std::env::temp_dir().join(&name);
+            std::fs::create_dir_all(&dir)?;
+            return Ok(FreshDatabase {
+                url: format!("sqlite://{}/kassa.db", dir.display()),
+                admin: None,
+                sqlite_dir: Some(dir),
+            });
+        }
+        let mut admin = sqlx::PgConnection::connect(postgres_url)
+            .await
+            .with_context(|| format!("connecting to {postgres_url}"))?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        Ok(FreshDatabase {
+            url: with_database(postgres_url, &name),
+            admin: Some((postgres_url.to_string(), name)),
+            sqlite_dir: None,
+        })
+    }
+
+    async fn drop(self) -> anyhow::Result<()> {
+        if let Some(dir) = &self.sqlite_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some((server, name)) = &self.admin {
+            let mut admin = sqlx::PgConnection::connect(server).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await?;
+            admin.close().await?;
+        }
+        Ok(())
+    }
+}
+
+/// `server` with its database name replaced by `name`.
+fn with_database(server: &str, name: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{host}/{name}?{query}"),
+        None => format!("{host}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_name_is_replaced() {
+        assert_eq!(
+            with_database(
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "kassa_bench_x"
+            ),
+            "postgres://postgres@127.0.0.1:5432/kassa_bench_x"
+        );
+        assert_eq!(
+            with_database("postgres://h?ssl=no", "d"),
+            "postgres://h/d?ssl=no"
+        );
+    }
+}
