@@ -24,9 +24,22 @@ use tokio::net::TcpListener;
 
 pub use config::Config;
 
-/// Everything a request handler may reach; cheap to clone.
+/// Everything a request handler may reach; cheap to clone: axum clones the state for every
+/// middleware and extractor of every request, so it is one `Arc` (ADR 11), and its fields are
+/// reached through `Deref`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct AppStateInner {
     /// The database.
     pub store: Store,
     /// Loaded configuration.
@@ -146,7 +159,7 @@ impl AppState {
             players.clone(),
             config.payouts.clone(),
         );
-        AppState {
+        AppState(Arc::new(AppStateInner {
             auth: auth::KeyCache::new(store.clone()),
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),
             store,
@@ -155,6 +168,6 @@ impl AppState {
             payments,
             payouts,
             config,
-        }
+        }))
     }
 }

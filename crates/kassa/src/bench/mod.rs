@@ -8,6 +8,7 @@
 //! of the runs. Load is bounded by `--duration-s` and `--requests-max` per run.
 
 mod baseline;
+mod deposits;
 mod stats;
 mod wallet;
 
@@ -22,6 +23,7 @@ use serde::Serialize;
 use sqlx::Connection;
 
 use baseline::Baseline;
+use deposits::{DepositBench, DepositTarget};
 use stats::{Median, RunStats};
 use wallet::{WalletBench, WalletTarget};
 
@@ -76,6 +78,23 @@ pub struct BenchArgs {
     /// Keep the benchmark databases instead of dropping them.
     #[arg(long)]
     keep_database: bool,
+    /// Skip the wallet matrix (and its baseline).
+    #[arg(long)]
+    no_wallet: bool,
+    /// Skip deposits end to end (init + signed `captured` webhook + credit).
+    #[arg(long)]
+    no_deposits: bool,
+    /// Players the deposits spread over.
+    #[arg(long, default_value_t = 100)]
+    deposit_players: usize,
+    /// With `--target`: the secret its sandbox provider signs webhooks with.
+    #[arg(
+        long,
+        env = "KASSA_SANDBOX_WEBHOOK_SECRET",
+        default_value = "sandbox_webhook_secret_not_for_production",
+        hide_env_values = true
+    )]
+    webhook_secret: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -148,6 +167,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--players must be between 1 and 1,000,000"
     );
     anyhow::ensure!(
+        (1..=1_000_000).contains(&args.deposit_players),
+        "--deposit-players must be between 1 and 1,000,000"
+    );
+    anyhow::ensure!(
         args.duration_s > 0.0 && args.duration_s <= 3600.0,
         "--duration-s must be in (0, 3600]"
     );
@@ -162,6 +185,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     base: target,
                     api_key,
                     database_url: args.database_url.clone(),
+                    webhook_secret: args.webhook_secret.clone(),
                 },
             )
             .await?,
@@ -192,6 +216,8 @@ struct Endpoint {
     base: String,
     api_key: String,
     database_url: Option<String>,
+    /// What the server's sandbox provider signs webhooks with.
+    webhook_secret: String,
 }
 
 async fn run_in_process(args: &BenchArgs, backend: &str) -> anyhow::Result<Vec<Cell>> {
@@ -208,6 +234,9 @@ async fn run_in_process(args: &BenchArgs, backend: &str) -> anyhow::Result<Vec<C
     if let Some(batch) = args.batch_size_max {
         config.wallet.batch_size_max = batch;
     }
+    // The deposits benchmark plays the provider and sends the webhooks itself.
+    config.sandbox.autopilot = false;
+    let webhook_secret = config.sandbox.webhook_secret.clone();
     // A fresh database bootstraps the demo merchant; its key drives the load.
     let server = Server::start(config).await?;
     let api_key = server
@@ -222,6 +251,7 @@ async fn run_in_process(args: &BenchArgs, backend: &str) -> anyhow::Result<Vec<C
             base: format!("http://{}", server.local_addr),
             api_key,
             database_url: Some(database.url.clone()),
+            webhook_secret,
         },
     )
     .await;
@@ -239,15 +269,51 @@ async fn run_backend(
     backend: &str,
     endpoint: Endpoint,
 ) -> anyhow::Result<Vec<Cell>> {
+    let store = match &endpoint.database_url {
+        Some(url) => Some(Store::connect(url).await?),
+        None => None,
+    };
+    let store_ref = store.as_ref();
+    let verify = move || async move {
+        let Some(store) = store_ref else {
+            return Ok((true, "ledger verify skipped: no --database-url".into()));
+        };
+        let report = store.verify_ledger().await?;
+        Ok(if report.is_ok() {
+            (true, "ledger verify ok".into())
+        } else {
+            (false, format!("ledger verify FAILED: {}", report.to_json()))
+        })
+    };
+    let mut cells = Vec::new();
+    if !args.no_wallet {
+        cells.extend(run_wallet(args, backend, &endpoint, verify).await?);
+    }
+    if !args.no_deposits {
+        cells.extend(run_deposits(args, backend, &endpoint, verify).await?);
+    }
+    if let Some(store) = store {
+        store.close().await;
+    }
+    Ok(cells)
+}
+
+/// The wallet matrix (players × clients × runs), each run followed by the baseline's.
+async fn run_wallet<F, Fut>(
+    args: &BenchArgs,
+    backend: &str,
+    endpoint: &Endpoint,
+    verify: F,
+) -> anyhow::Result<Vec<Cell>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(bool, String)>>,
+{
     let players_max = args.players.iter().copied().max().unwrap_or(10);
     let clients_max = args.clients.iter().copied().max().unwrap_or(1);
     let target = WalletTarget::new(&endpoint.base, &endpoint.api_key, clients_max)?;
     eprintln!("[{backend}] creating {players_max} players");
     let mut wallet = WalletBench::setup(target, players_max).await?;
-    let store = match &endpoint.database_url {
-        Some(url) => Some(Store::connect(url).await?),
-        None => None,
-    };
     let baseline = match (&endpoint.database_url, args.no_baseline) {
         (Some(url), false) => {
             let baseline = Baseline::for_url(url)?;
@@ -276,19 +342,7 @@ async fn run_backend(
             let mut baseline_runs = Vec::new();
             for run in 0..args.runs {
                 run_index += 1;
-                let stats = wallet
-                    .run(&load, || async {
-                        let Some(store) = &store else {
-                            return Ok((true, "ledger verify skipped: no --database-url".into()));
-                        };
-                        let report = store.verify_ledger().await?;
-                        Ok(if report.is_ok() {
-                            (true, "ledger verify ok".into())
-                        } else {
-                            (false, format!("ledger verify FAILED: {}", report.to_json()))
-                        })
-                    })
-                    .await?;
+                let stats = wallet.run(&load, &verify).await?;
                 progress(backend, "kassa", &load, run, &stats);
                 wallet_runs.push(stats);
                 if let Some(baseline) = &baseline {
@@ -317,8 +371,57 @@ async fn run_backend(
             }
         }
     }
-    if let Some(store) = store {
-        store.close().await;
+    Ok(cells)
+}
+
+/// Deposits end to end at each client count (no baseline: the issue gives none).
+async fn run_deposits<F, Fut>(
+    args: &BenchArgs,
+    backend: &str,
+    endpoint: &Endpoint,
+    verify: F,
+) -> anyhow::Result<Vec<Cell>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(bool, String)>>,
+{
+    let clients_max = args.clients.iter().copied().max().unwrap_or(1);
+    let target = DepositTarget::new(
+        &endpoint.base,
+        &endpoint.api_key,
+        &endpoint.webhook_secret,
+        clients_max,
+    )?;
+    eprintln!(
+        "[{backend}] creating {} deposit players",
+        args.deposit_players
+    );
+    let mut deposits = DepositBench::setup(target, args.deposit_players).await?;
+    let mut cells = Vec::new();
+    for &clients in &args.clients {
+        if let Some(url) = &endpoint.database_url {
+            analyze(url).await?;
+        }
+        let load = Load {
+            clients,
+            players: deposits.players(),
+            duration: Duration::from_secs_f64(args.duration_s),
+            requests_max: args.requests_max,
+        };
+        let mut runs = Vec::new();
+        for run in 0..args.runs {
+            let stats = deposits.run(&load, &verify).await?;
+            progress(backend, "deposits", &load, run, &stats);
+            runs.push(stats);
+        }
+        cells.push(Cell {
+            backend: backend.into(),
+            system: "deposits",
+            players: load.players,
+            clients,
+            median: Median::of(&runs),
+            runs,
+        });
     }
     Ok(cells)
 }
@@ -413,7 +516,8 @@ fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
         all_checks_ok,
         note: "Wallet ops are debits (50%), credits (40%) and rollbacks (10%) over HTTP; \
                baseline ops are the same player/house transfers, one SQL transaction each. \
-               Deposits/s end to end is not measured yet (the deposit flow is not built).",
+               Deposit ops are whole deposits (init, then the signed `captured` webhook that \
+               credits the player), with no baseline.",
     }
 }
 

@@ -501,7 +501,7 @@ pub fn nonce() -> String {
 }
 
 /// `"123.45"` (EUR) in cents.
-fn parse_minor(text: &str) -> anyhow::Result<i64> {
+pub(super) fn parse_minor(text: &str) -> anyhow::Result<i64> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
