@@ -26,7 +26,8 @@ use crate::api::{
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::IdempotencyClaim;
-use crate::service::payments::{payment_not_found, Applied, NewPayment};
+use crate::service::payments::{payment_not_found, NewPayment};
+use crate::service::webhook_answer;
 use crate::AppState;
 
 /// Name of the provider whose webhooks arrive at `/v1/payments/webhook`.
@@ -480,44 +481,14 @@ async fn handle_webhook(
     };
     delivery.event_id = Some(event.event_id.clone());
     delivery.payment_id = Some(event.payment_id.clone());
-    match state
-        .store
-        .processed_webhook_event(provider_name, &event.event_id)
-        .await
-    {
-        Ok(Some((status, body))) => return ("duplicate", stored_answer(status, body)),
-        Ok(None) => {}
-        Err(error) => return ("error", ApiError::from(error).into_response()),
-    }
-    match state
-        .payments
-        .apply_provider_event(provider_name, &event, "webhook")
-        .await
-    {
-        Ok(applied) => {
-            let (outcome, status) = match applied {
-                Applied::Processed(status) => ("processed", status),
-                Applied::Ignored(status) => ("ignored", status),
-            };
-            (outcome, Json(json!({ "received": true, "outcome": outcome, "payment_status": status.as_str() })).into_response())
-        }
-        Err(error) => {
-            // A concurrent delivery of the same event may have won the race: answer as it did.
-            if let Ok(Some((status, body))) = state
-                .store
-                .processed_webhook_event(provider_name, &event.event_id)
-                .await
-            {
-                return ("duplicate", stored_answer(status, body));
-            }
-            let outcome = match error.code() {
-                "payment_not_found" => "unknown_payment",
-                "webhook_mismatch" => "mismatch",
-                _ => "error",
-            };
-            (outcome, error.into_response())
-        }
-    }
+    apply_once(state, provider_name, &event.event_id, async {
+        let applied = state
+            .payments
+            .apply_provider_event(provider_name, &event, "webhook")
+            .await?;
+        Ok(applied.answer())
+    })
+    .await
 }
 
 async fn handle_payout_webhook(
@@ -528,33 +499,48 @@ async fn handle_payout_webhook(
 ) -> (&'static str, Response) {
     delivery.event_id = Some(event.event_id.clone());
     delivery.payment_id = Some(event.payout_id.clone());
-    match state
-        .store
-        .processed_webhook_event(provider_name, &event.event_id)
-        .await
-    {
+    apply_once(state, provider_name, &event.event_id, async {
+        let (status, applied) = state
+            .payouts
+            .apply_provider_event(provider_name, event)
+            .await?;
+        Ok(webhook_answer(applied, "payout_status", status.as_str()))
+    })
+    .await
+}
+
+/// Applies a verified event at most once per event id: a repeat of a processed id gets the
+/// first answer; if applying fails because a concurrent delivery of the same event won the
+/// race (its effect and answer committed first), that delivery's answer is given. Returns the
+/// delivery log's outcome with the response.
+async fn apply_once(
+    state: &AppState,
+    provider_name: &str,
+    event_id: &str,
+    apply: impl std::future::Future<Output = Result<serde_json::Value, ApiError>>,
+) -> (&'static str, Response) {
+    let stored = state.store.processed_webhook_event(provider_name, event_id);
+    match stored.await {
         Ok(Some((status, body))) => return ("duplicate", stored_answer(status, body)),
         Ok(None) => {}
         Err(error) => return ("error", ApiError::from(error).into_response()),
     }
-    match state
-        .payouts
-        .apply_provider_event(provider_name, event)
-        .await
-    {
-        Ok((status, applied)) => {
-            let outcome = if applied { "processed" } else { "ignored" };
-            (outcome, Json(json!({ "received": true, "outcome": outcome, "payout_status": status.as_str() })).into_response())
+    match apply.await {
+        Ok(answer) => {
+            let outcome = if answer["outcome"] == "processed" {
+                "processed"
+            } else {
+                "ignored"
+            };
+            (outcome, Json(answer).into_response())
         }
         Err(error) => {
-            if let Ok(Some((status, body))) = state
-                .store
-                .processed_webhook_event(provider_name, &event.event_id)
-                .await
-            {
+            let stored = state.store.processed_webhook_event(provider_name, event_id);
+            if let Ok(Some((status, body))) = stored.await {
                 return ("duplicate", stored_answer(status, body));
             }
             let outcome = match error.code() {
+                "payment_not_found" => "unknown_payment",
                 "payout_not_found" => "unknown_payout",
                 "webhook_mismatch" => "mismatch",
                 _ => "error",

@@ -55,6 +55,17 @@ where
     }
 }
 
+/// What a provider is answered for an event it sent, stored with the event id so that a
+/// repeat gets exactly the first answer: `status_key` is `payment_status` or `payout_status`.
+pub fn webhook_answer(applied: bool, status_key: &str, status: &str) -> serde_json::Value {
+    let mut answer = serde_json::json!({
+        "received": true,
+        "outcome": if applied { "processed" } else { "ignored" },
+    });
+    answer[status_key] = serde_json::Value::from(status);
+    answer
+}
+
 /// 422 `webhook_mismatch`: the event is not about what we hold.
 pub(crate) fn webhook_mismatch(message: &str) -> ApiError {
     ApiError::new(

@@ -24,6 +24,7 @@ use tokio::sync::broadcast;
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, WalletAccounts};
+use crate::service::webhook_answer;
 use crate::service::{
     provider_failure_code, retrying, unexpected_ledger, webhook_mismatch, ApplyError,
 };
@@ -53,6 +54,16 @@ pub enum Applied {
     Processed(PaymentStatus),
     /// The event did not fit the payment's state: recorded and ignored.
     Ignored(PaymentStatus),
+}
+
+impl Applied {
+    /// The answer the provider gets for the event (and again for every repeat of it).
+    pub fn answer(&self) -> serde_json::Value {
+        match self {
+            Applied::Processed(status) => webhook_answer(true, "payment_status", status.as_str()),
+            Applied::Ignored(status) => webhook_answer(false, "payment_status", status.as_str()),
+        }
+    }
 }
 
 /// The payments use cases; cheap to clone.
@@ -396,14 +407,7 @@ impl PaymentsService {
                 applied
             }
         };
-        let answer = match &applied {
-            Applied::Processed(status) => {
-                json!({ "received": true, "outcome": "processed", "payment_status": status.as_str() })
-            }
-            Applied::Ignored(status) => {
-                json!({ "received": true, "outcome": "ignored", "payment_status": status.as_str() })
-            }
-        };
+        let answer = applied.answer();
         self.store
             .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer.to_string())
             .await?;

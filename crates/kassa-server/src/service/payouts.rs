@@ -23,6 +23,7 @@ use crate::config::PayoutsConfig;
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::PlayerDirectory;
+use crate::service::webhook_answer;
 use crate::service::{
     provider_failure_code, retrying, unexpected_ledger, webhook_mismatch, ApplyError,
 };
@@ -468,7 +469,7 @@ impl PayoutsService {
         let applied = self
             .settle(&mut tx, &mut payout, kind, "webhook", Some(&detail))
             .await?;
-        let answer = json!({ "received": true, "outcome": if applied { "processed" } else { "ignored" }, "payout_status": payout.status.as_str() });
+        let answer = webhook_answer(applied, "payout_status", payout.status.as_str());
         self.store
             .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer.to_string())
             .await?;
