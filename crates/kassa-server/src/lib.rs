@@ -91,6 +91,7 @@ impl Server {
         workers::spawn_status_sync(state.clone(), shutdown.subscribe());
         workers::spawn_payout_sender(state.clone(), shutdown.subscribe());
         workers::spawn_idempotency_purge(state.clone(), shutdown.subscribe());
+        workers::spawn_wal_checkpointer(state.clone(), shutdown.subscribe());
         let app = api::router(state);
         let handle = tokio::spawn(async move {
             axum::serve(

@@ -89,3 +89,27 @@ pub fn spawn_idempotency_purge(state: AppState, mut stop: watch::Receiver<bool>)
         }
     });
 }
+
+/// How often the SQLite WAL is copied into the database file beside the writer.
+const WAL_CHECKPOINT_PERIOD: Duration = Duration::from_millis(250);
+
+/// SQLite only: checkpoints the WAL every [`WAL_CHECKPOINT_PERIOD`] on a reader connection,
+/// so that the wallet writer's commits rarely carry a checkpoint of their own (ADR 12).
+pub fn spawn_wal_checkpointer(state: AppState, mut stop: watch::Receiver<bool>) {
+    if state.store.backend() != kassa_store::Backend::Sqlite {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(WAL_CHECKPOINT_PERIOD);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            if let Err(error) = state.store.checkpoint_wal().await {
+                tracing::debug!(error = %error, "WAL checkpoint skipped");
+            }
+        }
+    });
+}

@@ -18,7 +18,7 @@ const ENTRY_COLUMNS: &str = "txn_id, label, operation, status, fingerprint, curr
      amount_minor, debit_account_id, credit_account_id, hold_account_id, ref_txn_id, \
      subject_account_id, subject_balance_after_minor, player_id, round_id, reference";
 const ENTRY_INSERT_WIDTH: usize = 18;
-const TRANSFER_INSERT_WIDTH: usize = 8;
+const TRANSFER_INSERT_WIDTH: usize = 9;
 /// Rows per multi-row INSERT; keeps parameters far below both backends' limits.
 const INSERT_ROWS_MAX: usize = 200;
 
@@ -53,6 +53,11 @@ pub struct VerifyReport {
     /// Entries whose status disagrees with their transfers (moved money but says it did
     /// not, or the other way round).
     pub inconsistent_entries: u64,
+    /// Journal rows that name an account, merchant or entry that does not exist. The
+    /// ledger engine only writes accounts it has just loaded under lock, so this is zero
+    /// unless someone edited the tables by hand; on PostgreSQL the journal has no
+    /// foreign-key triggers (ADR 12), so this is where such an edit shows.
+    pub orphan_references: u64,
 }
 
 impl VerifyReport {
@@ -63,6 +68,7 @@ impl VerifyReport {
             && self.unbalanced_currencies.is_empty()
             && self.currency_mismatches == 0
             && self.inconsistent_entries == 0
+            && self.orphan_references == 0
     }
 
     /// The report as JSON, for the CLI and the admin API.
@@ -83,6 +89,7 @@ impl VerifyReport {
                 .collect::<Vec<_>>(),
             "currency_mismatches": self.currency_mismatches,
             "inconsistent_entries": self.inconsistent_entries,
+            "orphan_references": self.orphan_references,
         })
     }
 }
@@ -172,9 +179,9 @@ impl Store {
         let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
         let effects = view.into_effects();
         let now = now_ms();
-        insert_entries(self, tx, merchant_id, &effects.new_entries, now).await?;
+        let entry_ids = insert_entries(self, tx, merchant_id, &effects.new_entries, now).await?;
         update_statuses(self, tx, merchant_id, &effects.changed_entries).await?;
-        insert_transfers(self, tx, merchant_id, &effects.transfers, now).await?;
+        insert_transfers(self, tx, merchant_id, &effects.transfers, &entry_ids, now).await?;
         update_balances(self, tx, &effects.balances).await?;
         Ok(outcomes)
     }
@@ -355,15 +362,49 @@ impl Store {
         report.inconsistent_entries = sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM ledger_entries e WHERE \
              (e.status IN ('rejected', 'tombstone', 'original_not_found', 'no_effect') AND EXISTS \
-               (SELECT 1 FROM ledger_transfers t WHERE t.merchant_id = e.merchant_id AND t.txn_id = e.txn_id)) \
+               (SELECT 1 FROM ledger_transfers t WHERE t.entry_id = e.id)) \
              OR (e.status NOT IN ('rejected', 'tombstone', 'original_not_found', 'no_effect') AND NOT EXISTS \
-               (SELECT 1 FROM ledger_transfers t WHERE t.merchant_id = e.merchant_id AND t.txn_id = e.txn_id))",
+               (SELECT 1 FROM ledger_transfers t WHERE t.entry_id = e.id))",
         )
         .fetch_one(&mut *tx)
         .await? as u64;
+        report.orphan_references = count_orphan_references(&mut tx).await?;
         tx.rollback().await?;
         Ok(report)
     }
+}
+
+/// Transfers and entries naming something that does not exist: an account, the entry a
+/// transfer belongs to, the merchant of an entry.
+async fn count_orphan_references(tx: &mut Tx) -> Result<u64, StoreError> {
+    let missing_account = |column: &str, table: &str| {
+        format!(
+            "({table}.{column} IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM ledger_accounts a WHERE a.id = {table}.{column}))"
+        )
+    };
+    let transfers = format!(
+        "SELECT COUNT(*) FROM ledger_transfers t WHERE {} OR {} OR NOT EXISTS \
+         (SELECT 1 FROM ledger_entries e WHERE e.id = t.entry_id \
+         AND e.merchant_id = t.merchant_id AND e.txn_id = t.txn_id)",
+        missing_account("debit_account_id", "t"),
+        missing_account("credit_account_id", "t"),
+    );
+    let entries = format!(
+        "SELECT COUNT(*) FROM ledger_entries e WHERE {} OR {} OR {} OR {} OR NOT EXISTS \
+         (SELECT 1 FROM merchants m WHERE m.id = e.merchant_id)",
+        missing_account("debit_account_id", "e"),
+        missing_account("credit_account_id", "e"),
+        missing_account("hold_account_id", "e"),
+        missing_account("subject_account_id", "e"),
+    );
+    let mut orphans = 0;
+    for sql in [transfers, entries] {
+        orphans += sqlx::query_scalar::<_, i64>(&sql)
+            .fetch_one(&mut **tx)
+            .await? as u64;
+    }
+    Ok(orphans)
 }
 
 async fn load_entries(
@@ -392,16 +433,20 @@ async fn load_entries(
         .collect()
 }
 
+/// Writes new entries and answers the id each got, by txn id (the transfers name their
+/// entry by id).
 async fn insert_entries(
     store: &Store,
     tx: &mut Tx,
     merchant_id: &str,
     entries: &[Entry],
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<HashMap<String, i64>, StoreError> {
+    let mut ids = HashMap::with_capacity(entries.len());
     for chunk in entries.chunks(INSERT_ROWS_MAX) {
         let sql = format!(
-            "INSERT INTO ledger_entries (merchant_id, created_at_ms, {ENTRY_COLUMNS}) VALUES {}",
+            "INSERT INTO ledger_entries (merchant_id, created_at_ms, {ENTRY_COLUMNS}) VALUES {} \
+             RETURNING id, txn_id",
             store.param_rows(chunk.len(), ENTRY_INSERT_WIDTH)
         );
         let mut query = sqlx::query(&sql);
@@ -426,9 +471,11 @@ async fn insert_entries(
                 .bind(&e.meta.round_id)
                 .bind(&e.meta.reference);
         }
-        query.execute(&mut **tx).await?;
+        for row in query.fetch_all(&mut **tx).await? {
+            ids.insert(row.try_get("txn_id")?, row.try_get("id")?);
+        }
     }
-    Ok(())
+    Ok(ids)
 }
 
 async fn insert_transfers(
@@ -436,17 +483,24 @@ async fn insert_transfers(
     tx: &mut Tx,
     merchant_id: &str,
     transfers: &[Transfer],
+    entry_ids: &HashMap<String, i64>,
     now: i64,
 ) -> Result<(), StoreError> {
     for chunk in transfers.chunks(INSERT_ROWS_MAX) {
         let sql = format!(
-            "INSERT INTO ledger_transfers (merchant_id, txn_id, seq, debit_account_id, \
+            "INSERT INTO ledger_transfers (entry_id, merchant_id, txn_id, seq, debit_account_id, \
              credit_account_id, amount_minor, currency, created_at_ms) VALUES {}",
             store.param_rows(chunk.len(), TRANSFER_INSERT_WIDTH)
         );
         let mut query = sqlx::query(&sql);
         for t in chunk {
+            // The engine moves money only under the txn id of an entry it records in the
+            // same batch.
+            let entry_id = entry_ids.get(&t.txn_id).ok_or_else(|| {
+                StoreError::Corrupt(format!("transfer of {:?} without a new entry", t.txn_id))
+            })?;
             query = query
+                .bind(*entry_id)
                 .bind(merchant_id)
                 .bind(&t.txn_id)
                 .bind(i64::from(t.seq))

@@ -190,13 +190,11 @@ async fn two_phase_and_reversal(backend: TestBackend) {
     assert_eq!(report.transfers_checked, 5);
 }
 
-async fn database_refuses_what_the_ledger_refuses(backend: TestBackend) {
-    let Some(store) = store(backend).await else {
-        return;
-    };
-    let f = fixture(&store).await;
+/// The fixture, with a win of 1.00 on the first player's cash.
+async fn fixture_with_a_win(store: &Store) -> Fixture {
+    let f = fixture(store).await;
     apply(
-        &store,
+        store,
         &f.merchant,
         &[request(
             "w",
@@ -210,6 +208,14 @@ async fn database_refuses_what_the_ledger_refuses(backend: TestBackend) {
         )],
     )
     .await;
+    f
+}
+
+async fn database_refuses_what_the_ledger_refuses(backend: TestBackend) {
+    let Some(store) = store(backend).await else {
+        return;
+    };
+    let f = fixture_with_a_win(&store).await;
     let mut tx = store.begin().await.unwrap();
     let negative = sqlx::query("UPDATE ledger_accounts SET balance_minor = -1 WHERE id = $1")
         .bind(f.cash[0])
@@ -392,6 +398,50 @@ fn random_histories_verify(backend: TestBackend, cases: u32) {
     });
 }
 
+/// A journal row naming an account or entry that does not exist: SQLite's foreign keys
+/// refuse it; PostgreSQL's journal has no foreign-key triggers (ADR 12), so verify must
+/// catch it.
+async fn verify_catches_orphan_journal_rows(backend: TestBackend) {
+    let Some(store) = store(backend).await else {
+        return;
+    };
+    let f = fixture_with_a_win(&store).await;
+    assert!(store.verify_ledger().await.unwrap().is_ok());
+    let orphans = [
+        // A transfer from an account that was never created, of an entry that does not exist.
+        "INSERT INTO ledger_transfers (entry_id, merchant_id, txn_id, seq, debit_account_id, \
+         credit_account_id, amount_minor, currency, created_at_ms) \
+         VALUES (999997, $1, 'ghost', 1, 999999, 999998, 5, 'EUR', 0)",
+        // An entry naming a missing account.
+        "INSERT INTO ledger_entries (merchant_id, txn_id, label, operation, status, \
+         amount_minor, debit_account_id, created_at_ms) \
+         VALUES ($1, 'ghost-entry', 'debit', 'transfer', 'rejected', 5, 999999, 0)",
+    ];
+    for (i, sql) in orphans.iter().enumerate() {
+        let mut tx = store.begin().await.unwrap();
+        let inserted = sqlx::query(sql).bind(&f.merchant).execute(&mut *tx).await;
+        match backend {
+            TestBackend::Sqlite => {
+                assert!(inserted.is_err(), "SQLite's foreign keys must refuse {sql}");
+                continue;
+            }
+            TestBackend::Postgres => inserted.unwrap(),
+        };
+        tx.commit().await.unwrap();
+        let report = store.verify_ledger().await.unwrap();
+        assert!(!report.is_ok(), "{report:?}");
+        assert_eq!(report.orphan_references, i as u64 + 1, "{report:?}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_verify_catches_orphan_journal_rows() {
+    verify_catches_orphan_journal_rows(TestBackend::Sqlite).await;
+}
+#[tokio::test]
+async fn postgres_verify_catches_orphan_journal_rows() {
+    verify_catches_orphan_journal_rows(TestBackend::Postgres).await;
+}
 #[tokio::test]
 async fn sqlite_two_phase_and_reversal() {
     two_phase_and_reversal(TestBackend::Sqlite).await;

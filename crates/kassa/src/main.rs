@@ -225,6 +225,12 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
                 report.inconsistent_entries
             );
         }
+        if report.orphan_references > 0 {
+            println!(
+                "ORPHAN {} journal rows name an account, entry or merchant that does not exist",
+                report.orphan_references
+            );
+        }
         println!(
             "{}",
             if report.is_ok() {
