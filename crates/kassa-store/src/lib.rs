@@ -343,3 +343,44 @@ pub(crate) fn placeholder_rows(rows: usize, width: usize) -> String {
 }
 
 pub mod testing;
+
+/// A PostgreSQL URL with its database name replaced (or added) by `name`, keeping user, host
+/// and query: `postgres://u@h:5432/postgres` → `postgres://u@h:5432/{name}`.
+pub fn postgres_url_with_database(server: &str, name: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    let host = path_start.map(|i| &base[..i]).unwrap_or(base);
+    match query {
+        Some(query) => format!("{host}/{name}?{query}"),
+        None => format!("{host}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::postgres_url_with_database as with_database;
+
+    #[test]
+    fn replaces_or_adds_the_database_name() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://h/db?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h?ssl=no", "d"),
+            "postgres://h/d?ssl=no"
+        );
+    }
+}

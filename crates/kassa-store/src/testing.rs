@@ -43,43 +43,7 @@ pub async fn fresh_database_url(backend: TestBackend) -> Option<String> {
                 .execute(&mut admin)
                 .await
                 .expect("create test database");
-            Some(with_database(&server, &name))
+            Some(crate::postgres_url_with_database(&server, &name))
         }
-    }
-}
-
-/// `server` with its database name replaced by `name`.
-fn with_database(server: &str, name: &str) -> String {
-    let (base, query) = match server.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (server, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
-    let host = path_start.map(|i| &base[..i]).unwrap_or(base);
-    match query {
-        Some(query) => format!("{host}/{name}?{query}"),
-        None => format!("{host}/{name}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn replaces_or_adds_the_database_name() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/postgres", "x"),
-            "postgres://u@h:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u@h:5432", "x"),
-            "postgres://u@h:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://h/db?sslmode=disable", "x"),
-            "postgres://h/x?sslmode=disable"
-        );
     }
 }

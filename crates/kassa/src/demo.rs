@@ -125,23 +125,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let answer = browser.post(&redirect_url).form(&form).send().await?;
     let mut location = location_of(&answer)?;
     if location.contains("/3ds/") {
-        let origin: String = redirect_url
-            .splitn(4, '/')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join("/");
-        let challenge = if location.starts_with('/') {
-            format!("{origin}{location}")
-        } else {
-            location.clone()
-        };
+        // The Location may be relative to the card page.
+        let challenge = reqwest::Url::parse(&redirect_url)?.join(&location)?;
         step(
             5,
             "The issuer asks for 3-D Secure: the player gets a one-time code",
         );
-        browser.get(&challenge).send().await?;
+        browser.get(challenge.clone()).send().await?;
         let answer = browser
-            .post(&challenge)
+            .post(challenge)
             .form(&[("otp", args.otp.as_str())])
             .send()
             .await?;

@@ -6,9 +6,12 @@ pub mod players;
 pub mod wallet;
 
 use kassa_connectors::ProviderError;
-use kassa_store::StoreError;
+use kassa_core::ledger::{AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request};
+use kassa_core::Currency;
+use kassa_store::{Store, StoreError, Tx};
 
 use crate::error::ApiError;
+use crate::service::players::WalletAccounts;
 
 /// Why applying a provider event failed: a store error worth retrying (a lost race, a
 /// deadlock) or an answer for the provider.
@@ -93,4 +96,69 @@ pub(crate) fn unexpected_ledger(outcome: &kassa_core::ledger::Outcome) -> ApiErr
         "unexpected ledger outcome in a payment or payout flow"
     );
     ApiError::internal_message()
+}
+
+/// Money leaving a player's wallet for a provider: a refund or a payout.
+pub(crate) struct ProviderHold<'a> {
+    pub merchant_id: &'a str,
+    /// The provider the money goes to; its clearing account is the hold's destination.
+    pub provider: &'a str,
+    pub currency: Currency,
+    pub wallet: &'a WalletAccounts,
+    /// The refund's or payout's id: the hold's txn id, which the provider's answer later
+    /// posts or voids.
+    pub txn_id: &'a str,
+    /// `refund` or `payout`.
+    pub label: &'static str,
+    pub player_id: &'a str,
+    /// The payment or payout the hold belongs to, for the player's history.
+    pub reference: &'a str,
+    pub amount_minor: i64,
+}
+
+impl ProviderHold<'_> {
+    /// Inside `tx`, moves the amount from the player's cash to their hold, reserved for the
+    /// provider's clearing account. `Ok(Err(available_minor))`: the cash does not cover it,
+    /// and nothing moved.
+    pub(crate) async fn apply(
+        &self,
+        store: &Store,
+        tx: &mut Tx,
+    ) -> Result<Result<(), i64>, ApiError> {
+        let clearing = kassa_store::directory::ensure_account(
+            tx,
+            self.merchant_id,
+            AccountKind::ProviderClearing,
+            self.provider,
+            self.currency,
+        )
+        .await?;
+        let hold = Request {
+            txn_id: self.txn_id.to_string(),
+            label: self.label.into(),
+            fingerprint: format!("{}:{}", self.label, self.txn_id),
+            command: Command::Reserve {
+                debit: self.wallet.cash,
+                hold: self.wallet.hold,
+                credit: clearing,
+                amount_minor: self.amount_minor,
+            },
+            subject: Some(self.wallet.cash),
+            meta: EntryMeta {
+                player_id: Some(self.player_id.to_string()),
+                round_id: None,
+                reference: Some(self.reference.to_string()),
+            },
+        };
+        let outcome = store
+            .apply_ledger_requests(tx, self.merchant_id, &[hold])
+            .await?;
+        match &outcome[0] {
+            Outcome::Recorded(entry) if entry.status == EntryStatus::Pending => Ok(Ok(())),
+            Outcome::Recorded(entry) if entry.status == EntryStatus::Rejected => {
+                Ok(Err(entry.subject_balance_after_minor.unwrap_or(0)))
+            }
+            other => Err(unexpected_ledger(other)),
+        }
+    }
 }

@@ -24,10 +24,10 @@ use tokio::sync::broadcast;
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, WalletAccounts};
-use crate::service::webhook_answer;
 use crate::service::{
     provider_failure_code, retrying, unexpected_ledger, webhook_mismatch, ApplyError,
 };
+use crate::service::{webhook_answer, ProviderHold};
 
 /// Status changes published to this node's live streams (SSE); other nodes' changes are
 /// found by the streams' polling.
@@ -712,14 +712,6 @@ impl PaymentsService {
             return Err(ApiError::validation("amount", format!("at most {} can be refunded", payment.currency.format_minor(refundable_minor.max(0))))
                 .with_details(json!({ "field": "amount", "refundable": payment.currency.format_minor(refundable_minor.max(0)) })));
         }
-        let clearing = kassa_store::directory::ensure_account(
-            &mut tx,
-            merchant_id,
-            AccountKind::ProviderClearing,
-            &payment.provider,
-            payment.currency,
-        )
-        .await?;
         let mut refund = RefundRecord {
             id: ids::generate("rf"),
             merchant_id: merchant_id.to_string(),
@@ -730,36 +722,22 @@ impl PaymentsService {
             failure_reason: None,
             created_at_ms: now_ms(),
         };
-        let hold = Request {
-            txn_id: refund.id.clone(),
-            label: "refund".into(),
-            fingerprint: format!("refund:{}", refund.id),
-            command: Command::Reserve {
-                debit: player.cash,
-                hold: player.hold,
-                credit: clearing,
-                amount_minor,
-            },
-            subject: Some(player.cash),
-            meta: EntryMeta {
-                player_id: Some(payment.player_id.clone()),
-                round_id: None,
-                reference: Some(payment.id.clone()),
-            },
+        let hold = ProviderHold {
+            merchant_id,
+            provider: &payment.provider,
+            currency: payment.currency,
+            wallet: &player,
+            txn_id: &refund.id,
+            label: "refund",
+            player_id: &payment.player_id,
+            reference: &payment.id,
+            amount_minor,
         };
-        let outcome = self
-            .store
-            .apply_ledger_requests(&mut tx, merchant_id, &[hold])
-            .await?;
-        match &outcome[0] {
-            Outcome::Recorded(entry) if entry.status == EntryStatus::Pending => {}
-            Outcome::Recorded(entry) if entry.status == EntryStatus::Rejected => {
-                return Err(ApiError::payment_refused(
-                    "insufficient_funds",
-                    "the player's balance no longer covers this refund",
-                ));
-            }
-            other => return Err(unexpected_ledger(other)),
+        if hold.apply(&self.store, &mut tx).await?.is_err() {
+            return Err(ApiError::payment_refused(
+                "insufficient_funds",
+                "the player's balance no longer covers this refund",
+            ));
         }
         self.store.insert_refund(&mut tx, &refund).await?;
         let detail = json!({ "refund_id": refund.id, "amount_minor": amount_minor }).to_string();

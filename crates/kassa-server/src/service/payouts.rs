@@ -12,7 +12,7 @@ use kassa_connectors::{
     PayoutEvent as ProviderPayoutEvent, PayoutEventStatus, PayoutRequest, ProviderPayoutStatus,
     ProviderRegistry,
 };
-use kassa_core::ledger::{AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request};
+use kassa_core::ledger::{Command, EntryMeta, EntryStatus, Outcome, Request};
 use kassa_core::payout::{next, PayoutEvent, PayoutStatus, PayoutTransition};
 use kassa_core::{ids, Currency};
 use kassa_store::payouts::PayoutRecord;
@@ -23,10 +23,8 @@ use crate::config::PayoutsConfig;
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::PlayerDirectory;
-use crate::service::webhook_answer;
-use crate::service::{
-    provider_failure_code, retrying, unexpected_ledger, webhook_mismatch, ApplyError,
-};
+use crate::service::{provider_failure_code, retrying, webhook_mismatch, ApplyError};
+use crate::service::{webhook_answer, ProviderHold};
 
 /// The switch that holds every payout back (as `deferred`) until it is turned off.
 pub const PAYOUTS_PAUSED: &str = "payouts_paused";
@@ -189,44 +187,19 @@ impl PayoutsService {
             updated_at_ms: now,
         };
         let mut tx = self.store.begin().await?;
-        let clearing = kassa_store::directory::ensure_account(
-            &mut tx,
+        let hold = ProviderHold {
             merchant_id,
-            AccountKind::ProviderClearing,
-            &provider,
-            request.currency,
-        )
-        .await?;
-        let hold = Request {
-            txn_id: payout.id.clone(),
-            label: "payout".into(),
-            fingerprint: format!("payout:{}", payout.id),
-            command: Command::Reserve {
-                debit: wallet.cash,
-                hold: wallet.hold,
-                credit: clearing,
-                amount_minor: payout.amount_minor,
-            },
-            subject: Some(wallet.cash),
-            meta: EntryMeta {
-                player_id: Some(payout.player_id.clone()),
-                round_id: None,
-                reference: Some(payout.id.clone()),
-            },
+            provider: &provider,
+            currency: request.currency,
+            wallet: &wallet,
+            txn_id: &payout.id,
+            label: "payout",
+            player_id: &payout.player_id,
+            reference: &payout.id,
+            amount_minor: payout.amount_minor,
         };
-        let outcome = self
-            .store
-            .apply_ledger_requests(&mut tx, merchant_id, &[hold])
-            .await?;
-        match &outcome[0] {
-            Outcome::Recorded(entry) if entry.status == EntryStatus::Pending => {}
-            Outcome::Recorded(entry) if entry.status == EntryStatus::Rejected => {
-                return Err(insufficient_funds(
-                    request.currency,
-                    entry.subject_balance_after_minor.unwrap_or(0),
-                ));
-            }
-            other => return Err(unexpected_ledger(other)),
+        if let Err(available_minor) = hold.apply(&self.store, &mut tx).await? {
+            return Err(insufficient_funds(request.currency, available_minor));
         }
         self.store.insert_payout(&mut tx, &payout).await?;
         let detail = json!({ "review_reasons": review_reasons }).to_string();

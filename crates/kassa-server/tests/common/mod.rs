@@ -290,18 +290,13 @@ pub async fn pay_with_card(redirect_url: &str, card: &str, otp: &str) -> String 
     );
     let mut location = answer.headers()["location"].to_str().unwrap().to_string();
     if location.contains("/3ds/") {
-        let origin: String = redirect_url
-            .splitn(4, '/')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join("/");
-        let url = if location.starts_with('/') {
-            format!("{origin}{location}")
-        } else {
-            location.clone()
-        };
+        // The Location may be relative to the card page.
+        let url = reqwest::Url::parse(redirect_url)
+            .unwrap()
+            .join(&location)
+            .unwrap();
         let page = browser
-            .get(&url)
+            .get(url.clone())
             .send()
             .await
             .unwrap()
@@ -313,7 +308,7 @@ pub async fn pay_with_card(redirect_url: &str, card: &str, otp: &str) -> String 
             "a challenge page asks for the code"
         );
         let answer = browser
-            .post(&url)
+            .post(url)
             .form(&[("otp", otp)])
             .send()
             .await

@@ -254,6 +254,53 @@ async fn client_loop(
     result
 }
 
+/// What both backends do once the transaction is open: read both rows (`$select`, which
+/// locks them on PostgreSQL), check the player's funds, insert the transfer, update both
+/// balances, commit. A macro rather than a generic function because the pools are typed
+/// per backend (the baseline does not go through Kassa's `Any` store) and sqlx's executor
+/// bounds over a generic database would be longer than the body.
+macro_rules! transfer_in {
+    ($tx:ident, $select:expr, $txn_id:expr, $debit:expr, $credit:expr, $amount_minor:expr) => {{
+        let (debit, credit, amount_minor): (i64, i64, i64) = ($debit, $credit, $amount_minor);
+        let rows: Vec<(i64, i64)> = sqlx::query_as($select)
+            .bind(debit.min(credit))
+            .bind(debit.max(credit))
+            .fetch_all(&mut *$tx)
+            .await?;
+        let debit_balance = rows
+            .iter()
+            .find(|(id, _)| *id == debit)
+            .map(|(_, b)| *b)
+            .ok_or(sqlx::Error::RowNotFound)?;
+        if debit != HOUSE && debit_balance < amount_minor {
+            $tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO bench_baseline_transfers (txn_id, debit_account_id, credit_account_id, \
+             amount_minor, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind($txn_id)
+        .bind(debit)
+        .bind(credit)
+        .bind(amount_minor)
+        .bind(kassa_store::now_ms())
+        .execute(&mut *$tx)
+        .await?;
+        for (id, delta) in [(debit, -amount_minor), (credit, amount_minor)] {
+            sqlx::query(
+                "UPDATE bench_baseline_accounts SET balance_minor = balance_minor + $1 WHERE id = $2",
+            )
+            .bind(delta)
+            .bind(id)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        $tx.commit().await?;
+        Ok(true)
+    }};
+}
+
 /// One transfer, one transaction, PostgreSQL: lock both rows in id order, check the
 /// player's funds, insert, update both balances, commit. `Ok(false)`: insufficient funds.
 async fn transfer_postgres(
@@ -264,45 +311,15 @@ async fn transfer_postgres(
     amount_minor: i64,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
+    transfer_in!(
+        tx,
         "SELECT id, balance_minor FROM bench_baseline_accounts WHERE id IN ($1, $2) \
          ORDER BY id FOR UPDATE",
+        txn_id,
+        debit,
+        credit,
+        amount_minor
     )
-    .bind(debit.min(credit))
-    .bind(debit.max(credit))
-    .fetch_all(&mut *tx)
-    .await?;
-    let debit_balance = rows
-        .iter()
-        .find(|(id, _)| *id == debit)
-        .map(|(_, b)| *b)
-        .ok_or(sqlx::Error::RowNotFound)?;
-    if debit != HOUSE && debit_balance < amount_minor {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    sqlx::query(
-        "INSERT INTO bench_baseline_transfers (txn_id, debit_account_id, credit_account_id, \
-         amount_minor, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(txn_id)
-    .bind(debit)
-    .bind(credit)
-    .bind(amount_minor)
-    .bind(kassa_store::now_ms())
-    .execute(&mut *tx)
-    .await?;
-    for (id, delta) in [(debit, -amount_minor), (credit, amount_minor)] {
-        sqlx::query(
-            "UPDATE bench_baseline_accounts SET balance_minor = balance_minor + $1 WHERE id = $2",
-        )
-        .bind(delta)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(true)
 }
 
 /// The same on SQLite, where `BEGIN IMMEDIATE` takes the database's write lock up front.
@@ -314,44 +331,14 @@ async fn transfer_sqlite(
     amount_minor: i64,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
+    transfer_in!(
+        tx,
         "SELECT id, balance_minor FROM bench_baseline_accounts WHERE id IN ($1, $2) ORDER BY id",
+        txn_id,
+        debit,
+        credit,
+        amount_minor
     )
-    .bind(debit.min(credit))
-    .bind(debit.max(credit))
-    .fetch_all(&mut *tx)
-    .await?;
-    let debit_balance = rows
-        .iter()
-        .find(|(id, _)| *id == debit)
-        .map(|(_, b)| *b)
-        .ok_or(sqlx::Error::RowNotFound)?;
-    if debit != HOUSE && debit_balance < amount_minor {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    sqlx::query(
-        "INSERT INTO bench_baseline_transfers (txn_id, debit_account_id, credit_account_id, \
-         amount_minor, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(txn_id)
-    .bind(debit)
-    .bind(credit)
-    .bind(amount_minor)
-    .bind(kassa_store::now_ms())
-    .execute(&mut *tx)
-    .await?;
-    for (id, delta) in [(debit, -amount_minor), (credit, amount_minor)] {
-        sqlx::query(
-            "UPDATE bench_baseline_accounts SET balance_minor = balance_minor + $1 WHERE id = $2",
-        )
-        .bind(delta)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(true)
 }
 
 impl Pool {

@@ -596,7 +596,7 @@ impl FreshDatabase {
             .await?;
         admin.close().await?;
         Ok(FreshDatabase {
-            url: with_database(postgres_url, &name),
+            url: kassa_store::postgres_url_with_database(postgres_url, &name),
             admin: Some((postgres_url.to_string(), name)),
             sqlite_dir: None,
         })
@@ -614,42 +614,5 @@ impl FreshDatabase {
             admin.close().await?;
         }
         Ok(())
-    }
-}
-
-/// `server` with its database name replaced by `name`.
-fn with_database(server: &str, name: &str) -> String {
-    let (base, query) = match server.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (server, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{host}/{name}?{query}"),
-        None => format!("{host}/{name}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn the_database_name_is_replaced() {
-        assert_eq!(
-            with_database(
-                "postgres://postgres@127.0.0.1:5432/postgres",
-                "kassa_bench_x"
-            ),
-            "postgres://postgres@127.0.0.1:5432/kassa_bench_x"
-        );
-        assert_eq!(
-            with_database("postgres://h?ssl=no", "d"),
-            "postgres://h/d?ssl=no"
-        );
     }
 }

@@ -38,6 +38,21 @@ pub struct RunStats {
 }
 
 impl RunStats {
+    /// Records the replay check: `passed` says what was replayed when nothing went wrong;
+    /// otherwise the first wrong answers and how many balances moved.
+    pub fn record_replays(&mut self, passed: String, wrong_answers: &[String], moved_len: usize) {
+        if wrong_answers.is_empty() && moved_len == 0 {
+            self.checks.push(passed);
+        } else {
+            self.checks_ok = false;
+            self.checks.push(format!(
+                "replays: {} wrong answers {:?}, {moved_len} balances moved",
+                wrong_answers.len(),
+                &wrong_answers[..wrong_answers.len().min(3)],
+            ));
+        }
+    }
+
     /// Summarises a run from its merged histogram.
     pub fn new(ops: u64, errors: u64, elapsed: Duration, histogram: &Histogram<u64>) -> RunStats {
         let elapsed_s = elapsed.as_secs_f64();
