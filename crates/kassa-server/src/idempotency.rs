@@ -17,7 +17,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kassa_store::idempotency::{complete_idempotency_key, Claim};
-use kassa_store::{StoreError, Tx};
+use kassa_store::{Conn, StoreError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -47,11 +47,11 @@ impl IdempotencyClaim {
     /// [`mark_committed`](Self::mark_committed) after that transaction commits.
     pub async fn complete_in(
         &self,
-        tx: &mut Tx,
+        conn: &mut Conn,
         status: u16,
         body: &str,
     ) -> Result<(), StoreError> {
-        complete_idempotency_key(tx, &self.merchant_id, &self.key, status, body).await
+        complete_idempotency_key(conn, &self.merchant_id, &self.key, status, body).await
     }
 
     /// Tells the middleware the answer is stored.

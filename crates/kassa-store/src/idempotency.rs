@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use crate::{now_ms, Store, StoreError, Tx};
+use crate::{now_ms, Conn, Store, StoreError};
 
 /// What a claim on a key found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,7 +136,7 @@ impl Store {
 /// Stores the response of a claimed key inside the transaction that makes its effect, so
 /// that the effect and its remembered answer commit together or not at all.
 pub async fn complete_idempotency_key(
-    tx: &mut Tx,
+    conn: &mut Conn,
     merchant_id: &str,
     key: &str,
     status: u16,
@@ -150,7 +150,7 @@ pub async fn complete_idempotency_key(
     .bind(body)
     .bind(merchant_id)
     .bind(key)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

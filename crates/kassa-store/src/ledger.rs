@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{now_ms, Backend, Store, StoreError, Tx};
+use crate::{now_ms, Backend, Conn, Store, StoreError, Tx};
 
 const ENTRY_COLUMNS: &str = "txn_id, label, operation, status, fingerprint, currency, \
      amount_minor, debit_account_id, credit_account_id, hold_account_id, ref_txn_id, \
@@ -138,12 +138,13 @@ fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
 }
 
 impl Store {
-    /// Applies `requests` of one merchant, in order, inside `tx`: loads and (on PostgreSQL)
+    /// Applies `requests` of one merchant, in order, inside the transaction open on `conn`
+    /// (a [`crate::Tx`] or a [`HeldConnection`](crate::HeldConnection)'s): loads and (on PostgreSQL)
     /// locks what they touch, decides with the pure ledger, and writes the effects. The
     /// caller commits; nothing is visible before that.
     pub async fn apply_ledger_requests(
         &self,
-        tx: &mut Tx,
+        conn: &mut Conn,
         merchant_id: &str,
         requests: &[Request],
     ) -> Result<Vec<Outcome>, StoreError> {
@@ -153,25 +154,25 @@ impl Store {
             .iter()
             .flat_map(|r| r.referenced_accounts())
             .collect();
-        let mut accounts = self.lock_accounts(tx, &account_ids).await?;
+        let mut accounts = self.lock_accounts(conn, &account_ids).await?;
         let txn_ids: BTreeSet<&str> = requests
             .iter()
             .flat_map(|r| r.referenced_txn_ids())
             .collect();
-        let mut entries = load_entries(self, tx, merchant_id, &txn_ids).await?;
+        let mut entries = load_entries(self, conn, merchant_id, &txn_ids).await?;
         let more: BTreeSet<AccountId> = entries
             .iter()
             .flat_map(|e| e.accounts())
             .filter(|id| !account_ids.contains(id))
             .collect();
         if !more.is_empty() {
-            accounts.extend(self.lock_accounts(tx, &more).await?);
+            accounts.extend(self.lock_accounts(conn, &more).await?);
             account_ids.extend(more);
             if self.backend() == Backend::Postgres {
                 // Those entries were read before their accounts were locked: another node
                 // may have rolled one back since. Read them again under the locks, or two
                 // rollbacks of one debit on two nodes could both move money.
-                entries = load_entries(self, tx, merchant_id, &txn_ids).await?;
+                entries = load_entries(self, conn, merchant_id, &txn_ids).await?;
             }
         }
 
@@ -179,23 +180,23 @@ impl Store {
         let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
         let effects = view.into_effects();
         let now = now_ms();
-        let entry_ids = insert_entries(self, tx, merchant_id, &effects.new_entries, now).await?;
-        update_statuses(self, tx, merchant_id, &effects.changed_entries).await?;
-        insert_transfers(self, tx, merchant_id, &effects.transfers, &entry_ids, now).await?;
-        update_balances(self, tx, &effects.balances).await?;
+        let entry_ids = insert_entries(self, conn, merchant_id, &effects.new_entries, now).await?;
+        update_statuses(self, conn, merchant_id, &effects.changed_entries).await?;
+        insert_transfers(self, conn, merchant_id, &effects.transfers, &entry_ids, now).await?;
+        update_balances(self, conn, &effects.balances).await?;
         Ok(outcomes)
     }
 
-    /// Balances of `ids`, locked for the rest of `tx` (PostgreSQL), for decisions that depend
+    /// Balances of `ids`, locked for the rest of the transaction on `conn` (PostgreSQL), for decisions that depend
     /// on them inside the same transaction (how much of a chargeback the player covers).
     pub async fn lock_balances(
         &self,
-        tx: &mut Tx,
+        conn: &mut Conn,
         ids: &[AccountId],
     ) -> Result<HashMap<AccountId, i64>, StoreError> {
         let ids: BTreeSet<AccountId> = ids.iter().copied().collect();
         Ok(self
-            .lock_accounts(tx, &ids)
+            .lock_accounts(conn, &ids)
             .await?
             .into_iter()
             .map(|a| (a.id, a.balance_minor))
@@ -204,7 +205,7 @@ impl Store {
 
     async fn lock_accounts(
         &self,
-        tx: &mut Tx,
+        conn: &mut Conn,
         ids: &BTreeSet<AccountId>,
     ) -> Result<Vec<Account>, StoreError> {
         if ids.is_empty() {
@@ -222,7 +223,7 @@ impl Store {
             query = query.bind(*id);
         }
         query
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(account_from_row)
@@ -409,7 +410,7 @@ async fn count_orphan_references(tx: &mut Tx) -> Result<u64, StoreError> {
 
 async fn load_entries(
     store: &Store,
-    tx: &mut Tx,
+    conn: &mut Conn,
     merchant_id: &str,
     txn_ids: &BTreeSet<&str>,
 ) -> Result<Vec<Entry>, StoreError> {
@@ -426,7 +427,7 @@ async fn load_entries(
         query = query.bind(*id);
     }
     query
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(entry_from_row)
@@ -437,7 +438,7 @@ async fn load_entries(
 /// entry by id).
 async fn insert_entries(
     store: &Store,
-    tx: &mut Tx,
+    conn: &mut Conn,
     merchant_id: &str,
     entries: &[Entry],
     now: i64,
@@ -471,7 +472,7 @@ async fn insert_entries(
                 .bind(&e.meta.round_id)
                 .bind(&e.meta.reference);
         }
-        for row in query.fetch_all(&mut **tx).await? {
+        for row in query.fetch_all(&mut *conn).await? {
             ids.insert(row.try_get("txn_id")?, row.try_get("id")?);
         }
     }
@@ -480,7 +481,7 @@ async fn insert_entries(
 
 async fn insert_transfers(
     store: &Store,
-    tx: &mut Tx,
+    conn: &mut Conn,
     merchant_id: &str,
     transfers: &[Transfer],
     entry_ids: &HashMap<String, i64>,
@@ -510,7 +511,7 @@ async fn insert_transfers(
                 .bind(t.currency.code())
                 .bind(now);
         }
-        query.execute(&mut **tx).await?;
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -539,7 +540,7 @@ fn case_update(store: &Store, column: &str, count: usize, start: usize) -> (Stri
 /// one statement per chunk instead of one per entry.
 async fn update_statuses(
     store: &Store,
-    tx: &mut Tx,
+    conn: &mut Conn,
     merchant_id: &str,
     entries: &[Entry],
 ) -> Result<(), StoreError> {
@@ -558,14 +559,14 @@ async fn update_statuses(
         for entry in chunk {
             query = query.bind(&entry.txn_id);
         }
-        query.bind(merchant_id).execute(&mut **tx).await?;
+        query.bind(merchant_id).execute(&mut *conn).await?;
     }
     Ok(())
 }
 
 async fn update_balances(
     store: &Store,
-    tx: &mut Tx,
+    conn: &mut Conn,
     accounts: &[Account],
 ) -> Result<(), StoreError> {
     for chunk in accounts.chunks(INSERT_ROWS_MAX) {
@@ -581,7 +582,7 @@ async fn update_balances(
         for account in chunk {
             query = query.bind(account.id);
         }
-        let updated = query.execute(&mut **tx).await?;
+        let updated = query.execute(&mut *conn).await?;
         if updated.rows_affected() != chunk.len() as u64 {
             return Err(StoreError::Corrupt(format!(
                 "updated {} of {} balances",

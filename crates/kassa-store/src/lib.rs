@@ -10,7 +10,8 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
 pub mod directory;
 pub mod idempotency;
@@ -23,6 +24,55 @@ pub use sqlx::Error as SqlxError;
 
 /// A database transaction on the writer pool.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// A database connection; functions that run inside a caller's transaction take one, so
+/// that a [`Tx`] and a [`HeldConnection`]'s transaction both do.
+pub type Conn = sqlx::AnyConnection;
+
+/// The wallet writer's connection, kept from one batch to the next on PostgreSQL. Taking a
+/// connection from the pool and giving it back costs two pings (one on release, one before
+/// the next acquire): 0.15–0.6 ms of a ~2.8 ms batch, measured; 0.08–0.26 ms once the
+/// connection is kept (BENCH.md, note 15). PostgreSQL's writer has a pool of its own
+/// ([`Store::with_dedicated_writer`]), so keeping one connection takes it from no one.
+///
+/// SQLite gives the connection back after every batch ([`HeldConnection::finish_batch`]):
+/// it is the one writer connection of the whole process, and keeping it bought nothing
+/// there. The ~0.8 ms the pool's acquire took reappeared in the first statement after the
+/// commit (the driver's thread waking from the commit's hand-shake).
+pub struct HeldConnection {
+    store: Store,
+    conn: Option<PoolConnection<Any>>,
+}
+
+impl HeldConnection {
+    /// Starts a write transaction on the held connection, taking one from the pool first if
+    /// none is held. On SQLite it takes the write lock at once, as [`Store::begin`] does.
+    pub async fn begin(&mut self) -> Result<Transaction<'_, Any>, StoreError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            none => none.insert(self.store.writer.acquire().await?),
+        };
+        let tx = match self.store.backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    /// Gives the connection back to the pool, which tests it before anyone uses it again:
+    /// after an error, in case the connection is what failed.
+    pub fn release(&mut self) {
+        self.conn = None;
+    }
+
+    /// After a batch: keeps the connection on PostgreSQL, gives it back on SQLite so that
+    /// the other writers get their turn.
+    pub fn finish_batch(&mut self) {
+        if self.store.backend == Backend::Sqlite {
+            self.release();
+        }
+    }
+}
 
 /// Which database Kassa is talking to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +133,12 @@ const POSTGRES_CONNECTIONS_MAX: u32 = 32;
 /// that is split after a failure runs one call at a time, so one is enough; two let a
 /// retry start while a broken connection is being replaced.
 const DEDICATED_WRITER_CONNECTIONS_MAX: u32 = 2;
+/// Prepared statements a PostgreSQL connection keeps. The journal's statements are
+/// generated per batch (rows of a VALUES list, length of an IN list), so the wallet writer
+/// uses a few hundred texts; with sqlx's default of 100 they pushed each other out and a
+/// batch prepared several of them again, a fifth of its time (BENCH.md, note 16). A URL
+/// that sets `statement-cache-capacity` keeps its own value.
+const POSTGRES_STATEMENT_CACHE_CAPACITY: usize = 1024;
 /// Reader connections on SQLite (the writer is one more).
 const SQLITE_READERS_MAX: u32 = 8;
 /// How long a request waits for a pooled connection before failing.
@@ -175,10 +231,18 @@ impl Store {
             });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let url = if url.contains("statement-cache-capacity=") {
+                url.to_string()
+            } else {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!(
+                    "{url}{separator}statement-cache-capacity={POSTGRES_STATEMENT_CACHE_CAPACITY}"
+                )
+            };
             let pool = AnyPoolOptions::new()
                 .max_connections(POSTGRES_CONNECTIONS_MAX)
                 .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
-                .connect(url)
+                .connect(&url)
                 .await?;
             return Ok(Store {
                 reader: pool.clone(),
@@ -233,6 +297,14 @@ impl Store {
             Backend::Postgres => self.writer.begin().await?,
         };
         Ok(tx)
+    }
+
+    /// The wallet writer's connection (see [`HeldConnection`]).
+    pub fn held_connection(&self) -> HeldConnection {
+        HeldConnection {
+            store: self.clone(),
+            conn: None,
+        }
     }
 
     /// SQLite: copies what the WAL holds into the database file, on a reader connection so

@@ -398,6 +398,107 @@ fn random_histories_verify(backend: TestBackend, cases: u32) {
     });
 }
 
+/// Which server process answers on `conn` (PostgreSQL; 0 on SQLite).
+async fn session(backend: TestBackend, conn: &mut kassa_store::Conn) -> i64 {
+    let sql = match backend {
+        TestBackend::Postgres => "SELECT CAST(pg_backend_pid() AS BIGINT)",
+        TestBackend::Sqlite => "SELECT 0",
+    };
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// The wallet writer's connection: kept between batches on PostgreSQL (the same server
+/// process answers both), given back after each batch on SQLite (whose one writer connection
+/// the other writers need), and given back after an error so that the next batch starts on
+/// a tested connection. Money moved through it verifies like any other.
+async fn held_connection_between_batches(backend: TestBackend) {
+    let Some(store) = store(backend).await else {
+        return;
+    };
+    let store = store.with_dedicated_writer().await.unwrap();
+    let f = fixture(&store).await;
+    let win = |id: &str| {
+        request(
+            id,
+            "credit",
+            Command::Transfer {
+                debit: f.house,
+                credit: f.cash[0],
+                amount_minor: 250,
+            },
+            f.cash[0],
+        )
+    };
+    let mut held = store.held_connection();
+
+    let mut tx = held.begin().await.unwrap();
+    store
+        .apply_ledger_requests(&mut tx, &f.merchant, &[win("held-1")])
+        .await
+        .unwrap();
+    let first_session = session(backend, &mut tx).await;
+    tx.commit().await.unwrap();
+    held.finish_batch();
+
+    // Another writer gets a transaction now. On SQLite the pool has one writer connection:
+    // had the held connection not been given back, this would wait for the acquire timeout.
+    let other = tokio::time::timeout(std::time::Duration::from_secs(2), store.begin())
+        .await
+        .expect("the writer connection is free after finish_batch")
+        .unwrap();
+    other.rollback().await.unwrap();
+
+    let mut tx = held.begin().await.unwrap();
+    store
+        .apply_ledger_requests(&mut tx, &f.merchant, &[win("held-2")])
+        .await
+        .unwrap();
+    let second_session = session(backend, &mut tx).await;
+    tx.commit().await.unwrap();
+    held.finish_batch();
+    if backend == TestBackend::Postgres {
+        assert_eq!(first_session, second_session, "the connection was kept");
+    }
+
+    // A failed batch: nothing of it lands, and the next batch runs on a fresh connection.
+    let mut tx = held.begin().await.unwrap();
+    store
+        .apply_ledger_requests(&mut tx, &f.merchant, &[win("held-lost")])
+        .await
+        .unwrap();
+    assert!(sqlx::query("SELECT no_such_column FROM ledger_accounts")
+        .execute(&mut *tx)
+        .await
+        .is_err());
+    drop(tx);
+    held.release();
+    let mut tx = held.begin().await.unwrap();
+    let outcomes = store
+        .apply_ledger_requests(&mut tx, &f.merchant, &[win("held-3"), win("held-2")])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    held.finish_batch();
+    assert!(matches!(outcomes[0], Outcome::Recorded(_)));
+    assert!(
+        matches!(outcomes[1], Outcome::Replayed(_)),
+        "held-2 committed once"
+    );
+    assert!(store
+        .get_entry(&f.merchant, "held-lost")
+        .await
+        .unwrap()
+        .is_none());
+
+    let balances = store.balances(&[f.cash[0]]).await.unwrap();
+    assert_eq!(balances[&f.cash[0]], 750);
+    let report = store.verify_ledger().await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
 /// A journal row naming an account or entry that does not exist: SQLite's foreign keys
 /// refuse it; PostgreSQL's journal has no foreign-key triggers (ADR 12), so verify must
 /// catch it.
@@ -441,6 +542,14 @@ async fn sqlite_verify_catches_orphan_journal_rows() {
 #[tokio::test]
 async fn postgres_verify_catches_orphan_journal_rows() {
     verify_catches_orphan_journal_rows(TestBackend::Postgres).await;
+}
+#[tokio::test]
+async fn sqlite_held_connection_between_batches() {
+    held_connection_between_batches(TestBackend::Sqlite).await;
+}
+#[tokio::test]
+async fn postgres_held_connection_between_batches() {
+    held_connection_between_batches(TestBackend::Postgres).await;
 }
 #[tokio::test]
 async fn sqlite_two_phase_and_reversal() {

@@ -9,7 +9,7 @@
 
 use kassa_core::ledger::{Command, Entry, EntryMeta, EntryStatus, Outcome, Refusal, Request};
 use kassa_core::Currency;
-use kassa_store::{Store, StoreError};
+use kassa_store::{HeldConnection, Store, StoreError};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -351,17 +351,19 @@ fn refusal_error(refusal: &Refusal) -> ApiError {
 
 async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>, batch_size_max: usize) {
     let mut batch = Vec::with_capacity(batch_size_max);
+    let mut held = store.held_connection();
     while queue.recv_many(&mut batch, batch_size_max).await > 0 {
-        commit(&store, std::mem::take(&mut batch)).await;
+        commit(&store, &mut held, std::mem::take(&mut batch)).await;
+        held.finish_batch();
     }
 }
 
 /// Commits a batch and answers its callers; on a failure that retrying does not cure,
 /// commits each call alone so that one bad call cannot fail the others.
-async fn commit(store: &Store, jobs: Vec<Job>) {
+async fn commit(store: &Store, held: &mut HeldConnection, jobs: Vec<Job>) {
     let mut attempt = 0;
     let error = loop {
-        match try_commit(store, &jobs).await {
+        match try_commit(store, held, &jobs).await {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     if let Some((claim, _)) = &job.claim {
@@ -371,13 +373,20 @@ async fn commit(store: &Store, jobs: Vec<Job>) {
                 }
                 return;
             }
-            Err(error) if error.is_retryable() && attempt < BATCH_RETRIES_MAX => attempt += 1,
-            Err(error) => break error,
+            Err(error) => {
+                // A fresh connection for the next try: the pool tests this one.
+                held.release();
+                if error.is_retryable() && attempt < BATCH_RETRIES_MAX {
+                    attempt += 1;
+                } else {
+                    break error;
+                }
+            }
         }
     };
     if jobs.len() > 1 {
         for job in jobs {
-            Box::pin(commit(store, vec![job])).await;
+            Box::pin(commit(store, held, vec![job])).await;
         }
         return;
     }
@@ -391,8 +400,12 @@ async fn commit(store: &Store, jobs: Vec<Job>) {
     }
 }
 
-async fn try_commit(store: &Store, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
-    let mut tx = store.begin().await?;
+async fn try_commit(
+    store: &Store,
+    held: &mut HeldConnection,
+    jobs: &[Job],
+) -> Result<Vec<Outcome>, StoreError> {
+    let mut tx = held.begin().await?;
     let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
     let mut merchants: Vec<&str> = jobs.iter().map(|j| j.merchant_id.as_str()).collect();
     merchants.sort_unstable();
