@@ -52,11 +52,7 @@ impl HeldConnection {
             Some(conn) => conn,
             none => none.insert(self.store.writer.acquire().await?),
         };
-        let tx = match self.store.backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => conn.begin().await?,
-        };
-        Ok(tx)
+        Ok(conn.begin_with(self.store.begin_statement()).await?)
     }
 
     /// Gives the connection back to the pool, which tests it before anyone uses it again:
@@ -292,11 +288,15 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
     /// IMMEDIATE`), so a transaction never fails half-way for want of it.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
-        };
-        Ok(tx)
+        Ok(self.writer.begin_with(self.begin_statement()).await?)
+    }
+
+    /// The statement that opens a write transaction (see [`Store::begin`]).
+    fn begin_statement(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
     }
 
     /// The wallet writer's connection (see [`HeldConnection`]).

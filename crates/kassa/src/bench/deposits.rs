@@ -266,20 +266,15 @@ impl DepositBench {
         }
         let all: Vec<usize> = (0..self.player_ids.len()).collect();
         let mismatches = self.compare_balances(&all).await?;
-        if mismatches.is_empty() {
-            run.checks.push(format!(
+        run.record_balances(
+            format!(
                 "balances of {} players equal 10.00 × their {} processed captures",
                 all.len(),
                 captured.len()
-            ));
-        } else {
-            run.checks_ok = false;
-            run.checks.push(format!(
-                "{} players' balances differ from the processed captures, e.g. {:?}",
-                mismatches.len(),
-                &mismatches[..mismatches.len().min(5)]
-            ));
-        }
+            ),
+            "the processed captures",
+            &mismatches,
+        );
         let fresh: Vec<&Captured> = captured
             .iter()
             .filter(|c| c.at.elapsed() < REPLAY_FRESH_FOR)

@@ -53,6 +53,27 @@ impl RunStats {
         }
     }
 
+    /// Records the balance check: `passed` says what was compared when every balance
+    /// matched; otherwise how many differ from `expected_from` and the first few as
+    /// (player, expected, actual).
+    pub fn record_balances(
+        &mut self,
+        passed: String,
+        expected_from: &str,
+        mismatches: &[(usize, i64, i64)],
+    ) {
+        if mismatches.is_empty() {
+            self.checks.push(passed);
+        } else {
+            self.checks_ok = false;
+            self.checks.push(format!(
+                "{} players' balances differ from {expected_from}, e.g. {:?}",
+                mismatches.len(),
+                &mismatches[..mismatches.len().min(5)]
+            ));
+        }
+    }
+
     /// Summarises a run from its merged histogram.
     pub fn new(ops: u64, errors: u64, elapsed: Duration, histogram: &Histogram<u64>) -> RunStats {
         let elapsed_s = elapsed.as_secs_f64();
