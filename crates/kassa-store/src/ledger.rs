@@ -148,34 +148,17 @@ impl Store {
         merchant_id: &str,
         requests: &[Request],
     ) -> Result<Vec<Outcome>, StoreError> {
-        // Lock the accounts the requests name before reading entries, so that a concurrent
-        // batch with the same txn id has committed (and is seen) by the time we look.
-        let mut account_ids: BTreeSet<AccountId> = requests
+        let account_ids: BTreeSet<AccountId> = requests
             .iter()
             .flat_map(|r| r.referenced_accounts())
             .collect();
-        let mut accounts = self.lock_accounts(conn, &account_ids).await?;
         let txn_ids: BTreeSet<&str> = requests
             .iter()
             .flat_map(|r| r.referenced_txn_ids())
             .collect();
-        let mut entries = load_entries(self, conn, merchant_id, &txn_ids).await?;
-        let more: BTreeSet<AccountId> = entries
-            .iter()
-            .flat_map(|e| e.accounts())
-            .filter(|id| !account_ids.contains(id))
-            .collect();
-        if !more.is_empty() {
-            accounts.extend(self.lock_accounts(conn, &more).await?);
-            account_ids.extend(more);
-            if self.backend() == Backend::Postgres {
-                // Those entries were read before their accounts were locked: another node
-                // may have rolled one back since. Read them again under the locks, or two
-                // rollbacks of one debit on two nodes could both move money.
-                entries = load_entries(self, conn, merchant_id, &txn_ids).await?;
-            }
-        }
-
+        let (accounts, entries) = self
+            .load_locked(conn, merchant_id, account_ids, &txn_ids, requests)
+            .await?;
         let mut view = LedgerView::new(accounts, entries);
         let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
         let effects = view.into_effects();
@@ -185,6 +168,62 @@ impl Store {
         insert_transfers(self, conn, merchant_id, &effects.transfers, &entry_ids, now).await?;
         update_balances(self, conn, &effects.balances).await?;
         Ok(outcomes)
+    }
+
+    /// The accounts and entries a batch needs, with every account the entries name locked
+    /// (PostgreSQL) before the entries are read for the last time: another node may have
+    /// recorded or rolled back one of them since an earlier read, and two rollbacks of one
+    /// debit on two nodes must not both move money.
+    ///
+    /// A batch whose requests name all their accounts (bets, wins) locks them and then reads
+    /// its entries: two round trips. A batch that acts on earlier entries (rollbacks, posts,
+    /// voids) reads the entries first to learn their accounts, locks everything in one
+    /// statement and reads the entries again: three, where locking the request's accounts
+    /// first took four (BENCH.md, note 19). SQLite's single writer sees no other writer, so
+    /// there one read of the entries is enough.
+    async fn load_locked(
+        &self,
+        conn: &mut Conn,
+        merchant_id: &str,
+        account_ids: BTreeSet<AccountId>,
+        txn_ids: &BTreeSet<&str>,
+        requests: &[Request],
+    ) -> Result<(Vec<Account>, Vec<Entry>), StoreError> {
+        let acts_on_entries = requests
+            .iter()
+            .any(|r| r.referenced_txn_ids().nth(1).is_some());
+        let mut accounts = Vec::new();
+        let mut locked = BTreeSet::new();
+        let mut read_under_locks = false;
+        if !acts_on_entries {
+            accounts = self.lock_accounts(conn, &account_ids).await?;
+            locked.clone_from(&account_ids);
+            read_under_locks = true;
+        }
+        let mut entries = load_entries(self, conn, merchant_id, txn_ids).await?;
+        loop {
+            let wanted: BTreeSet<AccountId> = account_ids
+                .iter()
+                .copied()
+                .chain(entries.iter().flat_map(|e| e.accounts()))
+                .filter(|id| !locked.contains(id))
+                .collect();
+            // Asked for and missing accounts stay out of the view (the engine refuses a
+            // request that names one); they are not asked for again.
+            locked.extend(wanted.iter().copied());
+            if wanted.is_empty() {
+                if read_under_locks || self.backend() == Backend::Sqlite {
+                    return Ok((accounts, entries));
+                }
+            } else {
+                accounts.extend(self.lock_accounts(conn, &wanted).await?);
+                if self.backend() == Backend::Sqlite {
+                    return Ok((accounts, entries));
+                }
+            }
+            entries = load_entries(self, conn, merchant_id, txn_ids).await?;
+            read_under_locks = true;
+        }
     }
 
     /// Balances of `ids`, locked for the rest of the transaction on `conn` (PostgreSQL), for decisions that depend

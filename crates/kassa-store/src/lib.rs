@@ -18,6 +18,9 @@ pub mod idempotency;
 pub mod ledger;
 pub mod payments;
 pub mod payouts;
+pub mod sqlite_writer;
+
+pub use sqlite_writer::{SqliteBatch, SqliteWriter};
 
 /// The database driver's error, for callers that commit transactions.
 pub use sqlx::Error as SqlxError;
@@ -70,6 +73,11 @@ impl HeldConnection {
     }
 }
 
+/// This process's turn to write to SQLite ([`Store::write_turn`]); ends when dropped.
+pub struct WriteTurn {
+    _writer: PoolConnection<Any>,
+}
+
 /// Which database Kassa is talking to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -85,6 +93,10 @@ pub enum StoreError {
     /// The database failed or refused a statement.
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// SQLite, called directly by the wallet writer ([`SqliteWriter`]), failed or refused a
+    /// statement.
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
     /// Migrations could not be applied.
     #[error("migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -102,6 +114,13 @@ pub enum StoreError {
 impl StoreError {
     /// Whether retrying the whole transaction may succeed (lost race, deadlock, busy file).
     pub fn is_retryable(&self) -> bool {
+        if let StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) = self {
+            return matches!(
+                failure.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) || failure.extended_code == 2067
+                || failure.extended_code == 1555;
+        }
         let StoreError::Database(sqlx::Error::Database(db)) = self else {
             return false;
         };
@@ -121,6 +140,8 @@ pub struct Store {
     reader: AnyPool,
     writer: AnyPool,
     backend: Backend,
+    /// The SQLite file, for [`Store::sqlite_writer`]; `None` on PostgreSQL and in memory.
+    sqlite_path: Option<String>,
 }
 
 /// Connections the PostgreSQL pool may open.
@@ -208,6 +229,8 @@ impl Store {
                         })
                     })
             };
+            // The one writer connection is a local file that does not go stale: no ping
+            // before each use (a round trip to its thread).
             let writer = pool(
                 1,
                 format!(
@@ -215,6 +238,7 @@ impl Store {
                      PRAGMA wal_autocheckpoint = {SQLITE_WRITER_AUTOCHECKPOINT_PAGES};"
                 ),
             )
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
             let reader = pool(SQLITE_READERS_MAX, String::new())
@@ -224,6 +248,7 @@ impl Store {
                 reader,
                 writer,
                 backend: Backend::Sqlite,
+                sqlite_path: (path != ":memory:").then(|| path.to_string()),
             });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -244,6 +269,7 @@ impl Store {
                 reader: pool.clone(),
                 writer: pool,
                 backend: Backend::Postgres,
+                sqlite_path: None,
             });
         }
         Err(StoreError::UnsupportedUrl(url.to_string()))
@@ -297,6 +323,27 @@ impl Store {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         }
+    }
+
+    /// On a SQLite file, a connection of its own for a writer thread that calls SQLite
+    /// directly ([`SqliteWriter`], ADR 13); `None` on PostgreSQL or an in-memory database.
+    /// Each batch on it must run inside a [`WriteTurn`].
+    pub fn sqlite_writer(&self) -> Option<Result<SqliteWriter, StoreError>> {
+        let path = self.sqlite_path.as_deref()?;
+        Some(SqliteWriter::open(
+            path,
+            SQLITE_WRITER_CACHE_KIB,
+            SQLITE_WRITER_AUTOCHECKPOINT_PAGES,
+        ))
+    }
+
+    /// Waits for this process's turn to write to SQLite: takes the one writer connection
+    /// from its pool and keeps it until dropped, so that a [`SqliteWriter`] batch and
+    /// the writes through sqlx never wait on each other's file lock.
+    pub async fn write_turn(&self) -> Result<WriteTurn, StoreError> {
+        Ok(WriteTurn {
+            _writer: self.writer.acquire().await?,
+        })
     }
 
     /// The wallet writer's connection (see [`HeldConnection`]).

@@ -82,6 +82,20 @@ fn request(txn_id: &str, label: &str, command: Command, subject: AccountId) -> R
     }
 }
 
+/// A win of `amount_minor` for the first player.
+fn win_for_alice(f: &Fixture, id: &str, amount_minor: i64) -> Request {
+    request(
+        id,
+        "credit",
+        Command::Transfer {
+            debit: f.house,
+            credit: f.cash[0],
+            amount_minor,
+        },
+        f.cash[0],
+    )
+}
+
 async fn apply(store: &Store, merchant: &str, requests: &[Request]) -> Vec<Outcome> {
     let mut tx = store.begin().await.unwrap();
     let outcomes = store
@@ -97,18 +111,7 @@ async fn two_phase_and_reversal(backend: TestBackend) {
         return;
     };
     let f = fixture(&store).await;
-    let win = |id: &str, amount_minor| {
-        request(
-            id,
-            "credit",
-            Command::Transfer {
-                debit: f.house,
-                credit: f.cash[0],
-                amount_minor,
-            },
-            f.cash[0],
-        )
-    };
+    let win = |id: &str, amount_minor| win_for_alice(&f, id, amount_minor);
     let bet = |id: &str, amount_minor| {
         request(
             id,
@@ -641,4 +644,112 @@ async fn sqlite_expired_idempotency_keys_are_purged() {
 #[tokio::test]
 async fn postgres_expired_idempotency_keys_are_purged() {
     expired_idempotency_keys_are_purged(TestBackend::Postgres).await;
+}
+
+/// The wallet writer's own SQLite connection ([`kassa_store::SqliteWriter`], ADR 13) is a
+/// second path to the journal. Random histories, in random batches, each batch sent twice,
+/// go through it on one database and through [`Store::apply_ledger_requests`] on another
+/// with the same accounts: every outcome, every balance and the verify report must be the
+/// same, and a replayed batch must move nothing.
+#[test]
+fn sqlite_writer_agrees_with_the_shared_path() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (shared, own) = runtime.block_on(async {
+        (
+            store(TestBackend::Sqlite).await.unwrap(),
+            store(TestBackend::Sqlite).await.unwrap(),
+        )
+    });
+    // proptest's closure is `Fn`: the writer is borrowed mutably through a cell.
+    let writer = std::cell::RefCell::new(
+        own.sqlite_writer()
+            .expect("a SQLite file has a writer")
+            .expect("open the writer"),
+    );
+    let config = ProptestConfig {
+        cases: 32,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(steps in proptest::collection::vec(step(), 1..40), batch in 1usize..6)| {
+        runtime.block_on(async {
+            let f = fixture(&shared).await;
+            let g = fixture(&own).await;
+            let ids = |f: &Fixture| [f.cash[0], f.cash[1], f.hold, f.house, f.clearing];
+            assert_eq!(ids(&f), ids(&g), "both databases hand out the same account ids");
+            let requests: Vec<Request> = steps.iter().map(|s| to_request(&f, s)).collect();
+            for chunk in requests.chunks(batch) {
+                for _ in 0..2 {
+                    let expected = apply(&shared, &f.merchant, chunk).await;
+                    let before = own.balances(&ids(&g)).await.unwrap();
+                    let turn = own.write_turn().await.unwrap();
+                    let outcomes = {
+                        let mut writer = writer.borrow_mut();
+                        let mut batch = writer.begin().unwrap();
+                        let outcomes = batch.apply_ledger_requests(&g.merchant, chunk).unwrap();
+                        batch.commit().unwrap();
+                        outcomes
+                    };
+                    drop(turn);
+                    assert_eq!(outcomes, expected);
+                    let after = own.balances(&ids(&g)).await.unwrap();
+                    if outcomes.iter().all(|o| !matches!(o, Outcome::Recorded(_))) {
+                        assert_eq!(before, after, "a replay moved money");
+                    }
+                }
+            }
+            assert_eq!(
+                shared.balances(&ids(&f)).await.unwrap(),
+                own.balances(&ids(&g)).await.unwrap()
+            );
+            let report = own.verify_ledger().await.unwrap();
+            assert!(report.is_ok(), "{report:?}");
+            assert_eq!(
+                (report.entries_checked, report.transfers_checked),
+                {
+                    let r = shared.verify_ledger().await.unwrap();
+                    (r.entries_checked, r.transfers_checked)
+                }
+            );
+        });
+    });
+}
+
+/// A batch of the SQLite writer that fails half-way leaves nothing behind, and the
+/// store's other writers wait for the write turn instead of failing on the file's lock.
+#[tokio::test]
+async fn sqlite_writer_batches_are_atomic_and_take_turns() {
+    let store = store(TestBackend::Sqlite).await.unwrap();
+    let f = fixture(&store).await;
+    let mut writer = store.sqlite_writer().unwrap().unwrap();
+    let win = |id: &str, amount_minor| win_for_alice(&f, id, amount_minor);
+    {
+        let _turn = store.write_turn().await.unwrap();
+        let mut batch = writer.begin().unwrap();
+        batch
+            .apply_ledger_requests(&f.merchant, &[win("w1", 500)])
+            .unwrap();
+        // While the turn is held, a write through the store waits for it.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(300), store.begin());
+        assert!(
+            waiting.await.is_err(),
+            "another writer got in during the turn"
+        );
+        // Dropped without commit: rolled back.
+    }
+    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 0);
+    assert!(store.get_entry(&f.merchant, "w1").await.unwrap().is_none());
+    // After the turn, the store's writers go on, and the writer commits once.
+    let tx = store.begin().await.unwrap();
+    tx.rollback().await.unwrap();
+    let turn = store.write_turn().await.unwrap();
+    let mut batch = writer.begin().unwrap();
+    let first = batch
+        .apply_ledger_requests(&f.merchant, &[win("w1", 500), win("w1", 500)])
+        .unwrap();
+    batch.commit().unwrap();
+    drop(turn);
+    assert!(matches!(first[0], Outcome::Recorded(_)));
+    assert!(matches!(first[1], Outcome::Replayed(_)));
+    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 500);
+    assert!(store.verify_ledger().await.unwrap().is_ok());
 }

@@ -9,7 +9,7 @@
 
 use kassa_core::ledger::{Command, Entry, EntryMeta, EntryStatus, Outcome, Refusal, Request};
 use kassa_core::Currency;
-use kassa_store::{HeldConnection, Store, StoreError};
+use kassa_store::{HeldConnection, SqliteWriter, Store, StoreError, WriteTurn};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -349,21 +349,78 @@ fn refusal_error(refusal: &Refusal) -> ApiError {
     }
 }
 
+/// The wallet writer's database: its own SQLite connection (ADR 13), or a connection kept
+/// between batches on PostgreSQL (and on an in-memory SQLite, which a second connection
+/// would not see).
+enum WriterDb {
+    Sqlite(SqliteWriter, TurnKeeper),
+    Held(HeldConnection),
+}
+
+/// Longest the wallet writer keeps SQLite's write turn over back-to-back batches before it
+/// lets the other writers (players, payments, payouts, idempotency keys) have it. Taking the
+/// turn costs two round trips to sqlx's connection thread, 0.4–0.7 ms under load, as much
+/// as the batch itself (BENCH.md, note 18); so under load the turn is kept, and another
+/// writer waits at most this long plus one batch.
+const WRITE_TURN_HOLD_MAX: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The write turn the wallet writer holds, and since when.
+#[derive(Default)]
+struct TurnKeeper {
+    turn: Option<(WriteTurn, std::time::Instant)>,
+}
+
+impl TurnKeeper {
+    async fn take(&mut self, store: &Store) -> Result<(), StoreError> {
+        if self.turn.is_none() {
+            self.turn = Some((store.write_turn().await?, std::time::Instant::now()));
+        }
+        Ok(())
+    }
+
+    /// After a batch: gives the turn back when no call is waiting or it was kept long
+    /// enough.
+    fn after_batch(&mut self, queue_is_empty: bool) {
+        if queue_is_empty
+            || self
+                .turn
+                .as_ref()
+                .is_some_and(|(_, since)| since.elapsed() >= WRITE_TURN_HOLD_MAX)
+        {
+            self.turn = None;
+        }
+    }
+}
+
 async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>, batch_size_max: usize) {
+    let mut db = match store.sqlite_writer() {
+        Some(Ok(writer)) => WriterDb::Sqlite(writer, TurnKeeper::default()),
+        Some(Err(error)) => {
+            tracing::warn!(%error, "wallet writer cannot open its own SQLite connection");
+            WriterDb::Held(store.held_connection())
+        }
+        None => WriterDb::Held(store.held_connection()),
+    };
     let mut batch = Vec::with_capacity(batch_size_max);
-    let mut held = store.held_connection();
     while queue.recv_many(&mut batch, batch_size_max).await > 0 {
-        commit(&store, &mut held, std::mem::take(&mut batch)).await;
-        held.finish_batch();
+        commit(&store, &mut db, std::mem::take(&mut batch)).await;
+        match &mut db {
+            WriterDb::Sqlite(_, turn) => turn.after_batch(queue.is_empty()),
+            WriterDb::Held(held) => held.finish_batch(),
+        }
     }
 }
 
 /// Commits a batch and answers its callers; on a failure that retrying does not cure,
 /// commits each call alone so that one bad call cannot fail the others.
-async fn commit(store: &Store, held: &mut HeldConnection, jobs: Vec<Job>) {
+async fn commit(store: &Store, db: &mut WriterDb, jobs: Vec<Job>) {
     let mut attempt = 0;
     let error = loop {
-        match try_commit(store, held, &jobs).await {
+        let committed = match db {
+            WriterDb::Sqlite(writer, turn) => try_commit_sqlite(store, writer, turn, &jobs).await,
+            WriterDb::Held(held) => try_commit(store, held, &jobs).await,
+        };
+        match committed {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     if let Some((claim, _)) = &job.claim {
@@ -374,8 +431,10 @@ async fn commit(store: &Store, held: &mut HeldConnection, jobs: Vec<Job>) {
                 return;
             }
             Err(error) => {
-                // A fresh connection for the next try: the pool tests this one.
-                held.release();
+                if let WriterDb::Held(held) = db {
+                    // A fresh connection for the next try: the pool tests this one.
+                    held.release();
+                }
                 if error.is_retryable() && attempt < BATCH_RETRIES_MAX {
                     attempt += 1;
                 } else {
@@ -386,7 +445,7 @@ async fn commit(store: &Store, held: &mut HeldConnection, jobs: Vec<Job>) {
     };
     if jobs.len() > 1 {
         for job in jobs {
-            Box::pin(commit(store, held, vec![job])).await;
+            Box::pin(commit(store, db, vec![job])).await;
         }
         return;
     }
@@ -400,32 +459,54 @@ async fn commit(store: &Store, held: &mut HeldConnection, jobs: Vec<Job>) {
     }
 }
 
+/// The jobs of each merchant, in order of arrival: positions into `jobs`.
+fn by_merchant(jobs: &[Job]) -> Vec<(&str, Vec<usize>)> {
+    let mut merchants: Vec<&str> = jobs.iter().map(|j| j.merchant_id.as_str()).collect();
+    merchants.sort_unstable();
+    merchants.dedup();
+    merchants
+        .into_iter()
+        .map(|merchant| {
+            let positions = (0..jobs.len())
+                .filter(|&i| jobs[i].merchant_id == merchant)
+                .collect();
+            (merchant, positions)
+        })
+        .collect()
+}
+
+/// Puts each merchant's outcomes back in the order of the jobs.
+fn in_job_order(len: usize, decided: Vec<(Vec<usize>, Vec<Outcome>)>) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; len];
+    for (positions, merchant_outcomes) in decided {
+        for (position, outcome) in positions.into_iter().zip(merchant_outcomes) {
+            outcomes[position] = Some(outcome);
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("every job decided"))
+        .collect()
+}
+
+fn requests_at(jobs: &[Job], positions: &[usize]) -> Vec<Request> {
+    positions.iter().map(|&i| jobs[i].request.clone()).collect()
+}
+
 async fn try_commit(
     store: &Store,
     held: &mut HeldConnection,
     jobs: &[Job],
 ) -> Result<Vec<Outcome>, StoreError> {
     let mut tx = held.begin().await?;
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
-    let mut merchants: Vec<&str> = jobs.iter().map(|j| j.merchant_id.as_str()).collect();
-    merchants.sort_unstable();
-    merchants.dedup();
-    for merchant in merchants {
-        let positions: Vec<usize> = (0..jobs.len())
-            .filter(|&i| jobs[i].merchant_id == merchant)
-            .collect();
-        let requests: Vec<Request> = positions.iter().map(|&i| jobs[i].request.clone()).collect();
-        let decided = store
-            .apply_ledger_requests(&mut tx, merchant, &requests)
+    let mut decided = Vec::new();
+    for (merchant, positions) in by_merchant(jobs) {
+        let outcomes = store
+            .apply_ledger_requests(&mut tx, merchant, &requests_at(jobs, &positions))
             .await?;
-        for (position, outcome) in positions.into_iter().zip(decided) {
-            outcomes[position] = Some(outcome);
-        }
+        decided.push((positions, outcomes));
     }
-    let outcomes: Vec<Outcome> = outcomes
-        .into_iter()
-        .map(|o| o.expect("every job decided"))
-        .collect();
+    let outcomes = in_job_order(jobs.len(), decided);
     for (job, outcome) in jobs.iter().zip(&outcomes) {
         if let Some((claim, render)) = &job.claim {
             let (status, body) = render(outcome);
@@ -433,5 +514,31 @@ async fn try_commit(
         }
     }
     tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// The same batch on the writer's own SQLite connection: every statement runs on this
+/// thread, in the write turn the store hands out.
+async fn try_commit_sqlite(
+    store: &Store,
+    writer: &mut SqliteWriter,
+    turn: &mut TurnKeeper,
+    jobs: &[Job],
+) -> Result<Vec<Outcome>, StoreError> {
+    turn.take(store).await?;
+    let mut batch = writer.begin()?;
+    let mut decided = Vec::new();
+    for (merchant, positions) in by_merchant(jobs) {
+        let outcomes = batch.apply_ledger_requests(merchant, &requests_at(jobs, &positions))?;
+        decided.push((positions, outcomes));
+    }
+    let outcomes = in_job_order(jobs.len(), decided);
+    for (job, outcome) in jobs.iter().zip(&outcomes) {
+        if let Some((claim, render)) = &job.claim {
+            let (status, body) = render(outcome);
+            batch.complete_idempotency_key(&claim.merchant_id, &claim.key, status, &body)?;
+        }
+    }
+    batch.commit()?;
     Ok(outcomes)
 }

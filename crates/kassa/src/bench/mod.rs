@@ -9,6 +9,7 @@
 
 mod baseline;
 mod deposits;
+mod http1;
 mod stats;
 mod wallet;
 

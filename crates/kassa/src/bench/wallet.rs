@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
+use hyper::body::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use super::http1::{Http1Client, Reply};
 use super::stats::{self, RunStats};
 use super::Load;
 
@@ -147,28 +149,19 @@ impl WalletTarget {
             .headers()
             .get("idempotent-replayed")
             .is_some_and(|v| v == "true");
-        let Ok(bytes) = response.bytes().await else {
+        let Ok(body) = response.bytes().await else {
             return Ok(None);
         };
-        match status {
-            StatusCode::OK => {
-                let receipt: Receipt = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("receipt {}", String::from_utf8_lossy(&bytes)))?;
-                Ok(Some((
-                    Answer::Receipt {
-                        status: receipt.status,
-                        balance: receipt.balance,
-                    },
-                    replayed,
-                )))
-            }
-            StatusCode::PAYMENT_REQUIRED => Ok(Some((Answer::InsufficientFunds, replayed))),
-            s if s.is_server_error() => Ok(None),
-            other => bail!(
-                "unexpected {other} for {body}: {}",
-                String::from_utf8_lossy(&bytes)
-            ),
-        }
+        read_answer(Reply {
+            status,
+            replayed,
+            body,
+        })
+    }
+
+    /// A connection of its own for one measured client.
+    fn load_client(&self) -> anyhow::Result<Http1Client> {
+        Http1Client::new(&self.base, self.auth.clone())
     }
 
     /// Creates players `bp0..bp{count}` and gives each the seed balance. Returns their
@@ -407,6 +400,16 @@ async fn client_loop(
     prefix: String,
 ) -> anyhow::Result<ClientResult> {
     let mut rng = StdRng::from_entropy();
+    let mut connection = target.load_client()?;
+    let paths = [Kind::Debit, Kind::Credit, Kind::Rollback].map(|kind| {
+        target
+            .url(kind)
+            .trim_start_matches(&target.base)
+            .parse::<hyper::Uri>()
+    });
+    let [Ok(debit_path), Ok(credit_path), Ok(rollback_path)] = paths else {
+        bail!("the wallet paths are not URIs");
+    };
     let mut histogram = stats::new_histogram();
     let mut acknowledged = Vec::new();
     let mut unanswered = Vec::new();
@@ -444,9 +447,22 @@ async fn client_loop(
                 }
             }
         };
+        let path = match sent.kind {
+            Kind::Debit => &debit_path,
+            Kind::Credit => &credit_path,
+            Kind::Rollback => &rollback_path,
+        };
         let started = Instant::now();
-        let answer = target.send(sent.kind, &sent.body).await?;
+        let reply = connection
+            .post_json(path, Bytes::copy_from_slice(sent.body.as_bytes()))
+            .await;
         stats::record(&mut histogram, started.elapsed());
+        let answer = match reply {
+            Some(reply) => {
+                read_answer(reply).with_context(|| format!("answer to {}", sent.body))?
+            }
+            None => None,
+        };
         match answer {
             Some((answer, _)) => {
                 if sent.kind == Kind::Debit && answer.effect_minor(&sent) != 0 {
@@ -465,6 +481,29 @@ async fn client_loop(
         acknowledged,
         unanswered,
     })
+}
+
+/// What an answer says, or an error for an answer the wallet must never give.
+fn read_answer(reply: Reply) -> anyhow::Result<Option<(Answer, bool)>> {
+    match reply.status {
+        StatusCode::OK => {
+            let receipt: Receipt = serde_json::from_slice(&reply.body)
+                .with_context(|| format!("receipt {}", String::from_utf8_lossy(&reply.body)))?;
+            Ok(Some((
+                Answer::Receipt {
+                    status: receipt.status,
+                    balance: receipt.balance,
+                },
+                reply.replayed,
+            )))
+        }
+        StatusCode::PAYMENT_REQUIRED => Ok(Some((Answer::InsufficientFunds, reply.replayed))),
+        s if s.is_server_error() => Ok(None),
+        other => bail!(
+            "unexpected {other}: {}",
+            String::from_utf8_lossy(&reply.body)
+        ),
+    }
 }
 
 /// The id of benchmark player `i`.
