@@ -90,8 +90,9 @@ pub fn spawn_idempotency_purge(state: AppState, mut stop: watch::Receiver<bool>)
     });
 }
 
-/// How often the SQLite WAL is copied into the database file beside the writer.
-const WAL_CHECKPOINT_PERIOD: Duration = Duration::from_millis(250);
+/// How often the SQLite WAL is copied into the database file beside the writer: often
+/// enough that the writers' own checkpoints (ADR 12, BENCH.md note 20) find little left.
+const WAL_CHECKPOINT_PERIOD: Duration = Duration::from_millis(50);
 
 /// SQLite only: checkpoints the WAL every [`WAL_CHECKPOINT_PERIOD`] on a reader connection,
 /// so that the wallet writer's commits rarely carry a checkpoint of their own (ADR 12).

@@ -168,11 +168,13 @@ const SQLITE_PAGE_SIZE_BYTES: u32 = 1024;
 /// The writer's page cache. Index leaves the journal writes to stay in memory instead of
 /// being read back from the file.
 const SQLITE_WRITER_CACHE_KIB: u32 = 32 * 1024;
-/// WAL pages after which the writer checkpoints in its own commit. Most of the copying is
-/// done beforehand by [`Store::checkpoint_wal`] on a reader connection, off the writer's
-/// path; the writer's own checkpoint then finds little left and lets the WAL restart from
-/// its beginning.
-const SQLITE_WRITER_AUTOCHECKPOINT_PAGES: u32 = 4096;
+/// WAL pages after which a writer checkpoints in its own commit. The copying is done by
+/// [`Store::checkpoint_wal`] on a reader connection every 50 ms, off the writers' path; a
+/// writer's own checkpoint then finds little left and lets the WAL restart from its
+/// beginning. At 4,096 pages (4 MiB) the wallet writer reached it every ~130 ms with 10,000
+/// players and each such commit took 12–20 ms (p99 21–26 ms); at 65,536 (64 MiB) the
+/// background copies keep up (p99 8–10 ms; BENCH.md, note 20).
+const SQLITE_WRITER_AUTOCHECKPOINT_PAGES: u32 = 65_536;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
