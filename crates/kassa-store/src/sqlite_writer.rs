@@ -25,8 +25,9 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{now_ms, StoreError};
 
-/// Statements each connection keeps prepared: the handful below, with room to spare.
-const STATEMENT_CACHE_CAPACITY: usize = 32;
+/// Statements each connection keeps prepared: the reads and updates below and six sizes of
+/// each multi-row INSERT, with room to spare.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
 /// How long a statement waits for the file's write lock held by another process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -36,16 +37,21 @@ const SELECT_ENTRY: &str = "SELECT txn_id, label, operation, status, fingerprint
      amount_minor, debit_account_id, credit_account_id, hold_account_id, ref_txn_id, \
      subject_account_id, subject_balance_after_minor, player_id, round_id, reference \
      FROM ledger_entries WHERE merchant_id = ?1 AND txn_id = ?2";
-const INSERT_ENTRY: &str = "INSERT INTO ledger_entries (merchant_id, created_at_ms, txn_id, \
+const INSERT_ENTRIES: &str = "INSERT INTO ledger_entries (merchant_id, created_at_ms, txn_id, \
      label, operation, status, fingerprint, currency, amount_minor, debit_account_id, \
      credit_account_id, hold_account_id, ref_txn_id, subject_account_id, \
-     subject_balance_after_minor, player_id, round_id, reference) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+     subject_balance_after_minor, player_id, round_id, reference) VALUES";
+const ENTRY_WIDTH: usize = 18;
 const UPDATE_STATUS: &str =
     "UPDATE ledger_entries SET status = ?1 WHERE merchant_id = ?2 AND txn_id = ?3";
-const INSERT_TRANSFER: &str = "INSERT INTO ledger_transfers (entry_id, merchant_id, txn_id, \
-     seq, debit_account_id, credit_account_id, amount_minor, currency, created_at_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const INSERT_TRANSFERS: &str = "INSERT INTO ledger_transfers (entry_id, merchant_id, txn_id, \
+     seq, debit_account_id, credit_account_id, amount_minor, currency, created_at_ms) VALUES";
+const TRANSFER_WIDTH: usize = 9;
+/// Rows per multi-row INSERT, largest first. A batch's rows go in as few statements as
+/// these sizes allow, so each table sees at most a handful of statement texts (prepared
+/// once), and the tables' `AUTOINCREMENT` counter is read and written once per statement
+/// rather than once per row.
+const CHUNK_LENS: [usize; 6] = [32, 16, 8, 4, 2, 1];
 const UPDATE_BALANCE: &str = "UPDATE ledger_accounts SET balance_minor = ?1 WHERE id = ?2";
 const COMPLETE_IDEMPOTENCY_KEY: &str = "UPDATE idempotency_keys SET state = 'done', \
      response_status = ?1, response_body = ?2 WHERE merchant_id = ?3 AND idempotency_key = ?4";
@@ -122,31 +128,41 @@ impl SqliteBatch<'_> {
         let effects = view.into_effects();
         let now = now_ms();
         let tx = &self.tx;
-        let mut entry_ids: HashMap<&str, i64> = HashMap::with_capacity(effects.new_entries.len());
-        {
-            let mut insert = tx.prepare_cached(INSERT_ENTRY)?;
-            for e in &effects.new_entries {
-                insert.execute(params![
-                    merchant_id,
-                    now,
-                    e.txn_id,
-                    e.label,
-                    e.operation.as_str(),
-                    e.status.as_str(),
-                    e.fingerprint,
-                    e.currency.map(|c| c.code()),
-                    e.amount_minor,
-                    e.debit_account,
-                    e.credit_account,
-                    e.hold_account,
-                    e.ref_txn_id,
-                    e.subject_account,
-                    e.subject_balance_after_minor,
-                    e.meta.player_id,
-                    e.meta.round_id,
-                    e.meta.reference,
-                ])?;
-                entry_ids.insert(&e.txn_id, tx.last_insert_rowid());
+        let mut entry_ids: HashMap<String, i64> = HashMap::with_capacity(effects.new_entries.len());
+        let mut rest = effects.new_entries.as_slice();
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(chunk_len(rest.len()));
+            rest = after;
+            let mut insert =
+                tx.prepare_cached(&insert_sql(INSERT_ENTRIES, ENTRY_WIDTH, chunk.len()))?;
+            let mut i = 0;
+            let mut bind = |value: &dyn rusqlite::ToSql| {
+                i += 1;
+                insert.raw_bind_parameter(i, value)
+            };
+            for e in chunk {
+                bind(&merchant_id)?;
+                bind(&now)?;
+                bind(&e.txn_id)?;
+                bind(&e.label)?;
+                bind(&e.operation.as_str())?;
+                bind(&e.status.as_str())?;
+                bind(&e.fingerprint)?;
+                bind(&e.currency.map(|c| c.code()))?;
+                bind(&e.amount_minor)?;
+                bind(&e.debit_account)?;
+                bind(&e.credit_account)?;
+                bind(&e.hold_account)?;
+                bind(&e.ref_txn_id)?;
+                bind(&e.subject_account)?;
+                bind(&e.subject_balance_after_minor)?;
+                bind(&e.meta.player_id)?;
+                bind(&e.meta.round_id)?;
+                bind(&e.meta.reference)?;
+            }
+            let mut rows = insert.raw_query();
+            while let Some(row) = rows.next()? {
+                entry_ids.insert(row.get(1)?, row.get(0)?);
             }
         }
         {
@@ -155,26 +171,34 @@ impl SqliteBatch<'_> {
                 update.execute(params![e.status.as_str(), merchant_id, e.txn_id])?;
             }
         }
-        {
-            let mut insert = tx.prepare_cached(INSERT_TRANSFER)?;
-            for t in &effects.transfers {
+        let mut rest = effects.transfers.as_slice();
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(chunk_len(rest.len()));
+            rest = after;
+            let mut insert =
+                tx.prepare_cached(&insert_sql(INSERT_TRANSFERS, TRANSFER_WIDTH, chunk.len()))?;
+            let mut i = 0;
+            let mut bind = |value: &dyn rusqlite::ToSql| {
+                i += 1;
+                insert.raw_bind_parameter(i, value)
+            };
+            for t in chunk {
                 // The engine moves money only under the txn id of an entry it records in
                 // the same batch.
                 let entry_id = entry_ids.get(t.txn_id.as_str()).ok_or_else(|| {
                     StoreError::Corrupt(format!("transfer of {:?} without a new entry", t.txn_id))
                 })?;
-                insert.execute(params![
-                    entry_id,
-                    merchant_id,
-                    t.txn_id,
-                    i64::from(t.seq),
-                    t.debit,
-                    t.credit,
-                    t.amount_minor,
-                    t.currency.code(),
-                    now,
-                ])?;
+                bind(entry_id)?;
+                bind(&merchant_id)?;
+                bind(&t.txn_id)?;
+                bind(&i64::from(t.seq))?;
+                bind(&t.debit)?;
+                bind(&t.credit)?;
+                bind(&t.amount_minor)?;
+                bind(&t.currency.code())?;
+                bind(&now)?;
             }
+            insert.raw_execute()?;
         }
         {
             let mut update = tx.prepare_cached(UPDATE_BALANCE)?;
@@ -256,6 +280,36 @@ impl SqliteBatch<'_> {
         }
         Ok(entries)
     }
+}
+
+/// The largest of [`CHUNK_LENS`] that `remaining` rows fill.
+fn chunk_len(remaining: usize) -> usize {
+    CHUNK_LENS
+        .into_iter()
+        .find(|&len| len <= remaining)
+        .unwrap_or(1)
+}
+
+/// `head` followed by `rows` rows of `width` numbered parameters (and, for entries, the
+/// ids they got).
+fn insert_sql(head: &str, width: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * width * 5 + 24);
+    sql.push_str(head);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { " (" } else { ", (" });
+        for column in 0..width {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('?');
+            sql.push_str(&(row * width + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    if head == INSERT_ENTRIES {
+        sql.push_str(" RETURNING id, txn_id");
+    }
+    sql
 }
 
 fn corrupt(what: &str, value: &str) -> StoreError {
