@@ -559,23 +559,7 @@ async fn write_journal_postgres(
     ));
     let mut query = sqlx::query(&sql).bind(merchant_id).bind(now);
     for e in &effects.new_entries {
-        query = query
-            .bind(&e.txn_id)
-            .bind(&e.label)
-            .bind(e.operation.as_str())
-            .bind(e.status.as_str())
-            .bind(&e.fingerprint)
-            .bind(e.currency.map(|c| c.code()))
-            .bind(e.amount_minor)
-            .bind(e.debit_account)
-            .bind(e.credit_account)
-            .bind(e.hold_account)
-            .bind(&e.ref_txn_id)
-            .bind(e.subject_account)
-            .bind(e.subject_balance_after_minor)
-            .bind(&e.meta.player_id)
-            .bind(&e.meta.round_id)
-            .bind(&e.meta.reference);
+        query = bind_entry_columns(query, e);
     }
     for t in &effects.transfers {
         query = query
@@ -607,6 +591,30 @@ async fn write_journal_postgres(
     Ok(())
 }
 
+/// Binds an entry's values in the order of [`ENTRY_COLUMNS`].
+fn bind_entry_columns<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    e: &'q Entry,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(&e.txn_id)
+        .bind(&e.label)
+        .bind(e.operation.as_str())
+        .bind(e.status.as_str())
+        .bind(&e.fingerprint)
+        .bind(e.currency.map(|c| c.code()))
+        .bind(e.amount_minor)
+        .bind(e.debit_account)
+        .bind(e.credit_account)
+        .bind(e.hold_account)
+        .bind(&e.ref_txn_id)
+        .bind(e.subject_account)
+        .bind(e.subject_balance_after_minor)
+        .bind(&e.meta.player_id)
+        .bind(&e.meta.round_id)
+        .bind(&e.meta.reference)
+}
+
 /// Writes new entries and answers the id each got, by txn id (the transfers name their
 /// entry by id).
 async fn insert_entries(
@@ -625,25 +633,7 @@ async fn insert_entries(
         );
         let mut query = sqlx::query(&sql);
         for e in chunk {
-            query = query
-                .bind(merchant_id)
-                .bind(now)
-                .bind(&e.txn_id)
-                .bind(&e.label)
-                .bind(e.operation.as_str())
-                .bind(e.status.as_str())
-                .bind(&e.fingerprint)
-                .bind(e.currency.map(|c| c.code()))
-                .bind(e.amount_minor)
-                .bind(e.debit_account)
-                .bind(e.credit_account)
-                .bind(e.hold_account)
-                .bind(&e.ref_txn_id)
-                .bind(e.subject_account)
-                .bind(e.subject_balance_after_minor)
-                .bind(&e.meta.player_id)
-                .bind(&e.meta.round_id)
-                .bind(&e.meta.reference);
+            query = bind_entry_columns(query.bind(merchant_id).bind(now), e);
         }
         for row in query.fetch_all(&mut *conn).await? {
             ids.insert(row.try_get("txn_id")?, row.try_get("id")?);
