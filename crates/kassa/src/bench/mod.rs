@@ -461,17 +461,26 @@ fn progress(backend: &str, system: &str, load: &Load, run: usize, stats: &RunSta
     }
 }
 
-fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
-    let ratios = cells
+/// Kassa against the baseline, cell by cell. A cell may be asked for twice (`--clients
+/// 64,64`): the n-th Kassa cell of a backend, player count and client count is compared
+/// with the n-th baseline cell of the same, the one that ran beside it.
+fn ratios(cells: &[Cell]) -> Vec<Ratio> {
+    let same_load = |a: &Cell, b: &Cell| {
+        a.backend == b.backend && a.players == b.players && a.clients == b.clients
+    };
+    cells
         .iter()
-        .filter(|c| c.system == "kassa")
-        .filter_map(|wallet| {
-            let baseline = cells.iter().find(|c| {
-                c.system == "baseline"
-                    && c.backend == wallet.backend
-                    && c.players == wallet.players
-                    && c.clients == wallet.clients
-            })?;
+        .enumerate()
+        .filter(|(_, c)| c.system == "kassa")
+        .filter_map(|(index, wallet)| {
+            let repeat = cells[..index]
+                .iter()
+                .filter(|c| c.system == "kassa" && same_load(c, wallet))
+                .count();
+            let baseline = cells
+                .iter()
+                .filter(|c| c.system == "baseline" && same_load(c, wallet))
+                .nth(repeat)?;
             let (w, b) = (wallet.median.as_ref()?, baseline.median.as_ref()?);
             Some(Ratio {
                 backend: wallet.backend.clone(),
@@ -487,7 +496,11 @@ fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
                 wallet_p99_ms: w.p99_ms,
             })
         })
-        .collect();
+        .collect()
+}
+
+fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
+    let ratios = ratios(&cells);
     let all_checks_ok = cells
         .iter()
         .all(|c| c.median.as_ref().is_none_or(|m| m.checks_ok));
@@ -503,12 +516,7 @@ fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
             }),
             os: std::env::consts::OS.to_string(),
         },
-        commit: std::process::Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        commit: checkout_commit(),
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         duration_s: args.duration_s,
         runs: args.runs,
@@ -520,6 +528,27 @@ fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
                Deposit ops are whole deposits (init, then the signed `captured` webhook that \
                credits the player), with no baseline.",
     }
+}
+
+/// The checked-out commit, with `-dirty` when tracked files differ from it (the figures
+/// are then not that commit's); `None` outside a checkout.
+fn checkout_commit() -> Option<String> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"])?;
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|changes| !changes.is_empty());
+    Some(if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    })
 }
 
 fn print_table(report: &Report) {
@@ -615,5 +644,45 @@ impl FreshDatabase {
             admin.close().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(system: &'static str, clients: usize, ops_per_s: f64) -> Cell {
+        Cell {
+            backend: "sqlite".into(),
+            system,
+            players: 10,
+            clients,
+            median: Some(stats::Median {
+                ops_per_s,
+                p50_ms: 1.0,
+                p95_ms: 2.0,
+                p99_ms: 3.0,
+                errors: 0,
+                checks_ok: true,
+            }),
+            runs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_repeated_cell_is_compared_with_the_baseline_that_ran_beside_it() {
+        let cells = vec![
+            cell("kassa", 64, 1000.0),
+            cell("baseline", 64, 100.0),
+            cell("kassa", 8, 600.0),
+            cell("baseline", 8, 300.0),
+            cell("kassa", 64, 1500.0),
+            cell("baseline", 64, 500.0),
+        ];
+        let found: Vec<(usize, f64)> = ratios(&cells)
+            .iter()
+            .map(|r| (r.clients, r.ratio))
+            .collect();
+        assert_eq!(found, vec![(64, 10.0), (8, 2.0), (64, 3.0)]);
     }
 }
