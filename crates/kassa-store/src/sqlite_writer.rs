@@ -9,9 +9,10 @@
 //! pure ledger engine.
 //!
 //! It is still one writer among several in the process (players, payments and payouts write
-//! through sqlx's one writer connection). Before each batch it takes that connection from its
-//! pool and keeps it until the batch has committed, so the two never fight over the file's
-//! write lock: the pool's queue gives every writer its turn, as it did before.
+//! through sqlx's one writer connection). Its batches run in a [`crate::WriteTurn`]: that
+//! connection, taken from its pool and kept at least until the batch has committed, so the
+//! two never fight over the file's write lock and the pool's queue gives every writer its
+//! turn, as it did before.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -133,8 +134,12 @@ impl SqliteBatch<'_> {
         while !rest.is_empty() {
             let (chunk, after) = rest.split_at(chunk_len(rest.len()));
             rest = after;
-            let mut insert =
-                tx.prepare_cached(&insert_sql(INSERT_ENTRIES, ENTRY_WIDTH, chunk.len()))?;
+            let mut insert = tx.prepare_cached(&insert_sql(
+                INSERT_ENTRIES,
+                ENTRY_WIDTH,
+                chunk.len(),
+                " RETURNING id, txn_id",
+            ))?;
             let mut i = 0;
             let mut bind = |value: &dyn rusqlite::ToSql| {
                 i += 1;
@@ -175,8 +180,12 @@ impl SqliteBatch<'_> {
         while !rest.is_empty() {
             let (chunk, after) = rest.split_at(chunk_len(rest.len()));
             rest = after;
-            let mut insert =
-                tx.prepare_cached(&insert_sql(INSERT_TRANSFERS, TRANSFER_WIDTH, chunk.len()))?;
+            let mut insert = tx.prepare_cached(&insert_sql(
+                INSERT_TRANSFERS,
+                TRANSFER_WIDTH,
+                chunk.len(),
+                "",
+            ))?;
             let mut i = 0;
             let mut bind = |value: &dyn rusqlite::ToSql| {
                 i += 1;
@@ -290,9 +299,8 @@ fn chunk_len(remaining: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// `head` followed by `rows` rows of `width` numbered parameters (and, for entries, the
-/// ids they got).
-fn insert_sql(head: &str, width: usize, rows: usize) -> String {
+/// `head`, then `rows` rows of `width` numbered parameters, then `tail`.
+fn insert_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(head.len() + rows * width * 5 + 24);
     sql.push_str(head);
     for row in 0..rows {
@@ -306,9 +314,7 @@ fn insert_sql(head: &str, width: usize, rows: usize) -> String {
         }
         sql.push(')');
     }
-    if head == INSERT_ENTRIES {
-        sql.push_str(" RETURNING id, txn_id");
-    }
+    sql.push_str(tail);
     sql
 }
 
