@@ -533,13 +533,7 @@ async fn other_writes_go_on_under_wallet_load(app: TestApp) {
         let mut slowest = std::time::Duration::ZERO;
         for i in 0..20 {
             let started = std::time::Instant::now();
-            let answer = app
-                .put(
-                    &format!("/v1/players/other-{i}"),
-                    json!({"currency": "EUR", "country": "MT"}),
-                )
-                .await;
-            assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+            app.player(&format!("other-{i}")).await;
             slowest = slowest.max(started.elapsed());
         }
         slowest
