@@ -94,23 +94,53 @@ impl VerifyReport {
     }
 }
 
-fn corrupt(what: &str, value: &str) -> StoreError {
+pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} {value:?}"))
+}
+
+/// An account from its stored columns; the text ones must name a known currency and floor.
+pub(crate) fn parse_account(
+    id: AccountId,
+    currency: &str,
+    balance_minor: i64,
+    floor: &str,
+) -> Result<Account, StoreError> {
+    Ok(Account {
+        id,
+        currency: Currency::from_code(currency).map_err(|_| corrupt("currency", currency))?,
+        balance_minor,
+        floor: Floor::parse(floor).ok_or_else(|| corrupt("floor", floor))?,
+    })
+}
+
+/// An entry's stored operation, status and currency, read back.
+pub(crate) fn parse_entry_codes(
+    operation: &str,
+    status: &str,
+    currency: Option<&str>,
+) -> Result<(Operation, EntryStatus, Option<Currency>), StoreError> {
+    Ok((
+        Operation::parse(operation).ok_or_else(|| corrupt("operation", operation))?,
+        EntryStatus::parse(status).ok_or_else(|| corrupt("status", status))?,
+        currency
+            .map(|code| Currency::from_code(code).map_err(|_| corrupt("currency", code)))
+            .transpose()?,
+    ))
 }
 
 fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
     let operation: String = row.try_get("operation")?;
     let status: String = row.try_get("status")?;
     let currency: Option<String> = row.try_get("currency")?;
+    let (operation, status, currency) =
+        parse_entry_codes(&operation, &status, currency.as_deref())?;
     Ok(Entry {
         txn_id: row.try_get("txn_id")?,
         label: row.try_get("label")?,
-        operation: Operation::parse(&operation).ok_or_else(|| corrupt("operation", &operation))?,
-        status: EntryStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        operation,
+        status,
         fingerprint: row.try_get("fingerprint")?,
-        currency: currency
-            .map(|code| Currency::from_code(&code).map_err(|_| corrupt("currency", &code)))
-            .transpose()?,
+        currency,
         amount_minor: row.try_get("amount_minor")?,
         debit_account: row.try_get("debit_account_id")?,
         credit_account: row.try_get("credit_account_id")?,
@@ -127,14 +157,14 @@ fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
 }
 
 fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
-    let code: String = row.try_get("currency")?;
+    let currency: String = row.try_get("currency")?;
     let floor: String = row.try_get("floor")?;
-    Ok(Account {
-        id: row.try_get("id")?,
-        currency: Currency::from_code(&code).map_err(|_| corrupt("currency", &code))?,
-        balance_minor: row.try_get("balance_minor")?,
-        floor: Floor::parse(&floor).ok_or_else(|| corrupt("floor", &floor))?,
-    })
+    parse_account(
+        row.try_get("id")?,
+        &currency,
+        row.try_get("balance_minor")?,
+        &floor,
+    )
 }
 
 impl Store {

@@ -115,11 +115,15 @@ impl StoreError {
     /// Whether retrying the whole transaction may succeed (lost race, deadlock, busy file).
     pub fn is_retryable(&self) -> bool {
         if let StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) = self {
+            // Busy, locked, or a unique or primary key another writer took first.
             return matches!(
                 failure.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) || failure.extended_code == 2067
-                || failure.extended_code == 1555;
+            ) || matches!(
+                failure.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            );
         }
         let StoreError::Database(sqlx::Error::Database(db)) = self else {
             return false;
@@ -176,6 +180,26 @@ const SQLITE_WRITER_CACHE_KIB: u32 = 32 * 1024;
 /// background copies keep up (p99 8–10 ms; BENCH.md, note 20).
 const SQLITE_WRITER_AUTOCHECKPOINT_PAGES: u32 = 65_536;
 
+/// What every SQLite connection sets first. The page size only counts before the first
+/// table exists, so it comes first. WAL lets readers run beside the writer; FULL makes each
+/// commit durable; the busy timeout covers other processes (CLI tools); statement journals
+/// stay in memory.
+fn sqlite_connection_pragmas() -> String {
+    format!(
+        "PRAGMA page_size = {SQLITE_PAGE_SIZE_BYTES}; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+         PRAGMA temp_store = MEMORY;"
+    )
+}
+
+/// What a writer connection (sqlx's one, and the wallet writer's own) sets on top.
+fn sqlite_writer_pragmas() -> String {
+    format!(
+        "PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB}; \
+         PRAGMA wal_autocheckpoint = {SQLITE_WRITER_AUTOCHECKPOINT_PAGES};"
+    )
+}
+
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -211,38 +235,19 @@ impl Store {
                     .max_connections(max)
                     .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
                     .after_connect(move |conn, _| {
-                        let pragmas = pragmas.clone();
+                        let pragmas = format!("{} {pragmas}", sqlite_connection_pragmas());
                         Box::pin(async move {
-                            // The page size only counts before the first table exists, so it
-                            // comes first. WAL lets readers run beside the writer; FULL makes
-                            // each commit durable; the busy timeout covers other processes
-                            // (CLI tools); statement journals stay in memory.
-                            conn.execute(
-                                format!(
-                                    "PRAGMA page_size = {SQLITE_PAGE_SIZE_BYTES}; \
-                                     PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                                     PRAGMA temp_store = MEMORY; {pragmas}"
-                                )
-                                .as_str(),
-                            )
-                            .await?;
+                            conn.execute(pragmas.as_str()).await?;
                             Ok(())
                         })
                     })
             };
             // The one writer connection is a local file that does not go stale: no ping
             // before each use (a round trip to its thread).
-            let writer = pool(
-                1,
-                format!(
-                    "PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB}; \
-                     PRAGMA wal_autocheckpoint = {SQLITE_WRITER_AUTOCHECKPOINT_PAGES};"
-                ),
-            )
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
+            let writer = pool(1, sqlite_writer_pragmas())
+                .test_before_acquire(false)
+                .connect_with(options.clone())
+                .await?;
             let reader = pool(SQLITE_READERS_MAX, String::new())
                 .connect_with(options)
                 .await?;
@@ -334,8 +339,11 @@ impl Store {
         let path = self.sqlite_path.as_deref()?;
         Some(SqliteWriter::open(
             path,
-            SQLITE_WRITER_CACHE_KIB,
-            SQLITE_WRITER_AUTOCHECKPOINT_PAGES,
+            &format!(
+                "{} {}",
+                sqlite_connection_pragmas(),
+                sqlite_writer_pragmas()
+            ),
         ))
     }
 

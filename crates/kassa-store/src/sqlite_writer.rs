@@ -15,22 +15,17 @@
 //! turn, as it did before.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
 
-use kassa_core::ledger::{
-    Account, AccountId, Entry, EntryMeta, EntryStatus, Floor, LedgerView, Operation, Outcome,
-    Request,
-};
-use kassa_core::Currency;
+use kassa_core::ledger::{Account, AccountId, Entry, EntryMeta, LedgerView, Outcome, Request};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::ledger::{parse_account, parse_entry_codes};
 use crate::{now_ms, StoreError};
 
 /// Statements each connection keeps prepared: the reads and updates below and six sizes of
 /// each multi-row INSERT, with room to spare.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
-/// How long a statement waits for the file's write lock held by another process.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const SELECT_ACCOUNT: &str =
     "SELECT id, currency, balance_minor, floor FROM ledger_accounts WHERE id = ?1";
@@ -42,12 +37,10 @@ const INSERT_ENTRIES: &str = "INSERT INTO ledger_entries (merchant_id, created_a
      label, operation, status, fingerprint, currency, amount_minor, debit_account_id, \
      credit_account_id, hold_account_id, ref_txn_id, subject_account_id, \
      subject_balance_after_minor, player_id, round_id, reference) VALUES";
-const ENTRY_WIDTH: usize = 18;
 const UPDATE_STATUS: &str =
     "UPDATE ledger_entries SET status = ?1 WHERE merchant_id = ?2 AND txn_id = ?3";
 const INSERT_TRANSFERS: &str = "INSERT INTO ledger_transfers (entry_id, merchant_id, txn_id, \
      seq, debit_account_id, credit_account_id, amount_minor, currency, created_at_ms) VALUES";
-const TRANSFER_WIDTH: usize = 9;
 /// Rows per multi-row INSERT, largest first. A batch's rows go in as few statements as
 /// these sizes allow, so each table sees at most a handful of statement texts (prepared
 /// once), and the tables' `AUTOINCREMENT` counter is read and written once per statement
@@ -69,20 +62,11 @@ pub struct SqliteBatch<'c> {
 }
 
 impl SqliteWriter {
-    /// Opens `path` (an existing, migrated database) with the same durability as the
-    /// store's own connections: WAL, and a commit that returns only once it is on disk.
-    pub(crate) fn open(
-        path: &str,
-        cache_kib: u32,
-        autocheckpoint_pages: u32,
-    ) -> Result<SqliteWriter, StoreError> {
+    /// Opens `path` (an existing, migrated database) and sets `pragmas`: the store's own
+    /// (WAL, a commit that returns only once it is on disk, foreign keys, the writer's cache).
+    pub(crate) fn open(path: &str, pragmas: &str) -> Result<SqliteWriter, StoreError> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{cache_kib}; \
-             PRAGMA wal_autocheckpoint = {autocheckpoint_pages};"
-        ))?;
+        conn.execute_batch(pragmas)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         Ok(SqliteWriter { conn })
     }
@@ -106,7 +90,7 @@ impl SqliteBatch<'_> {
         merchant_id: &str,
         requests: &[Request],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut account_ids: BTreeSet<AccountId> = requests
+        let account_ids: BTreeSet<AccountId> = requests
             .iter()
             .flat_map(|r| r.referenced_accounts())
             .collect();
@@ -122,102 +106,82 @@ impl SqliteBatch<'_> {
             .filter(|id| !account_ids.contains(id))
             .collect();
         accounts.extend(self.accounts(&more)?);
-        account_ids.extend(more);
 
         let mut view = LedgerView::new(accounts, entries);
         let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
         let effects = view.into_effects();
         let now = now_ms();
-        let tx = &self.tx;
         let mut entry_ids: HashMap<String, i64> = HashMap::with_capacity(effects.new_entries.len());
-        let mut rest = effects.new_entries.as_slice();
-        while !rest.is_empty() {
-            let (chunk, after) = rest.split_at(chunk_len(rest.len()));
-            rest = after;
-            let mut insert = tx.prepare_cached(&insert_sql(
-                INSERT_ENTRIES,
-                ENTRY_WIDTH,
-                chunk.len(),
-                " RETURNING id, txn_id",
-            ))?;
-            let mut i = 0;
-            let mut bind = |value: &dyn rusqlite::ToSql| {
-                i += 1;
-                insert.raw_bind_parameter(i, value)
-            };
-            for e in chunk {
-                bind(&merchant_id)?;
-                bind(&now)?;
-                bind(&e.txn_id)?;
-                bind(&e.label)?;
-                bind(&e.operation.as_str())?;
-                bind(&e.status.as_str())?;
-                bind(&e.fingerprint)?;
-                bind(&e.currency.map(|c| c.code()))?;
-                bind(&e.amount_minor)?;
-                bind(&e.debit_account)?;
-                bind(&e.credit_account)?;
-                bind(&e.hold_account)?;
-                bind(&e.ref_txn_id)?;
-                bind(&e.subject_account)?;
-                bind(&e.subject_balance_after_minor)?;
-                bind(&e.meta.player_id)?;
-                bind(&e.meta.round_id)?;
-                bind(&e.meta.reference)?;
-            }
-            let mut rows = insert.raw_query();
-            while let Some(row) = rows.next()? {
+        insert_chunked(
+            &self.tx,
+            INSERT_ENTRIES,
+            " RETURNING id, txn_id",
+            &effects.new_entries,
+            |e| {
+                Ok([
+                    text(Some(merchant_id)),
+                    int(Some(now)),
+                    text(Some(&e.txn_id)),
+                    text(Some(&e.label)),
+                    text(Some(e.operation.as_str())),
+                    text(Some(e.status.as_str())),
+                    text(e.fingerprint.as_deref()),
+                    text(e.currency.map(|c| c.code())),
+                    int(Some(e.amount_minor)),
+                    int(e.debit_account),
+                    int(e.credit_account),
+                    int(e.hold_account),
+                    text(e.ref_txn_id.as_deref()),
+                    int(e.subject_account),
+                    int(e.subject_balance_after_minor),
+                    text(e.meta.player_id.as_deref()),
+                    text(e.meta.round_id.as_deref()),
+                    text(e.meta.reference.as_deref()),
+                ])
+            },
+            |row| {
                 entry_ids.insert(row.get(1)?, row.get(0)?);
-            }
-        }
+                Ok(())
+            },
+        )?;
         {
-            let mut update = tx.prepare_cached(UPDATE_STATUS)?;
+            let mut update = self.tx.prepare_cached(UPDATE_STATUS)?;
             for e in &effects.changed_entries {
                 update.execute(params![e.status.as_str(), merchant_id, e.txn_id])?;
             }
         }
-        let mut rest = effects.transfers.as_slice();
-        while !rest.is_empty() {
-            let (chunk, after) = rest.split_at(chunk_len(rest.len()));
-            rest = after;
-            let mut insert = tx.prepare_cached(&insert_sql(
-                INSERT_TRANSFERS,
-                TRANSFER_WIDTH,
-                chunk.len(),
-                "",
-            ))?;
-            let mut i = 0;
-            let mut bind = |value: &dyn rusqlite::ToSql| {
-                i += 1;
-                insert.raw_bind_parameter(i, value)
-            };
-            for t in chunk {
+        insert_chunked(
+            &self.tx,
+            INSERT_TRANSFERS,
+            "",
+            &effects.transfers,
+            |t| {
                 // The engine moves money only under the txn id of an entry it records in
                 // the same batch.
                 let entry_id = entry_ids.get(t.txn_id.as_str()).ok_or_else(|| {
                     StoreError::Corrupt(format!("transfer of {:?} without a new entry", t.txn_id))
                 })?;
-                bind(entry_id)?;
-                bind(&merchant_id)?;
-                bind(&t.txn_id)?;
-                bind(&i64::from(t.seq))?;
-                bind(&t.debit)?;
-                bind(&t.credit)?;
-                bind(&t.amount_minor)?;
-                bind(&t.currency.code())?;
-                bind(&now)?;
-            }
-            insert.raw_execute()?;
-        }
-        {
-            let mut update = tx.prepare_cached(UPDATE_BALANCE)?;
-            for account in &effects.balances {
-                if update.execute(params![account.balance_minor, account.id])? != 1 {
-                    return Err(StoreError::Corrupt(format!(
-                        "account {} vanished while its balance was written",
-                        account.id
-                    )));
-                }
+                Ok([
+                    int(Some(*entry_id)),
+                    text(Some(merchant_id)),
+                    text(Some(&t.txn_id)),
+                    int(Some(i64::from(t.seq))),
+                    int(Some(t.debit)),
+                    int(Some(t.credit)),
+                    int(Some(t.amount_minor)),
+                    text(Some(t.currency.code())),
+                    int(Some(now)),
+                ])
+            },
+            |_| Ok(()),
+        )?;
+        let mut update = self.tx.prepare_cached(UPDATE_BALANCE)?;
+        for account in &effects.balances {
+            if update.execute(params![account.balance_minor, account.id])? != 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "account {} vanished while its balance was written",
+                    account.id
+                )));
             }
         }
         Ok(outcomes)
@@ -260,13 +224,7 @@ impl SqliteBatch<'_> {
             // An unknown account is left out, as the IN list of the sqlx path leaves it
             // out; the engine refuses a request that names it.
             if let Some((id, currency, balance_minor, floor)) = row {
-                accounts.push(Account {
-                    id,
-                    currency: Currency::from_code(&currency)
-                        .map_err(|_| corrupt("currency", &currency))?,
-                    balance_minor,
-                    floor: Floor::parse(&floor).ok_or_else(|| corrupt("floor", &floor))?,
-                });
+                accounts.push(parse_account(id, &currency, balance_minor, &floor)?);
             }
         }
         Ok(accounts)
@@ -289,6 +247,47 @@ impl SqliteBatch<'_> {
         }
         Ok(entries)
     }
+}
+
+/// Inserts `rows` as `head (…), (…) tail` in chunks of [`CHUNK_LENS`] rows, each row's
+/// values given by `values` in column order, and hands each row the statement returns to
+/// `returned`.
+fn insert_chunked<'a, T, const WIDTH: usize>(
+    tx: &rusqlite::Transaction<'_>,
+    head: &str,
+    tail: &str,
+    rows: &'a [T],
+    values: impl Fn(&'a T) -> Result<[ToSqlOutput<'a>; WIDTH], StoreError>,
+    mut returned: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(chunk_len(rest.len()));
+        rest = after;
+        let mut insert = tx.prepare_cached(&insert_sql(head, WIDTH, chunk.len(), tail))?;
+        for (row, item) in chunk.iter().enumerate() {
+            for (column, value) in values(item)?.iter().enumerate() {
+                insert.raw_bind_parameter(row * WIDTH + column + 1, value)?;
+            }
+        }
+        let mut inserted = insert.raw_query();
+        while let Some(row) = inserted.next()? {
+            returned(row)?;
+        }
+    }
+    Ok(())
+}
+
+/// A text column's value (`None`: NULL).
+fn text(value: Option<&str>) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(value.map_or(ValueRef::Null, |t| ValueRef::Text(t.as_bytes())))
+}
+
+/// An integer column's value (`None`: NULL).
+fn int(value: Option<i64>) -> ToSqlOutput<'static> {
+    value.map_or(ToSqlOutput::Borrowed(ValueRef::Null), |i| {
+        ToSqlOutput::Owned(Value::Integer(i))
+    })
 }
 
 /// The largest of [`CHUNK_LENS`] that `remaining` rows fill.
@@ -318,28 +317,16 @@ fn insert_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
     sql
 }
 
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("{what} {value:?}"))
-}
-
 /// An entry from a row of [`SELECT_ENTRY`]; the outer result is the driver's, the inner
 /// one says whether the stored text makes sense.
 fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Entry, StoreError>> {
-    let operation: String = row.get(2)?;
-    let status: String = row.get(3)?;
-    let currency: Option<String> = row.get(5)?;
-    let parsed = (|| {
-        Ok::<_, StoreError>((
-            Operation::parse(&operation).ok_or_else(|| corrupt("operation", &operation))?,
-            EntryStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-            currency
-                .as_deref()
-                .map(|code| Currency::from_code(code).map_err(|_| corrupt("currency", code)))
-                .transpose()?,
-        ))
-    })();
-    let (operation, status, currency) = match parsed {
-        Ok(parsed) => parsed,
+    let codes = parse_entry_codes(
+        &row.get::<_, String>(2)?,
+        &row.get::<_, String>(3)?,
+        row.get::<_, Option<String>>(5)?.as_deref(),
+    );
+    let (operation, status, currency) = match codes {
+        Ok(codes) => codes,
         Err(error) => return Ok(Err(error)),
     };
     Ok(Ok(Entry {

@@ -428,18 +428,7 @@ async fn held_connection_between_batches(backend: TestBackend) {
     };
     let store = store.with_dedicated_writer().await.unwrap();
     let f = fixture(&store).await;
-    let win = |id: &str| {
-        request(
-            id,
-            "credit",
-            Command::Transfer {
-                debit: f.house,
-                credit: f.cash[0],
-                amount_minor: 250,
-            },
-            f.cash[0],
-        )
-    };
+    let win = |id: &str| win_for_alice(&f, id, 250);
     let mut held = store.held_connection();
 
     let mut tx = held.begin().await.unwrap();
@@ -720,8 +709,9 @@ fn sqlite_writer_agrees_with_the_shared_path() {
     });
 }
 
-/// A batch of the SQLite writer that fails half-way leaves nothing behind, and the
-/// store's other writers wait for the write turn instead of failing on the file's lock.
+/// A batch of the SQLite writer that fails half-way (a statement the database refuses)
+/// leaves nothing behind, and the store's other writers wait for the write turn instead of
+/// failing on the file's lock.
 #[tokio::test]
 async fn sqlite_writer_batches_are_atomic_and_take_turns() {
     let store = store(TestBackend::Sqlite).await.unwrap();
@@ -734,16 +724,24 @@ async fn sqlite_writer_batches_are_atomic_and_take_turns() {
         batch
             .apply_ledger_requests(&f.merchant, &[win("w1", 500)])
             .unwrap();
+        // The second part of the batch names a merchant that does not exist: its entry
+        // breaks a foreign key, and the database refuses it with a clear error.
+        let refused = batch.apply_ledger_requests("mch_nobody", &[win("w2", 500)]);
+        assert!(
+            matches!(refused, Err(kassa_store::StoreError::Sqlite(_))),
+            "{refused:?}"
+        );
         // While the turn is held, a write through the store waits for it.
         let waiting = tokio::time::timeout(std::time::Duration::from_millis(300), store.begin());
         assert!(
             waiting.await.is_err(),
             "another writer got in during the turn"
         );
-        // Dropped without commit: rolled back.
+        // Dropped after the failure, without commit: rolled back, first part included.
     }
     assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 0);
     assert!(store.get_entry(&f.merchant, "w1").await.unwrap().is_none());
+    assert!(store.get_entry("mch_nobody", "w2").await.unwrap().is_none());
     // After the turn, the store's writers go on, and the writer commits once.
     let tx = store.begin().await.unwrap();
     tx.rollback().await.unwrap();

@@ -7,6 +7,8 @@
 //! are locked and balances read inside the transaction — so several nodes may run writers
 //! against one PostgreSQL.
 
+use std::time::{Duration, Instant};
+
 use kassa_core::ledger::{Command, Entry, EntryMeta, EntryStatus, Outcome, Refusal, Request};
 use kassa_core::Currency;
 use kassa_store::{HeldConnection, SqliteWriter, Store, StoreError, WriteTurn};
@@ -362,18 +364,18 @@ enum WriterDb {
 /// turn costs two round trips to sqlx's connection thread, 0.4–0.7 ms under load, as much
 /// as the batch itself (BENCH.md, note 18); so under load the turn is kept, and another
 /// writer waits at most this long plus one batch.
-const WRITE_TURN_HOLD_MAX: std::time::Duration = std::time::Duration::from_millis(10);
+const WRITE_TURN_HOLD_MAX: Duration = Duration::from_millis(10);
 
 /// The write turn the wallet writer holds, and since when.
 #[derive(Default)]
 struct TurnKeeper {
-    turn: Option<(WriteTurn, std::time::Instant)>,
+    turn: Option<(WriteTurn, Instant)>,
 }
 
 impl TurnKeeper {
     async fn take(&mut self, store: &Store) -> Result<(), StoreError> {
         if self.turn.is_none() {
-            self.turn = Some((store.write_turn().await?, std::time::Instant::now()));
+            self.turn = Some((store.write_turn().await?, Instant::now()));
         }
         Ok(())
     }

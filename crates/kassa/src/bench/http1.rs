@@ -50,7 +50,7 @@ impl Http1Client {
 
     /// POSTs a JSON `body` to `path`. `None` when the call got no answer (the connection
     /// failed or closed): whether it took effect is unknown.
-    pub async fn post_json(&mut self, path: &Uri, body: Bytes) -> Option<Reply> {
+    pub async fn post_json(&mut self, path: &'static str, body: Bytes) -> Option<Reply> {
         let sender = match &mut self.sender {
             Some(sender) if !sender.is_closed() => sender,
             slot => slot.insert(connect(&self.address).await.ok()?),
@@ -61,7 +61,7 @@ impl Http1Client {
         }
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = path.clone();
+        *request.uri_mut() = Uri::from_static(path);
         let headers = request.headers_mut();
         headers.insert(HOST, self.host.clone());
         headers.insert(AUTHORIZATION, self.auth.clone());

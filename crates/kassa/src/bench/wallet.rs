@@ -39,9 +39,6 @@ pub struct WalletTarget {
     base: String,
     auth: HeaderValue,
     client: reqwest::Client,
-    debit_url: Arc<str>,
-    credit_url: Arc<str>,
-    rollback_url: Arc<str>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +57,17 @@ enum Kind {
     Debit,
     Credit,
     Rollback,
+}
+
+impl Kind {
+    /// The endpoint of this kind of call.
+    fn path(self) -> &'static str {
+        match self {
+            Kind::Debit => "/v1/wallet/debit",
+            Kind::Credit => "/v1/wallet/credit",
+            Kind::Rollback => "/v1/wallet/rollback",
+        }
+    }
 }
 
 /// A call as sent: enough to replay it and to count what it did.
@@ -116,19 +124,12 @@ impl WalletTarget {
         Ok(WalletTarget {
             auth: HeaderValue::from_str(&format!("Bearer {api_key}"))?,
             client,
-            debit_url: format!("{base}/v1/wallet/debit").into(),
-            credit_url: format!("{base}/v1/wallet/credit").into(),
-            rollback_url: format!("{base}/v1/wallet/rollback").into(),
             base,
         })
     }
 
-    fn url(&self, kind: Kind) -> &str {
-        match kind {
-            Kind::Debit => &self.debit_url,
-            Kind::Credit => &self.credit_url,
-            Kind::Rollback => &self.rollback_url,
-        }
+    fn url(&self, kind: Kind) -> String {
+        format!("{}{}", self.base, kind.path())
     }
 
     /// Sends a call; `Ok(None)` when it got no usable answer (its fate is unknown).
@@ -401,15 +402,6 @@ async fn client_loop(
 ) -> anyhow::Result<ClientResult> {
     let mut rng = StdRng::from_entropy();
     let mut connection = target.load_client()?;
-    let paths = [Kind::Debit, Kind::Credit, Kind::Rollback].map(|kind| {
-        target
-            .url(kind)
-            .trim_start_matches(&target.base)
-            .parse::<hyper::Uri>()
-    });
-    let [Ok(debit_path), Ok(credit_path), Ok(rollback_path)] = paths else {
-        bail!("the wallet paths are not URIs");
-    };
     let mut histogram = stats::new_histogram();
     let mut acknowledged = Vec::new();
     let mut unanswered = Vec::new();
@@ -447,14 +439,12 @@ async fn client_loop(
                 }
             }
         };
-        let path = match sent.kind {
-            Kind::Debit => &debit_path,
-            Kind::Credit => &credit_path,
-            Kind::Rollback => &rollback_path,
-        };
         let started = Instant::now();
         let reply = connection
-            .post_json(path, Bytes::copy_from_slice(sent.body.as_bytes()))
+            .post_json(
+                sent.kind.path(),
+                Bytes::copy_from_slice(sent.body.as_bytes()),
+            )
             .await;
         stats::record(&mut histogram, started.elapsed());
         let answer = match reply {
