@@ -94,6 +94,20 @@ impl VerifyReport {
     }
 }
 
+/// The accounts and txn ids a batch of requests names, each once and in order.
+pub(crate) fn referenced(requests: &[Request]) -> (BTreeSet<AccountId>, BTreeSet<&str>) {
+    (
+        requests
+            .iter()
+            .flat_map(|r| r.referenced_accounts())
+            .collect(),
+        requests
+            .iter()
+            .flat_map(|r| r.referenced_txn_ids())
+            .collect(),
+    )
+}
+
 pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} {value:?}"))
 }
@@ -178,14 +192,7 @@ impl Store {
         merchant_id: &str,
         requests: &[Request],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let account_ids: BTreeSet<AccountId> = requests
-            .iter()
-            .flat_map(|r| r.referenced_accounts())
-            .collect();
-        let txn_ids: BTreeSet<&str> = requests
-            .iter()
-            .flat_map(|r| r.referenced_txn_ids())
-            .collect();
+        let (account_ids, txn_ids) = referenced(requests);
         let (accounts, entries) = self
             .load_locked(conn, merchant_id, account_ids, &txn_ids, requests)
             .await?;

@@ -20,7 +20,7 @@ use kassa_core::ledger::{Account, AccountId, Entry, EntryMeta, LedgerView, Outco
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::ledger::{parse_account, parse_entry_codes};
+use crate::ledger::{parse_account, parse_entry_codes, referenced};
 use crate::{now_ms, StoreError};
 
 /// Statements each connection keeps prepared: the reads and updates below and six sizes of
@@ -90,15 +90,8 @@ impl SqliteBatch<'_> {
         merchant_id: &str,
         requests: &[Request],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let account_ids: BTreeSet<AccountId> = requests
-            .iter()
-            .flat_map(|r| r.referenced_accounts())
-            .collect();
+        let (account_ids, txn_ids) = referenced(requests);
         let mut accounts = self.accounts(&account_ids)?;
-        let txn_ids: BTreeSet<&str> = requests
-            .iter()
-            .flat_map(|r| r.referenced_txn_ids())
-            .collect();
         let entries = self.entries(merchant_id, &txn_ids)?;
         let more: BTreeSet<AccountId> = entries
             .iter()
