@@ -164,21 +164,31 @@ const POSTGRES_STATEMENT_CACHE_CAPACITY: usize = 1024;
 const SQLITE_READERS_MAX: u32 = 8;
 /// How long a request waits for a pooled connection before failing.
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Page size of a new SQLite database (ADR 12). Every journal row lands in a random leaf of
-/// the txn-id indexes, and a commit writes each page it touched into the WAL in full: with
-/// 4 KiB pages a 30-call batch wrote ~450 KiB, with 1 KiB pages ~175 KiB. An existing
-/// database keeps the page size it was created with.
-const SQLITE_PAGE_SIZE_BYTES: u32 = 1024;
-/// The writer's page cache. Index leaves the journal writes to stay in memory instead of
-/// being read back from the file.
-const SQLITE_WRITER_CACHE_KIB: u32 = 32 * 1024;
+/// Page size of a new SQLite database (ADR 12, ADR 14). Every journal row lands in a
+/// random leaf of the txn-id and player indexes, and a commit writes each page it touched
+/// into the WAL in full: smaller pages write fewer bytes, larger ones split less often. With
+/// 10,000 players a commit of ~32 calls wrote 158 frames of 1 KiB and rebalanced index pages
+/// 19 times; with 2 KiB pages 138 frames and 13 times, and the wallet answered 10–25% more
+/// calls (4 KiB: more bytes again, and slower; BENCH.md, note 22). An existing database
+/// keeps the page size it was created with (`VACUUM` after a change of this value converts
+/// it).
+const SQLITE_PAGE_SIZE_BYTES: u32 = 2048;
+/// The writer's page cache. Index leaves the journal writes stay in memory instead of
+/// being read back from the file; but SQLite walks the whole cache at the end of every
+/// transaction that rebalanced an index page (a rebalance renumbers pages through the
+/// reserved lock page, which leaves the cache's highest page number at 2^30 / page size, and
+/// the truncation at the end of the transaction then visits every cached page). At 32 MiB of
+/// 1 KiB pages that walk was 19% of the wallet writer's time with 10,000 players; at 8 MiB,
+/// 8% (BENCH.md, note 22). Caches of 2–4 MiB gave no more.
+const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
 /// WAL pages after which a writer checkpoints in its own commit. The copying is done by
 /// [`Store::checkpoint_wal`] on a reader connection every 50 ms, off the writers' path; a
 /// writer's own checkpoint then finds little left and lets the WAL restart from its
 /// beginning. At 4,096 pages (4 MiB) the wallet writer reached it every ~130 ms with 10,000
-/// players and each such commit took 12–20 ms (p99 21–26 ms); at 65,536 (64 MiB) the
-/// background copies keep up (p99 8–10 ms; BENCH.md, note 20).
-const SQLITE_WRITER_AUTOCHECKPOINT_PAGES: u32 = 65_536;
+/// players and each such commit took 12–20 ms (p99 21–26 ms); at 64 MiB the background
+/// copies keep up (p99 8–10 ms; BENCH.md, note 20). 64 MiB of the default page size (a file
+/// made with 1 KiB pages checkpoints at 32 MiB).
+const SQLITE_WRITER_AUTOCHECKPOINT_PAGES: u32 = 64 * 1024 * 1024 / SQLITE_PAGE_SIZE_BYTES;
 
 /// What every SQLite connection sets first. The page size only counts before the first
 /// table exists, so it comes first. WAL lets readers run beside the writer; FULL makes each
