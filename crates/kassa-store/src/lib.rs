@@ -168,10 +168,10 @@ const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// random leaf of the txn-id and player indexes, and a commit writes each page it touched
 /// into the WAL in full: smaller pages write fewer bytes, larger ones split less often. With
 /// 10,000 players a commit of ~32 calls wrote 158 frames of 1 KiB and rebalanced index pages
-/// 19 times; with 2 KiB pages 138 frames and 13 times, and the wallet answered 10–25% more
-/// calls (4 KiB: more bytes again, and slower; BENCH.md, note 22). An existing database
-/// keeps the page size it was created with (`VACUUM` after a change of this value converts
-/// it).
+/// 19 times; with 2 KiB pages 138 frames and 13 times, and the wallet answered 11–15% more
+/// calls (10 players: the same; 4 KiB: more bytes again, and slower; BENCH.md, note 22).
+/// An existing database keeps the page size it was created with (`VACUUM` after a change
+/// of this value converts it).
 const SQLITE_PAGE_SIZE_BYTES: u32 = 2048;
 /// The writer's page cache. Index leaves the journal writes stay in memory instead of
 /// being read back from the file; but SQLite walks the whole cache at the end of every
@@ -179,7 +179,7 @@ const SQLITE_PAGE_SIZE_BYTES: u32 = 2048;
 /// reserved lock page, which leaves the cache's highest page number at 2^30 / page size, and
 /// the truncation at the end of the transaction then visits every cached page). At 32 MiB of
 /// 1 KiB pages that walk was 19% of the wallet writer's time with 10,000 players; at 8 MiB,
-/// 8% (BENCH.md, note 22). Caches of 2–4 MiB gave no more.
+/// 8% (BENCH.md, note 22). Smaller caches gave no more (2 MiB of 2 KiB pages: less).
 const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
 /// WAL pages after which a writer checkpoints in its own commit. The copying is done by
 /// [`Store::checkpoint_wal`] on a reader connection every 50 ms, off the writers' path; a
