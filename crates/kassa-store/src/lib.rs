@@ -18,8 +18,10 @@ pub mod idempotency;
 pub mod ledger;
 pub mod payments;
 pub mod payouts;
+pub mod postgres_writer;
 pub mod sqlite_writer;
 
+pub use postgres_writer::{PostgresBatch, PostgresWriter};
 pub use sqlite_writer::{SqliteBatch, SqliteWriter};
 
 /// The database driver's error, for callers that commit transactions.
@@ -97,6 +99,10 @@ pub enum StoreError {
     /// statement.
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL, called directly by the wallet writer ([`PostgresWriter`]), failed or
+    /// refused a statement.
+    #[error("database error")]
+    Postgres(#[from] tokio_postgres::Error),
     /// Migrations could not be applied.
     #[error("migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -125,6 +131,16 @@ impl StoreError {
                     | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
             );
         }
+        if let StoreError::Postgres(error) = self {
+            return error.code().is_some_and(|code| {
+                [
+                    &tokio_postgres::error::SqlState::UNIQUE_VIOLATION,
+                    &tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE,
+                    &tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED,
+                ]
+                .contains(&code)
+            });
+        }
         let StoreError::Database(sqlx::Error::Database(db)) = self else {
             return false;
         };
@@ -146,6 +162,8 @@ pub struct Store {
     backend: Backend,
     /// The SQLite file, for [`Store::sqlite_writer`]; `None` on PostgreSQL and in memory.
     sqlite_path: Option<String>,
+    /// The PostgreSQL URL as given, for [`Store::postgres_writer`]; `None` on SQLite.
+    postgres_url: Option<String>,
 }
 
 /// Connections the PostgreSQL pool may open.
@@ -210,6 +228,23 @@ fn sqlite_writer_pragmas() -> String {
     )
 }
 
+/// `url` without the options that only sqlx understands (the wallet writer's own
+/// connection has no statement cache to size), which `tokio-postgres` would refuse.
+fn without_sqlx_options(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|option| !option.starts_with("statement-cache-capacity="))
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -266,9 +301,11 @@ impl Store {
                 writer,
                 backend: Backend::Sqlite,
                 sqlite_path: (path != ":memory:").then(|| path.to_string()),
+                postgres_url: None,
             });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let postgres_url = Some(url.to_string());
             let url = if url.contains("statement-cache-capacity=") {
                 url.to_string()
             } else {
@@ -287,6 +324,7 @@ impl Store {
                 writer: pool,
                 backend: Backend::Postgres,
                 sqlite_path: None,
+                postgres_url,
             });
         }
         Err(StoreError::UnsupportedUrl(url.to_string()))
@@ -355,6 +393,21 @@ impl Store {
                 sqlite_writer_pragmas()
             ),
         ))
+    }
+
+    /// A wallet writer with a PostgreSQL connection of its own ([`PostgresWriter`], ADR 15),
+    /// connected: `None` on SQLite, an error when the URL has other options that only sqlx
+    /// knows or the database cannot be reached.
+    pub async fn postgres_writer(&self) -> Option<Result<PostgresWriter, StoreError>> {
+        let url = self.postgres_url.as_deref()?;
+        Some(
+            async {
+                let mut writer = PostgresWriter::new(&without_sqlx_options(url))?;
+                writer.connect().await?;
+                Ok(writer)
+            }
+            .await,
+        )
     }
 
     /// Waits for this process's turn to write to SQLite: takes the one writer connection
@@ -502,6 +555,25 @@ pub fn postgres_url_with_database(server: &str, name: &str) -> String {
 #[cfg(test)]
 mod url_tests {
     use super::postgres_url_with_database as with_database;
+    use super::without_sqlx_options;
+
+    #[test]
+    fn sqlx_options_are_left_out_of_the_wallet_writers_url() {
+        assert_eq!(
+            without_sqlx_options("postgres://u@h:5432/db?statement-cache-capacity=10"),
+            "postgres://u@h:5432/db"
+        );
+        assert_eq!(
+            without_sqlx_options(
+                "postgres://u@h/db?sslmode=disable&statement-cache-capacity=10&application_name=k"
+            ),
+            "postgres://u@h/db?sslmode=disable&application_name=k"
+        );
+        assert_eq!(
+            without_sqlx_options("postgres://u@h/db"),
+            "postgres://u@h/db"
+        );
+    }
 
     #[test]
     fn replaces_or_adds_the_database_name() {

@@ -96,6 +96,33 @@ fn win_for_alice(f: &Fixture, id: &str, amount_minor: i64) -> Request {
     )
 }
 
+/// A debit for the first player, by `txn_id`.
+fn bet_for_alice(f: &Fixture, id: &str, amount_minor: i64) -> Request {
+    request(
+        id,
+        "debit",
+        Command::Transfer {
+            debit: f.cash[0],
+            credit: f.house,
+            amount_minor,
+        },
+        f.cash[0],
+    )
+}
+
+/// A rollback of the debit `original`.
+fn rollback_of(f: &Fixture, id: &str, original: &str) -> Request {
+    request(
+        id,
+        "rollback",
+        Command::Reverse {
+            original_txn_id: original.into(),
+            original_label: Some("debit".into()),
+        },
+        f.cash[0],
+    )
+}
+
 async fn apply(store: &Store, merchant: &str, requests: &[Request]) -> Vec<Outcome> {
     let mut tx = store.begin().await.unwrap();
     let outcomes = store
@@ -112,18 +139,7 @@ async fn two_phase_and_reversal(backend: TestBackend) {
     };
     let f = fixture(&store).await;
     let win = |id: &str, amount_minor| win_for_alice(&f, id, amount_minor);
-    let bet = |id: &str, amount_minor| {
-        request(
-            id,
-            "debit",
-            Command::Transfer {
-                debit: f.cash[0],
-                credit: f.house,
-                amount_minor,
-            },
-            f.cash[0],
-        )
-    };
+    let bet = |id: &str, amount_minor| bet_for_alice(&f, id, amount_minor);
     let out = apply(
         &store,
         &f.merchant,
@@ -133,15 +149,7 @@ async fn two_phase_and_reversal(backend: TestBackend) {
     assert!(
         matches!(&out[2], Outcome::Replayed(e) if e.subject_balance_after_minor == Some(7_500))
     );
-    let rollback = request(
-        "r1",
-        "rollback",
-        Command::Reverse {
-            original_txn_id: "b1".into(),
-            original_label: Some("debit".into()),
-        },
-        f.cash[0],
-    );
+    let rollback = rollback_of(&f, "r1", "b1");
     let reserve = request(
         "po1",
         "payout",
@@ -640,27 +648,60 @@ async fn postgres_expired_idempotency_keys_are_purged() {
     expired_idempotency_keys_are_purged(TestBackend::Postgres).await;
 }
 
-/// The wallet writer's own SQLite connection ([`kassa_store::SqliteWriter`], ADR 13) is a
-/// second path to the journal. Random histories, in random batches (up to 63 calls over 128
-/// txn ids, so that every size of its multi-row INSERTs is used), each batch sent twice,
-/// go through it on one database and through [`Store::apply_ledger_requests`] on another
-/// with the same accounts: every outcome, every balance and the verify report must be the
-/// same, and a replayed batch must move nothing.
-#[test]
-fn sqlite_writer_agrees_with_the_shared_path() {
+/// A wallet writer with a connection of its own: [`kassa_store::SqliteWriter`] (ADR 13) or
+/// [`kassa_store::PostgresWriter`] (ADR 15).
+enum OwnWriter {
+    Sqlite(kassa_store::SqliteWriter),
+    Postgres(Box<kassa_store::PostgresWriter>),
+}
+
+impl OwnWriter {
+    async fn open(store: &Store) -> OwnWriter {
+        if let Some(writer) = store.sqlite_writer() {
+            return OwnWriter::Sqlite(writer.expect("open the SQLite writer"));
+        }
+        let writer = store.postgres_writer().await.expect("a PostgreSQL writer");
+        OwnWriter::Postgres(Box::new(writer.expect("connect the PostgreSQL writer")))
+    }
+
+    /// One batch of one merchant, committed.
+    async fn apply(&mut self, store: &Store, merchant: &str, requests: &[Request]) -> Vec<Outcome> {
+        match self {
+            OwnWriter::Sqlite(writer) => {
+                let _turn = store.write_turn().await.unwrap();
+                let mut batch = writer.begin().unwrap();
+                let outcomes = batch.apply_ledger_requests(merchant, requests).unwrap();
+                batch.commit().unwrap();
+                outcomes
+            }
+            OwnWriter::Postgres(writer) => {
+                let mut batch = writer.begin().await.unwrap();
+                let outcomes = batch
+                    .apply_ledger_requests(merchant, requests)
+                    .await
+                    .unwrap();
+                batch.commit().await.unwrap();
+                outcomes
+            }
+        }
+    }
+}
+
+/// The wallet writer's own connection is a second path to the journal. Random histories,
+/// in random batches (up to 63 calls over 128 txn ids, so that every size of the SQLite
+/// writer's multi-row INSERTs is used), each batch sent twice, go through it on one
+/// database and through [`Store::apply_ledger_requests`] on another with the same
+/// accounts: every outcome, every balance and the verify report must be the same, and a
+/// replayed batch must move nothing.
+fn own_writer_agrees_with_the_shared_path(backend: TestBackend) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (shared, own) = runtime.block_on(async {
-        (
-            store(TestBackend::Sqlite).await.unwrap(),
-            store(TestBackend::Sqlite).await.unwrap(),
-        )
-    });
-    // proptest's closure is `Fn`: the writer is borrowed mutably through a cell.
-    let writer = std::cell::RefCell::new(
-        own.sqlite_writer()
-            .expect("a SQLite file has a writer")
-            .expect("open the writer"),
-    );
+    let Some((shared, own)) =
+        runtime.block_on(async { Some((store(backend).await?, store(backend).await?)) })
+    else {
+        return;
+    };
+    // proptest's closure is `Fn`: the writer is borrowed mutably through a lock.
+    let writer = tokio::sync::Mutex::new(runtime.block_on(OwnWriter::open(&own)));
     let config = ProptestConfig {
         cases: 32,
         ..ProptestConfig::default()
@@ -672,19 +713,12 @@ fn sqlite_writer_agrees_with_the_shared_path() {
             let ids = |f: &Fixture| [f.cash[0], f.cash[1], f.hold, f.house, f.clearing];
             assert_eq!(ids(&f), ids(&g), "both databases hand out the same account ids");
             let requests: Vec<Request> = steps.iter().map(|s| to_request(&f, s)).collect();
+            let mut writer = writer.lock().await;
             for chunk in requests.chunks(batch) {
                 for _ in 0..2 {
                     let expected = apply(&shared, &f.merchant, chunk).await;
                     let before = own.balances(&ids(&g)).await.unwrap();
-                    let turn = own.write_turn().await.unwrap();
-                    let outcomes = {
-                        let mut writer = writer.borrow_mut();
-                        let mut batch = writer.begin().unwrap();
-                        let outcomes = batch.apply_ledger_requests(&g.merchant, chunk).unwrap();
-                        batch.commit().unwrap();
-                        outcomes
-                    };
-                    drop(turn);
+                    let outcomes = writer.apply(&own, &g.merchant, chunk).await;
                     assert_eq!(outcomes, expected);
                     let after = own.balances(&ids(&g)).await.unwrap();
                     if outcomes.iter().all(|o| !matches!(o, Outcome::Recorded(_))) {
@@ -707,6 +741,16 @@ fn sqlite_writer_agrees_with_the_shared_path() {
             );
         });
     });
+}
+
+#[test]
+fn sqlite_writer_agrees_with_the_shared_path() {
+    own_writer_agrees_with_the_shared_path(TestBackend::Sqlite);
+}
+
+#[test]
+fn postgres_writer_agrees_with_the_shared_path() {
+    own_writer_agrees_with_the_shared_path(TestBackend::Postgres);
 }
 
 /// A batch of the SQLite writer that fails half-way (a statement the database refuses)
@@ -756,4 +800,140 @@ async fn sqlite_writer_batches_are_atomic_and_take_turns() {
     assert!(matches!(first[1], Outcome::Replayed(_)));
     assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 500);
     assert!(store.verify_ledger().await.unwrap().is_ok());
+}
+
+/// A batch of the PostgreSQL writer that is dropped half-way leaves nothing behind, its
+/// row locks go when the writer rolls it back, and the writer's next batch works.
+#[tokio::test]
+async fn postgres_writer_batches_are_atomic() {
+    let Some(store) = store(TestBackend::Postgres).await else {
+        return;
+    };
+    let f = fixture(&store).await;
+    let mut writer = store.postgres_writer().await.unwrap().unwrap();
+    {
+        let mut batch = writer.begin().await.unwrap();
+        batch
+            .apply_ledger_requests(&f.merchant, &[win_for_alice(&f, "w1", 500)])
+            .await
+            .unwrap();
+        // Dropped without commit: the journal and the balance were written, not committed.
+    }
+    // Meanwhile the batch holds the account's row lock: another transaction waits for it.
+    let mut other = store.begin().await.unwrap();
+    let cash = [f.cash[0]];
+    let waiting = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        store.lock_balances(&mut other, &cash),
+    );
+    assert!(waiting.await.is_err(), "the dropped batch's lock was gone");
+    // The other transaction's SELECT … FOR UPDATE still waits on the server; it is
+    // answered, and the other transaction can end, once the writer rolls back.
+    writer.roll_back_failed_batch().await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), other.rollback())
+        .await
+        .expect("the lock is gone once the batch is rolled back")
+        .unwrap();
+    assert_eq!(store.balances(&cash).await.unwrap()[&f.cash[0]], 0);
+    assert!(store.get_entry(&f.merchant, "w1").await.unwrap().is_none());
+
+    // A batch dropped without a rollback is rolled back by the next one, which commits once.
+    drop(writer.begin().await.unwrap());
+    {
+        let mut batch = writer.begin().await.unwrap();
+        batch
+            .apply_ledger_requests(&f.merchant, &[win_for_alice(&f, "w2", 700)])
+            .await
+            .unwrap();
+    }
+    let mut batch = writer.begin().await.unwrap();
+    let outcomes = batch
+        .apply_ledger_requests(
+            &f.merchant,
+            &[win_for_alice(&f, "w1", 500), win_for_alice(&f, "w1", 500)],
+        )
+        .await
+        .unwrap();
+    batch.commit().await.unwrap();
+    assert!(matches!(outcomes[0], Outcome::Recorded(_)));
+    assert!(matches!(outcomes[1], Outcome::Replayed(_)));
+    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 500);
+    assert!(store.get_entry(&f.merchant, "w2").await.unwrap().is_none());
+    assert!(store.verify_ledger().await.unwrap().is_ok());
+}
+
+/// Two nodes, each with its own PostgreSQL writer, roll back the same debit at the same
+/// time under different txn ids: money comes back once. The node that recorded the debit
+/// locks its accounts up front; the other learns them from the entry and reads it again
+/// under the locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writers_on_two_nodes_roll_back_a_debit_once() {
+    let Some(store) = store(TestBackend::Postgres).await else {
+        return;
+    };
+    let f = fixture(&store).await;
+    let mut first = store.postgres_writer().await.unwrap().unwrap();
+    let mut second = store.postgres_writer().await.unwrap().unwrap();
+    for round in 0..20 {
+        let win = format!("win-{round}");
+        let bet = format!("bet-{round}");
+        commit(
+            &mut first,
+            &f.merchant,
+            vec![win_for_alice(&f, &win, 1_000), bet_for_alice(&f, &bet, 300)],
+        )
+        .await;
+        let before = store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]];
+        let (a, b) = tokio::join!(
+            commit(
+                &mut first,
+                &f.merchant,
+                vec![rollback_of(&f, &format!("rb-a-{round}"), &bet)]
+            ),
+            commit(
+                &mut second,
+                &f.merchant,
+                vec![rollback_of(&f, &format!("rb-b-{round}"), &bet)]
+            ),
+        );
+        let after = store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]];
+        assert_eq!(after - before, 300, "round {round}: {a:?} {b:?}");
+        let original = store.get_entry(&f.merchant, &bet).await.unwrap().unwrap();
+        assert_eq!(original.status, EntryStatus::Reversed, "round {round}");
+    }
+    // A rollback on the node that did not record the debit, alone: it learns the debit's
+    // accounts from the entry, locks them, and moves the money back.
+    commit(
+        &mut first,
+        &f.merchant,
+        vec![bet_for_alice(&f, "bet-late", 200)],
+    )
+    .await;
+    let before = store.balances(&[f.cash[0], f.house]).await.unwrap();
+    let outcomes = commit(
+        &mut second,
+        &f.merchant,
+        vec![rollback_of(&f, "rb-late", "bet-late")],
+    )
+    .await;
+    assert!(matches!(outcomes[0], Outcome::Recorded(_)), "{outcomes:?}");
+    let after = store.balances(&[f.cash[0], f.house]).await.unwrap();
+    assert_eq!(after[&f.cash[0]] - before[&f.cash[0]], 200);
+    assert_eq!(after[&f.house] - before[&f.house], -200);
+    assert!(store.verify_ledger().await.unwrap().is_ok());
+}
+
+/// One committed batch of `writer`.
+async fn commit(
+    writer: &mut kassa_store::PostgresWriter,
+    merchant: &str,
+    requests: Vec<Request>,
+) -> Vec<Outcome> {
+    let mut batch = writer.begin().await.unwrap();
+    let outcomes = batch
+        .apply_ledger_requests(merchant, &requests)
+        .await
+        .unwrap();
+    batch.commit().await.unwrap();
+    outcomes
 }

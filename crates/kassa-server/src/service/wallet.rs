@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use kassa_core::ledger::{Command, Entry, EntryMeta, EntryStatus, Outcome, Refusal, Request};
 use kassa_core::Currency;
-use kassa_store::{HeldConnection, SqliteWriter, Store, StoreError, WriteTurn};
+use kassa_store::{HeldConnection, PostgresWriter, SqliteWriter, Store, StoreError, WriteTurn};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -351,11 +351,13 @@ fn refusal_error(refusal: &Refusal) -> ApiError {
     }
 }
 
-/// The wallet writer's database: its own SQLite connection (ADR 13), or a connection kept
-/// between batches on PostgreSQL (and on an in-memory SQLite, which a second connection
-/// would not see).
+/// The wallet writer's database: its own SQLite connection (ADR 13), its own PostgreSQL
+/// connection (ADR 15), or else a connection of the store's kept between batches (an
+/// in-memory SQLite, which a second connection would not see; a PostgreSQL URL with options
+/// only sqlx knows).
 enum WriterDb {
     Sqlite(SqliteWriter, TurnKeeper),
+    Postgres(Box<PostgresWriter>),
     Held(HeldConnection),
 }
 
@@ -401,13 +403,21 @@ async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>, batch_size_max
             tracing::warn!(%error, "wallet writer cannot open its own SQLite connection");
             WriterDb::Held(store.held_connection())
         }
-        None => WriterDb::Held(store.held_connection()),
+        None => match store.postgres_writer().await {
+            Some(Ok(writer)) => WriterDb::Postgres(Box::new(writer)),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "wallet writer cannot open its own PostgreSQL connection");
+                WriterDb::Held(store.held_connection())
+            }
+            None => WriterDb::Held(store.held_connection()),
+        },
     };
     let mut batch = Vec::with_capacity(batch_size_max);
     while queue.recv_many(&mut batch, batch_size_max).await > 0 {
         commit(&store, &mut db, std::mem::take(&mut batch)).await;
         match &mut db {
             WriterDb::Sqlite(_, turn) => turn.after_batch(queue.is_empty()),
+            WriterDb::Postgres(_) => {}
             WriterDb::Held(held) => held.finish_batch(),
         }
     }
@@ -420,6 +430,7 @@ async fn commit(store: &Store, db: &mut WriterDb, jobs: Vec<Job>) {
     let error = loop {
         let committed = match db {
             WriterDb::Sqlite(writer, turn) => try_commit_sqlite(store, writer, turn, &jobs).await,
+            WriterDb::Postgres(writer) => try_commit_postgres(writer, &jobs).await,
             WriterDb::Held(held) => try_commit(store, held, &jobs).await,
         };
         match committed {
@@ -433,9 +444,12 @@ async fn commit(store: &Store, db: &mut WriterDb, jobs: Vec<Job>) {
                 return;
             }
             Err(error) => {
-                if let WriterDb::Held(held) = db {
+                match db {
                     // A fresh connection for the next try: the pool tests this one.
-                    held.release();
+                    WriterDb::Held(held) => held.release(),
+                    // The failed batch's row locks go now, not at the next batch.
+                    WriterDb::Postgres(writer) => writer.roll_back_failed_batch().await,
+                    WriterDb::Sqlite(..) => {}
                 }
                 if error.is_retryable() && attempt < BATCH_RETRIES_MAX {
                     attempt += 1;
@@ -542,5 +556,45 @@ async fn try_commit_sqlite(
         }
     }
     batch.commit()?;
+    Ok(outcomes)
+}
+
+/// The same batch on the writer's own PostgreSQL connection (ADR 15): three round trips,
+/// each carrying every statement that does not wait for another's answer.
+async fn try_commit_postgres(
+    writer: &mut PostgresWriter,
+    jobs: &[Job],
+) -> Result<Vec<Outcome>, StoreError> {
+    let mut batch = writer.begin().await?;
+    let mut decided = Vec::new();
+    for (merchant, positions) in by_merchant(jobs) {
+        let outcomes = batch
+            .apply_ledger_requests(merchant, &requests_at(jobs, &positions))
+            .await?;
+        decided.push((positions, outcomes));
+    }
+    let outcomes = in_job_order(jobs.len(), decided);
+    let rendered: Vec<(&IdempotencyClaim, u16, String)> = jobs
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(job, outcome)| {
+            let (claim, render) = job.claim.as_ref()?;
+            let (status, body) = render(outcome);
+            Some((claim, status, body))
+        })
+        .collect();
+    let answers: Vec<(&str, &str, u16, &str)> = rendered
+        .iter()
+        .map(|(claim, status, body)| {
+            (
+                claim.merchant_id.as_str(),
+                claim.key.as_str(),
+                *status,
+                body.as_str(),
+            )
+        })
+        .collect();
+    batch.complete_idempotency_keys(&answers).await?;
+    batch.commit().await?;
     Ok(outcomes)
 }

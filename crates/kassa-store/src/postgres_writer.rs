@@ -1,0 +1,488 @@
+//! The wallet writer's own PostgreSQL connection (ADR 15).
+//!
+//! Through sqlx a wallet batch waited on seven round trips, one statement at a time: BEGIN,
+//! the entries a rollback names, the accounts it locks, the entries again, the journal, the
+//! status changes, COMMIT. With 10,000 players a quarter of the machine sat idle while the
+//! one writer waited (BENCH.md, note 24). This writer speaks to PostgreSQL through
+//! `tokio-postgres`, which sends statements that do not need each other's answers
+//! back to back (pipelining) and waits once:
+//!
+//! 1. BEGIN, the row locks on every account the batch names, and the entries it names;
+//! 2. the journal and the status changes;
+//! 3. COMMIT.
+//!
+//! A rollback names its original entry, not the accounts that entry moved money between;
+//! the writer remembers the accounts of the entries it recorded (`entry_accounts`), so the
+//! locks of step 1 already cover them. When they do not (an entry another node wrote, or one
+//! forgotten), the writer locks what is missing and reads the entries once more, as the
+//! shared path does: the entries a batch decides on are always read after every account
+//! they name is locked, so two nodes cannot both roll back one debit.
+//!
+//! Each statement has one text whatever the batch size (rows go in as arrays), so each is
+//! prepared once per connection. It writes the same rows as
+//! [`Store::apply_ledger_requests`](crate::Store::apply_ledger_requests) through the same
+//! pure ledger engine.
+
+use std::collections::{BTreeSet, HashMap};
+
+use futures::future::try_join_all;
+use kassa_core::ledger::{
+    Account, AccountId, Effects, Entry, EntryMeta, LedgerView, Outcome, Request,
+};
+use tokio_postgres::{Client, NoTls, Statement};
+
+use crate::ledger::{parse_account, parse_entry_codes, referenced};
+use crate::{now_ms, StoreError};
+
+const LOCK_ACCOUNTS: &str = "SELECT id, currency, balance_minor, floor FROM ledger_accounts \
+     WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE";
+const SELECT_ENTRIES: &str = "SELECT txn_id, label, operation, status, fingerprint, currency, \
+     amount_minor, debit_account_id, credit_account_id, hold_account_id, ref_txn_id, \
+     subject_account_id, subject_balance_after_minor, player_id, round_id, reference \
+     FROM ledger_entries WHERE merchant_id = $1 AND txn_id = ANY($2::text[])";
+/// New entries (in the order the engine decided them, so ids follow the journal), their
+/// transfers joined to the ids the entries got, and the new balances; answers how many
+/// transfers and balances it wrote. The balances are found by `id = ANY(…)`, through the
+/// key's index whatever plan PostgreSQL caches (a join with the array alone let a generic
+/// plan scan the whole table; see `case_update` in the shared path).
+const WRITE_JOURNAL: &str = "WITH e AS (INSERT INTO ledger_entries (merchant_id, created_at_ms, \
+     txn_id, label, operation, status, fingerprint, currency, amount_minor, debit_account_id, \
+     credit_account_id, hold_account_id, ref_txn_id, subject_account_id, \
+     subject_balance_after_minor, player_id, round_id, reference) \
+     SELECT $1::text, $2::int8, v.txn_id, v.label, v.operation, v.status, v.fingerprint, \
+     v.currency, v.amount_minor, v.debit_account_id, v.credit_account_id, v.hold_account_id, \
+     v.ref_txn_id, v.subject_account_id, v.subject_balance_after_minor, v.player_id, \
+     v.round_id, v.reference \
+     FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+     $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::int8[], $15::int8[], \
+     $16::text[], $17::text[], $18::text[]) WITH ORDINALITY AS v (txn_id, label, operation, \
+     status, fingerprint, currency, amount_minor, debit_account_id, credit_account_id, \
+     hold_account_id, ref_txn_id, subject_account_id, subject_balance_after_minor, player_id, \
+     round_id, reference, n) ORDER BY v.n RETURNING id, txn_id), \
+     t AS (INSERT INTO ledger_transfers (entry_id, merchant_id, txn_id, seq, debit_account_id, \
+     credit_account_id, amount_minor, currency, created_at_ms) \
+     SELECT e.id, $1::text, v.txn_id, v.seq, v.debit_account_id, v.credit_account_id, \
+     v.amount_minor, v.currency, $2::int8 \
+     FROM unnest($19::text[], $20::int8[], $21::int8[], $22::int8[], $23::int8[], $24::text[]) \
+     WITH ORDINALITY AS v (txn_id, seq, debit_account_id, credit_account_id, amount_minor, \
+     currency, n) JOIN e ON e.txn_id = v.txn_id ORDER BY v.n RETURNING 1), \
+     b AS (UPDATE ledger_accounts a SET balance_minor = v.balance_minor \
+     FROM unnest($25::int8[], $26::int8[]) AS v (id, balance_minor) \
+     WHERE a.id = ANY($25::int8[]) AND a.id = v.id RETURNING 1) \
+     SELECT (SELECT COUNT(*) FROM t), (SELECT COUNT(*) FROM b)";
+const UPDATE_STATUSES: &str = "UPDATE ledger_entries e SET status = v.status \
+     FROM unnest($2::text[], $3::text[]) AS v (txn_id, status) \
+     WHERE e.merchant_id = $1 AND e.txn_id = ANY($2::text[]) AND e.txn_id = v.txn_id";
+const COMPLETE_IDEMPOTENCY_KEY: &str = "UPDATE idempotency_keys SET state = 'done', \
+     response_status = $1, response_body = $2 WHERE merchant_id = $3 AND idempotency_key = $4";
+
+/// Every statement of this writer finds its rows by key. PostgreSQL plans a prepared
+/// statement for good after its first executions, from the table sizes of that moment; on a
+/// new database (a few accounts, the bench seeding its players' wallets) that plan was a
+/// scan of the whole accounts table, kept while the table grew to 20,000 rows: 3,292 scans
+/// in one benchmark run where the shared path, whose texts change with the batch size, did
+/// 54. With sequential scans priced out, the plans use the keys' indexes at any size.
+const SESSION_SETTINGS: &str = "SET enable_seqscan = off";
+
+/// Entries whose accounts the writer remembers; past this it forgets them all and starts
+/// over. A rollback names a recent debit, and 100,000 entries are minutes of a busy casino.
+/// Forgetting costs one more round trip for a rollback of an older entry, never a wrong
+/// answer.
+const ENTRY_ACCOUNTS_LEN_MAX: usize = 100_000;
+
+/// The statements, prepared once per connection.
+struct Statements {
+    lock_accounts: Statement,
+    select_entries: Statement,
+    write_journal: Statement,
+    update_statuses: Statement,
+    complete_idempotency_key: Statement,
+}
+
+/// A connection of its own to the store's PostgreSQL database, for the wallet writer.
+pub struct PostgresWriter {
+    config: tokio_postgres::Config,
+    connection: Option<(Client, Statements)>,
+    /// A transaction was begun and neither committed nor rolled back (a batch that failed):
+    /// the next batch rolls it back first.
+    in_transaction: bool,
+    /// The accounts each entry this writer recorded names, by merchant and txn id.
+    entry_accounts: HashMap<(String, String), Vec<AccountId>>,
+}
+
+/// One write transaction of a [`PostgresWriter`]. Dropped without
+/// [`commit`](PostgresBatch::commit), it is rolled back before the writer's next batch.
+pub struct PostgresBatch<'w> {
+    writer: &'w mut PostgresWriter,
+    /// BEGIN is still to be sent, with the batch's first statements.
+    begun: bool,
+    /// Entries written in this batch, remembered once it commits.
+    recorded: Vec<((String, String), Vec<AccountId>)>,
+}
+
+impl PostgresWriter {
+    /// A writer for the database at `url` (a `postgres://` URL that `tokio-postgres`
+    /// understands); it connects at its first batch.
+    pub(crate) fn new(url: &str) -> Result<PostgresWriter, StoreError> {
+        Ok(PostgresWriter {
+            config: url.parse()?,
+            connection: None,
+            in_transaction: false,
+            entry_accounts: HashMap::new(),
+        })
+    }
+
+    /// Connects now, so that a wrong URL shows at start-up rather than at the first call.
+    pub async fn connect(&mut self) -> Result<(), StoreError> {
+        self.client().await.map(|_| ())
+    }
+
+    /// Starts a write transaction. Nothing is sent yet: BEGIN goes out with the batch's
+    /// first statements.
+    pub async fn begin(&mut self) -> Result<PostgresBatch<'_>, StoreError> {
+        self.client().await?;
+        Ok(PostgresBatch {
+            writer: self,
+            begun: false,
+            recorded: Vec::new(),
+        })
+    }
+
+    /// Rolls back a batch that failed, so that its row locks do not wait for the next
+    /// batch; forgets the connection if even that fails.
+    pub async fn roll_back_failed_batch(&mut self) {
+        if !self.in_transaction {
+            return;
+        }
+        if let Some((client, _)) = &self.connection {
+            if client.batch_execute("ROLLBACK").await.is_ok() {
+                self.in_transaction = false;
+                return;
+            }
+        }
+        self.connection = None;
+        self.in_transaction = false;
+    }
+
+    /// The connection, opened (and its statements prepared) if there is none or the last
+    /// one broke.
+    async fn client(&mut self) -> Result<&(Client, Statements), StoreError> {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|(client, _)| client.is_closed())
+        {
+            self.connection = None;
+            self.in_transaction = false;
+        }
+        if self.connection.is_none() {
+            let (client, connection) = self.config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::warn!(%error, "wallet writer's PostgreSQL connection closed");
+                }
+            });
+            client.batch_execute(SESSION_SETTINGS).await?;
+            let statements = Statements {
+                lock_accounts: client.prepare(LOCK_ACCOUNTS).await?,
+                select_entries: client.prepare(SELECT_ENTRIES).await?,
+                write_journal: client.prepare(WRITE_JOURNAL).await?,
+                update_statuses: client.prepare(UPDATE_STATUSES).await?,
+                complete_idempotency_key: client.prepare(COMPLETE_IDEMPOTENCY_KEY).await?,
+            };
+            self.connection = Some((client, statements));
+            self.in_transaction = false;
+        }
+        Ok(self.connection.as_ref().expect("connected above"))
+    }
+}
+
+impl PostgresBatch<'_> {
+    /// Applies `requests` of one merchant, in order, as
+    /// [`Store::apply_ledger_requests`](crate::Store::apply_ledger_requests) does: the same
+    /// locks, the same engine, the same rows.
+    pub async fn apply_ledger_requests(
+        &mut self,
+        merchant_id: &str,
+        requests: &[Request],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let (account_ids, txn_ids) = referenced(requests);
+        let txn_ids: Vec<&str> = txn_ids.into_iter().collect();
+        let mut to_lock = account_ids.clone();
+        for txn_id in &txn_ids {
+            let key = (merchant_id.to_string(), (*txn_id).to_string());
+            if let Some(accounts) = self.writer.entry_accounts.get(&key) {
+                to_lock.extend(accounts.iter().copied());
+            }
+        }
+        let mut locked = BTreeSet::new();
+        let mut accounts = Vec::new();
+        let entries = loop {
+            let (more, entries) = self.lock_and_read(&to_lock, merchant_id, &txn_ids).await?;
+            accounts.extend(more);
+            locked.extend(to_lock.iter().copied());
+            // Asked for and missing accounts stay out of the view (the engine refuses a
+            // request that names one); they are not asked for again.
+            to_lock = entries
+                .iter()
+                .flat_map(|e| e.accounts())
+                .filter(|id| !locked.contains(id))
+                .collect();
+            if to_lock.is_empty() {
+                break entries;
+            }
+        };
+
+        let mut view = LedgerView::new(accounts, entries);
+        let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
+        let effects = view.into_effects();
+        self.write(merchant_id, &effects).await?;
+        self.recorded.extend(effects.new_entries.iter().map(|e| {
+            (
+                (merchant_id.to_string(), e.txn_id.clone()),
+                e.accounts().collect(),
+            )
+        }));
+        Ok(outcomes)
+    }
+
+    /// Stores the answers of claimed `Idempotency-Key`s in this transaction, as
+    /// [`complete_idempotency_key`](crate::idempotency::complete_idempotency_key) does:
+    /// `(merchant, key, status, body)` each.
+    pub async fn complete_idempotency_keys(
+        &mut self,
+        answers: &[(&str, &str, u16, &str)],
+    ) -> Result<(), StoreError> {
+        if answers.is_empty() {
+            return Ok(());
+        }
+        let (client, statements) = self.connection()?;
+        let statuses: Vec<i64> = answers.iter().map(|a| i64::from(a.2)).collect();
+        try_join_all(
+            answers
+                .iter()
+                .zip(&statuses)
+                .map(|(answer, status)| async move {
+                    client
+                        .execute(
+                            &statements.complete_idempotency_key,
+                            &[status, &answer.3, &answer.0, &answer.1],
+                        )
+                        .await
+                }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Makes the batch durable, then remembers the accounts of the entries it recorded.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        if self.begun {
+            let (client, _) = self.connection()?;
+            client.batch_execute("COMMIT").await?;
+            self.writer.in_transaction = false;
+        }
+        if self.writer.entry_accounts.len() + self.recorded.len() > ENTRY_ACCOUNTS_LEN_MAX {
+            self.writer.entry_accounts.clear();
+        }
+        self.writer.entry_accounts.extend(self.recorded);
+        Ok(())
+    }
+
+    fn connection(&self) -> Result<(&Client, &Statements), StoreError> {
+        let (client, statements) = self
+            .writer
+            .connection
+            .as_ref()
+            .ok_or_else(|| StoreError::Corrupt("wallet writer without a connection".into()))?;
+        Ok((client, statements))
+    }
+
+    /// Locks `ids` and then reads the entries `txn_ids` name, in one round trip; the first
+    /// of a batch also sends BEGIN (after a ROLLBACK of a batch that failed).
+    async fn lock_and_read(
+        &mut self,
+        ids: &BTreeSet<AccountId>,
+        merchant_id: &str,
+        txn_ids: &[&str],
+    ) -> Result<(Vec<Account>, Vec<Entry>), StoreError> {
+        let opening = match (self.begun, self.writer.in_transaction) {
+            (true, _) => None,
+            (false, true) => Some("ROLLBACK; BEGIN"),
+            (false, false) => Some("BEGIN"),
+        };
+        self.begun = true;
+        self.writer.in_transaction = true;
+        let (client, statements) = self.connection()?;
+        let ids: Vec<AccountId> = ids.iter().copied().collect();
+        // Sent in this order, answered in this order: the entries are read after the
+        // locks are granted, with a snapshot that sees whatever the lock waited for.
+        let (_, account_rows, entry_rows) = futures::try_join!(
+            async {
+                match opening {
+                    Some(sql) => client.batch_execute(sql).await,
+                    None => Ok(()),
+                }
+            },
+            async { client.query(&statements.lock_accounts, &[&ids]).await },
+            async {
+                client
+                    .query(&statements.select_entries, &[&merchant_id, &txn_ids])
+                    .await
+            },
+        )?;
+        let accounts = account_rows
+            .iter()
+            .map(|row| {
+                parse_account(
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                )
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let entries = entry_rows
+            .iter()
+            .map(entry_from_row)
+            .collect::<Result<_, StoreError>>()?;
+        Ok((accounts, entries))
+    }
+
+    /// The journal and the status changes, in one round trip.
+    async fn write(&self, merchant_id: &str, effects: &Effects) -> Result<(), StoreError> {
+        let (client, statements) = self.connection()?;
+        let now = now_ms();
+        let entries = &effects.new_entries;
+        let text = |f: fn(&Entry) -> Option<&str>| entries.iter().map(f).collect::<Vec<_>>();
+        let int = |f: fn(&Entry) -> Option<i64>| entries.iter().map(f).collect::<Vec<_>>();
+        let transfers = &effects.transfers;
+        let statuses: (Vec<&str>, Vec<&str>) = effects
+            .changed_entries
+            .iter()
+            .map(|e| (e.txn_id.as_str(), e.status.as_str()))
+            .unzip();
+        // Each column an array, in the order of the statement's parameters.
+        let entry_text = [
+            text(|e| Some(e.txn_id.as_str())),
+            text(|e| Some(e.label.as_str())),
+            text(|e| Some(e.operation.as_str())),
+            text(|e| Some(e.status.as_str())),
+            text(|e| e.fingerprint.as_deref()),
+            text(|e| e.currency.map(|c| c.code())),
+        ];
+        let entry_ints = [
+            int(|e| Some(e.amount_minor)),
+            int(|e| e.debit_account),
+            int(|e| e.credit_account),
+            int(|e| e.hold_account),
+        ];
+        let ref_txn_ids = text(|e| e.ref_txn_id.as_deref());
+        let subject_ints = [
+            int(|e| e.subject_account),
+            int(|e| e.subject_balance_after_minor),
+        ];
+        let meta_text = [
+            text(|e| e.meta.player_id.as_deref()),
+            text(|e| e.meta.round_id.as_deref()),
+            text(|e| e.meta.reference.as_deref()),
+        ];
+        let transfer_txn_ids: Vec<&str> = transfers.iter().map(|t| t.txn_id.as_str()).collect();
+        let transfer_ints: [Vec<i64>; 4] = [
+            transfers.iter().map(|t| i64::from(t.seq)).collect(),
+            transfers.iter().map(|t| t.debit).collect(),
+            transfers.iter().map(|t| t.credit).collect(),
+            transfers.iter().map(|t| t.amount_minor).collect(),
+        ];
+        let transfer_currencies: Vec<&str> = transfers.iter().map(|t| t.currency.code()).collect();
+        let balance_ids: Vec<AccountId> = effects.balances.iter().map(|a| a.id).collect();
+        let balances: Vec<i64> = effects.balances.iter().map(|a| a.balance_minor).collect();
+        let journal = async {
+            client
+                .query_one(
+                    &statements.write_journal,
+                    &[
+                        &merchant_id,
+                        &now,
+                        &entry_text[0],
+                        &entry_text[1],
+                        &entry_text[2],
+                        &entry_text[3],
+                        &entry_text[4],
+                        &entry_text[5],
+                        &entry_ints[0],
+                        &entry_ints[1],
+                        &entry_ints[2],
+                        &entry_ints[3],
+                        &ref_txn_ids,
+                        &subject_ints[0],
+                        &subject_ints[1],
+                        &meta_text[0],
+                        &meta_text[1],
+                        &meta_text[2],
+                        &transfer_txn_ids,
+                        &transfer_ints[0],
+                        &transfer_ints[1],
+                        &transfer_ints[2],
+                        &transfer_ints[3],
+                        &transfer_currencies,
+                        &balance_ids,
+                        &balances,
+                    ],
+                )
+                .await
+        };
+        let status_changes = async {
+            if statuses.0.is_empty() {
+                return Ok(0);
+            }
+            client
+                .execute(
+                    &statements.update_statuses,
+                    &[&merchant_id, &statuses.0, &statuses.1],
+                )
+                .await
+        };
+        let (row, _) = futures::try_join!(journal, status_changes)?;
+        let written_transfers: i64 = row.try_get(0)?;
+        let written_balances: i64 = row.try_get(1)?;
+        // The engine moves money only under the txn id of an entry it records in the same
+        // batch, and only on accounts it loaded under lock.
+        if written_transfers != transfers.len() as i64
+            || written_balances != effects.balances.len() as i64
+        {
+            return Err(StoreError::Corrupt(format!(
+                "wrote {written_transfers} of {} transfers and {written_balances} of {} balances",
+                transfers.len(),
+                effects.balances.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An entry from a row of [`SELECT_ENTRIES`].
+fn entry_from_row(row: &tokio_postgres::Row) -> Result<Entry, StoreError> {
+    let (operation, status, currency) =
+        parse_entry_codes(row.try_get(2)?, row.try_get(3)?, row.try_get(5)?)?;
+    Ok(Entry {
+        txn_id: row.try_get(0)?,
+        label: row.try_get(1)?,
+        operation,
+        status,
+        fingerprint: row.try_get(4)?,
+        currency,
+        amount_minor: row.try_get(6)?,
+        debit_account: row.try_get(7)?,
+        credit_account: row.try_get(8)?,
+        hold_account: row.try_get(9)?,
+        ref_txn_id: row.try_get(10)?,
+        subject_account: row.try_get(11)?,
+        subject_balance_after_minor: row.try_get(12)?,
+        meta: EntryMeta {
+            player_id: row.try_get(13)?,
+            round_id: row.try_get(14)?,
+            reference: row.try_get(15)?,
+        },
+    })
+}
