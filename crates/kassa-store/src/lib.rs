@@ -200,7 +200,7 @@ const SQLITE_PAGE_SIZE_BYTES: u32 = 2048;
 /// 8% (BENCH.md, note 22). Smaller caches gave no more (2 MiB of 2 KiB pages: less).
 const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
 /// WAL pages after which a writer checkpoints in its own commit. The copying is done by
-/// [`Store::checkpoint_wal`] on a reader connection every 50 ms, off the writers' path; a
+/// [`Store::checkpoint_wal`] on a reader connection every 500 ms, off the writers' path; a
 /// writer's own checkpoint then finds little left and lets the WAL restart from its
 /// beginning. At 4,096 pages (4 MiB) the wallet writer reached it every ~130 ms with 10,000
 /// players and each such commit took 12–20 ms (p99 21–26 ms); at 64 MiB the background
