@@ -8,8 +8,11 @@
 //! back to back (pipelining) and waits once:
 //!
 //! 1. BEGIN, the row locks on every account the batch names, and the entries it names;
-//! 2. the journal and the status changes;
-//! 3. COMMIT.
+//! 2. the journal, the status changes, the idempotent answers, and COMMIT.
+//!
+//! The journal statement checks itself (every decided transfer and balance written, or it
+//! fails through `kassa_assert`, migration 0005), so a failed check aborts the transaction
+//! and the COMMIT behind it rolls back.
 //!
 //! A rollback names its original entry, not the accounts that entry moved money between;
 //! the writer remembers the accounts of the entries it recorded (`entry_accounts`), so the
@@ -41,8 +44,10 @@ const SELECT_ENTRIES: &str = "SELECT txn_id, label, operation, status, fingerpri
      subject_account_id, subject_balance_after_minor, player_id, round_id, reference \
      FROM ledger_entries WHERE merchant_id = $1 AND txn_id = ANY($2::text[])";
 /// New entries (in the order the engine decided them, so ids follow the journal), their
-/// transfers joined to the ids the entries got, and the new balances; answers how many
-/// transfers and balances it wrote. The balances are found by `id = ANY(…)`, through the
+/// transfers joined to the ids the entries got, and the new balances. The engine moves money
+/// only under the txn id of an entry it records in the same batch, and only on accounts it
+/// loaded under lock; the statement fails unless it wrote every transfer and balance, so
+/// that the COMMIT sent behind it rolls back. The balances are found by `id = ANY(…)`, through the
 /// key's index whatever plan PostgreSQL caches (a join with the array alone let a generic
 /// plan scan the whole table; see `case_update` in the shared path).
 const WRITE_JOURNAL: &str = "WITH e AS (INSERT INTO ledger_entries (merchant_id, created_at_ms, \
@@ -69,7 +74,9 @@ const WRITE_JOURNAL: &str = "WITH e AS (INSERT INTO ledger_entries (merchant_id,
      b AS (UPDATE ledger_accounts a SET balance_minor = v.balance_minor \
      FROM unnest($25::int8[], $26::int8[]) AS v (id, balance_minor) \
      WHERE a.id = ANY($25::int8[]) AND a.id = v.id RETURNING 1) \
-     SELECT (SELECT COUNT(*) FROM t), (SELECT COUNT(*) FROM b)";
+     SELECT kassa_assert((SELECT COUNT(*) FROM t) = cardinality($19::text[]) \
+     AND (SELECT COUNT(*) FROM b) = cardinality($25::int8[]), \
+     'the journal wrote other transfers or balances than the ledger decided')";
 const UPDATE_STATUSES: &str = "UPDATE ledger_entries e SET status = v.status \
      FROM unnest($2::text[], $3::text[]) AS v (txn_id, status) \
      WHERE e.merchant_id = $1 AND e.txn_id = ANY($2::text[]) AND e.txn_id = v.txn_id";
@@ -114,10 +121,16 @@ pub struct PostgresWriter {
 /// [`commit`](PostgresBatch::commit), it is rolled back before the writer's next batch.
 pub struct PostgresBatch<'w> {
     writer: &'w mut PostgresWriter,
-    /// BEGIN is still to be sent, with the batch's first statements.
+    /// BEGIN was sent (it goes out with the batch's first statements).
     begun: bool,
     /// Entries written in this batch, remembered once it commits.
     recorded: Vec<((String, String), Vec<AccountId>)>,
+    /// Decided and not yet sent: each merchant's effects, sent at the head of the batch's
+    /// next round trip (the next merchant's locks, or the commit).
+    unsent: Vec<(String, Effects)>,
+    /// Answers of claimed `Idempotency-Key`s, sent with the commit: (merchant, key,
+    /// status, body).
+    answers: Vec<(String, String, i64, String)>,
 }
 
 impl PostgresWriter {
@@ -145,6 +158,8 @@ impl PostgresWriter {
             writer: self,
             begun: false,
             recorded: Vec::new(),
+            unsent: Vec::new(),
+            answers: Vec::new(),
         })
     }
 
@@ -236,50 +251,54 @@ impl PostgresBatch<'_> {
         let mut view = LedgerView::new(accounts, entries);
         let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
         let effects = view.into_effects();
-        self.write(merchant_id, &effects).await?;
         self.recorded.extend(effects.new_entries.iter().map(|e| {
             (
                 (merchant_id.to_string(), e.txn_id.clone()),
                 e.accounts().collect(),
             )
         }));
+        self.unsent.push((merchant_id.to_string(), effects));
         Ok(outcomes)
     }
 
     /// Stores the answers of claimed `Idempotency-Key`s in this transaction, as
     /// [`complete_idempotency_key`](crate::idempotency::complete_idempotency_key) does:
-    /// `(merchant, key, status, body)` each.
-    pub async fn complete_idempotency_keys(
-        &mut self,
-        answers: &[(&str, &str, u16, &str)],
-    ) -> Result<(), StoreError> {
-        if answers.is_empty() {
-            return Ok(());
-        }
-        let (client, statements) = self.connection()?;
-        let statuses: Vec<i64> = answers.iter().map(|a| i64::from(a.2)).collect();
-        try_join_all(
-            answers
-                .iter()
-                .zip(&statuses)
-                .map(|(answer, status)| async move {
-                    client
-                        .execute(
-                            &statements.complete_idempotency_key,
-                            &[status, &answer.3, &answer.0, &answer.1],
-                        )
-                        .await
-                }),
-        )
-        .await?;
-        Ok(())
+    /// `(merchant, key, status, body)` each. They are sent with the commit.
+    pub fn complete_idempotency_keys(&mut self, answers: &[(&str, &str, u16, &str)]) {
+        self.answers
+            .extend(answers.iter().map(|(merchant, key, status, body)| {
+                (
+                    merchant.to_string(),
+                    key.to_string(),
+                    i64::from(*status),
+                    body.to_string(),
+                )
+            }));
     }
 
-    /// Makes the batch durable, then remembers the accounts of the entries it recorded.
+    /// Sends what is left of the batch (its journal, the status changes, the idempotent
+    /// answers) and COMMIT, in one round trip; then remembers the accounts of the entries
+    /// it recorded. A statement that fails aborts the transaction, so the COMMIT behind it
+    /// rolls back, and the error is the failed statement's.
     pub async fn commit(self) -> Result<(), StoreError> {
         if self.begun {
-            let (client, _) = self.connection()?;
-            client.batch_execute("COMMIT").await?;
+            let (client, statements) = self.connection()?;
+            futures::try_join!(
+                write_all(client, statements, &self.unsent),
+                try_join_all(
+                    self.answers
+                        .iter()
+                        .map(|(merchant, key, status, body)| async move {
+                            client
+                                .execute(
+                                    &statements.complete_idempotency_key,
+                                    &[status, body, merchant, key],
+                                )
+                                .await
+                        })
+                ),
+                client.batch_execute("COMMIT"),
+            )?;
             self.writer.in_transaction = false;
         }
         if self.writer.entry_accounts.len() + self.recorded.len() > ENTRY_ACCOUNTS_LEN_MAX {
@@ -313,17 +332,19 @@ impl PostgresBatch<'_> {
         };
         self.begun = true;
         self.writer.in_transaction = true;
+        let unsent = std::mem::take(&mut self.unsent);
         let (client, statements) = self.connection()?;
         let ids: Vec<AccountId> = ids.iter().copied().collect();
         // Sent in this order, answered in this order: the entries are read after the
         // locks are granted, with a snapshot that sees whatever the lock waited for.
-        let (_, account_rows, entry_rows) = futures::try_join!(
+        let (_, _, account_rows, entry_rows) = futures::try_join!(
             async {
                 match opening {
                     Some(sql) => client.batch_execute(sql).await,
                     None => Ok(()),
                 }
             },
+            write_all(client, statements, &unsent),
             async { client.query(&statements.lock_accounts, &[&ids]).await },
             async {
                 client
@@ -348,117 +369,124 @@ impl PostgresBatch<'_> {
             .collect::<Result<_, StoreError>>()?;
         Ok((accounts, entries))
     }
+}
 
-    /// The journal and the status changes, in one round trip.
-    async fn write(&self, merchant_id: &str, effects: &Effects) -> Result<(), StoreError> {
-        let (client, statements) = self.connection()?;
-        let now = now_ms();
-        let entries = &effects.new_entries;
-        let text = |f: fn(&Entry) -> Option<&str>| entries.iter().map(f).collect::<Vec<_>>();
-        let int = |f: fn(&Entry) -> Option<i64>| entries.iter().map(f).collect::<Vec<_>>();
-        let transfers = &effects.transfers;
-        let statuses: (Vec<&str>, Vec<&str>) = effects
-            .changed_entries
+/// Each merchant's journal and status changes, in the order decided; everything is sent at
+/// the first poll, so the statements go out in one round trip with whatever is polled next.
+async fn write_all(
+    client: &Client,
+    statements: &Statements,
+    unsent: &[(String, Effects)],
+) -> Result<(), tokio_postgres::Error> {
+    try_join_all(
+        unsent
             .iter()
-            .map(|e| (e.txn_id.as_str(), e.status.as_str()))
-            .unzip();
-        // Each column an array, in the order of the statement's parameters.
-        let entry_text = [
-            text(|e| Some(e.txn_id.as_str())),
-            text(|e| Some(e.label.as_str())),
-            text(|e| Some(e.operation.as_str())),
-            text(|e| Some(e.status.as_str())),
-            text(|e| e.fingerprint.as_deref()),
-            text(|e| e.currency.map(|c| c.code())),
-        ];
-        let entry_ints = [
-            int(|e| Some(e.amount_minor)),
-            int(|e| e.debit_account),
-            int(|e| e.credit_account),
-            int(|e| e.hold_account),
-        ];
-        let ref_txn_ids = text(|e| e.ref_txn_id.as_deref());
-        let subject_ints = [
-            int(|e| e.subject_account),
-            int(|e| e.subject_balance_after_minor),
-        ];
-        let meta_text = [
-            text(|e| e.meta.player_id.as_deref()),
-            text(|e| e.meta.round_id.as_deref()),
-            text(|e| e.meta.reference.as_deref()),
-        ];
-        let transfer_txn_ids: Vec<&str> = transfers.iter().map(|t| t.txn_id.as_str()).collect();
-        let transfer_ints: [Vec<i64>; 4] = [
-            transfers.iter().map(|t| i64::from(t.seq)).collect(),
-            transfers.iter().map(|t| t.debit).collect(),
-            transfers.iter().map(|t| t.credit).collect(),
-            transfers.iter().map(|t| t.amount_minor).collect(),
-        ];
-        let transfer_currencies: Vec<&str> = transfers.iter().map(|t| t.currency.code()).collect();
-        let balance_ids: Vec<AccountId> = effects.balances.iter().map(|a| a.id).collect();
-        let balances: Vec<i64> = effects.balances.iter().map(|a| a.balance_minor).collect();
-        let journal = async {
-            client
-                .query_one(
-                    &statements.write_journal,
-                    &[
-                        &merchant_id,
-                        &now,
-                        &entry_text[0],
-                        &entry_text[1],
-                        &entry_text[2],
-                        &entry_text[3],
-                        &entry_text[4],
-                        &entry_text[5],
-                        &entry_ints[0],
-                        &entry_ints[1],
-                        &entry_ints[2],
-                        &entry_ints[3],
-                        &ref_txn_ids,
-                        &subject_ints[0],
-                        &subject_ints[1],
-                        &meta_text[0],
-                        &meta_text[1],
-                        &meta_text[2],
-                        &transfer_txn_ids,
-                        &transfer_ints[0],
-                        &transfer_ints[1],
-                        &transfer_ints[2],
-                        &transfer_ints[3],
-                        &transfer_currencies,
-                        &balance_ids,
-                        &balances,
-                    ],
-                )
-                .await
-        };
-        let status_changes = async {
-            if statuses.0.is_empty() {
-                return Ok(0);
-            }
-            client
-                .execute(
-                    &statements.update_statuses,
-                    &[&merchant_id, &statuses.0, &statuses.1],
-                )
-                .await
-        };
-        let (row, _) = futures::try_join!(journal, status_changes)?;
-        let written_transfers: i64 = row.try_get(0)?;
-        let written_balances: i64 = row.try_get(1)?;
-        // The engine moves money only under the txn id of an entry it records in the same
-        // batch, and only on accounts it loaded under lock.
-        if written_transfers != transfers.len() as i64
-            || written_balances != effects.balances.len() as i64
-        {
-            return Err(StoreError::Corrupt(format!(
-                "wrote {written_transfers} of {} transfers and {written_balances} of {} balances",
-                transfers.len(),
-                effects.balances.len()
-            )));
+            .map(|(merchant_id, effects)| write(client, statements, merchant_id, effects)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// One merchant's journal statement and status changes.
+async fn write(
+    client: &Client,
+    statements: &Statements,
+    merchant_id: &str,
+    effects: &Effects,
+) -> Result<(), tokio_postgres::Error> {
+    let now = now_ms();
+    let entries = &effects.new_entries;
+    let text = |f: fn(&Entry) -> Option<&str>| entries.iter().map(f).collect::<Vec<_>>();
+    let int = |f: fn(&Entry) -> Option<i64>| entries.iter().map(f).collect::<Vec<_>>();
+    let transfers = &effects.transfers;
+    let statuses: (Vec<&str>, Vec<&str>) = effects
+        .changed_entries
+        .iter()
+        .map(|e| (e.txn_id.as_str(), e.status.as_str()))
+        .unzip();
+    // Each column an array, in the order of the statement's parameters.
+    let entry_text = [
+        text(|e| Some(e.txn_id.as_str())),
+        text(|e| Some(e.label.as_str())),
+        text(|e| Some(e.operation.as_str())),
+        text(|e| Some(e.status.as_str())),
+        text(|e| e.fingerprint.as_deref()),
+        text(|e| e.currency.map(|c| c.code())),
+    ];
+    let entry_ints = [
+        int(|e| Some(e.amount_minor)),
+        int(|e| e.debit_account),
+        int(|e| e.credit_account),
+        int(|e| e.hold_account),
+    ];
+    let ref_txn_ids = text(|e| e.ref_txn_id.as_deref());
+    let subject_ints = [
+        int(|e| e.subject_account),
+        int(|e| e.subject_balance_after_minor),
+    ];
+    let meta_text = [
+        text(|e| e.meta.player_id.as_deref()),
+        text(|e| e.meta.round_id.as_deref()),
+        text(|e| e.meta.reference.as_deref()),
+    ];
+    let transfer_txn_ids: Vec<&str> = transfers.iter().map(|t| t.txn_id.as_str()).collect();
+    let transfer_ints: [Vec<i64>; 4] = [
+        transfers.iter().map(|t| i64::from(t.seq)).collect(),
+        transfers.iter().map(|t| t.debit).collect(),
+        transfers.iter().map(|t| t.credit).collect(),
+        transfers.iter().map(|t| t.amount_minor).collect(),
+    ];
+    let transfer_currencies: Vec<&str> = transfers.iter().map(|t| t.currency.code()).collect();
+    let balance_ids: Vec<AccountId> = effects.balances.iter().map(|a| a.id).collect();
+    let balances: Vec<i64> = effects.balances.iter().map(|a| a.balance_minor).collect();
+    let journal = async {
+        client
+            .query_one(
+                &statements.write_journal,
+                &[
+                    &merchant_id,
+                    &now,
+                    &entry_text[0],
+                    &entry_text[1],
+                    &entry_text[2],
+                    &entry_text[3],
+                    &entry_text[4],
+                    &entry_text[5],
+                    &entry_ints[0],
+                    &entry_ints[1],
+                    &entry_ints[2],
+                    &entry_ints[3],
+                    &ref_txn_ids,
+                    &subject_ints[0],
+                    &subject_ints[1],
+                    &meta_text[0],
+                    &meta_text[1],
+                    &meta_text[2],
+                    &transfer_txn_ids,
+                    &transfer_ints[0],
+                    &transfer_ints[1],
+                    &transfer_ints[2],
+                    &transfer_ints[3],
+                    &transfer_currencies,
+                    &balance_ids,
+                    &balances,
+                ],
+            )
+            .await
+    };
+    let status_changes = async {
+        if statuses.0.is_empty() {
+            return Ok(0);
         }
-        Ok(())
-    }
+        client
+            .execute(
+                &statements.update_statuses,
+                &[&merchant_id, &statuses.0, &statuses.1],
+            )
+            .await
+    };
+    futures::try_join!(journal, status_changes)?;
+    Ok(())
 }
 
 /// An entry from a row of [`SELECT_ENTRIES`].

@@ -817,7 +817,7 @@ async fn postgres_writer_batches_are_atomic() {
             .apply_ledger_requests(&f.merchant, &[win_for_alice(&f, "w1", 500)])
             .await
             .unwrap();
-        // Dropped without commit: the journal and the balance were written, not committed.
+        // Dropped without commit: the accounts were locked, nothing was written.
     }
     // Meanwhile the batch holds the account's row lock: another transaction waits for it.
     let mut other = store.begin().await.unwrap();
@@ -859,6 +859,62 @@ async fn postgres_writer_batches_are_atomic() {
     assert!(matches!(outcomes[1], Outcome::Replayed(_)));
     assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 500);
     assert!(store.get_entry(&f.merchant, "w2").await.unwrap().is_none());
+    assert!(store.verify_ledger().await.unwrap().is_ok());
+}
+
+/// The PostgreSQL writer sends its journal and COMMIT in one round trip. When the journal
+/// statement fails there (here: another node recorded the same txn id after this batch read
+/// it), the COMMIT behind it finds an aborted transaction: nothing of the batch stays, the
+/// error is the journal's (a unique violation, which the wallet retries), and the writer's
+/// next batch works.
+#[tokio::test]
+async fn postgres_writer_commit_after_a_failed_journal_keeps_nothing() {
+    let Some(store) = store(TestBackend::Postgres).await else {
+        return;
+    };
+    let f = fixture(&store).await;
+    let mut writer = store.postgres_writer().await.unwrap().unwrap();
+    let mut batch = writer.begin().await.unwrap();
+    let decided = batch
+        .apply_ledger_requests(
+            &f.merchant,
+            &[win_for_alice(&f, "w1", 500), win_for_alice(&f, "w2", 700)],
+        )
+        .await
+        .unwrap();
+    assert!(decided.iter().all(|o| matches!(o, Outcome::Recorded(_))));
+    // Another node records "w2" without touching the batch's locked accounts.
+    let mut other = store.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO ledger_entries (merchant_id, txn_id, label, operation, status, \
+         amount_minor, created_at_ms) VALUES ($1, 'w2', 'credit', 'transfer', 'rejected', 0, 0)",
+    )
+    .bind(&f.merchant)
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    other.commit().await.unwrap();
+    let failed = batch.commit().await;
+    assert!(
+        matches!(&failed, Err(error) if error.is_retryable()),
+        "{failed:?}"
+    );
+    writer.roll_back_failed_batch().await;
+    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 0);
+    assert!(store.get_entry(&f.merchant, "w1").await.unwrap().is_none());
+    // Tried again, the batch sees the other node's entry and records only "w1".
+    let mut batch = writer.begin().await.unwrap();
+    let outcomes = batch
+        .apply_ledger_requests(
+            &f.merchant,
+            &[win_for_alice(&f, "w1", 500), win_for_alice(&f, "w2", 700)],
+        )
+        .await
+        .unwrap();
+    batch.commit().await.unwrap();
+    assert!(matches!(outcomes[0], Outcome::Recorded(_)));
+    assert!(!matches!(outcomes[1], Outcome::Recorded(_)), "{outcomes:?}");
+    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 500);
     assert!(store.verify_ledger().await.unwrap().is_ok());
 }
 

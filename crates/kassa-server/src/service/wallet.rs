@@ -559,8 +559,8 @@ async fn try_commit_sqlite(
     Ok(outcomes)
 }
 
-/// The same batch on the writer's own PostgreSQL connection (ADR 15): three round trips,
-/// each carrying every statement that does not wait for another's answer.
+/// The same batch on the writer's own PostgreSQL connection (ADR 15): two round trips, each
+/// carrying every statement that does not wait for another's answer.
 async fn try_commit_postgres(
     writer: &mut PostgresWriter,
     jobs: &[Job],
@@ -594,7 +594,7 @@ async fn try_commit_postgres(
             )
         })
         .collect();
-    batch.complete_idempotency_keys(&answers).await?;
+    batch.complete_idempotency_keys(&answers);
     batch.commit().await?;
     Ok(outcomes)
 }
