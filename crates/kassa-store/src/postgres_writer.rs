@@ -47,9 +47,9 @@ const SELECT_ENTRIES: &str = "SELECT txn_id, label, operation, status, fingerpri
 /// transfers joined to the ids the entries got, and the new balances. The engine moves money
 /// only under the txn id of an entry it records in the same batch, and only on accounts it
 /// loaded under lock; the statement fails unless it wrote every transfer and balance, so
-/// that the COMMIT sent behind it rolls back. The balances are found by `id = ANY(…)`, through the
-/// key's index whatever plan PostgreSQL caches (a join with the array alone let a generic
-/// plan scan the whole table; see `case_update` in the shared path).
+/// that the COMMIT sent behind it rolls back. The balances are found by `id = ANY(…)`,
+/// through the key's index whatever plan PostgreSQL caches (a join with the array alone let
+/// a generic plan scan the whole table; see `case_update` in the shared path).
 const WRITE_JOURNAL: &str = "WITH e AS (INSERT INTO ledger_entries (merchant_id, created_at_ms, \
      txn_id, label, operation, status, fingerprint, currency, amount_minor, debit_account_id, \
      credit_account_id, hold_account_id, ref_txn_id, subject_account_id, \
