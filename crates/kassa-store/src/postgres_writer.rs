@@ -261,19 +261,22 @@ impl PostgresBatch<'_> {
         Ok(outcomes)
     }
 
-    /// Stores the answers of claimed `Idempotency-Key`s in this transaction, as
-    /// [`complete_idempotency_key`](crate::idempotency::complete_idempotency_key) does:
-    /// `(merchant, key, status, body)` each. They are sent with the commit.
-    pub fn complete_idempotency_keys(&mut self, answers: &[(&str, &str, u16, &str)]) {
-        self.answers
-            .extend(answers.iter().map(|(merchant, key, status, body)| {
-                (
-                    merchant.to_string(),
-                    key.to_string(),
-                    i64::from(*status),
-                    body.to_string(),
-                )
-            }));
+    /// Stores the answer of a claimed `Idempotency-Key` in this transaction, as
+    /// [`complete_idempotency_key`](crate::idempotency::complete_idempotency_key) does. It
+    /// is sent with the commit.
+    pub fn complete_idempotency_key(
+        &mut self,
+        merchant_id: &str,
+        key: &str,
+        status: u16,
+        body: String,
+    ) {
+        self.answers.push((
+            merchant_id.to_string(),
+            key.to_string(),
+            i64::from(status),
+            body,
+        ));
     }
 
     /// Sends what is left of the batch (its journal, the status changes, the idempotent

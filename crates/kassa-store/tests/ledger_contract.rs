@@ -837,7 +837,9 @@ async fn postgres_writer_batches_are_atomic() {
     assert_eq!(store.balances(&cash).await.unwrap()[&f.cash[0]], 0);
     assert!(store.get_entry(&f.merchant, "w1").await.unwrap().is_none());
 
-    // A batch dropped without a rollback is rolled back by the next one, which commits once.
+    // A batch dropped without a rollback: what it decided was never sent, and the next
+    // batch rolls its transaction back (releasing its locks) before it begins; that one
+    // commits once.
     drop(writer.begin().await.unwrap());
     {
         let mut batch = writer.begin().await.unwrap();

@@ -99,16 +99,7 @@ impl WalletService {
                         return;
                     }
                 };
-                runtime.block_on(async move {
-                    let store = match store.with_dedicated_writer().await {
-                        Ok(dedicated) => dedicated,
-                        Err(error) => {
-                            tracing::warn!(%error, "wallet writer shares the request pool");
-                            store
-                        }
-                    };
-                    run_writer(store, queue, batch_size_max).await
-                })
+                runtime.block_on(run_writer(store, queue, batch_size_max))
             });
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot start the wallet writer thread");
@@ -401,15 +392,15 @@ async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>, batch_size_max
         Some(Ok(writer)) => WriterDb::Sqlite(writer, TurnKeeper::default()),
         Some(Err(error)) => {
             tracing::warn!(%error, "wallet writer cannot open its own SQLite connection");
-            WriterDb::Held(store.held_connection())
+            WriterDb::Held(held_connection(&store).await)
         }
         None => match store.postgres_writer().await {
             Some(Ok(writer)) => WriterDb::Postgres(Box::new(writer)),
             Some(Err(error)) => {
                 tracing::warn!(%error, "wallet writer cannot open its own PostgreSQL connection");
-                WriterDb::Held(store.held_connection())
+                WriterDb::Held(held_connection(&store).await)
             }
-            None => WriterDb::Held(store.held_connection()),
+            None => WriterDb::Held(held_connection(&store).await),
         },
     };
     let mut batch = Vec::with_capacity(batch_size_max);
@@ -419,6 +410,20 @@ async fn run_writer(store: Store, mut queue: mpsc::Receiver<Job>, batch_size_max
             WriterDb::Sqlite(_, turn) => turn.after_batch(queue.is_empty()),
             WriterDb::Postgres(_) => {}
             WriterDb::Held(held) => held.finish_batch(),
+        }
+    }
+}
+
+/// A connection of the store's for the writer to keep between batches, from a writer pool
+/// of its own on PostgreSQL, opened on the writer's runtime so that its I/O is driven there
+/// and not behind the request handlers' tasks. Only the fallbacks need it: the writer's own
+/// connections (ADR 13, ADR 15) take no pool connection.
+async fn held_connection(store: &Store) -> HeldConnection {
+    match store.with_dedicated_writer().await {
+        Ok(dedicated) => dedicated.held_connection(),
+        Err(error) => {
+            tracing::warn!(%error, "wallet writer shares the request pool");
+            store.held_connection()
         }
     }
 }
@@ -505,6 +510,19 @@ fn in_job_order(len: usize, decided: Vec<(Vec<usize>, Vec<Outcome>)>) -> Vec<Out
         .collect()
 }
 
+/// The answer each call with a claimed `Idempotency-Key` gets, to store with the batch:
+/// (claim, status, body).
+fn claimed_answers<'j>(
+    jobs: &'j [Job],
+    outcomes: &'j [Outcome],
+) -> impl Iterator<Item = (&'j IdempotencyClaim, u16, String)> + 'j {
+    jobs.iter().zip(outcomes).filter_map(|(job, outcome)| {
+        let (claim, render) = job.claim.as_ref()?;
+        let (status, body) = render(outcome);
+        Some((claim, status, body))
+    })
+}
+
 fn requests_at(jobs: &[Job], positions: &[usize]) -> Vec<Request> {
     positions.iter().map(|&i| jobs[i].request.clone()).collect()
 }
@@ -523,11 +541,8 @@ async fn try_commit(
         decided.push((positions, outcomes));
     }
     let outcomes = in_job_order(jobs.len(), decided);
-    for (job, outcome) in jobs.iter().zip(&outcomes) {
-        if let Some((claim, render)) = &job.claim {
-            let (status, body) = render(outcome);
-            claim.complete_in(&mut tx, status, &body).await?;
-        }
+    for (claim, status, body) in claimed_answers(jobs, &outcomes) {
+        claim.complete_in(&mut tx, status, &body).await?;
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -549,11 +564,8 @@ async fn try_commit_sqlite(
         decided.push((positions, outcomes));
     }
     let outcomes = in_job_order(jobs.len(), decided);
-    for (job, outcome) in jobs.iter().zip(&outcomes) {
-        if let Some((claim, render)) = &job.claim {
-            let (status, body) = render(outcome);
-            batch.complete_idempotency_key(&claim.merchant_id, &claim.key, status, &body)?;
-        }
+    for (claim, status, body) in claimed_answers(jobs, &outcomes) {
+        batch.complete_idempotency_key(&claim.merchant_id, &claim.key, status, &body)?;
     }
     batch.commit()?;
     Ok(outcomes)
@@ -574,27 +586,9 @@ async fn try_commit_postgres(
         decided.push((positions, outcomes));
     }
     let outcomes = in_job_order(jobs.len(), decided);
-    let rendered: Vec<(&IdempotencyClaim, u16, String)> = jobs
-        .iter()
-        .zip(&outcomes)
-        .filter_map(|(job, outcome)| {
-            let (claim, render) = job.claim.as_ref()?;
-            let (status, body) = render(outcome);
-            Some((claim, status, body))
-        })
-        .collect();
-    let answers: Vec<(&str, &str, u16, &str)> = rendered
-        .iter()
-        .map(|(claim, status, body)| {
-            (
-                claim.merchant_id.as_str(),
-                claim.key.as_str(),
-                *status,
-                body.as_str(),
-            )
-        })
-        .collect();
-    batch.complete_idempotency_keys(&answers);
+    for (claim, status, body) in claimed_answers(jobs, &outcomes) {
+        batch.complete_idempotency_key(&claim.merchant_id, &claim.key, status, body);
+    }
     batch.commit().await?;
     Ok(outcomes)
 }
