@@ -96,7 +96,7 @@ pub fn spawn_idempotency_purge(state: AppState, mut stop: watch::Receiver<bool>)
 /// account and index pages of 10,000 players were copied again and again, and every
 /// checkpoint ended with an fsync of the database file. At 500 ms the wallet answered
 /// 10–15% more calls with 10 and with 10,000 players, p99 no worse; at 1 s about the
-/// same, at 2 s less (BENCH.md, note 26). The writers' own checkpoint, at 64 MiB of WAL,
+/// same, at 2 s less (BENCH.md, note 26). The writers' own checkpoint, at 256 MiB of WAL,
 /// still bounds the file.
 const WAL_CHECKPOINT_PERIOD: Duration = Duration::from_millis(500);
 

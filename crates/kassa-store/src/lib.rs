@@ -201,12 +201,15 @@ const SQLITE_PAGE_SIZE_BYTES: u32 = 2048;
 const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
 /// WAL pages after which a writer checkpoints in its own commit. The copying is done by
 /// [`Store::checkpoint_wal`] on a reader connection every 500 ms, off the writers' path; a
-/// writer's own checkpoint then finds little left and lets the WAL restart from its
-/// beginning. At 4,096 pages (4 MiB) the wallet writer reached it every ~130 ms with 10,000
-/// players and each such commit took 12–20 ms (p99 21–26 ms); at 64 MiB the background
-/// copies keep up (p99 8–10 ms; BENCH.md, note 20). 64 MiB of the default page size (a file
-/// made with 1 KiB pages checkpoints at 32 MiB).
-const SQLITE_WRITER_AUTOCHECKPOINT_PAGES: u32 = 64 * 1024 * 1024 / SQLITE_PAGE_SIZE_BYTES;
+/// writer's own checkpoint then finds only what came since and lets the WAL restart from its
+/// beginning (SQLite restarts a WAL only when it is wholly copied, which the background
+/// checkpoint never sees under steady writes). At 4,096 pages (4 MiB) the wallet writer
+/// reached it every ~130 ms with 10,000 players and each such commit took 12–20 ms (p99
+/// 21–26 ms; BENCH.md, note 20). At 64 MiB it was still every ~0.7 s at ~100 MB/s of WAL and
+/// 7.6% of the writer's samples; at 256 MiB the wallet answered 7–20% more calls with 10,000
+/// players and p99 fell from 10–12 to 7–8 ms (note 28). 256 MiB of the default page size (a
+/// file made with 1 KiB pages checkpoints at 128 MiB).
+const SQLITE_WRITER_AUTOCHECKPOINT_PAGES: u32 = 256 * 1024 * 1024 / SQLITE_PAGE_SIZE_BYTES;
 
 /// What every SQLite connection sets first. The page size only counts before the first
 /// table exists, so it comes first. WAL lets readers run beside the writer; FULL makes each
