@@ -153,6 +153,15 @@ pub struct WalletConfig {
     pub batch_size_max: usize,
     /// Calls allowed to wait for the writer.
     pub queue_len_max: usize,
+    /// Nice value the writer thread asks for (Linux; below 0 needs `CAP_SYS_NICE` or an
+    /// `RLIMIT_NICE` that allows it, and is skipped with a log line otherwise).
+    #[serde(default = "default_writer_nice")]
+    pub writer_nice: i32,
+}
+
+/// The writer runs ahead of request handling (BENCH.md, note 29).
+fn default_writer_nice() -> i32 {
+    -10
 }
 
 /// Overrides from the environment and the command line; `None` leaves the file's value.

@@ -868,3 +868,50 @@ mod rate_limit {
         app.stop().await;
     }
 }
+
+/// The nice value of each live thread of this process named `comm` (Linux, from
+/// `/proc/self/task/*/stat`: field 19, after the parenthesised name).
+fn nice_values_of_threads_named(comm: &str) -> Vec<i64> {
+    let mut nice_values = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // the thread ended while we looked
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != comm {
+            continue;
+        }
+        // After ") ": state is field 3, so nice (field 19) is the 17th.
+        if let Some(nice) = stat[close + 2..].split(' ').nth(16) {
+            nice_values.push(nice.parse().unwrap());
+        }
+    }
+    nice_values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallet_writer_thread_takes_the_configured_nice_value() {
+    // A positive value needs no privilege, and no other test asks for 7, so the thread with
+    // it is this app's writer (other tests' writers run at the default -10, or 0 where
+    // raising the priority is not allowed).
+    let app = common::spawn_with(kassa_store::testing::TestBackend::Sqlite, |config| {
+        config.wallet.writer_nice = 7;
+    })
+    .await
+    .expect("SQLite always runs");
+    let mut found = false;
+    for _ in 0..100 {
+        if nice_values_of_threads_named("kassa-wallet-wr").contains(&7) {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(found, "no wallet writer thread runs at nice 7");
+    // And the writer still answers.
+    app.player("p1").await;
+    assert_eq!(app.credit("t1", "p1", "1.00").await.status, StatusCode::OK);
+    app.stop().await;
+}
