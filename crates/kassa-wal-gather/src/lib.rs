@@ -66,14 +66,13 @@ struct GatherFile {
     base: ffi::sqlite3_file,
     /// The default VFS's file, right after this header in the same allocation.
     inner: *mut ffi::sqlite3_file,
-    /// Whether writes are gathered (a WAL file paired with its database file).
-    gathers: bool,
     /// Bytes written by SQLite and not yet by the file, starting at `pending_offset`.
     pending: Vec<u8>,
     pending_offset: i64,
     /// A database file: its open WAL file, flushed before its shared-memory locks/barriers.
     wal: *mut GatherFile,
-    /// A WAL file: the database file it belongs to.
+    /// A WAL file: the database file it belongs to. Writes are gathered only while this is
+    /// set, since that file's shared-memory calls are what flush them in time.
     db: *mut GatherFile,
 }
 
@@ -185,7 +184,6 @@ unsafe extern "C" fn x_open(
                     pMethods: &GATHER_METHODS,
                 },
                 inner,
-                gathers: !db.is_null(),
                 pending: Vec::new(),
                 pending_offset: 0,
                 wal: ptr::null_mut(),
@@ -307,7 +305,6 @@ unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
             // this file, so it stops gathering.
             let wal = &mut *this.wal;
             wal.flush();
-            wal.gathers = false;
             wal.db = ptr::null_mut();
         }
         let closed = match inner_methods(this).xClose {
@@ -334,7 +331,7 @@ unsafe extern "C" fn x_write(
     unsafe {
         let this = this(file);
         let amount_bytes = usize::try_from(amount).unwrap_or(0);
-        if !this.gathers || amount_bytes == 0 || amount_bytes > PENDING_BYTES_MAX {
+        if this.db.is_null() || amount_bytes == 0 || amount_bytes > PENDING_BYTES_MAX {
             let flushed = this.flush();
             if flushed != ffi::SQLITE_OK {
                 return flushed;
