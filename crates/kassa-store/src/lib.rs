@@ -255,6 +255,14 @@ impl Store {
     /// Connects to `sqlite://PATH` (creating the file and its folder) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
+        // Before this process's first SQLite connection, or SQLite refuses it (ADR 18).
+        if let Err(code) = kassa_wal_gather::tune_process() {
+            tracing::warn!(
+                code,
+                "SQLite was initialised before Kassa could tune it; running with its default \
+                 page cache (correct, slower)"
+            );
+        }
         if let Some(rest) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))

@@ -1,4 +1,6 @@
-//! A SQLite VFS that writes a commit's WAL frames with one system call (ADR 16).
+//! The SQLite shims that need `unsafe`: a VFS that writes a commit's WAL frames with one
+//! system call (ADR 16, this module), and a page cache that keeps B-tree rebalancing from
+//! costing a walk of the whole cache at every commit ([`tune_process`], ADR 18).
 //!
 //! SQLite writes each WAL frame as two `pwrite`s, its 24-byte header and its page. A wallet
 //! batch with 10,000 players dirties ~150 pages, so its commit made ~300 system calls before
@@ -33,6 +35,9 @@ use std::ptr;
 use std::sync::OnceLock;
 
 use rusqlite::ffi;
+
+mod pcache;
+pub use pcache::{parked_pages, tune_process};
 
 /// The name to open a connection with (`Connection::open_with_flags_and_vfs`).
 pub const VFS_NAME: &str = "kassa-wal-gather";
