@@ -182,22 +182,22 @@ const POSTGRES_STATEMENT_CACHE_CAPACITY: usize = 1024;
 const SQLITE_READERS_MAX: u32 = 8;
 /// How long a request waits for a pooled connection before failing.
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Page size of a new SQLite database (ADR 12, ADR 14). Every journal row lands in a
-/// random leaf of the txn-id and player indexes, and a commit writes each page it touched
+/// Page size of a new SQLite database (ADR 12, ADR 14, ADR 18). Every journal row lands in
+/// a random leaf of the txn-id and player indexes, and a commit writes each page it touched
 /// into the WAL in full: smaller pages write fewer bytes, larger ones split less often. With
 /// 10,000 players a commit of ~32 calls wrote 158 frames of 1 KiB and rebalanced index pages
-/// 19 times; with 2 KiB pages 138 frames and 13 times, and the wallet answered 11–15% more
-/// calls (10 players: the same; 4 KiB: more bytes again, and slower; BENCH.md, note 22).
-/// An existing database keeps the page size it was created with (`VACUUM` after a change
-/// of this value converts it).
-const SQLITE_PAGE_SIZE_BYTES: u32 = 2048;
-/// The writer's page cache. Index leaves the journal writes stay in memory instead of
-/// being read back from the file; but SQLite walks the whole cache at the end of every
-/// transaction that rebalanced an index page (a rebalance renumbers pages through the
-/// reserved lock page, which leaves the cache's highest page number at 2^30 / page size, and
-/// the truncation at the end of the transaction then visits every cached page). At 32 MiB of
-/// 1 KiB pages that walk was 19% of the wallet writer's time with 10,000 players; at 8 MiB,
-/// 8% (BENCH.md, note 22). Smaller caches gave no more (2 MiB of 2 KiB pages: less).
+/// 19 times; with 2 KiB pages 138 frames and 13 times. While each rebalance cost a walk of
+/// the page cache (see below), 2 KiB answered 11–15% more calls (note 22); since the page
+/// cache of ADR 18 took the walk away, 1 KiB answers ~14% more than 2 KiB with 10,000
+/// players and ~10% more with 10 (BENCH.md, note 31). An existing database keeps the page
+/// size it was created with; WAL mode cannot change it, so converting one is an offline
+/// `PRAGMA journal_mode = DELETE; PRAGMA page_size = 1024; VACUUM;` (docs/operations.md).
+const SQLITE_PAGE_SIZE_BYTES: u32 = 1024;
+/// The writer's page cache: index leaves the journal writes stay in memory instead of being
+/// read back from the file. Until ADR 18, SQLite walked the whole cache at the end of every
+/// transaction that rebalanced an index page, so a larger cache cost more (32 MiB: 19% of
+/// the writer's time with 10,000 players, note 22). With that walk gone, 32 MiB still did
+/// not beat 8 MiB (note 31).
 const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
 /// WAL pages after which a writer checkpoints in its own commit. The copying is done by
 /// [`Store::checkpoint_wal`] on a reader connection every 500 ms, off the writers' path; a
@@ -208,7 +208,7 @@ const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
 /// 21–26 ms; BENCH.md, note 20). At 64 MiB it was still every ~0.7 s at ~100 MB/s of WAL and
 /// 7.6% of the writer's samples; at 256 MiB the wallet answered 7–20% more calls with 10,000
 /// players and p99 fell from 10–12 to 7–8 ms (note 28). 256 MiB of the default page size (a
-/// file made with 1 KiB pages checkpoints at 128 MiB).
+/// file made before ADR 18 with 2 KiB pages checkpoints at 512 MiB).
 const SQLITE_WRITER_AUTOCHECKPOINT_PAGES: u32 = 256 * 1024 * 1024 / SQLITE_PAGE_SIZE_BYTES;
 
 /// What every SQLite connection sets first. The page size only counts before the first
