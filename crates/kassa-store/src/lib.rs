@@ -196,8 +196,8 @@ const SQLITE_PAGE_SIZE_BYTES: u32 = 1024;
 /// The writer's page cache: index leaves the journal writes stay in memory instead of being
 /// read back from the file. Until ADR 18, SQLite walked the whole cache at the end of every
 /// transaction that rebalanced an index page, so a larger cache cost more (32 MiB: 19% of
-/// the writer's time with 10,000 players, note 22). With that walk gone, 32 MiB still did
-/// not beat 8 MiB (note 31).
+/// the writer's time with 10,000 players, note 22). With that walk gone, 32 MiB of 2 KiB
+/// pages still did not beat 8 MiB (note 31).
 const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
 /// WAL pages after which a writer checkpoints in its own commit. The copying is done by
 /// [`Store::checkpoint_wal`] on a reader connection every 500 ms, off the writers' path; a

@@ -45,8 +45,8 @@ const VFS_NAME_C: &CStr = c"kassa-wal-gather";
 
 /// Most bytes gathered before they are written anyway: 124 KiB, because the default VFS
 /// writes at most 128 KiB - 1 per call (`seekAndWriteFd` masks the length to 17 bits) and
-/// answers a longer write with `SQLITE_FULL`. A wallet batch of ~300 KiB (2 KiB pages,
-/// 10,000 players) takes three writes.
+/// answers a longer write with `SQLITE_FULL`. A wallet batch of a few hundred KiB of frames
+/// (10,000 players) takes a few writes.
 const PENDING_BYTES_MAX: usize = 124 * 1024;
 
 /// Registers the VFS (once per process; later calls return the first call's result). It
@@ -55,7 +55,11 @@ pub fn register() -> Result<(), c_int> {
     static REGISTERED: OnceLock<c_int> = OnceLock::new();
     // SAFETY: runs once (OnceLock), and `register_once` only reads the default VFS that
     // SQLite hands out and registers a leaked, never freed, copy of it.
-    let rc = *REGISTERED.get_or_init(|| unsafe { register_once() });
+    sqlite_result(*REGISTERED.get_or_init(|| unsafe { register_once() }))
+}
+
+/// A SQLite result code as a `Result`: `Err` holds any code but `SQLITE_OK`.
+fn sqlite_result(rc: c_int) -> Result<(), c_int> {
     if rc == ffi::SQLITE_OK {
         Ok(())
     } else {

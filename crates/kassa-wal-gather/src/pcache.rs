@@ -8,7 +8,7 @@
 //!   default page cache remembers that key as its highest ever, so the truncation at the
 //!   end of every later transaction finds keys above the file's size and walks its whole
 //!   hash table: ~9% of the wallet writer's samples with 10,000 players (BENCH.md, notes 22
-//!   and 30). This cache passes every call to the default one (`pcache1`) and changes only
+//!   and 31). This cache passes every call to the default one (`pcache1`) and changes only
 //!   that key, to 0, which no page of a database ever has. Nothing else sees the
 //!   difference: SQLite never reads the lock page, and the parked page leaves the key again
 //!   within the same `balance_nonroot` call.
@@ -70,12 +70,7 @@ pub fn tune_process() -> Result<(), c_int> {
     static TUNED: OnceLock<c_int> = OnceLock::new();
     // SAFETY: runs once (OnceLock); `tune_once` only calls `sqlite3_config` with the
     // argument types each option documents.
-    let rc = *TUNED.get_or_init(|| unsafe { tune_once() });
-    if rc == ffi::SQLITE_OK {
-        Ok(())
-    } else {
-        Err(rc)
-    }
+    crate::sqlite_result(*TUNED.get_or_init(|| unsafe { tune_once() }))
 }
 
 /// # Safety
