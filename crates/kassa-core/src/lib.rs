@@ -1,12 +1,20 @@
 //! Kassa's pure domain: money, identifiers and the ledger's rules.
 //!
 //! Nothing in this crate performs I/O or is async; the storage and server crates load state,
-//! call into these functions and persist what they return.
+//! call into these functions and persist what they return. Where money moves:
+//! [`movements`] builds every ledger request a payment, refund, chargeback, payout or wallet
+//! call makes.
+
+#[macro_use]
+mod stored_names;
 
 pub mod ids;
 pub mod ledger;
 pub mod money;
+pub mod movements;
 pub mod payment;
 pub mod payout;
+pub mod share;
+pub mod status;
 
 pub use money::{Currency, Money, MoneyError};
