@@ -198,7 +198,13 @@ async fn ledger_verify_passes_then_fails_on_a_tampered_balance(backend: TestBack
             Some(json!({"currency": "EUR", "country": "MT"})),
         )
         .await;
-        call(reqwest::Method::POST, format!("{base}/v1/wallet/credit"), key, Some(json!({"txn_id": "w1", "player_id": "p1", "amount": "25.00", "currency": "EUR"}))).await;
+        call(
+            reqwest::Method::POST,
+            format!("{base}/v1/wallet/credit"),
+            key,
+            Some(json!({"txn_id": "w1", "player_id": "p1", "amount": "25.00", "currency": "EUR"})),
+        )
+        .await;
     }
     let ok = Command::new(KASSA)
         .args(["ledger", "verify"])
@@ -214,10 +220,12 @@ async fn ledger_verify_passes_then_fails_on_a_tampered_balance(backend: TestBack
 
     let store = kassa_store::Store::connect(&url).await.unwrap();
     let mut tx = store.begin().await.unwrap();
-    sqlx::query("UPDATE ledger_accounts SET balance_minor = balance_minor + 500 WHERE kind = 'player_cash'")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE ledger_accounts SET balance_minor = balance_minor + 500 WHERE kind = 'player_cash'",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     store.close().await;
     let broken = Command::new(KASSA)
