@@ -159,7 +159,7 @@ pub struct WalletConfig {
     pub writer_nice: i32,
 }
 
-/// The writer runs ahead of request handling (BENCH.md, note 29).
+/// The writer runs ahead of request handling (docs/perf-log.md, note 29).
 fn default_writer_nice() -> i32 {
     -10
 }

@@ -91,12 +91,12 @@ pub fn spawn_idempotency_purge(state: AppState, mut stop: watch::Receiver<bool>)
 }
 
 /// How often the SQLite WAL is copied into the database file beside the writer, so that
-/// the writers' own checkpoints (ADR 12, BENCH.md note 20) find less left. A checkpoint
+/// the writers' own checkpoints (ADR 12, docs/perf-log.md note 20) find less left. A checkpoint
 /// copies each page once, however many commits wrote it since the last one: at 50 ms the
 /// account and index pages of 10,000 players were copied again and again, and every
 /// checkpoint ended with an fsync of the database file. At 500 ms the wallet answered
 /// 10–15% more calls with 10 and with 10,000 players, p99 no worse; at 1 s about the
-/// same, at 2 s less (BENCH.md, note 26). The writers' own checkpoint, at 256 MiB of WAL,
+/// same, at 2 s less (docs/perf-log.md, note 26). The writers' own checkpoint, at 256 MiB of WAL,
 /// still bounds the file.
 const WAL_CHECKPOINT_PERIOD: Duration = Duration::from_millis(500);
 

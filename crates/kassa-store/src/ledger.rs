@@ -221,7 +221,7 @@ impl Store {
     /// its entries: two round trips. A batch that acts on earlier entries (rollbacks, posts,
     /// voids) reads the entries first to learn their accounts, locks everything in one
     /// statement and reads the entries again: three, where locking the request's accounts
-    /// first took four (BENCH.md, note 19). SQLite's single writer sees no other writer, so
+    /// first took four (docs/perf-log.md, note 19). SQLite's single writer sees no other writer, so
     /// there one read of the entries is enough.
     async fn load_locked(
         &self,
@@ -526,7 +526,7 @@ fn fits_one_statement(effects: &Effects) -> bool {
 
 /// PostgreSQL: the batch's new entries, their transfers (joined to the ids the entries got)
 /// and the new balances in one statement of data-modifying CTEs: one round trip where
-/// three separate statements took three (BENCH.md, note 19). The status changes of earlier
+/// three separate statements took three (docs/perf-log.md, note 19). The status changes of earlier
 /// entries could be one more part (they never touch the batch's new rows); folded in, they
 /// measured no faster (note 24), so they stay the plain statement both backends share.
 async fn write_journal_postgres(

@@ -37,7 +37,7 @@ pub type Conn = sqlx::AnyConnection;
 /// The wallet writer's connection, kept from one batch to the next on PostgreSQL. Taking a
 /// connection from the pool and giving it back costs two pings (one on release, one before
 /// the next acquire): 0.15–0.6 ms of a ~2.8 ms batch, measured; 0.08–0.26 ms once the
-/// connection is kept (BENCH.md, note 15). PostgreSQL's writer has a pool of its own
+/// connection is kept (docs/perf-log.md, note 15). PostgreSQL's writer has a pool of its own
 /// ([`Store::with_dedicated_writer`]), so keeping one connection takes it from no one.
 ///
 /// SQLite gives the connection back after every batch ([`HeldConnection::finish_batch`]):
@@ -175,7 +175,7 @@ const DEDICATED_WRITER_CONNECTIONS_MAX: u32 = 2;
 /// Prepared statements a PostgreSQL connection keeps. The journal's statements are
 /// generated per batch (rows of a VALUES list, length of an IN list), so the wallet writer
 /// uses a few hundred texts; with sqlx's default of 100 they pushed each other out and a
-/// batch prepared several of them again, a fifth of its time (BENCH.md, note 16). A URL
+/// batch prepared several of them again, a fifth of its time (docs/perf-log.md, note 16). A URL
 /// that sets `statement-cache-capacity` keeps its own value.
 const POSTGRES_STATEMENT_CACHE_CAPACITY: usize = 1024;
 /// Reader connections on SQLite (the writer is one more).
@@ -189,7 +189,7 @@ const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// 19 times; with 2 KiB pages 138 frames and 13 times. While each rebalance cost a walk of
 /// the page cache (see below), 2 KiB answered 11–15% more calls (note 22); since the page
 /// cache of ADR 18 took the walk away, 1 KiB answers ~14% more than 2 KiB with 10,000
-/// players and ~10% more with 10 (BENCH.md, note 31). An existing database keeps the page
+/// players and ~10% more with 10 (docs/perf-log.md, note 31). An existing database keeps the page
 /// size it was created with; WAL mode cannot change it, so converting one is an offline
 /// `PRAGMA journal_mode = DELETE; PRAGMA page_size = 1024; VACUUM;` (docs/operations.md).
 const SQLITE_PAGE_SIZE_BYTES: u32 = 1024;
@@ -205,8 +205,8 @@ const SQLITE_WRITER_CACHE_KIB: u32 = 8 * 1024;
 /// beginning (SQLite restarts a WAL only when it is wholly copied, which the background
 /// checkpoint never sees under steady writes). At 4,096 pages (4 MiB) the wallet writer
 /// reached it every ~130 ms with 10,000 players and each such commit took 12–20 ms (p99
-/// 21–26 ms; BENCH.md, note 20). At 64 MiB it was still every ~0.7 s at ~100 MB/s of WAL and
-/// 7.6% of the writer's samples; at 256 MiB the wallet answered 7–20% more calls with 10,000
+/// 21–26 ms; docs/perf-log.md, note 20). At 64 MiB it was still every ~0.7 s at ~100 MB/s of WAL
+/// and 7.6% of the writer's samples; at 256 MiB the wallet answered 7–20% more calls with 10,000
 /// players and p99 fell from 10–12 to 7–8 ms (note 28). 256 MiB of the default page size (a
 /// file made before ADR 18 with 2 KiB pages checkpoints at 512 MiB).
 const SQLITE_WRITER_AUTOCHECKPOINT_PAGES: u32 = 256 * 1024 * 1024 / SQLITE_PAGE_SIZE_BYTES;

@@ -3,7 +3,7 @@
 //! Through sqlx a wallet batch waited on seven round trips, one statement at a time: BEGIN,
 //! the entries a rollback names, the accounts it locks, the entries again, the journal, the
 //! status changes, COMMIT. With 10,000 players a quarter of the machine sat idle while the
-//! one writer waited (BENCH.md, note 24). This writer speaks to PostgreSQL through
+//! one writer waited (docs/perf-log.md, note 24). This writer speaks to PostgreSQL through
 //! `tokio-postgres`, which sends statements that do not need each other's answers
 //! back to back (pipelining) and waits once:
 //!

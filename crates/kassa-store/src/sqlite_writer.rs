@@ -3,7 +3,7 @@
 //! sqlx runs every SQLite connection on a thread of its own, so each statement is a round
 //! trip between two threads; a wallet batch is about ten of them (the pool's two pings,
 //! BEGIN, the reads, the writes, COMMIT), and on this project's 2-core machines each wake-up
-//! of the other thread cost more than the statement (BENCH.md, note 18). This writer calls
+//! of the other thread cost more than the statement (docs/perf-log.md, note 18). This writer calls
 //! SQLite directly on the wallet writer's thread, with prepared statements kept per
 //! connection, and writes the same rows as [`Store::apply_ledger_requests`] through the same
 //! pure ledger engine.

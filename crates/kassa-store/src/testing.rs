@@ -1,5 +1,14 @@
 //! Fresh databases for tests: a new SQLite file, or a new database on the PostgreSQL server
 //! named by `KASSA_TEST_POSTGRES_URL`. Used by this crate's and the server's test suites.
+//!
+//! A PostgreSQL test never passes without running. The crates with such tests are compiled
+//! with `--cfg kassa_postgres_tests` only when the variable is set (the shared build script
+//! `build/postgres_tests.rs`); without it their PostgreSQL tests carry
+//! `#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]`
+//! and `cargo test` reports them as ignored. One that runs anyway (`--include-ignored`, or a
+//! test binary started without the variable it was built with) panics. Under `CI=true` the
+//! test [`tests::postgres_is_configured_and_reachable_under_ci`] fails the run when the
+//! variable is unset or the server does not answer.
 
 use std::path::PathBuf;
 
@@ -10,7 +19,7 @@ use sqlx::Connection;
 pub enum TestBackend {
     /// Always available.
     Sqlite,
-    /// Only when `KASSA_TEST_POSTGRES_URL` is set.
+    /// Only when `KASSA_TEST_POSTGRES_URL` is set; its tests are ignored otherwise.
     Postgres,
 }
 
@@ -20,7 +29,19 @@ pub const POSTGRES_URL_VAR: &str = "KASSA_TEST_POSTGRES_URL";
 /// Prefix of every database the tests create, so CI can drop leftovers.
 pub const TEST_DATABASE_PREFIX: &str = "kassa_test_";
 
-/// A URL of a new, empty database, or `None` when the backend is not configured here.
+/// The PostgreSQL server URL from `KASSA_TEST_POSTGRES_URL`, or `None` when it is unset or
+/// empty.
+pub fn postgres_server_url() -> Option<String> {
+    std::env::var(POSTGRES_URL_VAR)
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// A URL of a new, empty database on `backend`.
+///
+/// Always `Some`: the `Option` lets callers keep their `let … else` from the time an
+/// unconfigured PostgreSQL half returned `None` and passed without running. Now such a test
+/// is ignored at compile time, and one that runs without the server configured panics here.
 pub async fn fresh_database_url(backend: TestBackend) -> Option<String> {
     let name = format!(
         "{TEST_DATABASE_PREFIX}{}",
@@ -33,17 +54,53 @@ pub async fn fresh_database_url(backend: TestBackend) -> Option<String> {
             Some(format!("sqlite://{}/kassa.db", dir.display()))
         }
         TestBackend::Postgres => {
-            let server = std::env::var(POSTGRES_URL_VAR)
-                .ok()
-                .filter(|v| !v.is_empty())?;
-            let mut admin = sqlx::PgConnection::connect(&server)
-                .await
-                .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR}={server} is unreachable: {e}"));
+            let server = postgres_server_url().unwrap_or_else(|| {
+                panic!(
+                    "a PostgreSQL test ran but {POSTGRES_URL_VAR} is unset: set it (and rebuild) \
+                     to run the PostgreSQL halves, or leave them ignored"
+                )
+            });
+            let mut admin = connect_admin(&server).await;
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut admin)
                 .await
                 .expect("create test database");
             Some(crate::postgres_url_with_database(&server, &name))
         }
+    }
+}
+
+async fn connect_admin(server: &str) -> sqlx::PgConnection {
+    sqlx::PgConnection::connect(server)
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR}={server} is unreachable: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CI must run both halves: under `CI=true` a missing or unreachable PostgreSQL, or a
+    /// build without the `kassa_postgres_tests` cfg (the variable was unset at build time),
+    /// fails the run instead of leaving the PostgreSQL tests ignored.
+    #[tokio::test]
+    async fn postgres_is_configured_and_reachable_under_ci() {
+        if std::env::var("CI").as_deref() != Ok("true") {
+            return;
+        }
+        let server = postgres_server_url()
+            .unwrap_or_else(|| panic!("CI=true but {POSTGRES_URL_VAR} is unset"));
+        if !cfg!(kassa_postgres_tests) {
+            panic!(
+                "CI=true but the tests were built without {POSTGRES_URL_VAR}, so the \
+                 PostgreSQL halves would be ignored"
+            );
+        }
+        let mut admin = connect_admin(&server).await;
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut admin)
+            .await
+            .expect("PostgreSQL answers");
+        assert_eq!(one, 1);
     }
 }

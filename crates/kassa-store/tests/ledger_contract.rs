@@ -545,6 +545,7 @@ async fn sqlite_verify_catches_orphan_journal_rows() {
     verify_catches_orphan_journal_rows(TestBackend::Sqlite).await;
 }
 #[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 async fn postgres_verify_catches_orphan_journal_rows() {
     verify_catches_orphan_journal_rows(TestBackend::Postgres).await;
 }
@@ -553,6 +554,7 @@ async fn sqlite_held_connection_between_batches() {
     held_connection_between_batches(TestBackend::Sqlite).await;
 }
 #[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 async fn postgres_held_connection_between_batches() {
     held_connection_between_batches(TestBackend::Postgres).await;
 }
@@ -561,6 +563,7 @@ async fn sqlite_two_phase_and_reversal() {
     two_phase_and_reversal(TestBackend::Sqlite).await;
 }
 #[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 async fn postgres_two_phase_and_reversal() {
     two_phase_and_reversal(TestBackend::Postgres).await;
 }
@@ -569,6 +572,7 @@ async fn sqlite_database_refuses_what_the_ledger_refuses() {
     database_refuses_what_the_ledger_refuses(TestBackend::Sqlite).await;
 }
 #[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 async fn postgres_database_refuses_what_the_ledger_refuses() {
     database_refuses_what_the_ledger_refuses(TestBackend::Postgres).await;
 }
@@ -577,6 +581,7 @@ fn sqlite_random_histories_verify() {
     random_histories_verify(TestBackend::Sqlite, 32);
 }
 #[test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 fn postgres_random_histories_verify() {
     random_histories_verify(TestBackend::Postgres, 16);
 }
@@ -644,6 +649,7 @@ async fn sqlite_expired_idempotency_keys_are_purged() {
     expired_idempotency_keys_are_purged(TestBackend::Sqlite).await;
 }
 #[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 async fn postgres_expired_idempotency_keys_are_purged() {
     expired_idempotency_keys_are_purged(TestBackend::Postgres).await;
 }
@@ -749,6 +755,7 @@ fn sqlite_writer_agrees_with_the_shared_path() {
 }
 
 #[test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 fn postgres_writer_agrees_with_the_shared_path() {
     own_writer_agrees_with_the_shared_path(TestBackend::Postgres);
 }
@@ -805,6 +812,7 @@ async fn sqlite_writer_batches_are_atomic_and_take_turns() {
 /// A batch of the PostgreSQL writer that is dropped half-way leaves nothing behind, its
 /// row locks go when the writer rolls it back, and the writer's next batch works.
 #[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 async fn postgres_writer_batches_are_atomic() {
     let Some(store) = store(TestBackend::Postgres).await else {
         return;
@@ -870,6 +878,7 @@ async fn postgres_writer_batches_are_atomic() {
 /// error is the journal's (a unique violation, which the wallet retries), and the writer's
 /// next batch works.
 #[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 async fn postgres_writer_commit_after_a_failed_journal_keeps_nothing() {
     let Some(store) = store(TestBackend::Postgres).await else {
         return;
@@ -925,6 +934,7 @@ async fn postgres_writer_commit_after_a_failed_journal_keeps_nothing() {
 /// locks its accounts up front; the other learns them from the entry and reads it again
 /// under the locks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 async fn postgres_writers_on_two_nodes_roll_back_a_debit_once() {
     let Some(store) = store(TestBackend::Postgres).await else {
         return;

@@ -126,6 +126,7 @@ async fn sqlite_transfers_keep_their_entries_through_0004() {
     transfers_keep_their_entries_through_0004(TestBackend::Sqlite).await;
 }
 #[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 async fn postgres_transfers_keep_their_entries_through_0004() {
     transfers_keep_their_entries_through_0004(TestBackend::Postgres).await;
 }

@@ -4,7 +4,7 @@
 //!
 //! SQLite writes each WAL frame as two `pwrite`s, its 24-byte header and its page. A wallet
 //! batch with 10,000 players dirties ~150 pages, so its commit made ~300 system calls before
-//! its `fsync`, and `pwrite` was a quarter to a third of the wallet writer's CPU (BENCH.md,
+//! its `fsync`, and `pwrite` was a quarter to a third of the wallet writer's CPU (docs/perf-log.md,
 //! note 27). This VFS sits on top of the default one (`unix`) and changes one thing: writes
 //! to a WAL file that follow each other in the file are gathered in memory and reach the
 //! file as one `pwrite`, before anything could need them there.

@@ -7,7 +7,7 @@
 //!   the database's lock page (2^30 / page size + 1), for the length of three calls. The
 //!   default page cache remembers that key as its highest ever, so the truncation at the
 //!   end of every later transaction finds keys above the file's size and walks its whole
-//!   hash table: ~9% of the wallet writer's samples with 10,000 players (BENCH.md, notes 22
+//!   hash table: ~9% of the wallet writer's samples with 10,000 players (docs/perf-log.md, notes 22
 //!   and 31). This cache passes every call to the default one (`pcache1`) and changes only
 //!   that key, to 0, which no page of a database ever has. Nothing else sees the
 //!   difference: SQLite never reads the lock page, and the parked page leaves the key again

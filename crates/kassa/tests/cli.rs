@@ -164,69 +164,83 @@ async fn a_script_chooses_the_demo_key() {
 }
 
 #[tokio::test]
-async fn ledger_verify_passes_then_fails_on_a_tampered_balance() {
-    for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
-        let Some(url) = fresh_database_url(backend).await else {
-            continue;
-        };
-        let migrate = Command::new(KASSA)
-            .args(["migrate", "--database-url", &url])
-            .output()
-            .unwrap();
-        assert!(
-            migrate.status.success(),
-            "{}",
-            String::from_utf8_lossy(&migrate.stderr)
-        );
-        let port = free_port();
-        let key = "sk_test_verify_key_0000000001";
-        {
-            let (_server, _) = serve(&url, port, &[("KASSA_DEMO_API_KEY", key)]);
-            wait_healthy(port).await;
-            let base = format!("http://127.0.0.1:{port}");
-            call(
-                reqwest::Method::PUT,
-                format!("{base}/v1/players/p1"),
-                key,
-                Some(json!({"currency": "EUR", "country": "MT"})),
-            )
-            .await;
-            call(reqwest::Method::POST, format!("{base}/v1/wallet/credit"), key, Some(json!({"txn_id": "w1", "player_id": "p1", "amount": "25.00", "currency": "EUR"}))).await;
-        }
-        let ok = Command::new(KASSA)
-            .args(["ledger", "verify"])
-            .env("KASSA_DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        assert!(
-            ok.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ok.stdout)
-        );
-        assert!(String::from_utf8_lossy(&ok.stdout).contains("ledger OK"));
+async fn sqlite_ledger_verify_passes_then_fails_on_a_tampered_balance() {
+    ledger_verify_passes_then_fails_on_a_tampered_balance(TestBackend::Sqlite).await;
+}
 
-        let store = kassa_store::Store::connect(&url).await.unwrap();
-        let mut tx = store.begin().await.unwrap();
-        sqlx::query("UPDATE ledger_accounts SET balance_minor = balance_minor + 500 WHERE kind = 'player_cash'")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        store.close().await;
-        let broken = Command::new(KASSA)
-            .args(["ledger", "verify", "--json", "--database-url", &url])
-            .output()
-            .unwrap();
-        assert_eq!(
-            broken.status.code(),
-            Some(1),
-            "a drifted balance must fail verify"
-        );
-        let report: Value = serde_json::from_slice(&broken.stdout).unwrap();
-        assert_eq!(report["ok"], false);
-        assert_eq!(report["drifted_accounts"][0]["stored_minor"], 3000);
-        assert_eq!(report["drifted_accounts"][0]["recomputed_minor"], 2500);
+#[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+async fn postgres_ledger_verify_passes_then_fails_on_a_tampered_balance() {
+    ledger_verify_passes_then_fails_on_a_tampered_balance(TestBackend::Postgres).await;
+}
+
+async fn ledger_verify_passes_then_fails_on_a_tampered_balance(backend: TestBackend) {
+    let url = fresh_database_url(backend).await.unwrap();
+    let migrate = Command::new(KASSA)
+        .args(["migrate", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let port = free_port();
+    let key = "sk_test_verify_key_0000000001";
+    {
+        let (_server, _) = serve(&url, port, &[("KASSA_DEMO_API_KEY", key)]);
+        wait_healthy(port).await;
+        let base = format!("http://127.0.0.1:{port}");
+        call(
+            reqwest::Method::PUT,
+            format!("{base}/v1/players/p1"),
+            key,
+            Some(json!({"currency": "EUR", "country": "MT"})),
+        )
+        .await;
+        call(
+            reqwest::Method::POST,
+            format!("{base}/v1/wallet/credit"),
+            key,
+            Some(json!({"txn_id": "w1", "player_id": "p1", "amount": "25.00", "currency": "EUR"})),
+        )
+        .await;
     }
+    let ok = Command::new(KASSA)
+        .args(["ledger", "verify"])
+        .env("KASSA_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("ledger OK"));
+
+    let store = kassa_store::Store::connect(&url).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    sqlx::query(
+        "UPDATE ledger_accounts SET balance_minor = balance_minor + 500 WHERE kind = 'player_cash'",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    store.close().await;
+    let broken = Command::new(KASSA)
+        .args(["ledger", "verify", "--json", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        broken.status.code(),
+        Some(1),
+        "a drifted balance must fail verify"
+    );
+    let report: Value = serde_json::from_slice(&broken.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["drifted_accounts"][0]["stored_minor"], 3000);
+    assert_eq!(report["drifted_accounts"][0]["recomputed_minor"], 2500);
 }
 
 #[test]

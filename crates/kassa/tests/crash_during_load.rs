@@ -342,6 +342,7 @@ async fn sqlite_loses_no_acknowledged_call_when_killed_mid_batch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 async fn postgres_loses_no_acknowledged_call_when_killed_mid_batch() {
     crash_during_load(TestBackend::Postgres).await;
 }

@@ -357,7 +357,7 @@ enum WriterDb {
 /// Longest the wallet writer keeps SQLite's write turn over back-to-back batches before it
 /// lets the other writers (players, payments, payouts, idempotency keys) have it. Taking the
 /// turn costs two round trips to sqlx's connection thread, 0.4–0.7 ms under load, as much
-/// as the batch itself (BENCH.md, note 18); so under load the turn is kept, and another
+/// as the batch itself (docs/perf-log.md, note 18); so under load the turn is kept, and another
 /// writer waits at most this long plus one batch.
 const WRITE_TURN_HOLD_MAX: Duration = Duration::from_millis(10);
 
@@ -391,7 +391,8 @@ impl TurnKeeper {
 
 /// Gives the calling (writer) thread the nice value `nice`. The writer is the wallet path's
 /// one serial stage: when it waits for a core behind request handlers, every caller waits.
-/// On 2 cores a nice of -10 answered ~13% more calls with 10,000 players (BENCH.md, note 29).
+/// On 2 cores a nice of -10 answered ~13% more calls with 10,000 players
+/// (docs/perf-log.md, note 29).
 #[cfg(target_os = "linux")]
 fn set_writer_priority(nice: i32) {
     if nice == 0 {
