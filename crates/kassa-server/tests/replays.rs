@@ -5,7 +5,7 @@ mod common;
 
 use common::{deliver, pay_with_card, rfc3339_now_plus, TestApp};
 use kassa_server::config::Config;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 fn quiet(config: &mut Config) {

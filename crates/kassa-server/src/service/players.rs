@@ -85,7 +85,7 @@ impl PlayerDirectory {
         Ok(self.store.upsert_player(&player).await?)
     }
 
-    /// The player, or 404 `player_not_found`.
+    /// The player, or `PlayerError::NotFound`.
     pub async fn get(
         &self,
         merchant_id: &str,
