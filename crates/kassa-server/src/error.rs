@@ -1,27 +1,15 @@
 //! The one error type of the API: a stable code, an HTTP status, a human message, details,
 //! and the request's trace id, always as
-//! `{"error": code, "message": text, "trace_id": id, "details": {…}}`.
+//! `{"error": code, "message": text, "trace_id": id, "details": {…}}`. Use cases return
+//! their own errors; [`crate::views::errors`] says how each is answered, and this module
+//! turns that into a response (logging the cause chain of every 5xx once).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::{json, Value};
-use utoipa::ToSchema;
 
-/// The documented error body.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// Stable, machine-readable code, e.g. `insufficient_funds`.
-    #[schema(example = "insufficient_funds")]
-    pub error: String,
-    /// What went wrong, for a person.
-    pub message: String,
-    /// The request's trace id; quote it to support.
-    pub trace_id: String,
-    /// Extra facts (the failing field, the balance, …).
-    #[schema(value_type = Object)]
-    pub details: Value,
-}
+pub use crate::views::ErrorBody;
+use crate::views::{Problem, PublicError};
 
 /// An error answer. Build one with a constructor; the status and code stay together here.
 #[derive(Debug)]
@@ -124,14 +112,7 @@ impl ApiError {
 
     /// 500 whose cause is logged here, with its whole chain, and never sent to the client.
     pub fn internal(error: &(dyn std::error::Error + 'static)) -> ApiError {
-        let mut chain = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        tracing::error!(error = %chain, "internal error");
+        log_chain(error);
         ApiError::internal_message()
     }
 
@@ -153,7 +134,60 @@ impl ApiError {
             details: self.details.clone(),
         }
     }
+
+    /// The answer to a use case's error; a 5xx's cause chain is logged here, once.
+    pub fn public(error: &(impl PublicError + 'static)) -> ApiError {
+        let problem = error.problem();
+        if problem.status >= 500 {
+            log_chain(error);
+        }
+        ApiError::from(problem)
+    }
 }
+
+fn log_chain(error: &(dyn std::error::Error + 'static)) {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    tracing::error!(error = %chain, "internal error");
+}
+
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> ApiError {
+        ApiError {
+            status: StatusCode::from_u16(problem.status)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: problem.code,
+            message: problem.message,
+            details: problem.details,
+            retry_after_s: None,
+        }
+    }
+}
+
+macro_rules! answered_as_api_error {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(error: $error) -> ApiError {
+                ApiError::public(&error)
+            }
+        }
+    )*};
+}
+
+answered_as_api_error!(
+    crate::service::payments::PaymentError,
+    crate::service::payouts::PayoutError,
+    crate::service::wallet::WalletError,
+    crate::service::players::PlayerError,
+    crate::service::provider_events::ProviderEventError,
+    kassa_store::StoreError,
+    kassa_core::MoneyError
+);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -167,29 +201,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<kassa_store::StoreError> for ApiError {
-    fn from(error: kassa_store::StoreError) -> ApiError {
-        match error {
-            kassa_store::StoreError::CurrencyImmutable { .. } => {
-                ApiError::conflict("currency_immutable", error.to_string())
-            }
-            other => ApiError::internal(&other),
-        }
-    }
-}
-
 impl From<kassa_store::SqlxError> for ApiError {
     fn from(error: kassa_store::SqlxError) -> ApiError {
         ApiError::from(kassa_store::StoreError::from(error))
-    }
-}
-
-impl From<kassa_core::MoneyError> for ApiError {
-    fn from(error: kassa_core::MoneyError) -> ApiError {
-        let field = match error {
-            kassa_core::MoneyError::UnknownCurrency(_) => "currency",
-            _ => "amount",
-        };
-        ApiError::validation(field, error.to_string())
     }
 }

@@ -16,13 +16,16 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use kassa_store::idempotency::{complete_idempotency_key, Claim};
+use kassa_store::idempotency::{
+    complete_idempotency_key, release_idempotency_key_in, stage_idempotency_answer, Claim,
+};
 use kassa_store::{Conn, StoreError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::views::Answer;
 use crate::AppState;
 
 /// Request header naming the key.
@@ -43,18 +46,30 @@ pub struct IdempotencyClaim {
 }
 
 impl IdempotencyClaim {
-    /// Stores the answer inside the transaction that makes the effect. Call
-    /// [`mark_committed`](Self::mark_committed) after that transaction commits.
-    pub async fn complete_in(
-        &self,
-        conn: &mut Conn,
-        status: u16,
-        body: &str,
-    ) -> Result<(), StoreError> {
-        complete_idempotency_key(conn, &self.merchant_id, &self.key, status, body).await
+    /// Stores the final answer inside the transaction that makes the effect. Call
+    /// [`mark_committed`](Self::mark_committed) after that transaction commits, and send
+    /// exactly this answer.
+    pub async fn complete_in(&self, conn: &mut Conn, answer: &Answer) -> Result<(), StoreError> {
+        let (merchant_id, key) = (&self.merchant_id, &self.key);
+        complete_idempotency_key(conn, merchant_id, key, answer.status, &answer.body).await
     }
 
-    /// Tells the middleware the answer is stored.
+    /// Stores a provisional answer with the first of several effects; a later
+    /// [`complete_in`](Self::complete_in) replaces it. Should the request end before that,
+    /// the provisional answer is what every repeat gets.
+    pub async fn stage_in(&self, conn: &mut Conn, answer: &Answer) -> Result<(), StoreError> {
+        let (merchant_id, key) = (&self.merchant_id, &self.key);
+        stage_idempotency_answer(conn, merchant_id, key, answer.status, &answer.body).await
+    }
+
+    /// Gives the key back inside the transaction that recorded a failure the client may
+    /// retry with the same key. Call [`mark_committed`](Self::mark_committed) after commit.
+    pub async fn release_in(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        release_idempotency_key_in(conn, &self.merchant_id, &self.key).await
+    }
+
+    /// Tells the middleware the key is dealt with (answered or released) inside the effect's
+    /// transaction.
     pub fn mark_committed(&self) {
         self.completed.store(true, Ordering::Release);
     }

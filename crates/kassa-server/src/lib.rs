@@ -13,6 +13,7 @@ pub mod rate_limit;
 pub mod service;
 pub mod telemetry;
 pub mod trace;
+pub mod views;
 pub mod web;
 pub mod workers;
 

@@ -1,5 +1,10 @@
 //! `Idempotency-Key` records: claimed before a request runs, completed with its response in
 //! the same transaction as its effect, replayed to every repeat for at least the retention.
+//!
+//! A request whose effect takes more than one transaction (a hold, then a provider call,
+//! then the provider's answer) stages an answer with its first effect and completes it with
+//! the final answer in its last: a claim left behind with a staged answer (a node stopped
+//! between the two) is answered with it, never run again.
 
 use sqlx::Row;
 
@@ -61,9 +66,9 @@ impl Store {
             return Ok(Claim::Reused);
         }
         let state: String = row.try_get("state")?;
+        let status: Option<i64> = row.try_get("response_status")?;
+        let body: Option<String> = row.try_get("response_body")?;
         if state == "done" {
-            let status: Option<i64> = row.try_get("response_status")?;
-            let body: Option<String> = row.try_get("response_body")?;
             return Ok(Claim::Replay {
                 status: status.unwrap_or(500) as u16,
                 body: body.unwrap_or_default(),
@@ -72,6 +77,14 @@ impl Store {
         let locked_at_ms: i64 = row.try_get("locked_at_ms")?;
         if now - locked_at_ms < stale_after_ms {
             return Ok(Claim::InUse);
+        }
+        if let (Some(status), Some(body)) = (status, body) {
+            // A stopped request whose first effect committed: its staged answer is final.
+            self.release_idempotency_key(merchant_id, key).await?;
+            return Ok(Claim::Replay {
+                status: status as u16,
+                body,
+            });
         }
         let taken = sqlx::query(
             "UPDATE idempotency_keys SET locked_at_ms = $1 WHERE merchant_id = $2 \
@@ -105,15 +118,24 @@ impl Store {
     }
 
     /// Gives a claimed key back unanswered, so the client may retry it (validation failure,
-    /// internal error).
+    /// internal error) — unless the request staged an answer with an effect: then that
+    /// answer becomes final, since running the request again would repeat the effect.
     pub async fn release_idempotency_key(
         &self,
         merchant_id: &str,
         key: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done' WHERE merchant_id = $1 \
+             AND idempotency_key = $2 AND state = 'in_progress' AND response_body IS NOT NULL",
+        )
+        .bind(merchant_id)
+        .bind(key)
+        .execute(self.writer())
+        .await?;
+        sqlx::query(
             "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND idempotency_key = $2 \
-             AND state = 'in_progress'",
+             AND state = 'in_progress' AND response_body IS NULL",
         )
         .bind(merchant_id)
         .bind(key)
@@ -148,6 +170,47 @@ pub async fn complete_idempotency_key(
     )
     .bind(i64::from(status))
     .bind(body)
+    .bind(merchant_id)
+    .bind(key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores a provisional answer with a request's first effect, inside that effect's
+/// transaction; the key stays claimed (a repeat meanwhile gets `in use`) until
+/// [`complete_idempotency_key`] stores the final answer or the claim goes stale.
+pub async fn stage_idempotency_answer(
+    conn: &mut Conn,
+    merchant_id: &str,
+    key: &str,
+    status: u16,
+    body: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET response_status = $1, response_body = $2 \
+         WHERE merchant_id = $3 AND idempotency_key = $4 AND state = 'in_progress'",
+    )
+    .bind(i64::from(status))
+    .bind(body)
+    .bind(merchant_id)
+    .bind(key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives a claimed key back inside the transaction that found the request failed without
+/// an effect worth answering (a provider that did not answer), so a retry starts afresh.
+pub async fn release_idempotency_key_in(
+    conn: &mut Conn,
+    merchant_id: &str,
+    key: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND idempotency_key = $2 \
+         AND state = 'in_progress'",
+    )
     .bind(merchant_id)
     .bind(key)
     .execute(&mut *conn)

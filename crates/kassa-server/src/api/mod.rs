@@ -220,13 +220,15 @@ pub fn external_id(field: &str, value: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::validation(field, e.to_string()))
 }
 
-/// Formats stored milliseconds as RFC 3339 (UTC).
-pub fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+pub use crate::views::rfc3339;
+
+/// Sends an answer exactly as the use case stored it for an `Idempotency-Key`.
+pub fn send_answer(answer: crate::views::Answer) -> axum::response::Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, answer.body).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    response
 }

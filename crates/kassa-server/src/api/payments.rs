@@ -6,28 +6,29 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::Stream;
-use kassa_connectors::{ProviderEvent, WebhookError};
 use kassa_core::payment::PaymentStatus;
-use kassa_core::{ids, Currency};
-use kassa_store::now_ms;
-use kassa_store::payments::{PaymentRecord, RefundRecord, WebhookDelivery};
+use kassa_core::Currency;
+use kassa_store::payments::PaymentRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::{
-    decode_keyset_cursor, encode_keyset_cursor, external_id, page_limit, rfc3339, ApiJson,
+    decode_keyset_cursor, encode_keyset_cursor, external_id, page_limit, send_answer, ApiJson,
 };
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::IdempotencyClaim;
 use crate::service::payments::{payment_not_found, NewPayment};
-use crate::service::webhook_answer;
+use crate::service::provider_events::{Delivery, ProviderEvents};
+use crate::views::payments::{init_view, payment_view as view, refund_view};
+pub use crate::views::payments::{PaymentInitView, PaymentView, RefundView};
+use crate::views::Answer;
 use crate::AppState;
 
 /// Name of the provider whose webhooks arrive at `/v1/payments/webhook`.
@@ -68,37 +69,6 @@ pub struct PaymentMeta {
     pub session_id: Option<String>,
 }
 
-/// Answer to an init.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PaymentInitView {
-    pub payment_id: String,
-    #[schema(example = "pending")]
-    pub status: String,
-    /// Send the player here.
-    pub redirect_url: Option<String>,
-    pub provider: String,
-}
-
-/// A payment.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PaymentView {
-    pub payment_id: String,
-    /// `initiated`, `pending`, `authorized`, `captured`, `partially_refunded`, `refunded`,
-    /// `charged_back`, `declined`, `failed`, `cancelled`, `expired`.
-    pub status: String,
-    pub amount: String,
-    pub currency: String,
-    pub refunded: String,
-    pub method: String,
-    pub player_id: String,
-    pub provider: String,
-    pub provider_reference: Option<String>,
-    pub redirect_url: Option<String>,
-    pub failure_reason: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
 /// A page of payments, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentPage {
@@ -120,54 +90,6 @@ pub struct PaymentListQuery {
 pub struct RefundInput {
     #[schema(example = "10.00")]
     pub amount: Option<String>,
-}
-
-/// A refund.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RefundView {
-    pub refund_id: String,
-    pub payment_id: String,
-    pub amount: String,
-    pub currency: String,
-    /// `pending`, `succeeded`, `failed`.
-    pub status: String,
-}
-
-fn view(p: &PaymentRecord) -> PaymentView {
-    PaymentView {
-        payment_id: p.id.clone(),
-        status: p.status.as_str().to_string(),
-        amount: p.currency.format_minor(p.amount_minor),
-        currency: p.currency.code().to_string(),
-        refunded: p.currency.format_minor(p.refunded_minor),
-        method: p.method.clone(),
-        player_id: p.player_id.clone(),
-        provider: p.provider.clone(),
-        provider_reference: p.provider_reference.clone(),
-        redirect_url: p.redirect_url.clone(),
-        failure_reason: p.failure_reason.clone(),
-        created_at: rfc3339(p.created_at_ms),
-        updated_at: rfc3339(p.updated_at_ms),
-    }
-}
-
-fn init_view(p: &PaymentRecord) -> PaymentInitView {
-    PaymentInitView {
-        payment_id: p.id.clone(),
-        status: p.status.as_str().to_string(),
-        redirect_url: p.redirect_url.clone(),
-        provider: p.provider.clone(),
-    }
-}
-
-fn refund_view(r: &RefundRecord) -> RefundView {
-    RefundView {
-        refund_id: r.id.clone(),
-        payment_id: r.payment_id.clone(),
-        amount: r.currency.format_minor(r.amount_minor),
-        currency: r.currency.code().to_string(),
-        status: r.status.clone(),
-    }
 }
 
 fn check_return_url(url: &str) -> Result<(), ApiError> {
@@ -232,12 +154,12 @@ pub async fn init_payment(
         ip: input.meta.ip,
         session_id: input.meta.session_id,
     };
-    let render = |p: &PaymentRecord| serde_json::to_string(&init_view(p)).unwrap_or_default();
+    let claim = claim.map(|c| c.0);
     let payment = state
         .payments
-        .init(&merchant.id, request, claim.map(|c| c.0), render)
+        .init(&merchant.id, request, claim.as_ref())
         .await?;
-    Ok((StatusCode::CREATED, Json(init_view(&payment))).into_response())
+    Ok(send_answer(Answer::of(201, &init_view(&payment))))
 }
 
 /// A payment.
@@ -288,7 +210,8 @@ pub async fn list_payments(
     }))
 }
 
-/// Cancels a payment the player has not completed.
+/// Cancels a payment the player has not completed; a repeat answers the cancelled payment
+/// again.
 #[utoipa::path(post, path = "/v1/payments/{payment_id}/cancel", tag = "payments",
     params(("payment_id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = PaymentView), (status = 404, body = ErrorBody), (status = 409, description = "payment_not_cancellable", body = ErrorBody)))]
@@ -321,24 +244,17 @@ pub async fn create_refund(
     claim: Option<Extension<IdempotencyClaim>>,
     ApiJson(input): ApiJson<RefundInput>,
 ) -> Result<Response, ApiError> {
-    let payment = state.payments.get(&merchant.id, &payment_id).await?;
-    let amount_minor = input
-        .amount
-        .as_deref()
-        .map(|a| payment.currency.parse_positive_minor(a))
-        .transpose()?;
-    let render = |r: &RefundRecord| serde_json::to_string(&refund_view(r)).unwrap_or_default();
+    let claim = claim.map(|c| c.0);
     let refund = state
         .payments
         .refund(
             &merchant.id,
             &payment_id,
-            amount_minor,
-            claim.map(|c| c.0),
-            render,
+            input.amount.as_deref(),
+            claim.as_ref(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(refund_view(&refund))).into_response())
+    Ok(send_answer(Answer::of(201, &refund_view(&refund))))
 }
 
 /// The seed's inbound webhook body (a payout event carries `payout_id` instead).
@@ -396,188 +312,27 @@ pub async fn provider_webhook(
     receive_webhook(&state, &provider, &headers, &body).await
 }
 
-/// Verifies, dedupes and applies one webhook, and logs it whatever happens.
+/// Hands one delivery to the provider-event pipeline and sends its answer.
 async fn receive_webhook(
     state: &AppState,
-    provider_name: &str,
+    provider: &str,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
-    let mut delivery = WebhookDelivery {
-        id: ids::generate("whk"),
-        provider: provider_name.to_string(),
-        event_id: None,
-        payment_id: None,
-        headers: loggable_headers(headers),
-        raw_body: String::from_utf8_lossy(body).into_owned(),
-        outcome: String::new(),
-        http_status: 0,
-        received_at_ms: now_ms(),
+    let events = ProviderEvents {
+        store: &state.store,
+        payments: &state.payments,
+        payouts: &state.payouts,
     };
-    let (outcome, response) =
-        handle_webhook(state, provider_name, headers, body, &mut delivery).await;
-    delivery.outcome = outcome.to_string();
-    delivery.http_status = response.status().as_u16();
-    if let Err(error) = state.store.insert_webhook_delivery(&delivery).await {
-        tracing::error!(error = %error, "could not log a webhook delivery");
+    let delivery = Delivery {
+        provider,
+        headers,
+        body,
+    };
+    match events.receive(delivery).await {
+        Ok(receipt) => send_answer(receipt.answer),
+        Err(error) => ApiError::from(error).into_response(),
     }
-    response
-}
-
-async fn handle_webhook(
-    state: &AppState,
-    provider_name: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-    delivery: &mut WebhookDelivery,
-) -> (&'static str, Response) {
-    let Some(provider) = state.payments.provider(provider_name) else {
-        return (
-            "unknown_provider",
-            ApiError::not_found(
-                "provider_not_found",
-                format!("no provider {provider_name:?}"),
-            )
-            .into_response(),
-        );
-    };
-    let event = match provider.verify_webhook(headers, body, now_ms() / 1000) {
-        Ok(event) => event,
-        Err(WebhookError::InvalidSignature) => {
-            return (
-                "invalid_signature",
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_signature",
-                    "the webhook signature is missing or wrong",
-                )
-                .into_response(),
-            )
-        }
-        Err(WebhookError::Stale { .. }) => {
-            return (
-                "stale",
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "stale_webhook",
-                    "the webhook timestamp is more than 5 minutes from now",
-                )
-                .into_response(),
-            )
-        }
-        Err(WebhookError::Malformed(why)) => {
-            return (
-                "malformed",
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "malformed_webhook", why)
-                    .into_response(),
-            )
-        }
-    };
-    let event = match event {
-        ProviderEvent::Payment(event) => event,
-        ProviderEvent::Payout(event) => {
-            return handle_payout_webhook(state, provider_name, &event, delivery).await
-        }
-    };
-    delivery.event_id = Some(event.event_id.clone());
-    delivery.payment_id = Some(event.payment_id.clone());
-    apply_once(state, provider_name, &event.event_id, async {
-        let applied = state
-            .payments
-            .apply_provider_event(provider_name, &event, "webhook")
-            .await?;
-        Ok(applied.answer())
-    })
-    .await
-}
-
-async fn handle_payout_webhook(
-    state: &AppState,
-    provider_name: &str,
-    event: &kassa_connectors::PayoutEvent,
-    delivery: &mut WebhookDelivery,
-) -> (&'static str, Response) {
-    delivery.event_id = Some(event.event_id.clone());
-    delivery.payment_id = Some(event.payout_id.clone());
-    apply_once(state, provider_name, &event.event_id, async {
-        let (status, applied) = state
-            .payouts
-            .apply_provider_event(provider_name, event)
-            .await?;
-        Ok(webhook_answer(applied, "payout_status", status.as_str()))
-    })
-    .await
-}
-
-/// Applies a verified event at most once per event id: a repeat of a processed id gets the
-/// first answer; if applying fails because a concurrent delivery of the same event won the
-/// race (its effect and answer committed first), that delivery's answer is given. Returns the
-/// delivery log's outcome with the response.
-async fn apply_once(
-    state: &AppState,
-    provider_name: &str,
-    event_id: &str,
-    apply: impl std::future::Future<Output = Result<serde_json::Value, ApiError>>,
-) -> (&'static str, Response) {
-    let stored = state.store.processed_webhook_event(provider_name, event_id);
-    match stored.await {
-        Ok(Some((status, body))) => return ("duplicate", stored_answer(status, body)),
-        Ok(None) => {}
-        Err(error) => return ("error", ApiError::from(error).into_response()),
-    }
-    match apply.await {
-        Ok(answer) => {
-            let outcome = if answer["outcome"] == "processed" {
-                "processed"
-            } else {
-                "ignored"
-            };
-            (outcome, Json(answer).into_response())
-        }
-        Err(error) => {
-            let stored = state.store.processed_webhook_event(provider_name, event_id);
-            if let Ok(Some((status, body))) = stored.await {
-                return ("duplicate", stored_answer(status, body));
-            }
-            let outcome = match error.code() {
-                "payment_not_found" => "unknown_payment",
-                "payout_not_found" => "unknown_payout",
-                "webhook_mismatch" => "mismatch",
-                _ => "error",
-            };
-            (outcome, error.into_response())
-        }
-    }
-}
-
-fn stored_answer(status: u16, body: String) -> Response {
-    let mut response =
-        (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// Headers worth keeping in the delivery log, with anything secret-looking removed.
-fn loggable_headers(headers: &HeaderMap) -> String {
-    let kept: serde_json::Map<String, serde_json::Value> = headers
-        .iter()
-        .filter(|(name, _)| {
-            !matches!(
-                name.as_str(),
-                "authorization" | "cookie" | "proxy-authorization"
-            )
-        })
-        .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                json!(value.to_str().unwrap_or("<binary>")),
-            )
-        })
-        .collect();
-    serde_json::Value::Object(kept).to_string()
 }
 
 /// Live status of a payment as Server-Sent Events (`event: status`), until it is final.
@@ -608,7 +363,7 @@ async fn find_any(state: &AppState, payment_id: &str) -> Result<PaymentRecord, A
         .store
         .find_payment(payment_id)
         .await?
-        .ok_or_else(|| payment_not_found(payment_id))
+        .ok_or_else(|| payment_not_found(payment_id).into())
 }
 
 fn status_stream(

@@ -2,23 +2,24 @@
 //! under `/v1/admin/payouts`.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use kassa_core::payout::PayoutStatus;
 use kassa_core::Currency;
-use kassa_store::payouts::PayoutRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::{
-    decode_keyset_cursor, encode_keyset_cursor, external_id, page_limit, rfc3339, ApiJson,
+    decode_keyset_cursor, encode_keyset_cursor, external_id, page_limit, send_answer, ApiJson,
 };
 use crate::auth::{roles, Admin, Merchant};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::IdempotencyClaim;
 use crate::service::payouts::{Decision, NewPayout, PAYOUTS_PAUSED};
+use crate::views::payouts::payout_view as view;
+pub use crate::views::payouts::PayoutView;
+use crate::views::Answer;
 use crate::AppState;
 
 /// A withdrawal to request.
@@ -35,30 +36,6 @@ pub struct PayoutInitInput {
     pub player_id: String,
     /// Where the money goes (card token, IBAN), when the method needs one.
     pub destination: Option<String>,
-}
-
-/// A payout.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PayoutView {
-    pub payout_id: String,
-    /// `requested`, `in_review`, `approved`, `deferred`, `processing`, `paid`, `rejected`,
-    /// `failed`, `cancelled`.
-    pub status: String,
-    pub amount: String,
-    pub currency: String,
-    pub method: String,
-    pub player_id: String,
-    pub provider: Option<String>,
-    /// Why checks sent it to review.
-    pub review_reasons: Vec<String>,
-    /// Why it failed, was rejected or cancelled.
-    pub failure_reason: Option<String>,
-    /// Estimated hours until the money arrives.
-    pub eta_hours: i64,
-    pub reviewed_by: Option<String>,
-    pub review_note: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
 }
 
 /// A page of payouts, newest first.
@@ -98,25 +75,6 @@ pub struct ReviewInput {
 #[serde(deny_unknown_fields)]
 pub struct SwitchInput {
     pub enabled: bool,
-}
-
-pub(crate) fn view(p: &PayoutRecord) -> PayoutView {
-    PayoutView {
-        payout_id: p.id.clone(),
-        status: p.status.as_str().to_string(),
-        amount: p.currency.format_minor(p.amount_minor),
-        currency: p.currency.code().to_string(),
-        method: p.method.clone(),
-        player_id: p.player_id.clone(),
-        provider: p.provider.clone(),
-        review_reasons: p.review_reasons.clone(),
-        failure_reason: p.failure_reason.clone(),
-        eta_hours: p.eta_hours,
-        reviewed_by: p.reviewed_by.clone(),
-        review_note: p.review_note.clone(),
-        created_at: rfc3339(p.created_at_ms),
-        updated_at: rfc3339(p.updated_at_ms),
-    }
 }
 
 /// Requests a withdrawal. Checks, in order: KYC (403 `kyc_required`), account status (403
@@ -171,12 +129,12 @@ pub async fn init_payout(
         method: input.method,
         destination: input.destination,
     };
-    let render = |p: &PayoutRecord| serde_json::to_string(&view(p)).unwrap_or_default();
+    let claim = claim.map(|c| c.0);
     let payout = state
         .payouts
-        .request(&merchant.id, request, claim.map(|c| c.0), render)
+        .request(&merchant.id, request, claim.as_ref())
         .await?;
-    Ok((StatusCode::CREATED, Json(view(&payout))).into_response())
+    Ok(send_answer(Answer::of(201, &view(&payout))))
 }
 
 /// A payout.
@@ -214,7 +172,8 @@ pub async fn list_payouts(
 }
 
 /// The player withdraws a payout not yet sent to a provider — where the jurisdiction allows
-/// it (409 `cancel_not_allowed` in GB, for example).
+/// it (409 `cancel_not_allowed` in GB, for example). A repeat answers the cancelled payout
+/// again.
 #[utoipa::path(post, path = "/v1/payouts/{payout_id}/cancel", tag = "payouts", params(("payout_id" = String, Path)),
     security(("bearer" = [])),
     responses((status = 200, body = PayoutView), (status = 404, body = ErrorBody), (status = 409, description = "cancel_not_allowed, payout_not_cancellable", body = ErrorBody)))]

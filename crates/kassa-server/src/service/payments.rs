@@ -21,13 +21,12 @@ use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use crate::error::ApiError;
 use crate::idempotency::IdempotencyClaim;
-use crate::service::players::{PlayerDirectory, WalletAccounts};
-use crate::service::{
-    provider_failure_code, retrying, unexpected_ledger, webhook_mismatch, ApplyError,
-};
-use crate::service::{webhook_answer, ProviderHold};
+use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
+use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
+use crate::service::{provider_failure_code, unexpected_ledger, ProviderHold};
+use crate::views::payments::{init_view, refund_view};
+use crate::views::Answer;
 
 /// Status changes published to this node's live streams (SSE); other nodes' changes are
 /// found by the streams' polling.
@@ -47,6 +46,66 @@ pub struct NewPayment {
     pub session_id: Option<String>,
 }
 
+/// Why a deposit use case did not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// The amount or currency does not parse.
+    #[error(transparent)]
+    Money(#[from] kassa_core::MoneyError),
+    /// The player is unknown or holds another currency.
+    #[error(transparent)]
+    Player(#[from] PlayerError),
+    /// No configured provider takes this method, currency and country.
+    #[error("no provider takes {method} payments in {currency} from {country}")]
+    NoProvider {
+        method: String,
+        currency: Currency,
+        country: String,
+    },
+    /// No such payment for this merchant.
+    #[error("no payment {payment_id:?}")]
+    NotFound { payment_id: String },
+    /// Only payments the player has not completed can be cancelled.
+    #[error("a {status} payment cannot be cancelled")]
+    NotCancellable { status: PaymentStatus },
+    /// The provider settled the payment while it was being cancelled.
+    #[error("the payment became {status} before it could be cancelled")]
+    CancelOvertaken { status: PaymentStatus },
+    /// Only captured payments can be refunded.
+    #[error("a {status} payment cannot be refunded")]
+    NotRefundable { status: PaymentStatus },
+    /// The payment's provider has no refunds.
+    #[error("{provider} does not refund")]
+    RefundsUnsupported { provider: String },
+    /// The amount is not positive or more than is left to refund.
+    #[error("at most {refundable_minor} (minor units) can be refunded")]
+    RefundTooLarge {
+        currency: Currency,
+        refundable_minor: i64,
+    },
+    /// The player no longer has the money the refund takes back.
+    #[error("the player's balance no longer covers this refund")]
+    RefundNotCovered,
+    /// The provider refused the call or did not answer.
+    #[error("provider call failed: {0}")]
+    Provider(ProviderError),
+    /// The payment names a provider this node does not have configured.
+    #[error("payment {payment_id} names provider {provider:?}, which is not configured")]
+    ProviderMissing {
+        payment_id: String,
+        provider: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<kassa_store::SqlxError> for PaymentError {
+    fn from(error: kassa_store::SqlxError) -> PaymentError {
+        PaymentError::Store(error.into())
+    }
+}
+
 /// What applying an event did, for the webhook's answer and the delivery log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -58,10 +117,10 @@ pub enum Applied {
 
 impl Applied {
     /// The answer the provider gets for the event (and again for every repeat of it).
-    pub fn answer(&self) -> serde_json::Value {
-        match self {
-            Applied::Processed(status) => webhook_answer(true, "payment_status", status.as_str()),
-            Applied::Ignored(status) => webhook_answer(false, "payment_status", status.as_str()),
+    pub fn answer(&self) -> EventAnswer {
+        match *self {
+            Applied::Processed(status) => EventAnswer::payment(true, status),
+            Applied::Ignored(status) => EventAnswer::payment(false, status),
         }
     }
 }
@@ -107,35 +166,41 @@ impl PaymentsService {
         method: &str,
         currency: Currency,
         country: &str,
-    ) -> Result<Arc<dyn PaymentProvider>, ApiError> {
+    ) -> Result<Arc<dyn PaymentProvider>, PaymentError> {
         self.providers
             .iter()
             .find(|(_, p)| p.capabilities().supports(method, currency, Some(country)))
             .map(|(_, p)| p.clone())
-            .ok_or_else(|| {
-                ApiError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    "no_provider",
-                    format!("no provider takes {method} payments in {currency} from {country}"),
-                )
-                .with_details(
-                    json!({ "method": method, "currency": currency.code(), "country": country }),
-                )
+            .ok_or_else(|| PaymentError::NoProvider {
+                method: method.to_string(),
+                currency,
+                country: country.to_string(),
+            })
+    }
+
+    /// The provider a payment was made through.
+    fn provider_of(
+        &self,
+        payment: &PaymentRecord,
+    ) -> Result<Arc<dyn PaymentProvider>, PaymentError> {
+        self.provider(&payment.provider)
+            .ok_or_else(|| PaymentError::ProviderMissing {
+                payment_id: payment.id.clone(),
+                provider: payment.provider.clone(),
             })
     }
 
     /// Records a payment, asks the provider for it and answers where to send the player.
+    /// With a claimed `Idempotency-Key`, the answer (a provider's refusal too) is stored in
+    /// the transaction that records the provider's answer.
     pub async fn init(
         &self,
         merchant_id: &str,
         request: NewPayment,
-        claim: Option<IdempotencyClaim>,
-        render: impl Fn(&PaymentRecord) -> String,
-    ) -> Result<PaymentRecord, ApiError> {
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<PaymentRecord, PaymentError> {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
-        if player.currency != request.currency {
-            return Err(currency_webhook_mismatch(&player, request.currency));
-        }
+        PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
         let provider = self.route(&request.method, request.currency, &request.country)?;
         let now = now_ms();
         let mut payment = PaymentRecord {
@@ -193,7 +258,9 @@ impl PaymentsService {
             .store
             .lock_payment(&mut tx, &payment.id)
             .await?
-            .ok_or_else(ApiError::internal_message)?;
+            .ok_or_else(|| PaymentError::NotFound {
+                payment_id: payment.id.clone(),
+            })?;
         payment.status = current.status;
         match asked {
             Ok(session) => {
@@ -208,11 +275,12 @@ impl PaymentsService {
                     None,
                 )
                 .await?;
-                if let Some(claim) = &claim {
-                    claim.complete_in(&mut tx, 201, &render(&payment)).await?;
+                if let Some(claim) = claim {
+                    let answer = Answer::of(201, &init_view(&payment));
+                    claim.complete_in(&mut tx, &answer).await?;
                 }
                 tx.commit().await?;
-                if let Some(claim) = &claim {
+                if let Some(claim) = claim {
                     claim.mark_committed();
                 }
                 self.publish(&payment);
@@ -229,9 +297,14 @@ impl PaymentsService {
                     Some(&error.to_string()),
                 )
                 .await?;
+                let error = provider_failed(error);
+                answer_refusal(claim, &mut tx, &error).await?;
                 tx.commit().await?;
+                if let Some(claim) = claim {
+                    claim.mark_committed();
+                }
                 self.publish(&payment);
-                Err(provider_error(&error))
+                Err(error)
             }
         }
     }
@@ -241,37 +314,35 @@ impl PaymentsService {
         &self,
         merchant_id: &str,
         payment_id: &str,
-    ) -> Result<PaymentRecord, ApiError> {
+    ) -> Result<PaymentRecord, PaymentError> {
         self.store
             .get_payment(merchant_id, payment_id)
             .await?
             .ok_or_else(|| payment_not_found(payment_id))
     }
 
-    /// Cancels a payment the player has not completed.
+    /// Cancels a payment the player has not completed. Cancelling a cancelled payment
+    /// answers it again: a repeated cancel is not a conflict.
     pub async fn cancel(
         &self,
         merchant_id: &str,
         payment_id: &str,
-    ) -> Result<PaymentRecord, ApiError> {
+    ) -> Result<PaymentRecord, PaymentError> {
         let payment = self.get(merchant_id, payment_id).await?;
+        if payment.status == PaymentStatus::Cancelled {
+            return Ok(payment);
+        }
         if !matches!(
             payment.status,
             PaymentStatus::Initiated | PaymentStatus::Pending
         ) {
-            return Err(ApiError::conflict(
-                "payment_not_cancellable",
-                format!("a {} payment cannot be cancelled", payment.status),
-            ));
+            return Err(PaymentError::NotCancellable {
+                status: payment.status,
+            });
         }
         if let Some(reference) = &payment.provider_reference {
-            let provider = self
-                .provider(&payment.provider)
-                .ok_or_else(ApiError::internal_message)?;
-            provider
-                .cancel(reference)
-                .await
-                .map_err(|e| provider_error(&e))?;
+            let provider = self.provider_of(&payment)?;
+            provider.cancel(reference).await.map_err(provider_failed)?;
         }
         let mut tx = self.store.begin().await?;
         let mut payment = self
@@ -292,11 +363,9 @@ impl PaymentsService {
         tx.commit().await?;
         self.publish(&payment);
         match applied {
-            Applied::Processed(_) => Ok(payment),
-            Applied::Ignored(status) => Err(ApiError::conflict(
-                "payment_not_cancellable",
-                format!("the payment became {status} before it could be cancelled"),
-            )),
+            // Read back, so this answer and a repeat's carry the same stored `updated_at`.
+            Applied::Processed(_) => self.get(merchant_id, payment_id).await,
+            Applied::Ignored(status) => Err(PaymentError::CancelOvertaken { status }),
         }
     }
 
@@ -307,7 +376,7 @@ impl PaymentsService {
         provider: &str,
         event: &ProviderPaymentEvent,
         source: &str,
-    ) -> Result<Applied, ApiError> {
+    ) -> Result<Applied, ProviderEventError> {
         retrying(|| self.try_apply_provider_event(provider, event, source)).await
     }
 
@@ -316,26 +385,29 @@ impl PaymentsService {
         provider: &str,
         event: &ProviderPaymentEvent,
         source: &str,
-    ) -> Result<Applied, ApplyError> {
+    ) -> Result<Applied, ProviderEventError> {
         // Resolve the player's accounts before the write transaction: on SQLite the writer is
         // one connection, and a lookup that needs it inside the transaction would wait forever.
         let known = self
             .store
             .find_payment(&event.payment_id)
             .await?
-            .ok_or_else(|| ApplyError::Api(payment_not_found(&event.payment_id)))?;
+            .ok_or_else(|| ProviderEventError::PaymentNotFound {
+                payment_id: event.payment_id.clone(),
+            })?;
         let wallet = self
             .players
             .wallet(&known.merchant_id, &known.player_id)
-            .await
-            .map_err(ApplyError::Api)?;
+            .await?;
         let mut tx = self.store.begin().await?;
         let mut payment = self
             .store
             .lock_payment(&mut tx, &event.payment_id)
             .await?
-            .ok_or_else(|| ApplyError::Api(payment_not_found(&event.payment_id)))?;
-        check_event_matches(provider, &payment, event).map_err(ApplyError::Api)?;
+            .ok_or_else(|| ProviderEventError::PaymentNotFound {
+                payment_id: event.payment_id.clone(),
+            })?;
+        check_event_matches(provider, &payment, event)?;
         let detail = json!({ "event_id": event.event_id, "reason": event.reason, "refund_id": event.refund_id, "dispute_id": event.dispute_id }).to_string();
         let applied = match event.status {
             PaymentEventStatus::Refunded => {
@@ -407,9 +479,9 @@ impl PaymentsService {
                 applied
             }
         };
-        let answer = applied.answer();
+        let answer = applied.answer().to_json();
         self.store
-            .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer.to_string())
+            .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer)
             .await?;
         tx.commit().await?;
         self.publish(&payment);
@@ -423,7 +495,7 @@ impl PaymentsService {
         tx: &mut Tx,
         payment: &PaymentRecord,
         player: &WalletAccounts,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<(), ProviderEventError> {
         let clearing = kassa_store::directory::ensure_account(
             tx,
             &payment.merchant_id,
@@ -455,7 +527,7 @@ impl PaymentsService {
         match &outcome[0] {
             Outcome::Recorded(entry) if entry.status == EntryStatus::Posted => Ok(()),
             Outcome::Replayed(_) => Ok(()),
-            other => Err(ApplyError::Api(unexpected_ledger(other))),
+            other => Err(unexpected_ledger(other).into()),
         }
     }
 
@@ -466,21 +538,19 @@ impl PaymentsService {
         event: &ProviderPaymentEvent,
         source: &str,
         detail: &str,
-    ) -> Result<Applied, ApplyError> {
+    ) -> Result<Applied, ProviderEventError> {
         let refunds = self.store.refunds_of(tx, &payment.id).await?;
         let refund = event
             .refund_id
             .as_deref()
             .and_then(|id| refunds.iter().find(|r| r.id == id))
-            .ok_or_else(|| {
-                ApplyError::Api(webhook_mismatch(
-                    "the refund_id is not a refund of this payment",
-                ))
-            })?;
+            .ok_or(ProviderEventError::Mismatch(
+                "the refund_id is not a refund of this payment",
+            ))?;
         if refund.amount_minor != event.amount_minor {
-            return Err(ApplyError::Api(webhook_mismatch(
+            return Err(ProviderEventError::Mismatch(
                 "the amount differs from the refund's",
-            )));
+            ));
         }
         if refund.status != "pending" {
             self.store
@@ -532,7 +602,7 @@ impl PaymentsService {
                 .apply_ledger_requests(tx, &payment.merchant_id, &[post])
                 .await?;
             if !matches!(&outcome[0], Outcome::Recorded(e) if e.status == EntryStatus::Posted) {
-                return Err(ApplyError::Api(unexpected_ledger(&outcome[0])));
+                return Err(unexpected_ledger(&outcome[0]).into());
             }
             payment.refunded_minor = refunded_minor;
             self.store.update_payment(tx, payment).await?;
@@ -551,7 +621,7 @@ impl PaymentsService {
         payment: &PaymentRecord,
         player: &WalletAccounts,
         event: &ProviderPaymentEvent,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<(), ProviderEventError> {
         let merchant = &payment.merchant_id;
         let clearing = kassa_store::directory::ensure_account(
             tx,
@@ -610,7 +680,7 @@ impl PaymentsService {
             .await?;
         for outcome in &outcomes {
             if !matches!(outcome, Outcome::Recorded(e) if e.status == EntryStatus::Posted) {
-                return Err(ApplyError::Api(unexpected_ledger(outcome)));
+                return Err(unexpected_ledger(outcome).into());
             }
         }
         Ok(())
@@ -622,7 +692,7 @@ impl PaymentsService {
         tx: &mut Tx,
         payment: &PaymentRecord,
         event: &ProviderPaymentEvent,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<(), ProviderEventError> {
         let dispute = dispute_key(payment, event);
         let requests: Vec<Request> = ["player", "loss"]
             .into_iter()
@@ -655,7 +725,7 @@ impl PaymentsService {
                 _ => false,
             };
             if !fine {
-                return Err(ApplyError::Api(unexpected_ledger(outcome)));
+                return Err(unexpected_ledger(outcome).into());
             }
         }
         Ok(())
@@ -663,18 +733,38 @@ impl PaymentsService {
 
     /// Starts a refund: the amount is held from the player's cash at once (402 when they no
     /// longer have it), then the provider is asked; its `refunded` webhook posts the hold.
+    /// With a claimed `Idempotency-Key`, the hold's transaction stores the answer too, so no
+    /// hold is ever left without one; a provider's refusal replaces it in the transaction
+    /// that releases the hold.
     pub async fn refund(
         &self,
         merchant_id: &str,
         payment_id: &str,
-        amount_minor: Option<i64>,
-        claim: Option<IdempotencyClaim>,
-        render: impl Fn(&RefundRecord) -> String,
-    ) -> Result<RefundRecord, ApiError> {
+        amount: Option<&str>,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<RefundRecord, PaymentError> {
         let known = self.get(merchant_id, payment_id).await?;
+        let amount_minor = amount
+            .map(|text| known.currency.parse_positive_minor(text))
+            .transpose()?;
         let player = self.players.wallet(merchant_id, &known.player_id).await?;
+        let (payment, refund) = self
+            .hold_refund(merchant_id, payment_id, amount_minor, &player, claim)
+            .await?;
+        self.send_refund(payment, refund, claim).await
+    }
+
+    /// The refund's first transaction: checks, the hold, the refund row and (staged) answer.
+    async fn hold_refund(
+        &self,
+        merchant_id: &str,
+        payment_id: &str,
+        amount_minor: Option<i64>,
+        player: &WalletAccounts,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<(PaymentRecord, RefundRecord), PaymentError> {
         let mut tx = self.store.begin().await?;
-        let mut payment = self
+        let payment = self
             .store
             .lock_payment(&mut tx, payment_id)
             .await?
@@ -684,19 +774,14 @@ impl PaymentsService {
             payment.status,
             PaymentStatus::Captured | PaymentStatus::PartiallyRefunded
         ) {
-            return Err(ApiError::conflict(
-                "payment_not_refundable",
-                format!("a {} payment cannot be refunded", payment.status),
-            ));
+            return Err(PaymentError::NotRefundable {
+                status: payment.status,
+            });
         }
-        let provider = self
-            .provider(&payment.provider)
-            .ok_or_else(ApiError::internal_message)?;
-        if !provider.capabilities().refunds {
-            return Err(ApiError::conflict(
-                "refunds_unsupported",
-                format!("{} does not refund", payment.provider),
-            ));
+        if !self.provider_of(&payment)?.capabilities().refunds {
+            return Err(PaymentError::RefundsUnsupported {
+                provider: payment.provider.clone(),
+            });
         }
         let pending_minor: i64 = self
             .store
@@ -709,10 +794,12 @@ impl PaymentsService {
         let refundable_minor = payment.amount_minor - payment.refunded_minor - pending_minor;
         let amount_minor = amount_minor.unwrap_or(refundable_minor);
         if amount_minor <= 0 || amount_minor > refundable_minor {
-            return Err(ApiError::validation("amount", format!("at most {} can be refunded", payment.currency.format_minor(refundable_minor.max(0))))
-                .with_details(json!({ "field": "amount", "refundable": payment.currency.format_minor(refundable_minor.max(0)) })));
+            return Err(PaymentError::RefundTooLarge {
+                currency: payment.currency,
+                refundable_minor: refundable_minor.max(0),
+            });
         }
-        let mut refund = RefundRecord {
+        let refund = RefundRecord {
             id: ids::generate("rf"),
             merchant_id: merchant_id.to_string(),
             payment_id: payment_id.to_string(),
@@ -726,7 +813,7 @@ impl PaymentsService {
             merchant_id,
             provider: &payment.provider,
             currency: payment.currency,
-            wallet: &player,
+            wallet: player,
             txn_id: &refund.id,
             label: "refund",
             player_id: &payment.player_id,
@@ -734,46 +821,52 @@ impl PaymentsService {
             amount_minor,
         };
         if hold.apply(&self.store, &mut tx).await?.is_err() {
-            return Err(ApiError::payment_refused(
-                "insufficient_funds",
-                "the player's balance no longer covers this refund",
-            ));
+            return Err(PaymentError::RefundNotCovered);
         }
         self.store.insert_refund(&mut tx, &refund).await?;
         let detail = json!({ "refund_id": refund.id, "amount_minor": amount_minor }).to_string();
+        let requested = HistoryEvent {
+            source: "api",
+            event: "refund_requested",
+            from: payment.status.as_str(),
+            to: Some(payment.status.as_str()),
+            actor: None,
+            detail: Some(&detail),
+        };
         self.store
-            .insert_payment_event(
-                &mut tx,
-                payment_id,
-                HistoryEvent {
-                    source: "api",
-                    event: "refund_requested",
-                    from: payment.status.as_str(),
-                    to: Some(payment.status.as_str()),
-                    actor: None,
-                    detail: Some(&detail),
-                },
-            )
+            .insert_payment_event(&mut tx, payment_id, requested)
             .await?;
+        if let Some(claim) = claim {
+            let answer = Answer::of(201, &refund_view(&refund));
+            claim.stage_in(&mut tx, &answer).await?;
+        }
         tx.commit().await?;
+        Ok((payment, refund))
+    }
 
+    /// The refund's second step: asks the provider; its acceptance makes the staged answer
+    /// final, its refusal releases the hold and answers the refusal instead.
+    async fn send_refund(
+        &self,
+        payment: PaymentRecord,
+        mut refund: RefundRecord,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<RefundRecord, PaymentError> {
+        let provider = self.provider_of(&payment)?;
         let sent = provider
             .refund(&RefundRequest {
                 provider_reference: payment.provider_reference.clone().unwrap_or_default(),
                 refund_id: refund.id.clone(),
-                amount_minor,
+                amount_minor: refund.amount_minor,
                 currency: payment.currency,
             })
             .await;
         let mut tx = self.store.begin().await?;
-        match sent {
+        let outcome = match sent {
             Ok(_) => {
-                if let Some(claim) = &claim {
-                    claim.complete_in(&mut tx, 201, &render(&refund)).await?;
-                }
-                tx.commit().await?;
-                if let Some(claim) = &claim {
-                    claim.mark_committed();
+                if let Some(claim) = claim {
+                    let answer = Answer::of(201, &refund_view(&refund));
+                    claim.complete_in(&mut tx, &answer).await?;
                 }
                 Ok(refund)
             }
@@ -793,23 +886,24 @@ impl PaymentsService {
                     },
                 };
                 self.store
-                    .apply_ledger_requests(&mut tx, merchant_id, &[void])
+                    .apply_ledger_requests(&mut tx, &payment.merchant_id, &[void])
                     .await?;
                 refund.status = "failed".into();
                 refund.failure_reason = Some(provider_failure_code(&error));
+                let reason = refund.failure_reason.as_deref();
                 self.store
-                    .update_refund(
-                        &mut tx,
-                        &refund.id,
-                        "failed",
-                        refund.failure_reason.as_deref(),
-                    )
+                    .update_refund(&mut tx, &refund.id, "failed", reason)
                     .await?;
-                payment.updated_at_ms = now_ms();
-                tx.commit().await?;
-                Err(provider_error(&error))
+                let error = provider_failed(error);
+                answer_refusal(claim, &mut tx, &error).await?;
+                Err(error)
             }
+        };
+        tx.commit().await?;
+        if let Some(claim) = claim {
+            claim.mark_committed();
         }
+        outcome
     }
 
     /// Asks the providers about payments left waiting past `after_ms` and settles them from
@@ -819,7 +913,7 @@ impl PaymentsService {
         after_ms: i64,
         expire_after_ms: i64,
         batch: u32,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize, PaymentError> {
         let now = now_ms();
         let waiting = self
             .store
@@ -874,20 +968,25 @@ impl PaymentsService {
                     self.apply_provider_event(&payment.provider, &event, "sync")
                         .await
                         .map(|_| ())
+                        .map_err(|error| error.to_string())
                 }
-                None if now - payment.created_at_ms > expire_after_ms => {
-                    self.expire(&payment.id).await
-                }
-                None => self.touch(&payment.id).await,
+                None if now - payment.created_at_ms > expire_after_ms => self
+                    .expire(&payment.id)
+                    .await
+                    .map_err(|error| error.to_string()),
+                None => self
+                    .touch(&payment.id)
+                    .await
+                    .map_err(|error| error.to_string()),
             };
             if let Err(error) = result {
-                tracing::warn!(payment_id = %payment.id, error = error.code(), "status sync could not settle a payment");
+                tracing::warn!(payment_id = %payment.id, %error, "status sync could not settle a payment");
             }
         }
         Ok(count)
     }
 
-    async fn expire(&self, payment_id: &str) -> Result<(), ApiError> {
+    async fn expire(&self, payment_id: &str) -> Result<(), StoreError> {
         let mut tx = self.store.begin().await?;
         let Some(mut payment) = self.store.lock_payment(&mut tx, payment_id).await? else {
             return Ok(());
@@ -908,7 +1007,7 @@ impl PaymentsService {
     }
 
     /// Marks a payment as just asked about, so sync does not ask again at once.
-    async fn touch(&self, payment_id: &str) -> Result<(), ApiError> {
+    async fn touch(&self, payment_id: &str) -> Result<(), StoreError> {
         let mut tx = self.store.begin().await?;
         if let Some(payment) = self.store.lock_payment(&mut tx, payment_id).await? {
             self.store.update_payment(&mut tx, &payment).await?;
@@ -1008,18 +1107,17 @@ fn check_event_matches(
     provider: &str,
     payment: &PaymentRecord,
     event: &ProviderPaymentEvent,
-) -> Result<(), ApiError> {
+) -> Result<(), ProviderEventError> {
+    let mismatch = |what| Err(ProviderEventError::Mismatch(what));
     if payment.provider != provider {
-        return Err(webhook_mismatch("the payment belongs to another provider"));
+        return mismatch("the payment belongs to another provider");
     }
     if event.currency != payment.currency {
-        return Err(webhook_mismatch("the currency differs from the payment's"));
+        return mismatch("the currency differs from the payment's");
     }
     if let (Some(ours), Some(theirs)) = (&payment.provider_reference, &event.provider_reference) {
         if ours != theirs {
-            return Err(webhook_mismatch(
-                "the provider_reference differs from the payment's",
-            ));
+            return mismatch("the provider_reference differs from the payment's");
         }
     }
     let amount_fits = match event.status {
@@ -1032,46 +1130,45 @@ fn check_event_matches(
         _ => event.amount_minor == payment.amount_minor,
     };
     if !amount_fits {
-        return Err(webhook_mismatch("the amount differs from the payment's"));
+        return mismatch("the amount differs from the payment's");
     }
     Ok(())
 }
 
-fn currency_webhook_mismatch(player: &PlayerRecord, currency: Currency) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-        "currency_mismatch",
-        format!(
-            "player {} holds {}, not {}",
-            player.player_id, player.currency, currency
-        ),
-    )
-    .with_details(json!({ "field": "currency", "player_currency": player.currency.code() }))
+/// The error for an unknown payment.
+pub fn payment_not_found(payment_id: &str) -> PaymentError {
+    PaymentError::NotFound {
+        payment_id: payment_id.to_string(),
+    }
 }
 
-/// 404 for an unknown payment.
-pub fn payment_not_found(payment_id: &str) -> ApiError {
-    ApiError::not_found("payment_not_found", format!("no payment {payment_id:?}"))
+/// A provider call's failure as the use case reports it; the ones worth an operator's look
+/// (no answer) are logged here.
+fn provider_failed(error: ProviderError) -> PaymentError {
+    if !matches!(
+        error,
+        ProviderError::Rejected { .. } | ProviderError::Unsupported(_)
+    ) {
+        tracing::warn!(%error, "provider call failed");
+    }
+    PaymentError::Provider(error)
 }
 
-fn provider_error(error: &ProviderError) -> ApiError {
-    match error {
-        ProviderError::Rejected { code, message } => ApiError::payment_refused(
-            "provider_declined",
-            format!("the provider refused: {message}"),
-        )
-        .with_details(json!({ "provider_code": code })),
-        ProviderError::Unsupported(what) => ApiError::conflict(
-            "provider_unsupported",
-            format!("the provider does not support {what}"),
-        ),
-        other => {
-            tracing::warn!(error = %other, "provider call failed");
-            ApiError::new(
-                axum::http::StatusCode::BAD_GATEWAY,
-                "provider_unavailable",
-                "the payment provider did not answer; try again",
-            )
-        }
+/// Inside the transaction that records a provider's refusal: a refusal the client should
+/// not simply retry (4xx) becomes the key's answer; a failure to reach the provider (5xx)
+/// gives the key back, so a retry with it starts afresh.
+async fn answer_refusal(
+    claim: Option<&IdempotencyClaim>,
+    tx: &mut Tx,
+    error: &PaymentError,
+) -> Result<(), StoreError> {
+    let Some(claim) = claim else {
+        return Ok(());
+    };
+    let answer = Answer::error(error, &crate::trace::current());
+    if answer.status >= 500 {
+        claim.release_in(tx).await
+    } else {
+        claim.complete_in(tx, &answer).await
     }
 }

@@ -20,14 +20,65 @@ use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
 
 use crate::config::PayoutsConfig;
-use crate::error::ApiError;
 use crate::idempotency::IdempotencyClaim;
-use crate::service::players::PlayerDirectory;
-use crate::service::{provider_failure_code, retrying, webhook_mismatch, ApplyError};
-use crate::service::{webhook_answer, ProviderHold};
+use crate::service::players::{PlayerDirectory, PlayerError};
+use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
+use crate::service::{provider_failure_code, ProviderHold};
+use crate::views::payouts::payout_view;
+use crate::views::Answer;
 
 /// The switch that holds every payout back (as `deferred`) until it is turned off.
 pub const PAYOUTS_PAUSED: &str = "payouts_paused";
+
+/// The failure reason of a payout its player cancelled.
+const CANCELLED_BY_PLAYER: &str = "cancelled_by_player";
+
+/// Why a withdrawal use case did not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum PayoutError {
+    /// The player is unknown or holds another currency.
+    #[error(transparent)]
+    Player(#[from] PlayerError),
+    /// Identity not verified yet.
+    #[error("the player must complete identity verification before withdrawing")]
+    KycRequired { kyc_status: String },
+    /// The account is blocked.
+    #[error("the player's account is blocked; withdrawals are suspended")]
+    AccountBlocked { account_status: String },
+    /// The available balance does not cover the amount.
+    #[error("the player's available balance does not cover this withdrawal")]
+    InsufficientFunds {
+        currency: Currency,
+        available_minor: i64,
+    },
+    /// Risk rules refuse it (a player with chargebacks).
+    #[error("the withdrawal was refused by risk checks")]
+    RiskRejected { chargebacks: i64 },
+    /// No configured provider pays out this method and currency.
+    #[error("no provider pays out {method} in {currency}")]
+    NoProvider { method: String, currency: Currency },
+    /// No such payout for this merchant.
+    #[error("no payout {payout_id:?}")]
+    NotFound { payout_id: String },
+    /// A decision on a payout that is not waiting for one.
+    #[error("a {status} payout is not waiting for review")]
+    NotInReview { status: PayoutStatus },
+    /// The player's jurisdiction forbids reversing a withdrawal.
+    #[error("players licensed in {jurisdiction} may not reverse a withdrawal")]
+    CancelNotAllowed { jurisdiction: String },
+    /// The payout already went to a provider.
+    #[error("a {status} payout already went to a provider")]
+    NotCancellable { status: PayoutStatus },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<kassa_store::SqlxError> for PayoutError {
+    fn from(error: kassa_store::SqlxError) -> PayoutError {
+        PayoutError::Store(error.into())
+    }
+}
 
 /// A withdrawal as the API asks for it, already parsed.
 #[derive(Clone, Debug)]
@@ -71,41 +122,30 @@ impl PayoutsService {
         }
     }
 
-    /// Checks, holds and (when cleared) sends a withdrawal.
+    /// Checks, holds and (when cleared) sends a withdrawal. With a claimed
+    /// `Idempotency-Key`, the hold's transaction stores the answer as it stands then, and the
+    /// send's last transaction replaces it with the answer the request gives: the status the
+    /// payout reached.
     pub async fn request(
         &self,
         merchant_id: &str,
         request: NewPayout,
-        claim: Option<IdempotencyClaim>,
-        render: impl Fn(&PayoutRecord) -> String,
-    ) -> Result<PayoutRecord, ApiError> {
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<PayoutRecord, PayoutError> {
         let player = self.players.get(merchant_id, &request.player_id).await?;
-        if player.currency != request.currency {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "currency_mismatch",
-                format!(
-                    "player {} holds {}, not {}",
-                    player.player_id, player.currency, request.currency
-                ),
-            )
-            .with_details(
-                json!({ "field": "currency", "player_currency": player.currency.code() }),
-            ));
-        }
+        PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
         // 1. KYC: identity must be verified before the first withdrawal.
         if player.kyc_status != "verified" {
-            return Err(ApiError::new(axum::http::StatusCode::FORBIDDEN, "kyc_required", "the player must complete identity verification before withdrawing")
-                .with_details(json!({ "kyc_status": player.kyc_status, "required_step": "identity_verification" })));
+            return Err(PayoutError::KycRequired {
+                kyc_status: player.kyc_status,
+            });
         }
         // 2. Responsible gambling: self-excluded players may withdraw their money; blocked
         //    accounts may not.
         if player.account_status == "blocked" {
-            return Err(ApiError::forbidden_with(
-                "account_blocked",
-                "the player's account is blocked; withdrawals are suspended",
-            )
-            .with_details(json!({ "account_status": player.account_status })));
+            return Err(PayoutError::AccountBlocked {
+                account_status: player.account_status,
+            });
         }
         // 3. Available balance (checked again, race-free, by the hold below).
         let wallet = self.players.wallet(merchant_id, &player.player_id).await?;
@@ -117,7 +157,10 @@ impl PayoutsService {
             .copied()
             .unwrap_or(0);
         if available < request.amount_minor {
-            return Err(insufficient_funds(request.currency, available));
+            return Err(PayoutError::InsufficientFunds {
+                currency: request.currency,
+                available_minor: available,
+            });
         }
         // 4. Risk: a player with a chargeback does not withdraw; large amounts are reviewed.
         let chargebacks = self
@@ -125,11 +168,7 @@ impl PayoutsService {
             .chargebacks_of(merchant_id, &player.player_id)
             .await?;
         if chargebacks > 0 {
-            return Err(ApiError::forbidden_with(
-                "risk_rejected",
-                "the withdrawal was refused by risk checks",
-            )
-            .with_details(json!({ "rule": "open_chargebacks", "chargebacks": chargebacks })));
+            return Err(PayoutError::RiskRejected { chargebacks });
         }
         let mut review_reasons = Vec::new();
         if request.amount_minor >= self.config.review_threshold_minor {
@@ -199,7 +238,10 @@ impl PayoutsService {
             amount_minor: payout.amount_minor,
         };
         if let Err(available_minor) = hold.apply(&self.store, &mut tx).await? {
-            return Err(insufficient_funds(request.currency, available_minor));
+            return Err(PayoutError::InsufficientFunds {
+                currency: request.currency,
+                available_minor,
+            });
         }
         self.store.insert_payout(&mut tx, &payout).await?;
         let detail = json!({ "review_reasons": review_reasons }).to_string();
@@ -220,17 +262,24 @@ impl PayoutsService {
         };
         self.transition(&mut tx, &mut payout, event, "risk", None, None)
             .await?;
-        if let Some(claim) = &claim {
-            claim.complete_in(&mut tx, 201, &render(&payout)).await?;
+        let sending = payout.status == PayoutStatus::Approved;
+        if let Some(claim) = claim {
+            let answer = Answer::of(201, &payout_view(&payout));
+            if sending {
+                // The hold is answered even should this node stop before the send ends.
+                claim.stage_in(&mut tx, &answer).await?;
+            } else {
+                claim.complete_in(&mut tx, &answer).await?;
+            }
         }
         tx.commit().await?;
-        if let Some(claim) = &claim {
-            claim.mark_committed();
+        if !sending {
+            if let Some(claim) = claim {
+                claim.mark_committed();
+            }
+            return Ok(payout);
         }
-        if payout.status == PayoutStatus::Approved {
-            payout = self.send(&payout.id).await?;
-        }
-        Ok(payout)
+        self.send_answering(&payout.id, claim).await
     }
 
     /// Closed loop: the provider the player last deposited through, if it pays out in this
@@ -241,7 +290,7 @@ impl PayoutsService {
         player_id: &str,
         method: &str,
         currency: Currency,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, PayoutError> {
         let can_pay = |name: &str| {
             self.providers.get(name).is_some_and(|p| {
                 p.capabilities().payouts && p.capabilities().supports(method, currency, None)
@@ -260,20 +309,26 @@ impl PayoutsService {
             .names()
             .find(|name| can_pay(name))
             .map(str::to_string)
-            .ok_or_else(|| {
-                ApiError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    "no_provider",
-                    format!("no provider pays out {method} in {currency}"),
-                )
-                .with_details(json!({ "method": method, "currency": currency.code() }))
+            .ok_or_else(|| PayoutError::NoProvider {
+                method: method.to_string(),
+                currency,
             })
     }
 
     /// Hands an approved or deferred payout to its provider, or defers it when payouts are
     /// paused or the provider does not answer. Safe to call again: the provider dedupes by
     /// payout id, and the state machine refuses a second send once it is processing.
-    pub async fn send(&self, payout_id: &str) -> Result<PayoutRecord, ApiError> {
+    pub async fn send(&self, payout_id: &str) -> Result<PayoutRecord, PayoutError> {
+        self.send_answering(payout_id, None).await
+    }
+
+    /// [`send`](Self::send), storing the payout's view as the answer of `claim` in whichever
+    /// transaction ends the send.
+    async fn send_answering(
+        &self,
+        payout_id: &str,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<PayoutRecord, PayoutError> {
         let paused = self.store.switch_enabled(PAYOUTS_PAUSED).await?;
         let mut tx = self.store.begin().await?;
         let mut payout = self
@@ -285,7 +340,7 @@ impl PayoutsService {
             payout.status,
             PayoutStatus::Approved | PayoutStatus::Deferred
         ) {
-            return Ok(payout);
+            return finish_send(tx, payout, claim).await;
         }
         let provider = payout
             .provider
@@ -307,8 +362,7 @@ impl PayoutsService {
                 Some(reason),
             )
             .await?;
-            tx.commit().await?;
-            return Ok(payout);
+            return finish_send(tx, payout, claim).await;
         };
         payout.send_attempts += 1;
         self.transition(
@@ -378,16 +432,15 @@ impl PayoutsService {
                 .await?;
             }
         }
-        tx.commit().await?;
-        Ok(payout)
+        finish_send(tx, payout, claim).await
     }
 
     /// Sends every payout whose next attempt is due; returns how many were tried.
-    pub async fn send_due(&self, batch: u32) -> Result<usize, ApiError> {
+    pub async fn send_due(&self, batch: u32) -> Result<usize, PayoutError> {
         let due = self.store.payouts_due(now_ms(), batch).await?;
         for id in &due {
             if let Err(error) = self.send(id).await {
-                tracing::warn!(payout_id = %id, error = error.code(), "sending a payout failed");
+                tracing::warn!(payout_id = %id, %error, "sending a payout failed");
             }
         }
         Ok(due.len())
@@ -398,7 +451,7 @@ impl PayoutsService {
         &self,
         provider: &str,
         event: &ProviderPayoutEvent,
-    ) -> Result<(PayoutStatus, bool), ApiError> {
+    ) -> Result<(PayoutStatus, bool), ProviderEventError> {
         retrying(|| self.try_apply_provider_event(provider, event)).await
     }
 
@@ -406,29 +459,26 @@ impl PayoutsService {
         &self,
         provider: &str,
         event: &ProviderPayoutEvent,
-    ) -> Result<(PayoutStatus, bool), ApplyError> {
+    ) -> Result<(PayoutStatus, bool), ProviderEventError> {
         let mut tx = self.store.begin().await?;
         let mut payout = self
             .store
             .lock_payout(&mut tx, &event.payout_id)
             .await?
-            .ok_or_else(|| ApplyError::Api(payout_not_found(&event.payout_id)))?;
+            .ok_or_else(|| ProviderEventError::PayoutNotFound {
+                payout_id: event.payout_id.clone(),
+            })?;
+        let mismatch = |what| Err(ProviderEventError::Mismatch(what));
         if payout.provider.as_deref() != Some(provider) {
-            return Err(ApplyError::Api(webhook_mismatch(
-                "the payout belongs to another provider",
-            )));
+            return mismatch("the payout belongs to another provider");
         }
         if payout.amount_minor != event.amount_minor || payout.currency != event.currency {
-            return Err(ApplyError::Api(webhook_mismatch(
-                "the amount or currency differs from the payout's",
-            )));
+            return mismatch("the amount or currency differs from the payout's");
         }
         if let (Some(ours), Some(theirs)) = (&payout.provider_reference, &event.provider_reference)
         {
             if ours != theirs {
-                return Err(ApplyError::Api(webhook_mismatch(
-                    "the provider_reference differs from the payout's",
-                )));
+                return mismatch("the provider_reference differs from the payout's");
             }
         }
         let kind = match event.status {
@@ -442,9 +492,9 @@ impl PayoutsService {
         let applied = self
             .settle(&mut tx, &mut payout, kind, "webhook", Some(&detail))
             .await?;
-        let answer = webhook_answer(applied, "payout_status", payout.status.as_str());
+        let answer = EventAnswer::payout(applied, payout.status).to_json();
         self.store
-            .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer.to_string())
+            .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer)
             .await?;
         tx.commit().await?;
         Ok((payout.status, applied))
@@ -457,7 +507,7 @@ impl PayoutsService {
         decision: Decision,
         reviewer: &str,
         reason: &str,
-    ) -> Result<PayoutRecord, ApiError> {
+    ) -> Result<PayoutRecord, PayoutError> {
         let mut tx = self.store.begin().await?;
         let mut payout = self
             .store
@@ -465,10 +515,9 @@ impl PayoutsService {
             .await?
             .ok_or_else(|| payout_not_found(payout_id))?;
         if payout.status != PayoutStatus::InReview {
-            return Err(ApiError::conflict(
-                "payout_not_in_review",
-                format!("a {} payout is not waiting for review", payout.status),
-            ));
+            return Err(PayoutError::NotInReview {
+                status: payout.status,
+            });
         }
         payout.reviewed_by = Some(reviewer.to_string());
         payout.review_note = Some(reason.to_string());
@@ -506,12 +555,13 @@ impl PayoutsService {
     }
 
     /// The player withdraws their request, where the jurisdiction allows it and the payout
-    /// has never been handed to a provider.
+    /// has never been handed to a provider. Cancelling a payout the player cancelled answers
+    /// it again: a repeated cancel is not a conflict.
     pub async fn cancel(
         &self,
         merchant_id: &str,
         payout_id: &str,
-    ) -> Result<PayoutRecord, ApiError> {
+    ) -> Result<PayoutRecord, PayoutError> {
         let mut tx = self.store.begin().await?;
         let mut payout = self
             .store
@@ -526,28 +576,35 @@ impl PayoutsService {
                 .iter()
                 .any(|j| j.eq_ignore_ascii_case(jurisdiction))
             {
-                return Err(ApiError::conflict(
-                    "cancel_not_allowed",
-                    format!("players licensed in {jurisdiction} may not reverse a withdrawal"),
-                )
-                .with_details(json!({ "jurisdiction": jurisdiction })));
+                return Err(PayoutError::CancelNotAllowed {
+                    jurisdiction: jurisdiction.clone(),
+                });
             }
         }
-        if !payout.status.is_unsent() || payout.send_attempts > 0 {
-            return Err(ApiError::conflict(
-                "payout_not_cancellable",
-                format!("a {} payout already went to a provider", payout.status),
-            ));
+        if payout.status == PayoutStatus::Cancelled
+            && payout.failure_reason.as_deref() == Some(CANCELLED_BY_PLAYER)
+        {
+            return Ok(payout);
         }
-        payout.failure_reason = Some("cancelled_by_player".into());
+        if !payout.status.is_unsent() || payout.send_attempts > 0 {
+            return Err(PayoutError::NotCancellable {
+                status: payout.status,
+            });
+        }
+        payout.failure_reason = Some(CANCELLED_BY_PLAYER.into());
         self.settle(&mut tx, &mut payout, PayoutEvent::Cancel, "api", None)
             .await?;
         tx.commit().await?;
-        Ok(payout)
+        // Read back, so this answer and a repeat's carry the same stored `updated_at`.
+        self.get(merchant_id, payout_id).await
     }
 
     /// A merchant's payout, or 404.
-    pub async fn get(&self, merchant_id: &str, payout_id: &str) -> Result<PayoutRecord, ApiError> {
+    pub async fn get(
+        &self,
+        merchant_id: &str,
+        payout_id: &str,
+    ) -> Result<PayoutRecord, PayoutError> {
         self.store
             .find_payout(payout_id)
             .await?
@@ -714,15 +771,26 @@ fn event_name(event: PayoutEvent) -> &'static str {
     }
 }
 
-fn insufficient_funds(currency: Currency, available_minor: i64) -> ApiError {
-    ApiError::payment_refused(
-        "insufficient_funds",
-        "the player's available balance does not cover this withdrawal",
-    )
-    .with_details(json!({ "available": currency.format_minor(available_minor) }))
+/// The error for an unknown payout.
+pub fn payout_not_found(payout_id: &str) -> PayoutError {
+    PayoutError::NotFound {
+        payout_id: payout_id.to_string(),
+    }
 }
 
-/// 404 for an unknown payout.
-pub fn payout_not_found(payout_id: &str) -> ApiError {
-    ApiError::not_found("payout_not_found", format!("no payout {payout_id:?}"))
+/// Commits the send's last transaction, with the request's answer when it has a claim.
+async fn finish_send(
+    mut tx: Tx,
+    payout: PayoutRecord,
+    claim: Option<&IdempotencyClaim>,
+) -> Result<PayoutRecord, PayoutError> {
+    if let Some(claim) = claim {
+        let answer = Answer::of(201, &payout_view(&payout));
+        claim.complete_in(&mut tx, &answer).await?;
+    }
+    tx.commit().await?;
+    if let Some(claim) = claim {
+        claim.mark_committed();
+    }
+    Ok(payout)
 }

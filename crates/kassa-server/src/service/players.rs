@@ -7,9 +7,43 @@ use dashmap::DashMap;
 use kassa_core::ledger::{AccountId, AccountKind};
 use kassa_core::Currency;
 use kassa_store::directory::{PlayerRecord, PlayerUpsert};
-use kassa_store::Store;
+use kassa_store::{Store, StoreError};
 
-use crate::error::ApiError;
+/// Why a player could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PlayerError {
+    /// No such player for this merchant.
+    #[error("no player {player_id:?}")]
+    NotFound { player_id: String },
+    /// The request's currency is not the player's wallet currency.
+    #[error("player {player_id} holds {held}, not {asked}")]
+    CurrencyMismatch {
+        player_id: String,
+        held: Currency,
+        asked: Currency,
+    },
+    /// The database failed (or refused a currency change: `CurrencyImmutable`).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PlayerError {
+    /// `Ok` when the player's wallet holds `asked`.
+    pub fn check_currency(
+        player_id: &str,
+        held: Currency,
+        asked: Currency,
+    ) -> Result<(), PlayerError> {
+        if held == asked {
+            return Ok(());
+        }
+        Err(PlayerError::CurrencyMismatch {
+            player_id: player_id.to_string(),
+            held,
+            asked,
+        })
+    }
+}
 
 /// A player's wallet wiring; immutable once the player exists, so safe to cache on every
 /// node.
@@ -47,16 +81,22 @@ impl PlayerDirectory {
     }
 
     /// Creates or updates a player; returns the record and whether it was created.
-    pub async fn upsert(&self, player: PlayerUpsert) -> Result<(PlayerRecord, bool), ApiError> {
+    pub async fn upsert(&self, player: PlayerUpsert) -> Result<(PlayerRecord, bool), PlayerError> {
         Ok(self.store.upsert_player(&player).await?)
     }
 
-    /// The player, or 404 `player_not_found`.
-    pub async fn get(&self, merchant_id: &str, player_id: &str) -> Result<PlayerRecord, ApiError> {
+    /// The player, or `PlayerError::NotFound`.
+    pub async fn get(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+    ) -> Result<PlayerRecord, PlayerError> {
         self.store
             .get_player(merchant_id, player_id)
             .await?
-            .ok_or_else(|| player_not_found(player_id))
+            .ok_or_else(|| PlayerError::NotFound {
+                player_id: player_id.to_string(),
+            })
     }
 
     /// The player's wallet wiring, from memory when seen before.
@@ -64,7 +104,7 @@ impl PlayerDirectory {
         &self,
         merchant_id: &str,
         player_id: &str,
-    ) -> Result<WalletAccounts, ApiError> {
+    ) -> Result<WalletAccounts, PlayerError> {
         let key = (merchant_id.to_string(), player_id.to_string());
         if let Some(found) = self.wallets.get(&key) {
             return Ok(*found);
@@ -96,12 +136,4 @@ impl PlayerDirectory {
         self.wallets.insert(key, wallet);
         Ok(wallet)
     }
-}
-
-/// 404 for an unknown player.
-pub fn player_not_found(player_id: &str) -> ApiError {
-    ApiError::not_found(
-        "player_not_found",
-        format!("no player {player_id:?}; create it with PUT /v1/players/{{player_id}}"),
-    )
 }

@@ -13,15 +13,49 @@ use kassa_core::ledger::{Command, Entry, EntryMeta, EntryStatus, Outcome, Refusa
 use kassa_core::Currency;
 use kassa_store::{HeldConnection, PostgresWriter, SqliteWriter, Store, StoreError, WriteTurn};
 use serde::Serialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use utoipa::ToSchema;
 
 use crate::config::WalletConfig;
-use crate::error::ApiError;
 use crate::idempotency::IdempotencyClaim;
-use crate::service::players::{PlayerDirectory, WalletAccounts};
+use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
+use crate::views::Answer;
+
+/// Why a wallet call did not move money as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    /// The player is unknown or holds another currency.
+    #[error(transparent)]
+    Player(#[from] PlayerError),
+    /// The writer's queue is full or closed; safe to retry.
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// The `txn_id` was used for a different call.
+    #[error("this txn_id was already used for a different call")]
+    TxnIdReused,
+    /// The `txn_id` was rolled back before it arrived.
+    #[error("this txn_id was rolled back before it arrived")]
+    TxnCancelled { rollback_txn_id: Option<String> },
+    /// The balance does not cover a debit.
+    #[error("the player's balance does not cover this amount")]
+    InsufficientFunds { balance: String, txn_id: String },
+    /// A rollback of a debit never seen (remembered, to refuse it later).
+    #[error("no debit {original_txn_id:?} to roll back")]
+    OriginalNotFound { original_txn_id: Option<String> },
+    /// The ledger refused the request itself.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The ledger answered with a status a wallet call never has.
+    #[error("unexpected wallet entry status {status} for {txn_id}")]
+    UnexpectedEntry { status: EntryStatus, txn_id: String },
+    /// The database failed; the call's batch was not committed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The writer stopped before answering.
+    #[error("the wallet writer stopped before answering")]
+    WriterGone,
+}
 
 /// Times a batch is retried after a lost race (unique key, deadlock) before it is split.
 const BATCH_RETRIES_MAX: u32 = 3;
@@ -67,7 +101,7 @@ struct Job {
     merchant_id: String,
     request: Request,
     claim: Option<(IdempotencyClaim, Render)>,
-    reply: oneshot::Sender<Result<Outcome, ApiError>>,
+    reply: oneshot::Sender<Result<Outcome, WalletError>>,
 }
 
 /// Handle on the wallet writer; cheap to clone.
@@ -115,7 +149,7 @@ impl WalletService {
         merchant_id: &str,
         call: WalletMove,
         claim: Option<IdempotencyClaim>,
-    ) -> Result<WalletReceipt, ApiError> {
+    ) -> Result<WalletReceipt, WalletError> {
         let wallet = self.wallet_for(merchant_id, &call).await?;
         let request = Request {
             fingerprint: fingerprint(&[
@@ -149,7 +183,7 @@ impl WalletService {
         merchant_id: &str,
         call: WalletMove,
         claim: Option<IdempotencyClaim>,
-    ) -> Result<WalletReceipt, ApiError> {
+    ) -> Result<WalletReceipt, WalletError> {
         let wallet = self.wallet_for(merchant_id, &call).await?;
         let source = if call.payment_id.is_some() {
             wallet.suspense
@@ -190,7 +224,7 @@ impl WalletService {
         txn_id: String,
         original_txn_id: String,
         claim: Option<IdempotencyClaim>,
-    ) -> Result<WalletReceipt, ApiError> {
+    ) -> Result<WalletReceipt, WalletError> {
         let request = Request {
             fingerprint: fingerprint(&["rollback", &original_txn_id]),
             txn_id,
@@ -209,21 +243,9 @@ impl WalletService {
         &self,
         merchant_id: &str,
         call: &WalletMove,
-    ) -> Result<WalletAccounts, ApiError> {
+    ) -> Result<WalletAccounts, WalletError> {
         let wallet = self.players.wallet(merchant_id, &call.player_id).await?;
-        if wallet.currency != call.currency {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "currency_mismatch",
-                format!(
-                    "player {} holds {}, not {}",
-                    call.player_id, wallet.currency, call.currency
-                ),
-            )
-            .with_details(
-                json!({ "field": "currency", "player_currency": wallet.currency.code() }),
-            ));
-        }
+        PlayerError::check_currency(&call.player_id, wallet.currency, call.currency)?;
         Ok(wallet)
     }
 
@@ -232,14 +254,17 @@ impl WalletService {
         merchant_id: &str,
         request: Request,
         claim: Option<IdempotencyClaim>,
-    ) -> Result<WalletReceipt, ApiError> {
+    ) -> Result<WalletReceipt, WalletError> {
         let (reply, answer) = oneshot::channel();
-        let render: Render = Box::new(|outcome| match receipt(outcome) {
-            Ok(receipt) => (200, serde_json::to_string(&receipt).unwrap_or_default()),
-            Err(error) => (
-                error.status().as_u16(),
-                serde_json::to_string(&error.body()).unwrap_or_default(),
-            ),
+        // The writer renders on its own thread, outside the request: the error bodies it
+        // stores carry this request's trace id, as the answer sent now does.
+        let trace_id = crate::trace::current();
+        let render: Render = Box::new(move |outcome| {
+            let answer = match receipt(outcome) {
+                Ok(receipt) => Answer::of(200, &receipt),
+                Err(error) => Answer::error(&error, &trace_id),
+            };
+            (answer.status, answer.body)
         });
         let job = Job {
             merchant_id: merchant_id.to_string(),
@@ -249,13 +274,13 @@ impl WalletService {
         };
         self.jobs.try_send(job).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => {
-                ApiError::unavailable("the wallet is at capacity; retry shortly")
+                WalletError::Unavailable("the wallet is at capacity; retry shortly")
             }
             mpsc::error::TrySendError::Closed(_) => {
-                ApiError::unavailable("the wallet is shutting down")
+                WalletError::Unavailable("the wallet is shutting down")
             }
         })?;
-        let outcome = answer.await.map_err(|_| ApiError::internal_message())??;
+        let outcome = answer.await.map_err(|_| WalletError::WriterGone)??;
         receipt(&outcome)
     }
 }
@@ -272,24 +297,17 @@ fn fingerprint(parts: &[&str]) -> String {
 /// The answer a ledger outcome gives a wallet caller. A replay answers what the first call
 /// answered, whatever happened to the entry since (a debit later rolled back still answers
 /// `posted` with the balance it had).
-pub fn receipt(outcome: &Outcome) -> Result<WalletReceipt, ApiError> {
+pub fn receipt(outcome: &Outcome) -> Result<WalletReceipt, WalletError> {
     let (entry, replayed) = match outcome {
         Outcome::Recorded(entry) => (entry, false),
         Outcome::Replayed(entry) => (entry, true),
-        Outcome::TxnIdReused(_) => {
-            return Err(ApiError::conflict(
-                "txn_id_reused",
-                "this txn_id was already used for a different call; use a new txn_id",
-            ))
-        }
+        Outcome::TxnIdReused(_) => return Err(WalletError::TxnIdReused),
         Outcome::Cancelled(entry) => {
-            return Err(ApiError::conflict(
-                "txn_cancelled",
-                "this txn_id was rolled back before it arrived and can no longer be applied",
-            )
-            .with_details(json!({ "rollback_txn_id": entry.ref_txn_id })))
+            return Err(WalletError::TxnCancelled {
+                rollback_txn_id: entry.ref_txn_id.clone(),
+            })
         }
-        Outcome::Refused(refusal) => return Err(refusal_error(refusal)),
+        Outcome::Refused(refusal) => return Err(WalletError::Refused(refusal.clone())),
     };
     let balance = |entry: &Entry| match (entry.currency, entry.subject_balance_after_minor) {
         (Some(currency), Some(balance)) => currency.format_minor(balance),
@@ -300,22 +318,21 @@ pub fn receipt(outcome: &Outcome) -> Result<WalletReceipt, ApiError> {
         EntryStatus::Posted | EntryStatus::Reversed => "posted",
         EntryStatus::NoEffect => "no_effect",
         EntryStatus::Rejected => {
-            return Err(ApiError::payment_refused(
-                "insufficient_funds",
-                "the player's balance does not cover this amount",
-            )
-            .with_details(json!({ "balance": balance(entry), "txn_id": entry.txn_id })))
+            return Err(WalletError::InsufficientFunds {
+                balance: balance(entry),
+                txn_id: entry.txn_id.clone(),
+            })
         }
         EntryStatus::OriginalNotFound => {
-            return Err(ApiError::not_found(
-                "original_txn_not_found",
-                "no debit with this original_txn_id; it is remembered and will be refused if it arrives later",
-            )
-            .with_details(json!({ "original_txn_id": entry.ref_txn_id })))
+            return Err(WalletError::OriginalNotFound {
+                original_txn_id: entry.ref_txn_id.clone(),
+            })
         }
         other => {
-            tracing::error!(status = %other, txn_id = %entry.txn_id, "unexpected wallet entry status");
-            return Err(ApiError::internal_message());
+            return Err(WalletError::UnexpectedEntry {
+                status: other,
+                txn_id: entry.txn_id.clone(),
+            })
         }
     };
     Ok(WalletReceipt {
@@ -324,24 +341,6 @@ pub fn receipt(outcome: &Outcome) -> Result<WalletReceipt, ApiError> {
         balance: balance(entry),
         replayed,
     })
-}
-
-fn refusal_error(refusal: &Refusal) -> ApiError {
-    match refusal {
-        Refusal::NotReversible { .. } => {
-            ApiError::conflict("rollback_not_allowed", refusal.to_string())
-        }
-        Refusal::ActsOnItself(_) => ApiError::validation("original_txn_id", refusal.to_string()),
-        Refusal::Overflow => ApiError::validation(
-            "amount",
-            "the balance would exceed the largest amount Kassa holds",
-        ),
-        Refusal::NotPositive => ApiError::validation("amount", refusal.to_string()),
-        other => {
-            tracing::error!(refusal = %other, "wallet request refused by the ledger");
-            ApiError::internal_message()
-        }
-    }
 }
 
 /// The wallet writer's database: its own SQLite connection (ADR 13), its own PostgreSQL
@@ -502,13 +501,12 @@ async fn commit(store: &Store, db: &mut WriterDb, jobs: Vec<Job>) {
         }
         return;
     }
-    let api_error = ApiError::internal(&error);
+    // One job is left here: the batch was split above.
+    let mut error = Some(error);
     for job in jobs {
-        let _ = job.reply.send(Err(ApiError::new(
-            api_error.status(),
-            api_error.code(),
-            api_error.body().message,
-        )));
+        if let Some(error) = error.take() {
+            let _ = job.reply.send(Err(WalletError::Store(error)));
+        }
     }
 }
 
@@ -574,7 +572,7 @@ async fn try_commit(
     }
     let outcomes = in_job_order(jobs.len(), decided);
     for (claim, status, body) in claimed_answers(jobs, &outcomes) {
-        claim.complete_in(&mut tx, status, &body).await?;
+        claim.complete_in(&mut tx, &Answer { status, body }).await?;
     }
     tx.commit().await?;
     Ok(outcomes)

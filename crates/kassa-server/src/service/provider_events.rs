@@ -1,0 +1,357 @@
+//! The one pipeline for events a provider sends (webhooks): verify the signature and
+//! freshness, dedupe by event id, match the event to the payment or payout it names, apply
+//! it (money moves only there, in the transaction that records the event's answer) and log
+//! the delivery whatever happened.
+
+use kassa_connectors::{
+    HeaderMap, PaymentEvent as ProviderPaymentEvent, PayoutEvent as ProviderPayoutEvent,
+    ProviderEvent, WebhookError,
+};
+use kassa_core::ids;
+use kassa_core::payment::PaymentStatus;
+use kassa_core::payout::PayoutStatus;
+use kassa_store::payments::WebhookDelivery;
+use kassa_store::{now_ms, Store, StoreError};
+use serde_json::json;
+
+use crate::service::payments::PaymentsService;
+use crate::service::payouts::PayoutsService;
+use crate::service::players::PlayerError;
+use crate::views::{Answer, PublicError};
+
+/// Why an event was refused. Nothing changed a balance.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderEventError {
+    /// No provider of that name is configured.
+    #[error("no provider {provider:?}")]
+    UnknownProvider { provider: String },
+    /// The signature is missing or wrong.
+    #[error("the webhook signature is missing or wrong")]
+    InvalidSignature,
+    /// The timestamp is too far from now.
+    #[error("the webhook timestamp is more than 5 minutes from now")]
+    Stale,
+    /// The body is not an event the provider's format allows.
+    #[error("malformed webhook: {0}")]
+    Malformed(String),
+    /// The event names a payment we do not hold.
+    #[error("no payment {payment_id:?}")]
+    PaymentNotFound { payment_id: String },
+    /// The event names a payout we do not hold.
+    #[error("no payout {payout_id:?}")]
+    PayoutNotFound { payout_id: String },
+    /// The event is not about what we hold (provider, amount, currency, reference).
+    #[error("{0}")]
+    Mismatch(&'static str),
+    /// The payment's player could not be read.
+    #[error(transparent)]
+    Player(#[from] PlayerError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<kassa_store::SqlxError> for ProviderEventError {
+    fn from(error: kassa_store::SqlxError) -> ProviderEventError {
+        ProviderEventError::Store(error.into())
+    }
+}
+
+impl ProviderEventError {
+    /// The delivery log's name for this refusal.
+    pub fn log_outcome(&self) -> &'static str {
+        match self {
+            ProviderEventError::UnknownProvider { .. } => "unknown_provider",
+            ProviderEventError::InvalidSignature => "invalid_signature",
+            ProviderEventError::Stale => "stale",
+            ProviderEventError::Malformed(_) => "malformed",
+            ProviderEventError::PaymentNotFound { .. } => "unknown_payment",
+            ProviderEventError::PayoutNotFound { .. } => "unknown_payout",
+            ProviderEventError::Mismatch(_) => "mismatch",
+            ProviderEventError::Player(_) | ProviderEventError::Store(_) => "error",
+        }
+    }
+}
+
+/// What the event is about, with its status after the event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventSubject {
+    /// A deposit.
+    Payment(PaymentStatus),
+    /// A withdrawal.
+    Payout(PayoutStatus),
+}
+
+/// The answer a provider gets for an event (and again for every repeat of it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventAnswer {
+    /// The event moved its payment or payout; otherwise it did not fit the state and was
+    /// recorded and ignored.
+    pub applied: bool,
+    /// The payment or payout and its status.
+    pub subject: EventSubject,
+}
+
+impl EventAnswer {
+    /// The answer about a payment.
+    pub fn payment(applied: bool, status: PaymentStatus) -> EventAnswer {
+        EventAnswer {
+            applied,
+            subject: EventSubject::Payment(status),
+        }
+    }
+
+    /// The answer about a payout.
+    pub fn payout(applied: bool, status: PayoutStatus) -> EventAnswer {
+        EventAnswer {
+            applied,
+            subject: EventSubject::Payout(status),
+        }
+    }
+
+    /// The JSON body, as sent and stored for the event id.
+    pub fn to_json(&self) -> String {
+        let mut answer = json!({
+            "received": true,
+            "outcome": if self.applied { "processed" } else { "ignored" },
+        });
+        match self.subject {
+            EventSubject::Payment(status) => answer["payment_status"] = json!(status.as_str()),
+            EventSubject::Payout(status) => answer["payout_status"] = json!(status.as_str()),
+        }
+        answer.to_string()
+    }
+}
+
+/// What the pipeline did with an accepted event, as logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Applied: it moved its payment or payout.
+    Processed,
+    /// Recorded but it did not fit the state.
+    Ignored,
+    /// A repeat of an event id already answered: the first answer again.
+    Duplicate,
+}
+
+impl DeliveryOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Processed => "processed",
+            DeliveryOutcome::Ignored => "ignored",
+            DeliveryOutcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// An accepted event's answer: what happened and the exact bytes to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventReceipt {
+    /// What happened.
+    pub outcome: DeliveryOutcome,
+    /// Status and body, the stored ones for a duplicate.
+    pub answer: Answer,
+}
+
+/// One delivery as it arrived.
+pub struct Delivery<'a> {
+    /// The provider the delivery's URL names.
+    pub provider: &'a str,
+    /// Its headers (the signature is among them).
+    pub headers: &'a HeaderMap,
+    /// Its raw body, as signed.
+    pub body: &'a [u8],
+}
+
+/// The provider-event use case; borrows the services it hands events to.
+pub struct ProviderEvents<'a> {
+    /// The database, for dedupe and the delivery log.
+    pub store: &'a Store,
+    /// Deposits.
+    pub payments: &'a PaymentsService,
+    /// Withdrawals.
+    pub payouts: &'a PayoutsService,
+}
+
+impl ProviderEvents<'_> {
+    /// Verifies, dedupes, matches and applies one delivery, and logs it whatever happens.
+    pub async fn receive(
+        &self,
+        delivery: Delivery<'_>,
+    ) -> Result<EventReceipt, ProviderEventError> {
+        let mut log = WebhookDelivery {
+            id: ids::generate("whk"),
+            provider: delivery.provider.to_string(),
+            event_id: None,
+            payment_id: None,
+            headers: loggable_headers(delivery.headers),
+            raw_body: String::from_utf8_lossy(delivery.body).into_owned(),
+            outcome: String::new(),
+            http_status: 0,
+            received_at_ms: now_ms(),
+        };
+        let result = self.handle(&delivery, &mut log).await;
+        let (outcome, http_status) = match &result {
+            Ok(receipt) => (receipt.outcome.as_str(), receipt.answer.status),
+            Err(error) => (error.log_outcome(), error.problem().status),
+        };
+        log.outcome = outcome.to_string();
+        log.http_status = http_status;
+        if let Err(error) = self.store.insert_webhook_delivery(&log).await {
+            tracing::error!(error = %error, "could not log a webhook delivery");
+        }
+        result
+    }
+
+    async fn handle(
+        &self,
+        delivery: &Delivery<'_>,
+        log: &mut WebhookDelivery,
+    ) -> Result<EventReceipt, ProviderEventError> {
+        let provider = self.payments.provider(delivery.provider).ok_or_else(|| {
+            ProviderEventError::UnknownProvider {
+                provider: delivery.provider.to_string(),
+            }
+        })?;
+        let event = provider
+            .verify_webhook(delivery.headers, delivery.body, now_ms() / 1000)
+            .map_err(|error| match error {
+                WebhookError::InvalidSignature => ProviderEventError::InvalidSignature,
+                WebhookError::Stale { .. } => ProviderEventError::Stale,
+                WebhookError::Malformed(why) => ProviderEventError::Malformed(why),
+            })?;
+        match event {
+            ProviderEvent::Payment(event) => {
+                log.event_id = Some(event.event_id.clone());
+                log.payment_id = Some(event.payment_id.clone());
+                self.apply_once(delivery.provider, &event.event_id, || {
+                    self.apply_payment(delivery.provider, &event)
+                })
+                .await
+            }
+            ProviderEvent::Payout(event) => {
+                log.event_id = Some(event.event_id.clone());
+                log.payment_id = Some(event.payout_id.clone());
+                self.apply_once(delivery.provider, &event.event_id, || {
+                    self.apply_payout(delivery.provider, &event)
+                })
+                .await
+            }
+        }
+    }
+
+    async fn apply_payment(
+        &self,
+        provider: &str,
+        event: &ProviderPaymentEvent,
+    ) -> Result<EventAnswer, ProviderEventError> {
+        let applied = self
+            .payments
+            .apply_provider_event(provider, event, "webhook")
+            .await?;
+        Ok(applied.answer())
+    }
+
+    async fn apply_payout(
+        &self,
+        provider: &str,
+        event: &ProviderPayoutEvent,
+    ) -> Result<EventAnswer, ProviderEventError> {
+        let (status, applied) = self.payouts.apply_provider_event(provider, event).await?;
+        Ok(EventAnswer::payout(applied, status))
+    }
+
+    /// Applies a verified event at most once per event id: a repeat of a processed id gets
+    /// the first answer; if applying fails because a concurrent delivery of the same event
+    /// won the race (its effect and answer committed first), that delivery's answer is given.
+    async fn apply_once<F, Fut>(
+        &self,
+        provider: &str,
+        event_id: &str,
+        apply: F,
+    ) -> Result<EventReceipt, ProviderEventError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<EventAnswer, ProviderEventError>>,
+    {
+        if let Some(receipt) = self.stored_answer(provider, event_id).await? {
+            return Ok(receipt);
+        }
+        match apply().await {
+            Ok(answer) => Ok(EventReceipt {
+                outcome: if answer.applied {
+                    DeliveryOutcome::Processed
+                } else {
+                    DeliveryOutcome::Ignored
+                },
+                answer: Answer {
+                    status: 200,
+                    body: answer.to_json(),
+                },
+            }),
+            Err(error) => match self.stored_answer(provider, event_id).await {
+                Ok(Some(receipt)) => Ok(receipt),
+                _ => Err(error),
+            },
+        }
+    }
+
+    async fn stored_answer(
+        &self,
+        provider: &str,
+        event_id: &str,
+    ) -> Result<Option<EventReceipt>, ProviderEventError> {
+        let stored = self
+            .store
+            .processed_webhook_event(provider, event_id)
+            .await?;
+        Ok(stored.map(|(status, body)| EventReceipt {
+            outcome: DeliveryOutcome::Duplicate,
+            answer: Answer { status, body },
+        }))
+    }
+}
+
+/// Headers worth keeping in the delivery log, with anything secret-looking removed.
+fn loggable_headers(headers: &HeaderMap) -> String {
+    let kept: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "authorization" | "cookie" | "proxy-authorization"
+            )
+        })
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                json!(value.to_str().unwrap_or("<binary>")),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(kept).to_string()
+}
+
+/// Transactions retried after a lost race before the error is answered.
+const APPLY_RETRIES_MAX: u32 = 3;
+
+/// Runs `attempt` again while it fails with a retryable store error (two deliveries of one
+/// event racing: the loser retries and finds the winner's answer), at most
+/// [`APPLY_RETRIES_MAX`] times.
+pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, ProviderEventError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProviderEventError>>,
+{
+    let mut retries = 0;
+    loop {
+        match attempt().await {
+            Err(ProviderEventError::Store(error))
+                if error.is_retryable() && retries < APPLY_RETRIES_MAX =>
+            {
+                retries += 1
+            }
+            other => return other,
+        }
+    }
+}

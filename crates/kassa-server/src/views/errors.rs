@@ -1,0 +1,364 @@
+//! The one place that says how each use case's error is answered: HTTP status, stable
+//! code, message and details. Changing a code here changes the API; tests pin them.
+
+use kassa_connectors::ProviderError;
+use kassa_core::ledger::Refusal;
+use kassa_core::MoneyError;
+use kassa_store::StoreError;
+use serde_json::{json, Value};
+
+use super::ErrorBody;
+use crate::service::payments::PaymentError;
+use crate::service::payouts::PayoutError;
+use crate::service::players::PlayerError;
+use crate::service::provider_events::ProviderEventError;
+use crate::service::wallet::WalletError;
+
+/// An error as the API answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// HTTP status code.
+    pub status: u16,
+    /// Stable, machine-readable code.
+    pub code: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// Extra facts, always an object.
+    pub details: Value,
+}
+
+impl Problem {
+    /// A problem without details.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            code,
+            message: message.into(),
+            details: json!({}),
+        }
+    }
+
+    /// Adds details.
+    pub fn with_details(mut self, details: Value) -> Problem {
+        self.details = details;
+        self
+    }
+
+    /// 422: a field failed validation.
+    pub fn validation(field: &str, message: impl std::fmt::Display) -> Problem {
+        Problem::new(422, "validation_failed", format!("{field}: {message}"))
+            .with_details(json!({ "field": field }))
+    }
+
+    /// 500: the cause is logged where the error is turned into a response, never sent.
+    pub fn internal() -> Problem {
+        Problem::new(
+            500,
+            "internal_error",
+            "something went wrong on our side; quote the trace_id to support",
+        )
+    }
+
+    /// The body this problem is sent as, for the request traced as `trace_id`.
+    pub fn body(&self, trace_id: &str) -> ErrorBody {
+        ErrorBody {
+            error: self.code.to_string(),
+            message: self.message.clone(),
+            trace_id: trace_id.to_string(),
+            details: self.details.clone(),
+        }
+    }
+}
+
+/// An error the API answers: its status, code, message and details.
+pub trait PublicError: std::error::Error {
+    /// How the API answers this error.
+    fn problem(&self) -> Problem;
+}
+
+macro_rules! stable_code {
+    ($($error:ty),*) => {$(
+        impl $error {
+            /// The stable code the API answers this error with.
+            pub fn code(&self) -> &'static str {
+                self.problem().code
+            }
+        }
+    )*};
+}
+
+stable_code!(
+    PaymentError,
+    PayoutError,
+    WalletError,
+    PlayerError,
+    ProviderEventError
+);
+
+impl PublicError for StoreError {
+    fn problem(&self) -> Problem {
+        match self {
+            StoreError::CurrencyImmutable { .. } => {
+                Problem::new(409, "currency_immutable", self.to_string())
+            }
+            _ => Problem::internal(),
+        }
+    }
+}
+
+impl PublicError for MoneyError {
+    fn problem(&self) -> Problem {
+        let field = match self {
+            MoneyError::UnknownCurrency(_) => "currency",
+            _ => "amount",
+        };
+        Problem::validation(field, self)
+    }
+}
+
+impl PublicError for PlayerError {
+    fn problem(&self) -> Problem {
+        match self {
+            PlayerError::NotFound { player_id } => Problem::new(
+                404,
+                "player_not_found",
+                format!("no player {player_id:?}; create it with PUT /v1/players/{{player_id}}"),
+            ),
+            PlayerError::CurrencyMismatch {
+                player_id,
+                held,
+                asked,
+            } => Problem::new(
+                422,
+                "currency_mismatch",
+                format!("player {player_id} holds {held}, not {asked}"),
+            )
+            .with_details(json!({ "field": "currency", "player_currency": held.code() })),
+            PlayerError::Store(error) => error.problem(),
+        }
+    }
+}
+
+fn provider_problem(error: &ProviderError) -> Problem {
+    match error {
+        ProviderError::Rejected { code, message } => Problem::new(
+            402,
+            "provider_declined",
+            format!("the provider refused: {message}"),
+        )
+        .with_details(json!({ "provider_code": code })),
+        ProviderError::Unsupported(what) => Problem::new(
+            409,
+            "provider_unsupported",
+            format!("the provider does not support {what}"),
+        ),
+        _ => Problem::new(
+            502,
+            "provider_unavailable",
+            "the payment provider did not answer; try again",
+        ),
+    }
+}
+
+impl PublicError for PaymentError {
+    fn problem(&self) -> Problem {
+        let message = self.to_string();
+        match self {
+            PaymentError::Money(error) => error.problem(),
+            PaymentError::Player(error) => error.problem(),
+            PaymentError::NoProvider {
+                method,
+                currency,
+                country,
+            } => Problem::new(422, "no_provider", message).with_details(
+                json!({ "method": method, "currency": currency.code(), "country": country }),
+            ),
+            PaymentError::NotFound { .. } => Problem::new(404, "payment_not_found", message),
+            PaymentError::NotCancellable { .. } | PaymentError::CancelOvertaken { .. } => {
+                Problem::new(409, "payment_not_cancellable", message)
+            }
+            PaymentError::NotRefundable { .. } => {
+                Problem::new(409, "payment_not_refundable", message)
+            }
+            PaymentError::RefundsUnsupported { .. } => {
+                Problem::new(409, "refunds_unsupported", message)
+            }
+            PaymentError::RefundTooLarge {
+                currency,
+                refundable_minor,
+            } => {
+                let refundable = currency.format_minor(*refundable_minor);
+                Problem::validation("amount", format!("at most {refundable} can be refunded"))
+                    .with_details(json!({ "field": "amount", "refundable": refundable }))
+            }
+            PaymentError::RefundNotCovered => Problem::new(402, "insufficient_funds", message),
+            PaymentError::Provider(error) => provider_problem(error),
+            PaymentError::ProviderMissing { .. } => Problem::internal(),
+            PaymentError::Store(error) => error.problem(),
+        }
+    }
+}
+
+impl PublicError for PayoutError {
+    fn problem(&self) -> Problem {
+        let message = self.to_string();
+        match self {
+            PayoutError::Player(error) => error.problem(),
+            PayoutError::KycRequired { kyc_status } => Problem::new(403, "kyc_required", message)
+                .with_details(json!({
+                    "kyc_status": kyc_status,
+                    "required_step": "identity_verification",
+                })),
+            PayoutError::AccountBlocked { account_status } => {
+                Problem::new(403, "account_blocked", message)
+                    .with_details(json!({ "account_status": account_status }))
+            }
+            PayoutError::InsufficientFunds {
+                currency,
+                available_minor,
+            } => Problem::new(402, "insufficient_funds", message)
+                .with_details(json!({ "available": currency.format_minor(*available_minor) })),
+            PayoutError::RiskRejected { chargebacks } => {
+                Problem::new(403, "risk_rejected", message)
+                    .with_details(json!({ "rule": "open_chargebacks", "chargebacks": chargebacks }))
+            }
+            PayoutError::NoProvider { method, currency } => {
+                Problem::new(422, "no_provider", message)
+                    .with_details(json!({ "method": method, "currency": currency.code() }))
+            }
+            PayoutError::NotFound { .. } => Problem::new(404, "payout_not_found", message),
+            PayoutError::NotInReview { .. } => Problem::new(409, "payout_not_in_review", message),
+            PayoutError::CancelNotAllowed { jurisdiction } => {
+                Problem::new(409, "cancel_not_allowed", message)
+                    .with_details(json!({ "jurisdiction": jurisdiction }))
+            }
+            PayoutError::NotCancellable { .. } => {
+                Problem::new(409, "payout_not_cancellable", message)
+            }
+            PayoutError::Store(error) => error.problem(),
+        }
+    }
+}
+
+fn refusal_problem(refusal: &Refusal) -> Problem {
+    match refusal {
+        Refusal::NotReversible { .. } => {
+            Problem::new(409, "rollback_not_allowed", refusal.to_string())
+        }
+        Refusal::ActsOnItself(_) => Problem::validation("original_txn_id", refusal),
+        Refusal::Overflow => Problem::validation(
+            "amount",
+            "the balance would exceed the largest amount Kassa holds",
+        ),
+        Refusal::NotPositive => Problem::validation("amount", refusal),
+        _ => Problem::internal(),
+    }
+}
+
+impl PublicError for WalletError {
+    fn problem(&self) -> Problem {
+        match self {
+            WalletError::Player(error) => error.problem(),
+            WalletError::Unavailable(message) => Problem::new(503, "unavailable", *message),
+            WalletError::TxnIdReused => Problem::new(
+                409,
+                "txn_id_reused",
+                "this txn_id was already used for a different call; use a new txn_id",
+            ),
+            WalletError::TxnCancelled { rollback_txn_id } => Problem::new(
+                409,
+                "txn_cancelled",
+                "this txn_id was rolled back before it arrived and can no longer be applied",
+            )
+            .with_details(json!({ "rollback_txn_id": rollback_txn_id })),
+            WalletError::InsufficientFunds { balance, txn_id } => Problem::new(
+                402,
+                "insufficient_funds",
+                "the player's balance does not cover this amount",
+            )
+            .with_details(json!({ "balance": balance, "txn_id": txn_id })),
+            WalletError::OriginalNotFound { original_txn_id } => Problem::new(
+                404,
+                "original_txn_not_found",
+                "no debit with this original_txn_id; it is remembered and will be refused if \
+                 it arrives later",
+            )
+            .with_details(json!({ "original_txn_id": original_txn_id })),
+            WalletError::Refused(refusal) => refusal_problem(refusal),
+            WalletError::UnexpectedEntry { .. } | WalletError::WriterGone => Problem::internal(),
+            WalletError::Store(error) => error.problem(),
+        }
+    }
+}
+
+impl PublicError for ProviderEventError {
+    fn problem(&self) -> Problem {
+        let message = self.to_string();
+        match self {
+            ProviderEventError::UnknownProvider { .. } => {
+                Problem::new(404, "provider_not_found", message)
+            }
+            ProviderEventError::InvalidSignature => Problem::new(401, "invalid_signature", message),
+            ProviderEventError::Stale => Problem::new(401, "stale_webhook", message),
+            ProviderEventError::Malformed(why) => {
+                Problem::new(422, "malformed_webhook", why.clone())
+            }
+            ProviderEventError::PaymentNotFound { .. } => {
+                Problem::new(404, "payment_not_found", message)
+            }
+            ProviderEventError::PayoutNotFound { .. } => {
+                Problem::new(404, "payout_not_found", message)
+            }
+            ProviderEventError::Mismatch(_) => Problem::new(422, "webhook_mismatch", message),
+            ProviderEventError::Player(error) => error.problem(),
+            ProviderEventError::Store(error) => error.problem(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_stable_codes_and_statuses() {
+        let cases: Vec<(Problem, u16, &str)> = vec![
+            (
+                PlayerError::NotFound {
+                    player_id: "p".into(),
+                }
+                .problem(),
+                404,
+                "player_not_found",
+            ),
+            (
+                PaymentError::RefundNotCovered.problem(),
+                402,
+                "insufficient_funds",
+            ),
+            (
+                PaymentError::Provider(ProviderError::Timeout).problem(),
+                502,
+                "provider_unavailable",
+            ),
+            (
+                PayoutError::CancelNotAllowed {
+                    jurisdiction: "GB".into(),
+                }
+                .problem(),
+                409,
+                "cancel_not_allowed",
+            ),
+            (WalletError::TxnIdReused.problem(), 409, "txn_id_reused"),
+            (ProviderEventError::Stale.problem(), 401, "stale_webhook"),
+            (
+                ProviderEventError::Store(StoreError::Corrupt("x".into())).problem(),
+                500,
+                "internal_error",
+            ),
+        ];
+        for (problem, status, code) in cases {
+            assert_eq!((problem.status, problem.code), (status, code));
+        }
+    }
+}

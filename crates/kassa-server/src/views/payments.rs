@@ -1,0 +1,89 @@
+//! Public views of deposits and refunds.
+
+use kassa_store::payments::{PaymentRecord, RefundRecord};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::rfc3339;
+
+/// Answer to an init.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentInitView {
+    pub payment_id: String,
+    #[schema(example = "pending")]
+    pub status: String,
+    /// Send the player here.
+    pub redirect_url: Option<String>,
+    pub provider: String,
+}
+
+/// A payment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentView {
+    pub payment_id: String,
+    /// `initiated`, `pending`, `authorized`, `captured`, `partially_refunded`, `refunded`,
+    /// `charged_back`, `declined`, `failed`, `cancelled`, `expired`.
+    pub status: String,
+    pub amount: String,
+    pub currency: String,
+    pub refunded: String,
+    pub method: String,
+    pub player_id: String,
+    pub provider: String,
+    pub provider_reference: Option<String>,
+    pub redirect_url: Option<String>,
+    pub failure_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A refund.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundView {
+    pub refund_id: String,
+    pub payment_id: String,
+    pub amount: String,
+    pub currency: String,
+    /// `pending`, `succeeded`, `failed`.
+    pub status: String,
+}
+
+/// The public view of a payment.
+pub fn payment_view(p: &PaymentRecord) -> PaymentView {
+    PaymentView {
+        payment_id: p.id.clone(),
+        status: p.status.as_str().to_string(),
+        amount: p.currency.format_minor(p.amount_minor),
+        currency: p.currency.code().to_string(),
+        refunded: p.currency.format_minor(p.refunded_minor),
+        method: p.method.clone(),
+        player_id: p.player_id.clone(),
+        provider: p.provider.clone(),
+        provider_reference: p.provider_reference.clone(),
+        redirect_url: p.redirect_url.clone(),
+        failure_reason: p.failure_reason.clone(),
+        created_at: rfc3339(p.created_at_ms),
+        updated_at: rfc3339(p.updated_at_ms),
+    }
+}
+
+/// The answer to `POST /v1/payments/init`.
+pub fn init_view(p: &PaymentRecord) -> PaymentInitView {
+    PaymentInitView {
+        payment_id: p.id.clone(),
+        status: p.status.as_str().to_string(),
+        redirect_url: p.redirect_url.clone(),
+        provider: p.provider.clone(),
+    }
+}
+
+/// The public view of a refund.
+pub fn refund_view(r: &RefundRecord) -> RefundView {
+    RefundView {
+        refund_id: r.id.clone(),
+        payment_id: r.payment_id.clone(),
+        amount: r.currency.format_minor(r.amount_minor),
+        currency: r.currency.code().to_string(),
+        status: r.status.clone(),
+    }
+}
