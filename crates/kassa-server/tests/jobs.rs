@@ -41,7 +41,8 @@ contract_tests_with!(
 );
 
 async fn admin(app: &TestApp, method: Method, path: &str) -> common::Answer {
-    app.send(method, path, Some(&app.admin_key), None, &[]).await
+    app.send(method, path, Some(&app.admin_key), None, &[])
+        .await
 }
 
 /// Polls the admin API until `wanted` holds for the job, or fails after 10 s.
@@ -117,9 +118,19 @@ async fn a_dead_job_is_visible_and_retried_through_the_admin_api(app: TestApp) {
     assert!(again["updated_at"].as_str() >= dead["updated_at"].as_str());
 
     // Only a dead job can be retried.
-    let sync = admin(&app, Method::GET, "/v1/admin/jobs?kind=payments.status_sync").await;
+    let sync = admin(
+        &app,
+        Method::GET,
+        "/v1/admin/jobs?kind=payments.status_sync",
+    )
+    .await;
     let sync_id = sync.body["data"][0]["job_id"].as_str().unwrap().to_string();
-    let refused = admin(&app, Method::POST, &format!("/v1/admin/jobs/{sync_id}/retry")).await;
+    let refused = admin(
+        &app,
+        Method::POST,
+        &format!("/v1/admin/jobs/{sync_id}/retry"),
+    )
+    .await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
     assert_eq!(refused.error_code(), "job_not_dead");
     // Nor one whose work is queued again under a newer job.
@@ -207,16 +218,26 @@ async fn recurring_count(app: &TestApp, kind: &str) -> usize {
 async fn recurring_jobs_exist_once_across_restarts_and_nodes(app: TestApp) {
     // The runtime creates them just after the server starts.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    for kind in [kinds::STATUS_SYNC, kinds::PAYOUT_SCHEDULER, kinds::OUTBOX_PUBLISH] {
+    for kind in [
+        kinds::STATUS_SYNC,
+        kinds::PAYOUT_SCHEDULER,
+        kinds::OUTBOX_PUBLISH,
+    ] {
         while recurring_count(&app, kind).await == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "{kind} never created");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{kind} never created"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(recurring_count(&app, kind).await, 1, "{kind}");
     }
     // They run: a recurring job comes back queued after each success.
     let listed = admin(&app, Method::GET, "/v1/admin/jobs?kind=outbox.publish").await;
-    let id = listed.body["data"][0]["job_id"].as_str().unwrap().to_string();
+    let id = listed.body["data"][0]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let first = listed.body["data"][0]["updated_at"].clone();
     until_job(&app, &id, |job| {
         job["updated_at"] != first && job["repeat_every_ms"] == 50
@@ -235,7 +256,11 @@ async fn recurring_jobs_exist_once_across_restarts_and_nodes(app: TestApp) {
         None
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    for kind in [kinds::STATUS_SYNC, kinds::PAYOUT_SCHEDULER, kinds::OUTBOX_PUBLISH] {
+    for kind in [
+        kinds::STATUS_SYNC,
+        kinds::PAYOUT_SCHEDULER,
+        kinds::OUTBOX_PUBLISH,
+    ] {
         assert_eq!(recurring_count(&app, kind).await, 1, "{kind}");
     }
     if let Some(second) = second {
@@ -281,7 +306,8 @@ async fn pause(app: &TestApp, enabled: bool) -> common::Answer {
 }
 
 async fn a_deferred_payout_is_sent_by_a_job_and_its_events_are_published(app: TestApp) {
-    let body = json!({"currency": "EUR", "country": "MT", "jurisdiction": "MT", "kyc_status": "verified"});
+    let body =
+        json!({"currency": "EUR", "country": "MT", "jurisdiction": "MT", "kyc_status": "verified"});
     assert!(app.put("/v1/players/p1", body).await.status.is_success());
     app.credit("fund-p1", "p1", "100.00").await;
     assert_eq!(pause(&app, true).await.status, StatusCode::OK);
@@ -290,7 +316,9 @@ async fn a_deferred_payout_is_sent_by_a_job_and_its_events_are_published(app: Te
             Method::POST,
             "/v1/payouts/init",
             Some(&app.api_key),
-            Some(&json!({"player_id": "p1", "amount": "40.00", "currency": "EUR", "method": "card"})),
+            Some(
+                &json!({"player_id": "p1", "amount": "40.00", "currency": "EUR", "method": "card"}),
+            ),
             &[("Idempotency-Key", "po-1")],
         )
         .await;
@@ -370,7 +398,13 @@ async fn fill_outbox(store: &Store, events: usize, aggregates: usize) {
         let aggregate = format!("po_{}", n % aggregates);
         let payload = json!({ "n": n }).to_string();
         store
-            .insert_outbox(&mut tx, "mch", "payout.status_changed", &aggregate, &payload)
+            .insert_outbox(
+                &mut tx,
+                "mch",
+                "payout.status_changed",
+                &aggregate,
+                &payload,
+            )
             .await
             .unwrap();
     }
@@ -409,7 +443,9 @@ async fn concurrent_consumers_publish_each_event_once_in_order(store: Store) {
     assert_eq!(published.len(), 300);
     let mut last_per_aggregate: HashMap<String, i64> = HashMap::new();
     for event in &published {
-        let last = last_per_aggregate.entry(event.aggregate_id.clone()).or_default();
+        let last = last_per_aggregate
+            .entry(event.aggregate_id.clone())
+            .or_default();
         assert!(event.id > *last, "{} out of order", event.aggregate_id);
         *last = event.id;
     }

@@ -255,7 +255,10 @@ impl Store {
             query = query.bind(*kind);
         }
         let rows = query.fetch_all(self.writer()).await?;
-        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by(|a, b| (a.run_at_ms, &a.id).cmp(&(b.run_at_ms, &b.id)));
         Ok(jobs)
     }

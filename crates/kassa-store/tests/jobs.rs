@@ -303,31 +303,26 @@ async fn a_lease_that_expires_on_the_last_attempt_makes_the_job_dead(store: Stor
 
 async fn a_recurring_job_exists_once_and_comes_back_after_success(store: Store) {
     for _ in 0..3 {
-        store
-            .ensure_recurring_job("sync", 1_000, 4)
-            .await
-            .unwrap();
+        store.ensure_recurring_job("sync", 1_000, 4).await.unwrap();
     }
     let jobs = store.list_jobs(None, Some("sync"), None, 10).await.unwrap();
     assert_eq!(jobs.len(), 1, "one recurring job however many nodes start");
     assert_eq!(jobs[0].repeat_every_ms, Some(1_000));
     assert_eq!(jobs[0].dedupe_key.as_deref(), Some("sync"));
-    store
-        .ensure_recurring_job("sync", 2_500, 4)
-        .await
-        .unwrap();
+    store.ensure_recurring_job("sync", 2_500, 4).await.unwrap();
     let t = now_ms();
     let claimed = store
         .claim_jobs("n", &["sync"], t, t + LEASE_MS, 5)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
-    assert_eq!(claimed[0].repeat_every_ms, Some(2_500), "the new period won");
+    assert_eq!(
+        claimed[0].repeat_every_ms,
+        Some(2_500),
+        "the new period won"
+    );
     // While it runs, another node starting does not add a second one.
-    store
-        .ensure_recurring_job("sync", 2_500, 4)
-        .await
-        .unwrap();
+    store.ensure_recurring_job("sync", 2_500, 4).await.unwrap();
     assert!(store.complete_job(&claimed[0].id, "n", 1, t).await.unwrap());
     let back = store.get_job(&claimed[0].id).await.unwrap().unwrap();
     assert_eq!(back.state, JobState::Queued);
@@ -394,9 +389,16 @@ async fn claims_take_only_the_kinds_asked_for_and_due_jobs(store: Store) {
     let mut later = job("a", None, 3);
     later.run_at_ms = t + 60_000;
     store.enqueue_job(&later).await.unwrap();
-    assert_eq!(store.next_job_due_ms(&["a"]).await.unwrap(), Some(t + 60_000));
+    assert_eq!(
+        store.next_job_due_ms(&["a"]).await.unwrap(),
+        Some(t + 60_000)
+    );
     assert_eq!(store.next_job_due_ms(&["b"]).await.unwrap(), None);
-    let b = store.enqueue_job(&job("b", None, 3)).await.unwrap().unwrap();
+    let b = store
+        .enqueue_job(&job("b", None, 3))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(store.next_job_due_ms(&["a", "b"]).await.unwrap(), Some(0));
     let claimed = store
         .claim_jobs("n", &["a", "c"], t, t + LEASE_MS, 10)
@@ -424,7 +426,13 @@ async fn claims_take_only_the_kinds_asked_for_and_due_jobs(store: Store) {
 async fn jobs_are_listed_newest_first_with_a_cursor(store: Store) {
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(store.enqueue_job(&job("k", None, 1)).await.unwrap().unwrap());
+        ids.push(
+            store
+                .enqueue_job(&job("k", None, 1))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     let t = now_ms();
@@ -432,7 +440,10 @@ async fn jobs_are_listed_newest_first_with_a_cursor(store: Store) {
         .claim_jobs("n", &["k"], t, t + LEASE_MS, 1)
         .await
         .unwrap();
-    store.fail_job(&claimed[0].id, "n", 1, "e", t).await.unwrap();
+    store
+        .fail_job(&claimed[0].id, "n", 1, "e", t)
+        .await
+        .unwrap();
     let page = store.list_jobs(None, None, None, 2).await.unwrap();
     assert_eq!(page.len(), 2);
     assert_eq!(page[0].id, ids[4]);
@@ -467,7 +478,13 @@ async fn the_outbox_is_read_in_order_and_marked_published(store: Store) {
     for (aggregate, n) in [("po_a", 1), ("po_b", 1), ("po_a", 2)] {
         let payload = format!(r#"{{"n":{n}}}"#);
         store
-            .insert_outbox(&mut tx, "mch_1", "payout.status_changed", aggregate, &payload)
+            .insert_outbox(
+                &mut tx,
+                "mch_1",
+                "payout.status_changed",
+                aggregate,
+                &payload,
+            )
             .await
             .unwrap();
     }

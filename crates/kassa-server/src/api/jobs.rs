@@ -93,14 +93,22 @@ pub async fn list_jobs(
             })
         })
         .transpose()?;
-    if query.kind.as_deref().is_some_and(|k| k.len() > KIND_LEN_MAX) {
+    if query
+        .kind
+        .as_deref()
+        .is_some_and(|k| k.len() > KIND_LEN_MAX)
+    {
         return Err(ApiError::validation(
             "kind",
             format!("must be at most {KIND_LEN_MAX} characters"),
         ));
     }
     let limit = page_limit(&state.config.pagination, query.limit)?;
-    let before = query.cursor.as_deref().map(decode_keyset_cursor).transpose()?;
+    let before = query
+        .cursor
+        .as_deref()
+        .map(decode_keyset_cursor)
+        .transpose()?;
     let mut jobs = state
         .store
         .list_jobs(job_state, query.kind.as_deref(), before, limit + 1)
@@ -165,7 +173,10 @@ pub async fn retry_job(
         Err(RetryRefusal::NotFound) => Err(job_not_found(&job_id)),
         Err(RetryRefusal::NotDead(current)) => Err(ApiError::conflict(
             "job_not_dead",
-            format!("a {} job cannot be retried; only a dead one", current.as_str()),
+            format!(
+                "a {} job cannot be retried; only a dead one",
+                current.as_str()
+            ),
         )
         .with_details(json!({ "state": current.as_str() }))),
         Err(RetryRefusal::Duplicate) => Err(ApiError::conflict(

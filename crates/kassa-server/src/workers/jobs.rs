@@ -234,7 +234,9 @@ impl Runtime {
         }
         match store.reap_expired_jobs(now_ms()).await {
             Ok(0) => {}
-            Ok(count) => tracing::error!(count, "jobs dead: their lease ran out on the last attempt"),
+            Ok(count) => {
+                tracing::error!(count, "jobs dead: their lease ran out on the last attempt")
+            }
             Err(error) => tracing::warn!(error = %error_chain(&error), "reaping jobs failed"),
         }
         let retention_ms = i64::from(self.config.finished_retention_hours) * 3_600_000;
@@ -304,7 +306,11 @@ mod tests {
         assert_eq!(backoff_ceiling_ms(5, 1000, 300_000), 16_000);
         assert_eq!(backoff_ceiling_ms(9, 1000, 300_000), 256_000);
         assert_eq!(backoff_ceiling_ms(10, 1000, 300_000), 300_000);
-        assert_eq!(backoff_ceiling_ms(1000, 1000, 300_000), 300_000, "no overflow");
+        assert_eq!(
+            backoff_ceiling_ms(1000, 1000, 300_000),
+            300_000,
+            "no overflow"
+        );
         assert_eq!(backoff_ceiling_ms(0, 1000, 300_000), 1000);
     }
 
@@ -319,7 +325,10 @@ mod tests {
                 .collect();
             assert!(samples.iter().all(|&d| d <= ceiling), "attempt {attempt}");
             let distinct: std::collections::HashSet<_> = samples.iter().collect();
-            assert!(distinct.len() > 50, "attempt {attempt}: jittered, not fixed");
+            assert!(
+                distinct.len() > 50,
+                "attempt {attempt}: jittered, not fixed"
+            );
             let mean = samples.iter().sum::<u64>() / samples.len() as u64;
             // Full jitter: the mean sits near half the ceiling.
             assert!(

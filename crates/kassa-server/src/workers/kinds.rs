@@ -105,15 +105,16 @@ pub async fn run(
         }
         PAYOUT_SCHEDULER => schedule_payouts(state).await,
         PAYOUT_SEND => {
-            let payload: PayoutSendPayload = serde_json::from_str(&job.payload)
-                .map_err(|e| JobError::Payload(e.to_string()))?;
+            let payload: PayoutSendPayload =
+                serde_json::from_str(&job.payload).map_err(|e| JobError::Payload(e.to_string()))?;
             let payout = state.payouts.send(&payload.payout_id).await?;
             tracing::info!(payout_id = %payout.id, status = %payout.status, "payout send job ran");
             Ok(())
         }
         OUTBOX_PUBLISH => {
             let batch_max = state.config.jobs.outbox_batch_max;
-            let count = outbox::publish_pending(&state.store, publisher.as_ref(), batch_max).await?;
+            let count =
+                outbox::publish_pending(&state.store, publisher.as_ref(), batch_max).await?;
             if count > 0 {
                 tracing::debug!(count, "outbox events published");
             }
