@@ -172,7 +172,7 @@ impl Store {
     /// [`enqueue_job_on`](Self::enqueue_job_on) in a statement of its own.
     pub async fn enqueue_job(&self, job: &NewJob<'_>) -> Result<Option<String>, StoreError> {
         let mut conn = self.writer().acquire().await?;
-        self.enqueue_job_on(&mut *conn, job).await
+        self.enqueue_job_on(&mut conn, job).await
     }
 
     /// Makes sure the recurring job `kind` exists once across all nodes (its dedupe key is

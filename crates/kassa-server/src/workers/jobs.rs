@@ -131,6 +131,11 @@ impl Runtime {
                 free as u32,
             )
             .await?;
+        if jobs.is_empty() {
+            // Due but not claimable: a lease that ran out on its last attempt. Declare it
+            // dead now rather than finding it due at every poll until the housekeeping.
+            self.state.store.reap_expired_jobs(now).await?;
+        }
         let mut in_flight = lock(&self.in_flight);
         for job in &jobs {
             in_flight.insert(job.id.clone(), job.attempts);

@@ -98,7 +98,7 @@ pub async fn publish_batch(
     if events.is_empty() {
         return Ok(0);
     }
-    publisher.publish(&mut *tx, &events).await?;
+    publisher.publish(&mut tx, &events).await?;
     let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
     store.mark_outbox_published(&mut tx, &ids, now_ms()).await?;
     tx.commit().await.map_err(StoreError::from)?;
