@@ -31,6 +31,36 @@ pub struct Config {
     pub sandbox: SandboxProviderConfig,
     /// Withdrawals.
     pub payouts: PayoutsConfig,
+    /// The job queue and its workers.
+    pub jobs: JobsConfig,
+}
+
+/// The job queue (ADR 24): how a node runs background work, how failures back off.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Jobs one node runs at once.
+    pub concurrency_max: u32,
+    /// How often an idle node looks for due jobs.
+    pub poll_interval_ms: u64,
+    /// How long a claim holds without a heartbeat; a dead node's jobs wait this long.
+    pub lease_ms: i64,
+    /// Longest one run of a job; past it the run counts as failed.
+    pub run_timeout_ms: u64,
+    /// Attempts before a job is dead.
+    pub attempts_max: i64,
+    /// First retry waits up to this long.
+    pub backoff_base_ms: u64,
+    /// No retry waits longer than this.
+    pub backoff_cap_ms: u64,
+    /// Succeeded jobs are deleted after this long.
+    pub finished_retention_hours: u32,
+    /// How long a stopping node waits for its running jobs.
+    pub shutdown_grace_ms: u64,
+    /// How often the outbox consumer runs.
+    pub outbox_interval_ms: i64,
+    /// Most outbox events per publishing transaction.
+    pub outbox_batch_max: u32,
 }
 
 /// Withdrawals.
@@ -43,7 +73,7 @@ pub struct PayoutsConfig {
     pub wagering_review_share: f64,
     /// Where players may not cancel a withdrawal.
     pub reversal_forbidden_jurisdictions: Vec<String>,
-    /// Retry worker period.
+    /// Period of the payout scheduler job.
     pub retry_interval_ms: u64,
     /// Wait after a failed send.
     pub retry_backoff_ms: i64,
@@ -59,7 +89,7 @@ pub struct PayoutsConfig {
 pub struct PaymentsConfig {
     /// Pending this long: ask the provider.
     pub status_sync_after_ms: i64,
-    /// How often status sync runs.
+    /// Period of the status-sync job.
     pub status_sync_interval_ms: u64,
     /// No outcome this long after creation: expire.
     pub expire_after_ms: i64,
@@ -257,6 +287,39 @@ impl Config {
         anyhow::ensure!(
             self.idempotency.retention_hours >= 24,
             "idempotency.retention_hours must be at least 24"
+        );
+        self.jobs.validate()?;
+        Ok(())
+    }
+}
+
+impl JobsConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=256).contains(&self.concurrency_max),
+            "jobs.concurrency_max must be between 1 and 256"
+        );
+        anyhow::ensure!(
+            self.poll_interval_ms >= 10,
+            "jobs.poll_interval_ms must be at least 10"
+        );
+        // The heartbeat renews the lease every third of it; shorter leases are all renewals.
+        anyhow::ensure!(self.lease_ms >= 300, "jobs.lease_ms must be at least 300");
+        anyhow::ensure!(
+            (1..=1000).contains(&self.attempts_max),
+            "jobs.attempts_max must be between 1 and 1000"
+        );
+        anyhow::ensure!(
+            self.backoff_base_ms >= 1 && self.backoff_cap_ms >= self.backoff_base_ms,
+            "jobs.backoff_base_ms must be at least 1 and at most jobs.backoff_cap_ms"
+        );
+        anyhow::ensure!(
+            self.outbox_interval_ms >= 1,
+            "jobs.outbox_interval_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.outbox_batch_max),
+            "jobs.outbox_batch_max must be between 1 and 10000"
         );
         Ok(())
     }

@@ -68,6 +68,9 @@ pub struct Server {
     /// The in-process sandbox PSP's URL, when this server runs one.
     pub sandbox_url: Option<String>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The job runtime; it ends after the shutdown signal, once its jobs are done or handed
+    /// back.
+    jobs: tokio::task::JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
     sandbox: Option<kassa_sim::psp::SandboxHandle>,
 }
@@ -89,8 +92,8 @@ impl Server {
         let sandbox_url = sandbox.as_ref().map(|s| s.base_url().to_string());
         let state = AppState::new(store, config, Arc::new(registry));
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
-        workers::spawn_status_sync(state.clone(), shutdown.subscribe());
-        workers::spawn_payout_sender(state.clone(), shutdown.subscribe());
+        let publisher = Arc::new(workers::outbox::RecordingPublisher::default());
+        let jobs = workers::jobs::spawn(state.clone(), publisher, shutdown.subscribe());
         workers::spawn_idempotency_purge(state.clone(), shutdown.subscribe());
         workers::spawn_wal_checkpointer(state.clone(), shutdown.subscribe());
         let app = api::router(state);
@@ -109,6 +112,7 @@ impl Server {
             bootstrap,
             sandbox_url,
             handle,
+            jobs,
             shutdown,
             sandbox,
         })
@@ -118,6 +122,7 @@ impl Server {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.handle.await??;
+        self.jobs.await?;
         if let Some(sandbox) = self.sandbox {
             sandbox.stop().await;
         }
@@ -126,7 +131,11 @@ impl Server {
 
     /// Waits until the server ends (it ends on `stop` or a fatal error).
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.handle.await??;
+        let served = self.handle.await;
+        // However serving ended, the jobs stop too (a no-op after a shutdown signal).
+        let _ = self.shutdown.send(true);
+        self.jobs.await?;
+        served??;
         if let Some(sandbox) = self.sandbox {
             sandbox.stop().await;
         }

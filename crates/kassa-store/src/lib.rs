@@ -15,6 +15,7 @@ use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
 pub mod directory;
 pub mod idempotency;
+pub mod jobs;
 pub mod ledger;
 pub mod payments;
 pub mod payouts;

@@ -78,6 +78,21 @@ pub struct WebhookDelivery {
     pub received_at_ms: i64,
 }
 
+/// An event of the outbox, as the consumer hands it to a publisher.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Increases with every event; per aggregate, in the order the changes committed.
+    pub id: i64,
+    pub merchant_id: String,
+    /// `payment.status_changed`, `payout.status_changed`, …
+    pub topic: String,
+    /// The payment or payout the event is about.
+    pub aggregate_id: String,
+    /// JSON text.
+    pub payload: String,
+    pub created_at_ms: i64,
+}
+
 const PAYMENT_COLUMNS: &str = "id, merchant_id, player_id, provider, provider_reference, method, \
      amount_minor, currency, status, refunded_minor, return_url, redirect_url, country, device, ip, \
      session_id, failure_reason, created_at_ms, updated_at_ms";
@@ -489,6 +504,71 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// Up to `limit` unpublished outbox events, oldest first, locked for the rest of `tx` on
+    /// PostgreSQL: a second consumer (a node whose consumer lease ran out while it was still
+    /// publishing) waits here and then finds them published, instead of publishing them
+    /// again. `FOR UPDATE`, not `SKIP LOCKED`: skipping a locked event would let a later
+    /// event about the same aggregate go out before it.
+    pub async fn lock_unpublished_outbox(
+        &self,
+        tx: &mut Tx,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let sql = format!(
+            "SELECT id, merchant_id, topic, aggregate_id, payload, created_at_ms FROM outbox \
+             WHERE published_at_ms IS NULL ORDER BY id LIMIT $1{}",
+            self.lock_clause()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&mut **tx)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxEvent {
+                    id: row.try_get("id")?,
+                    merchant_id: row.try_get("merchant_id")?,
+                    topic: row.try_get("topic")?,
+                    aggregate_id: row.try_get("aggregate_id")?,
+                    payload: row.try_get("payload")?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks outbox events published at `at_ms`, inside the transaction that handed them to
+    /// the publisher.
+    pub async fn mark_outbox_published(
+        &self,
+        tx: &mut Tx,
+        ids: &[i64],
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE outbox SET published_at_ms = $1 WHERE published_at_ms IS NULL AND id IN ({})",
+            crate::placeholders(2, ids.len())
+        );
+        let mut query = sqlx::query(&sql).bind(at_ms);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        query.execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// How many outbox events wait for the publisher.
+    pub async fn outbox_unpublished_count(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at_ms IS NULL")
+                .fetch_one(self.reader())
+                .await?,
+        )
     }
 
     /// Outbox events about one aggregate, oldest first (`(topic, payload)`).

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod jobs;
 pub mod payments;
 pub mod payouts;
 pub mod players;
@@ -113,6 +114,9 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))
         .routes(routes!(admin::webhook_deliveries))
+        .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::retry_job))
         .route_layer(from_fn_with_state(state.clone(), auth::middleware));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(authenticated)

@@ -1,66 +1,18 @@
-//! Background work of a node. Each worker is bounded per round and stops with the server.
+//! Background work. Work that any node may do (payout sending, status sync, the outbox's
+//! consumer) runs as jobs of the one job queue ([`jobs`], ADR 24); housekeeping that is
+//! harmless when every node does it (the idempotency-key purge, SQLite's checkpoints) runs in
+//! loops here. Each worker is
+//! bounded per round and stops with the server.
+
+pub mod jobs;
+pub mod kinds;
+pub mod outbox;
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::AppState;
-
-/// Payments asked about per status-sync round.
-const STATUS_SYNC_BATCH: u32 = 50;
-
-/// Every `payments.status_sync_interval_ms`, asks providers about payments left pending and
-/// settles them from the answer (or expires them).
-pub fn spawn_status_sync(state: AppState, mut stop: watch::Receiver<bool>) {
-    let payments = state.config.payments.clone();
-    tokio::spawn(async move {
-        let mut interval =
-            tokio::time::interval(Duration::from_millis(payments.status_sync_interval_ms));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = interval.tick() => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
-            }
-            let round = state.payments.sync_statuses(
-                payments.status_sync_after_ms,
-                payments.expire_after_ms,
-                STATUS_SYNC_BATCH,
-            );
-            match round.await {
-                Ok(0) => {}
-                Ok(count) => {
-                    tracing::info!(count, "status sync asked providers about pending payments")
-                }
-                Err(error) => tracing::warn!(error = error.code(), "status sync round failed"),
-            }
-        }
-    });
-}
-
-/// Payouts tried per round of the sender.
-const PAYOUT_BATCH: u32 = 50;
-
-/// Every `payouts.retry_interval_ms`, sends the approved and deferred payouts whose next
-/// attempt is due. Their state lives in the database, so a restart loses none of them.
-pub fn spawn_payout_sender(state: AppState, mut stop: watch::Receiver<bool>) {
-    let period = Duration::from_millis(state.config.payouts.retry_interval_ms);
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = interval.tick() => {}
-                _ = stop.wait_for(|stopped| *stopped) => return,
-            }
-            match state.payouts.send_due(PAYOUT_BATCH).await {
-                Ok(0) => {}
-                Ok(count) => tracing::info!(count, "payout sender tried waiting payouts"),
-                Err(error) => tracing::warn!(error = error.code(), "payout sender round failed"),
-            }
-        }
-    });
-}
 
 /// How often finished idempotency keys past their retention are deleted.
 const IDEMPOTENCY_PURGE_PERIOD: Duration = Duration::from_secs(3600);

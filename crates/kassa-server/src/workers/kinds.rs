@@ -1,0 +1,159 @@
+//! The job kinds this node runs and their handlers. A handler is safe to run twice (a lease
+//! can run out while it still works, and a node can die after the work but before recording
+//! it): each one rereads the database and acts only on what is still to do.
+
+use std::sync::Arc;
+
+use kassa_store::jobs::{JobRecord, NewJob};
+use kassa_store::{now_ms, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::workers::outbox::{self, OutboxPublisher, PublishError};
+use crate::AppState;
+
+/// Recurring: asks providers about payments left pending and settles or expires them.
+pub const STATUS_SYNC: &str = "payments.status_sync";
+/// Recurring: queues a [`PAYOUT_SEND`] job for every payout whose next attempt is due.
+pub const PAYOUT_SCHEDULER: &str = "payouts.schedule";
+/// One payout handed to its provider (dedupe key: the payout id).
+pub const PAYOUT_SEND: &str = "payout.send";
+/// Recurring: the outbox's consumer.
+pub const OUTBOX_PUBLISH: &str = "outbox.publish";
+
+/// Every kind this node has a handler for; it claims no other (a newer node's kinds wait
+/// for a newer node).
+pub const KINDS: &[&str] = &[STATUS_SYNC, PAYOUT_SCHEDULER, PAYOUT_SEND, OUTBOX_PUBLISH];
+
+/// Payments asked about per status-sync run.
+const STATUS_SYNC_BATCH: u32 = 50;
+/// Payouts queued per scheduler run; the rest wait for the next run.
+const PAYOUT_SCHEDULER_BATCH: u32 = 200;
+
+/// Why a run failed; its text becomes the job's `last_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A service refused or failed (its stable code and message).
+    #[error("{code}: {message}")]
+    Service { code: &'static str, message: String },
+    /// The database failed.
+    #[error("database error")]
+    Store(#[from] StoreError),
+    /// The outbox publisher failed.
+    #[error("outbox")]
+    Publish(#[from] PublishError),
+    /// The payload is not what the kind expects (a bug or a hand-made job).
+    #[error("invalid payload: {0}")]
+    Payload(String),
+    /// No handler for this kind (only reachable through a hand-made claim).
+    #[error("no handler for job kind {0:?}")]
+    UnknownKind(String),
+}
+
+impl From<ApiError> for JobError {
+    fn from(error: ApiError) -> JobError {
+        JobError::Service {
+            code: error.code(),
+            message: error.body().message,
+        }
+    }
+}
+
+/// Input of a [`PAYOUT_SEND`] job.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PayoutSendPayload {
+    pub payout_id: String,
+}
+
+/// The recurring jobs and their periods, from the configuration.
+pub fn recurring(state: &AppState) -> [(&'static str, i64); 3] {
+    let config = &state.config;
+    [
+        (
+            STATUS_SYNC,
+            config.payments.status_sync_interval_ms.max(1) as i64,
+        ),
+        (
+            PAYOUT_SCHEDULER,
+            config.payouts.retry_interval_ms.max(1) as i64,
+        ),
+        (OUTBOX_PUBLISH, config.jobs.outbox_interval_ms),
+    ]
+}
+
+/// Runs one claimed job to its end.
+pub async fn run(
+    state: &AppState,
+    publisher: &Arc<dyn OutboxPublisher>,
+    job: &JobRecord,
+) -> Result<(), JobError> {
+    match job.kind.as_str() {
+        STATUS_SYNC => {
+            let payments = &state.config.payments;
+            let count = state
+                .payments
+                .sync_statuses(
+                    payments.status_sync_after_ms,
+                    payments.expire_after_ms,
+                    STATUS_SYNC_BATCH,
+                )
+                .await?;
+            if count > 0 {
+                tracing::info!(count, "status sync asked providers about pending payments");
+            }
+            Ok(())
+        }
+        PAYOUT_SCHEDULER => schedule_payouts(state).await,
+        PAYOUT_SEND => {
+            let payload: PayoutSendPayload =
+                serde_json::from_str(&job.payload).map_err(|e| JobError::Payload(e.to_string()))?;
+            let payout = state.payouts.send(&payload.payout_id).await?;
+            tracing::info!(payout_id = %payout.id, status = %payout.status, "payout send job ran");
+            Ok(())
+        }
+        OUTBOX_PUBLISH => {
+            let batch_max = state.config.jobs.outbox_batch_max;
+            let count =
+                outbox::publish_pending(&state.store, publisher.as_ref(), batch_max).await?;
+            if count > 0 {
+                tracing::debug!(count, "outbox events published");
+            }
+            Ok(())
+        }
+        other => Err(JobError::UnknownKind(other.to_string())),
+    }
+}
+
+/// Queues a send job for each approved or deferred payout whose next attempt is due. The
+/// payout row is the truth about whether it needs sending (every path that makes one due —
+/// a request, a review's approval, a deferral's wait running out, the pause switch turned
+/// off — leaves it there), so one scan finds them all, after any crash.
+async fn schedule_payouts(state: &AppState) -> Result<(), JobError> {
+    let now = now_ms();
+    let due = state
+        .store
+        .payouts_due_without_job(PAYOUT_SEND, now, PAYOUT_SCHEDULER_BATCH)
+        .await?;
+    let mut queued = 0;
+    for payout_id in &due {
+        let payload = serde_json::to_string(&PayoutSendPayload {
+            payout_id: payout_id.clone(),
+        })
+        .map_err(|e| JobError::Payload(e.to_string()))?;
+        let job = NewJob {
+            kind: PAYOUT_SEND,
+            payload: &payload,
+            dedupe_key: Some(payout_id),
+            run_at_ms: now,
+            attempts_max: state.config.jobs.attempts_max,
+            repeat_every_ms: None,
+        };
+        if state.store.enqueue_job(&job).await?.is_some() {
+            queued += 1;
+        }
+    }
+    if queued > 0 {
+        tracing::info!(queued, "payouts due queued for sending");
+    }
+    Ok(())
+}
