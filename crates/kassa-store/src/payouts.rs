@@ -194,19 +194,6 @@ impl Store {
         rows.iter().map(payout_from_row).collect()
     }
 
-    /// Ids of payouts waiting to be sent whose next attempt is due, oldest first.
-    pub async fn payouts_due(&self, now: i64, limit: u32) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM payouts WHERE status IN ('approved', 'deferred') \
-             AND (next_attempt_at_ms IS NULL OR next_attempt_at_ms <= $1) \
-             ORDER BY created_at_ms LIMIT $2",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(self.reader())
-        .await?)
-    }
-
     /// Appends to a payout's history.
     pub async fn insert_payout_event(
         &self,

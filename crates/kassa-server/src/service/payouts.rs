@@ -435,17 +435,6 @@ impl PayoutsService {
         finish_send(tx, payout, claim).await
     }
 
-    /// Sends every payout whose next attempt is due; returns how many were tried.
-    pub async fn send_due(&self, batch: u32) -> Result<usize, PayoutError> {
-        let due = self.store.payouts_due(now_ms(), batch).await?;
-        for id in &due {
-            if let Err(error) = self.send(id).await {
-                tracing::warn!(payout_id = %id, %error, "sending a payout failed");
-            }
-        }
-        Ok(due.len())
-    }
-
     /// Applies a verified provider event about a payout, exactly once per event id.
     pub async fn apply_provider_event(
         &self,

@@ -9,6 +9,9 @@ use kassa_store::{now_ms, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::service::payments::PaymentError;
+use crate::service::payouts::PayoutError;
+use crate::views::errors::PublicError;
 use crate::workers::outbox::{self, OutboxPublisher, PublishError};
 use crate::AppState;
 
@@ -50,12 +53,27 @@ pub enum JobError {
     UnknownKind(String),
 }
 
-impl From<ApiError> for JobError {
-    fn from(error: ApiError) -> JobError {
+impl JobError {
+    /// A service's refusal or failure as the API would answer it (a 5xx's cause chain is
+    /// logged by [`ApiError::public`], once).
+    fn from_service(error: &(impl PublicError + 'static)) -> JobError {
+        let error = ApiError::public(error);
         JobError::Service {
             code: error.code(),
             message: error.body().message,
         }
+    }
+}
+
+impl From<PaymentError> for JobError {
+    fn from(error: PaymentError) -> JobError {
+        JobError::from_service(&error)
+    }
+}
+
+impl From<PayoutError> for JobError {
+    fn from(error: PayoutError) -> JobError {
+        JobError::from_service(&error)
     }
 }
 
