@@ -109,8 +109,7 @@ pub(crate) fn entry_from_row(row: &impl JournalRow, first: usize) -> Result<Entr
         status,
         fingerprint: text(4)?,
         currency,
-        amount_minor: int(6)?
-            .ok_or_else(|| StoreError::Corrupt("amount_minor is NULL".into()))?,
+        amount_minor: int(6)?.ok_or_else(|| StoreError::Corrupt("amount_minor is NULL".into()))?,
         debit_account: int(7)?,
         credit_account: int(8)?,
         hold_account: int(9)?,

@@ -4,17 +4,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kassa_core::ledger::{
-    Account, AccountId, Effects, Entry, EntryStatus, Floor, LedgerView, Operation,
-    Outcome, Request, Transfer,
+    Account, AccountId, Effects, Entry, EntryStatus, Floor, LedgerView, Operation, Outcome,
+    Request, Transfer,
 };
 use kassa_core::Currency;
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::journal::{
-    entry_from_row, entry_values, JournalValue, ENTRY_COLUMN_LIST, ENTRY_WIDTH,
-};
+use crate::journal::{entry_from_row, entry_values, JournalValue, ENTRY_COLUMN_LIST, ENTRY_WIDTH};
 use crate::{now_ms, placeholders, Backend, Conn, Store, StoreError, Tx};
 
 /// An entry's row: the merchant, the time, and the entry's own columns.

@@ -250,7 +250,10 @@ fn by_merchant(calls: &[WalletCall]) -> Vec<(&str, Vec<usize>)> {
 }
 
 fn requests_at(calls: &[WalletCall], positions: &[usize]) -> Vec<Request> {
-    positions.iter().map(|&i| calls[i].request.clone()).collect()
+    positions
+        .iter()
+        .map(|&i| calls[i].request.clone())
+        .collect()
 }
 
 /// Puts each merchant's outcomes back in the order of the calls.

@@ -217,11 +217,17 @@ impl WalletService {
                 render,
             }),
         };
-        let outcome = self.writer.submit(call).await.map_err(|error| match error {
-            SubmitError::Full => ApiError::unavailable("the wallet is at capacity; retry shortly"),
-            SubmitError::Stopped => ApiError::unavailable("the wallet is shutting down"),
-            SubmitError::Store(error) => ApiError::internal(&error),
-        })?;
+        let outcome = self
+            .writer
+            .submit(call)
+            .await
+            .map_err(|error| match error {
+                SubmitError::Full => {
+                    ApiError::unavailable("the wallet is at capacity; retry shortly")
+                }
+                SubmitError::Stopped => ApiError::unavailable("the wallet is shutting down"),
+                SubmitError::Store(error) => ApiError::internal(&error),
+            })?;
         // The batch committed, and the claimed key's answer with it.
         if let Some(claim) = &claim {
             claim.mark_committed();
