@@ -4,20 +4,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kassa_core::ledger::{
-    Account, AccountId, Effects, Entry, EntryMeta, EntryStatus, Floor, LedgerView, Operation,
-    Outcome, Request, Transfer,
+    Account, AccountId, Effects, Entry, EntryStatus, Floor, LedgerView, Operation, Outcome,
+    Request, Transfer,
 };
 use kassa_core::Currency;
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::journal::{entry_from_row, entry_values, JournalValue, ENTRY_COLUMN_LIST, ENTRY_WIDTH};
 use crate::{now_ms, placeholders, Backend, Conn, Store, StoreError, Tx};
 
-const ENTRY_COLUMNS: &str = "txn_id, label, operation, status, fingerprint, currency, \
-     amount_minor, debit_account_id, credit_account_id, hold_account_id, ref_txn_id, \
-     subject_account_id, subject_balance_after_minor, player_id, round_id, reference";
-const ENTRY_INSERT_WIDTH: usize = 18;
+/// An entry's row: the merchant, the time, and the entry's own columns.
+const ENTRY_INSERT_WIDTH: usize = 2 + ENTRY_WIDTH;
 const TRANSFER_INSERT_WIDTH: usize = 9;
 /// Rows per multi-row INSERT; keeps parameters far below both backends' limits.
 const INSERT_ROWS_MAX: usize = 200;
@@ -140,34 +139,6 @@ pub(crate) fn parse_entry_codes(
             .map(|code| Currency::from_code(code).map_err(|_| corrupt("currency", code)))
             .transpose()?,
     ))
-}
-
-fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
-    let operation: String = row.try_get("operation")?;
-    let status: String = row.try_get("status")?;
-    let currency: Option<String> = row.try_get("currency")?;
-    let (operation, status, currency) =
-        parse_entry_codes(&operation, &status, currency.as_deref())?;
-    Ok(Entry {
-        txn_id: row.try_get("txn_id")?,
-        label: row.try_get("label")?,
-        operation,
-        status,
-        fingerprint: row.try_get("fingerprint")?,
-        currency,
-        amount_minor: row.try_get("amount_minor")?,
-        debit_account: row.try_get("debit_account_id")?,
-        credit_account: row.try_get("credit_account_id")?,
-        hold_account: row.try_get("hold_account_id")?,
-        ref_txn_id: row.try_get("ref_txn_id")?,
-        subject_account: row.try_get("subject_account_id")?,
-        subject_balance_after_minor: row.try_get("subject_balance_after_minor")?,
-        meta: EntryMeta {
-            player_id: row.try_get("player_id")?,
-            round_id: row.try_get("round_id")?,
-            reference: row.try_get("reference")?,
-        },
-    })
 }
 
 fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
@@ -337,14 +308,15 @@ impl Store {
         txn_id: &str,
     ) -> Result<Option<Entry>, StoreError> {
         let sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE merchant_id = $1 AND txn_id = $2"
+            "SELECT {} FROM ledger_entries WHERE merchant_id = $1 AND txn_id = $2",
+            *ENTRY_COLUMN_LIST
         );
         let row = sqlx::query(&sql)
             .bind(merchant_id)
             .bind(txn_id)
             .fetch_optional(self.reader())
             .await?;
-        row.as_ref().map(entry_from_row).transpose()
+        row.as_ref().map(|row| entry_from_row(row, 0)).transpose()
     }
 
     /// A player's journal, newest first, starting below `before_id` (the cursor), at most
@@ -357,9 +329,10 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<StoredEntry>, StoreError> {
         let sql = format!(
-            "SELECT id, created_at_ms, {ENTRY_COLUMNS} FROM ledger_entries \
+            "SELECT id, created_at_ms, {} FROM ledger_entries \
              WHERE merchant_id = $1 AND player_id = $2 AND id < $3 AND status <> 'tombstone' \
-             ORDER BY id DESC LIMIT $4"
+             ORDER BY id DESC LIMIT $4",
+            *ENTRY_COLUMN_LIST
         );
         let rows = sqlx::query(&sql)
             .bind(merchant_id)
@@ -373,7 +346,7 @@ impl Store {
                 Ok(StoredEntry {
                     id: row.try_get("id")?,
                     created_at_ms: row.try_get("created_at_ms")?,
-                    entry: entry_from_row(row)?,
+                    entry: entry_from_row(row, 2)?,
                 })
             })
             .collect()
@@ -499,7 +472,8 @@ async fn load_entries(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE merchant_id = {} AND txn_id IN ({})",
+        "SELECT {} FROM ledger_entries WHERE merchant_id = {} AND txn_id IN ({})",
+        *ENTRY_COLUMN_LIST,
         store.params(1, 1),
         store.params(2, txn_ids.len())
     );
@@ -511,7 +485,7 @@ async fn load_entries(
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(entry_from_row)
+        .map(|row| entry_from_row(row, 0))
         .collect()
 }
 
@@ -554,8 +528,9 @@ async fn write_journal_postgres(
         })
         .collect();
     let mut sql = format!(
-        "WITH e AS (INSERT INTO ledger_entries (merchant_id, created_at_ms, {ENTRY_COLUMNS}) \
+        "WITH e AS (INSERT INTO ledger_entries (merchant_id, created_at_ms, {}) \
          VALUES {} RETURNING id, txn_id)",
+        *ENTRY_COLUMN_LIST,
         entry_rows.join(", ")
     );
     let mut counted = Vec::new();
@@ -628,28 +603,18 @@ async fn write_journal_postgres(
     Ok(())
 }
 
-/// Binds an entry's values in the order of [`ENTRY_COLUMNS`].
+/// Binds an entry's values in the order of [`ENTRY_COLUMNS`](crate::journal::ENTRY_COLUMNS).
 fn bind_entry_columns<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     e: &'q Entry,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for value in entry_values(e) {
+        query = match value {
+            JournalValue::Text(text) => query.bind(text),
+            JournalValue::Int(int) => query.bind(int),
+        };
+    }
     query
-        .bind(&e.txn_id)
-        .bind(&e.label)
-        .bind(e.operation.as_str())
-        .bind(e.status.as_str())
-        .bind(&e.fingerprint)
-        .bind(e.currency.map(|c| c.code()))
-        .bind(e.amount_minor)
-        .bind(e.debit_account)
-        .bind(e.credit_account)
-        .bind(e.hold_account)
-        .bind(&e.ref_txn_id)
-        .bind(e.subject_account)
-        .bind(e.subject_balance_after_minor)
-        .bind(&e.meta.player_id)
-        .bind(&e.meta.round_id)
-        .bind(&e.meta.reference)
 }
 
 /// Writes new entries and answers the id each got, by txn id (the transfers name their
@@ -664,8 +629,9 @@ async fn insert_entries(
     let mut ids = HashMap::with_capacity(entries.len());
     for chunk in entries.chunks(INSERT_ROWS_MAX) {
         let sql = format!(
-            "INSERT INTO ledger_entries (merchant_id, created_at_ms, {ENTRY_COLUMNS}) VALUES {} \
+            "INSERT INTO ledger_entries (merchant_id, created_at_ms, {}) VALUES {} \
              RETURNING id, txn_id",
+            *ENTRY_COLUMN_LIST,
             store.param_rows(chunk.len(), ENTRY_INSERT_WIDTH)
         );
         let mut query = sqlx::query(&sql);

@@ -16,14 +16,16 @@ use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 pub mod directory;
 pub mod idempotency;
 pub mod jobs;
+mod journal;
 pub mod ledger;
 pub mod payments;
 pub mod payouts;
-pub mod postgres_writer;
-pub mod sqlite_writer;
+mod postgres_writer;
+mod sqlite_writer;
+pub mod wallet_writer;
 
-pub use postgres_writer::{PostgresBatch, PostgresWriter};
-pub use sqlite_writer::{SqliteBatch, SqliteWriter};
+use postgres_writer::PostgresWriter;
+use sqlite_writer::SqliteWriter;
 
 /// The database driver's error, for callers that commit transactions.
 pub use sqlx::Error as SqlxError;
@@ -45,7 +47,7 @@ pub type Conn = sqlx::AnyConnection;
 /// it is the one writer connection of the whole process, and keeping it bought nothing
 /// there. The ~0.8 ms the pool's acquire took reappeared in the first statement after the
 /// commit (the driver's thread waking from the commit's hand-shake).
-pub struct HeldConnection {
+pub(crate) struct HeldConnection {
     store: Store,
     conn: Option<PoolConnection<Any>>,
 }
@@ -53,7 +55,7 @@ pub struct HeldConnection {
 impl HeldConnection {
     /// Starts a write transaction on the held connection, taking one from the pool first if
     /// none is held. On SQLite it takes the write lock at once, as [`Store::begin`] does.
-    pub async fn begin(&mut self) -> Result<Transaction<'_, Any>, StoreError> {
+    pub(crate) async fn begin(&mut self) -> Result<Transaction<'_, Any>, StoreError> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             none => none.insert(self.store.writer.acquire().await?),
@@ -63,13 +65,13 @@ impl HeldConnection {
 
     /// Gives the connection back to the pool, which tests it before anyone uses it again:
     /// after an error, in case the connection is what failed.
-    pub fn release(&mut self) {
+    pub(crate) fn release(&mut self) {
         self.conn = None;
     }
 
     /// After a batch: keeps the connection on PostgreSQL, gives it back on SQLite so that
     /// the other writers get their turn.
-    pub fn finish_batch(&mut self) {
+    pub(crate) fn finish_batch(&mut self) {
         if self.store.backend == Backend::Sqlite {
             self.release();
         }
@@ -77,7 +79,7 @@ impl HeldConnection {
 }
 
 /// This process's turn to write to SQLite ([`Store::write_turn`]); ends when dropped.
-pub struct WriteTurn {
+pub(crate) struct WriteTurn {
     _writer: PoolConnection<Any>,
 }
 
@@ -96,11 +98,11 @@ pub enum StoreError {
     /// The database failed or refused a statement.
     #[error("database error")]
     Database(#[from] sqlx::Error),
-    /// SQLite, called directly by the wallet writer ([`SqliteWriter`]), failed or refused a
+    /// SQLite, called directly by the wallet writer's own connection, failed or refused a
     /// statement.
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL, called directly by the wallet writer ([`PostgresWriter`]), failed or
+    /// PostgreSQL, called directly by the wallet writer's own connection, failed or
     /// refused a statement.
     #[error("database error")]
     Postgres(#[from] tokio_postgres::Error),
@@ -346,7 +348,7 @@ impl Store {
     /// for a writer task that runs on its own thread and runtime, so that its database I/O
     /// is driven there and not behind the request handlers' tasks. SQLite keeps its one
     /// writer connection (a second would only fight it for the file's write lock).
-    pub async fn with_dedicated_writer(&self) -> Result<Store, StoreError> {
+    pub(crate) async fn with_dedicated_writer(&self) -> Result<Store, StoreError> {
         match self.backend {
             Backend::Sqlite => Ok(self.clone()),
             Backend::Postgres => {
@@ -395,7 +397,7 @@ impl Store {
     /// On a SQLite file, a connection of its own for a writer thread that calls SQLite
     /// directly ([`SqliteWriter`], ADR 13); `None` on PostgreSQL or an in-memory database.
     /// Each batch on it must run inside a [`WriteTurn`].
-    pub fn sqlite_writer(&self) -> Option<Result<SqliteWriter, StoreError>> {
+    pub(crate) fn sqlite_writer(&self) -> Option<Result<SqliteWriter, StoreError>> {
         let path = self.sqlite_path.as_deref()?;
         Some(SqliteWriter::open(
             path,
@@ -410,7 +412,7 @@ impl Store {
     /// A wallet writer with a PostgreSQL connection of its own ([`PostgresWriter`], ADR 15),
     /// connected: `None` on SQLite, an error when the URL has other options that only sqlx
     /// knows or the database cannot be reached.
-    pub async fn postgres_writer(&self) -> Option<Result<PostgresWriter, StoreError>> {
+    pub(crate) async fn postgres_writer(&self) -> Option<Result<PostgresWriter, StoreError>> {
         let url = self.postgres_url.as_deref()?;
         Some(
             async {
@@ -425,14 +427,14 @@ impl Store {
     /// Waits for this process's turn to write to SQLite: takes the one writer connection
     /// from its pool and keeps it until dropped, so that a [`SqliteWriter`] batch and
     /// the writes through sqlx never wait on each other's file lock.
-    pub async fn write_turn(&self) -> Result<WriteTurn, StoreError> {
+    pub(crate) async fn write_turn(&self) -> Result<WriteTurn, StoreError> {
         Ok(WriteTurn {
             _writer: self.writer.acquire().await?,
         })
     }
 
     /// The wallet writer's connection (see [`HeldConnection`]).
-    pub fn held_connection(&self) -> HeldConnection {
+    pub(crate) fn held_connection(&self) -> HeldConnection {
         HeldConnection {
             store: self.clone(),
             conn: None,

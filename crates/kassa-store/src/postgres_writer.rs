@@ -27,22 +27,28 @@
 //! pure ledger engine.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
 
 use futures::future::try_join_all;
-use kassa_core::ledger::{
-    Account, AccountId, Effects, Entry, EntryMeta, LedgerView, Outcome, Request,
-};
+use kassa_core::ledger::{Account, AccountId, Effects, Entry, LedgerView, Outcome, Request};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use crate::ledger::{parse_account, parse_entry_codes, referenced};
+use crate::journal::{
+    entry_from_row, entry_values, ColumnType, JournalValue, ENTRY_COLUMNS, ENTRY_COLUMN_LIST,
+    ENTRY_WIDTH,
+};
+use crate::ledger::{parse_account, referenced};
 use crate::{now_ms, StoreError};
 
 const LOCK_ACCOUNTS: &str = "SELECT id, currency, balance_minor, floor FROM ledger_accounts \
      WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE";
-const SELECT_ENTRIES: &str = "SELECT txn_id, label, operation, status, fingerprint, currency, \
-     amount_minor, debit_account_id, credit_account_id, hold_account_id, ref_txn_id, \
-     subject_account_id, subject_balance_after_minor, player_id, round_id, reference \
-     FROM ledger_entries WHERE merchant_id = $1 AND txn_id = ANY($2::text[])";
+static SELECT_ENTRIES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM ledger_entries WHERE merchant_id = $1 AND txn_id = ANY($2::text[])",
+        *ENTRY_COLUMN_LIST
+    )
+});
 /// New entries (in the order the engine decided them, so ids follow the journal), their
 /// transfers joined to the ids the entries got, and the new balances. The engine moves money
 /// only under the txn id of an entry it records in the same batch, and only on accounts it
@@ -50,33 +56,59 @@ const SELECT_ENTRIES: &str = "SELECT txn_id, label, operation, status, fingerpri
 /// that the COMMIT sent behind it rolls back. The balances are found by `id = ANY(…)`,
 /// through the key's index whatever plan PostgreSQL caches (a join with the array alone let
 /// a generic plan scan the whole table; see `case_update` in the shared path).
-const WRITE_JOURNAL: &str = "WITH e AS (INSERT INTO ledger_entries (merchant_id, created_at_ms, \
-     txn_id, label, operation, status, fingerprint, currency, amount_minor, debit_account_id, \
-     credit_account_id, hold_account_id, ref_txn_id, subject_account_id, \
-     subject_balance_after_minor, player_id, round_id, reference) \
-     SELECT $1::text, $2::int8, v.txn_id, v.label, v.operation, v.status, v.fingerprint, \
-     v.currency, v.amount_minor, v.debit_account_id, v.credit_account_id, v.hold_account_id, \
-     v.ref_txn_id, v.subject_account_id, v.subject_balance_after_minor, v.player_id, \
-     v.round_id, v.reference \
-     FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
-     $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::int8[], $15::int8[], \
-     $16::text[], $17::text[], $18::text[]) WITH ORDINALITY AS v (txn_id, label, operation, \
-     status, fingerprint, currency, amount_minor, debit_account_id, credit_account_id, \
-     hold_account_id, ref_txn_id, subject_account_id, subject_balance_after_minor, player_id, \
-     round_id, reference, n) ORDER BY v.n RETURNING id, txn_id), \
-     t AS (INSERT INTO ledger_transfers (entry_id, merchant_id, txn_id, seq, debit_account_id, \
-     credit_account_id, amount_minor, currency, created_at_ms) \
-     SELECT e.id, $1::text, v.txn_id, v.seq, v.debit_account_id, v.credit_account_id, \
-     v.amount_minor, v.currency, $2::int8 \
-     FROM unnest($19::text[], $20::int8[], $21::int8[], $22::int8[], $23::int8[], $24::text[]) \
-     WITH ORDINALITY AS v (txn_id, seq, debit_account_id, credit_account_id, amount_minor, \
-     currency, n) JOIN e ON e.txn_id = v.txn_id ORDER BY v.n RETURNING 1), \
-     b AS (UPDATE ledger_accounts a SET balance_minor = v.balance_minor \
-     FROM unnest($25::int8[], $26::int8[]) AS v (id, balance_minor) \
-     WHERE a.id = ANY($25::int8[]) AND a.id = v.id RETURNING 1) \
-     SELECT kassa_assert((SELECT COUNT(*) FROM t) = cardinality($19::text[]) \
-     AND (SELECT COUNT(*) FROM b) = cardinality($25::int8[]), \
-     'the journal wrote other transfers or balances than the ledger decided')";
+static WRITE_JOURNAL: LazyLock<String> = LazyLock::new(write_journal_sql);
+
+/// The text of [`WRITE_JOURNAL`]: `$1` merchant, `$2` time, one array per entry column from
+/// `$3`, then the transfers' six arrays and the balances' two.
+fn write_journal_sql() -> String {
+    let first = 3;
+    let entry_arrays: Vec<String> = ENTRY_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| {
+            let sql_type = match kind {
+                ColumnType::Text => "text",
+                ColumnType::Int => "int8",
+            };
+            format!("${}::{sql_type}[]", first + i)
+        })
+        .collect();
+    let entry_values: Vec<String> = ENTRY_COLUMNS
+        .iter()
+        .map(|(name, _)| format!("v.{name}"))
+        .collect();
+    let t = first + ENTRY_WIDTH;
+    let b = t + 6;
+    format!(
+        "WITH e AS (INSERT INTO ledger_entries (merchant_id, created_at_ms, {columns}) \
+         SELECT $1::text, $2::int8, {entry_values} \
+         FROM unnest({entry_arrays}) WITH ORDINALITY AS v ({columns}, n) \
+         ORDER BY v.n RETURNING id, txn_id), \
+         t AS (INSERT INTO ledger_transfers (entry_id, merchant_id, txn_id, seq, \
+         debit_account_id, credit_account_id, amount_minor, currency, created_at_ms) \
+         SELECT e.id, $1::text, v.txn_id, v.seq, v.debit_account_id, v.credit_account_id, \
+         v.amount_minor, v.currency, $2::int8 \
+         FROM unnest(${t}::text[], ${t1}::int8[], ${t2}::int8[], ${t3}::int8[], ${t4}::int8[], \
+         ${t5}::text[]) WITH ORDINALITY AS v (txn_id, seq, debit_account_id, \
+         credit_account_id, amount_minor, currency, n) JOIN e ON e.txn_id = v.txn_id \
+         ORDER BY v.n RETURNING 1), \
+         b AS (UPDATE ledger_accounts a SET balance_minor = v.balance_minor \
+         FROM unnest(${b}::int8[], ${b1}::int8[]) AS v (id, balance_minor) \
+         WHERE a.id = ANY(${b}::int8[]) AND a.id = v.id RETURNING 1) \
+         SELECT kassa_assert((SELECT COUNT(*) FROM t) = cardinality(${t}::text[]) \
+         AND (SELECT COUNT(*) FROM b) = cardinality(${b}::int8[]), \
+         'the journal wrote other transfers or balances than the ledger decided')",
+        columns = *ENTRY_COLUMN_LIST,
+        entry_values = entry_values.join(", "),
+        entry_arrays = entry_arrays.join(", "),
+        t1 = t + 1,
+        t2 = t + 2,
+        t3 = t + 3,
+        t4 = t + 4,
+        t5 = t + 5,
+        b1 = b + 1,
+    )
+}
 const UPDATE_STATUSES: &str = "UPDATE ledger_entries e SET status = v.status \
      FROM unnest($2::text[], $3::text[]) AS v (txn_id, status) \
      WHERE e.merchant_id = $1 AND e.txn_id = ANY($2::text[]) AND e.txn_id = v.txn_id";
@@ -200,8 +232,8 @@ impl PostgresWriter {
             client.batch_execute(SESSION_SETTINGS).await?;
             let statements = Statements {
                 lock_accounts: client.prepare(LOCK_ACCOUNTS).await?,
-                select_entries: client.prepare(SELECT_ENTRIES).await?,
-                write_journal: client.prepare(WRITE_JOURNAL).await?,
+                select_entries: client.prepare(&SELECT_ENTRIES).await?,
+                write_journal: client.prepare(&WRITE_JOURNAL).await?,
                 update_statuses: client.prepare(UPDATE_STATUSES).await?,
                 complete_idempotency_key: client.prepare(COMPLETE_IDEMPOTENCY_KEY).await?,
             };
@@ -368,7 +400,7 @@ impl PostgresBatch<'_> {
             .collect::<Result<_, StoreError>>()?;
         let entries = entry_rows
             .iter()
-            .map(entry_from_row)
+            .map(|row| entry_from_row(row, 0))
             .collect::<Result<_, StoreError>>()?;
         Ok((accounts, entries))
     }
@@ -398,40 +430,13 @@ async fn write(
     effects: &Effects,
 ) -> Result<(), tokio_postgres::Error> {
     let now = now_ms();
-    let entries = &effects.new_entries;
-    let text = |f: fn(&Entry) -> Option<&str>| entries.iter().map(f).collect::<Vec<_>>();
-    let int = |f: fn(&Entry) -> Option<i64>| entries.iter().map(f).collect::<Vec<_>>();
     let transfers = &effects.transfers;
     let statuses: (Vec<&str>, Vec<&str>) = effects
         .changed_entries
         .iter()
         .map(|e| (e.txn_id.as_str(), e.status.as_str()))
         .unzip();
-    // Each column an array, in the order of the statement's parameters.
-    let entry_text = [
-        text(|e| Some(e.txn_id.as_str())),
-        text(|e| Some(e.label.as_str())),
-        text(|e| Some(e.operation.as_str())),
-        text(|e| Some(e.status.as_str())),
-        text(|e| e.fingerprint.as_deref()),
-        text(|e| e.currency.map(|c| c.code())),
-    ];
-    let entry_ints = [
-        int(|e| Some(e.amount_minor)),
-        int(|e| e.debit_account),
-        int(|e| e.credit_account),
-        int(|e| e.hold_account),
-    ];
-    let ref_txn_ids = text(|e| e.ref_txn_id.as_deref());
-    let subject_ints = [
-        int(|e| e.subject_account),
-        int(|e| e.subject_balance_after_minor),
-    ];
-    let meta_text = [
-        text(|e| e.meta.player_id.as_deref()),
-        text(|e| e.meta.round_id.as_deref()),
-        text(|e| e.meta.reference.as_deref()),
-    ];
+    let entry_arrays = entry_column_arrays(&effects.new_entries);
     let transfer_txn_ids: Vec<&str> = transfers.iter().map(|t| t.txn_id.as_str()).collect();
     let transfer_ints: [Vec<i64>; 4] = [
         transfers.iter().map(|t| i64::from(t.seq)).collect(),
@@ -442,41 +447,20 @@ async fn write(
     let transfer_currencies: Vec<&str> = transfers.iter().map(|t| t.currency.code()).collect();
     let balance_ids: Vec<AccountId> = effects.balances.iter().map(|a| a.id).collect();
     let balances: Vec<i64> = effects.balances.iter().map(|a| a.balance_minor).collect();
-    let journal = async {
-        client
-            .query_one(
-                &statements.write_journal,
-                &[
-                    &merchant_id,
-                    &now,
-                    &entry_text[0],
-                    &entry_text[1],
-                    &entry_text[2],
-                    &entry_text[3],
-                    &entry_text[4],
-                    &entry_text[5],
-                    &entry_ints[0],
-                    &entry_ints[1],
-                    &entry_ints[2],
-                    &entry_ints[3],
-                    &ref_txn_ids,
-                    &subject_ints[0],
-                    &subject_ints[1],
-                    &meta_text[0],
-                    &meta_text[1],
-                    &meta_text[2],
-                    &transfer_txn_ids,
-                    &transfer_ints[0],
-                    &transfer_ints[1],
-                    &transfer_ints[2],
-                    &transfer_ints[3],
-                    &transfer_currencies,
-                    &balance_ids,
-                    &balances,
-                ],
-            )
-            .await
-    };
+    // In the order of the statement's parameters.
+    let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&merchant_id, &now];
+    parameters.extend(entry_arrays.iter().map(|array| array.as_ref()));
+    parameters.extend([
+        &transfer_txn_ids as &(dyn ToSql + Sync),
+        &transfer_ints[0],
+        &transfer_ints[1],
+        &transfer_ints[2],
+        &transfer_ints[3],
+        &transfer_currencies,
+        &balance_ids,
+        &balances,
+    ]);
+    let journal = client.query_one(&statements.write_journal, &parameters);
     let status_changes = async {
         if statuses.0.is_empty() {
             return Ok(0);
@@ -492,28 +476,29 @@ async fn write(
     Ok(())
 }
 
-/// An entry from a row of [`SELECT_ENTRIES`].
-fn entry_from_row(row: &tokio_postgres::Row) -> Result<Entry, StoreError> {
-    let (operation, status, currency) =
-        parse_entry_codes(row.try_get(2)?, row.try_get(3)?, row.try_get(5)?)?;
-    Ok(Entry {
-        txn_id: row.try_get(0)?,
-        label: row.try_get(1)?,
-        operation,
-        status,
-        fingerprint: row.try_get(4)?,
-        currency,
-        amount_minor: row.try_get(6)?,
-        debit_account: row.try_get(7)?,
-        credit_account: row.try_get(8)?,
-        hold_account: row.try_get(9)?,
-        ref_txn_id: row.try_get(10)?,
-        subject_account: row.try_get(11)?,
-        subject_balance_after_minor: row.try_get(12)?,
-        meta: EntryMeta {
-            player_id: row.try_get(13)?,
-            round_id: row.try_get(14)?,
-            reference: row.try_get(15)?,
-        },
-    })
+/// The new entries as one array per column of [`ENTRY_COLUMNS`], typed as the column is.
+fn entry_column_arrays(entries: &[Entry]) -> Vec<Box<dyn ToSql + Sync + '_>> {
+    let rows: Vec<_> = entries.iter().map(entry_values).collect();
+    (0..ENTRY_WIDTH)
+        .map(|column| -> Box<dyn ToSql + Sync + '_> {
+            match ENTRY_COLUMNS[column].1 {
+                ColumnType::Text => Box::new(
+                    rows.iter()
+                        .map(|row| match row[column] {
+                            JournalValue::Text(value) => value,
+                            JournalValue::Int(_) => None,
+                        })
+                        .collect::<Vec<Option<&str>>>(),
+                ),
+                ColumnType::Int => Box::new(
+                    rows.iter()
+                        .map(|row| match row[column] {
+                            JournalValue::Int(value) => value,
+                            JournalValue::Text(_) => None,
+                        })
+                        .collect::<Vec<Option<i64>>>(),
+                ),
+            }
+        })
+        .collect()
 }

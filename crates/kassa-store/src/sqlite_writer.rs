@@ -15,12 +15,14 @@
 //! turn, as it did before.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
 
-use kassa_core::ledger::{Account, AccountId, Entry, EntryMeta, LedgerView, Outcome, Request};
+use kassa_core::ledger::{Account, AccountId, Entry, LedgerView, Outcome, Request};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::ledger::{parse_account, parse_entry_codes, referenced};
+use crate::journal::{entry_from_row, entry_values, JournalValue, ENTRY_COLUMN_LIST, ENTRY_WIDTH};
+use crate::ledger::{parse_account, referenced};
 use crate::{now_ms, StoreError};
 
 /// Statements each connection keeps prepared: the reads and updates below and six sizes of
@@ -29,14 +31,18 @@ const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 const SELECT_ACCOUNT: &str =
     "SELECT id, currency, balance_minor, floor FROM ledger_accounts WHERE id = ?1";
-const SELECT_ENTRY: &str = "SELECT txn_id, label, operation, status, fingerprint, currency, \
-     amount_minor, debit_account_id, credit_account_id, hold_account_id, ref_txn_id, \
-     subject_account_id, subject_balance_after_minor, player_id, round_id, reference \
-     FROM ledger_entries WHERE merchant_id = ?1 AND txn_id = ?2";
-const INSERT_ENTRIES: &str = "INSERT INTO ledger_entries (merchant_id, created_at_ms, txn_id, \
-     label, operation, status, fingerprint, currency, amount_minor, debit_account_id, \
-     credit_account_id, hold_account_id, ref_txn_id, subject_account_id, \
-     subject_balance_after_minor, player_id, round_id, reference) VALUES";
+static SELECT_ENTRY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM ledger_entries WHERE merchant_id = ?1 AND txn_id = ?2",
+        *ENTRY_COLUMN_LIST
+    )
+});
+static INSERT_ENTRIES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO ledger_entries (merchant_id, created_at_ms, {}) VALUES",
+        *ENTRY_COLUMN_LIST
+    )
+});
 const UPDATE_STATUS: &str =
     "UPDATE ledger_entries SET status = ?1 WHERE merchant_id = ?2 AND txn_id = ?3";
 const INSERT_TRANSFERS: &str = "INSERT INTO ledger_transfers (entry_id, merchant_id, txn_id, \
@@ -120,30 +126,20 @@ impl SqliteBatch<'_> {
         let mut entry_ids: HashMap<String, i64> = HashMap::with_capacity(effects.new_entries.len());
         insert_chunked(
             &self.tx,
-            INSERT_ENTRIES,
+            &INSERT_ENTRIES,
             " RETURNING id, txn_id",
             &effects.new_entries,
             |e| {
-                Ok([
-                    text(Some(merchant_id)),
-                    int(Some(now)),
-                    text(Some(&e.txn_id)),
-                    text(Some(&e.label)),
-                    text(Some(e.operation.as_str())),
-                    text(Some(e.status.as_str())),
-                    text(e.fingerprint.as_deref()),
-                    text(e.currency.map(|c| c.code())),
-                    int(Some(e.amount_minor)),
-                    int(e.debit_account),
-                    int(e.credit_account),
-                    int(e.hold_account),
-                    text(e.ref_txn_id.as_deref()),
-                    int(e.subject_account),
-                    int(e.subject_balance_after_minor),
-                    text(e.meta.player_id.as_deref()),
-                    text(e.meta.round_id.as_deref()),
-                    text(e.meta.reference.as_deref()),
-                ])
+                let mut values = [const { ToSqlOutput::Borrowed(ValueRef::Null) }; 2 + ENTRY_WIDTH];
+                values[0] = text(Some(merchant_id));
+                values[1] = int(Some(now));
+                for (slot, value) in values[2..].iter_mut().zip(entry_values(e)) {
+                    *slot = match value {
+                        JournalValue::Text(value) => text(value),
+                        JournalValue::Int(value) => int(value),
+                    };
+                }
+                Ok(values)
             },
             |row| {
                 entry_ids.insert(row.get(1)?, row.get(0)?);
@@ -241,14 +237,11 @@ impl SqliteBatch<'_> {
         merchant_id: &str,
         txn_ids: &BTreeSet<&str>,
     ) -> Result<Vec<Entry>, StoreError> {
-        let mut select = self.tx.prepare_cached(SELECT_ENTRY)?;
+        let mut select = self.tx.prepare_cached(&SELECT_ENTRY)?;
         let mut entries = Vec::new();
         for txn_id in txn_ids {
-            if let Some(entry) = select
-                .query_row(params![merchant_id, txn_id], entry_from_row)
-                .optional()?
-            {
-                entries.push(entry?);
+            if let Some(row) = select.query(params![merchant_id, txn_id])?.next()? {
+                entries.push(entry_from_row(row, 0)?);
             }
         }
         Ok(entries)
@@ -321,38 +314,4 @@ fn insert_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
     }
     sql.push_str(tail);
     sql
-}
-
-/// An entry from a row of [`SELECT_ENTRY`]; the outer result is the driver's, the inner
-/// one says whether the stored text makes sense.
-fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Entry, StoreError>> {
-    let codes = parse_entry_codes(
-        &row.get::<_, String>(2)?,
-        &row.get::<_, String>(3)?,
-        row.get::<_, Option<String>>(5)?.as_deref(),
-    );
-    let (operation, status, currency) = match codes {
-        Ok(codes) => codes,
-        Err(error) => return Ok(Err(error)),
-    };
-    Ok(Ok(Entry {
-        txn_id: row.get(0)?,
-        label: row.get(1)?,
-        operation,
-        status,
-        fingerprint: row.get(4)?,
-        currency,
-        amount_minor: row.get(6)?,
-        debit_account: row.get(7)?,
-        credit_account: row.get(8)?,
-        hold_account: row.get(9)?,
-        ref_txn_id: row.get(10)?,
-        subject_account: row.get(11)?,
-        subject_balance_after_minor: row.get(12)?,
-        meta: EntryMeta {
-            player_id: row.get(13)?,
-            round_id: row.get(14)?,
-            reference: row.get(15)?,
-        },
-    }))
 }

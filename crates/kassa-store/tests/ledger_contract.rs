@@ -6,7 +6,11 @@ use kassa_core::ledger::{
 };
 use kassa_core::Currency;
 use kassa_store::directory::PlayerUpsert;
+use kassa_store::idempotency::Claim;
 use kassa_store::testing::{fresh_database_url, TestBackend};
+use kassa_store::wallet_writer::{
+    ClaimedKey, WalletCall, WalletQueue, WalletQueueOptions, WalletWriter, WriterPath,
+};
 use kassa_store::Store;
 use proptest::prelude::*;
 
@@ -414,96 +418,6 @@ fn random_histories_verify(backend: TestBackend, cases: u32) {
     });
 }
 
-/// Which server process answers on `conn` (PostgreSQL; 0 on SQLite).
-async fn session(backend: TestBackend, conn: &mut kassa_store::Conn) -> i64 {
-    let sql = match backend {
-        TestBackend::Postgres => "SELECT CAST(pg_backend_pid() AS BIGINT)",
-        TestBackend::Sqlite => "SELECT 0",
-    };
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(conn)
-        .await
-        .unwrap()
-}
-
-/// The wallet writer's connection: kept between batches on PostgreSQL (the same server
-/// process answers both), given back after each batch on SQLite (whose one writer connection
-/// the other writers need), and given back after an error so that the next batch starts on
-/// a tested connection. Money moved through it verifies like any other.
-async fn held_connection_between_batches(backend: TestBackend) {
-    let Some(store) = store(backend).await else {
-        return;
-    };
-    let store = store.with_dedicated_writer().await.unwrap();
-    let f = fixture(&store).await;
-    let win = |id: &str| win_for_alice(&f, id, 250);
-    let mut held = store.held_connection();
-
-    let mut tx = held.begin().await.unwrap();
-    store
-        .apply_ledger_requests(&mut tx, &f.merchant, &[win("held-1")])
-        .await
-        .unwrap();
-    let first_session = session(backend, &mut tx).await;
-    tx.commit().await.unwrap();
-    held.finish_batch();
-
-    // Another writer gets a transaction now. On SQLite the pool has one writer connection:
-    // had the held connection not been given back, this would wait for the acquire timeout.
-    let other = tokio::time::timeout(std::time::Duration::from_secs(2), store.begin())
-        .await
-        .expect("the writer connection is free after finish_batch")
-        .unwrap();
-    other.rollback().await.unwrap();
-
-    let mut tx = held.begin().await.unwrap();
-    store
-        .apply_ledger_requests(&mut tx, &f.merchant, &[win("held-2")])
-        .await
-        .unwrap();
-    let second_session = session(backend, &mut tx).await;
-    tx.commit().await.unwrap();
-    held.finish_batch();
-    if backend == TestBackend::Postgres {
-        assert_eq!(first_session, second_session, "the connection was kept");
-    }
-
-    // A failed batch: nothing of it lands, and the next batch runs on a fresh connection.
-    let mut tx = held.begin().await.unwrap();
-    store
-        .apply_ledger_requests(&mut tx, &f.merchant, &[win("held-lost")])
-        .await
-        .unwrap();
-    assert!(sqlx::query("SELECT no_such_column FROM ledger_accounts")
-        .execute(&mut *tx)
-        .await
-        .is_err());
-    drop(tx);
-    held.release();
-    let mut tx = held.begin().await.unwrap();
-    let outcomes = store
-        .apply_ledger_requests(&mut tx, &f.merchant, &[win("held-3"), win("held-2")])
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    held.finish_batch();
-    assert!(matches!(outcomes[0], Outcome::Recorded(_)));
-    assert!(
-        matches!(outcomes[1], Outcome::Replayed(_)),
-        "held-2 committed once"
-    );
-    assert!(store
-        .get_entry(&f.merchant, "held-lost")
-        .await
-        .unwrap()
-        .is_none());
-
-    let balances = store.balances(&[f.cash[0]]).await.unwrap();
-    assert_eq!(balances[&f.cash[0]], 750);
-    let report = store.verify_ledger().await.unwrap();
-    assert!(report.is_ok(), "{report:?}");
-}
-
 /// A journal row naming an account or entry that does not exist: SQLite's foreign keys
 /// refuse it; PostgreSQL's journal has no foreign-key triggers (ADR 12), so verify must
 /// catch it.
@@ -550,15 +464,6 @@ async fn postgres_verify_catches_orphan_journal_rows() {
     verify_catches_orphan_journal_rows(TestBackend::Postgres).await;
 }
 #[tokio::test]
-async fn sqlite_held_connection_between_batches() {
-    held_connection_between_batches(TestBackend::Sqlite).await;
-}
-#[tokio::test]
-#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
-async fn postgres_held_connection_between_batches() {
-    held_connection_between_batches(TestBackend::Postgres).await;
-}
-#[tokio::test]
 async fn sqlite_two_phase_and_reversal() {
     two_phase_and_reversal(TestBackend::Sqlite).await;
 }
@@ -592,7 +497,6 @@ async fn expired_idempotency_keys_are_purged(backend: TestBackend) {
     };
     let merchant = kassa_core::ids::generate("mch");
     store.create_merchant(&merchant, "test").await.unwrap();
-    use kassa_store::idempotency::Claim;
     assert_eq!(
         store
             .claim_idempotency_key(&merchant, "done", "h", 60_000)
@@ -654,52 +558,47 @@ async fn postgres_expired_idempotency_keys_are_purged() {
     expired_idempotency_keys_are_purged(TestBackend::Postgres).await;
 }
 
-/// A wallet writer with a connection of its own: [`kassa_store::SqliteWriter`] (ADR 13) or
-/// [`kassa_store::PostgresWriter`] (ADR 15).
-enum OwnWriter {
-    Sqlite(kassa_store::SqliteWriter),
-    Postgres(Box<kassa_store::PostgresWriter>),
+/// One committed batch of `writer`, every call of `merchant`, without claimed keys.
+async fn commit(writer: &mut WalletWriter, merchant: &str, requests: &[Request]) -> Vec<Outcome> {
+    let calls: Vec<WalletCall> = requests
+        .iter()
+        .map(|request| WalletCall {
+            merchant_id: merchant.to_string(),
+            request: request.clone(),
+            claimed_key: None,
+        })
+        .collect();
+    let outcomes = writer.commit(&calls).await;
+    writer.finish_batch(false);
+    outcomes.into_iter().map(Result::unwrap).collect()
 }
 
-impl OwnWriter {
-    async fn open(store: &Store) -> OwnWriter {
-        if let Some(writer) = store.sqlite_writer() {
-            return OwnWriter::Sqlite(writer.expect("open the SQLite writer"));
-        }
-        let writer = store.postgres_writer().await.expect("a PostgreSQL writer");
-        OwnWriter::Postgres(Box::new(writer.expect("connect the PostgreSQL writer")))
-    }
+/// The writer on `path`, checked to be on it.
+async fn writer_on(store: &Store, path: WriterPath) -> WalletWriter {
+    let writer = match path {
+        WriterPath::Shared => WalletWriter::open_shared(store).await,
+        WriterPath::OwnSqlite | WriterPath::OwnPostgres => WalletWriter::open(store).await,
+    };
+    assert_eq!(writer.path(), path);
+    writer
+}
 
-    /// One batch of one merchant, committed.
-    async fn apply(&mut self, store: &Store, merchant: &str, requests: &[Request]) -> Vec<Outcome> {
-        match self {
-            OwnWriter::Sqlite(writer) => {
-                let _turn = store.write_turn().await.unwrap();
-                let mut batch = writer.begin().unwrap();
-                let outcomes = batch.apply_ledger_requests(merchant, requests).unwrap();
-                batch.commit().unwrap();
-                outcomes
-            }
-            OwnWriter::Postgres(writer) => {
-                let mut batch = writer.begin().await.unwrap();
-                let outcomes = batch
-                    .apply_ledger_requests(merchant, requests)
-                    .await
-                    .unwrap();
-                batch.commit().await.unwrap();
-                outcomes
-            }
-        }
+/// The writer's own connection for `backend`.
+fn own_path(backend: TestBackend) -> WriterPath {
+    match backend {
+        TestBackend::Sqlite => WriterPath::OwnSqlite,
+        TestBackend::Postgres => WriterPath::OwnPostgres,
     }
 }
 
-/// The wallet writer's own connection is a second path to the journal. Random histories,
-/// in random batches (up to 63 calls over 128 txn ids, so that every size of the SQLite
-/// writer's multi-row INSERTs is used), each batch sent twice, go through it on one
-/// database and through [`Store::apply_ledger_requests`] on another with the same
-/// accounts: every outcome, every balance and the verify report must be the same, and a
-/// replayed batch must move nothing.
-fn own_writer_agrees_with_the_shared_path(backend: TestBackend) {
+/// Each of the wallet writer's paths (its own connection, ADR 13 and 15, and the shared
+/// fallback) is a second path to the journal. Random histories, in random batches (up to 63
+/// calls over 128 txn ids, so that every size of the SQLite writer's multi-row INSERTs is
+/// used), each batch sent twice, go through [`WalletWriter::commit`] on one database and
+/// through [`Store::apply_ledger_requests`] on another with the same accounts: every
+/// outcome, every balance and the verify report must be the same, and a replayed batch must
+/// move nothing.
+fn writer_agrees_with_the_shared_path(backend: TestBackend, path: WriterPath) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let Some((shared, own)) =
         runtime.block_on(async { Some((store(backend).await?, store(backend).await?)) })
@@ -707,7 +606,7 @@ fn own_writer_agrees_with_the_shared_path(backend: TestBackend) {
         return;
     };
     // proptest's closure is `Fn`: the writer is borrowed mutably through a lock.
-    let writer = tokio::sync::Mutex::new(runtime.block_on(OwnWriter::open(&own)));
+    let writer = tokio::sync::Mutex::new(runtime.block_on(writer_on(&own, path)));
     let config = ProptestConfig {
         cases: 32,
         ..ProptestConfig::default()
@@ -724,7 +623,7 @@ fn own_writer_agrees_with_the_shared_path(backend: TestBackend) {
                 for _ in 0..2 {
                     let expected = apply(&shared, &f.merchant, chunk).await;
                     let before = own.balances(&ids(&g)).await.unwrap();
-                    let outcomes = writer.apply(&own, &g.merchant, chunk).await;
+                    let outcomes = commit(&mut writer, &g.merchant, chunk).await;
                     assert_eq!(outcomes, expected);
                     let after = own.balances(&ids(&g)).await.unwrap();
                     if outcomes.iter().all(|o| !matches!(o, Outcome::Recorded(_))) {
@@ -747,186 +646,30 @@ fn own_writer_agrees_with_the_shared_path(backend: TestBackend) {
             );
         });
     });
+    // A held pool connection goes back to its pool on the runtime.
+    runtime.block_on(async move { drop(writer) });
 }
 
 #[test]
 fn sqlite_writer_agrees_with_the_shared_path() {
-    own_writer_agrees_with_the_shared_path(TestBackend::Sqlite);
+    writer_agrees_with_the_shared_path(TestBackend::Sqlite, WriterPath::OwnSqlite);
 }
 
 #[test]
 #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 fn postgres_writer_agrees_with_the_shared_path() {
-    own_writer_agrees_with_the_shared_path(TestBackend::Postgres);
+    writer_agrees_with_the_shared_path(TestBackend::Postgres, WriterPath::OwnPostgres);
 }
 
-/// A batch of the SQLite writer that fails half-way (a statement the database refuses)
-/// leaves nothing behind, and the store's other writers wait for the write turn instead of
-/// failing on the file's lock.
-#[tokio::test]
-async fn sqlite_writer_batches_are_atomic_and_take_turns() {
-    let store = store(TestBackend::Sqlite).await.unwrap();
-    let f = fixture(&store).await;
-    let mut writer = store.sqlite_writer().unwrap().unwrap();
-    let win = |id: &str, amount_minor| win_for_alice(&f, id, amount_minor);
-    {
-        let _turn = store.write_turn().await.unwrap();
-        let mut batch = writer.begin().unwrap();
-        batch
-            .apply_ledger_requests(&f.merchant, &[win("w1", 500)])
-            .unwrap();
-        // The second part of the batch names a merchant that does not exist: its entry
-        // breaks a foreign key, and the database refuses it with a clear error.
-        let refused = batch.apply_ledger_requests("mch_nobody", &[win("w2", 500)]);
-        assert!(
-            matches!(refused, Err(kassa_store::StoreError::Sqlite(_))),
-            "{refused:?}"
-        );
-        // While the turn is held, a write through the store waits for it.
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(300), store.begin());
-        assert!(
-            waiting.await.is_err(),
-            "another writer got in during the turn"
-        );
-        // Dropped after the failure, without commit: rolled back, first part included.
-    }
-    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 0);
-    assert!(store.get_entry(&f.merchant, "w1").await.unwrap().is_none());
-    assert!(store.get_entry("mch_nobody", "w2").await.unwrap().is_none());
-    // After the turn, the store's writers go on, and the writer commits once.
-    let tx = store.begin().await.unwrap();
-    tx.rollback().await.unwrap();
-    let turn = store.write_turn().await.unwrap();
-    let mut batch = writer.begin().unwrap();
-    let first = batch
-        .apply_ledger_requests(&f.merchant, &[win("w1", 500), win("w1", 500)])
-        .unwrap();
-    batch.commit().unwrap();
-    drop(turn);
-    assert!(matches!(first[0], Outcome::Recorded(_)));
-    assert!(matches!(first[1], Outcome::Replayed(_)));
-    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 500);
-    assert!(store.verify_ledger().await.unwrap().is_ok());
+#[test]
+fn sqlite_fallback_writer_agrees_with_the_shared_path() {
+    writer_agrees_with_the_shared_path(TestBackend::Sqlite, WriterPath::Shared);
 }
 
-/// A batch of the PostgreSQL writer that is dropped half-way leaves nothing behind, its
-/// row locks go when the writer rolls it back, and the writer's next batch works.
-#[tokio::test]
+#[test]
 #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
-async fn postgres_writer_batches_are_atomic() {
-    let Some(store) = store(TestBackend::Postgres).await else {
-        return;
-    };
-    let f = fixture(&store).await;
-    let mut writer = store.postgres_writer().await.unwrap().unwrap();
-    {
-        let mut batch = writer.begin().await.unwrap();
-        batch
-            .apply_ledger_requests(&f.merchant, &[win_for_alice(&f, "w1", 500)])
-            .await
-            .unwrap();
-        // Dropped without commit: the accounts were locked, nothing was written.
-    }
-    // Meanwhile the batch holds the account's row lock: another transaction waits for it.
-    let mut other = store.begin().await.unwrap();
-    let cash = [f.cash[0]];
-    let waiting = tokio::time::timeout(
-        std::time::Duration::from_millis(300),
-        store.lock_balances(&mut other, &cash),
-    );
-    assert!(waiting.await.is_err(), "the dropped batch's lock was gone");
-    // The other transaction's SELECT … FOR UPDATE still waits on the server; it is
-    // answered, and the other transaction can end, once the writer rolls back.
-    writer.roll_back_failed_batch().await;
-    tokio::time::timeout(std::time::Duration::from_secs(5), other.rollback())
-        .await
-        .expect("the lock is gone once the batch is rolled back")
-        .unwrap();
-    assert_eq!(store.balances(&cash).await.unwrap()[&f.cash[0]], 0);
-    assert!(store.get_entry(&f.merchant, "w1").await.unwrap().is_none());
-
-    // A batch dropped without a rollback: what it decided was never sent, and the next
-    // batch rolls its transaction back (releasing its locks) before it begins; that one
-    // commits once.
-    drop(writer.begin().await.unwrap());
-    {
-        let mut batch = writer.begin().await.unwrap();
-        batch
-            .apply_ledger_requests(&f.merchant, &[win_for_alice(&f, "w2", 700)])
-            .await
-            .unwrap();
-    }
-    let mut batch = writer.begin().await.unwrap();
-    let outcomes = batch
-        .apply_ledger_requests(
-            &f.merchant,
-            &[win_for_alice(&f, "w1", 500), win_for_alice(&f, "w1", 500)],
-        )
-        .await
-        .unwrap();
-    batch.commit().await.unwrap();
-    assert!(matches!(outcomes[0], Outcome::Recorded(_)));
-    assert!(matches!(outcomes[1], Outcome::Replayed(_)));
-    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 500);
-    assert!(store.get_entry(&f.merchant, "w2").await.unwrap().is_none());
-    assert!(store.verify_ledger().await.unwrap().is_ok());
-}
-
-/// The PostgreSQL writer sends its journal and COMMIT in one round trip. When the journal
-/// statement fails there (here: another node recorded the same txn id after this batch read
-/// it), the COMMIT behind it finds an aborted transaction: nothing of the batch stays, the
-/// error is the journal's (a unique violation, which the wallet retries), and the writer's
-/// next batch works.
-#[tokio::test]
-#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
-async fn postgres_writer_commit_after_a_failed_journal_keeps_nothing() {
-    let Some(store) = store(TestBackend::Postgres).await else {
-        return;
-    };
-    let f = fixture(&store).await;
-    let mut writer = store.postgres_writer().await.unwrap().unwrap();
-    let mut batch = writer.begin().await.unwrap();
-    let decided = batch
-        .apply_ledger_requests(
-            &f.merchant,
-            &[win_for_alice(&f, "w1", 500), win_for_alice(&f, "w2", 700)],
-        )
-        .await
-        .unwrap();
-    assert!(decided.iter().all(|o| matches!(o, Outcome::Recorded(_))));
-    // Another node records "w2" without touching the batch's locked accounts.
-    let mut other = store.begin().await.unwrap();
-    sqlx::query(
-        "INSERT INTO ledger_entries (merchant_id, txn_id, label, operation, status, \
-         amount_minor, created_at_ms) VALUES ($1, 'w2', 'credit', 'transfer', 'rejected', 0, 0)",
-    )
-    .bind(&f.merchant)
-    .execute(&mut *other)
-    .await
-    .unwrap();
-    other.commit().await.unwrap();
-    let failed = batch.commit().await;
-    assert!(
-        matches!(&failed, Err(error) if error.is_retryable()),
-        "{failed:?}"
-    );
-    writer.roll_back_failed_batch().await;
-    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 0);
-    assert!(store.get_entry(&f.merchant, "w1").await.unwrap().is_none());
-    // Tried again, the batch sees the other node's entry and records only "w1".
-    let mut batch = writer.begin().await.unwrap();
-    let outcomes = batch
-        .apply_ledger_requests(
-            &f.merchant,
-            &[win_for_alice(&f, "w1", 500), win_for_alice(&f, "w2", 700)],
-        )
-        .await
-        .unwrap();
-    batch.commit().await.unwrap();
-    assert!(matches!(outcomes[0], Outcome::Recorded(_)));
-    assert!(!matches!(outcomes[1], Outcome::Recorded(_)), "{outcomes:?}");
-    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 500);
-    assert!(store.verify_ledger().await.unwrap().is_ok());
+fn postgres_fallback_writer_agrees_with_the_shared_path() {
+    writer_agrees_with_the_shared_path(TestBackend::Postgres, WriterPath::Shared);
 }
 
 /// Two nodes, each with its own PostgreSQL writer, roll back the same debit at the same
@@ -940,29 +683,23 @@ async fn postgres_writers_on_two_nodes_roll_back_a_debit_once() {
         return;
     };
     let f = fixture(&store).await;
-    let mut first = store.postgres_writer().await.unwrap().unwrap();
-    let mut second = store.postgres_writer().await.unwrap().unwrap();
+    let mut first = writer_on(&store, WriterPath::OwnPostgres).await;
+    let mut second = writer_on(&store, WriterPath::OwnPostgres).await;
     for round in 0..20 {
         let win = format!("win-{round}");
         let bet = format!("bet-{round}");
         commit(
             &mut first,
             &f.merchant,
-            vec![win_for_alice(&f, &win, 1_000), bet_for_alice(&f, &bet, 300)],
+            &[win_for_alice(&f, &win, 1_000), bet_for_alice(&f, &bet, 300)],
         )
         .await;
         let before = store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]];
+        let rollback_a = [rollback_of(&f, &format!("rb-a-{round}"), &bet)];
+        let rollback_b = [rollback_of(&f, &format!("rb-b-{round}"), &bet)];
         let (a, b) = tokio::join!(
-            commit(
-                &mut first,
-                &f.merchant,
-                vec![rollback_of(&f, &format!("rb-a-{round}"), &bet)]
-            ),
-            commit(
-                &mut second,
-                &f.merchant,
-                vec![rollback_of(&f, &format!("rb-b-{round}"), &bet)]
-            ),
+            commit(&mut first, &f.merchant, &rollback_a),
+            commit(&mut second, &f.merchant, &rollback_b),
         );
         let after = store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]];
         assert_eq!(after - before, 300, "round {round}: {a:?} {b:?}");
@@ -974,14 +711,14 @@ async fn postgres_writers_on_two_nodes_roll_back_a_debit_once() {
     commit(
         &mut first,
         &f.merchant,
-        vec![bet_for_alice(&f, "bet-late", 200)],
+        &[bet_for_alice(&f, "bet-late", 200)],
     )
     .await;
     let before = store.balances(&[f.cash[0], f.house]).await.unwrap();
     let outcomes = commit(
         &mut second,
         &f.merchant,
-        vec![rollback_of(&f, "rb-late", "bet-late")],
+        &[rollback_of(&f, "rb-late", "bet-late")],
     )
     .await;
     assert!(matches!(outcomes[0], Outcome::Recorded(_)), "{outcomes:?}");
@@ -991,17 +728,167 @@ async fn postgres_writers_on_two_nodes_roll_back_a_debit_once() {
     assert!(store.verify_ledger().await.unwrap().is_ok());
 }
 
-/// One committed batch of `writer`.
-async fn commit(
-    writer: &mut kassa_store::PostgresWriter,
-    merchant: &str,
-    requests: Vec<Request>,
-) -> Vec<Outcome> {
-    let mut batch = writer.begin().await.unwrap();
-    let outcomes = batch
-        .apply_ledger_requests(merchant, &requests)
-        .await
-        .unwrap();
-    batch.commit().await.unwrap();
-    outcomes
+/// A wallet call with a claimed `Idempotency-Key` whose stored answer names its outcome.
+fn claimed_call(merchant: &str, key: &str, request: Request) -> WalletCall {
+    WalletCall {
+        merchant_id: merchant.to_string(),
+        claimed_key: Some(ClaimedKey {
+            merchant_id: merchant.to_string(),
+            key: key.to_string(),
+            render: Box::new(|outcome| match outcome {
+                Outcome::Recorded(entry) => (201, format!("recorded {}", entry.txn_id)),
+                other => (409, format!("{other:?}")),
+            }),
+        }),
+        request,
+    }
+}
+
+/// A call the database refuses though the ledger accepts it: on SQLite its merchant does
+/// not exist (a foreign key), on PostgreSQL its txn id holds a NUL byte, which no text
+/// column takes.
+fn refused_call(backend: TestBackend, f: &Fixture) -> WalletCall {
+    let (merchant, txn_id) = match backend {
+        TestBackend::Sqlite => ("mch_nobody".to_string(), "bad".to_string()),
+        TestBackend::Postgres => (f.merchant.clone(), "bad\0id".to_string()),
+    };
+    claimed_call(&merchant, "key-bad", win_for_alice(f, &txn_id, 300))
+}
+
+/// One batch on each path of the writer: the claimed keys of its calls are completed with
+/// their answers in the batch's transaction; a call the database refuses fails alone (the
+/// batch is split), its key stays unanswered, and the other calls commit once.
+async fn a_refused_call_fails_alone_and_keys_complete_with_their_batch(
+    backend: TestBackend,
+    path: WriterPath,
+) {
+    let Some(store) = store(backend).await else {
+        return;
+    };
+    let f = fixture(&store).await;
+    let mut writer = writer_on(&store, path).await;
+    for key in ["key-1", "key-bad", "key-2"] {
+        let claimed = store.claim_idempotency_key(&f.merchant, key, "h", 60_000);
+        assert_eq!(claimed.await.unwrap(), Claim::Claimed);
+    }
+    let calls = [
+        claimed_call(&f.merchant, "key-1", win_for_alice(&f, "w1", 500)),
+        refused_call(backend, &f),
+        claimed_call(&f.merchant, "key-2", bet_for_alice(&f, "b1", 200)),
+    ];
+    let results = writer.commit(&calls).await;
+    writer.finish_batch(false);
+    assert!(
+        matches!(&results[0], Ok(Outcome::Recorded(_))),
+        "{results:?}"
+    );
+    assert!(results[1].is_err(), "{results:?}");
+    assert!(
+        matches!(&results[2], Ok(Outcome::Recorded(_))),
+        "{results:?}"
+    );
+    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 300);
+    let replay = |key: &'static str| store.claim_idempotency_key(&f.merchant, key, "h", 60_000);
+    assert_eq!(
+        replay("key-1").await.unwrap(),
+        Claim::Replay {
+            status: 201,
+            body: "recorded w1".into()
+        }
+    );
+    assert_eq!(
+        replay("key-2").await.unwrap(),
+        Claim::Replay {
+            status: 201,
+            body: "recorded b1".into()
+        }
+    );
+    assert_eq!(replay("key-bad").await.unwrap(), Claim::InUse);
+    // Sent again, the batch replays what committed and moves nothing.
+    let again = writer.commit(&calls[..1]).await;
+    writer.finish_batch(false);
+    assert!(matches!(&again[0], Ok(Outcome::Replayed(_))), "{again:?}");
+    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 300);
+    assert!(store.verify_ledger().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn sqlite_writer_a_refused_call_fails_alone() {
+    let backend = TestBackend::Sqlite;
+    a_refused_call_fails_alone_and_keys_complete_with_their_batch(backend, own_path(backend)).await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+async fn postgres_writer_a_refused_call_fails_alone() {
+    let backend = TestBackend::Postgres;
+    a_refused_call_fails_alone_and_keys_complete_with_their_batch(backend, own_path(backend)).await;
+}
+
+#[tokio::test]
+async fn sqlite_fallback_writer_a_refused_call_fails_alone() {
+    a_refused_call_fails_alone_and_keys_complete_with_their_batch(
+        TestBackend::Sqlite,
+        WriterPath::Shared,
+    )
+    .await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+async fn postgres_fallback_writer_a_refused_call_fails_alone() {
+    a_refused_call_fails_alone_and_keys_complete_with_their_batch(
+        TestBackend::Postgres,
+        WriterPath::Shared,
+    )
+    .await;
+}
+
+/// The queue in front of the writer: concurrent calls are answered once each, durably,
+/// in batches no larger than allowed, and the writer's thread stops when the last handle
+/// goes.
+async fn the_queue_answers_every_call_once(backend: TestBackend) {
+    let Some(store) = store(backend).await else {
+        return;
+    };
+    let f = fixture(&store).await;
+    let queue = WalletQueue::start(
+        store.clone(),
+        &WalletQueueOptions {
+            batch_size_max: 4,
+            queue_len_max: 256,
+            writer_nice: 0,
+        },
+    );
+    let call = |txn_id: String| WalletCall {
+        merchant_id: f.merchant.clone(),
+        request: win_for_alice(&f, &txn_id, 10),
+        claimed_key: None,
+    };
+    // 40 distinct wins and each sent twice: 40 recorded, 40 replayed, in whatever order.
+    let calls = (0..80).map(|i| queue.submit(call(format!("q{}", i % 40))));
+    let outcomes = futures::future::join_all(calls).await;
+    let recorded = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Outcome::Recorded(_))))
+        .count();
+    let replayed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Outcome::Replayed(_))))
+        .count();
+    assert_eq!((recorded, replayed), (40, 40), "{outcomes:?}");
+    assert_eq!(store.balances(&[f.cash[0]]).await.unwrap()[&f.cash[0]], 400);
+    assert!(store.verify_ledger().await.unwrap().is_ok());
+    drop(queue);
+}
+
+#[tokio::test]
+async fn sqlite_the_queue_answers_every_call_once() {
+    the_queue_answers_every_call_once(TestBackend::Sqlite).await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+async fn postgres_the_queue_answers_every_call_once() {
+    the_queue_answers_every_call_once(TestBackend::Postgres).await;
 }

@@ -285,7 +285,7 @@ impl PublicError for WalletError {
             )
             .with_details(json!({ "original_txn_id": original_txn_id })),
             WalletError::Refused(refusal) => refusal_problem(refusal),
-            WalletError::UnexpectedEntry { .. } | WalletError::WriterGone => Problem::internal(),
+            WalletError::UnexpectedEntry { .. } => Problem::internal(),
             WalletError::Store(error) => error.problem(),
         }
     }

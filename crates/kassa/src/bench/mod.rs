@@ -79,6 +79,10 @@ pub struct BenchArgs {
     /// Keep the benchmark databases instead of dropping them.
     #[arg(long)]
     keep_database: bool,
+    /// Skip the `ANALYZE` before each PostgreSQL cell: measures a fresh database as it is,
+    /// without planner statistics (autovacuum off, or before its first analyze).
+    #[arg(long)]
+    no_analyze: bool,
     /// Skip the wallet matrix (and its baseline).
     #[arg(long)]
     no_wallet: bool,
@@ -330,7 +334,7 @@ where
     let mut run_index = 0u64;
     for &players in &args.players {
         for &clients in &args.clients {
-            if let Some(url) = &endpoint.database_url {
+            if let Some(url) = endpoint.database_url.as_ref().filter(|_| !args.no_analyze) {
                 analyze(url).await?;
             }
             let load = Load {
@@ -400,7 +404,7 @@ where
     let mut deposits = DepositBench::setup(target, args.deposit_players).await?;
     let mut cells = Vec::new();
     for &clients in &args.clients {
-        if let Some(url) = &endpoint.database_url {
+        if let Some(url) = endpoint.database_url.as_ref().filter(|_| !args.no_analyze) {
             analyze(url).await?;
         }
         let load = Load {
