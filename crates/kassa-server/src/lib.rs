@@ -64,17 +64,27 @@ pub struct Server {
     pub local_addr: SocketAddr,
     /// The demo keys created on first start, if this start created them.
     pub bootstrap: Option<bootstrap::DemoKeys>,
-    /// The in-process sandbox PSP's URL, when this server runs one.
+    /// The first embedded simulator's URL, when this server runs one.
     pub sandbox_url: Option<String>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     shutdown: tokio::sync::watch::Sender<bool>,
-    sandbox: Option<kassa_sim::psp::SandboxHandle>,
+    embedded: Vec<providers::EmbeddedProvider>,
 }
 
 impl Server {
-    /// Connects, migrates, bootstraps an empty database, binds, starts the sandbox provider
-    /// (in-process unless configured elsewhere) and the workers, and starts serving.
+    /// [`Server::start_with`] without embedded simulators: every provider account must name
+    /// its `base_url`.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
+        Server::start_with(config, None).await
+    }
+
+    /// Connects, migrates, bootstraps an empty database, binds, builds the provider accounts
+    /// (starting an embedded simulator through `embedded` for each that names no `base_url`),
+    /// starts the workers, and starts serving.
+    pub async fn start_with(
+        config: Config,
+        embedded: Option<&dyn providers::EmbeddedProviders>,
+    ) -> anyhow::Result<Server> {
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
         let bootstrap = bootstrap::ensure_demo_merchant(&store).await?;
@@ -84,8 +94,8 @@ impl Server {
             "" => format!("http://{local_addr}"),
             url => url.to_string(),
         };
-        let (registry, sandbox) = providers::build(&config, &public_base_url).await?;
-        let sandbox_url = sandbox.as_ref().map(|s| s.base_url().to_string());
+        let (registry, embedded) = providers::build(&config, &public_base_url, embedded).await?;
+        let sandbox_url = embedded.first().map(|s| s.base_url.clone());
         let state = AppState::new(store, config, Arc::new(registry));
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         workers::spawn_status_sync(state.clone(), shutdown.subscribe());
@@ -109,7 +119,7 @@ impl Server {
             sandbox_url,
             handle,
             shutdown,
-            sandbox,
+            embedded,
         })
     }
 
@@ -117,8 +127,8 @@ impl Server {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.handle.await??;
-        if let Some(sandbox) = self.sandbox {
-            sandbox.stop().await;
+        for simulator in self.embedded {
+            simulator.stop().await;
         }
         Ok(())
     }
@@ -126,8 +136,8 @@ impl Server {
     /// Waits until the server ends (it ends on `stop` or a fatal error).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.handle.await??;
-        if let Some(sandbox) = self.sandbox {
-            sandbox.stop().await;
+        for simulator in self.embedded {
+            simulator.stop().await;
         }
         Ok(())
     }

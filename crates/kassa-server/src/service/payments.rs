@@ -101,15 +101,17 @@ impl PaymentsService {
         self.providers.get(name)
     }
 
-    /// Picks the provider for a payment: the first registered one whose capabilities fit.
+    /// Picks the provider for a payment: the first of the merchant's accounts whose
+    /// capabilities fit.
     fn route(
         &self,
+        merchant_id: &str,
         method: &str,
         currency: Currency,
         country: &str,
     ) -> Result<Arc<dyn PaymentProvider>, ApiError> {
         self.providers
-            .iter()
+            .for_merchant(merchant_id)
             .find(|(_, p)| p.capabilities().supports(method, currency, Some(country)))
             .map(|(_, p)| p.clone())
             .ok_or_else(|| {
@@ -136,7 +138,12 @@ impl PaymentsService {
         if player.currency != request.currency {
             return Err(currency_webhook_mismatch(&player, request.currency));
         }
-        let provider = self.route(&request.method, request.currency, &request.country)?;
+        let provider = self.route(
+            merchant_id,
+            &request.method,
+            request.currency,
+            &request.country,
+        )?;
         let now = now_ms();
         let mut payment = PaymentRecord {
             id: ids::generate("pay"),
