@@ -117,3 +117,16 @@ async fn add_accounts(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_server_does_not_link_the_simulators() {
+        let manifest: toml::Table = toml::from_str(include_str!("../Cargo.toml")).unwrap();
+        let dependencies = manifest["dependencies"].as_table().unwrap();
+        assert!(
+            !dependencies.contains_key("kassa-sim"),
+            "kassa-sim is for the binary and tests only"
+        );
+    }
+}

@@ -647,6 +647,20 @@ impl FreshDatabase {
     }
 }
 
+/// The webhook secret of the server's first sandbox account, which the deposit benchmark signs
+/// its webhooks with.
+fn sandbox_webhook_secret(config: &Config) -> anyhow::Result<String> {
+    use kassa_connectors::ExposeSecret;
+    config
+        .providers
+        .accounts
+        .iter()
+        .find(|account| account.kind == kassa_connectors::sandbox::KIND)
+        .and_then(|account| account.credentials.get("webhook_secret"))
+        .map(|secret| secret.expose_secret().to_string())
+        .context("the configuration has no sandbox account with a webhook_secret")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,18 +699,4 @@ mod tests {
             .collect();
         assert_eq!(found, vec![(64, 10.0), (8, 2.0), (64, 3.0)]);
     }
-}
-
-/// The webhook secret of the server's first sandbox account, which the deposit benchmark signs
-/// its webhooks with.
-fn sandbox_webhook_secret(config: &Config) -> anyhow::Result<String> {
-    use kassa_connectors::ExposeSecret;
-    config
-        .providers
-        .accounts
-        .iter()
-        .find(|account| account.kind == kassa_connectors::sandbox::KIND)
-        .and_then(|account| account.credentials.get("webhook_secret"))
-        .map(|secret| secret.expose_secret().to_string())
-        .context("the configuration has no sandbox account with a webhook_secret")
 }
