@@ -18,11 +18,15 @@ contract_tests_with!(
 
 async fn a_merchant_is_never_routed_to_another_merchants_account(app: TestApp) {
     app.player("p1").await;
+    let body = json!({"amount": "10.00", "currency": "EUR", "method": "card", "player_id": "p1",
+                      "return_url": "http://shop/r", "meta": {"country": "MT"}});
     let answer = app
-        .post(
+        .send(
+            reqwest::Method::POST,
             "/v1/payments/init",
-            json!({"amount": "10.00", "currency": "EUR", "method": "card", "player_id": "p1",
-                   "return_url": "http://shop/r", "meta": {"country": "MT"}}),
+            Some(&app.api_key),
+            Some(&body),
+            &[("Idempotency-Key", "route-1")],
         )
         .await;
     assert_eq!(
@@ -82,6 +86,7 @@ async fn an_account_with_a_base_url_uses_that_sandbox() {
         client
             .post(format!("{base}{path}"))
             .bearer_auth(&keys.api_key)
+            .header("Idempotency-Key", "external-1")
             .json(&body)
             .send()
     };
