@@ -1,4 +1,4 @@
-//! Typed events parsed from a provider's verified webhook.
+//! Typed events parsed from a provider's verified inbound messages, and why one was refused.
 
 use kassa_core::Currency;
 use serde::Serialize;
@@ -163,10 +163,12 @@ impl ProviderEvent {
     }
 }
 
-/// Why an inbound webhook was refused. Every variant means: change nothing, log, keep for replay.
+/// Why an inbound message (webhook, ISO 8583 advice, WebSocket event, SMPP delivery receipt)
+/// was refused. Every variant means: change nothing, log, keep for replay.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum WebhookError {
-    /// The signature header is missing, unreadable, or does not match the body.
+pub enum InboundRefusal {
+    /// The signature (header, MAC field, session proof) is missing, unreadable, or does not
+    /// match the bytes.
     #[error("webhook signature is missing or invalid")]
     InvalidSignature,
     /// The event's timestamp is further than the tolerance from now, either way.
@@ -181,7 +183,11 @@ pub enum WebhookError {
         /// The largest accepted distance.
         tolerance_s: i64,
     },
-    /// The signature is good but the body is not an event Kassa understands.
+    /// The signature is good (or the bytes are too large to check) but the body is not an
+    /// event Kassa understands.
     #[error("webhook body is malformed: {0}")]
     Malformed(String),
 }
+
+/// The name the webhook pipeline knows [`InboundRefusal`] by; the same type.
+pub type WebhookError = InboundRefusal;

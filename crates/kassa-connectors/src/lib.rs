@@ -1,31 +1,52 @@
-//! Kassa's connectors: the [`PaymentProvider`] trait and one module per payment provider.
+//! Kassa's connectors: the one provider interface and one module per payment provider.
 //!
-//! A connector translates between Kassa's domain (amounts in `i64` minor units, typed
-//! currencies, typed events) and one provider's wire format, and carries the bytes over the
-//! network. It never decides: routing, state transitions and money movement happen in the
-//! server, from the typed results and [`ProviderEvent`]s a connector returns.
+//! A connector has three parts (ADR 0029): a pure [`Translator`] (domain operation → wire
+//! message, wire answer → domain outcome, no I/O), a [`Transport`] that carries the messages
+//! (timeouts, retries that cannot charge twice, the circuit breaker), and an
+//! [`InboundSource`] that turns the provider's own messages (webhooks, ISO 8583 advices,
+//! WebSocket events, SMPP delivery receipts) into verified [`ProviderEvent`]s. A
+//! [`Connector`] composes the three into the [`PaymentProvider`] the server routes to. It
+//! never decides: routing, state transitions and money movement happen in the server.
 //!
-//! Adding a provider is one module implementing [`PaymentProvider`] plus one
-//! [`ProviderRegistry::register`] line where the server builds its registry.
+//! Adding a provider is one module with its translator and inbound source (reusing a
+//! transport) plus one [`ProviderKinds::add`] line; accounts of that kind are then
+//! configured per merchant ([`ProviderAccount`]).
 
+pub mod account;
+pub mod connector;
 pub mod event;
+pub mod inbound;
 pub mod provider;
 pub mod registry;
 pub mod sandbox;
 pub mod signing;
+pub mod translator;
+pub mod transport;
 pub mod webhook;
 
+pub use account::{AccountError, Credentials, ProviderAccount};
+pub use connector::Connector;
 pub use event::{
-    PaymentEvent, PaymentEventStatus, PayoutEvent, PayoutEventStatus, ProviderEvent, WebhookError,
+    InboundRefusal, PaymentEvent, PaymentEventStatus, PayoutEvent, PayoutEventStatus,
+    ProviderEvent, WebhookError,
 };
+pub use inbound::{Acknowledgement, InboundBatch, InboundChannel, InboundSource, RawInbound};
 pub use provider::{
-    Capabilities, PaymentProvider, PaymentRequest, PaymentSession, PaymentStatusReport,
-    PayoutAccepted, PayoutRequest, ProviderError, ProviderPaymentStatus, ProviderPayoutStatus,
-    RefundAccepted, RefundRequest,
+    Capabilities, PaymentProvider, PaymentRequest, PaymentSession, PaymentStart, PaymentStarted,
+    PaymentStatusReport, PayoutAccepted, PayoutRequest, ProviderError, ProviderPaymentStatus,
+    ProviderPayoutStatus, RefundAccepted, RefundRequest,
 };
-pub use registry::{ProviderRegistry, RegistryError};
-pub use sandbox::{SandboxConfig, SandboxConfigError, SandboxConnector};
+pub use registry::{
+    AccountSummary, ConnectorFactory, ProviderKinds, ProviderRegistry, RegistryError,
+};
+pub use sandbox::{
+    RetryPolicy, SandboxConfig, SandboxConfigError, SandboxConnector, SandboxTranslator,
+    SandboxWebhookSource,
+};
+pub use secrecy::{ExposeSecret, SecretString};
 pub use signing::sign_request;
+pub use translator::{CallContext, Operation, Outcome, ReplaySafety, Translator};
+pub use transport::{HttpRequest, HttpResponse, HttpTransport, HttpTransportConfig, Transport};
 pub use webhook::{sign_webhook, verify_signed_webhook};
 
 /// The header map `verify_webhook` reads; the same type as `axum::http::HeaderMap`.

@@ -1,11 +1,16 @@
 //! The one trait every payment provider's connector implements, and the types crossing it.
+//!
+//! [`PaymentProvider`] is the object-safe face the server routes to; a provider's code does
+//! not implement it by hand but composes a [`crate::Connector`] from a pure
+//! [`crate::Translator`], a [`crate::Transport`] and an [`crate::InboundSource`] (ADR 0029).
 
 use async_trait::async_trait;
 use kassa_core::Currency;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
-use crate::event::{ProviderEvent, WebhookError};
+use crate::event::{InboundRefusal, ProviderEvent, WebhookError};
+use crate::inbound::{InboundBatch, RawInbound};
 
 /// What a provider can do, so the router never sends it a payment it cannot take.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -91,7 +96,68 @@ impl ProviderPaymentStatus {
     }
 }
 
-/// What the provider answered to a new payment.
+/// What starting a payment answered: the one thing the player (or Kassa) does next.
+///
+/// Every provider kind answers one of these six: a REST PSP a [`PaymentStart::Redirect`] to its
+/// hosted page (Stripe's `requires_action` with `redirect_to_url`, Adyen's `action.type =
+/// redirect`), a 3-D Secure step a [`PaymentStart::Challenge`], an ISO 8583 acquirer's approved
+/// or refused `0110` an [`PaymentStart::Authorized`] or [`PaymentStart::Declined`], a crypto
+/// gateway [`PaymentStart::AwaitingFunds`], SMPP carrier billing [`PaymentStart::CodeSent`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PaymentStart {
+    /// The player continues on the provider's page (card form, bank app, wallet).
+    Redirect {
+        /// Where to send the player's browser.
+        url: String,
+    },
+    /// The issuer asks the player to prove who they are (3-D Secure) before it decides.
+    Challenge {
+        /// Where the player answers the challenge.
+        url: String,
+    },
+    /// Approved at once, no player step; the funds are reserved or taken.
+    Authorized,
+    /// Refused at once, no player step.
+    Declined {
+        /// The provider's machine-readable reason, e.g. `insufficient_funds`.
+        reason: Option<String>,
+    },
+    /// The player must send funds to an address before the expiry (crypto).
+    AwaitingFunds {
+        /// Where the player sends the funds, e.g. a chain address.
+        address: String,
+        /// How much must arrive, in minor units of `currency`.
+        amount_minor: i64,
+        /// The currency (or asset) of `amount_minor`.
+        currency: Currency,
+        /// After this instant (Unix seconds) the address no longer credits this payment.
+        expires_at_unix_s: i64,
+    },
+    /// A one-time code went to the player's phone; the player types it to confirm (carrier
+    /// billing).
+    CodeSent {
+        /// Where the code went, masked for display, e.g. `+356 •••• 4321`.
+        destination_masked: String,
+        /// After this instant (Unix seconds) the code is no longer accepted.
+        expires_at_unix_s: i64,
+    },
+}
+
+/// A started payment: the provider's reference and what comes next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentStarted {
+    /// The provider's id of the payment; status sync, refunds and its events use it.
+    pub provider_reference: String,
+    /// What the player (or Kassa) does next.
+    pub start: PaymentStart,
+}
+
+/// What the provider answered to a new payment, in the server's older, flatter shape.
+///
+/// Superseded by [`PaymentStarted`]: [`PaymentProvider::init_payment`] derives it, losing the
+/// address of [`PaymentStart::AwaitingFunds`] and the destination of
+/// [`PaymentStart::CodeSent`] (both become `Pending` without a redirect).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentSession {
     /// The provider's id of the payment; status sync and refunds use it.
@@ -100,6 +166,26 @@ pub struct PaymentSession {
     pub status: ProviderPaymentStatus,
     /// The provider's page the player must visit (card form, 3-D Secure, bank app), if any.
     pub redirect_url: Option<String>,
+}
+
+impl From<PaymentStarted> for PaymentSession {
+    fn from(started: PaymentStarted) -> PaymentSession {
+        let (status, redirect_url) = match started.start {
+            PaymentStart::Redirect { url } | PaymentStart::Challenge { url } => {
+                (ProviderPaymentStatus::Pending, Some(url))
+            }
+            PaymentStart::Authorized => (ProviderPaymentStatus::Authorized, None),
+            PaymentStart::Declined { .. } => (ProviderPaymentStatus::Declined, None),
+            PaymentStart::AwaitingFunds { .. } | PaymentStart::CodeSent { .. } => {
+                (ProviderPaymentStatus::Pending, None)
+            }
+        };
+        PaymentSession {
+            provider_reference: started.provider_reference,
+            status,
+            redirect_url,
+        }
+    }
 }
 
 /// The provider's view of a payment, from status sync.
@@ -208,21 +294,33 @@ impl ProviderError {
     }
 }
 
-/// One payment provider behind Kassa: a translator plus transport, never a decision maker.
+/// One provider account behind Kassa, as the server routes to it: translator, transport and
+/// inbound source composed ([`crate::Connector`]), never a decision maker.
 ///
 /// Implementations must be cheap to share (`Arc<dyn PaymentProvider>`), put a timeout on
 /// every call, and translate amounts between `i64` minor units and the provider's wire format.
 #[async_trait]
 pub trait PaymentProvider: Send + Sync {
-    /// The provider's name as Kassa routes and stores it, e.g. `sandbox`.
+    /// The provider account's id, as Kassa routes and stores it, e.g. `sandbox`.
     fn name(&self) -> &str;
 
     /// What the provider can do.
     fn capabilities(&self) -> &Capabilities;
 
-    /// Starts a payment; the player usually continues at `redirect_url`.
-    async fn init_payment(&self, request: &PaymentRequest)
-        -> Result<PaymentSession, ProviderError>;
+    /// Starts a payment and answers what comes next (one of the six [`PaymentStart`]s).
+    async fn start_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<PaymentStarted, ProviderError>;
+
+    /// Starts a payment, answered in the older [`PaymentSession`] shape; see there for what
+    /// it loses. New code calls [`PaymentProvider::start_payment`].
+    async fn init_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<PaymentSession, ProviderError> {
+        self.start_payment(request).await.map(PaymentSession::from)
+    }
 
     /// Asks the provider for a payment's current status (status sync).
     async fn get_status(
@@ -236,20 +334,36 @@ pub trait PaymentProvider: Send + Sync {
         provider_reference: &str,
     ) -> Result<ProviderPaymentStatus, ProviderError>;
 
-    /// Refunds (part of) a captured payment; the outcome comes by webhook.
+    /// Refunds (part of) a captured payment; the outcome comes by an inbound event.
     async fn refund(&self, request: &RefundRequest) -> Result<RefundAccepted, ProviderError>;
 
-    /// Sends a payout; the outcome comes by webhook.
+    /// Sends a payout; the outcome comes by an inbound event.
     async fn payout(&self, request: &PayoutRequest) -> Result<PayoutAccepted, ProviderError>;
 
-    /// Checks an inbound webhook's signature and freshness and parses it into an event.
+    /// Checks one raw inbound message (its signature, freshness and shape) and parses it into
+    /// typed events, through the account's [`crate::InboundSource`].
     ///
     /// Required, with no default: a connector that cannot verify must refuse. Fails closed:
-    /// any doubt is an error, and nothing in `raw_body` is trusted before the signature is.
+    /// any doubt is a refusal, and nothing in the bytes is trusted before the signature is.
+    fn receive(
+        &self,
+        message: RawInbound<'_>,
+        now_unix_s: i64,
+    ) -> Result<InboundBatch, InboundRefusal>;
+
+    /// [`PaymentProvider::receive`] for a webhook that carries exactly one event, as the
+    /// server's webhook endpoint takes them today. A batch (or a refused item) is refused as
+    /// malformed rather than half applied.
     fn verify_webhook(
         &self,
         headers: &HeaderMap,
         raw_body: &[u8],
         now_unix_s: i64,
-    ) -> Result<ProviderEvent, WebhookError>;
+    ) -> Result<ProviderEvent, WebhookError> {
+        let message = RawInbound {
+            metadata: headers,
+            body: raw_body,
+        };
+        self.receive(message, now_unix_s)?.into_single_event()
+    }
 }

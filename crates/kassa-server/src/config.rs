@@ -1,6 +1,7 @@
 //! Configuration: the embedded defaults (`config/default.toml`), then an optional file, then
 //! environment variables and flags, each overriding the one before.
 
+use kassa_connectors::{ExposeSecret, ProviderAccount, SecretString};
 use serde::Deserialize;
 
 const DEFAULTS_TOML: &str = include_str!("../../../config/default.toml");
@@ -27,8 +28,10 @@ pub struct Config {
     pub wallet: WalletConfig,
     /// Deposits.
     pub payments: PaymentsConfig,
-    /// The sandbox payment provider.
-    pub sandbox: SandboxProviderConfig,
+    /// The embedded sandbox PSP simulator (`kassa serve`, `kassa demo`).
+    pub sandbox: SandboxSimulatorConfig,
+    /// Payment provider accounts, per merchant.
+    pub providers: ProvidersConfig,
     /// Withdrawals.
     pub payouts: PayoutsConfig,
     /// The job queue and its workers.
@@ -97,20 +100,12 @@ pub struct PaymentsConfig {
     pub public_base_url: String,
 }
 
-/// The sandbox payment provider.
-#[derive(Clone, Deserialize)]
+/// The embedded sandbox PSP simulator, which `kassa serve` and `kassa demo` start for a
+/// `sandbox` provider account that names no `base_url`. Not a provider account: its secrets
+/// are the account's.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SandboxProviderConfig {
-    /// Route payments to it.
-    pub enabled: bool,
-    /// Empty: in-process.
-    pub base_url: String,
-    /// Request signing key.
-    pub api_secret: String,
-    /// Webhook signing key.
-    pub webhook_secret: String,
-    /// Call timeout.
-    pub timeout_ms: u64,
+pub struct SandboxSimulatorConfig {
     /// Whether the sandbox sends webhooks by itself.
     pub autopilot: bool,
     /// Webhook delay.
@@ -123,15 +118,75 @@ pub struct SandboxProviderConfig {
     pub out_of_order_webhooks: bool,
 }
 
-impl std::fmt::Debug for SandboxProviderConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SandboxProviderConfig")
-            .field("enabled", &self.enabled)
-            .field("base_url", &self.base_url)
-            .field("api_secret", &"<redacted>")
-            .field("webhook_secret", &"<redacted>")
-            .field("autopilot", &self.autopilot)
-            .finish_non_exhaustive()
+/// Payment provider accounts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    /// Every account, each serving one merchant; at most [`PROVIDER_ACCOUNTS_MAX`].
+    pub accounts: Vec<ProviderAccountConfig>,
+}
+
+/// Most provider accounts one Kassa loads.
+pub const PROVIDER_ACCOUNTS_MAX: usize = 1000;
+
+/// Prefix of a credential that names an environment variable instead of holding the value.
+pub const SECRET_ENV_PREFIX: &str = "env:";
+
+/// One merchant's account at one provider. `Debug` shows credential names, never values.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderAccountConfig {
+    /// Unique; payments are stored and webhooks addressed under it.
+    pub id: String,
+    /// The merchant whose payments may use it.
+    pub merchant: String,
+    /// The connector kind, e.g. `sandbox`.
+    pub kind: String,
+    /// Shown to people.
+    pub name: String,
+    /// Keys by name; a value `env:NAME` is read from that environment variable at load.
+    pub credentials: std::collections::BTreeMap<String, SecretString>,
+    /// The kind's other settings (base URL, timeouts, retries).
+    #[serde(default)]
+    pub settings: toml::Table,
+}
+
+impl ProviderAccountConfig {
+    /// The account as the connectors take it.
+    pub fn to_account(&self) -> anyhow::Result<ProviderAccount> {
+        let settings = match serde_json::to_value(&self.settings)? {
+            serde_json::Value::Object(map) => map,
+            _ => anyhow::bail!("provider account {:?}: settings must be a table", self.id),
+        };
+        Ok(ProviderAccount {
+            id: self.id.clone(),
+            merchant_id: self.merchant.clone(),
+            kind: self.kind.clone(),
+            display_name: self.name.clone(),
+            credentials: self
+                .credentials
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            settings,
+        })
+    }
+
+    /// Replaces every `env:NAME` credential by that variable's value, through `lookup`.
+    fn resolve_secrets(&mut self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        for (name, value) in self.credentials.iter_mut() {
+            let Some(variable) = value.expose_secret().strip_prefix(SECRET_ENV_PREFIX) else {
+                continue;
+            };
+            let resolved = lookup(variable).filter(|v| !v.is_empty()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "provider account {:?}: credential {name:?} names {variable}, which is not set",
+                    self.id
+                )
+            })?;
+            *value = SecretString::from(resolved);
+        }
+        Ok(())
     }
 }
 
@@ -227,6 +282,9 @@ impl Config {
             .try_into()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         config.apply(overrides);
+        for account in &mut config.providers.accounts {
+            account.resolve_secrets(|name| std::env::var(name).ok())?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -246,7 +304,7 @@ impl Config {
         }
         if let Ok(secret) = std::env::var("KASSA_SANDBOX_WEBHOOK_SECRET") {
             if !secret.is_empty() {
-                self.sandbox.webhook_secret = secret;
+                self.set_sandbox_credential("webhook_secret", &secret);
             }
         }
         if let Ok(autopilot) = std::env::var("KASSA_SANDBOX_AUTOPILOT") {
@@ -257,7 +315,23 @@ impl Config {
         }
     }
 
+    /// Sets the credential `name` of every `sandbox` account (the sandbox's secrets are shared
+    /// with `kassa sim psp`, which reads the same variables).
+    pub fn set_sandbox_credential(&mut self, name: &str, value: &str) {
+        for account in &mut self.providers.accounts {
+            if account.kind == kassa_connectors::sandbox::KIND {
+                account
+                    .credentials
+                    .insert(name.to_string(), SecretString::from(value));
+            }
+        }
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.providers.accounts.len() <= PROVIDER_ACCOUNTS_MAX,
+            "at most {PROVIDER_ACCOUNTS_MAX} provider accounts"
+        );
         anyhow::ensure!(
             matches!(self.log_format.as_str(), "text" | "json"),
             "log_format must be \"text\" or \"json\", not {:?}",
@@ -370,5 +444,73 @@ mod tests {
         assert!(Config::load(path.to_str(), &Overrides::default()).is_err());
         std::fs::write(&path, "log_format = \"xml\"\n").unwrap();
         assert!(Config::load(path.to_str(), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn the_default_sandbox_account_serves_the_demo_merchant() {
+        let config = Config::defaults();
+        let [account] = config.providers.accounts.as_slice() else {
+            panic!("one default account")
+        };
+        assert_eq!(account.id, "sandbox");
+        assert_eq!(account.merchant, crate::bootstrap::DEMO_MERCHANT_ID);
+        let account = account.to_account().unwrap();
+        assert_eq!(account.kind, "sandbox");
+        assert_eq!(account.setting_str("base_url", "x").unwrap(), "");
+        assert!(account.credential("api_secret").is_ok());
+    }
+
+    #[test]
+    fn debug_and_logs_of_the_config_never_show_a_credential() {
+        let mut config = Config::defaults();
+        config.set_sandbox_credential("webhook_secret", "whsec_do_not_print_me");
+        let shown = format!(
+            "{config:?} {config:#?} {:?}",
+            config.providers.accounts[0].to_account().unwrap()
+        );
+        assert!(!shown.contains("whsec_do_not_print_me"), "{shown}");
+        assert!(!shown.contains("sandbox_api_secret_not_for_production"));
+        assert!(shown.contains("webhook_secret"), "the names still show");
+    }
+
+    #[test]
+    fn a_file_replaces_the_accounts_and_secrets_may_name_the_environment() {
+        let text = r#"
+            [[providers.accounts]]
+            id = "psp-eu"
+            merchant = "mch_eu"
+            kind = "sandbox"
+            name = "EU sandbox"
+            credentials = { api_secret = "env:TEST_PSP_EU_API", webhook_secret = "literal" }
+            settings = { base_url = "http://psp.internal:8090", timeout_ms = 2500 }
+        "#;
+        let file: toml::Table = toml::from_str(text).unwrap();
+        let mut merged: toml::Table = toml::from_str(DEFAULTS_TOML).unwrap();
+        overlay(&mut merged, file);
+        let mut config: Config = toml::Value::Table(merged).try_into().unwrap();
+        let [account] = config.providers.accounts.as_mut_slice() else {
+            panic!("the file's accounts replace the defaults")
+        };
+        assert!(
+            account.clone().resolve_secrets(|_| None).is_err(),
+            "unset: refuse"
+        );
+        account
+            .resolve_secrets(|name| (name == "TEST_PSP_EU_API").then(|| "from-env".into()))
+            .unwrap();
+        let account = account.to_account().unwrap();
+        assert_eq!(
+            account.credential("api_secret").unwrap().expose_secret(),
+            "from-env"
+        );
+        assert_eq!(
+            account
+                .credential("webhook_secret")
+                .unwrap()
+                .expose_secret(),
+            "literal"
+        );
+        assert_eq!(account.setting_u64("timeout_ms", 0).unwrap(), 2500);
+        assert_eq!(account.merchant_id, "mch_eu");
     }
 }

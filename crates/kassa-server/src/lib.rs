@@ -65,20 +65,30 @@ pub struct Server {
     pub local_addr: SocketAddr,
     /// The demo keys created on first start, if this start created them.
     pub bootstrap: Option<bootstrap::DemoKeys>,
-    /// The in-process sandbox PSP's URL, when this server runs one.
+    /// The first embedded simulator's URL, when this server runs one.
     pub sandbox_url: Option<String>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The job runtime; it ends after the shutdown signal, once its jobs are done or handed
     /// back.
     jobs: tokio::task::JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
-    sandbox: Option<kassa_sim::psp::SandboxHandle>,
+    embedded: Vec<providers::EmbeddedProvider>,
 }
 
 impl Server {
-    /// Connects, migrates, bootstraps an empty database, binds, starts the sandbox provider
-    /// (in-process unless configured elsewhere) and the workers, and starts serving.
+    /// [`Server::start_with`] without embedded simulators: every provider account must name
+    /// its `base_url`.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
+        Server::start_with(config, None).await
+    }
+
+    /// Connects, migrates, bootstraps an empty database, binds, builds the provider accounts
+    /// (starting an embedded simulator through `embedded` for each that names no `base_url`),
+    /// starts the workers, and starts serving.
+    pub async fn start_with(
+        config: Config,
+        embedded: Option<&dyn providers::EmbeddedProviders>,
+    ) -> anyhow::Result<Server> {
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
         let bootstrap = bootstrap::ensure_demo_merchant(&store).await?;
@@ -88,8 +98,8 @@ impl Server {
             "" => format!("http://{local_addr}"),
             url => url.to_string(),
         };
-        let (registry, sandbox) = providers::build(&config, &public_base_url).await?;
-        let sandbox_url = sandbox.as_ref().map(|s| s.base_url().to_string());
+        let (registry, embedded) = providers::build(&config, &public_base_url, embedded).await?;
+        let sandbox_url = embedded.first().map(|s| s.base_url.clone());
         let state = AppState::new(store, config, Arc::new(registry));
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let publisher = Arc::new(workers::outbox::RecordingPublisher::default());
@@ -114,7 +124,7 @@ impl Server {
             handle,
             jobs,
             shutdown,
-            sandbox,
+            embedded,
         })
     }
 
@@ -123,8 +133,8 @@ impl Server {
         let _ = self.shutdown.send(true);
         self.handle.await??;
         self.jobs.await?;
-        if let Some(sandbox) = self.sandbox {
-            sandbox.stop().await;
+        for simulator in self.embedded {
+            simulator.stop().await;
         }
         Ok(())
     }
@@ -136,8 +146,8 @@ impl Server {
         let _ = self.shutdown.send(true);
         self.jobs.await?;
         served??;
-        if let Some(sandbox) = self.sandbox {
-            sandbox.stop().await;
+        for simulator in self.embedded {
+            simulator.stop().await;
         }
         Ok(())
     }

@@ -34,7 +34,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.database_url = format!("sqlite://{}/kassa.db", dir.display());
     config.rate_limit.requests_per_second = 0;
     config.sandbox.webhook_delay_ms = 300;
-    let server = Server::start(config).await?;
+    let server = Server::start_with(config, Some(&crate::embedded::Simulators)).await?;
     let base = format!("http://{}", server.local_addr);
     let keys = server
         .bootstrap

@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod embedded;
 
 use clap::{Args, Parser, Subcommand};
 use kassa_server::config::{Config, Overrides};
@@ -157,7 +158,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     telemetry::init(&config.log_format);
     let database = redact(&config.database_url);
-    let server = Server::start(config).await?;
+    let server = Server::start_with(config, Some(&crate::embedded::Simulators)).await?;
     if let Some(keys) = &server.bootstrap {
         println!("Created the demo merchant on this empty database. Keep these keys:");
         println!("  merchant API key: {}", keys.api_key);

@@ -1,46 +1,44 @@
 //! Connector for Kassa's sandbox PSP (`kassa-sim`), a REST PSP with a hosted card page,
 //! 3-D Secure and signed webhooks. See `docs/sandbox-psp.md` for the protocol.
+//!
+//! Its three parts: [`SandboxTranslator`] (signed JSON, pure), the shared
+//! [`HttpTransport`], and [`SandboxWebhookSource`] (HMAC-signed JSON webhooks).
 
+mod inbound;
+mod translator;
 mod wire;
 
 use std::fmt;
-use std::time::Duration;
 
-use async_trait::async_trait;
-use kassa_core::Currency;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
-use reqwest::{Method, StatusCode, Url};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use reqwest::Url;
+use secrecy::SecretString;
 
-use crate::event::{ProviderEvent, WebhookError};
-use crate::provider::{
-    Capabilities, PaymentProvider, PaymentRequest, PaymentSession, PaymentStatusReport,
-    PayoutAccepted, PayoutRequest, ProviderError, ProviderPaymentStatus, ProviderPayoutStatus,
-    RefundAccepted, RefundRequest,
-};
-use crate::signing::{self, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use crate::webhook;
+pub use self::inbound::SandboxWebhookSource;
+pub use self::translator::SandboxTranslator;
+use crate::account::{AccountError, ProviderAccount};
+use crate::connector::Connector;
+use crate::transport::{HttpTransport, HttpTransportConfig, TransportConfigError};
 
+/// The account kind of the sandbox PSP.
+pub const KIND: &str = "sandbox";
 /// Largest answer body read from the sandbox; real answers are a few hundred bytes.
 const ANSWER_LEN_MAX: usize = 256 * 1024;
-/// Longest piece of an unparseable answer quoted in an error.
-const ANSWER_QUOTE_LEN_MAX: usize = 200;
-/// Fiat currencies the sandbox's card scheme settles in.
-const CURRENCY_CODES: &[&str] = &[
-    "EUR", "USD", "GBP", "CAD", "AUD", "NZD", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "HUF",
-    "RON", "BGN", "JPY", "BRL", "MXN", "ZAR", "TRY", "INR",
-];
+/// Attempts per call unless the account says otherwise: one retry rides out a blip.
+const ATTEMPTS_MAX_DEFAULT: u32 = 2;
+/// Wait before a retry unless the account says otherwise.
+const RETRY_BACKOFF_MS_DEFAULT: u64 = 100;
+/// Call timeout unless the account says otherwise.
+const TIMEOUT_MS_DEFAULT: u64 = 10_000;
 
 /// Where the sandbox PSP is and the secrets shared with it.
 #[derive(Clone)]
 pub struct SandboxConfig {
-    /// The sandbox's base URL, e.g. `http://127.0.0.1:8090`.
+    /// The sandbox's base URL, e.g. `http://127.0.0.1:8090` (a path prefix is kept).
     pub base_url: String,
     /// Key of the HMAC on every request Kassa sends.
-    pub api_secret: String,
+    pub api_secret: SecretString,
     /// Key of the HMAC on every webhook the sandbox sends.
-    pub webhook_secret: String,
+    pub webhook_secret: SecretString,
     /// Timeout of one call, connection included.
     pub timeout_ms: u64,
 }
@@ -71,28 +69,45 @@ pub enum SandboxConfigError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    /// The retry settings are out of range.
+    #[error("sandbox transport: {0}")]
+    Transport(TransportConfigError),
 }
 
-/// Talks to the sandbox PSP over HTTP, signing every request.
-pub struct SandboxConnector {
-    name: String,
-    base_url: Url,
-    config: SandboxConfig,
-    client: reqwest::Client,
-    capabilities: Capabilities,
-}
-
-impl fmt::Debug for SandboxConnector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SandboxConnector")
-            .field("name", &self.name)
-            .field("config", &self.config)
-            .finish()
+impl From<TransportConfigError> for SandboxConfigError {
+    fn from(error: TransportConfigError) -> SandboxConfigError {
+        match error {
+            TransportConfigError::BaseUrl(url) => SandboxConfigError::BaseUrl(url),
+            TransportConfigError::ZeroTimeout => SandboxConfigError::ZeroTimeout,
+            TransportConfigError::Client(why) => SandboxConfigError::Client(why),
+            other => SandboxConfigError::Transport(other),
+        }
     }
 }
 
-impl SandboxConnector {
-    /// The name the sandbox registers under by default.
+/// How often and how patiently to retry a call the translator says is safe to repeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per call, the first included.
+    pub attempts_max: u32,
+    /// Wait before the first retry.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            attempts_max: ATTEMPTS_MAX_DEFAULT,
+            retry_backoff_ms: RETRY_BACKOFF_MS_DEFAULT,
+        }
+    }
+}
+
+/// The sandbox PSP's connector: its translator over HTTP, its webhooks as inbound source.
+pub type SandboxConnector = Connector<SandboxTranslator, HttpTransport, SandboxWebhookSource>;
+
+impl Connector<SandboxTranslator, HttpTransport, SandboxWebhookSource> {
+    /// The account id the sandbox registers under by default.
     pub const NAME: &'static str = "sandbox";
 
     /// A connector named [`SandboxConnector::NAME`].
@@ -100,322 +115,83 @@ impl SandboxConnector {
         SandboxConnector::named(Self::NAME, config)
     }
 
-    /// A connector under another name, e.g. a second sandbox acting as the backup route.
+    /// A connector under another account id, e.g. a second sandbox acting as the backup route.
     pub fn named(
         name: &str,
         config: SandboxConfig,
     ) -> Result<SandboxConnector, SandboxConfigError> {
-        let mut base_url = Url::parse(&config.base_url)
+        SandboxConnector::with_retries(name, config, RetryPolicy::default())
+    }
+
+    /// A connector with its own retry policy.
+    pub fn with_retries(
+        name: &str,
+        config: SandboxConfig,
+        retries: RetryPolicy,
+    ) -> Result<SandboxConnector, SandboxConfigError> {
+        use secrecy::ExposeSecret;
+        let base_url = Url::parse(&config.base_url)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
             .ok_or_else(|| SandboxConfigError::BaseUrl(config.base_url.clone()))?;
-        // A trailing slash makes `join` keep a path prefix such as `/psp` instead of replacing it.
-        if !base_url.path().ends_with('/') {
-            let path = format!("{}/", base_url.path());
-            base_url.set_path(&path);
-        }
-        if config.api_secret.is_empty() {
+        if config.api_secret.expose_secret().is_empty() {
             return Err(SandboxConfigError::EmptySecret("api_secret"));
         }
-        if config.webhook_secret.is_empty() {
+        if config.webhook_secret.expose_secret().is_empty() {
             return Err(SandboxConfigError::EmptySecret("webhook_secret"));
         }
-        if config.timeout_ms == 0 {
-            return Err(SandboxConfigError::ZeroTimeout);
-        }
-        let timeout = Duration::from_millis(config.timeout_ms);
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirect would carry a signed request somewhere it was not meant for.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|error| SandboxConfigError::Client(error.to_string()))?;
-        let capabilities = Capabilities {
-            methods: vec!["card".into()],
-            currencies: CURRENCY_CODES
-                .iter()
-                .map(|code| Currency::from_code(code).expect("sandbox currencies are known"))
-                .collect(),
-            countries: Vec::new(),
-            payouts: true,
-            refunds: true,
-        };
-        Ok(SandboxConnector {
-            name: name.to_string(),
-            base_url,
-            config,
-            client,
-            capabilities,
-        })
-    }
-
-    /// Sends one signed request and decodes a 2xx answer as `T`.
-    async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&impl Serialize>,
-    ) -> Result<T, ProviderError> {
-        let url = self
-            .base_url
-            .join(path.trim_start_matches('/'))
-            .map_err(|error| ProviderError::Protocol(format!("bad path {path:?}: {error}")))?;
-        let body_bytes = match body {
-            Some(body) => serde_json::to_vec(body)
-                .map_err(|error| ProviderError::Protocol(error.to_string()))?,
-            None => Vec::new(),
-        };
-        let signed_path = match url.query() {
-            Some(query) => format!("{}?{query}", url.path()),
-            None => url.path().to_string(),
-        };
-        let timestamp_unix_s = time::OffsetDateTime::now_utc().unix_timestamp();
-        let nonce = signing::new_nonce();
-        let signature = signing::sign_request(
-            self.config.api_secret.as_bytes(),
-            method.as_str(),
-            &signed_path,
-            timestamp_unix_s,
-            &nonce,
-            &body_bytes,
-        );
-        let mut request = self
-            .client
-            .request(method.clone(), url)
-            .header(TIMESTAMP_HEADER, timestamp_unix_s.to_string())
-            .header(NONCE_HEADER, nonce)
-            .header(SIGNATURE_HEADER, signature);
-        if body.is_some() {
-            request = request
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .body(body_bytes);
-        }
-        let response = request.send().await.map_err(transport_error)?;
-        let status = response.status();
-        let answer = read_limited(response).await?;
-        tracing::debug!(provider = %self.name, %method, path, %status, "sandbox call");
-        decode_answer(status, &answer)
+        let transport = HttpTransport::new(HttpTransportConfig {
+            base_url: config.base_url.clone(),
+            timeout_ms: config.timeout_ms,
+            attempts_max: retries.attempts_max,
+            retry_backoff_ms: retries.retry_backoff_ms,
+            response_len_max: ANSWER_LEN_MAX,
+        })?;
+        Ok(Connector::compose(
+            name,
+            SandboxTranslator::new(config.api_secret, base_url.path()),
+            transport,
+            SandboxWebhookSource::new(config.webhook_secret),
+        ))
     }
 }
 
-fn transport_error(error: reqwest::Error) -> ProviderError {
-    if error.is_timeout() {
-        ProviderError::Timeout
-    } else {
-        ProviderError::Unavailable(error.to_string())
+/// Builds the sandbox connector of a provider account: credentials `api_secret` and
+/// `webhook_secret`; settings `base_url` (required), `timeout_ms`, `attempts_max`,
+/// `retry_backoff_ms`.
+pub fn from_account(account: &ProviderAccount) -> Result<SandboxConnector, AccountError> {
+    let base_url = account.setting_str("base_url", "")?;
+    let invalid = |name: &str, why: String| AccountError::InvalidSetting {
+        account: account.id.clone(),
+        name: name.to_string(),
+        why,
+    };
+    if base_url.is_empty() {
+        return Err(invalid("base_url", "is required".into()));
     }
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
-    let mut answer = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if answer.len() + chunk.len() > ANSWER_LEN_MAX {
-            return Err(ProviderError::Protocol(format!(
-                "answer is larger than {ANSWER_LEN_MAX} bytes"
-            )));
-        }
-        answer.extend_from_slice(&chunk);
-    }
-    Ok(answer)
-}
-
-fn quote(answer: &[u8]) -> String {
-    let text = String::from_utf8_lossy(answer);
-    text.chars().take(ANSWER_QUOTE_LEN_MAX).collect()
-}
-
-fn decode_answer<T: DeserializeOwned>(
-    status: StatusCode,
-    answer: &[u8],
-) -> Result<T, ProviderError> {
-    if status.is_success() {
-        return serde_json::from_slice(answer).map_err(|error| {
-            ProviderError::Protocol(format!("unexpected answer ({error}): {}", quote(answer)))
-        });
-    }
-    if status.is_server_error() {
-        return Err(ProviderError::Unavailable(format!("answered {status}")));
-    }
-    match serde_json::from_slice::<wire::ErrorAnswer>(answer) {
-        Ok(error) => Err(ProviderError::Rejected {
-            code: error.error,
-            message: error.message,
-        }),
-        Err(_) => Err(ProviderError::Rejected {
-            code: format!("http_{}", status.as_u16()),
-            message: quote(answer),
-        }),
-    }
-}
-
-fn payment_status(text: &str) -> Result<ProviderPaymentStatus, ProviderError> {
-    Ok(match text {
-        "pending" => ProviderPaymentStatus::Pending,
-        "authorized" => ProviderPaymentStatus::Authorized,
-        "captured" => ProviderPaymentStatus::Captured,
-        "declined" => ProviderPaymentStatus::Declined,
-        "failed" => ProviderPaymentStatus::Failed,
-        "cancelled" => ProviderPaymentStatus::Cancelled,
-        "partially_refunded" => ProviderPaymentStatus::PartiallyRefunded,
-        "refunded" => ProviderPaymentStatus::Refunded,
-        "charged_back" => ProviderPaymentStatus::ChargedBack,
-        other => {
-            return Err(ProviderError::Protocol(format!(
-                "unknown payment status {other:?}"
-            )))
-        }
-    })
-}
-
-fn payout_status(text: &str) -> Result<ProviderPayoutStatus, ProviderError> {
-    match text {
-        "pending" => Ok(ProviderPayoutStatus::Pending),
-        "paid" => Ok(ProviderPayoutStatus::Paid),
-        "failed" => Ok(ProviderPayoutStatus::Failed),
-        other => Err(ProviderError::Protocol(format!(
-            "unknown payout status {other:?}"
-        ))),
-    }
-}
-
-/// Path segment for a provider reference, refusing anything that could escape the path.
-fn reference_segment(provider_reference: &str) -> Result<&str, ProviderError> {
-    let safe = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    if provider_reference.is_empty() || !provider_reference.chars().all(safe) {
-        return Err(ProviderError::Protocol(format!(
-            "provider reference {provider_reference:?} is not a sandbox reference"
-        )));
-    }
-    Ok(provider_reference)
-}
-
-#[async_trait]
-impl PaymentProvider for SandboxConnector {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
-    }
-
-    async fn init_payment(
-        &self,
-        request: &PaymentRequest,
-    ) -> Result<PaymentSession, ProviderError> {
-        let body = wire::InitPaymentBody {
-            payment_id: &request.payment_id,
-            amount: request.currency.format_minor(request.amount_minor),
-            currency: request.currency.code(),
-            method: &request.method,
-            country: request.country.as_deref(),
-            return_url: &request.return_url,
-        };
-        let answer: wire::InitPaymentAnswer =
-            self.call(Method::POST, "/v1/payments", Some(&body)).await?;
-        Ok(PaymentSession {
-            provider_reference: answer.provider_reference,
-            status: payment_status(&answer.status)?,
-            redirect_url: answer.redirect_url,
-        })
-    }
-
-    async fn get_status(
-        &self,
-        provider_reference: &str,
-    ) -> Result<PaymentStatusReport, ProviderError> {
-        let path = format!("/v1/payments/{}", reference_segment(provider_reference)?);
-        let answer: wire::PaymentAnswer = self.call(Method::GET, &path, None::<&()>).await?;
-        let currency = Currency::from_code(&answer.currency)
-            .map_err(|error| ProviderError::Protocol(error.to_string()))?;
-        let amount_minor = currency
-            .parse_minor(&answer.amount)
-            .map_err(|error| ProviderError::Protocol(error.to_string()))?;
-        Ok(PaymentStatusReport {
-            provider_reference: answer.provider_reference,
-            payment_id: answer.payment_id,
-            status: payment_status(&answer.status)?,
-            amount_minor,
-            currency,
-        })
-    }
-
-    async fn cancel(
-        &self,
-        provider_reference: &str,
-    ) -> Result<ProviderPaymentStatus, ProviderError> {
-        let path = format!(
-            "/v1/payments/{}/cancel",
-            reference_segment(provider_reference)?
-        );
-        let answer: wire::CancelAnswer = self
-            .call(Method::POST, &path, Some(&serde_json::Map::new()))
-            .await?;
-        payment_status(&answer.status)
-    }
-
-    async fn refund(&self, request: &RefundRequest) -> Result<RefundAccepted, ProviderError> {
-        let body = wire::RefundBody {
-            provider_reference: &request.provider_reference,
-            refund_id: &request.refund_id,
-            amount: request.currency.format_minor(request.amount_minor),
-        };
-        let answer: wire::RefundAnswer =
-            self.call(Method::POST, "/v1/refunds", Some(&body)).await?;
-        if answer.refund_id != request.refund_id {
-            return Err(ProviderError::Protocol(format!(
-                "asked to refund {:?}, the answer is about {:?}",
-                request.refund_id, answer.refund_id
-            )));
-        }
-        if answer.status != "pending" && answer.status != "refunded" {
-            return Err(ProviderError::Protocol(format!(
-                "unknown refund status {:?}",
-                answer.status
-            )));
-        }
-        Ok(RefundAccepted {
-            refund_id: answer.refund_id,
-            provider_reference: answer.provider_reference,
-        })
-    }
-
-    async fn payout(&self, request: &PayoutRequest) -> Result<PayoutAccepted, ProviderError> {
-        let body = wire::PayoutBody {
-            payout_id: &request.payout_id,
-            amount: request.currency.format_minor(request.amount_minor),
-            currency: request.currency.code(),
-            method: &request.method,
-            destination: request.destination.as_deref(),
-        };
-        let answer: wire::PayoutAnswer =
-            self.call(Method::POST, "/v1/payouts", Some(&body)).await?;
-        Ok(PayoutAccepted {
-            provider_reference: answer.provider_reference,
-            status: payout_status(&answer.status)?,
-        })
-    }
-
-    fn verify_webhook(
-        &self,
-        headers: &HeaderMap,
-        raw_body: &[u8],
-        now_unix_s: i64,
-    ) -> Result<ProviderEvent, WebhookError> {
-        webhook::verify_signed_webhook(
-            self.config.webhook_secret.as_bytes(),
-            headers,
-            raw_body,
-            now_unix_s,
-        )
-    }
+    let attempts_max = account.setting_u64("attempts_max", ATTEMPTS_MAX_DEFAULT.into())?;
+    let config = SandboxConfig {
+        base_url: base_url.to_string(),
+        api_secret: account.credential("api_secret")?.clone(),
+        webhook_secret: account.credential("webhook_secret")?.clone(),
+        timeout_ms: account.setting_u64("timeout_ms", TIMEOUT_MS_DEFAULT)?,
+    };
+    let retries = RetryPolicy {
+        attempts_max: u32::try_from(attempts_max).unwrap_or(u32::MAX),
+        retry_backoff_ms: account.setting_u64("retry_backoff_ms", RETRY_BACKOFF_MS_DEFAULT)?,
+    };
+    SandboxConnector::with_retries(&account.id, config, retries)
+        .map_err(|error| invalid("connector", error.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::{PaymentProvider, ProviderError};
+    use crate::webhook;
+    use crate::{HeaderMap, WebhookError};
     use reqwest::header::HeaderValue;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -452,7 +228,7 @@ mod tests {
             SandboxConfigError::ZeroTimeout
         );
         let mut no_secret = config("http://h", 1);
-        no_secret.webhook_secret.clear();
+        no_secret.webhook_secret = SecretString::from("");
         assert_eq!(
             SandboxConnector::new(no_secret).unwrap_err(),
             SandboxConfigError::EmptySecret("webhook_secret")
@@ -475,28 +251,6 @@ mod tests {
             connector.verify_webhook(&headers, body, 1_760_694_060),
             Err(WebhookError::InvalidSignature)
         );
-    }
-
-    #[test]
-    fn answers_map_to_typed_errors() {
-        let rejected: Result<wire::CancelAnswer, _> = decode_answer(
-            StatusCode::CONFLICT,
-            br#"{"error":"invalid_state","message":"not pending"}"#,
-        );
-        assert_eq!(
-            rejected.err(),
-            Some(ProviderError::Rejected {
-                code: "invalid_state".into(),
-                message: "not pending".into()
-            })
-        );
-        let bare: Result<wire::CancelAnswer, _> = decode_answer(StatusCode::NOT_FOUND, b"nope");
-        assert!(matches!(bare, Err(ProviderError::Rejected { code, .. }) if code == "http_404"));
-        let down: Result<wire::CancelAnswer, _> = decode_answer(StatusCode::BAD_GATEWAY, b"<html>");
-        assert!(matches!(down, Err(ProviderError::Unavailable(_))));
-        let garbage: Result<wire::CancelAnswer, _> = decode_answer(StatusCode::OK, b"<html>");
-        assert!(matches!(garbage, Err(ProviderError::Protocol(_))));
-        assert!(payment_status("settled").is_err());
     }
 
     #[tokio::test]
@@ -545,5 +299,46 @@ mod tests {
                 Err(ProviderError::Protocol(_))
             ));
         }
+    }
+
+    fn account(settings: serde_json::Value) -> ProviderAccount {
+        let mut credentials = crate::account::Credentials::new();
+        credentials.insert("api_secret", SecretString::from("api-secret-value"));
+        credentials.insert("webhook_secret", SecretString::from("webhook-secret-value"));
+        ProviderAccount {
+            id: "sandbox-b".into(),
+            merchant_id: "mch_demo".into(),
+            kind: KIND.into(),
+            display_name: "Backup sandbox".into(),
+            credentials,
+            settings: settings.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn an_account_becomes_a_connector_under_its_id_with_its_settings() {
+        let connector = from_account(&account(serde_json::json!({
+            "base_url": "http://127.0.0.1:9/psp", "timeout_ms": 1234, "attempts_max": 3
+        })))
+        .unwrap();
+        assert_eq!(connector.name(), "sandbox-b");
+        assert_eq!(connector.transport().config().timeout_ms, 1234);
+        assert_eq!(connector.transport().config().attempts_max, 3);
+        let no_url = from_account(&account(serde_json::json!({}))).unwrap_err();
+        assert!(
+            matches!(no_url, AccountError::InvalidSetting { ref name, .. } if name == "base_url")
+        );
+        let too_many = from_account(&account(serde_json::json!({
+            "base_url": "http://h", "attempts_max": 99
+        })));
+        assert!(too_many.is_err());
+        let mut no_secret = account(serde_json::json!({"base_url": "http://h"}));
+        no_secret
+            .credentials
+            .insert("api_secret", SecretString::from(""));
+        assert!(matches!(
+            from_account(&no_secret),
+            Err(AccountError::MissingCredential { .. })
+        ));
     }
 }

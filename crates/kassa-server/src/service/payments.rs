@@ -160,15 +160,17 @@ impl PaymentsService {
         self.providers.get(name)
     }
 
-    /// Picks the provider for a payment: the first registered one whose capabilities fit.
+    /// Picks the provider for a payment: the first of the merchant's accounts whose
+    /// capabilities fit.
     fn route(
         &self,
+        merchant_id: &str,
         method: &str,
         currency: Currency,
         country: &str,
     ) -> Result<Arc<dyn PaymentProvider>, PaymentError> {
         self.providers
-            .iter()
+            .for_merchant(merchant_id)
             .find(|(_, p)| p.capabilities().supports(method, currency, Some(country)))
             .map(|(_, p)| p.clone())
             .ok_or_else(|| PaymentError::NoProvider {
@@ -201,7 +203,12 @@ impl PaymentsService {
     ) -> Result<PaymentRecord, PaymentError> {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
-        let provider = self.route(&request.method, request.currency, &request.country)?;
+        let provider = self.route(
+            merchant_id,
+            &request.method,
+            request.currency,
+            &request.country,
+        )?;
         let now = now_ms();
         let mut payment = PaymentRecord {
             id: ids::generate("pay"),

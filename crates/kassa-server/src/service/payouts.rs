@@ -292,9 +292,11 @@ impl PayoutsService {
         currency: Currency,
     ) -> Result<String, PayoutError> {
         let can_pay = |name: &str| {
-            self.providers.get(name).is_some_and(|p| {
-                p.capabilities().payouts && p.capabilities().supports(method, currency, None)
-            })
+            self.providers
+                .get_for_merchant(merchant_id, name)
+                .is_some_and(|p| {
+                    p.capabilities().payouts && p.capabilities().supports(method, currency, None)
+                })
         };
         for (provider, _, _) in self
             .store
@@ -306,7 +308,8 @@ impl PayoutsService {
             }
         }
         self.providers
-            .names()
+            .for_merchant(merchant_id)
+            .map(|(name, _)| name)
             .find(|name| can_pay(name))
             .map(str::to_string)
             .ok_or_else(|| PayoutError::NoProvider {

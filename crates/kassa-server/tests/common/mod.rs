@@ -2,11 +2,47 @@
 
 #![allow(dead_code)]
 
+use futures::future::BoxFuture;
+use kassa_connectors::ExposeSecret;
 use kassa_server::config::Config;
+use kassa_server::providers::{EmbeddedLaunch, EmbeddedProvider, EmbeddedProviders};
 use kassa_server::Server;
 use kassa_store::testing::{fresh_database_url, TestBackend};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+
+/// The sandbox PSP simulator for accounts without a `base_url`, as `kassa serve` starts it:
+/// the server links no simulator, its tests bring one.
+pub struct Simulators;
+
+impl EmbeddedProviders for Simulators {
+    fn start(&self, launch: EmbeddedLaunch) -> BoxFuture<'_, anyhow::Result<EmbeddedProvider>> {
+        Box::pin(async move {
+            let secret = |name: &str| -> anyhow::Result<String> {
+                Ok(launch.account.credential(name)?.expose_secret().to_string())
+            };
+            let simulator = &launch.simulator;
+            let handle = kassa_sim::psp::start(kassa_sim::psp::SandboxPspConfig {
+                listen: "127.0.0.1:0".into(),
+                api_secret: secret("api_secret")?,
+                webhook_secret: secret("webhook_secret")?,
+                webhook_url: Some(launch.webhook_url.clone()),
+                webhook_delay_ms: simulator.webhook_delay_ms,
+                slow_approval_delay_ms: simulator.slow_approval_delay_ms,
+                duplicate_webhooks: simulator.duplicate_webhooks,
+                out_of_order_webhooks: simulator.out_of_order_webhooks,
+                autopilot: simulator.autopilot,
+                ..Default::default()
+            })
+            .await?;
+            let base_url = handle.base_url().to_string();
+            Ok(EmbeddedProvider::new(
+                base_url,
+                Box::new(move || Box::pin(handle.stop())),
+            ))
+        })
+    }
+}
 
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
@@ -70,7 +106,9 @@ pub async fn spawn_with(backend: TestBackend, adjust: impl FnOnce(&mut Config)) 
     config.database_url = database_url.clone();
     config.rate_limit.requests_per_second = 0;
     adjust(&mut config);
-    let server = Server::start(config).await.expect("server starts");
+    let server = Server::start_with(config, Some(&Simulators))
+        .await
+        .expect("server starts");
     let keys = server
         .bootstrap
         .clone()
@@ -208,7 +246,9 @@ impl TestApp {
         config.database_url = self.database_url.clone();
         config.rate_limit.requests_per_second = 0;
         adjust(&mut config);
-        let server = Server::start(config).await.expect("server restarts");
+        let server = Server::start_with(config, Some(&Simulators))
+            .await
+            .expect("server restarts");
         assert!(
             server.bootstrap.is_none(),
             "a restart creates no new demo merchant"

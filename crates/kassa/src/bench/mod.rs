@@ -241,9 +241,9 @@ async fn run_in_process(args: &BenchArgs, backend: &str) -> anyhow::Result<Vec<C
     }
     // The deposits benchmark plays the provider and sends the webhooks itself.
     config.sandbox.autopilot = false;
-    let webhook_secret = config.sandbox.webhook_secret.clone();
+    let webhook_secret = sandbox_webhook_secret(&config)?;
     // A fresh database bootstraps the demo merchant; its key drives the load.
-    let server = Server::start(config).await?;
+    let server = Server::start_with(config, Some(&crate::embedded::Simulators)).await?;
     let api_key = server
         .bootstrap
         .as_ref()
@@ -649,6 +649,20 @@ impl FreshDatabase {
         }
         Ok(())
     }
+}
+
+/// The webhook secret of the server's first sandbox account, which the deposit benchmark signs
+/// its webhooks with.
+fn sandbox_webhook_secret(config: &Config) -> anyhow::Result<String> {
+    use kassa_connectors::ExposeSecret;
+    config
+        .providers
+        .accounts
+        .iter()
+        .find(|account| account.kind == kassa_connectors::sandbox::KIND)
+        .and_then(|account| account.credentials.get("webhook_secret"))
+        .map(|secret| secret.expose_secret().to_string())
+        .context("the configuration has no sandbox account with a webhook_secret")
 }
 
 #[cfg(test)]

@@ -1,0 +1,49 @@
+//! The in-process provider simulators `kassa serve`, `kassa demo` and `kassa bench` start for
+//! provider accounts that name no `base_url`. The server takes them through a hook, so only
+//! this binary (and the server's tests) link simulator code.
+
+use futures::future::BoxFuture;
+use kassa_connectors::ExposeSecret;
+use kassa_server::providers::{EmbeddedLaunch, EmbeddedProvider, EmbeddedProviders};
+use kassa_sim::psp::SandboxPspConfig;
+
+/// Starts the sandbox PSP for `sandbox` accounts; other kinds have no simulator yet.
+pub struct Simulators;
+
+impl EmbeddedProviders for Simulators {
+    fn start(&self, launch: EmbeddedLaunch) -> BoxFuture<'_, anyhow::Result<EmbeddedProvider>> {
+        Box::pin(start_sandbox(launch))
+    }
+}
+
+async fn start_sandbox(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider> {
+    let account = &launch.account;
+    anyhow::ensure!(
+        account.kind == kassa_connectors::sandbox::KIND,
+        "provider account {:?}: no embedded simulator for kind {:?}; set its base_url",
+        account.id,
+        account.kind
+    );
+    let secret = |name: &str| -> anyhow::Result<String> {
+        Ok(account.credential(name)?.expose_secret().to_string())
+    };
+    let simulator = &launch.simulator;
+    let handle = kassa_sim::psp::start(SandboxPspConfig {
+        listen: "127.0.0.1:0".into(),
+        api_secret: secret("api_secret")?,
+        webhook_secret: secret("webhook_secret")?,
+        webhook_url: Some(launch.webhook_url.clone()),
+        webhook_delay_ms: simulator.webhook_delay_ms,
+        slow_approval_delay_ms: simulator.slow_approval_delay_ms,
+        duplicate_webhooks: simulator.duplicate_webhooks,
+        out_of_order_webhooks: simulator.out_of_order_webhooks,
+        autopilot: simulator.autopilot,
+        ..SandboxPspConfig::default()
+    })
+    .await?;
+    let base_url = handle.base_url().to_string();
+    Ok(EmbeddedProvider::new(
+        base_url,
+        Box::new(move || Box::pin(handle.stop())),
+    ))
+}
