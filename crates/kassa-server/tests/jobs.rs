@@ -251,7 +251,11 @@ async fn recurring_jobs_exist_once_across_restarts_and_nodes(app: TestApp) {
         config.listen = "127.0.0.1:0".into();
         config.database_url = app.database_url.clone();
         fast(&mut config);
-        Some(kassa_server::Server::start(config).await.unwrap())
+        Some(
+            kassa_server::Server::start_with(config, Some(&common::Simulators))
+                .await
+                .unwrap(),
+        )
     } else {
         None
     };
