@@ -201,6 +201,7 @@ impl PaymentsService {
     ) -> Result<PaymentRecord, PaymentError> {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
+        PlayerError::check_may_play(&player.player_id, &player.account_status)?;
         let provider = self.route(&request.method, request.currency, &request.country)?;
         let now = now_ms();
         let mut payment = PaymentRecord {

@@ -43,6 +43,9 @@ pub enum WalletError {
     /// A rollback of a debit never seen (remembered, to refuse it later).
     #[error("no debit {original_txn_id:?} to roll back")]
     OriginalNotFound { original_txn_id: Option<String> },
+    /// A credit names a deposit this merchant does not hold for this player.
+    #[error("no payment {payment_id:?} of this player")]
+    PaymentNotFound { payment_id: String },
     /// The ledger refused the request itself.
     #[error("{0}")]
     Refused(Refusal),
@@ -109,6 +112,7 @@ struct Job {
 pub struct WalletService {
     jobs: mpsc::Sender<Job>,
     players: PlayerDirectory,
+    store: Store,
 }
 
 impl WalletService {
@@ -121,6 +125,7 @@ impl WalletService {
         // batch's awaits (one per statement) waited behind every request task in the run
         // queue, and under load that wait, not the database, set the batch time. It ends
         // when the last handle is dropped and the queue closes.
+        let payments = store.clone();
         let spawned = std::thread::Builder::new()
             .name("kassa-wallet-writer".into())
             .spawn(move || {
@@ -140,7 +145,11 @@ impl WalletService {
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot start the wallet writer thread");
         }
-        WalletService { jobs, players }
+        WalletService {
+            jobs,
+            players,
+            store: payments,
+        }
     }
 
     /// A bet: moves money from the player to the house, or answers 402.
@@ -151,6 +160,11 @@ impl WalletService {
         claim: Option<IdempotencyClaim>,
     ) -> Result<WalletReceipt, WalletError> {
         let wallet = self.wallet_for(merchant_id, &call).await?;
+        // Self-excluded and blocked players place no bets; their wins of rounds already
+        // open are still paid (ADR 31).
+        self.players
+            .check_may_play(merchant_id, &call.player_id)
+            .await?;
         let request = Request {
             fingerprint: fingerprint(&[
                 "debit",
@@ -185,6 +199,10 @@ impl WalletService {
         claim: Option<IdempotencyClaim>,
     ) -> Result<WalletReceipt, WalletError> {
         let wallet = self.wallet_for(merchant_id, &call).await?;
+        if let Some(payment_id) = &call.payment_id {
+            self.check_payment(merchant_id, &call.player_id, payment_id)
+                .await?;
+        }
         let source = if call.payment_id.is_some() {
             wallet.suspense
         } else {
@@ -237,6 +255,22 @@ impl WalletService {
             meta: EntryMeta::default(),
         };
         self.submit(merchant_id, request, claim).await
+    }
+
+    /// A credit may enrol only a deposit of this merchant for this player: the entry's
+    /// reference must not dangle.
+    async fn check_payment(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+        payment_id: &str,
+    ) -> Result<(), WalletError> {
+        match self.store.get_payment(merchant_id, payment_id).await? {
+            Some(payment) if payment.player_id == player_id => Ok(()),
+            _ => Err(WalletError::PaymentNotFound {
+                payment_id: payment_id.to_string(),
+            }),
+        }
     }
 
     async fn wallet_for(
