@@ -327,8 +327,7 @@ async fn receive_webhook(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
-    if let (Some(limiter), Some(Extension(ConnectInfo(address)))) =
-        (&state.webhook_limiter, source)
+    if let (Some(limiter), Some(Extension(ConnectInfo(address)))) = (&state.webhook_limiter, source)
     {
         if let Err(retry_after_s) = limiter.check(&address.ip().to_string()) {
             return ApiError::rate_limited_address(retry_after_s).into_response();

@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn points_at_the_first_string_or_key_with_a_control_character() {
-        assert_eq!(control_character_pointer(&json!({"a": "ok", "b": [1, "x"]})), None);
+        assert_eq!(
+            control_character_pointer(&json!({"a": "ok", "b": [1, "x"]})),
+            None
+        );
         assert_eq!(
             control_character_pointer(&json!({"meta": {"session_id": "a\u{0}b"}})),
             Some("/meta/session_id".into())

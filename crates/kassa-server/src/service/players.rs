@@ -121,7 +121,11 @@ impl PlayerDirectory {
 
     /// `Ok` when the player may bet now (see [`PlayerError::check_may_play`]); the status
     /// is read at most once per [`ACCOUNT_STATUS_CACHE_TTL`] per player.
-    pub async fn check_may_play(&self, merchant_id: &str, player_id: &str) -> Result<(), PlayerError> {
+    pub async fn check_may_play(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+    ) -> Result<(), PlayerError> {
         let key = (merchant_id.to_string(), player_id.to_string());
         if let Some(found) = self.statuses.get(&key) {
             if found.1.elapsed() < ACCOUNT_STATUS_CACHE_TTL {

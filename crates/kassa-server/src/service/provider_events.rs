@@ -189,7 +189,11 @@ impl ProviderEvents<'_> {
     ) -> Result<EventReceipt, ProviderEventError> {
         let mut log = WebhookDelivery {
             id: ids::generate("whk"),
-            provider: delivery.provider.chars().take(PROVIDER_NAME_LOGGED_MAX).collect(),
+            provider: delivery
+                .provider
+                .chars()
+                .take(PROVIDER_NAME_LOGGED_MAX)
+                .collect(),
             event_id: None,
             payment_id: None,
             headers: loggable_headers(delivery.headers),
@@ -210,7 +214,7 @@ impl ProviderEvents<'_> {
             log.raw_body = storable_text(delivery.body);
             self.insert_log(&log).await;
         } else {
-            log.raw_body = storable_text(excerpt(delivery.body, self.log_limits.unverified_excerpt_bytes));
+            log.raw_body = excerpt(delivery.body, self.log_limits.unverified_excerpt_bytes);
             self.log_unverified(&log, result.as_ref().err()).await;
         }
         result
@@ -224,7 +228,11 @@ impl ProviderEvents<'_> {
             _ => log.provider.as_str(),
         };
         let minute_ms = log.received_at_ms - log.received_at_ms.rem_euclid(60_000);
-        let count = match self.store.count_unverified_webhook(counted_as, minute_ms).await {
+        let count = match self
+            .store
+            .count_unverified_webhook(counted_as, minute_ms)
+            .await
+        {
             Ok(count) => count,
             Err(error) => {
                 tracing::error!(error = %error, "could not count an unverifiable webhook delivery");
@@ -391,9 +399,16 @@ fn control_character_field(event: &ProviderEvent) -> Option<&'static str> {
         .map(|(field, _)| field)
 }
 
-/// At most `bytes_max` bytes of `body`.
-fn excerpt(body: &[u8], bytes_max: usize) -> &[u8] {
-    &body[..body.len().min(bytes_max)]
+/// The storable text of at most the first `bytes_max` bytes of `body`, itself at most
+/// `bytes_max` bytes long.
+fn excerpt(body: &[u8], bytes_max: usize) -> String {
+    let mut text = storable_text(&body[..body.len().min(bytes_max)]);
+    let mut end = text.len().min(bytes_max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
 }
 
 /// Text any backend stores: invalid UTF-8 and NUL (which PostgreSQL text cannot hold) both
