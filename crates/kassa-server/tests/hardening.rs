@@ -204,12 +204,13 @@ async fn webhooks_are_rate_limited_per_source_address(app: TestApp) {
     let mut retry_after = None;
     for _ in 0..6 {
         let answer = post_unsigned(&app, b"{}".to_vec()).await;
-        if answer.status() == StatusCode::TOO_MANY_REQUESTS {
+        let status = answer.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
             retry_after = answer.headers().get("retry-after").cloned();
             let body: Value = answer.json().await.unwrap();
             assert_eq!(body["error"], "rate_limited");
         }
-        statuses.push(answer.status());
+        statuses.push(status);
     }
     assert_eq!(
         &statuses[..3],

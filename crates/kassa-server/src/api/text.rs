@@ -75,7 +75,7 @@ pub async fn refuse_control_characters(request: Request, next: Next) -> Response
     if let Some(query) = uri.query() {
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             if has_control(&name) || has_control(&value) {
-                let field = if has_control(&name) { "query" } else { &name };
+                let field = if has_control(&name) { "query" } else { &*name };
                 return control_character_error(field).into_response();
             }
         }

@@ -379,16 +379,16 @@ fn control_character_field(event: &ProviderEvent) -> Option<&'static str> {
     use crate::api::text::has_control;
     let fields: Vec<(&'static str, Option<&str>)> = match event {
         ProviderEvent::Payment(e) => vec![
-            ("event_id", Some(&e.event_id)),
-            ("payment_id", Some(&e.payment_id)),
+            ("event_id", Some(e.event_id.as_str())),
+            ("payment_id", Some(e.payment_id.as_str())),
             ("provider_reference", e.provider_reference.as_deref()),
             ("refund_id", e.refund_id.as_deref()),
             ("dispute_id", e.dispute_id.as_deref()),
             ("reason", e.reason.as_deref()),
         ],
         ProviderEvent::Payout(e) => vec![
-            ("event_id", Some(&e.event_id)),
-            ("payout_id", Some(&e.payout_id)),
+            ("event_id", Some(e.event_id.as_str())),
+            ("payout_id", Some(e.payout_id.as_str())),
             ("provider_reference", e.provider_reference.as_deref()),
             ("reason", e.reason.as_deref()),
         ],
