@@ -36,6 +36,31 @@ pub struct Config {
     pub payouts: PayoutsConfig,
     /// The job queue and its workers.
     pub jobs: JobsConfig,
+    /// Inbound provider webhooks: their rate and their delivery log.
+    pub webhooks: WebhooksConfig,
+}
+
+/// Inbound provider webhooks: what one source address may send, and what the delivery log
+/// keeps (verified deliveries in full, unverifiable ones as a counted, sampled excerpt).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Sustained deliveries per second allowed per source address; 0 turns the limit off.
+    pub requests_per_second_per_address: u32,
+    /// Deliveries a source address may send at once above the sustained rate.
+    pub burst_per_address: u32,
+    /// Delivery log rows older than this are purged.
+    pub delivery_log_retention_days: u32,
+    /// How often the purge job runs.
+    pub delivery_log_purge_interval_ms: u64,
+    /// Most rows one purge run deletes per batch; a run deletes at most ten batches.
+    pub delivery_log_purge_batch_max: u32,
+    /// Bytes of an unverifiable delivery's body kept in the log.
+    pub unverified_excerpt_bytes: usize,
+    /// Unverifiable deliveries logged per provider and minute before only a sample is.
+    pub unverified_logged_per_minute_max: i64,
+    /// Past that, one unverifiable delivery in this many is logged.
+    pub unverified_sample_every: i64,
 }
 
 /// The job queue (ADR 24): how a node runs background work, how failures back off.

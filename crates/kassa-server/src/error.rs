@@ -105,6 +105,14 @@ impl ApiError {
         error
     }
 
+    /// 429 with `Retry-After`, for a source address (webhooks carry no API key).
+    pub fn rate_limited_address(retry_after_s: u64) -> ApiError {
+        let mut error = ApiError::rate_limited(retry_after_s);
+        error.message =
+            format!("too many requests from this address; retry after {retry_after_s} s");
+        error
+    }
+
     /// 503: overloaded or shutting down; safe to retry.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -138,6 +146,13 @@ impl ApiError {
     /// The answer to a use case's error; a 5xx's cause chain is logged here, once.
     pub fn public(error: &(impl PublicError + 'static)) -> ApiError {
         let problem = error.problem();
+        if problem.code == crate::views::errors::DATABASE_UNAVAILABLE {
+            // Logged once per outage, not per request (crate::outage).
+            crate::outage::database_unreachable(&chain(error));
+            let mut answer = ApiError::from(problem);
+            answer.retry_after_s = Some(crate::outage::RETRY_AFTER_S);
+            return answer;
+        }
         if problem.status >= 500 {
             log_chain(error);
         }
@@ -145,7 +160,7 @@ impl ApiError {
     }
 }
 
-fn log_chain(error: &(dyn std::error::Error + 'static)) {
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut chain = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -153,7 +168,11 @@ fn log_chain(error: &(dyn std::error::Error + 'static)) {
         chain.push_str(&cause.to_string());
         source = cause.source();
     }
-    tracing::error!(error = %chain, "internal error");
+    chain
+}
+
+fn log_chain(error: &(dyn std::error::Error + 'static)) {
+    tracing::error!(error = %chain(error), "internal error");
 }
 
 impl From<Problem> for ApiError {

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod idempotency;
+pub mod outage;
 pub mod providers;
 pub mod rate_limit;
 pub mod service;
@@ -49,6 +50,8 @@ pub struct AppStateInner {
     pub auth: auth::KeyCache,
     /// Per-key rate limiter; `None` when turned off.
     pub limiter: Option<Arc<rate_limit::KeyedLimiter>>,
+    /// Per-source-address limiter of inbound webhooks; `None` when turned off.
+    pub webhook_limiter: Option<Arc<rate_limit::KeyedLimiter>>,
     /// The game-round wallet and its group-commit writer.
     pub wallet: service::wallet::WalletService,
     /// Players' immutable ledger wiring, cached.
@@ -106,6 +109,7 @@ impl Server {
         let jobs = workers::jobs::spawn(state.clone(), publisher, shutdown.subscribe());
         workers::spawn_idempotency_purge(state.clone(), shutdown.subscribe());
         workers::spawn_wal_checkpointer(state.clone(), shutdown.subscribe());
+        workers::spawn_database_watch(state.clone(), shutdown.subscribe());
         let app = api::router(state);
         let handle = tokio::spawn(async move {
             axum::serve(
@@ -183,6 +187,11 @@ impl AppState {
         AppState(Arc::new(AppStateInner {
             auth: auth::KeyCache::new(store.clone()),
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),
+            webhook_limiter: rate_limit::KeyedLimiter::from_config(&config::RateLimitConfig {
+                requests_per_second: config.webhooks.requests_per_second_per_address,
+                burst: config.webhooks.burst_per_address,
+            })
+            .map(Arc::new),
             store,
             players,
             wallet,

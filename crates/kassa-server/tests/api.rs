@@ -269,10 +269,15 @@ async fn debit_credit_and_balance(app: TestApp) {
     let exact = app.debit("b3", "p1", "89.50").await;
     assert_eq!(exact.body["balance"], "0.00");
     let enrolled = app.post("/v1/wallet/credit", json!({"txn_id": "dep-1", "player_id": "p1", "amount": "5", "currency": "EUR", "payment_id": "pay_external_1"})).await;
-    assert_eq!(enrolled.body["balance"], "5.00");
+    // A credit may enrol only a deposit Kassa holds for this player (issue 21): an unknown
+    // payment id is refused, not stored as a dangling reference.
+    assert_eq!(
+        (enrolled.status, enrolled.error_code()),
+        (StatusCode::NOT_FOUND, "payment_not_found")
+    );
     assert_eq!(
         app.balance("p1").await,
-        ("5.00".to_string(), "0.00".to_string())
+        ("0.00".to_string(), "0.00".to_string())
     );
     let unknown_player = app.debit("b4", "nobody", "1.00").await;
     assert_eq!(

@@ -23,6 +23,7 @@ pub mod payouts;
 mod postgres_writer;
 mod sqlite_writer;
 pub mod wallet_writer;
+pub mod webhook_log;
 
 use postgres_writer::PostgresWriter;
 use sqlite_writer::SqliteWriter;
@@ -121,6 +122,33 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached (refused or lost connection, pool
+    /// timeout, server shutting down or starting): nothing was done, and the same call may
+    /// succeed once it is back.
+    pub fn is_unavailable(&self) -> bool {
+        // SQLSTATE class 08 (connection exception) and 57P01..57P03 (admin or crash
+        // shutdown, cannot connect now).
+        let unavailable_code =
+            |code: &str| code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+        match self {
+            StoreError::Database(error) => match error {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_) => true,
+                sqlx::Error::Database(db) => db.code().is_some_and(|c| unavailable_code(&c)),
+                _ => false,
+            },
+            StoreError::Postgres(error) => {
+                error.is_closed()
+                    || error.code().is_some_and(|c| unavailable_code(c.code()))
+                    || std::error::Error::source(error)
+                        .is_some_and(|source| source.is::<std::io::Error>())
+            }
+            _ => false,
+        }
+    }
+
     /// Whether retrying the whole transaction may succeed (lost race, deadlock, busy file).
     pub fn is_retryable(&self) -> bool {
         if let StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) = self {

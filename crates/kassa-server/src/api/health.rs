@@ -18,11 +18,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "ready"),
-    (status = 503, description = "the database does not answer", body = crate::error::ErrorBody)
+    (status = 503, description = "database_unavailable (with Retry-After) or unavailable: the database does not answer", body = crate::error::ErrorBody)
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response(),
+        Ok(()) => {
+            crate::outage::database_reachable();
+            (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
+        }
+        Err(error) if error.is_unavailable() => ApiError::public(&error).into_response(),
         Err(error) => {
             tracing::warn!(error = %error, "readiness check failed");
             ApiError::unavailable("the database does not answer").into_response()

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod payments;
 pub mod payouts;
 pub mod players;
+pub mod text;
 pub mod wallet;
 
 use std::time::Duration;
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
+        .layer(axum::middleware::from_fn(text::refuse_control_characters))
         .layer(axum::middleware::from_fn(trace::middleware))
         .with_state(state)
 }
@@ -147,10 +149,23 @@ where
     type Rejection = axum::response::Response;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection).into_response()),
+        // Parsed to a value first, so that one walk finds a control character in any field
+        // (ADR 30) before the typed fields are read.
+        let value = match axum::Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection).into_response()),
+        };
+        if let Some(pointer) = text::control_character_pointer(&value) {
+            return Err(text::control_character_error(&pointer).into_response());
         }
+        serde_json::from_value(value).map(ApiJson).map_err(|error| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                error.to_string(),
+            )
+            .into_response()
+        })
     }
 }
 

@@ -2,10 +2,11 @@
 //! webhook (`POST /v1/payments/webhook`, the seed's format) and live status streams.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -109,6 +110,7 @@ fn check_return_url(url: &str) -> Result<(), ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 201, body = PaymentInitView),
+        (status = 403, description = "self_excluded, account_blocked: the player may not deposit", body = ErrorBody),
         (status = 404, description = "player_not_found", body = ErrorBody),
         (status = 409, description = "idempotency_key_reused, idempotency_key_in_use", body = ErrorBody),
         (status = 422, description = "validation_failed, currency_mismatch, no_provider, idempotency_key_missing", body = ErrorBody),
@@ -289,40 +291,53 @@ pub struct SeedWebhookBody {
         (status = 200, description = "processed, ignored (does not fit the state) or a duplicate"),
         (status = 401, description = "invalid_signature, stale_webhook", body = ErrorBody),
         (status = 404, description = "payment_not_found", body = ErrorBody),
-        (status = 422, description = "webhook_mismatch, malformed_webhook", body = ErrorBody),
+        (status = 422, description = "webhook_mismatch, malformed_webhook (details.field names a field holding a control character)", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many deliveries from this source address; see Retry-After", body = ErrorBody),
     ))]
 pub async fn seed_webhook(
     State(state): State<AppState>,
+    source: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    receive_webhook(&state, SEED_WEBHOOK_PROVIDER, &headers, &body).await
+    receive_webhook(&state, source, SEED_WEBHOOK_PROVIDER, &headers, &body).await
 }
 
 /// The inbound webhook of any configured provider.
 #[utoipa::path(post, path = "/v1/providers/{provider}/webhook", tag = "payments", request_body = SeedWebhookBody,
     params(("provider" = String, Path)),
-    responses((status = 200, description = "processed, ignored or a duplicate"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "processed, ignored or a duplicate"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "rate_limited: too many deliveries from this source address; see Retry-After", body = ErrorBody)))]
 pub async fn provider_webhook(
     State(state): State<AppState>,
+    source: Option<Extension<ConnectInfo<SocketAddr>>>,
     Path(provider): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    receive_webhook(&state, &provider, &headers, &body).await
+    receive_webhook(&state, source, &provider, &headers, &body).await
 }
 
-/// Hands one delivery to the provider-event pipeline and sends its answer.
+/// Hands one delivery to the provider-event pipeline and sends its answer; a source
+/// address over its rate gets 429 before anything is read or stored.
 async fn receive_webhook(
     state: &AppState,
+    source: Option<Extension<ConnectInfo<SocketAddr>>>,
     provider: &str,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
+    if let (Some(limiter), Some(Extension(ConnectInfo(address)))) = (&state.webhook_limiter, source)
+    {
+        if let Err(retry_after_s) = limiter.check(&address.ip().to_string()) {
+            return ApiError::rate_limited_address(retry_after_s).into_response();
+        }
+    }
     let events = ProviderEvents {
         store: &state.store,
         payments: &state.payments,
         payouts: &state.payouts,
+        log_limits: &state.config.webhooks,
     };
     let delivery = Delivery {
         provider,

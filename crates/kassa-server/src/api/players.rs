@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use kassa_core::ledger::EntryStatus;
 use kassa_core::Currency;
 use kassa_store::directory::{PlayerRecord, PlayerUpsert};
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,11 @@ pub struct TransactionView {
     pub round_id: Option<String>,
     /// Payment the entry settles, or the original of a rollback.
     pub reference: Option<String>,
+    /// Whether this entry moved money: false for a call refused with 402
+    /// (`status` `rejected`) and for entries that record a call without moving money
+    /// (`no_effect`, `original_not_found`). Refused calls are listed, marked, because the
+    /// player and support see every call the game made.
+    pub moved_money: bool,
     /// Available balance right after this entry.
     pub balance_after: Option<String>,
     pub created_at: String,
@@ -267,6 +273,7 @@ pub async fn list_transactions(
                 currency: entry.currency.map(|c| c.code().to_string()),
                 txn_id: entry.txn_id,
                 kind: entry.label,
+                moved_money: matches!(entry.status, EntryStatus::Posted | EntryStatus::Reversed),
                 status: entry.status.as_str().to_string(),
                 round_id: entry.meta.round_id,
                 reference: entry.meta.reference.or(entry.ref_txn_id),

@@ -110,6 +110,7 @@ fn field_key(
     responses(
         (status = 200, description = "posted, or a repeat of the first answer", body = WalletReceipt),
         (status = 402, description = "insufficient_funds", body = ErrorBody),
+        (status = 403, description = "self_excluded, account_blocked: the player may not bet", body = ErrorBody),
         (status = 404, description = "player_not_found", body = ErrorBody),
         (status = 409, description = "txn_id_reused, txn_cancelled", body = ErrorBody),
         (status = 422, description = "validation_failed, currency_mismatch", body = ErrorBody),
@@ -134,7 +135,7 @@ pub async fn debit(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "posted, or a repeat of the first answer", body = WalletReceipt),
-        (status = 404, description = "player_not_found", body = ErrorBody),
+        (status = 404, description = "player_not_found, payment_not_found (payment_id is not a deposit of this player)", body = ErrorBody),
         (status = 409, description = "txn_id_reused", body = ErrorBody),
         (status = 422, description = "validation_failed, currency_mismatch", body = ErrorBody),
     ))]

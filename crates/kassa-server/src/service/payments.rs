@@ -203,6 +203,7 @@ impl PaymentsService {
     ) -> Result<PaymentRecord, PaymentError> {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
+        PlayerError::check_may_play(&player.player_id, &player.account_status)?;
         let provider = self.route(
             merchant_id,
             &request.method,

@@ -2,9 +2,11 @@
 //! player that never change (currency and account ids), which the wallet's hot path reads.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use kassa_core::ledger::{AccountId, AccountKind};
+use kassa_core::status::AccountStatus;
 use kassa_core::Currency;
 use kassa_store::directory::{PlayerRecord, PlayerUpsert};
 use kassa_store::{Store, StoreError};
@@ -21,6 +23,12 @@ pub enum PlayerError {
         player_id: String,
         held: Currency,
         asked: Currency,
+    },
+    /// The player's account may not deposit or bet (self-excluded or blocked).
+    #[error("player {player_id} is {status}: deposits and bets are refused")]
+    Restricted {
+        player_id: String,
+        status: AccountStatus,
     },
     /// The database failed (or refused a currency change: `CurrencyImmutable`).
     #[error(transparent)]
@@ -45,6 +53,20 @@ impl PlayerError {
     }
 }
 
+impl PlayerError {
+    /// `Ok` when an account of this status may deposit and bet: only `active` may; an
+    /// unknown stored status is refused as `blocked` (fail closed).
+    pub fn check_may_play(player_id: &str, account_status: &str) -> Result<(), PlayerError> {
+        match AccountStatus::parse(account_status) {
+            Some(AccountStatus::Active) => Ok(()),
+            status => Err(PlayerError::Restricted {
+                player_id: player_id.to_string(),
+                status: status.unwrap_or(AccountStatus::Blocked),
+            }),
+        }
+    }
+}
+
 /// A player's wallet wiring; immutable once the player exists, so safe to cache on every
 /// node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +88,13 @@ pub struct WalletAccounts {
 pub struct PlayerDirectory {
     store: Store,
     wallets: Arc<DashMap<(String, String), WalletAccounts>>,
+    statuses: Arc<DashMap<(String, String), (String, Instant)>>,
 }
+
+/// How long a player's account status read for a bet is reused. A change made through this
+/// node applies at once (the entry is dropped); one made through another node sharing the
+/// database applies within this time (ADR 31).
+const ACCOUNT_STATUS_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Most players' wiring kept in memory; past this the cache starts over.
 const WALLET_CACHE_LEN_MAX: usize = 1_000_000;
@@ -77,12 +105,40 @@ impl PlayerDirectory {
         PlayerDirectory {
             store,
             wallets: Arc::new(DashMap::new()),
+            statuses: Arc::new(DashMap::new()),
         }
     }
 
     /// Creates or updates a player; returns the record and whether it was created.
     pub async fn upsert(&self, player: PlayerUpsert) -> Result<(PlayerRecord, bool), PlayerError> {
-        Ok(self.store.upsert_player(&player).await?)
+        let key = (player.merchant_id.clone(), player.player_id.clone());
+        let upserted = self.store.upsert_player(&player).await;
+        // Dropped after the write (and whatever its result): a bet checked from now on
+        // reads the new status.
+        self.statuses.remove(&key);
+        Ok(upserted?)
+    }
+
+    /// `Ok` when the player may bet now (see [`PlayerError::check_may_play`]); the status
+    /// is read at most once per [`ACCOUNT_STATUS_CACHE_TTL`] per player.
+    pub async fn check_may_play(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+    ) -> Result<(), PlayerError> {
+        let key = (merchant_id.to_string(), player_id.to_string());
+        if let Some(found) = self.statuses.get(&key) {
+            if found.1.elapsed() < ACCOUNT_STATUS_CACHE_TTL {
+                return PlayerError::check_may_play(player_id, &found.0);
+            }
+        }
+        let player = self.get(merchant_id, player_id).await?;
+        if self.statuses.len() >= WALLET_CACHE_LEN_MAX {
+            self.statuses.clear();
+        }
+        self.statuses
+            .insert(key, (player.account_status.clone(), Instant::now()));
+        PlayerError::check_may_play(player_id, &player.account_status)
     }
 
     /// The player, or `PlayerError::NotFound`.

@@ -14,6 +14,7 @@ use kassa_store::payments::WebhookDelivery;
 use kassa_store::{now_ms, Store, StoreError};
 use serde_json::json;
 
+use crate::config::WebhooksConfig;
 use crate::service::payments::PaymentsService;
 use crate::service::payouts::PayoutsService;
 use crate::service::players::PlayerError;
@@ -34,6 +35,9 @@ pub enum ProviderEventError {
     /// The body is not an event the provider's format allows.
     #[error("malformed webhook: {0}")]
     Malformed(String),
+    /// A field of a correctly signed event holds a control character.
+    #[error("field {field} of the webhook holds a control character")]
+    ControlCharacter { field: &'static str },
     /// The event names a payment we do not hold.
     #[error("no payment {payment_id:?}")]
     PaymentNotFound { payment_id: String },
@@ -64,7 +68,9 @@ impl ProviderEventError {
             ProviderEventError::UnknownProvider { .. } => "unknown_provider",
             ProviderEventError::InvalidSignature => "invalid_signature",
             ProviderEventError::Stale => "stale",
-            ProviderEventError::Malformed(_) => "malformed",
+            ProviderEventError::Malformed(_) | ProviderEventError::ControlCharacter { .. } => {
+                "malformed"
+            }
             ProviderEventError::PaymentNotFound { .. } => "unknown_payment",
             ProviderEventError::PayoutNotFound { .. } => "unknown_payout",
             ProviderEventError::Mismatch(_) => "mismatch",
@@ -171,6 +177,8 @@ pub struct ProviderEvents<'a> {
     pub payments: &'a PaymentsService,
     /// Withdrawals.
     pub payouts: &'a PayoutsService,
+    /// What the delivery log keeps of unverifiable deliveries.
+    pub log_limits: &'a WebhooksConfig,
 }
 
 impl ProviderEvents<'_> {
@@ -181,32 +189,74 @@ impl ProviderEvents<'_> {
     ) -> Result<EventReceipt, ProviderEventError> {
         let mut log = WebhookDelivery {
             id: ids::generate("whk"),
-            provider: delivery.provider.to_string(),
+            provider: delivery
+                .provider
+                .chars()
+                .take(PROVIDER_NAME_LOGGED_MAX)
+                .collect(),
             event_id: None,
             payment_id: None,
             headers: loggable_headers(delivery.headers),
-            raw_body: String::from_utf8_lossy(delivery.body).into_owned(),
+            raw_body: String::new(),
             outcome: String::new(),
             http_status: 0,
             received_at_ms: now_ms(),
         };
-        let result = self.handle(&delivery, &mut log).await;
+        let mut verified = false;
+        let result = self.handle(&delivery, &mut log, &mut verified).await;
         let (outcome, http_status) = match &result {
             Ok(receipt) => (receipt.outcome.as_str(), receipt.answer.status),
             Err(error) => (error.log_outcome(), error.problem().status),
         };
         log.outcome = outcome.to_string();
         log.http_status = http_status;
-        if let Err(error) = self.store.insert_webhook_delivery(&log).await {
-            tracing::error!(error = %error, "could not log a webhook delivery");
+        if verified {
+            log.raw_body = storable_text(delivery.body);
+            self.insert_log(&log).await;
+        } else {
+            log.raw_body = excerpt(delivery.body, self.log_limits.unverified_excerpt_bytes);
+            self.log_unverified(&log, result.as_ref().err()).await;
         }
         result
+    }
+
+    /// Counts an unverifiable delivery, and logs it while its provider's minute is under
+    /// the limit, then only a sample: such deliveries cost a counter, not a row each.
+    async fn log_unverified(&self, log: &WebhookDelivery, error: Option<&ProviderEventError>) {
+        let counted_as = match error {
+            Some(ProviderEventError::UnknownProvider { .. }) => UNKNOWN_PROVIDER_COUNTED_AS,
+            _ => log.provider.as_str(),
+        };
+        let minute_ms = log.received_at_ms - log.received_at_ms.rem_euclid(60_000);
+        let count = match self
+            .store
+            .count_unverified_webhook(counted_as, minute_ms)
+            .await
+        {
+            Ok(count) => count,
+            Err(error) => {
+                tracing::error!(error = %error, "could not count an unverifiable webhook delivery");
+                return self.insert_log(log).await;
+            }
+        };
+        let limits = self.log_limits;
+        let over = count - limits.unverified_logged_per_minute_max;
+        if over <= 0 || over % limits.unverified_sample_every.max(1) == 0 {
+            self.insert_log(log).await;
+        }
+    }
+
+    async fn insert_log(&self, log: &WebhookDelivery) {
+        if let Err(error) = self.store.insert_webhook_delivery(log).await {
+            tracing::error!(error = %error, "could not log a webhook delivery");
+        }
     }
 
     async fn handle(
         &self,
         delivery: &Delivery<'_>,
         log: &mut WebhookDelivery,
+        verified: &mut bool,
     ) -> Result<EventReceipt, ProviderEventError> {
         let provider = self.payments.provider(delivery.provider).ok_or_else(|| {
             ProviderEventError::UnknownProvider {
@@ -220,6 +270,12 @@ impl ProviderEvents<'_> {
                 WebhookError::Stale { .. } => ProviderEventError::Stale,
                 WebhookError::Malformed(why) => ProviderEventError::Malformed(why),
             })?;
+        *verified = true;
+        // Signed, but a control character in a field (ADR 30): refused before anything is
+        // stored under its ids, so that both backends answer alike and no money moves.
+        if let Some(field) = control_character_field(&event) {
+            return Err(ProviderEventError::ControlCharacter { field });
+        }
         match event {
             ProviderEvent::Payment(event) => {
                 log.event_id = Some(event.event_id.clone());
@@ -310,6 +366,55 @@ impl ProviderEvents<'_> {
             answer: Answer { status, body },
         }))
     }
+}
+
+/// Longest provider name (from the URL) kept in the delivery log.
+const PROVIDER_NAME_LOGGED_MAX: usize = 64;
+
+/// The counter key all unknown providers share, so that made-up names add no rows.
+const UNKNOWN_PROVIDER_COUNTED_AS: &str = "<unknown>";
+
+/// The first field of an event that holds a control character, if any.
+fn control_character_field(event: &ProviderEvent) -> Option<&'static str> {
+    use crate::api::text::has_control;
+    let fields: Vec<(&'static str, Option<&str>)> = match event {
+        ProviderEvent::Payment(e) => vec![
+            ("event_id", Some(e.event_id.as_str())),
+            ("payment_id", Some(e.payment_id.as_str())),
+            ("provider_reference", e.provider_reference.as_deref()),
+            ("refund_id", e.refund_id.as_deref()),
+            ("dispute_id", e.dispute_id.as_deref()),
+            ("reason", e.reason.as_deref()),
+        ],
+        ProviderEvent::Payout(e) => vec![
+            ("event_id", Some(e.event_id.as_str())),
+            ("payout_id", Some(e.payout_id.as_str())),
+            ("provider_reference", e.provider_reference.as_deref()),
+            ("reason", e.reason.as_deref()),
+        ],
+    };
+    fields
+        .into_iter()
+        .find(|(_, value)| value.is_some_and(has_control))
+        .map(|(field, _)| field)
+}
+
+/// The storable text of at most the first `bytes_max` bytes of `body`, itself at most
+/// `bytes_max` bytes long.
+fn excerpt(body: &[u8], bytes_max: usize) -> String {
+    let mut text = storable_text(&body[..body.len().min(bytes_max)]);
+    let mut end = text.len().min(bytes_max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
+}
+
+/// Text any backend stores: invalid UTF-8 and NUL (which PostgreSQL text cannot hold) both
+/// become U+FFFD, so that a delivery is never left out of the log for its bytes.
+fn storable_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{fffd}")
 }
 
 /// Headers worth keeping in the delivery log, with anything secret-looking removed.

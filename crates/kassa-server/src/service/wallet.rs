@@ -42,6 +42,9 @@ pub enum WalletError {
     /// A rollback of a debit never seen (remembered, to refuse it later).
     #[error("no debit {original_txn_id:?} to roll back")]
     OriginalNotFound { original_txn_id: Option<String> },
+    /// A credit names a deposit this merchant does not hold for this player.
+    #[error("no payment {payment_id:?} of this player")]
+    PaymentNotFound { payment_id: String },
     /// The ledger refused the request itself.
     #[error("{0}")]
     Refused(Refusal),
@@ -91,20 +94,25 @@ pub struct WalletMove {
 pub struct WalletService {
     writer: WalletQueue,
     players: PlayerDirectory,
+    store: Store,
 }
 
 impl WalletService {
     /// Starts the writer.
     pub fn start(store: Store, players: PlayerDirectory, config: &WalletConfig) -> WalletService {
         let writer = WalletQueue::start(
-            store,
+            store.clone(),
             &WalletQueueOptions {
                 batch_size_max: config.batch_size_max,
                 queue_len_max: config.queue_len_max,
                 writer_nice: config.writer_nice,
             },
         );
-        WalletService { writer, players }
+        WalletService {
+            writer,
+            players,
+            store,
+        }
     }
 
     /// A bet: moves money from the player to the house, or answers 402.
@@ -115,6 +123,11 @@ impl WalletService {
         claim: Option<IdempotencyClaim>,
     ) -> Result<WalletReceipt, WalletError> {
         let wallet = self.wallet_for(merchant_id, &call).await?;
+        // Self-excluded and blocked players place no bets; their wins of rounds already
+        // open are still paid (ADR 31).
+        self.players
+            .check_may_play(merchant_id, &call.player_id)
+            .await?;
         let request = Request {
             fingerprint: fingerprint(&[
                 "debit",
@@ -149,6 +162,10 @@ impl WalletService {
         claim: Option<IdempotencyClaim>,
     ) -> Result<WalletReceipt, WalletError> {
         let wallet = self.wallet_for(merchant_id, &call).await?;
+        if let Some(payment_id) = &call.payment_id {
+            self.check_payment(merchant_id, &call.player_id, payment_id)
+                .await?;
+        }
         let source = if call.payment_id.is_some() {
             wallet.suspense
         } else {
@@ -201,6 +218,22 @@ impl WalletService {
             meta: EntryMeta::default(),
         };
         self.submit(merchant_id, request, claim).await
+    }
+
+    /// A credit may enrol only a deposit of this merchant for this player: the entry's
+    /// reference must not dangle.
+    async fn check_payment(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+        payment_id: &str,
+    ) -> Result<(), WalletError> {
+        match self.store.get_payment(merchant_id, payment_id).await? {
+            Some(payment) if payment.player_id == player_id => Ok(()),
+            _ => Err(WalletError::PaymentNotFound {
+                payment_id: payment_id.to_string(),
+            }),
+        }
     }
 
     async fn wallet_for(

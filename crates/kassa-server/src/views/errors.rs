@@ -3,6 +3,7 @@
 
 use kassa_connectors::ProviderError;
 use kassa_core::ledger::Refusal;
+use kassa_core::status::AccountStatus;
 use kassa_core::MoneyError;
 use kassa_store::StoreError;
 use serde_json::{json, Value};
@@ -13,6 +14,9 @@ use crate::service::payouts::PayoutError;
 use crate::service::players::PlayerError;
 use crate::service::provider_events::ProviderEventError;
 use crate::service::wallet::WalletError;
+
+/// The code of a 503 for a database that cannot be reached.
+pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
 
 /// An error as the API answers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +105,11 @@ impl PublicError for StoreError {
             StoreError::CurrencyImmutable { .. } => {
                 Problem::new(409, "currency_immutable", self.to_string())
             }
+            error if error.is_unavailable() => Problem::new(
+                503,
+                DATABASE_UNAVAILABLE,
+                "the database is briefly unreachable; nothing was done, retry after Retry-After",
+            ),
             _ => Problem::internal(),
         }
     }
@@ -134,6 +143,14 @@ impl PublicError for PlayerError {
                 format!("player {player_id} holds {held}, not {asked}"),
             )
             .with_details(json!({ "field": "currency", "player_currency": held.code() })),
+            PlayerError::Restricted { status, .. } => {
+                let code = match status {
+                    AccountStatus::SelfExcluded => "self_excluded",
+                    _ => "account_blocked",
+                };
+                Problem::new(403, code, self.to_string())
+                    .with_details(json!({ "account_status": status.as_str() }))
+            }
             PlayerError::Store(error) => error.problem(),
         }
     }
@@ -284,6 +301,12 @@ impl PublicError for WalletError {
                  it arrives later",
             )
             .with_details(json!({ "original_txn_id": original_txn_id })),
+            WalletError::PaymentNotFound { payment_id } => Problem::new(
+                404,
+                "payment_not_found",
+                format!("no payment {payment_id:?} of this player to enrol"),
+            )
+            .with_details(json!({ "field": "payment_id" })),
             WalletError::Refused(refusal) => refusal_problem(refusal),
             WalletError::UnexpectedEntry { .. } => Problem::internal(),
             WalletError::Store(error) => error.problem(),
@@ -302,6 +325,10 @@ impl PublicError for ProviderEventError {
             ProviderEventError::Stale => Problem::new(401, "stale_webhook", message),
             ProviderEventError::Malformed(why) => {
                 Problem::new(422, "malformed_webhook", why.clone())
+            }
+            ProviderEventError::ControlCharacter { field } => {
+                Problem::new(422, "malformed_webhook", message)
+                    .with_details(json!({ "field": field }))
             }
             ProviderEventError::PaymentNotFound { .. } => {
                 Problem::new(404, "payment_not_found", message)

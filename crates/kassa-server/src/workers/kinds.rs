@@ -24,9 +24,21 @@ pub const PAYOUT_SEND: &str = "payout.send";
 /// Recurring: the outbox's consumer.
 pub const OUTBOX_PUBLISH: &str = "outbox.publish";
 
+/// Recurring: deletes delivery log rows older than `webhooks.delivery_log_retention_days`.
+pub const WEBHOOK_LOG_PURGE: &str = "webhooks.delivery_log_purge";
+
 /// Every kind this node has a handler for; it claims no other (a newer node's kinds wait
 /// for a newer node).
-pub const KINDS: &[&str] = &[STATUS_SYNC, PAYOUT_SCHEDULER, PAYOUT_SEND, OUTBOX_PUBLISH];
+pub const KINDS: &[&str] = &[
+    STATUS_SYNC,
+    PAYOUT_SCHEDULER,
+    PAYOUT_SEND,
+    OUTBOX_PUBLISH,
+    WEBHOOK_LOG_PURGE,
+];
+
+/// Batches one purge run deletes at most; the rest waits for the next run.
+const WEBHOOK_LOG_PURGE_BATCHES_MAX: u32 = 10;
 
 /// Payments asked about per status-sync run.
 const STATUS_SYNC_BATCH: u32 = 50;
@@ -84,7 +96,7 @@ pub struct PayoutSendPayload {
 }
 
 /// The recurring jobs and their periods, from the configuration.
-pub fn recurring(state: &AppState) -> [(&'static str, i64); 3] {
+pub fn recurring(state: &AppState) -> [(&'static str, i64); 4] {
     let config = &state.config;
     [
         (
@@ -96,6 +108,10 @@ pub fn recurring(state: &AppState) -> [(&'static str, i64); 3] {
             config.payouts.retry_interval_ms.max(1) as i64,
         ),
         (OUTBOX_PUBLISH, config.jobs.outbox_interval_ms),
+        (
+            WEBHOOK_LOG_PURGE,
+            config.webhooks.delivery_log_purge_interval_ms.max(1) as i64,
+        ),
     ]
 }
 
@@ -138,8 +154,32 @@ pub async fn run(
             }
             Ok(())
         }
+        WEBHOOK_LOG_PURGE => purge_webhook_log(state).await,
         other => Err(JobError::UnknownKind(other.to_string())),
     }
+}
+
+/// Deletes delivery log rows past their retention, in bounded batches.
+async fn purge_webhook_log(state: &AppState) -> Result<(), JobError> {
+    let config = &state.config.webhooks;
+    let retention_ms = i64::from(config.delivery_log_retention_days) * 86_400_000;
+    let before_ms = now_ms() - retention_ms;
+    let batch_max = config.delivery_log_purge_batch_max.max(1);
+    let mut purged = 0;
+    for _ in 0..WEBHOOK_LOG_PURGE_BATCHES_MAX {
+        let deleted = state
+            .store
+            .purge_webhook_deliveries(before_ms, batch_max)
+            .await?;
+        purged += deleted;
+        if deleted < u64::from(batch_max) {
+            break;
+        }
+    }
+    if purged > 0 {
+        tracing::info!(purged, "webhook delivery log rows past retention purged");
+    }
+    Ok(())
 }
 
 /// Queues a send job for each approved or deferred payout whose next attempt is due. The

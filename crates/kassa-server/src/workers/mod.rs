@@ -72,3 +72,24 @@ pub fn spawn_wal_checkpointer(state: AppState, mut stop: watch::Receiver<bool>) 
         }
     });
 }
+
+/// How often the database is pinged while an outage is under way.
+const DATABASE_WATCH_PERIOD: Duration = Duration::from_millis(500);
+
+/// Ends an outage noted by [`crate::outage`] as soon as the database answers again, even if
+/// nothing asks `/readyz`; idle (one atomic load per period) while the database is up.
+pub fn spawn_database_watch(state: AppState, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(DATABASE_WATCH_PERIOD);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            if crate::outage::database_down() && state.store.ping().await.is_ok() {
+                crate::outage::database_reachable();
+            }
+        }
+    });
+}
