@@ -4,8 +4,9 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use crate::api::{ApiPath, ApiQuery};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -47,11 +48,16 @@ pub struct PaymentInitInput {
     #[schema(example = "EUR")]
     pub currency: String,
     /// Payment method, e.g. `card`.
-    #[schema(example = "card")]
+    #[schema(example = "card", pattern = "^[a-z_]{1,32}$")]
     pub method: String,
+    #[schema(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub player_id: String,
     /// Where the provider sends the player back to.
-    #[schema(example = "https://casino.example/cashier/done")]
+    #[schema(
+        example = "https://casino.example/cashier/done",
+        pattern = "^https?://\\S*$",
+        max_length = 2048
+    )]
     pub return_url: String,
     pub meta: PaymentMeta,
 }
@@ -61,7 +67,7 @@ pub struct PaymentInitInput {
 #[serde(deny_unknown_fields)]
 pub struct PaymentMeta {
     /// ISO 3166-1 alpha-2.
-    #[schema(example = "MT")]
+    #[schema(example = "MT", pattern = "^[A-Z]{2}$")]
     pub country: String,
     /// `desktop`, `mobile`, …
     pub device: Option<String>,
@@ -79,6 +85,8 @@ pub struct PaymentPage {
 /// Which payments to list.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PaymentListQuery {
+    /// Your id for the player.
+    #[param(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub player_id: String,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
@@ -169,7 +177,7 @@ pub async fn init_payment(
 pub async fn get_payment(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(payment_id): Path<String>,
+    ApiPath(payment_id): ApiPath<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
     Ok(Json(view(
         &state.payments.get(&merchant.id, &payment_id).await?,
@@ -182,7 +190,7 @@ pub async fn get_payment(
 pub async fn list_payments(
     State(state): State<AppState>,
     merchant: Merchant,
-    Query(query): Query<PaymentListQuery>,
+    ApiQuery(query): ApiQuery<PaymentListQuery>,
 ) -> Result<Json<PaymentPage>, ApiError> {
     external_id("player_id", &query.player_id)?;
     let paging = &state.config.pagination;
@@ -218,7 +226,7 @@ pub async fn list_payments(
 pub async fn cancel_payment(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(payment_id): Path<String>,
+    ApiPath(payment_id): ApiPath<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
     Ok(Json(view(
         &state.payments.cancel(&merchant.id, &payment_id).await?,
@@ -240,7 +248,7 @@ pub async fn cancel_payment(
 pub async fn create_refund(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(payment_id): Path<String>,
+    ApiPath(payment_id): ApiPath<String>,
     claim: Option<Extension<IdempotencyClaim>>,
     ApiJson(input): ApiJson<RefundInput>,
 ) -> Result<Response, ApiError> {
@@ -305,7 +313,7 @@ pub async fn seed_webhook(
     responses((status = 200, description = "processed, ignored or a duplicate"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn provider_webhook(
     State(state): State<AppState>,
-    Path(provider): Path<String>,
+    ApiPath(provider): ApiPath<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -342,7 +350,7 @@ async fn receive_webhook(
 pub async fn payment_events(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(payment_id): Path<String>,
+    ApiPath(payment_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let payment = state.payments.get(&merchant.id, &payment_id).await?;
     Ok(status_stream(state, payment).into_response())
@@ -352,7 +360,7 @@ pub async fn payment_events(
 /// capability (unguessable), and only the status is shown.
 pub async fn public_payment_events(
     State(state): State<AppState>,
-    Path(payment_id): Path<String>,
+    ApiPath(payment_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let payment = find_any(&state, &payment_id).await?;
     Ok(status_stream(state, payment).into_response())
