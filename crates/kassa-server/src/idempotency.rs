@@ -103,7 +103,14 @@ async fn guard(state: AppState, key_required: bool, request: Request, next: Next
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, state.config.http.body_limit_bytes).await {
         Ok(bytes) => bytes,
-        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "").into_response(),
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than allowed",
+            )
+            .into_response()
+        }
     };
     let key = match (header_key, key_required) {
         (Some(key), _) => key,

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::ApiJson;
+use crate::api::{ApiJson, ApiQuery};
 use crate::auth::{generate_key, hash_key, roles, Admin};
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
@@ -17,7 +17,8 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct MerchantInput {
     /// Display name.
-    #[schema(example = "Lucky Star Casino")]
+    /// 1 to 200 characters (surrounding white space is dropped).
+    #[schema(example = "Lucky Star Casino", min_length = 1, max_length = 200)]
     pub name: String,
 }
 
@@ -29,7 +30,8 @@ pub struct MerchantCreated {
     pub api_key: String,
 }
 
-/// Creates a merchant with its first API key (role `admin`).
+/// Creates a merchant with its first API key: a merchant key (no admin roles), which acts
+/// for this merchant on the merchant endpoints and gets 403 on `/v1/admin/*`.
 #[utoipa::path(post, path = "/v1/admin/merchants", tag = "admin", request_body = MerchantInput,
     security(("bearer" = [])),
     responses(
@@ -92,6 +94,7 @@ pub struct DeliveryQuery {
     /// Only this payment's.
     pub payment_id: Option<String>,
     /// At most this many (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -103,7 +106,7 @@ pub struct DeliveryQuery {
 pub async fn webhook_deliveries(
     State(state): State<AppState>,
     admin: Admin,
-    axum::extract::Query(query): axum::extract::Query<DeliveryQuery>,
+    ApiQuery(query): ApiQuery<DeliveryQuery>,
 ) -> Result<Response, ApiError> {
     admin.require_any(&[roles::ADMIN, roles::FINANCE])?;
     let limit = query.limit.unwrap_or(50);

@@ -1,7 +1,8 @@
 //! `/v1/admin/jobs`: the job queue for operators (admin keys): what is queued, running, dead
 //! and why, and a retry for a dead job.
 
-use axum::extract::{Path, Query, State};
+use crate::api::{ApiPath, ApiQuery};
+use axum::extract::State;
 use axum::Json;
 use kassa_store::jobs::{JobRecord, JobState, RetryRefusal};
 use serde::{Deserialize, Serialize};
@@ -78,7 +79,7 @@ pub struct JobListQuery {
 pub async fn list_jobs(
     State(state): State<AppState>,
     admin: Admin,
-    Query(query): Query<JobListQuery>,
+    ApiQuery(query): ApiQuery<JobListQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
     admin.require_any(&[roles::ADMIN])?;
     let job_state = query
@@ -137,7 +138,7 @@ pub async fn list_jobs(
 pub async fn get_job(
     State(state): State<AppState>,
     admin: Admin,
-    Path(job_id): Path<String>,
+    ApiPath(job_id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     admin.require_any(&[roles::ADMIN])?;
     let job = state
@@ -162,7 +163,7 @@ pub async fn get_job(
 pub async fn retry_job(
     State(state): State<AppState>,
     admin: Admin,
-    Path(job_id): Path<String>,
+    ApiPath(job_id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     admin.require_any(&[roles::ADMIN])?;
     match state.store.retry_dead_job(&job_id).await? {

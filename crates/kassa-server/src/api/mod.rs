@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod health;
 pub mod jobs;
+pub mod openapi;
 pub mod payments;
 pub mod payouts;
 pub mod players;
@@ -15,7 +16,8 @@ pub mod wallet;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
@@ -82,7 +84,10 @@ pub fn router(state: AppState) -> Router {
 
 /// The OpenAPI document, generated from the routes and types.
 pub fn openapi_document(state: AppState) -> utoipa::openapi::OpenApi {
-    openapi_router(state).split_for_parts().1
+    let pagination = state.config.pagination.clone();
+    let mut document = openapi_router(state).split_for_parts().1;
+    openapi::complete(&mut document, &pagination);
+    document
 }
 
 fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
@@ -166,6 +171,50 @@ where
             )
             .into_response()
         })
+    }
+}
+
+/// `Query` whose rejections use the documented error body: 422 `validation_failed`.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                rejection
+                    .body_text()
+                    .replace("Failed to deserialize query string: ", "query: "),
+            )
+            .with_details(serde_json::json!({ "field": "query" }))),
+        }
+    }
+}
+
+/// `Path` whose rejections use the documented error body: 422 `validation_failed` (a
+/// segment that is not UTF-8 once percent-decoded).
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(ApiError::validation("path", rejection.body_text())),
+        }
     }
 }
 

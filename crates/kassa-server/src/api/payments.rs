@@ -5,8 +5,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::api::{ApiPath, ApiQuery};
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -48,11 +49,16 @@ pub struct PaymentInitInput {
     #[schema(example = "EUR")]
     pub currency: String,
     /// Payment method, e.g. `card`.
-    #[schema(example = "card")]
+    #[schema(example = "card", pattern = "^[a-z_]{1,32}$")]
     pub method: String,
+    #[schema(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub player_id: String,
     /// Where the provider sends the player back to.
-    #[schema(example = "https://casino.example/cashier/done")]
+    #[schema(
+        example = "https://casino.example/cashier/done",
+        pattern = "^https?://\\S*$",
+        max_length = 2048
+    )]
     pub return_url: String,
     pub meta: PaymentMeta,
 }
@@ -62,7 +68,7 @@ pub struct PaymentInitInput {
 #[serde(deny_unknown_fields)]
 pub struct PaymentMeta {
     /// ISO 3166-1 alpha-2.
-    #[schema(example = "MT")]
+    #[schema(example = "MT", pattern = "^[A-Z]{2}$")]
     pub country: String,
     /// `desktop`, `mobile`, …
     pub device: Option<String>,
@@ -80,6 +86,8 @@ pub struct PaymentPage {
 /// Which payments to list.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PaymentListQuery {
+    /// Your id for the player.
+    #[param(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub player_id: String,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
@@ -171,7 +179,7 @@ pub async fn init_payment(
 pub async fn get_payment(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(payment_id): Path<String>,
+    ApiPath(payment_id): ApiPath<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
     Ok(Json(view(
         &state.payments.get(&merchant.id, &payment_id).await?,
@@ -184,7 +192,7 @@ pub async fn get_payment(
 pub async fn list_payments(
     State(state): State<AppState>,
     merchant: Merchant,
-    Query(query): Query<PaymentListQuery>,
+    ApiQuery(query): ApiQuery<PaymentListQuery>,
 ) -> Result<Json<PaymentPage>, ApiError> {
     external_id("player_id", &query.player_id)?;
     let paging = &state.config.pagination;
@@ -220,7 +228,7 @@ pub async fn list_payments(
 pub async fn cancel_payment(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(payment_id): Path<String>,
+    ApiPath(payment_id): ApiPath<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
     Ok(Json(view(
         &state.payments.cancel(&merchant.id, &payment_id).await?,
@@ -242,7 +250,7 @@ pub async fn cancel_payment(
 pub async fn create_refund(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(payment_id): Path<String>,
+    ApiPath(payment_id): ApiPath<String>,
     claim: Option<Extension<IdempotencyClaim>>,
     ApiJson(input): ApiJson<RefundInput>,
 ) -> Result<Response, ApiError> {
@@ -311,7 +319,7 @@ pub async fn seed_webhook(
 pub async fn provider_webhook(
     State(state): State<AppState>,
     source: Option<Extension<ConnectInfo<SocketAddr>>>,
-    Path(provider): Path<String>,
+    ApiPath(provider): ApiPath<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -357,7 +365,7 @@ async fn receive_webhook(
 pub async fn payment_events(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(payment_id): Path<String>,
+    ApiPath(payment_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let payment = state.payments.get(&merchant.id, &payment_id).await?;
     Ok(status_stream(state, payment).into_response())
@@ -367,7 +375,7 @@ pub async fn payment_events(
 /// capability (unguessable), and only the status is shown.
 pub async fn public_payment_events(
     State(state): State<AppState>,
-    Path(payment_id): Path<String>,
+    ApiPath(payment_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let payment = find_any(&state, &payment_id).await?;
     Ok(status_stream(state, payment).into_response())

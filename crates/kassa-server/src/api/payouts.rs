@@ -1,7 +1,8 @@
 //! Withdrawals: `POST /v1/payouts/init`, lookups, the player's cancel, and the review queue
 //! under `/v1/admin/payouts`.
 
-use axum::extract::{Path, Query, State};
+use crate::api::{ApiPath, ApiQuery};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use kassa_core::payout::PayoutStatus;
@@ -31,10 +32,12 @@ pub struct PayoutInitInput {
     #[schema(example = "EUR")]
     pub currency: String,
     /// `card`, `bank_transfer`, …
-    #[schema(example = "card")]
+    #[schema(example = "card", pattern = "^[a-z_]{1,32}$")]
     pub method: String,
+    #[schema(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub player_id: String,
     /// Where the money goes (card token, IBAN), when the method needs one.
+    #[schema(min_length = 1, max_length = 128)]
     pub destination: Option<String>,
 }
 
@@ -48,6 +51,8 @@ pub struct PayoutPage {
 /// Which payouts to list.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PayoutListQuery {
+    /// Your id for the player.
+    #[param(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub player_id: String,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
@@ -57,6 +62,9 @@ pub struct PayoutListQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ReviewQueueQuery {
     /// Default `in_review`.
+    #[param(
+        pattern = "^(requested|in_review|approved|deferred|processing|paid|rejected|failed|cancelled)$"
+    )]
     pub status: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
@@ -66,7 +74,12 @@ pub struct ReviewQueueQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewInput {
-    #[schema(example = "source of funds documents checked")]
+    /// Why; 1 to 500 characters (surrounding white space is dropped).
+    #[schema(
+        example = "source of funds documents checked",
+        min_length = 1,
+        max_length = 500
+    )]
     pub reason: String,
 }
 
@@ -88,7 +101,8 @@ pub struct SwitchInput {
         (status = 402, description = "insufficient_funds", body = ErrorBody),
         (status = 403, description = "kyc_required, account_blocked, risk_rejected", body = ErrorBody),
         (status = 404, description = "player_not_found", body = ErrorBody),
-        (status = 422, description = "validation_failed, currency_mismatch, no_provider", body = ErrorBody),
+        (status = 409, description = "idempotency_key_reused, idempotency_key_in_use", body = ErrorBody),
+        (status = 422, description = "validation_failed, currency_mismatch, no_provider, idempotency_key_missing", body = ErrorBody),
     ))]
 pub async fn init_payout(
     State(state): State<AppState>,
@@ -143,7 +157,7 @@ pub async fn init_payout(
 pub async fn get_payout(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(payout_id): Path<String>,
+    ApiPath(payout_id): ApiPath<String>,
 ) -> Result<Json<PayoutView>, ApiError> {
     Ok(Json(view(
         &state.payouts.get(&merchant.id, &payout_id).await?,
@@ -156,7 +170,7 @@ pub async fn get_payout(
 pub async fn list_payouts(
     State(state): State<AppState>,
     merchant: Merchant,
-    Query(query): Query<PayoutListQuery>,
+    ApiQuery(query): ApiQuery<PayoutListQuery>,
 ) -> Result<Json<PayoutPage>, ApiError> {
     external_id("player_id", &query.player_id)?;
     page(
@@ -180,7 +194,7 @@ pub async fn list_payouts(
 pub async fn cancel_payout(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(payout_id): Path<String>,
+    ApiPath(payout_id): ApiPath<String>,
 ) -> Result<Json<PayoutView>, ApiError> {
     Ok(Json(view(
         &state.payouts.cancel(&merchant.id, &payout_id).await?,
@@ -193,7 +207,7 @@ pub async fn cancel_payout(
 pub async fn review_queue(
     State(state): State<AppState>,
     admin: Admin,
-    Query(query): Query<ReviewQueueQuery>,
+    ApiQuery(query): ApiQuery<ReviewQueueQuery>,
 ) -> Result<Json<PayoutPage>, ApiError> {
     admin.require_any(&[roles::ADMIN, roles::FINANCE])?;
     let status = match query.status.as_deref() {
@@ -221,7 +235,7 @@ pub async fn review_queue(
 pub async fn approve_payout(
     State(state): State<AppState>,
     admin: Admin,
-    Path(payout_id): Path<String>,
+    ApiPath(payout_id): ApiPath<String>,
     ApiJson(input): ApiJson<ReviewInput>,
 ) -> Result<Json<PayoutView>, ApiError> {
     decide(&state, &admin, &payout_id, Decision::Approve, &input.reason).await
@@ -234,7 +248,7 @@ pub async fn approve_payout(
 pub async fn reject_payout(
     State(state): State<AppState>,
     admin: Admin,
-    Path(payout_id): Path<String>,
+    ApiPath(payout_id): ApiPath<String>,
     ApiJson(input): ApiJson<ReviewInput>,
 ) -> Result<Json<PayoutView>, ApiError> {
     decide(&state, &admin, &payout_id, Decision::Reject, &input.reason).await
@@ -248,7 +262,7 @@ pub async fn reject_payout(
 pub async fn set_switch(
     State(state): State<AppState>,
     admin: Admin,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(input): ApiJson<SwitchInput>,
 ) -> Result<Response, ApiError> {
     admin.require_any(&[roles::ADMIN])?;

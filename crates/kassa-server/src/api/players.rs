@@ -1,6 +1,7 @@
 //! `PUT /v1/players/{player_id}`, balances and transaction history.
 
-use axum::extract::{Path, Query, State};
+use crate::api::{ApiPath, ApiQuery};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -27,16 +28,19 @@ pub struct PlayerInput {
     #[schema(example = "EUR")]
     pub currency: String,
     /// ISO 3166-1 alpha-2 country.
-    #[schema(example = "MT")]
+    #[schema(example = "MT", pattern = "^[A-Z]{2}$")]
     pub country: String,
     /// Licence the player plays under, e.g. `GB`, `MT`.
+    #[schema(pattern = "^[A-Za-z0-9-]{1,16}$")]
     pub jurisdiction: Option<String>,
     /// `none` (default), `pending`, `verified` or `rejected`.
+    #[schema(pattern = "^(none|pending|verified|rejected)$")]
     pub kyc_status: Option<String>,
     /// ISO 8601 date, `YYYY-MM-DD`.
-    #[schema(example = "1990-04-01")]
+    #[schema(example = "1990-04-01", format = Date)]
     pub birth_date: Option<String>,
     /// `active` (default), `self_excluded` (may still withdraw) or `blocked` (may not).
+    #[schema(pattern = "^(active|self_excluded|blocked)$")]
     pub account_status: Option<String>,
 }
 
@@ -131,7 +135,7 @@ fn view(player: PlayerRecord) -> PlayerView {
 pub async fn put_player(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(player_id): Path<String>,
+    ApiPath(player_id): ApiPath<String>,
     ApiJson(input): ApiJson<PlayerInput>,
 ) -> Result<Response, ApiError> {
     external_id("player_id", &player_id)?;
@@ -205,7 +209,7 @@ pub async fn put_player(
 pub async fn get_player(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(player_id): Path<String>,
+    ApiPath(player_id): ApiPath<String>,
 ) -> Result<Json<PlayerView>, ApiError> {
     Ok(Json(view(
         state.players.get(&merchant.id, &player_id).await?,
@@ -220,7 +224,7 @@ pub async fn get_player(
 pub async fn get_balance(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(player_id): Path<String>,
+    ApiPath(player_id): ApiPath<String>,
 ) -> Result<Json<BalanceView>, ApiError> {
     let wallet = state.players.wallet(&merchant.id, &player_id).await?;
     let balances = state.store.balances(&[wallet.cash, wallet.hold]).await?;
@@ -245,8 +249,8 @@ pub async fn get_balance(
 pub async fn list_transactions(
     State(state): State<AppState>,
     merchant: Merchant,
-    Path(player_id): Path<String>,
-    Query(page): Query<PageQuery>,
+    ApiPath(player_id): ApiPath<String>,
+    ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<TransactionPage>, ApiError> {
     let paging = &state.config.pagination;
     let limit = crate::api::page_limit(paging, page.limit)?;

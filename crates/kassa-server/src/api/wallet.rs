@@ -22,8 +22,9 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct WalletMoveInput {
     /// Your unique id for this call; repeating it repeats the answer.
-    #[schema(example = "bet-7f3a")]
+    #[schema(example = "bet-7f3a", pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub txn_id: String,
+    #[schema(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub player_id: String,
     /// Decimal string in the currency's unit.
     #[schema(example = "10.00")]
@@ -32,10 +33,13 @@ pub struct WalletMoveInput {
     #[schema(example = "EUR")]
     pub currency: String,
     /// Game round tying bets to wins.
+    #[schema(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub round_id: Option<String>,
     /// Credits only: the deposit being enrolled.
+    #[schema(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub payment_id: Option<String>,
     /// Optional extra idempotency key (same rules as the header).
+    #[schema(pattern = "^[\\x21-\\x7E]{1,255}$")]
     pub idempotency_key: Option<String>,
 }
 
@@ -44,10 +48,13 @@ pub struct WalletMoveInput {
 #[serde(deny_unknown_fields)]
 pub struct RollbackInput {
     /// Your unique id for this rollback.
+    #[schema(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub txn_id: String,
     /// The debit to undo.
+    #[schema(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
     pub original_txn_id: String,
     /// Optional extra idempotency key.
+    #[schema(pattern = "^[\\x21-\\x7E]{1,255}$")]
     pub idempotency_key: Option<String>,
 }
 
@@ -106,6 +113,7 @@ fn field_key(
 
 /// A bet: takes money from the player's available balance (402 when it does not cover it).
 #[utoipa::path(post, path = "/v1/wallet/debit", tag = "wallet", request_body = WalletMoveInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional; the txn_id already makes the call idempotent")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "posted, or a repeat of the first answer", body = WalletReceipt),
@@ -132,6 +140,7 @@ pub async fn debit(
 
 /// A win, or the enrolment of a deposit (`payment_id`).
 #[utoipa::path(post, path = "/v1/wallet/credit", tag = "wallet", request_body = WalletMoveInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional; the txn_id already makes the call idempotent")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "posted, or a repeat of the first answer", body = WalletReceipt),
@@ -157,6 +166,7 @@ pub async fn credit(
 /// Undoes a debit. A debit never seen answers 404 and is remembered: if it arrives later it
 /// is refused with 409 `txn_cancelled`.
 #[utoipa::path(post, path = "/v1/wallet/rollback", tag = "wallet", request_body = RollbackInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional; the txn_id already makes the call idempotent")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "rolled_back, or no_effect when nothing was left to undo", body = WalletReceipt),
