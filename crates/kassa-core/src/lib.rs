@@ -9,4 +9,4 @@ pub mod money;
 pub mod payment;
 pub mod payout;
 
-pub use money::{Currency, Money, MoneyError};
+pub use money::{AmountLimits, Currency, Money, MoneyError};
