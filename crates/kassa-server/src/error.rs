@@ -186,6 +186,14 @@ impl From<kassa_store::SqlxError> for ApiError {
 
 impl From<kassa_core::MoneyError> for ApiError {
     fn from(error: kassa_core::MoneyError) -> ApiError {
+        if let kassa_core::MoneyError::TooLarge { max, .. } = &error {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "amount_too_large",
+                error.to_string(),
+            )
+            .with_details(json!({ "field": "amount", "max": max }));
+        }
         let field = match error {
             kassa_core::MoneyError::UnknownCurrency(_) => "currency",
             _ => "amount",

@@ -46,6 +46,8 @@ pub struct AppStateInner {
     pub config: Arc<Config>,
     /// API key lookups.
     pub auth: auth::KeyCache,
+    /// The most one operation may move, per currency (`[limits]`).
+    pub amount_limits: kassa_core::AmountLimits,
     /// Per-key rate limiter; `None` when turned off.
     pub limiter: Option<Arc<rate_limit::KeyedLimiter>>,
     /// The game-round wallet and its group-commit writer.
@@ -75,9 +77,26 @@ impl Server {
     /// Connects, migrates, bootstraps an empty database, binds, starts the sandbox provider
     /// (in-process unless configured elsewhere) and the workers, and starts serving.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
+        config.check_key_hash_secret_fits_database()?;
+        config.limits.amount_limits()?;
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
-        let bootstrap = bootstrap::ensure_demo_merchant(&store).await?;
+        let hasher = auth::KeyHasher::from_config(&config.auth);
+        if config.auth.effective_key_hash_secret().1 {
+            tracing::warn!(
+                "API keys are hashed with the public demo secret; set auth.key_hash_secret \
+                 (KASSA_KEY_HASH_SECRET) before real keys go in"
+            );
+        }
+        let upgraded = store
+            .upgrade_api_key_hashes(auth::KEYED_HASH_PREFIX, |old| {
+                hasher.upgrade_legacy_hash(old)
+            })
+            .await?;
+        if upgraded > 0 {
+            tracing::info!(upgraded, "API key hashes moved to the keyed hash");
+        }
+        let bootstrap = bootstrap::ensure_demo_merchant(&store, &hasher).await?;
         let listener = TcpListener::bind(&config.listen).await?;
         let local_addr = listener.local_addr()?;
         let public_base_url = match config.payments.public_base_url.trim_end_matches('/') {
@@ -160,8 +179,15 @@ impl AppState {
             players.clone(),
             config.payouts.clone(),
         );
+        // Server::start refuses invalid limits; a caller wiring state by hand gets the check
+        // here instead.
+        let amount_limits = config
+            .limits
+            .amount_limits()
+            .expect("[limits] are valid (checked by Config::load and Server::start)");
         AppState(Arc::new(AppStateInner {
-            auth: auth::KeyCache::new(store.clone()),
+            auth: auth::KeyCache::new(store.clone(), auth::KeyHasher::from_config(&config.auth)),
+            amount_limits,
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),
             store,
             players,

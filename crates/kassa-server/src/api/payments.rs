@@ -200,7 +200,9 @@ pub async fn init_payment(
 ) -> Result<Response, ApiError> {
     external_id("player_id", &input.player_id)?;
     let currency = Currency::from_code(&input.currency)?;
-    let amount_minor = currency.parse_positive_minor(&input.amount)?;
+    let amount_minor = state
+        .amount_limits
+        .parse_positive(currency, &input.amount)?;
     if input.method.is_empty()
         || input.method.len() > 32
         || !input
@@ -325,7 +327,7 @@ pub async fn create_refund(
     let amount_minor = input
         .amount
         .as_deref()
-        .map(|a| payment.currency.parse_positive_minor(a))
+        .map(|a| state.amount_limits.parse_positive(payment.currency, a))
         .transpose()?;
     let render = |r: &RefundRecord| serde_json::to_string(&refund_view(r)).unwrap_or_default();
     let refund = state
@@ -473,6 +475,13 @@ async fn handle_webhook(
             )
         }
     };
+    let (amount_minor, currency) = match &event {
+        ProviderEvent::Payment(e) => (e.amount_minor, e.currency),
+        ProviderEvent::Payout(e) => (e.amount_minor, e.currency),
+    };
+    if let Err(error) = state.amount_limits.check(currency, amount_minor) {
+        return ("amount_too_large", ApiError::from(error).into_response());
+    }
     let event = match event {
         ProviderEvent::Payment(event) => event,
         ProviderEvent::Payout(event) => {
