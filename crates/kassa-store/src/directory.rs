@@ -137,12 +137,10 @@ impl Store {
         upgrade: impl Fn(&str) -> Option<String>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
-        let rows =
-            sqlx::query("SELECT id, key_hash FROM api_keys WHERE substr(key_hash, 1, $1) <> $2")
-                .bind(keyed_prefix.len() as i64)
-                .bind(keyed_prefix)
-                .fetch_all(&mut *tx)
-                .await?;
+        let rows = sqlx::query("SELECT id, key_hash FROM api_keys WHERE key_hash NOT LIKE $1")
+            .bind(format!("{keyed_prefix}%"))
+            .fetch_all(&mut *tx)
+            .await?;
         let mut upgraded = 0;
         for row in rows {
             let id: String = row.try_get("id")?;
