@@ -465,7 +465,8 @@ mod tests {
             limits.parse_positive(eur(), "0.00"),
             Err(MoneyError::NotPositive)
         );
-        assert_eq!(limits.check(eur(), 100_001).is_err(), true);
+        assert!(limits.check(eur(), 100_001).is_err());
+        assert_eq!(limits.check(eur(), 100_000), Ok(100_000));
         for out_of_range in [0, -1, AMOUNT_MAX_MINOR_CEILING + 1, i64::MAX] {
             assert_eq!(
                 AmountLimits::new(out_of_range, []),
