@@ -163,7 +163,8 @@ pub enum Refusal {
     /// Debit and credit are the same account.
     #[error("a transfer needs two different accounts")]
     SameAccount,
-    /// The balance would leave the i64 range.
+    /// A balance would leave what the ledger holds, `-i64::MAX..=i64::MAX` (symmetric, so
+    /// negating any balance is safe).
     #[error("balance would overflow")]
     Overflow,
     /// A post or void for a reservation never made.
@@ -592,7 +593,10 @@ impl LedgerView {
             for (id, delta) in [(debit, -amount_minor), (credit, amount_minor)] {
                 let account = self.accounts.get(&id).ok_or(Refusal::UnknownAccount(id))?;
                 let balance = balances.entry(id).or_insert(account.balance_minor);
-                *balance = balance.checked_add(delta).ok_or(Refusal::Overflow)?;
+                *balance = balance
+                    .checked_add(delta)
+                    .filter(|b| *b != i64::MIN)
+                    .ok_or(Refusal::Overflow)?;
                 if account.floor == Floor::NonNegative && *balance < 0 {
                     return Ok(false);
                 }

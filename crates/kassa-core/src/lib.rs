@@ -17,4 +17,4 @@ pub mod payout;
 pub mod share;
 pub mod status;
 
-pub use money::{Currency, Money, MoneyError};
+pub use money::{AmountLimits, Currency, Money, MoneyError};

@@ -106,6 +106,17 @@ pub enum MoneyError {
     /// Two amounts of different currencies were combined.
     #[error("currency mismatch: {0} and {1}")]
     CurrencyMismatch(&'static str, &'static str),
+    /// Above the most one operation may move in this currency.
+    #[error("amount {amount:?} is above the most one operation may move, {max} {code}")]
+    TooLarge {
+        amount: String,
+        code: &'static str,
+        max: String,
+        max_minor: i64,
+    },
+    /// A configured maximum outside `1..=AMOUNT_MAX_MINOR_CEILING`.
+    #[error("amount maximum {0} must be between 1 and 10^15 minor units")]
+    LimitOutOfRange(i64),
 }
 
 impl Currency {
@@ -139,8 +150,9 @@ impl Currency {
         })
     }
 
-    /// Parses a decimal string ("50.00", "5", "0.5") into minor units, refusing any digit
-    /// below the minor unit rather than rounding it.
+    /// Parses a decimal string ("50.00", "5", "0.5") into minor units. Only the canonical
+    /// spelling is accepted: no more decimals than the currency has (not even zeros: "1.000"
+    /// EUR is refused, as the API documents), no leading zeros ("01.00"), no "-0".
     pub fn parse_minor(self, text: &str) -> Result<i64, MoneyError> {
         let not_decimal = || MoneyError::NotADecimal(text.to_string());
         let (negative, unsigned) = match text.strip_prefix('-') {
@@ -148,19 +160,20 @@ impl Currency {
             None => (false, text),
         };
         let (whole, fraction) = match unsigned.split_once('.') {
-            Some((whole, fraction)) => (whole, fraction),
-            None => (unsigned, ""),
+            Some((whole, fraction)) => (whole, Some(fraction)),
+            None => (unsigned, None),
         };
         let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+        let fraction_ok = fraction.is_none_or(|f| !f.is_empty() && all_digits(f));
+        if whole.is_empty() || !all_digits(whole) || !fraction_ok {
             return Err(not_decimal());
         }
-        if unsigned.contains('.') && fraction.is_empty() {
+        if whole.len() > 1 && whole.starts_with('0') {
             return Err(not_decimal());
         }
+        let fraction = fraction.unwrap_or("");
         let exponent = usize::from(self.exponent);
-        let significant_fraction = fraction.trim_end_matches('0');
-        if significant_fraction.len() > exponent {
+        if fraction.len() > exponent {
             return Err(MoneyError::TooManyDecimals {
                 amount: text.to_string(),
                 code: self.code,
@@ -169,12 +182,15 @@ impl Currency {
         }
         let overflow = || MoneyError::Overflow(text.to_string());
         let mut minor: i64 = 0;
-        let padded_fraction = significant_fraction.bytes().chain(std::iter::repeat(b'0'));
+        let padded_fraction = fraction.bytes().chain(std::iter::repeat(b'0'));
         for digit in whole.bytes().chain(padded_fraction.take(exponent)) {
             minor = minor
                 .checked_mul(10)
                 .and_then(|m| m.checked_add(i64::from(digit - b'0')))
                 .ok_or_else(overflow)?;
+        }
+        if negative && minor == 0 {
+            return Err(not_decimal());
         }
         Ok(if negative { -minor } else { minor })
     }
@@ -218,6 +234,81 @@ impl TryFrom<String> for Currency {
 impl From<Currency> for String {
     fn from(currency: Currency) -> String {
         currency.code.to_string()
+    }
+}
+
+/// The highest per-operation maximum a configuration may set (10^15 minor units, 10 trillion
+/// EUR): at most that per call, an account needs over 9,000 maximal calls in a row before the
+/// ledger's overflow refusal is even reachable (ADR 21).
+pub const AMOUNT_MAX_MINOR_CEILING: i64 = 1_000_000_000_000_000;
+
+/// The most one operation may move, per currency: a default and per-currency overrides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AmountLimits {
+    default_max_minor: i64,
+    max_minor_by_code: Vec<(&'static str, i64)>,
+}
+
+impl AmountLimits {
+    /// Limits of `default_max_minor` for every currency but those in `overrides`; each value
+    /// must be within `1..=AMOUNT_MAX_MINOR_CEILING`.
+    pub fn new(
+        default_max_minor: i64,
+        overrides: impl IntoIterator<Item = (Currency, i64)>,
+    ) -> Result<AmountLimits, MoneyError> {
+        let in_range = |max: i64| {
+            if (1..=AMOUNT_MAX_MINOR_CEILING).contains(&max) {
+                Ok(max)
+            } else {
+                Err(MoneyError::LimitOutOfRange(max))
+            }
+        };
+        let mut max_minor_by_code = Vec::new();
+        for (currency, max) in overrides {
+            max_minor_by_code.push((currency.code, in_range(max)?));
+        }
+        Ok(AmountLimits {
+            default_max_minor: in_range(default_max_minor)?,
+            max_minor_by_code,
+        })
+    }
+
+    /// The most one operation may move in `currency`, in minor units.
+    pub fn max_minor(&self, currency: Currency) -> i64 {
+        self.max_minor_by_code
+            .iter()
+            .rev()
+            .find(|(code, _)| *code == currency.code)
+            .map_or(self.default_max_minor, |(_, max)| *max)
+    }
+
+    /// Refuses an amount above the maximum of its currency.
+    pub fn check(&self, currency: Currency, amount_minor: i64) -> Result<i64, MoneyError> {
+        let max_minor = self.max_minor(currency);
+        if amount_minor > max_minor {
+            return Err(self.too_large(currency, currency.format_minor(amount_minor)));
+        }
+        Ok(amount_minor)
+    }
+
+    /// Parses a strictly positive amount no larger than the maximum of its currency; text
+    /// too large even for 64 bits is refused the same way.
+    pub fn parse_positive(&self, currency: Currency, text: &str) -> Result<i64, MoneyError> {
+        match currency.parse_positive_minor(text) {
+            Ok(amount_minor) => self.check(currency, amount_minor),
+            Err(MoneyError::Overflow(_)) => Err(self.too_large(currency, text.to_string())),
+            Err(other) => Err(other),
+        }
+    }
+
+    fn too_large(&self, currency: Currency, amount: String) -> MoneyError {
+        let max_minor = self.max_minor(currency);
+        MoneyError::TooLarge {
+            amount,
+            code: currency.code,
+            max: currency.format_minor(max_minor),
+            max_minor,
+        }
     }
 }
 
@@ -300,18 +391,21 @@ mod tests {
         assert_eq!(eur().parse_minor("50.00"), Ok(5000));
         assert_eq!(eur().parse_minor("50"), Ok(5000));
         assert_eq!(eur().parse_minor("0.5"), Ok(50));
-        assert_eq!(
-            eur().parse_minor("50.010"),
-            Ok(5001),
-            "trailing zeros are not precision"
-        );
-        assert!(matches!(
-            eur().parse_minor("50.001"),
-            Err(MoneyError::TooManyDecimals { .. })
-        ));
+        assert_eq!(eur().parse_minor("0.05"), Ok(5));
+        assert_eq!(eur().parse_minor("-0.05"), Ok(-5));
+        for too_precise in ["50.001", "50.010", "1.000", "50.000", "0.000"] {
+            assert!(
+                matches!(
+                    eur().parse_minor(too_precise),
+                    Err(MoneyError::TooManyDecimals { .. })
+                ),
+                "{too_precise:?}: more decimals than EUR has, even zeros, is refused"
+            );
+        }
         let jpy = Currency::from_code("JPY").unwrap();
         assert_eq!(jpy.parse_minor("1500"), Ok(1500));
         assert!(jpy.parse_minor("1500.5").is_err());
+        assert!(jpy.parse_minor("1500.0").is_err());
         let bhd = Currency::from_code("BHD").unwrap();
         assert_eq!(bhd.parse_minor("1.234"), Ok(1234));
         let btc = Currency::from_code("BTC").unwrap();
@@ -322,7 +416,8 @@ mod tests {
     #[test]
     fn refuses_text_that_is_not_a_plain_decimal() {
         for bad in [
-            "", ".", "5.", ".5", "1e3", "+5", " 5", "5 ", "5,00", "--5", "0x10", "NaN",
+            "", ".", "5.", ".5", "1e3", "+5", " 5", "5 ", "5,00", "--5", "0x10", "NaN", "01.00",
+            "00", "007", "-0", "-0.00", "-01", "1..0", "1.0.0", "-", "-.5",
         ] {
             assert!(eur().parse_minor(bad).is_err(), "{bad:?} should be refused");
         }
@@ -337,6 +432,48 @@ mod tests {
         );
         assert!(Currency::from_code("eur").is_err());
         assert!(Currency::from_code("XXX").is_err());
+    }
+
+    #[test]
+    fn limits_refuse_amounts_above_the_currency_maximum() {
+        let btc = Currency::from_code("BTC").unwrap();
+        let limits = AmountLimits::new(100_000, [(btc, 500)]).unwrap();
+        assert_eq!(limits.max_minor(eur()), 100_000);
+        assert_eq!(limits.max_minor(btc), 500);
+        assert_eq!(limits.parse_positive(eur(), "1000.00"), Ok(100_000));
+        let refused = limits.parse_positive(eur(), "1000.01").unwrap_err();
+        assert_eq!(
+            refused,
+            MoneyError::TooLarge {
+                amount: "1000.01".into(),
+                code: "EUR",
+                max: "1000.00".into(),
+                max_minor: 100_000,
+            }
+        );
+        assert!(matches!(
+            limits.parse_positive(eur(), "92233720368547758.08"),
+            Err(MoneyError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            limits.parse_positive(eur(), "92233720368547758.07"),
+            Err(MoneyError::TooLarge { .. })
+        ));
+        assert_eq!(limits.parse_positive(btc, "0.00000500"), Ok(500));
+        assert!(limits.parse_positive(btc, "0.00000501").is_err());
+        assert_eq!(
+            limits.parse_positive(eur(), "0.00"),
+            Err(MoneyError::NotPositive)
+        );
+        assert!(limits.check(eur(), 100_001).is_err());
+        assert_eq!(limits.check(eur(), 100_000), Ok(100_000));
+        for out_of_range in [0, -1, AMOUNT_MAX_MINOR_CEILING + 1, i64::MAX] {
+            assert_eq!(
+                AmountLimits::new(out_of_range, []),
+                Err(MoneyError::LimitOutOfRange(out_of_range))
+            );
+            assert!(AmountLimits::new(1, [(btc, out_of_range)]).is_err());
+        }
     }
 
     #[test]
@@ -378,7 +515,13 @@ mod tests {
         fn any_text_parses_or_is_refused(text in "\\PC{0,40}", index in 0usize..64) {
             let currency = Currency::all().nth(index % Currency::all().count()).unwrap();
             if let Ok(minor) = currency.parse_minor(&text) {
-                prop_assert_eq!(currency.parse_minor(&currency.format_minor(minor)), Ok(minor));
+                // Only the canonical spelling is accepted: what formatting gives back, perhaps
+                // short of trailing fractional zeros.
+                let formatted = currency.format_minor(minor);
+                prop_assert!(formatted.starts_with(&text), "{} accepted as {}", text, formatted);
+                let rest = &formatted[text.len()..];
+                prop_assert!(rest.trim_start_matches('.').bytes().all(|b| b == b'0'));
+                prop_assert_eq!(currency.parse_minor(&formatted), Ok(minor));
             }
         }
 
@@ -389,7 +532,7 @@ mod tests {
         }
 
         #[test]
-        fn format_then_parse_round_trips(amount in any::<i64>(), index in 0usize..64) {
+        fn format_then_parse_round_trips(amount in (i64::MIN + 1)..=i64::MAX, index in 0usize..64) {
             let currency = Currency::all().nth(index % Currency::all().count()).unwrap();
             let text = currency.format_minor(amount);
             prop_assert_eq!(currency.parse_minor(&text), Ok(amount));

@@ -1,5 +1,6 @@
-//! API keys: `Authorization: Bearer <key>`, stored as SHA-256 hashes. Merchant keys act for
-//! one merchant; admin keys carry roles for `/v1/admin/*`.
+//! API keys: `Authorization: Bearer <key>` (the scheme name in any case, RFC 9110), stored
+//! under a keyed hash (HMAC-SHA256 with a server secret, ADR 26). Merchant keys act for one
+//! merchant; admin keys carry roles for `/v1/admin/*`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
+use hmac::{Hmac, Mac};
 use kassa_store::directory::ApiKeyRecord;
 use kassa_store::Store;
 use rand::distributions::Alphanumeric;
@@ -75,9 +77,65 @@ impl Admin {
     }
 }
 
-/// SHA-256 of a key, hex; what the database stores.
-pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+/// Marks a stored hash as keyed; a bare 64-hex hash is the unsalted SHA-256 of old databases.
+pub const KEYED_HASH_PREFIX: &str = "hmac-sha256:";
+
+/// Hashes API keys for storage under the server's secret: `hmac-sha256:` and the hex of
+/// HMAC-SHA256(secret, SHA-256(key)). Keying the SHA-256 digest rather than the key lets a
+/// start upgrade the old unsalted hashes in place, without knowing the keys.
+#[derive(Clone)]
+pub struct KeyHasher {
+    mac: Hmac<Sha256>,
+}
+
+impl KeyHasher {
+    /// A hasher keyed with `secret`.
+    pub fn new(secret: &[u8]) -> KeyHasher {
+        KeyHasher {
+            mac: Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts any key length"),
+        }
+    }
+
+    /// A hasher keyed with the configured secret (the public demo one when none is set).
+    pub fn from_config(auth: &crate::config::AuthConfig) -> KeyHasher {
+        KeyHasher::new(auth.effective_key_hash_secret().0.as_bytes())
+    }
+
+    /// What the database stores for `key`.
+    pub fn hash_key(&self, key: &str) -> String {
+        self.hash_digest(&Sha256::digest(key.as_bytes()))
+    }
+
+    /// The keyed hash of an old unsalted SHA-256 hash (hex), or `None` if it is not one.
+    pub fn upgrade_legacy_hash(&self, legacy_hex: &str) -> Option<String> {
+        let digest = hex::decode(legacy_hex).ok().filter(|d| d.len() == 32)?;
+        Some(self.hash_digest(&digest))
+    }
+
+    fn hash_digest(&self, digest: &[u8]) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(digest);
+        format!(
+            "{KEYED_HASH_PREFIX}{}",
+            hex::encode(mac.finalize().into_bytes())
+        )
+    }
+}
+
+impl std::fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHasher(<secret>)")
+    }
+}
+
+/// The key in an `Authorization` value: the `Bearer` scheme in any case (RFC 9110 §11.1),
+/// one or more spaces, then the key (at most 256 bytes).
+pub fn bearer_key(value: &str) -> Option<&str> {
+    let (scheme, key) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(key.trim()).filter(|k| !k.is_empty() && k.len() <= 256)
 }
 
 /// A new secret key: `prefix` and 32 random base62 characters (~190 bits).
@@ -94,21 +152,28 @@ pub fn generate_key(prefix: &str) -> String {
 #[derive(Clone)]
 pub struct KeyCache {
     store: Store,
+    hasher: KeyHasher,
     known: Arc<DashMap<String, (ApiKeyRecord, Instant)>>,
 }
 
 impl KeyCache {
-    /// An empty cache over `store`.
-    pub fn new(store: Store) -> KeyCache {
+    /// An empty cache over `store`, hashing keys with `hasher`.
+    pub fn new(store: Store, hasher: KeyHasher) -> KeyCache {
         KeyCache {
             store,
+            hasher,
             known: Arc::new(DashMap::new()),
         }
     }
 
+    /// What the database stores for `key`.
+    pub fn hash_key(&self, key: &str) -> String {
+        self.hasher.hash_key(key)
+    }
+
     /// The key's record, if the key is live.
     pub async fn lookup(&self, key: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
-        let hash = hash_key(key);
+        let hash = self.hasher.hash_key(key);
         if let Some(found) = self.known.get(&hash) {
             if found.1.elapsed() < KEY_CACHE_TTL {
                 return Ok(Some(found.0.clone()));
@@ -136,9 +201,7 @@ pub async fn middleware(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 256);
+        .and_then(bearer_key);
     let Some(key) = key else {
         return ApiError::unauthorized().into_response();
     };
@@ -200,14 +263,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_random_and_hashes_are_stable() {
+    fn keys_are_random_and_hashes_are_keyed() {
         let key = generate_key("sk_test");
         assert!(key.starts_with("sk_test_"));
         assert_eq!(key.len(), "sk_test_".len() + 32);
         assert_ne!(key, generate_key("sk_test"));
+        let hasher = KeyHasher::new(b"secret-one-secret-one-secret-one");
+        let hash = hasher.hash_key("abc");
+        assert_eq!(hash, hasher.hash_key("abc"), "stable");
+        assert!(hash.starts_with(KEYED_HASH_PREFIX));
+        // HMAC-SHA256(key = "secret-one-…", message = SHA-256("abc")), computed independently.
         assert_eq!(
-            hash_key("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            hash,
+            "hmac-sha256:4f3774f29dcc3209c5c2be038ef29f73bd11939a76d440fae5604989769dbb53"
         );
+        let other = KeyHasher::new(b"secret-two-secret-two-secret-two");
+        assert_ne!(hash, other.hash_key("abc"), "the secret matters");
+        let unsalted = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert!(!hash.contains(unsalted));
+        assert_eq!(hasher.upgrade_legacy_hash(unsalted), Some(hash));
+        assert_eq!(hasher.upgrade_legacy_hash("not hex"), None);
+        assert_eq!(hasher.upgrade_legacy_hash("abcd"), None);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer k1", "bearer k1", "BEARER k1", "bEaReR   k1 "] {
+            assert_eq!(bearer_key(value), Some("k1"), "{value:?}");
+        }
+        for value in ["Basic k1", "Bearer", "Bearer ", "Bearerk1", "Token k1", ""] {
+            assert_eq!(bearer_key(value), None, "{value:?}");
+        }
+        assert_eq!(bearer_key(&format!("Bearer {}", "k".repeat(257))), None);
     }
 }

@@ -4,7 +4,7 @@
 
 use kassa_store::Store;
 
-use crate::auth::{generate_key, hash_key, roles};
+use crate::auth::{generate_key, roles, KeyHasher};
 
 /// Chooses the demo merchant key.
 pub const DEMO_API_KEY_VAR: &str = "KASSA_DEMO_API_KEY";
@@ -24,7 +24,10 @@ pub struct DemoKeys {
 
 /// Creates the demo merchant on an empty database; adds keys named by the environment.
 /// Returns the keys when it created the merchant.
-pub async fn ensure_demo_merchant(store: &Store) -> anyhow::Result<Option<DemoKeys>> {
+pub async fn ensure_demo_merchant(
+    store: &Store,
+    hasher: &KeyHasher,
+) -> anyhow::Result<Option<DemoKeys>> {
     let wanted_api_key = std::env::var(DEMO_API_KEY_VAR)
         .ok()
         .filter(|k| !k.is_empty());
@@ -34,10 +37,10 @@ pub async fn ensure_demo_merchant(store: &Store) -> anyhow::Result<Option<DemoKe
     if store.count_merchants().await? > 0 {
         // Later starts: make sure keys a script names exist, without printing anything.
         if let Some(key) = wanted_api_key {
-            add_key_if_missing(store, &key, Some(DEMO_MERCHANT_ID), &[]).await?;
+            add_key_if_missing(store, hasher, &key, Some(DEMO_MERCHANT_ID), &[]).await?;
         }
         if let Some(key) = wanted_admin_key {
-            add_key_if_missing(store, &key, None, &[roles::ADMIN]).await?;
+            add_key_if_missing(store, hasher, &key, None, &[roles::ADMIN]).await?;
         }
         return Ok(None);
     }
@@ -46,13 +49,14 @@ pub async fn ensure_demo_merchant(store: &Store) -> anyhow::Result<Option<DemoKe
         .await?;
     let api_key = wanted_api_key.unwrap_or_else(|| generate_key("sk_test"));
     let admin_key = wanted_admin_key.unwrap_or_else(|| generate_key("ak_test"));
-    add_key_if_missing(store, &api_key, Some(DEMO_MERCHANT_ID), &[]).await?;
-    add_key_if_missing(store, &admin_key, None, &[roles::ADMIN]).await?;
+    add_key_if_missing(store, hasher, &api_key, Some(DEMO_MERCHANT_ID), &[]).await?;
+    add_key_if_missing(store, hasher, &admin_key, None, &[roles::ADMIN]).await?;
     Ok(Some(DemoKeys { api_key, admin_key }))
 }
 
 async fn add_key_if_missing(
     store: &Store,
+    hasher: &KeyHasher,
     key: &str,
     merchant_id: Option<&str>,
     key_roles: &[&str],
@@ -61,7 +65,7 @@ async fn add_key_if_missing(
         key.len() >= 16 && key.len() <= 256,
         "demo keys must be 16 to 256 characters"
     );
-    let hash = hash_key(key);
+    let hash = hasher.hash_key(key);
     if store.find_api_key(&hash).await?.is_some() {
         return Ok(());
     }

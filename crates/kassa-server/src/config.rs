@@ -6,6 +6,9 @@ use serde::Deserialize;
 
 const DEFAULTS_TOML: &str = include_str!("../../../config/default.toml");
 
+/// Environment variable overriding `auth.key_hash_secret`.
+pub const KEY_HASH_SECRET_VAR: &str = "KASSA_KEY_HASH_SECRET";
+
 /// Kassa's configuration. Units are in the names.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +37,10 @@ pub struct Config {
     pub providers: ProvidersConfig,
     /// Withdrawals.
     pub payouts: PayoutsConfig,
+    /// Most one operation may move.
+    pub limits: LimitsConfig,
+    /// How API keys are stored.
+    pub auth: AuthConfig,
     /// The job queue and its workers.
     pub jobs: JobsConfig,
     /// Inbound provider webhooks: their rate and their delivery log.
@@ -89,6 +96,62 @@ pub struct JobsConfig {
     pub outbox_interval_ms: i64,
     /// Most outbox events per publishing transaction.
     pub outbox_batch_max: u32,
+}
+
+/// The most one payment, refund, payout, wallet call or webhook may move (ADR 21).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// For every currency not named below, in its minor units.
+    pub amount_max_minor_default: i64,
+    /// Per currency code, in that currency's minor units.
+    pub amount_max_minor: std::collections::BTreeMap<String, i64>,
+}
+
+impl LimitsConfig {
+    /// The limits as the domain checks them; refuses unknown codes and out-of-range values.
+    pub fn amount_limits(&self) -> anyhow::Result<kassa_core::AmountLimits> {
+        let mut overrides = Vec::new();
+        for (code, max_minor) in &self.amount_max_minor {
+            let currency = kassa_core::Currency::from_code(code)
+                .map_err(|e| anyhow::anyhow!("limits.amount_max_minor: {e}"))?;
+            overrides.push((currency, *max_minor));
+        }
+        kassa_core::AmountLimits::new(self.amount_max_minor_default, overrides)
+            .map_err(|e| anyhow::anyhow!("limits: {e}"))
+    }
+}
+
+/// The secret API keys are stored under (ADR 26).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Key of the HMAC over stored API key hashes; empty: the built-in demo secret, which
+    /// only a SQLite database may use.
+    pub key_hash_secret: String,
+}
+
+/// Stands in for an empty `auth.key_hash_secret`: public, so only fit for a demo database.
+pub const DEMO_KEY_HASH_SECRET: &str = "kassa-demo-key-hash-secret-not-for-production";
+/// Shortest `auth.key_hash_secret` accepted: 32 bytes, the HMAC-SHA256 block's half.
+pub const KEY_HASH_SECRET_LEN_MIN: usize = 32;
+
+impl AuthConfig {
+    /// The secret to key the hash with, and whether it is the public demo one.
+    pub fn effective_key_hash_secret(&self) -> (&str, bool) {
+        match self.key_hash_secret.as_str() {
+            "" => (DEMO_KEY_HASH_SECRET, true),
+            secret => (secret, secret == DEMO_KEY_HASH_SECRET),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("key_hash_secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Withdrawals.
@@ -295,21 +358,35 @@ impl Config {
 
     /// Defaults, overlaid by the file at `path` (if any), overlaid by `overrides`.
     pub fn load(path: Option<&str>, overrides: &Overrides) -> anyhow::Result<Config> {
-        let mut merged: toml::Table = toml::from_str(DEFAULTS_TOML)?;
-        if let Some(path) = path {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read config file {path}: {e}"))?;
-            let file: toml::Table =
-                toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {path}: {e}"))?;
-            overlay(&mut merged, file);
-        }
-        let mut config: Config = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let file_text = match path {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read config file {path}: {e}"))?,
+            ),
+            None => None,
+        };
+        let mut config =
+            Config::from_file_text(file_text.as_deref().unwrap_or("")).map_err(|e| match path {
+                Some(path) => anyhow::anyhow!("config file {path}: {e}"),
+                None => e,
+            })?;
         config.apply(overrides);
         for account in &mut config.providers.accounts {
             account.resolve_secrets(|name| std::env::var(name).ok())?;
         }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Defaults overlaid by the text of a config file, validated; no environment is read.
+    /// The parser of the one file an operator hands Kassa, and what the config fuzzer drives.
+    pub fn from_file_text(text: &str) -> anyhow::Result<Config> {
+        let mut merged: toml::Table = toml::from_str(DEFAULTS_TOML)?;
+        let file: toml::Table = toml::from_str(text)?;
+        overlay(&mut merged, file);
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         config.validate()?;
         Ok(config)
     }
@@ -330,6 +407,11 @@ impl Config {
         if let Ok(secret) = std::env::var("KASSA_SANDBOX_WEBHOOK_SECRET") {
             if !secret.is_empty() {
                 self.set_sandbox_credential("webhook_secret", &secret);
+            }
+        }
+        if let Ok(secret) = std::env::var(KEY_HASH_SECRET_VAR) {
+            if !secret.is_empty() {
+                self.auth.key_hash_secret = secret;
             }
         }
         if let Ok(autopilot) = std::env::var("KASSA_SANDBOX_AUTOPILOT") {
@@ -388,6 +470,25 @@ impl Config {
             "idempotency.retention_hours must be at least 24"
         );
         self.jobs.validate()?;
+        self.limits.amount_limits()?;
+        let secret_len = self.auth.key_hash_secret.len();
+        anyhow::ensure!(
+            secret_len == 0 || secret_len >= KEY_HASH_SECRET_LEN_MIN,
+            "auth.key_hash_secret must be empty (demo) or at least {KEY_HASH_SECRET_LEN_MIN} bytes"
+        );
+        Ok(())
+    }
+
+    /// Refuses a PostgreSQL deployment keyed with the public demo secret: its API key hashes
+    /// could be checked offline by anyone holding a copy of the database (ADR 26).
+    pub fn check_key_hash_secret_fits_database(&self) -> anyhow::Result<()> {
+        let (_, is_demo) = self.auth.effective_key_hash_secret();
+        anyhow::ensure!(
+            !(is_demo && self.database_url.starts_with("postgres")),
+            "a PostgreSQL database needs its own auth.key_hash_secret (at least \
+             {KEY_HASH_SECRET_LEN_MIN} random bytes; {KEY_HASH_SECRET_VAR} or the config file): \
+             the built-in demo secret is public"
+        );
         Ok(())
     }
 }
@@ -537,5 +638,52 @@ mod tests {
         );
         assert_eq!(account.setting_u64("timeout_ms", 0).unwrap(), 2500);
         assert_eq!(account.merchant_id, "mch_eu");
+    }
+
+    #[test]
+    fn amount_limits_come_from_config_and_bad_ones_are_refused() {
+        let config = Config::defaults();
+        let limits = config.limits.amount_limits().unwrap();
+        let eur = kassa_core::Currency::from_code("EUR").unwrap();
+        let usdt = kassa_core::Currency::from_code("USDT").unwrap();
+        assert_eq!(limits.max_minor(eur), 100_000_000_000);
+        assert_eq!(limits.max_minor(usdt), 10_000_000_000_000);
+        let config = Config::from_file_text(
+            "[limits]\namount_max_minor_default = 500\n[limits.amount_max_minor]\nJPY = 7\n",
+        )
+        .unwrap();
+        let limits = config.limits.amount_limits().unwrap();
+        assert_eq!(limits.max_minor(eur), 500);
+        let jpy = kassa_core::Currency::from_code("JPY").unwrap();
+        assert_eq!(limits.max_minor(jpy), 7);
+        assert_eq!(limits.max_minor(usdt), 10_000_000_000_000, "defaults stay");
+        for bad in [
+            "[limits]\namount_max_minor_default = 0\n",
+            "[limits]\namount_max_minor_default = 9223372036854775807\n",
+            "[limits.amount_max_minor]\nXXX = 5\n",
+            "[limits.amount_max_minor]\nEUR = -5\n",
+        ] {
+            assert!(Config::from_file_text(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn postgres_refuses_the_demo_key_hash_secret() {
+        let mut config = Config::defaults();
+        assert!(
+            config.check_key_hash_secret_fits_database().is_ok(),
+            "SQLite demo"
+        );
+        config.database_url = "postgres://kassa@db:5432/kassa".into();
+        assert!(config.check_key_hash_secret_fits_database().is_err());
+        config.auth.key_hash_secret = DEMO_KEY_HASH_SECRET.into();
+        assert!(config.check_key_hash_secret_fits_database().is_err());
+        config.auth.key_hash_secret = "x".repeat(KEY_HASH_SECRET_LEN_MIN);
+        assert!(config.check_key_hash_secret_fits_database().is_ok());
+        assert!(Config::from_file_text("[auth]\nkey_hash_secret = \"short\"\n").is_err());
+        assert!(
+            !format!("{:?}", config.auth).contains("xxxx"),
+            "never shown"
+        );
     }
 }

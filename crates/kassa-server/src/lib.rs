@@ -48,6 +48,8 @@ pub struct AppStateInner {
     pub config: Arc<Config>,
     /// API key lookups.
     pub auth: auth::KeyCache,
+    /// The most one operation may move, per currency (`[limits]`).
+    pub amount_limits: kassa_core::AmountLimits,
     /// Per-key rate limiter; `None` when turned off.
     pub limiter: Option<Arc<rate_limit::KeyedLimiter>>,
     /// Per-source-address limiter of inbound webhooks; `None` when turned off.
@@ -92,9 +94,26 @@ impl Server {
         config: Config,
         embedded: Option<&dyn providers::EmbeddedProviders>,
     ) -> anyhow::Result<Server> {
+        config.check_key_hash_secret_fits_database()?;
+        config.limits.amount_limits()?;
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
-        let bootstrap = bootstrap::ensure_demo_merchant(&store).await?;
+        let hasher = auth::KeyHasher::from_config(&config.auth);
+        if config.auth.effective_key_hash_secret().1 {
+            tracing::warn!(
+                "API keys are hashed with the public demo secret; set auth.key_hash_secret \
+                 (KASSA_KEY_HASH_SECRET) before real keys go in"
+            );
+        }
+        let upgraded = store
+            .upgrade_api_key_hashes(auth::KEYED_HASH_PREFIX, |old| {
+                hasher.upgrade_legacy_hash(old)
+            })
+            .await?;
+        if upgraded > 0 {
+            tracing::info!(upgraded, "API key hashes moved to the keyed hash");
+        }
+        let bootstrap = bootstrap::ensure_demo_merchant(&store, &hasher).await?;
         let listener = TcpListener::bind(&config.listen).await?;
         let local_addr = listener.local_addr()?;
         let public_base_url = match config.payments.public_base_url.trim_end_matches('/') {
@@ -173,10 +192,17 @@ impl AppState {
         let players = service::players::PlayerDirectory::new(store.clone());
         let wallet =
             service::wallet::WalletService::start(store.clone(), players.clone(), &config.wallet);
+        // Server::start refuses invalid limits; a caller wiring state by hand gets the check
+        // here instead.
+        let amount_limits = config
+            .limits
+            .amount_limits()
+            .expect("[limits] are valid (checked by Config::load and Server::start)");
         let payments = service::payments::PaymentsService::new(
             store.clone(),
             providers.clone(),
             players.clone(),
+            amount_limits.clone(),
         );
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),
@@ -185,7 +211,8 @@ impl AppState {
             config.payouts.clone(),
         );
         AppState(Arc::new(AppStateInner {
-            auth: auth::KeyCache::new(store.clone()),
+            auth: auth::KeyCache::new(store.clone(), auth::KeyHasher::from_config(&config.auth)),
+            amount_limits,
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),
             webhook_limiter: rate_limit::KeyedLimiter::from_config(&config::RateLimitConfig {
                 requests_per_second: config.webhooks.requests_per_second_per_address,

@@ -126,6 +126,41 @@ impl Store {
         Ok(())
     }
 
+    /// Rewrites every stored key hash that does not start with `keyed_prefix` to what
+    /// `upgrade` makes of it (the old unsalted hashes, on a database from before keyed
+    /// hashing), in one transaction. Hashes `upgrade` cannot read are left as they are and
+    /// never match a key. Safe to run on several nodes at once: a row is rewritten only if
+    /// it still holds the hash read. Returns how many rows were rewritten.
+    pub async fn upgrade_api_key_hashes(
+        &self,
+        keyed_prefix: &str,
+        upgrade: impl Fn(&str) -> Option<String>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query("SELECT id, key_hash FROM api_keys WHERE key_hash NOT LIKE $1")
+            .bind(format!("{keyed_prefix}%"))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut upgraded = 0;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let old_hash: String = row.try_get("key_hash")?;
+            let Some(new_hash) = upgrade(&old_hash) else {
+                continue;
+            };
+            upgraded +=
+                sqlx::query("UPDATE api_keys SET key_hash = $1 WHERE id = $2 AND key_hash = $3")
+                    .bind(&new_hash)
+                    .bind(&id)
+                    .bind(&old_hash)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(upgraded)
+    }
+
     /// Finds a live key by the hash of its secret.
     pub async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let row = sqlx::query(

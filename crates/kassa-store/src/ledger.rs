@@ -42,11 +42,13 @@ pub struct VerifyReport {
     /// Transfers summed.
     pub transfers_checked: u64,
     /// Accounts whose stored balance differs from the journal: (id, stored, recomputed).
-    pub drifted_accounts: Vec<(AccountId, i64, i64)>,
+    /// The journal's sum is i128: it may lie outside what a balance can hold.
+    pub drifted_accounts: Vec<(AccountId, i64, i128)>,
     /// Accounts that may not go negative but are.
     pub negative_accounts: Vec<(AccountId, i64)>,
-    /// Currencies whose balances do not sum to zero (money created or destroyed).
-    pub unbalanced_currencies: Vec<(String, i64)>,
+    /// Currencies whose balances do not sum to zero (money created or destroyed), summed in
+    /// i128 so that no number of accounts overflows the sum.
+    pub unbalanced_currencies: Vec<(String, i128)>,
     /// Transfers between accounts of another currency than their own.
     pub currency_mismatches: u64,
     /// Entries whose status disagrees with their transfers (moved money but says it did
@@ -78,18 +80,27 @@ impl VerifyReport {
             "entries_checked": self.entries_checked,
             "transfers_checked": self.transfers_checked,
             "drifted_accounts": self.drifted_accounts.iter()
-                .map(|(id, stored, recomputed)| json!({"account_id": id, "stored_minor": stored, "recomputed_minor": recomputed}))
+                .map(|(id, stored, recomputed)| json!({"account_id": id, "stored_minor": stored, "recomputed_minor": json_integer(*recomputed)}))
                 .collect::<Vec<_>>(),
             "negative_accounts": self.negative_accounts.iter()
                 .map(|(id, balance)| json!({"account_id": id, "balance_minor": balance}))
                 .collect::<Vec<_>>(),
             "unbalanced_currencies": self.unbalanced_currencies.iter()
-                .map(|(currency, total)| json!({"currency": currency, "total_minor": total}))
+                .map(|(currency, total)| json!({"currency": currency, "total_minor": json_integer(*total)}))
                 .collect::<Vec<_>>(),
             "currency_mismatches": self.currency_mismatches,
             "inconsistent_entries": self.inconsistent_entries,
             "orphan_references": self.orphan_references,
         })
+    }
+}
+
+/// A JSON number when it fits i64 (every sane value), its decimal text otherwise: JSON
+/// readers commonly lose precision, or fail, past 64 bits.
+fn json_integer(value: i128) -> serde_json::Value {
+    match i64::try_from(value) {
+        Ok(small) => json!(small),
+        Err(_) => json!(value.to_string()),
     }
 }
 
@@ -365,26 +376,11 @@ impl Store {
         .iter()
         .map(account_from_row)
         .collect::<Result<_, _>>()?;
-        let mut recomputed: HashMap<AccountId, i64> = HashMap::new();
-        for (column, sign) in [("credit_account_id", 1i64), ("debit_account_id", -1i64)] {
-            let sql = format!(
-                "SELECT {column} AS account_id, CAST(SUM(amount_minor) AS BIGINT) AS total_minor, \
-                 COUNT(*) AS transfers FROM ledger_transfers GROUP BY {column}"
-            );
-            for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
-                let id: i64 = row.try_get("account_id")?;
-                let total: i64 = row.try_get("total_minor")?;
-                let count: i64 = row.try_get("transfers")?;
-                *recomputed.entry(id).or_default() += sign * total;
-                if sign > 0 {
-                    report.transfers_checked += count as u64;
-                }
-            }
-        }
-        let mut currency_totals: BTreeMap<String, i64> = BTreeMap::new();
+        let recomputed = sum_transfers_per_account(&mut tx, &mut report).await?;
+        let mut currency_totals: BTreeMap<String, i128> = BTreeMap::new();
         for account in &accounts {
             let expected = recomputed.get(&account.id).copied().unwrap_or(0);
-            if expected != account.balance_minor {
+            if expected != i128::from(account.balance_minor) {
                 report
                     .drifted_accounts
                     .push((account.id, account.balance_minor, expected));
@@ -396,7 +392,7 @@ impl Store {
             }
             *currency_totals
                 .entry(account.currency.code().to_string())
-                .or_default() += account.balance_minor;
+                .or_default() += i128::from(account.balance_minor);
         }
         report.accounts_checked = accounts.len() as u64;
         report.unbalanced_currencies = currency_totals
@@ -427,6 +423,41 @@ impl Store {
         tx.rollback().await?;
         Ok(report)
     }
+}
+
+/// Splits each amount at this power of two so that both halves' sums fit a BIGINT: the high
+/// halves are below 2^31 each, the low ones below 2^32, so up to 2^31 transfers per account
+/// sum without overflow on either backend, where `SUM(amount_minor)` overflows (an error on
+/// SQLite, `bigint out of range` on PostgreSQL) once an account's credits pass i64::MAX.
+const SUM_SPLIT: i64 = 1 << 32;
+
+/// Each account's credits minus debits over the whole journal, in i128 (ADR 21).
+async fn sum_transfers_per_account(
+    tx: &mut Tx,
+    report: &mut VerifyReport,
+) -> Result<HashMap<AccountId, i128>, StoreError> {
+    let mut recomputed: HashMap<AccountId, i128> = HashMap::new();
+    for (column, sign) in [("credit_account_id", 1i128), ("debit_account_id", -1i128)] {
+        // Amounts are positive, so `/` and `%` agree on both backends.
+        let sql = format!(
+            "SELECT {column} AS account_id, \
+             CAST(SUM(amount_minor / {SUM_SPLIT}) AS BIGINT) AS high_sum, \
+             CAST(SUM(amount_minor % {SUM_SPLIT}) AS BIGINT) AS low_sum, \
+             COUNT(*) AS transfers FROM ledger_transfers GROUP BY {column}"
+        );
+        for row in sqlx::query(&sql).fetch_all(&mut **tx).await? {
+            let id: i64 = row.try_get("account_id")?;
+            let high: i64 = row.try_get("high_sum")?;
+            let low: i64 = row.try_get("low_sum")?;
+            let count: i64 = row.try_get("transfers")?;
+            let total = i128::from(high) * i128::from(SUM_SPLIT) + i128::from(low);
+            *recomputed.entry(id).or_default() += sign * total;
+            if sign > 0 {
+                report.transfers_checked += count as u64;
+            }
+        }
+    }
+    Ok(recomputed)
 }
 
 /// Transfers and entries naming something that does not exist: an account, the entry a

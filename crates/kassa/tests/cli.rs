@@ -188,7 +188,12 @@ async fn ledger_verify_passes_then_fails_on_a_tampered_balance(backend: TestBack
     let port = free_port();
     let key = "sk_test_verify_key_0000000001";
     {
-        let (_server, _) = serve(&url, port, &[("KASSA_DEMO_API_KEY", key)]);
+        // PostgreSQL refuses the public demo key hash secret (ADR 26).
+        let secret = (
+            "KASSA_KEY_HASH_SECRET",
+            "cli-test-key-hash-secret-cli-test-secret",
+        );
+        let (_server, _) = serve(&url, port, &[("KASSA_DEMO_API_KEY", key), secret]);
         wait_healthy(port).await;
         let base = format!("http://127.0.0.1:{port}");
         call(

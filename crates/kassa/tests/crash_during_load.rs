@@ -86,6 +86,10 @@ async fn start(database_url: &str, client: &reqwest::Client) -> Node {
         .args(["--database-url", database_url])
         .env("KASSA_DEMO_API_KEY", API_KEY)
         .env("KASSA_RATE_LIMIT_RPS", "0")
+        .env(
+            "KASSA_KEY_HASH_SECRET",
+            "crash-test-key-hash-secret-crash-test",
+        )
         .env_remove("KASSA_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -93,22 +93,30 @@ impl MemoryStore {
 
     /// The invariants `kassa ledger verify` checks, over the in-memory state.
     fn assert_invariants(&self) {
-        let mut recomputed: HashMap<AccountId, i64> = HashMap::new();
+        // Sums in i128, as `verify` does: the journal's totals outgrow i64 long before any
+        // balance does.
+        let mut recomputed: HashMap<AccountId, i128> = HashMap::new();
         for transfer in &self.transfers {
             assert!(transfer.amount_minor > 0);
             assert_ne!(transfer.debit, transfer.credit);
-            *recomputed.entry(transfer.debit).or_default() -= transfer.amount_minor;
-            *recomputed.entry(transfer.credit).or_default() += transfer.amount_minor;
+            *recomputed.entry(transfer.debit).or_default() -= i128::from(transfer.amount_minor);
+            *recomputed.entry(transfer.credit).or_default() += i128::from(transfer.amount_minor);
             assert!(
                 self.entries.contains_key(&transfer.txn_id),
                 "transfer without entry"
             );
         }
-        let mut total = 0i64;
+        let mut total = 0i128;
         for account in self.accounts.values() {
             let expected = recomputed.get(&account.id).copied().unwrap_or(0);
+            assert!(
+                account.balance_minor > i64::MIN,
+                "account {} is past what the ledger holds",
+                account.id
+            );
             assert_eq!(
-                account.balance_minor, expected,
+                i128::from(account.balance_minor),
+                expected,
                 "account {} drifted",
                 account.id
             );
@@ -119,7 +127,7 @@ impl MemoryStore {
                     account.id
                 );
             }
-            total += account.balance_minor;
+            total += i128::from(account.balance_minor);
         }
         assert_eq!(total, 0, "money was created or destroyed");
     }
@@ -379,8 +387,22 @@ enum Step {
 }
 
 fn step_strategy() -> impl Strategy<Value = Step> {
+    step_strategy_with(1i64..2_000)
+}
+
+/// Amounts near the top of the i64 range, so that balances and the journal's sums overflow
+/// unless every step is checked.
+fn huge_amount() -> impl Strategy<Value = i64> + Clone {
+    prop_oneof![
+        Just(i64::MAX),
+        (i64::MAX - 1_000)..=i64::MAX,
+        (i64::MAX / 4)..=(i64::MAX / 2 + 1),
+        1i64..1_000,
+    ]
+}
+
+fn step_strategy_with(amount: impl Strategy<Value = i64> + Clone) -> impl Strategy<Value = Step> {
     let id = 0u8..24;
-    let amount = 1i64..2_000;
     prop_oneof![
         (id.clone(), any::<bool>(), amount.clone()).prop_map(|(id, player, amount_minor)| {
             Step::Credit {
@@ -399,7 +421,7 @@ fn step_strategy() -> impl Strategy<Value = Step> {
         (id.clone(), id.clone()).prop_map(|(id, original)| Step::Rollback { id, original }),
         (id.clone(), amount.clone())
             .prop_map(|(id, amount_minor)| Step::Reserve { id, amount_minor }),
-        (id.clone(), id.clone(), proptest::option::of(amount)).prop_map(
+        (id.clone(), id.clone(), proptest::option::of(amount.clone())).prop_map(
             |(id, pending, amount_minor)| Step::Post {
                 id,
                 pending,
@@ -523,6 +545,56 @@ proptest! {
                 store.assert_invariants();
             }
             start = end;
+        }
+    }
+}
+
+#[test]
+fn no_sequence_of_calls_takes_an_account_past_what_the_ledger_holds() {
+    let mut store = MemoryStore::new();
+    // The sequence: credit the most an i64 holds, debit it, credit it again.
+    let outcomes = store.apply_batch(&[
+        transfer("c1", HOUSE, CASH_A, i64::MAX),
+        {
+            let mut r = transfer("d1", CASH_A, HOUSE, i64::MAX);
+            r.label = "debit".into();
+            r
+        },
+        transfer("c2", HOUSE, CASH_A, i64::MAX),
+    ]);
+    assert!(outcomes
+        .iter()
+        .all(|o| recorded(o).status == EntryStatus::Posted));
+    assert_eq!(store.balance(HOUSE), -i64::MAX);
+    store.assert_invariants();
+    // One more minor unit would take the house to i64::MIN, whose negation overflows:
+    // refused with a typed reason, nothing recorded.
+    let outcomes = store.apply_batch(&[
+        transfer("c3", HOUSE, CASH_B, 1),
+        transfer("c4", CLEARING, CASH_A, 1),
+    ]);
+    assert_eq!(outcomes[0], Outcome::Refused(Refusal::Overflow));
+    assert_eq!(outcomes[1], Outcome::Refused(Refusal::Overflow));
+    assert!(!store.entries.contains_key("c3") && !store.entries.contains_key("c4"));
+    store.assert_invariants();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Histories of amounts near i64::MAX: every request is recorded or refused with a
+    /// typed reason, never panics, and every balance stays within ±i64::MAX with the
+    /// journal (summed in i128) agreeing with it.
+    #[test]
+    fn huge_amounts_never_break_the_ledger(
+        steps in proptest::collection::vec(step_strategy_with(huge_amount()), 1..60),
+        batch_size in 1usize..6,
+    ) {
+        let mut store = MemoryStore::new();
+        let requests: Vec<Request> = steps.iter().map(to_request).collect();
+        for batch in requests.chunks(batch_size) {
+            store.apply_batch(batch);
+            store.assert_invariants();
         }
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::{ApiJson, ApiQuery};
-use crate::auth::{generate_key, hash_key, roles, Admin};
+use crate::auth::{generate_key, roles, Admin};
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
@@ -57,7 +57,7 @@ pub async fn create_merchant(
         .create_api_key(
             &kassa_core::ids::generate("key"),
             Some(&merchant_id),
-            &hash_key(&api_key),
+            &state.auth.hash_key(&api_key),
             &api_key[..12],
             &[],
         )

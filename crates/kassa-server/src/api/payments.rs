@@ -132,7 +132,9 @@ pub async fn init_payment(
 ) -> Result<Response, ApiError> {
     external_id("player_id", &input.player_id)?;
     let currency = Currency::from_code(&input.currency)?;
-    let amount_minor = currency.parse_positive_minor(&input.amount)?;
+    let amount_minor = state
+        .amount_limits
+        .parse_positive(currency, &input.amount)?;
     if input.method.is_empty()
         || input.method.len() > 32
         || !input
@@ -346,6 +348,7 @@ async fn receive_webhook(
         payments: &state.payments,
         payouts: &state.payouts,
         log_limits: &state.config.webhooks,
+        amount_limits: &state.amount_limits,
     };
     let delivery = Delivery {
         provider,

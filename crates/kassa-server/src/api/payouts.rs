@@ -112,7 +112,9 @@ pub async fn init_payout(
 ) -> Result<Response, ApiError> {
     external_id("player_id", &input.player_id)?;
     let currency = Currency::from_code(&input.currency)?;
-    let amount_minor = currency.parse_positive_minor(&input.amount)?;
+    let amount_minor = state
+        .amount_limits
+        .parse_positive(currency, &input.amount)?;
     if input.method.is_empty()
         || input.method.len() > 32
         || !input

@@ -58,7 +58,11 @@ pub struct RollbackInput {
     pub idempotency_key: Option<String>,
 }
 
-fn parse_move(input: WalletMoveInput, allow_payment: bool) -> Result<WalletMove, ApiError> {
+fn parse_move(
+    input: WalletMoveInput,
+    allow_payment: bool,
+    limits: &kassa_core::AmountLimits,
+) -> Result<WalletMove, ApiError> {
     external_id("txn_id", &input.txn_id)?;
     external_id("player_id", &input.player_id)?;
     if let Some(round_id) = &input.round_id {
@@ -74,7 +78,7 @@ fn parse_move(input: WalletMoveInput, allow_payment: bool) -> Result<WalletMove,
         external_id("payment_id", payment_id)?;
     }
     let currency = Currency::from_code(&input.currency)?;
-    let amount_minor = currency.parse_positive_minor(&input.amount)?;
+    let amount_minor = limits.parse_positive(currency, &input.amount)?;
     Ok(WalletMove {
         txn_id: input.txn_id,
         player_id: input.player_id,
@@ -130,7 +134,7 @@ pub async fn debit(
     ApiJson(input): ApiJson<WalletMoveInput>,
 ) -> Result<Response, ApiError> {
     field_key(input.idempotency_key.as_deref(), &claim)?;
-    let call = parse_move(input, false)?;
+    let call = parse_move(input, false, &state.amount_limits)?;
     let receipt = state
         .wallet
         .debit(&merchant.id, call, claim.map(|c| c.0))
@@ -155,7 +159,7 @@ pub async fn credit(
     ApiJson(input): ApiJson<WalletMoveInput>,
 ) -> Result<Response, ApiError> {
     field_key(input.idempotency_key.as_deref(), &claim)?;
-    let call = parse_move(input, true)?;
+    let call = parse_move(input, true, &state.amount_limits)?;
     let receipt = state
         .wallet
         .credit(&merchant.id, call, claim.map(|c| c.0))

@@ -132,6 +132,7 @@ pub struct PaymentsService {
     providers: Arc<ProviderRegistry>,
     players: PlayerDirectory,
     feed: StatusFeed,
+    amount_limits: kassa_core::AmountLimits,
 }
 
 impl PaymentsService {
@@ -140,6 +141,7 @@ impl PaymentsService {
         store: Store,
         providers: Arc<ProviderRegistry>,
         players: PlayerDirectory,
+        amount_limits: kassa_core::AmountLimits,
     ) -> PaymentsService {
         let (feed, _) = broadcast::channel(1024);
         PaymentsService {
@@ -147,6 +149,7 @@ impl PaymentsService {
             providers,
             players,
             feed,
+            amount_limits,
         }
     }
 
@@ -753,7 +756,7 @@ impl PaymentsService {
     ) -> Result<RefundRecord, PaymentError> {
         let known = self.get(merchant_id, payment_id).await?;
         let amount_minor = amount
-            .map(|text| known.currency.parse_positive_minor(text))
+            .map(|text| self.amount_limits.parse_positive(known.currency, text))
             .transpose()?;
         let player = self.players.wallet(merchant_id, &known.player_id).await?;
         let (payment, refund) = self

@@ -47,6 +47,9 @@ pub enum ProviderEventError {
     /// The event is not about what we hold (provider, amount, currency, reference).
     #[error("{0}")]
     Mismatch(&'static str),
+    /// A signed event's amount is above the currency's limit (ADR 21).
+    #[error(transparent)]
+    AmountTooLarge(kassa_core::MoneyError),
     /// The payment's player could not be read.
     #[error(transparent)]
     Player(#[from] PlayerError),
@@ -74,6 +77,7 @@ impl ProviderEventError {
             ProviderEventError::PaymentNotFound { .. } => "unknown_payment",
             ProviderEventError::PayoutNotFound { .. } => "unknown_payout",
             ProviderEventError::Mismatch(_) => "mismatch",
+            ProviderEventError::AmountTooLarge(_) => "amount_too_large",
             ProviderEventError::Player(_) | ProviderEventError::Store(_) => "error",
         }
     }
@@ -179,6 +183,8 @@ pub struct ProviderEvents<'a> {
     pub payouts: &'a PayoutsService,
     /// What the delivery log keeps of unverifiable deliveries.
     pub log_limits: &'a WebhooksConfig,
+    /// The most one event may move, per currency.
+    pub amount_limits: &'a kassa_core::AmountLimits,
 }
 
 impl ProviderEvents<'_> {
@@ -276,6 +282,13 @@ impl ProviderEvents<'_> {
         if let Some(field) = control_character_field(&event) {
             return Err(ProviderEventError::ControlCharacter { field });
         }
+        let (amount_minor, currency) = match &event {
+            ProviderEvent::Payment(e) => (e.amount_minor, e.currency),
+            ProviderEvent::Payout(e) => (e.amount_minor, e.currency),
+        };
+        self.amount_limits
+            .check(currency, amount_minor)
+            .map_err(ProviderEventError::AmountTooLarge)?;
         match event {
             ProviderEvent::Payment(event) => {
                 log.event_id = Some(event.event_id.clone());

@@ -117,6 +117,10 @@ impl PublicError for StoreError {
 
 impl PublicError for MoneyError {
     fn problem(&self) -> Problem {
+        if let MoneyError::TooLarge { max, .. } = self {
+            return Problem::new(422, "amount_too_large", self.to_string())
+                .with_details(json!({ "field": "amount", "max": max }));
+        }
         let field = match self {
             MoneyError::UnknownCurrency(_) => "currency",
             _ => "amount",
@@ -337,6 +341,7 @@ impl PublicError for ProviderEventError {
                 Problem::new(404, "payout_not_found", message)
             }
             ProviderEventError::Mismatch(_) => Problem::new(422, "webhook_mismatch", message),
+            ProviderEventError::AmountTooLarge(error) => error.problem(),
             ProviderEventError::Player(error) => error.problem(),
             ProviderEventError::Store(error) => error.problem(),
         }

@@ -105,6 +105,7 @@ pub async fn spawn_with(backend: TestBackend, adjust: impl FnOnce(&mut Config)) 
     config.listen = "127.0.0.1:0".into();
     config.database_url = database_url.clone();
     config.rate_limit.requests_per_second = 0;
+    config.auth.key_hash_secret = TEST_KEY_HASH_SECRET.into();
     adjust(&mut config);
     let server = Server::start_with(config, Some(&Simulators))
         .await
@@ -245,6 +246,7 @@ impl TestApp {
         config.listen = "127.0.0.1:0".into();
         config.database_url = self.database_url.clone();
         config.rate_limit.requests_per_second = 0;
+        config.auth.key_hash_secret = TEST_KEY_HASH_SECRET.into();
         adjust(&mut config);
         let server = Server::start_with(config, Some(&Simulators))
             .await
@@ -264,6 +266,9 @@ impl TestApp {
         }
     }
 }
+
+/// The API key hash secret of every test server: PostgreSQL refuses the demo default.
+pub const TEST_KEY_HASH_SECRET: &str = "test-key-hash-secret-test-key-hash-secret";
 
 /// The sandbox's webhook secret in the default config.
 pub const SANDBOX_WEBHOOK_SECRET: &str = "sandbox_webhook_secret_not_for_production";

@@ -239,6 +239,10 @@ async fn run_in_process(args: &BenchArgs, backend: &str) -> anyhow::Result<Vec<C
     if let Some(batch) = args.batch_size_max {
         config.wallet.batch_size_max = batch;
     }
+    if config.auth.key_hash_secret.is_empty() {
+        // A throwaway database: any secret of its own will do (PostgreSQL refuses the demo one).
+        config.auth.key_hash_secret = kassa_server::auth::generate_key("bench_key_hash_secret");
+    }
     // The deposits benchmark plays the provider and sends the webhooks itself.
     config.sandbox.autopilot = false;
     let webhook_secret = sandbox_webhook_secret(&config)?;
