@@ -53,11 +53,7 @@ impl Drop for TempDir {
 fn open(path: &Path, gathering: bool, pragmas: &str) -> Connection {
     support::install();
     let conn = if gathering {
-        Connection::open_with_flags_and_vfs(
-            path,
-            OpenFlags::default(),
-            kassa_wal_gather::VFS_NAME,
-        )
+        Connection::open_with_flags_and_vfs(path, OpenFlags::default(), kassa_wal_gather::VFS_NAME)
     } else {
         Connection::open(path)
     }
@@ -96,7 +92,11 @@ fn faulty_history(dir: &TempDir, gathering: bool, skip: Option<u64>, code: i32, 
     }
     let committed = spill(&conn, end);
     support::disarm(&dir.0);
-    check_outcome(&path, committed, &format!("{gathering} {skip:?} {code} {end:?}"));
+    check_outcome(
+        &path,
+        committed,
+        &format!("{gathering} {skip:?} {code} {end:?}"),
+    );
     // Other connections must write while the failed one is still open, then after it closed.
     assert_others_can_write(&path, "while open");
     drop(conn);
@@ -162,7 +162,10 @@ fn spill(conn: &Connection, end: Ending) -> Option<i64> {
     }
     let committed = open && ended.is_ok() && end != Ending::Rollback;
     // The default VFS never lets a transaction that met a failed write commit.
-    assert!(!(failed && committed), "a transaction that met a failed write committed");
+    assert!(
+        !(failed && committed),
+        "a transaction that met a failed write committed"
+    );
     committed.then_some(rows_inserted)
 }
 
@@ -245,7 +248,10 @@ fn sweep(end: Ending, points: &[FlushPoint]) {
 
 #[test]
 fn a_failed_write_in_a_committing_transaction_never_commits_a_corrupt_database() {
-    sweep(Ending::Commit, &[FlushPoint::Write, FlushPoint::Read, FlushPoint::Sync]);
+    sweep(
+        Ending::Commit,
+        &[FlushPoint::Write, FlushPoint::Read, FlushPoint::Sync],
+    );
 }
 
 #[test]
@@ -306,4 +312,3 @@ fn commit_without_sync_on_a_full_disk() {
         assert_others_can_write(&path, "after close");
     }
 }
-
