@@ -31,6 +31,32 @@ pub struct Config {
     pub sandbox: SandboxProviderConfig,
     /// Withdrawals.
     pub payouts: PayoutsConfig,
+    /// The database's storage settings.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// The database's storage settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The SQLite wallet writer's WAL shim and page-cache layer (ADR 16, 18, 19); off, it
+    /// opens a plain connection. `KASSA_SQLITE_TUNING=off|on`.
+    #[serde(default = "default_sqlite_tuning")]
+    pub sqlite_tuning: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            sqlite_tuning: default_sqlite_tuning(),
+        }
+    }
+}
+
+/// On: the property, fault-injection and power-loss tests cover it (ADR 19).
+fn default_sqlite_tuning() -> bool {
+    true
 }
 
 /// Withdrawals.
@@ -218,6 +244,9 @@ impl Config {
             if !secret.is_empty() {
                 self.sandbox.webhook_secret = secret;
             }
+        }
+        if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
+            self.storage.sqlite_tuning = tuning;
         }
         if let Ok(autopilot) = std::env::var("KASSA_SANDBOX_AUTOPILOT") {
             self.sandbox.autopilot = !matches!(

@@ -75,7 +75,9 @@ impl Server {
     /// Connects, migrates, bootstraps an empty database, binds, starts the sandbox provider
     /// (in-process unless configured elsewhere) and the workers, and starts serving.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
-        let store = Store::connect(&config.database_url).await?;
+        let store =
+            Store::connect_with_sqlite_tuning(&config.database_url, config.storage.sqlite_tuning)
+                .await?;
         store.migrate().await?;
         let bootstrap = bootstrap::ensure_demo_merchant(&store).await?;
         let listener = TcpListener::bind(&config.listen).await?;
