@@ -287,7 +287,7 @@ fn after_a_power_cut_at_any_point_every_acknowledged_commit_is_there_and_whole()
     assert_eq!(kassa_wal_gather::tune_process(), Ok(()));
     support::install();
     let cuts = env_u64("KASSA_POWER_LOSS_CUTS", 1000);
-    let seed = env_u64("KASSA_POWER_LOSS_SEED", 0x5EED_0F_C0DE) | 1;
+    let seed = env_u64("KASSA_POWER_LOSS_SEED", 0x005E_ED0F_C0DE) | 1;
     let mut rng = Rng(seed);
     let base: PathBuf =
         std::env::temp_dir().join(format!("kassa-power-loss-{}", std::process::id()));
