@@ -45,6 +45,9 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Inbound provider webhooks: their rate and their delivery log.
     pub webhooks: WebhooksConfig,
+    /// The database's storage settings.
+    #[serde(default)]
+    pub storage: StorageConfig,
 }
 
 /// Inbound provider webhooks: what one source address may send, and what the delivery log
@@ -146,12 +149,35 @@ impl AuthConfig {
     }
 }
 
+/// The database's storage settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The SQLite wallet writer's WAL shim and page-cache layer (ADR 16, 18, 19); off, it
+    /// opens a plain connection. `KASSA_SQLITE_TUNING=off|on`.
+    #[serde(default = "default_sqlite_tuning")]
+    pub sqlite_tuning: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            sqlite_tuning: default_sqlite_tuning(),
+        }
+    }
+}
+
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthConfig")
             .field("key_hash_secret", &"<redacted>")
             .finish()
     }
+}
+
+/// On: the property, fault-injection and power-loss tests cover it (ADR 19).
+fn default_sqlite_tuning() -> bool {
+    true
 }
 
 /// Withdrawals.
@@ -413,6 +439,9 @@ impl Config {
             if !secret.is_empty() {
                 self.auth.key_hash_secret = secret;
             }
+        }
+        if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
+            self.storage.sqlite_tuning = tuning;
         }
         if let Ok(autopilot) = std::env::var("KASSA_SANDBOX_AUTOPILOT") {
             self.sandbox.autopilot = !matches!(

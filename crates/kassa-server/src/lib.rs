@@ -96,7 +96,9 @@ impl Server {
     ) -> anyhow::Result<Server> {
         config.check_key_hash_secret_fits_database()?;
         config.limits.amount_limits()?;
-        let store = Store::connect(&config.database_url).await?;
+        let store =
+            Store::connect_with_sqlite_tuning(&config.database_url, config.storage.sqlite_tuning)
+                .await?;
         store.migrate().await?;
         let hasher = auth::KeyHasher::from_config(&config.auth);
         if config.auth.effective_key_hash_secret().1 {

@@ -195,6 +195,23 @@ pub struct Store {
     sqlite_path: Option<String>,
     /// The PostgreSQL URL as given, for [`Store::postgres_writer`]; `None` on SQLite.
     postgres_url: Option<String>,
+    /// Whether the SQLite wallet writer's connection goes through the WAL shim and the
+    /// page-cache layer of `kassa-wal-gather` (ADR 16, 18, 19).
+    sqlite_tuning: bool,
+}
+
+/// Environment variable that turns the SQLite tuning off (`off`, `false`, `0`, `no`) or on:
+/// the config key `storage.sqlite_tuning`, and what [`Store::connect`] uses (tests).
+pub const SQLITE_TUNING_VAR: &str = "KASSA_SQLITE_TUNING";
+
+/// What [`SQLITE_TUNING_VAR`] asks for; `None` when it is unset or empty.
+pub fn sqlite_tuning_from_env() -> Option<bool> {
+    let value = std::env::var(SQLITE_TUNING_VAR).ok()?;
+    let value = value.trim().to_ascii_lowercase();
+    if value.is_empty() {
+        return None;
+    }
+    Some(!matches!(value.as_str(), "off" | "false" | "0" | "no"))
 }
 
 /// Connections the PostgreSQL pool may open.
@@ -283,16 +300,29 @@ static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migratio
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 impl Store {
-    /// Connects to `sqlite://PATH` (creating the file and its folder) or `postgres://…`.
+    /// Connects to `sqlite://PATH` (creating the file and its folder) or `postgres://…`,
+    /// with the SQLite tuning on unless [`SQLITE_TUNING_VAR`] turns it off.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with_sqlite_tuning(url, sqlite_tuning_from_env().unwrap_or(true)).await
+    }
+
+    /// [`Store::connect`], with the SQLite tuning (`storage.sqlite_tuning`) as given: on,
+    /// the wallet writer's own connection goes through the WAL shim and its page cache
+    /// parks (ADR 16, 18, 19); off, it is a plain connection and SQLite is left as built.
+    pub async fn connect_with_sqlite_tuning(
+        url: &str,
+        sqlite_tuning: bool,
+    ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         // Before this process's first SQLite connection, or SQLite refuses it (ADR 18).
-        if let Err(code) = kassa_wal_gather::tune_process() {
-            tracing::warn!(
-                code,
-                "SQLite was initialised before Kassa could tune it; running with its default \
-                 page cache (correct, slower)"
-            );
+        if sqlite_tuning {
+            if let Err(code) = kassa_wal_gather::tune_process() {
+                tracing::warn!(
+                    code,
+                    "SQLite was initialised before Kassa could tune it; running with its \
+                     default page cache (correct, slower)"
+                );
+            }
         }
         if let Some(rest) = url
             .strip_prefix("sqlite://")
@@ -344,6 +374,7 @@ impl Store {
                 backend: Backend::Sqlite,
                 sqlite_path: (path != ":memory:").then(|| path.to_string()),
                 postgres_url: None,
+                sqlite_tuning,
             });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -367,6 +398,7 @@ impl Store {
                 backend: Backend::Postgres,
                 sqlite_path: None,
                 postgres_url,
+                sqlite_tuning,
             });
         }
         Err(StoreError::UnsupportedUrl(url.to_string()))
@@ -434,6 +466,7 @@ impl Store {
                 sqlite_connection_pragmas(),
                 sqlite_writer_pragmas()
             ),
+            self.sqlite_tuning,
         ))
     }
 

@@ -71,21 +71,43 @@ impl SqliteWriter {
     /// Opens `path` (an existing, migrated database) and sets `pragmas`: the store's own
     /// (WAL, a commit that returns only once it is on disk, foreign keys, the writer's cache).
     ///
-    /// The connection goes through [`kassa_wal_gather`] (ADR 16), which writes each commit's
-    /// WAL frames in a few system calls instead of two per frame.
-    pub(crate) fn open(path: &str, pragmas: &str) -> Result<SqliteWriter, StoreError> {
-        kassa_wal_gather::register().map_err(|code| {
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(code),
-                Some("registering the WAL-gathering VFS".to_string()),
-            )
-        })?;
-        let conn = Connection::open_with_flags_and_vfs(
-            path,
-            OpenFlags::default(),
-            kassa_wal_gather::VFS_NAME,
-        )?;
-        conn.execute_batch(pragmas)?;
+    /// With `sqlite_tuning` (`storage.sqlite_tuning`), the connection goes through
+    /// [`kassa_wal_gather`]: its VFS writes each commit's WAL frames in a few system calls
+    /// instead of two per frame (ADR 16), and its page cache, made on this thread while the
+    /// connection opens, parks rebalanced pages elsewhere (ADR 18, 19). Without, it is a
+    /// plain connection.
+    pub(crate) fn open(
+        path: &str,
+        pragmas: &str,
+        sqlite_tuning: bool,
+    ) -> Result<SqliteWriter, StoreError> {
+        let open = || -> Result<Connection, StoreError> {
+            let conn = if sqlite_tuning {
+                kassa_wal_gather::register().map_err(|code| {
+                    rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(code),
+                        Some("registering the WAL-gathering VFS".to_string()),
+                    )
+                })?;
+                Connection::open_with_flags_and_vfs(
+                    path,
+                    OpenFlags::default(),
+                    kassa_wal_gather::VFS_NAME,
+                )?
+            } else {
+                Connection::open_with_flags(path, OpenFlags::default())?
+            };
+            conn.execute_batch(pragmas)?;
+            // Reading the schema makes SQLite learn the file's page size and make the
+            // connection's page cache for it, inside `opening_writer`.
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+            Ok(conn)
+        };
+        let conn = if sqlite_tuning {
+            kassa_wal_gather::opening_writer(open)?
+        } else {
+            open()?
+        };
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         Ok(SqliteWriter { conn })
     }

@@ -14,17 +14,27 @@
 //!   so SQLite's own view of the file never differs from what it wrote;
 //! - before a write that does not follow the gathered ones, so the writes reach the file
 //!   in the order SQLite made them (a rewritten frame still lands after its first version);
-//! - before any lock or barrier on the database's shared memory (the WAL index), through
-//!   the database file it belongs to. A commit becomes visible to other connections only
-//!   when its writer updates the WAL index header, which it does around such a barrier, and
-//!   the write lock is released the same way, so no other connection can read or overwrite
-//!   frames this one still holds.
+//! - before any lock, unlock or barrier on the database's shared memory (the WAL index),
+//!   through the database file it belongs to. A commit becomes visible to other
+//!   connections only when its writer updates the WAL index header, which it does around
+//!   such a barrier, and the write lock is released the same way, so no other connection
+//!   can read or overwrite frames this one still holds.
 //!
-//! With `synchronous = FULL` (the store's setting) every commit syncs its WAL before it
-//! updates the index, so the barrier finds nothing left to write. Should a write at the
-//! barrier fail anyway (another `synchronous` level), SQLite has no way to hear it, and
-//! the commit would become visible without its frames: the process aborts instead, before
-//! the commit returns, so nothing unwritten was acknowledged.
+//! When such a write fails (ADR 19), the file is failed for good: that call and every later
+//! call on it answer `SQLITE_IOERR_WRITE` (the write itself may answer what the default VFS
+//! said, e.g. `SQLITE_FULL`), until SQLite closes it. SQLite handles an I/O error from any
+//! call by rolling back the whole transaction, so a write it was told had succeeded can
+//! never be part of a commit: the commit's own sync (or any read) reports the failure
+//! first. A read never answers `SQLITE_FULL`, which SQLite would take as "roll back this
+//! statement only". Unlocks always reach the default VFS, whatever the flush said: SQLite
+//! ignores an unlock's result, and a lock that stays taken blocks every other writer.
+//!
+//! Gathering needs `synchronous = FULL` (or EXTRA) in normal locking mode, seen by the
+//! database file as `PRAGMA` statements run (`SQLITE_FCNTL_PRAGMA`). Then every commit syncs
+//! its WAL before it updates the index, so the barrier finds nothing left to write and a
+//! failed write always reaches SQLite before the commit is acknowledged. Under any other
+//! setting (or before the connection has set one) the WAL's writes pass straight through,
+//! and the log says so once.
 //!
 //! A WAL file is gathered only when SQLite names the database file it belongs to and that
 //! file was opened through this VFS too; anything else passes straight through.
@@ -32,12 +42,13 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::mem::size_of;
 use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
 mod pcache;
-pub use pcache::{parked_pages, tune_process};
+pub use pcache::{opening_writer, parked_pages, tune_process};
 
 /// The name to open a connection with (`Connection::open_with_flags_and_vfs`).
 pub const VFS_NAME: &str = "kassa-wal-gather";
@@ -49,8 +60,10 @@ const VFS_NAME_C: &CStr = c"kassa-wal-gather";
 /// (10,000 players) takes a few writes.
 const PENDING_BYTES_MAX: usize = 124 * 1024;
 
-/// Registers the VFS (once per process; later calls return the first call's result). It
-/// is not made the default: only connections that name [`VFS_NAME`] use it.
+/// Registers the VFS over the default one (once per process; later calls return the first
+/// call's result). It is not made the default: only connections that name [`VFS_NAME`] use it.
+/// Tests that want a VFS of their own below it (fault injection, a power-loss recorder)
+/// make theirs the default before the first call.
 pub fn register() -> Result<(), c_int> {
     static REGISTERED: OnceLock<c_int> = OnceLock::new();
     // SAFETY: runs once (OnceLock), and `register_once` only reads the default VFS that
@@ -67,32 +80,100 @@ fn sqlite_result(rc: c_int) -> Result<(), c_int> {
     }
 }
 
+/// The calls that write what is gathered before they do their own work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushPoint {
+    /// A write that does not follow the gathered bytes, or would overflow the buffer.
+    Write,
+    /// A read of the WAL file.
+    Read,
+    /// A sync of the WAL file.
+    Sync,
+    /// A truncation of the WAL file.
+    Truncate,
+    /// A size query of the WAL file.
+    FileSize,
+    /// A file control on the WAL file or its database file.
+    FileControl,
+    /// A lock taken on the database's shared memory.
+    ShmLock,
+    /// A lock released on the database's shared memory.
+    ShmUnlock,
+    /// A memory barrier on the database's shared memory.
+    Barrier,
+    /// The WAL file or its database file being closed.
+    Close,
+}
+
+impl FlushPoint {
+    /// Every flush point, in declaration order.
+    pub const ALL: [FlushPoint; 10] = [
+        FlushPoint::Write,
+        FlushPoint::Read,
+        FlushPoint::Sync,
+        FlushPoint::Truncate,
+        FlushPoint::FileSize,
+        FlushPoint::FileControl,
+        FlushPoint::ShmLock,
+        FlushPoint::ShmUnlock,
+        FlushPoint::Barrier,
+        FlushPoint::Close,
+    ];
+}
+
+/// Failed flushes per [`FlushPoint`] in this process, counted only when a write fails.
+static FAILED_FLUSHES: [AtomicU64; 10] = [const { AtomicU64::new(0) }; 10];
+
+/// How many flushes at `point` failed in this process: lets fault-injection tests show
+/// which call a failure reached SQLite through.
+pub fn failed_flushes(point: FlushPoint) -> u64 {
+    FAILED_FLUSHES[point as usize].load(Ordering::Relaxed)
+}
+
+/// Logs, once per process, that a WAL file is written through because its connection's
+/// settings do not allow gathering.
+fn refuse_gathering_once() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "kassa-wal-gather: a connection does not run `synchronous = FULL` in normal \
+             locking mode; its WAL writes pass through ungathered (ADR 19)"
+        );
+    }
+}
+
 /// What SQLite allocates for each open file of this VFS (`szOsFile` bytes): this header,
-/// then the default VFS's own file object.
+/// then the inner VFS's own file object.
 #[repr(C)]
 struct GatherFile {
     /// Must come first: SQLite sees a `GatherFile` as a `sqlite3_file`.
     base: ffi::sqlite3_file,
-    /// The default VFS's file, right after this header in the same allocation.
+    /// The inner VFS's file, right after this header in the same allocation.
     inner: *mut ffi::sqlite3_file,
     /// Bytes written by SQLite and not yet by the file, starting at `pending_offset`.
     pending: Vec<u8>,
     pending_offset: i64,
+    /// A gathered write failed: every later call answers `SQLITE_IOERR_WRITE` (sticky).
+    failed: bool,
     /// A database file: its open WAL file, flushed before its shared-memory locks/barriers.
     wal: *mut GatherFile,
+    /// A database file: the connection last set `synchronous` to FULL or EXTRA.
+    synchronous_full: bool,
+    /// A database file: the connection set `locking_mode = EXCLUSIVE` (no shared memory).
+    exclusive_locking: bool,
     /// A WAL file: the database file it belongs to. Writes are gathered only while this is
     /// set, since that file's shared-memory calls are what flush them in time.
     db: *mut GatherFile,
 }
 
-/// The offset of the default VFS's file object within a [`GatherFile`] allocation, kept
-/// at 8-byte alignment as SQLite's own allocations are.
+/// The offset of the inner VFS's file object within a [`GatherFile`] allocation, kept at
+/// 8-byte alignment as SQLite's own allocations are.
 const INNER_OFFSET_BYTES: usize = size_of::<GatherFile>().next_multiple_of(8);
 
-/// The default VFS this one wraps.
+/// The VFS this one wraps.
 fn inner_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
-    // SAFETY: `vfs` is the VFS registered by `register_once`, whose `pAppData` is the
-    // default VFS; SQLite never frees registered VFS objects.
+    // SAFETY: `vfs` is a VFS registered by `register_once`, whose `pAppData` is the inner
+    // VFS; SQLite never frees registered VFS objects.
     unsafe { (*vfs).pAppData.cast() }
 }
 
@@ -110,7 +191,7 @@ unsafe fn register_once() -> c_int {
         return ffi::SQLITE_ERROR;
     };
     let vfs = Box::new(ffi::sqlite3_vfs {
-        // Every method up to version 3 is forwarded when the default VFS has it.
+        // Every method up to version 3 is forwarded when the inner VFS has it.
         iVersion: inner_ref.iVersion.min(3),
         szOsFile: sz_os_file,
         mxPathname: inner_ref.mxPathname,
@@ -161,7 +242,7 @@ unsafe extern "C" fn x_open(
     let inner_vfs = inner_vfs(vfs);
     let gather_file = file.cast::<GatherFile>();
     // SAFETY: SQLite hands us `szOsFile` bytes at `file`, which covers the header and the
-    // default VFS's file object at INNER_OFFSET_BYTES; the header is written before use.
+    // inner VFS's file object at INNER_OFFSET_BYTES; the header is written before use.
     unsafe {
         (*file).pMethods = ptr::null();
         let inner = file
@@ -195,7 +276,10 @@ unsafe extern "C" fn x_open(
                 inner,
                 pending: Vec::new(),
                 pending_offset: 0,
+                failed: false,
                 wal: ptr::null_mut(),
+                synchronous_full: false,
+                exclusive_locking: false,
                 db,
             },
         );
@@ -252,19 +336,34 @@ unsafe fn this<'f>(file: *mut ffi::sqlite3_file) -> &'f mut GatherFile {
     unsafe { &mut *file.cast::<GatherFile>() }
 }
 
-/// The default VFS's methods of `file`'s inner file.
+/// The inner VFS's methods of `file`'s inner file.
 ///
 /// # Safety
 /// As for [`this`].
 unsafe fn inner_methods<'f>(file: &GatherFile) -> &'f ffi::sqlite3_io_methods {
     // SAFETY: the inner file opened successfully (x_open), so its pMethods is set and
-    // points at the default VFS's static method table.
+    // points at the inner VFS's method table, which lives as long as the VFS.
     unsafe { &*(*file.inner).pMethods }
 }
 
+/// What a call other than a write answers after a failed flush: an I/O error, which makes
+/// SQLite roll back the whole transaction, never `SQLITE_FULL`, which would make it roll
+/// back only the statement and keep a transaction whose pages were lost.
+fn for_non_write(rc: c_int) -> c_int {
+    if rc == ffi::SQLITE_OK {
+        rc
+    } else {
+        ffi::SQLITE_IOERR_WRITE
+    }
+}
+
 impl GatherFile {
-    /// Writes what is gathered, in one call of the inner file's `xWrite`.
-    fn flush(&mut self) -> c_int {
+    /// Writes what is gathered, in one call of the inner file's `xWrite`. Returns the inner
+    /// write's result; once one failed, `SQLITE_IOERR_WRITE` for good.
+    fn flush(&mut self, point: FlushPoint) -> c_int {
+        if self.failed {
+            return ffi::SQLITE_IOERR_WRITE;
+        }
         if self.pending.is_empty() {
             return ffi::SQLITE_OK;
         }
@@ -283,20 +382,67 @@ impl GatherFile {
                 None => ffi::SQLITE_IOERR_WRITE,
             }
         };
-        // A failed write is reported to the call that caused the flush; its bytes are not
-        // kept for a later, unrelated call to write.
         self.pending.clear();
+        if rc != ffi::SQLITE_OK {
+            // SQLite was told these bytes were written; from now on it must hear an error
+            // from every call, so that no commit can include them.
+            self.failed = true;
+            self.pending = Vec::new();
+            FAILED_FLUSHES[point as usize].fetch_add(1, Ordering::Relaxed);
+        }
         rc
     }
 
-    /// Flushes this database file's WAL file, if it has one open.
-    fn flush_wal(&mut self) -> c_int {
+    /// Flushes this database file's WAL file, if it has one open; any failure, now or
+    /// earlier, as `SQLITE_IOERR_WRITE`.
+    fn flush_wal(&mut self, point: FlushPoint) -> c_int {
         if self.wal.is_null() {
             return ffi::SQLITE_OK;
         }
         // SAFETY: `wal` is set by the WAL's x_open and cleared by its x_close, so it points
         // at an open GatherFile of the same connection (and thread).
-        unsafe { (*self.wal).flush() }
+        for_non_write(unsafe { (*self.wal).flush(point) })
+    }
+
+    /// Whether this WAL file's writes may be gathered: it belongs to a database file of
+    /// ours whose connection syncs every commit and uses shared memory (module docs).
+    fn may_gather(&self) -> bool {
+        if self.db.is_null() {
+            return false;
+        }
+        // SAFETY: `db` is cleared by the database file's x_close before it goes away.
+        let db = unsafe { &*self.db };
+        let allowed = db.synchronous_full && !db.exclusive_locking;
+        if !allowed {
+            refuse_gathering_once();
+        }
+        allowed
+    }
+
+    /// Notes the settings that decide [`GatherFile::may_gather`] from a `PRAGMA` that
+    /// SQLite passes to the database file (`SQLITE_FCNTL_PRAGMA`: `[error, name, value]`).
+    ///
+    /// # Safety
+    /// `arg` must be the argument SQLite passes with `SQLITE_FCNTL_PRAGMA`.
+    unsafe fn note_pragma(&mut self, arg: *mut c_void) {
+        let args = arg.cast::<*const c_char>();
+        // SAFETY: SQLite passes an array of three C strings; the name is never null, the
+        // value is null when the pragma only reads the setting.
+        let (name, value) = unsafe { (*args.add(1), *args.add(2)) };
+        if name.is_null() || value.is_null() {
+            return;
+        }
+        // SAFETY: both are NUL-terminated strings SQLite owns for the length of this call.
+        let (name, value) = unsafe { (CStr::from_ptr(name), CStr::from_ptr(value)) };
+        let value = value.to_string_lossy().trim().to_ascii_lowercase();
+        match name.to_string_lossy().to_ascii_lowercase().as_str() {
+            "synchronous" => {
+                self.synchronous_full = matches!(value.as_str(), "full" | "2" | "extra" | "3")
+            }
+            "locking_mode" if value == "exclusive" => self.exclusive_locking = true,
+            "locking_mode" if value == "normal" => self.exclusive_locking = false,
+            _ => {}
+        }
     }
 }
 
@@ -305,17 +451,18 @@ unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
     // use, and SQLite frees the allocation itself.
     unsafe {
         let this = this(file);
-        let flushed = this.flush();
+        let flushed = for_non_write(this.flush(FlushPoint::Close));
         if !this.db.is_null() {
             (*this.db).wal = ptr::null_mut();
         }
         if !this.wal.is_null() {
             // A database closed before its WAL: the WAL can no longer be published through
-            // this file, so it stops gathering.
+            // this file, so it stops gathering. A failed flush stays on the WAL (sticky).
             let wal = &mut *this.wal;
-            wal.flush();
+            wal.flush(FlushPoint::Close);
             wal.db = ptr::null_mut();
         }
+        // The inner file is closed whatever the flush said, or its descriptor would leak.
         let closed = match inner_methods(this).xClose {
             Some(close) => close(this.inner),
             None => ffi::SQLITE_OK,
@@ -340,8 +487,8 @@ unsafe extern "C" fn x_write(
     unsafe {
         let this = this(file);
         let amount_bytes = usize::try_from(amount).unwrap_or(0);
-        if this.db.is_null() || amount_bytes == 0 || amount_bytes > PENDING_BYTES_MAX {
-            let flushed = this.flush();
+        if amount_bytes == 0 || amount_bytes > PENDING_BYTES_MAX || !this.may_gather() {
+            let flushed = this.flush(FlushPoint::Write);
             if flushed != ffi::SQLITE_OK {
                 return flushed;
             }
@@ -354,7 +501,9 @@ unsafe extern "C" fn x_write(
             && offset == this.pending_offset + this.pending.len() as i64
             && this.pending.len() + amount_bytes <= PENDING_BYTES_MAX;
         if !follows {
-            let flushed = this.flush();
+            // A write answers what the inner write said (e.g. SQLITE_FULL), as the
+            // default VFS's would; the file stays failed after it.
+            let flushed = this.flush(FlushPoint::Write);
             if flushed != ffi::SQLITE_OK {
                 return flushed;
             }
@@ -366,23 +515,17 @@ unsafe extern "C" fn x_write(
     }
 }
 
-/// Forwards a file method to the inner file after writing what is gathered (for a WAL) or
-/// what the WAL holds (for a database, when `flush_wal` is true).
+/// Forwards a file method to the inner file after writing what is gathered; a failed
+/// write, now or before, answers `SQLITE_IOERR_WRITE` instead.
 macro_rules! forward_after_flush {
-    ($name:ident, $method:ident, flush_wal: $flush_wal:expr, $missing:expr, ($($arg:ident: $ty:ty),*)) => {
+    ($name:ident, $method:ident, $point:expr, $missing:expr, ($($arg:ident: $ty:ty),*)) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
             // SAFETY: `file` is open (SQLite's contract); the arguments go through as given.
             unsafe {
                 let this = this(file);
-                let flushed = this.flush();
+                let flushed = for_non_write(this.flush($point));
                 if flushed != ffi::SQLITE_OK {
                     return flushed;
-                }
-                if $flush_wal {
-                    let flushed = this.flush_wal();
-                    if flushed != ffi::SQLITE_OK {
-                        return flushed;
-                    }
                 }
                 match inner_methods(this).$method {
                     Some(method) => method(this.inner $(, $arg)*),
@@ -393,17 +536,73 @@ macro_rules! forward_after_flush {
     };
 }
 
-forward_after_flush!(x_read, xRead, flush_wal: false, ffi::SQLITE_IOERR_READ,
+forward_after_flush!(x_read, xRead, FlushPoint::Read, ffi::SQLITE_IOERR_READ,
     (buf: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64));
-forward_after_flush!(x_truncate, xTruncate, flush_wal: false, ffi::SQLITE_IOERR_TRUNCATE,
+forward_after_flush!(x_truncate, xTruncate, FlushPoint::Truncate, ffi::SQLITE_IOERR_TRUNCATE,
     (size: ffi::sqlite3_int64));
-forward_after_flush!(x_sync, xSync, flush_wal: false, ffi::SQLITE_IOERR_FSYNC, (flags: c_int));
-forward_after_flush!(x_file_size, xFileSize, flush_wal: false, ffi::SQLITE_IOERR_FSTAT,
+forward_after_flush!(x_sync, xSync, FlushPoint::Sync, ffi::SQLITE_IOERR_FSYNC, (flags: c_int));
+forward_after_flush!(x_file_size, xFileSize, FlushPoint::FileSize, ffi::SQLITE_IOERR_FSTAT,
     (size: *mut ffi::sqlite3_int64));
-forward_after_flush!(x_file_control, xFileControl, flush_wal: true, ffi::SQLITE_NOTFOUND,
-    (op: c_int, arg: *mut c_void));
-forward_after_flush!(x_shm_lock, xShmLock, flush_wal: true, ffi::SQLITE_IOERR_SHMLOCK,
-    (offset: c_int, n: c_int, flags: c_int));
+
+unsafe extern "C" fn x_file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: `file` is open (SQLite's contract); `arg` goes through as given.
+    unsafe {
+        let this = this(file);
+        // SQLite ignores the result of many file controls (hints); a failure here is not
+        // lost, since the WAL stays failed and the next call that matters reports it.
+        let mut flushed = for_non_write(this.flush(FlushPoint::FileControl));
+        if flushed == ffi::SQLITE_OK {
+            flushed = this.flush_wal(FlushPoint::FileControl);
+        }
+        if flushed != ffi::SQLITE_OK {
+            return flushed;
+        }
+        if op == ffi::SQLITE_FCNTL_PRAGMA && this.db.is_null() {
+            this.note_pragma(arg);
+        }
+        match inner_methods(this).xFileControl {
+            Some(method) => method(this.inner, op, arg),
+            None => ffi::SQLITE_NOTFOUND,
+        }
+    }
+}
+
+unsafe extern "C" fn x_shm_lock(
+    file: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: `file` is open (SQLite's contract); the arguments go through as given.
+    unsafe {
+        let this = this(file);
+        let unlock = flags & ffi::SQLITE_SHM_UNLOCK != 0;
+        let point = if unlock {
+            FlushPoint::ShmUnlock
+        } else {
+            FlushPoint::ShmLock
+        };
+        let flushed = this.flush_wal(point);
+        // A lock is not taken after a failed write; an unlock always happens, since SQLite
+        // ignores its result and a write lock left taken would block every other writer.
+        if flushed != ffi::SQLITE_OK && !unlock {
+            return flushed;
+        }
+        let locked = match inner_methods(this).xShmLock {
+            Some(lock) => lock(this.inner, offset, n, flags),
+            None => ffi::SQLITE_IOERR_SHMLOCK,
+        };
+        if flushed != ffi::SQLITE_OK {
+            flushed
+        } else {
+            locked
+        }
+    }
+}
 
 /// Forwards a file method that neither reads nor writes file content.
 macro_rules! forward {
@@ -446,11 +645,10 @@ unsafe extern "C" fn x_shm_barrier(file: *mut ffi::sqlite3_file) {
     unsafe {
         let this = this(file);
         // The WAL index header is about to name frames this connection wrote; they must be
-        // in the file first. SQLite cannot be told that they are not, so a failure here
-        // ends the process before the commit is acknowledged (see the module docs).
-        if this.flush_wal() != ffi::SQLITE_OK {
-            std::process::abort();
-        }
+        // in the file first. With `synchronous = FULL` (the only setting that gathers) the
+        // commit's sync wrote them already, so nothing is left here. SQLite cannot hear a
+        // failure from a barrier; the WAL stays failed and its next call reports it.
+        this.flush_wal(FlushPoint::Barrier);
         if let Some(barrier) = inner_methods(this).xShmBarrier {
             barrier(this.inner);
         }

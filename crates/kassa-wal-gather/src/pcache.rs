@@ -1,27 +1,31 @@
-//! Process-wide SQLite settings made before the first connection (ADR 18).
+//! Process-wide SQLite settings made before the first connection (ADR 18), and a page cache
+//! whose one change applies to the wallet writer's connection only (ADR 19).
 //!
 //! - **No memory statistics.** With them (SQLite's default), every allocation SQLite makes
 //!   takes a process-wide mutex to count bytes; Kassa never reads the counts.
 //! - **A page cache that keeps its highest key honest.** When `balance_nonroot` puts
 //!   rebalanced B-tree pages into ascending order it parks a page under a temporary key,
-//!   the database's lock page (2^30 / page size + 1), for the length of three calls. The
-//!   default page cache remembers that key as its highest ever, so the truncation at the
-//!   end of every later transaction finds keys above the file's size and walks its whole
-//!   hash table: ~9% of the wallet writer's samples with 10,000 players (docs/perf-log.md, notes 22
-//!   and 31). This cache passes every call to the default one (`pcache1`) and changes only
-//!   that key, to 0, which no page of a database ever has. Nothing else sees the
-//!   difference: SQLite never reads the lock page, and the parked page leaves the key again
-//!   within the same `balance_nonroot` call.
+//!   the database's lock page (`PENDING_BYTE` / page size + 1), for the length of three
+//!   calls. The default page cache remembers that key as its highest ever, so the
+//!   truncation at the end of every later transaction finds keys above the file's size and
+//!   walks its whole hash table: ~9% of the wallet writer's samples with 10,000 players
+//!   (docs/perf-log.md, notes 22 and 31). This cache passes every call to the default one
+//!   (`pcache1`) and changes only that key, to 0, which no page of a database ever has.
+//!   Nothing else sees the difference: SQLite never reads the lock page, the parked page
+//!   leaves the key again within the same `balance_nonroot` call, and a truncation that
+//!   would discard the lock page's key discards key 0 too.
+//!
+//! SQLite takes a page cache only process-wide (`SQLITE_CONFIG_PCACHE2`), so the layer is
+//! installed for every connection, but only caches created inside [`opening_writer`] (a
+//! thread-local flag, set while the wallet writer's connection opens on its own thread)
+//! remap the key; every other cache is the default cache, call for call.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_uint, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use rusqlite::ffi;
-
-/// Where SQLite's lock byte sits in every database file (`PENDING_BYTE`); the page that
-/// holds it is never used for data.
-const PENDING_BYTE: c_uint = 0x4000_0000;
 
 /// The key a page parked under the lock page's number is kept under instead.
 const PARKING_KEY: c_uint = 0;
@@ -47,15 +51,45 @@ pub fn parked_pages() -> u64 {
     PARKED_PAGES.load(Ordering::Relaxed)
 }
 
-/// One page cache: the default cache's, and the key its lock page has.
+thread_local! {
+    /// Set while [`opening_writer`] runs on this thread.
+    static OPENING_WRITER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `open` with the page caches SQLite creates meanwhile on this thread marked as the
+/// wallet writer's: only those park the lock page's key elsewhere. Open the writer's
+/// connection, set its page size and read its schema inside it (SQLite makes the cache
+/// again once it learns the file's page size).
+pub fn opening_writer<T>(open: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            OPENING_WRITER.with(|flag| flag.set(self.0));
+        }
+    }
+    let _reset = Reset(OPENING_WRITER.with(|flag| flag.replace(true)));
+    open()
+}
+
+/// Where SQLite's lock byte sits in database files (`PENDING_BYTE`, 1 GiB unless a test
+/// moved it with `SQLITE_TESTCTRL_PENDING_BYTE`); the page that holds it is never used.
+fn pending_byte() -> c_uint {
+    // SAFETY: with 0 as its argument, this test control only reads SQLite's global.
+    let byte = unsafe { ffi::sqlite3_test_control(ffi::SQLITE_TESTCTRL_PENDING_BYTE, 0 as c_uint) };
+    c_uint::try_from(byte).unwrap_or(0x4000_0000)
+}
+
+/// One page cache: the default cache's, and the key its lock page has; `parks` is false
+/// for every cache but the wallet writer's, which then passes every key through.
 struct Cache {
     inner: *mut ffi::sqlite3_pcache,
     lock_page_key: c_uint,
+    parks: bool,
 }
 
 impl Cache {
     fn key(&self, key: c_uint) -> c_uint {
-        if key == self.lock_page_key {
+        if self.parks && key == self.lock_page_key {
             PARKING_KEY
         } else {
             key
@@ -171,10 +205,11 @@ unsafe extern "C" fn x_create(
         return inner;
     }
     // SQLite's page sizes are powers of two from 512 to 65,536.
-    let lock_page_key = PENDING_BYTE / c_uint::try_from(page_size.max(1)).unwrap_or(1) + 1;
+    let lock_page_key = pending_byte() / c_uint::try_from(page_size.max(1)).unwrap_or(1) + 1;
     Box::into_raw(Box::new(Cache {
         inner,
         lock_page_key,
+        parks: OPENING_WRITER.with(Cell::get),
     }))
     .cast()
 }
@@ -227,7 +262,7 @@ unsafe extern "C" fn x_rekey(
 ) {
     // SAFETY: as in x_cachesize.
     let cache = unsafe { cache(cache_ptr) };
-    if new_key == cache.lock_page_key {
+    if cache.parks && new_key == cache.lock_page_key {
         PARKED_PAGES.fetch_add(1, Ordering::Relaxed);
     }
     if let Some(rekey) = default_cache().xRekey {
@@ -237,9 +272,27 @@ unsafe extern "C" fn x_rekey(
 }
 
 unsafe extern "C" fn x_truncate(cache_ptr: *mut ffi::sqlite3_pcache, limit: c_uint) {
-    if let Some(truncate) = default_cache().xTruncate {
+    // SAFETY: as in x_cachesize.
+    let cache = unsafe { cache(cache_ptr) };
+    let default = default_cache();
+    if cache.parks && limit <= cache.lock_page_key {
+        // The default cache discards every key at or above `limit`, the lock page's too; a
+        // page parked under key 0 instead goes back under the lock page's key first, so it
+        // is discarded with the others, as it would be in the default cache.
+        if let (Some(fetch), Some(rekey)) = (default.xFetch, default.xRekey) {
+            // SAFETY: the default cache's own calls on its own cache; a fetch that must not
+            // create returns null or a page of that cache, which rekey then moves.
+            unsafe {
+                let parked = fetch(cache.inner, PARKING_KEY, 0);
+                if !parked.is_null() {
+                    rekey(cache.inner, parked, PARKING_KEY, cache.lock_page_key);
+                }
+            }
+        }
+    }
+    if let Some(truncate) = default.xTruncate {
         // SAFETY: as in x_cachesize.
-        unsafe { truncate(cache(cache_ptr).inner, limit) }
+        unsafe { truncate(cache.inner, limit) }
     }
 }
 

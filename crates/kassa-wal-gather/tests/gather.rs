@@ -123,8 +123,7 @@ fn every_commit_is_read_at_once_by_another_connection_and_after_a_reopen() {
 #[test]
 fn commits_that_skip_the_sync_are_still_written_before_another_connection_can_see_them() {
     // The store syncs every commit, which writes the gathered frames first. Without the
-    // sync, only the flush at the WAL index's barrier and locks stands between a reader and
-    // frames that are not in the file yet.
+    // sync the shim does not gather at all (ADR 19): the writes pass straight through.
     let db = TempDb::new("nosync");
     let mut writer = db.open_gathering();
     writer.execute_batch("PRAGMA synchronous = NORMAL").unwrap();

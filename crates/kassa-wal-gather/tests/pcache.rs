@@ -1,6 +1,7 @@
 //! The page cache of `tune_process` on real files: B-tree rebalancing parks pages under the
-//! lock page's key through it, and every row written is read back, by the writing
-//! connection, by another one, and after a reopen, with `PRAGMA integrity_check` clean.
+//! lock page's key through the writer's cache (opened inside `opening_writer`) and through
+//! no other, and every row written is read back, by the writing connection, by another
+//! one, and after a reopen, with `PRAGMA integrity_check` clean.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -49,7 +50,13 @@ fn random_inserts_updates_and_deletes_read_back_whole_through_the_tuned_page_cac
     let dir = std::env::temp_dir().join(format!("kassa-pcache-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("test.db");
-    let writer = open(&path);
+    let writer = kassa_wal_gather::opening_writer(|| {
+        let writer = open(&path);
+        writer
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+            .unwrap();
+        writer
+    });
     writer
         .execute_batch(
             "CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE, v INTEGER NOT NULL);
@@ -114,6 +121,16 @@ fn random_inserts_updates_and_deletes_read_back_whole_through_the_tuned_page_cac
         kassa_wal_gather::parked_pages() > 0,
         "no B-tree rebalancing parked a page; the test no longer exercises the cache"
     );
+    // Any other connection's cache is the default one, call for call: nothing parks.
+    let parked = kassa_wal_gather::parked_pages();
+    let tx = reader.unchecked_transaction().unwrap();
+    for _ in 0..2000 {
+        let key = format!("other-{:016x}", rng.next());
+        tx.execute("INSERT INTO t (k, v) VALUES (?1, 1)", params![key])
+            .unwrap();
+    }
+    tx.rollback().unwrap();
+    assert_eq!(kassa_wal_gather::parked_pages(), parked);
     drop((writer, reader));
     let reopened = open(&path);
     assert_eq!(table(&reopened), model);

@@ -102,6 +102,10 @@ pub async fn spawn(backend: TestBackend) -> Option<TestApp> {
 pub async fn spawn_with(backend: TestBackend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let database_url = fresh_database_url(backend).await?;
     let mut config = Config::defaults();
+    // The CI runs the suite again with the SQLite tuning off.
+    if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
+        config.storage.sqlite_tuning = tuning;
+    }
     config.listen = "127.0.0.1:0".into();
     config.database_url = database_url.clone();
     config.rate_limit.requests_per_second = 0;
@@ -243,6 +247,10 @@ impl TestApp {
             server.stop().await.expect("clean stop");
         }
         let mut config = Config::defaults();
+        // The CI runs the suite again with the SQLite tuning off.
+        if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
+            config.storage.sqlite_tuning = tuning;
+        }
         config.listen = "127.0.0.1:0".into();
         config.database_url = self.database_url.clone();
         config.rate_limit.requests_per_second = 0;
