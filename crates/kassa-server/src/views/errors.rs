@@ -194,6 +194,7 @@ impl PublicError for PaymentError {
             PaymentError::RefundNotCovered => Problem::new(402, "insufficient_funds", message),
             PaymentError::Provider(error) => provider_problem(error),
             PaymentError::ProviderMissing { .. } => Problem::internal(),
+            PaymentError::KeyInUse => Problem::new(409, "idempotency_key_in_use", message),
             PaymentError::Store(error) => error.problem(),
         }
     }
@@ -303,9 +304,12 @@ impl PublicError for ProviderEventError {
             ProviderEventError::Malformed(why) => {
                 Problem::new(422, "malformed_webhook", why.clone())
             }
-            ProviderEventError::PaymentNotFound { .. } => {
-                Problem::new(404, "payment_not_found", message)
-            }
+            // Retryable: the payment's start may not have committed yet (ADR 0034).
+            ProviderEventError::PaymentNotFound { .. } => Problem::new(
+                503,
+                "payment_not_found",
+                format!("{message}; send the event again later"),
+            ),
             ProviderEventError::PayoutNotFound { .. } => {
                 Problem::new(404, "payout_not_found", message)
             }
