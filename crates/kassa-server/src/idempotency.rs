@@ -68,8 +68,14 @@ impl IdempotencyClaim {
         };
         let stale_before_ms = kassa_store::now_ms() - deferred.stale_after_ms;
         let (merchant_id, key) = (&self.merchant_id, &self.key);
-        claim_idempotency_key_in(conn, merchant_id, key, &deferred.request_hash, stale_before_ms)
-            .await
+        claim_idempotency_key_in(
+            conn,
+            merchant_id,
+            key,
+            &deferred.request_hash,
+            stale_before_ms,
+        )
+        .await
     }
 
     /// Tells the middleware this request did not get the key (another request with it is

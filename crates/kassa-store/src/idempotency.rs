@@ -49,7 +49,10 @@ impl Store {
         if inserted.rows_affected() == 1 {
             return Ok(Claim::Claimed);
         }
-        let locked_at_ms = match self.judge_claim(merchant_id, key, request_hash, now, stale_after_ms).await? {
+        let locked_at_ms = match self
+            .judge_claim(merchant_id, key, request_hash, now, stale_after_ms)
+            .await?
+        {
             Judged::Answer(claim) => return Ok(claim),
             Judged::StagedAnswer(claim) => {
                 // A stopped request whose first effect committed: its staged answer is final.

@@ -26,10 +26,10 @@ use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::IdempotencyClaim;
 use crate::service::payments::{payment_not_found, NewPayment};
 use crate::service::provider_events::{Delivery, ProviderEventError, ProviderEvents};
-use crate::views::PublicError;
 use crate::views::payments::{payment_view as view, refund_view};
 pub use crate::views::payments::{NextActionView, PaymentInitView, PaymentView, RefundView};
 use crate::views::Answer;
+use crate::views::PublicError;
 use crate::AppState;
 
 /// Name of the provider whose webhooks arrive at `/v1/payments/webhook`.
@@ -175,7 +175,11 @@ const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 fn server_timing(total: Duration, provider: Duration) -> HeaderValue {
     let kassa = total.saturating_sub(provider);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let text = format!("kassa;dur={:.3}, provider;dur={:.3}", ms(kassa), ms(provider));
+    let text = format!(
+        "kassa;dur={:.3}, provider;dur={:.3}",
+        ms(kassa),
+        ms(provider)
+    );
     HeaderValue::from_str(&text).expect("digits, letters and punctuation only")
 }
 

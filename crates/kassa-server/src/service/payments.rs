@@ -346,9 +346,19 @@ impl PaymentsService {
             Err(error) => {
                 payment.failure_reason = Some(provider_failure_code(&error));
                 let detail = error.to_string();
-                self.transition(&mut tx, &mut payment, PaymentEvent::Failed, "api", "provider_error", Some(&detail))
-                    .await?;
-                Answer::error(refusal.as_ref().expect("a refusal for every error"), &crate::trace::current())
+                self.transition(
+                    &mut tx,
+                    &mut payment,
+                    PaymentEvent::Failed,
+                    "api",
+                    "provider_error",
+                    Some(&detail),
+                )
+                .await?;
+                Answer::error(
+                    refusal.as_ref().expect("a refusal for every error"),
+                    &crate::trace::current(),
+                )
             }
         };
         if let Some(claim) = claim {
@@ -394,8 +404,13 @@ impl PaymentsService {
             if event == PaymentEvent::Declined {
                 payment.failure_reason = Some(reason.unwrap_or_else(|| "declined".into()));
             }
-            let name = if event == PaymentEvent::Declined { "declined" } else { "authorized" };
-            self.transition(tx, payment, event, "api", name, None).await?;
+            let name = if event == PaymentEvent::Declined {
+                "declined"
+            } else {
+                "authorized"
+            };
+            self.transition(tx, payment, event, "api", name, None)
+                .await?;
         }
         Ok(next_action)
     }
@@ -416,7 +431,10 @@ impl PaymentsService {
             hasher.update(part.as_bytes());
         }
         let digest = hasher.finalize();
-        Ok(format!("pay_{}", hex::encode(&digest[..PAYMENT_ID_DIGEST_BYTES])))
+        Ok(format!(
+            "pay_{}",
+            hex::encode(&digest[..PAYMENT_ID_DIGEST_BYTES])
+        ))
     }
 
     /// Waits (at most `wait`) while this node is starting the payment `payment_id`, so that a
@@ -515,8 +533,7 @@ impl PaymentsService {
             Some(known) => known,
             None => {
                 // The event may have overtaken its start's commit on this node.
-                self.wait_for_start(&event.payment_id, START_WAIT_MAX)
-                    .await;
+                self.wait_for_start(&event.payment_id, START_WAIT_MAX).await;
                 self.store
                     .find_payment(&event.payment_id)
                     .await?

@@ -188,7 +188,10 @@ fn answer_batch(
     acknowledgement: Acknowledgement,
     mut results: Vec<Result<EventReceipt, ProviderEventError>>,
 ) -> Result<EventReceipt, ProviderEventError> {
-    if let Some(failed) = results.iter().position(|r| matches!(r, Err(e) if e.is_retryable())) {
+    if let Some(failed) = results
+        .iter()
+        .position(|r| matches!(r, Err(e) if e.is_retryable()))
+    {
         return results.swap_remove(failed);
     }
     match acknowledgement {
