@@ -17,7 +17,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kassa_store::idempotency::{
-    complete_idempotency_key, release_idempotency_key_in, stage_idempotency_answer, Claim,
+    claim_idempotency_key_in, complete_idempotency_key, release_idempotency_key_in,
+    stage_idempotency_answer, Claim,
 };
 use kassa_store::{Conn, StoreError};
 use serde_json::Value;
@@ -43,9 +44,48 @@ pub struct IdempotencyClaim {
     /// The key.
     pub key: String,
     completed: Arc<AtomicBool>,
+    /// Set when the key is to be claimed inside the request's one transaction
+    /// ([`claim_in`](Self::claim_in)) rather than before the handler ran (ADR 0034).
+    deferred: Option<DeferredClaim>,
+}
+
+/// What claiming a key inside the effect's transaction needs.
+#[derive(Clone, Debug)]
+struct DeferredClaim {
+    request_hash: String,
+    stale_after_ms: i64,
+    lost: Arc<AtomicBool>,
 }
 
 impl IdempotencyClaim {
+    /// Claims the key inside the transaction of the request's one effect, when the middleware
+    /// left the claim to it ([`in_effect`]); a key claimed before the handler is already ours.
+    /// False when another request holds or answered the key first: roll back, call
+    /// [`lose`](Self::lose), and the middleware answers as the idempotency rules say.
+    pub async fn claim_in(&self, conn: &mut Conn) -> Result<bool, StoreError> {
+        let Some(deferred) = &self.deferred else {
+            return Ok(true);
+        };
+        let stale_before_ms = kassa_store::now_ms() - deferred.stale_after_ms;
+        let (merchant_id, key) = (&self.merchant_id, &self.key);
+        claim_idempotency_key_in(
+            conn,
+            merchant_id,
+            key,
+            &deferred.request_hash,
+            stale_before_ms,
+        )
+        .await
+    }
+
+    /// Tells the middleware this request did not get the key (another request with it is
+    /// running or answered): its answer replaces the handler's.
+    pub fn lose(&self) {
+        if let Some(deferred) = &self.deferred {
+            deferred.lost.store(true, Ordering::Release);
+        }
+    }
+
     /// Stores the final answer inside the transaction that makes the effect. Call
     /// [`mark_committed`](Self::mark_committed) after that transaction commits, and send
     /// exactly this answer.
@@ -77,16 +117,35 @@ impl IdempotencyClaim {
 
 /// For endpoints where a missing key is a 422.
 pub async fn required(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    guard(state, true, request, next).await
+    guard(state, Mode::Required, request, next).await
+}
+
+/// For endpoints whose use case claims the key inside its one transaction (a deposit's
+/// start, ADR 0034): the key is only looked at here, so a repeat is answered at once, and
+/// the claim commits together with the effect and its answer.
+pub async fn in_effect(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    guard(state, Mode::InEffect, request, next).await
+}
+
+/// When a key is claimed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Before the handler; a missing key is a 422.
+    Required,
+    /// Before the handler, when the request names one.
+    Optional,
+    /// In the handler's transaction; a missing key is a 422.
+    InEffect,
 }
 
 /// For endpoints with an identifier of their own (the wallet's `txn_id`); a key is honoured
 /// when sent.
 pub async fn optional(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    guard(state, false, request, next).await
+    guard(state, Mode::Optional, request, next).await
 }
 
-async fn guard(state: AppState, key_required: bool, request: Request, next: Next) -> Response {
+async fn guard(state: AppState, mode: Mode, request: Request, next: Next) -> Response {
+    let key_required = mode != Mode::Optional;
     let Some(merchant_id) = request
         .extensions()
         .get::<Principal>()
@@ -136,38 +195,45 @@ async fn guard(state: AppState, key_required: bool, request: Request, next: Next
     let request_hash = request_hash(parts.method.as_str(), parts.uri.path(), &bytes);
     let stale_after_ms = state.config.idempotency.in_progress_stale_ms;
     let store = &state.store;
-    match store
-        .claim_idempotency_key(&merchant_id, &key, &request_hash, stale_after_ms)
-        .await
-    {
-        Ok(Claim::Claimed) => {}
-        Ok(Claim::Replay { status, body }) => return replay(status, body),
-        Ok(Claim::Reused) => {
-            return ApiError::conflict(
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request; use a new key",
-            )
-            .into_response();
-        }
-        Ok(Claim::InUse) => {
-            return ApiError::conflict(
-                "idempotency_key_in_use",
-                "a request with this Idempotency-Key is still running; retry later",
-            )
-            .into_response();
-        }
-        Err(error) => return ApiError::from(error).into_response(),
+    let claimed = if mode == Mode::InEffect {
+        store
+            .peek_idempotency_key(&merchant_id, &key, &request_hash, stale_after_ms)
+            .await
+    } else {
+        store
+            .claim_idempotency_key(&merchant_id, &key, &request_hash, stale_after_ms)
+            .await
+    };
+    if let Some(answer) = answer_taken_key(claimed) {
+        return answer;
     }
+    let deferred = (mode == Mode::InEffect).then(|| DeferredClaim {
+        request_hash: request_hash.clone(),
+        stale_after_ms,
+        lost: Arc::new(AtomicBool::new(false)),
+    });
     let claim = IdempotencyClaim {
         merchant_id: merchant_id.clone(),
         key: key.clone(),
         completed: Arc::new(AtomicBool::new(false)),
+        deferred: deferred.clone(),
     };
     let mut request = Request::from_parts(parts, Body::from(bytes));
     request.extensions_mut().insert(claim.clone());
     let response = next.run(request).await;
     if claim.completed.load(Ordering::Acquire) {
         return response;
+    }
+    if let Some(deferred) = deferred {
+        // Nothing was claimed, so there is nothing to store or release: the request either
+        // committed its answer with its effect or changed nothing.
+        if !deferred.lost.load(Ordering::Acquire) {
+            return response;
+        }
+        let again = store
+            .peek_idempotency_key(&merchant_id, &key, &request_hash, stale_after_ms)
+            .await;
+        return answer_taken_key(again).unwrap_or_else(key_in_use);
     }
     let status = response.status();
     let nothing_happened = status.is_server_error()
@@ -200,6 +266,32 @@ async fn guard(state: AppState, key_required: bool, request: Request, next: Next
         return ApiError::from(error).into_response();
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// The answer for a key someone else has (replay, reused, in use), or `None` when it is ours
+/// to use.
+fn answer_taken_key(claimed: Result<Claim, StoreError>) -> Option<Response> {
+    match claimed {
+        Ok(Claim::Claimed) => None,
+        Ok(Claim::Replay { status, body }) => Some(replay(status, body)),
+        Ok(Claim::Reused) => Some(
+            ApiError::conflict(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request; use a new key",
+            )
+            .into_response(),
+        ),
+        Ok(Claim::InUse) => Some(key_in_use()),
+        Err(error) => Some(ApiError::from(error).into_response()),
+    }
+}
+
+fn key_in_use() -> Response {
+    ApiError::conflict(
+        "idempotency_key_in_use",
+        "a request with this Idempotency-Key is still running; retry later",
+    )
+    .into_response()
 }
 
 /// The `idempotency_key` field of a JSON body, for callers that cannot set headers. Only

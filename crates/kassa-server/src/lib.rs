@@ -72,6 +72,8 @@ pub struct Server {
     pub bootstrap: Option<bootstrap::DemoKeys>,
     /// The first embedded simulator's URL, when this server runs one.
     pub sandbox_url: Option<String>,
+    /// Its database handle (tests count its write transactions).
+    pub store: Store,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The job runtime; it ends after the shutdown signal, once its jobs are done or handed
     /// back.
@@ -124,7 +126,7 @@ impl Server {
         };
         let (registry, embedded) = providers::build(&config, &public_base_url, embedded).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
-        let state = AppState::new(store, config, Arc::new(registry));
+        let state = AppState::new(store.clone(), config, Arc::new(registry));
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let publisher = Arc::new(workers::outbox::RecordingPublisher::default());
         let jobs = workers::jobs::spawn(state.clone(), publisher, shutdown.subscribe());
@@ -146,6 +148,7 @@ impl Server {
             local_addr,
             bootstrap,
             sandbox_url,
+            store,
             handle,
             jobs,
             shutdown,

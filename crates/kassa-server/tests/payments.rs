@@ -25,7 +25,122 @@ contract_tests_with!(
     chargebacks_take_what_the_player_has_and_book_the_rest_as_loss => quiet,
     every_webhook_is_in_the_delivery_log => quiet,
     the_status_stream_follows_the_payment => quiet,
+    a_deposit_costs_two_commits => quiet_and_idle,
+    concurrent_starts_with_one_key_make_one_payment => quiet,
 );
+
+/// [`quiet`], with the background jobs (outbox, status sync) far apart, so the only write
+/// transactions during the test are the requests'.
+fn quiet_and_idle(config: &mut kassa_server::config::Config) {
+    quiet(config);
+    config.jobs.poll_interval_ms = 3_600_000;
+    config.jobs.outbox_interval_ms = 3_600_000;
+    config.payments.status_sync_interval_ms = 3_600_000;
+}
+
+/// ADR 0034: the start is one commit (key, payment, provider answer, stored answer), the
+/// capture one more (effect, dedupe row, delivery log row); a replay of either costs none.
+async fn a_deposit_costs_two_commits(app: TestApp) {
+    app.player("p1").await;
+    // The first start of a process also reads (or makes) the deployment's payment-id
+    // secret, once; the start-up jobs settle meanwhile.
+    let first = init(&app, "warm-up", "50.00").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = app.write_transactions();
+    let started = init(&app, "two-commits", "50.00").await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    assert_eq!(
+        app.write_transactions() - before,
+        1,
+        "the start is one commit"
+    );
+    let timing = started
+        .header("server-timing")
+        .expect("Server-Timing")
+        .to_string();
+    let parts: Vec<&str> = timing.split(", ").collect();
+    assert!(
+        parts.len() == 2
+            && parts[0].starts_with("kassa;dur=")
+            && parts[1].starts_with("provider;dur="),
+        "{timing}"
+    );
+    let id = started.body["payment_id"].as_str().unwrap().to_string();
+    let before = app.write_transactions();
+    let captured = deliver(&app, &event("evt_1", &id, "captured", "50.00")).await;
+    assert_eq!(captured.body["outcome"], "processed", "{}", captured.body);
+    assert_eq!(
+        app.write_transactions() - before,
+        1,
+        "the capture is one commit"
+    );
+    let before = app.write_transactions();
+    let replayed = init(&app, "two-commits", "50.00").await;
+    assert_eq!(
+        (replayed.status, &replayed.body),
+        (StatusCode::CREATED, &started.body)
+    );
+    assert_eq!(
+        app.write_transactions() - before,
+        0,
+        "a replay writes nothing"
+    );
+    assert_eq!(app.balance("p1").await.0, "50.00");
+    let log = app
+        .send(
+            Method::GET,
+            &format!("/v1/admin/webhook-deliveries?payment_id={id}"),
+            Some(&app.admin_key),
+            None,
+            &[],
+        )
+        .await;
+    let outcomes: Vec<&str> = log.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["processed"],
+        "the capture's log row committed with it"
+    );
+    app.stop().await;
+}
+
+/// Two concurrent starts with one key: one payment at the provider and in Kassa, and every
+/// answer either the payment or 409 `idempotency_key_in_use`.
+async fn concurrent_starts_with_one_key_make_one_payment(app: TestApp) {
+    app.player("p1").await;
+    let answers = join_all((0..8).map(|_| init(&app, "one-key", "50.00"))).await;
+    let mut ids = Vec::new();
+    for answer in &answers {
+        match answer.status {
+            StatusCode::CREATED => {
+                ids.push(answer.body["payment_id"].as_str().unwrap().to_string())
+            }
+            StatusCode::CONFLICT => assert_eq!(answer.error_code(), "idempotency_key_in_use"),
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        1,
+        "one payment: {answers_len} answers",
+        answers_len = answers.len()
+    );
+    let listed = app.get("/v1/payments?player_id=p1").await;
+    assert_eq!(
+        listed.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.body
+    );
+    app.stop().await;
+}
 
 async fn init(app: &TestApp, key: &str, amount: &str) -> common::Answer {
     let body = json!({
@@ -236,10 +351,11 @@ async fn signatures_and_freshness_are_enforced(app: TestApp) {
 async fn unknown_payments_and_mismatches_change_nothing(app: TestApp) {
     app.player("p1").await;
     let id = new_payment(&app, "50.00").await;
+    // Retryable: the event may have overtaken its payment's start (ADR 0034).
     let unknown = deliver(&app, &event("evt_1", "pay_unknown", "captured", "50.00")).await;
     assert_eq!(
         (unknown.status, unknown.error_code()),
-        (StatusCode::NOT_FOUND, "payment_not_found")
+        (StatusCode::SERVICE_UNAVAILABLE, "payment_not_found")
     );
     let amount = deliver(&app, &event("evt_2", &id, "captured", "500.00")).await;
     assert_eq!(

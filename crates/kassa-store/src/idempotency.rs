@@ -44,11 +44,71 @@ impl Store {
         .bind(key)
         .bind(request_hash)
         .bind(now)
-        .execute(self.writer())
+        .execute(self.autocommit())
         .await?;
         if inserted.rows_affected() == 1 {
             return Ok(Claim::Claimed);
         }
+        let locked_at_ms = match self
+            .judge_claim(merchant_id, key, request_hash, now, stale_after_ms)
+            .await?
+        {
+            Judged::Answer(claim) => return Ok(claim),
+            Judged::StagedAnswer(claim) => {
+                // A stopped request whose first effect committed: its staged answer is final.
+                self.release_idempotency_key(merchant_id, key).await?;
+                return Ok(claim);
+            }
+            Judged::Absent => return Ok(Claim::InUse), // released between insert and select
+            Judged::Stale { locked_at_ms } => locked_at_ms,
+        };
+        let taken = sqlx::query(
+            "UPDATE idempotency_keys SET locked_at_ms = $1 WHERE merchant_id = $2 \
+             AND idempotency_key = $3 AND state = 'in_progress' AND locked_at_ms = $4",
+        )
+        .bind(now)
+        .bind(merchant_id)
+        .bind(key)
+        .bind(locked_at_ms)
+        .execute(self.autocommit())
+        .await?;
+        Ok(if taken.rows_affected() == 1 {
+            Claim::Claimed
+        } else {
+            Claim::InUse
+        })
+    }
+
+    /// What a claim on `key` would find, without writing: [`Claim::Claimed`] when the key is
+    /// free (or left stale by a stopped request with no effect), so that the request may
+    /// claim it inside its one transaction ([`claim_idempotency_key_in`]).
+    pub async fn peek_idempotency_key(
+        &self,
+        merchant_id: &str,
+        key: &str,
+        request_hash: &str,
+        stale_after_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let now = now_ms();
+        Ok(
+            match self
+                .judge_claim(merchant_id, key, request_hash, now, stale_after_ms)
+                .await?
+            {
+                Judged::Answer(claim) | Judged::StagedAnswer(claim) => claim,
+                Judged::Absent | Judged::Stale { .. } => Claim::Claimed,
+            },
+        )
+    }
+
+    async fn judge_claim(
+        &self,
+        merchant_id: &str,
+        key: &str,
+        request_hash: &str,
+        now: i64,
+        stale_after_ms: i64,
+    ) -> Result<Judged, StoreError> {
         let row = sqlx::query(
             "SELECT request_hash, state, response_status, response_body, locked_at_ms \
              FROM idempotency_keys WHERE merchant_id = $1 AND idempotency_key = $2",
@@ -58,49 +118,32 @@ impl Store {
         .fetch_optional(self.writer())
         .await?;
         let Some(row) = row else {
-            // Released between our insert and select: the caller may simply retry.
-            return Ok(Claim::InUse);
+            return Ok(Judged::Absent);
         };
         let stored_hash: String = row.try_get("request_hash")?;
         if stored_hash != request_hash {
-            return Ok(Claim::Reused);
+            return Ok(Judged::Answer(Claim::Reused));
         }
         let state: String = row.try_get("state")?;
         let status: Option<i64> = row.try_get("response_status")?;
         let body: Option<String> = row.try_get("response_body")?;
         if state == "done" {
-            return Ok(Claim::Replay {
+            return Ok(Judged::Answer(Claim::Replay {
                 status: status.unwrap_or(500) as u16,
                 body: body.unwrap_or_default(),
-            });
+            }));
         }
         let locked_at_ms: i64 = row.try_get("locked_at_ms")?;
         if now - locked_at_ms < stale_after_ms {
-            return Ok(Claim::InUse);
+            return Ok(Judged::Answer(Claim::InUse));
         }
         if let (Some(status), Some(body)) = (status, body) {
-            // A stopped request whose first effect committed: its staged answer is final.
-            self.release_idempotency_key(merchant_id, key).await?;
-            return Ok(Claim::Replay {
+            return Ok(Judged::StagedAnswer(Claim::Replay {
                 status: status as u16,
                 body,
-            });
+            }));
         }
-        let taken = sqlx::query(
-            "UPDATE idempotency_keys SET locked_at_ms = $1 WHERE merchant_id = $2 \
-             AND idempotency_key = $3 AND state = 'in_progress' AND locked_at_ms = $4",
-        )
-        .bind(now)
-        .bind(merchant_id)
-        .bind(key)
-        .bind(locked_at_ms)
-        .execute(self.writer())
-        .await?;
-        Ok(if taken.rows_affected() == 1 {
-            Claim::Claimed
-        } else {
-            Claim::InUse
-        })
+        Ok(Judged::Stale { locked_at_ms })
     }
 
     /// Stores the response of a claimed key outside any effect (the request changed nothing).
@@ -131,7 +174,7 @@ impl Store {
         )
         .bind(merchant_id)
         .bind(key)
-        .execute(self.writer())
+        .execute(self.autocommit())
         .await?;
         sqlx::query(
             "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND idempotency_key = $2 \
@@ -139,7 +182,7 @@ impl Store {
         )
         .bind(merchant_id)
         .bind(key)
-        .execute(self.writer())
+        .execute(self.autocommit())
         .await?;
         Ok(())
     }
@@ -153,6 +196,46 @@ impl Store {
                 .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// What the row of a key says to a new claim.
+enum Judged {
+    /// No row.
+    Absent,
+    /// The answer for the new claim (replay, reused, in use).
+    Answer(Claim),
+    /// A stale claim whose request staged an answer with an effect: that answer is final.
+    StagedAnswer(Claim),
+    /// A stale claim with no effect: it may be taken over.
+    Stale { locked_at_ms: i64 },
+}
+
+/// Claims `key` inside the transaction of the request's one effect (ADR 0034): inserts the
+/// claim, or takes over one left by a stopped request with no effect (locked before
+/// `stale_before_ms`). False when another request holds or answered the key; the caller then
+/// rolls back and answers as [`Store::claim_idempotency_key`] says.
+pub async fn claim_idempotency_key_in(
+    conn: &mut Conn,
+    merchant_id: &str,
+    key: &str,
+    request_hash: &str,
+    stale_before_ms: i64,
+) -> Result<bool, StoreError> {
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (merchant_id, idempotency_key, request_hash, state, \
+         locked_at_ms, created_at_ms) VALUES ($1, $2, $3, 'in_progress', $4, $4) \
+         ON CONFLICT (merchant_id, idempotency_key) DO UPDATE SET locked_at_ms = $4 \
+         WHERE idempotency_keys.state = 'in_progress' AND idempotency_keys.response_body IS NULL \
+         AND idempotency_keys.request_hash = $3 AND idempotency_keys.locked_at_ms < $5",
+    )
+    .bind(merchant_id)
+    .bind(key)
+    .bind(request_hash)
+    .bind(now_ms())
+    .bind(stale_before_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
 }
 
 /// Stores the response of a claimed key inside the transaction that makes its effect, so
@@ -216,4 +299,24 @@ pub async fn release_idempotency_key_in(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+impl Store {
+    /// The deployment's secret `name` (ADR 0034), made from `fresh` by the first node that
+    /// asks and read by every later one, so all nodes sharing the database agree on it.
+    pub async fn deployment_secret(&self, name: &str, fresh: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO deployment_secrets (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .execute(self.autocommit())
+        .await?;
+        let row = sqlx::query("SELECT value FROM deployment_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(self.writer())
+            .await?;
+        Ok(row.try_get("value")?)
+    }
 }

@@ -198,6 +198,9 @@ pub struct Store {
     /// Whether the SQLite wallet writer's connection goes through the WAL shim and the
     /// page-cache layer of `kassa-wal-gather` (ADR 16, 18, 19).
     sqlite_tuning: bool,
+    /// Write transactions begun through this handle (and its clones), so tests assert how
+    /// many durable commits a use case costs ([`Store::write_transactions`]).
+    write_transactions: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Environment variable that turns the SQLite tuning off (`off`, `false`, `0`, `no`) or on:
@@ -375,6 +378,7 @@ impl Store {
                 sqlite_path: (path != ":memory:").then(|| path.to_string()),
                 postgres_url: None,
                 sqlite_tuning,
+                write_transactions: Default::default(),
             });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -399,6 +403,7 @@ impl Store {
                 sqlite_path: None,
                 postgres_url,
                 sqlite_tuning,
+                write_transactions: Default::default(),
             });
         }
         Err(StoreError::UnsupportedUrl(url.to_string()))
@@ -443,7 +448,29 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
     /// IMMEDIATE`), so a transaction never fails half-way for want of it.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
+        self.count_write_transaction();
         Ok(self.writer.begin_with(self.begin_statement()).await?)
+    }
+
+    /// How many write transactions this handle has begun: every [`Store::begin`] and every
+    /// single-statement write the payment path runs outside one ([`Store::autocommit`]). An
+    /// upper bound on its durable commits (a rolled-back one counts too), for tests that
+    /// assert what a use case costs. The wallet writer's batches are not counted.
+    pub fn write_transactions(&self) -> u64 {
+        self.write_transactions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_write_transaction(&self) {
+        self.write_transactions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The writer pool for one statement that writes on its own (its own commit), counted
+    /// in [`Store::write_transactions`].
+    pub(crate) fn autocommit(&self) -> &AnyPool {
+        self.count_write_transaction();
+        &self.writer
     }
 
     /// The statement that opens a write transaction (see [`Store::begin`]).

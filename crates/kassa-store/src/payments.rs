@@ -433,22 +433,8 @@ impl Store {
 
     /// Appends to the inbound webhook delivery log.
     pub async fn insert_webhook_delivery(&self, d: &WebhookDelivery) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (id, provider, event_id, payment_id, headers, raw_body, \
-             outcome, http_status, received_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&d.id)
-        .bind(&d.provider)
-        .bind(&d.event_id)
-        .bind(&d.payment_id)
-        .bind(&d.headers)
-        .bind(&d.raw_body)
-        .bind(&d.outcome)
-        .bind(i64::from(d.http_status))
-        .bind(d.received_at_ms)
-        .execute(self.writer())
-        .await?;
-        Ok(())
+        let mut conn = self.autocommit().acquire().await?;
+        insert_webhook_delivery_in(&mut conn, d).await
     }
 
     /// The newest deliveries, for a payment when given.
@@ -585,4 +571,28 @@ impl Store {
             .map(|row| Ok((row.try_get("topic")?, row.try_get("payload")?)))
             .collect()
     }
+}
+
+/// Appends to the inbound webhook delivery log inside the transaction that applies the
+/// delivery's event, so the effect and its log row cost one commit (ADR 0034).
+pub async fn insert_webhook_delivery_in(
+    conn: &mut crate::Conn,
+    d: &WebhookDelivery,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, provider, event_id, payment_id, headers, raw_body, \
+         outcome, http_status, received_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&d.id)
+    .bind(&d.provider)
+    .bind(&d.event_id)
+    .bind(&d.payment_id)
+    .bind(&d.headers)
+    .bind(&d.raw_body)
+    .bind(&d.outcome)
+    .bind(i64::from(d.http_status))
+    .bind(d.received_at_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

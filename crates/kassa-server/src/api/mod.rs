@@ -96,13 +96,17 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(wallet::credit))
         .routes(routes!(wallet::rollback))
         .route_layer(from_fn_with_state(state.clone(), idempotency::optional));
-    let money_moving = OpenApiRouter::new()
+    // A deposit's start claims its key in its one transaction (ADR 0034).
+    let deposit_start = OpenApiRouter::new()
         .routes(routes!(payments::init_payment))
+        .route_layer(from_fn_with_state(state.clone(), idempotency::in_effect));
+    let money_moving = OpenApiRouter::new()
         .routes(routes!(payments::create_refund))
         .routes(routes!(payouts::init_payout))
         .route_layer(from_fn_with_state(state.clone(), idempotency::required));
     let authenticated = OpenApiRouter::new()
         .merge(wallet)
+        .merge(deposit_start)
         .merge(money_moving)
         .routes(routes!(payments::get_payment))
         .routes(routes!(payments::list_payments))

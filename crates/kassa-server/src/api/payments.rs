@@ -3,12 +3,12 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::api::{ApiPath, ApiQuery};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -27,10 +27,11 @@ use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::IdempotencyClaim;
 use crate::service::payments::{payment_not_found, NewPayment};
-use crate::service::provider_events::{Delivery, ProviderEvents};
-use crate::views::payments::{init_view, payment_view as view, refund_view};
-pub use crate::views::payments::{PaymentInitView, PaymentView, RefundView};
+use crate::service::provider_events::{Delivery, ProviderEventError, ProviderEvents};
+use crate::views::payments::{payment_view as view, refund_view};
+pub use crate::views::payments::{NextActionView, PaymentInitView, PaymentView, RefundView};
 use crate::views::Answer;
+use crate::views::PublicError;
 use crate::AppState;
 
 /// Name of the provider whose webhooks arrive at `/v1/payments/webhook`.
@@ -130,6 +131,7 @@ pub async fn init_payment(
     claim: Option<Extension<IdempotencyClaim>>,
     ApiJson(input): ApiJson<PaymentInitInput>,
 ) -> Result<Response, ApiError> {
+    let started_at = Instant::now();
     external_id("player_id", &input.player_id)?;
     let currency = Currency::from_code(&input.currency)?;
     let amount_minor = state
@@ -167,11 +169,30 @@ pub async fn init_payment(
         session_id: input.meta.session_id,
     };
     let claim = claim.map(|c| c.0);
-    let payment = state
+    let started = state
         .payments
         .init(&merchant.id, request, claim.as_ref())
         .await?;
-    Ok(send_answer(Answer::of(201, &init_view(&payment))))
+    let timing = server_timing(started_at.elapsed(), started.provider_elapsed);
+    let mut response = send_answer(started.answer);
+    response.headers_mut().insert(SERVER_TIMING, timing);
+    Ok(response)
+}
+
+/// Response header with Kassa's own time and the provider's, in milliseconds.
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// `kassa;dur=<ms>, provider;dur=<ms>`: Kassa's part is the handler's whole time minus the
+/// provider call, so it can be watched apart from the provider's.
+fn server_timing(total: Duration, provider: Duration) -> HeaderValue {
+    let kassa = total.saturating_sub(provider);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let text = format!(
+        "kassa;dur={:.3}, provider;dur={:.3}",
+        ms(kassa),
+        ms(provider)
+    );
+    HeaderValue::from_str(&text).expect("digits, letters and punctuation only")
 }
 
 /// A payment.
@@ -356,7 +377,19 @@ async fn receive_webhook(
         body,
     };
     match events.receive(delivery).await {
-        Ok(receipt) => send_answer(receipt.answer),
+        Ok(receipt) => {
+            let mut response = send_answer(receipt.answer);
+            response.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static(receipt.content_type),
+            );
+            response
+        }
+        // Not our fault (an event that may have overtaken its payment's start): answered
+        // for a retry without an error in the log.
+        Err(error @ ProviderEventError::PaymentNotFound { .. }) => {
+            ApiError::from(error.problem()).into_response()
+        }
         Err(error) => ApiError::from(error).into_response(),
     }
 }

@@ -6,26 +6,30 @@
 //! second `captured` can never credit twice), the event is marked processed and the outbox
 //! written — all committed together or not at all.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kassa_connectors::{
     PaymentEvent as ProviderPaymentEvent, PaymentEventStatus, PaymentProvider, PaymentRequest,
-    ProviderError, ProviderPaymentStatus, ProviderRegistry, RefundRequest,
+    PaymentStart, PaymentStarted, ProviderError, ProviderPaymentStatus, ProviderRegistry,
+    RefundRequest,
 };
 use kassa_core::ledger::{AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request};
 use kassa_core::payment::{next, PaymentEvent, PaymentStatus, Transition};
 use kassa_core::{ids, Currency};
 use kassa_store::directory::PlayerRecord;
-use kassa_store::payments::{PaymentRecord, RefundRecord};
+use kassa_store::payments::{PaymentRecord, RefundRecord, WebhookDelivery};
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
-use tokio::sync::broadcast;
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, OnceCell};
 
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
 use crate::service::{provider_failure_code, unexpected_ledger, ProviderHold};
-use crate::views::payments::{init_view, refund_view};
+use crate::views::payments::{init_view, refund_view, NextActionView};
 use crate::views::Answer;
 
 /// Status changes published to this node's live streams (SSE); other nodes' changes are
@@ -95,6 +99,10 @@ pub enum PaymentError {
         payment_id: String,
         provider: String,
     },
+    /// Another request with the same `Idempotency-Key` is running or answered first; the
+    /// idempotency layer answers in its place.
+    #[error("a request with this Idempotency-Key is still running")]
+    KeyInUse,
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -116,12 +124,76 @@ pub enum Applied {
 }
 
 impl Applied {
+    /// The delivery log's name for what the event did.
+    pub fn log_outcome(&self) -> &'static str {
+        match self {
+            Applied::Processed(_) => "processed",
+            Applied::Ignored(_) => "ignored",
+        }
+    }
+
     /// The answer the provider gets for the event (and again for every repeat of it).
     pub fn answer(&self) -> EventAnswer {
         match *self {
             Applied::Processed(status) => EventAnswer::payment(true, status),
             Applied::Ignored(status) => EventAnswer::payment(false, status),
         }
+    }
+}
+
+/// A started deposit: the payment, the answer stored for its key (sent as is) and how long
+/// the provider took (for `Server-Timing`).
+#[derive(Clone, Debug)]
+pub struct PaymentStartOutcome {
+    /// The payment as recorded.
+    pub payment: PaymentRecord,
+    /// The answer, exactly as stored for the `Idempotency-Key`.
+    pub answer: Answer,
+    /// Time spent waiting for the provider's answer.
+    pub provider_elapsed: Duration,
+}
+
+/// Bytes of the SHA-256 digest a derived payment id keeps: 128 bits, as unguessable as a
+/// random id.
+const PAYMENT_ID_DIGEST_BYTES: usize = 16;
+/// How often a provider event that found no payment looks again while this node is starting
+/// that payment.
+const START_POLL_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Longest a provider event about an unknown payment waits for this node's start of it;
+/// after that it is answered 503 and the provider sends it again.
+const START_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// Payment ids this node is starting (between the provider call and the commit): a second
+/// start with the same id is refused, and an early provider event may wait for the first.
+#[derive(Clone, Default)]
+struct StartsInFlight(Arc<Mutex<HashSet<String>>>);
+
+/// Removes its payment id from [`StartsInFlight`] when the start ends, however it ends.
+struct StartGuard {
+    starts: StartsInFlight,
+    payment_id: String,
+}
+
+impl StartsInFlight {
+    fn begin(&self, payment_id: &str) -> Option<StartGuard> {
+        let mut ids = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        ids.insert(payment_id.to_string()).then(|| StartGuard {
+            starts: self.clone(),
+            payment_id: payment_id.to_string(),
+        })
+    }
+
+    fn contains(&self, payment_id: &str) -> bool {
+        let ids = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        ids.contains(payment_id)
+    }
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        let mut ids = self.starts.0.lock().unwrap_or_else(|e| e.into_inner());
+        ids.remove(&self.payment_id);
     }
 }
 
@@ -133,6 +205,8 @@ pub struct PaymentsService {
     players: PlayerDirectory,
     feed: StatusFeed,
     amount_limits: kassa_core::AmountLimits,
+    starts: StartsInFlight,
+    payment_id_secret: Arc<OnceCell<String>>,
 }
 
 impl PaymentsService {
@@ -150,6 +224,8 @@ impl PaymentsService {
             players,
             feed,
             amount_limits,
+            starts: StartsInFlight::default(),
+            payment_id_secret: Arc::default(),
         }
     }
 
@@ -195,15 +271,18 @@ impl PaymentsService {
             })
     }
 
-    /// Records a payment, asks the provider for it and answers where to send the player.
-    /// With a claimed `Idempotency-Key`, the answer (a provider's refusal too) is stored in
-    /// the transaction that records the provider's answer.
+    /// Starts a deposit in one commit (ADR 0034): asks the provider first, then records the
+    /// claimed `Idempotency-Key`, the payment, the provider's answer and the stored final
+    /// answer in one transaction. The payment id comes from the key, so a second attempt
+    /// with the key presents the provider the same payment; on this node a second attempt
+    /// waits for nothing and is told the key is in use. A provider that could not be reached
+    /// leaves nothing behind: a retry with the key starts afresh (with the same payment id).
     pub async fn init(
         &self,
         merchant_id: &str,
         request: NewPayment,
         claim: Option<&IdempotencyClaim>,
-    ) -> Result<PaymentRecord, PaymentError> {
+    ) -> Result<PaymentStartOutcome, PaymentError> {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
         PlayerError::check_may_play(&player.player_id, &player.account_status)?;
@@ -213,49 +292,17 @@ impl PaymentsService {
             request.currency,
             &request.country,
         )?;
-        let now = now_ms();
-        let mut payment = PaymentRecord {
-            id: ids::generate("pay"),
-            merchant_id: merchant_id.to_string(),
-            player_id: request.player_id,
-            provider: provider.name().to_string(),
-            provider_reference: None,
-            method: request.method,
-            amount_minor: request.amount_minor,
-            currency: request.currency,
-            status: PaymentStatus::Initiated,
-            refunded_minor: 0,
-            return_url: request.return_url,
-            redirect_url: None,
-            country: request.country,
-            device: request.device,
-            ip: request.ip,
-            session_id: request.session_id,
-            failure_reason: None,
-            created_at_ms: now,
-            updated_at_ms: now,
+        let payment_id = match claim {
+            Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
+            None => ids::generate("pay"),
         };
-        // The payment exists before the provider hears of it, so its webhook always finds it.
-        let mut tx = self.store.begin().await?;
-        self.store.insert_payment(&mut tx, &payment).await?;
-        self.store
-            .insert_payment_event(
-                &mut tx,
-                &payment.id,
-                HistoryEvent {
-                    source: "api",
-                    event: "created",
-                    from: PaymentStatus::Initiated.as_str(),
-                    to: Some(PaymentStatus::Initiated.as_str()),
-                    actor: None,
-                    detail: None,
-                },
-            )
-            .await?;
-        tx.commit().await?;
-
+        let Some(_in_flight) = self.starts.begin(&payment_id) else {
+            return Err(lose_key(claim));
+        };
+        let mut payment = new_payment_record(payment_id, merchant_id, provider.name(), request);
+        let asked_at = Instant::now();
         let asked = provider
-            .init_payment(&PaymentRequest {
+            .start_payment(&PaymentRequest {
                 payment_id: payment.id.clone(),
                 amount_minor: payment.amount_minor,
                 currency: payment.currency,
@@ -264,59 +311,142 @@ impl PaymentsService {
                 return_url: payment.return_url.clone(),
             })
             .await;
+        let provider_elapsed = asked_at.elapsed();
+        let refusal = match &asked {
+            Ok(_) => None,
+            Err(error) => {
+                let refusal = provider_failed(error.clone());
+                if Answer::error(&refusal, &crate::trace::current()).status >= 500 {
+                    // Nothing recorded and the key never claimed: a retry starts afresh.
+                    return Err(refusal);
+                }
+                Some(refusal)
+            }
+        };
         let mut tx = self.store.begin().await?;
-        let current = self
-            .store
-            .lock_payment(&mut tx, &payment.id)
-            .await?
-            .ok_or_else(|| PaymentError::NotFound {
-                payment_id: payment.id.clone(),
-            })?;
-        payment.status = current.status;
-        match asked {
-            Ok(session) => {
-                payment.provider_reference = Some(session.provider_reference);
-                payment.redirect_url = session.redirect_url;
-                self.transition(
-                    &mut tx,
-                    &mut payment,
-                    PaymentEvent::Sent,
-                    "api",
-                    "sent",
-                    None,
-                )
-                .await?;
-                if let Some(claim) = claim {
-                    let answer = Answer::of(201, &init_view(&payment));
-                    claim.complete_in(&mut tx, &answer).await?;
-                }
-                tx.commit().await?;
-                if let Some(claim) = claim {
-                    claim.mark_committed();
-                }
-                self.publish(&payment);
-                Ok(payment)
+        if let Some(claim) = claim {
+            if !claim.claim_in(&mut tx).await? {
+                drop(tx);
+                return Err(lose_key(Some(claim)));
+            }
+        }
+        self.store.insert_payment(&mut tx, &payment).await?;
+        let created = HistoryEvent {
+            source: "api",
+            event: "created",
+            from: PaymentStatus::Initiated.as_str(),
+            to: Some(PaymentStatus::Initiated.as_str()),
+            actor: None,
+            detail: None,
+        };
+        self.store
+            .insert_payment_event(&mut tx, &payment.id, created)
+            .await?;
+        let answer = match asked {
+            Ok(started) => {
+                let next_action = self.record_start(&mut tx, &mut payment, started).await?;
+                Answer::of(201, &init_view(&payment, next_action))
             }
             Err(error) => {
                 payment.failure_reason = Some(provider_failure_code(&error));
+                let detail = error.to_string();
                 self.transition(
                     &mut tx,
                     &mut payment,
                     PaymentEvent::Failed,
                     "api",
                     "provider_error",
-                    Some(&error.to_string()),
+                    Some(&detail),
                 )
                 .await?;
-                let error = provider_failed(error);
-                answer_refusal(claim, &mut tx, &error).await?;
-                tx.commit().await?;
-                if let Some(claim) = claim {
-                    claim.mark_committed();
-                }
-                self.publish(&payment);
-                Err(error)
+                Answer::error(
+                    refusal.as_ref().expect("a refusal for every error"),
+                    &crate::trace::current(),
+                )
             }
+        };
+        if let Some(claim) = claim {
+            claim.complete_in(&mut tx, &answer).await?;
+        }
+        tx.commit().await?;
+        if let Some(claim) = claim {
+            claim.mark_committed();
+        }
+        self.publish(&payment);
+        match refusal {
+            Some(refusal) => Err(refusal),
+            None => Ok(PaymentStartOutcome {
+                payment,
+                answer,
+                provider_elapsed,
+            }),
+        }
+    }
+
+    /// Records what the provider answered to a start, inside the start's transaction, and
+    /// returns the player's next step when the payment's own fields do not carry it.
+    async fn record_start(
+        &self,
+        tx: &mut Tx,
+        payment: &mut PaymentRecord,
+        started: PaymentStarted,
+    ) -> Result<Option<NextActionView>, StoreError> {
+        payment.provider_reference = Some(started.provider_reference);
+        let next_action = NextActionView::of(&started.start);
+        let (then, reason) = match started.start {
+            PaymentStart::Redirect { url } | PaymentStart::Challenge { url } => {
+                payment.redirect_url = Some(url);
+                (None, None)
+            }
+            PaymentStart::Authorized => (Some(PaymentEvent::Authorized), None),
+            PaymentStart::Declined { reason } => (Some(PaymentEvent::Declined), reason),
+            PaymentStart::AwaitingFunds { .. } | PaymentStart::CodeSent { .. } => (None, None),
+        };
+        self.transition(tx, payment, PaymentEvent::Sent, "api", "sent", None)
+            .await?;
+        if let Some(event) = then {
+            if event == PaymentEvent::Declined {
+                payment.failure_reason = Some(reason.unwrap_or_else(|| "declined".into()));
+            }
+            let name = if event == PaymentEvent::Declined {
+                "declined"
+            } else {
+                "authorized"
+            };
+            self.transition(tx, payment, event, "api", name, None)
+                .await?;
+        }
+        Ok(next_action)
+    }
+
+    /// The payment id of the deposit started with `key`: the same for every attempt with the
+    /// key on every node, unguessable without the deployment's secret (ADR 0034).
+    async fn payment_id_for(&self, merchant_id: &str, key: &str) -> Result<String, StoreError> {
+        let secret = self
+            .payment_id_secret
+            .get_or_try_init(|| async {
+                let fresh = ids::generate("pis");
+                self.store.deployment_secret("payment_ids", &fresh).await
+            })
+            .await?;
+        let mut hasher = Sha256::new();
+        for part in [secret.as_str(), merchant_id, key] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let digest = hasher.finalize();
+        Ok(format!(
+            "pay_{}",
+            hex::encode(&digest[..PAYMENT_ID_DIGEST_BYTES])
+        ))
+    }
+
+    /// Waits (at most `wait`) while this node is starting the payment `payment_id`, so that a
+    /// provider event that overtook the start's commit finds the payment.
+    pub async fn wait_for_start(&self, payment_id: &str, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while self.starts.contains(payment_id) && Instant::now() < deadline {
+            tokio::time::sleep(START_POLL_INTERVAL).await;
         }
     }
 
@@ -382,13 +512,16 @@ impl PaymentsService {
 
     /// Applies a verified provider event about a payment. Returns the answer for the webhook
     /// sender; a duplicate `event_id` answers what the first delivery was answered.
+    /// With `log`, the delivery's log row is written in the same transaction, its outcome
+    /// filled in, so an applied event costs one commit (ADR 0034).
     pub async fn apply_provider_event(
         &self,
         provider: &str,
         event: &ProviderPaymentEvent,
         source: &str,
+        log: Option<&WebhookDelivery>,
     ) -> Result<Applied, ProviderEventError> {
-        retrying(|| self.try_apply_provider_event(provider, event, source)).await
+        retrying(|| self.try_apply_provider_event(provider, event, source, log)).await
     }
 
     async fn try_apply_provider_event(
@@ -396,16 +529,23 @@ impl PaymentsService {
         provider: &str,
         event: &ProviderPaymentEvent,
         source: &str,
+        log: Option<&WebhookDelivery>,
     ) -> Result<Applied, ProviderEventError> {
         // Resolve the player's accounts before the write transaction: on SQLite the writer is
         // one connection, and a lookup that needs it inside the transaction would wait forever.
-        let known = self
-            .store
-            .find_payment(&event.payment_id)
-            .await?
-            .ok_or_else(|| ProviderEventError::PaymentNotFound {
-                payment_id: event.payment_id.clone(),
-            })?;
+        let known = match self.store.find_payment(&event.payment_id).await? {
+            Some(known) => known,
+            None => {
+                // The event may have overtaken its start's commit on this node.
+                self.wait_for_start(&event.payment_id, START_WAIT_MAX).await;
+                self.store
+                    .find_payment(&event.payment_id)
+                    .await?
+                    .ok_or_else(|| ProviderEventError::PaymentNotFound {
+                        payment_id: event.payment_id.clone(),
+                    })?
+            }
+        };
         let wallet = self
             .players
             .wallet(&known.merchant_id, &known.player_id)
@@ -494,6 +634,14 @@ impl PaymentsService {
         self.store
             .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer)
             .await?;
+        if let Some(log) = log {
+            let log = WebhookDelivery {
+                outcome: applied.log_outcome().to_string(),
+                http_status: 200,
+                ..log.clone()
+            };
+            kassa_store::payments::insert_webhook_delivery_in(&mut tx, &log).await?;
+        }
         tx.commit().await?;
         self.publish(&payment);
         Ok(applied)
@@ -976,7 +1124,7 @@ impl PaymentsService {
                         dispute_id: None,
                         reason: Some("status_sync".into()),
                     };
-                    self.apply_provider_event(&payment.provider, &event, "sync")
+                    self.apply_provider_event(&payment.provider, &event, "sync", None)
                         .await
                         .map(|_| ())
                         .map_err(|error| error.to_string())
@@ -1144,6 +1292,45 @@ fn check_event_matches(
         return mismatch("the amount differs from the payment's");
     }
     Ok(())
+}
+
+/// The error for a start that did not get its key; the idempotency layer answers instead.
+fn lose_key(claim: Option<&IdempotencyClaim>) -> PaymentError {
+    if let Some(claim) = claim {
+        claim.lose();
+    }
+    PaymentError::KeyInUse
+}
+
+/// A payment about to be started, before the provider hears of it.
+fn new_payment_record(
+    id: String,
+    merchant_id: &str,
+    provider: &str,
+    request: NewPayment,
+) -> PaymentRecord {
+    let now = now_ms();
+    PaymentRecord {
+        id,
+        merchant_id: merchant_id.to_string(),
+        player_id: request.player_id,
+        provider: provider.to_string(),
+        provider_reference: None,
+        method: request.method,
+        amount_minor: request.amount_minor,
+        currency: request.currency,
+        status: PaymentStatus::Initiated,
+        refunded_minor: 0,
+        return_url: request.return_url,
+        redirect_url: None,
+        country: request.country,
+        device: request.device,
+        ip: request.ip,
+        session_id: request.session_id,
+        failure_reason: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
 }
 
 /// The error for an unknown payment.

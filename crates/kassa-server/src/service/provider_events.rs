@@ -4,8 +4,8 @@
 //! the delivery whatever happened.
 
 use kassa_connectors::{
-    HeaderMap, PaymentEvent as ProviderPaymentEvent, PayoutEvent as ProviderPayoutEvent,
-    ProviderEvent, WebhookError,
+    Acknowledgement, HeaderMap, InboundBatch, InboundRefusal, PaymentEvent as ProviderPaymentEvent,
+    PayoutEvent as ProviderPayoutEvent, ProviderEvent, RawInbound,
 };
 use kassa_core::ids;
 use kassa_core::payment::PaymentStatus;
@@ -64,7 +64,28 @@ impl From<kassa_store::SqlxError> for ProviderEventError {
     }
 }
 
+impl From<InboundRefusal> for ProviderEventError {
+    fn from(refusal: InboundRefusal) -> ProviderEventError {
+        match refusal {
+            InboundRefusal::InvalidSignature => ProviderEventError::InvalidSignature,
+            InboundRefusal::Stale { .. } => ProviderEventError::Stale,
+            InboundRefusal::Malformed(why) => ProviderEventError::Malformed(why),
+        }
+    }
+}
+
 impl ProviderEventError {
+    /// Whether the provider should send the event again: a payment not (yet) known here (its
+    /// start may not have committed, ADR 0034) or a failure on our side.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ProviderEventError::PaymentNotFound { .. }
+                | ProviderEventError::Player(_)
+                | ProviderEventError::Store(_)
+        )
+    }
+
     /// The delivery log's name for this refusal.
     pub fn log_outcome(&self) -> &'static str {
         match self {
@@ -161,6 +182,60 @@ pub struct EventReceipt {
     pub outcome: DeliveryOutcome,
     /// Status and body, the stored ones for a duplicate.
     pub answer: Answer,
+    /// The media type of the body.
+    pub content_type: &'static str,
+    /// Whether the delivery's log row committed with the event's effect.
+    pub logged_with_effect: bool,
+}
+
+/// The media type of the pipeline's own answers.
+const JSON: &str = "application/json";
+
+/// The one answer to a delivery: what its inbound source demands once every item is stored
+/// ([`Acknowledgement::Fixed`]), or the pipeline's own. Either way a failure on our side
+/// (the database) is answered as such, so the provider sends the message again.
+fn answer_batch(
+    acknowledgement: Acknowledgement,
+    mut results: Vec<Result<EventReceipt, ProviderEventError>>,
+) -> Result<EventReceipt, ProviderEventError> {
+    if let Some(failed) = results
+        .iter()
+        .position(|r| matches!(r, Err(e) if e.is_retryable()))
+    {
+        return results.swap_remove(failed);
+    }
+    match acknowledgement {
+        Acknowledgement::Fixed { content_type, body } => Ok(EventReceipt {
+            outcome: DeliveryOutcome::Processed,
+            answer: Answer {
+                status: 200,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            },
+            content_type,
+            logged_with_effect: true,
+        }),
+        Acknowledgement::PipelineAnswer if results.len() == 1 => results.remove(0),
+        Acknowledgement::PipelineAnswer => {
+            // Several events answered by the pipeline: the first refusal, else every answer.
+            if let Some(refused) = results.iter().position(Result::is_err) {
+                return results.swap_remove(refused);
+            }
+            let answers: Vec<serde_json::Value> = results
+                .iter()
+                .flatten()
+                .map(|r| serde_json::from_str(&r.answer.body).unwrap_or_default())
+                .collect();
+            Ok(EventReceipt {
+                outcome: DeliveryOutcome::Processed,
+                answer: Answer {
+                    status: 200,
+                    body: json!({ "received": true, "events": answers }).to_string(),
+                },
+                content_type: JSON,
+                logged_with_effect: true,
+            })
+        }
+    }
 }
 
 /// One delivery as it arrived.
@@ -188,7 +263,9 @@ pub struct ProviderEvents<'a> {
 }
 
 impl ProviderEvents<'_> {
-    /// Verifies, dedupes, matches and applies one delivery, and logs it whatever happens.
+    /// Verifies one delivery through its provider's inbound source, then dedupes, matches
+    /// and applies each event it carries on its own, logging each whatever happens. An
+    /// applied payment event's log row commits with its effect; the rest are logged after.
     pub async fn receive(
         &self,
         delivery: Delivery<'_>,
@@ -208,22 +285,44 @@ impl ProviderEvents<'_> {
             http_status: 0,
             received_at_ms: now_ms(),
         };
-        let mut verified = false;
-        let result = self.handle(&delivery, &mut log, &mut verified).await;
-        let (outcome, http_status) = match &result {
-            Ok(receipt) => (receipt.outcome.as_str(), receipt.answer.status),
-            Err(error) => (error.log_outcome(), error.problem().status),
+        let batch = match self.verify(&delivery) {
+            Ok(batch) => batch,
+            Err(error) => {
+                // Unverifiable: it costs a counter and, while its provider's minute is under
+                // the limit (then only as a sample), a bounded excerpt.
+                log.outcome = error.log_outcome().to_string();
+                log.http_status = error.problem().status;
+                log.raw_body = excerpt(delivery.body, self.log_limits.unverified_excerpt_bytes);
+                self.log_unverified(&log, Some(&error)).await;
+                return Err(error);
+            }
         };
-        log.outcome = outcome.to_string();
-        log.http_status = http_status;
-        if verified {
-            log.raw_body = storable_text(delivery.body);
-            self.insert_log(&log).await;
-        } else {
-            log.raw_body = excerpt(delivery.body, self.log_limits.unverified_excerpt_bytes);
-            self.log_unverified(&log, result.as_ref().err()).await;
+        // Verified: the whole body is kept (bounded by the HTTP body limit).
+        log.raw_body = storable_text(delivery.body);
+        let mut results = Vec::with_capacity(batch.items.len());
+        for (index, item) in batch.items.into_iter().enumerate() {
+            let mut log = log.clone();
+            if index > 0 {
+                log.id = ids::generate("whk");
+            }
+            let result = match item {
+                Ok(event) => self.handle(delivery.provider, event, &mut log).await,
+                Err(refusal) => Err(refusal.into()),
+            };
+            match &result {
+                Ok(receipt) if receipt.logged_with_effect => {}
+                Ok(receipt) => {
+                    self.log(log, (receipt.outcome.as_str(), receipt.answer.status))
+                        .await
+                }
+                Err(error) => {
+                    self.log(log, (error.log_outcome(), error.problem().status))
+                        .await
+                }
+            }
+            results.push(result);
         }
-        result
+        answer_batch(batch.acknowledgement, results)
     }
 
     /// Counts an unverifiable delivery, and logs it while its provider's minute is under
@@ -258,25 +357,32 @@ impl ProviderEvents<'_> {
         }
     }
 
-    async fn handle(
-        &self,
-        delivery: &Delivery<'_>,
-        log: &mut WebhookDelivery,
-        verified: &mut bool,
-    ) -> Result<EventReceipt, ProviderEventError> {
+    fn verify(&self, delivery: &Delivery<'_>) -> Result<InboundBatch, ProviderEventError> {
         let provider = self.payments.provider(delivery.provider).ok_or_else(|| {
             ProviderEventError::UnknownProvider {
                 provider: delivery.provider.to_string(),
             }
         })?;
-        let event = provider
-            .verify_webhook(delivery.headers, delivery.body, now_ms() / 1000)
-            .map_err(|error| match error {
-                WebhookError::InvalidSignature => ProviderEventError::InvalidSignature,
-                WebhookError::Stale { .. } => ProviderEventError::Stale,
-                WebhookError::Malformed(why) => ProviderEventError::Malformed(why),
-            })?;
-        *verified = true;
+        let message = RawInbound {
+            metadata: delivery.headers,
+            body: delivery.body,
+        };
+        Ok(provider.receive(message, now_ms() / 1000)?)
+    }
+
+    /// Writes a delivery's log row on its own (a refusal, a duplicate, a payout event).
+    async fn log(&self, mut log: WebhookDelivery, (outcome, http_status): (&str, u16)) {
+        log.outcome = outcome.to_string();
+        log.http_status = http_status;
+        self.insert_log(&log).await;
+    }
+
+    async fn handle(
+        &self,
+        provider: &str,
+        event: ProviderEvent,
+        log: &mut WebhookDelivery,
+    ) -> Result<EventReceipt, ProviderEventError> {
         // Signed, but a control character in a field (ADR 30): refused before anything is
         // stored under its ids, so that both backends answer alike and no money moves.
         if let Some(field) = control_character_field(&event) {
@@ -293,16 +399,21 @@ impl ProviderEvents<'_> {
             ProviderEvent::Payment(event) => {
                 log.event_id = Some(event.event_id.clone());
                 log.payment_id = Some(event.payment_id.clone());
-                self.apply_once(delivery.provider, &event.event_id, || {
-                    self.apply_payment(delivery.provider, &event)
-                })
-                .await
+                let log = &*log;
+                let mut receipt = self
+                    .apply_once(provider, &event.event_id, || {
+                        self.apply_payment(provider, &event, log)
+                    })
+                    .await?;
+                // Applied here (not a stored answer): its log row committed with it.
+                receipt.logged_with_effect = receipt.outcome != DeliveryOutcome::Duplicate;
+                Ok(receipt)
             }
             ProviderEvent::Payout(event) => {
                 log.event_id = Some(event.event_id.clone());
                 log.payment_id = Some(event.payout_id.clone());
-                self.apply_once(delivery.provider, &event.event_id, || {
-                    self.apply_payout(delivery.provider, &event)
+                self.apply_once(provider, &event.event_id, || {
+                    self.apply_payout(provider, &event)
                 })
                 .await
             }
@@ -313,10 +424,11 @@ impl ProviderEvents<'_> {
         &self,
         provider: &str,
         event: &ProviderPaymentEvent,
+        log: &WebhookDelivery,
     ) -> Result<EventAnswer, ProviderEventError> {
         let applied = self
             .payments
-            .apply_provider_event(provider, event, "webhook")
+            .apply_provider_event(provider, event, "webhook", Some(log))
             .await?;
         Ok(applied.answer())
     }
@@ -357,6 +469,8 @@ impl ProviderEvents<'_> {
                     status: 200,
                     body: answer.to_json(),
                 },
+                content_type: JSON,
+                logged_with_effect: false,
             }),
             Err(error) => match self.stored_answer(provider, event_id).await {
                 Ok(Some(receipt)) => Ok(receipt),
@@ -377,6 +491,8 @@ impl ProviderEvents<'_> {
         Ok(stored.map(|(status, body)| EventReceipt {
             outcome: DeliveryOutcome::Duplicate,
             answer: Answer { status, body },
+            content_type: JSON,
+            logged_with_effect: false,
         }))
     }
 }

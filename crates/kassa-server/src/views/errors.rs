@@ -215,6 +215,7 @@ impl PublicError for PaymentError {
             PaymentError::RefundNotCovered => Problem::new(402, "insufficient_funds", message),
             PaymentError::Provider(error) => provider_problem(error),
             PaymentError::ProviderMissing { .. } => Problem::internal(),
+            PaymentError::KeyInUse => Problem::new(409, "idempotency_key_in_use", message),
             PaymentError::Store(error) => error.problem(),
         }
     }
@@ -334,9 +335,12 @@ impl PublicError for ProviderEventError {
                 Problem::new(422, "malformed_webhook", message)
                     .with_details(json!({ "field": field }))
             }
-            ProviderEventError::PaymentNotFound { .. } => {
-                Problem::new(404, "payment_not_found", message)
-            }
+            // Retryable: the payment's start may not have committed yet (ADR 0034).
+            ProviderEventError::PaymentNotFound { .. } => Problem::new(
+                503,
+                "payment_not_found",
+                format!("{message}; send the event again later"),
+            ),
             ProviderEventError::PayoutNotFound { .. } => {
                 Problem::new(404, "payout_not_found", message)
             }

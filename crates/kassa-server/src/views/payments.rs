@@ -15,6 +15,57 @@ pub struct PaymentInitView {
     /// Send the player here.
     pub redirect_url: Option<String>,
     pub provider: String,
+    /// The player's next step when it is not a page to send them to: funds to send to an
+    /// address (crypto) or a code sent to their phone (carrier billing). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_action: Option<NextActionView>,
+}
+
+/// A start's next step that is not a redirect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NextActionView {
+    /// Send `amount` `currency` to `address` before `expires_at_unix_s`.
+    AwaitingFunds {
+        address: String,
+        #[schema(example = "50.00")]
+        amount: String,
+        currency: String,
+        expires_at_unix_s: i64,
+    },
+    /// A one-time code went to `destination_masked`; valid until `expires_at_unix_s`.
+    CodeSent {
+        destination_masked: String,
+        expires_at_unix_s: i64,
+    },
+}
+
+impl NextActionView {
+    /// The next step of a provider's start, when it is not a redirect.
+    pub fn of(start: &kassa_connectors::PaymentStart) -> Option<NextActionView> {
+        use kassa_connectors::PaymentStart as S;
+        match start {
+            S::AwaitingFunds {
+                address,
+                amount_minor,
+                currency,
+                expires_at_unix_s,
+            } => Some(NextActionView::AwaitingFunds {
+                address: address.clone(),
+                amount: currency.format_minor(*amount_minor),
+                currency: currency.code().to_string(),
+                expires_at_unix_s: *expires_at_unix_s,
+            }),
+            S::CodeSent {
+                destination_masked,
+                expires_at_unix_s,
+            } => Some(NextActionView::CodeSent {
+                destination_masked: destination_masked.clone(),
+                expires_at_unix_s: *expires_at_unix_s,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// A payment.
@@ -68,12 +119,13 @@ pub fn payment_view(p: &PaymentRecord) -> PaymentView {
 }
 
 /// The answer to `POST /v1/payments/init`.
-pub fn init_view(p: &PaymentRecord) -> PaymentInitView {
+pub fn init_view(p: &PaymentRecord, next_action: Option<NextActionView>) -> PaymentInitView {
     PaymentInitView {
         payment_id: p.id.clone(),
         status: p.status.as_str().to_string(),
         redirect_url: p.redirect_url.clone(),
         provider: p.provider.clone(),
+        next_action,
     }
 }
 

@@ -268,6 +268,14 @@ impl TestApp {
         self
     }
 
+    /// Write transactions the server's store has begun so far (see
+    /// `Store::write_transactions`).
+    pub fn write_transactions(&self) -> u64 {
+        self.server
+            .as_ref()
+            .map_or(0, |server| server.store.write_transactions())
+    }
+
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await.expect("clean stop");

@@ -68,15 +68,21 @@ struct Captured {
     answer: serde_json::Value,
 }
 
+/// A processed deposit: its webhook, signature and answer, and Kassa's own init time.
+type Deposited = (String, String, serde_json::Value, Option<Duration>);
+
 struct ClientResult {
     histogram: Histogram<u64>,
+    /// Kassa's own time per init, from its `Server-Timing` header.
+    kassa_histogram: Histogram<u64>,
     captured: Vec<Captured>,
     errors: u64,
 }
 
 /// What one step (init or webhook) got back.
 enum Reply {
-    Answer(StatusCode, Vec<u8>),
+    /// Status, body, and Kassa's own time from `Server-Timing` when the answer has it.
+    Answer(StatusCode, Vec<u8>, Option<Duration>),
     /// Transport error or 5xx: the step may be sent again (idempotency key, event id).
     Retry,
 }
@@ -177,10 +183,24 @@ async fn reply(response: reqwest::Result<reqwest::Response>) -> Reply {
     if status.is_server_error() {
         return Reply::Retry;
     }
+    let kassa = response
+        .headers()
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .and_then(kassa_duration);
     match response.bytes().await {
-        Ok(bytes) => Reply::Answer(status, bytes.to_vec()),
+        Ok(bytes) => Reply::Answer(status, bytes.to_vec(), kassa),
         Err(_) => Reply::Retry,
     }
+}
+
+/// The `kassa;dur=<ms>` part of a `Server-Timing` value.
+fn kassa_duration(header: &str) -> Option<Duration> {
+    header.split(',').find_map(|metric| {
+        let ms = metric.trim().strip_prefix("kassa;dur=")?;
+        let ms: f64 = ms.parse().ok()?;
+        Some(Duration::from_secs_f64(ms / 1000.0))
+    })
 }
 
 /// The benchmark's view of the deposits: what every player's balance must be.
@@ -238,11 +258,13 @@ impl DepositBench {
             })
             .collect();
         let mut histogram = stats::new_histogram();
+        let mut kassa_histogram = stats::new_histogram();
         let mut captured = Vec::new();
         let mut errors = 0;
         for task in tasks {
             let result = task.await??;
             histogram.add(&result.histogram)?;
+            kassa_histogram.add(&result.kassa_histogram)?;
             captured.extend(result.captured);
             errors += result.errors;
         }
@@ -251,6 +273,15 @@ impl DepositBench {
         if errors > 0 {
             run.checks.push(format!(
                 "{errors} deposits got no processed capture (not counted)"
+            ));
+        }
+        if !kassa_histogram.is_empty() {
+            let ms = |q| kassa_histogram.value_at_quantile(q) as f64 / 1000.0;
+            run.checks.push(format!(
+                "Kassa's own time per init (Server-Timing, provider excluded): p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+                ms(0.5),
+                ms(0.95),
+                ms(0.99)
             ));
         }
         self.check(&mut run, &captured).await?;
@@ -289,7 +320,7 @@ impl DepositBench {
         for capture in &sample {
             let mut again = None;
             for _ in 0..ATTEMPTS_MAX {
-                if let Reply::Answer(status, bytes) =
+                if let Reply::Answer(status, bytes, _) =
                     self.target.webhook(&capture.raw, &capture.signature).await
                 {
                     again = Some((status, bytes));
@@ -350,6 +381,7 @@ async fn client_loop(
 ) -> anyhow::Result<ClientResult> {
     let mut rng = StdRng::from_entropy();
     let mut histogram = stats::new_histogram();
+    let mut kassa_histogram = stats::new_histogram();
     let mut captured = Vec::new();
     let mut errors = 0;
     let mut seq = 0u64;
@@ -358,8 +390,11 @@ async fn client_loop(
         let player = rng.gen_range(0..player_ids.len());
         let started = Instant::now();
         match deposit(&target, &player_ids[player], &format!("{prefix}-{seq}")).await? {
-            Some((raw, signature, answer)) => {
+            Some((raw, signature, answer, kassa)) => {
                 stats::record(&mut histogram, started.elapsed());
+                if let Some(kassa) = kassa {
+                    stats::record(&mut kassa_histogram, kassa);
+                }
                 captured.push(Captured {
                     player,
                     at: Instant::now(),
@@ -373,35 +408,39 @@ async fn client_loop(
     }
     Ok(ClientResult {
         histogram,
+        kassa_histogram,
         captured,
         errors,
     })
 }
 
 /// One deposit: init, then the signed `captured` webhook. `Some((raw webhook, signature,
-/// answer))` when the capture was processed; `None` when a step never got an answer.
+/// answer, Kassa's own time of the init))` when the capture was processed; `None` when a
+/// step never got an answer.
 async fn deposit(
     target: &DepositTarget,
     player_id: &str,
     key: &str,
-) -> anyhow::Result<Option<(String, String, serde_json::Value)>> {
+) -> anyhow::Result<Option<Deposited>> {
     let body = format!(
         r#"{{"amount":"{DEPOSIT_AMOUNT}","currency":"EUR","method":"card","player_id":"{player_id}","return_url":"http://127.0.0.1/x","meta":{{"country":"MT"}}}}"#
     );
     let mut payment_id = None;
+    let mut kassa = None;
     for _ in 0..ATTEMPTS_MAX {
         match target.init(key, &body).await {
-            Reply::Answer(StatusCode::CREATED, bytes) => {
+            Reply::Answer(StatusCode::CREATED, bytes, timing) => {
                 let answer: InitAnswer = serde_json::from_slice(&bytes)
                     .with_context(|| format!("init answer {}", String::from_utf8_lossy(&bytes)))?;
                 payment_id = Some(answer.payment_id);
+                kassa = timing;
                 break;
             }
-            Reply::Answer(StatusCode::CONFLICT, _) | Reply::Retry => {
+            Reply::Answer(StatusCode::CONFLICT, ..) | Reply::Retry => {
                 // Still running (idempotency_key_in_use) or no answer: ask again.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Reply::Answer(status, bytes) => bail!(
+            Reply::Answer(status, bytes, _) => bail!(
                 "init answered {status}: {}",
                 String::from_utf8_lossy(&bytes)
             ),
@@ -418,7 +457,7 @@ async fn deposit(
         kassa_connectors::sign_webhook(target.webhook_secret.as_bytes(), raw.as_bytes());
     for _ in 0..ATTEMPTS_MAX {
         match target.webhook(&raw, &signature).await {
-            Reply::Answer(StatusCode::OK, bytes) => {
+            Reply::Answer(StatusCode::OK, bytes, _) => {
                 let answer: serde_json::Value =
                     serde_json::from_slice(&bytes).with_context(|| {
                         format!("webhook answer {}", String::from_utf8_lossy(&bytes))
@@ -427,10 +466,10 @@ async fn deposit(
                     answer["outcome"] == "processed",
                     "the capture of {payment_id} was not processed: {answer}"
                 );
-                return Ok(Some((raw, signature, answer)));
+                return Ok(Some((raw, signature, answer, kassa)));
             }
             Reply::Retry => tokio::time::sleep(Duration::from_millis(20)).await,
-            Reply::Answer(status, bytes) => bail!(
+            Reply::Answer(status, bytes, _) => bail!(
                 "webhook answered {status}: {}",
                 String::from_utf8_lossy(&bytes)
             ),
@@ -452,6 +491,19 @@ fn rfc3339_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kassa_part_of_server_timing_is_read_in_milliseconds() {
+        assert_eq!(
+            kassa_duration("kassa;dur=1.250, provider;dur=30.000"),
+            Some(Duration::from_micros(1250))
+        );
+        assert_eq!(
+            kassa_duration("provider;dur=3, kassa;dur=0.5"),
+            Some(Duration::from_micros(500))
+        );
+        assert_eq!(kassa_duration("provider;dur=3"), None);
+    }
 
     #[test]
     fn timestamps_are_rfc3339_in_whole_seconds() {
