@@ -12,9 +12,11 @@ use kassa_connectors::{
     PaymentEvent as ProviderPaymentEvent, PaymentEventStatus, PaymentProvider, PaymentRequest,
     ProviderError, ProviderPaymentStatus, ProviderRegistry, RefundRequest,
 };
-use kassa_core::ledger::{AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request};
+use kassa_core::ids::{DisputeId, PaymentId, PlayerId, RefundId};
+use kassa_core::ledger::{AccountKind, EntryStatus, Outcome};
+use kassa_core::movements::{self, ChargebackAccounts, DisputeRef, PaymentRef};
 use kassa_core::payment::{next, PaymentEvent, PaymentStatus, Transition};
-use kassa_core::{ids, Currency};
+use kassa_core::{ids, Currency, Money};
 use kassa_store::directory::PlayerRecord;
 use kassa_store::payments::{PaymentRecord, RefundRecord};
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
@@ -24,7 +26,7 @@ use tokio::sync::broadcast;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
-use crate::service::{provider_failure_code, unexpected_ledger, ProviderHold};
+use crate::service::{provider_failure_code, stored_id, unexpected_ledger, HoldFor, ProviderHold};
 use crate::views::payments::{init_view, refund_view};
 use crate::views::Answer;
 
@@ -504,22 +506,16 @@ impl PaymentsService {
             payment.currency,
         )
         .await?;
-        let request = Request {
-            txn_id: format!("{}:capture", payment.id),
-            label: "deposit".into(),
-            fingerprint: format!("deposit:{}:{}", payment.id, payment.amount_minor),
-            command: Command::Transfer {
-                debit: clearing,
-                credit: player.cash,
-                amount_minor: payment.amount_minor,
+        let (payment_id, player_id) = ids_of(payment)?;
+        let request = movements::deposit_captured(
+            PaymentRef {
+                payment_id: &payment_id,
+                player_id: &player_id,
             },
-            subject: Some(player.cash),
-            meta: EntryMeta {
-                player_id: Some(payment.player_id.clone()),
-                round_id: None,
-                reference: Some(payment.id.clone()),
-            },
-        };
+            Money::new(payment.amount_minor, payment.currency),
+            player.cash,
+            clearing,
+        );
         let outcome = self
             .store
             .apply_ledger_requests(tx, &payment.merchant_id, &[request])
@@ -582,21 +578,15 @@ impl PaymentsService {
             )
             .await?;
         if let Applied::Processed(_) = applied {
-            let post = Request {
-                txn_id: format!("{}:post", refund.id),
-                label: "refund".into(),
-                fingerprint: format!("refund-post:{}", refund.id),
-                command: Command::Post {
-                    pending_txn_id: refund.id.clone(),
-                    amount_minor: None,
+            let (payment_id, player_id) = ids_of(payment)?;
+            let refund_id: RefundId = stored_id(&refund.id)?;
+            let post = movements::refund_settled(
+                &refund_id,
+                PaymentRef {
+                    payment_id: &payment_id,
+                    player_id: &player_id,
                 },
-                subject: None,
-                meta: EntryMeta {
-                    player_id: Some(payment.player_id.clone()),
-                    round_id: None,
-                    reference: Some(payment.id.clone()),
-                },
-            };
+            );
             let outcome = self
                 .store
                 .apply_ledger_requests(tx, &payment.merchant_id, &[post])
@@ -646,34 +636,22 @@ impl PaymentsService {
             .get(&player.cash)
             .copied()
             .unwrap_or(0);
-        let covered_minor = cash.clamp(0, event.amount_minor);
-        let shortfall_minor = event.amount_minor - covered_minor;
-        let dispute = dispute_key(payment, event);
-        let meta = EntryMeta {
-            player_id: Some(payment.player_id.clone()),
-            round_id: None,
-            reference: Some(payment.id.clone()),
+        let (payment_id, player_id) = ids_of(payment)?;
+        let dispute_id = dispute_id_of(event);
+        let dispute = DisputeRef {
+            payment: PaymentRef {
+                payment_id: &payment_id,
+                player_id: &player_id,
+            },
+            dispute_id: dispute_id.as_ref(),
         };
-        let mut requests = Vec::new();
-        for (suffix, debit, amount_minor) in [
-            ("player", player.cash, covered_minor),
-            ("loss", losses, shortfall_minor),
-        ] {
-            if amount_minor > 0 {
-                requests.push(Request {
-                    txn_id: format!("{dispute}:chargeback:{suffix}"),
-                    label: "chargeback".into(),
-                    fingerprint: format!("chargeback:{dispute}:{suffix}:{amount_minor}"),
-                    command: Command::Transfer {
-                        debit,
-                        credit: clearing,
-                        amount_minor,
-                    },
-                    subject: Some(player.cash),
-                    meta: meta.clone(),
-                });
-            }
-        }
+        let accounts = ChargebackAccounts {
+            player_cash: player.cash,
+            losses,
+            clearing,
+        };
+        let amount = Money::new(event.amount_minor, payment.currency);
+        let requests = movements::chargeback(dispute, amount, cash, &accounts);
         let outcomes = self
             .store
             .apply_ledger_requests(tx, merchant, &requests)
@@ -693,25 +671,15 @@ impl PaymentsService {
         payment: &PaymentRecord,
         event: &ProviderPaymentEvent,
     ) -> Result<(), ProviderEventError> {
-        let dispute = dispute_key(payment, event);
-        let requests: Vec<Request> = ["player", "loss"]
-            .into_iter()
-            .map(|suffix| Request {
-                txn_id: format!("{dispute}:won:{suffix}"),
-                label: "dispute_won".into(),
-                fingerprint: format!("dispute-won:{dispute}:{suffix}"),
-                command: Command::Reverse {
-                    original_txn_id: format!("{dispute}:chargeback:{suffix}"),
-                    original_label: Some("chargeback".into()),
-                },
-                subject: None,
-                meta: EntryMeta {
-                    player_id: Some(payment.player_id.clone()),
-                    round_id: None,
-                    reference: Some(payment.id.clone()),
-                },
-            })
-            .collect();
+        let (payment_id, player_id) = ids_of(payment)?;
+        let dispute_id = dispute_id_of(event);
+        let requests = movements::dispute_won(DisputeRef {
+            payment: PaymentRef {
+                payment_id: &payment_id,
+                player_id: &player_id,
+            },
+            dispute_id: dispute_id.as_ref(),
+        });
         let outcomes = self
             .store
             .apply_ledger_requests(tx, &payment.merchant_id, &requests)
@@ -809,16 +777,18 @@ impl PaymentsService {
             failure_reason: None,
             created_at_ms: now_ms(),
         };
+        let (refunded_payment_id, player_id) = ids_of(&payment)?;
+        let refund_id: RefundId = stored_id(&refund.id)?;
         let hold = ProviderHold {
             merchant_id,
             provider: &payment.provider,
-            currency: payment.currency,
             wallet: player,
-            txn_id: &refund.id,
-            label: "refund",
-            player_id: &payment.player_id,
-            reference: &payment.id,
-            amount_minor,
+            hold_for: HoldFor::Refund {
+                refund_id: &refund_id,
+                payment_id: &refunded_payment_id,
+            },
+            player_id: &player_id,
+            amount: Money::new(amount_minor, payment.currency),
         };
         if hold.apply(&self.store, &mut tx).await?.is_err() {
             return Err(PaymentError::RefundNotCovered);
@@ -871,20 +841,15 @@ impl PaymentsService {
                 Ok(refund)
             }
             Err(error) => {
-                let void = Request {
-                    txn_id: format!("{}:void", refund.id),
-                    label: "refund_failed".into(),
-                    fingerprint: format!("refund-void:{}", refund.id),
-                    command: Command::Void {
-                        pending_txn_id: refund.id.clone(),
+                let (payment_id, player_id) = ids_of(&payment)?;
+                let refund_id: RefundId = stored_id(&refund.id)?;
+                let void = movements::refund_failed(
+                    &refund_id,
+                    PaymentRef {
+                        payment_id: &payment_id,
+                        player_id: &player_id,
                     },
-                    subject: None,
-                    meta: EntryMeta {
-                        player_id: Some(payment.player_id.clone()),
-                        round_id: None,
-                        reference: Some(payment.id.clone()),
-                    },
-                };
+                );
                 self.store
                     .apply_ledger_requests(&mut tx, &payment.merchant_id, &[void])
                     .await?;
@@ -1094,12 +1059,18 @@ impl PaymentsService {
     }
 }
 
-fn dispute_key(payment: &PaymentRecord, event: &ProviderPaymentEvent) -> String {
-    format!(
-        "{}:{}",
-        payment.id,
-        event.dispute_id.as_deref().unwrap_or("dispute")
-    )
+/// The payment's and its player's ids, as the money movements take them.
+fn ids_of(payment: &PaymentRecord) -> Result<(PaymentId, PlayerId), StoreError> {
+    Ok((stored_id(&payment.id)?, stored_id(&payment.player_id)?))
+}
+
+/// The provider's dispute id; an empty one counts as none (one dispute per payment), since
+/// a dispute key must name something.
+fn dispute_id_of(event: &ProviderPaymentEvent) -> Option<DisputeId> {
+    event
+        .dispute_id
+        .as_deref()
+        .and_then(|id| DisputeId::parse(id).ok())
 }
 
 /// The event must be about this payment, from its provider, for its amount and currency.

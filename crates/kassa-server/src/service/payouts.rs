@@ -12,9 +12,11 @@ use kassa_connectors::{
     PayoutEvent as ProviderPayoutEvent, PayoutEventStatus, PayoutRequest, ProviderPayoutStatus,
     ProviderRegistry,
 };
-use kassa_core::ledger::{Command, EntryMeta, EntryStatus, Outcome, Request};
+use kassa_core::ids::{PayoutId, PlayerId};
+use kassa_core::ledger::{EntryStatus, Outcome};
+use kassa_core::movements;
 use kassa_core::payout::{next, PayoutEvent, PayoutStatus, PayoutTransition};
-use kassa_core::{ids, Currency};
+use kassa_core::{ids, Currency, Money};
 use kassa_store::payouts::PayoutRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
@@ -23,7 +25,7 @@ use crate::config::PayoutsConfig;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, PlayerError};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
-use crate::service::{provider_failure_code, ProviderHold};
+use crate::service::{provider_failure_code, stored_id, HoldFor, ProviderHold};
 use crate::views::payouts::payout_view;
 use crate::views::Answer;
 
@@ -226,16 +228,15 @@ impl PayoutsService {
             updated_at_ms: now,
         };
         let mut tx = self.store.begin().await?;
+        let payout_id: PayoutId = stored_id(&payout.id)?;
+        let player_id: PlayerId = stored_id(&payout.player_id)?;
         let hold = ProviderHold {
             merchant_id,
             provider: &provider,
-            currency: request.currency,
             wallet: &wallet,
-            txn_id: &payout.id,
-            label: "payout",
-            player_id: &payout.player_id,
-            reference: &payout.id,
-            amount_minor: payout.amount_minor,
+            hold_for: HoldFor::Payout(&payout_id),
+            player_id: &player_id,
+            amount: Money::new(payout.amount_minor, request.currency),
         };
         if let Err(available_minor) = hold.apply(&self.store, &mut tx).await? {
             return Err(PayoutError::InsufficientFunds {
@@ -617,35 +618,9 @@ impl PayoutsService {
         if payout.status == before {
             return Ok(false);
         }
-        let meta = EntryMeta {
-            player_id: Some(payout.player_id.clone()),
-            round_id: None,
-            reference: Some(payout.id.clone()),
-        };
-        let request = if payout.status.posts_hold() {
-            Request {
-                txn_id: format!("{}:paid", payout.id),
-                label: "payout_paid".into(),
-                fingerprint: format!("payout-paid:{}", payout.id),
-                command: Command::Post {
-                    pending_txn_id: payout.id.clone(),
-                    amount_minor: None,
-                },
-                subject: None,
-                meta,
-            }
-        } else if payout.status.releases_hold() {
-            Request {
-                txn_id: format!("{}:released", payout.id),
-                label: "payout_released".into(),
-                fingerprint: format!("payout-released:{}", payout.id),
-                command: Command::Void {
-                    pending_txn_id: payout.id.clone(),
-                },
-                subject: None,
-                meta,
-            }
-        } else {
+        let payout_id: PayoutId = stored_id(&payout.id)?;
+        let player_id: PlayerId = stored_id(&payout.player_id)?;
+        let Some(request) = movements::payout_settled(payout.status, &payout_id, &player_id) else {
             return Ok(true);
         };
         let outcome = self

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use kassa_core::ledger::{AccountId, AccountKind};
+use kassa_core::movements::PlayerAccounts;
 use kassa_core::Currency;
 use kassa_store::directory::{PlayerRecord, PlayerUpsert};
 use kassa_store::{Store, StoreError};
@@ -59,6 +60,18 @@ pub struct WalletAccounts {
     pub house: AccountId,
     /// Where enrolled deposits come from until reconciled.
     pub suspense: AccountId,
+}
+
+impl WalletAccounts {
+    /// The accounts the ledger's money movements take.
+    pub fn ledger_accounts(&self) -> PlayerAccounts {
+        PlayerAccounts {
+            cash: self.cash,
+            hold: self.hold,
+            house: self.house,
+            suspense: self.suspense,
+        }
+    }
 }
 
 /// Looks players up, caching their wallet wiring.
