@@ -2,10 +2,12 @@
 //! log, processed provider events (the dedupe key) and the outbox.
 
 use kassa_core::payment::PaymentStatus;
+use kassa_core::status::RefundStatus;
 use kassa_core::Currency;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::directory::stored_status;
 use crate::{now_ms, HistoryEvent, Store, StoreError, Tx};
 
 /// A payment as stored.
@@ -55,8 +57,8 @@ pub struct RefundRecord {
     pub payment_id: String,
     pub amount_minor: i64,
     pub currency: Currency,
-    /// `pending`, `succeeded`, `failed`.
-    pub status: String,
+    /// Held while `pending`; then `succeeded` or `failed`.
+    pub status: RefundStatus,
     pub failure_reason: Option<String>,
     pub created_at_ms: i64,
 }
@@ -132,7 +134,7 @@ fn refund_from_row(row: &AnyRow) -> Result<RefundRecord, StoreError> {
         payment_id: row.try_get("payment_id")?,
         amount_minor: row.try_get("amount_minor")?,
         currency: Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        status: row.try_get("status")?,
+        status: stored_status(row, "status", RefundStatus::parse)?,
         failure_reason: row.try_get("failure_reason")?,
         created_at_ms: row.try_get("created_at_ms")?,
     })
@@ -333,7 +335,7 @@ impl Store {
         .bind(&r.payment_id)
         .bind(r.amount_minor)
         .bind(r.currency.code())
-        .bind(&r.status)
+        .bind(r.status.as_str())
         .bind(&r.failure_reason)
         .bind(now)
         .execute(&mut **tx)
@@ -374,13 +376,13 @@ impl Store {
         &self,
         tx: &mut Tx,
         id: &str,
-        status: &str,
+        status: RefundStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE refunds SET status = $1, failure_reason = $2, updated_at_ms = $3 WHERE id = $4",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(reason)
         .bind(now_ms())
         .bind(id)

@@ -16,6 +16,7 @@ use kassa_core::ids::{DisputeId, PaymentId, PlayerId, RefundId};
 use kassa_core::ledger::{AccountKind, EntryStatus, Outcome};
 use kassa_core::movements::{self, ChargebackAccounts, DisputeRef, PaymentRef};
 use kassa_core::payment::{next, PaymentEvent, PaymentStatus, Transition};
+use kassa_core::status::{DisputeStatus, RefundStatus};
 use kassa_core::{ids, Currency, Money};
 use kassa_store::directory::PlayerRecord;
 use kassa_store::payments::{PaymentRecord, RefundRecord};
@@ -423,7 +424,7 @@ impl PaymentsService {
                         &mut payment,
                         PaymentEvent::Chargeback,
                         source,
-                        "chargeback",
+                        DisputeStatus::Open.as_str(),
                         Some(&detail),
                     )
                     .await?;
@@ -440,7 +441,7 @@ impl PaymentsService {
                         &mut payment,
                         PaymentEvent::DisputeWon,
                         source,
-                        "dispute_won",
+                        DisputeStatus::Won.as_str(),
                         Some(&detail),
                     )
                     .await?;
@@ -548,7 +549,7 @@ impl PaymentsService {
                 "the amount differs from the refund's",
             ));
         }
-        if refund.status != "pending" {
+        if !refund.status.holds_money() {
             self.store
                 .insert_payment_event(
                     tx,
@@ -597,7 +598,7 @@ impl PaymentsService {
             payment.refunded_minor = refunded_minor;
             self.store.update_payment(tx, payment).await?;
             self.store
-                .update_refund(tx, &refund.id, "succeeded", None)
+                .update_refund(tx, &refund.id, RefundStatus::Succeeded, None)
                 .await?;
         }
         Ok(applied)
@@ -756,7 +757,7 @@ impl PaymentsService {
             .refunds_of(&mut tx, payment_id)
             .await?
             .iter()
-            .filter(|r| r.status == "pending")
+            .filter(|r| r.status.holds_money())
             .map(|r| r.amount_minor)
             .sum();
         let refundable_minor = payment.amount_minor - payment.refunded_minor - pending_minor;
@@ -773,7 +774,7 @@ impl PaymentsService {
             payment_id: payment_id.to_string(),
             amount_minor,
             currency: payment.currency,
-            status: "pending".into(),
+            status: RefundStatus::Pending,
             failure_reason: None,
             created_at_ms: now_ms(),
         };
@@ -853,11 +854,11 @@ impl PaymentsService {
                 self.store
                     .apply_ledger_requests(&mut tx, &payment.merchant_id, &[void])
                     .await?;
-                refund.status = "failed".into();
+                refund.status = RefundStatus::Failed;
                 refund.failure_reason = Some(provider_failure_code(&error));
                 let reason = refund.failure_reason.as_deref();
                 self.store
-                    .update_refund(&mut tx, &refund.id, "failed", reason)
+                    .update_refund(&mut tx, &refund.id, RefundStatus::Failed, reason)
                     .await?;
                 let error = provider_failed(error);
                 answer_refusal(claim, &mut tx, &error).await?;

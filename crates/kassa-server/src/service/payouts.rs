@@ -16,6 +16,7 @@ use kassa_core::ids::{PayoutId, PlayerId};
 use kassa_core::ledger::{EntryStatus, Outcome};
 use kassa_core::movements;
 use kassa_core::payout::{next, PayoutEvent, PayoutStatus, PayoutTransition};
+use kassa_core::status::{AccountStatus, KycStatus};
 use kassa_core::{ids, Currency, Money};
 use kassa_store::payouts::PayoutRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
@@ -43,10 +44,10 @@ pub enum PayoutError {
     Player(#[from] PlayerError),
     /// Identity not verified yet.
     #[error("the player must complete identity verification before withdrawing")]
-    KycRequired { kyc_status: String },
+    KycRequired { kyc_status: KycStatus },
     /// The account is blocked.
     #[error("the player's account is blocked; withdrawals are suspended")]
-    AccountBlocked { account_status: String },
+    AccountBlocked { account_status: AccountStatus },
     /// The available balance does not cover the amount.
     #[error("the player's available balance does not cover this withdrawal")]
     InsufficientFunds {
@@ -137,14 +138,14 @@ impl PayoutsService {
         let player = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
         // 1. KYC: identity must be verified before the first withdrawal.
-        if player.kyc_status != "verified" {
+        if !player.kyc_status.allows_withdrawal() {
             return Err(PayoutError::KycRequired {
                 kyc_status: player.kyc_status,
             });
         }
         // 2. Responsible gambling: self-excluded players may withdraw their money; blocked
         //    accounts may not.
-        if player.account_status == "blocked" {
+        if !player.account_status.allows_withdrawal() {
             return Err(PayoutError::AccountBlocked {
                 account_status: player.account_status,
             });
@@ -186,7 +187,11 @@ impl PayoutsService {
                 .store
                 .player_turnover_since(merchant_id, &player.player_id, *deposited_at_ms)
                 .await?;
-            if (turnover as f64) < self.config.wagering_review_share * (*deposit_minor as f64) {
+            if self
+                .config
+                .wagering_review_share
+                .exceeds(turnover, *deposit_minor)
+            {
                 review_reasons.push("low_turnover_since_last_deposit".to_string());
             }
         }

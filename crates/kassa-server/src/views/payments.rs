@@ -84,6 +84,6 @@ pub fn refund_view(r: &RefundRecord) -> RefundView {
         payment_id: r.payment_id.clone(),
         amount: r.currency.format_minor(r.amount_minor),
         currency: r.currency.code().to_string(),
-        status: r.status.clone(),
+        status: r.status.as_str().to_string(),
     }
 }
