@@ -79,6 +79,17 @@ pub(crate) fn stored_status<T>(
     parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{column} {text:?}")))
 }
 
+/// An id column read back as its type; an id that does not parse is corrupt data (every id
+/// passed the same check on its way in).
+pub(crate) fn stored_id<T: std::str::FromStr<Err = kassa_core::ids::IdError>>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    text.parse()
+        .map_err(|error| StoreError::Corrupt(format!("{column} {text:?}: {error}")))
+}
+
 fn player_from_row(row: &AnyRow) -> Result<PlayerRecord, StoreError> {
     let code: String = row.try_get("currency")?;
     Ok(PlayerRecord {

@@ -540,11 +540,11 @@ impl PaymentsService {
         let refund = event
             .refund_id
             .as_deref()
-            .and_then(|id| refunds.iter().find(|r| r.id == id))
+            .and_then(|id| refunds.iter().find(|r| r.id.as_str() == id))
             .ok_or(ProviderEventError::Mismatch(
                 "the refund_id is not a refund of this payment",
             ))?;
-        if refund.amount_minor != event.amount_minor {
+        if refund.amount.amount_minor != event.amount_minor {
             return Err(ProviderEventError::Mismatch(
                 "the amount differs from the refund's",
             ));
@@ -566,7 +566,7 @@ impl PaymentsService {
                 .await?;
             return Ok(Applied::Ignored(payment.status));
         }
-        let refunded_minor = payment.refunded_minor + refund.amount_minor;
+        let refunded_minor = payment.refunded_minor + refund.amount.amount_minor;
         let full = refunded_minor >= payment.amount_minor;
         let applied = self
             .transition(
@@ -580,9 +580,8 @@ impl PaymentsService {
             .await?;
         if let Applied::Processed(_) = applied {
             let (payment_id, player_id) = ids_of(payment)?;
-            let refund_id: RefundId = stored_id(&refund.id)?;
             let post = movements::refund_settled(
-                &refund_id,
+                &refund.id,
                 PaymentRef {
                     payment_id: &payment_id,
                     player_id: &player_id,
@@ -598,7 +597,7 @@ impl PaymentsService {
             payment.refunded_minor = refunded_minor;
             self.store.update_payment(tx, payment).await?;
             self.store
-                .update_refund(tx, &refund.id, RefundStatus::Succeeded, None)
+                .update_refund(tx, refund.id.as_str(), RefundStatus::Succeeded, None)
                 .await?;
         }
         Ok(applied)
@@ -758,7 +757,7 @@ impl PaymentsService {
             .await?
             .iter()
             .filter(|r| r.status.holds_money())
-            .map(|r| r.amount_minor)
+            .map(|r| r.amount.amount_minor)
             .sum();
         let refundable_minor = payment.amount_minor - payment.refunded_minor - pending_minor;
         let amount_minor = amount_minor.unwrap_or(refundable_minor);
@@ -768,28 +767,26 @@ impl PaymentsService {
                 refundable_minor: refundable_minor.max(0),
             });
         }
+        let (refunded_payment_id, player_id) = ids_of(&payment)?;
         let refund = RefundRecord {
-            id: ids::generate("rf"),
+            id: RefundId::generate(),
             merchant_id: merchant_id.to_string(),
-            payment_id: payment_id.to_string(),
-            amount_minor,
-            currency: payment.currency,
+            payment_id: refunded_payment_id,
+            amount: Money::new(amount_minor, payment.currency),
             status: RefundStatus::Pending,
             failure_reason: None,
             created_at_ms: now_ms(),
         };
-        let (refunded_payment_id, player_id) = ids_of(&payment)?;
-        let refund_id: RefundId = stored_id(&refund.id)?;
         let hold = ProviderHold {
             merchant_id,
             provider: &payment.provider,
             wallet: player,
             hold_for: HoldFor::Refund {
-                refund_id: &refund_id,
-                payment_id: &refunded_payment_id,
+                refund_id: &refund.id,
+                payment_id: &refund.payment_id,
             },
             player_id: &player_id,
-            amount: Money::new(amount_minor, payment.currency),
+            amount: refund.amount,
         };
         if hold.apply(&self.store, &mut tx).await?.is_err() {
             return Err(PaymentError::RefundNotCovered);
@@ -827,8 +824,8 @@ impl PaymentsService {
         let sent = provider
             .refund(&RefundRequest {
                 provider_reference: payment.provider_reference.clone().unwrap_or_default(),
-                refund_id: refund.id.clone(),
-                amount_minor: refund.amount_minor,
+                refund_id: refund.id.to_string(),
+                amount_minor: refund.amount.amount_minor,
                 currency: payment.currency,
             })
             .await;
@@ -843,9 +840,8 @@ impl PaymentsService {
             }
             Err(error) => {
                 let (payment_id, player_id) = ids_of(&payment)?;
-                let refund_id: RefundId = stored_id(&refund.id)?;
                 let void = movements::refund_failed(
-                    &refund_id,
+                    &refund.id,
                     PaymentRef {
                         payment_id: &payment_id,
                         player_id: &player_id,
@@ -858,7 +854,7 @@ impl PaymentsService {
                 refund.failure_reason = Some(provider_failure_code(&error));
                 let reason = refund.failure_reason.as_deref();
                 self.store
-                    .update_refund(&mut tx, &refund.id, RefundStatus::Failed, reason)
+                    .update_refund(&mut tx, refund.id.as_str(), RefundStatus::Failed, reason)
                     .await?;
                 let error = provider_failed(error);
                 answer_refusal(claim, &mut tx, &error).await?;
