@@ -2,6 +2,7 @@
 //! environment variables and flags, each overriding the one before.
 
 use kassa_connectors::{ExposeSecret, ProviderAccount, SecretString};
+use kassa_core::share::Share;
 use serde::Deserialize;
 
 const DEFAULTS_TOML: &str = include_str!("../../../config/default.toml");
@@ -187,7 +188,7 @@ pub struct PayoutsConfig {
     /// At or above: review.
     pub review_threshold_minor: i64,
     /// Turnover below this share of the last deposit: review.
-    pub wagering_review_share: f64,
+    pub wagering_review_share: Share,
     /// Where players may not cancel a withdrawal.
     pub reversal_forbidden_jurisdictions: Vec<String>,
     /// Period of the payout scheduler job.
@@ -584,6 +585,33 @@ mod tests {
         let config = Config::load(None, &overrides).unwrap();
         assert_eq!(config.listen, "127.0.0.1:0");
         assert_eq!(config.rate_limit.requests_per_second, 0);
+    }
+
+    #[test]
+    fn the_wagering_share_reads_exactly_as_written() {
+        assert_eq!(
+            Config::defaults().payouts.wagering_review_share,
+            Share::WHOLE
+        );
+        let dir = std::env::temp_dir().join(kassa_core::ids::generate("cfg"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kassa.toml");
+        for (written, basis_points) in [("0.35", 3_500), ("\"0.0041\"", 41), ("2", 20_000)] {
+            std::fs::write(
+                &path,
+                format!("[payouts]\nwagering_review_share = {written}\n"),
+            )
+            .unwrap();
+            let config = Config::load(path.to_str(), &Overrides::default()).unwrap();
+            assert_eq!(
+                config.payouts.wagering_review_share.basis_points(),
+                basis_points,
+                "{written}"
+            );
+        }
+        std::fs::write(&path, "[payouts]\nwagering_review_share = -1.0\n").unwrap();
+        assert!(Config::load(path.to_str(), &Overrides::default()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

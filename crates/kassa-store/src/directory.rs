@@ -1,6 +1,7 @@
 //! Merchants, their API keys, and players with their ledger accounts.
 
 use kassa_core::ledger::{AccountId, AccountKind};
+use kassa_core::status::{AccountStatus, KycStatus};
 use kassa_core::Currency;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -31,12 +32,12 @@ pub struct PlayerRecord {
     pub country: String,
     /// Licence the player plays under (e.g. `GB`, `MT`).
     pub jurisdiction: Option<String>,
-    /// `none`, `pending`, `verified` or `rejected`.
-    pub kyc_status: String,
+    /// How far the identity check has got.
+    pub kyc_status: KycStatus,
     /// ISO 8601 date.
     pub birth_date: Option<String>,
-    /// `active`, `self_excluded` (may still withdraw) or `blocked` (may not).
-    pub account_status: String,
+    /// `self_excluded` may still withdraw, `blocked` may not.
+    pub account_status: AccountStatus,
     /// Spendable money.
     pub cash_account_id: AccountId,
     /// Money held for withdrawals in flight.
@@ -57,15 +58,37 @@ pub struct PlayerUpsert {
     /// Licence.
     pub jurisdiction: Option<String>,
     /// KYC status.
-    pub kyc_status: String,
+    pub kyc_status: KycStatus,
     /// Date of birth.
     pub birth_date: Option<String>,
-    /// `active`, `self_excluded` or `blocked`.
-    pub account_status: String,
+    /// Account standing.
+    pub account_status: AccountStatus,
 }
 
 const PLAYER_COLUMNS: &str = "merchant_id, player_id, currency, country, jurisdiction, \
      kyc_status, birth_date, account_status, cash_account_id, hold_account_id";
+
+/// A status column read back as its enum; a name outside it is corrupt data (the tables'
+/// CHECK constraints allow only these names).
+pub(crate) fn stored_status<T>(
+    row: &AnyRow,
+    column: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{column} {text:?}")))
+}
+
+/// An id column read back as its type; an id that does not parse is corrupt data (every id
+/// passed the same check on its way in).
+pub(crate) fn stored_id<T: std::str::FromStr<Err = kassa_core::ids::IdError>>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    text.parse()
+        .map_err(|error| StoreError::Corrupt(format!("{column} {text:?}: {error}")))
+}
 
 fn player_from_row(row: &AnyRow) -> Result<PlayerRecord, StoreError> {
     let code: String = row.try_get("currency")?;
@@ -75,9 +98,9 @@ fn player_from_row(row: &AnyRow) -> Result<PlayerRecord, StoreError> {
         currency: Currency::from_code(&code).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         country: row.try_get("country")?,
         jurisdiction: row.try_get("jurisdiction")?,
-        kyc_status: row.try_get("kyc_status")?,
+        kyc_status: stored_status(row, "kyc_status", KycStatus::parse)?,
         birth_date: row.try_get("birth_date")?,
-        account_status: row.try_get("account_status")?,
+        account_status: stored_status(row, "account_status", AccountStatus::parse)?,
         cash_account_id: row.try_get("cash_account_id")?,
         hold_account_id: row.try_get("hold_account_id")?,
     })
@@ -234,12 +257,12 @@ impl Store {
                 )
                 .bind(&player.country)
                 .bind(&player.jurisdiction)
-                .bind(&player.kyc_status)
+                .bind(player.kyc_status.as_str())
                 .bind(&player.birth_date)
                 .bind(now)
                 .bind(&player.merchant_id)
                 .bind(&player.player_id)
-                .bind(&player.account_status)
+                .bind(player.account_status.as_str())
                 .execute(&mut *tx)
                 .await?;
                 false
@@ -284,12 +307,12 @@ impl Store {
                 .bind(currency.code())
                 .bind(&player.country)
                 .bind(&player.jurisdiction)
-                .bind(&player.kyc_status)
+                .bind(player.kyc_status.as_str())
                 .bind(&player.birth_date)
                 .bind(cash)
                 .bind(hold)
                 .bind(now)
-                .bind(&player.account_status)
+                .bind(player.account_status.as_str())
                 .execute(&mut *tx)
                 .await?;
                 true

@@ -1,11 +1,14 @@
 //! Deposits on disk: payments, their event history, refunds, the inbound webhook delivery
 //! log, processed provider events (the dedupe key) and the outbox.
 
+use kassa_core::ids::{PaymentId, RefundId};
 use kassa_core::payment::PaymentStatus;
-use kassa_core::Currency;
+use kassa_core::status::RefundStatus;
+use kassa_core::{Currency, Money};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::directory::{stored_id, stored_status};
 use crate::{now_ms, HistoryEvent, Store, StoreError, Tx};
 
 /// A payment as stored.
@@ -50,13 +53,13 @@ pub struct PaymentEventRecord {
 /// A refund as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefundRecord {
-    pub id: String,
+    pub id: RefundId,
     pub merchant_id: String,
-    pub payment_id: String,
-    pub amount_minor: i64,
-    pub currency: Currency,
-    /// `pending`, `succeeded`, `failed`.
-    pub status: String,
+    pub payment_id: PaymentId,
+    /// The amount given back, in the payment's currency.
+    pub amount: Money,
+    /// Held while `pending`; then `succeeded` or `failed`.
+    pub status: RefundStatus,
     pub failure_reason: Option<String>,
     pub created_at_ms: i64,
 }
@@ -126,13 +129,14 @@ fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
 
 fn refund_from_row(row: &AnyRow) -> Result<RefundRecord, StoreError> {
     let currency: String = row.try_get("currency")?;
+    let currency =
+        Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(RefundRecord {
-        id: row.try_get("id")?,
+        id: stored_id(row, "id")?,
         merchant_id: row.try_get("merchant_id")?,
-        payment_id: row.try_get("payment_id")?,
-        amount_minor: row.try_get("amount_minor")?,
-        currency: Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        status: row.try_get("status")?,
+        payment_id: stored_id(row, "payment_id")?,
+        amount: Money::new(row.try_get("amount_minor")?, currency),
+        status: stored_status(row, "status", RefundStatus::parse)?,
         failure_reason: row.try_get("failure_reason")?,
         created_at_ms: row.try_get("created_at_ms")?,
     })
@@ -328,12 +332,12 @@ impl Store {
             "INSERT INTO refunds (id, merchant_id, payment_id, amount_minor, currency, status, \
              failure_reason, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
-        .bind(&r.id)
+        .bind(r.id.as_str())
         .bind(&r.merchant_id)
-        .bind(&r.payment_id)
-        .bind(r.amount_minor)
-        .bind(r.currency.code())
-        .bind(&r.status)
+        .bind(r.payment_id.as_str())
+        .bind(r.amount.amount_minor)
+        .bind(r.amount.currency.code())
+        .bind(r.status.as_str())
         .bind(&r.failure_reason)
         .bind(now)
         .execute(&mut **tx)
@@ -374,13 +378,13 @@ impl Store {
         &self,
         tx: &mut Tx,
         id: &str,
-        status: &str,
+        status: RefundStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE refunds SET status = $1, failure_reason = $2, updated_at_ms = $3 WHERE id = $4",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(reason)
         .bind(now_ms())
         .bind(id)

@@ -4,6 +4,7 @@
 use kassa_core::ledger::{
     AccountId, AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request,
 };
+use kassa_core::status::{AccountStatus, KycStatus};
 use kassa_core::Currency;
 use kassa_store::directory::PlayerUpsert;
 use kassa_store::idempotency::Claim;
@@ -43,9 +44,9 @@ async fn fixture(store: &Store) -> Fixture {
                 currency: eur,
                 country: "MT".into(),
                 jurisdiction: None,
-                kyc_status: "none".into(),
+                kyc_status: KycStatus::None,
                 birth_date: None,
-                account_status: "active".into(),
+                account_status: AccountStatus::Active,
             })
             .await
             .unwrap();

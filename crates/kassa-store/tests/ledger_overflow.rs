@@ -38,9 +38,9 @@ async fn fixture(store: &Store) -> Fixture {
                 currency: eur,
                 country: "MT".into(),
                 jurisdiction: None,
-                kyc_status: "none".into(),
+                kyc_status: kassa_core::status::KycStatus::None,
                 birth_date: None,
-                account_status: "active".into(),
+                account_status: kassa_core::status::AccountStatus::Active,
             })
             .await
             .unwrap();

@@ -292,6 +292,16 @@ pub fn external_id(field: &str, value: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::validation(field, e.to_string()))
 }
 
+/// Parses an id the request names into its type, or a 422 naming the field.
+pub fn parse_id<T: std::str::FromStr<Err = kassa_core::ids::IdError>>(
+    field: &str,
+    value: &str,
+) -> Result<T, ApiError> {
+    value
+        .parse()
+        .map_err(|e: kassa_core::ids::IdError| ApiError::validation(field, e.to_string()))
+}
+
 pub use crate::views::rfc3339;
 
 /// Sends an answer exactly as the use case stored it for an `Idempotency-Key`.

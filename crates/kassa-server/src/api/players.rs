@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use kassa_core::ledger::EntryStatus;
+use kassa_core::status::{AccountStatus, KycStatus};
 use kassa_core::Currency;
 use kassa_store::directory::{PlayerRecord, PlayerUpsert};
 use serde::{Deserialize, Serialize};
@@ -16,9 +17,6 @@ use crate::api::{external_id, rfc3339, ApiJson};
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
-
-const KYC_STATUSES: &[&str] = &["none", "pending", "verified", "rejected"];
-const ACCOUNT_STATUSES: &[&str] = &["active", "self_excluded", "blocked"];
 
 /// A player as created or updated.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -116,10 +114,27 @@ fn view(player: PlayerRecord) -> PlayerView {
         currency: player.currency.code().to_string(),
         country: player.country,
         jurisdiction: player.jurisdiction,
-        kyc_status: player.kyc_status,
+        kyc_status: player.kyc_status.as_str().to_string(),
         birth_date: player.birth_date,
-        account_status: player.account_status,
+        account_status: player.account_status.as_str().to_string(),
     }
+}
+
+/// A status field: absent means `default`; a name outside `all` is a 422 listing them.
+fn parse_status<T: Copy + std::fmt::Display>(
+    field: &str,
+    text: Option<&str>,
+    default: T,
+    parse: fn(&str) -> Option<T>,
+    all: &[T],
+) -> Result<T, ApiError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    parse(text).ok_or_else(|| {
+        let names: Vec<String> = all.iter().map(ToString::to_string).collect();
+        ApiError::validation(field, format!("must be one of {names:?}"))
+    })
 }
 
 /// Creates a player and their wallet, or updates their details (201 when created).
@@ -160,20 +175,20 @@ pub async fn put_player(
             ));
         }
     }
-    let kyc_status = input.kyc_status.unwrap_or_else(|| "none".into());
-    if !KYC_STATUSES.contains(&kyc_status.as_str()) {
-        return Err(ApiError::validation(
-            "kyc_status",
-            format!("must be one of {KYC_STATUSES:?}"),
-        ));
-    }
-    let account_status = input.account_status.unwrap_or_else(|| "active".into());
-    if !ACCOUNT_STATUSES.contains(&account_status.as_str()) {
-        return Err(ApiError::validation(
-            "account_status",
-            format!("must be one of {ACCOUNT_STATUSES:?}"),
-        ));
-    }
+    let kyc_status = parse_status(
+        "kyc_status",
+        input.kyc_status.as_deref(),
+        KycStatus::None,
+        KycStatus::parse,
+        KycStatus::ALL,
+    )?;
+    let account_status = parse_status(
+        "account_status",
+        input.account_status.as_deref(),
+        AccountStatus::Active,
+        AccountStatus::parse,
+        AccountStatus::ALL,
+    )?;
     if let Some(date) = &input.birth_date {
         let format = time::macros::format_description!("[year]-[month]-[day]");
         time::Date::parse(date, &format).map_err(|_| {

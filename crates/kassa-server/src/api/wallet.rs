@@ -6,11 +6,11 @@ use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use kassa_core::Currency;
+use kassa_core::{Currency, Money};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::api::{external_id, ApiJson};
+use crate::api::{parse_id, ApiJson};
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::{IdempotencyClaim, REPLAYED_HEADER};
@@ -63,29 +63,32 @@ fn parse_move(
     allow_payment: bool,
     limits: &kassa_core::AmountLimits,
 ) -> Result<WalletMove, ApiError> {
-    external_id("txn_id", &input.txn_id)?;
-    external_id("player_id", &input.player_id)?;
-    if let Some(round_id) = &input.round_id {
-        external_id("round_id", round_id)?;
+    let txn_id = parse_id("txn_id", &input.txn_id)?;
+    let player_id = parse_id("player_id", &input.player_id)?;
+    let round_id = input
+        .round_id
+        .as_deref()
+        .map(|round_id| parse_id("round_id", round_id))
+        .transpose()?;
+    if input.payment_id.is_some() && !allow_payment {
+        return Err(ApiError::validation(
+            "payment_id",
+            "only credits enrol deposits",
+        ));
     }
-    if let Some(payment_id) = &input.payment_id {
-        if !allow_payment {
-            return Err(ApiError::validation(
-                "payment_id",
-                "only credits enrol deposits",
-            ));
-        }
-        external_id("payment_id", payment_id)?;
-    }
+    let payment_id = input
+        .payment_id
+        .as_deref()
+        .map(|payment_id| parse_id("payment_id", payment_id))
+        .transpose()?;
     let currency = Currency::from_code(&input.currency)?;
     let amount_minor = limits.parse_positive(currency, &input.amount)?;
     Ok(WalletMove {
-        txn_id: input.txn_id,
-        player_id: input.player_id,
-        amount_minor,
-        currency,
-        round_id: input.round_id,
-        payment_id: input.payment_id,
+        txn_id,
+        player_id,
+        amount: Money::new(amount_minor, currency),
+        round_id,
+        payment_id,
     })
 }
 
@@ -184,16 +187,11 @@ pub async fn rollback(
     ApiJson(input): ApiJson<RollbackInput>,
 ) -> Result<Response, ApiError> {
     field_key(input.idempotency_key.as_deref(), &claim)?;
-    external_id("txn_id", &input.txn_id)?;
-    external_id("original_txn_id", &input.original_txn_id)?;
+    let txn_id = parse_id("txn_id", &input.txn_id)?;
+    let original_txn_id = parse_id("original_txn_id", &input.original_txn_id)?;
     let receipt = state
         .wallet
-        .rollback(
-            &merchant.id,
-            input.txn_id,
-            input.original_txn_id,
-            claim.map(|c| c.0),
-        )
+        .rollback(&merchant.id, &txn_id, &original_txn_id, claim.map(|c| c.0))
         .await?;
     Ok(answer(receipt))
 }

@@ -7,8 +7,12 @@ pub mod provider_events;
 pub mod wallet;
 
 use kassa_connectors::ProviderError;
-use kassa_core::ledger::{AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request};
-use kassa_core::Currency;
+use std::str::FromStr;
+
+use kassa_core::ids::{IdError, PaymentId, PayoutId, PlayerId, RefundId};
+use kassa_core::ledger::{AccountKind, EntryStatus, Outcome};
+use kassa_core::movements::{self, PaymentRef};
+use kassa_core::Money;
 use kassa_store::{Store, StoreError, Tx};
 
 use crate::service::players::WalletAccounts;
@@ -32,22 +36,27 @@ pub(crate) fn unexpected_ledger(outcome: &Outcome) -> StoreError {
     ))
 }
 
+/// What a provider hold is for: the refund or payout whose id is the hold's txn id, which
+/// the provider's answer later posts or voids.
+pub(crate) enum HoldFor<'a> {
+    /// A refund of a payment.
+    Refund {
+        refund_id: &'a RefundId,
+        payment_id: &'a PaymentId,
+    },
+    /// A payout.
+    Payout(&'a PayoutId),
+}
+
 /// Money leaving a player's wallet for a provider: a refund or a payout.
 pub(crate) struct ProviderHold<'a> {
     pub merchant_id: &'a str,
     /// The provider the money goes to; its clearing account is the hold's destination.
     pub provider: &'a str,
-    pub currency: Currency,
     pub wallet: &'a WalletAccounts,
-    /// The refund's or payout's id: the hold's txn id, which the provider's answer later
-    /// posts or voids.
-    pub txn_id: &'a str,
-    /// `refund` or `payout`.
-    pub label: &'static str,
-    pub player_id: &'a str,
-    /// The payment or payout the hold belongs to, for the player's history.
-    pub reference: &'a str,
-    pub amount_minor: i64,
+    pub hold_for: HoldFor<'a>,
+    pub player_id: &'a PlayerId,
+    pub amount: Money,
 }
 
 impl ProviderHold<'_> {
@@ -64,25 +73,31 @@ impl ProviderHold<'_> {
             self.merchant_id,
             AccountKind::ProviderClearing,
             self.provider,
-            self.currency,
+            self.amount.currency,
         )
         .await?;
-        let hold = Request {
-            txn_id: self.txn_id.to_string(),
-            label: self.label.into(),
-            fingerprint: format!("{}:{}", self.label, self.txn_id),
-            command: Command::Reserve {
-                debit: self.wallet.cash,
-                hold: self.wallet.hold,
-                credit: clearing,
-                amount_minor: self.amount_minor,
-            },
-            subject: Some(self.wallet.cash),
-            meta: EntryMeta {
-                player_id: Some(self.player_id.to_string()),
-                round_id: None,
-                reference: Some(self.reference.to_string()),
-            },
+        let accounts = self.wallet.ledger_accounts();
+        let hold = match self.hold_for {
+            HoldFor::Refund {
+                refund_id,
+                payment_id,
+            } => movements::refund_requested(
+                refund_id,
+                PaymentRef {
+                    payment_id,
+                    player_id: self.player_id,
+                },
+                self.amount,
+                &accounts,
+                clearing,
+            ),
+            HoldFor::Payout(payout_id) => movements::payout_requested(
+                payout_id,
+                self.player_id,
+                self.amount,
+                &accounts,
+                clearing,
+            ),
         };
         let outcome = store
             .apply_ledger_requests(tx, self.merchant_id, &[hold])
@@ -95,4 +110,11 @@ impl ProviderHold<'_> {
             other => Err(unexpected_ledger(other)),
         }
     }
+}
+
+/// An id read back from a stored row as its type. Every stored id passed the same check on
+/// its way in, so one that does not parse is corrupt data, not a caller's mistake.
+pub(crate) fn stored_id<T: FromStr<Err = IdError>>(text: &str) -> Result<T, StoreError> {
+    text.parse()
+        .map_err(|error| StoreError::Corrupt(format!("stored id {text:?}: {error}")))
 }

@@ -15,9 +15,12 @@ use kassa_connectors::{
     PaymentStart, PaymentStarted, ProviderError, ProviderPaymentStatus, ProviderRegistry,
     RefundRequest,
 };
-use kassa_core::ledger::{AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request};
+use kassa_core::ids::{DisputeId, PaymentId, PlayerId, RefundId};
+use kassa_core::ledger::{AccountKind, EntryStatus, Outcome};
+use kassa_core::movements::{self, ChargebackAccounts, DisputeRef, PaymentRef};
 use kassa_core::payment::{next, PaymentEvent, PaymentStatus, Transition};
-use kassa_core::{ids, Currency};
+use kassa_core::status::{DisputeStatus, RefundStatus};
+use kassa_core::{ids, Currency, Money};
 use kassa_store::directory::PlayerRecord;
 use kassa_store::payments::{PaymentRecord, RefundRecord, WebhookDelivery};
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
@@ -28,7 +31,7 @@ use tokio::sync::{broadcast, OnceCell};
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
-use crate::service::{provider_failure_code, unexpected_ledger, ProviderHold};
+use crate::service::{provider_failure_code, stored_id, unexpected_ledger, HoldFor, ProviderHold};
 use crate::views::payments::{init_view, refund_view, NextActionView};
 use crate::views::Answer;
 
@@ -285,7 +288,7 @@ impl PaymentsService {
     ) -> Result<PaymentStartOutcome, PaymentError> {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
-        PlayerError::check_may_play(&player.player_id, &player.account_status)?;
+        PlayerError::check_may_play(&player.player_id, player.account_status)?;
         let provider = self.route(
             merchant_id,
             &request.method,
@@ -572,7 +575,7 @@ impl PaymentsService {
                         &mut payment,
                         PaymentEvent::Chargeback,
                         source,
-                        "chargeback",
+                        DisputeStatus::Open.as_str(),
                         Some(&detail),
                     )
                     .await?;
@@ -589,7 +592,7 @@ impl PaymentsService {
                         &mut payment,
                         PaymentEvent::DisputeWon,
                         source,
-                        "dispute_won",
+                        DisputeStatus::Won.as_str(),
                         Some(&detail),
                     )
                     .await?;
@@ -663,22 +666,16 @@ impl PaymentsService {
             payment.currency,
         )
         .await?;
-        let request = Request {
-            txn_id: format!("{}:capture", payment.id),
-            label: "deposit".into(),
-            fingerprint: format!("deposit:{}:{}", payment.id, payment.amount_minor),
-            command: Command::Transfer {
-                debit: clearing,
-                credit: player.cash,
-                amount_minor: payment.amount_minor,
+        let (payment_id, player_id) = ids_of(payment)?;
+        let request = movements::deposit_captured(
+            PaymentRef {
+                payment_id: &payment_id,
+                player_id: &player_id,
             },
-            subject: Some(player.cash),
-            meta: EntryMeta {
-                player_id: Some(payment.player_id.clone()),
-                round_id: None,
-                reference: Some(payment.id.clone()),
-            },
-        };
+            Money::new(payment.amount_minor, payment.currency),
+            player.cash,
+            clearing,
+        );
         let outcome = self
             .store
             .apply_ledger_requests(tx, &payment.merchant_id, &[request])
@@ -702,16 +699,16 @@ impl PaymentsService {
         let refund = event
             .refund_id
             .as_deref()
-            .and_then(|id| refunds.iter().find(|r| r.id == id))
+            .and_then(|id| refunds.iter().find(|r| r.id.as_str() == id))
             .ok_or(ProviderEventError::Mismatch(
                 "the refund_id is not a refund of this payment",
             ))?;
-        if refund.amount_minor != event.amount_minor {
+        if refund.amount.amount_minor != event.amount_minor {
             return Err(ProviderEventError::Mismatch(
                 "the amount differs from the refund's",
             ));
         }
-        if refund.status != "pending" {
+        if !refund.status.holds_money() {
             self.store
                 .insert_payment_event(
                     tx,
@@ -728,7 +725,7 @@ impl PaymentsService {
                 .await?;
             return Ok(Applied::Ignored(payment.status));
         }
-        let refunded_minor = payment.refunded_minor + refund.amount_minor;
+        let refunded_minor = payment.refunded_minor + refund.amount.amount_minor;
         let full = refunded_minor >= payment.amount_minor;
         let applied = self
             .transition(
@@ -741,21 +738,14 @@ impl PaymentsService {
             )
             .await?;
         if let Applied::Processed(_) = applied {
-            let post = Request {
-                txn_id: format!("{}:post", refund.id),
-                label: "refund".into(),
-                fingerprint: format!("refund-post:{}", refund.id),
-                command: Command::Post {
-                    pending_txn_id: refund.id.clone(),
-                    amount_minor: None,
+            let (payment_id, player_id) = ids_of(payment)?;
+            let post = movements::refund_settled(
+                &refund.id,
+                PaymentRef {
+                    payment_id: &payment_id,
+                    player_id: &player_id,
                 },
-                subject: None,
-                meta: EntryMeta {
-                    player_id: Some(payment.player_id.clone()),
-                    round_id: None,
-                    reference: Some(payment.id.clone()),
-                },
-            };
+            );
             let outcome = self
                 .store
                 .apply_ledger_requests(tx, &payment.merchant_id, &[post])
@@ -766,7 +756,7 @@ impl PaymentsService {
             payment.refunded_minor = refunded_minor;
             self.store.update_payment(tx, payment).await?;
             self.store
-                .update_refund(tx, &refund.id, "succeeded", None)
+                .update_refund(tx, refund.id.as_str(), RefundStatus::Succeeded, None)
                 .await?;
         }
         Ok(applied)
@@ -805,34 +795,22 @@ impl PaymentsService {
             .get(&player.cash)
             .copied()
             .unwrap_or(0);
-        let covered_minor = cash.clamp(0, event.amount_minor);
-        let shortfall_minor = event.amount_minor - covered_minor;
-        let dispute = dispute_key(payment, event);
-        let meta = EntryMeta {
-            player_id: Some(payment.player_id.clone()),
-            round_id: None,
-            reference: Some(payment.id.clone()),
+        let (payment_id, player_id) = ids_of(payment)?;
+        let dispute_id = dispute_id_of(event);
+        let dispute = DisputeRef {
+            payment: PaymentRef {
+                payment_id: &payment_id,
+                player_id: &player_id,
+            },
+            dispute_id: dispute_id.as_ref(),
         };
-        let mut requests = Vec::new();
-        for (suffix, debit, amount_minor) in [
-            ("player", player.cash, covered_minor),
-            ("loss", losses, shortfall_minor),
-        ] {
-            if amount_minor > 0 {
-                requests.push(Request {
-                    txn_id: format!("{dispute}:chargeback:{suffix}"),
-                    label: "chargeback".into(),
-                    fingerprint: format!("chargeback:{dispute}:{suffix}:{amount_minor}"),
-                    command: Command::Transfer {
-                        debit,
-                        credit: clearing,
-                        amount_minor,
-                    },
-                    subject: Some(player.cash),
-                    meta: meta.clone(),
-                });
-            }
-        }
+        let accounts = ChargebackAccounts {
+            player_cash: player.cash,
+            losses,
+            clearing,
+        };
+        let amount = Money::new(event.amount_minor, payment.currency);
+        let requests = movements::chargeback(dispute, amount, cash, &accounts);
         let outcomes = self
             .store
             .apply_ledger_requests(tx, merchant, &requests)
@@ -852,25 +830,15 @@ impl PaymentsService {
         payment: &PaymentRecord,
         event: &ProviderPaymentEvent,
     ) -> Result<(), ProviderEventError> {
-        let dispute = dispute_key(payment, event);
-        let requests: Vec<Request> = ["player", "loss"]
-            .into_iter()
-            .map(|suffix| Request {
-                txn_id: format!("{dispute}:won:{suffix}"),
-                label: "dispute_won".into(),
-                fingerprint: format!("dispute-won:{dispute}:{suffix}"),
-                command: Command::Reverse {
-                    original_txn_id: format!("{dispute}:chargeback:{suffix}"),
-                    original_label: Some("chargeback".into()),
-                },
-                subject: None,
-                meta: EntryMeta {
-                    player_id: Some(payment.player_id.clone()),
-                    round_id: None,
-                    reference: Some(payment.id.clone()),
-                },
-            })
-            .collect();
+        let (payment_id, player_id) = ids_of(payment)?;
+        let dispute_id = dispute_id_of(event);
+        let requests = movements::dispute_won(DisputeRef {
+            payment: PaymentRef {
+                payment_id: &payment_id,
+                player_id: &player_id,
+            },
+            dispute_id: dispute_id.as_ref(),
+        });
         let outcomes = self
             .store
             .apply_ledger_requests(tx, &payment.merchant_id, &requests)
@@ -947,8 +915,8 @@ impl PaymentsService {
             .refunds_of(&mut tx, payment_id)
             .await?
             .iter()
-            .filter(|r| r.status == "pending")
-            .map(|r| r.amount_minor)
+            .filter(|r| r.status.holds_money())
+            .map(|r| r.amount.amount_minor)
             .sum();
         let refundable_minor = payment.amount_minor - payment.refunded_minor - pending_minor;
         let amount_minor = amount_minor.unwrap_or(refundable_minor);
@@ -958,26 +926,26 @@ impl PaymentsService {
                 refundable_minor: refundable_minor.max(0),
             });
         }
+        let (refunded_payment_id, player_id) = ids_of(&payment)?;
         let refund = RefundRecord {
-            id: ids::generate("rf"),
+            id: RefundId::generate(),
             merchant_id: merchant_id.to_string(),
-            payment_id: payment_id.to_string(),
-            amount_minor,
-            currency: payment.currency,
-            status: "pending".into(),
+            payment_id: refunded_payment_id,
+            amount: Money::new(amount_minor, payment.currency),
+            status: RefundStatus::Pending,
             failure_reason: None,
             created_at_ms: now_ms(),
         };
         let hold = ProviderHold {
             merchant_id,
             provider: &payment.provider,
-            currency: payment.currency,
             wallet: player,
-            txn_id: &refund.id,
-            label: "refund",
-            player_id: &payment.player_id,
-            reference: &payment.id,
-            amount_minor,
+            hold_for: HoldFor::Refund {
+                refund_id: &refund.id,
+                payment_id: &refund.payment_id,
+            },
+            player_id: &player_id,
+            amount: refund.amount,
         };
         if hold.apply(&self.store, &mut tx).await?.is_err() {
             return Err(PaymentError::RefundNotCovered);
@@ -1015,8 +983,8 @@ impl PaymentsService {
         let sent = provider
             .refund(&RefundRequest {
                 provider_reference: payment.provider_reference.clone().unwrap_or_default(),
-                refund_id: refund.id.clone(),
-                amount_minor: refund.amount_minor,
+                refund_id: refund.id.to_string(),
+                amount_minor: refund.amount.amount_minor,
                 currency: payment.currency,
             })
             .await;
@@ -1030,28 +998,22 @@ impl PaymentsService {
                 Ok(refund)
             }
             Err(error) => {
-                let void = Request {
-                    txn_id: format!("{}:void", refund.id),
-                    label: "refund_failed".into(),
-                    fingerprint: format!("refund-void:{}", refund.id),
-                    command: Command::Void {
-                        pending_txn_id: refund.id.clone(),
+                let (payment_id, player_id) = ids_of(&payment)?;
+                let void = movements::refund_failed(
+                    &refund.id,
+                    PaymentRef {
+                        payment_id: &payment_id,
+                        player_id: &player_id,
                     },
-                    subject: None,
-                    meta: EntryMeta {
-                        player_id: Some(payment.player_id.clone()),
-                        round_id: None,
-                        reference: Some(payment.id.clone()),
-                    },
-                };
+                );
                 self.store
                     .apply_ledger_requests(&mut tx, &payment.merchant_id, &[void])
                     .await?;
-                refund.status = "failed".into();
+                refund.status = RefundStatus::Failed;
                 refund.failure_reason = Some(provider_failure_code(&error));
                 let reason = refund.failure_reason.as_deref();
                 self.store
-                    .update_refund(&mut tx, &refund.id, "failed", reason)
+                    .update_refund(&mut tx, refund.id.as_str(), RefundStatus::Failed, reason)
                     .await?;
                 let error = provider_failed(error);
                 answer_refusal(claim, &mut tx, &error).await?;
@@ -1253,12 +1215,18 @@ impl PaymentsService {
     }
 }
 
-fn dispute_key(payment: &PaymentRecord, event: &ProviderPaymentEvent) -> String {
-    format!(
-        "{}:{}",
-        payment.id,
-        event.dispute_id.as_deref().unwrap_or("dispute")
-    )
+/// The payment's and its player's ids, as the money movements take them.
+fn ids_of(payment: &PaymentRecord) -> Result<(PaymentId, PlayerId), StoreError> {
+    Ok((stored_id(&payment.id)?, stored_id(&payment.player_id)?))
+}
+
+/// The provider's dispute id; an empty one counts as none (one dispute per payment), since
+/// a dispute key must name something.
+fn dispute_id_of(event: &ProviderPaymentEvent) -> Option<DisputeId> {
+    event
+        .dispute_id
+        .as_deref()
+        .and_then(|id| DisputeId::parse(id).ok())
 }
 
 /// The event must be about this payment, from its provider, for its amount and currency.

@@ -12,9 +12,12 @@ use kassa_connectors::{
     PayoutEvent as ProviderPayoutEvent, PayoutEventStatus, PayoutRequest, ProviderPayoutStatus,
     ProviderRegistry,
 };
-use kassa_core::ledger::{Command, EntryMeta, EntryStatus, Outcome, Request};
+use kassa_core::ids::{PayoutId, PlayerId};
+use kassa_core::ledger::{EntryStatus, Outcome};
+use kassa_core::movements;
 use kassa_core::payout::{next, PayoutEvent, PayoutStatus, PayoutTransition};
-use kassa_core::{ids, Currency};
+use kassa_core::status::{AccountStatus, KycStatus};
+use kassa_core::{ids, Currency, Money};
 use kassa_store::payouts::PayoutRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
@@ -23,7 +26,7 @@ use crate::config::PayoutsConfig;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, PlayerError};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
-use crate::service::{provider_failure_code, ProviderHold};
+use crate::service::{provider_failure_code, stored_id, HoldFor, ProviderHold};
 use crate::views::payouts::payout_view;
 use crate::views::Answer;
 
@@ -41,10 +44,10 @@ pub enum PayoutError {
     Player(#[from] PlayerError),
     /// Identity not verified yet.
     #[error("the player must complete identity verification before withdrawing")]
-    KycRequired { kyc_status: String },
+    KycRequired { kyc_status: KycStatus },
     /// The account is blocked.
     #[error("the player's account is blocked; withdrawals are suspended")]
-    AccountBlocked { account_status: String },
+    AccountBlocked { account_status: AccountStatus },
     /// The available balance does not cover the amount.
     #[error("the player's available balance does not cover this withdrawal")]
     InsufficientFunds {
@@ -135,14 +138,14 @@ impl PayoutsService {
         let player = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
         // 1. KYC: identity must be verified before the first withdrawal.
-        if player.kyc_status != "verified" {
+        if !player.kyc_status.allows_withdrawal() {
             return Err(PayoutError::KycRequired {
                 kyc_status: player.kyc_status,
             });
         }
         // 2. Responsible gambling: self-excluded players may withdraw their money; blocked
         //    accounts may not.
-        if player.account_status == "blocked" {
+        if !player.account_status.allows_withdrawal() {
             return Err(PayoutError::AccountBlocked {
                 account_status: player.account_status,
             });
@@ -184,7 +187,11 @@ impl PayoutsService {
                 .store
                 .player_turnover_since(merchant_id, &player.player_id, *deposited_at_ms)
                 .await?;
-            if (turnover as f64) < self.config.wagering_review_share * (*deposit_minor as f64) {
+            if self
+                .config
+                .wagering_review_share
+                .exceeds(turnover, *deposit_minor)
+            {
                 review_reasons.push("low_turnover_since_last_deposit".to_string());
             }
         }
@@ -226,16 +233,15 @@ impl PayoutsService {
             updated_at_ms: now,
         };
         let mut tx = self.store.begin().await?;
+        let payout_id: PayoutId = stored_id(&payout.id)?;
+        let player_id: PlayerId = stored_id(&payout.player_id)?;
         let hold = ProviderHold {
             merchant_id,
             provider: &provider,
-            currency: request.currency,
             wallet: &wallet,
-            txn_id: &payout.id,
-            label: "payout",
-            player_id: &payout.player_id,
-            reference: &payout.id,
-            amount_minor: payout.amount_minor,
+            hold_for: HoldFor::Payout(&payout_id),
+            player_id: &player_id,
+            amount: Money::new(payout.amount_minor, request.currency),
         };
         if let Err(available_minor) = hold.apply(&self.store, &mut tx).await? {
             return Err(PayoutError::InsufficientFunds {
@@ -620,35 +626,9 @@ impl PayoutsService {
         if payout.status == before {
             return Ok(false);
         }
-        let meta = EntryMeta {
-            player_id: Some(payout.player_id.clone()),
-            round_id: None,
-            reference: Some(payout.id.clone()),
-        };
-        let request = if payout.status.posts_hold() {
-            Request {
-                txn_id: format!("{}:paid", payout.id),
-                label: "payout_paid".into(),
-                fingerprint: format!("payout-paid:{}", payout.id),
-                command: Command::Post {
-                    pending_txn_id: payout.id.clone(),
-                    amount_minor: None,
-                },
-                subject: None,
-                meta,
-            }
-        } else if payout.status.releases_hold() {
-            Request {
-                txn_id: format!("{}:released", payout.id),
-                label: "payout_released".into(),
-                fingerprint: format!("payout-released:{}", payout.id),
-                command: Command::Void {
-                    pending_txn_id: payout.id.clone(),
-                },
-                subject: None,
-                meta,
-            }
-        } else {
+        let payout_id: PayoutId = stored_id(&payout.id)?;
+        let player_id: PlayerId = stored_id(&payout.player_id)?;
+        let Some(request) = movements::payout_settled(payout.status, &payout_id, &player_id) else {
             return Ok(true);
         };
         let outcome = self

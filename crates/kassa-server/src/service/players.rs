@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use kassa_core::ledger::{AccountId, AccountKind};
+use kassa_core::movements::PlayerAccounts;
 use kassa_core::status::AccountStatus;
 use kassa_core::Currency;
 use kassa_store::directory::{PlayerRecord, PlayerUpsert};
@@ -56,12 +57,15 @@ impl PlayerError {
 impl PlayerError {
     /// `Ok` when an account of this status may deposit and bet: only `active` may; an
     /// unknown stored status is refused as `blocked` (fail closed).
-    pub fn check_may_play(player_id: &str, account_status: &str) -> Result<(), PlayerError> {
-        match AccountStatus::parse(account_status) {
-            Some(AccountStatus::Active) => Ok(()),
+    pub fn check_may_play(
+        player_id: &str,
+        account_status: AccountStatus,
+    ) -> Result<(), PlayerError> {
+        match account_status {
+            AccountStatus::Active => Ok(()),
             status => Err(PlayerError::Restricted {
                 player_id: player_id.to_string(),
-                status: status.unwrap_or(AccountStatus::Blocked),
+                status,
             }),
         }
     }
@@ -83,12 +87,24 @@ pub struct WalletAccounts {
     pub suspense: AccountId,
 }
 
+impl WalletAccounts {
+    /// The accounts the ledger's money movements take.
+    pub fn ledger_accounts(&self) -> PlayerAccounts {
+        PlayerAccounts {
+            cash: self.cash,
+            hold: self.hold,
+            house: self.house,
+            suspense: self.suspense,
+        }
+    }
+}
+
 /// Looks players up, caching their wallet wiring.
 #[derive(Clone)]
 pub struct PlayerDirectory {
     store: Store,
     wallets: Arc<DashMap<(String, String), WalletAccounts>>,
-    statuses: Arc<DashMap<(String, String), (String, Instant)>>,
+    statuses: Arc<DashMap<(String, String), (AccountStatus, Instant)>>,
 }
 
 /// How long a player's account status read for a bet is reused. A change made through this
@@ -129,7 +145,7 @@ impl PlayerDirectory {
         let key = (merchant_id.to_string(), player_id.to_string());
         if let Some(found) = self.statuses.get(&key) {
             if found.1.elapsed() < ACCOUNT_STATUS_CACHE_TTL {
-                return PlayerError::check_may_play(player_id, &found.0);
+                return PlayerError::check_may_play(player_id, found.0);
             }
         }
         let player = self.get(merchant_id, player_id).await?;
@@ -137,8 +153,8 @@ impl PlayerDirectory {
             self.statuses.clear();
         }
         self.statuses
-            .insert(key, (player.account_status.clone(), Instant::now()));
-        PlayerError::check_may_play(player_id, &player.account_status)
+            .insert(key, (player.account_status, Instant::now()));
+        PlayerError::check_may_play(player_id, player.account_status)
     }
 
     /// The player, or `PlayerError::NotFound`.

@@ -6,14 +6,15 @@
 //! costs one commit, not N, and each caller is answered only after its batch is durable.
 //! This service builds the ledger requests, submits them and maps the outcomes.
 
-use kassa_core::ledger::{Command, Entry, EntryMeta, EntryStatus, Outcome, Refusal, Request};
-use kassa_core::Currency;
+use kassa_core::ids::{ExternalPaymentId, PlayerId, RoundId, TxnId};
+use kassa_core::ledger::{Entry, EntryStatus, Outcome, Refusal, Request};
+use kassa_core::movements::{self, EntryLabel};
+use kassa_core::Money;
 use kassa_store::wallet_writer::{
     ClaimedKey, RenderAnswer, SubmitError, WalletCall, WalletQueue, WalletQueueOptions,
 };
 use kassa_store::{Store, StoreError};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::config::WalletConfig;
@@ -76,17 +77,27 @@ pub struct WalletReceipt {
 #[derive(Clone, Debug)]
 pub struct WalletMove {
     /// Caller's id for the call; its idempotency key.
-    pub txn_id: String,
+    pub txn_id: TxnId,
     /// The player.
-    pub player_id: String,
-    /// Positive amount in the wallet's minor units.
-    pub amount_minor: i64,
-    /// Must be the wallet's currency.
-    pub currency: Currency,
+    pub player_id: PlayerId,
+    /// Positive amount; its currency must be the wallet's.
+    pub amount: Money,
     /// Game round tying a bet to its win.
-    pub round_id: Option<String>,
+    pub round_id: Option<RoundId>,
     /// Deposit being enrolled (credits only).
-    pub payment_id: Option<String>,
+    pub payment_id: Option<ExternalPaymentId>,
+}
+
+impl WalletMove {
+    /// The call as the money movements take it.
+    fn as_call(&self) -> movements::WalletCall<'_> {
+        movements::WalletCall {
+            txn_id: &self.txn_id,
+            player_id: &self.player_id,
+            amount: self.amount,
+            round_id: self.round_id.as_ref(),
+        }
+    }
 }
 
 /// Handle on the wallet writer; cheap to clone.
@@ -126,30 +137,9 @@ impl WalletService {
         // Self-excluded and blocked players place no bets; their wins of rounds already
         // open are still paid (ADR 31).
         self.players
-            .check_may_play(merchant_id, &call.player_id)
+            .check_may_play(merchant_id, call.player_id.as_str())
             .await?;
-        let request = Request {
-            fingerprint: fingerprint(&[
-                "debit",
-                &call.player_id,
-                &call.amount_minor.to_string(),
-                call.currency.code(),
-                call.round_id.as_deref().unwrap_or(""),
-            ]),
-            txn_id: call.txn_id,
-            label: "debit".into(),
-            command: Command::Transfer {
-                debit: wallet.cash,
-                credit: wallet.house,
-                amount_minor: call.amount_minor,
-            },
-            subject: Some(wallet.cash),
-            meta: EntryMeta {
-                player_id: Some(call.player_id),
-                round_id: call.round_id,
-                reference: None,
-            },
-        };
+        let request = movements::wallet_bet(&call.as_call(), &wallet.ledger_accounts());
         self.submit(merchant_id, request, claim).await
     }
 
@@ -163,36 +153,15 @@ impl WalletService {
     ) -> Result<WalletReceipt, WalletError> {
         let wallet = self.wallet_for(merchant_id, &call).await?;
         if let Some(payment_id) = &call.payment_id {
-            self.check_payment(merchant_id, &call.player_id, payment_id)
+            self.check_payment(merchant_id, call.player_id.as_str(), payment_id.as_str())
                 .await?;
         }
-        let source = if call.payment_id.is_some() {
-            wallet.suspense
-        } else {
-            wallet.house
-        };
-        let request = Request {
-            fingerprint: fingerprint(&[
-                "credit",
-                &call.player_id,
-                &call.amount_minor.to_string(),
-                call.currency.code(),
-                call.round_id.as_deref().unwrap_or(""),
-                call.payment_id.as_deref().unwrap_or(""),
-            ]),
-            txn_id: call.txn_id,
-            label: "credit".into(),
-            command: Command::Transfer {
-                debit: source,
-                credit: wallet.cash,
-                amount_minor: call.amount_minor,
-            },
-            subject: Some(wallet.cash),
-            meta: EntryMeta {
-                player_id: Some(call.player_id),
-                round_id: call.round_id,
-                reference: call.payment_id,
-            },
+        let accounts = wallet.ledger_accounts();
+        let request = match &call.payment_id {
+            Some(payment_id) => {
+                movements::wallet_deposit_enrolled(&call.as_call(), payment_id, &accounts)
+            }
+            None => movements::wallet_win(&call.as_call(), &accounts),
         };
         self.submit(merchant_id, request, claim).await
     }
@@ -202,21 +171,11 @@ impl WalletService {
     pub async fn rollback(
         &self,
         merchant_id: &str,
-        txn_id: String,
-        original_txn_id: String,
+        txn_id: &TxnId,
+        original_txn_id: &TxnId,
         claim: Option<IdempotencyClaim>,
     ) -> Result<WalletReceipt, WalletError> {
-        let request = Request {
-            fingerprint: fingerprint(&["rollback", &original_txn_id]),
-            txn_id,
-            label: "rollback".into(),
-            command: Command::Reverse {
-                original_txn_id,
-                original_label: Some("debit".into()),
-            },
-            subject: None,
-            meta: EntryMeta::default(),
-        };
+        let request = movements::wallet_rollback(txn_id, original_txn_id);
         self.submit(merchant_id, request, claim).await
     }
 
@@ -241,8 +200,15 @@ impl WalletService {
         merchant_id: &str,
         call: &WalletMove,
     ) -> Result<WalletAccounts, WalletError> {
-        let wallet = self.players.wallet(merchant_id, &call.player_id).await?;
-        PlayerError::check_currency(&call.player_id, wallet.currency, call.currency)?;
+        let wallet = self
+            .players
+            .wallet(merchant_id, call.player_id.as_str())
+            .await?;
+        PlayerError::check_currency(
+            call.player_id.as_str(),
+            wallet.currency,
+            call.amount.currency,
+        )?;
         Ok(wallet)
     }
 
@@ -290,15 +256,6 @@ impl WalletService {
     }
 }
 
-fn fingerprint(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part.as_bytes());
-        hasher.update([0x1f]);
-    }
-    hex::encode(hasher.finalize())
-}
-
 /// The answer a ledger outcome gives a wallet caller. A replay answers what the first call
 /// answered, whatever happened to the entry since (a debit later rolled back still answers
 /// `posted` with the balance it had).
@@ -319,7 +276,11 @@ pub fn receipt(outcome: &Outcome) -> Result<WalletReceipt, WalletError> {
         _ => String::new(),
     };
     let status = match entry.status {
-        EntryStatus::Posted | EntryStatus::Reversed if entry.label == "rollback" => "rolled_back",
+        EntryStatus::Posted | EntryStatus::Reversed
+            if entry.entry_label() == Some(EntryLabel::Rollback) =>
+        {
+            "rolled_back"
+        }
         EntryStatus::Posted | EntryStatus::Reversed => "posted",
         EntryStatus::NoEffect => "no_effect",
         EntryStatus::Rejected => {

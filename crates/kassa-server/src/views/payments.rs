@@ -132,10 +132,10 @@ pub fn init_view(p: &PaymentRecord, next_action: Option<NextActionView>) -> Paym
 /// The public view of a refund.
 pub fn refund_view(r: &RefundRecord) -> RefundView {
     RefundView {
-        refund_id: r.id.clone(),
-        payment_id: r.payment_id.clone(),
-        amount: r.currency.format_minor(r.amount_minor),
-        currency: r.currency.code().to_string(),
-        status: r.status.clone(),
+        refund_id: r.id.to_string(),
+        payment_id: r.payment_id.to_string(),
+        amount: r.amount.currency.format_minor(r.amount.amount_minor),
+        currency: r.amount.currency.code().to_string(),
+        status: r.status.as_str().to_string(),
     }
 }
