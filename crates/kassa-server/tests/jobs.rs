@@ -250,6 +250,7 @@ async fn recurring_jobs_exist_once_across_restarts_and_nodes(app: TestApp) {
         let mut config = Config::defaults();
         config.listen = "127.0.0.1:0".into();
         config.database_url = app.database_url.clone();
+        config.auth.key_hash_secret = common::TEST_KEY_HASH_SECRET.into();
         fast(&mut config);
         Some(
             kassa_server::Server::start_with(config, Some(&common::Simulators))
