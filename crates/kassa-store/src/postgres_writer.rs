@@ -529,8 +529,16 @@ mod tests {
 
     /// Shared buffers (hit or read) the whole plan of `explain`'s statement touched.
     async fn buffers_touched(client: &Client, explain: &str) -> (i64, serde_json::Value) {
-        let row = client.query_one(explain, &[]).await.expect("explain");
-        let plan: serde_json::Value = serde_json::from_str(row.get::<_, &str>(0)).expect("json");
+        // The simple protocol answers in text; the plan's column is of type json.
+        let messages = client.simple_query(explain).await.expect("explain");
+        let text = messages
+            .iter()
+            .find_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                _ => None,
+            })
+            .expect("a plan");
+        let plan: serde_json::Value = serde_json::from_str(text).expect("json");
         let top = &plan[0]["Plan"];
         let touched = top["Shared Hit Blocks"].as_i64().unwrap_or(0)
             + top["Shared Read Blocks"].as_i64().unwrap_or(0);
@@ -546,23 +554,40 @@ mod tests {
         let url = fresh_database_url(TestBackend::Postgres)
             .await
             .expect("url");
-        Store::connect(&url).await.expect("migrated store");
+        let store = Store::connect(&url).await.expect("store");
+        store.migrate().await.expect("migrations");
         let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
         tokio::spawn(connection);
         // The generic plan is what PostgreSQL keeps after a statement's first executions;
         // forcing it here makes it the plan made on the empty journal.
         client
+            .batch_execute("ALTER TABLE ledger_entries SET (autovacuum_enabled = false)")
+            .await
+            .expect("autovacuum off");
+        client
             .batch_execute(&format!(
-                "ALTER TABLE ledger_entries SET (autovacuum_enabled = false); \
-                 {SESSION_SETTINGS}; SET plan_cache_mode = force_generic_plan; \
-                 PREPARE select_entries (text, text[]) AS {}; \
+                "{SESSION_SETTINGS}; SET plan_cache_mode = force_generic_plan"
+            ))
+            .await
+            .expect("settings");
+        // Each statement on its own: a ROLLBACK in a multi-statement query would undo the
+        // settings above.
+        client
+            .batch_execute(&format!(
+                "PREPARE select_entries (text, text[]) AS {}; \
                  PREPARE update_statuses (text, text[], text[]) AS {UPDATE_STATUSES}; \
-                 EXECUTE select_entries ('m1', '{{t1}}'); \
-                 BEGIN; EXECUTE update_statuses ('m1', '{{t1}}', '{{posted}}'); ROLLBACK",
+                 EXECUTE select_entries ('m1', '{{t1}}')",
                 *SELECT_ENTRIES
             ))
             .await
             .expect("plan on the empty journal");
+        for sql in [
+            "BEGIN",
+            "EXECUTE update_statuses ('m1', '{t1}', '{posted}')",
+            "ROLLBACK",
+        ] {
+            client.batch_execute(sql).await.expect("plan the update");
+        }
         client
             .batch_execute(&format!(
                 "INSERT INTO merchants (id, name, created_at_ms) VALUES ('m1', 'm1', 0); \
@@ -624,5 +649,17 @@ mod tests {
             ]
         );
         client.batch_execute("ROLLBACK").await.expect("rollback");
+        let replanned: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM pg_prepared_statements WHERE custom_plans > 0 OR generic_plans = 0",
+                &[],
+            )
+            .await
+            .expect("plan counts")
+            .get(0);
+        assert_eq!(
+            replanned, 0,
+            "only the plans made on the empty journal may run"
+        );
     }
 }
