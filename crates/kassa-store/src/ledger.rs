@@ -502,12 +502,23 @@ async fn load_entries(
     if txn_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT {} FROM ledger_entries WHERE merchant_id = {} AND txn_id IN ({})",
-        *ENTRY_COLUMN_LIST,
-        store.params(1, 1),
-        store.params(2, txn_ids.len())
-    );
+    let sql = match store.backend() {
+        // One probe of the unique (merchant_id, txn_id) key per txn id: with `txn_id IN
+        // (…)` a generic plan made on a nearly empty journal read every entry of the
+        // merchant and filtered txn_id row by row, at any size after (ADR 23).
+        Backend::Postgres => format!(
+            "SELECT {columns} FROM (VALUES {keys}) AS k (wanted_txn_id) \
+             CROSS JOIN LATERAL (SELECT {columns} FROM ledger_entries \
+             WHERE merchant_id = $1 AND txn_id = k.wanted_txn_id LIMIT 1) AS e",
+            columns = *ENTRY_COLUMN_LIST,
+            keys = text_rows(2, txn_ids.len()),
+        ),
+        Backend::Sqlite => format!(
+            "SELECT {} FROM ledger_entries WHERE merchant_id = ? AND txn_id IN ({})",
+            *ENTRY_COLUMN_LIST,
+            store.params(2, txn_ids.len())
+        ),
+    };
     let mut query = sqlx::query(&sql).bind(merchant_id);
     for id in txn_ids {
         query = query.bind(*id);
@@ -741,6 +752,9 @@ async fn update_statuses(
     merchant_id: &str,
     entries: &[Entry],
 ) -> Result<(), StoreError> {
+    if store.backend() == Backend::Postgres {
+        return update_statuses_postgres(conn, merchant_id, entries).await;
+    }
     for chunk in entries.chunks(INSERT_ROWS_MAX) {
         let (case, keys) = case_update(store, "txn_id", chunk.len(), 1);
         let sql = format!(
@@ -759,6 +773,50 @@ async fn update_statuses(
         query.bind(merchant_id).execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// [`update_statuses`] on PostgreSQL: each entry found by one probe of the unique
+/// (merchant_id, txn_id) key, as [`load_entries`] finds it, then updated by its id.
+async fn update_statuses_postgres(
+    conn: &mut Conn,
+    merchant_id: &str,
+    entries: &[Entry],
+) -> Result<(), StoreError> {
+    for chunk in entries.chunks(INSERT_ROWS_MAX) {
+        let sql = format!(
+            "UPDATE ledger_entries e SET status = v.status \
+             FROM (VALUES {}) AS v (wanted_txn_id, status) \
+             CROSS JOIN LATERAL (SELECT x.id FROM ledger_entries x \
+             WHERE x.merchant_id = $1 AND x.txn_id = v.wanted_txn_id LIMIT 1) AS f \
+             WHERE e.id = f.id",
+            text_rows_of_two(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(merchant_id);
+        for entry in chunk {
+            query = query.bind(&entry.txn_id).bind(entry.status.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// `($2::text), ($3::text)`: `count` one-column rows of text parameters from `$start`.
+fn text_rows(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|i| format!("(${i}::text)"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($2::text, $3::text), …`: `count` two-column rows of text parameters from `$start`.
+fn text_rows_of_two(start: usize, count: usize) -> String {
+    (0..count)
+        .map(|row| {
+            let first = start + 2 * row;
+            format!("(${first}::text, ${}::text)", first + 1)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn update_balances(

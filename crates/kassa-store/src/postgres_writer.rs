@@ -43,10 +43,16 @@ use crate::{now_ms, StoreError};
 
 const LOCK_ACCOUNTS: &str = "SELECT id, currency, balance_minor, floor FROM ledger_accounts \
      WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE";
+/// The entries `$2` names, one probe of the unique (merchant_id, txn_id) key per txn id.
+/// `txn_id = ANY($2)` let PostgreSQL's generic plan, made while the journal was nearly empty
+/// and kept as it grew, read every entry of the merchant and filter txn_id row by row; a
+/// subquery with LIMIT cannot be flattened, so each txn id is looked up on its own (ADR 23).
 static SELECT_ENTRIES: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM ledger_entries WHERE merchant_id = $1 AND txn_id = ANY($2::text[])",
-        *ENTRY_COLUMN_LIST
+        "SELECT {columns} FROM unnest($2::text[]) AS k (wanted_txn_id) \
+         CROSS JOIN LATERAL (SELECT {columns} FROM ledger_entries \
+         WHERE merchant_id = $1 AND txn_id = k.wanted_txn_id LIMIT 1) AS e",
+        columns = *ENTRY_COLUMN_LIST
     )
 });
 /// New entries (in the order the engine decided them, so ids follow the journal), their
@@ -109,9 +115,13 @@ fn write_journal_sql() -> String {
         b1 = b + 1,
     )
 }
+/// Each changed entry is found as [`SELECT_ENTRIES`] finds it (a probe of the unique key per
+/// txn id), then updated by its id.
 const UPDATE_STATUSES: &str = "UPDATE ledger_entries e SET status = v.status \
-     FROM unnest($2::text[], $3::text[]) AS v (txn_id, status) \
-     WHERE e.merchant_id = $1 AND e.txn_id = ANY($2::text[]) AND e.txn_id = v.txn_id";
+     FROM unnest($2::text[], $3::text[]) AS v (wanted_txn_id, status) \
+     CROSS JOIN LATERAL (SELECT x.id FROM ledger_entries x \
+     WHERE x.merchant_id = $1 AND x.txn_id = v.wanted_txn_id LIMIT 1) AS f \
+     WHERE e.id = f.id";
 const COMPLETE_IDEMPOTENCY_KEY: &str = "UPDATE idempotency_keys SET state = 'done', \
      response_status = $1, response_body = $2 WHERE merchant_id = $3 AND idempotency_key = $4";
 
@@ -501,4 +511,155 @@ fn entry_column_arrays(entries: &[Entry]) -> Vec<Box<dyn ToSql + Sync + '_>> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{fresh_database_url, TestBackend};
+    use crate::Store;
+
+    /// Entries the journal grows to after the statements were planned: enough that reading
+    /// every entry of the merchant costs hundreds of times what probing the key does.
+    const JOURNAL_LEN: i64 = 20_000;
+
+    /// Pages of shared buffers one execution may touch: a few per key probed. Reading every
+    /// entry of the merchant touches thousands.
+    const BUFFERS_MAX: i64 = 100;
+
+    /// Shared buffers (hit or read) the whole plan of `explain`'s statement touched.
+    async fn buffers_touched(client: &Client, explain: &str) -> (i64, serde_json::Value) {
+        // The simple protocol answers in text; the plan's column is of type json.
+        let messages = client.simple_query(explain).await.expect("explain");
+        let text = messages
+            .iter()
+            .find_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                _ => None,
+            })
+            .expect("a plan");
+        let plan: serde_json::Value = serde_json::from_str(text).expect("json");
+        let top = &plan[0]["Plan"];
+        let touched = top["Shared Hit Blocks"].as_i64().unwrap_or(0)
+            + top["Shared Read Blocks"].as_i64().unwrap_or(0);
+        (touched, plan)
+    }
+
+    /// The writer's entry lookups, planned on a fresh database (an empty journal, no
+    /// statistics) and kept as PostgreSQL keeps a prepared statement's generic plan, still
+    /// probe the (merchant_id, txn_id) key once the journal has grown, without ANALYZE.
+    #[tokio::test]
+    #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+    async fn entry_lookups_planned_on_an_empty_journal_probe_the_key_as_it_grows() {
+        let url = fresh_database_url(TestBackend::Postgres)
+            .await
+            .expect("url");
+        let store = Store::connect(&url).await.expect("store");
+        store.migrate().await.expect("migrations");
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        // The generic plan is what PostgreSQL keeps after a statement's first executions;
+        // forcing it here makes it the plan made on the empty journal.
+        client
+            .batch_execute("ALTER TABLE ledger_entries SET (autovacuum_enabled = false)")
+            .await
+            .expect("autovacuum off");
+        client
+            .batch_execute(&format!(
+                "{SESSION_SETTINGS}; SET plan_cache_mode = force_generic_plan"
+            ))
+            .await
+            .expect("settings");
+        // Each statement on its own: a ROLLBACK in a multi-statement query would undo the
+        // settings above.
+        client
+            .batch_execute(&format!(
+                "PREPARE select_entries (text, text[]) AS {}; \
+                 PREPARE update_statuses (text, text[], text[]) AS {UPDATE_STATUSES}; \
+                 EXECUTE select_entries ('m1', '{{t1}}')",
+                *SELECT_ENTRIES
+            ))
+            .await
+            .expect("plan on the empty journal");
+        for sql in [
+            "BEGIN",
+            "EXECUTE update_statuses ('m1', '{t1}', '{posted}')",
+            "ROLLBACK",
+        ] {
+            client.batch_execute(sql).await.expect("plan the update");
+        }
+        client
+            .batch_execute(&format!(
+                "INSERT INTO merchants (id, name, created_at_ms) VALUES ('m1', 'm1', 0); \
+                 INSERT INTO ledger_entries (merchant_id, txn_id, label, operation, status, \
+                 amount_minor, player_id, created_at_ms) \
+                 SELECT 'm1', 't' || n, 'debit', 'transfer', 'posted', 100, 'p' || n % 100, 0 \
+                 FROM generate_series(1, {JOURNAL_LEN}) AS n"
+            ))
+            .await
+            .expect("grow the journal");
+        let analyzed: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_user_tables WHERE relname = 'ledger_entries' \
+                 AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)",
+                &[],
+            )
+            .await
+            .expect("statistics")
+            .get(0);
+        assert_eq!(
+            analyzed, 0,
+            "the journal must be measured without statistics"
+        );
+
+        let explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)";
+        let (touched, plan) = buffers_touched(
+            &client,
+            &format!("{explain} EXECUTE select_entries ('m1', '{{t7,t19999,missing}}')"),
+        )
+        .await;
+        assert_eq!(plan[0]["Plan"]["Actual Rows"], 2, "{plan}");
+        assert!(touched <= BUFFERS_MAX, "{touched} buffers: {plan:#}");
+
+        client.batch_execute("BEGIN").await.expect("begin");
+        let (touched, plan) = buffers_touched(
+            &client,
+            &format!(
+                "{explain} EXECUTE update_statuses ('m1', '{{t7,t19999,missing}}', \
+                 '{{rolled_back,voided,posted}}')"
+            ),
+        )
+        .await;
+        assert!(touched <= BUFFERS_MAX, "{touched} buffers: {plan:#}");
+        let statuses: Vec<(String, String)> = client
+            .query(
+                "SELECT txn_id, status FROM ledger_entries WHERE status <> 'posted' ORDER BY txn_id",
+                &[],
+            )
+            .await
+            .expect("statuses")
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("t19999".to_string(), "voided".to_string()),
+                ("t7".to_string(), "rolled_back".to_string())
+            ]
+        );
+        client.batch_execute("ROLLBACK").await.expect("rollback");
+        let replanned: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM pg_prepared_statements WHERE custom_plans > 0 OR generic_plans = 0",
+                &[],
+            )
+            .await
+            .expect("plan counts")
+            .get(0);
+        assert_eq!(
+            replanned, 0,
+            "only the plans made on the empty journal may run"
+        );
+    }
 }
