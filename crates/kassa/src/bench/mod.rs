@@ -243,8 +243,10 @@ async fn run_in_process(args: &BenchArgs, backend: &str) -> anyhow::Result<Vec<C
         // A throwaway database: any secret of its own will do (PostgreSQL refuses the demo one).
         config.auth.key_hash_secret = kassa_server::auth::generate_key("bench_key_hash_secret");
     }
-    // The deposits benchmark plays the provider and sends the webhooks itself.
+    // The deposits benchmark plays the provider and sends the webhooks itself, all from one
+    // address: the per-address webhook limit (a defence against floods) would cap it.
     config.sandbox.autopilot = false;
+    config.webhooks.requests_per_second_per_address = 0;
     let webhook_secret = sandbox_webhook_secret(&config)?;
     // A fresh database bootstraps the demo merchant; its key drives the load.
     let server = Server::start_with(config, Some(&crate::embedded::Simulators)).await?;
