@@ -41,6 +41,8 @@ base="http://127.0.0.1:${port}"
 export KASSA_DEMO_API_KEY="sk_test_schemathesis_merchant_0001"
 export KASSA_DEMO_ADMIN_KEY="sk_admin_schemathesis_0001"
 export KASSA_RATE_LIMIT_RPS=0
+# A throwaway secret of its own: PostgreSQL refuses the public demo one (ADR 26).
+export KASSA_KEY_HASH_SECRET="${KASSA_KEY_HASH_SECRET:-schemathesis-key-hash-secret-not-for-production}"
 database_url="${KASSA_ST_DATABASE_URL:-sqlite://${work}/kassa.db}"
 if [[ "$database_url" == postgres* ]]; then
   # A fresh database every run: the seed and the bootstrap expect an empty one.
