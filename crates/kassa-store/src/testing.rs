@@ -12,7 +12,12 @@
 
 use std::path::PathBuf;
 
+use kassa_core::ledger::{AccountId, AccountKind, Command, EntryMeta, Request};
+use kassa_core::status::{AccountStatus, KycStatus};
+use kassa_core::Currency;
 use sqlx::Connection;
+
+use crate::directory::PlayerUpsert;
 
 /// The backends a contract test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +79,102 @@ async fn connect_admin(server: &str) -> sqlx::PgConnection {
     sqlx::PgConnection::connect(server)
         .await
         .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR}={server} is unreachable: {e}"))
+}
+
+/// A migrated store on a fresh database of `backend`, or `None` when it is not configured.
+pub async fn migrated_store(backend: TestBackend) -> Option<crate::Store> {
+    let url = fresh_database_url(backend).await?;
+    let store = crate::Store::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Some(store)
+}
+
+/// A new merchant with two EUR players, `alice` and `bob`, and the house and sandbox
+/// clearing accounts: the ledger tests' common ground.
+pub struct LedgerFixture {
+    /// The merchant's id.
+    pub merchant: String,
+    /// Alice's and Bob's cash accounts.
+    pub cash: [AccountId; 2],
+    /// Alice's hold account.
+    pub hold: AccountId,
+    /// The operator's revenue account (the house side of bets and wins).
+    pub house: AccountId,
+    /// The sandbox provider's clearing account.
+    pub clearing: AccountId,
+}
+
+/// Creates a [`LedgerFixture`] in `store`.
+pub async fn ledger_fixture(store: &crate::Store) -> LedgerFixture {
+    let merchant = kassa_core::ids::generate("mch");
+    store.create_merchant(&merchant, "test").await.unwrap();
+    let eur = Currency::from_code("EUR").unwrap();
+    let mut cash = [0; 2];
+    let mut hold = 0;
+    for (i, player) in ["alice", "bob"].iter().enumerate() {
+        let (record, created) = store
+            .upsert_player(&PlayerUpsert {
+                merchant_id: merchant.clone(),
+                player_id: player.to_string(),
+                currency: eur,
+                country: "MT".into(),
+                jurisdiction: None,
+                kyc_status: KycStatus::None,
+                birth_date: None,
+                account_status: AccountStatus::Active,
+            })
+            .await
+            .unwrap();
+        assert!(created);
+        cash[i] = record.cash_account_id;
+        if i == 0 {
+            hold = record.hold_account_id;
+        }
+    }
+    let house = store
+        .account_id(&merchant, AccountKind::OperatorRevenue, "", eur)
+        .await
+        .unwrap();
+    let clearing = store
+        .account_id(&merchant, AccountKind::ProviderClearing, "sandbox", eur)
+        .await
+        .unwrap();
+    LedgerFixture {
+        merchant,
+        cash,
+        hold,
+        house,
+        clearing,
+    }
+}
+
+/// A request for Alice with a fingerprint derived from its label and command.
+pub fn alice_request(txn_id: &str, label: &str, command: Command, subject: AccountId) -> Request {
+    Request {
+        txn_id: txn_id.into(),
+        label: label.into(),
+        fingerprint: format!("{label}:{command:?}"),
+        command,
+        subject: Some(subject),
+        meta: EntryMeta {
+            player_id: Some("alice".into()),
+            ..EntryMeta::default()
+        },
+    }
+}
+
+/// A win of `amount_minor` for Alice.
+pub fn win_for_alice(f: &LedgerFixture, id: &str, amount_minor: i64) -> Request {
+    alice_request(
+        id,
+        "credit",
+        Command::Transfer {
+            debit: f.house,
+            credit: f.cash[0],
+            amount_minor,
+        },
+        f.cash[0],
+    )
 }
 
 #[cfg(test)]

@@ -1,105 +1,17 @@
 //! The ledger through real databases: the same histories on SQLite and PostgreSQL must keep
 //! every invariant, and `verify_ledger` must agree with the stored balances.
 
-use kassa_core::ledger::{
-    AccountId, AccountKind, Command, EntryMeta, EntryStatus, Outcome, Request,
-};
-use kassa_core::status::{AccountStatus, KycStatus};
-use kassa_core::Currency;
-use kassa_store::directory::PlayerUpsert;
+use kassa_core::ledger::{Command, EntryStatus, Outcome, Request};
 use kassa_store::idempotency::Claim;
-use kassa_store::testing::{fresh_database_url, TestBackend};
+use kassa_store::testing::{
+    alice_request as request, ledger_fixture as fixture, migrated_store as store, win_for_alice,
+    LedgerFixture as Fixture, TestBackend,
+};
 use kassa_store::wallet_writer::{
     ClaimedKey, WalletCall, WalletQueue, WalletQueueOptions, WalletWriter, WriterPath,
 };
 use kassa_store::Store;
 use proptest::prelude::*;
-
-async fn store(backend: TestBackend) -> Option<Store> {
-    let url = fresh_database_url(backend).await?;
-    let store = Store::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    Some(store)
-}
-
-struct Fixture {
-    merchant: String,
-    cash: [AccountId; 2],
-    hold: AccountId,
-    house: AccountId,
-    clearing: AccountId,
-}
-
-async fn fixture(store: &Store) -> Fixture {
-    let merchant = kassa_core::ids::generate("mch");
-    store.create_merchant(&merchant, "test").await.unwrap();
-    let eur = Currency::from_code("EUR").unwrap();
-    let mut cash = [0; 2];
-    let mut hold = 0;
-    for (i, player) in ["alice", "bob"].iter().enumerate() {
-        let (record, created) = store
-            .upsert_player(&PlayerUpsert {
-                merchant_id: merchant.clone(),
-                player_id: player.to_string(),
-                currency: eur,
-                country: "MT".into(),
-                jurisdiction: None,
-                kyc_status: KycStatus::None,
-                birth_date: None,
-                account_status: AccountStatus::Active,
-            })
-            .await
-            .unwrap();
-        assert!(created);
-        cash[i] = record.cash_account_id;
-        if i == 0 {
-            hold = record.hold_account_id;
-        }
-    }
-    let house = store
-        .account_id(&merchant, AccountKind::OperatorRevenue, "", eur)
-        .await
-        .unwrap();
-    let clearing = store
-        .account_id(&merchant, AccountKind::ProviderClearing, "sandbox", eur)
-        .await
-        .unwrap();
-    Fixture {
-        merchant,
-        cash,
-        hold,
-        house,
-        clearing,
-    }
-}
-
-fn request(txn_id: &str, label: &str, command: Command, subject: AccountId) -> Request {
-    Request {
-        txn_id: txn_id.into(),
-        label: label.into(),
-        fingerprint: format!("{label}:{command:?}"),
-        command,
-        subject: Some(subject),
-        meta: EntryMeta {
-            player_id: Some("alice".into()),
-            ..EntryMeta::default()
-        },
-    }
-}
-
-/// A win of `amount_minor` for the first player.
-fn win_for_alice(f: &Fixture, id: &str, amount_minor: i64) -> Request {
-    request(
-        id,
-        "credit",
-        Command::Transfer {
-            debit: f.house,
-            credit: f.cash[0],
-            amount_minor,
-        },
-        f.cash[0],
-    )
-}
 
 /// A debit for the first player, by `txn_id`.
 fn bet_for_alice(f: &Fixture, id: &str, amount_minor: i64) -> Request {

@@ -2,60 +2,13 @@
 //! would overflow a balance, and `verify_ledger` sums the journal without overflowing, on
 //! SQLite and PostgreSQL alike (hardening issue 21, part 1).
 
-use kassa_core::ledger::{AccountId, AccountKind, Command, EntryMeta, EntryStatus, Outcome};
+use kassa_core::ledger::{AccountId, Command, EntryMeta, EntryStatus, Outcome};
 use kassa_core::ledger::{Refusal, Request};
-use kassa_core::Currency;
-use kassa_store::directory::PlayerUpsert;
-use kassa_store::testing::{fresh_database_url, TestBackend};
+use kassa_store::testing::{
+    ledger_fixture as fixture, migrated_store as store, LedgerFixture as Fixture, TestBackend,
+};
 use kassa_store::Store;
 use proptest::prelude::*;
-
-async fn store(backend: TestBackend) -> Option<Store> {
-    let url = fresh_database_url(backend).await?;
-    let store = Store::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    Some(store)
-}
-
-struct Fixture {
-    merchant: String,
-    /// Two players' cash accounts.
-    cash: [AccountId; 2],
-    /// The operator's revenue account, the other side of every bet and win.
-    house: AccountId,
-}
-
-async fn fixture(store: &Store) -> Fixture {
-    let merchant = kassa_core::ids::generate("mch");
-    store.create_merchant(&merchant, "test").await.unwrap();
-    let eur = Currency::from_code("EUR").unwrap();
-    let mut cash = [0; 2];
-    for (i, player) in ["alice", "bob"].iter().enumerate() {
-        let (record, _) = store
-            .upsert_player(&PlayerUpsert {
-                merchant_id: merchant.clone(),
-                player_id: player.to_string(),
-                currency: eur,
-                country: "MT".into(),
-                jurisdiction: None,
-                kyc_status: kassa_core::status::KycStatus::None,
-                birth_date: None,
-                account_status: kassa_core::status::AccountStatus::Active,
-            })
-            .await
-            .unwrap();
-        cash[i] = record.cash_account_id;
-    }
-    let house = store
-        .account_id(&merchant, AccountKind::OperatorRevenue, "", eur)
-        .await
-        .unwrap();
-    Fixture {
-        merchant,
-        cash,
-        house,
-    }
-}
 
 fn transfer(
     txn_id: &str,

@@ -4,102 +4,13 @@
 //! (`tests/ledger_contract.rs`) hold every path to the same answers through the public
 //! interface.
 
-use kassa_core::ledger::{AccountId, AccountKind, Command, EntryMeta, Outcome, Request};
-use kassa_core::Currency;
+use kassa_core::ledger::Outcome;
 
 use super::{TurnKeeper, WRITE_TURN_HOLD_MAX};
-use crate::directory::PlayerUpsert;
-use crate::testing::{fresh_database_url, TestBackend};
-use crate::Store;
+use crate::testing::{
+    ledger_fixture as fixture, migrated_store as store, win_for_alice, TestBackend,
+};
 
-async fn store(backend: TestBackend) -> Option<Store> {
-    let url = fresh_database_url(backend).await?;
-    let store = Store::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    Some(store)
-}
-
-#[allow(dead_code)] // the same fixture as the contract tests'
-struct Fixture {
-    merchant: String,
-    cash: [AccountId; 2],
-    hold: AccountId,
-    house: AccountId,
-    clearing: AccountId,
-}
-
-async fn fixture(store: &Store) -> Fixture {
-    let merchant = kassa_core::ids::generate("mch");
-    store.create_merchant(&merchant, "test").await.unwrap();
-    let eur = Currency::from_code("EUR").unwrap();
-    let mut cash = [0; 2];
-    let mut hold = 0;
-    for (i, player) in ["alice", "bob"].iter().enumerate() {
-        let (record, created) = store
-            .upsert_player(&PlayerUpsert {
-                merchant_id: merchant.clone(),
-                player_id: player.to_string(),
-                currency: eur,
-                country: "MT".into(),
-                jurisdiction: None,
-                kyc_status: kassa_core::status::KycStatus::None,
-                birth_date: None,
-                account_status: kassa_core::status::AccountStatus::Active,
-            })
-            .await
-            .unwrap();
-        assert!(created);
-        cash[i] = record.cash_account_id;
-        if i == 0 {
-            hold = record.hold_account_id;
-        }
-    }
-    let house = store
-        .account_id(&merchant, AccountKind::OperatorRevenue, "", eur)
-        .await
-        .unwrap();
-    let clearing = store
-        .account_id(&merchant, AccountKind::ProviderClearing, "sandbox", eur)
-        .await
-        .unwrap();
-    Fixture {
-        merchant,
-        cash,
-        hold,
-        house,
-        clearing,
-    }
-}
-
-fn request(txn_id: &str, label: &str, command: Command, subject: AccountId) -> Request {
-    Request {
-        txn_id: txn_id.into(),
-        label: label.into(),
-        fingerprint: format!("{label}:{command:?}"),
-        command,
-        subject: Some(subject),
-        meta: EntryMeta {
-            player_id: Some("alice".into()),
-            ..EntryMeta::default()
-        },
-    }
-}
-
-/// A win of `amount_minor` for the first player.
-fn win_for_alice(f: &Fixture, id: &str, amount_minor: i64) -> Request {
-    request(
-        id,
-        "credit",
-        Command::Transfer {
-            debit: f.house,
-            credit: f.cash[0],
-            amount_minor,
-        },
-        f.cash[0],
-    )
-}
-
-/// Which server process answers on `conn` (PostgreSQL; 0 on SQLite).
 async fn session(backend: TestBackend, conn: &mut crate::Conn) -> i64 {
     let sql = match backend {
         TestBackend::Postgres => "SELECT CAST(pg_backend_pid() AS BIGINT)",
