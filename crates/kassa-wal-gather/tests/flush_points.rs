@@ -28,6 +28,14 @@
 //!   closes the WAL, and it closes the WAL before the database file, so the database
 //!   file's close never finds its WAL open.
 //!
+//! A scratch sweep (ENOSPC at every WAL write position, not kept: it only confirmed the
+//! above) of eight more histories reached only `Write`, `Read`, `Sync` and `ShmUnlock`:
+//! `journal_size_limit = 0` after a TRUNCATE checkpoint; a PASSIVE checkpoint by the same
+//! or another connection before the transaction (so it restarts the log); another
+//! connection's checkpoint in the middle of a spilled transaction; `ROLLBACK TO` a
+//! savepoint inside one; a TRUNCATE checkpoint right after one rolled back; the
+//! connection closed with one open; and a transaction after one.
+//!
 //! So each test below leaves bytes pending by calling the WAL file's `xWrite` itself (a
 //! zeroed frame past the valid end, which recovery would never take for a frame), arms a
 //! fault in the test VFS under the shim, and calls the method. The call (for the barrier,
