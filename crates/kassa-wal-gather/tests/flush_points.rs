@@ -241,35 +241,64 @@ fn assert_others_can_write(path: &Path, case: &str) -> i64 {
     after - before
 }
 
-/// One method of the WAL file, with bytes pending and the fault armed: it answers
-/// `SQLITE_IOERR_WRITE`, and the failure sticks. `call` gets the file and its size before
-/// the pending bytes.
-fn wal_method_fails(point: FlushPoint, call: fn(*mut ffi::sqlite3_file, i64) -> c_int) {
+/// The files of the connection under test, and the WAL's size before the pending bytes.
+#[derive(Clone, Copy)]
+struct Files {
+    db: *mut ffi::sqlite3_file,
+    wal: *mut ffi::sqlite3_file,
+    wal_size: i64,
+}
+
+/// For both fault codes: a gathering connection, `prepare` run on its files, bytes left
+/// pending, the fault armed, and `call`, which must flush through `point`. It answers
+/// `SQLITE_IOERR_WRITE` (`None`: it cannot answer, as the barrier), the failure sticks,
+/// and the database recovers.
+fn point_fails(point: FlushPoint, prepare: fn(Files), call: fn(Files) -> Option<c_int>) {
     for code in [ENOSPC, EIO] {
         let case = format!("{point:?} {code}");
         let dir = FaultDir::new("point");
         let conn = open_gathering(&dir.db());
         let wal = wal_file(&conn);
-        let (_, size) = wal_size(wal);
+        let files = Files {
+            db: db_file(&conn),
+            wal,
+            wal_size: wal_size(wal).1,
+        };
+        prepare(files);
         gather_pending(&dir, wal);
-        let rc = fail_at(&dir, point, code, || call(wal, size));
-        assert_eq!(rc, ffi::SQLITE_IOERR_WRITE, "{case}: the call's answer");
+        let mut answer = None;
+        fail_at(&dir, point, code, || {
+            answer = call(files);
+            ffi::SQLITE_OK
+        });
+        if let Some(rc) = answer {
+            assert_eq!(rc, ffi::SQLITE_IOERR_WRITE, "{case}: the call's answer");
+        }
         assert_sticky(wal, &case);
+        // Had a lock been left taken, the other connections would get SQLITE_BUSY.
         assert_database_recovers(&dir.db(), Some(conn), &case);
     }
 }
 
 #[test]
 fn a_failed_write_at_truncate_answers_an_io_error() {
-    wal_method_fails(FlushPoint::Truncate, |wal, size| {
-        // SAFETY: `wal` is open; truncating to its own size changes nothing.
-        unsafe { methods(wal).xTruncate.unwrap()(wal, size) }
-    });
+    point_fails(
+        FlushPoint::Truncate,
+        |_| {},
+        |files| {
+            // SAFETY: the WAL is open; truncating to its own size changes nothing.
+            Some(unsafe { methods(files.wal).xTruncate.unwrap()(files.wal, files.wal_size) })
+        },
+    );
 }
 
 #[test]
 fn a_failed_write_at_file_size_answers_an_io_error() {
-    wal_method_fails(FlushPoint::FileSize, |wal, _| wal_size(wal).0);
+    point_fails(
+        FlushPoint::FileSize,
+        |_| {},
+        |files| Some(wal_size(files.wal).0),
+    );
 }
 
 /// SQLite's WAL write lock: the first lock slot of the shared memory.
@@ -283,60 +312,47 @@ fn shm_lock(db: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
 
 #[test]
 fn a_failed_write_before_a_lock_answers_an_io_error_and_takes_no_lock() {
-    for code in [ENOSPC, EIO] {
-        let case = format!("ShmLock {code}");
-        let dir = FaultDir::new("lock");
-        let conn = open_gathering(&dir.db());
-        let (db, wal) = (db_file(&conn), wal_file(&conn));
-        gather_pending(&dir, wal);
-        let rc = fail_at(&dir, FlushPoint::ShmLock, code, || {
-            shm_lock(db, ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE)
-        });
-        assert_eq!(rc, ffi::SQLITE_IOERR_WRITE, "{case}: the lock's answer");
-        assert_sticky(wal, &case);
-        // Had the write lock been taken, the other connections would get SQLITE_BUSY.
-        assert_database_recovers(&dir.db(), Some(conn), &case);
-    }
+    point_fails(
+        FlushPoint::ShmLock,
+        |_| {},
+        |files| {
+            Some(shm_lock(
+                files.db,
+                ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE,
+            ))
+        },
+    );
 }
 
 #[test]
 fn a_failed_write_before_an_unlock_answers_an_io_error_and_still_unlocks() {
-    for code in [ENOSPC, EIO] {
-        let case = format!("ShmUnlock {code}");
-        let dir = FaultDir::new("unlock");
-        let conn = open_gathering(&dir.db());
-        let (db, wal) = (db_file(&conn), wal_file(&conn));
-        assert_eq!(
-            shm_lock(db, ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE),
-            ffi::SQLITE_OK
-        );
-        gather_pending(&dir, wal);
-        let rc = fail_at(&dir, FlushPoint::ShmUnlock, code, || {
-            shm_lock(db, ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE)
-        });
-        assert_eq!(rc, ffi::SQLITE_IOERR_WRITE, "{case}: the unlock's answer");
-        assert_sticky(wal, &case);
-        assert_database_recovers(&dir.db(), Some(conn), &case);
-    }
+    point_fails(
+        FlushPoint::ShmUnlock,
+        |files| {
+            let locked = shm_lock(files.db, ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE);
+            assert_eq!(locked, ffi::SQLITE_OK);
+        },
+        |files| {
+            Some(shm_lock(
+                files.db,
+                ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE,
+            ))
+        },
+    );
 }
 
 #[test]
 fn a_failed_write_at_the_barrier_does_not_abort_and_the_next_call_answers_an_io_error() {
-    for code in [ENOSPC, EIO] {
-        let case = format!("Barrier {code}");
-        let dir = FaultDir::new("barrier");
-        let conn = open_gathering(&dir.db());
-        let (db, wal) = (db_file(&conn), wal_file(&conn));
-        gather_pending(&dir, wal);
-        fail_at(&dir, FlushPoint::Barrier, code, || {
-            // SAFETY: `db` is the open database file of a connection in WAL mode.
-            unsafe { methods(db).xShmBarrier.unwrap()(db) };
-            ffi::SQLITE_OK
-        });
-        // A barrier cannot answer; the next call on the WAL does.
-        assert_sticky(wal, &case);
-        assert_database_recovers(&dir.db(), Some(conn), &case);
-    }
+    point_fails(
+        FlushPoint::Barrier,
+        |_| {},
+        |files| {
+            // SAFETY: the database file of a connection in WAL mode is open.
+            unsafe { methods(files.db).xShmBarrier.unwrap()(files.db) };
+            // A barrier cannot answer; the next call on the WAL does (point_fails).
+            None
+        },
+    );
 }
 
 /// Descriptors this process holds open on `file`.
