@@ -119,12 +119,17 @@ pub enum StoreError {
     /// A player's currency cannot change once their accounts exist.
     #[error("player {player_id} holds {current}; the currency cannot change")]
     CurrencyImmutable { player_id: String, current: String },
+    /// The wallet writer's own SQLite connection failed with an I/O error and could not
+    /// be opened again yet (it retries with backoff); nothing of the call was done.
+    #[error("the wallet writer's database connection is being reopened after an I/O error")]
+    WriterReopening,
 }
 
 impl StoreError {
     /// Whether the database could not be reached (refused or lost connection, pool
-    /// timeout, server shutting down or starting): nothing was done, and the same call may
-    /// succeed once it is back.
+    /// timeout, server shutting down or starting), or the wallet writer's own SQLite
+    /// connection failed to read or write its files or is being reopened after that
+    /// (ADR 35): nothing was done, and the same call may succeed once it is back.
     pub fn is_unavailable(&self) -> bool {
         // SQLSTATE class 08 (connection exception) and 57P01..57P03 (admin or crash
         // shutdown, cannot connect now).
@@ -139,6 +144,8 @@ impl StoreError {
                 sqlx::Error::Database(db) => db.code().is_some_and(|c| unavailable_code(&c)),
                 _ => false,
             },
+            StoreError::Sqlite(_) => self.is_sqlite_io_failure(),
+            StoreError::WriterReopening => true,
             StoreError::Postgres(error) => {
                 error.is_closed()
                     || error.code().is_some_and(|c| unavailable_code(c.code()))
@@ -147,6 +154,20 @@ impl StoreError {
             }
             _ => false,
         }
+    }
+
+    /// Whether SQLite, called directly by the wallet writer, failed to read or write its
+    /// files (an I/O error, a full disk). SQLite has rolled the transaction back; with the
+    /// WAL shim the connection answers I/O errors until it is reopened (ADR 19, 35).
+    pub fn is_sqlite_io_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::DiskFull
+                )
+        )
     }
 
     /// Whether retrying the whole transaction may succeed (lost race, deadlock, busy file).

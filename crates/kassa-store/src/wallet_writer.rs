@@ -21,8 +21,10 @@ use kassa_core::ledger::{Outcome, Request};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::postgres_writer::PostgresWriter;
-use crate::sqlite_writer::SqliteWriter;
 use crate::{HeldConnection, Store, StoreError, WriteTurn};
+
+mod own_sqlite;
+use own_sqlite::{connection_failure_for_each, OwnSqlite};
 
 /// Times a batch is retried after a lost race (unique key, deadlock) before it is split.
 const BATCH_RETRIES_MAX: u32 = 3;
@@ -72,7 +74,7 @@ pub enum WriterPath {
 
 /// The writer's database connection (see the module documentation).
 enum WriterDb {
-    Sqlite(SqliteWriter, TurnKeeper),
+    Sqlite(OwnSqlite),
     Postgres(Box<PostgresWriter>),
     Held(HeldConnection),
 }
@@ -89,7 +91,7 @@ impl WalletWriter {
     /// opened here do their I/O there.
     pub async fn open(store: &Store) -> WalletWriter {
         let db = match store.sqlite_writer() {
-            Some(Ok(writer)) => WriterDb::Sqlite(writer, TurnKeeper::default()),
+            Some(Ok(writer)) => WriterDb::Sqlite(OwnSqlite::new(writer)),
             Some(Err(error)) => {
                 tracing::warn!(%error, "wallet writer cannot open its own SQLite connection");
                 WriterDb::Held(held_connection(store).await)
@@ -121,7 +123,7 @@ impl WalletWriter {
     /// Which connection this writer commits through.
     pub fn path(&self) -> WriterPath {
         match self.db {
-            WriterDb::Sqlite(..) => WriterPath::OwnSqlite,
+            WriterDb::Sqlite(_) => WriterPath::OwnSqlite,
             WriterDb::Postgres(_) => WriterPath::OwnPostgres,
             WriterDb::Held(_) => WriterPath::Shared,
         }
@@ -130,13 +132,18 @@ impl WalletWriter {
     /// Commits `calls` in one transaction and answers an outcome per call, in order, with
     /// each claimed key completed in the same transaction. A lost race (unique key,
     /// deadlock, busy file) is retried; a failure that retrying does not cure splits the
-    /// batch and commits each call alone, so that one bad call cannot fail the others.
-    /// After each batch call [`finish_batch`](Self::finish_batch).
+    /// batch and commits each call alone, so that one bad call cannot fail the others,
+    /// except an I/O error on the own SQLite connection, which every call gets (it is
+    /// reopened before the next batch, ADR 35). After each batch call
+    /// [`finish_batch`](Self::finish_batch).
     pub async fn commit(&mut self, calls: &[WalletCall]) -> Vec<Result<Outcome, StoreError>> {
         let error = match self.commit_retrying(calls).await {
             Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
             Err(error) if calls.len() == 1 => return vec![Err(error)],
-            Err(error) => error,
+            Err(error) => match connection_failure_for_each(&error, calls.len()) {
+                Some(errors) => return errors.into_iter().map(Err).collect(),
+                None => error,
+            },
         };
         tracing::warn!(%error, calls = calls.len(), "wallet batch failed; committing its calls one by one");
         let mut results = Vec::with_capacity(calls.len());
@@ -152,7 +159,7 @@ impl WalletWriter {
     /// otherwise; on the shared fallback it gives SQLite's one writer connection back.
     pub fn finish_batch(&mut self, more_waiting: bool) {
         match &mut self.db {
-            WriterDb::Sqlite(_, turn) => turn.after_batch(!more_waiting),
+            WriterDb::Sqlite(own) => own.turn.after_batch(!more_waiting),
             WriterDb::Postgres(_) => {}
             WriterDb::Held(held) => held.finish_batch(),
         }
@@ -162,8 +169,10 @@ impl WalletWriter {
         let mut attempt = 0;
         loop {
             let committed = match &mut self.db {
-                WriterDb::Sqlite(writer, turn) => {
-                    commit_sqlite(&self.store, writer, turn, calls).await
+                WriterDb::Sqlite(own) => {
+                    let committed = commit_sqlite(&self.store, own, calls).await;
+                    own.after_batch(&committed);
+                    committed
                 }
                 WriterDb::Postgres(writer) => commit_postgres(writer, calls).await,
                 WriterDb::Held(held) => commit_held(&self.store, held, calls).await,
@@ -178,7 +187,7 @@ impl WalletWriter {
                 // The failed batch's row locks go now, not at the next batch.
                 WriterDb::Postgres(writer) => writer.roll_back_failed_batch().await,
                 // Dropped uncommitted, the batch has rolled back.
-                WriterDb::Sqlite(..) => {}
+                WriterDb::Sqlite(_) => {}
             }
             if !error.is_retryable() || attempt >= BATCH_RETRIES_MAX {
                 return Err(error);
@@ -316,10 +325,10 @@ async fn commit_held(
 /// in the write turn the store hands out.
 async fn commit_sqlite(
     store: &Store,
-    writer: &mut SqliteWriter,
-    turn: &mut TurnKeeper,
+    own: &mut OwnSqlite,
     calls: &[WalletCall],
 ) -> Result<Vec<Outcome>, StoreError> {
+    let (writer, turn) = own.connection(store)?;
     turn.take(store).await?;
     let mut batch = writer.begin()?;
     let mut decided = Vec::new();

@@ -50,6 +50,9 @@ use rusqlite::ffi;
 mod pcache;
 pub use pcache::{opening_writer, parked_pages, tune_process};
 
+#[cfg(feature = "test-vfs")]
+pub mod test_vfs;
+
 /// The name to open a connection with (`Connection::open_with_flags_and_vfs`).
 pub const VFS_NAME: &str = "kassa-wal-gather";
 const VFS_NAME_C: &CStr = c"kassa-wal-gather";

@@ -8,47 +8,18 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::time::Duration;
 
 use kassa_wal_gather::{failed_flushes, FlushPoint};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags};
+use support::FaultDir;
 
 const PRAGMAS: &str = "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;";
 
 const ENOSPC: i32 = rusqlite::ffi::SQLITE_FULL;
 const EIO: i32 = rusqlite::ffi::SQLITE_IOERR_WRITE;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "kassa-wal-faults-{}-{}-{name}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        // The VFS sees the full path SQLite makes of the file name.
-        let dir = dir.canonicalize().unwrap();
-        support::watch(&dir);
-        TempDir(dir)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.0.join("test.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        support::disarm(&self.0);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn open(path: &Path, gathering: bool, pragmas: &str) -> Connection {
     support::install();
@@ -77,7 +48,7 @@ const SPILLED_ROWS: i64 = 400;
 /// One history: 100 rows committed and checkpointed (TRUNCATE), then a transaction that
 /// spills pages into the WAL, with WAL writes failing with `code` after `skip` more
 /// succeeded; checks the outcome.
-fn faulty_history(dir: &TempDir, gathering: bool, skip: Option<u64>, code: i32, end: Ending) {
+fn faulty_history(dir: &FaultDir, gathering: bool, skip: Option<u64>, code: i32, end: Ending) {
     let path = dir.db();
     let mut conn = open(&path, gathering, PRAGMAS);
     conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB)")
@@ -88,10 +59,10 @@ fn faulty_history(dir: &TempDir, gathering: bool, skip: Option<u64>, code: i32, 
     // A small cache makes the transaction write (spill) pages to the WAL before it ends.
     conn.execute_batch("PRAGMA cache_size = 10").unwrap();
     if let Some(skip) = skip {
-        support::arm(&dir.0, skip, 1, code);
+        support::arm(dir.path(), skip, 1, code);
     }
     let committed = spill(&conn, end);
-    support::disarm(&dir.0);
+    support::disarm(dir.path());
     check_outcome(
         &path,
         committed,
@@ -209,9 +180,9 @@ fn assert_others_can_write(path: &Path, when: &str) {
 
 /// WAL writes the gathering (or plain) connection makes in the fault-free history.
 fn wal_writes_of(gathering: bool, end: Ending) -> u64 {
-    let dir = TempDir::new("count");
+    let dir = FaultDir::new("count");
     faulty_history(&dir, gathering, None, ENOSPC, end);
-    support::wal_writes(&dir.0)
+    support::wal_writes(dir.path())
 }
 
 /// Every failure position of the gathering VFS with ENOSPC, every third with EIO; the
@@ -232,7 +203,7 @@ fn sweep(end: Ending, points: &[FlushPoint]) {
             };
             let mut skip = 0;
             while skip <= writes {
-                let dir = TempDir::new("sweep");
+                let dir = FaultDir::new("sweep");
                 faulty_history(&dir, gathering, Some(skip), code, end);
                 skip += step;
             }
@@ -294,16 +265,16 @@ fn a_commit_without_the_sync_answers_a_full_disk_instead_of_aborting() {
 
 fn commit_without_sync_on_a_full_disk() {
     for gathering in [false, true] {
-        let dir = TempDir::new("nosync");
+        let dir = FaultDir::new("nosync");
         let path = dir.db();
         let pragmas = PRAGMAS.replace("synchronous = FULL", "synchronous = NORMAL");
         let mut conn = open(&path, gathering, &pragmas);
         conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB)")
             .unwrap();
         insert(&mut conn, "before", 100).unwrap();
-        support::arm(&dir.0, 0, u64::MAX, ENOSPC);
+        support::arm(dir.path(), 0, u64::MAX, ENOSPC);
         let result = insert(&mut conn, "spilled", 50);
-        support::disarm(&dir.0);
+        support::disarm(dir.path());
         // The default VFS answers the failed write itself: SQLITE_FULL from the commit.
         let code = result.unwrap_err().sqlite_error_code();
         assert_eq!(code, Some(ErrorCode::DiskFull), "gathering: {gathering}");
