@@ -384,11 +384,19 @@ impl Store {
                     })
             };
             // The one writer connection is a local file that does not go stale: no ping
-            // before each use (a round trip to its thread).
+            // before each use (a round trip to its thread), and it is kept for the life of
+            // the pool, so that its page cache stays the one opened with the tuning.
             let writer = pool(1, sqlite_writer_pragmas())
                 .test_before_acquire(false)
-                .connect_with(options.clone())
-                .await?;
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options.clone());
+            // With the tuning, its page cache parks like the wallet writer's (ADR 38).
+            let writer = if sqlite_tuning {
+                kassa_wal_gather::opening_pooled_writer(writer).await?
+            } else {
+                writer.await?
+            };
             let reader = pool(SQLITE_READERS_MAX, String::new())
                 .connect_with(options)
                 .await?;

@@ -48,7 +48,7 @@ use std::sync::OnceLock;
 use rusqlite::ffi;
 
 mod pcache;
-pub use pcache::{opening_writer, parked_pages, tune_process};
+pub use pcache::{opening_pooled_writer, opening_writer, parked_pages, tune_process};
 
 #[cfg(feature = "test-vfs")]
 pub mod test_vfs;

@@ -16,13 +16,20 @@
 //!   would discard the lock page's key discards key 0 too.
 //!
 //! SQLite takes a page cache only process-wide (`SQLITE_CONFIG_PCACHE2`), so the layer is
-//! installed for every connection, but only caches created inside [`opening_writer`] (a
-//! thread-local flag, set while the wallet writer's connection opens on its own thread)
-//! remap the key; every other cache is the default cache, call for call.
+//! installed for every connection, but only the caches of Kassa's two writer connections
+//! remap the key; every other cache is the default cache, call for call (ADR 19, 38):
+//! - the wallet writer's, created inside [`opening_writer`] (a thread-local flag, set while
+//!   that connection opens on its own thread);
+//! - sqlx's one writer connection (payments, payouts, players), created inside
+//!   [`opening_pooled_writer`]. sqlx opens it on a worker thread of its own, which no
+//!   thread-local flag reaches, so that window is process-wide and limited to threads
+//!   named as sqlx names its SQLite workers. A cache of another store that sqlx happens to
+//!   open in the same window parks too, which is correct, only not needed.
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_uint, c_void};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use rusqlite::ffi;
@@ -71,6 +78,38 @@ pub fn opening_writer<T>(open: impl FnOnce() -> T) -> T {
     open()
 }
 
+/// How sqlx names the thread each of its SQLite connections runs on.
+const SQLX_WORKER_THREAD_PREFIX: &str = "sqlx-sqlite-worker";
+
+/// Pooled writer connections being opened now ([`opening_pooled_writer`]).
+static OPENING_POOLED_WRITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `open` (the connecting of sqlx's writer pool) with the page caches that sqlx's
+/// SQLite worker threads create meanwhile marked as a writer's: only those, and the wallet
+/// writer's ([`opening_writer`]), park the lock page's key elsewhere. Keep the pool from
+/// replacing its connection later (no idle timeout, no maximum lifetime): a connection
+/// opened outside the window is correct but walks its cache at every commit again.
+pub async fn opening_pooled_writer<F: Future>(open: F) -> F::Output {
+    struct Closing;
+    impl Drop for Closing {
+        fn drop(&mut self) {
+            OPENING_POOLED_WRITERS.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    OPENING_POOLED_WRITERS.fetch_add(1, Ordering::SeqCst);
+    let _closing = Closing;
+    open.await
+}
+
+/// Whether a cache created now, on this thread, belongs to a writer connection.
+fn creating_writer_cache() -> bool {
+    OPENING_WRITER.with(Cell::get)
+        || (OPENING_POOLED_WRITERS.load(Ordering::SeqCst) > 0
+            && std::thread::current()
+                .name()
+                .is_some_and(|name| name.starts_with(SQLX_WORKER_THREAD_PREFIX)))
+}
+
 /// Where SQLite's lock byte sits in database files (`PENDING_BYTE`, 1 GiB unless a test
 /// moved it with `SQLITE_TESTCTRL_PENDING_BYTE`); the page that holds it is never used.
 fn pending_byte() -> c_uint {
@@ -80,7 +119,7 @@ fn pending_byte() -> c_uint {
 }
 
 /// One page cache: the default cache's, and the key its lock page has; `parks` is false
-/// for every cache but the wallet writer's, which then passes every key through.
+/// for every cache but the writers', which then passes every key through.
 struct Cache {
     inner: *mut ffi::sqlite3_pcache,
     lock_page_key: c_uint,
@@ -209,7 +248,7 @@ unsafe extern "C" fn x_create(
     Box::into_raw(Box::new(Cache {
         inner,
         lock_page_key,
-        parks: OPENING_WRITER.with(Cell::get),
+        parks: creating_writer_cache(),
     }))
     .cast()
 }
