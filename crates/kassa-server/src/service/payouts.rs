@@ -12,12 +12,12 @@ use kassa_connectors::{
     PayoutEvent as ProviderPayoutEvent, PayoutEventStatus, PayoutRequest, ProviderPayoutStatus,
     ProviderRegistry,
 };
-use kassa_core::ids::{PayoutId, PlayerId};
+use kassa_core::ids::{MerchantId, PayoutId, PlayerId};
 use kassa_core::ledger::{EntryStatus, Outcome};
 use kassa_core::movements;
 use kassa_core::payout::{next, PayoutEvent, PayoutStatus, PayoutTransition};
 use kassa_core::status::{AccountStatus, KycStatus};
-use kassa_core::{ids, Currency, Money};
+use kassa_core::{Currency, Money};
 use kassa_store::payouts::PayoutRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
@@ -26,7 +26,7 @@ use crate::config::PayoutsConfig;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, PlayerError};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
-use crate::service::{provider_failure_code, stored_id, HoldFor, ProviderHold};
+use crate::service::{provider_failure_code, HoldFor, ProviderHold};
 use crate::views::payouts::payout_view;
 use crate::views::Answer;
 
@@ -86,7 +86,7 @@ impl From<kassa_store::SqlxError> for PayoutError {
 /// A withdrawal as the API asks for it, already parsed.
 #[derive(Clone, Debug)]
 pub struct NewPayout {
-    pub player_id: String,
+    pub player_id: PlayerId,
     pub amount_minor: i64,
     pub currency: Currency,
     pub method: String,
@@ -131,7 +131,7 @@ impl PayoutsService {
     /// payout reached.
     pub async fn request(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         request: NewPayout,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<PayoutRecord, PayoutError> {
@@ -205,8 +205,8 @@ impl PayoutsService {
             .await?;
         let now = now_ms();
         let mut payout = PayoutRecord {
-            id: ids::generate("po"),
-            merchant_id: merchant_id.to_string(),
+            id: PayoutId::generate(),
+            merchant_id: merchant_id.clone(),
             player_id: player.player_id.clone(),
             provider: Some(provider.clone()),
             provider_reference: None,
@@ -233,14 +233,12 @@ impl PayoutsService {
             updated_at_ms: now,
         };
         let mut tx = self.store.begin().await?;
-        let payout_id: PayoutId = stored_id(&payout.id)?;
-        let player_id: PlayerId = stored_id(&payout.player_id)?;
         let hold = ProviderHold {
             merchant_id,
             provider: &provider,
             wallet: &wallet,
-            hold_for: HoldFor::Payout(&payout_id),
-            player_id: &player_id,
+            hold_for: HoldFor::Payout(&payout.id),
+            player_id: &payout.player_id,
             amount: Money::new(payout.amount_minor, request.currency),
         };
         if let Err(available_minor) = hold.apply(&self.store, &mut tx).await? {
@@ -292,14 +290,14 @@ impl PayoutsService {
     /// currency and method; otherwise the first provider that does.
     async fn route(
         &self,
-        merchant_id: &str,
-        player_id: &str,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
         method: &str,
         currency: Currency,
     ) -> Result<String, PayoutError> {
         let can_pay = |name: &str| {
             self.providers
-                .get_for_merchant(merchant_id, name)
+                .get_for_merchant(merchant_id.as_str(), name)
                 .is_some_and(|p| {
                     p.capabilities().payouts && p.capabilities().supports(method, currency, None)
                 })
@@ -314,7 +312,7 @@ impl PayoutsService {
             }
         }
         self.providers
-            .for_merchant(merchant_id)
+            .for_merchant(merchant_id.as_str())
             .map(|(name, _)| name)
             .find(|name| can_pay(name))
             .map(str::to_string)
@@ -327,7 +325,7 @@ impl PayoutsService {
     /// Hands an approved or deferred payout to its provider, or defers it when payouts are
     /// paused or the provider does not answer. Safe to call again: the provider dedupes by
     /// payout id, and the state machine refuses a second send once it is processing.
-    pub async fn send(&self, payout_id: &str) -> Result<PayoutRecord, PayoutError> {
+    pub async fn send(&self, payout_id: &PayoutId) -> Result<PayoutRecord, PayoutError> {
         self.send_answering(payout_id, None).await
     }
 
@@ -335,7 +333,7 @@ impl PayoutsService {
     /// transaction ends the send.
     async fn send_answering(
         &self,
-        payout_id: &str,
+        payout_id: &PayoutId,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<PayoutRecord, PayoutError> {
         let paused = self.store.switch_enabled(PAYOUTS_PAUSED).await?;
@@ -387,7 +385,7 @@ impl PayoutsService {
 
         let sent = provider
             .payout(&PayoutRequest {
-                payout_id: payout.id.clone(),
+                payout_id: payout.id.to_string(),
                 amount_minor: payout.amount_minor,
                 currency: payout.currency,
                 method: payout.method.clone(),
@@ -417,7 +415,7 @@ impl PayoutsService {
             Err(error)
                 if error.is_transient() && payout.send_attempts < self.config.send_attempts_max =>
             {
-                tracing::warn!(payout_id, error = %error, "payout deferred: the provider did not take it");
+                tracing::warn!(%payout_id, error = %error, "payout deferred: the provider did not take it");
                 payout.next_attempt_at_ms = Some(now_ms() + self.config.retry_backoff_ms);
                 self.transition(
                     &mut tx,
@@ -458,14 +456,17 @@ impl PayoutsService {
         provider: &str,
         event: &ProviderPayoutEvent,
     ) -> Result<(PayoutStatus, bool), ProviderEventError> {
+        let not_found = || ProviderEventError::PayoutNotFound {
+            payout_id: event.payout_id.clone(),
+        };
+        // An id that is not a payout id names no payout of ours.
+        let payout_id = PayoutId::parse(&event.payout_id).map_err(|_| not_found())?;
         let mut tx = self.store.begin().await?;
         let mut payout = self
             .store
-            .lock_payout(&mut tx, &event.payout_id)
+            .lock_payout(&mut tx, &payout_id)
             .await?
-            .ok_or_else(|| ProviderEventError::PayoutNotFound {
-                payout_id: event.payout_id.clone(),
-            })?;
+            .ok_or_else(not_found)?;
         let mismatch = |what| Err(ProviderEventError::Mismatch(what));
         if payout.provider.as_deref() != Some(provider) {
             return mismatch("the payout belongs to another provider");
@@ -501,7 +502,7 @@ impl PayoutsService {
     /// A reviewer approves (and the payout is sent) or rejects (and the hold is released).
     pub async fn review(
         &self,
-        payout_id: &str,
+        payout_id: &PayoutId,
         decision: Decision,
         reviewer: &str,
         reason: &str,
@@ -557,15 +558,15 @@ impl PayoutsService {
     /// it again: a repeated cancel is not a conflict.
     pub async fn cancel(
         &self,
-        merchant_id: &str,
-        payout_id: &str,
+        merchant_id: &MerchantId,
+        payout_id: &PayoutId,
     ) -> Result<PayoutRecord, PayoutError> {
         let mut tx = self.store.begin().await?;
         let mut payout = self
             .store
             .lock_payout(&mut tx, payout_id)
             .await?
-            .filter(|p| p.merchant_id == merchant_id)
+            .filter(|p| &p.merchant_id == merchant_id)
             .ok_or_else(|| payout_not_found(payout_id))?;
         if let Some(jurisdiction) = &payout.jurisdiction {
             if self
@@ -600,13 +601,13 @@ impl PayoutsService {
     /// A merchant's payout, or 404.
     pub async fn get(
         &self,
-        merchant_id: &str,
-        payout_id: &str,
+        merchant_id: &MerchantId,
+        payout_id: &PayoutId,
     ) -> Result<PayoutRecord, PayoutError> {
         self.store
             .find_payout(payout_id)
             .await?
-            .filter(|p| p.merchant_id == merchant_id)
+            .filter(|p| &p.merchant_id == merchant_id)
             .ok_or_else(|| payout_not_found(payout_id))
     }
 
@@ -626,14 +627,13 @@ impl PayoutsService {
         if payout.status == before {
             return Ok(false);
         }
-        let payout_id: PayoutId = stored_id(&payout.id)?;
-        let player_id: PlayerId = stored_id(&payout.player_id)?;
-        let Some(request) = movements::payout_settled(payout.status, &payout_id, &player_id) else {
+        let Some(request) = movements::payout_settled(payout.status, &payout.id, &payout.player_id)
+        else {
             return Ok(true);
         };
         let outcome = self
             .store
-            .apply_ledger_requests(tx, &payout.merchant_id, &[request])
+            .apply_ledger_requests(tx, payout.merchant_id.as_str(), &[request])
             .await?;
         match &outcome[0] {
             Outcome::Recorded(entry) if entry.status == EntryStatus::Posted => Ok(true),
@@ -692,9 +692,9 @@ impl PayoutsService {
                     self.store
                         .insert_outbox(
                             tx,
-                            &payout.merchant_id,
+                            payout.merchant_id.as_str(),
                             "payout.status_changed",
-                            &payout.id,
+                            payout.id.as_str(),
                             &payload.to_string(),
                         )
                         .await?;
@@ -744,9 +744,9 @@ fn event_name(event: PayoutEvent) -> &'static str {
 }
 
 /// The error for an unknown payout.
-pub fn payout_not_found(payout_id: &str) -> PayoutError {
+pub fn payout_not_found(payout_id: impl AsRef<str>) -> PayoutError {
     PayoutError::NotFound {
-        payout_id: payout_id.to_string(),
+        payout_id: payout_id.as_ref().to_string(),
     }
 }
 

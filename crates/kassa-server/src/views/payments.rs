@@ -102,13 +102,13 @@ pub struct RefundView {
 /// The public view of a payment.
 pub fn payment_view(p: &PaymentRecord) -> PaymentView {
     PaymentView {
-        payment_id: p.id.clone(),
+        payment_id: p.id.to_string(),
         status: p.status.as_str().to_string(),
         amount: p.currency.format_minor(p.amount_minor),
         currency: p.currency.code().to_string(),
         refunded: p.currency.format_minor(p.refunded_minor),
         method: p.method.clone(),
-        player_id: p.player_id.clone(),
+        player_id: p.player_id.to_string(),
         provider: p.provider.clone(),
         provider_reference: p.provider_reference.clone(),
         redirect_url: p.redirect_url.clone(),
@@ -121,7 +121,7 @@ pub fn payment_view(p: &PaymentRecord) -> PaymentView {
 /// The answer to `POST /v1/payments/init`.
 pub fn init_view(p: &PaymentRecord, next_action: Option<NextActionView>) -> PaymentInitView {
     PaymentInitView {
-        payment_id: p.id.clone(),
+        payment_id: p.id.to_string(),
         status: p.status.as_str().to_string(),
         redirect_url: p.redirect_url.clone(),
         provider: p.provider.clone(),
