@@ -18,13 +18,14 @@ use kassa_core::movements;
 use kassa_core::payout::{next, PayoutEvent, PayoutStatus, PayoutTransition};
 use kassa_core::status::{AccountStatus, KycStatus};
 use kassa_core::{Currency, Money};
+use kassa_store::directory::PlayerRecord;
 use kassa_store::payouts::PayoutRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
 
 use crate::config::PayoutsConfig;
 use crate::idempotency::IdempotencyClaim;
-use crate::service::players::{PlayerDirectory, PlayerError};
+use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
 use crate::service::{provider_failure_code, HoldFor, ProviderHold};
 use crate::views::payouts::payout_view;
@@ -137,21 +138,35 @@ impl PayoutsService {
     ) -> Result<PayoutRecord, PayoutError> {
         let player = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
-        // 1. KYC: identity must be verified before the first withdrawal.
-        if !player.kyc_status.allows_withdrawal() {
-            return Err(PayoutError::KycRequired {
-                kyc_status: player.kyc_status,
-            });
-        }
-        // 2. Responsible gambling: self-excluded players may withdraw their money; blocked
-        //    accounts may not.
-        if !player.account_status.allows_withdrawal() {
-            return Err(PayoutError::AccountBlocked {
-                account_status: player.account_status,
-            });
-        }
-        // 3. Available balance (checked again, race-free, by the hold below).
+        check_may_withdraw(&player)?;
         let wallet = self.players.wallet(merchant_id, &player.player_id).await?;
+        self.check_balance(&wallet, &request).await?;
+        let review_reasons = self
+            .risk_checks(merchant_id, &player.player_id, request.amount_minor)
+            .await?;
+        let provider = self
+            .route(
+                merchant_id,
+                &player.player_id,
+                &request.method,
+                request.currency,
+            )
+            .await?;
+        let payout = self.new_payout(&player, provider, request, review_reasons);
+        let payout = self.hold_and_record(payout, &wallet, claim).await?;
+        if payout.status != PayoutStatus::Approved {
+            return Ok(payout);
+        }
+        self.send_answering(&payout.id, claim).await
+    }
+
+    /// 3. The available balance must cover the amount (checked again, race-free, by the
+    /// hold).
+    async fn check_balance(
+        &self,
+        wallet: &WalletAccounts,
+        request: &NewPayout,
+    ) -> Result<(), PayoutError> {
         let available = self
             .store
             .balances(&[wallet.cash])
@@ -165,65 +180,84 @@ impl PayoutsService {
                 available_minor: available,
             });
         }
-        // 4. Risk: a player with a chargeback does not withdraw; large amounts are reviewed.
-        let chargebacks = self
-            .store
-            .chargebacks_of(merchant_id, &player.player_id)
-            .await?;
+        Ok(())
+    }
+
+    /// 4. Risk: a player with a chargeback does not withdraw; large amounts are reviewed.
+    /// 5. Wagering: low turnover since the last deposit is a review trigger, not a refusal.
+    /// Returns the reasons to review the payout (none: it is approved).
+    async fn risk_checks(
+        &self,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
+        amount_minor: i64,
+    ) -> Result<Vec<String>, PayoutError> {
+        let chargebacks = self.store.chargebacks_of(merchant_id, player_id).await?;
         if chargebacks > 0 {
             return Err(PayoutError::RiskRejected { chargebacks });
         }
         let mut review_reasons = Vec::new();
-        if request.amount_minor >= self.config.review_threshold_minor {
+        if amount_minor >= self.config.review_threshold_minor {
             review_reasons.push("amount_at_or_over_review_threshold".to_string());
         }
-        // 5. Wagering: low turnover since the last deposit is a review trigger, not a refusal.
+        if self.low_turnover(merchant_id, player_id).await? {
+            review_reasons.push("low_turnover_since_last_deposit".to_string());
+        }
+        Ok(review_reasons)
+    }
+
+    /// Whether the player bet less since their last deposit than the wagering share of it.
+    async fn low_turnover(
+        &self,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
+    ) -> Result<bool, StoreError> {
         let deposits = self
             .store
-            .captured_deposits(merchant_id, &player.player_id, 1)
+            .captured_deposits(merchant_id, player_id, 1)
             .await?;
-        if let Some((_, deposit_minor, deposited_at_ms)) = deposits.first() {
-            let turnover = self
-                .store
-                .player_turnover_since(merchant_id, &player.player_id, *deposited_at_ms)
-                .await?;
-            if self
-                .config
-                .wagering_review_share
-                .exceeds(turnover, *deposit_minor)
-            {
-                review_reasons.push("low_turnover_since_last_deposit".to_string());
-            }
-        }
-        let provider = self
-            .route(
-                merchant_id,
-                &player.player_id,
-                &request.method,
-                request.currency,
-            )
+        let Some((_, deposit_minor, deposited_at_ms)) = deposits.first() else {
+            return Ok(false);
+        };
+        let turnover = self
+            .store
+            .player_turnover_since(merchant_id, player_id, *deposited_at_ms)
             .await?;
+        Ok(self
+            .config
+            .wagering_review_share
+            .exceeds(turnover, *deposit_minor))
+    }
+
+    /// The payout about to be held, as requested, routed to `provider`.
+    fn new_payout(
+        &self,
+        player: &PlayerRecord,
+        provider: String,
+        request: NewPayout,
+        review_reasons: Vec<String>,
+    ) -> PayoutRecord {
         let now = now_ms();
-        let mut payout = PayoutRecord {
+        PayoutRecord {
             id: PayoutId::generate(),
-            merchant_id: merchant_id.clone(),
+            merchant_id: player.merchant_id.clone(),
             player_id: player.player_id.clone(),
-            provider: Some(provider.clone()),
+            provider: Some(provider),
             provider_reference: None,
-            method: request.method.clone(),
-            destination: request.destination,
-            amount_minor: request.amount_minor,
-            currency: request.currency,
-            status: PayoutStatus::Requested,
-            review_reasons: review_reasons.clone(),
-            failure_reason: None,
-            jurisdiction: player.jurisdiction.clone(),
             eta_hours: self
                 .config
                 .eta_hours
                 .get(&request.method)
                 .copied()
                 .unwrap_or(72),
+            method: request.method,
+            destination: request.destination,
+            amount_minor: request.amount_minor,
+            currency: request.currency,
+            status: PayoutStatus::Requested,
+            review_reasons,
+            failure_reason: None,
+            jurisdiction: player.jurisdiction.clone(),
             reviewed_by: None,
             review_note: None,
             reviewed_at_ms: None,
@@ -231,35 +265,36 @@ impl PayoutsService {
             next_attempt_at_ms: None,
             created_at_ms: now,
             updated_at_ms: now,
-        };
+        }
+    }
+
+    /// The request's first transaction: the hold on the player's money, the payout and its
+    /// history, the risk decision (approved or in review), and the key's answer — final
+    /// when the payout waits for review, staged when it is sent next.
+    async fn hold_and_record(
+        &self,
+        mut payout: PayoutRecord,
+        wallet: &WalletAccounts,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<PayoutRecord, PayoutError> {
         let mut tx = self.store.begin().await?;
         let hold = ProviderHold {
-            merchant_id,
-            provider: &provider,
-            wallet: &wallet,
+            merchant_id: &payout.merchant_id,
+            provider: payout.provider.as_deref().unwrap_or_default(),
+            wallet,
             hold_for: HoldFor::Payout(&payout.id),
             player_id: &payout.player_id,
-            amount: Money::new(payout.amount_minor, request.currency),
+            amount: Money::new(payout.amount_minor, payout.currency),
         };
         if let Err(available_minor) = hold.apply(&self.store, &mut tx).await? {
             return Err(PayoutError::InsufficientFunds {
-                currency: request.currency,
+                currency: payout.currency,
                 available_minor,
             });
         }
         self.store.insert_payout(&mut tx, &payout).await?;
-        let detail = json!({ "review_reasons": review_reasons }).to_string();
-        let requested = PayoutStatus::Requested.as_str();
-        let created = HistoryEvent {
-            source: "api",
-            event: "requested",
-            from: requested,
-            to: Some(requested),
-            actor: None,
-            detail: Some(&detail),
-        };
-        self.record(&mut tx, &payout, created).await?;
-        let event = if review_reasons.is_empty() {
+        self.record_requested(&mut tx, &payout).await?;
+        let event = if payout.review_reasons.is_empty() {
             PayoutEvent::Approve
         } else {
             PayoutEvent::SendToReview
@@ -277,13 +312,25 @@ impl PayoutsService {
             }
         }
         tx.commit().await?;
-        if !sending {
-            if let Some(claim) = claim {
-                claim.mark_committed();
-            }
-            return Ok(payout);
+        if let Some(claim) = claim.filter(|_| !sending) {
+            claim.mark_committed();
         }
-        self.send_answering(&payout.id, claim).await
+        Ok(payout)
+    }
+
+    /// The first event of a payout's history, with the reasons it goes to review.
+    async fn record_requested(&self, tx: &mut Tx, payout: &PayoutRecord) -> Result<(), StoreError> {
+        let detail = json!({ "review_reasons": payout.review_reasons }).to_string();
+        let requested = PayoutStatus::Requested.as_str();
+        let created = HistoryEvent {
+            source: "api",
+            event: "requested",
+            from: requested,
+            to: Some(requested),
+            actor: None,
+            detail: Some(&detail),
+        };
+        self.record(tx, payout, created).await
     }
 
     /// Closed loop: the provider the player last deposited through, if it pays out in this
@@ -748,6 +795,22 @@ pub fn payout_not_found(payout_id: impl AsRef<str>) -> PayoutError {
     PayoutError::NotFound {
         payout_id: payout_id.as_ref().to_string(),
     }
+}
+
+/// 1. KYC: identity must be verified before the first withdrawal. 2. Responsible
+/// gambling: self-excluded players may withdraw their money; blocked accounts may not.
+fn check_may_withdraw(player: &PlayerRecord) -> Result<(), PayoutError> {
+    if !player.kyc_status.allows_withdrawal() {
+        return Err(PayoutError::KycRequired {
+            kyc_status: player.kyc_status,
+        });
+    }
+    if !player.account_status.allows_withdrawal() {
+        return Err(PayoutError::AccountBlocked {
+            account_status: player.account_status,
+        });
+    }
+    Ok(())
 }
 
 /// Commits the send's last transaction, with the request's answer when it has a claim.
