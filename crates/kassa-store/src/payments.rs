@@ -20,11 +20,11 @@ pub struct PaymentRecord {
     pub provider: String,
     pub provider_reference: Option<String>,
     pub method: String,
-    pub amount_minor: i64,
-    pub currency: Currency,
+    /// The amount deposited, in its currency.
+    pub amount: Money,
     pub status: PaymentStatus,
-    /// Confirmed refunds so far.
-    pub refunded_minor: i64,
+    /// Confirmed refunds so far, in the payment's currency.
+    pub refunded: Money,
     pub return_url: String,
     pub redirect_url: Option<String>,
     pub country: String,
@@ -102,6 +102,8 @@ const PAYMENT_COLUMNS: &str = "id, merchant_id, player_id, provider, provider_re
 
 fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
     let currency: String = row.try_get("currency")?;
+    let currency =
+        Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let status: String = row.try_get("status")?;
     Ok(PaymentRecord {
         id: stored_id(row, "id")?,
@@ -110,11 +112,10 @@ fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
         provider: row.try_get("provider")?,
         provider_reference: row.try_get("provider_reference")?,
         method: row.try_get("method")?,
-        amount_minor: row.try_get("amount_minor")?,
-        currency: Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        amount: Money::new(row.try_get("amount_minor")?, currency),
         status: PaymentStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?,
-        refunded_minor: row.try_get("refunded_minor")?,
+        refunded: Money::new(row.try_get("refunded_minor")?, currency),
         return_url: row.try_get("return_url")?,
         redirect_url: row.try_get("redirect_url")?,
         country: row.try_get("country")?,
@@ -155,10 +156,10 @@ impl Store {
         .bind(&p.provider)
         .bind(&p.provider_reference)
         .bind(&p.method)
-        .bind(p.amount_minor)
-        .bind(p.currency.code())
+        .bind(p.amount.amount_minor)
+        .bind(p.amount.currency.code())
         .bind(p.status.as_str())
-        .bind(p.refunded_minor)
+        .bind(p.refunded.amount_minor)
         .bind(&p.return_url)
         .bind(&p.redirect_url)
         .bind(&p.country)
@@ -227,7 +228,7 @@ impl Store {
         .bind(&p.provider_reference)
         .bind(&p.redirect_url)
         .bind(&p.failure_reason)
-        .bind(p.refunded_minor)
+        .bind(p.refunded.amount_minor)
         .bind(now_ms())
         .bind(p.id.as_str())
         .execute(&mut **tx)

@@ -2,7 +2,7 @@
 
 use kassa_core::ids::{MerchantId, PayoutId, PlayerId};
 use kassa_core::payout::PayoutStatus;
-use kassa_core::Currency;
+use kassa_core::{Currency, Money};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -20,8 +20,8 @@ pub struct PayoutRecord {
     pub provider_reference: Option<String>,
     pub method: String,
     pub destination: Option<String>,
-    pub amount_minor: i64,
-    pub currency: Currency,
+    /// The amount withdrawn, in the player's currency.
+    pub amount: Money,
     pub status: PayoutStatus,
     /// Codes of the checks that sent it to review.
     pub review_reasons: Vec<String>,
@@ -58,6 +58,8 @@ const PAYOUT_COLUMNS: &str = "id, merchant_id, player_id, provider, provider_ref
 
 fn payout_from_row(row: &AnyRow) -> Result<PayoutRecord, StoreError> {
     let currency: String = row.try_get("currency")?;
+    let currency =
+        Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let status: String = row.try_get("status")?;
     let reasons: String = row.try_get("review_reasons")?;
     Ok(PayoutRecord {
@@ -68,8 +70,7 @@ fn payout_from_row(row: &AnyRow) -> Result<PayoutRecord, StoreError> {
         provider_reference: row.try_get("provider_reference")?,
         method: row.try_get("method")?,
         destination: row.try_get("destination")?,
-        amount_minor: row.try_get("amount_minor")?,
-        currency: Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        amount: Money::new(row.try_get("amount_minor")?, currency),
         status: PayoutStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("payout status {status:?}")))?,
         review_reasons: serde_json::from_str(&reasons)
@@ -101,8 +102,8 @@ impl Store {
         .bind(&p.provider_reference)
         .bind(&p.method)
         .bind(&p.destination)
-        .bind(p.amount_minor)
-        .bind(p.currency.code())
+        .bind(p.amount.amount_minor)
+        .bind(p.amount.currency.code())
         .bind(p.status.as_str())
         .bind(serde_json::to_string(&p.review_reasons).unwrap_or_else(|_| "[]".into()))
         .bind(&p.failure_reason)

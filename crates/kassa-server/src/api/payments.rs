@@ -15,7 +15,7 @@ use axum::{Extension, Json};
 use futures::Stream;
 use kassa_core::ids::PaymentId;
 use kassa_core::payment::PaymentStatus;
-use kassa_core::Currency;
+use kassa_core::{Currency, Money};
 use kassa_store::payments::PaymentRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -135,9 +135,12 @@ pub async fn init_payment(
     let started_at = Instant::now();
     let player_id = parse_id("player_id", &input.player_id)?;
     let currency = Currency::from_code(&input.currency)?;
-    let amount_minor = state
-        .amount_limits
-        .parse_positive(currency, &input.amount)?;
+    let amount = Money::new(
+        state
+            .amount_limits
+            .parse_positive(currency, &input.amount)?,
+        currency,
+    );
     if input.method.is_empty()
         || input.method.len() > 32
         || !input
@@ -160,8 +163,7 @@ pub async fn init_payment(
     }
     let request = NewPayment {
         player_id,
-        amount_minor,
-        currency,
+        amount,
         method: input.method,
         return_url: input.return_url,
         country,

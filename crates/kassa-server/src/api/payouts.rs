@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use kassa_core::ids::{MerchantId, PayoutId, PlayerId};
 use kassa_core::payout::PayoutStatus;
-use kassa_core::Currency;
+use kassa_core::{Currency, Money};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -113,9 +113,12 @@ pub async fn init_payout(
 ) -> Result<Response, ApiError> {
     let player_id = parse_id("player_id", &input.player_id)?;
     let currency = Currency::from_code(&input.currency)?;
-    let amount_minor = state
-        .amount_limits
-        .parse_positive(currency, &input.amount)?;
+    let amount = Money::new(
+        state
+            .amount_limits
+            .parse_positive(currency, &input.amount)?,
+        currency,
+    );
     if input.method.is_empty()
         || input.method.len() > 32
         || !input
@@ -141,8 +144,7 @@ pub async fn init_payout(
     }
     let request = NewPayout {
         player_id,
-        amount_minor,
-        currency,
+        amount,
         method: input.method,
         destination: input.destination,
     };

@@ -43,8 +43,7 @@ pub type StatusFeed = broadcast::Sender<(PaymentId, PaymentStatus)>;
 #[derive(Clone, Debug)]
 pub struct NewPayment {
     pub player_id: PlayerId,
-    pub amount_minor: i64,
-    pub currency: Currency,
+    pub amount: Money,
     pub method: String,
     pub return_url: String,
     pub country: String,
@@ -85,11 +84,8 @@ pub enum PaymentError {
     #[error("{provider} does not refund")]
     RefundsUnsupported { provider: String },
     /// The amount is not positive or more than is left to refund.
-    #[error("at most {refundable_minor} (minor units) can be refunded")]
-    RefundTooLarge {
-        currency: Currency,
-        refundable_minor: i64,
-    },
+    #[error("at most {refundable} can be refunded")]
+    RefundTooLarge { refundable: Money },
     /// The player no longer has the money the refund takes back.
     #[error("the player's balance no longer covers this refund")]
     RefundNotCovered,
@@ -287,12 +283,12 @@ impl PaymentsService {
         claim: Option<&IdempotencyClaim>,
     ) -> Result<PaymentStartOutcome, PaymentError> {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
-        PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
+        PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
         PlayerError::check_may_play(&player.player_id, player.account_status)?;
         let provider = self.route(
             merchant_id,
             &request.method,
-            request.currency,
+            request.amount.currency,
             &request.country,
         )?;
         let payment_id = match claim {
@@ -307,8 +303,8 @@ impl PaymentsService {
         let asked = provider
             .start_payment(&PaymentRequest {
                 payment_id: payment.id.to_string(),
-                amount_minor: payment.amount_minor,
-                currency: payment.currency,
+                amount_minor: payment.amount.amount_minor,
+                currency: payment.amount.currency,
                 method: payment.method.clone(),
                 country: Some(payment.country.clone()),
                 return_url: payment.return_url.clone(),
@@ -670,12 +666,12 @@ impl PaymentsService {
             payment.merchant_id.as_str(),
             AccountKind::ProviderClearing,
             &payment.provider,
-            payment.currency,
+            payment.amount.currency,
         )
         .await?;
         let request = movements::deposit_captured(
             payment_ref(payment),
-            Money::new(payment.amount_minor, payment.currency),
+            payment.amount,
             player.cash,
             clearing,
         );
@@ -728,8 +724,11 @@ impl PaymentsService {
                 .await?;
             return Ok(Applied::Ignored(payment.status));
         }
-        let refunded_minor = payment.refunded_minor + refund.amount.amount_minor;
-        let full = refunded_minor >= payment.amount_minor;
+        let refunded = Money::new(
+            payment.refunded.amount_minor + refund.amount.amount_minor,
+            payment.amount.currency,
+        );
+        let full = refunded.amount_minor >= payment.amount.amount_minor;
         let applied = self
             .transition(
                 tx,
@@ -749,7 +748,7 @@ impl PaymentsService {
             if !matches!(&outcome[0], Outcome::Recorded(e) if e.status == EntryStatus::Posted) {
                 return Err(unexpected_ledger(&outcome[0]).into());
             }
-            payment.refunded_minor = refunded_minor;
+            payment.refunded = refunded;
             self.store.update_payment(tx, payment).await?;
             self.store
                 .update_refund(tx, &refund.id, RefundStatus::Succeeded, None)
@@ -773,7 +772,7 @@ impl PaymentsService {
             merchant,
             AccountKind::ProviderClearing,
             &payment.provider,
-            payment.currency,
+            payment.amount.currency,
         )
         .await?;
         let losses = kassa_store::directory::ensure_account(
@@ -781,7 +780,7 @@ impl PaymentsService {
             merchant,
             AccountKind::ChargebackLosses,
             "",
-            payment.currency,
+            payment.amount.currency,
         )
         .await?;
         let cash = self
@@ -801,7 +800,7 @@ impl PaymentsService {
             losses,
             clearing,
         };
-        let amount = Money::new(event.amount_minor, payment.currency);
+        let amount = Money::new(event.amount_minor, payment.amount.currency);
         let requests = movements::chargeback(dispute, amount, cash, &accounts);
         let outcomes = self
             .store
@@ -860,7 +859,10 @@ impl PaymentsService {
     ) -> Result<RefundRecord, PaymentError> {
         let known = self.get(merchant_id, payment_id).await?;
         let amount_minor = amount
-            .map(|text| self.amount_limits.parse_positive(known.currency, text))
+            .map(|text| {
+                self.amount_limits
+                    .parse_positive(known.amount.currency, text)
+            })
             .transpose()?;
         let player = self.players.wallet(merchant_id, &known.player_id).await?;
         let (payment, refund) = self
@@ -906,19 +908,19 @@ impl PaymentsService {
             .filter(|r| r.status.holds_money())
             .map(|r| r.amount.amount_minor)
             .sum();
-        let refundable_minor = payment.amount_minor - payment.refunded_minor - pending_minor;
+        let refundable_minor =
+            payment.amount.amount_minor - payment.refunded.amount_minor - pending_minor;
         let amount_minor = amount_minor.unwrap_or(refundable_minor);
         if amount_minor <= 0 || amount_minor > refundable_minor {
             return Err(PaymentError::RefundTooLarge {
-                currency: payment.currency,
-                refundable_minor: refundable_minor.max(0),
+                refundable: Money::new(refundable_minor.max(0), payment.amount.currency),
             });
         }
         let refund = RefundRecord {
             id: RefundId::generate(),
             merchant_id: merchant_id.clone(),
             payment_id: payment.id.clone(),
-            amount: Money::new(amount_minor, payment.currency),
+            amount: Money::new(amount_minor, payment.amount.currency),
             status: RefundStatus::Pending,
             failure_reason: None,
             created_at_ms: now_ms(),
@@ -972,7 +974,7 @@ impl PaymentsService {
                 provider_reference: payment.provider_reference.clone().unwrap_or_default(),
                 refund_id: refund.id.to_string(),
                 amount_minor: refund.amount.amount_minor,
-                currency: payment.currency,
+                currency: refund.amount.currency,
             })
             .await;
         let mut tx = self.store.begin().await?;
@@ -1058,8 +1060,8 @@ impl PaymentsService {
                         event_id: format!("sync:{}:{}", payment.id, event_status.as_str()),
                         payment_id: payment.id.to_string(),
                         status: event_status,
-                        amount_minor: payment.amount_minor,
-                        currency: payment.currency,
+                        amount_minor: payment.amount.amount_minor,
+                        currency: payment.amount.currency,
                         timestamp_unix_s: now / 1000,
                         provider_reference: Some(reference),
                         refund_id: None,
@@ -1153,8 +1155,8 @@ impl PaymentsService {
                         "payment_id": payment.id,
                         "player_id": payment.player_id,
                         "status": to.as_str(),
-                        "amount": payment.currency.format_minor(payment.amount_minor),
-                        "currency": payment.currency.code(),
+                        "amount": payment.amount.format_amount(),
+                        "currency": payment.amount.currency.code(),
                         "failure_reason": payment.failure_reason,
                     });
                     self.store
@@ -1222,7 +1224,7 @@ fn check_event_matches(
     if payment.provider != provider {
         return mismatch("the payment belongs to another provider");
     }
-    if event.currency != payment.currency {
+    if event.currency != payment.amount.currency {
         return mismatch("the currency differs from the payment's");
     }
     if let (Some(ours), Some(theirs)) = (&payment.provider_reference, &event.provider_reference) {
@@ -1235,9 +1237,9 @@ fn check_event_matches(
         PaymentEventStatus::Chargeback
         | PaymentEventStatus::DisputeWon
         | PaymentEventStatus::DisputeLost => {
-            event.amount_minor > 0 && event.amount_minor <= payment.amount_minor
+            event.amount_minor > 0 && event.amount_minor <= payment.amount.amount_minor
         }
-        _ => event.amount_minor == payment.amount_minor,
+        _ => event.amount_minor == payment.amount.amount_minor,
     };
     if !amount_fits {
         return mismatch("the amount differs from the payment's");
@@ -1268,10 +1270,9 @@ fn new_payment_record(
         provider: provider.to_string(),
         provider_reference: None,
         method: request.method,
-        amount_minor: request.amount_minor,
-        currency: request.currency,
+        amount: request.amount,
         status: PaymentStatus::Initiated,
-        refunded_minor: 0,
+        refunded: Money::new(0, request.amount.currency),
         return_url: request.return_url,
         redirect_url: None,
         country: request.country,

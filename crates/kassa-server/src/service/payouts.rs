@@ -51,10 +51,7 @@ pub enum PayoutError {
     AccountBlocked { account_status: AccountStatus },
     /// The available balance does not cover the amount.
     #[error("the player's available balance does not cover this withdrawal")]
-    InsufficientFunds {
-        currency: Currency,
-        available_minor: i64,
-    },
+    InsufficientFunds { available: Money },
     /// Risk rules refuse it (a player with chargebacks).
     #[error("the withdrawal was refused by risk checks")]
     RiskRejected { chargebacks: i64 },
@@ -88,8 +85,7 @@ impl From<kassa_store::SqlxError> for PayoutError {
 #[derive(Clone, Debug)]
 pub struct NewPayout {
     pub player_id: PlayerId,
-    pub amount_minor: i64,
-    pub currency: Currency,
+    pub amount: Money,
     pub method: String,
     pub destination: Option<String>,
 }
@@ -137,19 +133,19 @@ impl PayoutsService {
         claim: Option<&IdempotencyClaim>,
     ) -> Result<PayoutRecord, PayoutError> {
         let player = self.players.get(merchant_id, &request.player_id).await?;
-        PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
+        PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
         check_may_withdraw(&player)?;
         let wallet = self.players.wallet(merchant_id, &player.player_id).await?;
         self.check_balance(&wallet, &request).await?;
         let review_reasons = self
-            .risk_checks(merchant_id, &player.player_id, request.amount_minor)
+            .risk_checks(merchant_id, &player.player_id, request.amount)
             .await?;
         let provider = self
             .route(
                 merchant_id,
                 &player.player_id,
                 &request.method,
-                request.currency,
+                request.amount.currency,
             )
             .await?;
         let payout = self.new_payout(&player, provider, request, review_reasons);
@@ -174,10 +170,9 @@ impl PayoutsService {
             .get(&wallet.cash)
             .copied()
             .unwrap_or(0);
-        if available < request.amount_minor {
+        if available < request.amount.amount_minor {
             return Err(PayoutError::InsufficientFunds {
-                currency: request.currency,
-                available_minor: available,
+                available: Money::new(available, request.amount.currency),
             });
         }
         Ok(())
@@ -190,14 +185,14 @@ impl PayoutsService {
         &self,
         merchant_id: &MerchantId,
         player_id: &PlayerId,
-        amount_minor: i64,
+        amount: Money,
     ) -> Result<Vec<String>, PayoutError> {
         let chargebacks = self.store.chargebacks_of(merchant_id, player_id).await?;
         if chargebacks > 0 {
             return Err(PayoutError::RiskRejected { chargebacks });
         }
         let mut review_reasons = Vec::new();
-        if amount_minor >= self.config.review_threshold_minor {
+        if amount.amount_minor >= self.config.review_threshold_minor {
             review_reasons.push("amount_at_or_over_review_threshold".to_string());
         }
         if self.low_turnover(merchant_id, player_id).await? {
@@ -252,8 +247,7 @@ impl PayoutsService {
                 .unwrap_or(72),
             method: request.method,
             destination: request.destination,
-            amount_minor: request.amount_minor,
-            currency: request.currency,
+            amount: request.amount,
             status: PayoutStatus::Requested,
             review_reasons,
             failure_reason: None,
@@ -284,12 +278,11 @@ impl PayoutsService {
             wallet,
             hold_for: HoldFor::Payout(&payout.id),
             player_id: &payout.player_id,
-            amount: Money::new(payout.amount_minor, payout.currency),
+            amount: payout.amount,
         };
         if let Err(available_minor) = hold.apply(&self.store, &mut tx).await? {
             return Err(PayoutError::InsufficientFunds {
-                currency: payout.currency,
-                available_minor,
+                available: Money::new(available_minor, payout.amount.currency),
             });
         }
         self.store.insert_payout(&mut tx, &payout).await?;
@@ -433,8 +426,8 @@ impl PayoutsService {
         let sent = provider
             .payout(&PayoutRequest {
                 payout_id: payout.id.to_string(),
-                amount_minor: payout.amount_minor,
-                currency: payout.currency,
+                amount_minor: payout.amount.amount_minor,
+                currency: payout.amount.currency,
                 method: payout.method.clone(),
                 destination: payout.destination.clone(),
             })
@@ -518,7 +511,9 @@ impl PayoutsService {
         if payout.provider.as_deref() != Some(provider) {
             return mismatch("the payout belongs to another provider");
         }
-        if payout.amount_minor != event.amount_minor || payout.currency != event.currency {
+        if payout.amount.amount_minor != event.amount_minor
+            || payout.amount.currency != event.currency
+        {
             return mismatch("the amount or currency differs from the payout's");
         }
         if let (Some(ours), Some(theirs)) = (&payout.provider_reference, &event.provider_reference)
@@ -730,8 +725,8 @@ impl PayoutsService {
                         "payout_id": payout.id,
                         "player_id": payout.player_id,
                         "status": to.as_str(),
-                        "amount": payout.currency.format_minor(payout.amount_minor),
-                        "currency": payout.currency.code(),
+                        "amount": payout.amount.format_amount(),
+                        "currency": payout.amount.currency.code(),
                         "method": payout.method,
                         "eta_hours": payout.eta_hours,
                         "reason": payout.failure_reason,

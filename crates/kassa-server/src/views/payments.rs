@@ -104,9 +104,9 @@ pub fn payment_view(p: &PaymentRecord) -> PaymentView {
     PaymentView {
         payment_id: p.id.to_string(),
         status: p.status.as_str().to_string(),
-        amount: p.currency.format_minor(p.amount_minor),
-        currency: p.currency.code().to_string(),
-        refunded: p.currency.format_minor(p.refunded_minor),
+        amount: p.amount.format_amount(),
+        currency: p.amount.currency.code().to_string(),
+        refunded: p.refunded.format_amount(),
         method: p.method.clone(),
         player_id: p.player_id.to_string(),
         provider: p.provider.clone(),
@@ -134,7 +134,7 @@ pub fn refund_view(r: &RefundRecord) -> RefundView {
     RefundView {
         refund_id: r.id.to_string(),
         payment_id: r.payment_id.to_string(),
-        amount: r.amount.currency.format_minor(r.amount.amount_minor),
+        amount: r.amount.format_amount(),
         currency: r.amount.currency.code().to_string(),
         status: r.status.as_str().to_string(),
     }

@@ -35,8 +35,8 @@ pub fn payout_view(p: &PayoutRecord) -> PayoutView {
     PayoutView {
         payout_id: p.id.to_string(),
         status: p.status.as_str().to_string(),
-        amount: p.currency.format_minor(p.amount_minor),
-        currency: p.currency.code().to_string(),
+        amount: p.amount.format_amount(),
+        currency: p.amount.currency.code().to_string(),
         method: p.method.clone(),
         player_id: p.player_id.to_string(),
         provider: p.provider.clone(),

@@ -29,11 +29,7 @@ pub async fn return_page(
     };
     let payment =
         found.ok_or_else(|| crate::service::payments::payment_not_found(&query.payment_id))?;
-    let amount = format!(
-        "{} {}",
-        payment.currency.format_minor(payment.amount_minor),
-        payment.currency
-    );
+    let amount = payment.amount.to_string();
     let status = payment.status.as_str();
     let id = &payment.id;
     let page = format!(
