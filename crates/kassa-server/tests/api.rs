@@ -930,9 +930,17 @@ async fn ids_that_cannot_be_of_their_kind_are_not_found(app: TestApp) {
         (Method::GET, "/v1/payments/po_abc", "payment_not_found"),
         (Method::GET, "/v1/payments/nonsense", "payment_not_found"),
         (Method::GET, "/v1/payments/pay_unknown", "payment_not_found"),
-        (Method::POST, "/v1/payments/po_abc/cancel", "payment_not_found"),
+        (
+            Method::POST,
+            "/v1/payments/po_abc/cancel",
+            "payment_not_found",
+        ),
         (Method::GET, "/v1/payouts/pay_abc", "payout_not_found"),
-        (Method::POST, "/v1/payouts/pay_abc/cancel", "payout_not_found"),
+        (
+            Method::POST,
+            "/v1/payouts/pay_abc/cancel",
+            "payout_not_found",
+        ),
         (Method::GET, "/v1/players/p!1", "player_not_found"),
         (Method::GET, "/v1/players/p!1/balance", "player_not_found"),
     ] {

@@ -156,8 +156,8 @@ impl PayoutsService {
         self.send_answering(&payout.id, claim).await
     }
 
-    /// 3. The available balance must cover the amount (checked again, race-free, by the
-    /// hold).
+    /// Check 3, the available balance: it must cover the amount (checked again, race-free,
+    /// by the hold).
     async fn check_balance(
         &self,
         wallet: &WalletAccounts,
@@ -178,9 +178,9 @@ impl PayoutsService {
         Ok(())
     }
 
-    /// 4. Risk: a player with a chargeback does not withdraw; large amounts are reviewed.
-    /// 5. Wagering: low turnover since the last deposit is a review trigger, not a refusal.
-    /// Returns the reasons to review the payout (none: it is approved).
+    /// Checks 4 and 5, risk and wagering: a player with a chargeback does not withdraw;
+    /// large amounts, and low turnover since the last deposit, are reasons to review the
+    /// payout (not refusals). Returns those reasons (none: it is approved).
     async fn risk_checks(
         &self,
         merchant_id: &MerchantId,
@@ -792,8 +792,8 @@ pub fn payout_not_found(payout_id: impl AsRef<str>) -> PayoutError {
     }
 }
 
-/// 1. KYC: identity must be verified before the first withdrawal. 2. Responsible
-/// gambling: self-excluded players may withdraw their money; blocked accounts may not.
+/// Checks 1 and 2: KYC (identity verified before the first withdrawal), then responsible
+/// gambling (self-excluded players may withdraw their money; blocked accounts may not).
 fn check_may_withdraw(player: &PlayerRecord) -> Result<(), PayoutError> {
     if !player.kyc_status.allows_withdrawal() {
         return Err(PayoutError::KycRequired {
