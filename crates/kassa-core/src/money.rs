@@ -335,6 +335,11 @@ impl Money {
         Ok(Money::new(currency.parse_minor(text)?, currency))
     }
 
+    /// The amount as the API writes it, in its currency's decimals ("50.00", "1500").
+    pub fn format_amount(self) -> String {
+        self.currency.format_minor(self.amount_minor)
+    }
+
     /// Adds two amounts of the same currency, refusing overflow.
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
@@ -489,6 +494,14 @@ mod tests {
             Currency::from_code("ETH").unwrap().format_minor(1),
             "0.000000001"
         );
+    }
+
+    #[test]
+    fn money_formats_its_amount_in_its_currency() {
+        assert_eq!(Money::new(5000, eur()).format_amount(), "50.00");
+        let jpy = Currency::from_code("JPY").unwrap();
+        assert_eq!(Money::new(1500, jpy).format_amount(), "1500");
+        assert_eq!(Money::new(-5, eur()).to_string(), "-0.05 EUR");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 use hmac::{Hmac, Mac};
+use kassa_core::ids::MerchantId;
 use kassa_store::directory::ApiKeyRecord;
 use kassa_store::Store;
 use rand::distributions::Alphanumeric;
@@ -43,7 +44,7 @@ pub struct Principal {
     /// The key's id (never the secret).
     pub key_id: String,
     /// The merchant a merchant key acts for.
-    pub merchant_id: Option<String>,
+    pub merchant_id: Option<MerchantId>,
     /// Roles of an admin key.
     pub roles: Vec<String>,
 }
@@ -52,7 +53,7 @@ pub struct Principal {
 #[derive(Clone, Debug)]
 pub struct Merchant {
     /// The merchant's id.
-    pub id: String,
+    pub id: MerchantId,
 }
 
 /// A caller with an admin key.

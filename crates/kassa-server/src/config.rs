@@ -499,6 +499,15 @@ impl Config {
             self.idempotency.retention_hours >= 24,
             "idempotency.retention_hours must be at least 24"
         );
+        for account in &self.providers.accounts {
+            kassa_core::ids::MerchantId::parse(&account.merchant).map_err(|error| {
+                anyhow::anyhow!(
+                    "provider account {:?}: merchant {:?} {error}",
+                    account.id,
+                    account.merchant
+                )
+            })?;
+        }
         self.jobs.validate()?;
         self.limits.amount_limits()?;
         let secret_len = self.auth.key_hash_secret.len();
@@ -695,6 +704,24 @@ mod tests {
         );
         assert_eq!(account.setting_u64("timeout_ms", 0).unwrap(), 2500);
         assert_eq!(account.merchant_id, "mch_eu");
+    }
+
+    #[test]
+    fn a_provider_account_names_a_merchant_id() {
+        let account = |merchant: &str| {
+            format!(
+                "[[providers.accounts]]\nid = \"psp\"\nmerchant = \"{merchant}\"\n\
+                 kind = \"sandbox\"\nname = \"PSP\"\ncredentials = {{ api_secret = \"x\" }}\n"
+            )
+        };
+        assert!(Config::from_file_text(&account("mch_eu")).is_ok());
+        for bad in ["eu", "mch_", "mch_a b", ""] {
+            let refused = Config::from_file_text(&account(bad)).unwrap_err();
+            assert!(
+                refused.to_string().contains("merchant"),
+                "{bad:?}: {refused}"
+            );
+        }
     }
 
     #[test]

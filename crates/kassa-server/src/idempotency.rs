@@ -16,6 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use kassa_core::ids::MerchantId;
 use kassa_store::idempotency::{
     claim_idempotency_key_in, complete_idempotency_key, release_idempotency_key_in,
     stage_idempotency_answer, Claim,
@@ -149,7 +150,7 @@ async fn guard(state: AppState, mode: Mode, request: Request, next: Next) -> Res
     let Some(merchant_id) = request
         .extensions()
         .get::<Principal>()
-        .and_then(|p| p.merchant_id.clone())
+        .and_then(|p| p.merchant_id.as_ref().map(MerchantId::to_string))
     else {
         // Not a merchant: the handler's extractor answers 401/403.
         return next.run(request).await;

@@ -25,6 +25,7 @@ contract_tests!(
     idempotency_key_body_field_is_honoured,
     transactions_are_paginated_newest_first,
     admin_creates_merchants_whose_keys_work,
+    ids_that_cannot_be_of_their_kind_are_not_found,
 );
 
 async fn health_readiness_and_openapi(app: TestApp) {
@@ -918,5 +919,51 @@ async fn the_wallet_writer_thread_takes_the_configured_nice_value() {
     // And the writer still answers.
     app.player("p1").await;
     assert_eq!(app.credit("t1", "p1", "1.00").await.status, StatusCode::OK);
+    app.stop().await;
+}
+
+/// Ids are parsed into their types at the edge (ADR 37): an id in a path or a reference that
+/// cannot be of its kind answers exactly what an unknown id of that kind answers.
+async fn ids_that_cannot_be_of_their_kind_are_not_found(app: TestApp) {
+    app.player("p1").await;
+    for (method, path, code) in [
+        (Method::GET, "/v1/payments/po_abc", "payment_not_found"),
+        (Method::GET, "/v1/payments/nonsense", "payment_not_found"),
+        (Method::GET, "/v1/payments/pay_unknown", "payment_not_found"),
+        (
+            Method::POST,
+            "/v1/payments/po_abc/cancel",
+            "payment_not_found",
+        ),
+        (Method::GET, "/v1/payouts/pay_abc", "payout_not_found"),
+        (
+            Method::POST,
+            "/v1/payouts/pay_abc/cancel",
+            "payout_not_found",
+        ),
+        (Method::GET, "/v1/players/p!1", "player_not_found"),
+        (Method::GET, "/v1/players/p!1/balance", "player_not_found"),
+    ] {
+        let body = (method == Method::POST).then(|| json!({}));
+        let key = app.api_key.clone();
+        let answer = app.send(method, path, Some(&key), body.as_ref(), &[]).await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (StatusCode::NOT_FOUND, code),
+            "{path}: {}",
+            answer.body
+        );
+    }
+    let enrolled = app
+        .post(
+            "/v1/wallet/credit",
+            json!({"txn_id": "c1", "player_id": "p1", "amount": "5", "currency": "EUR",
+                   "payment_id": "ext-1"}),
+        )
+        .await;
+    assert_eq!(
+        (enrolled.status, enrolled.error_code()),
+        (StatusCode::NOT_FOUND, "payment_not_found")
+    );
     app.stop().await;
 }

@@ -1,5 +1,6 @@
 //! Merchants, their API keys, and players with their ledger accounts.
 
+use kassa_core::ids::{MerchantId, PlayerId};
 use kassa_core::ledger::{AccountId, AccountKind};
 use kassa_core::status::{AccountStatus, KycStatus};
 use kassa_core::Currency;
@@ -14,7 +15,7 @@ pub struct ApiKeyRecord {
     /// Key id (not the secret).
     pub id: String,
     /// Merchant the key acts for; `None` for platform admin keys.
-    pub merchant_id: Option<String>,
+    pub merchant_id: Option<MerchantId>,
     /// Admin roles (`admin`, `finance`, …); empty for merchant keys.
     pub roles: Vec<String>,
 }
@@ -23,9 +24,9 @@ pub struct ApiKeyRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlayerRecord {
     /// Merchant the player belongs to.
-    pub merchant_id: String,
+    pub merchant_id: MerchantId,
     /// The merchant's id for the player.
-    pub player_id: String,
+    pub player_id: PlayerId,
     /// The one currency the player's wallet holds.
     pub currency: Currency,
     /// ISO 3166-1 alpha-2 country.
@@ -48,9 +49,9 @@ pub struct PlayerRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlayerUpsert {
     /// Merchant the player belongs to.
-    pub merchant_id: String,
+    pub merchant_id: MerchantId,
     /// The merchant's id for the player.
-    pub player_id: String,
+    pub player_id: PlayerId,
     /// Wallet currency; fixed once set.
     pub currency: Currency,
     /// Country code.
@@ -86,6 +87,14 @@ pub(crate) fn stored_id<T: std::str::FromStr<Err = kassa_core::ids::IdError>>(
     column: &str,
 ) -> Result<T, StoreError> {
     let text: String = row.try_get(column)?;
+    parse_stored_id(column, &text)
+}
+
+/// Stored id text as its type; see [`stored_id`].
+pub(crate) fn parse_stored_id<T: std::str::FromStr<Err = kassa_core::ids::IdError>>(
+    column: &str,
+    text: &str,
+) -> Result<T, StoreError> {
     text.parse()
         .map_err(|error| StoreError::Corrupt(format!("{column} {text:?}: {error}")))
 }
@@ -93,8 +102,8 @@ pub(crate) fn stored_id<T: std::str::FromStr<Err = kassa_core::ids::IdError>>(
 fn player_from_row(row: &AnyRow) -> Result<PlayerRecord, StoreError> {
     let code: String = row.try_get("currency")?;
     Ok(PlayerRecord {
-        merchant_id: row.try_get("merchant_id")?,
-        player_id: row.try_get("player_id")?,
+        merchant_id: stored_id(row, "merchant_id")?,
+        player_id: stored_id(row, "player_id")?,
         currency: Currency::from_code(&code).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         country: row.try_get("country")?,
         jurisdiction: row.try_get("jurisdiction")?,
@@ -195,9 +204,12 @@ impl Store {
         .await?;
         row.map(|row| {
             let roles: String = row.try_get("roles")?;
+            let merchant_id: Option<String> = row.try_get("merchant_id")?;
             Ok(ApiKeyRecord {
                 id: row.try_get("id")?,
-                merchant_id: row.try_get("merchant_id")?,
+                merchant_id: merchant_id
+                    .map(|id| parse_stored_id("merchant_id", &id))
+                    .transpose()?,
                 roles: roles
                     .split(',')
                     .filter(|r| !r.is_empty())
@@ -211,15 +223,15 @@ impl Store {
     /// Finds a player.
     pub async fn get_player(
         &self,
-        merchant_id: &str,
-        player_id: &str,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
     ) -> Result<Option<PlayerRecord>, StoreError> {
         let sql = format!(
             "SELECT {PLAYER_COLUMNS} FROM players WHERE merchant_id = $1 AND player_id = $2"
         );
         let row = sqlx::query(&sql)
-            .bind(merchant_id)
-            .bind(player_id)
+            .bind(merchant_id.as_str())
+            .bind(player_id.as_str())
             .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(player_from_row).transpose()
@@ -237,8 +249,8 @@ impl Store {
             self.lock_clause()
         );
         let existing = sqlx::query(&sql)
-            .bind(&player.merchant_id)
-            .bind(&player.player_id)
+            .bind(player.merchant_id.as_str())
+            .bind(player.player_id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         let now = now_ms();
@@ -246,7 +258,7 @@ impl Store {
             Some(current) => {
                 if current.currency != player.currency {
                     return Err(StoreError::CurrencyImmutable {
-                        player_id: player.player_id.clone(),
+                        player_id: player.player_id.to_string(),
                         current: current.currency.code().to_string(),
                     });
                 }
@@ -260,21 +272,21 @@ impl Store {
                 .bind(player.kyc_status.as_str())
                 .bind(&player.birth_date)
                 .bind(now)
-                .bind(&player.merchant_id)
-                .bind(&player.player_id)
+                .bind(player.merchant_id.as_str())
+                .bind(player.player_id.as_str())
                 .bind(player.account_status.as_str())
                 .execute(&mut *tx)
                 .await?;
                 false
             }
             None => {
-                let merchant = &player.merchant_id;
+                let merchant = player.merchant_id.as_str();
                 let currency = player.currency;
                 let cash = ensure_account(
                     &mut tx,
                     merchant,
                     AccountKind::PlayerCash,
-                    &player.player_id,
+                    player.player_id.as_str(),
                     currency,
                 )
                 .await?;
@@ -282,7 +294,7 @@ impl Store {
                     &mut tx,
                     merchant,
                     AccountKind::PlayerHold,
-                    &player.player_id,
+                    player.player_id.as_str(),
                     currency,
                 )
                 .await?;
@@ -303,7 +315,7 @@ impl Store {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
                 )
                 .bind(merchant)
-                .bind(&player.player_id)
+                .bind(player.player_id.as_str())
                 .bind(currency.code())
                 .bind(&player.country)
                 .bind(&player.jurisdiction)
@@ -321,8 +333,8 @@ impl Store {
         let row = sqlx::query(&format!(
             "SELECT {PLAYER_COLUMNS} FROM players WHERE merchant_id = $1 AND player_id = $2"
         ))
-        .bind(&player.merchant_id)
-        .bind(&player.player_id)
+        .bind(player.merchant_id.as_str())
+        .bind(player.player_id.as_str())
         .fetch_one(&mut *tx)
         .await?;
         let record = player_from_row(&row)?;

@@ -1,7 +1,7 @@
 //! Deposits on disk: payments, their event history, refunds, the inbound webhook delivery
 //! log, processed provider events (the dedupe key) and the outbox.
 
-use kassa_core::ids::{PaymentId, RefundId};
+use kassa_core::ids::{MerchantId, PaymentId, PlayerId, RefundId};
 use kassa_core::payment::PaymentStatus;
 use kassa_core::status::RefundStatus;
 use kassa_core::{Currency, Money};
@@ -14,17 +14,17 @@ use crate::{now_ms, HistoryEvent, Store, StoreError, Tx};
 /// A payment as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentRecord {
-    pub id: String,
-    pub merchant_id: String,
-    pub player_id: String,
+    pub id: PaymentId,
+    pub merchant_id: MerchantId,
+    pub player_id: PlayerId,
     pub provider: String,
     pub provider_reference: Option<String>,
     pub method: String,
-    pub amount_minor: i64,
-    pub currency: Currency,
+    /// The amount deposited, in its currency.
+    pub amount: Money,
     pub status: PaymentStatus,
-    /// Confirmed refunds so far.
-    pub refunded_minor: i64,
+    /// Confirmed refunds so far, in the payment's currency.
+    pub refunded: Money,
     pub return_url: String,
     pub redirect_url: Option<String>,
     pub country: String,
@@ -54,7 +54,7 @@ pub struct PaymentEventRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefundRecord {
     pub id: RefundId,
-    pub merchant_id: String,
+    pub merchant_id: MerchantId,
     pub payment_id: PaymentId,
     /// The amount given back, in the payment's currency.
     pub amount: Money,
@@ -102,19 +102,20 @@ const PAYMENT_COLUMNS: &str = "id, merchant_id, player_id, provider, provider_re
 
 fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
     let currency: String = row.try_get("currency")?;
+    let currency =
+        Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let status: String = row.try_get("status")?;
     Ok(PaymentRecord {
-        id: row.try_get("id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        player_id: row.try_get("player_id")?,
+        id: stored_id(row, "id")?,
+        merchant_id: stored_id(row, "merchant_id")?,
+        player_id: stored_id(row, "player_id")?,
         provider: row.try_get("provider")?,
         provider_reference: row.try_get("provider_reference")?,
         method: row.try_get("method")?,
-        amount_minor: row.try_get("amount_minor")?,
-        currency: Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        amount: Money::new(row.try_get("amount_minor")?, currency),
         status: PaymentStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("payment status {status:?}")))?,
-        refunded_minor: row.try_get("refunded_minor")?,
+        refunded: Money::new(row.try_get("refunded_minor")?, currency),
         return_url: row.try_get("return_url")?,
         redirect_url: row.try_get("redirect_url")?,
         country: row.try_get("country")?,
@@ -133,7 +134,7 @@ fn refund_from_row(row: &AnyRow) -> Result<RefundRecord, StoreError> {
         Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(RefundRecord {
         id: stored_id(row, "id")?,
-        merchant_id: row.try_get("merchant_id")?,
+        merchant_id: stored_id(row, "merchant_id")?,
         payment_id: stored_id(row, "payment_id")?,
         amount: Money::new(row.try_get("amount_minor")?, currency),
         status: stored_status(row, "status", RefundStatus::parse)?,
@@ -149,16 +150,16 @@ impl Store {
             "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
              $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         ))
-        .bind(&p.id)
-        .bind(&p.merchant_id)
-        .bind(&p.player_id)
+        .bind(p.id.as_str())
+        .bind(p.merchant_id.as_str())
+        .bind(p.player_id.as_str())
         .bind(&p.provider)
         .bind(&p.provider_reference)
         .bind(&p.method)
-        .bind(p.amount_minor)
-        .bind(p.currency.code())
+        .bind(p.amount.amount_minor)
+        .bind(p.amount.currency.code())
         .bind(p.status.as_str())
-        .bind(p.refunded_minor)
+        .bind(p.refunded.amount_minor)
         .bind(&p.return_url)
         .bind(&p.redirect_url)
         .bind(&p.country)
@@ -176,24 +177,24 @@ impl Store {
     /// A merchant's payment.
     pub async fn get_payment(
         &self,
-        merchant_id: &str,
-        id: &str,
+        merchant_id: &MerchantId,
+        id: &PaymentId,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         let sql =
             format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND merchant_id = $2");
         let row = sqlx::query(&sql)
-            .bind(id)
-            .bind(merchant_id)
+            .bind(id.as_str())
+            .bind(merchant_id.as_str())
             .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(payment_from_row).transpose()
     }
 
     /// A payment by id, whatever its merchant (for capability URLs and status sync).
-    pub async fn find_payment(&self, id: &str) -> Result<Option<PaymentRecord>, StoreError> {
+    pub async fn find_payment(&self, id: &PaymentId) -> Result<Option<PaymentRecord>, StoreError> {
         let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1");
         let row = sqlx::query(&sql)
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(payment_from_row).transpose()
@@ -204,13 +205,16 @@ impl Store {
     pub async fn lock_payment(
         &self,
         tx: &mut Tx,
-        id: &str,
+        id: &PaymentId,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         let sql = format!(
             "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1{}",
             self.lock_clause()
         );
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
         row.as_ref().map(payment_from_row).transpose()
     }
 
@@ -224,9 +228,9 @@ impl Store {
         .bind(&p.provider_reference)
         .bind(&p.redirect_url)
         .bind(&p.failure_reason)
-        .bind(p.refunded_minor)
+        .bind(p.refunded.amount_minor)
         .bind(now_ms())
-        .bind(&p.id)
+        .bind(p.id.as_str())
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -235,8 +239,8 @@ impl Store {
     /// A player's payments, newest first, before the `(created_at_ms, id)` cursor.
     pub async fn list_payments(
         &self,
-        merchant_id: &str,
-        player_id: &str,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
         before: Option<(i64, String)>,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, StoreError> {
@@ -247,8 +251,8 @@ impl Store {
              ORDER BY created_at_ms DESC, id DESC LIMIT $5"
         );
         let rows = sqlx::query(&sql)
-            .bind(merchant_id)
-            .bind(player_id)
+            .bind(merchant_id.as_str())
+            .bind(player_id.as_str())
             .bind(before_ms)
             .bind(before_id)
             .bind(i64::from(limit))
@@ -280,14 +284,14 @@ impl Store {
     pub async fn insert_payment_event(
         &self,
         tx: &mut Tx,
-        payment_id: &str,
+        payment_id: &PaymentId,
         e: HistoryEvent<'_>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO payment_events (payment_id, source, event, from_status, to_status, detail, \
              created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(payment_id)
+        .bind(payment_id.as_str())
         .bind(e.source)
         .bind(e.event)
         .bind(e.from)
@@ -302,13 +306,13 @@ impl Store {
     /// A payment's history, oldest first.
     pub async fn payment_events(
         &self,
-        payment_id: &str,
+        payment_id: &PaymentId,
     ) -> Result<Vec<PaymentEventRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT source, event, from_status, to_status, detail, created_at_ms FROM payment_events \
              WHERE payment_id = $1 ORDER BY id",
         )
-        .bind(payment_id)
+        .bind(payment_id.as_str())
         .fetch_all(self.reader())
         .await?;
         rows.iter()
@@ -333,7 +337,7 @@ impl Store {
              failure_reason, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
         .bind(r.id.as_str())
-        .bind(&r.merchant_id)
+        .bind(r.merchant_id.as_str())
         .bind(r.payment_id.as_str())
         .bind(r.amount.amount_minor)
         .bind(r.amount.currency.code())
@@ -349,25 +353,28 @@ impl Store {
     pub async fn refunds_of(
         &self,
         tx: &mut Tx,
-        payment_id: &str,
+        payment_id: &PaymentId,
     ) -> Result<Vec<RefundRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, merchant_id, payment_id, amount_minor, currency, status, failure_reason, \
              created_at_ms FROM refunds WHERE payment_id = $1 ORDER BY created_at_ms, id",
         )
-        .bind(payment_id)
+        .bind(payment_id.as_str())
         .fetch_all(&mut **tx)
         .await?;
         rows.iter().map(refund_from_row).collect()
     }
 
     /// A payment's refunds, outside a transaction.
-    pub async fn list_refunds(&self, payment_id: &str) -> Result<Vec<RefundRecord>, StoreError> {
+    pub async fn list_refunds(
+        &self,
+        payment_id: &PaymentId,
+    ) -> Result<Vec<RefundRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, merchant_id, payment_id, amount_minor, currency, status, failure_reason, \
              created_at_ms FROM refunds WHERE payment_id = $1 ORDER BY created_at_ms, id",
         )
-        .bind(payment_id)
+        .bind(payment_id.as_str())
         .fetch_all(self.reader())
         .await?;
         rows.iter().map(refund_from_row).collect()
@@ -377,7 +384,7 @@ impl Store {
     pub async fn update_refund(
         &self,
         tx: &mut Tx,
-        id: &str,
+        id: &RefundId,
         status: RefundStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
@@ -387,7 +394,7 @@ impl Store {
         .bind(status.as_str())
         .bind(reason)
         .bind(now_ms())
-        .bind(id)
+        .bind(id.as_str())
         .execute(&mut **tx)
         .await?;
         Ok(())

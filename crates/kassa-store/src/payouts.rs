@@ -1,25 +1,27 @@
 //! Withdrawals on disk: payouts, their history, and the switches that pause them.
 
+use kassa_core::ids::{MerchantId, PayoutId, PlayerId};
 use kassa_core::payout::PayoutStatus;
-use kassa_core::Currency;
+use kassa_core::{Currency, Money};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::directory::stored_id;
 use crate::{now_ms, HistoryEvent, Store, StoreError, Tx};
 
 /// A payout as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PayoutRecord {
-    pub id: String,
-    pub merchant_id: String,
-    pub player_id: String,
+    pub id: PayoutId,
+    pub merchant_id: MerchantId,
+    pub player_id: PlayerId,
     /// Chosen when it is routed; `None` until then.
     pub provider: Option<String>,
     pub provider_reference: Option<String>,
     pub method: String,
     pub destination: Option<String>,
-    pub amount_minor: i64,
-    pub currency: Currency,
+    /// The amount withdrawn, in the player's currency.
+    pub amount: Money,
     pub status: PayoutStatus,
     /// Codes of the checks that sent it to review.
     pub review_reasons: Vec<String>,
@@ -56,18 +58,19 @@ const PAYOUT_COLUMNS: &str = "id, merchant_id, player_id, provider, provider_ref
 
 fn payout_from_row(row: &AnyRow) -> Result<PayoutRecord, StoreError> {
     let currency: String = row.try_get("currency")?;
+    let currency =
+        Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let status: String = row.try_get("status")?;
     let reasons: String = row.try_get("review_reasons")?;
     Ok(PayoutRecord {
-        id: row.try_get("id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        player_id: row.try_get("player_id")?,
+        id: stored_id(row, "id")?,
+        merchant_id: stored_id(row, "merchant_id")?,
+        player_id: stored_id(row, "player_id")?,
         provider: row.try_get("provider")?,
         provider_reference: row.try_get("provider_reference")?,
         method: row.try_get("method")?,
         destination: row.try_get("destination")?,
-        amount_minor: row.try_get("amount_minor")?,
-        currency: Currency::from_code(&currency).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        amount: Money::new(row.try_get("amount_minor")?, currency),
         status: PayoutStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("payout status {status:?}")))?,
         review_reasons: serde_json::from_str(&reasons)
@@ -92,15 +95,15 @@ impl Store {
             "INSERT INTO payouts ({PAYOUT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
              $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         ))
-        .bind(&p.id)
-        .bind(&p.merchant_id)
-        .bind(&p.player_id)
+        .bind(p.id.as_str())
+        .bind(p.merchant_id.as_str())
+        .bind(p.player_id.as_str())
         .bind(&p.provider)
         .bind(&p.provider_reference)
         .bind(&p.method)
         .bind(&p.destination)
-        .bind(p.amount_minor)
-        .bind(p.currency.code())
+        .bind(p.amount.amount_minor)
+        .bind(p.amount.currency.code())
         .bind(p.status.as_str())
         .bind(serde_json::to_string(&p.review_reasons).unwrap_or_else(|_| "[]".into()))
         .bind(&p.failure_reason)
@@ -135,17 +138,17 @@ impl Store {
         .bind(p.send_attempts)
         .bind(p.next_attempt_at_ms)
         .bind(now_ms())
-        .bind(&p.id)
+        .bind(p.id.as_str())
         .execute(&mut **tx)
         .await?;
         Ok(())
     }
 
     /// A payout by id (any merchant), read outside a transaction.
-    pub async fn find_payout(&self, id: &str) -> Result<Option<PayoutRecord>, StoreError> {
+    pub async fn find_payout(&self, id: &PayoutId) -> Result<Option<PayoutRecord>, StoreError> {
         let sql = format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = $1");
         let row = sqlx::query(&sql)
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(payout_from_row).transpose()
@@ -155,13 +158,16 @@ impl Store {
     pub async fn lock_payout(
         &self,
         tx: &mut Tx,
-        id: &str,
+        id: &PayoutId,
     ) -> Result<Option<PayoutRecord>, StoreError> {
         let sql = format!(
             "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = $1{}",
             self.lock_clause()
         );
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await?;
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
         row.as_ref().map(payout_from_row).transpose()
     }
 
@@ -169,8 +175,8 @@ impl Store {
     /// `(created_at_ms, id)` cursor.
     pub async fn list_payouts(
         &self,
-        merchant_id: Option<&str>,
-        player_id: Option<&str>,
+        merchant_id: Option<&MerchantId>,
+        player_id: Option<&PlayerId>,
         status: Option<PayoutStatus>,
         before: Option<(i64, String)>,
         limit: u32,
@@ -183,8 +189,8 @@ impl Store {
              ORDER BY created_at_ms DESC, id DESC LIMIT $6"
         );
         let rows = sqlx::query(&sql)
-            .bind(merchant_id.unwrap_or(""))
-            .bind(player_id.unwrap_or(""))
+            .bind(merchant_id.map_or("", MerchantId::as_str))
+            .bind(player_id.map_or("", PlayerId::as_str))
             .bind(status.map(|s| s.as_str()).unwrap_or(""))
             .bind(before_ms)
             .bind(before_id)
@@ -198,14 +204,14 @@ impl Store {
     pub async fn insert_payout_event(
         &self,
         tx: &mut Tx,
-        payout_id: &str,
+        payout_id: &PayoutId,
         e: HistoryEvent<'_>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO payout_events (payout_id, source, event, from_status, to_status, actor, \
              detail, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(payout_id)
+        .bind(payout_id.as_str())
         .bind(e.source)
         .bind(e.event)
         .bind(e.from)
@@ -221,13 +227,13 @@ impl Store {
     /// A payout's history, oldest first.
     pub async fn payout_events(
         &self,
-        payout_id: &str,
+        payout_id: &PayoutId,
     ) -> Result<Vec<PayoutEventRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT source, event, from_status, to_status, actor, detail, created_at_ms \
              FROM payout_events WHERE payout_id = $1 ORDER BY id",
         )
-        .bind(payout_id)
+        .bind(payout_id.as_str())
         .fetch_all(self.reader())
         .await?;
         rows.iter()
@@ -248,16 +254,16 @@ impl Store {
     /// The sum of a player's debits (bets) since `since_ms`, for the wagering check.
     pub async fn player_turnover_since(
         &self,
-        merchant_id: &str,
-        player_id: &str,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
         since_ms: i64,
     ) -> Result<i64, StoreError> {
         let total: Option<i64> = sqlx::query_scalar(
             "SELECT CAST(SUM(amount_minor) AS BIGINT) FROM ledger_entries WHERE merchant_id = $1 \
              AND player_id = $2 AND label = 'debit' AND status IN ('posted') AND created_at_ms >= $3",
         )
-        .bind(merchant_id)
-        .bind(player_id)
+        .bind(merchant_id.as_str())
+        .bind(player_id.as_str())
         .bind(since_ms)
         .fetch_one(self.reader())
         .await?;
@@ -267,8 +273,8 @@ impl Store {
     /// The player's captured deposits, newest first: `(provider, amount_minor, captured_at_ms)`.
     pub async fn captured_deposits(
         &self,
-        merchant_id: &str,
-        player_id: &str,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
         limit: u32,
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let rows = sqlx::query(
@@ -276,8 +282,8 @@ impl Store {
              AND player_id = $2 AND status IN ('captured', 'partially_refunded') \
              ORDER BY updated_at_ms DESC LIMIT $3",
         )
-        .bind(merchant_id)
-        .bind(player_id)
+        .bind(merchant_id.as_str())
+        .bind(player_id.as_str())
         .bind(i64::from(limit))
         .fetch_all(self.reader())
         .await?;
@@ -295,14 +301,14 @@ impl Store {
     /// How many of the player's payments ended charged back.
     pub async fn chargebacks_of(
         &self,
-        merchant_id: &str,
-        player_id: &str,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
     ) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM payments WHERE merchant_id = $1 AND player_id = $2 AND status = 'charged_back'",
         )
-        .bind(merchant_id)
-        .bind(player_id)
+        .bind(merchant_id.as_str())
+        .bind(player_id.as_str())
         .fetch_one(self.reader())
         .await?)
     }

@@ -114,8 +114,8 @@ pub async fn ledger_fixture(store: &crate::Store) -> LedgerFixture {
     for (i, player) in ["alice", "bob"].iter().enumerate() {
         let (record, created) = store
             .upsert_player(&PlayerUpsert {
-                merchant_id: merchant.clone(),
-                player_id: player.to_string(),
+                merchant_id: merchant.parse().unwrap(),
+                player_id: player.parse().unwrap(),
                 currency: eur,
                 country: "MT".into(),
                 jurisdiction: None,

@@ -49,14 +49,17 @@ pub async fn create_merchant(
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::validation("name", "must be 1 to 200 characters"));
     }
-    let merchant_id = kassa_core::ids::generate("mch");
+    let merchant_id = kassa_core::ids::MerchantId::generate();
     let api_key = generate_key("sk_live");
-    state.store.create_merchant(&merchant_id, name).await?;
+    state
+        .store
+        .create_merchant(merchant_id.as_str(), name)
+        .await?;
     state
         .store
         .create_api_key(
             &kassa_core::ids::generate("key"),
-            Some(&merchant_id),
+            Some(merchant_id.as_str()),
             &state.auth.hash_key(&api_key),
             &api_key[..12],
             &[],
@@ -64,7 +67,7 @@ pub async fn create_merchant(
         .await?;
     tracing::info!(merchant_id = %merchant_id, by = %admin.key_id, "merchant created");
     let created = MerchantCreated {
-        merchant_id,
+        merchant_id: merchant_id.into_string(),
         name: name.to_string(),
         api_key,
     };

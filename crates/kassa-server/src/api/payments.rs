@@ -13,15 +13,16 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::Stream;
+use kassa_core::ids::PaymentId;
 use kassa_core::payment::PaymentStatus;
-use kassa_core::Currency;
+use kassa_core::{Currency, Money};
 use kassa_store::payments::PaymentRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::{
-    decode_keyset_cursor, encode_keyset_cursor, external_id, page_limit, send_answer, ApiJson,
+    decode_keyset_cursor, encode_keyset_cursor, page_limit, parse_id, send_answer, ApiJson,
 };
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
@@ -132,11 +133,14 @@ pub async fn init_payment(
     ApiJson(input): ApiJson<PaymentInitInput>,
 ) -> Result<Response, ApiError> {
     let started_at = Instant::now();
-    external_id("player_id", &input.player_id)?;
+    let player_id = parse_id("player_id", &input.player_id)?;
     let currency = Currency::from_code(&input.currency)?;
-    let amount_minor = state
-        .amount_limits
-        .parse_positive(currency, &input.amount)?;
+    let amount = Money::new(
+        state
+            .amount_limits
+            .parse_positive(currency, &input.amount)?,
+        currency,
+    );
     if input.method.is_empty()
         || input.method.len() > 32
         || !input
@@ -158,9 +162,8 @@ pub async fn init_payment(
         ));
     }
     let request = NewPayment {
-        player_id: input.player_id,
-        amount_minor,
-        currency,
+        player_id,
+        amount,
         method: input.method,
         return_url: input.return_url,
         country,
@@ -204,6 +207,7 @@ pub async fn get_payment(
     merchant: Merchant,
     ApiPath(payment_id): ApiPath<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
+    let payment_id = payment_in_path(&payment_id)?;
     Ok(Json(view(
         &state.payments.get(&merchant.id, &payment_id).await?,
     )))
@@ -217,7 +221,7 @@ pub async fn list_payments(
     merchant: Merchant,
     ApiQuery(query): ApiQuery<PaymentListQuery>,
 ) -> Result<Json<PaymentPage>, ApiError> {
-    external_id("player_id", &query.player_id)?;
+    let player_id = parse_id("player_id", &query.player_id)?;
     let paging = &state.config.pagination;
     let limit = page_limit(paging, query.limit)?;
     let before = query
@@ -227,13 +231,13 @@ pub async fn list_payments(
         .transpose()?;
     let mut payments = state
         .store
-        .list_payments(&merchant.id, &query.player_id, before, limit + 1)
+        .list_payments(&merchant.id, &player_id, before, limit + 1)
         .await?;
     let next_cursor = if payments.len() > limit as usize {
         payments.truncate(limit as usize);
         payments
             .last()
-            .map(|p| encode_keyset_cursor(p.created_at_ms, &p.id))
+            .map(|p| encode_keyset_cursor(p.created_at_ms, p.id.as_str()))
     } else {
         None
     };
@@ -253,6 +257,7 @@ pub async fn cancel_payment(
     merchant: Merchant,
     ApiPath(payment_id): ApiPath<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
+    let payment_id = payment_in_path(&payment_id)?;
     Ok(Json(view(
         &state.payments.cancel(&merchant.id, &payment_id).await?,
     )))
@@ -277,6 +282,7 @@ pub async fn create_refund(
     claim: Option<Extension<IdempotencyClaim>>,
     ApiJson(input): ApiJson<RefundInput>,
 ) -> Result<Response, ApiError> {
+    let payment_id = payment_in_path(&payment_id)?;
     let claim = claim.map(|c| c.0);
     let refund = state
         .payments
@@ -403,6 +409,7 @@ pub async fn payment_events(
     merchant: Merchant,
     ApiPath(payment_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
+    let payment_id = payment_in_path(&payment_id)?;
     let payment = state.payments.get(&merchant.id, &payment_id).await?;
     Ok(status_stream(state, payment).into_response())
 }
@@ -417,10 +424,16 @@ pub async fn public_payment_events(
     Ok(status_stream(state, payment).into_response())
 }
 
+/// The payment a path names; an id that cannot be a payment's is not found, like an
+/// unknown one.
+fn payment_in_path(text: &str) -> Result<PaymentId, ApiError> {
+    PaymentId::parse(text).map_err(|_| payment_not_found(text).into())
+}
+
 async fn find_any(state: &AppState, payment_id: &str) -> Result<PaymentRecord, ApiError> {
     state
         .store
-        .find_payment(payment_id)
+        .find_payment(&payment_in_path(payment_id)?)
         .await?
         .ok_or_else(|| payment_not_found(payment_id).into())
 }

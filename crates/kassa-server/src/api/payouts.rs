@@ -5,19 +5,20 @@ use crate::api::{ApiPath, ApiQuery};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use kassa_core::ids::{MerchantId, PayoutId, PlayerId};
 use kassa_core::payout::PayoutStatus;
-use kassa_core::Currency;
+use kassa_core::{Currency, Money};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::{
-    decode_keyset_cursor, encode_keyset_cursor, external_id, page_limit, send_answer, ApiJson,
+    decode_keyset_cursor, encode_keyset_cursor, page_limit, parse_id, send_answer, ApiJson,
 };
 use crate::auth::{roles, Admin, Merchant};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::IdempotencyClaim;
-use crate::service::payouts::{Decision, NewPayout, PAYOUTS_PAUSED};
+use crate::service::payouts::{payout_not_found, Decision, NewPayout, PAYOUTS_PAUSED};
 use crate::views::payouts::payout_view as view;
 pub use crate::views::payouts::PayoutView;
 use crate::views::Answer;
@@ -110,11 +111,14 @@ pub async fn init_payout(
     claim: Option<Extension<IdempotencyClaim>>,
     ApiJson(input): ApiJson<PayoutInitInput>,
 ) -> Result<Response, ApiError> {
-    external_id("player_id", &input.player_id)?;
+    let player_id = parse_id("player_id", &input.player_id)?;
     let currency = Currency::from_code(&input.currency)?;
-    let amount_minor = state
-        .amount_limits
-        .parse_positive(currency, &input.amount)?;
+    let amount = Money::new(
+        state
+            .amount_limits
+            .parse_positive(currency, &input.amount)?,
+        currency,
+    );
     if input.method.is_empty()
         || input.method.len() > 32
         || !input
@@ -139,9 +143,8 @@ pub async fn init_payout(
         }
     }
     let request = NewPayout {
-        player_id: input.player_id,
-        amount_minor,
-        currency,
+        player_id,
+        amount,
         method: input.method,
         destination: input.destination,
     };
@@ -161,6 +164,7 @@ pub async fn get_payout(
     merchant: Merchant,
     ApiPath(payout_id): ApiPath<String>,
 ) -> Result<Json<PayoutView>, ApiError> {
+    let payout_id = payout_in_path(&payout_id)?;
     Ok(Json(view(
         &state.payouts.get(&merchant.id, &payout_id).await?,
     )))
@@ -174,11 +178,11 @@ pub async fn list_payouts(
     merchant: Merchant,
     ApiQuery(query): ApiQuery<PayoutListQuery>,
 ) -> Result<Json<PayoutPage>, ApiError> {
-    external_id("player_id", &query.player_id)?;
+    let player_id: PlayerId = parse_id("player_id", &query.player_id)?;
     page(
         &state,
         Some(&merchant.id),
-        Some(&query.player_id),
+        Some(&player_id),
         None,
         query.cursor.as_deref(),
         query.limit,
@@ -198,6 +202,7 @@ pub async fn cancel_payout(
     merchant: Merchant,
     ApiPath(payout_id): ApiPath<String>,
 ) -> Result<Json<PayoutView>, ApiError> {
+    let payout_id = payout_in_path(&payout_id)?;
     Ok(Json(view(
         &state.payouts.cancel(&merchant.id, &payout_id).await?,
     )))
@@ -297,18 +302,25 @@ async fn decide(
             "is required (1 to 500 characters)",
         ));
     }
+    let payout_id = payout_in_path(payout_id)?;
     Ok(Json(view(
         &state
             .payouts
-            .review(payout_id, decision, &admin.key_id, reason)
+            .review(&payout_id, decision, &admin.key_id, reason)
             .await?,
     )))
 }
 
+/// The payout a path names; an id that cannot be a payout's is not found, like an unknown
+/// one.
+fn payout_in_path(text: &str) -> Result<PayoutId, ApiError> {
+    PayoutId::parse(text).map_err(|_| payout_not_found(text).into())
+}
+
 async fn page(
     state: &AppState,
-    merchant_id: Option<&str>,
-    player_id: Option<&str>,
+    merchant_id: Option<&MerchantId>,
+    player_id: Option<&PlayerId>,
     status: Option<PayoutStatus>,
     cursor: Option<&str>,
     limit: Option<u32>,
@@ -324,7 +336,7 @@ async fn page(
         payouts.truncate(limit as usize);
         payouts
             .last()
-            .map(|p| encode_keyset_cursor(p.created_at_ms, &p.id))
+            .map(|p| encode_keyset_cursor(p.created_at_ms, p.id.as_str()))
     } else {
         None
     };

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use kassa_core::ids::PlayerId;
 use kassa_core::ledger::EntryStatus;
 use kassa_core::status::{AccountStatus, KycStatus};
 use kassa_core::Currency;
@@ -13,9 +14,10 @@ use kassa_store::directory::{PlayerRecord, PlayerUpsert};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{external_id, rfc3339, ApiJson};
+use crate::api::{parse_id, rfc3339, ApiJson};
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
+use crate::service::players::PlayerError;
 use crate::AppState;
 
 /// A player as created or updated.
@@ -110,7 +112,7 @@ pub struct PageQuery {
 
 fn view(player: PlayerRecord) -> PlayerView {
     PlayerView {
-        player_id: player.player_id,
+        player_id: player.player_id.into_string(),
         currency: player.currency.code().to_string(),
         country: player.country,
         jurisdiction: player.jurisdiction,
@@ -118,6 +120,16 @@ fn view(player: PlayerRecord) -> PlayerView {
         birth_date: player.birth_date,
         account_status: player.account_status.as_str().to_string(),
     }
+}
+
+/// The player a path names; an id no player can have is not found, like an unknown one.
+fn player_in_path(text: &str) -> Result<PlayerId, ApiError> {
+    PlayerId::parse(text).map_err(|_| {
+        PlayerError::NotFound {
+            player_id: text.to_string(),
+        }
+        .into()
+    })
 }
 
 /// A status field: absent means `default`; a name outside `all` is a 422 listing them.
@@ -153,7 +165,7 @@ pub async fn put_player(
     ApiPath(player_id): ApiPath<String>,
     ApiJson(input): ApiJson<PlayerInput>,
 ) -> Result<Response, ApiError> {
-    external_id("player_id", &player_id)?;
+    let player_id = parse_id("player_id", &player_id)?;
     let currency = Currency::from_code(&input.currency)
         .map_err(|e| ApiError::validation("currency", e.to_string()))?;
     if input.country.len() != 2 || !input.country.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -226,6 +238,7 @@ pub async fn get_player(
     merchant: Merchant,
     ApiPath(player_id): ApiPath<String>,
 ) -> Result<Json<PlayerView>, ApiError> {
+    let player_id = player_in_path(&player_id)?;
     Ok(Json(view(
         state.players.get(&merchant.id, &player_id).await?,
     )))
@@ -241,7 +254,10 @@ pub async fn get_balance(
     merchant: Merchant,
     ApiPath(player_id): ApiPath<String>,
 ) -> Result<Json<BalanceView>, ApiError> {
-    let wallet = state.players.wallet(&merchant.id, &player_id).await?;
+    let wallet = state
+        .players
+        .wallet(&merchant.id, &player_in_path(&player_id)?)
+        .await?;
     let balances = state.store.balances(&[wallet.cash, wallet.hold]).await?;
     let amount = |id| {
         wallet
@@ -270,10 +286,16 @@ pub async fn list_transactions(
     let paging = &state.config.pagination;
     let limit = crate::api::page_limit(paging, page.limit)?;
     let before_id = page.cursor.as_deref().map(decode_cursor).transpose()?;
+    let player_id = player_in_path(&player_id)?;
     state.players.get(&merchant.id, &player_id).await?;
     let mut entries = state
         .store
-        .player_entries(&merchant.id, &player_id, before_id, limit + 1)
+        .player_entries(
+            merchant.id.as_str(),
+            player_id.as_str(),
+            before_id,
+            limit + 1,
+        )
         .await?;
     let next_cursor = if entries.len() > limit as usize {
         entries.truncate(limit as usize);

@@ -7,9 +7,8 @@ pub mod provider_events;
 pub mod wallet;
 
 use kassa_connectors::ProviderError;
-use std::str::FromStr;
 
-use kassa_core::ids::{IdError, PaymentId, PayoutId, PlayerId, RefundId};
+use kassa_core::ids::{MerchantId, PaymentId, PayoutId, PlayerId, RefundId};
 use kassa_core::ledger::{AccountKind, EntryStatus, Outcome};
 use kassa_core::movements::{self, PaymentRef};
 use kassa_core::Money;
@@ -50,7 +49,7 @@ pub(crate) enum HoldFor<'a> {
 
 /// Money leaving a player's wallet for a provider: a refund or a payout.
 pub(crate) struct ProviderHold<'a> {
-    pub merchant_id: &'a str,
+    pub merchant_id: &'a MerchantId,
     /// The provider the money goes to; its clearing account is the hold's destination.
     pub provider: &'a str,
     pub wallet: &'a WalletAccounts,
@@ -70,7 +69,7 @@ impl ProviderHold<'_> {
     ) -> Result<Result<(), i64>, StoreError> {
         let clearing = kassa_store::directory::ensure_account(
             tx,
-            self.merchant_id,
+            self.merchant_id.as_str(),
             AccountKind::ProviderClearing,
             self.provider,
             self.amount.currency,
@@ -100,7 +99,7 @@ impl ProviderHold<'_> {
             ),
         };
         let outcome = store
-            .apply_ledger_requests(tx, self.merchant_id, &[hold])
+            .apply_ledger_requests(tx, self.merchant_id.as_str(), &[hold])
             .await?;
         match &outcome[0] {
             Outcome::Recorded(entry) if entry.status == EntryStatus::Pending => Ok(Ok(())),
@@ -110,11 +109,4 @@ impl ProviderHold<'_> {
             other => Err(unexpected_ledger(other)),
         }
     }
-}
-
-/// An id read back from a stored row as its type. Every stored id passed the same check on
-/// its way in, so one that does not parse is corrupt data, not a caller's mistake.
-pub(crate) fn stored_id<T: FromStr<Err = IdError>>(text: &str) -> Result<T, StoreError> {
-    text.parse()
-        .map_err(|error| StoreError::Corrupt(format!("stored id {text:?}: {error}")))
 }

@@ -15,7 +15,7 @@ use kassa_connectors::{
     PaymentStart, PaymentStarted, ProviderError, ProviderPaymentStatus, ProviderRegistry,
     RefundRequest,
 };
-use kassa_core::ids::{DisputeId, PaymentId, PlayerId, RefundId};
+use kassa_core::ids::{DisputeId, MerchantId, PaymentId, PlayerId, RefundId};
 use kassa_core::ledger::{AccountKind, EntryStatus, Outcome};
 use kassa_core::movements::{self, ChargebackAccounts, DisputeRef, PaymentRef};
 use kassa_core::payment::{next, PaymentEvent, PaymentStatus, Transition};
@@ -31,20 +31,19 @@ use tokio::sync::{broadcast, OnceCell};
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
-use crate::service::{provider_failure_code, stored_id, unexpected_ledger, HoldFor, ProviderHold};
+use crate::service::{provider_failure_code, unexpected_ledger, HoldFor, ProviderHold};
 use crate::views::payments::{init_view, refund_view, NextActionView};
 use crate::views::Answer;
 
 /// Status changes published to this node's live streams (SSE); other nodes' changes are
 /// found by the streams' polling.
-pub type StatusFeed = broadcast::Sender<(String, PaymentStatus)>;
+pub type StatusFeed = broadcast::Sender<(PaymentId, PaymentStatus)>;
 
 /// A deposit as the API asks for it, already parsed.
 #[derive(Clone, Debug)]
 pub struct NewPayment {
-    pub player_id: String,
-    pub amount_minor: i64,
-    pub currency: Currency,
+    pub player_id: PlayerId,
+    pub amount: Money,
     pub method: String,
     pub return_url: String,
     pub country: String,
@@ -85,11 +84,8 @@ pub enum PaymentError {
     #[error("{provider} does not refund")]
     RefundsUnsupported { provider: String },
     /// The amount is not positive or more than is left to refund.
-    #[error("at most {refundable_minor} (minor units) can be refunded")]
-    RefundTooLarge {
-        currency: Currency,
-        refundable_minor: i64,
-    },
+    #[error("at most {refundable} can be refunded")]
+    RefundTooLarge { refundable: Money },
     /// The player no longer has the money the refund takes back.
     #[error("the player's balance no longer covers this refund")]
     RefundNotCovered,
@@ -170,24 +166,24 @@ const START_WAIT_MAX: Duration = Duration::from_secs(2);
 /// Payment ids this node is starting (between the provider call and the commit): a second
 /// start with the same id is refused, and an early provider event may wait for the first.
 #[derive(Clone, Default)]
-struct StartsInFlight(Arc<Mutex<HashSet<String>>>);
+struct StartsInFlight(Arc<Mutex<HashSet<PaymentId>>>);
 
 /// Removes its payment id from [`StartsInFlight`] when the start ends, however it ends.
 struct StartGuard {
     starts: StartsInFlight,
-    payment_id: String,
+    payment_id: PaymentId,
 }
 
 impl StartsInFlight {
-    fn begin(&self, payment_id: &str) -> Option<StartGuard> {
+    fn begin(&self, payment_id: &PaymentId) -> Option<StartGuard> {
         let mut ids = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        ids.insert(payment_id.to_string()).then(|| StartGuard {
+        ids.insert(payment_id.clone()).then(|| StartGuard {
             starts: self.clone(),
-            payment_id: payment_id.to_string(),
+            payment_id: payment_id.clone(),
         })
     }
 
-    fn contains(&self, payment_id: &str) -> bool {
+    fn contains(&self, payment_id: &PaymentId) -> bool {
         let ids = self.0.lock().unwrap_or_else(|e| e.into_inner());
         ids.contains(payment_id)
     }
@@ -246,13 +242,13 @@ impl PaymentsService {
     /// capabilities fit.
     fn route(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         method: &str,
         currency: Currency,
         country: &str,
     ) -> Result<Arc<dyn PaymentProvider>, PaymentError> {
         self.providers
-            .for_merchant(merchant_id)
+            .for_merchant(merchant_id.as_str())
             .find(|(_, p)| p.capabilities().supports(method, currency, Some(country)))
             .map(|(_, p)| p.clone())
             .ok_or_else(|| PaymentError::NoProvider {
@@ -269,7 +265,7 @@ impl PaymentsService {
     ) -> Result<Arc<dyn PaymentProvider>, PaymentError> {
         self.provider(&payment.provider)
             .ok_or_else(|| PaymentError::ProviderMissing {
-                payment_id: payment.id.clone(),
+                payment_id: payment.id.to_string(),
                 provider: payment.provider.clone(),
             })
     }
@@ -282,22 +278,22 @@ impl PaymentsService {
     /// leaves nothing behind: a retry with the key starts afresh (with the same payment id).
     pub async fn init(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         request: NewPayment,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<PaymentStartOutcome, PaymentError> {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
-        PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
+        PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
         PlayerError::check_may_play(&player.player_id, player.account_status)?;
         let provider = self.route(
             merchant_id,
             &request.method,
-            request.currency,
+            request.amount.currency,
             &request.country,
         )?;
         let payment_id = match claim {
             Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
-            None => ids::generate("pay"),
+            None => PaymentId::generate(),
         };
         let Some(_in_flight) = self.starts.begin(&payment_id) else {
             return Err(lose_key(claim));
@@ -306,9 +302,9 @@ impl PaymentsService {
         let asked_at = Instant::now();
         let asked = provider
             .start_payment(&PaymentRequest {
-                payment_id: payment.id.clone(),
-                amount_minor: payment.amount_minor,
-                currency: payment.currency,
+                payment_id: payment.id.to_string(),
+                amount_minor: payment.amount.amount_minor,
+                currency: payment.amount.currency,
                 method: payment.method.clone(),
                 country: Some(payment.country.clone()),
                 return_url: payment.return_url.clone(),
@@ -424,7 +420,11 @@ impl PaymentsService {
 
     /// The payment id of the deposit started with `key`: the same for every attempt with the
     /// key on every node, unguessable without the deployment's secret (ADR 0034).
-    async fn payment_id_for(&self, merchant_id: &str, key: &str) -> Result<String, StoreError> {
+    async fn payment_id_for(
+        &self,
+        merchant_id: &MerchantId,
+        key: &str,
+    ) -> Result<PaymentId, StoreError> {
         let secret = self
             .payment_id_secret
             .get_or_try_init(|| async {
@@ -433,20 +433,22 @@ impl PaymentsService {
             })
             .await?;
         let mut hasher = Sha256::new();
-        for part in [secret.as_str(), merchant_id, key] {
+        for part in [secret.as_str(), merchant_id.as_str(), key] {
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part.as_bytes());
         }
         let digest = hasher.finalize();
-        Ok(format!(
-            "pay_{}",
+        let id = format!(
+            "{}_{}",
+            PaymentId::PREFIX,
             hex::encode(&digest[..PAYMENT_ID_DIGEST_BYTES])
-        ))
+        );
+        Ok(PaymentId::parse(&id).expect("the prefix and hex digits make a payment id"))
     }
 
     /// Waits (at most `wait`) while this node is starting the payment `payment_id`, so that a
     /// provider event that overtook the start's commit finds the payment.
-    pub async fn wait_for_start(&self, payment_id: &str, wait: Duration) {
+    pub async fn wait_for_start(&self, payment_id: &PaymentId, wait: Duration) {
         let deadline = Instant::now() + wait;
         while self.starts.contains(payment_id) && Instant::now() < deadline {
             tokio::time::sleep(START_POLL_INTERVAL).await;
@@ -456,8 +458,8 @@ impl PaymentsService {
     /// A merchant's payment, or 404.
     pub async fn get(
         &self,
-        merchant_id: &str,
-        payment_id: &str,
+        merchant_id: &MerchantId,
+        payment_id: &PaymentId,
     ) -> Result<PaymentRecord, PaymentError> {
         self.store
             .get_payment(merchant_id, payment_id)
@@ -469,8 +471,8 @@ impl PaymentsService {
     /// answers it again: a repeated cancel is not a conflict.
     pub async fn cancel(
         &self,
-        merchant_id: &str,
-        payment_id: &str,
+        merchant_id: &MerchantId,
+        payment_id: &PaymentId,
     ) -> Result<PaymentRecord, PaymentError> {
         let payment = self.get(merchant_id, payment_id).await?;
         if payment.status == PaymentStatus::Cancelled {
@@ -536,17 +538,20 @@ impl PaymentsService {
     ) -> Result<Applied, ProviderEventError> {
         // Resolve the player's accounts before the write transaction: on SQLite the writer is
         // one connection, and a lookup that needs it inside the transaction would wait forever.
-        let known = match self.store.find_payment(&event.payment_id).await? {
+        let not_found = || ProviderEventError::PaymentNotFound {
+            payment_id: event.payment_id.clone(),
+        };
+        // An id that is not a payment id names no payment of ours.
+        let payment_id = PaymentId::parse(&event.payment_id).map_err(|_| not_found())?;
+        let known = match self.store.find_payment(&payment_id).await? {
             Some(known) => known,
             None => {
                 // The event may have overtaken its start's commit on this node.
-                self.wait_for_start(&event.payment_id, START_WAIT_MAX).await;
+                self.wait_for_start(&payment_id, START_WAIT_MAX).await;
                 self.store
-                    .find_payment(&event.payment_id)
+                    .find_payment(&payment_id)
                     .await?
-                    .ok_or_else(|| ProviderEventError::PaymentNotFound {
-                        payment_id: event.payment_id.clone(),
-                    })?
+                    .ok_or_else(not_found)?
             }
         };
         let wallet = self
@@ -556,11 +561,9 @@ impl PaymentsService {
         let mut tx = self.store.begin().await?;
         let mut payment = self
             .store
-            .lock_payment(&mut tx, &event.payment_id)
+            .lock_payment(&mut tx, &payment_id)
             .await?
-            .ok_or_else(|| ProviderEventError::PaymentNotFound {
-                payment_id: event.payment_id.clone(),
-            })?;
+            .ok_or_else(not_found)?;
         check_event_matches(provider, &payment, event)?;
         let detail = json!({ "event_id": event.event_id, "reason": event.reason, "refund_id": event.refund_id, "dispute_id": event.dispute_id }).to_string();
         let applied = match event.status {
@@ -660,25 +663,21 @@ impl PaymentsService {
     ) -> Result<(), ProviderEventError> {
         let clearing = kassa_store::directory::ensure_account(
             tx,
-            &payment.merchant_id,
+            payment.merchant_id.as_str(),
             AccountKind::ProviderClearing,
             &payment.provider,
-            payment.currency,
+            payment.amount.currency,
         )
         .await?;
-        let (payment_id, player_id) = ids_of(payment)?;
         let request = movements::deposit_captured(
-            PaymentRef {
-                payment_id: &payment_id,
-                player_id: &player_id,
-            },
-            Money::new(payment.amount_minor, payment.currency),
+            payment_ref(payment),
+            payment.amount,
             player.cash,
             clearing,
         );
         let outcome = self
             .store
-            .apply_ledger_requests(tx, &payment.merchant_id, &[request])
+            .apply_ledger_requests(tx, payment.merchant_id.as_str(), &[request])
             .await?;
         match &outcome[0] {
             Outcome::Recorded(entry) if entry.status == EntryStatus::Posted => Ok(()),
@@ -725,8 +724,11 @@ impl PaymentsService {
                 .await?;
             return Ok(Applied::Ignored(payment.status));
         }
-        let refunded_minor = payment.refunded_minor + refund.amount.amount_minor;
-        let full = refunded_minor >= payment.amount_minor;
+        let refunded = Money::new(
+            payment.refunded.amount_minor + refund.amount.amount_minor,
+            payment.amount.currency,
+        );
+        let full = refunded.amount_minor >= payment.amount.amount_minor;
         let applied = self
             .transition(
                 tx,
@@ -738,25 +740,18 @@ impl PaymentsService {
             )
             .await?;
         if let Applied::Processed(_) = applied {
-            let (payment_id, player_id) = ids_of(payment)?;
-            let post = movements::refund_settled(
-                &refund.id,
-                PaymentRef {
-                    payment_id: &payment_id,
-                    player_id: &player_id,
-                },
-            );
+            let post = movements::refund_settled(&refund.id, payment_ref(payment));
             let outcome = self
                 .store
-                .apply_ledger_requests(tx, &payment.merchant_id, &[post])
+                .apply_ledger_requests(tx, payment.merchant_id.as_str(), &[post])
                 .await?;
             if !matches!(&outcome[0], Outcome::Recorded(e) if e.status == EntryStatus::Posted) {
                 return Err(unexpected_ledger(&outcome[0]).into());
             }
-            payment.refunded_minor = refunded_minor;
+            payment.refunded = refunded;
             self.store.update_payment(tx, payment).await?;
             self.store
-                .update_refund(tx, refund.id.as_str(), RefundStatus::Succeeded, None)
+                .update_refund(tx, &refund.id, RefundStatus::Succeeded, None)
                 .await?;
         }
         Ok(applied)
@@ -771,13 +766,13 @@ impl PaymentsService {
         player: &WalletAccounts,
         event: &ProviderPaymentEvent,
     ) -> Result<(), ProviderEventError> {
-        let merchant = &payment.merchant_id;
+        let merchant = payment.merchant_id.as_str();
         let clearing = kassa_store::directory::ensure_account(
             tx,
             merchant,
             AccountKind::ProviderClearing,
             &payment.provider,
-            payment.currency,
+            payment.amount.currency,
         )
         .await?;
         let losses = kassa_store::directory::ensure_account(
@@ -785,7 +780,7 @@ impl PaymentsService {
             merchant,
             AccountKind::ChargebackLosses,
             "",
-            payment.currency,
+            payment.amount.currency,
         )
         .await?;
         let cash = self
@@ -795,13 +790,9 @@ impl PaymentsService {
             .get(&player.cash)
             .copied()
             .unwrap_or(0);
-        let (payment_id, player_id) = ids_of(payment)?;
         let dispute_id = dispute_id_of(event);
         let dispute = DisputeRef {
-            payment: PaymentRef {
-                payment_id: &payment_id,
-                player_id: &player_id,
-            },
+            payment: payment_ref(payment),
             dispute_id: dispute_id.as_ref(),
         };
         let accounts = ChargebackAccounts {
@@ -809,7 +800,7 @@ impl PaymentsService {
             losses,
             clearing,
         };
-        let amount = Money::new(event.amount_minor, payment.currency);
+        let amount = Money::new(event.amount_minor, payment.amount.currency);
         let requests = movements::chargeback(dispute, amount, cash, &accounts);
         let outcomes = self
             .store
@@ -830,18 +821,14 @@ impl PaymentsService {
         payment: &PaymentRecord,
         event: &ProviderPaymentEvent,
     ) -> Result<(), ProviderEventError> {
-        let (payment_id, player_id) = ids_of(payment)?;
         let dispute_id = dispute_id_of(event);
         let requests = movements::dispute_won(DisputeRef {
-            payment: PaymentRef {
-                payment_id: &payment_id,
-                player_id: &player_id,
-            },
+            payment: payment_ref(payment),
             dispute_id: dispute_id.as_ref(),
         });
         let outcomes = self
             .store
-            .apply_ledger_requests(tx, &payment.merchant_id, &requests)
+            .apply_ledger_requests(tx, payment.merchant_id.as_str(), &requests)
             .await?;
         for outcome in &outcomes {
             let fine = match outcome {
@@ -865,14 +852,17 @@ impl PaymentsService {
     /// that releases the hold.
     pub async fn refund(
         &self,
-        merchant_id: &str,
-        payment_id: &str,
+        merchant_id: &MerchantId,
+        payment_id: &PaymentId,
         amount: Option<&str>,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<RefundRecord, PaymentError> {
         let known = self.get(merchant_id, payment_id).await?;
         let amount_minor = amount
-            .map(|text| self.amount_limits.parse_positive(known.currency, text))
+            .map(|text| {
+                self.amount_limits
+                    .parse_positive(known.amount.currency, text)
+            })
             .transpose()?;
         let player = self.players.wallet(merchant_id, &known.player_id).await?;
         let (payment, refund) = self
@@ -884,8 +874,8 @@ impl PaymentsService {
     /// The refund's first transaction: checks, the hold, the refund row and (staged) answer.
     async fn hold_refund(
         &self,
-        merchant_id: &str,
-        payment_id: &str,
+        merchant_id: &MerchantId,
+        payment_id: &PaymentId,
         amount_minor: Option<i64>,
         player: &WalletAccounts,
         claim: Option<&IdempotencyClaim>,
@@ -895,7 +885,7 @@ impl PaymentsService {
             .store
             .lock_payment(&mut tx, payment_id)
             .await?
-            .filter(|p| p.merchant_id == merchant_id)
+            .filter(|p| &p.merchant_id == merchant_id)
             .ok_or_else(|| payment_not_found(payment_id))?;
         if !matches!(
             payment.status,
@@ -918,20 +908,19 @@ impl PaymentsService {
             .filter(|r| r.status.holds_money())
             .map(|r| r.amount.amount_minor)
             .sum();
-        let refundable_minor = payment.amount_minor - payment.refunded_minor - pending_minor;
+        let refundable_minor =
+            payment.amount.amount_minor - payment.refunded.amount_minor - pending_minor;
         let amount_minor = amount_minor.unwrap_or(refundable_minor);
         if amount_minor <= 0 || amount_minor > refundable_minor {
             return Err(PaymentError::RefundTooLarge {
-                currency: payment.currency,
-                refundable_minor: refundable_minor.max(0),
+                refundable: Money::new(refundable_minor.max(0), payment.amount.currency),
             });
         }
-        let (refunded_payment_id, player_id) = ids_of(&payment)?;
         let refund = RefundRecord {
             id: RefundId::generate(),
-            merchant_id: merchant_id.to_string(),
-            payment_id: refunded_payment_id,
-            amount: Money::new(amount_minor, payment.currency),
+            merchant_id: merchant_id.clone(),
+            payment_id: payment.id.clone(),
+            amount: Money::new(amount_minor, payment.amount.currency),
             status: RefundStatus::Pending,
             failure_reason: None,
             created_at_ms: now_ms(),
@@ -944,7 +933,7 @@ impl PaymentsService {
                 refund_id: &refund.id,
                 payment_id: &refund.payment_id,
             },
-            player_id: &player_id,
+            player_id: &payment.player_id,
             amount: refund.amount,
         };
         if hold.apply(&self.store, &mut tx).await?.is_err() {
@@ -985,7 +974,7 @@ impl PaymentsService {
                 provider_reference: payment.provider_reference.clone().unwrap_or_default(),
                 refund_id: refund.id.to_string(),
                 amount_minor: refund.amount.amount_minor,
-                currency: payment.currency,
+                currency: refund.amount.currency,
             })
             .await;
         let mut tx = self.store.begin().await?;
@@ -998,22 +987,15 @@ impl PaymentsService {
                 Ok(refund)
             }
             Err(error) => {
-                let (payment_id, player_id) = ids_of(&payment)?;
-                let void = movements::refund_failed(
-                    &refund.id,
-                    PaymentRef {
-                        payment_id: &payment_id,
-                        player_id: &player_id,
-                    },
-                );
+                let void = movements::refund_failed(&refund.id, payment_ref(&payment));
                 self.store
-                    .apply_ledger_requests(&mut tx, &payment.merchant_id, &[void])
+                    .apply_ledger_requests(&mut tx, payment.merchant_id.as_str(), &[void])
                     .await?;
                 refund.status = RefundStatus::Failed;
                 refund.failure_reason = Some(provider_failure_code(&error));
                 let reason = refund.failure_reason.as_deref();
                 self.store
-                    .update_refund(&mut tx, refund.id.as_str(), RefundStatus::Failed, reason)
+                    .update_refund(&mut tx, &refund.id, RefundStatus::Failed, reason)
                     .await?;
                 let error = provider_failed(error);
                 answer_refusal(claim, &mut tx, &error).await?;
@@ -1049,7 +1031,7 @@ impl PaymentsService {
                 continue;
             };
             let status = match provider.get_status(&reference).await {
-                Ok(report) if report.payment_id == payment.id => report.status,
+                Ok(report) if report.payment_id == payment.id.as_str() => report.status,
                 Ok(_) => {
                     tracing::error!(payment_id = %payment.id, "status sync: the provider reported another payment");
                     continue;
@@ -1076,10 +1058,10 @@ impl PaymentsService {
                 Some(event_status) => {
                     let event = ProviderPaymentEvent {
                         event_id: format!("sync:{}:{}", payment.id, event_status.as_str()),
-                        payment_id: payment.id.clone(),
+                        payment_id: payment.id.to_string(),
                         status: event_status,
-                        amount_minor: payment.amount_minor,
-                        currency: payment.currency,
+                        amount_minor: payment.amount.amount_minor,
+                        currency: payment.amount.currency,
                         timestamp_unix_s: now / 1000,
                         provider_reference: Some(reference),
                         refund_id: None,
@@ -1107,7 +1089,7 @@ impl PaymentsService {
         Ok(count)
     }
 
-    async fn expire(&self, payment_id: &str) -> Result<(), StoreError> {
+    async fn expire(&self, payment_id: &PaymentId) -> Result<(), StoreError> {
         let mut tx = self.store.begin().await?;
         let Some(mut payment) = self.store.lock_payment(&mut tx, payment_id).await? else {
             return Ok(());
@@ -1128,7 +1110,7 @@ impl PaymentsService {
     }
 
     /// Marks a payment as just asked about, so sync does not ask again at once.
-    async fn touch(&self, payment_id: &str) -> Result<(), StoreError> {
+    async fn touch(&self, payment_id: &PaymentId) -> Result<(), StoreError> {
         let mut tx = self.store.begin().await?;
         if let Some(payment) = self.store.lock_payment(&mut tx, payment_id).await? {
             self.store.update_payment(&mut tx, &payment).await?;
@@ -1173,16 +1155,16 @@ impl PaymentsService {
                         "payment_id": payment.id,
                         "player_id": payment.player_id,
                         "status": to.as_str(),
-                        "amount": payment.currency.format_minor(payment.amount_minor),
-                        "currency": payment.currency.code(),
+                        "amount": payment.amount.format_amount(),
+                        "currency": payment.amount.currency.code(),
                         "failure_reason": payment.failure_reason,
                     });
                     self.store
                         .insert_outbox(
                             tx,
-                            &payment.merchant_id,
+                            payment.merchant_id.as_str(),
                             "payment.status_changed",
-                            &payment.id,
+                            payment.id.as_str(),
                             &payload.to_string(),
                         )
                         .await?;
@@ -1215,9 +1197,12 @@ impl PaymentsService {
     }
 }
 
-/// The payment's and its player's ids, as the money movements take them.
-fn ids_of(payment: &PaymentRecord) -> Result<(PaymentId, PlayerId), StoreError> {
-    Ok((stored_id(&payment.id)?, stored_id(&payment.player_id)?))
+/// The payment and its player, as the money movements take them.
+fn payment_ref(payment: &PaymentRecord) -> PaymentRef<'_> {
+    PaymentRef {
+        payment_id: &payment.id,
+        player_id: &payment.player_id,
+    }
 }
 
 /// The provider's dispute id; an empty one counts as none (one dispute per payment), since
@@ -1239,7 +1224,7 @@ fn check_event_matches(
     if payment.provider != provider {
         return mismatch("the payment belongs to another provider");
     }
-    if event.currency != payment.currency {
+    if event.currency != payment.amount.currency {
         return mismatch("the currency differs from the payment's");
     }
     if let (Some(ours), Some(theirs)) = (&payment.provider_reference, &event.provider_reference) {
@@ -1252,9 +1237,9 @@ fn check_event_matches(
         PaymentEventStatus::Chargeback
         | PaymentEventStatus::DisputeWon
         | PaymentEventStatus::DisputeLost => {
-            event.amount_minor > 0 && event.amount_minor <= payment.amount_minor
+            event.amount_minor > 0 && event.amount_minor <= payment.amount.amount_minor
         }
-        _ => event.amount_minor == payment.amount_minor,
+        _ => event.amount_minor == payment.amount.amount_minor,
     };
     if !amount_fits {
         return mismatch("the amount differs from the payment's");
@@ -1272,23 +1257,22 @@ fn lose_key(claim: Option<&IdempotencyClaim>) -> PaymentError {
 
 /// A payment about to be started, before the provider hears of it.
 fn new_payment_record(
-    id: String,
-    merchant_id: &str,
+    id: PaymentId,
+    merchant_id: &MerchantId,
     provider: &str,
     request: NewPayment,
 ) -> PaymentRecord {
     let now = now_ms();
     PaymentRecord {
         id,
-        merchant_id: merchant_id.to_string(),
+        merchant_id: merchant_id.clone(),
         player_id: request.player_id,
         provider: provider.to_string(),
         provider_reference: None,
         method: request.method,
-        amount_minor: request.amount_minor,
-        currency: request.currency,
+        amount: request.amount,
         status: PaymentStatus::Initiated,
-        refunded_minor: 0,
+        refunded: Money::new(0, request.amount.currency),
         return_url: request.return_url,
         redirect_url: None,
         country: request.country,
@@ -1302,9 +1286,9 @@ fn new_payment_record(
 }
 
 /// The error for an unknown payment.
-pub fn payment_not_found(payment_id: &str) -> PaymentError {
+pub fn payment_not_found(payment_id: impl AsRef<str>) -> PaymentError {
     PaymentError::NotFound {
-        payment_id: payment_id.to_string(),
+        payment_id: payment_id.as_ref().to_string(),
     }
 }
 

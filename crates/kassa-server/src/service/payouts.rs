@@ -12,21 +12,22 @@ use kassa_connectors::{
     PayoutEvent as ProviderPayoutEvent, PayoutEventStatus, PayoutRequest, ProviderPayoutStatus,
     ProviderRegistry,
 };
-use kassa_core::ids::{PayoutId, PlayerId};
+use kassa_core::ids::{MerchantId, PayoutId, PlayerId};
 use kassa_core::ledger::{EntryStatus, Outcome};
 use kassa_core::movements;
 use kassa_core::payout::{next, PayoutEvent, PayoutStatus, PayoutTransition};
 use kassa_core::status::{AccountStatus, KycStatus};
-use kassa_core::{ids, Currency, Money};
+use kassa_core::{Currency, Money};
+use kassa_store::directory::PlayerRecord;
 use kassa_store::payouts::PayoutRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
 
 use crate::config::PayoutsConfig;
 use crate::idempotency::IdempotencyClaim;
-use crate::service::players::{PlayerDirectory, PlayerError};
+use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
-use crate::service::{provider_failure_code, stored_id, HoldFor, ProviderHold};
+use crate::service::{provider_failure_code, HoldFor, ProviderHold};
 use crate::views::payouts::payout_view;
 use crate::views::Answer;
 
@@ -50,10 +51,7 @@ pub enum PayoutError {
     AccountBlocked { account_status: AccountStatus },
     /// The available balance does not cover the amount.
     #[error("the player's available balance does not cover this withdrawal")]
-    InsufficientFunds {
-        currency: Currency,
-        available_minor: i64,
-    },
+    InsufficientFunds { available: Money },
     /// Risk rules refuse it (a player with chargebacks).
     #[error("the withdrawal was refused by risk checks")]
     RiskRejected { chargebacks: i64 },
@@ -86,9 +84,8 @@ impl From<kassa_store::SqlxError> for PayoutError {
 /// A withdrawal as the API asks for it, already parsed.
 #[derive(Clone, Debug)]
 pub struct NewPayout {
-    pub player_id: String,
-    pub amount_minor: i64,
-    pub currency: Currency,
+    pub player_id: PlayerId,
+    pub amount: Money,
     pub method: String,
     pub destination: Option<String>,
 }
@@ -131,27 +128,41 @@ impl PayoutsService {
     /// payout reached.
     pub async fn request(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         request: NewPayout,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<PayoutRecord, PayoutError> {
         let player = self.players.get(merchant_id, &request.player_id).await?;
-        PlayerError::check_currency(&player.player_id, player.currency, request.currency)?;
-        // 1. KYC: identity must be verified before the first withdrawal.
-        if !player.kyc_status.allows_withdrawal() {
-            return Err(PayoutError::KycRequired {
-                kyc_status: player.kyc_status,
-            });
-        }
-        // 2. Responsible gambling: self-excluded players may withdraw their money; blocked
-        //    accounts may not.
-        if !player.account_status.allows_withdrawal() {
-            return Err(PayoutError::AccountBlocked {
-                account_status: player.account_status,
-            });
-        }
-        // 3. Available balance (checked again, race-free, by the hold below).
+        PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
+        check_may_withdraw(&player)?;
         let wallet = self.players.wallet(merchant_id, &player.player_id).await?;
+        self.check_balance(&wallet, &request).await?;
+        let review_reasons = self
+            .risk_checks(merchant_id, &player.player_id, request.amount)
+            .await?;
+        let provider = self
+            .route(
+                merchant_id,
+                &player.player_id,
+                &request.method,
+                request.amount.currency,
+            )
+            .await?;
+        let payout = self.new_payout(&player, provider, request, review_reasons);
+        let payout = self.hold_and_record(payout, &wallet, claim).await?;
+        if payout.status != PayoutStatus::Approved {
+            return Ok(payout);
+        }
+        self.send_answering(&payout.id, claim).await
+    }
+
+    /// Check 3, the available balance: it must cover the amount (checked again, race-free,
+    /// by the hold).
+    async fn check_balance(
+        &self,
+        wallet: &WalletAccounts,
+        request: &NewPayout,
+    ) -> Result<(), PayoutError> {
         let available = self
             .store
             .balances(&[wallet.cash])
@@ -159,71 +170,88 @@ impl PayoutsService {
             .get(&wallet.cash)
             .copied()
             .unwrap_or(0);
-        if available < request.amount_minor {
+        if available < request.amount.amount_minor {
             return Err(PayoutError::InsufficientFunds {
-                currency: request.currency,
-                available_minor: available,
+                available: Money::new(available, request.amount.currency),
             });
         }
-        // 4. Risk: a player with a chargeback does not withdraw; large amounts are reviewed.
-        let chargebacks = self
-            .store
-            .chargebacks_of(merchant_id, &player.player_id)
-            .await?;
+        Ok(())
+    }
+
+    /// Checks 4 and 5, risk and wagering: a player with a chargeback does not withdraw;
+    /// large amounts, and low turnover since the last deposit, are reasons to review the
+    /// payout (not refusals). Returns those reasons (none: it is approved).
+    async fn risk_checks(
+        &self,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
+        amount: Money,
+    ) -> Result<Vec<String>, PayoutError> {
+        let chargebacks = self.store.chargebacks_of(merchant_id, player_id).await?;
         if chargebacks > 0 {
             return Err(PayoutError::RiskRejected { chargebacks });
         }
         let mut review_reasons = Vec::new();
-        if request.amount_minor >= self.config.review_threshold_minor {
+        if amount.amount_minor >= self.config.review_threshold_minor {
             review_reasons.push("amount_at_or_over_review_threshold".to_string());
         }
-        // 5. Wagering: low turnover since the last deposit is a review trigger, not a refusal.
+        if self.low_turnover(merchant_id, player_id).await? {
+            review_reasons.push("low_turnover_since_last_deposit".to_string());
+        }
+        Ok(review_reasons)
+    }
+
+    /// Whether the player bet less since their last deposit than the wagering share of it.
+    async fn low_turnover(
+        &self,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
+    ) -> Result<bool, StoreError> {
         let deposits = self
             .store
-            .captured_deposits(merchant_id, &player.player_id, 1)
+            .captured_deposits(merchant_id, player_id, 1)
             .await?;
-        if let Some((_, deposit_minor, deposited_at_ms)) = deposits.first() {
-            let turnover = self
-                .store
-                .player_turnover_since(merchant_id, &player.player_id, *deposited_at_ms)
-                .await?;
-            if self
-                .config
-                .wagering_review_share
-                .exceeds(turnover, *deposit_minor)
-            {
-                review_reasons.push("low_turnover_since_last_deposit".to_string());
-            }
-        }
-        let provider = self
-            .route(
-                merchant_id,
-                &player.player_id,
-                &request.method,
-                request.currency,
-            )
+        let Some((_, deposit_minor, deposited_at_ms)) = deposits.first() else {
+            return Ok(false);
+        };
+        let turnover = self
+            .store
+            .player_turnover_since(merchant_id, player_id, *deposited_at_ms)
             .await?;
+        Ok(self
+            .config
+            .wagering_review_share
+            .exceeds(turnover, *deposit_minor))
+    }
+
+    /// The payout about to be held, as requested, routed to `provider`.
+    fn new_payout(
+        &self,
+        player: &PlayerRecord,
+        provider: String,
+        request: NewPayout,
+        review_reasons: Vec<String>,
+    ) -> PayoutRecord {
         let now = now_ms();
-        let mut payout = PayoutRecord {
-            id: ids::generate("po"),
-            merchant_id: merchant_id.to_string(),
+        PayoutRecord {
+            id: PayoutId::generate(),
+            merchant_id: player.merchant_id.clone(),
             player_id: player.player_id.clone(),
-            provider: Some(provider.clone()),
+            provider: Some(provider),
             provider_reference: None,
-            method: request.method.clone(),
-            destination: request.destination,
-            amount_minor: request.amount_minor,
-            currency: request.currency,
-            status: PayoutStatus::Requested,
-            review_reasons: review_reasons.clone(),
-            failure_reason: None,
-            jurisdiction: player.jurisdiction.clone(),
             eta_hours: self
                 .config
                 .eta_hours
                 .get(&request.method)
                 .copied()
                 .unwrap_or(72),
+            method: request.method,
+            destination: request.destination,
+            amount: request.amount,
+            status: PayoutStatus::Requested,
+            review_reasons,
+            failure_reason: None,
+            jurisdiction: player.jurisdiction.clone(),
             reviewed_by: None,
             review_note: None,
             reviewed_at_ms: None,
@@ -231,37 +259,35 @@ impl PayoutsService {
             next_attempt_at_ms: None,
             created_at_ms: now,
             updated_at_ms: now,
-        };
+        }
+    }
+
+    /// The request's first transaction: the hold on the player's money, the payout and its
+    /// history, the risk decision (approved or in review), and the key's answer — final
+    /// when the payout waits for review, staged when it is sent next.
+    async fn hold_and_record(
+        &self,
+        mut payout: PayoutRecord,
+        wallet: &WalletAccounts,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<PayoutRecord, PayoutError> {
         let mut tx = self.store.begin().await?;
-        let payout_id: PayoutId = stored_id(&payout.id)?;
-        let player_id: PlayerId = stored_id(&payout.player_id)?;
         let hold = ProviderHold {
-            merchant_id,
-            provider: &provider,
-            wallet: &wallet,
-            hold_for: HoldFor::Payout(&payout_id),
-            player_id: &player_id,
-            amount: Money::new(payout.amount_minor, request.currency),
+            merchant_id: &payout.merchant_id,
+            provider: payout.provider.as_deref().unwrap_or_default(),
+            wallet,
+            hold_for: HoldFor::Payout(&payout.id),
+            player_id: &payout.player_id,
+            amount: payout.amount,
         };
         if let Err(available_minor) = hold.apply(&self.store, &mut tx).await? {
             return Err(PayoutError::InsufficientFunds {
-                currency: request.currency,
-                available_minor,
+                available: Money::new(available_minor, payout.amount.currency),
             });
         }
         self.store.insert_payout(&mut tx, &payout).await?;
-        let detail = json!({ "review_reasons": review_reasons }).to_string();
-        let requested = PayoutStatus::Requested.as_str();
-        let created = HistoryEvent {
-            source: "api",
-            event: "requested",
-            from: requested,
-            to: Some(requested),
-            actor: None,
-            detail: Some(&detail),
-        };
-        self.record(&mut tx, &payout, created).await?;
-        let event = if review_reasons.is_empty() {
+        self.record_requested(&mut tx, &payout).await?;
+        let event = if payout.review_reasons.is_empty() {
             PayoutEvent::Approve
         } else {
             PayoutEvent::SendToReview
@@ -279,27 +305,39 @@ impl PayoutsService {
             }
         }
         tx.commit().await?;
-        if !sending {
-            if let Some(claim) = claim {
-                claim.mark_committed();
-            }
-            return Ok(payout);
+        if let Some(claim) = claim.filter(|_| !sending) {
+            claim.mark_committed();
         }
-        self.send_answering(&payout.id, claim).await
+        Ok(payout)
+    }
+
+    /// The first event of a payout's history, with the reasons it goes to review.
+    async fn record_requested(&self, tx: &mut Tx, payout: &PayoutRecord) -> Result<(), StoreError> {
+        let detail = json!({ "review_reasons": payout.review_reasons }).to_string();
+        let requested = PayoutStatus::Requested.as_str();
+        let created = HistoryEvent {
+            source: "api",
+            event: "requested",
+            from: requested,
+            to: Some(requested),
+            actor: None,
+            detail: Some(&detail),
+        };
+        self.record(tx, payout, created).await
     }
 
     /// Closed loop: the provider the player last deposited through, if it pays out in this
     /// currency and method; otherwise the first provider that does.
     async fn route(
         &self,
-        merchant_id: &str,
-        player_id: &str,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
         method: &str,
         currency: Currency,
     ) -> Result<String, PayoutError> {
         let can_pay = |name: &str| {
             self.providers
-                .get_for_merchant(merchant_id, name)
+                .get_for_merchant(merchant_id.as_str(), name)
                 .is_some_and(|p| {
                     p.capabilities().payouts && p.capabilities().supports(method, currency, None)
                 })
@@ -314,7 +352,7 @@ impl PayoutsService {
             }
         }
         self.providers
-            .for_merchant(merchant_id)
+            .for_merchant(merchant_id.as_str())
             .map(|(name, _)| name)
             .find(|name| can_pay(name))
             .map(str::to_string)
@@ -327,7 +365,7 @@ impl PayoutsService {
     /// Hands an approved or deferred payout to its provider, or defers it when payouts are
     /// paused or the provider does not answer. Safe to call again: the provider dedupes by
     /// payout id, and the state machine refuses a second send once it is processing.
-    pub async fn send(&self, payout_id: &str) -> Result<PayoutRecord, PayoutError> {
+    pub async fn send(&self, payout_id: &PayoutId) -> Result<PayoutRecord, PayoutError> {
         self.send_answering(payout_id, None).await
     }
 
@@ -335,7 +373,7 @@ impl PayoutsService {
     /// transaction ends the send.
     async fn send_answering(
         &self,
-        payout_id: &str,
+        payout_id: &PayoutId,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<PayoutRecord, PayoutError> {
         let paused = self.store.switch_enabled(PAYOUTS_PAUSED).await?;
@@ -387,9 +425,9 @@ impl PayoutsService {
 
         let sent = provider
             .payout(&PayoutRequest {
-                payout_id: payout.id.clone(),
-                amount_minor: payout.amount_minor,
-                currency: payout.currency,
+                payout_id: payout.id.to_string(),
+                amount_minor: payout.amount.amount_minor,
+                currency: payout.amount.currency,
                 method: payout.method.clone(),
                 destination: payout.destination.clone(),
             })
@@ -417,7 +455,7 @@ impl PayoutsService {
             Err(error)
                 if error.is_transient() && payout.send_attempts < self.config.send_attempts_max =>
             {
-                tracing::warn!(payout_id, error = %error, "payout deferred: the provider did not take it");
+                tracing::warn!(%payout_id, error = %error, "payout deferred: the provider did not take it");
                 payout.next_attempt_at_ms = Some(now_ms() + self.config.retry_backoff_ms);
                 self.transition(
                     &mut tx,
@@ -458,19 +496,24 @@ impl PayoutsService {
         provider: &str,
         event: &ProviderPayoutEvent,
     ) -> Result<(PayoutStatus, bool), ProviderEventError> {
+        let not_found = || ProviderEventError::PayoutNotFound {
+            payout_id: event.payout_id.clone(),
+        };
+        // An id that is not a payout id names no payout of ours.
+        let payout_id = PayoutId::parse(&event.payout_id).map_err(|_| not_found())?;
         let mut tx = self.store.begin().await?;
         let mut payout = self
             .store
-            .lock_payout(&mut tx, &event.payout_id)
+            .lock_payout(&mut tx, &payout_id)
             .await?
-            .ok_or_else(|| ProviderEventError::PayoutNotFound {
-                payout_id: event.payout_id.clone(),
-            })?;
+            .ok_or_else(not_found)?;
         let mismatch = |what| Err(ProviderEventError::Mismatch(what));
         if payout.provider.as_deref() != Some(provider) {
             return mismatch("the payout belongs to another provider");
         }
-        if payout.amount_minor != event.amount_minor || payout.currency != event.currency {
+        if payout.amount.amount_minor != event.amount_minor
+            || payout.amount.currency != event.currency
+        {
             return mismatch("the amount or currency differs from the payout's");
         }
         if let (Some(ours), Some(theirs)) = (&payout.provider_reference, &event.provider_reference)
@@ -501,7 +544,7 @@ impl PayoutsService {
     /// A reviewer approves (and the payout is sent) or rejects (and the hold is released).
     pub async fn review(
         &self,
-        payout_id: &str,
+        payout_id: &PayoutId,
         decision: Decision,
         reviewer: &str,
         reason: &str,
@@ -557,15 +600,15 @@ impl PayoutsService {
     /// it again: a repeated cancel is not a conflict.
     pub async fn cancel(
         &self,
-        merchant_id: &str,
-        payout_id: &str,
+        merchant_id: &MerchantId,
+        payout_id: &PayoutId,
     ) -> Result<PayoutRecord, PayoutError> {
         let mut tx = self.store.begin().await?;
         let mut payout = self
             .store
             .lock_payout(&mut tx, payout_id)
             .await?
-            .filter(|p| p.merchant_id == merchant_id)
+            .filter(|p| &p.merchant_id == merchant_id)
             .ok_or_else(|| payout_not_found(payout_id))?;
         if let Some(jurisdiction) = &payout.jurisdiction {
             if self
@@ -600,13 +643,13 @@ impl PayoutsService {
     /// A merchant's payout, or 404.
     pub async fn get(
         &self,
-        merchant_id: &str,
-        payout_id: &str,
+        merchant_id: &MerchantId,
+        payout_id: &PayoutId,
     ) -> Result<PayoutRecord, PayoutError> {
         self.store
             .find_payout(payout_id)
             .await?
-            .filter(|p| p.merchant_id == merchant_id)
+            .filter(|p| &p.merchant_id == merchant_id)
             .ok_or_else(|| payout_not_found(payout_id))
     }
 
@@ -626,14 +669,13 @@ impl PayoutsService {
         if payout.status == before {
             return Ok(false);
         }
-        let payout_id: PayoutId = stored_id(&payout.id)?;
-        let player_id: PlayerId = stored_id(&payout.player_id)?;
-        let Some(request) = movements::payout_settled(payout.status, &payout_id, &player_id) else {
+        let Some(request) = movements::payout_settled(payout.status, &payout.id, &payout.player_id)
+        else {
             return Ok(true);
         };
         let outcome = self
             .store
-            .apply_ledger_requests(tx, &payout.merchant_id, &[request])
+            .apply_ledger_requests(tx, payout.merchant_id.as_str(), &[request])
             .await?;
         match &outcome[0] {
             Outcome::Recorded(entry) if entry.status == EntryStatus::Posted => Ok(true),
@@ -683,8 +725,8 @@ impl PayoutsService {
                         "payout_id": payout.id,
                         "player_id": payout.player_id,
                         "status": to.as_str(),
-                        "amount": payout.currency.format_minor(payout.amount_minor),
-                        "currency": payout.currency.code(),
+                        "amount": payout.amount.format_amount(),
+                        "currency": payout.amount.currency.code(),
                         "method": payout.method,
                         "eta_hours": payout.eta_hours,
                         "reason": payout.failure_reason,
@@ -692,9 +734,9 @@ impl PayoutsService {
                     self.store
                         .insert_outbox(
                             tx,
-                            &payout.merchant_id,
+                            payout.merchant_id.as_str(),
                             "payout.status_changed",
-                            &payout.id,
+                            payout.id.as_str(),
                             &payload.to_string(),
                         )
                         .await?;
@@ -744,10 +786,26 @@ fn event_name(event: PayoutEvent) -> &'static str {
 }
 
 /// The error for an unknown payout.
-pub fn payout_not_found(payout_id: &str) -> PayoutError {
+pub fn payout_not_found(payout_id: impl AsRef<str>) -> PayoutError {
     PayoutError::NotFound {
-        payout_id: payout_id.to_string(),
+        payout_id: payout_id.as_ref().to_string(),
     }
+}
+
+/// Checks 1 and 2: KYC (identity verified before the first withdrawal), then responsible
+/// gambling (self-excluded players may withdraw their money; blocked accounts may not).
+fn check_may_withdraw(player: &PlayerRecord) -> Result<(), PayoutError> {
+    if !player.kyc_status.allows_withdrawal() {
+        return Err(PayoutError::KycRequired {
+            kyc_status: player.kyc_status,
+        });
+    }
+    if !player.account_status.allows_withdrawal() {
+        return Err(PayoutError::AccountBlocked {
+            account_status: player.account_status,
+        });
+    }
+    Ok(())
 }
 
 /// Commits the send's last transaction, with the request's answer when it has a claim.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use kassa_core::ids::{MerchantId, PlayerId};
 use kassa_core::ledger::{AccountId, AccountKind};
 use kassa_core::movements::PlayerAccounts;
 use kassa_core::status::AccountStatus;
@@ -39,7 +40,7 @@ pub enum PlayerError {
 impl PlayerError {
     /// `Ok` when the player's wallet holds `asked`.
     pub fn check_currency(
-        player_id: &str,
+        player_id: &PlayerId,
         held: Currency,
         asked: Currency,
     ) -> Result<(), PlayerError> {
@@ -58,7 +59,7 @@ impl PlayerError {
     /// `Ok` when an account of this status may deposit and bet: only `active` may; an
     /// unknown stored status is refused as `blocked` (fail closed).
     pub fn check_may_play(
-        player_id: &str,
+        player_id: &PlayerId,
         account_status: AccountStatus,
     ) -> Result<(), PlayerError> {
         match account_status {
@@ -103,8 +104,8 @@ impl WalletAccounts {
 #[derive(Clone)]
 pub struct PlayerDirectory {
     store: Store,
-    wallets: Arc<DashMap<(String, String), WalletAccounts>>,
-    statuses: Arc<DashMap<(String, String), (AccountStatus, Instant)>>,
+    wallets: Arc<DashMap<(MerchantId, PlayerId), WalletAccounts>>,
+    statuses: Arc<DashMap<(MerchantId, PlayerId), (AccountStatus, Instant)>>,
 }
 
 /// How long a player's account status read for a bet is reused. A change made through this
@@ -139,10 +140,10 @@ impl PlayerDirectory {
     /// is read at most once per [`ACCOUNT_STATUS_CACHE_TTL`] per player.
     pub async fn check_may_play(
         &self,
-        merchant_id: &str,
-        player_id: &str,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
     ) -> Result<(), PlayerError> {
-        let key = (merchant_id.to_string(), player_id.to_string());
+        let key = (merchant_id.clone(), player_id.clone());
         if let Some(found) = self.statuses.get(&key) {
             if found.1.elapsed() < ACCOUNT_STATUS_CACHE_TTL {
                 return PlayerError::check_may_play(player_id, found.0);
@@ -160,8 +161,8 @@ impl PlayerDirectory {
     /// The player, or `PlayerError::NotFound`.
     pub async fn get(
         &self,
-        merchant_id: &str,
-        player_id: &str,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
     ) -> Result<PlayerRecord, PlayerError> {
         self.store
             .get_player(merchant_id, player_id)
@@ -174,10 +175,10 @@ impl PlayerDirectory {
     /// The player's wallet wiring, from memory when seen before.
     pub async fn wallet(
         &self,
-        merchant_id: &str,
-        player_id: &str,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
     ) -> Result<WalletAccounts, PlayerError> {
-        let key = (merchant_id.to_string(), player_id.to_string());
+        let key = (merchant_id.clone(), player_id.clone());
         if let Some(found) = self.wallets.get(&key) {
             return Ok(*found);
         }
@@ -185,7 +186,7 @@ impl PlayerDirectory {
         let house = self
             .store
             .account_id(
-                merchant_id,
+                merchant_id.as_str(),
                 AccountKind::OperatorRevenue,
                 "",
                 player.currency,
@@ -193,7 +194,12 @@ impl PlayerDirectory {
             .await?;
         let suspense = self
             .store
-            .account_id(merchant_id, AccountKind::Suspense, "", player.currency)
+            .account_id(
+                merchant_id.as_str(),
+                AccountKind::Suspense,
+                "",
+                player.currency,
+            )
             .await?;
         let wallet = WalletAccounts {
             currency: player.currency,

@@ -270,32 +270,10 @@ impl ProviderEvents<'_> {
         &self,
         delivery: Delivery<'_>,
     ) -> Result<EventReceipt, ProviderEventError> {
-        let mut log = WebhookDelivery {
-            id: ids::generate("whk"),
-            provider: delivery
-                .provider
-                .chars()
-                .take(PROVIDER_NAME_LOGGED_MAX)
-                .collect(),
-            event_id: None,
-            payment_id: None,
-            headers: loggable_headers(delivery.headers),
-            raw_body: String::new(),
-            outcome: String::new(),
-            http_status: 0,
-            received_at_ms: now_ms(),
-        };
+        let mut log = delivery_log(&delivery);
         let batch = match self.verify(&delivery) {
             Ok(batch) => batch,
-            Err(error) => {
-                // Unverifiable: it costs a counter and, while its provider's minute is under
-                // the limit (then only as a sample), a bounded excerpt.
-                log.outcome = error.log_outcome().to_string();
-                log.http_status = error.problem().status;
-                log.raw_body = excerpt(delivery.body, self.log_limits.unverified_excerpt_bytes);
-                self.log_unverified(&log, Some(&error)).await;
-                return Err(error);
-            }
+            Err(error) => return Err(self.refuse_unverified(log, &delivery, error).await),
         };
         // Verified: the whole body is kept (bounded by the HTTP body limit).
         log.raw_body = storable_text(delivery.body);
@@ -305,24 +283,50 @@ impl ProviderEvents<'_> {
             if index > 0 {
                 log.id = ids::generate("whk");
             }
-            let result = match item {
-                Ok(event) => self.handle(delivery.provider, event, &mut log).await,
-                Err(refusal) => Err(refusal.into()),
-            };
-            match &result {
-                Ok(receipt) if receipt.logged_with_effect => {}
-                Ok(receipt) => {
-                    self.log(log, (receipt.outcome.as_str(), receipt.answer.status))
-                        .await
-                }
-                Err(error) => {
-                    self.log(log, (error.log_outcome(), error.problem().status))
-                        .await
-                }
-            }
-            results.push(result);
+            results.push(self.receive_item(delivery.provider, item, log).await);
         }
         answer_batch(batch.acknowledgement, results)
+    }
+
+    /// An unverifiable delivery costs a counter and, while its provider's minute is under
+    /// the limit (then only as a sample), a bounded excerpt; the error is its answer.
+    async fn refuse_unverified(
+        &self,
+        mut log: WebhookDelivery,
+        delivery: &Delivery<'_>,
+        error: ProviderEventError,
+    ) -> ProviderEventError {
+        log.outcome = error.log_outcome().to_string();
+        log.http_status = error.problem().status;
+        log.raw_body = excerpt(delivery.body, self.log_limits.unverified_excerpt_bytes);
+        self.log_unverified(&log, Some(&error)).await;
+        error
+    }
+
+    /// One item of a verified delivery: handled, then logged unless its log row committed
+    /// with its effect.
+    async fn receive_item(
+        &self,
+        provider: &str,
+        item: Result<ProviderEvent, InboundRefusal>,
+        mut log: WebhookDelivery,
+    ) -> Result<EventReceipt, ProviderEventError> {
+        let result = match item {
+            Ok(event) => self.handle(provider, event, &mut log).await,
+            Err(refusal) => Err(refusal.into()),
+        };
+        match &result {
+            Ok(receipt) if receipt.logged_with_effect => {}
+            Ok(receipt) => {
+                self.log(log, (receipt.outcome.as_str(), receipt.answer.status))
+                    .await
+            }
+            Err(error) => {
+                self.log(log, (error.log_outcome(), error.problem().status))
+                    .await
+            }
+        }
+        result
     }
 
     /// Counts an unverifiable delivery, and logs it while its provider's minute is under
@@ -494,6 +498,26 @@ impl ProviderEvents<'_> {
             content_type: JSON,
             logged_with_effect: false,
         }))
+    }
+}
+
+/// The delivery log's row for a delivery as it arrived; what became of it is filled in
+/// later.
+fn delivery_log(delivery: &Delivery<'_>) -> WebhookDelivery {
+    WebhookDelivery {
+        id: ids::generate("whk"),
+        provider: delivery
+            .provider
+            .chars()
+            .take(PROVIDER_NAME_LOGGED_MAX)
+            .collect(),
+        event_id: None,
+        payment_id: None,
+        headers: loggable_headers(delivery.headers),
+        raw_body: String::new(),
+        outcome: String::new(),
+        http_status: 0,
+        received_at_ms: now_ms(),
     }
 }
 

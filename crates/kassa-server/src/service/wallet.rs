@@ -6,7 +6,7 @@
 //! costs one commit, not N, and each caller is answered only after its batch is durable.
 //! This service builds the ledger requests, submits them and maps the outcomes.
 
-use kassa_core::ids::{ExternalPaymentId, PlayerId, RoundId, TxnId};
+use kassa_core::ids::{ExternalPaymentId, MerchantId, PaymentId, PlayerId, RoundId, TxnId};
 use kassa_core::ledger::{Entry, EntryStatus, Outcome, Refusal, Request};
 use kassa_core::movements::{self, EntryLabel};
 use kassa_core::Money;
@@ -129,7 +129,7 @@ impl WalletService {
     /// A bet: moves money from the player to the house, or answers 402.
     pub async fn debit(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         call: WalletMove,
         claim: Option<IdempotencyClaim>,
     ) -> Result<WalletReceipt, WalletError> {
@@ -137,7 +137,7 @@ impl WalletService {
         // Self-excluded and blocked players place no bets; their wins of rounds already
         // open are still paid (ADR 31).
         self.players
-            .check_may_play(merchant_id, call.player_id.as_str())
+            .check_may_play(merchant_id, &call.player_id)
             .await?;
         let request = movements::wallet_bet(&call.as_call(), &wallet.ledger_accounts());
         self.submit(merchant_id, request, claim).await
@@ -147,13 +147,13 @@ impl WalletService {
     /// given).
     pub async fn credit(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         call: WalletMove,
         claim: Option<IdempotencyClaim>,
     ) -> Result<WalletReceipt, WalletError> {
         let wallet = self.wallet_for(merchant_id, &call).await?;
         if let Some(payment_id) = &call.payment_id {
-            self.check_payment(merchant_id, call.player_id.as_str(), payment_id.as_str())
+            self.check_payment(merchant_id, &call.player_id, payment_id)
                 .await?;
         }
         let accounts = wallet.ledger_accounts();
@@ -170,7 +170,7 @@ impl WalletService {
     /// refused should it arrive later.
     pub async fn rollback(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         txn_id: &TxnId,
         original_txn_id: &TxnId,
         claim: Option<IdempotencyClaim>,
@@ -183,12 +183,17 @@ impl WalletService {
     /// reference must not dangle.
     async fn check_payment(
         &self,
-        merchant_id: &str,
-        player_id: &str,
-        payment_id: &str,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
+        payment_id: &ExternalPaymentId,
     ) -> Result<(), WalletError> {
-        match self.store.get_payment(merchant_id, payment_id).await? {
-            Some(payment) if payment.player_id == player_id => Ok(()),
+        // A deposit Kassa holds has a payment id; anything else names none of ours.
+        let found = match PaymentId::parse(payment_id.as_str()) {
+            Ok(payment_id) => self.store.get_payment(merchant_id, &payment_id).await?,
+            Err(_) => None,
+        };
+        match found {
+            Some(payment) if &payment.player_id == player_id => Ok(()),
             _ => Err(WalletError::PaymentNotFound {
                 payment_id: payment_id.to_string(),
             }),
@@ -197,24 +202,17 @@ impl WalletService {
 
     async fn wallet_for(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         call: &WalletMove,
     ) -> Result<WalletAccounts, WalletError> {
-        let wallet = self
-            .players
-            .wallet(merchant_id, call.player_id.as_str())
-            .await?;
-        PlayerError::check_currency(
-            call.player_id.as_str(),
-            wallet.currency,
-            call.amount.currency,
-        )?;
+        let wallet = self.players.wallet(merchant_id, &call.player_id).await?;
+        PlayerError::check_currency(&call.player_id, wallet.currency, call.amount.currency)?;
         Ok(wallet)
     }
 
     async fn submit(
         &self,
-        merchant_id: &str,
+        merchant_id: &MerchantId,
         request: Request,
         claim: Option<IdempotencyClaim>,
     ) -> Result<WalletReceipt, WalletError> {

@@ -204,11 +204,8 @@ impl PublicError for PaymentError {
             PaymentError::RefundsUnsupported { .. } => {
                 Problem::new(409, "refunds_unsupported", message)
             }
-            PaymentError::RefundTooLarge {
-                currency,
-                refundable_minor,
-            } => {
-                let refundable = currency.format_minor(*refundable_minor);
+            PaymentError::RefundTooLarge { refundable } => {
+                let refundable = refundable.format_amount();
                 Problem::validation("amount", format!("at most {refundable} can be refunded"))
                     .with_details(json!({ "field": "amount", "refundable": refundable }))
             }
@@ -235,11 +232,10 @@ impl PublicError for PayoutError {
                 Problem::new(403, "account_blocked", message)
                     .with_details(json!({ "account_status": account_status }))
             }
-            PayoutError::InsufficientFunds {
-                currency,
-                available_minor,
-            } => Problem::new(402, "insufficient_funds", message)
-                .with_details(json!({ "available": currency.format_minor(*available_minor) })),
+            PayoutError::InsufficientFunds { available } => {
+                Problem::new(402, "insufficient_funds", message)
+                    .with_details(json!({ "available": available.format_amount() }))
+            }
             PayoutError::RiskRejected { chargebacks } => {
                 Problem::new(403, "risk_rejected", message)
                     .with_details(json!({ "rule": "open_chargebacks", "chargebacks": chargebacks }))

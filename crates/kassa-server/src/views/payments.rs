@@ -102,13 +102,13 @@ pub struct RefundView {
 /// The public view of a payment.
 pub fn payment_view(p: &PaymentRecord) -> PaymentView {
     PaymentView {
-        payment_id: p.id.clone(),
+        payment_id: p.id.to_string(),
         status: p.status.as_str().to_string(),
-        amount: p.currency.format_minor(p.amount_minor),
-        currency: p.currency.code().to_string(),
-        refunded: p.currency.format_minor(p.refunded_minor),
+        amount: p.amount.format_amount(),
+        currency: p.amount.currency.code().to_string(),
+        refunded: p.refunded.format_amount(),
         method: p.method.clone(),
-        player_id: p.player_id.clone(),
+        player_id: p.player_id.to_string(),
         provider: p.provider.clone(),
         provider_reference: p.provider_reference.clone(),
         redirect_url: p.redirect_url.clone(),
@@ -121,7 +121,7 @@ pub fn payment_view(p: &PaymentRecord) -> PaymentView {
 /// The answer to `POST /v1/payments/init`.
 pub fn init_view(p: &PaymentRecord, next_action: Option<NextActionView>) -> PaymentInitView {
     PaymentInitView {
-        payment_id: p.id.clone(),
+        payment_id: p.id.to_string(),
         status: p.status.as_str().to_string(),
         redirect_url: p.redirect_url.clone(),
         provider: p.provider.clone(),
@@ -134,7 +134,7 @@ pub fn refund_view(r: &RefundRecord) -> RefundView {
     RefundView {
         refund_id: r.id.to_string(),
         payment_id: r.payment_id.to_string(),
-        amount: r.amount.currency.format_minor(r.amount.amount_minor),
+        amount: r.amount.format_amount(),
         currency: r.amount.currency.code().to_string(),
         status: r.status.as_str().to_string(),
     }

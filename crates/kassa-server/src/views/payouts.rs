@@ -33,12 +33,12 @@ pub struct PayoutView {
 /// The public view of a payout.
 pub fn payout_view(p: &PayoutRecord) -> PayoutView {
     PayoutView {
-        payout_id: p.id.clone(),
+        payout_id: p.id.to_string(),
         status: p.status.as_str().to_string(),
-        amount: p.currency.format_minor(p.amount_minor),
-        currency: p.currency.code().to_string(),
+        amount: p.amount.format_amount(),
+        currency: p.amount.currency.code().to_string(),
         method: p.method.clone(),
-        player_id: p.player_id.clone(),
+        player_id: p.player_id.to_string(),
         provider: p.provider.clone(),
         review_reasons: p.review_reasons.clone(),
         failure_reason: p.failure_reason.clone(),

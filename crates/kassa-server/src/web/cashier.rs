@@ -22,16 +22,14 @@ pub async fn return_page(
 ) -> Result<Response, ApiError> {
     kassa_core::ids::validate_external(&query.payment_id)
         .map_err(|e| ApiError::validation("payment_id", e.to_string()))?;
-    let payment = state
-        .store
-        .find_payment(&query.payment_id)
-        .await?
-        .ok_or_else(|| crate::service::payments::payment_not_found(&query.payment_id))?;
-    let amount = format!(
-        "{} {}",
-        payment.currency.format_minor(payment.amount_minor),
-        payment.currency
-    );
+    // A valid id that is not a payment id names no payment.
+    let found = match kassa_core::ids::PaymentId::parse(&query.payment_id) {
+        Ok(payment_id) => state.store.find_payment(&payment_id).await?,
+        Err(_) => None,
+    };
+    let payment =
+        found.ok_or_else(|| crate::service::payments::payment_not_found(&query.payment_id))?;
+    let amount = payment.amount.to_string();
     let status = payment.status.as_str();
     let id = &payment.id;
     let page = format!(

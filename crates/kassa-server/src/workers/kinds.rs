@@ -141,7 +141,9 @@ pub async fn run(
         PAYOUT_SEND => {
             let payload: PayoutSendPayload =
                 serde_json::from_str(&job.payload).map_err(|e| JobError::Payload(e.to_string()))?;
-            let payout = state.payouts.send(&payload.payout_id).await?;
+            let payout_id = kassa_core::ids::PayoutId::parse(&payload.payout_id)
+                .map_err(|e| JobError::Payload(e.to_string()))?;
+            let payout = state.payouts.send(&payout_id).await?;
             tracing::info!(payout_id = %payout.id, status = %payout.status, "payout send job ran");
             Ok(())
         }
