@@ -491,9 +491,16 @@ impl PayoutsService {
             .settle(&mut tx, &mut payout, kind, "webhook", Some(&detail))
             .await?;
         let answer = EventAnswer::payout(applied, payout.status).to_json();
-        self.store
+        if !self
+            .store
             .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer)
-            .await?;
+            .await?
+        {
+            // Dropping `tx` rolls this delivery's work back.
+            return Err(ProviderEventError::AlreadyAnswered {
+                event_id: event.event_id.clone(),
+            });
+        }
         tx.commit().await?;
         Ok((payout.status, applied))
     }
