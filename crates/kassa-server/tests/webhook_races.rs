@@ -212,8 +212,15 @@ fn install_error_recorder() {
 }
 
 fn assert_no_error_logged() {
-    let errors = ERRORS.lock().unwrap();
+    let errors = recorded().clone();
     assert!(errors.is_empty(), "logged at ERROR: {errors:#?}");
+}
+
+/// The recorded errors; a test that failed while holding them does not hide the others'.
+fn recorded() -> std::sync::MutexGuard<'static, Vec<String>> {
+    ERRORS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 struct ErrorRecorder;
@@ -227,10 +234,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorRecorder {
         if *event.metadata().level() == tracing::Level::ERROR {
             let mut fields = Fields(String::new());
             event.record(&mut fields);
-            ERRORS
-                .lock()
-                .unwrap()
-                .push(format!("{}:{}", event.metadata().target(), fields.0));
+            recorded().push(format!("{}:{}", event.metadata().target(), fields.0));
         }
     }
 }
