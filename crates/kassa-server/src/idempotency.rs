@@ -16,7 +16,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use kassa_core::ids::MerchantId;
 use kassa_store::idempotency::{
     claim_idempotency_key_in, complete_idempotency_key, release_idempotency_key_in,
     stage_idempotency_answer, Claim,
@@ -40,7 +39,8 @@ const KEY_LEN_MAX: usize = 255;
 /// A claimed key, handed to the handler in the request's extensions.
 #[derive(Clone, Debug)]
 pub struct IdempotencyClaim {
-    /// Merchant the key belongs to.
+    /// Whose key it is: the merchant of a merchant key, or `admin:<key id>` for an admin
+    /// key ([`ADMIN_SCOPE_PREFIX`], ADR 36). Stored where the merchant's id is.
     pub merchant_id: String,
     /// The key.
     pub key: String,
@@ -128,6 +128,17 @@ pub async fn in_effect(State(state): State<AppState>, request: Request, next: Ne
     guard(state, Mode::InEffect, request, next).await
 }
 
+/// For the admin endpoints that move money (a review decision): a key sent in the header is
+/// honoured, scoped by the admin key that sent it (ADR 36); the decision is idempotent
+/// without one.
+pub async fn admin_optional(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    guard(state, Mode::AdminOptional, request, next).await
+}
+
 /// When a key is claimed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -137,6 +148,25 @@ enum Mode {
     Optional,
     /// In the handler's transaction; a missing key is a 422.
     InEffect,
+    /// Before the handler, when an admin key's request names one in the header.
+    AdminOptional,
+}
+
+/// Prefix of the scope of an admin key's idempotency records, which stand where a
+/// merchant's id stands for a merchant key's (ADR 36). Merchant ids (`mch_…`) never hold
+/// a colon, so the two cannot meet.
+pub const ADMIN_SCOPE_PREFIX: &str = "admin:";
+
+/// Whose idempotency records a request's key belongs to: the merchant of a merchant key,
+/// or (on admin endpoints) the admin key itself. `None`: the handler's extractor answers
+/// 401/403.
+fn key_scope(principal: Option<&Principal>, mode: Mode) -> Option<String> {
+    let principal = principal?;
+    match (&principal.merchant_id, mode) {
+        (Some(merchant_id), mode) if mode != Mode::AdminOptional => Some(merchant_id.to_string()),
+        (None, Mode::AdminOptional) => Some(format!("{ADMIN_SCOPE_PREFIX}{}", principal.key_id)),
+        _ => None,
+    }
 }
 
 /// For endpoints with an identifier of their own (the wallet's `txn_id`); a key is honoured
@@ -146,13 +176,9 @@ pub async fn optional(State(state): State<AppState>, request: Request, next: Nex
 }
 
 async fn guard(state: AppState, mode: Mode, request: Request, next: Next) -> Response {
-    let key_required = mode != Mode::Optional;
-    let Some(merchant_id) = request
-        .extensions()
-        .get::<Principal>()
-        .and_then(|p| p.merchant_id.as_ref().map(MerchantId::to_string))
-    else {
-        // Not a merchant: the handler's extractor answers 401/403.
+    let key_required = matches!(mode, Mode::Required | Mode::InEffect);
+    let Some(owner) = key_scope(request.extensions().get::<Principal>(), mode) else {
+        // Not a caller of this endpoint: the handler's extractor answers 401/403.
         return next.run(request).await;
     };
     let header_key = match request.headers().get(KEY_HEADER).map(|v| v.to_str()) {
@@ -183,6 +209,11 @@ async fn guard(state: AppState, mode: Mode, request: Request, next: Next) -> Res
             .with_details(serde_json::json!({ "field": "Idempotency-Key" }))
             .into_response();
         }
+        (None, false) if mode == Mode::AdminOptional => {
+            return next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         (None, false) => match body_key(&bytes) {
             Ok(Some(key)) => key,
             Ok(None) => {
@@ -198,11 +229,11 @@ async fn guard(state: AppState, mode: Mode, request: Request, next: Next) -> Res
     let store = &state.store;
     let claimed = if mode == Mode::InEffect {
         store
-            .peek_idempotency_key(&merchant_id, &key, &request_hash, stale_after_ms)
+            .peek_idempotency_key(&owner, &key, &request_hash, stale_after_ms)
             .await
     } else {
         store
-            .claim_idempotency_key(&merchant_id, &key, &request_hash, stale_after_ms)
+            .claim_idempotency_key(&owner, &key, &request_hash, stale_after_ms)
             .await
     };
     if let Some(answer) = answer_taken_key(claimed) {
@@ -214,7 +245,7 @@ async fn guard(state: AppState, mode: Mode, request: Request, next: Next) -> Res
         lost: Arc::new(AtomicBool::new(false)),
     });
     let claim = IdempotencyClaim {
-        merchant_id: merchant_id.clone(),
+        merchant_id: owner.clone(),
         key: key.clone(),
         completed: Arc::new(AtomicBool::new(false)),
         deferred: deferred.clone(),
@@ -232,7 +263,7 @@ async fn guard(state: AppState, mode: Mode, request: Request, next: Next) -> Res
             return response;
         }
         let again = store
-            .peek_idempotency_key(&merchant_id, &key, &request_hash, stale_after_ms)
+            .peek_idempotency_key(&owner, &key, &request_hash, stale_after_ms)
             .await;
         return answer_taken_key(again).unwrap_or_else(key_in_use);
     }
@@ -250,7 +281,7 @@ async fn guard(state: AppState, mode: Mode, request: Request, next: Next) -> Res
                 | StatusCode::TOO_MANY_REQUESTS
         );
     if nothing_happened {
-        if let Err(error) = store.release_idempotency_key(&merchant_id, &key).await {
+        if let Err(error) = store.release_idempotency_key(&owner, &key).await {
             tracing::error!(error = %error, "could not release an idempotency key");
         }
         return response;
@@ -261,7 +292,7 @@ async fn guard(state: AppState, mode: Mode, request: Request, next: Next) -> Res
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&body);
     if let Err(error) = store
-        .complete_idempotency_key(&merchant_id, &key, status.as_u16(), &text)
+        .complete_idempotency_key(&owner, &key, status.as_u16(), &text)
         .await
     {
         return ApiError::from(error).into_response();

@@ -56,6 +56,26 @@ async fn health_readiness_and_openapi(app: TestApp) {
     }
     assert!(openapi.body["components"]["schemas"]["ErrorBody"].is_object());
     assert!(openapi.body["components"]["securitySchemes"]["bearer"].is_object());
+    // Every POST that moves money documents the key that makes a repeat a replay.
+    for path in [
+        "/v1/payments/init",
+        "/v1/payments/{payment_id}/refunds",
+        "/v1/payouts/init",
+        "/v1/wallet/debit",
+        "/v1/wallet/credit",
+        "/v1/wallet/rollback",
+        "/v1/admin/payouts/{payout_id}/approve",
+        "/v1/admin/payouts/{payout_id}/reject",
+    ] {
+        let params = openapi.body["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path} has no parameters"));
+        let key = params
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+            .unwrap_or_else(|| panic!("{path} does not document Idempotency-Key"));
+        assert!(key["schema"]["pattern"].is_string(), "{path}: {key}");
+    }
     app.stop().await;
 }
 

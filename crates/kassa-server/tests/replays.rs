@@ -27,6 +27,7 @@ contract_tests_with!(
     a_refused_wallet_call_replays_its_first_answer => |_: &mut Config| {},
     a_repeated_cancel_answers_the_same_200 => |c: &mut Config| { fast(c); c.sandbox.autopilot = false; },
     a_staged_answer_is_final_once_its_request_stopped => |_: &mut Config| {},
+    review_decisions_replay_their_first_answer_and_repeat_as_200 => fast,
 );
 
 /// An answer as raw bytes.
@@ -43,10 +44,21 @@ impl Raw {
 }
 
 async fn post_raw(app: &TestApp, path: &str, body: &Value, key: Option<&str>) -> Raw {
+    post_raw_as(app, &app.api_key, path, body, key).await
+}
+
+/// [`post_raw`] with another API key (an admin's).
+async fn post_raw_as(
+    app: &TestApp,
+    api_key: &str,
+    path: &str,
+    body: &Value,
+    key: Option<&str>,
+) -> Raw {
     let mut request = app
         .client
         .post(format!("{}{path}", app.base))
-        .bearer_auth(&app.api_key)
+        .bearer_auth(api_key)
         .json(body);
     if let Some(key) = key {
         request = request.header("Idempotency-Key", key);
@@ -68,9 +80,14 @@ async fn post_raw(app: &TestApp, path: &str, body: &Value, key: Option<&str>) ->
 /// Sends `body` twice with one key; asserts the second is a replay of the first, byte for
 /// byte, and returns the first.
 async fn twice(app: &TestApp, path: &str, body: &Value, key: &str) -> Raw {
-    let first = post_raw(app, path, body, Some(key)).await;
+    twice_as(app, &app.api_key, path, body, key).await
+}
+
+/// [`twice`] with another API key (an admin's).
+async fn twice_as(app: &TestApp, api_key: &str, path: &str, body: &Value, key: &str) -> Raw {
+    let first = post_raw_as(app, api_key, path, body, Some(key)).await;
     assert_eq!(first.replayed, None, "{}", first.body);
-    let again = post_raw(app, path, body, Some(key)).await;
+    let again = post_raw_as(app, api_key, path, body, Some(key)).await;
     assert_eq!(again.replayed.as_deref(), Some("true"), "{}", again.body);
     assert_eq!(again.status, first.status);
     assert_eq!(
@@ -306,5 +323,84 @@ async fn a_staged_answer_is_final_once_its_request_stopped(app: TestApp) {
         .unwrap();
     assert_eq!(after, replay);
     store.close().await;
+    app.stop().await;
+}
+
+/// An approval or rejection in the review queue (admin key) moves money: with a key, a
+/// repeat gets the first answer byte for byte, also once the payout moved on; without one,
+/// the same decision again answers 200 with the payout, the other decision 409. Keys are
+/// scoped by the admin key (ADR 36): a merchant's key of the same name is another key.
+async fn review_decisions_replay_their_first_answer_and_repeat_as_200(app: TestApp) {
+    verified_player(&app, "p1", "6000.00").await;
+    let in_review = |key: &'static str| {
+        let app = &app;
+        async move {
+            let sent = post_raw(app, "/v1/payouts/init", &payout_body("2500.00"), Some(key)).await;
+            assert_eq!(sent.json()["status"], "in_review", "{}", sent.body);
+            sent.json()["payout_id"].as_str().unwrap().to_string()
+        }
+    };
+    let (approved_id, rejected_id) = (in_review("rv-a").await, in_review("rv-b").await);
+    let admin = app.admin_key.clone();
+    let approve = format!("/v1/admin/payouts/{approved_id}/approve");
+    let reason = json!({"reason": "documents checked"});
+    let approved = twice_as(&app, &admin, &approve, &reason, "rv-a").await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.body);
+    assert_eq!(approved.json()["status"], "processing");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.get(&format!("/v1/payouts/{approved_id}")).await.body["status"] != "paid" {
+        assert!(tokio::time::Instant::now() < deadline, "the payout is paid");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let late = post_raw_as(&app, &admin, &approve, &reason, Some("rv-a")).await;
+    assert_eq!((late.status, &late.body), (approved.status, &approved.body));
+    let unkeyed = post_raw_as(&app, &admin, &approve, &reason, None).await;
+    assert_eq!(unkeyed.status, StatusCode::OK, "{}", unkeyed.body);
+    assert_eq!(unkeyed.json()["status"], "paid", "the payout as it is now");
+    let elsewhere = json!({"reason": "another payout"});
+    let reused = post_raw_as(&app, &admin, &approve, &elsewhere, Some("rv-a")).await;
+    assert_eq!(reused.status, StatusCode::CONFLICT, "{}", reused.body);
+
+    let reject = format!("/v1/admin/payouts/{rejected_id}/reject");
+    let unclear = json!({"reason": "source of funds unclear"});
+    let rejected = twice_as(&app, &admin, &reject, &unclear, "rv-b").await;
+    assert_eq!(
+        (rejected.status, rejected.json()["status"].as_str()),
+        (StatusCode::OK, Some("rejected")),
+        "{}",
+        rejected.body
+    );
+    let unkeyed = post_raw_as(&app, &admin, &reject, &unclear, None).await;
+    assert_eq!(unkeyed.status, StatusCode::OK, "{}", unkeyed.body);
+    let decision = |raw: &Raw| {
+        let view = raw.json();
+        let fields = [
+            "payout_id",
+            "status",
+            "failure_reason",
+            "reviewed_by",
+            "review_note",
+        ];
+        fields.map(|f| view[f].clone())
+    };
+    assert_eq!(decision(&unkeyed), decision(&rejected));
+    let other = post_raw_as(
+        &app,
+        &admin,
+        &approve.replace(&approved_id, &rejected_id),
+        &reason,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (other.status, other.json()["error"].as_str()),
+        (StatusCode::CONFLICT, Some("payout_not_in_review"))
+    );
+    assert_eq!(
+        app.balance("p1").await,
+        ("3500.00".to_string(), "0.00".to_string()),
+        "paid once, released once"
+    );
+    app.assert_ledger_verifies().await;
     app.stop().await;
 }

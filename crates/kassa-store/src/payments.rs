@@ -418,8 +418,10 @@ impl Store {
         .transpose()
     }
 
-    /// Marks a provider event processed, inside the transaction of its effect. A concurrent
-    /// delivery of the same event then fails on the primary key and is rolled back.
+    /// Marks a provider event processed, inside the transaction of its effect. Returns
+    /// `false` when the event id was already answered (a concurrent delivery of the same
+    /// event committed first; PostgreSQL waits for it): the caller rolls back and gives the
+    /// stored answer. A duplicate is not a database error on either backend.
     pub async fn insert_webhook_event(
         &self,
         tx: &mut Tx,
@@ -427,10 +429,10 @@ impl Store {
         event_id: &str,
         http_status: u16,
         response_body: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
             "INSERT INTO webhook_events (provider, event_id, http_status, response_body, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5)",
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (provider, event_id) DO NOTHING",
         )
         .bind(provider)
         .bind(event_id)
@@ -439,7 +441,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut **tx)
         .await?;
-        Ok(())
+        Ok(inserted.rows_affected() == 1)
     }
 
     /// Appends to the inbound webhook delivery log.

@@ -104,10 +104,19 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(payments::create_refund))
         .routes(routes!(payouts::init_payout))
         .route_layer(from_fn_with_state(state.clone(), idempotency::required));
+    // A review decision moves money (a hold sent or released) on an admin key (ADR 36).
+    let review = OpenApiRouter::new()
+        .routes(routes!(payouts::approve_payout))
+        .routes(routes!(payouts::reject_payout))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            idempotency::admin_optional,
+        ));
     let authenticated = OpenApiRouter::new()
         .merge(wallet)
         .merge(deposit_start)
         .merge(money_moving)
+        .merge(review)
         .routes(routes!(payments::get_payment))
         .routes(routes!(payments::list_payments))
         .routes(routes!(payments::cancel_payment))
@@ -116,8 +125,6 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(payouts::list_payouts))
         .routes(routes!(payouts::cancel_payout))
         .routes(routes!(payouts::review_queue))
-        .routes(routes!(payouts::approve_payout))
-        .routes(routes!(payouts::reject_payout))
         .routes(routes!(payouts::set_switch))
         .routes(routes!(players::put_player, players::get_player))
         .routes(routes!(players::get_balance))

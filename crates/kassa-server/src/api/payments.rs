@@ -328,6 +328,7 @@ pub struct SeedWebhookBody {
         (status = 200, description = "processed, ignored (does not fit the state) or a duplicate"),
         (status = 401, description = "invalid_signature, stale_webhook", body = ErrorBody),
         (status = 404, description = "payment_not_found", body = ErrorBody),
+        (status = 409, description = "duplicate_event: the event id was answered, but its answer could not be found", body = ErrorBody),
         (status = 422, description = "webhook_mismatch, malformed_webhook (details.field names a field holding a control character)", body = ErrorBody),
         (status = 429, description = "rate_limited: too many deliveries from this source address; see Retry-After", body = ErrorBody),
     ))]
@@ -343,7 +344,7 @@ pub async fn seed_webhook(
 /// The inbound webhook of any configured provider.
 #[utoipa::path(post, path = "/v1/providers/{provider}/webhook", tag = "payments", request_body = SeedWebhookBody,
     params(("provider" = String, Path)),
-    responses((status = 200, description = "processed, ignored or a duplicate"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+    responses((status = 200, description = "processed, ignored or a duplicate"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, description = "rate_limited: too many deliveries from this source address; see Retry-After", body = ErrorBody)))]
 pub async fn provider_webhook(
     State(state): State<AppState>,

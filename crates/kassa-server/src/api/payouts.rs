@@ -235,30 +235,51 @@ pub async fn review_queue(
 }
 
 /// Approves a payout in review and sends it (admin key; the reason is recorded with who and
-/// when).
+/// when). A repeat answers the payout again (200); with an `Idempotency-Key`, a repeat gets
+/// the first answer byte for byte.
 #[utoipa::path(post, path = "/v1/admin/payouts/{payout_id}/approve", tag = "admin", request_body = ReviewInput,
-    params(("payout_id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = PayoutView), (status = 409, description = "payout_not_in_review", body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("payout_id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Optional, scoped by the admin key; a repeat replays the first answer")),
+    security(("bearer" = [])),
+    responses((status = 200, body = PayoutView), (status = 409, description = "payout_not_in_review (rejected, cancelled, or never sent to review); idempotency_key_reused, idempotency_key_in_use", body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn approve_payout(
     State(state): State<AppState>,
     admin: Admin,
+    claim: Option<Extension<IdempotencyClaim>>,
     ApiPath(payout_id): ApiPath<String>,
     ApiJson(input): ApiJson<ReviewInput>,
-) -> Result<Json<PayoutView>, ApiError> {
-    decide(&state, &admin, &payout_id, Decision::Approve, &input.reason).await
+) -> Result<Response, ApiError> {
+    let review = Review {
+        decision: Decision::Approve,
+        reason: &input.reason,
+    };
+    decide(&state, &admin, &payout_id, review, claim).await
 }
 
-/// Rejects a payout in review and releases its hold (admin key; reason required).
+/// Rejects a payout in review and releases its hold (admin key; reason required). A repeat
+/// answers the payout again (200); with an `Idempotency-Key`, a repeat gets the first answer
+/// byte for byte.
 #[utoipa::path(post, path = "/v1/admin/payouts/{payout_id}/reject", tag = "admin", request_body = ReviewInput,
-    params(("payout_id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = PayoutView), (status = 409, description = "payout_not_in_review", body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("payout_id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Optional, scoped by the admin key; a repeat replays the first answer")),
+    security(("bearer" = [])),
+    responses((status = 200, body = PayoutView), (status = 409, description = "payout_not_in_review (approved, cancelled, or never sent to review); idempotency_key_reused, idempotency_key_in_use", body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn reject_payout(
     State(state): State<AppState>,
     admin: Admin,
+    claim: Option<Extension<IdempotencyClaim>>,
     ApiPath(payout_id): ApiPath<String>,
     ApiJson(input): ApiJson<ReviewInput>,
-) -> Result<Json<PayoutView>, ApiError> {
-    decide(&state, &admin, &payout_id, Decision::Reject, &input.reason).await
+) -> Result<Response, ApiError> {
+    let review = Review {
+        decision: Decision::Reject,
+        reason: &input.reason,
+    };
+    decide(&state, &admin, &payout_id, review, claim).await
+}
+
+/// A reviewer's decision as asked for.
+struct Review<'a> {
+    decision: Decision,
+    reason: &'a str,
 }
 
 /// Turns a switch on or off without a deploy (admin key). `payouts_paused` holds every payout
@@ -291,11 +312,11 @@ async fn decide(
     state: &AppState,
     admin: &Admin,
     payout_id: &str,
-    decision: Decision,
-    reason: &str,
-) -> Result<Json<PayoutView>, ApiError> {
+    review: Review<'_>,
+    claim: Option<Extension<IdempotencyClaim>>,
+) -> Result<Response, ApiError> {
     admin.require_any(&[roles::ADMIN])?;
-    let reason = reason.trim();
+    let reason = review.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::validation(
             "reason",
@@ -303,12 +324,17 @@ async fn decide(
         ));
     }
     let payout_id = payout_in_path(payout_id)?;
-    Ok(Json(view(
-        &state
-            .payouts
-            .review(&payout_id, decision, &admin.key_id, reason)
-            .await?,
-    )))
+    let claim = claim.map(|c| c.0);
+    let payout = state
+        .payouts
+        .review(
+            &payout_id,
+            review.decision,
+            (&admin.key_id, reason),
+            claim.as_ref(),
+        )
+        .await?;
+    Ok(send_answer(Answer::of(200, &view(&payout))))
 }
 
 /// The payout a path names; an id that cannot be a payout's is not found, like an unknown

@@ -637,9 +637,16 @@ impl PaymentsService {
             }
         };
         let answer = applied.answer().to_json();
-        self.store
+        if !self
+            .store
             .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer)
-            .await?;
+            .await?
+        {
+            // Dropping `tx` rolls this delivery's work back.
+            return Err(ProviderEventError::AlreadyAnswered {
+                event_id: event.event_id.clone(),
+            });
+        }
         if let Some(log) = log {
             let log = WebhookDelivery {
                 outcome: applied.log_outcome().to_string(),

@@ -153,7 +153,8 @@ impl PayoutsService {
         if payout.status != PayoutStatus::Approved {
             return Ok(payout);
         }
-        self.send_answering(&payout.id, claim).await
+        self.send_answering(&payout.id, claim.map(|c| (c, 201)))
+            .await
     }
 
     /// Check 3, the available balance: it must cover the amount (checked again, race-free,
@@ -369,12 +370,12 @@ impl PayoutsService {
         self.send_answering(payout_id, None).await
     }
 
-    /// [`send`](Self::send), storing the payout's view as the answer of `claim` in whichever
-    /// transaction ends the send.
+    /// [`send`](Self::send), storing the payout's view (with the status given) as the answer
+    /// of the claim in whichever transaction ends the send.
     async fn send_answering(
         &self,
         payout_id: &PayoutId,
-        claim: Option<&IdempotencyClaim>,
+        claim: Option<(&IdempotencyClaim, u16)>,
     ) -> Result<PayoutRecord, PayoutError> {
         let paused = self.store.switch_enabled(PAYOUTS_PAUSED).await?;
         let mut tx = self.store.begin().await?;
@@ -534,20 +535,30 @@ impl PayoutsService {
             .settle(&mut tx, &mut payout, kind, "webhook", Some(&detail))
             .await?;
         let answer = EventAnswer::payout(applied, payout.status).to_json();
-        self.store
+        if !self
+            .store
             .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer)
-            .await?;
+            .await?
+        {
+            // Dropping `tx` rolls this delivery's work back.
+            return Err(ProviderEventError::AlreadyAnswered {
+                event_id: event.event_id.clone(),
+            });
+        }
         tx.commit().await?;
         Ok((payout.status, applied))
     }
 
     /// A reviewer approves (and the payout is sent) or rejects (and the hold is released).
+    /// The same decision again answers the payout as it is now, as a repeated cancel does.
+    /// With a claimed key, the answer (200 and the payout's view) commits with the decision:
+    /// staged with an approval, final when its send ends (ADR 36).
     pub async fn review(
         &self,
         payout_id: &PayoutId,
         decision: Decision,
-        reviewer: &str,
-        reason: &str,
+        (reviewer, reason): (&str, &str),
+        claim: Option<&IdempotencyClaim>,
     ) -> Result<PayoutRecord, PayoutError> {
         let mut tx = self.store.begin().await?;
         let mut payout = self
@@ -556,6 +567,9 @@ impl PayoutsService {
             .await?
             .ok_or_else(|| payout_not_found(payout_id))?;
         if payout.status != PayoutStatus::InReview {
+            if decided_already(&payout, decision) {
+                return finish_send(tx, payout, claim.map(|c| (c, REVIEW_ANSWER_STATUS))).await;
+            }
             return Err(PayoutError::NotInReview {
                 status: payout.status,
             });
@@ -588,11 +602,17 @@ impl PayoutsService {
                 .await?;
             }
         }
-        tx.commit().await?;
-        if payout.status == PayoutStatus::Approved {
-            return self.send(payout_id).await;
+        let answering = claim.map(|c| (c, REVIEW_ANSWER_STATUS));
+        if payout.status != PayoutStatus::Approved {
+            return finish_send(tx, payout, answering).await;
         }
-        Ok(payout)
+        if let Some(claim) = claim {
+            // The approval is answered even should this node stop before the send ends.
+            let answer = Answer::of(REVIEW_ANSWER_STATUS, &payout_view(&payout));
+            claim.stage_in(&mut tx, &answer).await?;
+        }
+        tx.commit().await?;
+        self.send_answering(payout_id, answering).await
     }
 
     /// The player withdraws their request, where the jurisdiction allows it and the payout
@@ -808,18 +828,41 @@ fn check_may_withdraw(player: &PlayerRecord) -> Result<(), PayoutError> {
     Ok(())
 }
 
-/// Commits the send's last transaction, with the request's answer when it has a claim.
+/// The status of a review decision's answer.
+const REVIEW_ANSWER_STATUS: u16 = 200;
+
+/// Whether `payout`, no longer in review, already got `decision` from a reviewer: approved
+/// (whatever its send did since) or rejected in review.
+fn decided_already(payout: &PayoutRecord, decision: Decision) -> bool {
+    if payout.reviewed_by.is_none() {
+        return false;
+    }
+    match decision {
+        Decision::Approve => matches!(
+            payout.status,
+            PayoutStatus::Approved
+                | PayoutStatus::Deferred
+                | PayoutStatus::Processing
+                | PayoutStatus::Paid
+                | PayoutStatus::Failed
+        ),
+        Decision::Reject => payout.status == PayoutStatus::Rejected,
+    }
+}
+
+/// Commits the send's last transaction, with the request's answer (the payout's view with
+/// the status given) when it has a claim.
 async fn finish_send(
     mut tx: Tx,
     payout: PayoutRecord,
-    claim: Option<&IdempotencyClaim>,
+    claim: Option<(&IdempotencyClaim, u16)>,
 ) -> Result<PayoutRecord, PayoutError> {
-    if let Some(claim) = claim {
-        let answer = Answer::of(201, &payout_view(&payout));
+    if let Some((claim, status)) = claim {
+        let answer = Answer::of(status, &payout_view(&payout));
         claim.complete_in(&mut tx, &answer).await?;
     }
     tx.commit().await?;
-    if let Some(claim) = claim {
+    if let Some((claim, _)) = claim {
         claim.mark_committed();
     }
     Ok(payout)

@@ -53,6 +53,10 @@ pub enum ProviderEventError {
     /// The payment's player could not be read.
     #[error(transparent)]
     Player(#[from] PlayerError),
+    /// A concurrent delivery of the same event id committed its answer first: this one
+    /// was rolled back and gets that answer (not an error for the provider, nor in the log).
+    #[error("event {event_id:?} was already answered")]
+    AlreadyAnswered { event_id: String },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -98,6 +102,7 @@ impl ProviderEventError {
             ProviderEventError::PaymentNotFound { .. } => "unknown_payment",
             ProviderEventError::PayoutNotFound { .. } => "unknown_payout",
             ProviderEventError::Mismatch(_) => "mismatch",
+            ProviderEventError::AlreadyAnswered { .. } => "duplicate",
             ProviderEventError::AmountTooLarge(_) => "amount_too_large",
             ProviderEventError::Player(_) | ProviderEventError::Store(_) => "error",
         }
@@ -447,8 +452,9 @@ impl ProviderEvents<'_> {
     }
 
     /// Applies a verified event at most once per event id: a repeat of a processed id gets
-    /// the first answer; if applying fails because a concurrent delivery of the same event
-    /// won the race (its effect and answer committed first), that delivery's answer is given.
+    /// the first answer; if a concurrent delivery of the same event won the race (its effect
+    /// and answer committed first, [`ProviderEventError::AlreadyAnswered`]) or applying
+    /// failed after it did, that delivery's answer is given.
     async fn apply_once<F, Fut>(
         &self,
         provider: &str,
@@ -478,6 +484,10 @@ impl ProviderEvents<'_> {
             }),
             Err(error) => match self.stored_answer(provider, event_id).await {
                 Ok(Some(receipt)) => Ok(receipt),
+                // The answer could not be read: the provider should send the event again.
+                Err(lookup) if matches!(error, ProviderEventError::AlreadyAnswered { .. }) => {
+                    Err(lookup)
+                }
                 _ => Err(error),
             },
         }
@@ -593,9 +603,9 @@ fn loggable_headers(headers: &HeaderMap) -> String {
 /// Transactions retried after a lost race before the error is answered.
 const APPLY_RETRIES_MAX: u32 = 3;
 
-/// Runs `attempt` again while it fails with a retryable store error (two deliveries of one
-/// event racing: the loser retries and finds the winner's answer), at most
-/// [`APPLY_RETRIES_MAX`] times.
+/// Runs `attempt` again while it fails with a retryable store error (busy, deadlock,
+/// serialization failure), at most [`APPLY_RETRIES_MAX`] times. Two deliveries of one event
+/// racing are not retried: the loser gets [`ProviderEventError::AlreadyAnswered`].
 pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, ProviderEventError>
 where
     F: FnMut() -> Fut,

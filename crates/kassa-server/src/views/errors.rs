@@ -341,6 +341,10 @@ impl PublicError for ProviderEventError {
                 Problem::new(404, "payout_not_found", message)
             }
             ProviderEventError::Mismatch(_) => Problem::new(422, "webhook_mismatch", message),
+            // Answered with the stored answer by the pipeline; only if that answer is gone.
+            ProviderEventError::AlreadyAnswered { .. } => {
+                Problem::new(409, "duplicate_event", message)
+            }
             ProviderEventError::AmountTooLarge(error) => error.problem(),
             ProviderEventError::Player(error) => error.problem(),
             ProviderEventError::Store(error) => error.problem(),
