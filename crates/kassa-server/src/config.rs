@@ -158,12 +158,17 @@ pub struct StorageConfig {
     /// opens a plain connection. `KASSA_SQLITE_TUNING=off|on`.
     #[serde(default = "default_sqlite_tuning")]
     pub sqlite_tuning: bool,
+    /// With the tuning: the wallet writer's WAL shim (ADR 16, 40), which gathers a commit's
+    /// WAL writes into a few system calls. `KASSA_SQLITE_WAL_GATHER=off|on`.
+    #[serde(default = "default_sqlite_wal_gather")]
+    pub sqlite_wal_gather: bool,
 }
 
 impl Default for StorageConfig {
     fn default() -> StorageConfig {
         StorageConfig {
             sqlite_tuning: default_sqlite_tuning(),
+            sqlite_wal_gather: default_sqlite_wal_gather(),
         }
     }
 }
@@ -179,6 +184,11 @@ impl std::fmt::Debug for AuthConfig {
 /// On: the property, fault-injection and power-loss tests cover it (ADR 19).
 fn default_sqlite_tuning() -> bool {
     true
+}
+
+/// ADR 40.
+fn default_sqlite_wal_gather() -> bool {
+    kassa_store::SQLITE_WAL_GATHER_DEFAULT
 }
 
 /// Withdrawals.
@@ -443,6 +453,9 @@ impl Config {
         }
         if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
             self.storage.sqlite_tuning = tuning;
+        }
+        if let Some(wal_gather) = kassa_store::sqlite_wal_gather_from_env() {
+            self.storage.sqlite_wal_gather = wal_gather;
         }
         if let Ok(autopilot) = std::env::var("KASSA_SANDBOX_AUTOPILOT") {
             self.sandbox.autopilot = !matches!(

@@ -216,9 +216,12 @@ pub struct Store {
     sqlite_path: Option<String>,
     /// The PostgreSQL URL as given, for [`Store::postgres_writer`]; `None` on SQLite.
     postgres_url: Option<String>,
-    /// Whether the SQLite wallet writer's connection goes through the WAL shim and the
-    /// page-cache layer of `kassa-wal-gather` (ADR 16, 18, 19).
+    /// Whether the SQLite writers' page caches park (ADR 18, 19, 38) and the wallet
+    /// writer's connection may go through the WAL shim of `kassa-wal-gather` (ADR 16).
     sqlite_tuning: bool,
+    /// With the tuning: whether the wallet writer's connection gathers its WAL writes
+    /// through the shim (ADR 16, 40); [`Store::with_sqlite_wal_gather`].
+    sqlite_wal_gather: bool,
     /// Write transactions begun through this handle (and its clones), so tests assert how
     /// many durable commits a use case costs ([`Store::write_transactions`]).
     write_transactions: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -230,13 +233,33 @@ pub const SQLITE_TUNING_VAR: &str = "KASSA_SQLITE_TUNING";
 
 /// What [`SQLITE_TUNING_VAR`] asks for; `None` when it is unset or empty.
 pub fn sqlite_tuning_from_env() -> Option<bool> {
-    let value = std::env::var(SQLITE_TUNING_VAR).ok()?;
+    switch_from_env(SQLITE_TUNING_VAR)
+}
+
+/// Environment variable that turns the wallet writer's WAL shim off or on (ADR 40): the
+/// config key `storage.sqlite_wal_gather`, and what [`Store::connect`] uses (tests). Only
+/// with the tuning on ([`SQLITE_TUNING_VAR`]).
+pub const SQLITE_WAL_GATHER_VAR: &str = "KASSA_SQLITE_WAL_GATHER";
+
+/// What [`SQLITE_WAL_GATHER_VAR`] asks for; `None` when it is unset or empty.
+pub fn sqlite_wal_gather_from_env() -> Option<bool> {
+    switch_from_env(SQLITE_WAL_GATHER_VAR)
+}
+
+/// An on/off environment variable: `off`, `false`, `0`, `no` are off, anything else on;
+/// `None` when it is unset or empty.
+fn switch_from_env(name: &str) -> Option<bool> {
+    let value = std::env::var(name).ok()?;
     let value = value.trim().to_ascii_lowercase();
     if value.is_empty() {
         return None;
     }
     Some(!matches!(value.as_str(), "off" | "false" | "0" | "no"))
 }
+
+/// Whether the wallet writer gathers its WAL writes when neither the config nor the
+/// environment says (ADR 40).
+pub const SQLITE_WAL_GATHER_DEFAULT: bool = true;
 
 /// Connections the PostgreSQL pool may open.
 const POSTGRES_CONNECTIONS_MAX: u32 = 32;
@@ -407,6 +430,8 @@ impl Store {
                 sqlite_path: (path != ":memory:").then(|| path.to_string()),
                 postgres_url: None,
                 sqlite_tuning,
+                sqlite_wal_gather: sqlite_wal_gather_from_env()
+                    .unwrap_or(SQLITE_WAL_GATHER_DEFAULT),
                 write_transactions: Default::default(),
             });
         }
@@ -432,6 +457,8 @@ impl Store {
                 sqlite_path: None,
                 postgres_url,
                 sqlite_tuning,
+                sqlite_wal_gather: sqlite_wal_gather_from_env()
+                    .unwrap_or(SQLITE_WAL_GATHER_DEFAULT),
                 write_transactions: Default::default(),
             });
         }
@@ -523,7 +550,15 @@ impl Store {
                 sqlite_writer_pragmas()
             ),
             self.sqlite_tuning,
+            self.sqlite_tuning && self.sqlite_wal_gather,
         ))
+    }
+
+    /// The same store with the wallet writer's WAL shim on or off (`storage.sqlite_wal_gather`,
+    /// ADR 40); it applies to writers opened afterwards, and only with the tuning on.
+    pub fn with_sqlite_wal_gather(mut self, wal_gather: bool) -> Store {
+        self.sqlite_wal_gather = wal_gather;
+        self
     }
 
     /// A wallet writer with a PostgreSQL connection of its own ([`PostgresWriter`], ADR 15),

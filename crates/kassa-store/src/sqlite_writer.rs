@@ -71,18 +71,19 @@ impl SqliteWriter {
     /// Opens `path` (an existing, migrated database) and sets `pragmas`: the store's own
     /// (WAL, a commit that returns only once it is on disk, foreign keys, the writer's cache).
     ///
-    /// With `sqlite_tuning` (`storage.sqlite_tuning`), the connection goes through
-    /// [`kassa_wal_gather`]: its VFS writes each commit's WAL frames in a few system calls
-    /// instead of two per frame (ADR 16), and its page cache, made on this thread while the
-    /// connection opens, parks rebalanced pages elsewhere (ADR 18, 19). Without, it is a
-    /// plain connection.
+    /// With `sqlite_tuning` (`storage.sqlite_tuning`), its page cache, made on this thread
+    /// while the connection opens, parks rebalanced pages elsewhere (ADR 18, 19); with
+    /// `wal_gather` too (`storage.sqlite_wal_gather`), the connection goes through the VFS of
+    /// [`kassa_wal_gather`], which writes each commit's WAL frames in a few system calls
+    /// instead of two per frame (ADR 16, 40). Without either, it is a plain connection.
     pub(crate) fn open(
         path: &str,
         pragmas: &str,
         sqlite_tuning: bool,
+        wal_gather: bool,
     ) -> Result<SqliteWriter, StoreError> {
         let open = || -> Result<Connection, StoreError> {
-            let conn = if sqlite_tuning {
+            let conn = if wal_gather {
                 kassa_wal_gather::register().map_err(|code| {
                     rusqlite::Error::SqliteFailure(
                         rusqlite::ffi::Error::new(code),

@@ -105,3 +105,34 @@ async fn a_disk_full_on_the_wal_refuses_one_batch_and_the_writer_recovers() {
 async fn an_io_error_on_the_wal_refuses_one_batch_and_the_writer_recovers() {
     failed_write_then_recovery(ffi::SQLITE_IOERR_WRITE).await;
 }
+
+/// WAL writes the wallet writer makes for one batch of 30 calls, with the tuning on and
+/// the WAL shim as given (`storage.sqlite_wal_gather`, ADR 40).
+async fn wal_writes_of_a_batch(wal_gather: bool) -> u64 {
+    test_vfs::install();
+    let dir = FaultDir::new("switch");
+    let store =
+        Store::connect_with_sqlite_tuning(&format!("sqlite://{}", dir.db().display()), true)
+            .await
+            .unwrap()
+            .with_sqlite_wal_gather(wal_gather);
+    store.migrate().await.unwrap();
+    let f = ledger_fixture(&store).await;
+    let mut writer = WalletWriter::open(&store).await;
+    let batch: Vec<String> = (0..30).map(|i| format!("switch-{i}")).collect();
+    let before = test_vfs::wal_writes(dir.path());
+    assert_recorded(commit(&mut writer, &f, &batch).await, "switch");
+    test_vfs::wal_writes(dir.path()) - before
+}
+
+#[tokio::test]
+async fn the_wal_gather_switch_decides_whether_the_writer_goes_through_the_shim() {
+    let gathered = wal_writes_of_a_batch(true).await;
+    let plain = wal_writes_of_a_batch(false).await;
+    // SQLite writes each frame in two calls; the shim writes a commit's frames in one or
+    // a few.
+    assert!(
+        gathered * 4 <= plain,
+        "gathered {gathered} WAL writes, plain {plain}"
+    );
+}
