@@ -36,6 +36,15 @@ async fn the_document_states_every_layer_answer_and_limit() {
     if length("ReviewInput", "reason") != (Some(1), Some(500)) {
         gaps.push("ReviewInput.reason: no length limits".into());
     }
+    // A provider event for a payment not (yet) found is answered 503, so the provider
+    // retries (ADR 34).
+    for webhook in ["/v1/payments/webhook", "/v1/providers/{provider}/webhook"] {
+        if document["paths"][webhook]["post"]["responses"]["503"].is_null() {
+            gaps.push(format!(
+                "POST {webhook}: no 503 (payment_not_found, retryable)"
+            ));
+        }
+    }
     let create_merchant = document["paths"]["/v1/admin/merchants"]["post"].to_string();
     if create_merchant.contains("role `admin`") {
         gaps.push("POST /v1/admin/merchants: says its key has role admin".into());

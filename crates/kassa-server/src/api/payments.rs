@@ -327,10 +327,11 @@ pub struct SeedWebhookBody {
     responses(
         (status = 200, description = "processed, ignored (does not fit the state) or a duplicate"),
         (status = 401, description = "invalid_signature, stale_webhook", body = ErrorBody),
-        (status = 404, description = "payment_not_found", body = ErrorBody),
+        (status = 404, description = "payout_not_found (a payout event)", body = ErrorBody),
         (status = 409, description = "duplicate_event: the event id was answered, but its answer could not be found", body = ErrorBody),
         (status = 422, description = "webhook_mismatch, malformed_webhook (details.field names a field holding a control character)", body = ErrorBody),
         (status = 429, description = "rate_limited: too many deliveries from this source address; see Retry-After", body = ErrorBody),
+        (status = 503, description = "payment_not_found: no such payment yet (its start may not have committed; ADR 34), send the event again later; database_unavailable", body = ErrorBody),
     ))]
 pub async fn seed_webhook(
     State(state): State<AppState>,
@@ -345,7 +346,8 @@ pub async fn seed_webhook(
 #[utoipa::path(post, path = "/v1/providers/{provider}/webhook", tag = "payments", request_body = SeedWebhookBody,
     params(("provider" = String, Path)),
     responses((status = 200, description = "processed, ignored or a duplicate"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, description = "rate_limited: too many deliveries from this source address; see Retry-After", body = ErrorBody)))]
+        (status = 429, description = "rate_limited: too many deliveries from this source address; see Retry-After", body = ErrorBody),
+        (status = 503, description = "payment_not_found (send again later), database_unavailable", body = ErrorBody)))]
 pub async fn provider_webhook(
     State(state): State<AppState>,
     source: Option<Extension<ConnectInfo<SocketAddr>>>,
