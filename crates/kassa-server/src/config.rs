@@ -158,12 +158,18 @@ pub struct StorageConfig {
     /// opens a plain connection. `KASSA_SQLITE_TUNING=off|on`.
     #[serde(default = "default_sqlite_tuning")]
     pub sqlite_tuning: bool,
+    /// SQLite's group commit of deposit starts and provider events (ADR 39): on only with
+    /// `sqlite_tuning`; off alone, each has a commit of its own.
+    /// `KASSA_SQLITE_GROUP_COMMIT=off|on`.
+    #[serde(default = "default_sqlite_tuning")]
+    pub sqlite_group_commit: bool,
 }
 
 impl Default for StorageConfig {
     fn default() -> StorageConfig {
         StorageConfig {
             sqlite_tuning: default_sqlite_tuning(),
+            sqlite_group_commit: default_sqlite_tuning(),
         }
     }
 }
@@ -443,6 +449,9 @@ impl Config {
         }
         if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
             self.storage.sqlite_tuning = tuning;
+        }
+        if let Some(group_commit) = kassa_store::sqlite_group_commit_from_env() {
+            self.storage.sqlite_group_commit = group_commit;
         }
         if let Ok(autopilot) = std::env::var("KASSA_SANDBOX_AUTOPILOT") {
             self.sandbox.autopilot = !matches!(

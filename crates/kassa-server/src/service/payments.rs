@@ -322,7 +322,9 @@ impl PaymentsService {
                 Some(refusal)
             }
         };
-        let mut tx = self.store.begin().await?;
+        // Shares its durable commit with concurrent units on SQLite (ADR 39); no network
+        // I/O from here to the commit.
+        let mut tx = self.store.begin_grouped().await?;
         if let Some(claim) = claim {
             if !claim.claim_in(&mut tx).await? {
                 drop(tx);
@@ -558,7 +560,8 @@ impl PaymentsService {
             .players
             .wallet(&known.merchant_id, &known.player_id)
             .await?;
-        let mut tx = self.store.begin().await?;
+        // Shares its durable commit with concurrent units on SQLite (ADR 39).
+        let mut tx = self.store.begin_grouped().await?;
         let mut payment = self
             .store
             .lock_payment(&mut tx, &payment_id)

@@ -106,6 +106,9 @@ pub async fn spawn_with(backend: TestBackend, adjust: impl FnOnce(&mut Config)) 
     if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
         config.storage.sqlite_tuning = tuning;
     }
+    if let Some(group_commit) = kassa_store::sqlite_group_commit_from_env() {
+        config.storage.sqlite_group_commit = group_commit;
+    }
     config.listen = "127.0.0.1:0".into();
     config.database_url = database_url.clone();
     config.rate_limit.requests_per_second = 0;
@@ -250,6 +253,9 @@ impl TestApp {
         // The CI runs the suite again with the SQLite tuning off.
         if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
             config.storage.sqlite_tuning = tuning;
+        }
+        if let Some(group_commit) = kassa_store::sqlite_group_commit_from_env() {
+            config.storage.sqlite_group_commit = group_commit;
         }
         config.listen = "127.0.0.1:0".into();
         config.database_url = self.database_url.clone();
