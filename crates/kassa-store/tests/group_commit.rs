@@ -294,3 +294,59 @@ async fn units_commit_or_roll_back_sqlite_plain() {
 async fn units_commit_or_roll_back_postgres() {
     units_commit_or_roll_back(TestBackend::Postgres, true).await;
 }
+
+fn any_plan() -> impl proptest::strategy::Strategy<Value = Plan> {
+    proptest::prop_oneof![
+        4 => proptest::strategy::Just(Plan::Commit),
+        1 => proptest::strategy::Just(Plan::FailAfterWriting),
+        1 => proptest::strategy::Just(Plan::CancelMidway),
+        1 => proptest::strategy::Just(Plan::CancelWaiting),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 12, ..Default::default() })]
+
+    /// Any mix of unit outcomes, run at once: `Ok` units are stored in full, refused and
+    /// dropped ones not at all, and the write lock is free afterwards.
+    #[test]
+    fn any_mix_of_unit_outcomes_is_all_or_nothing(
+        plans in proptest::collection::vec(any_plan(), 1..40)
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (store, url) = store_with_table(TestBackend::Sqlite, true).await;
+            let tasks: Vec<_> = plans
+                .iter()
+                .enumerate()
+                .map(|(i, plan)| {
+                    let (store, plan) = (store.clone(), *plan);
+                    tokio::spawn(async move {
+                        let id = format!("u{i}");
+                        let answer = run_unit(&store, &id, plan).await;
+                        (id, plan, answer)
+                    })
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for task in tasks {
+                answers.push(task.await.unwrap());
+            }
+            another_connection_can_write(&url);
+            drop(store);
+            let stored = stored_parts(&url).await;
+            for (id, plan, answer) in answers {
+                let parts = stored.get(&id).copied();
+                match (plan, answer) {
+                    (Plan::CancelWaiting, _) => assert!(matches!(parts, None | Some(2)), "{id}"),
+                    (Plan::Commit, Some(Ok(()))) => assert_eq!(parts, Some(2), "{id}"),
+                    _ => assert_eq!(parts, None, "{id}"),
+                }
+            }
+        });
+    }
+}
