@@ -282,6 +282,21 @@ impl TestApp {
             .map_or(0, |server| server.store.write_transactions())
     }
 
+    /// Durable commits the SQLite group commit has made so far (ADR 39; 0 when it is off
+    /// and on PostgreSQL).
+    pub fn group_commits(&self) -> u64 {
+        self.server
+            .as_ref()
+            .map_or(0, |server| server.store.group_commits())
+    }
+
+    /// Whether the server's store groups deposit commits (ADR 39).
+    pub fn sqlite_group_commit(&self) -> bool {
+        self.server
+            .as_ref()
+            .is_some_and(|server| server.store.sqlite_group_commit())
+    }
+
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await.expect("clean stop");
