@@ -272,6 +272,43 @@ impl GroupedTx {
     }
 }
 
+impl GroupedTx {
+    /// Rolls the unit back and, on SQLite with group commit, waits until the units before
+    /// it in its epoch are durable (or failed): what this unit read of theirs (a row that
+    /// made it give up, say) is then on disk for a reader to find. Errors of that epoch are
+    /// not this unit's: it answers `Ok` once the epoch has ended either way.
+    pub async fn rollback(mut self) -> Result<(), StoreError> {
+        match &mut self.inner {
+            Inner::Plain(tx) => {
+                let tx = tx.take().expect("a transaction is ended once");
+                Ok(tx.rollback().await?)
+            }
+            Inner::Grouped { guard, group } => {
+                let mut shared = guard.take().expect("a unit is ended once");
+                let group = group.clone();
+                let (answer, answered) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move {
+                    // The roll-back runs under the lock as a dropped unit's does.
+                    group.settle_locked(&mut shared, None).await;
+                    let mut outcome = shared.outcome.subscribe();
+                    let epoch = shared.epoch;
+                    let open = shared.tx.is_some();
+                    drop(shared);
+                    if open {
+                        let mut shared = group.shared.clone().lock_owned().await;
+                        group.settle_locked(&mut shared, Some(epoch)).await;
+                        drop(shared);
+                        let _ = outcome.wait_for(Option::is_some).await;
+                    }
+                    let _ = answer.send(());
+                });
+                let _ = answered.await;
+                Ok(())
+            }
+        }
+    }
+}
+
 impl Drop for GroupedTx {
     fn drop(&mut self) {
         if let Inner::Grouped { guard, group } = &mut self.inner {

@@ -350,3 +350,44 @@ proptest::proptest! {
         });
     }
 }
+
+/// A unit that gives up because of a row an earlier unit of its epoch wrote waits, in
+/// `rollback`, until that row is durable: a reader then finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_unit_waits_for_what_it_saw() {
+    let (store, url) = store_with_table(TestBackend::Sqlite, true).await;
+    let mut first = store.begin_grouped().await.unwrap();
+    insert(&mut first, "first", 1).await.unwrap();
+    let second = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin_grouped().await.unwrap();
+            // Sees the first unit's row, not yet committed, and gives up.
+            let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM units WHERE id = 'first'")
+                .fetch_one(&mut **tx)
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
+            seen
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The first unit releases and joins the epoch; its commit waits for the second unit.
+    let committing = tokio::spawn(first.commit());
+    assert_eq!(
+        second.await.unwrap(),
+        1,
+        "the second unit saw the first's row"
+    );
+    // Read on another connection right after the rollback returned, before the first
+    // unit's caller heard anything.
+    let path = url.trim_start_matches("sqlite://");
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT COUNT(*) FROM units WHERE id = 'first'", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, 1, "what the rolled-back unit saw is durable");
+    committing.await.unwrap().unwrap();
+}
