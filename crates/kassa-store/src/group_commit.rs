@@ -181,6 +181,25 @@ impl GroupCommit {
             return Err(StoreError::GroupCommitFailed(error));
         }
         shared.members += 1;
+        self.wait_for_epoch(shared).await
+    }
+
+    /// Rolls a unit back under the lock (as a dropped unit's is), then waits for the end of
+    /// its epoch if one is open; `Ok` whatever that epoch's result.
+    async fn roll_back_and_wait(
+        self: Arc<Self>,
+        mut shared: OwnedMutexGuard<Shared>,
+    ) -> Result<(), StoreError> {
+        self.settle_locked(&mut shared, None).await;
+        if shared.tx.is_some() {
+            let _ = self.wait_for_epoch(shared).await;
+        }
+        Ok(())
+    }
+
+    /// Unlocks, lets the units queued meanwhile join the open epoch, then commits it unless
+    /// someone did already; answers the epoch's result.
+    async fn wait_for_epoch(&self, shared: OwnedMutexGuard<Shared>) -> Result<(), StoreError> {
         let mut outcome = shared.outcome.subscribe();
         let epoch = shared.epoch;
         drop(shared);
@@ -255,24 +274,11 @@ impl GroupedTx {
             }
             Inner::Grouped { guard, group } => {
                 let shared = guard.take().expect("a unit is committed once");
-                // A task of its own releases the savepoint and sees the epoch committed:
-                // a caller cancelled meanwhile cannot stop either half-way.
-                let (answer, answered) = tokio::sync::oneshot::channel();
-                let group = group.clone();
-                tokio::spawn(async move {
-                    let _ = answer.send(group.join_and_settle(shared).await);
-                });
-                answered.await.unwrap_or_else(|_| {
-                    Err(StoreError::Corrupt(
-                        "a group commit ended without an answer".into(),
-                    ))
-                })
+                detached(group.clone().join_and_settle(shared)).await
             }
         }
     }
-}
 
-impl GroupedTx {
     /// Rolls the unit back and, on SQLite with group commit, waits until the units before
     /// it in its epoch are durable (or failed): what this unit read of theirs (a row that
     /// made it give up, say) is then on disk for a reader to find. Errors of that epoch are
@@ -284,29 +290,23 @@ impl GroupedTx {
                 Ok(tx.rollback().await?)
             }
             Inner::Grouped { guard, group } => {
-                let mut shared = guard.take().expect("a unit is ended once");
-                let group = group.clone();
-                let (answer, answered) = tokio::sync::oneshot::channel();
-                tokio::spawn(async move {
-                    // The roll-back runs under the lock as a dropped unit's does.
-                    group.settle_locked(&mut shared, None).await;
-                    let mut outcome = shared.outcome.subscribe();
-                    let epoch = shared.epoch;
-                    let open = shared.tx.is_some();
-                    drop(shared);
-                    if open {
-                        let mut shared = group.shared.clone().lock_owned().await;
-                        group.settle_locked(&mut shared, Some(epoch)).await;
-                        drop(shared);
-                        let _ = outcome.wait_for(Option::is_some).await;
-                    }
-                    let _ = answer.send(());
-                });
-                let _ = answered.await;
-                Ok(())
+                let shared = guard.take().expect("a unit is ended once");
+                detached(group.clone().roll_back_and_wait(shared)).await
             }
         }
     }
+}
+
+/// Runs `work` on a task of its own and answers its result: a caller cancelled meanwhile
+/// cannot stop it half-way (dropping the handle detaches the task).
+async fn detached(
+    work: impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+) -> Result<(), StoreError> {
+    tokio::spawn(work).await.unwrap_or_else(|_| {
+        Err(StoreError::Corrupt(
+            "a group commit's task ended without an answer".into(),
+        ))
+    })
 }
 
 impl Drop for GroupedTx {
