@@ -162,6 +162,11 @@ pub struct StorageConfig {
     /// WAL writes into a few system calls. `KASSA_SQLITE_WAL_GATHER=off|on`.
     #[serde(default = "default_sqlite_wal_gather")]
     pub sqlite_wal_gather: bool,
+    /// SQLite's group commit of deposit starts and provider events (ADR 39): on only with
+    /// `sqlite_tuning`; off alone, each has a commit of its own.
+    /// `KASSA_SQLITE_GROUP_COMMIT=off|on`.
+    #[serde(default = "default_sqlite_tuning")]
+    pub sqlite_group_commit: bool,
 }
 
 impl Default for StorageConfig {
@@ -169,6 +174,7 @@ impl Default for StorageConfig {
         StorageConfig {
             sqlite_tuning: default_sqlite_tuning(),
             sqlite_wal_gather: default_sqlite_wal_gather(),
+            sqlite_group_commit: default_sqlite_tuning(),
         }
     }
 }
@@ -456,6 +462,9 @@ impl Config {
         }
         if let Some(wal_gather) = kassa_store::sqlite_wal_gather_from_env() {
             self.storage.sqlite_wal_gather = wal_gather;
+        }
+        if let Some(group_commit) = kassa_store::sqlite_group_commit_from_env() {
+            self.storage.sqlite_group_commit = group_commit;
         }
         if let Ok(autopilot) = std::env::var("KASSA_SANDBOX_AUTOPILOT") {
             self.sandbox.autopilot = !matches!(

@@ -101,7 +101,10 @@ impl Server {
         let store =
             Store::connect_with_sqlite_tuning(&config.database_url, config.storage.sqlite_tuning)
                 .await?
-                .with_sqlite_wal_gather(config.storage.sqlite_wal_gather);
+                .with_sqlite_wal_gather(config.storage.sqlite_wal_gather)
+                .with_sqlite_group_commit(
+                    config.storage.sqlite_tuning && config.storage.sqlite_group_commit,
+                );
         store.migrate().await?;
         let hasher = auth::KeyHasher::from_config(&config.auth);
         if config.auth.effective_key_hash_secret().1 {

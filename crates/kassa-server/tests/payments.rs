@@ -47,13 +47,22 @@ async fn a_deposit_costs_two_commits(app: TestApp) {
     let first = init(&app, "warm-up", "50.00").await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // On SQLite with group commit, each unit below is a durable commit of its own (nothing
+    // runs beside it); otherwise none is counted there (ADR 39).
+    let grouped = u64::from(app.sqlite_group_commit());
     let before = app.write_transactions();
+    let group_before = app.group_commits();
     let started = init(&app, "two-commits", "50.00").await;
     assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
     assert_eq!(
         app.write_transactions() - before,
         1,
         "the start is one commit"
+    );
+    assert_eq!(
+        app.group_commits() - group_before,
+        grouped,
+        "the start's commit"
     );
     let timing = started
         .header("server-timing")
@@ -68,12 +77,18 @@ async fn a_deposit_costs_two_commits(app: TestApp) {
     );
     let id = started.body["payment_id"].as_str().unwrap().to_string();
     let before = app.write_transactions();
+    let group_before = app.group_commits();
     let captured = deliver(&app, &event("evt_1", &id, "captured", "50.00")).await;
     assert_eq!(captured.body["outcome"], "processed", "{}", captured.body);
     assert_eq!(
         app.write_transactions() - before,
         1,
         "the capture is one commit"
+    );
+    assert_eq!(
+        app.group_commits() - group_before,
+        grouped,
+        "the capture's commit"
     );
     let before = app.write_transactions();
     let replayed = init(&app, "two-commits", "50.00").await;
@@ -726,4 +741,24 @@ async fn the_status_stream_follows_the_payment(app: TestApp) {
         "{html}"
     );
     app.stop().await;
+}
+
+/// The switch reaches the store (ADR 39): on SQLite group commit is on with the tuning and
+/// off when `storage.sqlite_group_commit` or the tuning is off.
+#[tokio::test]
+async fn the_group_commit_switch_reaches_the_store() {
+    for (tuning, group_commit) in [(true, true), (true, false), (false, true)] {
+        let app = common::spawn_with(kassa_store::testing::TestBackend::Sqlite, |config| {
+            config.storage.sqlite_tuning = tuning;
+            config.storage.sqlite_group_commit = group_commit;
+        })
+        .await
+        .expect("sqlite");
+        assert_eq!(
+            app.sqlite_group_commit(),
+            tuning && group_commit,
+            "tuning {tuning}, group commit {group_commit}"
+        );
+        app.stop().await;
+    }
 }

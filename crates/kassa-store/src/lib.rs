@@ -14,6 +14,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
 pub mod directory;
+mod group_commit;
 pub mod idempotency;
 pub mod jobs;
 mod journal;
@@ -25,6 +26,7 @@ mod sqlite_writer;
 pub mod wallet_writer;
 pub mod webhook_log;
 
+pub use group_commit::GroupedTx;
 use postgres_writer::PostgresWriter;
 use sqlite_writer::SqliteWriter;
 
@@ -123,6 +125,11 @@ pub enum StoreError {
     /// be opened again yet (it retries with backoff); nothing of the call was done.
     #[error("the wallet writer's database connection is being reopened after an I/O error")]
     WriterReopening,
+    /// The SQLite group commit this unit joined failed (ADR 39): a savepoint statement or
+    /// the `COMMIT` of the shared transaction; nothing of the unit nor of the other units
+    /// of that commit was applied.
+    #[error("the group commit failed: {0}")]
+    GroupCommitFailed(std::sync::Arc<StoreError>),
 }
 
 impl StoreError {
@@ -146,6 +153,7 @@ impl StoreError {
             },
             StoreError::Sqlite(_) => self.is_sqlite_io_failure(),
             StoreError::WriterReopening => true,
+            StoreError::GroupCommitFailed(error) => error.is_unavailable(),
             StoreError::Postgres(error) => {
                 error.is_closed()
                     || error.code().is_some_and(|c| unavailable_code(c.code()))
@@ -172,6 +180,9 @@ impl StoreError {
 
     /// Whether retrying the whole transaction may succeed (lost race, deadlock, busy file).
     pub fn is_retryable(&self) -> bool {
+        if let StoreError::GroupCommitFailed(error) = self {
+            return error.is_retryable();
+        }
         if let StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) = self {
             // Busy, locked, or a unique or primary key another writer took first.
             return matches!(
@@ -225,6 +236,9 @@ pub struct Store {
     /// Write transactions begun through this handle (and its clones), so tests assert how
     /// many durable commits a use case costs ([`Store::write_transactions`]).
     write_transactions: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// SQLite's group commit for [`Store::begin_grouped`] (ADR 39); `None` on PostgreSQL
+    /// or when it is off.
+    group: Option<std::sync::Arc<group_commit::GroupCommit>>,
 }
 
 /// Environment variable that turns the SQLite tuning off (`off`, `false`, `0`, `no`) or on:
@@ -260,6 +274,16 @@ fn switch_from_env(name: &str) -> Option<bool> {
 /// Whether the wallet writer gathers its WAL writes when neither the config nor the
 /// environment says (ADR 40).
 pub const SQLITE_WAL_GATHER_DEFAULT: bool = true;
+
+/// Environment variable that turns SQLite's group commit (ADR 39) off (`off`, `false`,
+/// `0`, `no`) or on: the config key `storage.sqlite_group_commit`. It is on only with the
+/// SQLite tuning ([`SQLITE_TUNING_VAR`]).
+pub const SQLITE_GROUP_COMMIT_VAR: &str = "KASSA_SQLITE_GROUP_COMMIT";
+
+/// What [`SQLITE_GROUP_COMMIT_VAR`] asks for; `None` when it is unset or empty.
+pub fn sqlite_group_commit_from_env() -> Option<bool> {
+    switch_from_env(SQLITE_GROUP_COMMIT_VAR)
+}
 
 /// Connections the PostgreSQL pool may open.
 const POSTGRES_CONNECTIONS_MAX: u32 = 32;
@@ -423,7 +447,7 @@ impl Store {
             let reader = pool(SQLITE_READERS_MAX, String::new())
                 .connect_with(options)
                 .await?;
-            return Ok(Store {
+            let store = Store {
                 reader,
                 writer,
                 backend: Backend::Sqlite,
@@ -433,7 +457,10 @@ impl Store {
                 sqlite_wal_gather: sqlite_wal_gather_from_env()
                     .unwrap_or(SQLITE_WAL_GATHER_DEFAULT),
                 write_transactions: Default::default(),
-            });
+                group: None,
+            };
+            let group_commit = sqlite_tuning && sqlite_group_commit_from_env().unwrap_or(true);
+            return Ok(store.with_sqlite_group_commit(group_commit));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let postgres_url = Some(url.to_string());
@@ -460,6 +487,7 @@ impl Store {
                 sqlite_wal_gather: sqlite_wal_gather_from_env()
                     .unwrap_or(SQLITE_WAL_GATHER_DEFAULT),
                 write_transactions: Default::default(),
+                group: None,
             });
         }
         Err(StoreError::UnsupportedUrl(url.to_string()))
@@ -506,6 +534,41 @@ impl Store {
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         self.count_write_transaction();
         Ok(self.writer.begin_with(self.begin_statement()).await?)
+    }
+
+    /// The same store with SQLite's group commit (ADR 39) on or off: on, the units of
+    /// [`Store::begin_grouped`] share one transaction and one durable commit with the units
+    /// running beside them. PostgreSQL ignores it (each unit has its own transaction; the
+    /// server groups concurrent commits' WAL flushes itself).
+    pub fn with_sqlite_group_commit(self, on: bool) -> Store {
+        let group = (on && self.backend == Backend::Sqlite)
+            .then(|| std::sync::Arc::new(group_commit::GroupCommit::new(self.writer.clone())));
+        Store { group, ..self }
+    }
+
+    /// Whether [`Store::begin_grouped`] groups units into shared commits.
+    pub fn sqlite_group_commit(&self) -> bool {
+        self.group.is_some()
+    }
+
+    /// Starts a write unit that may share its durable commit with concurrent units (SQLite
+    /// with group commit on, ADR 39); otherwise a transaction of its own, as
+    /// [`Store::begin`]. The unit must do no network I/O: others wait for it. Counted in
+    /// [`Store::write_transactions`] as one write transaction.
+    pub async fn begin_grouped(&self) -> Result<GroupedTx, StoreError> {
+        match &self.group {
+            Some(group) => {
+                self.count_write_transaction();
+                group.begin().await
+            }
+            None => Ok(GroupedTx::plain(self.begin().await?)),
+        }
+    }
+
+    /// The durable commits SQLite's group commit has made for all its units (0 when it is
+    /// off and on PostgreSQL).
+    pub fn group_commits(&self) -> u64 {
+        self.group.as_ref().map_or(0, |group| group.commits())
     }
 
     /// How many write transactions this handle has begun: every [`Store::begin`] and every

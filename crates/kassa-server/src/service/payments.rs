@@ -322,10 +322,13 @@ impl PaymentsService {
                 Some(refusal)
             }
         };
-        let mut tx = self.store.begin().await?;
+        // Shares its durable commit with concurrent units on SQLite (ADR 39); no network
+        // I/O from here to the commit.
+        let mut tx = self.store.begin_grouped().await?;
         if let Some(claim) = claim {
             if !claim.claim_in(&mut tx).await? {
-                drop(tx);
+                // Waits for the commit of a unit that took the key, if it is open (ADR 39).
+                tx.rollback().await?;
                 return Err(lose_key(Some(claim)));
             }
         }
@@ -558,7 +561,8 @@ impl PaymentsService {
             .players
             .wallet(&known.merchant_id, &known.player_id)
             .await?;
-        let mut tx = self.store.begin().await?;
+        // Shares its durable commit with concurrent units on SQLite (ADR 39).
+        let mut tx = self.store.begin_grouped().await?;
         let mut payment = self
             .store
             .lock_payment(&mut tx, &payment_id)
@@ -642,7 +646,10 @@ impl PaymentsService {
             .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer)
             .await?
         {
-            // Dropping `tx` rolls this delivery's work back.
+            // Rolls this delivery's work back. On SQLite with group commit the row it met
+            // may be another unit's of the same open commit: wait for that commit, so that
+            // the pipeline then finds the first delivery's answer (ADR 39).
+            tx.rollback().await?;
             return Err(ProviderEventError::AlreadyAnswered {
                 event_id: event.event_id.clone(),
             });

@@ -106,6 +106,9 @@ pub async fn spawn_with(backend: TestBackend, adjust: impl FnOnce(&mut Config)) 
     if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
         config.storage.sqlite_tuning = tuning;
     }
+    if let Some(group_commit) = kassa_store::sqlite_group_commit_from_env() {
+        config.storage.sqlite_group_commit = group_commit;
+    }
     config.listen = "127.0.0.1:0".into();
     config.database_url = database_url.clone();
     config.rate_limit.requests_per_second = 0;
@@ -251,6 +254,9 @@ impl TestApp {
         if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
             config.storage.sqlite_tuning = tuning;
         }
+        if let Some(group_commit) = kassa_store::sqlite_group_commit_from_env() {
+            config.storage.sqlite_group_commit = group_commit;
+        }
         config.listen = "127.0.0.1:0".into();
         config.database_url = self.database_url.clone();
         config.rate_limit.requests_per_second = 0;
@@ -274,6 +280,21 @@ impl TestApp {
         self.server
             .as_ref()
             .map_or(0, |server| server.store.write_transactions())
+    }
+
+    /// Durable commits the SQLite group commit has made so far (ADR 39; 0 when it is off
+    /// and on PostgreSQL).
+    pub fn group_commits(&self) -> u64 {
+        self.server
+            .as_ref()
+            .map_or(0, |server| server.store.group_commits())
+    }
+
+    /// Whether the server's store groups deposit commits (ADR 39).
+    pub fn sqlite_group_commit(&self) -> bool {
+        self.server
+            .as_ref()
+            .is_some_and(|server| server.store.sqlite_group_commit())
     }
 
     pub async fn stop(mut self) {
