@@ -154,8 +154,8 @@ impl AuthConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// The SQLite wallet writer's WAL shim and page-cache layer (ADR 16, 18, 19); off, it
-    /// opens a plain connection. `KASSA_SQLITE_TUNING=off|on`.
+    /// The SQLite writers' parking page cache (ADR 18, 19, 38), and with it the switches
+    /// below; off, both writers open plain connections. `KASSA_SQLITE_TUNING=off|on`.
     #[serde(default = "default_sqlite_tuning")]
     pub sqlite_tuning: bool,
     /// With the tuning: the wallet writer's WAL shim (ADR 16, 40), which gathers a commit's
@@ -165,7 +165,7 @@ pub struct StorageConfig {
     /// SQLite's group commit of deposit starts and provider events (ADR 39): on only with
     /// `sqlite_tuning`; off alone, each has a commit of its own.
     /// `KASSA_SQLITE_GROUP_COMMIT=off|on`.
-    #[serde(default = "default_sqlite_tuning")]
+    #[serde(default = "default_sqlite_group_commit")]
     pub sqlite_group_commit: bool,
 }
 
@@ -174,7 +174,7 @@ impl Default for StorageConfig {
         StorageConfig {
             sqlite_tuning: default_sqlite_tuning(),
             sqlite_wal_gather: default_sqlite_wal_gather(),
-            sqlite_group_commit: default_sqlite_tuning(),
+            sqlite_group_commit: default_sqlite_group_commit(),
         }
     }
 }
@@ -195,6 +195,11 @@ fn default_sqlite_tuning() -> bool {
 /// ADR 40.
 fn default_sqlite_wal_gather() -> bool {
     kassa_store::SQLITE_WAL_GATHER_DEFAULT
+}
+
+/// On: its store tests cover drops, cancellations and failed commits (ADR 39).
+fn default_sqlite_group_commit() -> bool {
+    true
 }
 
 /// Withdrawals.

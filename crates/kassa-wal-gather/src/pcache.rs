@@ -1,5 +1,5 @@
 //! Process-wide SQLite settings made before the first connection (ADR 18), and a page cache
-//! whose one change applies to the wallet writer's connection only (ADR 19).
+//! whose one change applies to the writers' connections only (ADR 19, 38).
 //!
 //! - **No memory statistics.** With them (SQLite's default), every allocation SQLite makes
 //!   takes a process-wide mutex to count bytes; Kassa never reads the counts.

@@ -6,43 +6,22 @@
 //! vacuum truncates the file) and grown again; every row reads back, `integrity_check` is
 //! clean, through the writer, another connection and a reopen.
 
+mod rows;
+
 use std::collections::BTreeMap;
 use std::ffi::c_uint;
 use std::path::Path;
 
+use rows::{integrity, table, Rng};
 use rusqlite::{ffi, params, Connection};
 
 const PRAGMAS: &str = "PRAGMA page_size = 1024; PRAGMA auto_vacuum = FULL; \
      PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = 64;";
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn open(path: &Path) -> Connection {
     let conn = Connection::open(path).unwrap();
     conn.execute_batch(PRAGMAS).unwrap();
     conn
-}
-
-fn table(conn: &Connection) -> BTreeMap<String, i64> {
-    let mut select = conn.prepare("SELECT k, v FROM t ORDER BY k").unwrap();
-    let rows = select
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap();
-    rows.map(Result::unwrap).collect()
-}
-
-fn integrity(conn: &Connection) -> String {
-    conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .unwrap()
 }
 
 fn pages(conn: &Connection) -> i64 {

@@ -3,9 +3,12 @@
 //! no other, and every row written is read back, by the writing connection, by another
 //! one, and after a reopen, with `PRAGMA integrity_check` clean.
 
+mod rows;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use rows::{integrity, table, Rng};
 use rusqlite::{params, Connection};
 
 /// Small pages and a small cache, so that rebalancing and cache misses are frequent.
@@ -16,31 +19,6 @@ fn open(path: &PathBuf) -> Connection {
     let conn = Connection::open(path).unwrap();
     conn.execute_batch(PRAGMAS).unwrap();
     conn
-}
-
-/// A fixed pseudo-random sequence (xorshift), so that a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn table(conn: &Connection) -> BTreeMap<String, i64> {
-    let mut select = conn.prepare("SELECT k, v FROM t ORDER BY k").unwrap();
-    let rows = select
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap();
-    rows.map(Result::unwrap).collect()
-}
-
-fn integrity(conn: &Connection) -> String {
-    conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .unwrap()
 }
 
 #[test]

@@ -8,21 +8,9 @@ use rusqlite::ffi;
 #[test]
 fn a_truncation_below_the_lock_page_discards_the_parked_page() {
     assert_eq!(kassa_wal_gather::tune_process(), Ok(()));
-    let mut methods = ffi::sqlite3_pcache_methods2 {
-        iVersion: 0,
-        pArg: std::ptr::null_mut(),
-        xInit: None,
-        xShutdown: None,
-        xCreate: None,
-        xCachesize: None,
-        xPagecount: None,
-        xFetch: None,
-        xUnpin: None,
-        xRekey: None,
-        xTruncate: None,
-        xDestroy: None,
-        xShrink: None,
-    };
+    // SAFETY: every field is an integer, a pointer or an `Option` of a function pointer, for
+    // which all-zero bytes are 0, null and `None`; GETPCACHE2 fills the table below.
+    let mut methods: ffi::sqlite3_pcache_methods2 = unsafe { std::mem::zeroed() };
     // SAFETY: before SQLite initialises, GETPCACHE2 fills the table with the installed
     // cache (ours); initialising then calls its xInit. Pages are used as the pager would.
     unsafe {
