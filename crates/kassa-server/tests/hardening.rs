@@ -38,6 +38,7 @@ contract_tests_with!(
     webhooks_are_rate_limited_per_source_address => strict_webhook_rate,
     the_delivery_log_is_purged_after_its_retention => short_retention,
     self_excluded_and_blocked_players_may_not_deposit_or_bet => quiet,
+    a_status_changed_through_another_node_applies_to_bets_within_a_second => quiet,
     a_credit_may_not_name_a_payment_it_does_not_own => quiet,
     refused_debits_are_marked_in_the_history => quiet,
 );
@@ -298,6 +299,72 @@ async fn self_excluded_and_blocked_players_may_not_deposit_or_bet(app: TestApp) 
             StatusCode::OK
         );
     }
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+/// Writes a player's status as another node sharing the database would: not through this
+/// server, whose own changes apply at once.
+async fn set_status_elsewhere(app: &TestApp, player_id: &str, status: &str) {
+    let other_node = kassa_store::Store::connect(&app.database_url)
+        .await
+        .unwrap();
+    let mut tx = other_node.begin().await.unwrap();
+    sqlx::query("UPDATE players SET account_status = $1 WHERE player_id = $2")
+        .bind(status)
+        .bind(player_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Bets of 0.01 until one is answered `wanted`; how long that took from now.
+async fn bet_until(app: &TestApp, player_id: &str, wanted: StatusCode) -> std::time::Duration {
+    let began = std::time::Instant::now();
+    for attempt in 0.. {
+        let bet = app
+            .debit(
+                &format!("{player_id}-{}-{attempt}", wanted.as_u16()),
+                player_id,
+                "0.01",
+            )
+            .await;
+        if bet.status == wanted {
+            return began.elapsed();
+        }
+        assert!(
+            [StatusCode::OK, StatusCode::FORBIDDEN].contains(&bet.status),
+            "{}",
+            bet.body
+        );
+        // ADR 41: one second, plus room for a loaded machine; a list never read again
+        // would keep answering the old status for ever.
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(3),
+            "{}",
+            bet.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    unreachable!()
+}
+
+async fn a_status_changed_through_another_node_applies_to_bets_within_a_second(app: TestApp) {
+    app.player("elsewhere").await;
+    assert_eq!(
+        app.credit("ew-w0", "elsewhere", "20.00").await.status,
+        StatusCode::OK
+    );
+    // Accepted: this node now holds a fresh list without the player.
+    assert_eq!(
+        app.debit("ew-b0", "elsewhere", "1.00").await.status,
+        StatusCode::OK
+    );
+    set_status_elsewhere(&app, "elsewhere", "self_excluded").await;
+    bet_until(&app, "elsewhere", StatusCode::FORBIDDEN).await;
+    set_status_elsewhere(&app, "elsewhere", "active").await;
+    bet_until(&app, "elsewhere", StatusCode::OK).await;
     app.assert_ledger_verifies().await;
     app.stop().await;
 }

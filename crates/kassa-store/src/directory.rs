@@ -115,6 +115,35 @@ fn player_from_row(row: &AnyRow) -> Result<PlayerRecord, StoreError> {
     })
 }
 
+/// A player who may not bet, as [`Store::restricted_players`] lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestrictedPlayer {
+    /// Merchant the player belongs to.
+    pub merchant_id: MerchantId,
+    /// The merchant's id for the player.
+    pub player_id: PlayerId,
+    /// Any status but `active`.
+    pub account_status: AccountStatus,
+}
+
+/// The statement [`Store::restricted_players`] runs, the same on both backends; public so
+/// that a test can ask PostgreSQL for its plan. The statuses are named (they are the enum's
+/// own names, not input), not `<> 'active'` alone, so that PostgreSQL reads the partial index
+/// `players_restricted` even without table statistics (migration 0013); the `<> 'active'`
+/// proves to the planner that the index covers the rows asked for.
+pub fn restricted_players_sql() -> String {
+    let restricted: Vec<String> = AccountStatus::ALL
+        .iter()
+        .filter(|status| **status != AccountStatus::Active)
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect();
+    format!(
+        "SELECT merchant_id, player_id, account_status FROM players \
+         WHERE account_status IN ({}) AND account_status <> 'active'",
+        restricted.join(", ")
+    )
+}
+
 impl Store {
     /// Creates a merchant.
     pub async fn create_merchant(&self, id: &str, name: &str) -> Result<(), StoreError> {
@@ -125,6 +154,22 @@ impl Store {
             .execute(self.writer())
             .await?;
         Ok(())
+    }
+
+    /// Every player whose account is not `active`: the few a bet is refused for (ADR 41).
+    pub async fn restricted_players(&self) -> Result<Vec<RestrictedPlayer>, StoreError> {
+        sqlx::query(&restricted_players_sql())
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(RestrictedPlayer {
+                    merchant_id: stored_id(row, "merchant_id")?,
+                    player_id: stored_id(row, "player_id")?,
+                    account_status: stored_status(row, "account_status", AccountStatus::parse)?,
+                })
+            })
+            .collect()
     }
 
     /// How many merchants exist (zero on a fresh database).

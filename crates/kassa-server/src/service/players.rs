@@ -1,6 +1,9 @@
-//! Players: creation and update with their ledger accounts, and a cache of the parts of a
-//! player that never change (currency and account ids), which the wallet's hot path reads.
+//! Players: creation and update with their ledger accounts, and what the wallet's hot path
+//! reads of them from memory: the parts that never change (currency and account ids) and
+//! the list of players who may not bet.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,21 +103,100 @@ impl WalletAccounts {
     }
 }
 
-/// Looks players up, caching their wallet wiring.
+/// Looks players up, caching their wallet wiring and which of them may not bet.
 #[derive(Clone)]
 pub struct PlayerDirectory {
     store: Store,
     wallets: Arc<DashMap<(MerchantId, PlayerId), WalletAccounts>>,
-    statuses: Arc<DashMap<(MerchantId, PlayerId), (AccountStatus, Instant)>>,
+    restricted: Arc<RestrictedPlayers>,
 }
 
-/// How long a player's account status read for a bet is reused. A change made through this
-/// node applies at once (the entry is dropped); one made through another node sharing the
-/// database applies within this time (ADR 31).
-const ACCOUNT_STATUS_CACHE_TTL: Duration = Duration::from_secs(1);
+/// How old the list of restricted players a bet is checked against may be. A change made
+/// through this node applies at once (the list is read again); one made through another
+/// node sharing the database applies within this time (ADR 31, ADR 41).
+const RESTRICTED_PLAYERS_TTL: Duration = Duration::from_secs(1);
 
 /// Most players' wiring kept in memory; past this the cache starts over.
 const WALLET_CACHE_LEN_MAX: usize = 1_000_000;
+
+/// The players who may not bet (every status but `active`), read whole from the database
+/// at most once per [`RESTRICTED_PLAYERS_TTL`]: one read a second per node, where reading
+/// each betting player's row cost a read per bet once players outnumbered the bets a
+/// player makes per second (perf-log note 35). They are few: a self-exclusion or a block
+/// is an exception, and the read is of a partial index of them alone.
+#[derive(Default)]
+struct RestrictedPlayers {
+    snapshot: std::sync::RwLock<RestrictedSnapshot>,
+    /// One read at a time; the bets that find the list stale wait for it.
+    refreshing: tokio::sync::Mutex<()>,
+    /// Counts changes made through this node; a read that overlapped one is not trusted
+    /// as fresh.
+    changes: AtomicU64,
+}
+
+#[derive(Default)]
+struct RestrictedSnapshot {
+    statuses: HashMap<(MerchantId, PlayerId), AccountStatus>,
+    /// When the read that made `statuses` began; `None` when a change was made since.
+    read_at: Option<Instant>,
+}
+
+impl RestrictedPlayers {
+    /// The player's status if the list is fresh enough to answer.
+    fn fresh_status(&self, key: &(MerchantId, PlayerId)) -> Option<AccountStatus> {
+        let snapshot = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+        let read_at = snapshot.read_at?;
+        (read_at.elapsed() < RESTRICTED_PLAYERS_TTL).then(|| status_in(&snapshot.statuses, key))
+    }
+
+    /// The player's status, reading the list again first if it is stale.
+    async fn status(
+        &self,
+        store: &Store,
+        key: &(MerchantId, PlayerId),
+    ) -> Result<AccountStatus, StoreError> {
+        if let Some(status) = self.fresh_status(key) {
+            return Ok(status);
+        }
+        let _one_read = self.refreshing.lock().await;
+        if let Some(status) = self.fresh_status(key) {
+            return Ok(status); // read by the bet this one waited for
+        }
+        let changes_before = self.changes.load(Ordering::SeqCst);
+        let began = Instant::now();
+        let statuses: HashMap<_, _> = store
+            .restricted_players()
+            .await?
+            .into_iter()
+            .map(|p| ((p.merchant_id, p.player_id), p.account_status))
+            .collect();
+        let status = status_in(&statuses, key);
+        let mut snapshot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+        let unchanged = self.changes.load(Ordering::SeqCst) == changes_before;
+        *snapshot = RestrictedSnapshot {
+            statuses,
+            read_at: unchanged.then_some(began),
+        };
+        Ok(status)
+    }
+
+    /// A player's status was written through this node: the next bet reads the list again.
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.snapshot
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .read_at = None;
+    }
+}
+
+/// A player not on the list is `active`.
+fn status_in(
+    statuses: &HashMap<(MerchantId, PlayerId), AccountStatus>,
+    key: &(MerchantId, PlayerId),
+) -> AccountStatus {
+    statuses.get(key).copied().unwrap_or(AccountStatus::Active)
+}
 
 impl PlayerDirectory {
     /// An empty directory over `store`.
@@ -122,40 +204,30 @@ impl PlayerDirectory {
         PlayerDirectory {
             store,
             wallets: Arc::new(DashMap::new()),
-            statuses: Arc::new(DashMap::new()),
+            restricted: Arc::default(),
         }
     }
 
     /// Creates or updates a player; returns the record and whether it was created.
     pub async fn upsert(&self, player: PlayerUpsert) -> Result<(PlayerRecord, bool), PlayerError> {
-        let key = (player.merchant_id.clone(), player.player_id.clone());
         let upserted = self.store.upsert_player(&player).await;
-        // Dropped after the write (and whatever its result): a bet checked from now on
-        // reads the new status.
-        self.statuses.remove(&key);
+        // After the write (and whatever its result): a bet checked from now on reads the
+        // list again, with the new status.
+        self.restricted.changed();
         Ok(upserted?)
     }
 
-    /// `Ok` when the player may bet now (see [`PlayerError::check_may_play`]); the status
-    /// is read at most once per [`ACCOUNT_STATUS_CACHE_TTL`] per player.
+    /// `Ok` when the player may bet now (see [`PlayerError::check_may_play`]), by the list
+    /// of restricted players at most [`RESTRICTED_PLAYERS_TTL`] old. The caller has found
+    /// the player (a player not on the list counts as `active`).
     pub async fn check_may_play(
         &self,
         merchant_id: &MerchantId,
         player_id: &PlayerId,
     ) -> Result<(), PlayerError> {
         let key = (merchant_id.clone(), player_id.clone());
-        if let Some(found) = self.statuses.get(&key) {
-            if found.1.elapsed() < ACCOUNT_STATUS_CACHE_TTL {
-                return PlayerError::check_may_play(player_id, found.0);
-            }
-        }
-        let player = self.get(merchant_id, player_id).await?;
-        if self.statuses.len() >= WALLET_CACHE_LEN_MAX {
-            self.statuses.clear();
-        }
-        self.statuses
-            .insert(key, (player.account_status, Instant::now()));
-        PlayerError::check_may_play(player_id, player.account_status)
+        let status = self.restricted.status(&self.store, &key).await?;
+        PlayerError::check_may_play(player_id, status)
     }
 
     /// The player, or `PlayerError::NotFound`.
