@@ -115,6 +115,27 @@ pub struct WalletCall<'a> {
     pub round_id: Option<&'a RoundId>,
 }
 
+/// How many ledger accounts one provider account's clearing is spread over (ADR 42).
+/// Part of stored data: changing it moves later postings of a payment to another account
+/// than its earlier ones (harmless to the totals, confusing to a reader).
+pub const CLEARING_SHARDS: u64 = 16;
+
+/// The owner name of the clearing account that the movements of one payment (its
+/// capture, refunds, chargebacks) or one payout use: one of [`CLEARING_SHARDS`] accounts
+/// of the provider account, chosen by the payment's or payout's id, `"{provider}#{shard}"`.
+///
+/// Every deposit capture debits a clearing account and, on PostgreSQL, holds its row lock
+/// until it commits: with one account per provider, concurrent captures queued behind that
+/// one row (perf-log note 35). A provider's clearing balance is the sum over its shards.
+/// The shard comes from SHA-256, not `std`'s hasher, whose output may change between Rust
+/// releases.
+pub fn clearing_owner(provider: &str, movement_id: &str) -> String {
+    let digest = Sha256::digest(movement_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    format!("{provider}#{}", u64::from_be_bytes(first) % CLEARING_SHARDS)
+}
+
 /// The deposit credited to the player once its provider captured it: provider clearing to
 /// player cash. The txn id is the payment's, so a second `captured` replays.
 pub fn deposit_captured(

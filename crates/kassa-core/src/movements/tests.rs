@@ -899,3 +899,16 @@ proptest! {
         assert_journal_consistent(view);
     }
 }
+
+#[test]
+fn a_movement_keeps_its_clearing_shard_and_movements_spread_over_all_shards() {
+    // Stored data: pinned.
+    assert_eq!(clearing_owner("sandbox", "pay_1"), "sandbox#13");
+    assert_eq!(clearing_owner("sandbox", "po_1"), "sandbox#2");
+    let shards: std::collections::BTreeSet<String> = (0..1_000)
+        .map(|n| clearing_owner("psp", &format!("pay_{n}")))
+        .collect();
+    let expected: std::collections::BTreeSet<String> =
+        (0..CLEARING_SHARDS).map(|n| format!("psp#{n}")).collect();
+    assert_eq!(shards, expected);
+}

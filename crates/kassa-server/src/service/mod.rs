@@ -67,11 +67,16 @@ impl ProviderHold<'_> {
         store: &Store,
         tx: &mut Tx,
     ) -> Result<Result<(), i64>, StoreError> {
+        // A refund uses its payment's clearing shard, a payout its own.
+        let movement_id = match self.hold_for {
+            HoldFor::Refund { payment_id, .. } => payment_id.as_str(),
+            HoldFor::Payout(payout_id) => payout_id.as_str(),
+        };
         let clearing = kassa_store::directory::ensure_account(
             tx,
             self.merchant_id.as_str(),
             AccountKind::ProviderClearing,
-            self.provider,
+            &movements::clearing_owner(self.provider, movement_id),
             self.amount.currency,
         )
         .await?;

@@ -679,7 +679,7 @@ impl PaymentsService {
             tx,
             payment.merchant_id.as_str(),
             AccountKind::ProviderClearing,
-            &payment.provider,
+            &movements::clearing_owner(&payment.provider, payment.id.as_str()),
             payment.amount.currency,
         )
         .await?;
@@ -785,7 +785,7 @@ impl PaymentsService {
             tx,
             merchant,
             AccountKind::ProviderClearing,
-            &payment.provider,
+            &movements::clearing_owner(&payment.provider, payment.id.as_str()),
             payment.amount.currency,
         )
         .await?;
