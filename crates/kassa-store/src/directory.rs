@@ -115,6 +115,9 @@ fn player_from_row(row: &AnyRow) -> Result<PlayerRecord, StoreError> {
     })
 }
 
+/// What names a ledger account: merchant, kind, owner, currency.
+pub(crate) type AccountKey = (String, AccountKind, String, Currency);
+
 /// A player who may not bet, as [`Store::restricted_players`] lists them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestrictedPlayer {
@@ -405,6 +408,72 @@ impl Store {
         .bind(currency.code())
         .fetch_optional(self.reader())
         .await?)
+    }
+
+    /// The id of an account, created inside `tx` if it does not exist yet. An id already
+    /// seen committed comes from memory: no statement, and no wait on the account's row
+    /// while another transaction holds it (a unique-index check waits for a transaction
+    /// that has updated the row; captures update their clearing account's balance).
+    /// Only ids committed by other transactions are remembered: one created (or updated)
+    /// by `tx` vanishes if `tx` rolls back.
+    pub async fn ledger_account(
+        &self,
+        tx: &mut Tx,
+        merchant_id: &str,
+        kind: AccountKind,
+        owner: &str,
+        currency: Currency,
+    ) -> Result<AccountId, StoreError> {
+        let key: AccountKey = (merchant_id.to_owned(), kind, owner.to_owned(), currency);
+        let known = self
+            .known_accounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        if let Some(id) = known {
+            return Ok(id);
+        }
+        if let Some(id) = self.committed_account_id(tx, &key).await? {
+            self.known_accounts
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, id);
+            return Ok(id);
+        }
+        ensure_account(tx, merchant_id, kind, owner, currency).await
+    }
+
+    /// The account's id if it exists and was committed by another transaction than `tx`.
+    ///
+    /// SQLite: read on a reader connection, which sees committed rows only (a write
+    /// transaction of the group commit may hold rows of other units not yet committed).
+    /// PostgreSQL: read inside `tx`, since the reader pool is the writer pool and waiting
+    /// for a second connection while holding one can exhaust it; a row version this
+    /// transaction wrote (`xmin` is its id) is not reported as committed.
+    async fn committed_account_id(
+        &self,
+        tx: &mut Tx,
+        (merchant_id, kind, owner, currency): &AccountKey,
+    ) -> Result<Option<AccountId>, StoreError> {
+        if self.backend() == crate::Backend::Sqlite {
+            return self
+                .find_account_id(merchant_id, *kind, owner, *currency)
+                .await;
+        }
+        let found: Option<(AccountId, bool)> = sqlx::query_as(
+            "SELECT id, CAST(xmin AS TEXT) = \
+             COALESCE(CAST(txid_current_if_assigned() % 4294967296 AS TEXT), '') AS written_here \
+             FROM ledger_accounts \
+             WHERE merchant_id = $1 AND kind = $2 AND owner = $3 AND currency = $4",
+        )
+        .bind(merchant_id)
+        .bind(kind.as_str())
+        .bind(owner)
+        .bind(currency.code())
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(found.and_then(|(id, written_here)| (!written_here).then_some(id)))
     }
 
     /// The id of a merchant-wide account (`owner` empty) or a provider's, creating it if needed.

@@ -5,6 +5,7 @@
 //! queue in-process instead of fighting over the database lock; PostgreSQL gets a pool and
 //! row locks (`FOR UPDATE`), so several Kassa nodes can share one database.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -239,6 +240,12 @@ pub struct Store {
     /// SQLite's group commit for [`Store::begin_grouped`] (ADR 39); `None` on PostgreSQL
     /// or when it is off.
     group: Option<std::sync::Arc<group_commit::GroupCommit>>,
+    /// Ledger account ids seen committed, by (merchant, kind, owner, currency): accounts are
+    /// never deleted nor re-keyed, so a write transaction need not look them up again
+    /// ([`Store::ledger_account`]).
+    known_accounts: std::sync::Arc<
+        std::sync::RwLock<HashMap<directory::AccountKey, kassa_core::ledger::AccountId>>,
+    >,
 }
 
 /// Environment variable that turns the SQLite tuning off (`off`, `false`, `0`, `no`) or on:
@@ -459,6 +466,7 @@ impl Store {
                     .unwrap_or(SQLITE_WAL_GATHER_DEFAULT),
                 write_transactions: Default::default(),
                 group: None,
+                known_accounts: Default::default(),
             };
             let group_commit = sqlite_tuning && sqlite_group_commit_from_env().unwrap_or(true);
             return Ok(store.with_sqlite_group_commit(group_commit));
@@ -489,6 +497,7 @@ impl Store {
                     .unwrap_or(SQLITE_WAL_GATHER_DEFAULT),
                 write_transactions: Default::default(),
                 group: None,
+                known_accounts: Default::default(),
             });
         }
         Err(StoreError::UnsupportedUrl(url.to_string()))

@@ -72,14 +72,15 @@ impl ProviderHold<'_> {
             HoldFor::Refund { payment_id, .. } => payment_id.as_str(),
             HoldFor::Payout(payout_id) => payout_id.as_str(),
         };
-        let clearing = kassa_store::directory::ensure_account(
-            tx,
-            self.merchant_id.as_str(),
-            AccountKind::ProviderClearing,
-            &movements::clearing_owner(self.provider, movement_id),
-            self.amount.currency,
-        )
-        .await?;
+        let clearing = store
+            .ledger_account(
+                tx,
+                self.merchant_id.as_str(),
+                AccountKind::ProviderClearing,
+                &movements::clearing_owner(self.provider, movement_id),
+                self.amount.currency,
+            )
+            .await?;
         let accounts = self.wallet.ledger_accounts();
         let hold = match self.hold_for {
             HoldFor::Refund {

@@ -675,14 +675,16 @@ impl PaymentsService {
         payment: &PaymentRecord,
         player: &WalletAccounts,
     ) -> Result<(), ProviderEventError> {
-        let clearing = kassa_store::directory::ensure_account(
-            tx,
-            payment.merchant_id.as_str(),
-            AccountKind::ProviderClearing,
-            &movements::clearing_owner(&payment.provider, payment.id.as_str()),
-            payment.amount.currency,
-        )
-        .await?;
+        let clearing = self
+            .store
+            .ledger_account(
+                tx,
+                payment.merchant_id.as_str(),
+                AccountKind::ProviderClearing,
+                &movements::clearing_owner(&payment.provider, payment.id.as_str()),
+                payment.amount.currency,
+            )
+            .await?;
         let request = movements::deposit_captured(
             payment_ref(payment),
             payment.amount,
@@ -781,22 +783,26 @@ impl PaymentsService {
         event: &ProviderPaymentEvent,
     ) -> Result<(), ProviderEventError> {
         let merchant = payment.merchant_id.as_str();
-        let clearing = kassa_store::directory::ensure_account(
-            tx,
-            merchant,
-            AccountKind::ProviderClearing,
-            &movements::clearing_owner(&payment.provider, payment.id.as_str()),
-            payment.amount.currency,
-        )
-        .await?;
-        let losses = kassa_store::directory::ensure_account(
-            tx,
-            merchant,
-            AccountKind::ChargebackLosses,
-            "",
-            payment.amount.currency,
-        )
-        .await?;
+        let clearing = self
+            .store
+            .ledger_account(
+                tx,
+                merchant,
+                AccountKind::ProviderClearing,
+                &movements::clearing_owner(&payment.provider, payment.id.as_str()),
+                payment.amount.currency,
+            )
+            .await?;
+        let losses = self
+            .store
+            .ledger_account(
+                tx,
+                merchant,
+                AccountKind::ChargebackLosses,
+                "",
+                payment.amount.currency,
+            )
+            .await?;
         let cash = self
             .store
             .lock_balances(tx, &[player.cash])
