@@ -28,6 +28,25 @@ pub enum FrameHeader {
     Tpdu,
 }
 
+/// A frame header name that is none of `binary_length2`, `ascii_length4`, `tpdu`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown frame header {0:?}: binary_length2, ascii_length4 or tpdu")]
+pub struct UnknownFrameHeader(String);
+
+impl std::str::FromStr for FrameHeader {
+    type Err = UnknownFrameHeader;
+
+    /// The same names as in config files.
+    fn from_str(name: &str) -> Result<FrameHeader, UnknownFrameHeader> {
+        match name {
+            "binary_length2" => Ok(FrameHeader::BinaryLength2),
+            "ascii_length4" => Ok(FrameHeader::AsciiLength4),
+            "tpdu" => Ok(FrameHeader::Tpdu),
+            _ => Err(UnknownFrameHeader(name.to_string())),
+        }
+    }
+}
+
 impl FrameHeader {
     fn length_len_bytes(self) -> usize {
         match self {

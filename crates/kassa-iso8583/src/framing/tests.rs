@@ -199,3 +199,16 @@ async fn framed_over_a_socket_pair_with_partial_writes() {
     sink.send(Frame::new(&b"0800"[..])).await.unwrap();
     assert_eq!(&stream.next().await.unwrap().unwrap().message[..], b"0800");
 }
+
+#[test]
+fn header_names_parse_as_in_config_files() {
+    for header in [
+        FrameHeader::BinaryLength2,
+        FrameHeader::AsciiLength4,
+        FrameHeader::Tpdu,
+    ] {
+        let name = serde_json::to_value(header).unwrap();
+        assert_eq!(name.as_str().unwrap().parse::<FrameHeader>(), Ok(header));
+    }
+    assert!("binary".parse::<FrameHeader>().is_err());
+}

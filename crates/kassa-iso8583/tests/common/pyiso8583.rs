@@ -37,9 +37,10 @@ impl Peer {
 
     /// Runs `pyiso8583_peer.py COMMAND ARGS` with `input` as JSON on stdin; returns its JSON.
     pub fn run(&self, command: &str, args: &[&str], input: &Value) -> Value {
+        // Relative to the crate under test: kassa-iso8583, or kassa-sim beside it.
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/interop/pyiso8583_peer.py"
+            "/../kassa-iso8583/tests/interop/pyiso8583_peer.py"
         );
         let mut child = Command::new(&self.python)
             .arg(script)
