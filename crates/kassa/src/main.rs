@@ -49,6 +49,26 @@ enum Command {
 enum SimCommand {
     /// The sandbox PSP (REST API, hosted card and 3-D Secure pages, signed webhooks).
     Psp(SimPspArgs),
+    /// An acquirer host speaking ISO 8583 over TCP (pyiso8583's default_ascii dialect), with
+    /// test cards by the PAN's last four digits: 0005 → 05, 0051 → 51, 0091 → 91, 0096 → 96,
+    /// 0077 answers late, 0099 drops the connection, others approve.
+    Iso8583(SimIso8583Args),
+}
+
+#[derive(Args)]
+struct SimIso8583Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8583")]
+    listen: String,
+    /// Frame header: binary_length2 (2-byte big-endian length), ascii_length4 or tpdu.
+    #[arg(long, default_value = "binary_length2")]
+    header: kassa_iso8583::framing::FrameHeader,
+    /// Longer frames are refused and their connection closed.
+    #[arg(long, default_value_t = kassa_iso8583::framing::DEFAULT_MAX_FRAME_BYTES)]
+    max_frame_bytes: usize,
+    /// How long the slow test card (PAN ending 0077) waits before its answer.
+    #[arg(long, default_value_t = 40_000)]
+    slow_delay_ms: u64,
 }
 
 #[derive(Args)]
@@ -145,6 +165,26 @@ async fn main() -> anyhow::Result<()> {
                 config.listen
             );
             kassa_sim::run(config).await
+        }
+        Command::Sim {
+            command: SimCommand::Iso8583(args),
+        } => {
+            telemetry::init("text");
+            let config = kassa_sim::iso8583::Iso8583HostConfig {
+                listen: args.listen,
+                header: args.header,
+                max_frame_bytes: args.max_frame_bytes,
+                slow_delay_ms: args.slow_delay_ms,
+                ..Default::default()
+            };
+            let handle = kassa_sim::iso8583::start(config).await?;
+            println!(
+                "ISO 8583 host simulator listening on {} (ctrl-c stops it)",
+                handle.local_addr()
+            );
+            tokio::signal::ctrl_c().await?;
+            handle.stop();
+            Ok(())
         }
     }
 }

@@ -1,0 +1,275 @@
+//! The host's decisions, apart from the network: a request in, a [`Reply`] out. Rules and codes
+//! are listed in the module doc of [`super`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kassa_iso8583::{Message, Mti};
+
+/// What the connection does with a request.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
+    Send(Message),
+    /// Answer, but only after `delay` (the slow test card).
+    SendAfter {
+        delay: Duration,
+        message: Message,
+    },
+    /// Close the connection without answering (the dropping test card).
+    Drop,
+    /// Nothing to answer (a response or advice response sent to the host).
+    Ignore,
+}
+
+/// Response codes (field 39) the host uses.
+pub(crate) mod code {
+    pub const APPROVED: &str = "00";
+    pub const DO_NOT_HONOUR: &str = "05";
+    pub const INVALID_TRANSACTION: &str = "12";
+    pub const INVALID_AMOUNT: &str = "13";
+    pub const INVALID_CARD_NUMBER: &str = "14";
+    pub const ORIGINAL_NOT_FOUND: &str = "25";
+    pub const FORMAT_ERROR: &str = "30";
+    pub const INSUFFICIENT_FUNDS: &str = "51";
+    pub const ISSUER_UNAVAILABLE: &str = "91";
+    pub const SYSTEM_MALFUNCTION: &str = "96";
+}
+
+/// Fields an answer copies from its request when present.
+const ECHOED_FIELDS: [u8; 12] = [3, 4, 7, 11, 12, 13, 18, 37, 41, 42, 49, 70];
+
+/// What a test card does, by the last four digits of its PAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CardRule {
+    Approve,
+    Decline(&'static str),
+    Slow,
+    Drop,
+}
+
+fn card_rule(pan: &str) -> CardRule {
+    match pan.get(pan.len().saturating_sub(4)..) {
+        Some("0005") => CardRule::Decline(code::DO_NOT_HONOUR),
+        Some("0051") => CardRule::Decline(code::INSUFFICIENT_FUNDS),
+        Some("0091") => CardRule::Decline(code::ISSUER_UNAVAILABLE),
+        Some("0096") => CardRule::Decline(code::SYSTEM_MALFUNCTION),
+        Some("0077") => CardRule::Slow,
+        Some("0099") => CardRule::Drop,
+        _ => CardRule::Approve,
+    }
+}
+
+/// An original transaction is known by its terminal and its STAN.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct OriginalKey {
+    terminal: String,
+    stan: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthState {
+    Approved,
+    Completed,
+    Reversed,
+}
+
+#[derive(Debug)]
+struct Authorization {
+    mti: Mti,
+    amount_minor: u64,
+    state: AuthState,
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    authorizations: HashMap<OriginalKey, Authorization>,
+    keys_by_rrn: HashMap<String, OriginalKey>,
+    rrns_issued: u64,
+    auth_codes_issued: u64,
+}
+
+/// The simulated acquirer host: approved authorizations live in memory for the process's life.
+#[derive(Debug)]
+pub(crate) struct Host {
+    slow_delay: Duration,
+    ledger: Mutex<Ledger>,
+}
+
+impl Host {
+    pub(crate) fn new(slow_delay: Duration) -> Host {
+        Host {
+            slow_delay,
+            ledger: Mutex::new(Ledger::default()),
+        }
+    }
+
+    /// Decides the answer to one message.
+    pub(crate) fn handle(&self, request: &Message) -> Reply {
+        let mti = request.mti();
+        if !mti.expects_response() {
+            return Reply::Ignore;
+        }
+        match (mti.class(), mti.function()) {
+            (8, 0) => Reply::Send(self.network(request)),
+            (1 | 2, 0) => self.authorize(request),
+            (2, 2) => Reply::Send(self.complete(request)),
+            (4, 0 | 2) => Reply::Send(self.reverse(request)),
+            _ => Reply::Send(answer(request, code::INVALID_TRANSACTION)),
+        }
+    }
+
+    fn network(&self, request: &Message) -> Message {
+        match request.get_text(70) {
+            Some("001" | "002" | "301") => answer(request, code::APPROVED),
+            Some(_) => answer(request, code::INVALID_TRANSACTION),
+            None => answer(request, code::FORMAT_ERROR),
+        }
+    }
+
+    /// 0100 authorization and 0200 purchase.
+    fn authorize(&self, request: &Message) -> Reply {
+        let (Some(key), Some(pan)) = (own_key(request), request.get_text(2)) else {
+            return Reply::Send(answer(request, code::FORMAT_ERROR));
+        };
+        if !(12..=19).contains(&pan.len()) || !pan.bytes().all(|b| b.is_ascii_digit()) {
+            return Reply::Send(answer(request, code::INVALID_CARD_NUMBER));
+        }
+        let Some(amount_minor) = amount_minor(request) else {
+            return Reply::Send(answer(request, code::INVALID_AMOUNT));
+        };
+        let rule = card_rule(pan);
+        match rule {
+            CardRule::Drop => return Reply::Drop,
+            CardRule::Decline(code) => return Reply::Send(answer(request, code)),
+            CardRule::Approve | CardRule::Slow => {}
+        }
+        let authorization = Authorization {
+            mti: request.mti(),
+            amount_minor,
+            state: AuthState::Approved,
+        };
+        let mut message = answer(request, code::APPROVED);
+        self.record_approval(key, authorization, &mut message);
+        if rule == CardRule::Slow {
+            let delay = self.slow_delay;
+            return Reply::SendAfter { delay, message };
+        }
+        Reply::Send(message)
+    }
+
+    /// Keeps the approval, giving the answer an RRN (unless the request had one) and an
+    /// authorization code.
+    fn record_approval(
+        &self,
+        key: OriginalKey,
+        authorization: Authorization,
+        answer: &mut Message,
+    ) {
+        let mut ledger = self.lock();
+        ledger.auth_codes_issued += 1;
+        answer.set(38, format!("{:06}", ledger.auth_codes_issued % 1_000_000));
+        let rrn = match answer.get_text(37) {
+            Some(rrn) => rrn.to_string(),
+            None => {
+                ledger.rrns_issued += 1;
+                format!("{:012}", ledger.rrns_issued)
+            }
+        };
+        answer.set(37, rrn.as_str());
+        ledger.keys_by_rrn.insert(rrn, key.clone());
+        ledger.authorizations.insert(key, authorization);
+    }
+
+    /// 0220 completion of an earlier 0100 authorization (0221 repeats it).
+    fn complete(&self, request: &Message) -> Message {
+        let amount = amount_minor(request);
+        let mut ledger = self.lock();
+        let Some(original) = find_original(&mut ledger, request) else {
+            return answer(request, code::ORIGINAL_NOT_FOUND);
+        };
+        let completable = original.mti.class() == 1 && original.state != AuthState::Reversed;
+        match amount {
+            _ if !completable => answer(request, code::ORIGINAL_NOT_FOUND),
+            Some(amount) if amount <= original.amount_minor => {
+                original.state = AuthState::Completed;
+                answer(request, code::APPROVED)
+            }
+            _ => answer(request, code::INVALID_AMOUNT),
+        }
+    }
+
+    /// 0400 reversal, 0420 reversal advice and its repeat 0421: answered `00` every time the
+    /// original is known, so a repeat gets the same answer.
+    fn reverse(&self, request: &Message) -> Message {
+        let mut ledger = self.lock();
+        match find_original(&mut ledger, request) {
+            Some(original) => {
+                original.state = AuthState::Reversed;
+                answer(request, code::APPROVED)
+            }
+            None => answer(request, code::ORIGINAL_NOT_FOUND),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The answer to `request` with response code `code`: the response MTI and the echoed fields.
+pub(crate) fn answer(request: &Message, code: &str) -> Message {
+    let mti = request.mti().response().unwrap_or(request.mti());
+    let mut answer = Message::new(mti);
+    for field in ECHOED_FIELDS {
+        if let Some(value) = request.get(field) {
+            answer.set(field, value);
+        }
+    }
+    answer.set(39, code);
+    answer
+}
+
+/// Field 4 as minor units: exactly 12 digits.
+fn amount_minor(request: &Message) -> Option<u64> {
+    let amount = request.get_text(4).filter(|a| a.len() == 12)?;
+    amount
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| amount.parse().ok())?
+}
+
+/// The request's own terminal (41) and STAN (11).
+fn own_key(request: &Message) -> Option<OriginalKey> {
+    Some(OriginalKey {
+        terminal: request.get_text(41)?.to_string(),
+        stan: request.get_text(11)?.to_string(),
+    })
+}
+
+/// The original a reversal or completion refers to: by terminal and the original STAN from
+/// field 90 (original MTI, STAN, ...) or else the message's own STAN; failing that, by RRN.
+fn find_original<'a>(ledger: &'a mut Ledger, request: &Message) -> Option<&'a mut Authorization> {
+    let original_stan = request.get_text(90).and_then(|data| data.get(4..10));
+    let by_stan = request.get_text(41).and_then(|terminal| {
+        let stan = original_stan.or(request.get_text(11))?;
+        let key = OriginalKey {
+            terminal: terminal.to_string(),
+            stan: stan.to_string(),
+        };
+        ledger.authorizations.contains_key(&key).then_some(key)
+    });
+    let by_rrn = || {
+        request
+            .get_text(37)
+            .and_then(|rrn| ledger.keys_by_rrn.get(rrn).cloned())
+    };
+    let key = by_stan.or_else(by_rrn)?;
+    ledger.authorizations.get_mut(&key)
+}
+
+#[cfg(test)]
+mod tests;
