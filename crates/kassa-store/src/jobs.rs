@@ -385,6 +385,31 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Gives back the claim `(owner, attempt)` to run again at `run_at_ms` without counting
+    /// the attempt: the handler found it could not start yet (a busy endpoint), which is not
+    /// a failure. `false` when the lease was lost.
+    pub async fn defer_job(
+        &self,
+        job_id: &str,
+        owner: &str,
+        attempt: i64,
+        run_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at_ms = $1, \
+             lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $2 \
+             WHERE id = $3 AND state = 'running' AND lease_owner = $4 AND attempts = $5",
+        )
+        .bind(run_at_ms)
+        .bind(now_ms())
+        .bind(job_id)
+        .bind(owner)
+        .bind(attempt)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// An operator's retry of a dead job: queued now with a fresh attempt budget. The last
     /// error stays until the next attempt replaces it.
     pub async fn retry_dead_job(
