@@ -62,6 +62,10 @@ pub struct AppStateInner {
     pub payments: service::payments::PaymentsService,
     /// Withdrawals.
     pub payouts: service::payouts::PayoutsService,
+    /// The operator's webhook endpoints.
+    pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
+    /// Sends outbound webhooks (the `webhook.deliver` jobs).
+    pub deliverer: workers::webhook_delivery::Deliverer,
 }
 
 /// A running server, for tests and the binary.
@@ -130,9 +134,13 @@ impl Server {
         };
         let (registry, embedded) = providers::build(&config, &public_base_url, embedded).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
-        let state = AppState::new(store.clone(), config, Arc::new(registry));
+        let deliverer = workers::webhook_delivery::Deliverer::new(&config.webhooks)?;
+        let publisher = Arc::new(workers::webhook_delivery::WebhookPublisher::new(
+            store.clone(),
+            &config.webhooks,
+        ));
+        let state = AppState::new(store.clone(), config, Arc::new(registry), deliverer);
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
-        let publisher = Arc::new(workers::outbox::RecordingPublisher::default());
         let jobs = workers::jobs::spawn(state.clone(), publisher, shutdown.subscribe());
         workers::spawn_idempotency_purge(state.clone(), shutdown.subscribe());
         workers::spawn_wal_checkpointer(state.clone(), shutdown.subscribe());
@@ -196,6 +204,7 @@ impl AppState {
         store: Store,
         config: Config,
         providers: Arc<kassa_connectors::ProviderRegistry>,
+        deliverer: workers::webhook_delivery::Deliverer,
     ) -> AppState {
         let config = Arc::new(config);
         let players = service::players::PlayerDirectory::new(store.clone());
@@ -219,6 +228,7 @@ impl AppState {
             players.clone(),
             config.payouts.clone(),
         );
+        let store_for_webhooks = store.clone();
         AppState(Arc::new(AppStateInner {
             auth: auth::KeyCache::new(store.clone(), auth::KeyHasher::from_config(&config.auth)),
             amount_limits,
@@ -233,6 +243,11 @@ impl AppState {
             wallet,
             payments,
             payouts,
+            webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
+                store_for_webhooks,
+                &config.webhooks,
+            ),
+            deliverer,
             config,
         }))
     }

@@ -12,6 +12,7 @@ pub mod payouts;
 pub mod players;
 pub mod text;
 pub mod wallet;
+pub mod webhook_endpoints;
 
 use std::time::Duration;
 
@@ -47,6 +48,7 @@ use crate::{auth, idempotency, trace, AppState};
         (name = "players", description = "Players and their balances"),
         (name = "payments", description = "Deposits, refunds and provider webhooks"),
         (name = "payouts", description = "Withdrawals"),
+        (name = "webhooks", description = "Outbound webhooks to the operator: endpoints, attempts, replay"),
         (name = "admin", description = "Platform administration (admin keys)"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -132,6 +134,19 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))
         .routes(routes!(admin::webhook_deliveries))
+        .routes(routes!(
+            webhook_endpoints::create_endpoint,
+            webhook_endpoints::list_endpoints
+        ))
+        .routes(routes!(
+            webhook_endpoints::get_endpoint,
+            webhook_endpoints::update_endpoint,
+            webhook_endpoints::delete_endpoint
+        ))
+        .routes(routes!(webhook_endpoints::rotate_secret))
+        .routes(routes!(webhook_endpoints::list_attempts))
+        .routes(routes!(webhook_endpoints::replay_message))
+        .routes(routes!(webhook_endpoints::recover))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::retry_job))
