@@ -49,6 +49,10 @@ contract_tests_with!(
         c.webhooks.allow_private_urls = false;
     },
     standardwebhooks_verifies_a_delivery => fast,
+    a_slow_endpoint_gets_one_delivery_at_a_time_and_starves_no_other => |c: &mut Config| {
+        fast(c);
+        c.webhooks.outbound.concurrency_per_endpoint_max = 1;
+    },
     an_endpoint_failing_too_long_is_disabled => |c: &mut Config| {
         fast(c);
         c.webhooks.outbound.retry_schedule_ms = vec![200, 200, 200, 200];
@@ -82,12 +86,14 @@ impl Received {
 struct Reply {
     status: u16,
     retry_after: Option<&'static str>,
+    delay_ms: u64,
 }
 
 fn reply(status: u16) -> Reply {
     Reply {
         status,
         retry_after: None,
+        delay_ms: 0,
     }
 }
 
@@ -98,6 +104,8 @@ struct Receiver {
     seen: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
     fallback: Arc<Mutex<Reply>>,
+    /// Requests being answered now, and the most there ever were.
+    in_flight: Arc<Mutex<(usize, usize)>>,
 }
 
 impl Receiver {
@@ -107,6 +115,7 @@ impl Receiver {
             seen: Arc::default(),
             script: Arc::new(Mutex::new(script.into())),
             fallback: Arc::new(Mutex::new(reply(200))),
+            in_flight: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -115,21 +124,28 @@ impl Receiver {
             "/hook",
             axum::routing::post(move |headers: HeaderMap, body: String| {
                 let state = state.clone();
-                async move { state.answer(headers, body) }
+                async move { state.answer(headers, body).await }
             }),
         );
         tokio::spawn(async move { axum::serve(listener, app).await });
         Receiver { url, ..receiver }
     }
 
-    fn answer(&self, headers: HeaderMap, body: String) -> axum::response::Response {
+    async fn answer(&self, headers: HeaderMap, body: String) -> axum::response::Response {
+        let next = self.script.lock().unwrap().pop_front();
+        let reply = next.unwrap_or_else(|| self.fallback.lock().unwrap().clone());
+        {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            in_flight.0 += 1;
+            in_flight.1 = in_flight.1.max(in_flight.0);
+        }
+        tokio::time::sleep(Duration::from_millis(reply.delay_ms)).await;
+        self.in_flight.lock().unwrap().0 -= 1;
         self.seen.lock().unwrap().push(Received {
             headers,
             body,
             at: Instant::now(),
         });
-        let next = self.script.lock().unwrap().pop_front();
-        let reply = next.unwrap_or_else(|| self.fallback.lock().unwrap().clone());
         let status = AxumStatus::from_u16(reply.status).unwrap();
         let mut response = (status, "{\"ok\":true}").into_response();
         if let Some(after) = reply.retry_after {
@@ -183,16 +199,7 @@ async fn pay_out(app: &TestApp, player_id: &str) {
         .await;
     let body =
         json!({"amount": "40.00", "currency": "EUR", "method": "card", "player_id": player_id});
-    let key = kassa_core::ids::generate("idem");
-    let answer = app
-        .send(
-            Method::POST,
-            "/v1/payouts/init",
-            Some(&app.api_key),
-            Some(&body),
-            &[("Idempotency-Key", &key)],
-        )
-        .await;
+    let answer = app.post_idempotent("/v1/payouts/init", body).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
 }
 
@@ -283,6 +290,7 @@ async fn retry_after_is_honoured(app: TestApp) {
     let too_many = Reply {
         status: 429,
         retry_after: Some("1"),
+        delay_ms: 0,
     };
     let receiver = Receiver::start(vec![too_many]).await;
     create_endpoint(&app, &receiver.url, json!(["payout.paid"])).await;
@@ -375,6 +383,37 @@ async fn rotation_signs_with_both_secrets_during_the_grace_only(app: TestApp) {
         expected_signature(&new, &second),
         "after the grace only the new secret signs"
     );
+    app.stop().await;
+}
+
+async fn a_slow_endpoint_gets_one_delivery_at_a_time_and_starves_no_other(app: TestApp) {
+    let slow = Receiver::start(vec![]).await;
+    *slow.fallback.lock().unwrap() = Reply {
+        delay_ms: 400,
+        ..reply(200)
+    };
+    let slow_endpoint = create_endpoint(&app, &slow.url, json!(["payout.*"])).await;
+    let quick = Receiver::start(vec![]).await;
+    create_endpoint(&app, &quick.url, json!(["payout.*"])).await;
+
+    pay_out(&app, "p1").await;
+    pay_out(&app, "p2").await;
+    let quick_seen = quick.until(6).await;
+    let slow_seen = slow.until(6).await;
+    assert_eq!(
+        slow.in_flight.lock().unwrap().1,
+        1,
+        "one delivery at a time to the slow endpoint"
+    );
+    let quick_done = quick_seen.iter().map(|r| r.at).max().unwrap();
+    let slow_done = slow_seen.iter().map(|r| r.at).max().unwrap();
+    assert!(
+        quick_done < slow_done,
+        "the quick endpoint did not wait for the slow one"
+    );
+    // Waiting for a slot is not an attempt.
+    let logged = until_attempts(&app, slow_endpoint["endpoint_id"].as_str().unwrap(), 6).await;
+    assert!(logged.iter().all(|a| a["attempt"] == 1), "{logged:?}");
     app.stop().await;
 }
 

@@ -496,7 +496,7 @@ impl Store {
         aggregate_id: &str,
         payload: &str,
     ) -> Result<String, StoreError> {
-        insert_outbox_in(&mut **tx, merchant_id, topic, aggregate_id, payload).await
+        insert_outbox_in(tx, merchant_id, topic, aggregate_id, payload).await
     }
 
     /// Up to `limit` unpublished outbox events, oldest first, locked for the rest of `tx` on

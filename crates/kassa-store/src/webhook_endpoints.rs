@@ -115,6 +115,23 @@ fn attempt_from_row(row: &AnyRow) -> Result<WebhookAttempt, StoreError> {
     })
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds, in column order from `url` to `failing_since_ms`, the fields a change may touch.
+fn bind_changeable<'q>(query: AnyQuery<'q>, e: &'q WebhookEndpointRecord) -> AnyQuery<'q> {
+    use secrecy::ExposeSecret;
+    query
+        .bind(&e.url)
+        .bind(event_types_json(&e.event_types))
+        .bind(&e.description)
+        .bind(i64::from(e.enabled))
+        .bind(&e.disabled_reason)
+        .bind(e.secret.expose_secret())
+        .bind(e.previous_secret.as_ref().map(|s| s.expose_secret()))
+        .bind(e.previous_secret_until_ms)
+        .bind(e.failing_since_ms)
+}
+
 fn event_types_json(event_types: &[String]) -> String {
     serde_json::Value::from(event_types.to_vec()).to_string()
 }
@@ -125,23 +142,14 @@ impl Store {
         &self,
         endpoint: &WebhookEndpointRecord,
     ) -> Result<(), StoreError> {
-        use secrecy::ExposeSecret;
         let sql = format!(
             "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         );
-        sqlx::query(&sql)
+        let query = sqlx::query(&sql)
             .bind(&endpoint.id)
-            .bind(&endpoint.merchant_id)
-            .bind(&endpoint.url)
-            .bind(event_types_json(&endpoint.event_types))
-            .bind(&endpoint.description)
-            .bind(i64::from(endpoint.enabled))
-            .bind(&endpoint.disabled_reason)
-            .bind(endpoint.secret.expose_secret())
-            .bind(endpoint.previous_secret.as_ref().map(|s| s.expose_secret()))
-            .bind(endpoint.previous_secret_until_ms)
-            .bind(endpoint.failing_since_ms)
+            .bind(&endpoint.merchant_id);
+        bind_changeable(query, endpoint)
             .bind(endpoint.created_at_ms)
             .bind(endpoint.updated_at_ms)
             .execute(self.writer())
@@ -154,27 +162,18 @@ impl Store {
         &self,
         endpoint: &WebhookEndpointRecord,
     ) -> Result<bool, StoreError> {
-        use secrecy::ExposeSecret;
-        let done = sqlx::query(
-            "UPDATE webhook_endpoints SET url = $1, event_types = $2, description = $3, \
-             enabled = $4, disabled_reason = $5, secret = $6, previous_secret = $7, \
-             previous_secret_until_ms = $8, failing_since_ms = $9, updated_at_ms = $10 \
-             WHERE id = $11 AND merchant_id = $12",
+        let query = sqlx::query(
+            "UPDATE webhook_endpoints SET url = $3, event_types = $4, description = $5, \
+             enabled = $6, disabled_reason = $7, secret = $8, previous_secret = $9, \
+             previous_secret_until_ms = $10, failing_since_ms = $11, updated_at_ms = $12 \
+             WHERE id = $1 AND merchant_id = $2",
         )
-        .bind(&endpoint.url)
-        .bind(event_types_json(&endpoint.event_types))
-        .bind(&endpoint.description)
-        .bind(i64::from(endpoint.enabled))
-        .bind(&endpoint.disabled_reason)
-        .bind(endpoint.secret.expose_secret())
-        .bind(endpoint.previous_secret.as_ref().map(|s| s.expose_secret()))
-        .bind(endpoint.previous_secret_until_ms)
-        .bind(endpoint.failing_since_ms)
-        .bind(endpoint.updated_at_ms)
         .bind(&endpoint.id)
-        .bind(&endpoint.merchant_id)
-        .execute(self.writer())
-        .await?;
+        .bind(&endpoint.merchant_id);
+        let done = bind_changeable(query, endpoint)
+            .bind(endpoint.updated_at_ms)
+            .execute(self.writer())
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 

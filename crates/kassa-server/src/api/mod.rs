@@ -288,6 +288,20 @@ pub fn page_limit(
     Ok(limit)
 }
 
+/// Cuts rows fetched as `limit + 1` to a page of `limit`; returns the cursor of its last row
+/// when more follow.
+pub fn split_page<T>(
+    rows: &mut Vec<T>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> String,
+) -> Option<String> {
+    if rows.len() <= limit as usize {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(cursor_of)
+}
+
 /// An opaque cursor for lists ordered by `(created_at_ms, id)`, newest first.
 pub fn encode_keyset_cursor(created_at_ms: i64, id: &str) -> String {
     use base64::Engine;

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{decode_keyset_cursor, encode_keyset_cursor, page_limit, rfc3339};
+use crate::api::{decode_keyset_cursor, encode_keyset_cursor, page_limit, rfc3339, split_page};
 use crate::api::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
@@ -195,14 +195,9 @@ pub async fn list_endpoints(
         .webhook_endpoints
         .list(&merchant.id, before, limit + 1)
         .await?;
-    let next_cursor = if endpoints.len() > limit as usize {
-        endpoints.truncate(limit as usize);
-        endpoints
-            .last()
-            .map(|e| encode_keyset_cursor(e.created_at_ms, &e.id))
-    } else {
-        None
-    };
+    let next_cursor = split_page(&mut endpoints, limit, |e| {
+        encode_keyset_cursor(e.created_at_ms, &e.id)
+    });
     Ok(Json(WebhookEndpointPage {
         data: endpoints.iter().map(|e| view(e, false)).collect(),
         next_cursor,
@@ -313,12 +308,7 @@ pub async fn list_attempts(
         .webhook_endpoints
         .attempts(&merchant.id, &endpoint_id, before_id, limit + 1)
         .await?;
-    let next_cursor = if attempts.len() > limit as usize {
-        attempts.truncate(limit as usize);
-        attempts.last().map(|a| a.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = split_page(&mut attempts, limit, |a| a.id.to_string());
     Ok(Json(WebhookAttemptPage {
         data: attempts.iter().map(attempt_view).collect(),
         next_cursor,

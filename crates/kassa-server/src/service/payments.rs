@@ -1243,16 +1243,17 @@ impl PaymentsService {
         let mut payload = serde_json::to_value(refund_view(refund)).unwrap_or_default();
         payload["type"] = event_type.into();
         payload["failure_reason"] = refund.failure_reason.clone().into();
+        let merchant_id = refund.merchant_id.as_str();
         self.store
             .insert_outbox(
                 tx,
-                refund.merchant_id.as_str(),
+                merchant_id,
                 event_type,
                 refund.id.as_str(),
                 &payload.to_string(),
             )
-            .await?;
-        Ok(())
+            .await
+            .map(drop)
     }
 
     /// Queues a chargeback's or dispute's event (`chargeback.created`, `dispute.won`,
@@ -1274,16 +1275,17 @@ impl PaymentsService {
             "currency": amount.currency.code(),
             "reason": event.reason,
         });
+        let merchant_id = payment.merchant_id.as_str();
         self.store
             .insert_outbox(
                 tx,
-                payment.merchant_id.as_str(),
+                merchant_id,
                 event_type,
                 payment.id.as_str(),
                 &payload.to_string(),
             )
-            .await?;
-        Ok(())
+            .await
+            .map(drop)
     }
 
     fn publish(&self, payment: &PaymentRecord) {

@@ -237,7 +237,8 @@ impl WebhookEndpointsService {
             true => self.store.outbox_event(event_id).await?,
             false => None,
         };
-        if !event.is_some_and(|e| e.merchant_id == merchant_id.as_str()) {
+        let of_merchant = event.is_some_and(|e| e.merchant_id == merchant_id.as_str());
+        if !of_merchant {
             return Err(WebhookEndpointError::EventNotFound {
                 event_id: event_id.to_string(),
             });
