@@ -49,6 +49,7 @@ contract_tests_with!(
         c.webhooks.allow_private_urls = false;
     },
     standardwebhooks_verifies_a_delivery => fast,
+    delivery_checks_the_address_again => fast,
     a_slow_endpoint_gets_one_delivery_at_a_time_and_starves_no_other => |c: &mut Config| {
         fast(c);
         c.webhooks.outbound.concurrency_per_endpoint_max = 1;
@@ -602,6 +603,33 @@ async fn private_urls_are_refused_unless_allowed(app: TestApp) {
     assert_eq!(
         (ftp.status, ftp.error_code()),
         (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+    );
+    app.stop().await;
+}
+
+/// An endpoint accepted while private URLs were allowed gets nothing once they are not: the
+/// delivery client refuses the address when it connects, and the attempt says why.
+async fn delivery_checks_the_address_again(app: TestApp) {
+    let receiver = Receiver::start(vec![]).await;
+    let endpoint = create_endpoint(&app, &receiver.url, json!(["payout.paid"])).await;
+    let local_name = receiver.url.replace("127.0.0.1", "localhost");
+    let by_name = create_endpoint(&app, &local_name, json!(["payout.paid"])).await;
+    let app = app
+        .restart(|c| {
+            fast(c);
+            c.webhooks.allow_private_urls = false;
+        })
+        .await;
+    pay_out(&app, "p1").await;
+    for endpoint in [&endpoint, &by_name] {
+        let logged = until_attempts(&app, endpoint["endpoint_id"].as_str().unwrap(), 1).await;
+        assert!(logged[0]["http_status"].is_null(), "{logged:?}");
+        let error = logged[0]["error"].as_str().unwrap();
+        assert!(error.contains("non-public address"), "{error}");
+    }
+    assert!(
+        receiver.seen().is_empty(),
+        "nothing reached the private address"
     );
     app.stop().await;
 }
