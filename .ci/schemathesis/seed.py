@@ -64,8 +64,10 @@ for n, player_id in enumerate(players * 2):
 
 # An outbound webhook endpoint on a name that never resolves (RFC 2606 .invalid): its
 # deliveries fail without sending anything anywhere.
+# Several, so that a generated DELETE does not leave the other operations nothing to reach.
 endpoints = [call("POST", "/v1/webhook-endpoints",
-                  {"url": "https://kassa-webhooks.invalid/hook", "event_types": ["*"]})["endpoint_id"]]
+                  {"url": f"https://kassa-webhooks-{n}.invalid/hook", "event_types": ["*"]})["endpoint_id"]
+             for n in range(4)]
 
 jobs = [job["job_id"] for job in call("GET", "/v1/admin/jobs?limit=50", key=ADMIN)["data"]]
 seed = {"players": players, "payments": payments, "payouts": payouts, "debits": debits,

@@ -224,25 +224,21 @@ async fn settle(
         disable(store, endpoint, "failing").await?;
         return Ok(());
     }
-    let last = job.attempts >= job.attempts_max;
-    mark(if last {
-        MessageStatus::Failed
-    } else {
-        MessageStatus::Pending
-    })
-    .await?;
-    let delay_ms = retry_delay_ms(
-        config,
-        job.attempts,
-        sent.retry_after_ms,
-        &mut rand::thread_rng(),
-    );
     let error = match (sent.http_status, &sent.error) {
         (Some(status), _) => format!("the endpoint answered {status}"),
         (None, Some(error)) => error.clone(),
         (None, None) => "no answer".to_string(),
     };
-    // After the last attempt the job goes dead, where operators see it.
+    if job.attempts >= job.attempts_max {
+        // The operator's endpoint failing is not Kassa's failure: the job ends, the message
+        // is `failed` (recover sends it again), and no dead job raises an alarm of ours.
+        mark(MessageStatus::Failed).await?;
+        tracing::warn!(endpoint_id = %endpoint.id, event_id, attempts = job.attempts, error, "webhook message failed: its retry schedule ran out");
+        return Ok(());
+    }
+    mark(MessageStatus::Pending).await?;
+    let mut rng = rand::thread_rng();
+    let delay_ms = retry_delay_ms(config, job.attempts, sent.retry_after_ms, &mut rng);
     Err(JobError::RetryAt {
         retry_at_ms: now + delay_ms,
         error,
