@@ -300,16 +300,7 @@ impl PaymentsService {
         };
         let mut payment = new_payment_record(payment_id, merchant_id, provider.name(), request);
         let asked_at = Instant::now();
-        let asked = provider
-            .start_payment(&PaymentRequest {
-                payment_id: payment.id.to_string(),
-                amount_minor: payment.amount.amount_minor,
-                currency: payment.amount.currency,
-                method: payment.method.clone(),
-                country: Some(payment.country.clone()),
-                return_url: payment.return_url.clone(),
-            })
-            .await;
+        let asked = provider.start_payment(&payment_request(&payment)).await;
         let provider_elapsed = asked_at.elapsed();
         let refusal = match &asked {
             Ok(_) => None,
@@ -322,8 +313,30 @@ impl PaymentsService {
                 Some(refusal)
             }
         };
-        // Shares its durable commit with concurrent units on SQLite (ADR 39); no network
-        // I/O from here to the commit.
+        let answer = self
+            .record_init(&mut payment, asked, refusal.as_ref(), claim)
+            .await?;
+        self.publish(&payment);
+        match refusal {
+            Some(refusal) => Err(refusal),
+            None => Ok(PaymentStartOutcome {
+                payment,
+                answer,
+                provider_elapsed,
+            }),
+        }
+    }
+
+    /// The start's one transaction, after the provider answered: the claim, the payment
+    /// with its history, what the provider said, and the stored answer (ADR 34). Shares its
+    /// durable commit with concurrent units on SQLite (ADR 39); no network I/O inside.
+    async fn record_init(
+        &self,
+        payment: &mut PaymentRecord,
+        asked: Result<PaymentStarted, ProviderError>,
+        refusal: Option<&PaymentError>,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Answer, PaymentError> {
         let mut tx = self.store.begin_grouped().await?;
         if let Some(claim) = claim {
             if !claim.claim_in(&mut tx).await? {
@@ -332,7 +345,7 @@ impl PaymentsService {
                 return Err(lose_key(Some(claim)));
             }
         }
-        self.store.insert_payment(&mut tx, &payment).await?;
+        self.store.insert_payment(&mut tx, payment).await?;
         let created = HistoryEvent {
             source: "api",
             event: "created",
@@ -344,27 +357,25 @@ impl PaymentsService {
         self.store
             .insert_payment_event(&mut tx, &payment.id, created)
             .await?;
-        let answer = match asked {
-            Ok(started) => {
-                let next_action = self.record_start(&mut tx, &mut payment, started).await?;
-                Answer::of(201, &init_view(&payment, next_action))
+        let answer = match (asked, refusal) {
+            (Ok(started), _) => {
+                let next_action = self.record_start(&mut tx, payment, started).await?;
+                Answer::of(201, &init_view(payment, next_action))
             }
-            Err(error) => {
+            (Err(error), refusal) => {
                 payment.failure_reason = Some(provider_failure_code(&error));
                 let detail = error.to_string();
                 self.transition(
                     &mut tx,
-                    &mut payment,
+                    payment,
                     PaymentEvent::Failed,
                     "api",
                     "provider_error",
                     Some(&detail),
                 )
                 .await?;
-                Answer::error(
-                    refusal.as_ref().expect("a refusal for every error"),
-                    &crate::trace::current(),
-                )
+                let refusal = refusal.expect("a refusal for every error");
+                Answer::error(refusal, &crate::trace::current())
             }
         };
         if let Some(claim) = claim {
@@ -374,15 +385,7 @@ impl PaymentsService {
         if let Some(claim) = claim {
             claim.mark_committed();
         }
-        self.publish(&payment);
-        match refusal {
-            Some(refusal) => Err(refusal),
-            None => Ok(PaymentStartOutcome {
-                payment,
-                answer,
-                provider_elapsed,
-            }),
-        }
+        Ok(answer)
     }
 
     /// Records what the provider answered to a start, inside the start's transaction, and
@@ -1340,5 +1343,17 @@ async fn answer_refusal(
         claim.release_in(tx).await
     } else {
         claim.complete_in(tx, &answer).await
+    }
+}
+
+/// What the provider is asked to start.
+fn payment_request(payment: &PaymentRecord) -> PaymentRequest {
+    PaymentRequest {
+        payment_id: payment.id.to_string(),
+        amount_minor: payment.amount.amount_minor,
+        currency: payment.amount.currency,
+        method: payment.method.clone(),
+        country: Some(payment.country.clone()),
+        return_url: payment.return_url.clone(),
     }
 }
