@@ -141,15 +141,26 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         // SQLSTATE class 08 (connection exception) and 57P01..57P03 (admin or crash
         // shutdown, cannot connect now).
-        let unavailable_code =
-            |code: &str| code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+        // 53100 disk full and 53300 too many connections: the server is up but cannot take
+        // the work now.
+        let unavailable_code = |code: &str| {
+            code.starts_with("08")
+                || matches!(code, "57P01" | "57P02" | "57P03" | "53100" | "53300")
+        };
         match self {
             StoreError::Database(error) => match error {
                 sqlx::Error::Io(_)
                 | sqlx::Error::PoolTimedOut
                 | sqlx::Error::PoolClosed
                 | sqlx::Error::Tls(_) => true,
-                sqlx::Error::Database(db) => db.code().is_some_and(|c| unavailable_code(&c)),
+                sqlx::Error::Database(db) => {
+                    match db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                        Some(sqlite) => sqlite_code_is_unavailable(
+                            sqlx::error::DatabaseError::code(sqlite).as_deref(),
+                        ),
+                        None => db.code().is_some_and(|c| unavailable_code(&c)),
+                    }
+                }
                 _ => false,
             },
             StoreError::Sqlite(_) => self.is_sqlite_io_failure(),
@@ -246,6 +257,18 @@ pub struct Store {
     known_accounts: std::sync::Arc<
         std::sync::RwLock<HashMap<directory::AccountKey, kassa_core::ledger::AccountId>>,
     >,
+}
+
+/// Whether a SQLite result code read from sqlx's error (the extended code, as text) says
+/// the files could not be read or written: an I/O error (`SQLITE_IOERR`, 10, and its
+/// extended codes), a full disk (`SQLITE_FULL`, 13) or a file that cannot be opened
+/// (`SQLITE_CANTOPEN`, 14). SQLite has rolled the statement's transaction back; the same
+/// call may succeed once there is room again, so it is 503, not 500.
+fn sqlite_code_is_unavailable(code: Option<&str>) -> bool {
+    let Some(code) = code.and_then(|code| code.parse::<i32>().ok()) else {
+        return false;
+    };
+    matches!(code & 0xff, 10 | 13 | 14)
 }
 
 /// Environment variable that turns the SQLite tuning off (`off`, `false`, `0`, `no`) or on:
