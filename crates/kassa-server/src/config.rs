@@ -3,6 +3,8 @@
 
 use kassa_connectors::{ExposeSecret, ProviderAccount, SecretString};
 use kassa_core::share::Share;
+
+use crate::service::inbound_sources::SourceAllowLists;
 use serde::Deserialize;
 
 const DEFAULTS_TOML: &str = include_str!("../../../config/default.toml");
@@ -72,6 +74,11 @@ pub struct WebhooksConfig {
     pub unverified_logged_per_minute_max: i64,
     /// Past that, one unverifiable delivery in this many is logged.
     pub unverified_sample_every: i64,
+    /// Longest the pipeline works on one verified delivery; past it the delivery is
+    /// dead-lettered and answered 503. Below `http.request_timeout_ms`.
+    pub processing_timeout_ms: u64,
+    /// Most deliveries one bulk replay runs again.
+    pub replay_bulk_max: u32,
 }
 
 /// The job queue (ADR 24): how a node runs background work, how failures back off.
@@ -285,6 +292,10 @@ pub struct ProviderAccountConfig {
     /// The kind's other settings (base URL, timeouts, retries).
     #[serde(default)]
     pub settings: toml::Table,
+    /// Networks (CIDR, e.g. `203.0.113.0/24`, `2001:db8::/32`) the account's webhooks may
+    /// come from, as the socket's peer address; empty: any.
+    #[serde(default)]
+    pub webhook_source_cidrs: Vec<String>,
 }
 
 impl ProviderAccountConfig {
@@ -306,6 +317,22 @@ impl ProviderAccountConfig {
                 .collect(),
             settings,
         })
+    }
+
+    /// The networks of `webhook_source_cidrs`; an error names the account and the entry.
+    pub fn webhook_source_networks(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.webhook_source_cidrs
+            .iter()
+            .map(|cidr| {
+                cidr.trim().parse::<ipnet::IpNet>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "provider account {:?}: webhook_source_cidrs entry {cidr:?} is not a \
+                         network in CIDR notation (such as \"203.0.113.0/24\" or \"2001:db8::/32\")",
+                        self.id
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Replaces every `env:NAME` credential by that variable's value, through `lookup`.
@@ -526,7 +553,9 @@ impl Config {
             self.idempotency.retention_hours >= 24,
             "idempotency.retention_hours must be at least 24"
         );
+        self.validate_webhooks()?;
         for account in &self.providers.accounts {
+            account.webhook_source_networks()?;
             kassa_core::ids::MerchantId::parse(&account.merchant).map_err(|error| {
                 anyhow::anyhow!(
                     "provider account {:?}: merchant {:?} {error}",
@@ -543,6 +572,32 @@ impl Config {
             "auth.key_hash_secret must be empty (demo) or at least {KEY_HASH_SECRET_LEN_MIN} bytes"
         );
         Ok(())
+    }
+
+    fn validate_webhooks(&self) -> anyhow::Result<()> {
+        let webhooks = &self.webhooks;
+        anyhow::ensure!(
+            webhooks.processing_timeout_ms >= 1
+                && webhooks.processing_timeout_ms < self.http.request_timeout_ms,
+            "webhooks.processing_timeout_ms must be at least 1 and below http.request_timeout_ms"
+        );
+        anyhow::ensure!(
+            (1..=1000).contains(&webhooks.replay_bulk_max),
+            "webhooks.replay_bulk_max must be between 1 and 1000"
+        );
+        Ok(())
+    }
+
+    /// The IP allow-lists of the provider accounts that have one.
+    pub fn source_allow_lists(&self) -> anyhow::Result<SourceAllowLists> {
+        let mut by_account = std::collections::HashMap::new();
+        for account in &self.providers.accounts {
+            let networks = account.webhook_source_networks()?;
+            if !networks.is_empty() {
+                by_account.insert(account.id.clone(), networks);
+            }
+        }
+        Ok(SourceAllowLists::new(by_account))
     }
 
     /// Refuses a PostgreSQL deployment keyed with the public demo secret: its API key hashes

@@ -1,0 +1,1 @@
+//! Replays of logged inbound deliveries.
