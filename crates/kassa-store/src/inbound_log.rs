@@ -54,6 +54,8 @@ pub struct DeliveryFilter {
     pub unresolved_only: bool,
     /// Only replays of this delivery.
     pub replay_of: Option<String>,
+    /// Only deliveries as they arrived, no replays.
+    pub originals_only: bool,
 }
 
 /// The order of a search.
@@ -104,6 +106,9 @@ fn where_clause(filter: &DeliveryFilter, cursor: Option<&(i64, String)>) -> (Str
     }
     if filter.unresolved_only {
         conditions.push("resolved_by IS NULL".into());
+    }
+    if filter.originals_only {
+        conditions.push("replay_of IS NULL".into());
     }
     if let Some((at_ms, id)) = cursor {
         values.push(Bound::Int(*at_ms));

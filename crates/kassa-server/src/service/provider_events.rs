@@ -201,7 +201,8 @@ pub enum DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
-    fn as_str(self) -> &'static str {
+    /// The delivery log's name for it.
+    pub fn as_str(self) -> &'static str {
         match self {
             DeliveryOutcome::Processed => "processed",
             DeliveryOutcome::Ignored => "ignored",
@@ -440,6 +441,10 @@ impl ProviderEvents<'_> {
     /// Counts an unverifiable delivery, and logs it while its provider's minute is under
     /// the limit, then only a sample: such deliveries cost a counter, not a row each.
     async fn log_unverified(&self, log: &WebhookDelivery, error: Option<&ProviderEventError>) {
+        // A replay is an admin's act, audited whatever it gave: never sampled away.
+        if log.replay_of.is_some() {
+            return self.insert_log(log).await;
+        }
         let counted_as = match error {
             Some(ProviderEventError::UnknownProvider { .. }) => UNKNOWN_PROVIDER_COUNTED_AS,
             _ => log.provider.as_str(),
