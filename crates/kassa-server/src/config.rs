@@ -293,7 +293,8 @@ pub struct ProviderAccountConfig {
     #[serde(default)]
     pub settings: toml::Table,
     /// Networks (CIDR, e.g. `203.0.113.0/24`, `2001:db8::/32`) the account's webhooks may
-    /// come from, as the socket's peer address; empty: any.
+    /// come from, as the socket's peer address (a bare address is a network of one); empty:
+    /// any.
     #[serde(default)]
     pub webhook_source_cidrs: Vec<String>,
 }
@@ -324,7 +325,12 @@ impl ProviderAccountConfig {
         self.webhook_source_cidrs
             .iter()
             .map(|cidr| {
-                cidr.trim().parse::<ipnet::IpNet>().map_err(|_| {
+                let cidr = cidr.trim();
+                // A bare address is a network of one.
+                let parsed = cidr
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                parsed.map_err(|_| {
                     anyhow::anyhow!(
                         "provider account {:?}: webhook_source_cidrs entry {cidr:?} is not a \
                          network in CIDR notation (such as \"203.0.113.0/24\" or \"2001:db8::/32\")",
@@ -786,6 +792,39 @@ mod tests {
         );
         assert_eq!(account.setting_u64("timeout_ms", 0).unwrap(), 2500);
         assert_eq!(account.merchant_id, "mch_eu");
+    }
+
+    #[test]
+    fn webhook_source_cidrs_are_checked_at_load() {
+        let account = |cidrs: &str| {
+            format!(
+                "[[providers.accounts]]\nid = \"psp\"\nmerchant = \"mch_eu\"\n\
+                 kind = \"sandbox\"\nname = \"PSP\"\ncredentials = {{ api_secret = \"x\" }}\n\
+                 webhook_source_cidrs = [{cidrs}]\n"
+            )
+        };
+        let config =
+            Config::from_file_text(&account(r#""203.0.113.0/24", "2001:db8::/32""#)).unwrap();
+        let lists = config.source_allow_lists().unwrap();
+        assert!(lists.permits("psp", Some("203.0.113.7".parse().unwrap())));
+        assert!(!lists.permits("psp", Some("127.0.0.1".parse().unwrap())));
+        let single = Config::from_file_text(&account(r#""10.0.0.1""#)).unwrap();
+        let lists = single.source_allow_lists().unwrap();
+        assert!(lists.permits("psp", Some("10.0.0.1".parse().unwrap())));
+        assert!(!lists.permits("psp", Some("10.0.0.2".parse().unwrap())));
+        for bad in [
+            r#""203.0.113.0/33""#,
+            r#""not-a-network""#,
+            r#""10.0.0.256""#,
+        ] {
+            let error = Config::from_file_text(&account(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("webhook_source_cidrs") && error.contains("\"psp\""),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

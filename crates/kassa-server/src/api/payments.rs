@@ -28,9 +28,7 @@ use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::IdempotencyClaim;
 use crate::service::payments::{payment_not_found, NewPayment};
-use crate::service::provider_events::{
-    Delivery, ProviderEventError, ProviderEvents, HTTP_SOURCE,
-};
+use crate::service::provider_events::{Delivery, ProviderEventError, ProviderEvents, HTTP_SOURCE};
 use crate::views::payments::{payment_view as view, refund_view};
 pub use crate::views::payments::{NextActionView, PaymentInitView, PaymentView, RefundView};
 use crate::views::Answer;

@@ -518,9 +518,18 @@ impl ProviderEvents<'_> {
         if let Some(field) = control_character_field(&event) {
             return Err(ProviderEventError::ControlCharacter { field });
         }
+        // Named in the log from here on, so that a refusal or a dead letter is found by them.
         let (amount_minor, currency) = match &event {
-            ProviderEvent::Payment(e) => (e.amount_minor, e.currency),
-            ProviderEvent::Payout(e) => (e.amount_minor, e.currency),
+            ProviderEvent::Payment(e) => {
+                log.event_id = Some(e.event_id.clone());
+                log.payment_id = Some(e.payment_id.clone());
+                (e.amount_minor, e.currency)
+            }
+            ProviderEvent::Payout(e) => {
+                log.event_id = Some(e.event_id.clone());
+                log.payout_id = Some(e.payout_id.clone());
+                (e.amount_minor, e.currency)
+            }
         };
         self.amount_limits
             .check(currency, amount_minor)
@@ -528,8 +537,6 @@ impl ProviderEvents<'_> {
         self.faults.before_apply().await?;
         match event {
             ProviderEvent::Payment(event) => {
-                log.event_id = Some(event.event_id.clone());
-                log.payment_id = Some(event.payment_id.clone());
                 let log = &*log;
                 let mut receipt = self
                     .apply_once(provider, &event.event_id, || {
@@ -541,8 +548,6 @@ impl ProviderEvents<'_> {
                 Ok(receipt)
             }
             ProviderEvent::Payout(event) => {
-                log.event_id = Some(event.event_id.clone());
-                log.payout_id = Some(event.payout_id.clone());
                 self.apply_once(provider, &event.event_id, || {
                     self.apply_payout(provider, &event)
                 })

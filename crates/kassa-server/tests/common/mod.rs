@@ -290,6 +290,17 @@ impl TestApp {
             .map_or(0, |server| server.store.group_commits())
     }
 
+    /// The faults this server's provider-event pipeline takes from tests.
+    pub fn inbound_faults(
+        &self,
+    ) -> std::sync::Arc<kassa_server::service::inbound_sources::InboundFaults> {
+        self.server
+            .as_ref()
+            .expect("a running server")
+            .inbound_faults
+            .clone()
+    }
+
     /// Whether the server's store groups deposit commits (ADR 39).
     pub fn sqlite_group_commit(&self) -> bool {
         self.server
@@ -321,7 +332,12 @@ pub fn rfc3339_now_plus(seconds: i64) -> String {
 
 /// Sends a provider webhook to `/v1/payments/webhook`, signed with `secret`.
 pub async fn deliver_signed(app: &TestApp, body: &Value, secret: &str) -> Answer {
-    let raw = serde_json::to_vec(body).unwrap();
+    deliver_raw_signed(app, serde_json::to_vec(body).unwrap(), secret).await
+}
+
+/// Sends the exact bytes `raw` as a provider webhook to `/v1/payments/webhook`, signed with
+/// `secret`.
+pub async fn deliver_raw_signed(app: &TestApp, raw: Vec<u8>, secret: &str) -> Answer {
     let signature = kassa_connectors::sign_webhook(secret.as_bytes(), &raw);
     let response = app
         .client
