@@ -79,6 +79,7 @@ pub struct InboundDeliveryPage {
 
 /// Which deliveries to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InboundSearchQuery {
     pub payment_id: Option<String>,
     pub payout_id: Option<String>,
