@@ -56,6 +56,9 @@ pub struct DeliveryFilter {
     pub replay_of: Option<String>,
     /// Only deliveries as they arrived, no replays.
     pub originals_only: bool,
+    /// A payment's or a payout's (the old endpoint's `payment_id`, which payout events
+    /// filled before migration 0015).
+    pub subject_id: Option<String>,
 }
 
 /// The order of a search.
@@ -103,6 +106,11 @@ fn where_clause(filter: &DeliveryFilter, cursor: Option<&(i64, String)>) -> (Str
     if let Some(to_ms) = filter.to_ms {
         values.push(Bound::Int(to_ms));
         conditions.push(format!("received_at_ms < ${}", values.len()));
+    }
+    if let Some(subject_id) = &filter.subject_id {
+        values.push(Bound::Text(subject_id.clone()));
+        let n = values.len();
+        conditions.push(format!("(payment_id = ${n} OR payout_id = ${n})"));
     }
     if filter.unresolved_only {
         conditions.push("resolved_by IS NULL".into());
@@ -189,14 +197,14 @@ impl Store {
         rows.iter().map(delivery_from_row).collect()
     }
 
-    /// The newest deliveries, for a payment when given.
+    /// The newest deliveries, for a payment or payout when given.
     pub async fn webhook_deliveries(
         &self,
-        payment_id: Option<&str>,
+        subject_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
         let filter = DeliveryFilter {
-            payment_id: payment_id.map(str::to_string),
+            subject_id: subject_id.map(str::to_string),
             ..DeliveryFilter::default()
         };
         self.search_webhook_deliveries(&filter, DeliveryOrder::NewestFirst(None), limit)

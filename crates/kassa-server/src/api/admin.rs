@@ -94,7 +94,7 @@ pub async fn verify_ledger(
 /// Which deliveries to list.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 pub struct DeliveryQuery {
-    /// Only this payment's.
+    /// Only this payment's (or payout's).
     pub payment_id: Option<String>,
     /// At most this many (default 50, at most 500).
     #[param(minimum = 1, maximum = 500)]
