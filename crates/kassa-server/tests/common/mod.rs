@@ -358,6 +358,26 @@ pub async fn deliver_raw_signed(app: &TestApp, raw: Vec<u8>, secret: &str) -> An
     }
 }
 
+/// Starts a EUR card deposit of `amount` for player `p1`; returns the whole answer.
+pub async fn start_deposit(app: &TestApp, amount: &str) -> Answer {
+    let body = json!({
+        "amount": amount, "currency": "EUR", "method": "card", "player_id": "p1",
+        "return_url": format!("{}/cashier/return", app.base), "meta": {"country": "MT"}
+    });
+    let key = kassa_core::ids::generate("idem");
+    let answer = app
+        .send(
+            Method::POST,
+            "/v1/payments/init",
+            Some(&app.api_key),
+            Some(&body),
+            &[("Idempotency-Key", &key)],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    answer
+}
+
 /// Sends a webhook signed as the sandbox signs it: the test plays the provider.
 pub async fn deliver(app: &TestApp, body: &Value) -> Answer {
     deliver_signed(app, body, SANDBOX_WEBHOOK_SECRET).await
