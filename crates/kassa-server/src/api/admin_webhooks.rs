@@ -256,7 +256,8 @@ pub async fn replay_inbound(
 }
 
 /// Replays, oldest first, the deliveries matching a filter (`dead_lettered` by default) that
-/// no replay has settled, at most `webhooks.replay_bulk_max` per call (role `admin`).
+/// no replay has settled, at most `webhooks.replay_bulk_max` per call and only as many as
+/// fit in half of `http.request_timeout_ms` (`more: true`: call again) (role `admin`).
 #[utoipa::path(post, path = "/v1/admin/webhooks/inbound/replay", tag = "admin",
     request_body = BulkReplayInput,
     params(("Idempotency-Key" = Option<String>, Header, description = "Optional; a repeat replays the first answer")),
@@ -290,7 +291,11 @@ pub async fn replay_inbound_bulk(
         from: input.from,
         to: input.to,
     })?;
-    let report = inbound_log::replay_matching(&state, &filter, limit, &admin.key_id).await?;
+    // Half the request's time: whatever is left is reported as `more`, never cut off.
+    let budget = std::time::Duration::from_millis(state.config.http.request_timeout_ms / 2);
+    let deadline = std::time::Instant::now() + budget;
+    let report =
+        inbound_log::replay_matching(&state, &filter, limit, &admin.key_id, deadline).await?;
     Ok(Json(BulkReplayView {
         replayed: report.replays.len(),
         outcomes: report.outcomes,

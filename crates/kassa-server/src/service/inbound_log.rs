@@ -104,12 +104,14 @@ pub struct BulkReplay {
 }
 
 /// Replays, oldest first, at most `max` original deliveries matching `filter` that no
-/// replay has settled yet.
+/// replay has settled yet, and none once `deadline` has passed (the rest are `more`), so
+/// that the call ends before the HTTP request times out.
 pub async fn replay_matching(
     state: &AppStateInner,
     filter: &DeliveryFilter,
     max: u32,
     admin_key_id: &str,
+    deadline: std::time::Instant,
 ) -> Result<BulkReplay, StoreError> {
     let filter = DeliveryFilter {
         unresolved_only: true,
@@ -126,7 +128,15 @@ pub async fn replay_matching(
         more,
         ..BulkReplay::default()
     };
-    for original in &found {
+    for (done, original) in found.iter().enumerate() {
+        if std::time::Instant::now() >= deadline {
+            report.more = true;
+            tracing::warn!(
+                replayed = done,
+                "bulk replay stopped at its deadline; call again"
+            );
+            break;
+        }
         let outcome = replay(state, original, admin_key_id).await?;
         *report.outcomes.entry(outcome.outcome.clone()).or_default() += 1;
         report.replays.push(outcome);
