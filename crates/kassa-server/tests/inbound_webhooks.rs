@@ -48,6 +48,7 @@ contract_tests_with!(
     a_dead_lettered_capture_is_kept_whole_and_its_replay_moves_money_once => quiet,
     a_delivery_that_times_out_is_dead_lettered_and_replayed => short_processing,
     replaying_an_applied_event_moves_nothing => quiet,
+    bytes_that_are_not_text_are_kept_exactly => quiet,
     bulk_replay_takes_dead_letters_oldest_first_bounded_and_idempotent => small_bulk,
     an_address_outside_the_allow_list_is_refused_and_logged => loopback_excluded,
     an_address_inside_the_allow_list_is_accepted => loopback_included,
@@ -342,6 +343,26 @@ async fn replaying_an_applied_event_moves_nothing(app: TestApp) {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.error_code(), "delivery_not_found");
     app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+async fn bytes_that_are_not_text_are_kept_exactly(app: TestApp) {
+    let raw = b"{\"event_id\":\"e\0\xff\xfe\x80\"}\r\n\x00".to_vec();
+    let answer = deliver_raw_signed(&app, raw.clone(), "not-the-secret").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let logged = search(&app, "outcome=invalid_signature").await;
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0]["raw_body_size_bytes"], raw.len());
+    let id = logged[0]["delivery_id"].as_str().unwrap();
+    let detail = admin_get(&app, &format!("/v1/admin/webhooks/inbound/{id}"))
+        .await
+        .body;
+    let stored = base64::engine::general_purpose::STANDARD
+        .decode(detail["raw_body_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(stored, raw, "NUL, invalid UTF-8 and line ends as sent");
+    // Replayed under the same rules: the signature still does not verify.
+    assert_eq!(replay(&app, id).await["outcome"], "invalid_signature");
     app.stop().await;
 }
 
