@@ -108,23 +108,8 @@ fn ids(rows: &[Value]) -> Vec<String> {
 }
 
 async fn verified_payout(app: &TestApp) -> String {
-    let player =
-        json!({"currency": "EUR", "country": "MT", "jurisdiction": "MT", "kyc_status": "verified"});
-    assert!(app.put("/v1/players/p2", player).await.status.is_success());
-    app.credit("fund-p2", "p2", "100.00").await;
-    let body = json!({"amount": "10.00", "currency": "EUR", "method": "card", "player_id": "p2"});
-    let key = kassa_core::ids::generate("idem");
-    let requested = app
-        .send(
-            Method::POST,
-            "/v1/payouts/init",
-            Some(&app.api_key),
-            Some(&body),
-            &[("Idempotency-Key", &key)],
-        )
-        .await;
-    assert!(requested.status.is_success(), "{}", requested.body);
-    requested.body["payout_id"].as_str().unwrap().to_string()
+    common::verified_player(app, "p2", "100.00").await;
+    common::request_payout(app, "p2", "10.00").await
 }
 
 async fn the_delivery_log_is_searched_by_every_filter_and_paged(app: TestApp) {

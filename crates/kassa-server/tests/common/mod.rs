@@ -378,6 +378,34 @@ pub async fn start_deposit(app: &TestApp, amount: &str) -> Answer {
     answer
 }
 
+/// Creates a KYC-verified EUR player in Malta holding `funds`, who may withdraw.
+pub async fn verified_player(app: &TestApp, player_id: &str, funds: &str) {
+    let player =
+        json!({"currency": "EUR", "country": "MT", "jurisdiction": "MT", "kyc_status": "verified"});
+    let answer = app.put(&format!("/v1/players/{player_id}"), player).await;
+    assert!(answer.status.is_success(), "{}", answer.body);
+    app.credit(&format!("fund-{player_id}"), player_id, funds)
+        .await;
+}
+
+/// Requests a EUR card payout of `amount` for `player_id`; returns its id.
+pub async fn request_payout(app: &TestApp, player_id: &str, amount: &str) -> String {
+    let key = kassa_core::ids::generate("idem");
+    let body =
+        json!({"amount": amount, "currency": "EUR", "method": "card", "player_id": player_id});
+    let requested = app
+        .send(
+            Method::POST,
+            "/v1/payouts/init",
+            Some(&app.api_key),
+            Some(&body),
+            &[("Idempotency-Key", &key)],
+        )
+        .await;
+    assert!(requested.status.is_success(), "{}", requested.body);
+    requested.body["payout_id"].as_str().unwrap().to_string()
+}
+
 /// Sends a webhook signed as the sandbox signs it: the test plays the provider.
 pub async fn deliver(app: &TestApp, body: &Value) -> Answer {
     deliver_signed(app, body, SANDBOX_WEBHOOK_SECRET).await
