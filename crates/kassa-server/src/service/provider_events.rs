@@ -3,6 +3,8 @@
 //! it (money moves only there, in the transaction that records the event's answer) and log
 //! the delivery whatever happened.
 
+use std::net::IpAddr;
+
 use kassa_connectors::{
     Acknowledgement, HeaderMap, InboundBatch, InboundRefusal, PaymentEvent as ProviderPaymentEvent,
     PayoutEvent as ProviderPayoutEvent, ProviderEvent, RawInbound,
@@ -10,8 +12,6 @@ use kassa_connectors::{
 use kassa_core::ids;
 use kassa_core::payment::PaymentStatus;
 use kassa_core::payout::PayoutStatus;
-use std::net::IpAddr;
-
 use kassa_store::payments::WebhookDelivery;
 use kassa_store::{now_ms, Store, StoreError};
 use serde_json::json;
@@ -104,18 +104,6 @@ impl ProviderEventError {
         )
     }
 
-    /// Whether the failure is ours, not the sender's (the database, a bug, a timeout): the
-    /// delivery is kept whole as dead-lettered, for a replay (ADR 9xxx).
-    pub fn is_dead_letter(&self) -> bool {
-        matches!(
-            self,
-            ProviderEventError::Player(_)
-                | ProviderEventError::Store(_)
-                | ProviderEventError::Internal(_)
-                | ProviderEventError::Timeout { .. }
-        )
-    }
-
     /// The delivery log's name for this refusal.
     pub fn log_outcome(&self) -> &'static str {
         match self {
@@ -131,6 +119,8 @@ impl ProviderEventError {
             ProviderEventError::AlreadyAnswered { .. } => "duplicate",
             ProviderEventError::AmountTooLarge(_) => "amount_too_large",
             ProviderEventError::SourceRefused { .. } => "ip_refused",
+            // Ours, not the sender's (the database, a bug, a timeout): the verified delivery
+            // is kept whole for a replay (ADR 9xxx).
             ProviderEventError::Player(_)
             | ProviderEventError::Store(_)
             | ProviderEventError::Internal(_)
