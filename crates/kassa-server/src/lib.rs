@@ -62,6 +62,10 @@ pub struct AppStateInner {
     pub payments: service::payments::PaymentsService,
     /// Withdrawals.
     pub payouts: service::payouts::PayoutsService,
+    /// The addresses each provider account takes webhooks from.
+    pub source_allow_lists: service::inbound_sources::SourceAllowLists,
+    /// Faults tests inject into the provider-event pipeline.
+    pub inbound_faults: Arc<service::inbound_sources::InboundFaults>,
 }
 
 /// A running server, for tests and the binary.
@@ -74,6 +78,8 @@ pub struct Server {
     pub sandbox_url: Option<String>,
     /// Its database handle (tests count its write transactions).
     pub store: Store,
+    /// Faults a test injects into the provider-event pipeline (dead-letter tests).
+    pub inbound_faults: Arc<service::inbound_sources::InboundFaults>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The job runtime; it ends after the shutdown signal, once its jobs are done or handed
     /// back.
@@ -98,6 +104,7 @@ impl Server {
     ) -> anyhow::Result<Server> {
         config.check_key_hash_secret_fits_database()?;
         config.limits.amount_limits()?;
+        config.source_allow_lists()?;
         let store =
             Store::connect_with_sqlite_tuning(&config.database_url, config.storage.sqlite_tuning)
                 .await?
@@ -131,6 +138,7 @@ impl Server {
         let (registry, embedded) = providers::build(&config, &public_base_url, embedded).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
         let state = AppState::new(store.clone(), config, Arc::new(registry));
+        let inbound_faults = state.inbound_faults.clone();
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let publisher = Arc::new(workers::outbox::RecordingPublisher::default());
         let jobs = workers::jobs::spawn(state.clone(), publisher, shutdown.subscribe());
@@ -153,6 +161,7 @@ impl Server {
             bootstrap,
             sandbox_url,
             store,
+            inbound_faults,
             handle,
             jobs,
             shutdown,
@@ -219,7 +228,12 @@ impl AppState {
             players.clone(),
             config.payouts.clone(),
         );
+        let source_allow_lists = config
+            .source_allow_lists()
+            .expect("webhook_source_cidrs are valid (checked by Config::load and Server::start)");
         AppState(Arc::new(AppStateInner {
+            source_allow_lists,
+            inbound_faults: Arc::default(),
             auth: auth::KeyCache::new(store.clone(), auth::KeyHasher::from_config(&config.auth)),
             amount_limits,
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),

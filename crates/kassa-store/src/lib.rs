@@ -17,6 +17,7 @@ use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 pub mod directory;
 mod group_commit;
 pub mod idempotency;
+pub mod inbound_log;
 pub mod jobs;
 mod journal;
 pub mod ledger;

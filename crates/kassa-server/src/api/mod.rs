@@ -4,6 +4,7 @@
 //! (money-moving POSTs), body size and time limits.
 
 pub mod admin;
+pub mod admin_webhooks;
 pub mod health;
 pub mod jobs;
 pub mod openapi;
@@ -112,8 +113,17 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
             state.clone(),
             idempotency::admin_optional,
         ));
+    // A replay may move money (a dead-lettered capture applied) on an admin key (ADR 36).
+    let replays = OpenApiRouter::new()
+        .routes(routes!(admin_webhooks::replay_inbound))
+        .routes(routes!(admin_webhooks::replay_inbound_bulk))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            idempotency::admin_optional,
+        ));
     let authenticated = OpenApiRouter::new()
         .merge(wallet)
+        .merge(replays)
         .merge(deposit_start)
         .merge(money_moving)
         .merge(review)
@@ -132,6 +142,8 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))
         .routes(routes!(admin::webhook_deliveries))
+        .routes(routes!(admin_webhooks::search_inbound))
+        .routes(routes!(admin_webhooks::get_inbound))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::retry_job))

@@ -18,7 +18,13 @@ pub const PATH_ID_PATTERN: &str = "^[A-Za-z0-9_:@-][A-Za-z0-9._:@-]{0,254}$";
 /// Pattern of an `Idempotency-Key`: 1 to 255 printable ASCII characters.
 pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[\\x21-\\x7E]{1,255}$";
 /// Path parameters that name an object by id.
-const PATH_IDS: &[&str] = &["player_id", "payment_id", "payout_id", "job_id"];
+const PATH_IDS: &[&str] = &[
+    "player_id",
+    "payment_id",
+    "payout_id",
+    "job_id",
+    "delivery_id",
+];
 
 /// Adds the answers and limits every operation shares; keeps what an operation says itself.
 pub fn complete(document: &mut OpenApi, pagination: &PaginationConfig) {
