@@ -1,5 +1,5 @@
 -- The inbound delivery log becomes searchable, a dead-letter queue and a replay audit (issue
--- 18, items 1 and 2; ADR 9xxx).
+-- 18, items 1 and 2; ADR 45).
 -- source: which inbound source the delivery came through ('http' today; ISO 8583 advices,
 --   WebSocket events and SMPP receipts share the log later).
 -- source_address: the peer address it came from (the IP allow-list's input).

@@ -104,7 +104,7 @@ async fn wait_ready(app: &common::TestApp) {
     }
 }
 
-/// The one dead letter that cannot be kept (ADR 9xxx): with the database away, a webhook is
+/// The one dead letter that cannot be kept (ADR 45): with the database away, a webhook is
 /// answered 503 and nothing can be logged; the provider's retry is the copy that counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]

@@ -1,6 +1,6 @@
 //! The inbound delivery log: every delivery a provider's inbound source handed to the
 //! provider-event pipeline, whatever became of it, with the exact bytes it carried; searched
-//! by the admin API, and the dead-letter queue replays read from (ADR 9xxx).
+//! by the admin API, and the dead-letter queue replays read from (ADR 45).
 
 use sqlx::any::AnyRow;
 use sqlx::Row;

@@ -1,6 +1,6 @@
 //! `/v1/admin/webhooks/inbound`: the inbound delivery log for operators (admin keys) —
 //! search, one delivery with its headers and exact body, and replays of dead-lettered (or
-//! any logged) deliveries, one or in bulk (ADR 9xxx).
+//! any logged) deliveries, one or in bulk (ADR 45).
 
 use axum::extract::State;
 use axum::Json;

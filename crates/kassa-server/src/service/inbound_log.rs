@@ -1,4 +1,4 @@
-//! Replays of logged inbound deliveries (the dead-letter queue's way out, ADR 9xxx): a
+//! Replays of logged inbound deliveries (the dead-letter queue's way out, ADR 45): a
 //! stored delivery runs again through the one provider-event pipeline under the rules it
 //! arrived under (its source address against today's allow-list, its signature on its exact
 //! bytes, its timestamp against the time it arrived, dedupe by event id), and the replay is a

@@ -120,7 +120,7 @@ impl ProviderEventError {
             ProviderEventError::AmountTooLarge(_) => "amount_too_large",
             ProviderEventError::SourceRefused { .. } => "ip_refused",
             // Ours, not the sender's (the database, a bug, a timeout): the verified delivery
-            // is kept whole for a replay (ADR 9xxx).
+            // is kept whole for a replay (ADR 45).
             ProviderEventError::Player(_)
             | ProviderEventError::Store(_)
             | ProviderEventError::Internal(_)
