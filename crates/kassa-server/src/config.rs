@@ -3,6 +3,8 @@
 
 use kassa_connectors::{ExposeSecret, ProviderAccount, SecretString};
 use kassa_core::share::Share;
+
+use crate::service::inbound_sources::SourceAllowLists;
 use serde::Deserialize;
 
 const DEFAULTS_TOML: &str = include_str!("../../../config/default.toml");
@@ -75,6 +77,11 @@ pub struct WebhooksConfig {
     pub unverified_logged_per_minute_max: i64,
     /// Past that, one unverifiable delivery in this many is logged.
     pub unverified_sample_every: i64,
+    /// Longest the pipeline works on one verified delivery; past it the delivery is
+    /// dead-lettered and answered 503. Below `http.request_timeout_ms`.
+    pub processing_timeout_ms: u64,
+    /// Most deliveries one bulk replay runs again.
+    pub replay_bulk_max: u32,
     /// Outbound webhook URLs may name loopback, link-local and private addresses (tests on
     /// one machine); off, such URLs are refused (SSRF). `KASSA_WEBHOOKS_ALLOW_PRIVATE_URLS`.
     pub allow_private_urls: bool,
@@ -313,6 +320,11 @@ pub struct ProviderAccountConfig {
     /// The kind's other settings (base URL, timeouts, retries).
     #[serde(default)]
     pub settings: toml::Table,
+    /// Networks (CIDR, e.g. `203.0.113.0/24`, `2001:db8::/32`) the account's webhooks may
+    /// come from, as the socket's peer address (a bare address is a network of one); empty:
+    /// any.
+    #[serde(default)]
+    pub webhook_source_cidrs: Vec<String>,
 }
 
 impl ProviderAccountConfig {
@@ -334,6 +346,27 @@ impl ProviderAccountConfig {
                 .collect(),
             settings,
         })
+    }
+
+    /// The networks of `webhook_source_cidrs`; an error names the account and the entry.
+    pub fn webhook_source_networks(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.webhook_source_cidrs
+            .iter()
+            .map(|cidr| {
+                let cidr = cidr.trim();
+                // A bare address is a network of one.
+                let parsed = cidr
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                parsed.map_err(|_| {
+                    anyhow::anyhow!(
+                        "provider account {:?}: webhook_source_cidrs entry {cidr:?} is not a \
+                         network in CIDR notation (such as \"203.0.113.0/24\" or \"2001:db8::/32\")",
+                        self.id
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Replaces every `env:NAME` credential by that variable's value, through `lookup`.
@@ -560,7 +593,9 @@ impl Config {
             self.idempotency.retention_hours >= 24,
             "idempotency.retention_hours must be at least 24"
         );
+        self.validate_webhooks()?;
         for account in &self.providers.accounts {
+            account.webhook_source_networks()?;
             kassa_core::ids::MerchantId::parse(&account.merchant).map_err(|error| {
                 anyhow::anyhow!(
                     "provider account {:?}: merchant {:?} {error}",
@@ -578,6 +613,32 @@ impl Config {
             "auth.key_hash_secret must be empty (demo) or at least {KEY_HASH_SECRET_LEN_MIN} bytes"
         );
         Ok(())
+    }
+
+    fn validate_webhooks(&self) -> anyhow::Result<()> {
+        let webhooks = &self.webhooks;
+        anyhow::ensure!(
+            webhooks.processing_timeout_ms >= 1
+                && webhooks.processing_timeout_ms < self.http.request_timeout_ms,
+            "webhooks.processing_timeout_ms must be at least 1 and below http.request_timeout_ms"
+        );
+        anyhow::ensure!(
+            (1..=1000).contains(&webhooks.replay_bulk_max),
+            "webhooks.replay_bulk_max must be between 1 and 1000"
+        );
+        Ok(())
+    }
+
+    /// The IP allow-lists of the provider accounts that have one.
+    pub fn source_allow_lists(&self) -> anyhow::Result<SourceAllowLists> {
+        let mut by_account = std::collections::HashMap::new();
+        for account in &self.providers.accounts {
+            let networks = account.webhook_source_networks()?;
+            if !networks.is_empty() {
+                by_account.insert(account.id.clone(), networks);
+            }
+        }
+        Ok(SourceAllowLists::new(by_account))
     }
 
     /// Refuses a PostgreSQL deployment keyed with the public demo secret: its API key hashes
@@ -788,6 +849,39 @@ mod tests {
         );
         assert_eq!(account.setting_u64("timeout_ms", 0).unwrap(), 2500);
         assert_eq!(account.merchant_id, "mch_eu");
+    }
+
+    #[test]
+    fn webhook_source_cidrs_are_checked_at_load() {
+        let account = |cidrs: &str| {
+            format!(
+                "[[providers.accounts]]\nid = \"psp\"\nmerchant = \"mch_eu\"\n\
+                 kind = \"sandbox\"\nname = \"PSP\"\ncredentials = {{ api_secret = \"x\" }}\n\
+                 webhook_source_cidrs = [{cidrs}]\n"
+            )
+        };
+        let config =
+            Config::from_file_text(&account(r#""203.0.113.0/24", "2001:db8::/32""#)).unwrap();
+        let lists = config.source_allow_lists().unwrap();
+        assert!(lists.permits("psp", Some("203.0.113.7".parse().unwrap())));
+        assert!(!lists.permits("psp", Some("127.0.0.1".parse().unwrap())));
+        let single = Config::from_file_text(&account(r#""10.0.0.1""#)).unwrap();
+        let lists = single.source_allow_lists().unwrap();
+        assert!(lists.permits("psp", Some("10.0.0.1".parse().unwrap())));
+        assert!(!lists.permits("psp", Some("10.0.0.2".parse().unwrap())));
+        for bad in [
+            r#""203.0.113.0/33""#,
+            r#""not-a-network""#,
+            r#""10.0.0.256""#,
+        ] {
+            let error = Config::from_file_text(&account(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("webhook_source_cidrs") && error.contains("\"psp\""),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

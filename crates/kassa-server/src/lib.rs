@@ -66,6 +66,10 @@ pub struct AppStateInner {
     pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
     /// Sends outbound webhooks (the `webhook.deliver` jobs).
     pub deliverer: workers::webhook_delivery::Deliverer,
+    /// The addresses each provider account takes webhooks from.
+    pub source_allow_lists: service::inbound_sources::SourceAllowLists,
+    /// Faults tests inject into the provider-event pipeline.
+    pub inbound_faults: Arc<service::inbound_sources::InboundFaults>,
 }
 
 /// A running server, for tests and the binary.
@@ -78,6 +82,8 @@ pub struct Server {
     pub sandbox_url: Option<String>,
     /// Its database handle (tests count its write transactions).
     pub store: Store,
+    /// Faults a test injects into the provider-event pipeline (dead-letter tests).
+    pub inbound_faults: Arc<service::inbound_sources::InboundFaults>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The job runtime; it ends after the shutdown signal, once its jobs are done or handed
     /// back.
@@ -102,6 +108,7 @@ impl Server {
     ) -> anyhow::Result<Server> {
         config.check_key_hash_secret_fits_database()?;
         config.limits.amount_limits()?;
+        config.source_allow_lists()?;
         let store =
             Store::connect_with_sqlite_tuning(&config.database_url, config.storage.sqlite_tuning)
                 .await?
@@ -140,6 +147,7 @@ impl Server {
             &config.webhooks,
         ));
         let state = AppState::new(store.clone(), config, Arc::new(registry), deliverer);
+        let inbound_faults = state.inbound_faults.clone();
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let jobs = workers::jobs::spawn(state.clone(), publisher, shutdown.subscribe());
         workers::spawn_idempotency_purge(state.clone(), shutdown.subscribe());
@@ -161,6 +169,7 @@ impl Server {
             bootstrap,
             sandbox_url,
             store,
+            inbound_faults,
             handle,
             jobs,
             shutdown,
@@ -229,7 +238,12 @@ impl AppState {
             config.payouts.clone(),
         );
         let store_for_webhooks = store.clone();
+        let source_allow_lists = config
+            .source_allow_lists()
+            .expect("webhook_source_cidrs are valid (checked by Config::load and Server::start)");
         AppState(Arc::new(AppStateInner {
+            source_allow_lists,
+            inbound_faults: Arc::default(),
             auth: auth::KeyCache::new(store.clone(), auth::KeyHasher::from_config(&config.auth)),
             amount_limits,
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),

@@ -29,21 +29,7 @@ contract_tests_with!(
 );
 
 async fn start_deposit(app: &TestApp, amount: &str) -> (String, String) {
-    let body = json!({
-        "amount": amount, "currency": "EUR", "method": "card", "player_id": "p1",
-        "return_url": format!("{}/cashier/return", app.base), "meta": {"country": "MT"}
-    });
-    let key = kassa_core::ids::generate("idem");
-    let answer = app
-        .send(
-            Method::POST,
-            "/v1/payments/init",
-            Some(&app.api_key),
-            Some(&body),
-            &[("Idempotency-Key", &key)],
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let answer = common::start_deposit(app, amount).await;
     (
         answer.body["payment_id"].as_str().unwrap().to_string(),
         answer.body["redirect_url"].as_str().unwrap().to_string(),

@@ -62,26 +62,9 @@ async fn concurrent_duplicate_captures_are_answered_once_and_logged_as_duplicate
 }
 
 async fn concurrent_duplicate_payout_events_settle_once_and_are_logged_as_duplicates(app: TestApp) {
-    let player =
-        json!({"currency": "EUR", "country": "MT", "jurisdiction": "MT", "kyc_status": "verified"});
-    let answer = app.put("/v1/players/p1", player).await;
-    assert!(answer.status.is_success(), "{}", answer.body);
-    app.credit("fund-p1", "p1", "100.00").await;
+    common::verified_player(&app, "p1", "100.00").await;
     for round in 0..ROUNDS {
-        let key = kassa_core::ids::generate("idem");
-        let body =
-            json!({"amount": "10.00", "currency": "EUR", "method": "card", "player_id": "p1"});
-        let requested = app
-            .send(
-                Method::POST,
-                "/v1/payouts/init",
-                Some(&app.api_key),
-                Some(&body),
-                &[("Idempotency-Key", &key)],
-            )
-            .await;
-        assert!(requested.status.is_success(), "{}", requested.body);
-        let payout_id = requested.body["payout_id"].as_str().unwrap().to_string();
+        let payout_id = common::request_payout(&app, "p1", "10.00").await;
         let event = json!({
             "event_id": format!("evt_paid_{round}"), "payout_id": payout_id,
             "status": "paid", "amount": "10.00", "currency": "EUR",
@@ -144,22 +127,7 @@ async fn race(app: &TestApp, event: &Value, subject_id: &str) -> Vec<Value> {
 }
 
 async fn new_payment(app: &TestApp, amount: &str) -> String {
-    let body = json!({
-        "amount": amount, "currency": "EUR", "method": "card", "player_id": "p1",
-        "return_url": format!("{}/cashier/return", app.base),
-        "meta": {"country": "MT", "device": "desktop", "ip": "203.0.113.9"}
-    });
-    let key = kassa_core::ids::generate("idem");
-    let answer = app
-        .send(
-            Method::POST,
-            "/v1/payments/init",
-            Some(&app.api_key),
-            Some(&body),
-            &[("Idempotency-Key", &key)],
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let answer = common::start_deposit(app, amount).await;
     answer.body["payment_id"].as_str().unwrap().to_string()
 }
 

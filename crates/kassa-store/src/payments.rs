@@ -64,22 +64,7 @@ pub struct RefundRecord {
     pub created_at_ms: i64,
 }
 
-/// One inbound webhook as received, for the delivery log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WebhookDelivery {
-    pub id: String,
-    pub provider: String,
-    pub event_id: Option<String>,
-    pub payment_id: Option<String>,
-    /// JSON object of the headers, secrets removed.
-    pub headers: String,
-    pub raw_body: String,
-    /// `processed`, `duplicate`, `ignored`, `invalid_signature`, `stale`, `malformed`,
-    /// `unknown_payment`, `mismatch`, `error`.
-    pub outcome: String,
-    pub http_status: u16,
-    pub received_at_ms: i64,
-}
+pub use crate::inbound_log::WebhookDelivery;
 
 /// An event of the outbox, as the consumer hands it to a publisher.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -446,45 +431,6 @@ impl Store {
         Ok(inserted.rows_affected() == 1)
     }
 
-    /// Appends to the inbound webhook delivery log.
-    pub async fn insert_webhook_delivery(&self, d: &WebhookDelivery) -> Result<(), StoreError> {
-        let mut conn = self.autocommit().acquire().await?;
-        insert_webhook_delivery_in(&mut conn, d).await
-    }
-
-    /// The newest deliveries, for a payment when given.
-    pub async fn webhook_deliveries(
-        &self,
-        payment_id: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, provider, event_id, payment_id, headers, raw_body, outcome, http_status, \
-             received_at_ms FROM webhook_deliveries WHERE ($1 = '' OR payment_id = $1) \
-             ORDER BY received_at_ms DESC, id DESC LIMIT $2",
-        )
-        .bind(payment_id.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(self.reader())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let status: i64 = row.try_get("http_status")?;
-                Ok(WebhookDelivery {
-                    id: row.try_get("id")?,
-                    provider: row.try_get("provider")?,
-                    event_id: row.try_get("event_id")?,
-                    payment_id: row.try_get("payment_id")?,
-                    headers: row.try_get("headers")?,
-                    raw_body: row.try_get("raw_body")?,
-                    outcome: row.try_get("outcome")?,
-                    http_status: status as u16,
-                    received_at_ms: row.try_get("received_at_ms")?,
-                })
-            })
-            .collect()
-    }
-
     /// Queues an event for the operator, inside the transaction of the change it describes;
     /// returns its new event id. `topic` is the event type, `aggregate_id` the object whose
     /// events keep their order.
@@ -619,26 +565,4 @@ pub async fn insert_outbox_in(
     Ok(event_id)
 }
 
-/// Appends to the inbound webhook delivery log inside the transaction that applies the
-/// delivery's event, so the effect and its log row cost one commit (ADR 0034).
-pub async fn insert_webhook_delivery_in(
-    conn: &mut crate::Conn,
-    d: &WebhookDelivery,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (id, provider, event_id, payment_id, headers, raw_body, \
-         outcome, http_status, received_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&d.id)
-    .bind(&d.provider)
-    .bind(&d.event_id)
-    .bind(&d.payment_id)
-    .bind(&d.headers)
-    .bind(&d.raw_body)
-    .bind(&d.outcome)
-    .bind(i64::from(d.http_status))
-    .bind(d.received_at_ms)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
+pub use crate::inbound_log::insert_webhook_delivery_in;

@@ -94,7 +94,7 @@ pub async fn verify_ledger(
 /// Which deliveries to list.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 pub struct DeliveryQuery {
-    /// Only this payment's.
+    /// Only this payment's (or payout's).
     pub payment_id: Option<String>,
     /// At most this many (default 50, at most 500).
     #[param(minimum = 1, maximum = 500)]
@@ -128,10 +128,11 @@ pub async fn webhook_deliveries(
                 "provider": d.provider,
                 "event_id": d.event_id,
                 "payment_id": d.payment_id,
+                "payout_id": d.payout_id,
                 "outcome": d.outcome,
                 "http_status": d.http_status,
                 "headers": serde_json::from_str::<serde_json::Value>(&d.headers).unwrap_or_default(),
-                "raw_body": d.raw_body,
+                "raw_body": String::from_utf8_lossy(&d.raw_body),
                 "received_at": crate::api::rfc3339(d.received_at_ms),
             })
         })

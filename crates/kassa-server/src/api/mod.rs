@@ -4,6 +4,7 @@
 //! (money-moving POSTs), body size and time limits.
 
 pub mod admin;
+pub mod admin_webhooks;
 pub mod health;
 pub mod jobs;
 pub mod openapi;
@@ -114,8 +115,17 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
             state.clone(),
             idempotency::admin_optional,
         ));
+    // A replay may move money (a dead-lettered capture applied) on an admin key (ADR 36).
+    let replays = OpenApiRouter::new()
+        .routes(routes!(admin_webhooks::replay_inbound))
+        .routes(routes!(admin_webhooks::replay_inbound_bulk))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            idempotency::admin_optional,
+        ));
     let authenticated = OpenApiRouter::new()
         .merge(wallet)
+        .merge(replays)
         .merge(deposit_start)
         .merge(money_moving)
         .merge(review)
@@ -147,6 +157,8 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(webhook_endpoints::list_attempts))
         .routes(routes!(webhook_endpoints::replay_message))
         .routes(routes!(webhook_endpoints::recover))
+        .routes(routes!(admin_webhooks::search_inbound))
+        .routes(routes!(admin_webhooks::get_inbound))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::retry_job))

@@ -25,6 +25,7 @@ const PATH_IDS: &[&str] = &[
     "job_id",
     "endpoint_id",
     "event_id",
+    "delivery_id",
 ];
 
 /// Adds the answers and limits every operation shares; keeps what an operation says itself.

@@ -28,7 +28,7 @@ use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::IdempotencyClaim;
 use crate::service::payments::{payment_not_found, NewPayment};
-use crate::service::provider_events::{Delivery, ProviderEventError, ProviderEvents};
+use crate::service::provider_events::{Delivery, ProviderEventError, ProviderEvents, HTTP_SOURCE};
 use crate::views::payments::{payment_view as view, refund_view};
 pub use crate::views::payments::{NextActionView, PaymentInitView, PaymentView, RefundView};
 use crate::views::Answer;
@@ -367,25 +367,23 @@ async fn receive_webhook(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Response {
-    if let (Some(limiter), Some(Extension(ConnectInfo(address)))) = (&state.webhook_limiter, source)
+    if let (Some(limiter), Some(Extension(ConnectInfo(address)))) =
+        (&state.webhook_limiter, &source)
     {
         if let Err(retry_after_s) = limiter.check(&address.ip().to_string()) {
             return ApiError::rate_limited_address(retry_after_s).into_response();
         }
     }
-    let events = ProviderEvents {
-        store: &state.store,
-        payments: &state.payments,
-        payouts: &state.payouts,
-        log_limits: &state.config.webhooks,
-        amount_limits: &state.amount_limits,
-    };
     let delivery = Delivery {
         provider,
         headers,
         body,
+        source: HTTP_SOURCE,
+        source_address: source.map(|Extension(ConnectInfo(address))| address.ip()),
+        received_at_ms: kassa_store::now_ms(),
+        replay: None,
     };
-    match events.receive(delivery).await {
+    match ProviderEvents::of(state).receive(delivery).await {
         Ok(receipt) => {
             let mut response = send_answer(receipt.answer);
             response.headers_mut().insert(

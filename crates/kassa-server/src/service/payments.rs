@@ -300,16 +300,7 @@ impl PaymentsService {
         };
         let mut payment = new_payment_record(payment_id, merchant_id, provider.name(), request);
         let asked_at = Instant::now();
-        let asked = provider
-            .start_payment(&PaymentRequest {
-                payment_id: payment.id.to_string(),
-                amount_minor: payment.amount.amount_minor,
-                currency: payment.amount.currency,
-                method: payment.method.clone(),
-                country: Some(payment.country.clone()),
-                return_url: payment.return_url.clone(),
-            })
-            .await;
+        let asked = provider.start_payment(&payment_request(&payment)).await;
         let provider_elapsed = asked_at.elapsed();
         let refusal = match &asked {
             Ok(_) => None,
@@ -322,8 +313,30 @@ impl PaymentsService {
                 Some(refusal)
             }
         };
-        // Shares its durable commit with concurrent units on SQLite (ADR 39); no network
-        // I/O from here to the commit.
+        let answer = self
+            .record_init(&mut payment, asked, refusal.as_ref(), claim)
+            .await?;
+        self.publish(&payment);
+        match refusal {
+            Some(refusal) => Err(refusal),
+            None => Ok(PaymentStartOutcome {
+                payment,
+                answer,
+                provider_elapsed,
+            }),
+        }
+    }
+
+    /// The start's one transaction, after the provider answered: the claim, the payment
+    /// with its history, what the provider said, and the stored answer (ADR 34). Shares its
+    /// durable commit with concurrent units on SQLite (ADR 39); no network I/O inside.
+    async fn record_init(
+        &self,
+        payment: &mut PaymentRecord,
+        asked: Result<PaymentStarted, ProviderError>,
+        refusal: Option<&PaymentError>,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Answer, PaymentError> {
         let mut tx = self.store.begin_grouped().await?;
         if let Some(claim) = claim {
             if !claim.claim_in(&mut tx).await? {
@@ -332,7 +345,7 @@ impl PaymentsService {
                 return Err(lose_key(Some(claim)));
             }
         }
-        self.store.insert_payment(&mut tx, &payment).await?;
+        self.store.insert_payment(&mut tx, payment).await?;
         let created = HistoryEvent {
             source: "api",
             event: "created",
@@ -344,27 +357,25 @@ impl PaymentsService {
         self.store
             .insert_payment_event(&mut tx, &payment.id, created)
             .await?;
-        let answer = match asked {
-            Ok(started) => {
-                let next_action = self.record_start(&mut tx, &mut payment, started).await?;
-                Answer::of(201, &init_view(&payment, next_action))
+        let answer = match (asked, refusal) {
+            (Ok(started), _) => {
+                let next_action = self.record_start(&mut tx, payment, started).await?;
+                Answer::of(201, &init_view(payment, next_action))
             }
-            Err(error) => {
+            (Err(error), refusal) => {
                 payment.failure_reason = Some(provider_failure_code(&error));
                 let detail = error.to_string();
                 self.transition(
                     &mut tx,
-                    &mut payment,
+                    payment,
                     PaymentEvent::Failed,
                     "api",
                     "provider_error",
                     Some(&detail),
                 )
                 .await?;
-                Answer::error(
-                    refusal.as_ref().expect("a refusal for every error"),
-                    &crate::trace::current(),
-                )
+                let refusal = refusal.expect("a refusal for every error");
+                Answer::error(refusal, &crate::trace::current())
             }
         };
         if let Some(claim) = claim {
@@ -374,15 +385,7 @@ impl PaymentsService {
         if let Some(claim) = claim {
             claim.mark_committed();
         }
-        self.publish(&payment);
-        match refusal {
-            Some(refusal) => Err(refusal),
-            None => Ok(PaymentStartOutcome {
-                payment,
-                answer,
-                provider_elapsed,
-            }),
-        }
+        Ok(answer)
     }
 
     /// Records what the provider answered to a start, inside the start's transaction, and
@@ -539,24 +542,17 @@ impl PaymentsService {
         source: &str,
         log: Option<&WebhookDelivery>,
     ) -> Result<Applied, ProviderEventError> {
-        // Resolve the player's accounts before the write transaction: on SQLite the writer is
-        // one connection, and a lookup that needs it inside the transaction would wait forever.
         let not_found = || ProviderEventError::PaymentNotFound {
             payment_id: event.payment_id.clone(),
         };
         // An id that is not a payment id names no payment of ours.
         let payment_id = PaymentId::parse(&event.payment_id).map_err(|_| not_found())?;
-        let known = match self.store.find_payment(&payment_id).await? {
-            Some(known) => known,
-            None => {
-                // The event may have overtaken its start's commit on this node.
-                self.wait_for_start(&payment_id, START_WAIT_MAX).await;
-                self.store
-                    .find_payment(&payment_id)
-                    .await?
-                    .ok_or_else(not_found)?
-            }
-        };
+        let known = self
+            .find_started(&payment_id)
+            .await?
+            .ok_or_else(not_found)?;
+        // Resolve the player's accounts before the write transaction: on SQLite the writer is
+        // one connection, and a lookup that needs it inside the transaction would wait forever.
         let wallet = self
             .players
             .wallet(&known.merchant_id, &known.player_id)
@@ -569,91 +565,11 @@ impl PaymentsService {
             .await?
             .ok_or_else(not_found)?;
         check_event_matches(provider, &payment, event)?;
-        let detail = json!({ "event_id": event.event_id, "reason": event.reason, "refund_id": event.refund_id, "dispute_id": event.dispute_id }).to_string();
-        let applied = match event.status {
-            PaymentEventStatus::Refunded => {
-                self.apply_refund(&mut tx, &mut payment, event, source, &detail)
-                    .await?
-            }
-            PaymentEventStatus::Chargeback => {
-                let applied = self
-                    .transition(
-                        &mut tx,
-                        &mut payment,
-                        PaymentEvent::Chargeback,
-                        source,
-                        DisputeStatus::Open.as_str(),
-                        Some(&detail),
-                    )
-                    .await?;
-                if matches!(applied, Applied::Processed(_)) {
-                    self.post_chargeback(&mut tx, &payment, &wallet, event)
-                        .await?;
-                    self.dispute_event(&mut tx, &payment, event, "chargeback.created")
-                        .await?;
-                }
-                applied
-            }
-            PaymentEventStatus::DisputeWon => {
-                let applied = self
-                    .transition(
-                        &mut tx,
-                        &mut payment,
-                        PaymentEvent::DisputeWon,
-                        source,
-                        DisputeStatus::Won.as_str(),
-                        Some(&detail),
-                    )
-                    .await?;
-                if matches!(applied, Applied::Processed(_)) {
-                    self.reverse_chargeback(&mut tx, &payment, event).await?;
-                    self.dispute_event(&mut tx, &payment, event, "dispute.won")
-                        .await?;
-                }
-                applied
-            }
-            status => {
-                let payment_event = match status {
-                    PaymentEventStatus::Authorized => PaymentEvent::Authorized,
-                    PaymentEventStatus::Captured => PaymentEvent::Captured,
-                    PaymentEventStatus::Declined => PaymentEvent::Declined,
-                    PaymentEventStatus::Failed => PaymentEvent::Failed,
-                    PaymentEventStatus::Cancelled => PaymentEvent::Cancelled,
-                    _ => PaymentEvent::DisputeLost,
-                };
-                if matches!(
-                    status,
-                    PaymentEventStatus::Declined | PaymentEventStatus::Failed
-                ) {
-                    payment.failure_reason = event.reason.clone().or(payment.failure_reason.take());
-                }
-                let was = payment.status;
-                let applied = self
-                    .transition(
-                        &mut tx,
-                        &mut payment,
-                        payment_event,
-                        source,
-                        status.as_str(),
-                        Some(&detail),
-                    )
-                    .await?;
-                if !was.is_captured_family() && payment.status.is_captured_family() {
-                    self.credit_deposit(&mut tx, &payment, &wallet).await?;
-                }
-                if status == PaymentEventStatus::DisputeLost
-                    && matches!(applied, Applied::Processed(_))
-                {
-                    self.dispute_event(&mut tx, &payment, event, "dispute.lost")
-                        .await?;
-                }
-                applied
-            }
-        };
-        let answer = applied.answer().to_json();
+        let applied = self
+            .apply_event(&mut tx, &mut payment, &wallet, event, source)
+            .await?;
         if !self
-            .store
-            .insert_webhook_event(&mut tx, provider, &event.event_id, 200, &answer)
+            .record_event_answer(&mut tx, provider, event, &applied, log)
             .await?
         {
             // Rolls this delivery's work back. On SQLite with group commit the row it met
@@ -664,17 +580,114 @@ impl PaymentsService {
                 event_id: event.event_id.clone(),
             });
         }
+        tx.commit().await?;
+        self.publish(&payment);
+        Ok(applied)
+    }
+
+    /// The payment, waiting a little for its start to commit when this node is still
+    /// recording it: the event may have overtaken the start's commit.
+    async fn find_started(
+        &self,
+        payment_id: &PaymentId,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        if let Some(known) = self.store.find_payment(payment_id).await? {
+            return Ok(Some(known));
+        }
+        self.wait_for_start(payment_id, START_WAIT_MAX).await;
+        self.store.find_payment(payment_id).await
+    }
+
+    /// Applies the event's status to the locked payment, with the money it moves.
+    async fn apply_event(
+        &self,
+        tx: &mut Tx,
+        payment: &mut PaymentRecord,
+        wallet: &WalletAccounts,
+        event: &ProviderPaymentEvent,
+        source: &str,
+    ) -> Result<Applied, ProviderEventError> {
+        let detail = json!({ "event_id": event.event_id, "reason": event.reason, "refund_id": event.refund_id, "dispute_id": event.dispute_id }).to_string();
+        let (payment_event, name) = match event.status {
+            PaymentEventStatus::Refunded => {
+                return self.apply_refund(tx, payment, event, source, &detail).await;
+            }
+            PaymentEventStatus::Chargeback => {
+                (PaymentEvent::Chargeback, DisputeStatus::Open.as_str())
+            }
+            PaymentEventStatus::DisputeWon => {
+                (PaymentEvent::DisputeWon, DisputeStatus::Won.as_str())
+            }
+            PaymentEventStatus::Authorized => (PaymentEvent::Authorized, event.status.as_str()),
+            PaymentEventStatus::Captured => (PaymentEvent::Captured, event.status.as_str()),
+            PaymentEventStatus::Declined => (PaymentEvent::Declined, event.status.as_str()),
+            PaymentEventStatus::Failed => (PaymentEvent::Failed, event.status.as_str()),
+            PaymentEventStatus::Cancelled => (PaymentEvent::Cancelled, event.status.as_str()),
+            _ => (PaymentEvent::DisputeLost, event.status.as_str()),
+        };
+        if matches!(
+            event.status,
+            PaymentEventStatus::Declined | PaymentEventStatus::Failed
+        ) {
+            payment.failure_reason = event.reason.clone().or(payment.failure_reason.take());
+        }
+        let was = payment.status;
+        let applied = self
+            .transition(tx, payment, payment_event, source, name, Some(&detail))
+            .await?;
+        let processed = matches!(applied, Applied::Processed(_));
+        match event.status {
+            PaymentEventStatus::Chargeback if processed => {
+                self.post_chargeback(tx, payment, wallet, event).await?;
+                self.dispute_event(tx, payment, event, "chargeback.created")
+                    .await?;
+            }
+            PaymentEventStatus::DisputeWon if processed => {
+                self.reverse_chargeback(tx, payment, event).await?;
+                self.dispute_event(tx, payment, event, "dispute.won")
+                    .await?;
+            }
+            PaymentEventStatus::DisputeLost if processed => {
+                self.dispute_event(tx, payment, event, "dispute.lost")
+                    .await?;
+            }
+            PaymentEventStatus::Chargeback | PaymentEventStatus::DisputeWon => {}
+            _ if !was.is_captured_family() && payment.status.is_captured_family() => {
+                self.credit_deposit(tx, payment, wallet).await?;
+            }
+            _ => {}
+        }
+        Ok(applied)
+    }
+
+    /// Stores the event's answer (the dedupe row) and its delivery-log row in the
+    /// transaction of its effect; `false` when another delivery of the event answered
+    /// first.
+    async fn record_event_answer(
+        &self,
+        tx: &mut Tx,
+        provider: &str,
+        event: &ProviderPaymentEvent,
+        applied: &Applied,
+        log: Option<&WebhookDelivery>,
+    ) -> Result<bool, ProviderEventError> {
+        let answer = applied.answer().to_json();
+        if !self
+            .store
+            .insert_webhook_event(tx, provider, &event.event_id, 200, &answer)
+            .await?
+        {
+            return Ok(false);
+        }
         if let Some(log) = log {
             let log = WebhookDelivery {
                 outcome: applied.log_outcome().to_string(),
                 http_status: 200,
                 ..log.clone()
             };
-            kassa_store::payments::insert_webhook_delivery_in(&mut tx, &log).await?;
+            kassa_store::payments::insert_webhook_delivery_in(tx, &log).await?;
         }
-        tx.commit().await?;
-        self.publish(&payment);
-        Ok(applied)
+        Ok(true)
     }
 
     /// Credits the player once for a captured deposit: the txn id is the payment's, so even a
@@ -1416,5 +1429,17 @@ async fn answer_refusal(
         claim.release_in(tx).await
     } else {
         claim.complete_in(tx, &answer).await
+    }
+}
+
+/// What the provider is asked to start.
+fn payment_request(payment: &PaymentRecord) -> PaymentRequest {
+    PaymentRequest {
+        payment_id: payment.id.to_string(),
+        amount_minor: payment.amount.amount_minor,
+        currency: payment.amount.currency,
+        method: payment.method.clone(),
+        country: Some(payment.country.clone()),
+        return_url: payment.return_url.clone(),
     }
 }

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use kassa_connectors::{
-    PayoutEvent as ProviderPayoutEvent, PayoutEventStatus, PayoutRequest, ProviderPayoutStatus,
-    ProviderRegistry,
+    PaymentProvider, PayoutAccepted, PayoutEvent as ProviderPayoutEvent, PayoutEventStatus,
+    PayoutRequest, ProviderError, ProviderPayoutStatus, ProviderRegistry,
 };
 use kassa_core::ids::{MerchantId, PayoutId, PlayerId};
 use kassa_core::ledger::{EntryStatus, Outcome};
@@ -377,40 +377,44 @@ impl PayoutsService {
         payout_id: &PayoutId,
         claim: Option<(&IdempotencyClaim, u16)>,
     ) -> Result<PayoutRecord, PayoutError> {
+        let (payout, provider) = match self.mark_sent(payout_id, claim).await? {
+            Marked::Sent { payout, provider } => (payout, provider),
+            Marked::Finished(payout) => return Ok(payout),
+        };
+        // No transaction is open while the provider is asked.
+        let sent = provider.payout(&payout_request(&payout)).await;
+        self.record_send_answer(payout_id, sent, claim).await
+    }
+
+    /// First transaction of a send: marks an approved or deferred payout `processing` and
+    /// returns it with its provider, or finishes the send at once (another status: nothing
+    /// to do; paused or no provider: deferred).
+    async fn mark_sent(
+        &self,
+        payout_id: &PayoutId,
+        claim: Option<(&IdempotencyClaim, u16)>,
+    ) -> Result<Marked, PayoutError> {
         let paused = self.store.switch_enabled(PAYOUTS_PAUSED).await?;
         let mut tx = self.store.begin().await?;
-        let mut payout = self
-            .store
-            .lock_payout(&mut tx, payout_id)
-            .await?
-            .ok_or_else(|| payout_not_found(payout_id))?;
+        let mut payout = self.locked(&mut tx, payout_id).await?;
         if !matches!(
             payout.status,
             PayoutStatus::Approved | PayoutStatus::Deferred
         ) {
-            return finish_send(tx, payout, claim).await;
+            return Ok(Marked::Finished(finish_send(tx, payout, claim).await?));
         }
         let provider = payout
             .provider
             .as_deref()
             .and_then(|name| self.providers.get(name));
         let Some(provider) = provider.filter(|_| !paused) else {
-            payout.next_attempt_at_ms = Some(now_ms() + self.config.retry_backoff_ms);
             let reason = if paused {
                 "payouts_paused"
             } else {
                 "provider_unavailable"
             };
-            self.transition(
-                &mut tx,
-                &mut payout,
-                PayoutEvent::Defer,
-                "router",
-                None,
-                Some(reason),
-            )
-            .await?;
-            return finish_send(tx, payout, claim).await;
+            self.defer(&mut tx, &mut payout, reason).await?;
+            return Ok(Marked::Finished(finish_send(tx, payout, claim).await?));
         };
         payout.send_attempts += 1;
         self.transition(
@@ -423,22 +427,19 @@ impl PayoutsService {
         )
         .await?;
         tx.commit().await?;
+        Ok(Marked::Sent { payout, provider })
+    }
 
-        let sent = provider
-            .payout(&PayoutRequest {
-                payout_id: payout.id.to_string(),
-                amount_minor: payout.amount.amount_minor,
-                currency: payout.amount.currency,
-                method: payout.method.clone(),
-                destination: payout.destination.clone(),
-            })
-            .await;
+    /// Second transaction of a send: records what the provider answered (accepted, paid or
+    /// failed at once; a transient error defers the payout until its attempts run out).
+    async fn record_send_answer(
+        &self,
+        payout_id: &PayoutId,
+        sent: Result<PayoutAccepted, ProviderError>,
+        claim: Option<(&IdempotencyClaim, u16)>,
+    ) -> Result<PayoutRecord, PayoutError> {
         let mut tx = self.store.begin().await?;
-        let mut payout = self
-            .store
-            .lock_payout(&mut tx, payout_id)
-            .await?
-            .ok_or_else(|| payout_not_found(payout_id))?;
+        let mut payout = self.locked(&mut tx, payout_id).await?;
         match sent {
             Ok(accepted) => {
                 payout.provider_reference = Some(accepted.provider_reference);
@@ -457,30 +458,44 @@ impl PayoutsService {
                 if error.is_transient() && payout.send_attempts < self.config.send_attempts_max =>
             {
                 tracing::warn!(%payout_id, error = %error, "payout deferred: the provider did not take it");
-                payout.next_attempt_at_ms = Some(now_ms() + self.config.retry_backoff_ms);
-                self.transition(
-                    &mut tx,
-                    &mut payout,
-                    PayoutEvent::Defer,
-                    "router",
-                    None,
-                    Some(&provider_failure_code(&error)),
-                )
-                .await?;
+                self.defer(&mut tx, &mut payout, &provider_failure_code(&error))
+                    .await?;
             }
             Err(error) => {
                 payout.failure_reason = Some(provider_failure_code(&error));
+                let detail = error.to_string();
                 self.settle(
                     &mut tx,
                     &mut payout,
                     PayoutEvent::Failed,
                     "router",
-                    Some(&error.to_string()),
+                    Some(&detail),
                 )
                 .await?;
             }
         }
         finish_send(tx, payout, claim).await
+    }
+
+    /// The payout, locked in `tx`, or `NotFound`.
+    async fn locked(&self, tx: &mut Tx, payout_id: &PayoutId) -> Result<PayoutRecord, PayoutError> {
+        self.store
+            .lock_payout(tx, payout_id)
+            .await?
+            .ok_or_else(|| payout_not_found(payout_id))
+    }
+
+    /// Defers the payout to the next retry, recording why.
+    async fn defer(
+        &self,
+        tx: &mut Tx,
+        payout: &mut PayoutRecord,
+        reason: &str,
+    ) -> Result<(), PayoutError> {
+        payout.next_attempt_at_ms = Some(now_ms() + self.config.retry_backoff_ms);
+        self.transition(tx, payout, PayoutEvent::Defer, "router", None, Some(reason))
+            .await?;
+        Ok(())
     }
 
     /// Applies a verified provider event about a payout, exactly once per event id.
@@ -848,6 +863,28 @@ fn decided_already(payout: &PayoutRecord, decision: Decision) -> bool {
                 | PayoutStatus::Failed
         ),
         Decision::Reject => payout.status == PayoutStatus::Rejected,
+    }
+}
+
+/// What the first transaction of a send left to do.
+enum Marked {
+    /// Marked `processing`: ask this provider.
+    Sent {
+        payout: PayoutRecord,
+        provider: Arc<dyn PaymentProvider>,
+    },
+    /// Nothing to send; the send's answer is this payout.
+    Finished(PayoutRecord),
+}
+
+/// What the provider is asked to pay out.
+fn payout_request(payout: &PayoutRecord) -> PayoutRequest {
+    PayoutRequest {
+        payout_id: payout.id.to_string(),
+        amount_minor: payout.amount.amount_minor,
+        currency: payout.amount.currency,
+        method: payout.method.clone(),
+        destination: payout.destination.clone(),
     }
 }
 

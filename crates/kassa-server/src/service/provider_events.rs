@@ -3,6 +3,8 @@
 //! it (money moves only there, in the transaction that records the event's answer) and log
 //! the delivery whatever happened.
 
+use std::net::IpAddr;
+
 use kassa_connectors::{
     Acknowledgement, HeaderMap, InboundBatch, InboundRefusal, PaymentEvent as ProviderPaymentEvent,
     PayoutEvent as ProviderPayoutEvent, ProviderEvent, RawInbound,
@@ -15,6 +17,7 @@ use kassa_store::{now_ms, Store, StoreError};
 use serde_json::json;
 
 use crate::config::WebhooksConfig;
+pub use crate::service::inbound_sources::{InboundFaults, SourceAllowLists};
 use crate::service::payments::PaymentsService;
 use crate::service::payouts::PayoutsService;
 use crate::service::players::PlayerError;
@@ -60,6 +63,15 @@ pub enum ProviderEventError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The provider account's IP allow-list does not hold the sender's address.
+    #[error("deliveries for {provider:?} are not accepted from this address")]
+    SourceRefused { provider: String },
+    /// A bug on our side (or a fault a test injected).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+    /// Handling took longer than `webhooks.processing_timeout_ms`.
+    #[error("handling the delivery took longer than {timeout_ms} ms")]
+    Timeout { timeout_ms: u64 },
 }
 
 impl From<kassa_store::SqlxError> for ProviderEventError {
@@ -87,6 +99,8 @@ impl ProviderEventError {
             ProviderEventError::PaymentNotFound { .. }
                 | ProviderEventError::Player(_)
                 | ProviderEventError::Store(_)
+                | ProviderEventError::Internal(_)
+                | ProviderEventError::Timeout { .. }
         )
     }
 
@@ -104,7 +118,13 @@ impl ProviderEventError {
             ProviderEventError::Mismatch(_) => "mismatch",
             ProviderEventError::AlreadyAnswered { .. } => "duplicate",
             ProviderEventError::AmountTooLarge(_) => "amount_too_large",
-            ProviderEventError::Player(_) | ProviderEventError::Store(_) => "error",
+            ProviderEventError::SourceRefused { .. } => "ip_refused",
+            // Ours, not the sender's (the database, a bug, a timeout): the verified delivery
+            // is kept whole for a replay (ADR 45).
+            ProviderEventError::Player(_)
+            | ProviderEventError::Store(_)
+            | ProviderEventError::Internal(_)
+            | ProviderEventError::Timeout { .. } => DEAD_LETTERED,
         }
     }
 }
@@ -171,7 +191,8 @@ pub enum DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
-    fn as_str(self) -> &'static str {
+    /// The delivery log's name for it.
+    pub fn as_str(self) -> &'static str {
         match self {
             DeliveryOutcome::Processed => "processed",
             DeliveryOutcome::Ignored => "ignored",
@@ -243,7 +264,7 @@ fn answer_batch(
     }
 }
 
-/// One delivery as it arrived.
+/// One delivery as it arrived (or as it is replayed).
 pub struct Delivery<'a> {
     /// The provider the delivery's URL names.
     pub provider: &'a str,
@@ -251,7 +272,34 @@ pub struct Delivery<'a> {
     pub headers: &'a HeaderMap,
     /// Its raw body, as signed.
     pub body: &'a [u8],
+    /// The inbound source it came through ([`HTTP_SOURCE`] for webhooks).
+    pub source: &'a str,
+    /// The peer address it came from; `None` when the source has none (a provider account
+    /// with an IP allow-list then refuses it).
+    pub source_address: Option<IpAddr>,
+    /// When it arrived: the clock its timestamp is checked against (a replay's is the
+    /// original delivery's, so that the same rules give the same verdict).
+    pub received_at_ms: i64,
+    /// Set when an admin runs a logged delivery again.
+    pub replay: Option<ReplayOf<'a>>,
 }
+
+/// What a replay's log row records: which delivery ran again, on whose request.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplayOf<'a> {
+    /// The id of the replay's own log row.
+    pub log_id: &'a str,
+    /// The delivery run again.
+    pub original_id: &'a str,
+    /// The admin key that asked.
+    pub admin_key_id: &'a str,
+}
+
+/// The inbound source of HTTP webhooks.
+pub const HTTP_SOURCE: &str = "http";
+
+/// The delivery log's outcome of a delivery kept for a replay: the failure was ours.
+pub const DEAD_LETTERED: &str = "dead_lettered";
 
 /// The provider-event use case; borrows the services it hands events to.
 pub struct ProviderEvents<'a> {
@@ -265,9 +313,26 @@ pub struct ProviderEvents<'a> {
     pub log_limits: &'a WebhooksConfig,
     /// The most one event may move, per currency.
     pub amount_limits: &'a kassa_core::AmountLimits,
+    /// The addresses each provider account takes deliveries from.
+    pub allow_lists: &'a SourceAllowLists,
+    /// Faults a test injects; none in production.
+    pub faults: &'a InboundFaults,
 }
 
 impl ProviderEvents<'_> {
+    /// The pipeline over the application's services.
+    pub fn of(state: &crate::AppStateInner) -> ProviderEvents<'_> {
+        ProviderEvents {
+            store: &state.store,
+            payments: &state.payments,
+            payouts: &state.payouts,
+            log_limits: &state.config.webhooks,
+            amount_limits: &state.amount_limits,
+            allow_lists: &state.source_allow_lists,
+            faults: &state.inbound_faults,
+        }
+    }
+
     /// Verifies one delivery through its provider's inbound source, then dedupes, matches
     /// and applies each event it carries on its own, logging each whatever happens. An
     /// applied payment event's log row commits with its effect; the rest are logged after.
@@ -276,12 +341,41 @@ impl ProviderEvents<'_> {
         delivery: Delivery<'_>,
     ) -> Result<EventReceipt, ProviderEventError> {
         let mut log = delivery_log(&delivery);
-        let batch = match self.verify(&delivery) {
+        let checked = self
+            .check_source(&delivery)
+            .and_then(|()| self.verify(&delivery));
+        let batch = match checked {
             Ok(batch) => batch,
             Err(error) => return Err(self.refuse_unverified(log, &delivery, error).await),
         };
-        // Verified: the whole body is kept (bounded by the HTTP body limit).
-        log.raw_body = storable_text(delivery.body);
+        // Verified: the whole body is kept, exactly (bounded by the HTTP body limit).
+        log.raw_body = delivery.body.to_vec();
+        let timeout_ms = self.log_limits.processing_timeout_ms;
+        let handled = tokio::time::timeout(
+            std::time::Duration::from_millis(timeout_ms),
+            self.receive_items(&delivery, batch, &log),
+        )
+        .await;
+        match handled {
+            Ok(result) => result,
+            // Dropped mid-way: whatever committed stays committed (a replay then finds the
+            // event answered); the rest is kept whole for a replay.
+            Err(_) => {
+                let error = ProviderEventError::Timeout { timeout_ms };
+                self.log(log, (error.log_outcome(), error.problem().status))
+                    .await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Dedupes, matches and applies each event of a verified delivery on its own.
+    async fn receive_items(
+        &self,
+        delivery: &Delivery<'_>,
+        batch: InboundBatch,
+        log: &WebhookDelivery,
+    ) -> Result<EventReceipt, ProviderEventError> {
         let mut results = Vec::with_capacity(batch.items.len());
         for (index, item) in batch.items.into_iter().enumerate() {
             let mut log = log.clone();
@@ -337,6 +431,10 @@ impl ProviderEvents<'_> {
     /// Counts an unverifiable delivery, and logs it while its provider's minute is under
     /// the limit, then only a sample: such deliveries cost a counter, not a row each.
     async fn log_unverified(&self, log: &WebhookDelivery, error: Option<&ProviderEventError>) {
+        // A replay is an admin's act, audited whatever it gave: never sampled away.
+        if log.replay_of.is_some() {
+            return self.insert_log(log).await;
+        }
         let counted_as = match error {
             Some(ProviderEventError::UnknownProvider { .. }) => UNKNOWN_PROVIDER_COUNTED_AS,
             _ => log.provider.as_str(),
@@ -366,6 +464,19 @@ impl ProviderEvents<'_> {
         }
     }
 
+    /// Refuses a delivery from an address its provider account's allow-list does not hold.
+    fn check_source(&self, delivery: &Delivery<'_>) -> Result<(), ProviderEventError> {
+        if self
+            .allow_lists
+            .permits(delivery.provider, delivery.source_address)
+        {
+            return Ok(());
+        }
+        Err(ProviderEventError::SourceRefused {
+            provider: delivery.provider.to_string(),
+        })
+    }
+
     fn verify(&self, delivery: &Delivery<'_>) -> Result<InboundBatch, ProviderEventError> {
         let provider = self.payments.provider(delivery.provider).ok_or_else(|| {
             ProviderEventError::UnknownProvider {
@@ -376,7 +487,7 @@ impl ProviderEvents<'_> {
             metadata: delivery.headers,
             body: delivery.body,
         };
-        Ok(provider.receive(message, now_ms() / 1000)?)
+        Ok(provider.receive(message, delivery.received_at_ms.div_euclid(1000))?)
     }
 
     /// Writes a delivery's log row on its own (a refusal, a duplicate, a payout event).
@@ -397,17 +508,25 @@ impl ProviderEvents<'_> {
         if let Some(field) = control_character_field(&event) {
             return Err(ProviderEventError::ControlCharacter { field });
         }
+        // Named in the log from here on, so that a refusal or a dead letter is found by them.
         let (amount_minor, currency) = match &event {
-            ProviderEvent::Payment(e) => (e.amount_minor, e.currency),
-            ProviderEvent::Payout(e) => (e.amount_minor, e.currency),
+            ProviderEvent::Payment(e) => {
+                log.event_id = Some(e.event_id.clone());
+                log.payment_id = Some(e.payment_id.clone());
+                (e.amount_minor, e.currency)
+            }
+            ProviderEvent::Payout(e) => {
+                log.event_id = Some(e.event_id.clone());
+                log.payout_id = Some(e.payout_id.clone());
+                (e.amount_minor, e.currency)
+            }
         };
         self.amount_limits
             .check(currency, amount_minor)
             .map_err(ProviderEventError::AmountTooLarge)?;
+        self.faults.before_apply().await?;
         match event {
             ProviderEvent::Payment(event) => {
-                log.event_id = Some(event.event_id.clone());
-                log.payment_id = Some(event.payment_id.clone());
                 let log = &*log;
                 let mut receipt = self
                     .apply_once(provider, &event.event_id, || {
@@ -419,8 +538,6 @@ impl ProviderEvents<'_> {
                 Ok(receipt)
             }
             ProviderEvent::Payout(event) => {
-                log.event_id = Some(event.event_id.clone());
-                log.payment_id = Some(event.payout_id.clone());
                 self.apply_once(provider, &event.event_id, || {
                     self.apply_payout(provider, &event)
                 })
@@ -514,20 +631,21 @@ impl ProviderEvents<'_> {
 /// The delivery log's row for a delivery as it arrived; what became of it is filled in
 /// later.
 fn delivery_log(delivery: &Delivery<'_>) -> WebhookDelivery {
+    let replay = delivery.replay;
     WebhookDelivery {
-        id: ids::generate("whk"),
+        id: replay.map_or_else(|| ids::generate("whk"), |r| r.log_id.to_string()),
         provider: delivery
             .provider
             .chars()
             .take(PROVIDER_NAME_LOGGED_MAX)
             .collect(),
-        event_id: None,
-        payment_id: None,
+        source: delivery.source.to_string(),
+        source_address: delivery.source_address.map(|a| a.to_string()),
         headers: loggable_headers(delivery.headers),
-        raw_body: String::new(),
-        outcome: String::new(),
-        http_status: 0,
         received_at_ms: now_ms(),
+        replay_of: replay.map(|r| r.original_id.to_string()),
+        replayed_by: replay.map(|r| r.admin_key_id.to_string()),
+        ..WebhookDelivery::default()
     }
 }
 
@@ -562,22 +680,16 @@ fn control_character_field(event: &ProviderEvent) -> Option<&'static str> {
         .map(|(field, _)| field)
 }
 
-/// The storable text of at most the first `bytes_max` bytes of `body`, itself at most
-/// `bytes_max` bytes long.
-fn excerpt(body: &[u8], bytes_max: usize) -> String {
-    let mut text = storable_text(&body[..body.len().min(bytes_max)]);
-    let mut end = text.len().min(bytes_max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
+/// At most the first `bytes_max` bytes of `body`, without a UTF-8 character cut in two at
+/// the end (so that the excerpt reads as text when the body was text).
+fn excerpt(body: &[u8], bytes_max: usize) -> Vec<u8> {
+    let mut prefix = &body[..body.len().min(bytes_max)];
+    if let Err(error) = std::str::from_utf8(prefix) {
+        if error.error_len().is_none() {
+            prefix = &prefix[..error.valid_up_to()];
+        }
     }
-    text.truncate(end);
-    text
-}
-
-/// Text any backend stores: invalid UTF-8 and NUL (which PostgreSQL text cannot hold) both
-/// become U+FFFD, so that a delivery is never left out of the log for its bytes.
-fn storable_text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).replace('\0', "\u{fffd}")
+    prefix.to_vec()
 }
 
 /// Headers worth keeping in the delivery log, with anything secret-looking removed.

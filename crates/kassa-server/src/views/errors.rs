@@ -377,6 +377,15 @@ impl PublicError for ProviderEventError {
             ProviderEventError::AmountTooLarge(error) => error.problem(),
             ProviderEventError::Player(error) => error.problem(),
             ProviderEventError::Store(error) => error.problem(),
+            ProviderEventError::SourceRefused { .. } => {
+                Problem::new(403, "webhook_source_refused", message)
+            }
+            ProviderEventError::Internal(_) => Problem::internal(),
+            ProviderEventError::Timeout { .. } => Problem::new(
+                503,
+                "webhook_timeout",
+                "the event could not be handled in time; it was kept, send it again later",
+            ),
         }
     }
 }

@@ -304,6 +304,17 @@ impl TestApp {
             .map_or(0, |server| server.store.group_commits())
     }
 
+    /// The faults this server's provider-event pipeline takes from tests.
+    pub fn inbound_faults(
+        &self,
+    ) -> std::sync::Arc<kassa_server::service::inbound_sources::InboundFaults> {
+        self.server
+            .as_ref()
+            .expect("a running server")
+            .inbound_faults
+            .clone()
+    }
+
     /// Whether the server's store groups deposit commits (ADR 39).
     pub fn sqlite_group_commit(&self) -> bool {
         self.server
@@ -335,7 +346,12 @@ pub fn rfc3339_now_plus(seconds: i64) -> String {
 
 /// Sends a provider webhook to `/v1/payments/webhook`, signed with `secret`.
 pub async fn deliver_signed(app: &TestApp, body: &Value, secret: &str) -> Answer {
-    let raw = serde_json::to_vec(body).unwrap();
+    deliver_raw_signed(app, serde_json::to_vec(body).unwrap(), secret).await
+}
+
+/// Sends the exact bytes `raw` as a provider webhook to `/v1/payments/webhook`, signed with
+/// `secret`.
+pub async fn deliver_raw_signed(app: &TestApp, raw: Vec<u8>, secret: &str) -> Answer {
     let signature = kassa_connectors::sign_webhook(secret.as_bytes(), &raw);
     let response = app
         .client
@@ -354,6 +370,54 @@ pub async fn deliver_signed(app: &TestApp, body: &Value, secret: &str) -> Answer
         headers,
         body,
     }
+}
+
+/// Starts a EUR card deposit of `amount` for player `p1`; returns the whole answer.
+pub async fn start_deposit(app: &TestApp, amount: &str) -> Answer {
+    let body = json!({
+        "amount": amount, "currency": "EUR", "method": "card", "player_id": "p1",
+        "return_url": format!("{}/cashier/return", app.base), "meta": {"country": "MT"}
+    });
+    let key = kassa_core::ids::generate("idem");
+    let answer = app
+        .send(
+            Method::POST,
+            "/v1/payments/init",
+            Some(&app.api_key),
+            Some(&body),
+            &[("Idempotency-Key", &key)],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    answer
+}
+
+/// Creates a KYC-verified EUR player in Malta holding `funds`, who may withdraw.
+pub async fn verified_player(app: &TestApp, player_id: &str, funds: &str) {
+    let player =
+        json!({"currency": "EUR", "country": "MT", "jurisdiction": "MT", "kyc_status": "verified"});
+    let answer = app.put(&format!("/v1/players/{player_id}"), player).await;
+    assert!(answer.status.is_success(), "{}", answer.body);
+    app.credit(&format!("fund-{player_id}"), player_id, funds)
+        .await;
+}
+
+/// Requests a EUR card payout of `amount` for `player_id`; returns its id.
+pub async fn request_payout(app: &TestApp, player_id: &str, amount: &str) -> String {
+    let key = kassa_core::ids::generate("idem");
+    let body =
+        json!({"amount": amount, "currency": "EUR", "method": "card", "player_id": player_id});
+    let requested = app
+        .send(
+            Method::POST,
+            "/v1/payouts/init",
+            Some(&app.api_key),
+            Some(&body),
+            &[("Idempotency-Key", &key)],
+        )
+        .await;
+    assert!(requested.status.is_success(), "{}", requested.body);
+    requested.body["payout_id"].as_str().unwrap().to_string()
 }
 
 /// Sends a webhook signed as the sandbox signs it: the test plays the provider.

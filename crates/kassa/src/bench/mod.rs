@@ -8,6 +8,7 @@
 //! of the runs. Load is bounded by `--duration-s` and `--requests-max` per run.
 
 mod baseline;
+mod codec;
 mod deposits;
 mod http1;
 mod stats;
@@ -89,6 +90,9 @@ pub struct BenchArgs {
     /// Skip deposits end to end (init + signed `captured` webhook + credit).
     #[arg(long)]
     no_deposits: bool,
+    /// Skip the ISO 8583 codec's throughput (pack + unpack of a `0200` on one core).
+    #[arg(long)]
+    no_codec: bool,
     /// Players the deposits spread over.
     #[arg(long, default_value_t = 100)]
     deposit_players: usize,
@@ -204,6 +208,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         for backend in backends {
             cells.extend(run_in_process(&args, backend).await?);
         }
+    }
+    if !args.no_codec {
+        cells.push(codec::cell(Duration::from_secs_f64(args.duration_s), args.runs).await?);
     }
     let report = report(&args, cells);
     if args.json {
@@ -536,7 +543,8 @@ fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
         note: "Wallet ops are debits (50%), credits (40%) and rollbacks (10%) over HTTP; \
                baseline ops are the same player/house transfers, one SQL transaction each. \
                Deposit ops are whole deposits (init, then the signed `captured` webhook that \
-               credits the player), with no baseline.",
+               credits the player), with no baseline. The codec row is ISO 8583 pack + unpack \
+               of a `0200` on one core, its latencies per batch of 1,000 messages.",
     }
 }
 
