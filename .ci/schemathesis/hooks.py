@@ -23,6 +23,7 @@ KNOWN_IDS = {
     "payment_id": SEED["payments"],
     "payout_id": SEED["payouts"],
     "job_id": SEED["jobs"] or ["job_none"],
+    "endpoint_id": SEED["endpoints"],
     "name": ["payouts_paused"],
     "provider": ["sandbox"],
 }
@@ -34,6 +35,9 @@ VALID_FIELDS = {
     "return_url": "https://casino.example/cashier/done",
     "kyc_status": "verified",
     "jurisdiction": "MT",
+    "url": "https://kassa-webhooks.invalid/hook",
+    "event_types": ["*"],
+    "since": "2020-01-01T00:00:00Z",
 }
 STEERED_SHARE_PERCENT = 80
 

@@ -62,10 +62,17 @@ for n, player_id in enumerate(players * 2):
                   idempotency_key=f"st-po-{n}")
     payouts.append(payout["payout_id"])
 
+# An outbound webhook endpoint on a name that never resolves (RFC 2606 .invalid): its
+# deliveries fail without sending anything anywhere.
+# Several, so that a generated DELETE does not leave the other operations nothing to reach.
+endpoints = [call("POST", "/v1/webhook-endpoints",
+                  {"url": f"https://kassa-webhooks-{n}.invalid/hook", "event_types": ["*"]})["endpoint_id"]
+             for n in range(4)]
+
 jobs = [job["job_id"] for job in call("GET", "/v1/admin/jobs?limit=50", key=ADMIN)["data"]]
 seed = {"players": players, "payments": payments, "payouts": payouts, "debits": debits,
-        "jobs": jobs}
+        "jobs": jobs, "endpoints": endpoints}
 with open(sys.argv[2], "w") as out:
     json.dump(seed, out)
 print(f"seeded {len(players)} players, {len(payments)} payments, {len(payouts)} payouts, "
-      f"{len(debits)} bets, {len(jobs)} jobs")
+      f"{len(debits)} bets, {len(jobs)} jobs, {len(endpoints)} webhook endpoints")

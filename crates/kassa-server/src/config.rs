@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 const DEFAULTS_TOML: &str = include_str!("../../../config/default.toml");
 
+/// Environment variable overriding `webhooks.allow_private_urls`.
+pub const ALLOW_PRIVATE_URLS_VAR: &str = "KASSA_WEBHOOKS_ALLOW_PRIVATE_URLS";
+
 /// Environment variable overriding `auth.key_hash_secret`.
 pub const KEY_HASH_SECRET_VAR: &str = "KASSA_KEY_HASH_SECRET";
 
@@ -79,6 +82,31 @@ pub struct WebhooksConfig {
     pub processing_timeout_ms: u64,
     /// Most deliveries one bulk replay runs again.
     pub replay_bulk_max: u32,
+    /// Outbound webhook URLs may name loopback, link-local and private addresses (tests on
+    /// one machine); off, such URLs are refused (SSRF). `KASSA_WEBHOOKS_ALLOW_PRIVATE_URLS`.
+    pub allow_private_urls: bool,
+    /// Outbound webhooks to the operator's endpoints.
+    pub outbound: OutboundWebhooksConfig,
+}
+
+/// Outbound webhooks (ADR 9xxx): delivery limits, the retry schedule and when an endpoint
+/// is disabled.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundWebhooksConfig {
+    /// Longest one delivery attempt may take, connection included.
+    pub timeout_ms: u64,
+    /// Waits before retries 1, 2, …: the schedule's length bounds the attempts (one more than
+    /// its entries). Each wait is jittered by ±20%.
+    pub retry_schedule_ms: Vec<u64>,
+    /// Longest wait a `Retry-After` answer is honoured up to.
+    pub retry_after_max_ms: u64,
+    /// Deliveries one node sends to one endpoint at once; more wait their turn.
+    pub concurrency_per_endpoint_max: u32,
+    /// An endpoint that has failed every attempt for this long is disabled.
+    pub disable_after_failing_ms: i64,
+    /// How long a rotated-out secret keeps signing beside the new one.
+    pub secret_grace_ms: i64,
 }
 
 /// The job queue (ADR 24): how a node runs background work, how failures back off.
@@ -504,6 +532,12 @@ impl Config {
         if let Some(group_commit) = kassa_store::sqlite_group_commit_from_env() {
             self.storage.sqlite_group_commit = group_commit;
         }
+        if let Ok(allow) = std::env::var(ALLOW_PRIVATE_URLS_VAR) {
+            self.webhooks.allow_private_urls = matches!(
+                allow.to_ascii_lowercase().as_str(),
+                "true" | "on" | "1" | "yes"
+            );
+        }
         if let Ok(autopilot) = std::env::var("KASSA_SANDBOX_AUTOPILOT") {
             self.sandbox.autopilot = !matches!(
                 autopilot.to_ascii_lowercase().as_str(),
@@ -571,6 +605,7 @@ impl Config {
             })?;
         }
         self.jobs.validate()?;
+        self.webhooks.outbound.validate()?;
         self.limits.amount_limits()?;
         let secret_len = self.auth.key_hash_secret.len();
         anyhow::ensure!(
@@ -647,6 +682,28 @@ impl JobsConfig {
         anyhow::ensure!(
             (1..=10_000).contains(&self.outbox_batch_max),
             "jobs.outbox_batch_max must be between 1 and 10000"
+        );
+        Ok(())
+    }
+}
+
+impl OutboundWebhooksConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (100..=120_000).contains(&self.timeout_ms),
+            "webhooks.outbound.timeout_ms must be between 100 and 120000"
+        );
+        anyhow::ensure!(
+            (1..=20).contains(&self.retry_schedule_ms.len()),
+            "webhooks.outbound.retry_schedule_ms must list 1 to 20 waits"
+        );
+        anyhow::ensure!(
+            (1..=64).contains(&self.concurrency_per_endpoint_max),
+            "webhooks.outbound.concurrency_per_endpoint_max must be between 1 and 64"
+        );
+        anyhow::ensure!(
+            self.disable_after_failing_ms >= 1 && self.secret_grace_ms >= 0,
+            "webhooks.outbound.disable_after_failing_ms must be positive, secret_grace_ms not negative"
         );
         Ok(())
     }

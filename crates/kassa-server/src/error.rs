@@ -204,6 +204,7 @@ answered_as_api_error!(
     crate::service::wallet::WalletError,
     crate::service::players::PlayerError,
     crate::service::provider_events::ProviderEventError,
+    crate::service::webhook_endpoints::WebhookEndpointError,
     kassa_store::StoreError,
     kassa_core::MoneyError
 );

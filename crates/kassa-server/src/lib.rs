@@ -62,6 +62,10 @@ pub struct AppStateInner {
     pub payments: service::payments::PaymentsService,
     /// Withdrawals.
     pub payouts: service::payouts::PayoutsService,
+    /// The operator's webhook endpoints.
+    pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
+    /// Sends outbound webhooks (the `webhook.deliver` jobs).
+    pub deliverer: workers::webhook_delivery::Deliverer,
     /// The addresses each provider account takes webhooks from.
     pub source_allow_lists: service::inbound_sources::SourceAllowLists,
     /// Faults tests inject into the provider-event pipeline.
@@ -137,10 +141,14 @@ impl Server {
         };
         let (registry, embedded) = providers::build(&config, &public_base_url, embedded).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
-        let state = AppState::new(store.clone(), config, Arc::new(registry));
+        let deliverer = workers::webhook_delivery::Deliverer::new(&config.webhooks)?;
+        let publisher = Arc::new(workers::webhook_delivery::WebhookPublisher::new(
+            store.clone(),
+            &config.webhooks,
+        ));
+        let state = AppState::new(store.clone(), config, Arc::new(registry), deliverer);
         let inbound_faults = state.inbound_faults.clone();
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
-        let publisher = Arc::new(workers::outbox::RecordingPublisher::default());
         let jobs = workers::jobs::spawn(state.clone(), publisher, shutdown.subscribe());
         workers::spawn_idempotency_purge(state.clone(), shutdown.subscribe());
         workers::spawn_wal_checkpointer(state.clone(), shutdown.subscribe());
@@ -205,6 +213,7 @@ impl AppState {
         store: Store,
         config: Config,
         providers: Arc<kassa_connectors::ProviderRegistry>,
+        deliverer: workers::webhook_delivery::Deliverer,
     ) -> AppState {
         let config = Arc::new(config);
         let players = service::players::PlayerDirectory::new(store.clone());
@@ -228,6 +237,7 @@ impl AppState {
             players.clone(),
             config.payouts.clone(),
         );
+        let store_for_webhooks = store.clone();
         let source_allow_lists = config
             .source_allow_lists()
             .expect("webhook_source_cidrs are valid (checked by Config::load and Server::start)");
@@ -247,6 +257,11 @@ impl AppState {
             wallet,
             payments,
             payouts,
+            webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
+                store_for_webhooks,
+                &config.webhooks,
+            ),
+            deliverer,
             config,
         }))
     }

@@ -183,6 +183,16 @@ fn event(event_id: &str, payment_id: &str, status: &str, amount: &str) -> Value 
     json!({"event_id": event_id, "payment_id": payment_id, "status": status, "amount": amount, "currency": "EUR", "timestamp": rfc3339_now_plus(0)})
 }
 
+/// The event types the outbox holds about one object, oldest first.
+async fn outbox_topics(app: &TestApp, aggregate_id: &str) -> Vec<String> {
+    let store = kassa_store::Store::connect(&app.database_url)
+        .await
+        .unwrap();
+    let topics = store.outbox_for(aggregate_id).await.unwrap();
+    store.close().await;
+    topics.into_iter().map(|(topic, _)| topic).collect()
+}
+
 async fn payment(app: &TestApp, id: &str) -> Value {
     let answer = app.get(&format!("/v1/payments/{id}")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
@@ -595,6 +605,18 @@ async fn refunds_hold_then_settle_on_the_providers_word(app: TestApp) {
         deliver(&app, &forged).await.error_code(),
         "webhook_mismatch"
     );
+    // The operator hears of each refund, in its own order, beside the payment's changes.
+    let refund_events = outbox_topics(&app, refund_id).await;
+    assert_eq!(refund_events, ["refund.created", "refund.succeeded"]);
+    let payment_events = outbox_topics(&app, &id).await;
+    assert!(
+        payment_events.ends_with(&[
+            "payment.captured".to_string(),
+            "payment.partially_refunded".to_string(),
+            "payment.refunded".to_string()
+        ]),
+        "{payment_events:?}"
+    );
     app.assert_ledger_verifies().await;
     app.stop().await;
 }
@@ -643,6 +665,21 @@ async fn chargebacks_take_what_the_player_has_and_book_the_rest_as_loss(app: Tes
         app.balance("p1").await.0,
         "0.00",
         "a lost dispute moves no more money"
+    );
+    let disputes: Vec<String> = outbox_topics(&app, &id)
+        .await
+        .into_iter()
+        .filter(|topic| !topic.starts_with("payment."))
+        .collect();
+    assert_eq!(
+        disputes,
+        [
+            "chargeback.created",
+            "dispute.won",
+            "chargeback.created",
+            "dispute.lost"
+        ],
+        "one event per dispute step, none for the repeated delivery"
     );
     app.assert_ledger_verifies().await;
     app.stop().await;

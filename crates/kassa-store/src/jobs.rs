@@ -370,13 +370,41 @@ impl Store {
         owner: &str,
         attempt: i64,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
+        self.requeue_claim(job_id, owner, attempt, now_ms(), 0)
+            .await
+    }
+
+    /// Gives back the claim `(owner, attempt)` to run again at `run_at_ms` without counting
+    /// the attempt: the handler found it could not start yet (a busy endpoint), which is not
+    /// a failure. `false` when the lease was lost.
+    pub async fn defer_job(
+        &self,
+        job_id: &str,
+        owner: &str,
+        attempt: i64,
+        run_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.requeue_claim(job_id, owner, attempt, run_at_ms, 1)
+            .await
+    }
+
+    /// Queues a claimed job again at `run_at_ms`, taking `uncounted` attempts back.
+    async fn requeue_claim(
+        &self,
+        job_id: &str,
+        owner: &str,
+        attempt: i64,
+        run_at_ms: i64,
+        uncounted: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_at_ms = $1, lease_owner = NULL, \
-             lease_until_ms = NULL, updated_at_ms = $1 \
-             WHERE id = $2 AND state = 'running' AND lease_owner = $3 AND attempts = $4",
+            "UPDATE jobs SET state = 'queued', attempts = attempts - $1, run_at_ms = $2, \
+             lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $3 \
+             WHERE id = $4 AND state = 'running' AND lease_owner = $5 AND attempts = $6",
         )
-        .bind(now)
+        .bind(uncounted)
+        .bind(run_at_ms)
+        .bind(now_ms())
         .bind(job_id)
         .bind(owner)
         .bind(attempt)

@@ -26,6 +26,7 @@ pub mod payouts;
 mod postgres_writer;
 mod sqlite_writer;
 pub mod wallet_writer;
+pub mod webhook_endpoints;
 pub mod webhook_log;
 
 pub use group_commit::GroupedTx;

@@ -72,7 +72,9 @@ pub struct OutboxEvent {
     /// Increases with every event; per aggregate, in the order the changes committed.
     pub id: i64,
     pub merchant_id: String,
-    /// `payment.status_changed`, `payout.status_changed`, …
+    /// The event's stable id (`evt_…`), made once when it was written: the `webhook-id`.
+    pub event_id: String,
+    /// The event type: `payment.captured`, `payout.paid`, `refund.succeeded`, …
     pub topic: String,
     /// The payment or payout the event is about.
     pub aggregate_id: String,
@@ -429,7 +431,9 @@ impl Store {
         Ok(inserted.rows_affected() == 1)
     }
 
-    /// Queues an event for the operator, inside the transaction of the change it describes.
+    /// Queues an event for the operator, inside the transaction of the change it describes;
+    /// returns its new event id. `topic` is the event type, `aggregate_id` the object whose
+    /// events keep their order.
     pub async fn insert_outbox(
         &self,
         tx: &mut Tx,
@@ -437,18 +441,8 @@ impl Store {
         topic: &str,
         aggregate_id: &str,
         payload: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO outbox (merchant_id, topic, aggregate_id, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(merchant_id)
-        .bind(topic)
-        .bind(aggregate_id)
-        .bind(payload)
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+    ) -> Result<String, StoreError> {
+        insert_outbox_in(tx, merchant_id, topic, aggregate_id, payload).await
     }
 
     /// Up to `limit` unpublished outbox events, oldest first, locked for the rest of `tx` on
@@ -462,26 +456,25 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         let sql = format!(
-            "SELECT id, merchant_id, topic, aggregate_id, payload, created_at_ms FROM outbox \
-             WHERE published_at_ms IS NULL ORDER BY id LIMIT $1{}",
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE published_at_ms IS NULL ORDER BY id \
+             LIMIT $1{}",
             self.lock_clause()
         );
         let rows = sqlx::query(&sql)
             .bind(i64::from(limit))
             .fetch_all(&mut **tx)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(OutboxEvent {
-                    id: row.try_get("id")?,
-                    merchant_id: row.try_get("merchant_id")?,
-                    topic: row.try_get("topic")?,
-                    aggregate_id: row.try_get("aggregate_id")?,
-                    payload: row.try_get("payload")?,
-                    created_at_ms: row.try_get("created_at_ms")?,
-                })
-            })
-            .collect()
+        rows.iter().map(outbox_event_from_row).collect()
+    }
+
+    /// One outbox event by its event id.
+    pub async fn outbox_event(&self, event_id: &str) -> Result<Option<OutboxEvent>, StoreError> {
+        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE event_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(event_id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(outbox_event_from_row).transpose()
     }
 
     /// Marks outbox events published at `at_ms`, inside the transaction that handed them to
@@ -530,6 +523,46 @@ impl Store {
             .map(|row| Ok((row.try_get("topic")?, row.try_get("payload")?)))
             .collect()
     }
+}
+
+const OUTBOX_COLUMNS: &str =
+    "id, event_id, merchant_id, topic, aggregate_id, payload, created_at_ms";
+
+fn outbox_event_from_row(row: &AnyRow) -> Result<OutboxEvent, StoreError> {
+    Ok(OutboxEvent {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        merchant_id: row.try_get("merchant_id")?,
+        topic: row.try_get("topic")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        payload: row.try_get("payload")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+/// [`Store::insert_outbox`] on any connection inside a transaction (a worker's, for events
+/// such as `webhook_endpoint.disabled`).
+pub async fn insert_outbox_in(
+    conn: &mut crate::Conn,
+    merchant_id: &str,
+    topic: &str,
+    aggregate_id: &str,
+    payload: &str,
+) -> Result<String, StoreError> {
+    let event_id = kassa_core::ids::generate("evt");
+    sqlx::query(
+        "INSERT INTO outbox (event_id, merchant_id, topic, aggregate_id, payload, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&event_id)
+    .bind(merchant_id)
+    .bind(topic)
+    .bind(aggregate_id)
+    .bind(payload)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(event_id)
 }
 
 pub use crate::inbound_log::insert_webhook_delivery_in;

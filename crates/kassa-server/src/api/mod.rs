@@ -13,6 +13,7 @@ pub mod payouts;
 pub mod players;
 pub mod text;
 pub mod wallet;
+pub mod webhook_endpoints;
 
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ use crate::{auth, idempotency, trace, AppState};
         (name = "players", description = "Players and their balances"),
         (name = "payments", description = "Deposits, refunds and provider webhooks"),
         (name = "payouts", description = "Withdrawals"),
+        (name = "webhooks", description = "Outbound webhooks to the operator: endpoints, attempts, replay"),
         (name = "admin", description = "Platform administration (admin keys)"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -142,6 +144,19 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))
         .routes(routes!(admin::webhook_deliveries))
+        .routes(routes!(
+            webhook_endpoints::create_endpoint,
+            webhook_endpoints::list_endpoints
+        ))
+        .routes(routes!(
+            webhook_endpoints::get_endpoint,
+            webhook_endpoints::update_endpoint,
+            webhook_endpoints::delete_endpoint
+        ))
+        .routes(routes!(webhook_endpoints::rotate_secret))
+        .routes(routes!(webhook_endpoints::list_attempts))
+        .routes(routes!(webhook_endpoints::replay_message))
+        .routes(routes!(webhook_endpoints::recover))
         .routes(routes!(admin_webhooks::search_inbound))
         .routes(routes!(admin_webhooks::get_inbound))
         .routes(routes!(jobs::list_jobs))
@@ -283,6 +298,20 @@ pub fn page_limit(
         ));
     }
     Ok(limit)
+}
+
+/// Cuts rows fetched as `limit + 1` to a page of `limit`; returns the cursor of its last row
+/// when more follow.
+pub fn split_page<T>(
+    rows: &mut Vec<T>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> String,
+) -> Option<String> {
+    if rows.len() <= limit as usize {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(cursor_of)
 }
 
 /// An opaque cursor for lists ordered by `(created_at_ms, id)`, newest first.

@@ -23,6 +23,8 @@ const PATH_IDS: &[&str] = &[
     "payment_id",
     "payout_id",
     "job_id",
+    "endpoint_id",
+    "event_id",
     "delivery_id",
 ];
 

@@ -7,6 +7,9 @@ pub mod payouts;
 pub mod players;
 pub mod provider_events;
 pub mod wallet;
+pub mod webhook_endpoints;
+pub mod webhook_signature;
+pub mod webhook_urls;
 
 use kassa_connectors::ProviderError;
 

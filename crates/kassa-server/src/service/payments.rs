@@ -639,9 +639,17 @@ impl PaymentsService {
         match event.status {
             PaymentEventStatus::Chargeback if processed => {
                 self.post_chargeback(tx, payment, wallet, event).await?;
+                self.dispute_event(tx, payment, event, "chargeback.created")
+                    .await?;
             }
             PaymentEventStatus::DisputeWon if processed => {
                 self.reverse_chargeback(tx, payment, event).await?;
+                self.dispute_event(tx, payment, event, "dispute.won")
+                    .await?;
+            }
+            PaymentEventStatus::DisputeLost if processed => {
+                self.dispute_event(tx, payment, event, "dispute.lost")
+                    .await?;
             }
             PaymentEventStatus::Chargeback | PaymentEventStatus::DisputeWon => {}
             _ if !was.is_captured_family() && payment.status.is_captured_family() => {
@@ -783,6 +791,12 @@ impl PaymentsService {
             self.store.update_payment(tx, payment).await?;
             self.store
                 .update_refund(tx, &refund.id, RefundStatus::Succeeded, None)
+                .await?;
+            let succeeded = RefundRecord {
+                status: RefundStatus::Succeeded,
+                ..refund.clone()
+            };
+            self.refund_event(tx, &succeeded, "refund.succeeded")
                 .await?;
         }
         Ok(applied)
@@ -975,6 +989,8 @@ impl PaymentsService {
             return Err(PaymentError::RefundNotCovered);
         }
         self.store.insert_refund(&mut tx, &refund).await?;
+        self.refund_event(&mut tx, &refund, "refund.created")
+            .await?;
         let detail = json!({ "refund_id": refund.id, "amount_minor": amount_minor }).to_string();
         let requested = HistoryEvent {
             source: "api",
@@ -1032,6 +1048,7 @@ impl PaymentsService {
                 self.store
                     .update_refund(&mut tx, &refund.id, RefundStatus::Failed, reason)
                     .await?;
+                self.refund_event(&mut tx, &refund, "refund.failed").await?;
                 let error = provider_failed(error);
                 answer_refusal(claim, &mut tx, &error).await?;
                 Err(error)
@@ -1185,8 +1202,9 @@ impl PaymentsService {
                     )
                     .await?;
                 if to != from {
+                    let event_type = format!("payment.{}", to.as_str());
                     let payload = json!({
-                        "type": format!("payment.{}", to.as_str()),
+                        "type": event_type,
                         "payment_id": payment.id,
                         "player_id": payment.player_id,
                         "status": to.as_str(),
@@ -1198,7 +1216,7 @@ impl PaymentsService {
                         .insert_outbox(
                             tx,
                             payment.merchant_id.as_str(),
-                            "payment.status_changed",
+                            &event_type,
                             payment.id.as_str(),
                             &payload.to_string(),
                         )
@@ -1225,6 +1243,62 @@ impl PaymentsService {
                 Ok(Applied::Ignored(from))
             }
         }
+    }
+
+    /// Queues a refund's event (`refund.created`, `refund.succeeded`, `refund.failed`) with
+    /// its public view; the refund id orders them.
+    async fn refund_event(
+        &self,
+        tx: &mut Tx,
+        refund: &RefundRecord,
+        event_type: &str,
+    ) -> Result<(), StoreError> {
+        let mut payload = serde_json::to_value(refund_view(refund)).unwrap_or_default();
+        payload["type"] = event_type.into();
+        payload["failure_reason"] = refund.failure_reason.clone().into();
+        let merchant_id = refund.merchant_id.as_str();
+        self.store
+            .insert_outbox(
+                tx,
+                merchant_id,
+                event_type,
+                refund.id.as_str(),
+                &payload.to_string(),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Queues a chargeback's or dispute's event (`chargeback.created`, `dispute.won`,
+    /// `dispute.lost`); the payment id orders them with the payment's own events.
+    async fn dispute_event(
+        &self,
+        tx: &mut Tx,
+        payment: &PaymentRecord,
+        event: &ProviderPaymentEvent,
+        event_type: &str,
+    ) -> Result<(), StoreError> {
+        let amount = Money::new(event.amount_minor, payment.amount.currency);
+        let payload = json!({
+            "type": event_type,
+            "payment_id": payment.id,
+            "dispute_id": dispute_id_of(event),
+            "player_id": payment.player_id,
+            "amount": amount.format_amount(),
+            "currency": amount.currency.code(),
+            "reason": event.reason,
+        });
+        let merchant_id = payment.merchant_id.as_str();
+        self.store
+            .insert_outbox(
+                tx,
+                merchant_id,
+                event_type,
+                payment.id.as_str(),
+                &payload.to_string(),
+            )
+            .await
+            .map(drop)
     }
 
     fn publish(&self, payment: &PaymentRecord) {

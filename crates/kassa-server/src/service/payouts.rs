@@ -755,8 +755,9 @@ impl PayoutsService {
                 )
                 .await?;
                 if to != from {
+                    let event_type = format!("payout.{}", to.as_str());
                     let payload = json!({
-                        "type": format!("payout.{}", to.as_str()),
+                        "type": event_type,
                         "payout_id": payout.id,
                         "player_id": payout.player_id,
                         "status": to.as_str(),
@@ -770,7 +771,7 @@ impl PayoutsService {
                         .insert_outbox(
                             tx,
                             payout.merchant_id.as_str(),
-                            "payout.status_changed",
+                            &event_type,
                             payout.id.as_str(),
                             &payload.to_string(),
                         )

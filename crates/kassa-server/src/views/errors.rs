@@ -14,6 +14,8 @@ use crate::service::payouts::PayoutError;
 use crate::service::players::PlayerError;
 use crate::service::provider_events::ProviderEventError;
 use crate::service::wallet::WalletError;
+use crate::service::webhook_endpoints::WebhookEndpointError;
+use crate::service::webhook_urls::UrlRefusal;
 
 /// The code of a 503 for a database that cannot be reached.
 pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
@@ -96,8 +98,35 @@ stable_code!(
     PayoutError,
     WalletError,
     PlayerError,
-    ProviderEventError
+    ProviderEventError,
+    WebhookEndpointError
 );
+
+impl PublicError for WebhookEndpointError {
+    fn problem(&self) -> Problem {
+        let message = self.to_string();
+        match self {
+            WebhookEndpointError::NotFound { .. } => {
+                Problem::new(404, "webhook_endpoint_not_found", message)
+            }
+            WebhookEndpointError::EventNotFound { .. } => {
+                Problem::new(404, "event_not_found", message)
+            }
+            WebhookEndpointError::Url(UrlRefusal::NotPublic { .. }) => {
+                Problem::new(422, "url_not_allowed", message)
+                    .with_details(json!({ "field": "url" }))
+            }
+            WebhookEndpointError::Url(refusal) => Problem::validation("url", refusal),
+            WebhookEndpointError::EventTypes(why) => Problem::validation("event_types", why),
+            WebhookEndpointError::Description => Problem::new(422, "validation_failed", message)
+                .with_details(json!({ "field": "description" })),
+            WebhookEndpointError::Disabled => {
+                Problem::new(409, "webhook_endpoint_disabled", message)
+            }
+            WebhookEndpointError::Store(error) => error.problem(),
+        }
+    }
+}
 
 impl PublicError for StoreError {
     fn problem(&self) -> Problem {

@@ -157,6 +157,10 @@ impl Runtime {
                 Ok(())
             }
             Some(Ok(Ok(()))) => self.succeeded(&job).await,
+            Some(Ok(Err(JobError::Busy { run_at_ms }))) => self.deferred(&job, run_at_ms).await,
+            Some(Ok(Err(JobError::RetryAt { retry_at_ms, error }))) => {
+                self.failed_until(&job, &error, retry_at_ms).await
+            }
             Some(Ok(Err(error))) => self.failed(&job, &error_chain(&error)).await,
             Some(Err(_)) => {
                 let error = format!("timed out after {} ms", self.config.run_timeout_ms);
@@ -208,7 +212,34 @@ impl Runtime {
             self.config.backoff_cap_ms,
             &mut rand::thread_rng(),
         );
-        let retry_at_ms = now_ms() + delay_ms as i64;
+        self.failed_until(job, error, now_ms() + delay_ms as i64)
+            .await
+    }
+
+    /// The job could not start yet; it runs again at `run_at_ms`, the attempt not counted.
+    async fn deferred(
+        &self,
+        job: &JobRecord,
+        run_at_ms: i64,
+    ) -> Result<(), kassa_store::StoreError> {
+        let store = &self.state.store;
+        if !store
+            .defer_job(&job.id, &self.owner, job.attempts, run_at_ms)
+            .await?
+        {
+            tracing::warn!(job_id = %job.id, "job deferred after its lease was lost");
+        }
+        Ok(())
+    }
+
+    /// A failed attempt, retried at `retry_at_ms` while attempts are left.
+    async fn failed_until(
+        &self,
+        job: &JobRecord,
+        error: &str,
+        retry_at_ms: i64,
+    ) -> Result<(), kassa_store::StoreError> {
+        let delay_ms = retry_at_ms - now_ms();
         let state = self
             .state
             .store

@@ -13,6 +13,9 @@ use crate::service::payments::PaymentError;
 use crate::service::payouts::PayoutError;
 use crate::views::errors::PublicError;
 use crate::workers::outbox::{self, OutboxPublisher, PublishError};
+use crate::workers::webhook_delivery;
+
+pub use crate::service::webhook_endpoints::WEBHOOK_DELIVER;
 use crate::AppState;
 
 /// Recurring: asks providers about payments left pending and settles or expires them.
@@ -35,6 +38,7 @@ pub const KINDS: &[&str] = &[
     PAYOUT_SEND,
     OUTBOX_PUBLISH,
     WEBHOOK_LOG_PURGE,
+    WEBHOOK_DELIVER,
 ];
 
 /// Batches one purge run deletes at most; the rest waits for the next run.
@@ -60,6 +64,13 @@ pub enum JobError {
     /// The payload is not what the kind expects (a bug or a hand-made job).
     #[error("invalid payload: {0}")]
     Payload(String),
+    /// The attempt failed and chose when the next one runs (a delivery's retry schedule).
+    #[error("{error}")]
+    RetryAt { retry_at_ms: i64, error: String },
+    /// The job could not start yet (its endpoint is busy); it runs at `run_at_ms`, the
+    /// attempt not counted.
+    #[error("busy; deferred")]
+    Busy { run_at_ms: i64 },
     /// No handler for this kind (only reachable through a hand-made claim).
     #[error("no handler for job kind {0:?}")]
     UnknownKind(String),
@@ -157,6 +168,7 @@ pub async fn run(
             Ok(())
         }
         WEBHOOK_LOG_PURGE => purge_webhook_log(state).await,
+        WEBHOOK_DELIVER => webhook_delivery::run(&state.store, &state.deliverer, job).await,
         other => Err(JobError::UnknownKind(other.to_string())),
     }
 }

@@ -7,6 +7,7 @@
 pub mod jobs;
 pub mod kinds;
 pub mod outbox;
+pub mod webhook_delivery;
 
 use std::time::Duration;
 

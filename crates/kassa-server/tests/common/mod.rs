@@ -177,6 +177,20 @@ impl TestApp {
             .await
     }
 
+    /// A POST with a fresh `Idempotency-Key`.
+    pub async fn post_idempotent(&self, path: &str, body: Value) -> Answer {
+        let key = kassa_core::ids::generate("idem");
+        let headers = [("Idempotency-Key", key.as_str())];
+        self.send(
+            Method::POST,
+            path,
+            Some(&self.api_key),
+            Some(&body),
+            &headers,
+        )
+        .await
+    }
+
     pub async fn put(&self, path: &str, body: Value) -> Answer {
         self.send(Method::PUT, path, Some(&self.api_key), Some(&body), &[])
             .await
