@@ -1,4 +1,4 @@
--- Outbound webhooks to the operator (issue 18, items 4-7; ADR 9xxx).
+-- Outbound webhooks to the operator (issue 18, items 4-7; ADR 46).
 --
 -- Every outbox event gets a stable id (evt_…), the `webhook-id` the operator dedupes on.
 -- Events written before this migration get one made from their row id.

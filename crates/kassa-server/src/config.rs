@@ -89,7 +89,7 @@ pub struct WebhooksConfig {
     pub outbound: OutboundWebhooksConfig,
 }
 
-/// Outbound webhooks (ADR 9xxx): delivery limits, the retry schedule and when an endpoint
+/// Outbound webhooks (ADR 46): delivery limits, the retry schedule and when an endpoint
 /// is disabled.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,4 +1,4 @@
-//! Outbound webhooks to the operator (issue 18, items 4, 6, 7; ADR 9xxx).
+//! Outbound webhooks to the operator (issue 18, items 4, 6, 7; ADR 46).
 //!
 //! The outbox publisher ([`WebhookPublisher`]) queues one `webhook.deliver` job per event and
 //! matching enabled endpoint, inside the transaction that marks the events published: an
