@@ -77,6 +77,11 @@ fn operation_gaps(name: &str, operation: &Value) -> Vec<String> {
             parameter["in"].as_str().unwrap(),
             parameter["name"].as_str().unwrap(),
         );
+        // A query parameter documented as a path parameter sends clients to a URL that
+        // does not exist.
+        if at == "path" && !name.contains(&format!("{{{field}}}")) {
+            gaps.push(format!("{name}: path parameter {field} is not in the path"));
+        }
         let schema = &parameter["schema"];
         let constrained = match (at, field) {
             ("path", id) if id.ends_with("_id") => schema["pattern"].is_string(),

@@ -93,6 +93,7 @@ pub async fn verify_ledger(
 
 /// Which deliveries to list.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// Only this payment's (or payout's).
     pub payment_id: Option<String>,

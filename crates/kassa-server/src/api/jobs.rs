@@ -57,6 +57,7 @@ pub struct JobPage {
 
 /// Which jobs to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobListQuery {
     /// Only jobs in this state (`queued`, `running`, `succeeded`, `dead`, `cancelled`).
     pub state: Option<String>,

@@ -87,6 +87,7 @@ pub struct PaymentPage {
 
 /// Which payments to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PaymentListQuery {
     /// Your id for the player.
     #[param(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]

@@ -51,6 +51,7 @@ pub struct PayoutPage {
 
 /// Which payouts to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PayoutListQuery {
     /// Your id for the player.
     #[param(pattern = "^[A-Za-z0-9._:@/-]{1,255}$")]
@@ -61,6 +62,7 @@ pub struct PayoutListQuery {
 
 /// Which payouts the review queue lists.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReviewQueueQuery {
     /// Default `in_review`.
     #[param(

@@ -101,6 +101,7 @@ pub struct WebhookAttemptPage {
 
 /// Which page.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size (`pagination.page_size_default`, at most `pagination.page_size_max`).
     pub limit: Option<u32>,
