@@ -285,6 +285,16 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// Which page of a list: the page size and where the previous page ended.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size (`pagination.page_size_default`, at most `pagination.page_size_max`).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
 /// The page size asked for, or the default; 422 outside 1..=`page_size_max`.
 pub fn page_limit(
     config: &crate::config::PaginationConfig,

@@ -1,6 +1,6 @@
 //! `PUT /v1/players/{player_id}`, balances and transaction history.
 
-use crate::api::{ApiPath, ApiQuery};
+use crate::api::{ApiPath, ApiQuery, PageQuery};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,7 @@ use kassa_core::status::{AccountStatus, KycStatus};
 use kassa_core::Currency;
 use kassa_store::directory::{PlayerRecord, PlayerUpsert};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::api::{parse_id, rfc3339, ApiJson};
 use crate::auth::Merchant;
@@ -99,16 +99,6 @@ pub struct TransactionPage {
     pub data: Vec<TransactionView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
-}
-
-/// Paging of list endpoints.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// From a previous page's `next_cursor`.
-    pub cursor: Option<String>,
-    /// Page size (default 20, at most 100 unless configured otherwise).
-    pub limit: Option<u32>,
 }
 
 fn view(player: PlayerRecord) -> PlayerView {

@@ -8,10 +8,10 @@ use axum::Json;
 use kassa_store::webhook_endpoints::{WebhookAttempt, WebhookEndpointRecord};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::api::{decode_keyset_cursor, encode_keyset_cursor, page_limit, rfc3339, split_page};
-use crate::api::{ApiJson, ApiPath, ApiQuery};
+use crate::api::{ApiJson, ApiPath, ApiQuery, PageQuery};
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
 use crate::service::webhook_endpoints::{EndpointPatch, NewEndpoint};
@@ -97,16 +97,6 @@ pub struct WebhookAttemptView {
 pub struct WebhookAttemptPage {
     pub data: Vec<WebhookAttemptView>,
     pub next_cursor: Option<String>,
-}
-
-/// Which page.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Page size (`pagination.page_size_default`, at most `pagination.page_size_max`).
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
 }
 
 /// What a replay or recovery queued.
