@@ -54,7 +54,23 @@ pub struct Config {
     /// The database's storage settings.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Prometheus `/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
+
+/// Prometheus `/metrics` (ADR 9301).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the listener serving `GET /metrics`, without authentication; empty: no
+    /// metrics (none recorded). `KASSA_METRICS_LISTEN`.
+    #[serde(default)]
+    pub listen: String,
+}
+
+/// Environment variable overriding `metrics.listen`.
+pub const METRICS_LISTEN_VAR: &str = "KASSA_METRICS_LISTEN";
 
 /// Inbound provider webhooks: what one source address may send, and what the delivery log
 /// keeps (verified deliveries in full, unverifiable ones as a counted, sampled excerpt).
@@ -532,6 +548,9 @@ impl Config {
         if let Some(group_commit) = kassa_store::sqlite_group_commit_from_env() {
             self.storage.sqlite_group_commit = group_commit;
         }
+        if let Ok(listen) = std::env::var(METRICS_LISTEN_VAR) {
+            self.metrics.listen = listen;
+        }
         if let Ok(allow) = std::env::var(ALLOW_PRIVATE_URLS_VAR) {
             self.webhooks.allow_private_urls = matches!(
                 allow.to_ascii_lowercase().as_str(),
@@ -559,6 +578,12 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.metrics.listen.is_empty()
+                || self.metrics.listen.parse::<std::net::SocketAddr>().is_ok(),
+            "metrics.listen must be empty or an address like 127.0.0.1:9464, not {:?}",
+            self.metrics.listen
+        );
         anyhow::ensure!(
             self.providers.accounts.len() <= PROVIDER_ACCOUNTS_MAX,
             "at most {PROVIDER_ACCOUNTS_MAX} provider accounts"

@@ -317,6 +317,7 @@ impl PaymentsService {
             .record_init(&mut payment, asked, refusal.as_ref(), claim)
             .await?;
         self.publish(&payment);
+        crate::metrics::record_payment_started(&payment, provider_elapsed);
         match refusal {
             Some(refusal) => Err(refusal),
             None => Ok(PaymentStartOutcome {
@@ -502,6 +503,7 @@ impl PaymentsService {
             .lock_payment(&mut tx, payment_id)
             .await?
             .ok_or_else(|| payment_not_found(payment_id))?;
+        let was = payment.status;
         let applied = self
             .transition(
                 &mut tx,
@@ -514,6 +516,7 @@ impl PaymentsService {
             .await?;
         tx.commit().await?;
         self.publish(&payment);
+        crate::metrics::record_payment_change(&payment, was);
         match applied {
             // Read back, so this answer and a repeat's carry the same stored `updated_at`.
             Applied::Processed(_) => self.get(merchant_id, payment_id).await,
@@ -565,6 +568,7 @@ impl PaymentsService {
             .await?
             .ok_or_else(not_found)?;
         check_event_matches(provider, &payment, event)?;
+        let was = payment.status;
         let applied = self
             .apply_event(&mut tx, &mut payment, &wallet, event, source)
             .await?;
@@ -582,6 +586,8 @@ impl PaymentsService {
         }
         tx.commit().await?;
         self.publish(&payment);
+        let processed = matches!(applied, Applied::Processed(_));
+        crate::metrics::record_payment_event(&payment, was, event.status, processed);
         Ok(applied)
     }
 
@@ -1058,6 +1064,9 @@ impl PaymentsService {
         if let Some(claim) = claim {
             claim.mark_committed();
         }
+        if outcome.is_err() {
+            crate::metrics::record_refund(&payment.provider, "failed");
+        }
         outcome
     }
 
@@ -1147,6 +1156,7 @@ impl PaymentsService {
             return Ok(());
         };
         payment.failure_reason = Some("no_answer_from_provider".into());
+        let was = payment.status;
         self.transition(
             &mut tx,
             &mut payment,
@@ -1158,6 +1168,7 @@ impl PaymentsService {
         .await?;
         tx.commit().await?;
         self.publish(&payment);
+        crate::metrics::record_payment_change(&payment, was);
         Ok(())
     }
 

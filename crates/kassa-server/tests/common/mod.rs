@@ -132,6 +132,12 @@ pub async fn spawn_with(backend: TestBackend, adjust: impl FnOnce(&mut Config)) 
 }
 
 impl TestApp {
+    /// The `/metrics` URL, when the server was started with `[metrics] listen`.
+    pub fn metrics_url(&self) -> Option<String> {
+        let addr = self.server.as_ref()?.metrics_addr?;
+        Some(format!("http://{addr}/metrics"))
+    }
+
     pub async fn send(
         &self,
         method: Method,
