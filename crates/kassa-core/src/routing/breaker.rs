@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// When the circuit opens and how long it stays open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BreakerSettings {
     /// Consecutive failures (timeouts, 5xx, connection errors) that open the circuit.
     pub failures_to_open: u32,
@@ -141,6 +141,14 @@ impl CircuitBreaker {
         }
     }
 
+    /// A permitted call ended without an outcome that says anything of the provider (it was
+    /// cancelled, or the provider refused the request itself): a probe's place is given back.
+    pub fn abandoned(&mut self, permit: Permit) {
+        if let (Permit::Probe, Inner::HalfOpen { probes_out }) = (permit, &mut self.inner) {
+            *probes_out = probes_out.saturating_sub(1);
+        }
+    }
+
     /// A permitted call failed (timeout, 5xx, no connection) at `now_ms`.
     pub fn failed(&mut self, permit: Permit, now_ms: u64) {
         match (permit, &mut self.inner) {
@@ -197,6 +205,13 @@ mod tests {
         let probe = breaker.permit(1_005);
         assert_eq!(probe, Permit::Probe);
         assert_eq!(breaker.permit(1_006), Permit::Refuse, "one probe at a time");
+        breaker.abandoned(probe);
+        let probe = breaker.permit(1_006);
+        assert_eq!(
+            probe,
+            Permit::Probe,
+            "an abandoned probe gives its place back"
+        );
         breaker.succeeded(probe);
         assert_eq!(breaker.state(1_007), CircuitState::Closed);
     }

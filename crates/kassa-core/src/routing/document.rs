@@ -333,6 +333,12 @@ impl RoutingDocument {
         named
     }
 
+    /// Whether a rule asks whether the deposit is the player's first (a database read the
+    /// decision otherwise skips).
+    pub fn uses_first_deposit(&self) -> bool {
+        self.rules.iter().any(|r| r.when.first_deposit.is_some())
+    }
+
     /// Checks the document and normalizes its spellings; refuses the first problem found.
     pub fn validate(mut self) -> Result<RoutingDocument, DocumentError> {
         if self.rules.len() > RULES_MAX {

@@ -37,7 +37,7 @@ impl Outcome {
 
 /// The thresholds of health.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealthSettings {
     /// Calls remembered per account.
     pub window: usize,
