@@ -63,6 +63,8 @@ pub struct AppStateInner {
     pub payments: service::payments::PaymentsService,
     /// Withdrawals.
     pub payouts: service::payouts::PayoutsService,
+    /// Multi-provider routing: the document in force, its changes, provider health.
+    pub routing: service::routing::RoutingService,
     /// The operator's webhook endpoints.
     pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
     /// Sends outbound webhooks (the `webhook.deliver` jobs).
@@ -152,6 +154,11 @@ impl Server {
             &config.webhooks,
         ));
         let state = AppState::new(store.clone(), config, Arc::new(registry), deliverer);
+        state
+            .routing
+            .seed(&state.config.routing.document)
+            .await
+            .map_err(|error| anyhow::anyhow!("[routing.document]: {error}"))?;
         let inbound_faults = state.inbound_faults.clone();
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let jobs = workers::jobs::spawn(state.clone(), publisher, shutdown.subscribe());
@@ -281,11 +288,17 @@ impl AppState {
             .limits
             .amount_limits()
             .expect("[limits] are valid (checked by Config::load and Server::start)");
+        let routing = service::routing::RoutingService::new(
+            store.clone(),
+            providers.clone(),
+            config.routing.health,
+        );
         let payments = service::payments::PaymentsService::new(
             store.clone(),
             providers.clone(),
             players.clone(),
             amount_limits.clone(),
+            routing.clone(),
         );
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),
@@ -313,6 +326,7 @@ impl AppState {
             wallet,
             payments,
             payouts,
+            routing,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
                 store_for_webhooks,
                 &config.webhooks,

@@ -14,9 +14,11 @@
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::service::cascade::Attempt;
 use kassa_connectors::PaymentEventStatus;
 use kassa_core::payment::PaymentStatus;
 use kassa_core::payout::PayoutStatus;
+use kassa_core::routing::Decision;
 use kassa_store::now_ms;
 use kassa_store::payments::PaymentRecord;
 use kassa_store::payouts::PayoutRecord;
@@ -417,6 +419,28 @@ pub fn record_payout_finished(payout: &PayoutRecord) {
         .increment(1);
 }
 
+/// Rule label of a decision no rule made (every account that takes the payment, in
+/// configuration order).
+const NO_RULE: &str = "none";
+
+/// A deposit's route and its offers: the decision (its rule and first choice, the split's
+/// draw included) and each cascade from one account to the next, by the attempt's outcome
+/// (`declined` is a soft decline: a hard one never cascades).
+pub fn record_routing(decision: &Decision, attempts: &[Attempt]) {
+    if let Some(first) = decision.candidates.first() {
+        record_routing_decision(decision.rule.as_deref().unwrap_or(NO_RULE), first);
+    }
+    for pair in attempts.windows(2) {
+        if pair[0].cascaded {
+            let reason = match pair[0].outcome {
+                "declined" => "soft_decline",
+                other => other,
+            };
+            record_cascade(&pair[0].provider, &pair[1].provider, reason);
+        }
+    }
+}
+
 /// A routing decision: the deposit went to `provider` by `rule`.
 pub fn record_routing_decision(rule: &str, provider: &str) {
     counter!(ROUTING_DECISIONS, "rule" => label(rule), "provider" => label(provider)).increment(1);
@@ -429,32 +453,12 @@ pub fn record_cascade(from: &str, to: &str, reason: &str) {
         .increment(1);
 }
 
-/// A circuit breaker's state, as [`PROVIDER_CIRCUIT_STATE`] shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CircuitState {
-    /// Calls go through.
-    Closed,
-    /// A few trial calls go through.
-    HalfOpen,
-    /// No calls go through.
-    Open,
-}
-
-impl CircuitState {
-    /// The gauge's value: 0 closed, 1 half-open, 2 open.
-    pub fn gauge_value(self) -> f64 {
-        match self {
-            CircuitState::Closed => 0.0,
-            CircuitState::HalfOpen => 1.0,
-            CircuitState::Open => 2.0,
-        }
-    }
-}
+pub use kassa_core::routing::CircuitState;
 
 /// The provider account's circuit changed; an open circuit also marks it down, any other
 /// state up (the uptime panels read [`PROVIDER_UP`]).
 pub fn set_circuit_state(provider: &str, state: CircuitState) {
-    gauge!(PROVIDER_CIRCUIT_STATE, "provider" => label(provider)).set(state.gauge_value());
+    gauge!(PROVIDER_CIRCUIT_STATE, "provider" => label(provider)).set(state.gauge() as f64);
     set_provider_up(provider, state != CircuitState::Open);
 }
 
@@ -564,12 +568,5 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), HELP.len(), "a name is described twice");
-    }
-
-    #[test]
-    fn circuit_states_have_the_documented_values() {
-        assert_eq!(CircuitState::Closed.gauge_value(), 0.0);
-        assert_eq!(CircuitState::HalfOpen.gauge_value(), 1.0);
-        assert_eq!(CircuitState::Open.gauge_value(), 2.0);
     }
 }

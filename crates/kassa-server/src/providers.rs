@@ -62,7 +62,7 @@ pub async fn build(
     public_base_url: &str,
     embedded: Option<&dyn EmbeddedProviders>,
 ) -> anyhow::Result<(ProviderRegistry, Vec<EmbeddedProvider>)> {
-    let mut registry = ProviderRegistry::new();
+    let mut registry = ProviderRegistry::with_breaker(config.routing.breaker);
     let mut started = Vec::new();
     let added = add_accounts(
         config,

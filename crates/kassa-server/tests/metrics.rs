@@ -250,6 +250,11 @@ async fn metrics_tell_what_the_api_did(app: TestApp) {
     assert_eq!(added(authorization, &card), 5.0);
     assert_eq!(added("kassa_threeds_total", &[("outcome", "failed")]), 1.0);
 
+    // One account, no rule: every start is routed to it by configuration order.
+    let routed = [("rule", "none"), ("provider", "sandbox")];
+    assert_eq!(added("kassa_routing_decisions_total", &routed), 5.0);
+    assert_eq!(added("kassa_cascades_total", &[]), 0.0);
+
     let refunds = [("provider", "sandbox"), ("outcome", "succeeded")];
     assert_eq!(added("kassa_refunds_total", &refunds), 1.0);
     let paid = [
@@ -310,7 +315,8 @@ async fn metrics_tell_what_the_api_did(app: TestApp) {
     app.stop().await;
 }
 
-/// The routing and circuit functions the router and the breaker call render as documented.
+/// The routing and circuit functions render as documented: a decision by its rule and first
+/// choice, each cascade by from, to and outcome, circuits and cost.
 #[tokio::test]
 async fn routing_and_circuit_metrics_render_as_documented() {
     let app = common::spawn_with(kassa_store::testing::TestBackend::Sqlite, with_metrics)
@@ -319,23 +325,62 @@ async fn routing_and_circuit_metrics_render_as_documented() {
     let _serial = SERIAL.lock().await;
     let before = Scrape::of(&app).await;
     use kassa_server::metrics::{self as m, CircuitState};
+    use kassa_server::service::cascade::Attempt;
     m::record_routing_decision("eu-cards", "sandbox-b");
     m::record_routing_decision("eu-cards", "sandbox-b");
     m::record_cascade("sandbox-b", "sandbox-c", "soft_decline");
     m::record_cascade("sandbox-b", "sandbox-c", "Do Not Honour (05)");
+    let decision = kassa_core::routing::Decision {
+        rule: Some("eu-cards".into()),
+        candidates: vec!["sandbox-b".into(), "sandbox-c".into()],
+        split: None,
+        reasons: vec![],
+        cascade_after_3ds: false,
+    };
+    let attempt = |provider: &str, outcome, cascaded| Attempt {
+        provider: provider.into(),
+        outcome,
+        reason: Some("do_not_honour".into()),
+        cascaded,
+        elapsed_ms: 3,
+    };
+    let offers = [
+        attempt("sandbox-b", "declined", true),
+        attempt("sandbox-c", "unavailable", true),
+        attempt("sandbox-d", "started", false),
+    ];
+    m::record_routing(&decision, &offers);
+    m::record_routing(
+        &kassa_core::routing::Decision {
+            rule: None,
+            ..decision
+        },
+        &offers[2..],
+    );
     m::set_circuit_state("sandbox-b", CircuitState::Open);
     m::set_circuit_state("sandbox-c", CircuitState::HalfOpen);
     m::record_payment_cost("sandbox-c", "EUR", 35);
     let after = Scrape::of(&app).await;
     let added = |name: &str, labels: &[(&str, &str)]| added(&before, &after, name, labels);
     let rule = [("rule", "eu-cards"), ("provider", "sandbox-b")];
-    assert_eq!(added("kassa_routing_decisions_total", &rule), 2.0);
+    assert_eq!(added("kassa_routing_decisions_total", &rule), 3.0);
+    let no_rule = [("rule", "none"), ("provider", "sandbox-b")];
+    assert_eq!(added("kassa_routing_decisions_total", &no_rule), 1.0);
     let soft = [
         ("from", "sandbox-b"),
         ("to", "sandbox-c"),
         ("reason", "soft_decline"),
     ];
-    assert_eq!(added("kassa_cascades_total", &soft), 1.0);
+    assert_eq!(added("kassa_cascades_total", &soft), 2.0);
+    let down = [
+        ("from", "sandbox-c"),
+        ("to", "sandbox-d"),
+        ("reason", "unavailable"),
+    ];
+    assert_eq!(added("kassa_cascades_total", &down), 1.0);
+    // The last offer cascades nowhere; the provider's own reason is never a label.
+    assert_eq!(added("kassa_cascades_total", &[("from", "sandbox-d")]), 0.0);
+    assert!(!after.text.contains("do_not_honour"));
     // A reason that is free text is folded into `other`, not made a series.
     assert_eq!(added("kassa_cascades_total", &[("reason", "other")]), 1.0);
     let open = [("provider", "sandbox-b")];

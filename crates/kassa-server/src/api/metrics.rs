@@ -23,8 +23,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Refreshes the gauges read from the database, then renders every metric.
+/// Refreshes the gauges read at scrape, then renders every metric.
 async fn scrape(State(state): State<AppState>) -> Response {
+    refresh_circuit_gauges(&state);
     refresh_database_gauges(&state).await;
     match metrics::render() {
         Some(text) => (
@@ -41,6 +42,26 @@ async fn scrape(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Each provider account's circuit on this node (its breaker changes state on calls and on
+/// the clock; a scrape reads where it stands), and with it whether the account is up.
+fn refresh_circuit_gauges(state: &AppState) {
+    for account in state.routing.health() {
+        metrics::set_circuit_state(&account.account, circuit_state(account.circuit));
+    }
+}
+
+/// The state a health view names (`closed`, `half_open`, `open`).
+fn circuit_state(name: &str) -> metrics::CircuitState {
+    [
+        metrics::CircuitState::Closed,
+        metrics::CircuitState::HalfOpen,
+        metrics::CircuitState::Open,
+    ]
+    .into_iter()
+    .find(|state| state.as_str() == name)
+    .unwrap_or_default()
 }
 
 /// The outbox and outbound webhook backlogs and the players whose deposits failed lately; a
