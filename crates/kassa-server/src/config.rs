@@ -786,6 +786,17 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_off_by_default_and_take_only_an_address() {
+        assert_eq!(Config::defaults().metrics.listen, "");
+        let on = Config::from_file_text("[metrics]\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(on.metrics.listen, "127.0.0.1:9464");
+        let refused = Config::from_file_text("[metrics]\nlisten = \"everywhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("metrics.listen"), "{refused}");
+    }
+
+    #[test]
     fn the_wagering_share_reads_exactly_as_written() {
         assert_eq!(
             Config::defaults().payouts.wagering_review_share,

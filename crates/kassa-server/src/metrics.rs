@@ -87,7 +87,8 @@ const LABEL_LEN_MAX: usize = 64;
 /// Deposits and payouts take from milliseconds (decided at once) to an hour (a player on a
 /// bank's page).
 const FLOW_BUCKETS_SECONDS: &[f64] = &[
-    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    3600.0,
 ];
 /// A provider's or our own answer: the SLA's line is 2 s.
 const CALL_BUCKETS_SECONDS: &[f64] = &[
