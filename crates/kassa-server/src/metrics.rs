@@ -42,8 +42,9 @@ pub const PROVIDER_AUTHORIZATION_DURATION: &str = "kassa_provider_authorization_
 pub const PAYOUTS: &str = "kassa_payouts_total";
 /// Seconds from a withdrawal's request to its end, `{provider, method, outcome}`.
 pub const PAYOUT_DURATION: &str = "kassa_payout_duration_seconds";
-/// 3-D Secure results, `{provider, outcome}`: `challenged` (a start asked for a challenge),
-/// `failed` (a decline for failed authentication).
+/// 3-D Secure results, `{provider, outcome}`: `failed` (a decline for failed
+/// authentication); `challenged` for a connector that reports a challenge (none does yet: the
+/// sandbox challenges on its own page).
 pub const THREEDS: &str = "kassa_threeds_total";
 /// Refunds, `{provider, outcome}`: `succeeded`, `failed`.
 pub const REFUNDS: &str = "kassa_refunds_total";
