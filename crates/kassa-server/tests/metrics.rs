@@ -208,6 +208,17 @@ async fn metrics_tell_what_the_api_did(app: TestApp) {
     ids.push(payout(&app).await);
     let missing = app.get(&format!("/v1/no-such-route/{}", ids[0])).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let nobody = app
+        .client
+        .post(format!(
+            "{}/v1/providers/made-up-psp-4711/webhook",
+            app.base
+        ))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert!(nobody.status().is_client_error(), "{}", nobody.status());
     let after = Scrape::of(&app).await;
     let added = |name: &str, labels: &[(&str, &str)]| added(&before, &after, name, labels);
 
@@ -268,6 +279,11 @@ async fn metrics_tell_what_the_api_did(app: TestApp) {
     // Four deposits and the refund settled by the sandbox's webhooks, the payout's too.
     let processed = [("provider", "sandbox"), ("outcome", "processed")];
     assert!(added("kassa_webhooks_received_total", &processed) >= 6.0);
+
+    // A provider name no account has is the sender's text: counted as `unknown`.
+    let made_up = [("provider", "unknown"), ("outcome", "unknown_provider")];
+    assert_eq!(added("kassa_webhooks_received_total", &made_up), 1.0);
+    assert!(!after.text.contains("made-up-psp"));
 
     let get_payment = [
         ("route", "/v1/payments/{payment_id}"),

@@ -348,8 +348,9 @@ impl ProviderEvents<'_> {
                 Ok(receipt) => receipt.outcome.as_str(),
                 Err(error) => error.log_outcome(),
             };
-            let unknown = matches!(result, Err(ProviderEventError::UnknownProvider { .. }));
-            crate::metrics::record_webhook_received((!unknown).then_some(provider), outcome);
+            // A name no account has is the sender's text: never a label of its own.
+            let known = self.payments.provider(provider).is_some();
+            crate::metrics::record_webhook_received(known.then_some(provider), outcome);
         }
         result
     }
