@@ -83,6 +83,8 @@ pub struct Server {
     pub bootstrap: Option<bootstrap::DemoKeys>,
     /// The first embedded simulator's URL, when this server runs one.
     pub sandbox_url: Option<String>,
+    /// Every embedded simulator's URL by the account it stands in for (tests drive them).
+    pub simulator_urls: std::collections::BTreeMap<String, String>,
     /// Its database handle (tests count its write transactions).
     pub store: Store,
     /// Faults a test injects into the provider-event pipeline (dead-letter tests).
@@ -148,6 +150,10 @@ impl Server {
         };
         let (registry, embedded) = providers::build(&config, &public_base_url, embedded).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
+        let simulator_urls = embedded
+            .iter()
+            .map(|s| (s.account_id.clone(), s.base_url.clone()))
+            .collect();
         let deliverer = workers::webhook_delivery::Deliverer::new(&config.webhooks)?;
         let publisher = Arc::new(workers::webhook_delivery::WebhookPublisher::new(
             store.clone(),
@@ -184,6 +190,7 @@ impl Server {
             local_addr,
             bootstrap,
             sandbox_url,
+            simulator_urls,
             store,
             inbound_faults,
             metrics_addr,
@@ -305,7 +312,8 @@ impl AppState {
             providers,
             players.clone(),
             config.payouts.clone(),
-        );
+        )
+        .with_routing(routing.clone());
         let store_for_webhooks = store.clone();
         let source_allow_lists = config
             .source_allow_lists()

@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{pay_with_card, TestApp};
+use common::{behave, pay_with_card, TestApp};
 use kassa_server::config::Config;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -30,8 +30,16 @@ fn with_metrics(config: &mut Config) {
     config.payouts.retry_backoff_ms = 100;
 }
 
+/// Three sandbox accounts (no rule: tried in id order) whose circuits stay open for a minute.
+fn three_accounts_with_metrics(config: &mut Config) {
+    common::three_accounts(config);
+    config.routing.breaker.open_for_ms = 60_000;
+    config.metrics.listen = "127.0.0.1:0".into();
+}
+
 contract_tests_with!(
     metrics_tell_what_the_api_did => with_metrics,
+    metrics_tell_the_story_of_a_provider_going_down => three_accounts_with_metrics,
 );
 
 /// One scrape: every sample by its name and labels.
@@ -407,5 +415,73 @@ async fn routing_and_circuit_metrics_render_as_documented() {
     assert_eq!(after.sum("kassa_provider_up", &half_open), 1.0);
     let cost = [("provider", "sandbox-c"), ("currency", "EUR")];
     assert_eq!(added("kassa_payment_cost_minor_total", &cost), 35.0);
+    app.stop().await;
+}
+
+/// psp_a goes down: the first deposits cascade from it to psp_b until its circuit opens, then
+/// the router sends them to psp_b at once. `/metrics` counts exactly the decisions and
+/// cascades the payments store, and shows psp_a's circuit open and psp_a down.
+async fn metrics_tell_the_story_of_a_provider_going_down(app: TestApp) {
+    let _serial = SERIAL.lock().await;
+    app.player("p1").await;
+    behave(&app, "psp_a", json!({"outage": true})).await;
+    let before = Scrape::of(&app).await;
+    let mut payments = Vec::new();
+    for _ in 0..8 {
+        let started = common::start_deposit(&app, "10.00").await;
+        let id = started.body["payment_id"].as_str().unwrap().to_string();
+        payments.push(app.get(&format!("/v1/payments/{id}")).await.body);
+    }
+    let after = Scrape::of(&app).await;
+    let added = |name: &str, labels: &[(&str, &str)]| added(&before, &after, name, labels);
+
+    let mut stored_cascades = 0.0;
+    let mut first_choices = BTreeMap::<String, f64>::new();
+    for payment in &payments {
+        let routing = &payment["routing"];
+        let first = routing["decision"]["candidates"][0].as_str().unwrap();
+        *first_choices.entry(first.to_string()).or_default() += 1.0;
+        let attempts = routing["attempts"].as_array().unwrap();
+        for pair in attempts.windows(2) {
+            assert_eq!(pair[0]["cascaded"], true, "{payment}");
+            assert_eq!(
+                (&pair[0]["provider"], &pair[1]["provider"]),
+                (&json!("psp_a"), &json!("psp_b"))
+            );
+            stored_cascades += 1.0;
+        }
+    }
+    assert!(
+        stored_cascades >= 3.0,
+        "psp_a was asked until its circuit opened"
+    );
+    assert!(
+        stored_cascades < 8.0,
+        "the open circuit kept deposits away from psp_a"
+    );
+    let unavailable = [
+        ("from", "psp_a"),
+        ("to", "psp_b"),
+        ("reason", "unavailable"),
+    ];
+    assert_eq!(added("kassa_cascades_total", &unavailable), stored_cascades);
+    assert_eq!(added("kassa_cascades_total", &[]), stored_cascades);
+    for (provider, count) in &first_choices {
+        let routed = [("rule", "none"), ("provider", provider.as_str())];
+        assert_eq!(
+            added("kassa_routing_decisions_total", &routed),
+            *count,
+            "{provider}"
+        );
+    }
+    // Every deposit started at psp_b in the end.
+    let started_at_b = [("provider", "psp_b"), ("method", "card")];
+    assert_eq!(added("kassa_payments_initiated_total", &started_at_b), 8.0);
+
+    let (a, b) = ([("provider", "psp_a")], [("provider", "psp_b")]);
+    assert_eq!(after.sum("kassa_provider_circuit_state", &a), 2.0);
+    assert_eq!(after.sum("kassa_provider_up", &a), 0.0);
+    assert_eq!(after.sum("kassa_provider_circuit_state", &b), 0.0);
+    assert_eq!(after.sum("kassa_provider_up", &b), 1.0);
     app.stop().await;
 }

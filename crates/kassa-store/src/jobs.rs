@@ -528,10 +528,11 @@ impl Store {
     }
 }
 
-/// Whether `error` is a unique-constraint violation (PostgreSQL 23505, SQLite 2067).
+/// Whether `error` is a unique-constraint violation (PostgreSQL 23505; SQLite 2067 for a
+/// UNIQUE index, 1555 for a PRIMARY KEY).
 pub(crate) fn is_unique_violation(error: &StoreError) -> bool {
     let StoreError::Database(sqlx::Error::Database(db)) = error else {
         return false;
     };
-    matches!(db.code().as_deref(), Some("23505") | Some("2067"))
+    matches!(db.code().as_deref(), Some("23505" | "2067" | "1555"))
 }

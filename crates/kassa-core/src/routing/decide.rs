@@ -236,6 +236,15 @@ fn draw(payment_id: &str, rule_id: &str, total: u32) -> u32 {
     (u64::from_be_bytes(first) % u64::from(total.max(1))) as u32
 }
 
+/// Share of payments (per mille) a degraded account keeps its place for, so that its own
+/// traffic shows when it recovers.
+pub const DEGRADED_PROBE_PERMILLE: u32 = 100;
+
+/// Whether this payment is one of a degraded account's probes.
+fn probes(payment_id: &str, account: &str) -> bool {
+    draw(payment_id, account, 1_000) < DEGRADED_PROBE_PERMILLE
+}
+
 /// Leaves out accounts that cannot take the payment now (not eligible, switched off, in
 /// maintenance, circuit open) and moves degraded or half-open ones behind the healthy, then
 /// the degradation plan's preferred accounts to the front.
@@ -265,13 +274,13 @@ fn available(
                 reasons.push(format!("{account}'s circuit is open"));
                 continue;
             }
+            // Half-open keeps its place: its breaker lets one probe through and refuses the
+            // rest at once, so the next account takes those without waiting.
             CircuitState::HalfOpen => {
-                reasons.push(format!(
-                    "{account}'s circuit is half-open: tried after the others"
-                ));
-                behind.push(account);
+                reasons.push(format!("{account}'s circuit is half-open: probing"));
+                healthy.push(account);
             }
-            CircuitState::Closed if state.degraded => {
+            CircuitState::Closed if state.degraded && !probes(request.payment_id, &account) => {
                 reasons.push(format!("{account} is degraded: tried after the others"));
                 behind.push(account);
             }
@@ -454,7 +463,7 @@ mod tests {
     }
 
     #[test]
-    fn degraded_and_half_open_accounts_go_behind_the_healthy() {
+    fn degraded_accounts_go_behind_the_healthy_but_keep_a_probe_share() {
         let mut health = HealthSnapshot::default();
         health.insert(
             "psp_a",
@@ -470,9 +479,24 @@ mod tests {
                 degraded: false,
             },
         );
-        let decision =
-            decide(&request("pay_1"), &RoutingDocument::default(), ALL, &health).unwrap();
-        assert_eq!(decision.candidates, ["psp_c", "psp_a", "psp_b"]);
+        let mut kept_place = 0;
+        for n in 0..1_000 {
+            let id = format!("pay_{n}");
+            let decision =
+                decide(&request(&id), &RoutingDocument::default(), ALL, &health).unwrap();
+            if decision.candidates == ["psp_b", "psp_c", "psp_a"] {
+                continue; // degraded psp_a behind; half-open psp_b keeps its place to probe
+            }
+            assert_eq!(
+                decision.candidates, ALL,
+                "a probe keeps the degraded account's place"
+            );
+            kept_place += 1;
+        }
+        assert!(
+            (60..=140).contains(&kept_place),
+            "{kept_place} of 1000 probed psp_a"
+        );
     }
 
     #[test]

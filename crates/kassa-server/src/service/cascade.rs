@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use kassa_connectors::{
     PaymentProvider, PaymentRequest, PaymentStart, PaymentStarted, ProviderError, ProviderRegistry,
+    CIRCUIT_OPEN,
 };
 use kassa_core::routing::{Decision, DeclineClass, DeclineClasses, Outcome};
 use serde::Serialize;
@@ -81,7 +82,10 @@ pub async fn offer(
         let elapsed = asked_at.elapsed();
         provider_elapsed += elapsed;
         let verdict = judge(&asked, declines);
-        routing.record(account, &request.method, country, verdict.health, elapsed);
+        // A call its circuit refused never reached the provider: no measure of its health.
+        if !matches!(&asked, Err(ProviderError::Unavailable(cause)) if cause == CIRCUIT_OPEN) {
+            routing.record(account, &request.method, country, verdict.health, elapsed);
+        }
         let cascaded = verdict.may_cascade && index + 1 < decision.candidates.len();
         attempts.push(Attempt {
             provider: account.clone(),
