@@ -318,6 +318,12 @@ fn payment_outcome(status: PaymentStatus) -> Option<&'static str> {
     }
 }
 
+/// Whether a deposit moving from `was` to `now` was approved by this move (its first
+/// decision, a yes).
+pub fn newly_approved(was: PaymentStatus, now: PaymentStatus) -> bool {
+    payment_outcome(was).is_none() && payment_outcome(now) == Some("approved")
+}
+
 /// A deposit moved from `was` to its present status in a committed transaction: counts its
 /// first decision (with the time it took), a failed 3-D Secure authentication and a
 /// chargeback. A call whose status did not change counts nothing.
@@ -546,6 +552,18 @@ mod tests {
         assert_eq!(payment_outcome(PaymentStatus::Expired), Some("expired"));
         assert_eq!(payout_outcome(PayoutStatus::Processing), None);
         assert_eq!(payout_outcome(PayoutStatus::Rejected), Some("rejected"));
+        assert!(newly_approved(
+            PaymentStatus::Pending,
+            PaymentStatus::Captured
+        ));
+        assert!(!newly_approved(
+            PaymentStatus::Authorized,
+            PaymentStatus::Captured
+        ));
+        assert!(!newly_approved(
+            PaymentStatus::ChargedBack,
+            PaymentStatus::Captured
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{behave, pay_with_card, TestApp};
 use kassa_server::config::Config;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 /// One test at a time adds to the process's counters.
@@ -424,12 +424,29 @@ async fn routing_and_circuit_metrics_render_as_documented() {
 async fn metrics_tell_the_story_of_a_provider_going_down(app: TestApp) {
     let _serial = SERIAL.lock().await;
     app.player("p1").await;
+    // psp_b charges 0.25 + 1.8% per approved deposit: 0.43 of 10.00.
+    let fees = json!({"commissions": {"psp_b": {"fixed_minor": 25, "percent_bps": 180}}});
+    let change = json!({"document": fees, "note": "fees"});
+    let answer = app
+        .send(
+            Method::PUT,
+            "/v1/admin/routing",
+            Some(&app.admin_key),
+            Some(&change),
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     behave(&app, "psp_a", json!({"outage": true})).await;
     let before = Scrape::of(&app).await;
-    let mut payments = Vec::new();
+    let (mut payments, mut pages) = (Vec::new(), Vec::new());
     for _ in 0..8 {
         let started = common::start_deposit(&app, "10.00").await;
         let id = started.body["payment_id"].as_str().unwrap().to_string();
+        pages.push((
+            id.clone(),
+            started.body["redirect_url"].as_str().unwrap().to_string(),
+        ));
         payments.push(app.get(&format!("/v1/payments/{id}")).await.body);
     }
     let after = Scrape::of(&app).await;
@@ -483,5 +500,23 @@ async fn metrics_tell_the_story_of_a_provider_going_down(app: TestApp) {
     assert_eq!(after.sum("kassa_provider_up", &a), 0.0);
     assert_eq!(after.sum("kassa_provider_circuit_state", &b), 0.0);
     assert_eq!(after.sum("kassa_provider_up", &b), 1.0);
+
+    // Two of them approved: cost per success is computable.
+    for (id, page) in &pages[..2] {
+        pay_with_card(page, "4242424242424242", "").await;
+        until_status(&app, &format!("/v1/payments/{id}"), "captured").await;
+    }
+    let paid = Scrape::of(&app).await;
+    let cost = [("provider", "psp_b"), ("currency", "EUR")];
+    assert_eq!(
+        paid.sum("kassa_payment_cost_minor_total", &cost)
+            - before.sum("kassa_payment_cost_minor_total", &cost),
+        86.0
+    );
+    let approved = [("provider", "psp_b"), ("outcome", "approved")];
+    assert_eq!(
+        paid.sum("kassa_payments_total", &approved) - before.sum("kassa_payments_total", &approved),
+        2.0
+    );
     app.stop().await;
 }

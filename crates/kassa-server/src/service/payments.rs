@@ -363,6 +363,7 @@ impl PaymentsService {
             .await?;
         self.publish(&payment);
         crate::metrics::record_payment_started(&payment, provider_elapsed);
+        self.record_fee(&payment, PaymentStatus::Initiated).await;
         match refusal {
             Some(refusal) => Err(refusal),
             None => Ok(PaymentStartOutcome {
@@ -633,6 +634,7 @@ impl PaymentsService {
         self.publish(&payment);
         let processed = matches!(applied, Applied::Processed(_));
         crate::metrics::record_payment_event(&payment, was, event.status, processed);
+        self.record_fee(&payment, was).await;
         Ok(applied)
     }
 
@@ -1355,6 +1357,23 @@ impl PaymentsService {
             )
             .await
             .map(drop)
+    }
+
+    /// Counts the provider's fee of a deposit approved just now (from `was`), by the
+    /// account's commission in the routing document in force: the cost per success's sum.
+    /// The monthly fee is no deposit's; a document that cannot be read counts nothing.
+    async fn record_fee(&self, payment: &PaymentRecord, was: PaymentStatus) {
+        if !crate::metrics::installed() || !crate::metrics::newly_approved(was, payment.status) {
+            return;
+        }
+        let Ok(routing) = self.routing.current().await else {
+            return;
+        };
+        if let Some(commission) = routing.document.commissions.get(&payment.provider) {
+            let fee_minor = commission.fee_minor(payment.amount.amount_minor);
+            let currency = payment.amount.currency.code();
+            crate::metrics::record_payment_cost(&payment.provider, currency, fee_minor);
+        }
     }
 
     fn publish(&self, payment: &PaymentRecord) {
