@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{behave, pay_with_card, TestApp};
 use kassa_server::config::Config;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// One test at a time adds to the process's counters.
@@ -426,17 +426,7 @@ async fn metrics_tell_the_story_of_a_provider_going_down(app: TestApp) {
     app.player("p1").await;
     // psp_b charges 0.25 + 1.8% per approved deposit: 0.43 of 10.00.
     let fees = json!({"commissions": {"psp_b": {"fixed_minor": 25, "percent_bps": 180}}});
-    let change = json!({"document": fees, "note": "fees"});
-    let answer = app
-        .send(
-            Method::PUT,
-            "/v1/admin/routing",
-            Some(&app.admin_key),
-            Some(&change),
-            &[],
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    common::set_routing(&app, fees).await;
     behave(&app, "psp_a", json!({"outage": true})).await;
     let before = Scrape::of(&app).await;
     let (mut payments, mut pages) = (Vec::new(), Vec::new());

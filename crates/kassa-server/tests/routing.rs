@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{behave, three_accounts, TestApp};
+use common::{behave, set_routing, three_accounts, TestApp};
 use kassa_server::config::Config;
 use kassa_store::testing::TestBackend;
 use reqwest::{Method, StatusCode};
@@ -30,13 +30,6 @@ contract_tests_with!(
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<&Value>) -> common::Answer {
     app.send(method, path, Some(&app.admin_key), body, &[])
         .await
-}
-
-async fn set_routing(app: &TestApp, document: Value) -> Value {
-    let change = json!({ "document": document, "note": "test" });
-    let answer = admin(app, Method::PUT, "/v1/admin/routing", Some(&change)).await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    answer.body
 }
 
 async fn circuit(app: &TestApp, account: &str) -> String {

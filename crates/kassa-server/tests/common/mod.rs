@@ -421,6 +421,22 @@ pub fn three_accounts(config: &mut Config) {
     config.sandbox.webhook_delay_ms = 10;
 }
 
+/// Stores `document` as the routing document in force (admin key); returns the new version.
+pub async fn set_routing(app: &TestApp, document: Value) -> Value {
+    let change = json!({ "document": document, "note": "test" });
+    let answer = app
+        .send(
+            Method::PUT,
+            "/v1/admin/routing",
+            Some(&app.admin_key),
+            Some(&change),
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body
+}
+
 /// Sets how the account's sandbox misbehaves.
 pub async fn behave(app: &TestApp, account: &str, behaviour: Value) {
     let url = format!("{}/sandbox/behaviour", app.simulator_url(account));
