@@ -10,6 +10,7 @@ mod stored_names;
 
 pub mod ids;
 pub mod ledger;
+pub mod limits;
 pub mod money;
 pub mod movements;
 pub mod payment;

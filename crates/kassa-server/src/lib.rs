@@ -64,6 +64,8 @@ pub struct AppStateInner {
     pub payouts: service::payouts::PayoutsService,
     /// Multi-provider routing: the document in force, its changes, provider health.
     pub routing: service::routing::RoutingService,
+    /// Responsible-gambling limits.
+    pub limits: service::limits::LimitsService,
     /// The operator's webhook endpoints.
     pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
     /// Sends outbound webhooks (the `webhook.deliver` jobs).
@@ -259,6 +261,7 @@ impl AppState {
         )
         .with_routing(routing.clone());
         let store_for_webhooks = store.clone();
+        let limits = service::limits::LimitsService::new(store.clone(), players.clone());
         let source_allow_lists = config
             .source_allow_lists()
             .expect("webhook_source_cidrs are valid (checked by Config::load and Server::start)");
@@ -279,6 +282,7 @@ impl AppState {
             payments,
             payouts,
             routing,
+            limits,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
                 store_for_webhooks,
                 &config.webhooks,

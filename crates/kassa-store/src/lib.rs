@@ -22,6 +22,7 @@ pub mod jobs;
 mod journal;
 pub(crate) use jobs::is_unique_violation;
 pub mod ledger;
+pub mod limits;
 pub mod payments;
 pub mod payouts;
 mod postgres_writer;

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod admin_webhooks;
 pub mod health;
 pub mod jobs;
+pub mod limits;
 pub mod openapi;
 pub mod payments;
 pub mod payouts;
@@ -141,6 +142,7 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(payouts::set_switch))
         .routes(routes!(players::put_player, players::get_player))
         .routes(routes!(players::get_balance))
+        .routes(routes!(limits::get_limits, limits::put_limits))
         .routes(routes!(players::list_transactions))
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))

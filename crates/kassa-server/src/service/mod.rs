@@ -3,6 +3,7 @@
 pub mod cascade;
 pub mod inbound_log;
 pub mod inbound_sources;
+pub mod limits;
 pub mod payments;
 pub mod payouts;
 pub mod players;

@@ -31,6 +31,7 @@ use tokio::sync::{broadcast, OnceCell};
 
 use crate::idempotency::IdempotencyClaim;
 use crate::service::cascade;
+use crate::service::limits::{check_deposit_limits, DepositRefused};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
 use crate::service::routing::RoutingService;
@@ -73,6 +74,9 @@ pub enum PaymentError {
         /// Why each possibility was left out (switches, circuits, maintenance).
         reasons: Vec<String>,
     },
+    /// A responsible-gambling deposit limit would be exceeded; nothing was started.
+    #[error("{}", .0.exceeded)]
+    LimitExceeded(DepositRefused),
     /// No such payment for this merchant.
     #[error("no payment {payment_id:?}")]
     NotFound { payment_id: String },
@@ -326,6 +330,16 @@ impl PaymentsService {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
         PlayerError::check_may_play(&player.player_id, player.account_status)?;
+        let amount = request.amount;
+        check_deposit_limits(
+            &self.store,
+            merchant_id,
+            &player.player_id,
+            amount.amount_minor,
+            amount.currency,
+        )
+        .await?
+        .map_err(PaymentError::LimitExceeded)?;
         let payment_id = match claim {
             Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
             None => PaymentId::generate(),
