@@ -2,17 +2,16 @@
 
 use axum::extract::State;
 use axum::Json;
-use kassa_core::ids::PlayerId;
 use kassa_core::limits::LimitPeriod;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use crate::api::players::player_in_path;
 use crate::api::{rfc3339, ApiJson, ApiPath};
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
 use crate::service::limits::{PlayerLimits, SET_BY};
-use crate::service::players::PlayerError;
 use crate::AppState;
 
 /// One period's deposit limit.
@@ -75,15 +74,6 @@ fn view(limits: PlayerLimits) -> LimitsView {
         increase_cooling_off_hours: limits.policy.cooling_off_ms / 3_600_000,
         increase_waits_for_period_end: limits.policy.not_before_period_end,
     }
-}
-
-fn player_in_path(text: &str) -> Result<PlayerId, ApiError> {
-    PlayerId::parse(text).map_err(|_| {
-        PlayerError::NotFound {
-            player_id: text.to_string(),
-        }
-        .into()
-    })
 }
 
 /// The player's deposit limits, with increases still waiting.
