@@ -114,7 +114,6 @@ fn view(player: PlayerRecord) -> PlayerView {
 }
 
 /// The player a path names; an id no player can have is not found, like an unknown one.
-/// The player id in a path; one that cannot be an id names no player (404).
 pub(crate) fn player_in_path(text: &str) -> Result<PlayerId, ApiError> {
     PlayerId::parse(text).map_err(|_| {
         PlayerError::NotFound {
