@@ -70,6 +70,8 @@ pub struct AppStateInner {
     pub source_allow_lists: service::inbound_sources::SourceAllowLists,
     /// Faults tests inject into the provider-event pipeline.
     pub inbound_faults: Arc<service::inbound_sources::InboundFaults>,
+    /// The ISO 8583 acquirer connectors, for their reversal advice jobs.
+    pub acquirers: service::acquirer::Acquirers,
 }
 
 /// A running server, for tests and the binary.
@@ -90,6 +92,7 @@ pub struct Server {
     jobs: tokio::task::JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
     embedded: Vec<providers::EmbeddedProvider>,
+    acquirers: service::acquirer::Acquirers,
 }
 
 impl Server {
@@ -139,14 +142,25 @@ impl Server {
             "" => format!("http://{local_addr}"),
             url => url.to_string(),
         };
-        let (registry, embedded) = providers::build(&config, &public_base_url, embedded).await?;
+        let acquirers = service::acquirer::Acquirers::default();
+        let context = providers::BuildContext {
+            public_base_url: &public_base_url,
+            embedded,
+            store: &store,
+            acquirers: &acquirers,
+        };
+        let (registry, embedded) = providers::build(&config, context).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
         let deliverer = workers::webhook_delivery::Deliverer::new(&config.webhooks)?;
         let publisher = Arc::new(workers::webhook_delivery::WebhookPublisher::new(
             store.clone(),
             &config.webhooks,
         ));
-        let state = AppState::new(store.clone(), config, Arc::new(registry), deliverer);
+        let providers = Providers {
+            registry: Arc::new(registry),
+            acquirers: acquirers.clone(),
+        };
+        let state = AppState::new(store.clone(), config, providers, deliverer);
         let inbound_faults = state.inbound_faults.clone();
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let jobs = workers::jobs::spawn(state.clone(), publisher, shutdown.subscribe());
@@ -174,6 +188,7 @@ impl Server {
             jobs,
             shutdown,
             embedded,
+            acquirers,
         })
     }
 
@@ -182,6 +197,7 @@ impl Server {
         let _ = self.shutdown.send(true);
         self.handle.await??;
         self.jobs.await?;
+        self.acquirers.shutdown().await;
         for simulator in self.embedded {
             simulator.stop().await;
         }
@@ -194,6 +210,7 @@ impl Server {
         // However serving ended, the jobs stop too (a no-op after a shutdown signal).
         let _ = self.shutdown.send(true);
         self.jobs.await?;
+        self.acquirers.shutdown().await;
         served??;
         for simulator in self.embedded {
             simulator.stop().await;
@@ -207,14 +224,26 @@ impl Server {
     }
 }
 
+/// The provider accounts as the services take them.
+pub struct Providers {
+    /// Every account's connector, by account id.
+    pub registry: Arc<kassa_connectors::ProviderRegistry>,
+    /// The acquirer accounts' connectors again, for their reversal advice jobs.
+    pub acquirers: service::acquirer::Acquirers,
+}
+
 impl AppState {
     /// Wires the services over a migrated store.
     pub fn new(
         store: Store,
         config: Config,
-        providers: Arc<kassa_connectors::ProviderRegistry>,
+        providers: Providers,
         deliverer: workers::webhook_delivery::Deliverer,
     ) -> AppState {
+        let Providers {
+            registry: providers,
+            acquirers,
+        } = providers;
         let config = Arc::new(config);
         let players = service::players::PlayerDirectory::new(store.clone());
         let wallet =
@@ -244,6 +273,7 @@ impl AppState {
         AppState(Arc::new(AppStateInner {
             source_allow_lists,
             inbound_faults: Arc::default(),
+            acquirers,
             auth: auth::KeyCache::new(store.clone(), auth::KeyHasher::from_config(&config.auth)),
             amount_limits,
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),

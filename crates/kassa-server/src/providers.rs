@@ -4,9 +4,15 @@
 //! server links no simulator code.
 
 use futures::future::BoxFuture;
-use kassa_connectors::{ProviderAccount, ProviderKinds, ProviderRegistry};
+use kassa_connectors::{acquirer, ProviderAccount, ProviderKinds, ProviderRegistry};
+use kassa_store::Store;
 
 use crate::config::{Config, SandboxSimulatorConfig};
+use crate::service::acquirer::Acquirers;
+
+/// Path of Kassa's own card page, below the public URL; an acquirer account's deposits go
+/// there (`{path}/{payment_id}`).
+pub const CARD_PAGE_PATH: &str = "/pay/card";
 
 /// Path of the seed's webhook endpoint; it takes the `sandbox` account's webhooks.
 pub const SEED_WEBHOOK_PATH: &str = "/v1/payments/webhook";
@@ -55,19 +61,33 @@ pub trait EmbeddedProviders: Send + Sync {
     fn start(&self, launch: EmbeddedLaunch) -> BoxFuture<'_, anyhow::Result<EmbeddedProvider>>;
 }
 
+/// What building the registry needs besides the config.
+pub struct BuildContext<'a> {
+    /// This Kassa's public URL (webhook URLs, the card page).
+    pub public_base_url: &'a str,
+    /// Starts simulators for accounts without an address.
+    pub embedded: Option<&'a dyn EmbeddedProviders>,
+    /// The database the acquirer's trace numbers and advice jobs live in.
+    pub store: &'a Store,
+    /// Where acquirer connectors are recorded for the advice jobs.
+    pub acquirers: &'a Acquirers,
+}
+
 /// Builds the registry from the configured accounts, starting an embedded simulator for each
 /// account without a `base_url` (an error when `embedded` is `None`).
 pub async fn build(
     config: &Config,
-    public_base_url: &str,
-    embedded: Option<&dyn EmbeddedProviders>,
+    context: BuildContext<'_>,
 ) -> anyhow::Result<(ProviderRegistry, Vec<EmbeddedProvider>)> {
     let mut registry = ProviderRegistry::new();
     let mut started = Vec::new();
+    let mut kinds = ProviderKinds::builtin();
+    crate::service::acquirer::add_kind(&mut kinds, context.store, context.acquirers);
     let added = add_accounts(
         config,
-        public_base_url,
-        embedded,
+        &kinds,
+        context.public_base_url,
+        context.embedded,
         &mut registry,
         &mut started,
     )
@@ -84,15 +104,21 @@ pub async fn build(
 
 async fn add_accounts(
     config: &Config,
+    kinds: &ProviderKinds,
     public_base_url: &str,
     embedded: Option<&dyn EmbeddedProviders>,
     registry: &mut ProviderRegistry,
     started: &mut Vec<EmbeddedProvider>,
 ) -> anyhow::Result<()> {
-    let kinds = ProviderKinds::builtin();
     for account_config in &config.providers.accounts {
         let mut account = account_config.to_account()?;
-        if account.setting_str("base_url", "")?.is_empty() {
+        if account.kind == acquirer::KIND {
+            // An acquirer names its host's address; its deposits go to Kassa's card page.
+            if account.setting_str("card_page_url", "")?.is_empty() {
+                let url = format!("{public_base_url}{CARD_PAGE_PATH}");
+                account.settings.insert("card_page_url".into(), url.into());
+            }
+        } else if account.setting_str("base_url", "")?.is_empty() {
             let Some(embedded) = embedded else {
                 anyhow::bail!(
                     "provider account {:?} names no base_url and this process runs no embedded \
@@ -112,7 +138,7 @@ async fn add_accounts(
                 .insert("base_url".into(), simulator.base_url.clone().into());
             started.push(simulator);
         }
-        registry.add_account(&account, &kinds)?;
+        registry.add_account(&account, kinds)?;
         tracing::info!(account = %account.id, kind = %account.kind, merchant = %account.merchant_id, "provider account ready");
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! Use cases behind the API. Each one that moves money runs in one database transaction.
 
+pub mod acquirer;
 pub mod inbound_log;
 pub mod inbound_sources;
 pub mod payments;
