@@ -9,7 +9,7 @@ use kassa_connectors::acquirer::numbers::{MemoryTraceNumbers, TraceNumbers};
 use kassa_connectors::acquirer::{self, AcquirerConnector, AcquirerServices};
 use kassa_connectors::{
     CardDetails, Credentials, PaymentProvider, PaymentRequest, PaymentStart, PayoutRequest,
-    ProviderAccount, ProviderError, ProviderPayoutStatus, RefundRequest,
+    ProviderAccount, ProviderError, ProviderPaymentStatus, ProviderPayoutStatus, RefundRequest,
 };
 use kassa_core::Currency;
 use kassa_sim::iso8583::{start, Iso8583HostConfig, Iso8583HostHandle};
@@ -171,6 +171,13 @@ async fn a_deposit_redirects_to_the_card_page_and_the_card_is_captured_by_a_0200
             url: "https://kassa.example/pay/card/pay_1".into()
         }
     );
+    let waiting = rig
+        .connector
+        .get_status(&started.provider_reference)
+        .await
+        .unwrap();
+    assert_eq!(waiting.payment_id, "pay_1");
+    assert_eq!(waiting.status, ProviderPaymentStatus::Pending);
     let charged = charge(&rig.connector, "pay_1", APPROVE).await.unwrap();
     assert!(charged.captured);
     assert_eq!(charged.started.start, PaymentStart::Authorized);

@@ -51,6 +51,8 @@ use crate::provider::{
 
 /// The account kind of a direct ISO 8583 acquirer.
 pub const KIND: &str = "iso8583";
+/// The provider reference of a deposit waiting on Kassa's card page (before its `0200`).
+const CARD_PAGE_REFERENCE: &str = "card-page:";
 /// Answer timeout unless the account says otherwise.
 const TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Keep-alive period unless the account says otherwise.
@@ -383,7 +385,7 @@ impl PaymentProvider for AcquirerConnector {
             ));
         };
         Ok(PaymentStarted {
-            provider_reference: format!("card-page:{}", request.payment_id),
+            provider_reference: format!("{CARD_PAGE_REFERENCE}{}", request.payment_id),
             start: PaymentStart::Redirect {
                 url: format!("{page}/{}", request.payment_id),
             },
@@ -416,12 +418,26 @@ impl PaymentProvider for AcquirerConnector {
         }
     }
 
-    /// The host has no status query: a payment is settled by the `0210` (or reversed).
+    /// The host has no status query: a payment is settled by the `0210` (or reversed). A
+    /// payment whose card was never submitted is pending, so status sync expires it in time.
     async fn get_status(
         &self,
-        _provider_reference: &str,
+        provider_reference: &str,
     ) -> Result<PaymentStatusReport, ProviderError> {
-        Err(ProviderError::Unsupported("status queries"))
+        let (Some(payment_id), Some(&currency)) = (
+            provider_reference.strip_prefix(CARD_PAGE_REFERENCE),
+            self.capabilities.currencies.first(),
+        ) else {
+            return Err(ProviderError::Unsupported("status queries"));
+        };
+        Ok(PaymentStatusReport {
+            provider_reference: provider_reference.to_string(),
+            payment_id: payment_id.to_string(),
+            status: ProviderPaymentStatus::Pending,
+            // Not known here and not needed: a pending payment moves no money.
+            amount_minor: 0,
+            currency,
+        })
     }
 
     /// Only a payment whose card was not submitted can be cancelled; the host never heard
