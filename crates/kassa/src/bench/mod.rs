@@ -7,6 +7,7 @@
 //! matrix: backend × players × clients × runs, wallet then baseline. Figures are the median
 //! of the runs. Load is bounded by `--duration-s` and `--requests-max` per run.
 
+mod acquirer;
 mod baseline;
 mod codec;
 mod deposits;
@@ -93,6 +94,9 @@ pub struct BenchArgs {
     /// Skip the ISO 8583 codec's throughput (pack + unpack of a `0200` on one core).
     #[arg(long)]
     no_codec: bool,
+    /// Skip card authorizations through the acquirer connector and simulator over TCP.
+    #[arg(long)]
+    no_acquirer: bool,
     /// Players the deposits spread over.
     #[arg(long, default_value_t = 100)]
     deposit_players: usize,
@@ -211,6 +215,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if !args.no_codec {
         cells.push(codec::cell(Duration::from_secs_f64(args.duration_s), args.runs).await?);
+    }
+    if !args.no_acquirer {
+        let duration = Duration::from_secs_f64(args.duration_s);
+        cells.push(acquirer::cell(duration, args.runs).await?);
     }
     let report = report(&args, cells);
     if args.json {
@@ -544,7 +552,9 @@ fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
                baseline ops are the same player/house transfers, one SQL transaction each. \
                Deposit ops are whole deposits (init, then the signed `captured` webhook that \
                credits the player), with no baseline. The codec row is ISO 8583 pack + unpack \
-               of a `0200` on one core, its latencies per batch of 1,000 messages.",
+               of a `0200` on one core, its latencies per batch of 1,000 messages. The acquirer row \
+               is card authorizations (`0200` → `0210`) through the ISO 8583 connector and the \
+               host simulator over one TCP session, 32 in flight, latency per authorization.",
     }
 }
 
