@@ -72,6 +72,8 @@ pub struct AppStateInner {
     pub inbound_faults: Arc<service::inbound_sources::InboundFaults>,
     /// The ISO 8583 acquirer connectors, for their reversal advice jobs.
     pub acquirers: service::acquirer::Acquirers,
+    /// The card vault; `None` when no master key is configured (cards are not saved).
+    pub vault: Option<Arc<service::vault::Vault>>,
 }
 
 /// A running server, for tests and the binary.
@@ -120,6 +122,14 @@ impl Server {
                     config.storage.sqlite_tuning && config.storage.sqlite_group_commit,
                 );
         store.migrate().await?;
+        if !config.vault.master_keys.is_empty() {
+            // Refuses a start with a key that would switch the vault off.
+            service::vault::Vault::new(
+                store.clone(),
+                &config.vault.master_keys,
+                &config.vault.active_key,
+            )?;
+        }
         let hasher = auth::KeyHasher::from_config(&config.auth);
         if config.auth.effective_key_hash_secret().1 {
             tracing::warn!(
@@ -224,6 +234,21 @@ impl Server {
     }
 }
 
+/// The vault of `config`; `None` without master keys. Server::start checks the keys first,
+/// so a bad key stops the start there rather than here.
+fn vault_of(store: &Store, config: &config::VaultConfig) -> Option<Arc<service::vault::Vault>> {
+    if config.master_keys.is_empty() {
+        return None;
+    }
+    match service::vault::Vault::new(store.clone(), &config.master_keys, &config.active_key) {
+        Ok(vault) => Some(Arc::new(vault)),
+        Err(error) => {
+            tracing::error!(%error, "the card vault is off");
+            None
+        }
+    }
+}
+
 /// The provider accounts as the services take them.
 pub struct Providers {
     /// Every account's connector, by account id.
@@ -274,6 +299,7 @@ impl AppState {
             source_allow_lists,
             inbound_faults: Arc::default(),
             acquirers,
+            vault: vault_of(&store, &config.vault),
             auth: auth::KeyCache::new(store.clone(), auth::KeyHasher::from_config(&config.auth)),
             amount_limits,
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::TestApp;
@@ -49,7 +51,43 @@ on_both_backends!(
     a_timeout_is_reversed_by_advices_repeated_until_the_host_answers,
     a_restart_never_reuses_a_stan,
     bad_card_input_is_refused_clearly,
+    a_saved_card_pays_again_across_a_key_rotation,
 );
+
+/// Everything every test of this binary logs, at every level (one subscriber per process).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        logs
+    })
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The logs hold `seen` (so they are captured) and never `pan`.
+fn assert_no_pan_logged(pan: &str, seen: &str) {
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(logs.contains(seen), "the logs were not captured");
+    assert!(!logs.contains(pan), "the PAN is in the logs");
+}
 
 async fn host(ignore_advices: u32) -> Iso8583HostHandle {
     start(Iso8583HostConfig {
@@ -91,6 +129,7 @@ reconnect_max_ms = 200"#
 }
 
 async fn rig(backend: TestBackend, ignore_advices: u32) -> Option<(TestApp, Iso8583HostHandle)> {
+    logs();
     let host = host(ignore_advices).await;
     let address = host.local_addr().to_string();
     let app = common::spawn_with(backend, |c| acquirer_only(c, &address)).await?;
@@ -199,7 +238,8 @@ async fn an_approved_card_is_captured_and_credited_once_then_refunded(backend: T
     assert_eq!(app.balance("p1").await, ("15.00".into(), "0.00".into()));
     assert_eq!(payment(&app, &id).await["status"], "partially_refunded");
     app.assert_ledger_verifies().await;
-    assert_no_pan_stored(&app, APPROVE).await;
+    assert_no_pan_stored(&app, APPROVE, &id).await;
+    assert_no_pan_logged(APPROVE, "card submitted on the card page");
     app.stop().await;
 }
 
@@ -319,16 +359,22 @@ async fn bad_card_input_is_refused_clearly(backend: TestBackend) {
 }
 
 /// Greps the whole database for the card number: on SQLite the file (and its WAL), on
-/// PostgreSQL every text column of every table.
-async fn assert_no_pan_stored(app: &TestApp, pan: &str) {
+/// PostgreSQL every row of every table as text. `stored` is a value the database does hold,
+/// so the grep is shown to see the data it searches.
+async fn assert_no_pan_stored(app: &TestApp, pan: &str, stored: &str) {
+    let found = |needle: &str, haystacks: &[Vec<u8>]| {
+        haystacks
+            .iter()
+            .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    };
     if let Some(path) = app.database_url.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap();
-        for file in [path.to_string(), format!("{path}-wal")] {
-            if let Ok(bytes) = std::fs::read(&file) {
-                let found = bytes.windows(pan.len()).any(|w| w == pan.as_bytes());
-                assert!(!found, "the PAN is in {file}");
-            }
-        }
+        let files: Vec<Vec<u8>> = [path.to_string(), format!("{path}-wal")]
+            .iter()
+            .filter_map(|file| std::fs::read(file).ok())
+            .collect();
+        assert!(found(stored, &files), "the grep does not see {stored}");
+        assert!(!found(pan, &files), "the PAN is in the SQLite files");
         return;
     }
     let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
@@ -338,14 +384,141 @@ async fn assert_no_pan_stored(app: &TestApp, pan: &str) {
     .fetch_all(&pool)
     .await
     .unwrap();
-    for table in tables {
+    let count_of = |table: &str, needle: &str| {
         let sql = format!("SELECT count(*) FROM \"{table}\" t WHERE t::text LIKE $1");
-        let count: i64 = sqlx::query_scalar(&sql)
-            .bind(format!("%{pan}%"))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(count, 0, "the PAN is in table {table}");
+        let pool = pool.clone();
+        let like = format!("%{needle}%");
+        async move {
+            let count: i64 = sqlx::query_scalar(&sql)
+                .bind(like)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            count
+        }
+    };
+    let mut seen = 0;
+    for table in &tables {
+        seen += count_of(table, stored).await;
+        assert_eq!(count_of(table, pan).await, 0, "the PAN is in table {table}");
     }
+    assert!(seen > 0, "the grep does not see {stored}");
     pool.close().await;
 }
+
+mod vault {
+    use super::*;
+
+    const KEY_1: &str = "MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE="; // 32 × '1'
+    const KEY_2: &str = "MjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjI="; // 32 × '2'
+
+    fn keys(config: &mut Config, keys: &[(&str, &str)], active: &str) {
+        config.vault.master_keys = keys
+            .iter()
+            .map(|(id, key)| (id.to_string(), (*key).into()))
+            .collect();
+        config.vault.active_key = active.into();
+    }
+
+    /// The token of the saved card the page offers.
+    async fn saved_token(page: &str) -> String {
+        let html = browser()
+            .get(page)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("•••• 0002 (12/30)"), "{html}");
+        assert!(!html.contains(APPROVE));
+        let at = html
+            .find(r#"name="saved" value=""#)
+            .expect("a saved card button")
+            + 20;
+        html[at..].split('"').next().unwrap().to_string()
+    }
+
+    async fn pay_saved(app: &TestApp, token: &str) -> Value {
+        let (id, page) = deposit(app, "3.00").await;
+        let answer = browser()
+            .post(&page)
+            .form(&[("saved", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        payment(app, &id).await
+    }
+
+    pub(super) async fn a_saved_card_pays_again_across_a_key_rotation(backend: TestBackend) {
+        logs();
+        let host = super::host(0).await;
+        let address = host.local_addr().to_string();
+        let adjust = |c: &mut Config| {
+            acquirer_only(c, &address);
+            keys(c, &[("k1", KEY_1)], "k1");
+        };
+        let Some(app) = common::spawn_with(backend, adjust).await else {
+            return;
+        };
+        app.player("p1").await;
+        let (id, page) = deposit(&app, "10.00").await;
+        let form = [
+            ("number", APPROVE),
+            ("expiry", "12/30"),
+            ("cvc", "123"),
+            ("save", "on"),
+        ];
+        let answer = browser().post(&page).form(&form).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        assert_eq!(payment(&app, &id).await["status"], "captured");
+
+        let (_, page) = deposit(&app, "1.00").await;
+        let token = saved_token(&page).await;
+        assert!(token.starts_with("card_"), "{token}");
+        assert_eq!(pay_saved(&app, &token).await["status"], "captured");
+        // Another player's token (or a made-up one) pays nothing.
+        let forged = browser()
+            .post(&page)
+            .form(&[("saved", "card_forged")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_no_pan_stored(&app, APPROVE, &token).await;
+
+        // Rotation: k2 seals new cards, k1 still opens the old one.
+        let app = app
+            .restart(|c| {
+                acquirer_only(c, &address);
+                keys(c, &[("k1", KEY_1), ("k2", KEY_2)], "k2");
+            })
+            .await;
+        assert_eq!(pay_saved(&app, &token).await["status"], "captured");
+        let store = kassa_store::Store::connect(&app.database_url)
+            .await
+            .unwrap();
+        let both = std::collections::BTreeMap::from([
+            ("k1".to_string(), KEY_1.into()),
+            ("k2".to_string(), KEY_2.into()),
+        ]);
+        let vault = kassa_server::service::vault::Vault::new(store, &both, "k2").unwrap();
+        assert_eq!(vault.rewrap().await.unwrap(), 1);
+        assert_eq!(vault.rewrap().await.unwrap(), 0, "nothing left under k1");
+        // k1 gone: the re-wrapped card still opens.
+        let app = app
+            .restart(|c| {
+                acquirer_only(c, &address);
+                keys(c, &[("k2", KEY_2)], "k2");
+            })
+            .await;
+        assert_eq!(pay_saved(&app, &token).await["status"], "captured");
+        assert_eq!(app.balance("p1").await.0, "19.00");
+        app.assert_ledger_verifies().await;
+        assert_no_pan_stored(&app, APPROVE, &token).await;
+        app.stop().await;
+    }
+}
+
+use vault::a_saved_card_pays_again_across_a_key_rotation;

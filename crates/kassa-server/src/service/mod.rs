@@ -7,6 +7,7 @@ pub mod payments;
 pub mod payouts;
 pub mod players;
 pub mod provider_events;
+pub mod vault;
 pub mod wallet;
 pub mod webhook_endpoints;
 pub mod webhook_signature;
