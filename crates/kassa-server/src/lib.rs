@@ -285,12 +285,14 @@ impl AppState {
             players.clone(),
             amount_limits.clone(),
         );
+        let vault = vault_of(&store, &config.vault);
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),
             providers,
             players.clone(),
             config.payouts.clone(),
-        );
+        )
+        .with_vault(vault.clone());
         let store_for_webhooks = store.clone();
         let source_allow_lists = config
             .source_allow_lists()
@@ -299,7 +301,7 @@ impl AppState {
             source_allow_lists,
             inbound_faults: Arc::default(),
             acquirers,
-            vault: vault_of(&store, &config.vault),
+            vault,
             auth: auth::KeyCache::new(store.clone(), auth::KeyHasher::from_config(&config.auth)),
             amount_limits,
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),

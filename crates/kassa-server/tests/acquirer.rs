@@ -451,6 +451,53 @@ mod vault {
         payment(app, &id).await
     }
 
+    /// Pays 4.00 out to the saved card (an OCT `0200`) and waits for it to be paid.
+    async fn pay_out_to(app: &TestApp, host: &Iso8583HostHandle, token: &str) {
+        let kyc = json!({"currency": "EUR", "country": "MT", "jurisdiction": "MT", "kyc_status": "verified"});
+        assert!(app.put("/v1/players/p1", kyc).await.status.is_success());
+        let body = json!({"amount": "4.00", "currency": "EUR", "method": "card", "player_id": "p1",
+                          "destination": token});
+        let requested = app
+            .send(
+                Method::POST,
+                "/v1/payouts/init",
+                Some(&app.api_key),
+                Some(&body),
+                &[("Idempotency-Key", "po-1")],
+            )
+            .await;
+        assert!(requested.status.is_success(), "{}", requested.body);
+        let id = requested.body["payout_id"].as_str().unwrap().to_string();
+        let before = host.received().len();
+        // A deposit with no play since is held for review: a reviewer approves it.
+        assert_eq!(requested.body["status"], "in_review", "{}", requested.body);
+        let approved = app
+            .send(
+                Method::POST,
+                &format!("/v1/admin/payouts/{id}/approve"),
+                Some(&app.admin_key),
+                Some(&json!({"reason": "card payout test"})),
+                &[],
+            )
+            .await;
+        assert!(approved.status.is_success(), "{}", approved.body);
+        for _ in 0..300 {
+            let view = app.get(&format!("/v1/payouts/{id}")).await.body;
+            if view["status"] == "paid" {
+                let sent: Vec<_> = host.received()[before..]
+                    .iter()
+                    .map(|(mti, _)| mti.clone())
+                    .collect();
+                assert!(sent.contains(&"0200".to_string()), "{sent:?}");
+                return;
+            }
+            assert_ne!(view["status"], "failed", "{view}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let view = app.get(&format!("/v1/payouts/{id}")).await.body;
+        panic!("the payout to the saved card was never paid: {view}");
+    }
+
     pub(super) async fn a_saved_card_pays_again_across_a_key_rotation(backend: TestBackend) {
         logs();
         let host = super::host(0).await;
@@ -487,6 +534,7 @@ mod vault {
             .unwrap();
         assert_eq!(forged.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_no_pan_stored(&app, APPROVE, &token).await;
+        pay_out_to(&app, &host, &token).await;
 
         // Rotation: k2 seals new cards, k1 still opens the old one.
         let app = app
@@ -514,7 +562,11 @@ mod vault {
             })
             .await;
         assert_eq!(pay_saved(&app, &token).await["status"], "captured");
-        assert_eq!(app.balance("p1").await.0, "19.00");
+        assert_eq!(
+            app.balance("p1").await.0,
+            "15.00",
+            "19.00 paid in, 4.00 out"
+        );
         app.assert_ledger_verifies().await;
         assert_no_pan_stored(&app, APPROVE, &token).await;
         app.stop().await;
