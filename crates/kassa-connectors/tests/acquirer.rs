@@ -22,14 +22,23 @@ const ISSUER_UNAVAILABLE: &str = "4000000000020091";
 const SLOW: &str = "4000000000000077";
 const DROPS: &str = "4000000000040099";
 
-/// Advices the connector queued, as the server's job queue would keep them.
+/// Advices the connector queued and has not cancelled, as the server's job queue keeps them.
 #[derive(Default)]
 struct RecordedAdvices(Mutex<Vec<ReversalAdvice>>);
 
 #[async_trait]
 impl AdviceQueue for RecordedAdvices {
-    async fn enqueue(&self, advice: ReversalAdvice) -> Result<(), ProviderError> {
+    async fn enqueue(&self, advice: ReversalAdvice, due_in: Duration) -> Result<(), ProviderError> {
+        assert!(
+            due_in > Duration::ZERO,
+            "an advice is never due before its request's timeout"
+        );
         self.0.lock().unwrap().push(advice);
+        Ok(())
+    }
+
+    async fn cancel(&self, advice: &ReversalAdvice) -> Result<(), ProviderError> {
+        self.0.lock().unwrap().retain(|queued| queued != advice);
         Ok(())
     }
 }

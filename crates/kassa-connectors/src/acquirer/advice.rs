@@ -1,8 +1,9 @@
 //! Reversal advices: when a `0200`/`0100` got no answer in time, the host may have approved
 //! it, so Kassa reverses it with a `0420` advice, repeated as `0421` until the host answers.
-//! The advice must outlive the process (a restart must not forget to reverse), so the
-//! connector hands it to an [`AdviceQueue`] the server keeps in its job queue, and sends it
-//! when a job runs ([`super::AcquirerConnector::send_reversal_advice`]).
+//! The advice must outlive the process (a restart, or a crash while the request is out, must
+//! not forget to reverse), so the connector queues it in an [`AdviceQueue`] (the server's job
+//! queue) *before* the request leaves, due a few timeouts later, and cancels it when the host
+//! answers. A job that runs sends it ([`super::AcquirerConnector::send_reversal_advice`]).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -39,8 +40,26 @@ pub struct ReversalAdvice {
 /// Keeps reversal advices until the host has answered them.
 #[async_trait]
 pub trait AdviceQueue: Send + Sync {
-    /// Queues `advice` for sending (at once, then again until answered).
-    async fn enqueue(&self, advice: ReversalAdvice) -> Result<(), ProviderError>;
+    /// Queues `advice`, to be sent after `due_in` (then again until answered) unless it is
+    /// cancelled first.
+    async fn enqueue(
+        &self,
+        advice: ReversalAdvice,
+        due_in: std::time::Duration,
+    ) -> Result<(), ProviderError>;
+
+    /// Cancels a queued advice whose original was answered.
+    async fn cancel(&self, advice: &ReversalAdvice) -> Result<(), ProviderError>;
+}
+
+impl ReversalAdvice {
+    /// One advice per original: the account, terminal, transmission time and STAN.
+    pub fn key(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.account_id, self.terminal_id, self.original_transmitted, self.original_stan
+        )
+    }
 }
 
 /// What the host answered to an advice.

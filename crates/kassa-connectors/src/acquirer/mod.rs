@@ -53,6 +53,10 @@ use crate::provider::{
 pub const KIND: &str = "iso8583";
 /// The provider reference of a deposit waiting on Kassa's card page (before its `0200`).
 const CARD_PAGE_REFERENCE: &str = "card-page:";
+/// A request's reversal advice is due this many timeouts after it leaves, unless the answer
+/// cancels it first: past the caller's own timeout, so it never reverses a request still
+/// being answered.
+const ADVICE_SAFETY_NET_TIMEOUTS: u32 = 3;
 /// Answer timeout unless the account says otherwise.
 const TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Keep-alive period unless the account says otherwise.
@@ -98,6 +102,7 @@ pub struct AcquirerConfig {
 /// A direct acquirer: one terminal, one session.
 pub struct AcquirerConnector {
     name: String,
+    timeout: Duration,
     capabilities: Capabilities,
     terminal: Terminal,
     currencies: Vec<(Currency, &'static str)>,
@@ -151,6 +156,7 @@ impl AcquirerConnector {
                     })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let timeout = config.timeout;
         let session = Session::start(
             SessionConfig {
                 address: config.address,
@@ -169,6 +175,7 @@ impl AcquirerConnector {
         );
         Ok(AcquirerConnector {
             name: name.to_string(),
+            timeout,
             capabilities: Capabilities {
                 methods: vec!["card".into()],
                 currencies: config.currencies,
@@ -204,9 +211,11 @@ impl AcquirerConnector {
             })
     }
 
-    /// Sends a `0200` and answers the host's answer. On a timeout (or a connection lost after
-    /// the write) the host may have acted: the reversal advice is queued before the timeout
-    /// is reported, so the caller never leaves a charge behind unknowingly.
+    /// Sends a `0200` and answers the host's answer. Its reversal advice is queued before it
+    /// leaves, due [`ADVICE_SAFETY_NET_TIMEOUTS`] timeouts later, and cancelled once the host
+    /// answered (or the request never left): a timeout, a connection lost after the write,
+    /// or a node that dies while the request is out all leave it queued, so a charge is
+    /// never left behind unknowingly.
     async fn financial(
         &self,
         request: FinancialRequest<'_>,
@@ -215,16 +224,23 @@ impl AcquirerConnector {
         let stamp = self.stamp().await?;
         let message = wire::financial(&request, &self.terminal, &stamp)?;
         let original = OriginalRef::of(&self.terminal, &stamp);
-        match self.session.call(message).await {
-            Ok(answer) => Ok((original, answer)),
-            Err(ProviderError::Timeout) => {
-                let advice = self.advice_for(&request, &original, reference_id)?;
-                tracing::warn!(account = %self.name, reference_id, stan = %original.stan, "acquirer request unanswered; reversal advice queued");
-                self.services.advices.enqueue(advice).await?;
-                Err(ProviderError::Timeout)
-            }
-            Err(other) => Err(other),
+        let advice = self.advice_for(&request, &original, reference_id)?;
+        let due_in = self.timeout * ADVICE_SAFETY_NET_TIMEOUTS;
+        self.services
+            .advices
+            .enqueue(advice.clone(), due_in)
+            .await?;
+        let answered = self.session.call(message).await;
+        if let Err(ProviderError::Timeout) = answered {
+            tracing::warn!(account = %self.name, reference_id, stan = %original.stan, "acquirer request unanswered; its reversal advice stays queued");
+            return Err(ProviderError::Timeout);
         }
+        if let Err(error) = self.services.advices.cancel(&advice).await {
+            // The advice will reverse what the host did: report the request as failed.
+            tracing::error!(account = %self.name, reference_id, %error, "reversal advice not cancelled; the request will be reversed");
+            return Err(error);
+        }
+        Ok((original, answered?))
     }
 
     fn advice_for(

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use kassa_connectors::acquirer::advice::{AdviceAnswer, AdviceQueue, ReversalAdvice};
@@ -42,29 +43,35 @@ struct JobAdvices(Store);
 
 #[async_trait]
 impl AdviceQueue for JobAdvices {
-    async fn enqueue(&self, advice: ReversalAdvice) -> Result<(), ProviderError> {
+    async fn enqueue(&self, advice: ReversalAdvice, due_in: Duration) -> Result<(), ProviderError> {
         let payload = serde_json::to_string(&advice)
             .map_err(|e| ProviderError::Protocol(format!("advice payload: {e}")))?;
-        let dedupe_key = format!(
-            "{}:{}:{}:{}",
-            advice.account_id,
-            advice.terminal_id,
-            advice.original_transmitted,
-            advice.original_stan
-        );
+        let dedupe_key = advice.key();
+        let due_in_ms = i64::try_from(due_in.as_millis()).unwrap_or(i64::MAX);
         let job = NewJob {
             kind: REVERSAL_ADVICE,
             payload: &payload,
             dedupe_key: Some(&dedupe_key),
-            run_at_ms: now_ms(),
+            run_at_ms: now_ms().saturating_add(due_in_ms),
             attempts_max: ADVICE_ATTEMPTS_MAX,
             repeat_every_ms: None,
         };
         self.0.enqueue_job(&job).await.map(drop).map_err(|error| {
-            // The worst case this guards against: an unanswered purchase nobody reverses.
+            // Nothing is sent without its reversal queued first.
             tracing::error!(%error, advice = %dedupe_key, "cannot queue a reversal advice");
             ProviderError::Unavailable("the job queue failed".into())
         })
+    }
+
+    async fn cancel(&self, advice: &ReversalAdvice) -> Result<(), ProviderError> {
+        self.0
+            .cancel_queued_job(REVERSAL_ADVICE, &advice.key())
+            .await
+            .map(drop)
+            .map_err(|error| {
+                tracing::error!(%error, advice = %advice.key(), "cannot cancel a reversal advice");
+                ProviderError::Unavailable("the job queue failed".into())
+            })
     }
 }
 

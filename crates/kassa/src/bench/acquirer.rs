@@ -28,14 +28,24 @@ const CLIENTS: usize = 32;
 /// An approving test card of the simulator.
 const CARD: &str = "4000000000000002";
 
-/// Counts reversal advices: a run that needs one has timed out somewhere.
+/// Counts reversal advices left queued (queued before each request, cancelled by its
+/// answer): a run that leaves one has timed out somewhere.
 #[derive(Default)]
 struct CountedAdvices(AtomicU64);
 
 #[async_trait]
 impl AdviceQueue for CountedAdvices {
-    async fn enqueue(&self, _advice: ReversalAdvice) -> Result<(), ProviderError> {
+    async fn enqueue(
+        &self,
+        _advice: ReversalAdvice,
+        _due_in: Duration,
+    ) -> Result<(), ProviderError> {
         self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn cancel(&self, _advice: &ReversalAdvice) -> Result<(), ProviderError> {
+        self.0.fetch_sub(1, Ordering::Relaxed);
         Ok(())
     }
 }
