@@ -1,7 +1,7 @@
 //! The provider registry, built from the configured provider accounts (one per merchant and
-//! provider). An account that names no `base_url` needs an embedded simulator, which only the
-//! binary (`kassa serve`, `kassa demo`) and tests provide through [`EmbeddedProviders`]: the
-//! server links no simulator code.
+//! provider). An account that names no `base_url` (an acquirer: no `address`) needs an
+//! embedded simulator, which only the binary (`kassa serve`, `kassa demo`) and tests provide
+//! through [`EmbeddedProviders`]: the server links no simulator code.
 
 use futures::future::BoxFuture;
 use kassa_connectors::{acquirer, ProviderAccount, ProviderKinds, ProviderRegistry};
@@ -38,7 +38,8 @@ type StopSimulator = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 /// A simulator running in this process for one account.
 pub struct EmbeddedProvider {
-    /// Its base URL, which the account's connector calls.
+    /// Its base URL, which the account's connector calls (for an ISO 8583 host, its
+    /// `host:port`).
     pub base_url: String,
     stop: StopSimulator,
 }
@@ -112,17 +113,21 @@ async fn add_accounts(
 ) -> anyhow::Result<()> {
     for account_config in &config.providers.accounts {
         let mut account = account_config.to_account()?;
-        if account.kind == acquirer::KIND {
-            // An acquirer names its host's address; its deposits go to Kassa's card page.
-            if account.setting_str("card_page_url", "")?.is_empty() {
-                let url = format!("{public_base_url}{CARD_PAGE_PATH}");
-                account.settings.insert("card_page_url".into(), url.into());
-            }
-        } else if account.setting_str("base_url", "")?.is_empty() {
+        // Where the provider is: an acquirer's host `address`, a PSP's `base_url`.
+        let location = match account.kind == acquirer::KIND {
+            true => "address",
+            false => "base_url",
+        };
+        if account.kind == acquirer::KIND && account.setting_str("card_page_url", "")?.is_empty() {
+            // An acquirer's deposits go to Kassa's own card page.
+            let url = format!("{public_base_url}{CARD_PAGE_PATH}");
+            account.settings.insert("card_page_url".into(), url.into());
+        }
+        if account.setting_str(location, "")?.is_empty() {
             let Some(embedded) = embedded else {
                 anyhow::bail!(
-                    "provider account {:?} names no base_url and this process runs no embedded \
-                     simulator (kassa serve and kassa demo do)",
+                    "provider account {:?} names no {location} and this process runs no \
+                     embedded simulator (kassa serve and kassa demo do)",
                     account.id
                 );
             };
@@ -135,7 +140,7 @@ async fn add_accounts(
                 .await?;
             account
                 .settings
-                .insert("base_url".into(), simulator.base_url.clone().into());
+                .insert(location.into(), simulator.base_url.clone().into());
             started.push(simulator);
         }
         registry.add_account(&account, kinds)?;
