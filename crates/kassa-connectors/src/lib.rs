@@ -17,6 +17,7 @@ pub mod acquirer;
 pub mod card;
 pub mod connector;
 pub mod event;
+pub mod guarded;
 pub mod inbound;
 pub mod provider;
 pub mod registry;
@@ -33,6 +34,7 @@ pub use event::{
     InboundRefusal, PaymentEvent, PaymentEventStatus, PayoutEvent, PayoutEventStatus,
     ProviderEvent, WebhookError,
 };
+pub use guarded::{Guarded, CIRCUIT_OPEN};
 pub use inbound::{Acknowledgement, InboundBatch, InboundChannel, InboundSource, RawInbound};
 pub use provider::{
     Capabilities, CardCharge, PaymentProvider, PaymentRequest, PaymentSession, PaymentStart,

@@ -15,6 +15,7 @@ pub mod money;
 pub mod movements;
 pub mod payment;
 pub mod payout;
+pub mod routing;
 pub mod share;
 pub mod status;
 

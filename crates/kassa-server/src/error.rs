@@ -205,6 +205,7 @@ answered_as_api_error!(
     crate::service::players::PlayerError,
     crate::service::provider_events::ProviderEventError,
     crate::service::webhook_endpoints::WebhookEndpointError,
+    crate::service::routing::RoutingError,
     kassa_store::StoreError,
     kassa_core::MoneyError
 );

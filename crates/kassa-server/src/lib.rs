@@ -62,6 +62,8 @@ pub struct AppStateInner {
     pub payments: service::payments::PaymentsService,
     /// Withdrawals.
     pub payouts: service::payouts::PayoutsService,
+    /// Multi-provider routing: the document in force, its changes, provider health.
+    pub routing: service::routing::RoutingService,
     /// The operator's webhook endpoints.
     pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
     /// Sends outbound webhooks (the `webhook.deliver` jobs).
@@ -84,6 +86,8 @@ pub struct Server {
     pub bootstrap: Option<bootstrap::DemoKeys>,
     /// The first embedded simulator's URL, when this server runs one.
     pub sandbox_url: Option<String>,
+    /// Every embedded simulator's URL by the account it stands in for (tests drive them).
+    pub simulator_urls: std::collections::BTreeMap<String, String>,
     /// Its database handle (tests count its write transactions).
     pub store: Store,
     /// Faults a test injects into the provider-event pipeline (dead-letter tests).
@@ -161,6 +165,10 @@ impl Server {
         };
         let (registry, embedded) = providers::build(&config, context).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
+        let simulator_urls = embedded
+            .iter()
+            .map(|s| (s.account_id.clone(), s.base_url.clone()))
+            .collect();
         let deliverer = workers::webhook_delivery::Deliverer::new(&config.webhooks)?;
         let publisher = Arc::new(workers::webhook_delivery::WebhookPublisher::new(
             store.clone(),
@@ -171,6 +179,11 @@ impl Server {
             acquirers: acquirers.clone(),
         };
         let state = AppState::new(store.clone(), config, providers, deliverer);
+        state
+            .routing
+            .seed(&state.config.routing.document)
+            .await
+            .map_err(|error| anyhow::anyhow!("[routing.document]: {error}"))?;
         let inbound_faults = state.inbound_faults.clone();
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let jobs = workers::jobs::spawn(state.clone(), publisher, shutdown.subscribe());
@@ -192,6 +205,7 @@ impl Server {
             local_addr,
             bootstrap,
             sandbox_url,
+            simulator_urls,
             store,
             inbound_faults,
             handle,
@@ -279,11 +293,17 @@ impl AppState {
             .limits
             .amount_limits()
             .expect("[limits] are valid (checked by Config::load and Server::start)");
+        let routing = service::routing::RoutingService::new(
+            store.clone(),
+            providers.clone(),
+            config.routing.health,
+        );
         let payments = service::payments::PaymentsService::new(
             store.clone(),
             providers.clone(),
             players.clone(),
             amount_limits.clone(),
+            routing.clone(),
         );
         let vault = vault_of(&store, &config.vault);
         let payouts = service::payouts::PayoutsService::new(
@@ -292,7 +312,8 @@ impl AppState {
             players.clone(),
             config.payouts.clone(),
         )
-        .with_vault(vault.clone());
+        .with_vault(vault.clone())
+        .with_routing(routing.clone());
         let store_for_webhooks = store.clone();
         let source_allow_lists = config
             .source_allow_lists()
@@ -315,6 +336,7 @@ impl AppState {
             wallet,
             payments,
             payouts,
+            routing,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
                 store_for_webhooks,
                 &config.webhooks,

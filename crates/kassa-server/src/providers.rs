@@ -41,13 +41,19 @@ pub struct EmbeddedProvider {
     /// Its base URL, which the account's connector calls (for an ISO 8583 host, its
     /// `host:port`).
     pub base_url: String,
+    /// The account it stands in for (set when the registry is built).
+    pub account_id: String,
     stop: StopSimulator,
 }
 
 impl EmbeddedProvider {
     /// A running simulator at `base_url`, stopped by `stop`.
     pub fn new(base_url: String, stop: StopSimulator) -> EmbeddedProvider {
-        EmbeddedProvider { base_url, stop }
+        EmbeddedProvider {
+            base_url,
+            account_id: String::new(),
+            stop,
+        }
     }
 
     /// Stops it and waits.
@@ -80,7 +86,7 @@ pub async fn build(
     config: &Config,
     context: BuildContext<'_>,
 ) -> anyhow::Result<(ProviderRegistry, Vec<EmbeddedProvider>)> {
-    let mut registry = ProviderRegistry::new();
+    let mut registry = ProviderRegistry::with_breaker(config.routing.breaker);
     let mut started = Vec::new();
     let mut kinds = ProviderKinds::builtin();
     crate::service::acquirer::add_kind(&mut kinds, context.store, context.acquirers);
@@ -131,7 +137,7 @@ async fn add_accounts(
                     account.id
                 );
             };
-            let simulator = embedded
+            let mut simulator = embedded
                 .start(EmbeddedLaunch {
                     account: account.clone(),
                     webhook_url: format!("{public_base_url}{}", webhook_path(&account.id)),
@@ -141,6 +147,7 @@ async fn add_accounts(
             account
                 .settings
                 .insert(location.into(), simulator.base_url.clone().into());
+            simulator.account_id = account.id.clone();
             started.push(simulator);
         }
         registry.add_account(&account, kinds)?;

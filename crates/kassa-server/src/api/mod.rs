@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod payments;
 pub mod payouts;
 pub mod players;
+pub mod routing;
 pub mod text;
 pub mod wallet;
 pub mod webhook_endpoints;
@@ -159,6 +160,9 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(webhook_endpoints::recover))
         .routes(routes!(admin_webhooks::search_inbound))
         .routes(routes!(admin_webhooks::get_inbound))
+        .routes(routes!(routing::get_routing, routing::put_routing))
+        .routes(routes!(routing::routing_history))
+        .routes(routes!(routing::routing_health))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::retry_job))

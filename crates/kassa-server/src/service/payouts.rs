@@ -27,6 +27,7 @@ use crate::config::PayoutsConfig;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
+use crate::service::routing::RoutingService;
 use crate::service::vault::Vault;
 use crate::service::{provider_failure_code, HoldFor, ProviderHold};
 use crate::views::payouts::payout_view;
@@ -106,6 +107,8 @@ pub struct PayoutsService {
     players: PlayerDirectory,
     config: PayoutsConfig,
     vault: Option<Arc<Vault>>,
+    /// The routing document's degradation plan may pause one provider's payouts.
+    routing: Option<RoutingService>,
 }
 
 /// How a payout's destination names a card saved in the vault.
@@ -125,6 +128,7 @@ impl PayoutsService {
             players,
             config,
             vault: None,
+            routing: None,
         }
     }
 
@@ -132,6 +136,12 @@ impl PayoutsService {
     /// original credit transaction through a direct acquirer, ADR 9101/9102).
     pub fn with_vault(mut self, vault: Option<Arc<Vault>>) -> PayoutsService {
         self.vault = vault;
+        self
+    }
+
+    /// Lets the routing document's degradation plan pause payouts per provider account.
+    pub fn with_routing(mut self, routing: RoutingService) -> PayoutsService {
+        self.routing = Some(routing);
         self
     }
 
@@ -445,8 +455,16 @@ impl PayoutsService {
         claim: Option<(&IdempotencyClaim, u16)>,
     ) -> Result<Marked, PayoutError> {
         let paused = self.store.switch_enabled(PAYOUTS_PAUSED).await?;
+        let routing = match &self.routing {
+            Some(routing) => Some(routing.current().await?),
+            None => None,
+        };
         let mut tx = self.store.begin().await?;
         let mut payout = self.locked(&mut tx, payout_id).await?;
+        let paused = paused
+            || routing
+                .zip(payout.provider.as_deref())
+                .is_some_and(|(routing, name)| routing.document.switches.payouts_paused(name));
         if !matches!(
             payout.status,
             PayoutStatus::Approved | PayoutStatus::Deferred

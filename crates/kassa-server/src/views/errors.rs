@@ -1,6 +1,7 @@
 //! The one place that says how each use case's error is answered: HTTP status, stable
 //! code, message and details. Changing a code here changes the API; tests pin them.
 
+use crate::service::routing::RoutingError;
 use kassa_connectors::ProviderError;
 use kassa_core::ledger::Refusal;
 use kassa_core::status::AccountStatus;
@@ -99,7 +100,8 @@ stable_code!(
     WalletError,
     PlayerError,
     ProviderEventError,
-    WebhookEndpointError
+    WebhookEndpointError,
+    RoutingError
 );
 
 impl PublicError for WebhookEndpointError {
@@ -124,6 +126,26 @@ impl PublicError for WebhookEndpointError {
                 Problem::new(409, "webhook_endpoint_disabled", message)
             }
             WebhookEndpointError::Store(error) => error.problem(),
+        }
+    }
+}
+
+impl PublicError for RoutingError {
+    fn problem(&self) -> Problem {
+        let message = self.to_string();
+        match self {
+            RoutingError::Invalid(error) => Problem::new(422, "invalid_routing_document", message)
+                .with_details(json!({ "place": error.place, "problem": error.problem })),
+            RoutingError::UnknownAccount { place, account } => {
+                Problem::new(422, "unknown_provider_account", message)
+                    .with_details(json!({ "place": place, "account": account }))
+            }
+            RoutingError::Conflict { based_on, current } => {
+                Problem::new(409, "routing_version_conflict", message).with_details(
+                    json!({ "based_on_version": based_on, "current_version": current }),
+                )
+            }
+            RoutingError::Store(error) => error.problem(),
         }
     }
 }
@@ -220,9 +242,11 @@ impl PublicError for PaymentError {
                 method,
                 currency,
                 country,
-            } => Problem::new(422, "no_provider", message).with_details(
-                json!({ "method": method, "currency": currency.code(), "country": country }),
-            ),
+                reasons,
+            } => Problem::new(422, "no_provider", message).with_details(json!({
+                "method": method, "currency": currency.code(), "country": country,
+                "reasons": reasons,
+            })),
             PaymentError::NotFound { .. } => Problem::new(404, "payment_not_found", message),
             PaymentError::NotCancellable { .. } | PaymentError::CancelOvertaken { .. } => {
                 Problem::new(409, "payment_not_cancellable", message)

@@ -12,6 +12,7 @@ mod baseline;
 mod codec;
 mod deposits;
 mod http1;
+mod routing;
 mod stats;
 mod wallet;
 
@@ -97,6 +98,9 @@ pub struct BenchArgs {
     /// Skip card authorizations through the acquirer connector and simulator over TCP.
     #[arg(long)]
     no_acquirer: bool,
+    /// Skip the routing decision's cost (1,000 rules, 20 provider accounts, one core).
+    #[arg(long)]
+    no_routing: bool,
     /// Players the deposits spread over.
     #[arg(long, default_value_t = 100)]
     deposit_players: usize,
@@ -219,6 +223,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !args.no_acquirer {
         let duration = Duration::from_secs_f64(args.duration_s);
         cells.push(acquirer::cell(duration, args.runs).await?);
+    }
+    if !args.no_routing {
+        cells.push(routing::cell(Duration::from_secs_f64(args.duration_s), args.runs).await?);
     }
     let report = report(&args, cells);
     if args.json {
@@ -552,9 +559,10 @@ fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
                baseline ops are the same player/house transfers, one SQL transaction each. \
                Deposit ops are whole deposits (init, then the signed `captured` webhook that \
                credits the player), with no baseline. The codec row is ISO 8583 pack + unpack \
-               of a `0200` on one core, its latencies per batch of 1,000 messages. The acquirer row \
-               is card authorizations (`0200` → `0210`) through the ISO 8583 connector and the \
-               host simulator over one TCP session, 32 in flight, latency per authorization.",
+               of a `0200` on one core, its latencies per batch of 1,000 messages. The routing row \
+               is one routing decision over 1,000 rules and 20 accounts on one core. The acquirer \
+               row is card authorizations (`0200` → `0210`) through the ISO 8583 connector and \
+               the host simulator over one TCP session, 32 in flight, latency per authorization.",
     }
 }
 
