@@ -8,6 +8,7 @@
 #[macro_use]
 mod stored_names;
 
+pub mod card;
 pub mod ids;
 pub mod ledger;
 pub mod limits;

@@ -54,6 +54,9 @@ pub struct Config {
     /// The database's storage settings.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The card vault's master keys (off without keys).
+    #[serde(default)]
+    pub vault: VaultConfig,
     /// Multi-provider routing: the seed document, breakers and health thresholds.
     #[serde(default)]
     pub routing: RoutingConfig,
@@ -73,6 +76,44 @@ pub struct RoutingConfig {
     /// When a provider account counts as degraded.
     #[serde(default)]
     pub health: kassa_core::routing::HealthSettings,
+}
+
+/// The card vault (ADR 9102): master keys by id, each 32 bytes in base64 (or `env:NAME`),
+/// and the id new cards are sealed under. No keys: cards are not saved.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// Master keys by id.
+    #[serde(default)]
+    pub master_keys: std::collections::BTreeMap<String, SecretString>,
+    /// The key new cards are sealed under; must be one of `master_keys`.
+    #[serde(default)]
+    pub active_key: String,
+}
+
+impl std::fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultConfig")
+            .field("master_keys", &self.master_keys.keys().collect::<Vec<_>>())
+            .field("active_key", &self.active_key)
+            .finish()
+    }
+}
+
+impl VaultConfig {
+    /// Replaces every `env:NAME` master key by that variable's value.
+    fn resolve_secrets(&mut self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        for (id, value) in self.master_keys.iter_mut() {
+            let Some(variable) = value.expose_secret().strip_prefix(SECRET_ENV_PREFIX) else {
+                continue;
+            };
+            let resolved = lookup(variable).filter(|v| !v.is_empty()).ok_or_else(|| {
+                anyhow::anyhow!("vault master key {id:?} names {variable}, which is not set")
+            })?;
+            *value = SecretString::from(resolved);
+        }
+        Ok(())
+    }
 }
 
 /// Inbound provider webhooks: what one source address may send, and what the delivery log
@@ -502,6 +543,9 @@ impl Config {
         for account in &mut config.providers.accounts {
             account.resolve_secrets(|name| std::env::var(name).ok())?;
         }
+        config
+            .vault
+            .resolve_secrets(|name| std::env::var(name).ok())?;
         config.validate()?;
         Ok(config)
     }

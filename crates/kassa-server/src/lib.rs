@@ -74,6 +74,10 @@ pub struct AppStateInner {
     pub source_allow_lists: service::inbound_sources::SourceAllowLists,
     /// Faults tests inject into the provider-event pipeline.
     pub inbound_faults: Arc<service::inbound_sources::InboundFaults>,
+    /// The ISO 8583 acquirer connectors, for their reversal advice jobs.
+    pub acquirers: service::acquirer::Acquirers,
+    /// The card vault; `None` when no master key is configured (cards are not saved).
+    pub vault: Option<Arc<service::vault::Vault>>,
 }
 
 /// A running server, for tests and the binary.
@@ -96,6 +100,7 @@ pub struct Server {
     jobs: tokio::task::JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
     embedded: Vec<providers::EmbeddedProvider>,
+    acquirers: service::acquirer::Acquirers,
 }
 
 impl Server {
@@ -123,6 +128,14 @@ impl Server {
                     config.storage.sqlite_tuning && config.storage.sqlite_group_commit,
                 );
         store.migrate().await?;
+        if !config.vault.master_keys.is_empty() {
+            // Refuses a start with a key that would switch the vault off.
+            service::vault::Vault::new(
+                store.clone(),
+                &config.vault.master_keys,
+                &config.vault.active_key,
+            )?;
+        }
         let hasher = auth::KeyHasher::from_config(&config.auth);
         if config.auth.effective_key_hash_secret().1 {
             tracing::warn!(
@@ -145,7 +158,14 @@ impl Server {
             "" => format!("http://{local_addr}"),
             url => url.to_string(),
         };
-        let (registry, embedded) = providers::build(&config, &public_base_url, embedded).await?;
+        let acquirers = service::acquirer::Acquirers::default();
+        let context = providers::BuildContext {
+            public_base_url: &public_base_url,
+            embedded,
+            store: &store,
+            acquirers: &acquirers,
+        };
+        let (registry, embedded) = providers::build(&config, context).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
         let simulator_urls = embedded
             .iter()
@@ -156,7 +176,11 @@ impl Server {
             store.clone(),
             &config.webhooks,
         ));
-        let state = AppState::new(store.clone(), config, Arc::new(registry), deliverer);
+        let providers = Providers {
+            registry: Arc::new(registry),
+            acquirers: acquirers.clone(),
+        };
+        let state = AppState::new(store.clone(), config, providers, deliverer);
         state
             .routing
             .seed(&state.config.routing.document)
@@ -190,6 +214,7 @@ impl Server {
             jobs,
             shutdown,
             embedded,
+            acquirers,
         })
     }
 
@@ -198,6 +223,7 @@ impl Server {
         let _ = self.shutdown.send(true);
         self.handle.await??;
         self.jobs.await?;
+        self.acquirers.shutdown().await;
         for simulator in self.embedded {
             simulator.stop().await;
         }
@@ -210,6 +236,7 @@ impl Server {
         // However serving ended, the jobs stop too (a no-op after a shutdown signal).
         let _ = self.shutdown.send(true);
         self.jobs.await?;
+        self.acquirers.shutdown().await;
         served??;
         for simulator in self.embedded {
             simulator.stop().await;
@@ -223,14 +250,41 @@ impl Server {
     }
 }
 
+/// The vault of `config`; `None` without master keys. Server::start checks the keys first,
+/// so a bad key stops the start there rather than here.
+fn vault_of(store: &Store, config: &config::VaultConfig) -> Option<Arc<service::vault::Vault>> {
+    if config.master_keys.is_empty() {
+        return None;
+    }
+    match service::vault::Vault::new(store.clone(), &config.master_keys, &config.active_key) {
+        Ok(vault) => Some(Arc::new(vault)),
+        Err(error) => {
+            tracing::error!(%error, "the card vault is off");
+            None
+        }
+    }
+}
+
+/// The provider accounts as the services take them.
+pub struct Providers {
+    /// Every account's connector, by account id.
+    pub registry: Arc<kassa_connectors::ProviderRegistry>,
+    /// The acquirer accounts' connectors again, for their reversal advice jobs.
+    pub acquirers: service::acquirer::Acquirers,
+}
+
 impl AppState {
     /// Wires the services over a migrated store.
     pub fn new(
         store: Store,
         config: Config,
-        providers: Arc<kassa_connectors::ProviderRegistry>,
+        providers: Providers,
         deliverer: workers::webhook_delivery::Deliverer,
     ) -> AppState {
+        let Providers {
+            registry: providers,
+            acquirers,
+        } = providers;
         let config = Arc::new(config);
         let players = service::players::PlayerDirectory::new(store.clone());
         let wallet =
@@ -253,12 +307,14 @@ impl AppState {
             amount_limits.clone(),
             routing.clone(),
         );
+        let vault = vault_of(&store, &config.vault);
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),
             providers,
             players.clone(),
             config.payouts.clone(),
         )
+        .with_vault(vault.clone())
         .with_routing(routing.clone());
         let store_for_webhooks = store.clone();
         let limits = service::limits::LimitsService::new(store.clone(), players.clone());
@@ -268,6 +324,8 @@ impl AppState {
         AppState(Arc::new(AppStateInner {
             source_allow_lists,
             inbound_faults: Arc::default(),
+            acquirers,
+            vault,
             auth: auth::KeyCache::new(store.clone(), auth::KeyHasher::from_config(&config.auth)),
             amount_limits,
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),

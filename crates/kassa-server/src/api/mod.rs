@@ -177,6 +177,11 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(payments::seed_webhook))
         .routes(routes!(payments::provider_webhook))
         .route(
+            "/pay/card/{payment_id}",
+            axum::routing::get(crate::web::card_page::card_page)
+                .post(crate::web::card_page::submit_card),
+        )
+        .route(
             "/cashier/return",
             axum::routing::get(crate::web::cashier::return_page),
         )

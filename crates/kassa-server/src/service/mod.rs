@@ -1,5 +1,6 @@
 //! Use cases behind the API. Each one that moves money runs in one database transaction.
 
+pub mod acquirer;
 pub mod cascade;
 pub mod inbound_log;
 pub mod inbound_sources;
@@ -9,6 +10,7 @@ pub mod payouts;
 pub mod players;
 pub mod provider_events;
 pub mod routing;
+pub mod vault;
 pub mod wallet;
 pub mod webhook_endpoints;
 pub mod webhook_signature;

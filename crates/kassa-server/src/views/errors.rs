@@ -292,6 +292,13 @@ impl PublicError for PaymentError {
             PaymentError::Provider(error) => provider_problem(error),
             PaymentError::ProviderMissing { .. } => Problem::internal(),
             PaymentError::KeyInUse => Problem::new(409, "idempotency_key_in_use", message),
+            PaymentError::CardNotExpected { status } => {
+                Problem::new(409, "card_not_expected", message)
+                    .with_details(json!({ "status": status.as_str() }))
+            }
+            PaymentError::CardAlreadySubmitted => {
+                Problem::new(409, "card_already_submitted", message)
+            }
             PaymentError::Store(error) => error.problem(),
         }
     }
