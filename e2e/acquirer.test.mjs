@@ -1,5 +1,5 @@
-// Card deposits through Kassa's own card page to a direct ISO 8583 acquirer (issue 20, ADR 9101
-// and 9102), in real headless Chromium: the page checks the Luhn digit before sending; an
+// Card deposits through Kassa's own card page to a direct ISO 8583 acquirer (issue 20, ADRs 49
+// and 50), in real headless Chromium: the page checks the Luhn digit before sending; an
 // approved card is charged by a `0200` to `kassa sim iso8583` and credits the player; a saved
 // card pays the next deposit with one click.
 //

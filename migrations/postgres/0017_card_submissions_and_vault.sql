@@ -7,7 +7,7 @@ CREATE TABLE card_submissions (
     submitted_at_ms BIGINT NOT NULL
 );
 
--- The card vault (issue 20 item 3, ADR 9102): a saved card is its ciphertext only. Envelope
+-- The card vault (issue 20 item 3, ADR 50): a saved card is its ciphertext only. Envelope
 -- encryption: the card (PAN and expiry) is sealed with AES-256-GCM under a data key of its
 -- own; the data key is sealed under the master key named by key_id, which lives in the
 -- config, never here. last4, expiry and bin are what may be shown and routed on. The CVC is

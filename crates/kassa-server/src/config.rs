@@ -78,7 +78,7 @@ pub struct RoutingConfig {
     pub health: kassa_core::routing::HealthSettings,
 }
 
-/// The card vault (ADR 9102): master keys by id, each 32 bytes in base64 (or `env:NAME`),
+/// The card vault (ADR 50): master keys by id, each 32 bytes in base64 (or `env:NAME`),
 /// and the id new cards are sealed under. No keys: cards are not saved.
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,7 @@
 //! * Field 39 maps to Kassa's decline reasons and classes as data ([`wire::decline_of`]).
 //!
 //! The card number reaches [`AcquirerConnector::charge_card`] and
-//! [`AcquirerConnector::payout_to_card`] only (ADR 9101), and leaves them only inside the
+//! [`AcquirerConnector::payout_to_card`] only (ADR 49), and leaves them only inside the
 //! packed message.
 //!
 //! Not the [`crate::Connector`] composition of ADR 29: its translator takes its per-attempt

@@ -1,4 +1,4 @@
-//! What the server lends its ISO 8583 acquirer connectors (ADR 9101): trace numbers kept in
+//! What the server lends its ISO 8583 acquirer connectors (ADR 49): trace numbers kept in
 //! the database (unique per terminal per day across restarts and nodes), and reversal advices
 //! kept in the job queue (sent again until the host answers, across restarts). Also the
 //! directory of acquirer connectors the advice jobs send through.

@@ -1131,7 +1131,7 @@ impl PaymentsService {
     }
 
     /// Charges the card submitted on Kassa's card page for a pending deposit routed to a
-    /// direct acquirer (ADR 9101). One submission per payment, claimed in the database before
+    /// direct acquirer (ADR 49). One submission per payment, claimed in the database before
     /// the acquirer hears of it. The acquirer's answer settles the payment in one
     /// transaction: approved and captured (the player credited once), declined, or failed
     /// (no answer: the connector has queued the reversal, so nothing stays charged).

@@ -133,7 +133,7 @@ impl PayoutsService {
     }
 
     /// Pays out to cards saved in `vault` when a payout's destination is a vault token (an
-    /// original credit transaction through a direct acquirer, ADR 9101/9102).
+    /// original credit transaction through a direct acquirer, ADRs 49 and 50).
     pub fn with_vault(mut self, vault: Option<Arc<Vault>>) -> PayoutsService {
         self.vault = vault;
         self

@@ -1,4 +1,4 @@
-//! The card vault (ADR 9102): envelope encryption of saved cards. Each card gets a random
+//! The card vault (ADR 50): envelope encryption of saved cards. Each card gets a random
 //! 256-bit data key; the card (PAN and expiry) is sealed under it with AES-256-GCM, and the
 //! data key is sealed under a master key from the config, named by its key id. The database
 //! holds ciphertext, the key id, and what may be shown (last four, expiry, BIN).

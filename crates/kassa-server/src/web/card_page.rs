@@ -1,9 +1,9 @@
-//! Kassa's own card page, for deposits routed to a direct acquirer (ADR 9101): the player
+//! Kassa's own card page, for deposits routed to a direct acquirer (ADR 49): the player
 //! types the card number, expiry and CVC; the page checks the Luhn digit and the expiry
 //! before sending, the server checks them again, charges the card through the acquirer and
 //! sends the browser to the deposit's status page.
 //!
-//! With a vault configured (ADR 9102) the player may save the card ("save this card"); a
+//! With a vault configured (ADR 50) the player may save the card ("save this card"); a
 //! returning player pays with a saved card, named by its token. The card number is otherwise
 //! in this request's memory only: never logged, and the CVC goes nowhere past the check.
 
