@@ -10,10 +10,11 @@ use std::time::Instant;
 use async_trait::async_trait;
 use kassa_core::routing::{BreakerSettings, CircuitBreaker, CircuitState, Permit};
 
+use crate::card::CardDetails;
 use crate::event::InboundRefusal;
 use crate::inbound::{InboundBatch, RawInbound};
 use crate::provider::{
-    Capabilities, PaymentProvider, PaymentRequest, PaymentStarted, PaymentStatusReport,
+    Capabilities, CardCharge, PaymentProvider, PaymentRequest, PaymentStarted, PaymentStatusReport,
     PayoutAccepted, PayoutRequest, ProviderError, ProviderPaymentStatus, RefundAccepted,
     RefundRequest,
 };
@@ -132,6 +133,22 @@ impl PaymentProvider for Guarded {
 
     async fn payout(&self, request: &PayoutRequest) -> Result<PayoutAccepted, ProviderError> {
         self.guard(self.inner.payout(request)).await
+    }
+
+    async fn charge_card(
+        &self,
+        request: &PaymentRequest,
+        card: &CardDetails,
+    ) -> Result<CardCharge, ProviderError> {
+        self.guard(self.inner.charge_card(request, card)).await
+    }
+
+    async fn payout_to_card(
+        &self,
+        request: &PayoutRequest,
+        card: &CardDetails,
+    ) -> Result<PayoutAccepted, ProviderError> {
+        self.guard(self.inner.payout_to_card(request, card)).await
     }
 
     fn receive(

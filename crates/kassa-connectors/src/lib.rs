@@ -13,6 +13,8 @@
 //! configured per merchant ([`ProviderAccount`]).
 
 pub mod account;
+pub mod acquirer;
+pub mod card;
 pub mod connector;
 pub mod event;
 pub mod guarded;
@@ -26,6 +28,7 @@ pub mod transport;
 pub mod webhook;
 
 pub use account::{AccountError, Credentials, ProviderAccount};
+pub use card::{CardDetails, CardError};
 pub use connector::Connector;
 pub use event::{
     InboundRefusal, PaymentEvent, PaymentEventStatus, PayoutEvent, PayoutEventStatus,
@@ -34,9 +37,9 @@ pub use event::{
 pub use guarded::{Guarded, CIRCUIT_OPEN};
 pub use inbound::{Acknowledgement, InboundBatch, InboundChannel, InboundSource, RawInbound};
 pub use provider::{
-    Capabilities, PaymentProvider, PaymentRequest, PaymentSession, PaymentStart, PaymentStarted,
-    PaymentStatusReport, PayoutAccepted, PayoutRequest, ProviderError, ProviderPaymentStatus,
-    ProviderPayoutStatus, RefundAccepted, RefundRequest,
+    Capabilities, CardCharge, PaymentProvider, PaymentRequest, PaymentSession, PaymentStart,
+    PaymentStarted, PaymentStatusReport, PayoutAccepted, PayoutRequest, ProviderError,
+    ProviderPaymentStatus, ProviderPayoutStatus, RefundAccepted, RefundRequest,
 };
 pub use registry::{
     AccountSummary, ConnectorFactory, ProviderKinds, ProviderRegistry, RegistryError,

@@ -9,6 +9,7 @@ use kassa_core::Currency;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
 
+use crate::card::CardDetails;
 use crate::event::{InboundRefusal, ProviderEvent, WebhookError};
 use crate::inbound::{InboundBatch, RawInbound};
 
@@ -216,13 +217,30 @@ pub struct RefundRequest {
     pub currency: Currency,
 }
 
-/// The provider took the refund; the outcome arrives by webhook.
+/// The provider took the refund; the outcome arrives by webhook, unless `settled`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefundAccepted {
     /// Kassa's refund id, echoed.
     pub refund_id: String,
     /// The provider's id of the refunded payment.
     pub provider_reference: String,
+    /// The answer itself says the money went back (an ISO 8583 acquirer's approved `0210`):
+    /// no event will follow, the server applies the refund at once.
+    pub settled: bool,
+}
+
+/// What a direct acquirer answered to a card charge (a `0200` purchase).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardCharge {
+    /// The reference and the next step, as for any start: [`PaymentStart::Authorized`] when
+    /// approved, [`PaymentStart::Declined`] with the decline class as reason when refused.
+    pub started: PaymentStarted,
+    /// The approval took the funds (a purchase, not an authorization only): the server
+    /// applies the capture at once, no event will follow.
+    pub captured: bool,
+    /// A refusal another provider may well accept (a technical decline such as `91`/`96`),
+    /// as opposed to the issuer's own refusal of the card.
+    pub soft_decline: bool,
 }
 
 /// A withdrawal to send to the player.
@@ -339,6 +357,27 @@ pub trait PaymentProvider: Send + Sync {
 
     /// Sends a payout; the outcome comes by an inbound event.
     async fn payout(&self, request: &PayoutRequest) -> Result<PayoutAccepted, ProviderError>;
+
+    /// Charges a card directly (an ISO 8583 acquirer): the card number reaches only this call
+    /// and the message it builds. Providers that host their own card page do not take card
+    /// numbers; they keep the default, [`ProviderError::Unsupported`].
+    async fn charge_card(
+        &self,
+        _request: &PaymentRequest,
+        _card: &CardDetails,
+    ) -> Result<CardCharge, ProviderError> {
+        Err(ProviderError::Unsupported("card charges"))
+    }
+
+    /// Pays out to a card directly (an original credit transaction); default unsupported, as
+    /// for [`PaymentProvider::charge_card`].
+    async fn payout_to_card(
+        &self,
+        _request: &PayoutRequest,
+        _card: &CardDetails,
+    ) -> Result<PayoutAccepted, ProviderError> {
+        Err(ProviderError::Unsupported("card payouts"))
+    }
 
     /// Checks one raw inbound message (its signature, freshness and shape) and parses it into
     /// typed events, through the account's [`crate::InboundSource`].

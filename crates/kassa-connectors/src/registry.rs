@@ -22,8 +22,10 @@ pub enum RegistryError {
     Account(#[from] AccountError),
 }
 
-/// Builds the connector of one account of a kind.
-pub type ConnectorFactory = fn(&ProviderAccount) -> Result<Arc<dyn PaymentProvider>, AccountError>;
+/// Builds the connector of one account of a kind. A closure, so that a kind needing the
+/// server's services (the acquirer's trace numbers and advice queue) can capture them.
+pub type ConnectorFactory =
+    Arc<dyn Fn(&ProviderAccount) -> Result<Arc<dyn PaymentProvider>, AccountError> + Send + Sync>;
 
 /// The connector kinds this build of Kassa speaks, by the `kind` an account names.
 #[derive(Clone, Default)]
@@ -37,7 +39,9 @@ impl ProviderKinds {
         ProviderKinds::default()
     }
 
-    /// Every kind in this crate: today `sandbox`.
+    /// Every kind this crate builds on its own: today `sandbox`. The `iso8583` acquirer
+    /// needs the server's trace numbers and job queue, so the server adds it
+    /// ([`crate::acquirer::from_account`]).
     pub fn builtin() -> ProviderKinds {
         let mut kinds = ProviderKinds::empty();
         kinds.add(crate::sandbox::KIND, |account| {
@@ -47,8 +51,15 @@ impl ProviderKinds {
     }
 
     /// Adds (or replaces) the factory of `kind`.
-    pub fn add(&mut self, kind: &str, factory: ConnectorFactory) {
-        self.factories.insert(kind.to_string(), factory);
+    pub fn add(
+        &mut self,
+        kind: &str,
+        factory: impl Fn(&ProviderAccount) -> Result<Arc<dyn PaymentProvider>, AccountError>
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        self.factories.insert(kind.to_string(), Arc::new(factory));
     }
 
     /// The connector of `account`, by its kind.

@@ -8,8 +8,10 @@
 #[macro_use]
 mod stored_names;
 
+pub mod card;
 pub mod ids;
 pub mod ledger;
+pub mod limits;
 pub mod money;
 pub mod movements;
 pub mod payment;

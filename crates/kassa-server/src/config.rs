@@ -54,6 +54,9 @@ pub struct Config {
     /// The database's storage settings.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// The card vault's master keys (off without keys).
+    #[serde(default)]
+    pub vault: VaultConfig,
     /// Multi-provider routing: the seed document, breakers and health thresholds.
     #[serde(default)]
     pub routing: RoutingConfig,
@@ -90,6 +93,44 @@ pub struct MetricsConfig {
 
 /// Environment variable overriding `metrics.listen`.
 pub const METRICS_LISTEN_VAR: &str = "KASSA_METRICS_LISTEN";
+
+/// The card vault (ADR 50): master keys by id, each 32 bytes in base64 (or `env:NAME`),
+/// and the id new cards are sealed under. No keys: cards are not saved.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// Master keys by id.
+    #[serde(default)]
+    pub master_keys: std::collections::BTreeMap<String, SecretString>,
+    /// The key new cards are sealed under; must be one of `master_keys`.
+    #[serde(default)]
+    pub active_key: String,
+}
+
+impl std::fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultConfig")
+            .field("master_keys", &self.master_keys.keys().collect::<Vec<_>>())
+            .field("active_key", &self.active_key)
+            .finish()
+    }
+}
+
+impl VaultConfig {
+    /// Replaces every `env:NAME` master key by that variable's value.
+    fn resolve_secrets(&mut self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        for (id, value) in self.master_keys.iter_mut() {
+            let Some(variable) = value.expose_secret().strip_prefix(SECRET_ENV_PREFIX) else {
+                continue;
+            };
+            let resolved = lookup(variable).filter(|v| !v.is_empty()).ok_or_else(|| {
+                anyhow::anyhow!("vault master key {id:?} names {variable}, which is not set")
+            })?;
+            *value = SecretString::from(resolved);
+        }
+        Ok(())
+    }
+}
 
 /// Inbound provider webhooks: what one source address may send, and what the delivery log
 /// keeps (verified deliveries in full, unverifiable ones as a counted, sampled excerpt).
@@ -518,6 +559,9 @@ impl Config {
         for account in &mut config.providers.accounts {
             account.resolve_secrets(|name| std::env::var(name).ok())?;
         }
+        config
+            .vault
+            .resolve_secrets(|name| std::env::var(name).ok())?;
         config.validate()?;
         Ok(config)
     }

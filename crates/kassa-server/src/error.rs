@@ -206,6 +206,7 @@ answered_as_api_error!(
     crate::service::provider_events::ProviderEventError,
     crate::service::webhook_endpoints::WebhookEndpointError,
     crate::service::routing::RoutingError,
+    crate::service::limits::LimitsError,
     kassa_store::StoreError,
     kassa_core::MoneyError
 );

@@ -65,6 +65,8 @@ pub struct AppStateInner {
     pub payouts: service::payouts::PayoutsService,
     /// Multi-provider routing: the document in force, its changes, provider health.
     pub routing: service::routing::RoutingService,
+    /// Responsible-gambling limits.
+    pub limits: service::limits::LimitsService,
     /// The operator's webhook endpoints.
     pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
     /// Sends outbound webhooks (the `webhook.deliver` jobs).
@@ -73,6 +75,10 @@ pub struct AppStateInner {
     pub source_allow_lists: service::inbound_sources::SourceAllowLists,
     /// Faults tests inject into the provider-event pipeline.
     pub inbound_faults: Arc<service::inbound_sources::InboundFaults>,
+    /// The ISO 8583 acquirer connectors, for their reversal advice jobs.
+    pub acquirers: service::acquirer::Acquirers,
+    /// The card vault; `None` when no master key is configured (cards are not saved).
+    pub vault: Option<Arc<service::vault::Vault>>,
 }
 
 /// A running server, for tests and the binary.
@@ -99,6 +105,7 @@ pub struct Server {
     jobs: tokio::task::JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
     embedded: Vec<providers::EmbeddedProvider>,
+    acquirers: service::acquirer::Acquirers,
 }
 
 impl Server {
@@ -126,6 +133,14 @@ impl Server {
                     config.storage.sqlite_tuning && config.storage.sqlite_group_commit,
                 );
         store.migrate().await?;
+        if !config.vault.master_keys.is_empty() {
+            // Refuses a start with a key that would switch the vault off.
+            service::vault::Vault::new(
+                store.clone(),
+                &config.vault.master_keys,
+                &config.vault.active_key,
+            )?;
+        }
         let hasher = auth::KeyHasher::from_config(&config.auth);
         if config.auth.effective_key_hash_secret().1 {
             tracing::warn!(
@@ -148,7 +163,14 @@ impl Server {
             "" => format!("http://{local_addr}"),
             url => url.to_string(),
         };
-        let (registry, embedded) = providers::build(&config, &public_base_url, embedded).await?;
+        let acquirers = service::acquirer::Acquirers::default();
+        let context = providers::BuildContext {
+            public_base_url: &public_base_url,
+            embedded,
+            store: &store,
+            acquirers: &acquirers,
+        };
+        let (registry, embedded) = providers::build(&config, context).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
         let simulator_urls = embedded
             .iter()
@@ -159,7 +181,11 @@ impl Server {
             store.clone(),
             &config.webhooks,
         ));
-        let state = AppState::new(store.clone(), config, Arc::new(registry), deliverer);
+        let providers = Providers {
+            registry: Arc::new(registry),
+            acquirers: acquirers.clone(),
+        };
+        let state = AppState::new(store.clone(), config, providers, deliverer);
         state
             .routing
             .seed(&state.config.routing.document)
@@ -199,6 +225,7 @@ impl Server {
             jobs,
             shutdown,
             embedded,
+            acquirers,
         })
     }
 
@@ -210,6 +237,7 @@ impl Server {
         if let Some(metrics) = self.metrics {
             metrics.await??;
         }
+        self.acquirers.shutdown().await;
         for simulator in self.embedded {
             simulator.stop().await;
         }
@@ -222,6 +250,7 @@ impl Server {
         // However serving ended, the jobs stop too (a no-op after a shutdown signal).
         let _ = self.shutdown.send(true);
         self.jobs.await?;
+        self.acquirers.shutdown().await;
         served??;
         for simulator in self.embedded {
             simulator.stop().await;
@@ -277,14 +306,41 @@ async fn serve_metrics(
     Ok(Some((addr, task)))
 }
 
+/// The vault of `config`; `None` without master keys. Server::start checks the keys first,
+/// so a bad key stops the start there rather than here.
+fn vault_of(store: &Store, config: &config::VaultConfig) -> Option<Arc<service::vault::Vault>> {
+    if config.master_keys.is_empty() {
+        return None;
+    }
+    match service::vault::Vault::new(store.clone(), &config.master_keys, &config.active_key) {
+        Ok(vault) => Some(Arc::new(vault)),
+        Err(error) => {
+            tracing::error!(%error, "the card vault is off");
+            None
+        }
+    }
+}
+
+/// The provider accounts as the services take them.
+pub struct Providers {
+    /// Every account's connector, by account id.
+    pub registry: Arc<kassa_connectors::ProviderRegistry>,
+    /// The acquirer accounts' connectors again, for their reversal advice jobs.
+    pub acquirers: service::acquirer::Acquirers,
+}
+
 impl AppState {
     /// Wires the services over a migrated store.
     pub fn new(
         store: Store,
         config: Config,
-        providers: Arc<kassa_connectors::ProviderRegistry>,
+        providers: Providers,
         deliverer: workers::webhook_delivery::Deliverer,
     ) -> AppState {
+        let Providers {
+            registry: providers,
+            acquirers,
+        } = providers;
         let config = Arc::new(config);
         let players = service::players::PlayerDirectory::new(store.clone());
         let wallet =
@@ -307,20 +363,25 @@ impl AppState {
             amount_limits.clone(),
             routing.clone(),
         );
+        let vault = vault_of(&store, &config.vault);
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),
             providers,
             players.clone(),
             config.payouts.clone(),
         )
+        .with_vault(vault.clone())
         .with_routing(routing.clone());
         let store_for_webhooks = store.clone();
+        let limits = service::limits::LimitsService::new(store.clone(), players.clone());
         let source_allow_lists = config
             .source_allow_lists()
             .expect("webhook_source_cidrs are valid (checked by Config::load and Server::start)");
         AppState(Arc::new(AppStateInner {
             source_allow_lists,
             inbound_faults: Arc::default(),
+            acquirers,
+            vault,
             auth: auth::KeyCache::new(store.clone(), auth::KeyHasher::from_config(&config.auth)),
             amount_limits,
             limiter: rate_limit::KeyedLimiter::from_config(&config.rate_limit).map(Arc::new),
@@ -335,6 +396,7 @@ impl AppState {
             payments,
             payouts,
             routing,
+            limits,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
                 store_for_webhooks,
                 &config.webhooks,

@@ -1,12 +1,18 @@
 //! The provider registry, built from the configured provider accounts (one per merchant and
-//! provider). An account that names no `base_url` needs an embedded simulator, which only the
-//! binary (`kassa serve`, `kassa demo`) and tests provide through [`EmbeddedProviders`]: the
-//! server links no simulator code.
+//! provider). An account that names no `base_url` (an acquirer: no `address`) needs an
+//! embedded simulator, which only the binary (`kassa serve`, `kassa demo`) and tests provide
+//! through [`EmbeddedProviders`]: the server links no simulator code.
 
 use futures::future::BoxFuture;
-use kassa_connectors::{ProviderAccount, ProviderKinds, ProviderRegistry};
+use kassa_connectors::{acquirer, ProviderAccount, ProviderKinds, ProviderRegistry};
+use kassa_store::Store;
 
 use crate::config::{Config, SandboxSimulatorConfig};
+use crate::service::acquirer::Acquirers;
+
+/// Path of Kassa's own card page, below the public URL; an acquirer account's deposits go
+/// there (`{path}/{payment_id}`).
+pub const CARD_PAGE_PATH: &str = "/pay/card";
 
 /// Path of the seed's webhook endpoint; it takes the `sandbox` account's webhooks.
 pub const SEED_WEBHOOK_PATH: &str = "/v1/payments/webhook";
@@ -32,7 +38,8 @@ type StopSimulator = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 /// A simulator running in this process for one account.
 pub struct EmbeddedProvider {
-    /// Its base URL, which the account's connector calls.
+    /// Its base URL, which the account's connector calls (for an ISO 8583 host, its
+    /// `host:port`).
     pub base_url: String,
     /// The account it stands in for (set when the registry is built).
     pub account_id: String,
@@ -61,19 +68,33 @@ pub trait EmbeddedProviders: Send + Sync {
     fn start(&self, launch: EmbeddedLaunch) -> BoxFuture<'_, anyhow::Result<EmbeddedProvider>>;
 }
 
+/// What building the registry needs besides the config.
+pub struct BuildContext<'a> {
+    /// This Kassa's public URL (webhook URLs, the card page).
+    pub public_base_url: &'a str,
+    /// Starts simulators for accounts without an address.
+    pub embedded: Option<&'a dyn EmbeddedProviders>,
+    /// The database the acquirer's trace numbers and advice jobs live in.
+    pub store: &'a Store,
+    /// Where acquirer connectors are recorded for the advice jobs.
+    pub acquirers: &'a Acquirers,
+}
+
 /// Builds the registry from the configured accounts, starting an embedded simulator for each
 /// account without a `base_url` (an error when `embedded` is `None`).
 pub async fn build(
     config: &Config,
-    public_base_url: &str,
-    embedded: Option<&dyn EmbeddedProviders>,
+    context: BuildContext<'_>,
 ) -> anyhow::Result<(ProviderRegistry, Vec<EmbeddedProvider>)> {
     let mut registry = ProviderRegistry::with_breaker(config.routing.breaker);
     let mut started = Vec::new();
+    let mut kinds = ProviderKinds::builtin();
+    crate::service::acquirer::add_kind(&mut kinds, context.store, context.acquirers);
     let added = add_accounts(
         config,
-        public_base_url,
-        embedded,
+        &kinds,
+        context.public_base_url,
+        context.embedded,
         &mut registry,
         &mut started,
     )
@@ -90,19 +111,29 @@ pub async fn build(
 
 async fn add_accounts(
     config: &Config,
+    kinds: &ProviderKinds,
     public_base_url: &str,
     embedded: Option<&dyn EmbeddedProviders>,
     registry: &mut ProviderRegistry,
     started: &mut Vec<EmbeddedProvider>,
 ) -> anyhow::Result<()> {
-    let kinds = ProviderKinds::builtin();
     for account_config in &config.providers.accounts {
         let mut account = account_config.to_account()?;
-        if account.setting_str("base_url", "")?.is_empty() {
+        // Where the provider is: an acquirer's host `address`, a PSP's `base_url`.
+        let location = match account.kind == acquirer::KIND {
+            true => "address",
+            false => "base_url",
+        };
+        if account.kind == acquirer::KIND && account.setting_str("card_page_url", "")?.is_empty() {
+            // An acquirer's deposits go to Kassa's own card page.
+            let url = format!("{public_base_url}{CARD_PAGE_PATH}");
+            account.settings.insert("card_page_url".into(), url.into());
+        }
+        if account.setting_str(location, "")?.is_empty() {
             let Some(embedded) = embedded else {
                 anyhow::bail!(
-                    "provider account {:?} names no base_url and this process runs no embedded \
-                     simulator (kassa serve and kassa demo do)",
+                    "provider account {:?} names no {location} and this process runs no \
+                     embedded simulator (kassa serve and kassa demo do)",
                     account.id
                 );
             };
@@ -115,11 +146,11 @@ async fn add_accounts(
                 .await?;
             account
                 .settings
-                .insert("base_url".into(), simulator.base_url.clone().into());
+                .insert(location.into(), simulator.base_url.clone().into());
             simulator.account_id = account.id.clone();
             started.push(simulator);
         }
-        registry.add_account(&account, &kinds)?;
+        registry.add_account(&account, kinds)?;
         tracing::info!(account = %account.id, kind = %account.kind, merchant = %account.merchant_id, "provider account ready");
     }
     Ok(())

@@ -169,6 +169,25 @@ impl Store {
             .await?)
     }
 
+    /// Cancels the queued (not yet running) job of `kind` with `dedupe_key`; `false` when there
+    /// is none (it ran, runs, or never was).
+    pub async fn cancel_queued_job(
+        &self,
+        kind: &str,
+        dedupe_key: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', updated_at_ms = $1 \
+             WHERE kind = $2 AND dedupe_key = $3 AND state = 'queued'",
+        )
+        .bind(now_ms())
+        .bind(kind)
+        .bind(dedupe_key)
+        .execute(self.autocommit())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// [`enqueue_job_on`](Self::enqueue_job_on) in a statement of its own.
     pub async fn enqueue_job(&self, job: &NewJob<'_>) -> Result<Option<String>, StoreError> {
         let mut conn = self.writer().acquire().await?;

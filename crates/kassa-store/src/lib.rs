@@ -14,6 +14,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
+pub mod acquirer;
 pub mod directory;
 mod group_commit;
 pub mod idempotency;
@@ -22,6 +23,7 @@ pub mod jobs;
 mod journal;
 pub(crate) use jobs::is_unique_violation;
 pub mod ledger;
+pub mod limits;
 pub mod payments;
 pub mod payouts;
 mod postgres_writer;

@@ -7,13 +7,34 @@ use kassa_connectors::ExposeSecret;
 use kassa_server::providers::{EmbeddedLaunch, EmbeddedProvider, EmbeddedProviders};
 use kassa_sim::psp::SandboxPspConfig;
 
-/// Starts the sandbox PSP for `sandbox` accounts; other kinds have no simulator yet.
+/// Starts the sandbox PSP for `sandbox` accounts and the ISO 8583 host simulator for
+/// `iso8583` accounts; other kinds have no simulator yet.
 pub struct Simulators;
 
 impl EmbeddedProviders for Simulators {
     fn start(&self, launch: EmbeddedLaunch) -> BoxFuture<'_, anyhow::Result<EmbeddedProvider>> {
-        Box::pin(start_sandbox(launch))
+        match launch.account.kind.as_str() {
+            kassa_connectors::acquirer::KIND => Box::pin(start_iso8583_host()),
+            _ => Box::pin(start_sandbox(launch)),
+        }
     }
+}
+
+/// The ISO 8583 host simulator on a free port (test cards: `kassa sim iso8583 --help`).
+async fn start_iso8583_host() -> anyhow::Result<EmbeddedProvider> {
+    let handle = kassa_sim::iso8583::start(kassa_sim::iso8583::Iso8583HostConfig {
+        listen: "127.0.0.1:0".into(),
+        ..Default::default()
+    })
+    .await?;
+    let address = handle.local_addr().to_string();
+    Ok(EmbeddedProvider::new(
+        address,
+        Box::new(move || {
+            handle.stop();
+            Box::pin(async {})
+        }),
+    ))
 }
 
 async fn start_sandbox(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider> {

@@ -43,6 +43,18 @@ enum Command {
     },
     /// Measures wallet throughput and latency against a hand-written baseline.
     Bench(bench::BenchArgs),
+    /// Card vault tools.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VaultCommand {
+    /// Re-wraps every saved card's data key under `vault.active_key` (after a rotation), so
+    /// the old master keys can be removed; the cards' ciphertext does not change.
+    Rewrap(DatabaseArgs),
 }
 
 #[derive(Subcommand)]
@@ -149,6 +161,9 @@ async fn main() -> anyhow::Result<()> {
             command: LedgerCommand::Verify(args),
         } => verify(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Vault {
+            command: VaultCommand::Rewrap(args),
+        } => rewrap(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Sim {
             command: SimCommand::Psp(args),
@@ -234,6 +249,28 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+async fn rewrap(args: DatabaseArgs) -> anyhow::Result<()> {
+    let config = args.config(Overrides::default())?;
+    telemetry::init(&config.log_format);
+    anyhow::ensure!(
+        !config.vault.master_keys.is_empty(),
+        "no vault master keys configured ([vault] master_keys)"
+    );
+    let store = Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let vault = kassa_server::service::vault::Vault::new(
+        store,
+        &config.vault.master_keys,
+        &config.vault.active_key,
+    )?;
+    let moved = vault.rewrap().await?;
+    println!(
+        "{moved} saved cards re-wrapped under vault key {:?}",
+        config.vault.active_key
+    );
+    Ok(())
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<()> {

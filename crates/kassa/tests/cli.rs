@@ -164,6 +164,64 @@ async fn a_script_chooses_the_demo_key() {
 }
 
 #[tokio::test]
+async fn an_acquirer_account_without_an_address_gets_an_embedded_iso8583_host() {
+    let url = fresh_database_url(TestBackend::Sqlite).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("kassa-cli-acquirer-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("kassa.toml");
+    std::fs::write(
+        &config,
+        "[[providers.accounts]]\nid = \"acquirer\"\nmerchant = \"mch_demo\"\nkind = \"iso8583\"\n\
+         name = \"Embedded acquirer\"\ncredentials = {}\n\
+         settings = { terminal_id = \"CLI00001\", card_acceptor_id = \"KASSA-CLI\" }\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let key = "sk_test_cli_acquirer_000000001";
+    let config_path = config.to_str().unwrap();
+    let (_server, _) = serve(
+        &url,
+        port,
+        &[("KASSA_DEMO_API_KEY", key), ("KASSA_CONFIG", config_path)],
+    );
+    wait_healthy(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let player = json!({"currency": "EUR", "country": "MT"});
+    let put = reqwest::Method::PUT;
+    let (status, _) = call(put, format!("{base}/v1/players/p1"), key, Some(player)).await;
+    assert_eq!(status, 201);
+    let deposit = json!({"amount": "12.00", "currency": "EUR", "method": "card", "player_id": "p1",
+                         "return_url": format!("{base}/cashier/return"), "meta": {"country": "MT"}});
+    let init = reqwest::Client::new()
+        .post(format!("{base}/v1/payments/init"))
+        .bearer_auth(key)
+        .header("Idempotency-Key", "cli-acquirer-1")
+        .json(&deposit)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status().as_u16(), 201);
+    let init: Value = init.json().await.unwrap();
+    let page = init["redirect_url"].as_str().unwrap();
+    assert!(page.contains("/pay/card/"), "{init}");
+    let form = [
+        ("number", "4000000000000002"),
+        ("expiry", "12/30"),
+        ("cvc", "123"),
+    ];
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let paid = browser.post(page).form(&form).send().await.unwrap();
+    assert_eq!(paid.status().as_u16(), 303);
+    let get = reqwest::Method::GET;
+    let (_, balance) = call(get, format!("{base}/v1/players/p1/balance"), key, None).await;
+    assert_eq!(balance["available"], "12.00", "{balance}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn sqlite_ledger_verify_passes_then_fails_on_a_tampered_balance() {
     ledger_verify_passes_then_fails_on_a_tampered_balance(TestBackend::Sqlite).await;
 }

@@ -190,6 +190,7 @@ impl Translator for SandboxTranslator {
                 Ok(Outcome::RefundAccepted(RefundAccepted {
                     refund_id: answer.refund_id,
                     provider_reference: answer.provider_reference,
+                    settled: false,
                 }))
             }
             Operation::Payout(_) => {

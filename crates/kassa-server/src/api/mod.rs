@@ -7,6 +7,7 @@ pub mod admin;
 pub mod admin_webhooks;
 pub mod health;
 pub mod jobs;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod payments;
@@ -143,6 +144,7 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(payouts::set_switch))
         .routes(routes!(players::put_player, players::get_player))
         .routes(routes!(players::get_balance))
+        .routes(routes!(limits::get_limits, limits::put_limits))
         .routes(routes!(players::list_transactions))
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))
@@ -176,6 +178,11 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(health::openapi_json))
         .routes(routes!(payments::seed_webhook))
         .routes(routes!(payments::provider_webhook))
+        .route(
+            "/pay/card/{payment_id}",
+            axum::routing::get(crate::web::card_page::card_page)
+                .post(crate::web::card_page::submit_card),
+        )
         .route(
             "/cashier/return",
             axum::routing::get(crate::web::cashier::return_page),

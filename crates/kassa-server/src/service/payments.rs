@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kassa_connectors::{
-    PaymentEvent as ProviderPaymentEvent, PaymentEventStatus, PaymentProvider, PaymentRequest,
-    PaymentStart, PaymentStarted, ProviderError, ProviderPaymentStatus, ProviderRegistry,
-    RefundRequest,
+    CardCharge, CardDetails, PaymentEvent as ProviderPaymentEvent, PaymentEventStatus,
+    PaymentProvider, PaymentRequest, PaymentStart, PaymentStarted, ProviderError,
+    ProviderPaymentStatus, ProviderRegistry, RefundAccepted, RefundRequest,
 };
 use kassa_core::ids::{DisputeId, MerchantId, PaymentId, PlayerId, RefundId};
 use kassa_core::ledger::{AccountKind, EntryStatus, Outcome};
@@ -31,6 +31,7 @@ use tokio::sync::{broadcast, OnceCell};
 
 use crate::idempotency::IdempotencyClaim;
 use crate::service::cascade;
+use crate::service::limits::{check_deposit_limits, DepositRefused};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
 use crate::service::routing::RoutingService;
@@ -73,6 +74,9 @@ pub enum PaymentError {
         /// Why each possibility was left out (switches, circuits, maintenance).
         reasons: Vec<String>,
     },
+    /// A responsible-gambling deposit limit would be exceeded; nothing was started.
+    #[error("{}", .0.exceeded)]
+    LimitExceeded(DepositRefused),
     /// No such payment for this merchant.
     #[error("no payment {payment_id:?}")]
     NotFound { payment_id: String },
@@ -103,6 +107,12 @@ pub enum PaymentError {
         payment_id: String,
         provider: String,
     },
+    /// The payment is not waiting for a card (never was, or it has its outcome).
+    #[error("a {status} payment does not take a card")]
+    CardNotExpected { status: PaymentStatus },
+    /// The card of this payment was submitted before; a second would charge twice.
+    #[error("the card of this payment was already submitted")]
+    CardAlreadySubmitted,
     /// Another request with the same `Idempotency-Key` is running or answered first; the
     /// idempotency layer answers in its place.
     #[error("a request with this Idempotency-Key is still running")]
@@ -326,6 +336,16 @@ impl PaymentsService {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
         PlayerError::check_may_play(&player.player_id, player.account_status)?;
+        let amount = request.amount;
+        check_deposit_limits(
+            &self.store,
+            merchant_id,
+            &player.player_id,
+            amount.amount_minor,
+            amount.currency,
+        )
+        .await?
+        .map_err(PaymentError::LimitExceeded)?;
         let payment_id = match claim {
             Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
             None => PaymentId::generate(),
@@ -1081,6 +1101,11 @@ impl PaymentsService {
                 currency: refund.amount.currency,
             })
             .await;
+        if let Ok(accepted) = &sent {
+            if accepted.settled {
+                return self.settle_refund(&payment, refund, accepted, claim).await;
+            }
+        }
         let mut tx = self.store.begin().await?;
         let outcome = match sent {
             Ok(_) => {
@@ -1115,6 +1140,154 @@ impl PaymentsService {
             crate::metrics::record_refund(&payment.provider, "failed");
         }
         outcome
+    }
+
+    /// Charges the card submitted on Kassa's card page for a pending deposit routed to a
+    /// direct acquirer (ADR 49). One submission per payment, claimed in the database before
+    /// the acquirer hears of it. The acquirer's answer settles the payment in one
+    /// transaction: approved and captured (the player credited once), declined, or failed
+    /// (no answer: the connector has queued the reversal, so nothing stays charged).
+    pub async fn pay_with_card(
+        &self,
+        payment_id: &PaymentId,
+        card: &CardDetails,
+    ) -> Result<PaymentRecord, PaymentError> {
+        let known = self
+            .store
+            .find_payment(payment_id)
+            .await?
+            .ok_or_else(|| payment_not_found(payment_id))?;
+        if known.status != PaymentStatus::Pending {
+            return Err(PaymentError::CardNotExpected {
+                status: known.status,
+            });
+        }
+        let provider = self.provider_of(&known)?;
+        let wallet = self
+            .players
+            .wallet(&known.merchant_id, &known.player_id)
+            .await?;
+        if !self
+            .store
+            .claim_card_submission(payment_id.as_str())
+            .await?
+        {
+            return Err(PaymentError::CardAlreadySubmitted);
+        }
+        let charged = provider.charge_card(&payment_request(&known), card).await;
+        let mut tx = self.store.begin().await?;
+        let mut payment = self
+            .store
+            .lock_payment(&mut tx, payment_id)
+            .await?
+            .ok_or_else(|| payment_not_found(payment_id))?;
+        match charged {
+            Ok(charge) => {
+                self.record_card_charge(&mut tx, &mut payment, &wallet, charge)
+                    .await?
+            }
+            Err(error) => {
+                payment.failure_reason = Some(provider_failure_code(&error));
+                let detail = error.to_string();
+                self.transition(
+                    &mut tx,
+                    &mut payment,
+                    PaymentEvent::Failed,
+                    "card_page",
+                    "provider_error",
+                    Some(&detail),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        self.publish(&payment);
+        Ok(payment)
+    }
+
+    /// The acquirer's answer to a card charge, inside the payment's transaction.
+    async fn record_card_charge(
+        &self,
+        tx: &mut Tx,
+        payment: &mut PaymentRecord,
+        wallet: &WalletAccounts,
+        charge: CardCharge,
+    ) -> Result<(), PaymentError> {
+        let reference = charge.started.provider_reference;
+        payment.provider_reference = Some(reference.clone());
+        let detail =
+            json!({ "provider_reference": reference, "soft_decline": charge.soft_decline })
+                .to_string();
+        let (event, name) = match charge.started.start {
+            PaymentStart::Authorized => (PaymentEvent::Authorized, "authorized"),
+            PaymentStart::Declined { reason } => {
+                payment.failure_reason = Some(reason.unwrap_or_else(|| "declined".into()));
+                (PaymentEvent::Declined, "declined")
+            }
+            other => {
+                let error = ProviderError::Protocol(format!("a card charge answered {other:?}"));
+                return Err(PaymentError::Provider(error));
+            }
+        };
+        self.transition(tx, payment, event, "card_page", name, Some(&detail))
+            .await?;
+        if charge.captured && event == PaymentEvent::Authorized {
+            // A purchase takes the funds in its approval: the capture that credits the
+            // player, through the same code a provider's `captured` event runs.
+            let captured = ProviderPaymentEvent {
+                event_id: format!("{reference}:captured"),
+                payment_id: payment.id.to_string(),
+                status: PaymentEventStatus::Captured,
+                amount_minor: payment.amount.amount_minor,
+                currency: payment.amount.currency,
+                timestamp_unix_s: now_ms() / 1000,
+                provider_reference: Some(reference),
+                refund_id: None,
+                dispute_id: None,
+                reason: None,
+            };
+            self.apply_event(tx, payment, wallet, &captured, "card_page")
+                .await
+                .map_err(event_failed)?;
+        }
+        Ok(())
+    }
+
+    /// A refund the provider's answer already settled (an acquirer's approved `0210`): the
+    /// `refunded` event is applied at once, through the pipeline a webhook would take (so
+    /// it posts the hold once), and the key gets its final answer.
+    async fn settle_refund(
+        &self,
+        payment: &PaymentRecord,
+        mut refund: RefundRecord,
+        accepted: &RefundAccepted,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<RefundRecord, PaymentError> {
+        let refunded = ProviderPaymentEvent {
+            event_id: format!("{}:refund:{}", accepted.provider_reference, refund.id),
+            payment_id: payment.id.to_string(),
+            status: PaymentEventStatus::Refunded,
+            amount_minor: refund.amount.amount_minor,
+            currency: refund.amount.currency,
+            timestamp_unix_s: now_ms() / 1000,
+            provider_reference: Some(accepted.provider_reference.clone()),
+            refund_id: Some(refund.id.to_string()),
+            dispute_id: None,
+            reason: None,
+        };
+        self.apply_provider_event(&payment.provider, &refunded, "provider_answer", None)
+            .await
+            .map_err(event_failed)?;
+        refund.status = RefundStatus::Succeeded;
+        if let Some(claim) = claim {
+            let mut tx = self.store.begin().await?;
+            claim
+                .complete_in(&mut tx, &Answer::of(201, &refund_view(&refund)))
+                .await?;
+            tx.commit().await?;
+            claim.mark_committed();
+        }
+        Ok(refund)
     }
 
     /// Asks the providers about payments left waiting past `after_ms` and settles them from
@@ -1429,6 +1602,18 @@ fn check_event_matches(
         return mismatch("the amount differs from the payment's");
     }
     Ok(())
+}
+
+/// A provider event Kassa made itself (from a provider's synchronous answer) that failed to
+/// apply: the database failed, or the books disagree (a bug).
+fn event_failed(error: ProviderEventError) -> PaymentError {
+    match error {
+        ProviderEventError::Store(error) => PaymentError::Store(error),
+        ProviderEventError::Player(error) => PaymentError::Player(error),
+        other => PaymentError::Store(StoreError::Corrupt(format!(
+            "a provider answer did not apply: {other}"
+        ))),
+    }
 }
 
 /// The error for a start that did not get its key; the idempotency layer answers instead.

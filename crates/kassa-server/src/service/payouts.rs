@@ -28,6 +28,7 @@ use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
 use crate::service::routing::RoutingService;
+use crate::service::vault::Vault;
 use crate::service::{provider_failure_code, HoldFor, ProviderHold};
 use crate::views::payouts::payout_view;
 use crate::views::Answer;
@@ -105,9 +106,13 @@ pub struct PayoutsService {
     providers: Arc<ProviderRegistry>,
     players: PlayerDirectory,
     config: PayoutsConfig,
+    vault: Option<Arc<Vault>>,
     /// The routing document's degradation plan may pause one provider's payouts.
     routing: Option<RoutingService>,
 }
+
+/// How a payout's destination names a card saved in the vault.
+const VAULT_TOKEN_PREFIX: &str = "card_";
 
 impl PayoutsService {
     /// Wires the service.
@@ -122,8 +127,16 @@ impl PayoutsService {
             providers,
             players,
             config,
+            vault: None,
             routing: None,
         }
+    }
+
+    /// Pays out to cards saved in `vault` when a payout's destination is a vault token (an
+    /// original credit transaction through a direct acquirer, ADRs 49 and 50).
+    pub fn with_vault(mut self, vault: Option<Arc<Vault>>) -> PayoutsService {
+        self.vault = vault;
+        self
     }
 
     /// Lets the routing document's degradation plan pause payouts per provider account.
@@ -392,11 +405,48 @@ impl PayoutsService {
             Marked::Finished(payout) => return Ok(payout),
         };
         // No transaction is open while the provider is asked.
-        let sent = provider.payout(&payout_request(&payout)).await;
+        let sent = self.ask_provider(provider.as_ref(), &payout).await;
         // Sent: the payout was `processing`, so an end now is a change.
         let answered = self.record_send_answer(payout_id, sent, claim).await?;
         crate::metrics::record_payout_finished(&answered);
         Ok(answered)
+    }
+
+    /// Hands the payout to its provider: to a saved card (opened from the vault for this one
+    /// message) when the destination is a vault token, else as the provider takes payouts.
+    async fn ask_provider(
+        &self,
+        provider: &dyn PaymentProvider,
+        payout: &PayoutRecord,
+    ) -> Result<PayoutAccepted, ProviderError> {
+        let request = payout_request(payout);
+        let token = payout
+            .destination
+            .as_deref()
+            .filter(|d| d.starts_with(VAULT_TOKEN_PREFIX));
+        let (Some(token), Some(vault)) = (token, &self.vault) else {
+            return provider.payout(&request).await;
+        };
+        let today = time::OffsetDateTime::now_utc().date();
+        let today_yymm = format!(
+            "{:02}{:02}",
+            today.year().rem_euclid(100),
+            u8::from(today.month())
+        );
+        let merchant = payout.merchant_id.as_str();
+        match vault
+            .open(merchant, payout.player_id.as_str(), token, &today_yymm)
+            .await
+        {
+            Ok(card) => provider.payout_to_card(&request, &card).await,
+            Err(error) => {
+                tracing::warn!(payout_id = %payout.id, %error, "payout card not usable");
+                Err(ProviderError::Rejected {
+                    code: "card_unusable".into(),
+                    message: "the saved card cannot be paid to".into(),
+                })
+            }
+        }
     }
 
     /// First transaction of a send: marks an approved or deferred payout `processing` and

@@ -1,6 +1,7 @@
 //! The one place that says how each use case's error is answered: HTTP status, stable
 //! code, message and details. Changing a code here changes the API; tests pin them.
 
+use crate::service::limits::{DepositRefused, LimitsError};
 use crate::service::routing::RoutingError;
 use kassa_connectors::ProviderError;
 use kassa_core::ledger::Refusal;
@@ -101,7 +102,8 @@ stable_code!(
     PlayerError,
     ProviderEventError,
     WebhookEndpointError,
-    RoutingError
+    RoutingError,
+    LimitsError
 );
 
 impl PublicError for WebhookEndpointError {
@@ -126,6 +128,29 @@ impl PublicError for WebhookEndpointError {
                 Problem::new(409, "webhook_endpoint_disabled", message)
             }
             WebhookEndpointError::Store(error) => error.problem(),
+        }
+    }
+}
+
+/// 402 `limit_exceeded`, naming the limit, its period and when the deposit would fit.
+fn limit_exceeded(refused: &DepositRefused, message: String) -> Problem {
+    let exceeded = refused.exceeded;
+    let amount = |minor| refused.currency.format_minor(minor);
+    Problem::new(402, "limit_exceeded", message).with_details(json!({
+        "limit": "deposit",
+        "period": exceeded.period.as_str(),
+        "limit_amount": amount(exceeded.limit_minor),
+        "used": amount(exceeded.used_minor),
+        "currency": refused.currency.code(),
+        "resets_at": exceeded.fits_at_ms.map(crate::api::rfc3339),
+    }))
+}
+
+impl PublicError for LimitsError {
+    fn problem(&self) -> Problem {
+        match self {
+            LimitsError::Player(error) => error.problem(),
+            LimitsError::Store(error) => error.problem(),
         }
     }
 }
@@ -247,6 +272,7 @@ impl PublicError for PaymentError {
                 "method": method, "currency": currency.code(), "country": country,
                 "reasons": reasons,
             })),
+            PaymentError::LimitExceeded(refused) => limit_exceeded(refused, message),
             PaymentError::NotFound { .. } => Problem::new(404, "payment_not_found", message),
             PaymentError::NotCancellable { .. } | PaymentError::CancelOvertaken { .. } => {
                 Problem::new(409, "payment_not_cancellable", message)
@@ -266,6 +292,13 @@ impl PublicError for PaymentError {
             PaymentError::Provider(error) => provider_problem(error),
             PaymentError::ProviderMissing { .. } => Problem::internal(),
             PaymentError::KeyInUse => Problem::new(409, "idempotency_key_in_use", message),
+            PaymentError::CardNotExpected { status } => {
+                Problem::new(409, "card_not_expected", message)
+                    .with_details(json!({ "status": status.as_str() }))
+            }
+            PaymentError::CardAlreadySubmitted => {
+                Problem::new(409, "card_already_submitted", message)
+            }
             PaymentError::Store(error) => error.problem(),
         }
     }

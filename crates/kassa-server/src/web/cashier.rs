@@ -32,22 +32,14 @@ pub async fn return_page(
     let amount = payment.amount.to_string();
     let status = payment.status.as_str();
     let id = &payment.id;
+    let head = super::head(
+        &format!("Deposit {status}"),
+        "body { font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem; color: #1a1a1a; }
+.status { font-size: 1.5rem; font-weight: 600; }
+.captured { color: #0a6b2d; } .declined, .failed, .expired, .cancelled { color: #a4161a; }",
+    );
     let page = format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>Deposit {status}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem; color: #1a1a1a; }}
-.status {{ font-size: 1.5rem; font-weight: 600; }}
-.captured {{ color: #0a6b2d; }} .declined, .failed, .expired, .cancelled {{ color: #a4161a; }}
-</style>
-</head>
-<body>
-<main>
+        r#"{head}<main>
 <h1>Your deposit of {amount}</h1>
 <p>Status: <span id="status" class="status {status}" role="status" aria-live="polite">{status}</span></p>
 <p id="explain">{explain}</p>

@@ -15,6 +15,7 @@ use crate::views::errors::PublicError;
 use crate::workers::outbox::{self, OutboxPublisher, PublishError};
 use crate::workers::webhook_delivery;
 
+pub use crate::service::acquirer::REVERSAL_ADVICE;
 pub use crate::service::webhook_endpoints::WEBHOOK_DELIVER;
 use crate::AppState;
 
@@ -39,6 +40,7 @@ pub const KINDS: &[&str] = &[
     OUTBOX_PUBLISH,
     WEBHOOK_LOG_PURGE,
     WEBHOOK_DELIVER,
+    REVERSAL_ADVICE,
 ];
 
 /// Batches one purge run deletes at most; the rest waits for the next run.
@@ -97,6 +99,20 @@ impl From<PaymentError> for JobError {
 impl From<PayoutError> for JobError {
     fn from(error: PayoutError) -> JobError {
         JobError::from_service(&error)
+    }
+}
+
+impl From<crate::service::acquirer::AdviceError> for JobError {
+    fn from(error: crate::service::acquirer::AdviceError) -> JobError {
+        use crate::service::acquirer::AdviceError;
+        match error {
+            AdviceError::Payload(why) => JobError::Payload(why),
+            // Run again (a repeat, `0421`) after the usual backoff.
+            other => JobError::Service {
+                code: "reversal_advice_unanswered",
+                message: other.to_string(),
+            },
+        }
     }
 }
 
@@ -169,6 +185,12 @@ pub async fn run(
         }
         WEBHOOK_LOG_PURGE => purge_webhook_log(state).await,
         WEBHOOK_DELIVER => webhook_delivery::run(&state.store, &state.deliverer, job).await,
+        REVERSAL_ADVICE => {
+            crate::service::acquirer::send_advice(&state.acquirers, &job.payload, job.attempts)
+                .await
+                .map(drop)
+                .map_err(JobError::from)
+        }
         other => Err(JobError::UnknownKind(other.to_string())),
     }
 }

@@ -78,6 +78,7 @@ enum AuthState {
 struct Authorization {
     mti: Mti,
     amount_minor: u64,
+    refunded_minor: u64,
     state: AuthState,
 }
 
@@ -94,14 +95,25 @@ struct Ledger {
 pub(crate) struct Host {
     slow_delay: Duration,
     ledger: Mutex<Ledger>,
+    /// Reversal advices still to leave unanswered.
+    advices_to_ignore: Mutex<u32>,
+    /// MTI and STAN of every request read, for tests.
+    received: Mutex<Vec<(String, String)>>,
 }
 
 impl Host {
-    pub(crate) fn new(slow_delay: Duration) -> Host {
+    pub(crate) fn new(slow_delay: Duration, ignore_advices: u32) -> Host {
         Host {
             slow_delay,
             ledger: Mutex::new(Ledger::default()),
+            advices_to_ignore: Mutex::new(ignore_advices),
+            received: Mutex::new(Vec::new()),
         }
+    }
+
+    /// MTI and STAN of every request read so far.
+    pub(crate) fn received(&self) -> Vec<(String, String)> {
+        relock(&self.received).clone()
     }
 
     /// Decides the answer to one message.
@@ -110,12 +122,44 @@ impl Host {
         if !mti.expects_response() {
             return Reply::Ignore;
         }
+        let stan = request.get_text(11).unwrap_or_default().to_string();
+        relock(&self.received).push((mti.to_string(), stan));
         match (mti.class(), mti.function()) {
             (8, 0) => Reply::Send(self.network(request)),
+            (2, 0) if is_refund(request) => Reply::Send(self.refund(request)),
+            (4, 2) if self.ignore_this_advice() => Reply::Ignore,
             (1 | 2, 0) => self.authorize(request),
             (2, 2) => Reply::Send(self.complete(request)),
             (4, 0 | 2) => Reply::Send(self.reverse(request)),
             _ => Reply::Send(answer(request, code::INVALID_TRANSACTION)),
+        }
+    }
+
+    /// Whether this advice is one of the first `ignore_advices`, left unanswered.
+    fn ignore_this_advice(&self) -> bool {
+        let mut left = relock(&self.advices_to_ignore);
+        let ignore = *left > 0;
+        *left = left.saturating_sub(1);
+        ignore
+    }
+
+    /// A refund (`0200`, processing code `20`) of an approved purchase named in field 90:
+    /// no card needed, at most what is left of the purchase.
+    fn refund(&self, request: &Message) -> Message {
+        let amount = amount_minor(request);
+        let mut ledger = self.lock();
+        let Some(original) = find_original_by_data(&mut ledger, request) else {
+            return answer(request, code::ORIGINAL_NOT_FOUND);
+        };
+        if original.state == AuthState::Reversed {
+            return answer(request, code::ORIGINAL_NOT_FOUND);
+        }
+        match amount {
+            Some(amount) if amount <= original.amount_minor - original.refunded_minor => {
+                original.refunded_minor += amount;
+                answer(request, code::APPROVED)
+            }
+            _ => answer(request, code::INVALID_AMOUNT),
         }
     }
 
@@ -147,6 +191,7 @@ impl Host {
         let authorization = Authorization {
             mti: request.mti(),
             amount_minor,
+            refunded_minor: 0,
             state: AuthState::Approved,
         };
         let mut message = answer(request, code::APPROVED);
@@ -231,6 +276,32 @@ pub(crate) fn answer(request: &Message, code: &str) -> Message {
     }
     answer.set(39, code);
     answer
+}
+
+/// Locks a mutex of plain data, poisoned or not.
+fn relock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A `0200` whose processing code says refund (`20xxxx`).
+fn is_refund(request: &Message) -> bool {
+    request
+        .get_text(3)
+        .is_some_and(|code| code.starts_with("20"))
+}
+
+/// The original named by field 90 only (a refund's own STAN is new, never the original's).
+fn find_original_by_data<'a>(
+    ledger: &'a mut Ledger,
+    request: &Message,
+) -> Option<&'a mut Authorization> {
+    let key = OriginalKey {
+        terminal: request.get_text(41)?.to_string(),
+        stan: request.get_text(90)?.get(4..10)?.to_string(),
+    };
+    ledger.authorizations.get_mut(&key)
 }
 
 /// Field 4 as minor units: exactly 12 digits.

@@ -11,7 +11,8 @@
 //! | `0800` with 70 = `001` sign-on, `002` sign-off, `301` echo | `0810`, 39 = `00` (`12` for another 70, `30` without 70) |
 //! | `0100` authorization, `0200` purchase | `0110`/`0210` by the test-card rules below |
 //! | `0220` completion (repeat `0221`) of an approved `0100` | `0230`: `00`; `13` above the authorized amount; `25` if the original is unknown, a purchase, or reversed |
-//! | `0400` reversal, `0420` reversal advice (repeat `0421`) | `0410`/`0430`: `00` whenever the original is known (repeats too), `25` if not |
+//! | `0200` with processing code `20xxxx` (refund), no PAN needed | `0210`: `00` when field 90 names a known approved purchase and the amount fits what is left of it; `25` unknown original, `13` too much |
+//! | `0400` reversal, `0420` reversal advice (repeat `0421`) | `0410`/`0430`: `00` whenever the original is known (repeats too), `25` if not; the first `ignore_advices` advices get no answer at all (to show that the connector repeats them) |
 //! | another request or advice | its answer with `12` |
 //! | a response sent to the host | nothing |
 //! | bytes that do not unpack | if they start with a request MTI, its answer with `30`; else the connection is closed |
@@ -76,6 +77,8 @@ pub struct Iso8583HostConfig {
     pub slow_delay_ms: u64,
     /// The dialect; pyiso8583's `default_ascii` by default.
     pub spec: Spec,
+    /// How many reversal advices (`0420`/`0421`) go unanswered before the host answers them.
+    pub ignore_advices: u32,
 }
 
 impl Default for Iso8583HostConfig {
@@ -86,6 +89,7 @@ impl Default for Iso8583HostConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             slow_delay_ms: 40_000,
             spec: Spec::default_ascii().clone(),
+            ignore_advices: 0,
         }
     }
 }
@@ -94,12 +98,18 @@ impl Default for Iso8583HostConfig {
 pub struct Iso8583HostHandle {
     local_addr: SocketAddr,
     acceptor: JoinHandle<()>,
+    shared: Arc<Shared>,
 }
 
 impl Iso8583HostHandle {
     /// The address the host is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The MTI and STAN of every request the host has read so far, in order (for tests).
+    pub fn received(&self) -> Vec<(String, String)> {
+        self.shared.host.received()
     }
 
     /// Stops accepting connections (open ones end when their peer closes).
@@ -128,14 +138,18 @@ pub async fn start(config: Iso8583HostConfig) -> anyhow::Result<Iso8583HostHandl
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
-        host: Host::new(Duration::from_millis(config.slow_delay_ms)),
+        host: Host::new(
+            Duration::from_millis(config.slow_delay_ms),
+            config.ignore_advices,
+        ),
         spec: config.spec,
         codec: FrameCodec::new(config.header, config.max_frame_bytes),
     });
-    let acceptor = tokio::spawn(accept_loop(listener, shared));
+    let acceptor = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
     Ok(Iso8583HostHandle {
         local_addr,
         acceptor,
+        shared,
     })
 }
 

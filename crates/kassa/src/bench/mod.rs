@@ -7,6 +7,7 @@
 //! matrix: backend × players × clients × runs, wallet then baseline. Figures are the median
 //! of the runs. Load is bounded by `--duration-s` and `--requests-max` per run.
 
+mod acquirer;
 mod baseline;
 mod codec;
 mod deposits;
@@ -94,6 +95,9 @@ pub struct BenchArgs {
     /// Skip the ISO 8583 codec's throughput (pack + unpack of a `0200` on one core).
     #[arg(long)]
     no_codec: bool,
+    /// Skip card authorizations through the acquirer connector and simulator over TCP.
+    #[arg(long)]
+    no_acquirer: bool,
     /// Skip the routing decision's cost (1,000 rules, 20 provider accounts, one core).
     #[arg(long)]
     no_routing: bool,
@@ -215,6 +219,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if !args.no_codec {
         cells.push(codec::cell(Duration::from_secs_f64(args.duration_s), args.runs).await?);
+    }
+    if !args.no_acquirer {
+        let duration = Duration::from_secs_f64(args.duration_s);
+        cells.push(acquirer::cell(duration, args.runs).await?);
     }
     if !args.no_routing {
         cells.push(routing::cell(Duration::from_secs_f64(args.duration_s), args.runs).await?);
@@ -552,7 +560,9 @@ fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
                Deposit ops are whole deposits (init, then the signed `captured` webhook that \
                credits the player), with no baseline. The codec row is ISO 8583 pack + unpack \
                of a `0200` on one core, its latencies per batch of 1,000 messages. The routing row \
-               is one routing decision over 1,000 rules and 20 accounts on one core.",
+               is one routing decision over 1,000 rules and 20 accounts on one core. The acquirer \
+               row is card authorizations (`0200` → `0210`) through the ISO 8583 connector and \
+               the host simulator over one TCP session, 32 in flight, latency per authorization.",
     }
 }
 

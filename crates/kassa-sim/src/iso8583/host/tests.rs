@@ -3,7 +3,7 @@ use super::*;
 const APPROVE_PAN: &str = "4000000000000002";
 
 fn host() -> Host {
-    Host::new(Duration::from_millis(1234))
+    Host::new(Duration::from_millis(1234), 0)
 }
 
 fn request(mti: &str, fields: &[(u8, &str)]) -> Message {
@@ -224,4 +224,72 @@ fn completions_need_an_open_authorization_and_at_most_its_amount() {
         &[(4, "000000000800"), (11, "000999"), (41, "TERM0001")],
     );
     assert_eq!(code_of(host.handle(&unknown)), "25");
+}
+
+fn original_data(stan: &str) -> String {
+    format!("0200{stan}{}", "0".repeat(32))
+}
+
+#[test]
+fn refunds_name_their_purchase_in_field_90_and_need_no_card() {
+    let host = host();
+    assert_eq!(
+        code_of(host.handle(&purchase("0200", APPROVE_PAN, "000001"))),
+        "00"
+    );
+    let refund = |stan: &str, amount: &str, original: &str| {
+        request(
+            "0200",
+            &[
+                (3, "200000"),
+                (4, amount),
+                (11, stan),
+                (41, "TERM0001"),
+                (90, &original_data(original)),
+            ],
+        )
+    };
+    assert_eq!(
+        code_of(host.handle(&refund("000002", "000000000600", "000001"))),
+        "00"
+    );
+    assert_eq!(
+        code_of(host.handle(&refund("000003", "000000000500", "000001"))),
+        "13",
+        "only 400 of 1000 are left"
+    );
+    assert_eq!(
+        code_of(host.handle(&refund("000004", "000000000400", "000001"))),
+        "00"
+    );
+    assert_eq!(
+        code_of(host.handle(&refund("000005", "000000000001", "999999"))),
+        "25"
+    );
+}
+
+#[test]
+fn the_first_advices_go_unanswered_when_asked() {
+    let host = Host::new(Duration::from_millis(1), 2);
+    assert_eq!(
+        code_of(host.handle(&purchase("0200", APPROVE_PAN, "000001"))),
+        "00"
+    );
+    let advice = |mti: &str, stan: &str| {
+        request(
+            mti,
+            &[
+                (3, "000000"),
+                (4, "000000001000"),
+                (11, stan),
+                (41, "TERM0001"),
+                (90, &original_data("000001")),
+            ],
+        )
+    };
+    assert_eq!(host.handle(&advice("0420", "000002")), Reply::Ignore);
+    assert_eq!(host.handle(&advice("0421", "000003")), Reply::Ignore);
+    assert_eq!(code_of(host.handle(&advice("0421", "000004"))), "00");
+    let mtis: Vec<String> = host.received().into_iter().map(|(mti, _)| mti).collect();
+    assert_eq!(mtis, ["0200", "0420", "0421", "0421"]);
 }

@@ -1,0 +1,246 @@
+//! The card vault (ADR 50): envelope encryption of saved cards. Each card gets a random
+//! 256-bit data key; the card (PAN and expiry) is sealed under it with AES-256-GCM, and the
+//! data key is sealed under a master key from the config, named by its key id. The database
+//! holds ciphertext, the key id, and what may be shown (last four, expiry, BIN).
+//!
+//! Rotation without downtime: add the new master key, make it `active_key`; new cards are
+//! sealed under it, old ones still open under theirs; [`Vault::rewrap`] moves old cards'
+//! data keys to the active key (the cards' ciphertext is untouched), after which the old key
+//! can be removed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
+use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
+use base64::Engine;
+use kassa_connectors::{CardDetails, ExposeSecret, SecretString};
+use kassa_store::acquirer::VaultCardRecord;
+use kassa_store::{now_ms, Store, StoreError};
+
+/// Bytes of an AES-GCM nonce, stored in front of each ciphertext.
+const NONCE_BYTES: usize = 12;
+/// Bytes of an AES-256 key.
+const KEY_BYTES: usize = 32;
+/// Cards re-wrapped per batch.
+const REWRAP_BATCH: u32 = 100;
+
+/// Why the vault refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// A master key is not 32 bytes of base64, or the active key is not among them.
+    #[error("vault config: {0}")]
+    Config(String),
+    /// The card's key id names no configured master key.
+    #[error("vault key {0:?} is not configured")]
+    UnknownKey(String),
+    /// The ciphertext does not open (wrong key, or altered bytes).
+    #[error("a vault card does not decrypt")]
+    Corrupt,
+    /// No saved card with this token for this player.
+    #[error("no saved card {0:?}")]
+    NotFound(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The master keys by id, and the one new cards are sealed under.
+pub struct Vault {
+    store: Store,
+    keys: BTreeMap<String, Aes256Gcm>,
+    active: String,
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vault")
+            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .field("active", &self.active)
+            .finish()
+    }
+}
+
+/// Seals `plain` under `cipher`, binding it to `context` (authenticated, not stored).
+fn seal(cipher: &Aes256Gcm, plain: &[u8], context: &[u8]) -> Result<Vec<u8>, VaultError> {
+    let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+    let sealed = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plain,
+                aad: context,
+            },
+        )
+        .map_err(|_| VaultError::Corrupt)?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens what [`seal`] made with the same key and context.
+fn open(cipher: &Aes256Gcm, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, VaultError> {
+    if sealed.len() < NONCE_BYTES {
+        return Err(VaultError::Corrupt);
+    }
+    let (nonce, body) = sealed.split_at(NONCE_BYTES);
+    cipher
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: body,
+                aad: context,
+            },
+        )
+        .map_err(|_| VaultError::Corrupt)
+}
+
+impl Vault {
+    /// A vault over `store` with `keys` (id → base64 of 32 bytes); `active` seals new cards.
+    pub fn new(
+        store: Store,
+        keys: &BTreeMap<String, SecretString>,
+        active: &str,
+    ) -> Result<Vault, VaultError> {
+        let mut ciphers = BTreeMap::new();
+        for (id, encoded) in keys {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded.expose_secret().trim())
+                .ok()
+                .filter(|bytes| bytes.len() == KEY_BYTES)
+                .ok_or_else(|| {
+                    VaultError::Config(format!("master key {id:?} must be 32 bytes in base64"))
+                })?;
+            ciphers.insert(
+                id.clone(),
+                Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+            );
+        }
+        if !ciphers.contains_key(active) {
+            return Err(VaultError::Config(format!(
+                "active_key {active:?} is not among the master keys"
+            )));
+        }
+        Ok(Vault {
+            store,
+            keys: ciphers,
+            active: active.to_string(),
+        })
+    }
+
+    fn cipher(&self, key_id: &str) -> Result<&Aes256Gcm, VaultError> {
+        self.keys
+            .get(key_id)
+            .ok_or_else(|| VaultError::UnknownKey(key_id.to_string()))
+    }
+
+    /// Saves `card` for a player; answers the token it is paid with again.
+    pub async fn save(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+        card: &CardDetails,
+    ) -> Result<VaultCardRecord, VaultError> {
+        let token = kassa_core::ids::generate("card");
+        let data_key = Aes256Gcm::generate_key(OsRng);
+        let plain = SecretString::from(format!("{}|{}", card.pan(), card.expiry_yymm()));
+        let ciphertext = seal(
+            &Aes256Gcm::new(&data_key),
+            plain.expose_secret().as_bytes(),
+            token.as_bytes(),
+        )?;
+        let wrapped_key = seal(self.cipher(&self.active)?, &data_key, token.as_bytes())?;
+        let record = VaultCardRecord {
+            token,
+            merchant_id: merchant_id.to_string(),
+            player_id: player_id.to_string(),
+            key_id: self.active.clone(),
+            wrapped_key,
+            ciphertext,
+            last4: card.last4().to_string(),
+            expiry_yymm: card.expiry_yymm().to_string(),
+            bin: card.pan().chars().take(6).collect(),
+            created_at_ms: now_ms(),
+        };
+        self.store.insert_vault_card(&record).await?;
+        Ok(record)
+    }
+
+    /// A player's saved cards (ciphertext stays closed).
+    pub async fn cards_of(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+    ) -> Result<Vec<VaultCardRecord>, VaultError> {
+        Ok(self
+            .store
+            .player_vault_cards(merchant_id, player_id)
+            .await?)
+    }
+
+    /// Opens the player's saved card `token` for one charge; `today_yymm` checks its expiry.
+    pub async fn open(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+        token: &str,
+        today_yymm: &str,
+    ) -> Result<CardDetails, VaultError> {
+        let record = self
+            .cards_of(merchant_id, player_id)
+            .await?
+            .into_iter()
+            .find(|card| card.token == token)
+            .ok_or_else(|| VaultError::NotFound(token.to_string()))?;
+        self.open_record(&record, today_yymm)
+    }
+
+    fn open_record(
+        &self,
+        record: &VaultCardRecord,
+        today_yymm: &str,
+    ) -> Result<CardDetails, VaultError> {
+        let context = record.token.as_bytes();
+        let data_key = open(self.cipher(&record.key_id)?, &record.wrapped_key, context)?;
+        if data_key.len() != KEY_BYTES {
+            return Err(VaultError::Corrupt);
+        }
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&data_key));
+        let plain = SecretString::from(
+            String::from_utf8(open(&cipher, &record.ciphertext, context)?)
+                .map_err(|_| VaultError::Corrupt)?,
+        );
+        let (pan, expiry) = plain
+            .expose_secret()
+            .split_once('|')
+            .ok_or(VaultError::Corrupt)?;
+        CardDetails::new(pan, expiry, today_yymm).map_err(|_| VaultError::Corrupt)
+    }
+
+    /// Re-wraps every card's data key under the active master key; answers how many moved.
+    /// Safe to run while cards are saved and used: each card moves in one conditional update.
+    pub async fn rewrap(&self) -> Result<u64, VaultError> {
+        let mut moved = 0;
+        loop {
+            let batch = self
+                .store
+                .vault_cards_not_under(&self.active, REWRAP_BATCH)
+                .await?;
+            if batch.is_empty() {
+                return Ok(moved);
+            }
+            for card in &batch {
+                let context = card.token.as_bytes();
+                let data_key = open(self.cipher(&card.key_id)?, &card.wrapped_key, context)?;
+                let wrapped = seal(self.cipher(&self.active)?, &data_key, context)?;
+                if self
+                    .store
+                    .rewrap_vault_card(&card.token, &card.key_id, &self.active, &wrapped)
+                    .await?
+                {
+                    moved += 1;
+                }
+            }
+        }
+    }
+}

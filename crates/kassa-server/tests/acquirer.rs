@@ -1,0 +1,576 @@
+//! Card deposits through a direct ISO 8583 acquirer, end to end over real TCP against Kassa's
+//! host simulator, on both backends: Kassa's card page, the `0200`, the credit once, declines,
+//! a timeout reversed by advices repeated until answered, a refund, STANs across a restart,
+//! and no card number in the database.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::TestApp;
+use kassa_server::config::{Config, ProviderAccountConfig};
+use kassa_sim::iso8583::{start, Iso8583HostConfig, Iso8583HostHandle};
+use kassa_store::testing::TestBackend;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Luhn-valid test cards of the simulator.
+const APPROVE: &str = "4000000000000002";
+const INSUFFICIENT_FUNDS: &str = "4000000000000051";
+const ISSUER_UNAVAILABLE: &str = "4000000000020091";
+const SLOW: &str = "4000000000000077";
+
+/// Runs `$name(backend)` on SQLite and, when configured, PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(kassa_store::testing::TestBackend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+                async fn $name() {
+                    super::$name(kassa_store::testing::TestBackend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    an_approved_card_is_captured_and_credited_once_then_refunded,
+    declines_leave_the_player_uncharged,
+    a_timeout_is_reversed_by_advices_repeated_until_the_host_answers,
+    a_restart_never_reuses_a_stan,
+    bad_card_input_is_refused_clearly,
+    a_saved_card_pays_again_across_a_key_rotation,
+);
+
+/// Everything every test of this binary logs, at every level (one subscriber per process).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        logs
+    })
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The logs hold `seen` (so they are captured) and never `pan`.
+fn assert_no_pan_logged(pan: &str, seen: &str) {
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(logs.contains(seen), "the logs were not captured");
+    assert!(!logs.contains(pan), "the PAN is in the logs");
+}
+
+async fn host(ignore_advices: u32) -> Iso8583HostHandle {
+    start(Iso8583HostConfig {
+        listen: "127.0.0.1:0".into(),
+        slow_delay_ms: 3_000,
+        ignore_advices,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// The demo merchant's only account becomes the acquirer at `address`; jobs run often, so
+/// advice repeats come quickly.
+fn acquirer_only(config: &mut Config, address: &str) {
+    let merchant = config.providers.accounts[0].merchant.clone();
+    let settings: toml::Table = toml::from_str(&format!(
+        r#"address = "{address}"
+terminal_id = "KASSA001"
+card_acceptor_id = "CASINO-MT-01"
+timeout_ms = 400
+echo_interval_ms = 1000
+reconnect_min_ms = 20
+reconnect_max_ms = 200"#
+    ))
+    .unwrap();
+    config.providers.accounts = vec![ProviderAccountConfig {
+        id: "acquirer".into(),
+        merchant,
+        kind: "iso8583".into(),
+        name: "Direct acquirer".into(),
+        credentials: Default::default(),
+        settings,
+        webhook_source_cidrs: Vec::new(),
+    }];
+    config.jobs.poll_interval_ms = 20;
+    config.jobs.backoff_base_ms = 20;
+    config.jobs.backoff_cap_ms = 100;
+}
+
+async fn rig(backend: TestBackend, ignore_advices: u32) -> Option<(TestApp, Iso8583HostHandle)> {
+    logs();
+    let host = host(ignore_advices).await;
+    let address = host.local_addr().to_string();
+    let app = common::spawn_with(backend, |c| acquirer_only(c, &address)).await?;
+    app.player("p1").await;
+    Some((app, host))
+}
+
+/// A browser that does not follow redirects.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Starts a deposit; answers its id and the card page it redirects to.
+async fn deposit(app: &TestApp, amount: &str) -> (String, String) {
+    let started = common::start_deposit(app, amount).await;
+    let id = started.body["payment_id"].as_str().unwrap().to_string();
+    let page = started.body["redirect_url"].as_str().unwrap().to_string();
+    assert_eq!(
+        page,
+        format!("{}/pay/card/{id}", app.base),
+        "{}",
+        started.body
+    );
+    (id, page)
+}
+
+/// Submits the card page's form; answers the status and where it sends the browser.
+async fn submit(page: &str, number: &str) -> (StatusCode, Option<String>, String) {
+    let form = [("number", number), ("expiry", "12/30"), ("cvc", "123")];
+    let answer = browser().post(page).form(&form).send().await.unwrap();
+    let status = answer.status();
+    let location = answer
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string());
+    (status, location, answer.text().await.unwrap())
+}
+
+async fn payment(app: &TestApp, id: &str) -> Value {
+    let answer = app.get(&format!("/v1/payments/{id}")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body
+}
+
+/// Pays `amount` with `card` through the card page; answers the payment afterwards.
+async fn pay(app: &TestApp, amount: &str, card: &str) -> Value {
+    let (id, page) = deposit(app, amount).await;
+    let (status, location, body) = submit(&page, card).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location, Some(format!("/cashier/return?payment_id={id}")));
+    payment(app, &id).await
+}
+
+/// Every STAN the host has read, and whether they are all different.
+fn stans_unique(host: &Iso8583HostHandle) -> (usize, bool) {
+    let mut stans: Vec<String> = host.received().into_iter().map(|(_, stan)| stan).collect();
+    let count = stans.len();
+    stans.sort();
+    stans.dedup();
+    (count, stans.len() == count)
+}
+
+async fn an_approved_card_is_captured_and_credited_once_then_refunded(backend: TestBackend) {
+    let Some((app, host)) = rig(backend, 0).await else {
+        return;
+    };
+    let (id, page) = deposit(&app, "25.00").await;
+    let shown = browser().get(&page).send().await.unwrap();
+    assert_eq!(shown.status(), StatusCode::OK);
+    assert_eq!(shown.headers()["cache-control"], "no-store");
+    assert!(shown
+        .text()
+        .await
+        .unwrap()
+        .contains("Pay 25.00 EUR by card"));
+    let (status, _, _) = submit(&page, APPROVE).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let paid = payment(&app, &id).await;
+    assert_eq!(paid["status"], "captured", "{paid}");
+    assert_eq!(app.balance("p1").await.0, "25.00");
+    // A second submission (another tab) charges nothing.
+    let (again, _, body) = submit(&page, APPROVE).await;
+    assert_eq!(again, StatusCode::CONFLICT, "{body}");
+    let purchases = host
+        .received()
+        .iter()
+        .filter(|(mti, _)| mti == "0200")
+        .count();
+    assert_eq!(purchases, 1);
+    assert_eq!(app.balance("p1").await.0, "25.00");
+
+    let refund = app
+        .send(
+            Method::POST,
+            &format!("/v1/payments/{id}/refunds"),
+            Some(&app.api_key),
+            Some(&json!({"amount": "10.00"})),
+            &[("Idempotency-Key", "refund-1")],
+        )
+        .await;
+    assert_eq!(refund.status, StatusCode::CREATED, "{}", refund.body);
+    assert_eq!(refund.body["status"], "succeeded", "{}", refund.body);
+    assert_eq!(app.balance("p1").await, ("15.00".into(), "0.00".into()));
+    assert_eq!(payment(&app, &id).await["status"], "partially_refunded");
+    app.assert_ledger_verifies().await;
+    assert_no_pan_stored(&app, APPROVE, &id).await;
+    assert_no_pan_logged(APPROVE, "card submitted on the card page");
+    app.stop().await;
+}
+
+async fn declines_leave_the_player_uncharged(backend: TestBackend) {
+    let Some((app, _host)) = rig(backend, 0).await else {
+        return;
+    };
+    let refused = pay(&app, "30.00", INSUFFICIENT_FUNDS).await;
+    assert_eq!(refused["status"], "declined", "{refused}");
+    assert_eq!(refused["failure_reason"], "insufficient_funds");
+    let technical = pay(&app, "30.00", ISSUER_UNAVAILABLE).await;
+    assert_eq!(technical["status"], "declined", "{technical}");
+    assert_eq!(technical["failure_reason"], "issuer_unavailable");
+    assert_eq!(app.balance("p1").await.0, "0.00");
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+async fn a_timeout_is_reversed_by_advices_repeated_until_the_host_answers(backend: TestBackend) {
+    // The host leaves the first two advices unanswered.
+    let Some((app, host)) = rig(backend, 2).await else {
+        return;
+    };
+    let timed_out = pay(&app, "40.00", SLOW).await;
+    assert_eq!(timed_out["status"], "failed", "{timed_out}");
+    assert_eq!(timed_out["failure_reason"], "provider_timeout");
+    let advices = wait_for_answered_advice(&app, &host).await;
+    assert_eq!(advices, ["0420", "0421", "0421"]);
+    // The late approval changed nothing: never charged, never credited.
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    assert_eq!(app.balance("p1").await.0, "0.00");
+    let again = payment(&app, timed_out["payment_id"].as_str().unwrap()).await;
+    assert_eq!(again["status"], "failed");
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+/// Waits until the reversal advice job succeeded; answers the advice MTIs the host read.
+async fn wait_for_answered_advice(app: &TestApp, host: &Iso8583HostHandle) -> Vec<String> {
+    for _ in 0..300 {
+        let jobs = app
+            .send(
+                Method::GET,
+                "/v1/admin/jobs?kind=acquirer.reversal_advice&state=succeeded",
+                Some(&app.admin_key),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(jobs.status, StatusCode::OK, "{}", jobs.body);
+        if jobs.body["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            let job = &jobs.body["data"][0];
+            assert!(!job.to_string().contains(SLOW), "no PAN in a job: {job}");
+            return host
+                .received()
+                .into_iter()
+                .map(|(mti, _)| mti)
+                .filter(|mti| mti.starts_with("04"))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the reversal advice was never answered: {:?}",
+        host.received()
+    );
+}
+
+async fn a_restart_never_reuses_a_stan(backend: TestBackend) {
+    let Some((app, host)) = rig(backend, 0).await else {
+        return;
+    };
+    assert_eq!(pay(&app, "5.00", APPROVE).await["status"], "captured");
+    let address = host.local_addr().to_string();
+    let app = app.restart(|c| acquirer_only(c, &address)).await;
+    assert_eq!(pay(&app, "6.00", APPROVE).await["status"], "captured");
+    let (count, unique) = stans_unique(&host);
+    assert!(
+        count >= 4,
+        "sign-on, 0200, sign-off, sign-on, 0200: {:?}",
+        host.received()
+    );
+    assert!(unique, "{:?}", host.received());
+    assert_eq!(app.balance("p1").await.0, "11.00");
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+async fn bad_card_input_is_refused_clearly(backend: TestBackend) {
+    let Some((app, host)) = rig(backend, 0).await else {
+        return;
+    };
+    let (id, page) = deposit(&app, "7.00").await;
+    let (status, _, body) = submit(&page, "4000000000000003").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("The card number is not valid."), "{body}");
+    assert!(
+        !body.contains("4000000000000003"),
+        "the page never echoes a number"
+    );
+    let expired = [("number", APPROVE), ("expiry", "01/20"), ("cvc", "123")];
+    let answer = browser().post(&page).form(&expired).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Nothing reached the host; the payment still waits for a card.
+    assert!(host.received().iter().all(|(mti, _)| mti == "0800"));
+    assert_eq!(payment(&app, &id).await["status"], "pending");
+    let unknown = browser()
+        .get(format!("{}/pay/card/pay_doesnotexist", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let headers = unknown.headers().clone();
+    let body: Value = unknown.json().await.unwrap();
+    common::assert_error_body(&body, &headers);
+    app.stop().await;
+}
+
+/// Greps the whole database for the card number: on SQLite the file (and its WAL), on
+/// PostgreSQL every row of every table as text. `stored` is a value the database does hold,
+/// so the grep is shown to see the data it searches.
+async fn assert_no_pan_stored(app: &TestApp, pan: &str, stored: &str) {
+    let found = |needle: &str, haystacks: &[Vec<u8>]| {
+        haystacks
+            .iter()
+            .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    };
+    if let Some(path) = app.database_url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap();
+        let files: Vec<Vec<u8>> = [path.to_string(), format!("{path}-wal")]
+            .iter()
+            .filter_map(|file| std::fs::read(file).ok())
+            .collect();
+        assert!(found(stored, &files), "the grep does not see {stored}");
+        assert!(!found(pan, &files), "the PAN is in the SQLite files");
+        return;
+    }
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let count_of = |table: &str, needle: &str| {
+        let sql = format!("SELECT count(*) FROM \"{table}\" t WHERE t::text LIKE $1");
+        let pool = pool.clone();
+        let like = format!("%{needle}%");
+        async move {
+            let count: i64 = sqlx::query_scalar(&sql)
+                .bind(like)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            count
+        }
+    };
+    let mut seen = 0;
+    for table in &tables {
+        seen += count_of(table, stored).await;
+        assert_eq!(count_of(table, pan).await, 0, "the PAN is in table {table}");
+    }
+    assert!(seen > 0, "the grep does not see {stored}");
+    pool.close().await;
+}
+
+mod vault {
+    use super::*;
+
+    const KEY_1: &str = "MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE="; // 32 × '1'
+    const KEY_2: &str = "MjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjI="; // 32 × '2'
+
+    fn keys(config: &mut Config, keys: &[(&str, &str)], active: &str) {
+        config.vault.master_keys = keys
+            .iter()
+            .map(|(id, key)| (id.to_string(), (*key).into()))
+            .collect();
+        config.vault.active_key = active.into();
+    }
+
+    /// The token of the saved card the page offers.
+    async fn saved_token(page: &str) -> String {
+        let html = browser()
+            .get(page)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("•••• 0002 (12/30)"), "{html}");
+        assert!(!html.contains(APPROVE));
+        let at = html
+            .find(r#"name="saved" value=""#)
+            .expect("a saved card button")
+            + 20;
+        html[at..].split('"').next().unwrap().to_string()
+    }
+
+    async fn pay_saved(app: &TestApp, token: &str) -> Value {
+        let (id, page) = deposit(app, "3.00").await;
+        let answer = browser()
+            .post(&page)
+            .form(&[("saved", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        payment(app, &id).await
+    }
+
+    /// Pays 4.00 out to the saved card (an OCT `0200`) and waits for it to be paid.
+    async fn pay_out_to(app: &TestApp, host: &Iso8583HostHandle, token: &str) {
+        let kyc = json!({"currency": "EUR", "country": "MT", "jurisdiction": "MT", "kyc_status": "verified"});
+        assert!(app.put("/v1/players/p1", kyc).await.status.is_success());
+        let body = json!({"amount": "4.00", "currency": "EUR", "method": "card", "player_id": "p1",
+                          "destination": token});
+        let requested = app
+            .send(
+                Method::POST,
+                "/v1/payouts/init",
+                Some(&app.api_key),
+                Some(&body),
+                &[("Idempotency-Key", "po-1")],
+            )
+            .await;
+        assert!(requested.status.is_success(), "{}", requested.body);
+        let id = requested.body["payout_id"].as_str().unwrap().to_string();
+        let before = host.received().len();
+        // A deposit with no play since is held for review: a reviewer approves it.
+        assert_eq!(requested.body["status"], "in_review", "{}", requested.body);
+        let approved = app
+            .send(
+                Method::POST,
+                &format!("/v1/admin/payouts/{id}/approve"),
+                Some(&app.admin_key),
+                Some(&json!({"reason": "card payout test"})),
+                &[],
+            )
+            .await;
+        assert!(approved.status.is_success(), "{}", approved.body);
+        for _ in 0..300 {
+            let view = app.get(&format!("/v1/payouts/{id}")).await.body;
+            if view["status"] == "paid" {
+                let sent: Vec<_> = host.received()[before..]
+                    .iter()
+                    .map(|(mti, _)| mti.clone())
+                    .collect();
+                assert!(sent.contains(&"0200".to_string()), "{sent:?}");
+                return;
+            }
+            assert_ne!(view["status"], "failed", "{view}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let view = app.get(&format!("/v1/payouts/{id}")).await.body;
+        panic!("the payout to the saved card was never paid: {view}");
+    }
+
+    pub(super) async fn a_saved_card_pays_again_across_a_key_rotation(backend: TestBackend) {
+        logs();
+        let host = super::host(0).await;
+        let address = host.local_addr().to_string();
+        let adjust = |c: &mut Config| {
+            acquirer_only(c, &address);
+            keys(c, &[("k1", KEY_1)], "k1");
+        };
+        let Some(app) = common::spawn_with(backend, adjust).await else {
+            return;
+        };
+        app.player("p1").await;
+        let (id, page) = deposit(&app, "10.00").await;
+        let form = [
+            ("number", APPROVE),
+            ("expiry", "12/30"),
+            ("cvc", "123"),
+            ("save", "on"),
+        ];
+        let answer = browser().post(&page).form(&form).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        assert_eq!(payment(&app, &id).await["status"], "captured");
+
+        let (_, page) = deposit(&app, "1.00").await;
+        let token = saved_token(&page).await;
+        assert!(token.starts_with("card_"), "{token}");
+        assert_eq!(pay_saved(&app, &token).await["status"], "captured");
+        // Another player's token (or a made-up one) pays nothing.
+        let forged = browser()
+            .post(&page)
+            .form(&[("saved", "card_forged")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_no_pan_stored(&app, APPROVE, &token).await;
+        pay_out_to(&app, &host, &token).await;
+
+        // Rotation: k2 seals new cards, k1 still opens the old one.
+        let app = app
+            .restart(|c| {
+                acquirer_only(c, &address);
+                keys(c, &[("k1", KEY_1), ("k2", KEY_2)], "k2");
+            })
+            .await;
+        assert_eq!(pay_saved(&app, &token).await["status"], "captured");
+        let store = kassa_store::Store::connect(&app.database_url)
+            .await
+            .unwrap();
+        let both = std::collections::BTreeMap::from([
+            ("k1".to_string(), KEY_1.into()),
+            ("k2".to_string(), KEY_2.into()),
+        ]);
+        let vault = kassa_server::service::vault::Vault::new(store, &both, "k2").unwrap();
+        assert_eq!(vault.rewrap().await.unwrap(), 1);
+        assert_eq!(vault.rewrap().await.unwrap(), 0, "nothing left under k1");
+        // k1 gone: the re-wrapped card still opens.
+        let app = app
+            .restart(|c| {
+                acquirer_only(c, &address);
+                keys(c, &[("k2", KEY_2)], "k2");
+            })
+            .await;
+        assert_eq!(pay_saved(&app, &token).await["status"], "captured");
+        assert_eq!(
+            app.balance("p1").await.0,
+            "15.00",
+            "19.00 paid in, 4.00 out"
+        );
+        app.assert_ledger_verifies().await;
+        assert_no_pan_stored(&app, APPROVE, &token).await;
+        app.stop().await;
+    }
+}
+
+use vault::a_saved_card_pays_again_across_a_key_rotation;
