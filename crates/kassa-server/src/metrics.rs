@@ -34,8 +34,8 @@ pub const PAYMENTS_INITIATED: &str = "kassa_payments_initiated_total";
 pub const PAYMENTS: &str = "kassa_payments_total";
 /// Seconds from a deposit's start to its first decision, `{provider, method, outcome}`.
 pub const PAYMENT_DURATION: &str = "kassa_payment_duration_seconds";
-/// Seconds the provider took to answer a deposit's start (the SLA's authorization time for
-/// providers that decide at once), `{provider, method}`.
+/// Seconds the provider took to answer a deposit's start, or a direct acquirer a card's
+/// charge (the SLA's authorization time), `{provider, method}`.
 pub const PROVIDER_AUTHORIZATION_DURATION: &str = "kassa_provider_authorization_duration_seconds";
 /// Withdrawals finished, `{provider, method, outcome}`; outcome: `paid`, `failed`,
 /// `rejected`, `cancelled`; provider `none` when none was chosen.
@@ -296,13 +296,19 @@ pub fn record_payment_started(payment: &PaymentRecord, provider_elapsed: Duratio
         "device_class" => device_class(payment.device.as_deref()),
     )
     .increment(1);
+    record_authorization(&payment.provider, &payment.method, provider_elapsed);
+    record_payment_change(payment, PaymentStatus::Initiated);
+}
+
+/// The provider took `elapsed` to answer a deposit's start, or a direct acquirer to answer
+/// the card's charge (the SLA's authorization time).
+pub fn record_authorization(provider: &str, method: &str, elapsed: Duration) {
     histogram!(
         PROVIDER_AUTHORIZATION_DURATION,
-        "provider" => label(&payment.provider),
-        "method" => label(&payment.method),
+        "provider" => label(provider),
+        "method" => label(method),
     )
-    .record(provider_elapsed.as_secs_f64());
-    record_payment_change(payment, PaymentStatus::Initiated);
+    .record(elapsed.as_secs_f64());
 }
 
 /// The outcome label of a deposit's first decision, or `None` while it is undecided.

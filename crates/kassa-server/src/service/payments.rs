@@ -1174,13 +1174,16 @@ impl PaymentsService {
         {
             return Err(PaymentError::CardAlreadySubmitted);
         }
+        let asked_at = Instant::now();
         let charged = provider.charge_card(&payment_request(&known), card).await;
+        crate::metrics::record_authorization(&known.provider, &known.method, asked_at.elapsed());
         let mut tx = self.store.begin().await?;
         let mut payment = self
             .store
             .lock_payment(&mut tx, payment_id)
             .await?
             .ok_or_else(|| payment_not_found(payment_id))?;
+        let was = payment.status;
         match charged {
             Ok(charge) => {
                 self.record_card_charge(&mut tx, &mut payment, &wallet, charge)
@@ -1202,6 +1205,8 @@ impl PaymentsService {
         }
         tx.commit().await?;
         self.publish(&payment);
+        crate::metrics::record_payment_change(&payment, was);
+        self.record_fee(&payment, was).await;
         Ok(payment)
     }
 
