@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::service::payments::PaymentError;
 use crate::service::payouts::PayoutError;
 use crate::views::errors::PublicError;
+use crate::workers::event_stream::{self, EVENTS_STREAM};
 use crate::workers::outbox::{self, OutboxPublisher, PublishError};
 use crate::workers::webhook_delivery;
 
@@ -40,6 +41,15 @@ pub const KINDS: &[&str] = &[
     WEBHOOK_LOG_PURGE,
     WEBHOOK_DELIVER,
 ];
+
+/// The kinds this node claims: [`KINDS`], and the event stream's where it is on.
+pub fn claimed_kinds(state: &AppState) -> Vec<&'static str> {
+    let mut kinds = KINDS.to_vec();
+    if state.event_stream.is_some() {
+        kinds.push(EVENTS_STREAM);
+    }
+    kinds
+}
 
 /// Batches one purge run deletes at most; the rest waits for the next run.
 const WEBHOOK_LOG_PURGE_BATCHES_MAX: u32 = 10;
@@ -107,9 +117,9 @@ pub struct PayoutSendPayload {
 }
 
 /// The recurring jobs and their periods, from the configuration.
-pub fn recurring(state: &AppState) -> [(&'static str, i64); 4] {
+pub fn recurring(state: &AppState) -> Vec<(&'static str, i64)> {
     let config = &state.config;
-    [
+    let mut recurring = vec![
         (
             STATUS_SYNC,
             config.payments.status_sync_interval_ms.max(1) as i64,
@@ -123,7 +133,11 @@ pub fn recurring(state: &AppState) -> [(&'static str, i64); 4] {
             WEBHOOK_LOG_PURGE,
             config.webhooks.delivery_log_purge_interval_ms.max(1) as i64,
         ),
-    ]
+    ];
+    if state.event_stream.is_some() {
+        recurring.push((EVENTS_STREAM, config.events_stream.interval_ms as i64));
+    }
+    recurring
 }
 
 /// Runs one claimed job to its end.
@@ -169,6 +183,7 @@ pub async fn run(
         }
         WEBHOOK_LOG_PURGE => purge_webhook_log(state).await,
         WEBHOOK_DELIVER => webhook_delivery::run(&state.store, &state.deliverer, job).await,
+        EVENTS_STREAM => event_stream::run(&state.store, state.event_stream.as_ref()).await,
         other => Err(JobError::UnknownKind(other.to_string())),
     }
 }

@@ -288,6 +288,15 @@ impl TestApp {
         self
     }
 
+    /// The server's database handle.
+    pub fn store(&self) -> kassa_store::Store {
+        self.server
+            .as_ref()
+            .expect("a running server")
+            .store
+            .clone()
+    }
+
     /// Write transactions the server's store has begun so far (see
     /// `Store::write_transactions`).
     pub fn write_transactions(&self) -> u64 {
