@@ -13,7 +13,6 @@
 //! Asserts correctness, never speed.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,7 +60,7 @@ fn free_port() -> u16 {
 /// The nodes' configuration: short leases so a killed node's jobs move on quickly, fast
 /// job polling, private URLs allowed (everything is on 127.0.0.1), one sandbox account on
 /// the shared PSP, and the event stream when NATS is there.
-fn config_file(psp_url: &str, stream: Option<(&str, &str, &str)>) -> tempfile_path::Path {
+fn config_file(psp_url: &str, stream: Option<(&str, &str, &str)>) -> ConfigFile {
     let stream = match stream {
         Some((url, name, prefix)) => format!(
             "[events_stream]\nnats_url = \"{url}\"\nstream_name = \"{name}\"\n\
@@ -108,27 +107,24 @@ attempts_max = 2
 retry_backoff_ms = 100
 "#
     );
-    tempfile_path::Path::write(&text)
+    ConfigFile::write(&text)
 }
 
-/// A file that is removed when dropped (the config each node reads).
-mod tempfile_path {
-    pub struct Path(pub std::path::PathBuf);
+/// The nodes' config file, removed when dropped.
+struct ConfigFile(std::path::PathBuf);
 
-    impl Path {
-        pub fn write(text: &str) -> Path {
-            let name = format!("{}.toml", kassa_core::ids::generate("kassa_nodes"));
-            let path = std::env::temp_dir().join(name);
-            let mut file = std::fs::File::create(&path).expect("config file");
-            std::io::Write::write_all(&mut file, text.as_bytes()).expect("config written");
-            Path(path)
-        }
+impl ConfigFile {
+    fn write(text: &str) -> ConfigFile {
+        let name = format!("{}.toml", kassa_core::ids::generate("kassa_nodes"));
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, text).expect("config file written");
+        ConfigFile(path)
     }
+}
 
-    impl Drop for Path {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -235,6 +231,11 @@ impl Receiver {
         tokio::time::sleep(RECEIVER_DELAY).await;
         *self.arrivals.lock().unwrap().entry(event_id).or_insert(0) += 1;
         (StatusCode::OK, "{}").into_response()
+    }
+
+    /// Requests being answered now, over all events.
+    fn in_flight(&self) -> usize {
+        self.in_flight.lock().unwrap().values().sum()
     }
 
     fn delivered(&self) -> HashMap<String, usize> {
@@ -439,7 +440,9 @@ async fn several_nodes_one_killed(backend: TestBackend) {
     // Kill the first node while deliveries are under way.
     let expected_events = 3 * PLAYERS * PAYOUTS_PER_PLAYER;
     let deadline = Instant::now() + SETTLE_TIMEOUT;
-    while receiver.delivered().len() < expected_events / 4 {
+    // More requests in flight than one node may send to the endpoint at once
+    // (concurrency_per_endpoint_max, 2): the first node is sending at least one of them.
+    while receiver.delivered().len() < expected_events / 4 || receiver.in_flight() < 3 {
         assert!(Instant::now() < deadline, "deliveries did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -472,6 +475,19 @@ async fn several_nodes_one_killed(backend: TestBackend) {
         "the kill came mid-delivery ({delivered_at_kill} of {} delivered)",
         events.len()
     );
+    // A delivery that died with the killed node was taken over: its message's first
+    // logged attempt is not attempt 1 (the dead attempt was counted but never logged).
+    let taken_over: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT endpoint_id, event_id, MIN(attempt) AS first_attempt \
+         FROM webhook_attempts GROUP BY endpoint_id, event_id) firsts WHERE first_attempt > 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        taken_over >= 1,
+        "a delivery in flight at the kill was taken over by the other node"
+    );
     let overlaps = receiver.overlaps.lock().unwrap().clone();
     assert!(
         overlaps.is_empty(),
@@ -490,6 +506,18 @@ async fn several_nodes_one_killed(backend: TestBackend) {
         "ledger verify failed: {}{}",
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
+    );
+    // Both nodes were handed each provider event (the forwarder sends to both): the log
+    // holds more deliveries than there are events, yet each event took effect once.
+    let (deliveries, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM webhook_deliveries WHERE provider = 'sandbox'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        distinct > 0 && deliveries > distinct,
+        "provider events reached both nodes ({deliveries} deliveries of {distinct} events)"
     );
     for player in 0..PLAYERS {
         let balance: Value = client
@@ -528,14 +556,14 @@ async fn several_nodes_one_killed(backend: TestBackend) {
     }
     let redelivered = receiver.delivered().values().filter(|&&n| n > 1).count();
     eprintln!(
-        "{backend:?}: {} events, {delivered_at_kill} delivered before the kill, {redelivered} \
-         delivered more than once (at least once), none concurrently",
+        "{backend:?}: {} events, {delivered_at_kill} delivered before the kill, {taken_over} \
+         taken over from the killed node, {redelivered} delivered more than once (at least \
+         once), none concurrently",
         events.len()
     );
     pool.close().await;
     drop(second);
     psp.stop().await;
-    let _ = std::io::stderr().flush();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
