@@ -171,6 +171,9 @@ pub struct OutboundWebhooksConfig {
     pub disable_after_failing_ms: i64,
     /// How long a rotated-out secret keeps signing beside the new one.
     pub secret_grace_ms: i64,
+    /// Delivery attempts older than this many days are purged (with the inbound log's
+    /// purge, every `webhooks.delivery_log_purge_interval_ms`).
+    pub attempts_retention_days: u32,
 }
 
 /// The job queue (ADR 24): how a node runs background work, how failures back off.

@@ -16,13 +16,9 @@ use kassa_server::workers::event_stream::testing::{
     count_by_message_id, delete_stream, nats_url_or_skip, stream_messages, unique_stream,
 };
 
-/// Fast jobs and publishing; the sandbox pays payouts at once.
+/// Fast jobs and publishing, small batches; the sandbox pays payouts at once.
 fn fast(config: &mut Config) {
-    config.sandbox.webhook_delay_ms = 20;
-    config.payouts.retry_interval_ms = 100;
-    config.payouts.retry_backoff_ms = 100;
-    config.jobs.poll_interval_ms = 20;
-    config.jobs.outbox_interval_ms = 50;
+    common::fast_background(config);
     config.jobs.backoff_base_ms = 50;
     config.jobs.backoff_cap_ms = 200;
     config.events_stream.interval_ms = 50;

@@ -13,12 +13,14 @@
 //! Asserts correctness, never speed.
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use common::{assert_ledger_verifies, available_minor, money, start_node, Node};
 use kassa_server::workers::event_stream::testing::{
     count_by_message_id, delete_stream, nats_url_or_skip, stream_messages, unique_stream,
 };
@@ -35,27 +37,7 @@ const PAYOUT_MINOR: i64 = 1_000;
 const FUNDS_MINOR: i64 = 100_000;
 /// The receiver holds every delivery this long, so the kill finds some in flight.
 const RECEIVER_DELAY: Duration = Duration::from_millis(150);
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// The nodes' configuration: short leases so a killed node's jobs move on quickly, fast
 /// job polling, private URLs allowed (everything is on 127.0.0.1), one sandbox account on
@@ -128,43 +110,14 @@ impl Drop for ConfigFile {
     }
 }
 
-async fn start_node(
-    database_url: &str,
-    config: &std::path::Path,
-    client: &reqwest::Client,
-) -> Node {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_kassa"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", database_url])
-        .arg("--config")
-        .arg(config)
-        .env("KASSA_DEMO_API_KEY", API_KEY)
-        .env("KASSA_RATE_LIMIT_RPS", "0")
-        .env("KASSA_KEY_HASH_SECRET", KEY_HASH_SECRET)
-        .env_remove("KASSA_CONFIG")
-        .env_remove("KASSA_EVENTS_NATS_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kassa serve starts");
-    let node = Node {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let ready = client
-            .get(format!("{}/readyz", node.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            return node;
-        }
-        assert!(Instant::now() < deadline, "kassa did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn start(database_url: &str, config: &std::path::Path, client: &reqwest::Client) -> Node {
+    start_node(database_url, API_KEY, KEY_HASH_SECRET, client, |command| {
+        command
+            .arg("--config")
+            .arg(config)
+            .env_remove("KASSA_EVENTS_NATS_URL");
+    })
+    .await
 }
 
 /// The operator's backend: holds each delivery [`RECEIVER_DELAY`], answers 200, and logs
@@ -322,15 +275,6 @@ async fn call(
     body
 }
 
-fn money(minor: i64) -> String {
-    format!("{}.{:02}", minor / 100, minor % 100)
-}
-
-fn parse_money(text: &str) -> i64 {
-    let (units, cents) = text.split_once('.').expect("EUR amount");
-    units.parse::<i64>().unwrap() * 100 + cents.parse::<i64>().unwrap()
-}
-
 /// Every outbox event id, and how many payouts are not yet paid.
 async fn outbox_and_unpaid(pool: &sqlx::AnyPool) -> (Vec<String>, i64) {
     let events: Vec<String> = sqlx::query_scalar("SELECT event_id FROM outbox ORDER BY id")
@@ -382,8 +326,8 @@ async fn several_nodes_one_killed(backend: TestBackend) {
             .map(|url| (url, stream_name.as_str(), prefix.as_str())),
     );
 
-    let first = start_node(&database_url, &config.0, &client).await;
-    let second = start_node(&database_url, &config.0, &client).await;
+    let first = start(&database_url, &config.0, &client).await;
+    let second = start(&database_url, &config.0, &client).await;
     forwarder
         .nodes
         .lock()
@@ -496,17 +440,7 @@ async fn several_nodes_one_killed(backend: TestBackend) {
 
     // No inbound event applied twice: the ledger verifies and each player lost exactly the
     // paid payouts.
-    let verify = Command::new(env!("CARGO_BIN_EXE_kassa"))
-        .args(["ledger", "verify", "--database-url", &database_url])
-        .env_remove("KASSA_CONFIG")
-        .output()
-        .expect("kassa ledger verify runs");
-    assert!(
-        verify.status.success(),
-        "ledger verify failed: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_ledger_verifies(&database_url, "after the kill");
     // Both nodes were handed each provider event (the forwarder sends to both): the log
     // holds more deliveries than there are events, yet each event took effect once.
     let (deliveries, distinct): (i64, i64) = sqlx::query_as(
@@ -520,24 +454,10 @@ async fn several_nodes_one_killed(backend: TestBackend) {
         "provider events reached both nodes ({deliveries} deliveries of {distinct} events)"
     );
     for player in 0..PLAYERS {
-        let balance: Value = client
-            .get(format!(
-                "{}/v1/players/nodes-p{player}/balance",
-                second.base
-            ))
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let player_id = format!("nodes-p{player}");
+        let available = available_minor(&client, &second.base, API_KEY, &player_id).await;
         let expected = FUNDS_MINOR - PAYOUT_MINOR * PAYOUTS_PER_PLAYER as i64;
-        assert_eq!(
-            parse_money(balance["available"].as_str().unwrap()),
-            expected,
-            "player {player}: {balance}"
-        );
+        assert_eq!(available, expected, "player {player}");
     }
 
     if let Some(url) = &nats {

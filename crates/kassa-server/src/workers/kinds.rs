@@ -28,7 +28,8 @@ pub const PAYOUT_SEND: &str = "payout.send";
 /// Recurring: the outbox's consumer.
 pub const OUTBOX_PUBLISH: &str = "outbox.publish";
 
-/// Recurring: deletes delivery log rows older than `webhooks.delivery_log_retention_days`.
+/// Recurring: deletes delivery log rows older than `webhooks.delivery_log_retention_days` and
+/// outbound delivery attempts older than `webhooks.outbound.attempts_retention_days`.
 pub const WEBHOOK_LOG_PURGE: &str = "webhooks.delivery_log_purge";
 
 /// Every kind this node has a handler for; it claims no other (a newer node's kinds wait
@@ -188,27 +189,48 @@ pub async fn run(
     }
 }
 
-/// Deletes delivery log rows past their retention, in bounded batches.
+/// Deletes inbound delivery log rows and outbound delivery attempts past their retentions,
+/// in bounded batches.
 async fn purge_webhook_log(state: &AppState) -> Result<(), JobError> {
     let config = &state.config.webhooks;
-    let retention_ms = i64::from(config.delivery_log_retention_days) * 86_400_000;
-    let before_ms = now_ms() - retention_ms;
     let batch_max = config.delivery_log_purge_batch_max.max(1);
+    let store = &state.store;
+    let log_before_ms = now_ms() - i64::from(config.delivery_log_retention_days) * 86_400_000;
+    let purged = purge_in_batches(batch_max, || {
+        store.purge_webhook_deliveries(log_before_ms, batch_max)
+    })
+    .await?;
+    if purged > 0 {
+        tracing::info!(purged, "webhook delivery log rows past retention purged");
+    }
+    let attempts_retention_days = config.outbound.attempts_retention_days;
+    let attempts_before_ms = now_ms() - i64::from(attempts_retention_days) * 86_400_000;
+    let purged = purge_in_batches(batch_max, || {
+        store.purge_webhook_attempts(attempts_before_ms, batch_max)
+    })
+    .await?;
+    if purged > 0 {
+        tracing::info!(purged, "outbound webhook attempts past retention purged");
+    }
+    Ok(())
+}
+
+/// Runs `purge` (one batch of at most `batch_max`) until a batch comes back short or
+/// [`WEBHOOK_LOG_PURGE_BATCHES_MAX`] ran; returns how many rows went.
+async fn purge_in_batches<F, Fut>(batch_max: u32, purge: F) -> Result<u64, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
     let mut purged = 0;
     for _ in 0..WEBHOOK_LOG_PURGE_BATCHES_MAX {
-        let deleted = state
-            .store
-            .purge_webhook_deliveries(before_ms, batch_max)
-            .await?;
+        let deleted = purge().await?;
         purged += deleted;
         if deleted < u64::from(batch_max) {
             break;
         }
     }
-    if purged > 0 {
-        tracing::info!(purged, "webhook delivery log rows past retention purged");
-    }
-    Ok(())
+    Ok(purged)
 }
 
 /// Queues a send job for each approved or deferred payout whose next attempt is due. The

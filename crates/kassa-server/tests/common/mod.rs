@@ -95,6 +95,16 @@ pub fn assert_error_body(body: &Value, headers: &reqwest::header::HeaderMap) {
     );
 }
 
+/// Background work at test speed: jobs looked for every 20 ms, the outbox published every
+/// 50 ms, payouts sent within 100 ms and paid by the sandbox 20 ms later.
+pub fn fast_background(config: &mut Config) {
+    config.sandbox.webhook_delay_ms = 20;
+    config.payouts.retry_interval_ms = 100;
+    config.payouts.retry_backoff_ms = 100;
+    config.jobs.poll_interval_ms = 20;
+    config.jobs.outbox_interval_ms = 50;
+}
+
 pub async fn spawn(backend: TestBackend) -> Option<TestApp> {
     spawn_with(backend, |_| {}).await
 }
