@@ -130,6 +130,20 @@ async fn every_event_is_in_the_stream_once(backend: kassa_store::testing::TestBa
         outbox.len(),
         "republished events are dropped as duplicates"
     );
+
+    // The stream is deleted under the running node: the next failed batch makes the node
+    // ensure it again, and the new events go into the new stream.
+    delete_stream(&url, &stream).await.unwrap();
+    request_payout(&app, "stream-p1", "10.00").await;
+    until_outbox(&app, "streamed into a new stream", |rows| {
+        rows.len() >= outbox.len() + 3 && rows.iter().all(|r| r.2)
+    })
+    .await;
+    let renewed = stream_messages(&url, &stream).await.unwrap();
+    assert!(
+        renewed.len() >= 3 && renewed.iter().all(|m| !outbox.contains(&m.message_id)),
+        "the new stream holds the new events: {renewed:?}"
+    );
     app.stop().await;
     delete_stream(&url, &stream).await.unwrap();
 }

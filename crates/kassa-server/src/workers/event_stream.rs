@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::PublishAckFuture, stream};
 use kassa_store::payments::OutboxEvent;
 use kassa_store::{now_ms, Store};
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
 use crate::config::EventsStreamConfig;
 use crate::workers::kinds::JobError;
@@ -31,10 +31,11 @@ const BATCHES_PER_RUN_MAX: usize = 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The publisher of one node: its JetStream context, made on first use (so a node starts
-/// while NATS is down; the job fails and is tried again until NATS answers).
+/// while NATS is down; the job fails and is tried again until NATS answers), and made again
+/// after a failed batch (the stream may have been deleted, or NATS restarted without it).
 pub struct EventStream {
     config: EventsStreamConfig,
-    context: OnceCell<jetstream::Context>,
+    context: Mutex<Option<jetstream::Context>>,
 }
 
 /// Why a batch did not reach the stream; it stays unstreamed and is tried again.
@@ -64,7 +65,7 @@ impl EventStream {
     pub fn from_config(config: &EventsStreamConfig) -> Option<EventStream> {
         config.enabled().then(|| EventStream {
             config: config.clone(),
-            context: OnceCell::new(),
+            context: Mutex::new(None),
         })
     }
 
@@ -80,33 +81,39 @@ impl EventStream {
         )
     }
 
-    /// Connects and makes sure the stream exists, once; a failure is tried again next run.
-    async fn context(&self) -> Result<&jetstream::Context, StreamError> {
-        self.context
-            .get_or_try_init(|| async {
-                let client = async_nats::ConnectOptions::new()
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .name("kassa")
-                    .connect(self.config.nats_url.as_str())
-                    .await
-                    .map_err(|e| StreamError::Connect(e.to_string()))?;
-                let mut context = jetstream::new(client);
-                context.set_timeout(Duration::from_millis(self.config.publish_timeout_ms));
-                ensure_stream(&context, &self.config).await?;
-                Ok(context)
-            })
+    /// The context, connecting and making sure the stream exists when there is none yet.
+    async fn context(&self) -> Result<jetstream::Context, StreamError> {
+        let mut slot = self.context.lock().await;
+        if let Some(context) = slot.as_ref() {
+            return Ok(context.clone());
+        }
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(CONNECT_TIMEOUT)
+            .name("kassa")
+            .connect(self.config.nats_url.as_str())
             .await
+            .map_err(|e| StreamError::Connect(e.to_string()))?;
+        let mut context = jetstream::new(client);
+        context.set_timeout(Duration::from_millis(self.config.publish_timeout_ms));
+        ensure_stream(&context, &self.config).await?;
+        Ok(slot.insert(context).clone())
     }
 
     /// Publishes one batch of at most `batch_max` unstreamed events and marks the
     /// acknowledged ones; returns how many were read.
     async fn publish_batch(&self, store: &Store) -> Result<usize, JobError> {
+        // Connected (and the stream ensured) from the first run on, events or not, so a
+        // stream that cannot be reached shows in the job's error before traffic needs it.
+        let context = self.context().await?;
         let events = store.unstreamed_outbox(self.config.batch_max).await?;
         if events.is_empty() {
             return Ok(0);
         }
-        let context = self.context().await?;
-        let acknowledged = self.publish_acknowledged(context, &events).await;
+        let acknowledged = self.publish_acknowledged(&context, &events).await;
+        if acknowledged.error.is_some() {
+            // Ensure the stream again on the next run.
+            *self.context.lock().await = None;
+        }
         let ids: Vec<i64> = events[..acknowledged.count].iter().map(|e| e.id).collect();
         store.mark_outbox_streamed(&ids, now_ms()).await?;
         if acknowledged.duplicates > 0 {
