@@ -15,6 +15,7 @@
 pub mod account;
 pub mod connector;
 pub mod event;
+pub mod guarded;
 pub mod inbound;
 pub mod provider;
 pub mod registry;
@@ -30,6 +31,7 @@ pub use event::{
     InboundRefusal, PaymentEvent, PaymentEventStatus, PayoutEvent, PayoutEventStatus,
     ProviderEvent, WebhookError,
 };
+pub use guarded::{Guarded, CIRCUIT_OPEN};
 pub use inbound::{Acknowledgement, InboundBatch, InboundChannel, InboundSource, RawInbound};
 pub use provider::{
     Capabilities, PaymentProvider, PaymentRequest, PaymentSession, PaymentStart, PaymentStarted,

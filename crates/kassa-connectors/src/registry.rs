@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use kassa_core::routing::{BreakerSettings, CircuitState};
+
 use crate::account::{AccountError, ProviderAccount};
+use crate::guarded::Guarded;
 use crate::provider::PaymentProvider;
 
 /// Why a provider could not be registered.
@@ -87,20 +90,39 @@ pub struct AccountSummary {
 #[derive(Clone)]
 struct Entry {
     summary: AccountSummary,
+    /// `guarded`, as the rest of Kassa calls it.
     provider: Arc<dyn PaymentProvider>,
+    guarded: Arc<Guarded>,
 }
 
-/// Maps an account id to its connector. Cheap to clone: connectors are shared.
+/// Maps an account id to its connector, each behind its circuit breaker. Cheap to clone:
+/// connectors (and their breakers) are shared.
 #[derive(Clone, Default)]
 pub struct ProviderRegistry {
     // A BTreeMap so listings (console, health, logs) come out in a stable order.
     providers: BTreeMap<String, Entry>,
+    breaker: BreakerSettings,
 }
 
 impl ProviderRegistry {
-    /// An empty registry.
+    /// An empty registry whose connectors get the default breaker settings.
     pub fn new() -> ProviderRegistry {
         ProviderRegistry::default()
+    }
+
+    /// An empty registry whose connectors get breakers with `settings`.
+    pub fn with_breaker(settings: BreakerSettings) -> ProviderRegistry {
+        ProviderRegistry {
+            providers: BTreeMap::new(),
+            breaker: settings,
+        }
+    }
+
+    /// The account's circuit state, if it is registered.
+    pub fn circuit_state(&self, name: &str) -> Option<CircuitState> {
+        self.providers
+            .get(name)
+            .map(|entry| entry.guarded.circuit_state())
     }
 
     /// Every account of `accounts`, each built by its kind.
@@ -155,8 +177,13 @@ impl ProviderRegistry {
         if summary.id != provider.name() || self.providers.contains_key(&summary.id) {
             return Err(RegistryError::Duplicate(summary.id));
         }
-        self.providers
-            .insert(summary.id.clone(), Entry { summary, provider });
+        let guarded = Arc::new(Guarded::new(provider, self.breaker));
+        let entry = Entry {
+            summary,
+            provider: guarded.clone(),
+            guarded,
+        };
+        self.providers.insert(entry.summary.id.clone(), entry);
         Ok(())
     }
 

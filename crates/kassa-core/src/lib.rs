@@ -10,10 +10,12 @@ mod stored_names;
 
 pub mod ids;
 pub mod ledger;
+pub mod limits;
 pub mod money;
 pub mod movements;
 pub mod payment;
 pub mod payout;
+pub mod routing;
 pub mod share;
 pub mod status;
 

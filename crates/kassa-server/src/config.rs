@@ -59,6 +59,25 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The outbox published to NATS JetStream, when configured.
     pub events_stream: EventsStreamConfig,
+    /// Multi-provider routing: the seed document, breakers and health thresholds.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+}
+
+/// Multi-provider routing (ADR 47). The document here seeds the database when it holds none;
+/// after that the stored versions rule and change through `PUT /v1/admin/routing`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// The first routing document (rules, switches, decline classes, commissions).
+    #[serde(default)]
+    pub document: kassa_core::routing::RoutingDocument,
+    /// When a provider account's circuit opens and for how long.
+    #[serde(default)]
+    pub breaker: kassa_core::routing::BreakerSettings,
+    /// When a provider account counts as degraded.
+    #[serde(default)]
+    pub health: kassa_core::routing::HealthSettings,
 }
 
 /// The event stream (ADR 9201): outbox events published to NATS JetStream.

@@ -205,6 +205,8 @@ answered_as_api_error!(
     crate::service::players::PlayerError,
     crate::service::provider_events::ProviderEventError,
     crate::service::webhook_endpoints::WebhookEndpointError,
+    crate::service::routing::RoutingError,
+    crate::service::limits::LimitsError,
     kassa_store::StoreError,
     kassa_core::MoneyError
 );

@@ -62,6 +62,10 @@ pub struct AppStateInner {
     pub payments: service::payments::PaymentsService,
     /// Withdrawals.
     pub payouts: service::payouts::PayoutsService,
+    /// Multi-provider routing: the document in force, its changes, provider health.
+    pub routing: service::routing::RoutingService,
+    /// Responsible-gambling limits.
+    pub limits: service::limits::LimitsService,
     /// The operator's webhook endpoints.
     pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
     /// Sends outbound webhooks (the `webhook.deliver` jobs).
@@ -82,6 +86,8 @@ pub struct Server {
     pub bootstrap: Option<bootstrap::DemoKeys>,
     /// The first embedded simulator's URL, when this server runs one.
     pub sandbox_url: Option<String>,
+    /// Every embedded simulator's URL by the account it stands in for (tests drive them).
+    pub simulator_urls: std::collections::BTreeMap<String, String>,
     /// Its database handle (tests count its write transactions).
     pub store: Store,
     /// Faults a test injects into the provider-event pipeline (dead-letter tests).
@@ -143,12 +149,21 @@ impl Server {
         };
         let (registry, embedded) = providers::build(&config, &public_base_url, embedded).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
+        let simulator_urls = embedded
+            .iter()
+            .map(|s| (s.account_id.clone(), s.base_url.clone()))
+            .collect();
         let deliverer = workers::webhook_delivery::Deliverer::new(&config.webhooks)?;
         let publisher = Arc::new(workers::webhook_delivery::WebhookPublisher::new(
             store.clone(),
             &config.webhooks,
         ));
         let state = AppState::new(store.clone(), config, Arc::new(registry), deliverer);
+        state
+            .routing
+            .seed(&state.config.routing.document)
+            .await
+            .map_err(|error| anyhow::anyhow!("[routing.document]: {error}"))?;
         let inbound_faults = state.inbound_faults.clone();
         let (shutdown, mut stop) = tokio::sync::watch::channel(false);
         let jobs = workers::jobs::spawn(state.clone(), publisher, shutdown.subscribe());
@@ -170,6 +185,7 @@ impl Server {
             local_addr,
             bootstrap,
             sandbox_url,
+            simulator_urls,
             store,
             inbound_faults,
             handle,
@@ -227,19 +243,27 @@ impl AppState {
             .limits
             .amount_limits()
             .expect("[limits] are valid (checked by Config::load and Server::start)");
+        let routing = service::routing::RoutingService::new(
+            store.clone(),
+            providers.clone(),
+            config.routing.health,
+        );
         let payments = service::payments::PaymentsService::new(
             store.clone(),
             providers.clone(),
             players.clone(),
             amount_limits.clone(),
+            routing.clone(),
         );
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),
             providers,
             players.clone(),
             config.payouts.clone(),
-        );
+        )
+        .with_routing(routing.clone());
         let store_for_webhooks = store.clone();
+        let limits = service::limits::LimitsService::new(store.clone(), players.clone());
         let source_allow_lists = config
             .source_allow_lists()
             .expect("webhook_source_cidrs are valid (checked by Config::load and Server::start)");
@@ -259,6 +283,8 @@ impl AppState {
             wallet,
             payments,
             payouts,
+            routing,
+            limits,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
                 store_for_webhooks,
                 &config.webhooks,

@@ -34,13 +34,19 @@ type StopSimulator = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 pub struct EmbeddedProvider {
     /// Its base URL, which the account's connector calls.
     pub base_url: String,
+    /// The account it stands in for (set when the registry is built).
+    pub account_id: String,
     stop: StopSimulator,
 }
 
 impl EmbeddedProvider {
     /// A running simulator at `base_url`, stopped by `stop`.
     pub fn new(base_url: String, stop: StopSimulator) -> EmbeddedProvider {
-        EmbeddedProvider { base_url, stop }
+        EmbeddedProvider {
+            base_url,
+            account_id: String::new(),
+            stop,
+        }
     }
 
     /// Stops it and waits.
@@ -62,7 +68,7 @@ pub async fn build(
     public_base_url: &str,
     embedded: Option<&dyn EmbeddedProviders>,
 ) -> anyhow::Result<(ProviderRegistry, Vec<EmbeddedProvider>)> {
-    let mut registry = ProviderRegistry::new();
+    let mut registry = ProviderRegistry::with_breaker(config.routing.breaker);
     let mut started = Vec::new();
     let added = add_accounts(
         config,
@@ -100,7 +106,7 @@ async fn add_accounts(
                     account.id
                 );
             };
-            let simulator = embedded
+            let mut simulator = embedded
                 .start(EmbeddedLaunch {
                     account: account.clone(),
                     webhook_url: format!("{public_base_url}{}", webhook_path(&account.id)),
@@ -110,6 +116,7 @@ async fn add_accounts(
             account
                 .settings
                 .insert("base_url".into(), simulator.base_url.clone().into());
+            simulator.account_id = account.id.clone();
             started.push(simulator);
         }
         registry.add_account(&account, &kinds)?;

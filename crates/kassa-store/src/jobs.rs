@@ -434,7 +434,7 @@ impl Store {
             Ok(None) => {}
             Err(error) => {
                 let error = StoreError::from(error);
-                if is_unique_violation(&error) {
+                if crate::is_unique_violation(&error) {
                     return Ok(Err(RetryRefusal::Duplicate));
                 }
                 return Err(error);
@@ -518,10 +518,11 @@ impl Store {
     }
 }
 
-/// Whether `error` is a unique-constraint violation (PostgreSQL 23505, SQLite 2067).
-fn is_unique_violation(error: &StoreError) -> bool {
+/// Whether `error` is a unique-constraint violation (PostgreSQL 23505; SQLite 2067 for a
+/// UNIQUE index, 1555 for a PRIMARY KEY).
+pub(crate) fn is_unique_violation(error: &StoreError) -> bool {
     let StoreError::Database(sqlx::Error::Database(db)) = error else {
         return false;
     };
-    matches!(db.code().as_deref(), Some("23505") | Some("2067"))
+    matches!(db.code().as_deref(), Some("23505" | "2067" | "1555"))
 }

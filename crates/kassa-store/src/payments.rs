@@ -32,6 +32,8 @@ pub struct PaymentRecord {
     pub ip: Option<String>,
     pub session_id: Option<String>,
     pub failure_reason: Option<String>,
+    /// The router's decision and the attempts at each provider (JSON), when routed.
+    pub routing: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -85,7 +87,7 @@ pub struct OutboxEvent {
 
 const PAYMENT_COLUMNS: &str = "id, merchant_id, player_id, provider, provider_reference, method, \
      amount_minor, currency, status, refunded_minor, return_url, redirect_url, country, device, ip, \
-     session_id, failure_reason, created_at_ms, updated_at_ms";
+     session_id, failure_reason, routing, created_at_ms, updated_at_ms";
 
 fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
     let currency: String = row.try_get("currency")?;
@@ -110,6 +112,7 @@ fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
         ip: row.try_get("ip")?,
         session_id: row.try_get("session_id")?,
         failure_reason: row.try_get("failure_reason")?,
+        routing: row.try_get("routing")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -135,7 +138,7 @@ impl Store {
     pub async fn insert_payment(&self, tx: &mut Tx, p: &PaymentRecord) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         ))
         .bind(p.id.as_str())
         .bind(p.merchant_id.as_str())
@@ -154,11 +157,30 @@ impl Store {
         .bind(&p.ip)
         .bind(&p.session_id)
         .bind(&p.failure_reason)
+        .bind(&p.routing)
         .bind(p.created_at_ms)
         .bind(p.updated_at_ms)
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// Whether the player has a captured deposit (captured, refunded in part or whole, or
+    /// charged back since): routing rules on first deposits ask.
+    pub async fn player_has_deposited(
+        &self,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS found FROM payments WHERE merchant_id = $1 AND player_id = $2 \
+             AND status IN ('captured', 'partially_refunded', 'refunded', 'charged_back') LIMIT 1",
+        )
+        .bind(merchant_id.as_str())
+        .bind(player_id.as_str())
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.is_some())
     }
 
     /// A merchant's payment.

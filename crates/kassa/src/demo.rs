@@ -21,6 +21,51 @@ pub struct DemoArgs {
     /// The one-time code typed on the 3-D Secure page.
     #[arg(long, default_value = "123456")]
     otp: String,
+    /// Sandbox provider accounts (1 to 5). With more than one, the first is down and the
+    /// deposit cascades to the next: the routing of the payment is printed.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    providers: u8,
+}
+
+/// Replaces the one sandbox account by `count` (`psp_1`, `psp_2`, …) routed in that order;
+/// returns their ids.
+fn several_accounts(config: &mut Config, count: u8) -> Vec<String> {
+    if count <= 1 {
+        return Vec::new();
+    }
+    let template = config.providers.accounts[0].clone();
+    let ids: Vec<String> = (1..=count).map(|n| format!("psp_{n}")).collect();
+    config.providers.accounts = ids
+        .iter()
+        .map(|id| {
+            let mut account = template.clone();
+            account.id = id.clone();
+            account.name = format!("Sandbox {id}");
+            account
+        })
+        .collect();
+    config.routing.document.rules = vec![kassa_core::routing::Rule {
+        id: "demo".into(),
+        description: Some("every demo deposit, accounts in order".into()),
+        when: Default::default(),
+        pick: kassa_core::routing::Pick::Priority {
+            accounts: ids.clone(),
+        },
+        fallbacks: Vec::new(),
+        cascade_after_3ds: false,
+    }];
+    ids
+}
+
+/// Puts a sandbox into an outage: every payment start answers 503.
+async fn take_down(simulator_url: &str) -> anyhow::Result<()> {
+    reqwest::Client::new()
+        .put(format!("{simulator_url}/sandbox/behaviour"))
+        .json(&json!({"outage": true}))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
 }
 
 /// Longest the demo waits for the provider's webhook.
@@ -34,7 +79,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.database_url = format!("sqlite://{}/kassa.db", dir.display());
     config.rate_limit.requests_per_second = 0;
     config.sandbox.webhook_delay_ms = 300;
+    let accounts = several_accounts(&mut config, args.providers);
     let server = Server::start_with(config, Some(&crate::embedded::Simulators)).await?;
+    if let Some(down) = accounts.first().filter(|_| accounts.len() > 1) {
+        take_down(&server.simulator_urls[down]).await?;
+        println!(
+            "   {} sandbox accounts: {}; {down} is down",
+            accounts.len(),
+            accounts.join(", ")
+        );
+    }
     let base = format!("http://{}", server.local_addr);
     let keys = server
         .bootstrap
@@ -102,6 +156,32 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         init["provider"]
     );
 
+    if accounts.len() > 1 {
+        let payment = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/payments/{payment_id}"),
+                None,
+                None,
+            )
+            .await?;
+        for attempt in payment["routing"]["attempts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            println!(
+                "   asked {}: {}{}",
+                attempt["provider"].as_str().unwrap_or("?"),
+                attempt["outcome"].as_str().unwrap_or("?"),
+                if attempt["cascaded"] == true {
+                    " → cascaded to the next"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;

@@ -212,7 +212,9 @@ fn started(answer: wire::InitPaymentAnswer) -> Result<PaymentStarted, ProviderEr
             PaymentStart::Authorized
         }
         (ProviderPaymentStatus::Declined | ProviderPaymentStatus::Failed, _) => {
-            PaymentStart::Declined { reason: None }
+            PaymentStart::Declined {
+                reason: answer.reason,
+            }
         }
         (status, _) => {
             return Err(ProviderError::Protocol(format!(

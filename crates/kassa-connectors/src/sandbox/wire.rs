@@ -20,6 +20,9 @@ pub(super) struct InitPaymentAnswer {
     pub provider_reference: String,
     pub status: String,
     pub redirect_url: Option<String>,
+    /// Why a payment declined at once was declined.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Answer to `GET /v1/payments/{ref}`.

@@ -7,10 +7,12 @@ pub mod admin;
 pub mod admin_webhooks;
 pub mod health;
 pub mod jobs;
+pub mod limits;
 pub mod openapi;
 pub mod payments;
 pub mod payouts;
 pub mod players;
+pub mod routing;
 pub mod text;
 pub mod wallet;
 pub mod webhook_endpoints;
@@ -140,6 +142,7 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(payouts::set_switch))
         .routes(routes!(players::put_player, players::get_player))
         .routes(routes!(players::get_balance))
+        .routes(routes!(limits::get_limits, limits::put_limits))
         .routes(routes!(players::list_transactions))
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))
@@ -159,6 +162,9 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(webhook_endpoints::recover))
         .routes(routes!(admin_webhooks::search_inbound))
         .routes(routes!(admin_webhooks::get_inbound))
+        .routes(routes!(routing::get_routing, routing::put_routing))
+        .routes(routes!(routing::routing_history))
+        .routes(routes!(routing::routing_health))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::retry_job))

@@ -114,7 +114,7 @@ fn view(player: PlayerRecord) -> PlayerView {
 }
 
 /// The player a path names; an id no player can have is not found, like an unknown one.
-fn player_in_path(text: &str) -> Result<PlayerId, ApiError> {
+pub(crate) fn player_in_path(text: &str) -> Result<PlayerId, ApiError> {
     PlayerId::parse(text).map_err(|_| {
         PlayerError::NotFound {
             player_id: text.to_string(),

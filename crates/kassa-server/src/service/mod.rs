@@ -1,11 +1,14 @@
 //! Use cases behind the API. Each one that moves money runs in one database transaction.
 
+pub mod cascade;
 pub mod inbound_log;
 pub mod inbound_sources;
+pub mod limits;
 pub mod payments;
 pub mod payouts;
 pub mod players;
 pub mod provider_events;
+pub mod routing;
 pub mod wallet;
 pub mod webhook_endpoints;
 pub mod webhook_signature;

@@ -19,6 +19,7 @@ use kassa_core::ids::{DisputeId, MerchantId, PaymentId, PlayerId, RefundId};
 use kassa_core::ledger::{AccountKind, EntryStatus, Outcome};
 use kassa_core::movements::{self, ChargebackAccounts, DisputeRef, PaymentRef};
 use kassa_core::payment::{next, PaymentEvent, PaymentStatus, Transition};
+use kassa_core::routing::{Decision, DeclineClasses, RouteRequest};
 use kassa_core::status::{DisputeStatus, RefundStatus};
 use kassa_core::{ids, Currency, Money};
 use kassa_store::directory::PlayerRecord;
@@ -29,8 +30,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, OnceCell};
 
 use crate::idempotency::IdempotencyClaim;
+use crate::service::cascade;
+use crate::service::limits::{check_deposit_limits, DepositRefused};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
+use crate::service::routing::RoutingService;
 use crate::service::{provider_failure_code, unexpected_ledger, HoldFor, ProviderHold};
 use crate::views::payments::{init_view, refund_view, NextActionView};
 use crate::views::Answer;
@@ -67,7 +71,12 @@ pub enum PaymentError {
         method: String,
         currency: Currency,
         country: String,
+        /// Why each possibility was left out (switches, circuits, maintenance).
+        reasons: Vec<String>,
     },
+    /// A responsible-gambling deposit limit would be exceeded; nothing was started.
+    #[error("{}", .0.exceeded)]
+    LimitExceeded(DepositRefused),
     /// No such payment for this merchant.
     #[error("no payment {payment_id:?}")]
     NotFound { payment_id: String },
@@ -206,6 +215,7 @@ pub struct PaymentsService {
     amount_limits: kassa_core::AmountLimits,
     starts: StartsInFlight,
     payment_id_secret: Arc<OnceCell<String>>,
+    routing: RoutingService,
 }
 
 impl PaymentsService {
@@ -215,6 +225,7 @@ impl PaymentsService {
         providers: Arc<ProviderRegistry>,
         players: PlayerDirectory,
         amount_limits: kassa_core::AmountLimits,
+        routing: RoutingService,
     ) -> PaymentsService {
         let (feed, _) = broadcast::channel(1024);
         PaymentsService {
@@ -225,6 +236,7 @@ impl PaymentsService {
             amount_limits,
             starts: StartsInFlight::default(),
             payment_id_secret: Arc::default(),
+            routing,
         }
     }
 
@@ -238,24 +250,57 @@ impl PaymentsService {
         self.providers.get(name)
     }
 
-    /// Picks the provider for a payment: the first of the merchant's accounts whose
-    /// capabilities fit.
-    fn route(
+    /// The route of a deposit (ADR 47): the routing document in force, decided over the
+    /// merchant's accounts whose capabilities take the method, currency and country.
+    async fn route(
         &self,
         merchant_id: &MerchantId,
-        method: &str,
-        currency: Currency,
-        country: &str,
-    ) -> Result<Arc<dyn PaymentProvider>, PaymentError> {
-        self.providers
+        payment_id: &PaymentId,
+        request: &NewPayment,
+    ) -> Result<(Decision, DeclineClasses), PaymentError> {
+        let routing = self.routing.current().await?;
+        let currency = request.amount.currency;
+        let eligible: Vec<&str> = self
+            .providers
             .for_merchant(merchant_id.as_str())
-            .find(|(_, p)| p.capabilities().supports(method, currency, Some(country)))
-            .map(|(_, p)| p.clone())
-            .ok_or_else(|| PaymentError::NoProvider {
-                method: method.to_string(),
-                currency,
-                country: country.to_string(),
+            .filter(|(_, p)| {
+                p.capabilities()
+                    .supports(&request.method, currency, Some(&request.country))
             })
+            .map(|(name, _)| name)
+            .collect();
+        let first_deposit = match routing.document.uses_first_deposit() {
+            true => Some(
+                !self
+                    .store
+                    .player_has_deposited(merchant_id, &request.player_id)
+                    .await?,
+            ),
+            false => None,
+        };
+        let route_request = RouteRequest {
+            payment_id: payment_id.as_str(),
+            merchant: merchant_id.as_str(),
+            country: &request.country,
+            currency,
+            method: &request.method,
+            amount_minor: request.amount.amount_minor,
+            risk_level: None,
+            bin: None,
+            device_class: device_class(request.device.as_deref()),
+            first_deposit,
+            now_unix_s: now_ms() / 1_000,
+        };
+        let decision = self
+            .routing
+            .decide(&routing, &route_request, &eligible)
+            .map_err(|no_route| PaymentError::NoProvider {
+                method: request.method.clone(),
+                currency,
+                country: request.country.clone(),
+                reasons: no_route.reasons,
+            })?;
+        Ok((decision, routing.document.declines.clone()))
     }
 
     /// The provider a payment was made through.
@@ -285,23 +330,36 @@ impl PaymentsService {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
         PlayerError::check_may_play(&player.player_id, player.account_status)?;
-        let provider = self.route(
+        let amount = request.amount;
+        check_deposit_limits(
+            &self.store,
             merchant_id,
-            &request.method,
-            request.amount.currency,
-            &request.country,
-        )?;
+            &player.player_id,
+            amount.amount_minor,
+            amount.currency,
+        )
+        .await?
+        .map_err(PaymentError::LimitExceeded)?;
         let payment_id = match claim {
             Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
             None => PaymentId::generate(),
         };
+        let (decision, declines) = self.route(merchant_id, &payment_id, &request).await?;
         let Some(_in_flight) = self.starts.begin(&payment_id) else {
             return Err(lose_key(claim));
         };
-        let mut payment = new_payment_record(payment_id, merchant_id, provider.name(), request);
-        let asked_at = Instant::now();
-        let asked = provider.start_payment(&payment_request(&payment)).await;
-        let provider_elapsed = asked_at.elapsed();
+        let mut payment = new_payment_record(payment_id, merchant_id, "", request);
+        let offered = cascade::offer(
+            &self.routing,
+            &self.providers,
+            &decision,
+            &declines,
+            &payment_request(&payment),
+        )
+        .await;
+        payment.provider = offered.provider.name().to_string();
+        payment.routing = Some(routing_record(&decision, &offered.attempts));
+        let (asked, provider_elapsed) = (offered.asked, offered.provider_elapsed);
         let refusal = match &asked {
             Ok(_) => None,
             Err(error) => {
@@ -1389,9 +1447,24 @@ fn new_payment_record(
         ip: request.ip,
         session_id: request.session_id,
         failure_reason: None,
+        routing: None,
         created_at_ms: now,
         updated_at_ms: now,
     }
+}
+
+/// What a payment keeps of its routing: the decision (rule, candidates, split, reasons) and
+/// every provider account asked, as JSON text.
+fn routing_record(decision: &Decision, attempts: &[cascade::Attempt]) -> String {
+    json!({ "decision": decision, "attempts": attempts }).to_string()
+}
+
+/// The device classes routing rules name; anything else is `unknown`.
+fn device_class(device: Option<&str>) -> Option<&'static str> {
+    let device = device?.trim();
+    ["desktop", "mobile", "tablet"]
+        .into_iter()
+        .find(|class| device.eq_ignore_ascii_case(class))
 }
 
 /// The error for an unknown payment.

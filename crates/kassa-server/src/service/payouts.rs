@@ -27,6 +27,7 @@ use crate::config::PayoutsConfig;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
+use crate::service::routing::RoutingService;
 use crate::service::{provider_failure_code, HoldFor, ProviderHold};
 use crate::views::payouts::payout_view;
 use crate::views::Answer;
@@ -104,6 +105,8 @@ pub struct PayoutsService {
     providers: Arc<ProviderRegistry>,
     players: PlayerDirectory,
     config: PayoutsConfig,
+    /// The routing document's degradation plan may pause one provider's payouts.
+    routing: Option<RoutingService>,
 }
 
 impl PayoutsService {
@@ -119,7 +122,14 @@ impl PayoutsService {
             providers,
             players,
             config,
+            routing: None,
         }
+    }
+
+    /// Lets the routing document's degradation plan pause payouts per provider account.
+    pub fn with_routing(mut self, routing: RoutingService) -> PayoutsService {
+        self.routing = Some(routing);
+        self
     }
 
     /// Checks, holds and (when cleared) sends a withdrawal. With a claimed
@@ -395,8 +405,16 @@ impl PayoutsService {
         claim: Option<(&IdempotencyClaim, u16)>,
     ) -> Result<Marked, PayoutError> {
         let paused = self.store.switch_enabled(PAYOUTS_PAUSED).await?;
+        let routing = match &self.routing {
+            Some(routing) => Some(routing.current().await?),
+            None => None,
+        };
         let mut tx = self.store.begin().await?;
         let mut payout = self.locked(&mut tx, payout_id).await?;
+        let paused = paused
+            || routing
+                .zip(payout.provider.as_deref())
+                .is_some_and(|(routing, name)| routing.document.switches.payouts_paused(name));
         if !matches!(
             payout.status,
             PayoutStatus::Approved | PayoutStatus::Deferred

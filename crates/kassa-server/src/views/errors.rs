@@ -1,6 +1,8 @@
 //! The one place that says how each use case's error is answered: HTTP status, stable
 //! code, message and details. Changing a code here changes the API; tests pin them.
 
+use crate::service::limits::{DepositRefused, LimitsError};
+use crate::service::routing::RoutingError;
 use kassa_connectors::ProviderError;
 use kassa_core::ledger::Refusal;
 use kassa_core::status::AccountStatus;
@@ -99,7 +101,9 @@ stable_code!(
     WalletError,
     PlayerError,
     ProviderEventError,
-    WebhookEndpointError
+    WebhookEndpointError,
+    RoutingError,
+    LimitsError
 );
 
 impl PublicError for WebhookEndpointError {
@@ -124,6 +128,49 @@ impl PublicError for WebhookEndpointError {
                 Problem::new(409, "webhook_endpoint_disabled", message)
             }
             WebhookEndpointError::Store(error) => error.problem(),
+        }
+    }
+}
+
+/// 402 `limit_exceeded`, naming the limit, its period and when the deposit would fit.
+fn limit_exceeded(refused: &DepositRefused, message: String) -> Problem {
+    let exceeded = refused.exceeded;
+    let amount = |minor| refused.currency.format_minor(minor);
+    Problem::new(402, "limit_exceeded", message).with_details(json!({
+        "limit": "deposit",
+        "period": exceeded.period.as_str(),
+        "limit_amount": amount(exceeded.limit_minor),
+        "used": amount(exceeded.used_minor),
+        "currency": refused.currency.code(),
+        "resets_at": exceeded.fits_at_ms.map(crate::api::rfc3339),
+    }))
+}
+
+impl PublicError for LimitsError {
+    fn problem(&self) -> Problem {
+        match self {
+            LimitsError::Player(error) => error.problem(),
+            LimitsError::Store(error) => error.problem(),
+        }
+    }
+}
+
+impl PublicError for RoutingError {
+    fn problem(&self) -> Problem {
+        let message = self.to_string();
+        match self {
+            RoutingError::Invalid(error) => Problem::new(422, "invalid_routing_document", message)
+                .with_details(json!({ "place": error.place, "problem": error.problem })),
+            RoutingError::UnknownAccount { place, account } => {
+                Problem::new(422, "unknown_provider_account", message)
+                    .with_details(json!({ "place": place, "account": account }))
+            }
+            RoutingError::Conflict { based_on, current } => {
+                Problem::new(409, "routing_version_conflict", message).with_details(
+                    json!({ "based_on_version": based_on, "current_version": current }),
+                )
+            }
+            RoutingError::Store(error) => error.problem(),
         }
     }
 }
@@ -220,9 +267,12 @@ impl PublicError for PaymentError {
                 method,
                 currency,
                 country,
-            } => Problem::new(422, "no_provider", message).with_details(
-                json!({ "method": method, "currency": currency.code(), "country": country }),
-            ),
+                reasons,
+            } => Problem::new(422, "no_provider", message).with_details(json!({
+                "method": method, "currency": currency.code(), "country": country,
+                "reasons": reasons,
+            })),
+            PaymentError::LimitExceeded(refused) => limit_exceeded(refused, message),
             PaymentError::NotFound { .. } => Problem::new(404, "payment_not_found", message),
             PaymentError::NotCancellable { .. } | PaymentError::CancelOvertaken { .. } => {
                 Problem::new(409, "payment_not_cancellable", message)

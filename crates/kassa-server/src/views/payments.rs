@@ -84,6 +84,12 @@ pub struct PaymentView {
     pub provider_reference: Option<String>,
     pub redirect_url: Option<String>,
     pub failure_reason: Option<String>,
+    /// How the payment was routed: `decision` (the rule, the accounts in order, a weighted
+    /// split's draw, the reasons) and `attempts` (every provider account asked, with its
+    /// outcome and whether the payment cascaded from it). `null` for payments made before
+    /// routing was recorded.
+    #[schema(value_type = Option<Object>)]
+    pub routing: Option<serde_json::Value>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -113,6 +119,10 @@ pub fn payment_view(p: &PaymentRecord) -> PaymentView {
         provider_reference: p.provider_reference.clone(),
         redirect_url: p.redirect_url.clone(),
         failure_reason: p.failure_reason.clone(),
+        routing: p
+            .routing
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok()),
         created_at: rfc3339(p.created_at_ms),
         updated_at: rfc3339(p.updated_at_ms),
     }

@@ -105,12 +105,9 @@ pub fn fast_background(config: &mut Config) {
     config.jobs.outbox_interval_ms = 50;
 }
 
-pub async fn spawn(backend: TestBackend) -> Option<TestApp> {
-    spawn_with(backend, |_| {}).await
-}
-
-pub async fn spawn_with(backend: TestBackend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
-    let database_url = fresh_database_url(backend).await?;
+/// The test configuration of a server on `database_url`: any free port, no rate limit, the
+/// test key-hash secret, and the SQLite switches the CI sets through the environment.
+fn test_config(database_url: &str) -> Config {
     let mut config = Config::defaults();
     // The CI runs the suite again with the SQLite tuning off.
     if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
@@ -120,9 +117,19 @@ pub async fn spawn_with(backend: TestBackend, adjust: impl FnOnce(&mut Config)) 
         config.storage.sqlite_group_commit = group_commit;
     }
     config.listen = "127.0.0.1:0".into();
-    config.database_url = database_url.clone();
+    config.database_url = database_url.to_string();
     config.rate_limit.requests_per_second = 0;
     config.auth.key_hash_secret = TEST_KEY_HASH_SECRET.into();
+    config
+}
+
+pub async fn spawn(backend: TestBackend) -> Option<TestApp> {
+    spawn_with(backend, |_| {}).await
+}
+
+pub async fn spawn_with(backend: TestBackend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let database_url = fresh_database_url(backend).await?;
+    let mut config = test_config(&database_url);
     adjust(&mut config);
     let server = Server::start_with(config, Some(&Simulators))
         .await
@@ -273,18 +280,7 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.stop().await.expect("clean stop");
         }
-        let mut config = Config::defaults();
-        // The CI runs the suite again with the SQLite tuning off.
-        if let Some(tuning) = kassa_store::sqlite_tuning_from_env() {
-            config.storage.sqlite_tuning = tuning;
-        }
-        if let Some(group_commit) = kassa_store::sqlite_group_commit_from_env() {
-            config.storage.sqlite_group_commit = group_commit;
-        }
-        config.listen = "127.0.0.1:0".into();
-        config.database_url = self.database_url.clone();
-        config.rate_limit.requests_per_second = 0;
-        config.auth.key_hash_secret = TEST_KEY_HASH_SECRET.into();
+        let mut config = test_config(&self.database_url);
         adjust(&mut config);
         let server = Server::start_with(config, Some(&Simulators))
             .await
@@ -305,6 +301,30 @@ impl TestApp {
             .expect("a running server")
             .store
             .clone()
+    }
+
+    /// A second Kassa node on this one's database (several nodes on one PostgreSQL), with
+    /// the same keys; it runs its own embedded simulators.
+    pub async fn another_node(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = test_config(&self.database_url);
+        adjust(&mut config);
+        let server = Server::start_with(config, Some(&Simulators))
+            .await
+            .expect("a second node starts");
+        TestApp {
+            base: format!("http://{}", server.local_addr),
+            api_key: self.api_key.clone(),
+            admin_key: self.admin_key.clone(),
+            database_url: self.database_url.clone(),
+            client: reqwest::Client::new(),
+            server: Some(server),
+        }
+    }
+
+    /// The base URL of the embedded simulator standing in for `account`.
+    pub fn simulator_url(&self, account: &str) -> String {
+        let server = self.server.as_ref().expect("a running server");
+        server.simulator_urls[account].clone()
     }
 
     /// Write transactions the server's store has begun so far (see

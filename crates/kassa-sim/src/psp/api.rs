@@ -153,6 +153,8 @@ pub async fn create_payment(
             "return_url must be an http(s) URL",
         ));
     }
+    let behaviour = shared.behaviour();
+    behaviour.before_start(&request.payment_id).await?;
     let mut store = shared.store.lock().expect("store lock");
     // A retried init (after a timeout, say) finds the payment it created the first time.
     if let Some(reference) = store.payment_refs.get(&request.payment_id) {
@@ -172,19 +174,30 @@ pub async fn create_payment(
     if store.payments.len() >= RECORDS_MAX {
         return Err(ApiError::full());
     }
+    let declined = behaviour.decline(&request.payment_id);
     let payment = Payment {
         provider_reference: kassa_core::ids::generate("sbxpay"),
         payment_id: request.payment_id,
         amount_minor,
         currency,
         return_url: request.return_url,
-        status: PaymentStatus::Pending,
-        stage: Stage::AwaitingCard,
+        status: match declined {
+            Some(_) => PaymentStatus::Declined,
+            None => PaymentStatus::Pending,
+        },
+        stage: match declined {
+            Some(_) => Stage::Done,
+            None => Stage::AwaitingCard,
+        },
         refunds: HashMap::new(),
         dispute: None,
     };
     tracing::info!(provider_reference = %payment.provider_reference, payment_id = %payment.payment_id, "payment created");
-    let answer = payment_created(&shared, &payment);
+    let mut answer = payment_created(&shared, &payment);
+    if let Some(reason) = declined {
+        answer["reason"] = reason.into();
+        answer["redirect_url"] = Value::Null;
+    }
     store.payment_refs.insert(
         payment.payment_id.clone(),
         payment.provider_reference.clone(),

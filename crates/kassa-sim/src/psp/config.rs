@@ -37,6 +37,8 @@ pub struct SandboxPspConfig {
     pub webhook_retry_backoff_ms: u64,
     /// Timeout of one webhook delivery attempt.
     pub webhook_timeout_ms: u64,
+    /// How payment starts misbehave (latency, declines, errors, outage).
+    pub behaviour: super::Behaviour,
 }
 
 impl Default for SandboxPspConfig {
@@ -55,6 +57,7 @@ impl Default for SandboxPspConfig {
             webhook_attempts_max: 5,
             webhook_retry_backoff_ms: 500,
             webhook_timeout_ms: 5000,
+            behaviour: super::Behaviour::default(),
         }
     }
 }
@@ -75,6 +78,7 @@ impl fmt::Debug for SandboxPspConfig {
             .field("webhook_attempts_max", &self.webhook_attempts_max)
             .field("webhook_retry_backoff_ms", &self.webhook_retry_backoff_ms)
             .field("webhook_timeout_ms", &self.webhook_timeout_ms)
+            .field("behaviour", &self.behaviour)
             .finish()
     }
 }
@@ -98,6 +102,9 @@ pub enum SandboxConfigError {
     /// `webhook_url` or `public_base_url` is not an http(s) URL.
     #[error("{0:?} is not an http(s) URL")]
     BadUrl(String),
+    /// The misbehaviour settings are out of range.
+    #[error("sandbox behaviour: {0}")]
+    BadBehaviour(String),
 }
 
 impl SandboxPspConfig {
@@ -158,7 +165,9 @@ impl SandboxPspConfig {
                 return Err(SandboxConfigError::BadUrl(url.clone()));
             }
         }
-        Ok(())
+        self.behaviour
+            .validate()
+            .map_err(SandboxConfigError::BadBehaviour)
     }
 }
 

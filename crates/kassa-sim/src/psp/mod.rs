@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod behaviour;
 pub mod cards;
 mod config;
 mod control;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use behaviour::Behaviour;
 pub use config::{
     SandboxConfigError, SandboxPspConfig, DEFAULT_API_SECRET, DEFAULT_WEBHOOK_SECRET,
 };
@@ -39,11 +41,18 @@ struct Sandbox {
     /// Client for webhook deliveries, with the delivery timeout.
     http: reqwest::Client,
     stopping: watch::Receiver<bool>,
+    /// How payment starts misbehave now (`PUT /sandbox/behaviour`).
+    behaviour: Mutex<Behaviour>,
 }
 
 type Shared = Arc<Sandbox>;
 
 impl Sandbox {
+    /// The misbehaviour in force.
+    fn behaviour(&self) -> Behaviour {
+        self.behaviour.lock().expect("behaviour lock").clone()
+    }
+
     /// Runs background work (delayed outcomes, webhook deliveries) until it ends or the
     /// sandbox stops, so nothing outlives [`SandboxHandle::stop`].
     fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
@@ -128,6 +137,10 @@ fn router(shared: Shared) -> Router {
             "/sandbox/payments/{reference}/dispute_lost",
             post(control::dispute_lost),
         )
+        .route(
+            "/sandbox/behaviour",
+            get(behaviour::get_behaviour).put(behaviour::put_behaviour),
+        )
         .route("/healthz", get(|| async { "ok" }));
     signed_api
         .merge(browser_and_control)
@@ -159,6 +172,7 @@ pub async fn start(config: SandboxPspConfig) -> anyhow::Result<SandboxHandle> {
         .context("cannot build the webhook HTTP client")?;
     let (stop, stopping) = watch::channel(false);
     let shared = Arc::new(Sandbox {
+        behaviour: Mutex::new(config.behaviour.clone()),
         config,
         base_url: base_url.clone(),
         store: Mutex::new(store::Store::default()),

@@ -16,13 +16,25 @@ const BATCH_MESSAGES: u64 = 1_000;
 
 /// The codec cell: `runs` runs of `duration` each, on a blocking thread.
 pub async fn cell(duration: Duration, runs: usize) -> anyhow::Result<Cell> {
+    one_core_cell("codec", "iso8583", duration, runs, run).await
+}
+
+/// A cell of `runs` runs of `duration` each of `run`, one after another on a blocking
+/// thread: a measure of code on one core, no server involved.
+pub async fn one_core_cell(
+    backend: &str,
+    system: &'static str,
+    duration: Duration,
+    runs: usize,
+    run: fn(Duration) -> anyhow::Result<RunStats>,
+) -> anyhow::Result<Cell> {
     let mut measured = Vec::new();
     for _ in 0..runs {
         measured.push(tokio::task::spawn_blocking(move || run(duration)).await??);
     }
     Ok(Cell {
-        backend: "codec".into(),
-        system: "iso8583",
+        backend: backend.into(),
+        system,
         players: 0,
         clients: 1,
         median: Median::of(&measured),

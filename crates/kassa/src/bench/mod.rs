@@ -11,6 +11,7 @@ mod baseline;
 mod codec;
 mod deposits;
 mod http1;
+mod routing;
 mod stats;
 mod wallet;
 mod webhooks;
@@ -101,6 +102,9 @@ pub struct BenchArgs {
     /// Outbox events per webhook delivery run.
     #[arg(long, default_value_t = 2_000)]
     webhook_events: usize,
+    /// Skip the routing decision's cost (1,000 rules, 20 provider accounts, one core).
+    #[arg(long)]
+    no_routing: bool,
     /// Players the deposits spread over.
     #[arg(long, default_value_t = 100)]
     deposit_players: usize,
@@ -223,6 +227,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if !args.no_codec {
         cells.push(codec::cell(Duration::from_secs_f64(args.duration_s), args.runs).await?);
+    }
+    if !args.no_routing {
+        cells.push(routing::cell(Duration::from_secs_f64(args.duration_s), args.runs).await?);
     }
     let report = report(&args, cells);
     if args.json {
@@ -593,7 +600,8 @@ fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
                baseline ops are the same player/house transfers, one SQL transaction each. \
                Deposit ops are whole deposits (init, then the signed `captured` webhook that \
                credits the player), with no baseline. The codec row is ISO 8583 pack + unpack \
-               of a `0200` on one core, its latencies per batch of 1,000 messages. Webhook ops \
+               of a `0200` on one core, its latencies per batch of 1,000 messages. The routing row \
+               is one routing decision over 1,000 rules and 20 accounts on one core. Webhook ops \
                are outbox events delivered to one local endpoint (signed POSTs through the \
                job queue, default settings), latency from the event's commit to its arrival.",
     }

@@ -1,0 +1,178 @@
+//! Cascading: a deposit is offered to the accounts of its route in turn, in the same
+//! payment, until one takes it or refuses it for good (ADR 47).
+//!
+//! The next account is asked only when the one before could not have charged the player:
+//! - it answered a *soft* decline (the decline classes of the routing document);
+//! - it could not be reached, answered a server error, or its circuit is open (nothing was
+//!   started there, or what was is a pending page the player never sees);
+//! - it refused the request itself (4xx, unsupported), which it never acted on.
+//!
+//! Never after a hard decline (the issuer's answer stands), and never after a timeout or a
+//! broken answer: the provider may have acted, so the payment fails as before and status sync
+//! or the connector's own reversal settles it. Cascading happens while the deposit starts,
+//! before the player is sent to any provider's page, so no player authenticates 3-D Secure
+//! twice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kassa_connectors::{
+    PaymentProvider, PaymentRequest, PaymentStart, PaymentStarted, ProviderError, ProviderRegistry,
+    CIRCUIT_OPEN,
+};
+use kassa_core::routing::{Decision, DeclineClass, DeclineClasses, Outcome};
+use serde::Serialize;
+
+use crate::service::routing::RoutingService;
+
+/// One account's part in a deposit's start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// The provider account asked.
+    pub provider: String,
+    /// `started`, `declined`, `unavailable`, `rejected`, `timeout`, `protocol_error`.
+    pub outcome: &'static str,
+    /// The decline reason or the error's code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Whether the next account was asked after this one.
+    pub cascaded: bool,
+    /// How long the provider took.
+    pub elapsed_ms: u64,
+}
+
+/// What the offers came to.
+pub struct Offered {
+    /// The account that answered last; the payment is its.
+    pub provider: Arc<dyn PaymentProvider>,
+    /// Its answer.
+    pub asked: Result<PaymentStarted, ProviderError>,
+    /// Every account asked, in order.
+    pub attempts: Vec<Attempt>,
+    /// Time spent waiting for providers, all attempts together.
+    pub provider_elapsed: Duration,
+}
+
+/// Where the cascade goes after one answer.
+struct Verdict {
+    outcome: &'static str,
+    reason: Option<String>,
+    health: Outcome,
+    may_cascade: bool,
+}
+
+/// Offers `request` to the decision's candidates in turn (see the module's rules).
+pub async fn offer(
+    routing: &RoutingService,
+    providers: &ProviderRegistry,
+    decision: &Decision,
+    declines: &DeclineClasses,
+    request: &PaymentRequest,
+) -> Offered {
+    let country = request.country.as_deref().unwrap_or("");
+    let mut attempts = Vec::new();
+    let mut provider_elapsed = Duration::ZERO;
+    let mut last = None;
+    for (index, account) in decision.candidates.iter().enumerate() {
+        let Some(provider) = providers.get(account) else {
+            continue; // the decision only names registered accounts; a race with nothing
+        };
+        let asked_at = Instant::now();
+        let asked = provider.start_payment(request).await;
+        let elapsed = asked_at.elapsed();
+        provider_elapsed += elapsed;
+        let verdict = judge(&asked, declines);
+        // A call its circuit refused never reached the provider: no measure of its health.
+        if !matches!(&asked, Err(ProviderError::Unavailable(cause)) if cause == CIRCUIT_OPEN) {
+            routing.record(account, &request.method, country, verdict.health, elapsed);
+        }
+        let cascaded = verdict.may_cascade && index + 1 < decision.candidates.len();
+        attempts.push(Attempt {
+            provider: account.clone(),
+            outcome: verdict.outcome,
+            reason: verdict.reason,
+            cascaded,
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        });
+        if cascaded {
+            tracing::info!(payment_id = %request.payment_id, from = %account, outcome = verdict.outcome, "cascading to the next provider account");
+        }
+        last = Some((provider, asked));
+        if !cascaded {
+            break;
+        }
+    }
+    let (provider, asked) = last.expect("a decision names at least one registered account");
+    Offered {
+        provider,
+        asked,
+        attempts,
+        provider_elapsed,
+    }
+}
+
+fn judge(asked: &Result<PaymentStarted, ProviderError>, declines: &DeclineClasses) -> Verdict {
+    let verdict = |outcome, reason: Option<String>, health, may_cascade| Verdict {
+        outcome,
+        reason,
+        health,
+        may_cascade,
+    };
+    match asked {
+        Ok(PaymentStarted {
+            start: PaymentStart::Declined { reason },
+            ..
+        }) => {
+            let soft = declines.classify(reason.as_deref()) == DeclineClass::Soft;
+            verdict("declined", reason.clone(), Outcome::Declined, soft)
+        }
+        Ok(_) => verdict("started", None, Outcome::Approved, false),
+        Err(ProviderError::Unavailable(cause)) => {
+            verdict("unavailable", Some(cause.clone()), Outcome::Error, true)
+        }
+        Err(ProviderError::Rejected { code, .. }) => {
+            verdict("rejected", Some(code.clone()), Outcome::Declined, true)
+        }
+        Err(ProviderError::Unsupported(what)) => verdict(
+            "rejected",
+            Some(format!("unsupported: {what}")),
+            Outcome::Declined,
+            true,
+        ),
+        Err(ProviderError::Timeout) => verdict("timeout", None, Outcome::Timeout, false),
+        Err(ProviderError::Protocol(_)) => verdict("protocol_error", None, Outcome::Error, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declined(reason: &str) -> Result<PaymentStarted, ProviderError> {
+        Ok(PaymentStarted {
+            provider_reference: "ref".into(),
+            start: PaymentStart::Declined {
+                reason: Some(reason.into()),
+            },
+        })
+    }
+
+    #[test]
+    fn only_answers_that_cannot_have_charged_cascade() {
+        let classes = DeclineClasses::default();
+        let cascades = |asked| judge(&asked, &classes).may_cascade;
+        assert!(cascades(declined("issuer_unavailable")));
+        assert!(!cascades(declined("insufficient_funds")));
+        assert!(!cascades(declined("never_heard_of_it")));
+        assert!(cascades(Err(ProviderError::Unavailable("refused".into()))));
+        assert!(!cascades(Err(ProviderError::Timeout)));
+        assert!(!cascades(Err(ProviderError::Protocol("garbage".into()))));
+        let redirect = Ok(PaymentStarted {
+            provider_reference: "ref".into(),
+            start: PaymentStart::Redirect {
+                url: "https://psp.example/pay".into(),
+            },
+        });
+        assert!(!cascades(redirect));
+    }
+}

@@ -1,0 +1,159 @@
+//! Responsible-gambling deposit limits as use cases: read them, change them (a decrease at
+//! once, an increase after the jurisdiction's cooling-off, `kassa_core::limits`), and refuse
+//! a deposit that would break one, before any provider hears of it.
+
+use kassa_core::ids::{MerchantId, PlayerId};
+use kassa_core::limits::{check_deposit, DepositLimit, LimitExceeded, LimitPeriod, LimitPolicy};
+use kassa_core::Currency;
+use kassa_store::{now_ms, Store, StoreError};
+use serde_json::json;
+
+use crate::service::players::{PlayerDirectory, PlayerError};
+
+/// Who asked for a limit change.
+pub const SET_BY: &[&str] = &["player", "operator"];
+
+/// Why a limit change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitsError {
+    /// The player is unknown.
+    #[error(transparent)]
+    Player(#[from] PlayerError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A deposit refused by a limit, in the player's currency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepositRefused {
+    pub exceeded: LimitExceeded,
+    pub currency: Currency,
+}
+
+/// A player's limits as shown: every period, with the policy that governs increases.
+#[derive(Debug)]
+pub struct PlayerLimits {
+    pub player_id: PlayerId,
+    pub currency: Currency,
+    pub policy: LimitPolicy,
+    /// Day, week and month, as in force now (a due increase applied).
+    pub deposit: Vec<DepositLimit>,
+}
+
+/// The limit use cases; cheap to clone.
+#[derive(Clone)]
+pub struct LimitsService {
+    store: Store,
+    players: PlayerDirectory,
+}
+
+impl LimitsService {
+    /// Wires the service.
+    pub fn new(store: Store, players: PlayerDirectory) -> LimitsService {
+        LimitsService { store, players }
+    }
+
+    /// The player's deposit limits now.
+    pub async fn get(
+        &self,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
+    ) -> Result<PlayerLimits, LimitsError> {
+        let player = self.players.get(merchant_id, player_id).await?;
+        let stored = self.store.deposit_limits(merchant_id, player_id).await?;
+        Ok(PlayerLimits {
+            player_id: player.player_id,
+            currency: player.currency,
+            policy: LimitPolicy::of(player.jurisdiction.as_deref()),
+            deposit: every_period(&stored, now_ms()),
+        })
+    }
+
+    /// Applies the asked changes (`None` removes a period's limit) in one transaction, with a
+    /// `player.limit.changed` event for each period that changed.
+    pub async fn set(
+        &self,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
+        changes: &[(LimitPeriod, Option<i64>)],
+        set_by: &str,
+    ) -> Result<PlayerLimits, LimitsError> {
+        let player = self.players.get(merchant_id, player_id).await?;
+        let policy = LimitPolicy::of(player.jurisdiction.as_deref());
+        let now = now_ms();
+        let stored = every_period(
+            &self.store.deposit_limits(merchant_id, player_id).await?,
+            now,
+        );
+        let mut tx = self.store.begin().await?;
+        for (period, wanted) in changes {
+            let current = stored
+                .iter()
+                .find(|l| l.period == *period)
+                .copied()
+                .unwrap_or_else(|| DepositLimit::none(*period));
+            let changed = current.change(*wanted, policy, now);
+            self.store
+                .put_deposit_limit(&mut tx, merchant_id, player_id, &changed, set_by)
+                .await?;
+            let payload = json!({
+                "player_id": player_id.as_str(), "kind": "deposit", "period": period.as_str(),
+                "currency": player.currency.code(),
+                "amount": changed.amount_minor.map(|a| player.currency.format_minor(a)),
+                "pending": changed.pending.map(|p| json!({
+                    "amount": p.amount_minor.map(|a| player.currency.format_minor(a)),
+                    "applies_at": crate::api::rfc3339(p.applies_at_ms),
+                })),
+                "set_by": set_by,
+            });
+            self.store
+                .insert_outbox(
+                    &mut tx,
+                    merchant_id.as_str(),
+                    "player.limit.changed",
+                    player_id.as_str(),
+                    &payload.to_string(),
+                )
+                .await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        tracing::info!(player_id = %player_id, %set_by, "deposit limits changed");
+        self.get(merchant_id, player_id).await
+    }
+}
+
+/// Every period's limit at `now_ms`, those without a row as none.
+fn every_period(stored: &[DepositLimit], now_ms: i64) -> Vec<DepositLimit> {
+    LimitPeriod::ALL
+        .into_iter()
+        .map(|period| {
+            stored
+                .iter()
+                .find(|l| l.period == period)
+                .map_or_else(|| DepositLimit::none(period), |l| l.at(now_ms))
+        })
+        .collect()
+}
+
+/// Refuses a deposit of `amount_minor` that would break one of the player's limits; a
+/// player without limits costs one indexed read.
+pub async fn check_deposit_limits(
+    store: &Store,
+    merchant_id: &MerchantId,
+    player_id: &PlayerId,
+    amount_minor: i64,
+    currency: Currency,
+) -> Result<Result<(), DepositRefused>, StoreError> {
+    let limits = store.deposit_limits(merchant_id, player_id).await?;
+    let now = now_ms();
+    if limits.iter().all(|l| l.at(now).amount_minor.is_none()) {
+        return Ok(Ok(()));
+    }
+    let since = now - LimitPeriod::Month.window_ms();
+    let deposits = store
+        .counted_deposits(merchant_id, player_id, since)
+        .await?;
+    Ok(check_deposit(&limits, &deposits, amount_minor, now)
+        .map_err(|exceeded| DepositRefused { exceeded, currency }))
+}

@@ -1,0 +1,382 @@
+//! Multi-provider routing (issue 16) through the real API and three sandbox PSPs over HTTP:
+//! a weighted rule with fallbacks, soft and hard declines, one provider going down and coming
+//! back (its circuit opening and closing), routing changes applied without a restart, and the
+//! money: every captured deposit credited once, the ledger verifying.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::TestApp;
+use kassa_core::routing::BreakerSettings;
+use kassa_server::config::Config;
+use kassa_store::testing::TestBackend;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const ACCOUNTS: [&str; 3] = ["psp_a", "psp_b", "psp_c"];
+const SOFT: &str = "issuer_unavailable";
+const HARD: &str = "insufficient_funds";
+
+/// Three sandbox accounts for the demo merchant, breakers that open after 3 failures for 1.5 s.
+fn three_accounts(config: &mut Config) {
+    let template = config.providers.accounts[0].clone();
+    config.providers.accounts = ACCOUNTS
+        .iter()
+        .map(|id| {
+            let mut account = template.clone();
+            account.id = id.to_string();
+            account.name = format!("Sandbox {id}");
+            account
+        })
+        .collect();
+    config.routing.breaker = BreakerSettings {
+        failures_to_open: 3,
+        open_for_ms: 1_500,
+        half_open_probes: 1,
+    };
+    config.sandbox.webhook_delay_ms = 10;
+}
+
+contract_tests_with!(
+    traffic_leaves_a_provider_that_goes_down_and_returns_when_it_recovers => three_accounts,
+    routing_changes_are_audited_and_refused_when_invalid => three_accounts,
+    the_degradation_plan_pauses_one_providers_payouts => |c: &mut Config| {
+        three_accounts(c);
+        c.payouts.retry_interval_ms = 100;
+        c.payouts.retry_backoff_ms = 100;
+    },
+);
+
+async fn admin(app: &TestApp, method: Method, path: &str, body: Option<&Value>) -> common::Answer {
+    app.send(method, path, Some(&app.admin_key), body, &[])
+        .await
+}
+
+async fn set_routing(app: &TestApp, document: Value) -> Value {
+    let change = json!({ "document": document, "note": "test" });
+    let answer = admin(app, Method::PUT, "/v1/admin/routing", Some(&change)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body
+}
+
+/// Sets how the account's sandbox misbehaves.
+async fn behave(app: &TestApp, account: &str, behaviour: Value) {
+    let url = format!("{}/sandbox/behaviour", app.simulator_url(account));
+    let answer = reqwest::Client::new()
+        .put(url)
+        .json(&behaviour)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+}
+
+async fn circuit(app: &TestApp, account: &str) -> String {
+    let health = admin(app, Method::GET, "/v1/admin/routing/health", None).await;
+    assert_eq!(health.status, StatusCode::OK, "{}", health.body);
+    let accounts = health.body["accounts"].as_array().unwrap();
+    let entry = accounts.iter().find(|a| a["account"] == account).unwrap();
+    entry["circuit"].as_str().unwrap().to_string()
+}
+
+/// Starts `count` deposits of 10.00 one after another; returns each payment as stored.
+async fn deposits(app: &TestApp, count: usize) -> Vec<Value> {
+    let mut payments = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = common::start_deposit(app, "10.00").await;
+        let id = started.body["payment_id"].as_str().unwrap().to_string();
+        let stored = app.get(&format!("/v1/payments/{id}")).await;
+        assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
+        payments.push(stored.body);
+    }
+    payments
+}
+
+fn attempts(payment: &Value) -> &Vec<Value> {
+    payment["routing"]["attempts"].as_array().expect("attempts")
+}
+
+/// Cascades happen only after a soft decline or an unreachable provider, and nothing is
+/// asked after a hard decline; the payment belongs to the last account asked.
+fn assert_cascade_rules(payment: &Value) {
+    let attempts = attempts(payment);
+    let (last, before) = attempts.split_last().expect("at least one attempt");
+    for attempt in before {
+        assert_eq!(attempt["cascaded"], true, "{payment}");
+        let soft_decline = attempt["outcome"] == "declined" && attempt["reason"] == SOFT;
+        assert!(
+            soft_decline || attempt["outcome"] == "unavailable",
+            "cascaded after {attempt}: {payment}"
+        );
+    }
+    assert_eq!(last["cascaded"], false, "{payment}");
+    assert_eq!(payment["provider"], last["provider"], "{payment}");
+    if payment["status"] == "declined" {
+        assert_eq!(payment["failure_reason"], last["reason"], "{payment}");
+    }
+}
+
+fn final_providers(payments: &[Value]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for payment in payments.iter().filter(|p| p["status"] == "pending") {
+        *counts
+            .entry(payment["provider"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+async fn traffic_leaves_a_provider_that_goes_down_and_returns_when_it_recovers(app: TestApp) {
+    app.player("p1").await;
+    let splits = json!([
+        {"account": "psp_a", "weight": 60}, {"account": "psp_b", "weight": 30},
+        {"account": "psp_c", "weight": 10}]);
+    set_routing(
+        &app,
+        json!({"rules": [{"id": "cards", "when": {"methods": ["card"]},
+            "pick": {"strategy": "weighted", "splits": splits},
+            "fallbacks": ["psp_b", "psp_c"]}]}),
+    )
+    .await;
+    behave(
+        &app,
+        "psp_b",
+        json!({"decline_permille": 300, "decline_reason": SOFT}),
+    )
+    .await;
+    behave(
+        &app,
+        "psp_c",
+        json!({"decline_permille": 300, "decline_reason": HARD}),
+    )
+    .await;
+
+    let healthy = deposits(&app, 60).await;
+    let used = final_providers(&healthy);
+    let count = |account| used.get(account).copied().unwrap_or(0);
+    assert!(
+        count("psp_a") > count("psp_b"),
+        "the split favours psp_a: {used:?}"
+    );
+    let asked: std::collections::BTreeSet<&str> = healthy
+        .iter()
+        .flat_map(attempts)
+        .map(|a| a["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(asked.len(), 3, "every account takes part: {used:?}");
+
+    behave(&app, "psp_a", json!({"outage": true})).await;
+    let down = deposits(&app, 60).await;
+    assert!(
+        !final_providers(&down).contains_key("psp_a"),
+        "no payment stays with a provider that is down"
+    );
+    let failed_at_a = down
+        .iter()
+        .flat_map(attempts)
+        .filter(|a| a["provider"] == "psp_a")
+        .count();
+    assert!(failed_at_a >= 3, "psp_a was asked until its circuit opened");
+    let skipped = down.iter().any(|p| {
+        p["routing"]["decision"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "psp_a's circuit is open")
+    });
+    assert!(skipped, "an open circuit keeps payments away from psp_a");
+    assert!(
+        failed_at_a < 30,
+        "{failed_at_a} payments waited for psp_a: the circuit did not open"
+    );
+    assert_ne!(circuit(&app, "psp_a").await, "closed");
+
+    behave(&app, "psp_a", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let recovered = deposits(&app, 60).await;
+    assert!(
+        final_providers(&recovered)
+            .get("psp_a")
+            .copied()
+            .unwrap_or(0)
+            > 10,
+        "psp_a wins its traffic back: {:?}",
+        final_providers(&recovered)
+    );
+    assert_eq!(circuit(&app, "psp_a").await, "closed");
+
+    let all: Vec<Value> = [healthy, down, recovered].concat();
+    for payment in &all {
+        assert_cascade_rules(payment);
+    }
+    let cascaded = all.iter().filter(|p| attempts(p).len() > 1).count();
+    assert!(cascaded > 0, "some payments cascaded");
+    let hard = all.iter().filter(|p| p["failure_reason"] == HARD).count();
+    assert!(hard > 0, "some payments were declined for good");
+
+    pay_some_and_check_the_money(&app, &all).await;
+    app.stop().await;
+}
+
+/// Pays every fifth started payment on its provider's page; each is credited once.
+async fn pay_some_and_check_the_money(app: &TestApp, payments: &[Value]) {
+    let started: Vec<&Value> = payments
+        .iter()
+        .filter(|p| p["status"] == "pending")
+        .step_by(5)
+        .collect();
+    for payment in &started {
+        let page = payment["redirect_url"].as_str().unwrap();
+        common::pay_with_card(page, "4242424242424242", "123456").await;
+    }
+    for payment in &started {
+        let id = payment["payment_id"].as_str().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = app.get(&format!("/v1/payments/{id}")).await;
+            if now.body["status"] == "captured" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not captured: {}", now.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (cash, _) = app.balance("p1").await;
+    assert_eq!(cash, format!("{}.00", 10 * started.len()));
+    app.assert_ledger_verifies().await;
+}
+
+async fn payout_status(app: &TestApp, id: &str) -> String {
+    let answer = app.get(&format!("/v1/payouts/{id}")).await;
+    answer.body["status"].as_str().unwrap().to_string()
+}
+
+async fn the_degradation_plan_pauses_one_providers_payouts(app: TestApp) {
+    common::verified_player(&app, "p1", "100.00").await;
+    let plan = |active: bool| {
+        json!({"switches": {"degradation":
+        {"active": active, "pause_payouts": ["psp_a"]}}})
+    };
+    set_routing(&app, plan(true)).await;
+    let id = common::request_payout(&app, "p1", "40.00").await;
+    let payout = app.get(&format!("/v1/payouts/{id}")).await;
+    assert_eq!(payout.body["status"], "deferred", "{}", payout.body);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(payout_status(&app, &id).await, "deferred", "still paused");
+    set_routing(&app, plan(false)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while payout_status(&app, &id).await == "deferred" {
+        assert!(
+            Instant::now() < deadline,
+            "the payout was not sent after the plan ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.balance("p1").await.0, "60.00");
+    app.stop().await;
+}
+
+async fn routing_changes_are_audited_and_refused_when_invalid(app: TestApp) {
+    let first = set_routing(&app, json!({"rules": []})).await;
+    let version = first["version"].as_i64().unwrap();
+    assert!(first["actor"].as_str().unwrap().starts_with("key_"));
+
+    let unknown = json!({"document": {"rules": [{"id": "r", "pick":
+        {"strategy": "priority", "accounts": ["psp_nowhere"]}}]}});
+    let refused = admin(&app, Method::PUT, "/v1/admin/routing", Some(&unknown)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.error_code(), "unknown_provider_account");
+    assert_eq!(refused.body["details"]["place"], "rules[0].pick");
+
+    let bad_country = json!({"document": {"rules": [{"id": "r", "when": {"countries": ["Malta"]},
+        "pick": {"strategy": "priority", "accounts": ["psp_a"]}}]}});
+    let refused = admin(&app, Method::PUT, "/v1/admin/routing", Some(&bad_country)).await;
+    assert_eq!(refused.error_code(), "invalid_routing_document");
+    assert_eq!(refused.body["details"]["place"], "rules[0].when.countries");
+    common::assert_error_body(&refused.body, &refused.headers);
+
+    let stale = json!({"document": {"rules": []}, "based_on_version": version - 1});
+    let conflict = admin(&app, Method::PUT, "/v1/admin/routing", Some(&stale)).await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT, "{}", conflict.body);
+    assert_eq!(conflict.error_code(), "routing_version_conflict");
+
+    let merchant_key = app
+        .send(
+            Method::PUT,
+            "/v1/admin/routing",
+            Some(&app.api_key),
+            Some(&stale),
+            &[],
+        )
+        .await;
+    assert_eq!(merchant_key.status, StatusCode::FORBIDDEN);
+
+    let history = admin(&app, Method::GET, "/v1/admin/routing/history?limit=1", None).await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    assert_eq!(history.body["data"][0]["version"], version);
+    let cursor = history.body["next_cursor"]
+        .as_str()
+        .expect("older versions");
+    let older = admin(
+        &app,
+        Method::GET,
+        &format!("/v1/admin/routing/history?limit=1&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        older.body["data"][0]["actor"], "config",
+        "the seed is version 1"
+    );
+    app.stop().await;
+}
+
+/// Switches and rules changed through one node apply on another node sharing the PostgreSQL
+/// database within seconds, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_node_applies_on_another_within_seconds() {
+    let Some(first) = common::spawn_with(TestBackend::Postgres, three_accounts).await else {
+        eprintln!("skipped: KASSA_TEST_POSTGRES_URL is unset");
+        return;
+    };
+    first.player("p1").await;
+    let second = first.another_node(three_accounts).await;
+    let provider_on_second = || async {
+        let started = common::start_deposit(&second, "10.00").await;
+        let id = started.body["payment_id"].as_str().unwrap();
+        let stored = second.get(&format!("/v1/payments/{id}")).await;
+        stored.body["provider"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        provider_on_second().await,
+        "psp_a",
+        "no rules: account id order"
+    );
+
+    set_routing(&first, json!({"switches": {"accounts_off": ["psp_a"]}})).await;
+    let changed_at = Instant::now();
+    while provider_on_second().await == "psp_a" {
+        assert!(
+            changed_at.elapsed() < Duration::from_secs(3),
+            "switch not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    set_routing(
+        &first,
+        json!({"rules": [{"id": "only_c", "pick": {"strategy": "priority", "accounts": ["psp_c"]}}]}),
+    )
+    .await;
+    let changed_at = Instant::now();
+    while provider_on_second().await != "psp_c" {
+        assert!(
+            changed_at.elapsed() < Duration::from_secs(3),
+            "rule not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    second.stop().await;
+    first.stop().await;
+}

@@ -1,0 +1,116 @@
+//! The routing document's versions: each change is a new row naming who made it and why, so
+//! the history is the audit trail, and a node knows a newer document exists by one small read
+//! of the newest version number.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{now_ms, Store, StoreError};
+
+/// One stored version of the routing document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutingVersion {
+    /// 1, 2, 3, …
+    pub version: i64,
+    /// The document as JSON text.
+    pub document: String,
+    /// Who stored it: `config` for the seed from the configuration file, else the admin.
+    pub actor: String,
+    /// Why, as the actor wrote it.
+    pub note: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// The stored version is not the one the writer based its change on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the routing document is at version {current:?}, not the one this change was based on")]
+pub struct VersionConflict {
+    /// The newest stored version, if any.
+    pub current: Option<i64>,
+}
+
+const COLUMNS: &str = "version, document, actor, note, created_at_ms";
+
+fn from_row(row: &AnyRow) -> Result<RoutingVersion, StoreError> {
+    Ok(RoutingVersion {
+        version: row.try_get("version")?,
+        document: row.try_get("document")?,
+        actor: row.try_get("actor")?,
+        note: row.try_get("note")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+impl Store {
+    /// The newest version number, `None` before the first.
+    pub async fn routing_version_number(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(version) AS version FROM routing_versions")
+            .fetch_one(self.reader())
+            .await?;
+        Ok(row.try_get("version")?)
+    }
+
+    /// The newest version, `None` before the first.
+    pub async fn latest_routing(&self) -> Result<Option<RoutingVersion>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM routing_versions ORDER BY version DESC LIMIT 1");
+        let row = sqlx::query(&sql).fetch_optional(self.reader()).await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Stores `document` as the version after `based_on` (`None`: the first). Two writers
+    /// based on one version: the second is refused with the current version, so no change
+    /// is lost unseen.
+    pub async fn insert_routing_version(
+        &self,
+        based_on: Option<i64>,
+        document: &str,
+        actor: &str,
+        note: Option<&str>,
+    ) -> Result<Result<RoutingVersion, VersionConflict>, StoreError> {
+        let stored = RoutingVersion {
+            version: based_on.unwrap_or(0) + 1,
+            document: document.to_string(),
+            actor: actor.to_string(),
+            note: note.map(str::to_string),
+            created_at_ms: now_ms(),
+        };
+        let sql = format!("INSERT INTO routing_versions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5)");
+        let inserted = sqlx::query(&sql)
+            .bind(stored.version)
+            .bind(&stored.document)
+            .bind(&stored.actor)
+            .bind(&stored.note)
+            .bind(stored.created_at_ms)
+            .execute(self.autocommit())
+            .await;
+        match inserted {
+            Ok(_) => Ok(Ok(stored)),
+            Err(error) => {
+                let error = StoreError::from(error);
+                if !crate::is_unique_violation(&error) {
+                    return Err(error);
+                }
+                let current = self.routing_version_number().await?;
+                Ok(Err(VersionConflict { current }))
+            }
+        }
+    }
+
+    /// Versions older than `before` (all when `None`), newest first, at most `limit`.
+    pub async fn routing_history(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RoutingVersion>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM routing_versions WHERE version < $1 ORDER BY version DESC \
+             LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+}
