@@ -12,6 +12,9 @@ const DEFAULTS_TOML: &str = include_str!("../../../config/default.toml");
 /// Environment variable overriding `webhooks.allow_private_urls`.
 pub const ALLOW_PRIVATE_URLS_VAR: &str = "KASSA_WEBHOOKS_ALLOW_PRIVATE_URLS";
 
+/// Environment variable overriding `events_stream.nats_url` (empty turns the stream off).
+pub const EVENTS_NATS_URL_VAR: &str = "KASSA_EVENTS_NATS_URL";
+
 /// Environment variable overriding `auth.key_hash_secret`.
 pub const KEY_HASH_SECRET_VAR: &str = "KASSA_KEY_HASH_SECRET";
 
@@ -57,6 +60,8 @@ pub struct Config {
     /// The card vault's master keys (off without keys).
     #[serde(default)]
     pub vault: VaultConfig,
+    /// The outbox published to NATS JetStream, when configured.
+    pub events_stream: EventsStreamConfig,
     /// Multi-provider routing: the seed document, breakers and health thresholds.
     #[serde(default)]
     pub routing: RoutingConfig,
@@ -132,6 +137,65 @@ impl VaultConfig {
     }
 }
 
+/// The event stream (ADR 51): outbox events published to NATS JetStream.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsStreamConfig {
+    /// `nats://host:port`; empty turns the stream off. `KASSA_EVENTS_NATS_URL`.
+    pub nats_url: String,
+    /// The JetStream stream created at start if missing.
+    pub stream_name: String,
+    /// First token of every subject: `<prefix>.<merchant>.<event type>`.
+    pub subject_prefix: String,
+    /// JetStream's duplicate window: a repeat of a message id within it is dropped.
+    pub duplicate_window_ms: u64,
+    /// How often the publisher looks for new events.
+    pub interval_ms: u64,
+    /// Most events published per round trip.
+    pub batch_max: u32,
+    /// Longest a batch waits for its acknowledgements.
+    pub publish_timeout_ms: u64,
+}
+
+impl EventsStreamConfig {
+    /// Whether the stream is on.
+    pub fn enabled(&self) -> bool {
+        !self.nats_url.trim().is_empty()
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let token_ok = |t: &str| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        anyhow::ensure!(
+            token_ok(&self.stream_name),
+            "events_stream.stream_name must be letters, digits, '_' or '-'"
+        );
+        anyhow::ensure!(
+            self.subject_prefix.split('.').all(token_ok),
+            "events_stream.subject_prefix must be dot-separated tokens of letters, digits, '_' or '-'"
+        );
+        anyhow::ensure!(
+            (1_000..=86_400_000).contains(&self.duplicate_window_ms),
+            "events_stream.duplicate_window_ms must be between 1000 and 86400000"
+        );
+        anyhow::ensure!(
+            self.interval_ms >= 1 && (1..=10_000).contains(&self.batch_max),
+            "events_stream.interval_ms must be positive, batch_max between 1 and 10000"
+        );
+        anyhow::ensure!(
+            (100..=120_000).contains(&self.publish_timeout_ms),
+            "events_stream.publish_timeout_ms must be between 100 and 120000"
+        );
+        Ok(())
+    }
+}
+
 /// Inbound provider webhooks: what one source address may send, and what the delivery log
 /// keeps (verified deliveries in full, unverifiable ones as a counted, sampled excerpt).
 #[derive(Clone, Debug, Deserialize)]
@@ -183,6 +247,9 @@ pub struct OutboundWebhooksConfig {
     pub disable_after_failing_ms: i64,
     /// How long a rotated-out secret keeps signing beside the new one.
     pub secret_grace_ms: i64,
+    /// Delivery attempts older than this many days are purged (with the inbound log's
+    /// purge, every `webhooks.delivery_log_purge_interval_ms`).
+    pub attempts_retention_days: u32,
 }
 
 /// The job queue (ADR 24): how a node runs background work, how failures back off.
@@ -620,6 +687,9 @@ impl Config {
                 "true" | "on" | "1" | "yes"
             );
         }
+        if let Ok(url) = std::env::var(EVENTS_NATS_URL_VAR) {
+            self.events_stream.nats_url = url;
+        }
         if let Ok(autopilot) = std::env::var("KASSA_SANDBOX_AUTOPILOT") {
             self.sandbox.autopilot = !matches!(
                 autopilot.to_ascii_lowercase().as_str(),
@@ -694,6 +764,7 @@ impl Config {
         }
         self.jobs.validate()?;
         self.webhooks.outbound.validate()?;
+        self.events_stream.validate()?;
         self.limits.amount_limits()?;
         let secret_len = self.auth.key_hash_secret.len();
         anyhow::ensure!(

@@ -71,6 +71,8 @@ pub struct AppStateInner {
     pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
     /// Sends outbound webhooks (the `webhook.deliver` jobs).
     pub deliverer: workers::webhook_delivery::Deliverer,
+    /// Publishes the outbox to NATS JetStream; `None` while `[events_stream]` is off.
+    pub event_stream: Option<workers::event_stream::EventStream>,
     /// The addresses each provider account takes webhooks from.
     pub source_allow_lists: service::inbound_sources::SourceAllowLists,
     /// Faults tests inject into the provider-event pipeline.
@@ -401,6 +403,7 @@ impl AppState {
                 store_for_webhooks,
                 &config.webhooks,
             ),
+            event_stream: workers::event_stream::EventStream::from_config(&config.events_stream),
             deliverer,
             config,
         }))

@@ -22,11 +22,7 @@ use serde_json::{json, Value};
 
 /// Fast retries, private URLs allowed (the receiver is on 127.0.0.1), the sandbox pays at once.
 fn fast(config: &mut Config) {
-    config.sandbox.webhook_delay_ms = 20;
-    config.payouts.retry_interval_ms = 100;
-    config.payouts.retry_backoff_ms = 100;
-    config.jobs.poll_interval_ms = 20;
-    config.jobs.outbox_interval_ms = 50;
+    common::fast_background(config);
     config.webhooks.allow_private_urls = true;
     config.webhooks.outbound.retry_schedule_ms = vec![50, 50, 50];
     config.webhooks.outbound.timeout_ms = 3000;
@@ -53,6 +49,11 @@ contract_tests_with!(
     a_slow_endpoint_gets_one_delivery_at_a_time_and_starves_no_other => |c: &mut Config| {
         fast(c);
         c.webhooks.outbound.concurrency_per_endpoint_max = 1;
+    },
+    attempts_past_their_retention_are_purged => |c: &mut Config| {
+        fast(c);
+        c.webhooks.outbound.attempts_retention_days = 0;
+        c.webhooks.delivery_log_purge_interval_ms = 100;
     },
     an_endpoint_failing_too_long_is_disabled => |c: &mut Config| {
         fast(c);
@@ -302,6 +303,27 @@ async fn retry_after_is_honoured(app: TestApp) {
         waited >= Duration::from_millis(950),
         "the retry waited {waited:?}, not the second Retry-After asked (the schedule says 50 ms)"
     );
+    app.stop().await;
+}
+
+async fn attempts_past_their_retention_are_purged(app: TestApp) {
+    let receiver = Receiver::start(vec![]).await;
+    let endpoint = create_endpoint(&app, &receiver.url, json!(["payout.*"])).await;
+    let endpoint_id = endpoint["endpoint_id"].as_str().unwrap();
+    pay_out(&app, "purged-p1").await;
+    receiver.until(3).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logged = attempts(&app, endpoint_id).await;
+        if logged.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "attempts never purged: {logged:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.stop().await;
 }
 

@@ -507,19 +507,37 @@ impl Store {
         ids: &[i64],
         at_ms: i64,
     ) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
+        stamp_outbox(&mut **tx, "published_at_ms", ids, at_ms).await
+    }
+
+    /// Up to `limit` outbox events not yet acknowledged by the event stream, oldest first,
+    /// read without a lock or a transaction: the stream's publisher holds no database
+    /// transaction across its network round trips (on SQLite that would hold the one
+    /// writer). Publishing one twice is harmless, JetStream drops the repeat by its id.
+    pub async fn unstreamed_outbox(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
         let sql = format!(
-            "UPDATE outbox SET published_at_ms = $1 WHERE published_at_ms IS NULL AND id IN ({})",
-            crate::placeholders(2, ids.len())
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE streamed_at_ms IS NULL ORDER BY id \
+             LIMIT $1"
         );
-        let mut query = sqlx::query(&sql).bind(at_ms);
-        for id in ids {
-            query = query.bind(*id);
-        }
-        query.execute(&mut **tx).await?;
-        Ok(())
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(outbox_event_from_row).collect()
+    }
+
+    /// Marks outbox events acknowledged by the event stream at `at_ms`.
+    pub async fn mark_outbox_streamed(&self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {
+        stamp_outbox(self.writer(), "streamed_at_ms", ids, at_ms).await
+    }
+
+    /// How many outbox events wait for the event stream.
+    pub async fn outbox_unstreamed_count(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE streamed_at_ms IS NULL")
+                .fetch_one(self.reader())
+                .await?,
+        )
     }
 
     /// How many players had a deposit declined, failed or expired at `since_ms` or later (by
@@ -560,6 +578,32 @@ impl Store {
             .map(|row| Ok((row.try_get("topic")?, row.try_get("payload")?)))
             .collect()
     }
+}
+
+/// Sets the progress marker `column` (`published_at_ms`, `streamed_at_ms`) of the outbox
+/// events `ids` that do not have it yet.
+async fn stamp_outbox<'c, E>(
+    executor: E,
+    column: &'static str,
+    ids: &[i64],
+    at_ms: i64,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE outbox SET {column} = $1 WHERE {column} IS NULL AND id IN ({})",
+        crate::placeholders(2, ids.len())
+    );
+    let mut query = sqlx::query(&sql).bind(at_ms);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query.execute(executor).await?;
+    Ok(())
 }
 
 const OUTBOX_COLUMNS: &str =

@@ -349,6 +349,17 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes at most `batch_max` delivery attempts made before `before_ms`, oldest first;
+    /// returns how many went.
+    pub async fn purge_webhook_attempts(
+        &self,
+        before_ms: i64,
+        batch_max: u32,
+    ) -> Result<u64, StoreError> {
+        self.delete_oldest("webhook_attempts", "attempted_at_ms", before_ms, batch_max)
+            .await
+    }
+
     /// An endpoint's attempts, newest first, with ids below `before_id`.
     pub async fn list_webhook_attempts(
         &self,

@@ -51,18 +51,35 @@ impl Store {
         before_ms: i64,
         batch_max: u32,
     ) -> Result<u64, StoreError> {
-        let deleted = sqlx::query(
-            "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
-             WHERE received_at_ms < $1 ORDER BY received_at_ms LIMIT $2)",
-        )
-        .bind(before_ms)
-        .bind(i64::from(batch_max))
-        .execute(self.writer())
-        .await?;
+        let deleted = self
+            .delete_oldest("webhook_deliveries", "received_at_ms", before_ms, batch_max)
+            .await?;
         // One row per provider and minute (unknown providers share one): few enough to go
         // at once.
         sqlx::query("DELETE FROM webhook_unverified_counts WHERE minute_ms < $1")
             .bind(before_ms)
+            .execute(self.writer())
+            .await?;
+        Ok(deleted)
+    }
+
+    /// Deletes at most `batch_max` rows of `table` whose `time_column` is before
+    /// `before_ms`, oldest first; returns how many went. A purge's one statement: bounded,
+    /// so a large backlog never holds the writer for long.
+    pub(crate) async fn delete_oldest(
+        &self,
+        table: &'static str,
+        time_column: &'static str,
+        before_ms: i64,
+        batch_max: u32,
+    ) -> Result<u64, StoreError> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+             WHERE {time_column} < $1 ORDER BY {time_column} LIMIT $2)"
+        );
+        let deleted = sqlx::query(&sql)
+            .bind(before_ms)
+            .bind(i64::from(batch_max))
             .execute(self.writer())
             .await?;
         Ok(deleted.rows_affected())

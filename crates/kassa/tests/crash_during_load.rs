@@ -5,11 +5,13 @@
 //! what was acknowledged (calls left without an answer are asked again with the same txn_id
 //! and counted by what that answer says). Asserts correctness, never speed.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{assert_ledger_verifies, available_minor, money, start_node, Node};
 use kassa_store::testing::{fresh_database_url, TestBackend};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -20,7 +22,7 @@ const CLIENTS: usize = 16;
 const SEED_MINOR: i64 = 100_000;
 /// Load before the kill; enough for many group commits, short enough for CI.
 const LOAD_BEFORE_KILL: Duration = Duration::from_millis(1500);
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const KEY_HASH_SECRET: &str = "crash-test-key-hash-secret-crash-test";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -60,58 +62,8 @@ impl Answer {
     }
 }
 
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 async fn start(database_url: &str, client: &reqwest::Client) -> Node {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_kassa"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", database_url])
-        .env("KASSA_DEMO_API_KEY", API_KEY)
-        .env("KASSA_RATE_LIMIT_RPS", "0")
-        .env(
-            "KASSA_KEY_HASH_SECRET",
-            "crash-test-key-hash-secret-crash-test",
-        )
-        .env_remove("KASSA_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kassa serve starts");
-    let node = Node {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let ready = client
-            .get(format!("{}/readyz", node.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            return node;
-        }
-        assert!(Instant::now() < deadline, "kassa did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    start_node(database_url, API_KEY, KEY_HASH_SECRET, client, |_| {}).await
 }
 
 fn path(kind: Kind) -> &'static str {
@@ -145,15 +97,6 @@ async fn send(client: &reqwest::Client, base: &str, call: &Call) -> Option<Answe
         replayed,
         body,
     })
-}
-
-fn money(minor: i64) -> String {
-    format!("{}.{:02}", minor / 100, minor % 100)
-}
-
-fn parse_money(text: &str) -> i64 {
-    let (units, cents) = text.split_once('.').expect("EUR amount");
-    units.parse::<i64>().unwrap() * 100 + cents.parse::<i64>().unwrap()
 }
 
 fn move_call(kind: Kind, txn_id: &str, player: usize, amount_minor: i64) -> Call {
@@ -280,17 +223,7 @@ async fn crash_during_load(backend: TestBackend) {
     );
 
     let node = start(&database_url, &client).await;
-    let verify = Command::new(env!("CARGO_BIN_EXE_kassa"))
-        .args(["ledger", "verify", "--database-url", &database_url])
-        .env_remove("KASSA_CONFIG")
-        .output()
-        .expect("kassa ledger verify runs");
-    assert!(
-        verify.status.success(),
-        "ledger verify failed after the crash: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_ledger_verifies(&database_url, "after the crash");
 
     // Every acknowledged call is durable: its txn_id replays with the first answer.
     for (call, first) in &acknowledged {
@@ -318,20 +251,9 @@ async fn crash_during_load(backend: TestBackend) {
         expected[call.player] += answer.effect_minor(call);
     }
     for (player, expected_minor) in expected.iter().enumerate() {
-        let balance: Value = client
-            .get(format!("{}/v1/players/crash-p{player}/balance", node.base))
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(
-            parse_money(balance["available"].as_str().unwrap()),
-            *expected_minor,
-            "player {player}: {balance}"
-        );
+        let player_id = format!("crash-p{player}");
+        let available = available_minor(&client, &node.base, API_KEY, &player_id).await;
+        assert_eq!(available, *expected_minor, "player {player}");
     }
     eprintln!(
         "{backend:?}: {} acknowledged, {} unanswered at the kill, all accounted for",

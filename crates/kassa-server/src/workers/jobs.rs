@@ -49,6 +49,8 @@ struct Runtime {
     /// mistake its previous life's leases for its own.
     owner: String,
     config: JobsConfig,
+    /// The kinds this node claims ([`kinds::claimed_kinds`]).
+    kinds: Vec<&'static str>,
     in_flight: InFlight,
 }
 
@@ -60,6 +62,7 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     let runtime = Runtime {
         config: state.config.jobs.clone(),
+        kinds: kinds::claimed_kinds(&state),
         state,
         publisher,
         owner: kassa_core::ids::generate("node"),
@@ -70,7 +73,7 @@ pub fn spawn(
 
 impl Runtime {
     async fn run(self, mut stop: watch::Receiver<bool>) {
-        tracing::info!(owner = %self.owner, kinds = ?kinds::KINDS, "job runtime started");
+        tracing::info!(owner = %self.owner, kinds = ?self.kinds, "job runtime started");
         let mut running = JoinSet::new();
         let mut housekeeping_at = Instant::now();
         self.housekeeping().await;
@@ -113,7 +116,7 @@ impl Runtime {
             return Ok((Vec::new(), poll));
         }
         let now = now_ms();
-        let Some(due_ms) = self.state.store.next_job_due_ms(kinds::KINDS).await? else {
+        let Some(due_ms) = self.state.store.next_job_due_ms(&self.kinds).await? else {
             return Ok((Vec::new(), poll));
         };
         if due_ms > now {
@@ -125,7 +128,7 @@ impl Runtime {
             .store
             .claim_jobs(
                 &self.owner,
-                kinds::KINDS,
+                &self.kinds,
                 now,
                 now + self.config.lease_ms,
                 free as u32,

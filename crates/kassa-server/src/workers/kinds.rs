@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::service::payments::PaymentError;
 use crate::service::payouts::PayoutError;
 use crate::views::errors::PublicError;
+use crate::workers::event_stream::{self, EVENTS_STREAM};
 use crate::workers::outbox::{self, OutboxPublisher, PublishError};
 use crate::workers::webhook_delivery;
 
@@ -28,7 +29,8 @@ pub const PAYOUT_SEND: &str = "payout.send";
 /// Recurring: the outbox's consumer.
 pub const OUTBOX_PUBLISH: &str = "outbox.publish";
 
-/// Recurring: deletes delivery log rows older than `webhooks.delivery_log_retention_days`.
+/// Recurring: deletes delivery log rows older than `webhooks.delivery_log_retention_days` and
+/// outbound delivery attempts older than `webhooks.outbound.attempts_retention_days`.
 pub const WEBHOOK_LOG_PURGE: &str = "webhooks.delivery_log_purge";
 
 /// Every kind this node has a handler for; it claims no other (a newer node's kinds wait
@@ -42,6 +44,15 @@ pub const KINDS: &[&str] = &[
     WEBHOOK_DELIVER,
     REVERSAL_ADVICE,
 ];
+
+/// The kinds this node claims: [`KINDS`], and the event stream's where it is on.
+pub fn claimed_kinds(state: &AppState) -> Vec<&'static str> {
+    let mut kinds = KINDS.to_vec();
+    if state.event_stream.is_some() {
+        kinds.push(EVENTS_STREAM);
+    }
+    kinds
+}
 
 /// Batches one purge run deletes at most; the rest waits for the next run.
 const WEBHOOK_LOG_PURGE_BATCHES_MAX: u32 = 10;
@@ -123,9 +134,9 @@ pub struct PayoutSendPayload {
 }
 
 /// The recurring jobs and their periods, from the configuration.
-pub fn recurring(state: &AppState) -> [(&'static str, i64); 4] {
+pub fn recurring(state: &AppState) -> Vec<(&'static str, i64)> {
     let config = &state.config;
-    [
+    let mut recurring = vec![
         (
             STATUS_SYNC,
             config.payments.status_sync_interval_ms.max(1) as i64,
@@ -139,7 +150,11 @@ pub fn recurring(state: &AppState) -> [(&'static str, i64); 4] {
             WEBHOOK_LOG_PURGE,
             config.webhooks.delivery_log_purge_interval_ms.max(1) as i64,
         ),
-    ]
+    ];
+    if state.event_stream.is_some() {
+        recurring.push((EVENTS_STREAM, config.events_stream.interval_ms as i64));
+    }
+    recurring
 }
 
 /// Runs one claimed job to its end.
@@ -191,31 +206,53 @@ pub async fn run(
                 .map(drop)
                 .map_err(JobError::from)
         }
+        EVENTS_STREAM => event_stream::run(&state.store, state.event_stream.as_ref()).await,
         other => Err(JobError::UnknownKind(other.to_string())),
     }
 }
 
-/// Deletes delivery log rows past their retention, in bounded batches.
+/// Deletes inbound delivery log rows and outbound delivery attempts past their retentions,
+/// in bounded batches.
 async fn purge_webhook_log(state: &AppState) -> Result<(), JobError> {
     let config = &state.config.webhooks;
-    let retention_ms = i64::from(config.delivery_log_retention_days) * 86_400_000;
-    let before_ms = now_ms() - retention_ms;
     let batch_max = config.delivery_log_purge_batch_max.max(1);
+    let store = &state.store;
+    let log_before_ms = now_ms() - i64::from(config.delivery_log_retention_days) * 86_400_000;
+    let purged = purge_in_batches(batch_max, || {
+        store.purge_webhook_deliveries(log_before_ms, batch_max)
+    })
+    .await?;
+    if purged > 0 {
+        tracing::info!(purged, "webhook delivery log rows past retention purged");
+    }
+    let attempts_retention_days = config.outbound.attempts_retention_days;
+    let attempts_before_ms = now_ms() - i64::from(attempts_retention_days) * 86_400_000;
+    let purged = purge_in_batches(batch_max, || {
+        store.purge_webhook_attempts(attempts_before_ms, batch_max)
+    })
+    .await?;
+    if purged > 0 {
+        tracing::info!(purged, "outbound webhook attempts past retention purged");
+    }
+    Ok(())
+}
+
+/// Runs `purge` (one batch of at most `batch_max`) until a batch comes back short or
+/// [`WEBHOOK_LOG_PURGE_BATCHES_MAX`] ran; returns how many rows went.
+async fn purge_in_batches<F, Fut>(batch_max: u32, purge: F) -> Result<u64, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
     let mut purged = 0;
     for _ in 0..WEBHOOK_LOG_PURGE_BATCHES_MAX {
-        let deleted = state
-            .store
-            .purge_webhook_deliveries(before_ms, batch_max)
-            .await?;
+        let deleted = purge().await?;
         purged += deleted;
         if deleted < u64::from(batch_max) {
             break;
         }
     }
-    if purged > 0 {
-        tracing::info!(purged, "webhook delivery log rows past retention purged");
-    }
-    Ok(())
+    Ok(purged)
 }
 
 /// Queues a send job for each approved or deferred payout whose next attempt is due. The

@@ -4,6 +4,7 @@
 //! loops here. Each worker is
 //! bounded per round and stops with the server.
 
+pub mod event_stream;
 pub mod jobs;
 pub mod kinds;
 pub mod outbox;

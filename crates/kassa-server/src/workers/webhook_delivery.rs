@@ -173,7 +173,15 @@ pub async fn run(store: &Store, deliverer: &Deliverer, job: &JobRecord) -> Resul
         });
     };
     let attempted_at_ms = now_ms();
-    let sent = send(deliverer, &endpoint, &event).await;
+    let Some(budget) = lease_budget(job, deliverer.config.outbound.timeout_ms, attempted_at_ms)
+    else {
+        // Too little of the claim's lease is left to send within it: run again at once on
+        // a fresh claim rather than risk overlapping the node that would take over.
+        return Err(JobError::Busy {
+            run_at_ms: attempted_at_ms,
+        });
+    };
+    let sent = send(deliverer, &endpoint, &event, budget).await;
     store
         .insert_webhook_attempt(&WebhookAttempt {
             id: 0,
@@ -188,6 +196,31 @@ pub async fn run(store: &Store, deliverer: &Deliverer, job: &JobRecord) -> Resul
         })
         .await?;
     settle(store, &deliverer.config, &endpoint, event_id, job, &sent).await
+}
+
+/// What is kept between the end of a delivery and the end of its claim's lease (at most a
+/// fifth of the lease): a request still running past the lease could overlap the node that
+/// takes the job over.
+const LEASE_MARGIN_MS: i64 = 250;
+/// Shortest request worth starting (at most a fifth of the lease).
+const SEND_BUDGET_MIN_MS: i64 = 100;
+
+/// How long this attempt's request may take: the configured timeout, cut so that it ends a
+/// margin before the claim's lease runs out. The heartbeat renews the lease while the job
+/// runs, but a renewal can fail (the database is slow or away), and another node claims the
+/// job the moment the lease it saw runs out; bounding the request by the lease as claimed
+/// keeps one event from being sent by two nodes at once whatever the heartbeat does. `None`
+/// when too little is left to start a request.
+fn lease_budget(job: &JobRecord, timeout_ms: u64, now_ms: i64) -> Option<Duration> {
+    let timeout_ms = i64::try_from(timeout_ms).unwrap_or(i64::MAX);
+    let Some(until_ms) = job.lease_until_ms else {
+        return Some(Duration::from_millis(timeout_ms as u64));
+    };
+    // The claim stamped updated_at_ms when it set the lease.
+    let fifth_ms = (until_ms - job.updated_at_ms).max(0) / 5;
+    let budget_ms = timeout_ms.min(until_ms - LEASE_MARGIN_MS.min(fifth_ms) - now_ms);
+    (budget_ms >= SEND_BUDGET_MIN_MS.min(fifth_ms).max(1))
+        .then(|| Duration::from_millis(budget_ms as u64))
 }
 
 /// Records what the attempt means for the message and the endpoint.
@@ -314,6 +347,7 @@ async fn send(
     deliverer: &Deliverer,
     endpoint: &WebhookEndpointRecord,
     event: &OutboxEvent,
+    timeout: Duration,
 ) -> Sent {
     let started = Instant::now();
     let failed = |error: String| Sent {
@@ -327,7 +361,7 @@ async fn send(
         Ok(request) => request,
         Err(error) => return failed(error),
     };
-    let mut response = match request.send().await {
+    let mut response = match request.timeout(timeout).send().await {
         Ok(response) => response,
         Err(error) => return failed(crate::workers::jobs::error_chain(&error)),
     };
@@ -442,6 +476,59 @@ mod tests {
             retry_delay_ms(&config, 1, Some(10_000_000), &mut rng) == 60_000,
             "Retry-After is honoured up to its cap"
         );
+    }
+
+    fn claimed(lease_until_ms: Option<i64>, claimed_at_ms: i64) -> JobRecord {
+        JobRecord {
+            id: "job_1".into(),
+            kind: crate::workers::kinds::WEBHOOK_DELIVER.into(),
+            payload: "{}".into(),
+            dedupe_key: None,
+            state: kassa_store::jobs::JobState::Running,
+            attempts: 1,
+            attempts_max: 8,
+            run_at_ms: 0,
+            repeat_every_ms: None,
+            lease_owner: Some("node_a".into()),
+            lease_until_ms,
+            last_error: None,
+            created_at_ms: 0,
+            updated_at_ms: claimed_at_ms,
+        }
+    }
+
+    #[test]
+    fn a_request_ends_before_the_lease_it_was_claimed_under() {
+        let now = 1_000_000;
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as i64);
+        let budget = |lease_until, claimed_at, timeout| {
+            ms(lease_budget(
+                &claimed(lease_until, claimed_at),
+                timeout,
+                now,
+            ))
+        };
+        assert_eq!(
+            budget(Some(now + 30_000), now, 15_000),
+            Some(15_000),
+            "a long lease leaves the timeout as configured"
+        );
+        assert_eq!(
+            budget(Some(now + 2_000), now - 28_000, 15_000),
+            Some(2_000 - LEASE_MARGIN_MS),
+            "late in its lease, the request is cut"
+        );
+        assert_eq!(
+            budget(Some(now + 300), now - 29_700, 15_000),
+            None,
+            "too little left: not sent"
+        );
+        assert_eq!(
+            budget(Some(now + 300), now, 15_000),
+            Some(240),
+            "a short lease keeps a fifth of itself as the margin"
+        );
+        assert_eq!(budget(None, now, 5_000), Some(5_000));
     }
 
     #[test]

@@ -95,6 +95,16 @@ pub fn assert_error_body(body: &Value, headers: &reqwest::header::HeaderMap) {
     );
 }
 
+/// Background work at test speed: jobs looked for every 20 ms, the outbox published every
+/// 50 ms, payouts sent within 100 ms and paid by the sandbox 20 ms later.
+pub fn fast_background(config: &mut Config) {
+    config.sandbox.webhook_delay_ms = 20;
+    config.payouts.retry_interval_ms = 100;
+    config.payouts.retry_backoff_ms = 100;
+    config.jobs.poll_interval_ms = 20;
+    config.jobs.outbox_interval_ms = 50;
+}
+
 /// The test configuration of a server on `database_url`: any free port, no rate limit, the
 /// test key-hash secret, and the SQLite switches the CI sets through the environment.
 fn test_config(database_url: &str) -> Config {
@@ -288,6 +298,15 @@ impl TestApp {
         self.base = format!("http://{}", server.local_addr);
         self.server = Some(server);
         self
+    }
+
+    /// The server's database handle.
+    pub fn store(&self) -> kassa_store::Store {
+        self.server
+            .as_ref()
+            .expect("a running server")
+            .store
+            .clone()
     }
 
     /// A second Kassa node on this one's database (several nodes on one PostgreSQL), with

@@ -15,6 +15,7 @@ mod http1;
 mod routing;
 mod stats;
 mod wallet;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use baseline::Baseline;
 use deposits::{DepositBench, DepositTarget};
 use stats::{Median, RunStats};
 use wallet::{WalletBench, WalletTarget};
+use webhooks::WebhookBench;
 
 /// Prefix of every database the benchmark creates on PostgreSQL.
 const DATABASE_PREFIX: &str = "kassa_bench_";
@@ -98,6 +100,12 @@ pub struct BenchArgs {
     /// Skip card authorizations through the acquirer connector and simulator over TCP.
     #[arg(long)]
     no_acquirer: bool,
+    /// Skip outbound webhook delivery throughput (outbox → job queue → a local receiver).
+    #[arg(long)]
+    no_webhooks: bool,
+    /// Outbox events per webhook delivery run.
+    #[arg(long, default_value_t = 2_000)]
+    webhook_events: usize,
     /// Skip the routing decision's cost (1,000 rules, 20 provider accounts, one core).
     #[arg(long)]
     no_routing: bool,
@@ -188,6 +196,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--deposit-players must be between 1 and 1,000,000"
     );
     anyhow::ensure!(
+        (1..=1_000_000).contains(&args.webhook_events),
+        "--webhook-events must be between 1 and 1,000,000"
+    );
+    anyhow::ensure!(
         args.duration_s > 0.0 && args.duration_s <= 3600.0,
         "--duration-s must be in (0, 3600]"
     );
@@ -269,6 +281,8 @@ async fn run_in_process(args: &BenchArgs, backend: &str) -> anyhow::Result<Vec<C
     // address: the per-address webhook limit (a defence against floods) would cap it.
     config.sandbox.autopilot = false;
     config.webhooks.requests_per_second_per_address = 0;
+    // The webhook benchmark's receiver listens on 127.0.0.1, which the SSRF guard refuses.
+    config.webhooks.allow_private_urls = true;
     let webhook_secret = sandbox_webhook_secret(&config)?;
     // A fresh database bootstraps the demo merchant; its key drives the load.
     let server = Server::start_with(config, Some(&crate::embedded::Simulators)).await?;
@@ -324,6 +338,10 @@ async fn run_backend(
     }
     if !args.no_deposits {
         cells.extend(run_deposits(args, backend, &endpoint, verify).await?);
+    }
+    // Only on a server of its own: a target's SSRF guard would refuse the local receiver.
+    if let (false, true, Some(store)) = (args.no_webhooks, args.target.is_none(), &store) {
+        cells.push(run_webhooks(args, backend, &endpoint, store.clone()).await?);
     }
     if let Some(store) = store {
         store.close().await;
@@ -459,6 +477,37 @@ where
     Ok(cells)
 }
 
+/// Outbound webhook deliveries: `--runs` bursts of `--webhook-events` events to one local
+/// endpoint, at the server's default job and delivery settings.
+async fn run_webhooks(
+    args: &BenchArgs,
+    backend: &str,
+    endpoint: &Endpoint,
+    store: Store,
+) -> anyhow::Result<Cell> {
+    let bench = WebhookBench::setup(&endpoint.base, &endpoint.api_key, store).await?;
+    let load = Load {
+        clients: 1,
+        players: 0,
+        duration: Duration::ZERO,
+        requests_max: args.webhook_events as u64,
+    };
+    let mut runs = Vec::new();
+    for run in 0..args.runs {
+        let stats = bench.run(args.webhook_events).await?;
+        progress(backend, "webhooks", &load, run, &stats);
+        runs.push(stats);
+    }
+    Ok(Cell {
+        backend: backend.into(),
+        system: "webhooks",
+        players: 0,
+        clients: 1,
+        median: Median::of(&runs),
+        runs,
+    })
+}
+
 /// Refreshes PostgreSQL's planner statistics, as autovacuum would on a production server
 /// (the benchmark's fresh tables grow from nothing; with autovacuum off, as on some
 /// development servers, plans made for empty tables — seq scans in foreign-key checks —
@@ -562,7 +611,9 @@ fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
                of a `0200` on one core, its latencies per batch of 1,000 messages. The routing row \
                is one routing decision over 1,000 rules and 20 accounts on one core. The acquirer \
                row is card authorizations (`0200` → `0210`) through the ISO 8583 connector and \
-               the host simulator over one TCP session, 32 in flight, latency per authorization.",
+               the host simulator over one TCP session, 32 in flight, latency per authorization. Webhook ops \
+               are outbox events delivered to one local endpoint (signed POSTs through the \
+               job queue, default settings), latency from the event's commit to its arrival.",
     }
 }
 
