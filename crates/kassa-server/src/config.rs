@@ -65,6 +65,9 @@ pub struct Config {
     /// Multi-provider routing: the seed document, breakers and health thresholds.
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// Prometheus `/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// Multi-provider routing (ADR 47). The document here seeds the database when it holds none;
@@ -82,6 +85,19 @@ pub struct RoutingConfig {
     #[serde(default)]
     pub health: kassa_core::routing::HealthSettings,
 }
+
+/// Prometheus `/metrics` (ADR 9301).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the listener serving `GET /metrics`, without authentication; empty: no
+    /// metrics (none recorded). `KASSA_METRICS_LISTEN`.
+    #[serde(default)]
+    pub listen: String,
+}
+
+/// Environment variable overriding `metrics.listen`.
+pub const METRICS_LISTEN_VAR: &str = "KASSA_METRICS_LISTEN";
 
 /// The card vault (ADR 50): master keys by id, each 32 bytes in base64 (or `env:NAME`),
 /// and the id new cards are sealed under. No keys: cards are not saved.
@@ -662,6 +678,9 @@ impl Config {
         if let Some(group_commit) = kassa_store::sqlite_group_commit_from_env() {
             self.storage.sqlite_group_commit = group_commit;
         }
+        if let Ok(listen) = std::env::var(METRICS_LISTEN_VAR) {
+            self.metrics.listen = listen;
+        }
         if let Ok(allow) = std::env::var(ALLOW_PRIVATE_URLS_VAR) {
             self.webhooks.allow_private_urls = matches!(
                 allow.to_ascii_lowercase().as_str(),
@@ -692,6 +711,12 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.metrics.listen.is_empty()
+                || self.metrics.listen.parse::<std::net::SocketAddr>().is_ok(),
+            "metrics.listen must be empty or an address like 127.0.0.1:9464, not {:?}",
+            self.metrics.listen
+        );
         anyhow::ensure!(
             self.providers.accounts.len() <= PROVIDER_ACCOUNTS_MAX,
             "at most {PROVIDER_ACCOUNTS_MAX} provider accounts"
@@ -873,6 +898,17 @@ mod tests {
         let config = Config::load(None, &overrides).unwrap();
         assert_eq!(config.listen, "127.0.0.1:0");
         assert_eq!(config.rate_limit.requests_per_second, 0);
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_take_only_an_address() {
+        assert_eq!(Config::defaults().metrics.listen, "");
+        let on = Config::from_file_text("[metrics]\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(on.metrics.listen, "127.0.0.1:9464");
+        let refused = Config::from_file_text("[metrics]\nlisten = \"everywhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("metrics.listen"), "{refused}");
     }
 
     #[test]

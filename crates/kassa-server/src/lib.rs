@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod idempotency;
+pub mod metrics;
 pub mod outage;
 pub mod providers;
 pub mod rate_limit;
@@ -96,6 +97,10 @@ pub struct Server {
     pub store: Store,
     /// Faults a test injects into the provider-event pipeline (dead-letter tests).
     pub inbound_faults: Arc<service::inbound_sources::InboundFaults>,
+    /// Where `/metrics` is served, when `[metrics] listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The metrics listener; it ends with the server.
+    metrics: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The job runtime; it ends after the shutdown signal, once its jobs are done or handed
     /// back.
@@ -194,6 +199,10 @@ impl Server {
         workers::spawn_idempotency_purge(state.clone(), shutdown.subscribe());
         workers::spawn_wal_checkpointer(state.clone(), shutdown.subscribe());
         workers::spawn_database_watch(state.clone(), shutdown.subscribe());
+        let (metrics_addr, metrics) = match serve_metrics(&state, &shutdown).await? {
+            Some((addr, task)) => (Some(addr), Some(task)),
+            None => (None, None),
+        };
         let app = api::router(state);
         let handle = tokio::spawn(async move {
             axum::serve(
@@ -212,6 +221,8 @@ impl Server {
             simulator_urls,
             store,
             inbound_faults,
+            metrics_addr,
+            metrics,
             handle,
             jobs,
             shutdown,
@@ -225,6 +236,9 @@ impl Server {
         let _ = self.shutdown.send(true);
         self.handle.await??;
         self.jobs.await?;
+        if let Some(metrics) = self.metrics {
+            metrics.await??;
+        }
         self.acquirers.shutdown().await;
         for simulator in self.embedded {
             simulator.stop().await;
@@ -250,6 +264,48 @@ impl Server {
     pub fn shutdown_handle(&self) -> tokio::sync::watch::Sender<bool> {
         self.shutdown.clone()
     }
+}
+
+/// Metrics upkeep interval: histogram samples are drained into buckets this often.
+const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// With `[metrics] listen` set: installs the recorder, marks every provider account up with
+/// its circuit closed (so their series exist before anything changes them), and serves
+/// `/metrics` on its own listener until `shutdown`. Returns where it listens.
+async fn serve_metrics(
+    state: &AppState,
+    shutdown: &tokio::sync::watch::Sender<bool>,
+) -> anyhow::Result<Option<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)>> {
+    if state.config.metrics.listen.is_empty() {
+        return Ok(None);
+    }
+    metrics::install()?;
+    for account in &state.config.providers.accounts {
+        metrics::set_circuit_state(&account.id, metrics::CircuitState::Closed);
+    }
+    let listener = TcpListener::bind(&state.config.metrics.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    let mut stop = shutdown.subscribe();
+    let mut upkeep_stop = shutdown.subscribe();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(METRICS_UPKEEP_EVERY);
+        while !*upkeep_stop.borrow() {
+            tokio::select! {
+                _ = every.tick() => metrics::run_upkeep(),
+                changed = upkeep_stop.changed() => if changed.is_err() { break },
+            }
+        }
+    });
+    let app = api::metrics::router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await
+    });
+    Ok(Some((addr, task)))
 }
 
 /// The vault of `config`; `None` without master keys. Server::start checks the keys first,

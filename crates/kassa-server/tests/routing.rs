@@ -8,36 +8,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::TestApp;
-use kassa_core::routing::BreakerSettings;
+use common::{behave, set_routing, three_accounts, TestApp};
 use kassa_server::config::Config;
 use kassa_store::testing::TestBackend;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const ACCOUNTS: [&str; 3] = ["psp_a", "psp_b", "psp_c"];
 const SOFT: &str = "issuer_unavailable";
 const HARD: &str = "insufficient_funds";
-
-/// Three sandbox accounts for the demo merchant, breakers that open after 3 failures for 1.5 s.
-fn three_accounts(config: &mut Config) {
-    let template = config.providers.accounts[0].clone();
-    config.providers.accounts = ACCOUNTS
-        .iter()
-        .map(|id| {
-            let mut account = template.clone();
-            account.id = id.to_string();
-            account.name = format!("Sandbox {id}");
-            account
-        })
-        .collect();
-    config.routing.breaker = BreakerSettings {
-        failures_to_open: 3,
-        open_for_ms: 1_500,
-        half_open_probes: 1,
-    };
-    config.sandbox.webhook_delay_ms = 10;
-}
 
 contract_tests_with!(
     traffic_leaves_a_provider_that_goes_down_and_returns_when_it_recovers => three_accounts,
@@ -52,25 +30,6 @@ contract_tests_with!(
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<&Value>) -> common::Answer {
     app.send(method, path, Some(&app.admin_key), body, &[])
         .await
-}
-
-async fn set_routing(app: &TestApp, document: Value) -> Value {
-    let change = json!({ "document": document, "note": "test" });
-    let answer = admin(app, Method::PUT, "/v1/admin/routing", Some(&change)).await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    answer.body
-}
-
-/// Sets how the account's sandbox misbehaves.
-async fn behave(app: &TestApp, account: &str, behaviour: Value) {
-    let url = format!("{}/sandbox/behaviour", app.simulator_url(account));
-    let answer = reqwest::Client::new()
-        .put(url)
-        .json(&behaviour)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
 }
 
 async fn circuit(app: &TestApp, account: &str) -> String {

@@ -502,6 +502,16 @@ impl Store {
         rows.iter().map(job_from_row).collect()
     }
 
+    /// Jobs of `kind` not finished yet (queued or running): a queue's backlog.
+    pub async fn unfinished_job_count(&self, kind: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE kind = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(kind)
+        .fetch_one(self.reader())
+        .await?)
+    }
+
     /// Deletes succeeded and cancelled jobs last changed before `before_ms`; dead jobs stay
     /// until an operator has seen them. Returns how many went.
     pub async fn purge_finished_jobs(&self, before_ms: i64) -> Result<u64, StoreError> {

@@ -540,6 +540,21 @@ impl Store {
         )
     }
 
+    /// How many players had a deposit declined, failed or expired at `since_ms` or later (by
+    /// the payment's last change): the "enough players" side of the approval-drop alert.
+    pub async fn players_with_failed_deposits_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT merchant_id, player_id FROM payments \
+             WHERE status IN ('declined', 'failed', 'expired') AND updated_at_ms >= $1) AS failed",
+        )
+        .bind(since_ms)
+        .fetch_one(self.reader())
+        .await?)
+    }
+
     /// How many outbox events wait for the publisher.
     pub async fn outbox_unpublished_count(&self) -> Result<i64, StoreError> {
         Ok(

@@ -223,6 +223,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Kassa is listening on http://{} (database {database})",
         server.local_addr
     );
+    if let Some(addr) = server.metrics_addr {
+        println!("Prometheus metrics at http://{addr}/metrics");
+    }
     tracing::info!(addr = %server.local_addr, "listening");
     let shutdown = server.shutdown_handle();
     tokio::spawn(async move {

@@ -8,6 +8,7 @@ pub mod admin_webhooks;
 pub mod health;
 pub mod jobs;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod payments;
 pub mod payouts;
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(text::refuse_control_characters))
         .layer(axum::middleware::from_fn(trace::middleware))
+        .layer(axum::middleware::from_fn(metrics::track_http))
         .with_state(state)
 }
 

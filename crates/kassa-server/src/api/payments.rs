@@ -72,7 +72,9 @@ pub struct PaymentMeta {
     /// ISO 3166-1 alpha-2.
     #[schema(example = "MT", pattern = "^[A-Z]{2}$")]
     pub country: String,
-    /// `desktop`, `mobile`, …
+    /// The player's device class: `desktop`, `mobile` or `tablet`. Free text is accepted;
+    /// the metrics count anything else (and none) as `unknown`.
+    #[schema(example = "mobile")]
     pub device: Option<String>,
     pub ip: Option<String>,
     pub session_id: Option<String>,

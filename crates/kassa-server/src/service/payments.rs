@@ -363,6 +363,7 @@ impl PaymentsService {
             &payment_request(&payment),
         )
         .await;
+        crate::metrics::record_routing(&decision, &offered.attempts);
         payment.provider = offered.provider.name().to_string();
         payment.routing = Some(routing_record(&decision, &offered.attempts));
         let (asked, provider_elapsed) = (offered.asked, offered.provider_elapsed);
@@ -381,6 +382,8 @@ impl PaymentsService {
             .record_init(&mut payment, asked, refusal.as_ref(), claim)
             .await?;
         self.publish(&payment);
+        crate::metrics::record_payment_started(&payment, provider_elapsed);
+        self.record_fee(&payment, PaymentStatus::Initiated).await;
         match refusal {
             Some(refusal) => Err(refusal),
             None => Ok(PaymentStartOutcome {
@@ -566,6 +569,7 @@ impl PaymentsService {
             .lock_payment(&mut tx, payment_id)
             .await?
             .ok_or_else(|| payment_not_found(payment_id))?;
+        let was = payment.status;
         let applied = self
             .transition(
                 &mut tx,
@@ -578,6 +582,7 @@ impl PaymentsService {
             .await?;
         tx.commit().await?;
         self.publish(&payment);
+        crate::metrics::record_payment_change(&payment, was);
         match applied {
             // Read back, so this answer and a repeat's carry the same stored `updated_at`.
             Applied::Processed(_) => self.get(merchant_id, payment_id).await,
@@ -629,6 +634,7 @@ impl PaymentsService {
             .await?
             .ok_or_else(not_found)?;
         check_event_matches(provider, &payment, event)?;
+        let was = payment.status;
         let applied = self
             .apply_event(&mut tx, &mut payment, &wallet, event, source)
             .await?;
@@ -646,6 +652,9 @@ impl PaymentsService {
         }
         tx.commit().await?;
         self.publish(&payment);
+        let processed = matches!(applied, Applied::Processed(_));
+        crate::metrics::record_payment_event(&payment, was, event.status, processed);
+        self.record_fee(&payment, was).await;
         Ok(applied)
     }
 
@@ -1127,6 +1136,9 @@ impl PaymentsService {
         if let Some(claim) = claim {
             claim.mark_committed();
         }
+        if outcome.is_err() {
+            crate::metrics::record_refund(&payment.provider, "failed");
+        }
         outcome
     }
 
@@ -1162,13 +1174,16 @@ impl PaymentsService {
         {
             return Err(PaymentError::CardAlreadySubmitted);
         }
+        let asked_at = Instant::now();
         let charged = provider.charge_card(&payment_request(&known), card).await;
+        crate::metrics::record_authorization(&known.provider, &known.method, asked_at.elapsed());
         let mut tx = self.store.begin().await?;
         let mut payment = self
             .store
             .lock_payment(&mut tx, payment_id)
             .await?
             .ok_or_else(|| payment_not_found(payment_id))?;
+        let was = payment.status;
         match charged {
             Ok(charge) => {
                 self.record_card_charge(&mut tx, &mut payment, &wallet, charge)
@@ -1190,6 +1205,8 @@ impl PaymentsService {
         }
         tx.commit().await?;
         self.publish(&payment);
+        crate::metrics::record_payment_change(&payment, was);
+        self.record_fee(&payment, was).await;
         Ok(payment)
     }
 
@@ -1364,6 +1381,7 @@ impl PaymentsService {
             return Ok(());
         };
         payment.failure_reason = Some("no_answer_from_provider".into());
+        let was = payment.status;
         self.transition(
             &mut tx,
             &mut payment,
@@ -1375,6 +1393,7 @@ impl PaymentsService {
         .await?;
         tx.commit().await?;
         self.publish(&payment);
+        crate::metrics::record_payment_change(&payment, was);
         Ok(())
     }
 
@@ -1516,6 +1535,23 @@ impl PaymentsService {
             )
             .await
             .map(drop)
+    }
+
+    /// Counts the provider's fee of a deposit approved just now (from `was`), by the
+    /// account's commission in the routing document in force: the cost per success's sum.
+    /// The monthly fee is no deposit's; a document that cannot be read counts nothing.
+    async fn record_fee(&self, payment: &PaymentRecord, was: PaymentStatus) {
+        if !crate::metrics::installed() || !crate::metrics::newly_approved(was, payment.status) {
+            return;
+        }
+        let Ok(routing) = self.routing.current().await else {
+            return;
+        };
+        if let Some(commission) = routing.document.commissions.get(&payment.provider) {
+            let fee_minor = commission.fee_minor(payment.amount.amount_minor);
+            let currency = payment.amount.currency.code();
+            crate::metrics::record_payment_cost(&payment.provider, currency, fee_minor);
+        }
     }
 
     fn publish(&self, payment: &PaymentRecord) {

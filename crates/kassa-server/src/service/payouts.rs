@@ -406,7 +406,10 @@ impl PayoutsService {
         };
         // No transaction is open while the provider is asked.
         let sent = self.ask_provider(provider.as_ref(), &payout).await;
-        self.record_send_answer(payout_id, sent, claim).await
+        // Sent: the payout was `processing`, so an end now is a change.
+        let answered = self.record_send_answer(payout_id, sent, claim).await?;
+        crate::metrics::record_payout_finished(&answered);
+        Ok(answered)
     }
 
     /// Hands the payout to its provider: to a saved card (opened from the vault for this one
@@ -629,6 +632,9 @@ impl PayoutsService {
             });
         }
         tx.commit().await?;
+        if applied {
+            crate::metrics::record_payout_finished(&payout);
+        }
         Ok((payout.status, applied))
     }
 
@@ -687,7 +693,10 @@ impl PayoutsService {
         }
         let answering = claim.map(|c| (c, REVIEW_ANSWER_STATUS));
         if payout.status != PayoutStatus::Approved {
-            return finish_send(tx, payout, answering).await;
+            // Rejected: it was in review, so its end is a change.
+            let rejected = finish_send(tx, payout, answering).await?;
+            crate::metrics::record_payout_finished(&rejected);
+            return Ok(rejected);
         }
         if let Some(claim) = claim {
             // The approval is answered even should this node stop before the send ends.
@@ -739,6 +748,7 @@ impl PayoutsService {
         self.settle(&mut tx, &mut payout, PayoutEvent::Cancel, "api", None)
             .await?;
         tx.commit().await?;
+        crate::metrics::record_payout_finished(&payout);
         // Read back, so this answer and a repeat's carry the same stored `updated_at`.
         self.get(merchant_id, payout_id).await
     }

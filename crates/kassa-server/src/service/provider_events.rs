@@ -336,7 +336,26 @@ impl ProviderEvents<'_> {
     /// Verifies one delivery through its provider's inbound source, then dedupes, matches
     /// and applies each event it carries on its own, logging each whatever happens. An
     /// applied payment event's log row commits with its effect; the rest are logged after.
+    /// Counts each delivery from a provider (not an admin's replay) by its outcome.
     pub async fn receive(
+        &self,
+        delivery: Delivery<'_>,
+    ) -> Result<EventReceipt, ProviderEventError> {
+        let (provider, replay) = (delivery.provider, delivery.replay.is_some());
+        let result = self.receive_delivery(delivery).await;
+        if !replay {
+            let outcome = match &result {
+                Ok(receipt) => receipt.outcome.as_str(),
+                Err(error) => error.log_outcome(),
+            };
+            // A name no account has is the sender's text: never a label of its own.
+            let known = self.payments.provider(provider).is_some();
+            crate::metrics::record_webhook_received(known.then_some(provider), outcome);
+        }
+        result
+    }
+
+    async fn receive_delivery(
         &self,
         delivery: Delivery<'_>,
     ) -> Result<EventReceipt, ProviderEventError> {

@@ -149,6 +149,12 @@ pub async fn spawn_with(backend: TestBackend, adjust: impl FnOnce(&mut Config)) 
 }
 
 impl TestApp {
+    /// The `/metrics` URL, when the server was started with `[metrics] listen`.
+    pub fn metrics_url(&self) -> Option<String> {
+        let addr = self.server.as_ref()?.metrics_addr?;
+        Some(format!("http://{addr}/metrics"))
+    }
+
     pub async fn send(
         &self,
         method: Method,
@@ -409,6 +415,57 @@ pub async fn deliver_raw_signed(app: &TestApp, raw: Vec<u8>, secret: &str) -> An
         headers,
         body,
     }
+}
+
+/// The accounts of [`three_accounts`].
+pub const ACCOUNTS: [&str; 3] = ["psp_a", "psp_b", "psp_c"];
+
+/// Three sandbox accounts for the demo merchant, breakers that open after 3 failures for 1.5 s.
+pub fn three_accounts(config: &mut Config) {
+    let template = config.providers.accounts[0].clone();
+    config.providers.accounts = ACCOUNTS
+        .iter()
+        .map(|id| {
+            let mut account = template.clone();
+            account.id = id.to_string();
+            account.name = format!("Sandbox {id}");
+            account
+        })
+        .collect();
+    config.routing.breaker = kassa_core::routing::BreakerSettings {
+        failures_to_open: 3,
+        open_for_ms: 1_500,
+        half_open_probes: 1,
+    };
+    config.sandbox.webhook_delay_ms = 10;
+}
+
+/// Stores `document` as the routing document in force (admin key); returns the new version.
+pub async fn set_routing(app: &TestApp, document: Value) -> Value {
+    let change = json!({ "document": document, "note": "test" });
+    let answer = app
+        .send(
+            Method::PUT,
+            "/v1/admin/routing",
+            Some(&app.admin_key),
+            Some(&change),
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body
+}
+
+/// Sets how the account's sandbox misbehaves.
+pub async fn behave(app: &TestApp, account: &str, behaviour: Value) {
+    let url = format!("{}/sandbox/behaviour", app.simulator_url(account));
+    let answer = reqwest::Client::new()
+        .put(url)
+        .json(&behaviour)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
 }
 
 /// Starts a EUR card deposit of `amount` for player `p1`; returns the whole answer.
