@@ -86,7 +86,7 @@ pub struct RoutingConfig {
     pub health: kassa_core::routing::HealthSettings,
 }
 
-/// Prometheus `/metrics` (ADR 9301).
+/// Prometheus `/metrics` (ADR 53).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {

@@ -1,4 +1,4 @@
-//! Prometheus metrics (ADR 9301): every metric is named here once, with its labels, and the
+//! Prometheus metrics (ADR 53): every metric is named here once, with its labels, and the
 //! rest of the code calls the small `record_*` and `set_*` functions below.
 //!
 //! Labels carry only bounded values of our own: provider account ids (from the config),

@@ -1,5 +1,5 @@
 //! `/metrics` in the Prometheus text format, served on its own listen address
-//! (`[metrics] listen`, ADR 9301), and the layer that counts the main API's requests by route
+//! (`[metrics] listen`, ADR 53), and the layer that counts the main API's requests by route
 //! template and status class.
 
 use std::time::Instant;
