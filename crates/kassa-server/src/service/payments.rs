@@ -293,7 +293,7 @@ impl PaymentsService {
             amount_minor: request.amount.amount_minor,
             risk_level: None,
             bin: None,
-            device_class: device_class(request.device.as_deref()),
+            device_class: Some(crate::metrics::device_class(request.device.as_deref())),
             first_deposit,
             now_unix_s: now_ms() / 1_000,
         };
@@ -1664,14 +1664,6 @@ fn new_payment_record(
 /// every provider account asked, as JSON text.
 fn routing_record(decision: &Decision, attempts: &[cascade::Attempt]) -> String {
     json!({ "decision": decision, "attempts": attempts }).to_string()
-}
-
-/// The device classes routing rules name; anything else is `unknown`.
-fn device_class(device: Option<&str>) -> Option<&'static str> {
-    let device = device?.trim();
-    ["desktop", "mobile", "tablet"]
-        .into_iter()
-        .find(|class| device.eq_ignore_ascii_case(class))
 }
 
 /// The error for an unknown payment.
