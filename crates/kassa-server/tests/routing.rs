@@ -261,6 +261,12 @@ async fn routing_changes_are_audited_and_refused_when_invalid(app: TestApp) {
     assert_eq!(conflict.status, StatusCode::CONFLICT, "{}", conflict.body);
     assert_eq!(conflict.error_code(), "routing_version_conflict");
 
+    for future in [version + 5, i64::MAX] {
+        let ahead = json!({"document": {"rules": []}, "based_on_version": future});
+        let conflict = admin(&app, Method::PUT, "/v1/admin/routing", Some(&ahead)).await;
+        assert_eq!(conflict.status, StatusCode::CONFLICT, "{}", conflict.body);
+    }
+
     let merchant_key = app
         .send(
             Method::PUT,

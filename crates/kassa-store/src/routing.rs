@@ -67,8 +67,12 @@ impl Store {
         actor: &str,
         note: Option<&str>,
     ) -> Result<Result<RoutingVersion, VersionConflict>, StoreError> {
+        let Some(version) = based_on.unwrap_or(0).checked_add(1) else {
+            let current = self.routing_version_number().await?;
+            return Ok(Err(VersionConflict { current }));
+        };
         let stored = RoutingVersion {
-            version: based_on.unwrap_or(0) + 1,
+            version,
             document: document.to_string(),
             actor: actor.to_string(),
             note: note.map(str::to_string),

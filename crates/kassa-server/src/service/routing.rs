@@ -193,6 +193,12 @@ impl RoutingService {
                 });
             }
         }
+        // A base other than the newest version is stale (or from the future): refused, so
+        // the versions stay 1, 2, 3, … with no gap.
+        let current = self.store.routing_version_number().await?;
+        if based_on != current {
+            return Err(RoutingError::Conflict { based_on, current });
+        }
         let text = serde_json::to_string(&document).map_err(|e| {
             StoreError::Corrupt(format!("routing document does not serialize: {e}"))
         })?;
