@@ -6,7 +6,7 @@
 mod common;
 
 use common::TestApp;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 contract_tests!(
@@ -38,30 +38,17 @@ fn period<'a>(limits: &'a Value, name: &str) -> &'a Value {
         .unwrap()
 }
 
-async fn deposit(app: &TestApp, amount: &str) -> common::Answer {
-    let body = json!({
-        "amount": amount, "currency": "EUR", "method": "card", "player_id": "p1",
-        "return_url": format!("{}/cashier/return", app.base), "meta": {"country": "MT"}
-    });
-    let key = kassa_core::ids::generate("idem");
-    app.send(
-        Method::POST,
-        "/v1/payments/init",
-        Some(&app.api_key),
-        Some(&body),
-        &[("Idempotency-Key", &key)],
-    )
-    .await
-}
-
 async fn a_deposit_over_a_limit_is_refused_and_starts_nothing(app: TestApp) {
     player(&app, "p1", "GB").await;
     let set = set_limits(&app, "p1", json!({"day": "50.00"})).await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.body);
     assert_eq!(period(&set.body, "day")["amount"], "50.00");
 
-    assert_eq!(deposit(&app, "30.00").await.status, StatusCode::CREATED);
-    let refused = deposit(&app, "30.00").await;
+    assert_eq!(
+        common::try_deposit(&app, "30.00").await.status,
+        StatusCode::CREATED
+    );
+    let refused = common::try_deposit(&app, "30.00").await;
     assert_eq!(
         refused.status,
         StatusCode::PAYMENT_REQUIRED,
@@ -76,7 +63,7 @@ async fn a_deposit_over_a_limit_is_refused_and_starts_nothing(app: TestApp) {
     assert_eq!(details["used"], "30.00");
     assert!(details["resets_at"].is_string(), "{details}");
     assert_eq!(
-        deposit(&app, "20.00").await.status,
+        common::try_deposit(&app, "20.00").await.status,
         StatusCode::CREATED,
         "exactly the limit"
     );

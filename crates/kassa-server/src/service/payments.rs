@@ -309,6 +309,18 @@ impl PaymentsService {
         Ok((decision, routing.document.declines.clone()))
     }
 
+    /// The payment, locked for the rest of `tx`, or 404.
+    async fn locked_payment(
+        &self,
+        tx: &mut Tx,
+        payment_id: &PaymentId,
+    ) -> Result<PaymentRecord, PaymentError> {
+        self.store
+            .lock_payment(tx, payment_id)
+            .await?
+            .ok_or_else(|| payment_not_found(payment_id))
+    }
+
     /// The provider a payment was made through.
     fn provider_of(
         &self,
@@ -564,11 +576,7 @@ impl PaymentsService {
             provider.cancel(reference).await.map_err(provider_failed)?;
         }
         let mut tx = self.store.begin().await?;
-        let mut payment = self
-            .store
-            .lock_payment(&mut tx, payment_id)
-            .await?
-            .ok_or_else(|| payment_not_found(payment_id))?;
+        let mut payment = self.locked_payment(&mut tx, payment_id).await?;
         let was = payment.status;
         let applied = self
             .transition(
@@ -1178,11 +1186,7 @@ impl PaymentsService {
         let charged = provider.charge_card(&payment_request(&known), card).await;
         crate::metrics::record_authorization(&known.provider, &known.method, asked_at.elapsed());
         let mut tx = self.store.begin().await?;
-        let mut payment = self
-            .store
-            .lock_payment(&mut tx, payment_id)
-            .await?
-            .ok_or_else(|| payment_not_found(payment_id))?;
+        let mut payment = self.locked_payment(&mut tx, payment_id).await?;
         let was = payment.status;
         match charged {
             Ok(charge) => {
