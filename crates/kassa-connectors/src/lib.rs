@@ -14,6 +14,7 @@
 
 pub mod account;
 pub mod acquirer;
+pub mod adyen;
 pub mod card;
 pub mod connector;
 pub mod event;

@@ -47,6 +47,9 @@ impl ProviderKinds {
         kinds.add(crate::sandbox::KIND, |account| {
             Ok(Arc::new(crate::sandbox::from_account(account)?))
         });
+        kinds.add(crate::adyen::KIND, |account| {
+            Ok(Arc::new(crate::adyen::from_account(account)?))
+        });
         kinds
     }
 
