@@ -6,6 +6,7 @@
 //! ISO 8583 over TCP with test-card rules, reversals and completions. They run in-process
 //! (tests, `kassa demo`) or as their own process (`kassa sim psp`, `kassa sim iso8583`).
 
+pub mod adyen;
 pub mod iso8583;
 pub mod psp;
 

@@ -7,14 +7,15 @@ use kassa_connectors::ExposeSecret;
 use kassa_server::providers::{EmbeddedLaunch, EmbeddedProvider, EmbeddedProviders};
 use kassa_sim::psp::SandboxPspConfig;
 
-/// Starts the sandbox PSP for `sandbox` accounts and the ISO 8583 host simulator for
-/// `iso8583` accounts; other kinds have no simulator yet.
+/// Starts the sandbox PSP for `sandbox` accounts, the ISO 8583 host simulator for `iso8583`
+/// accounts and the Adyen simulator for `adyen` accounts; other kinds have no simulator yet.
 pub struct Simulators;
 
 impl EmbeddedProviders for Simulators {
     fn start(&self, launch: EmbeddedLaunch) -> BoxFuture<'_, anyhow::Result<EmbeddedProvider>> {
         match launch.account.kind.as_str() {
             kassa_connectors::acquirer::KIND => Box::pin(start_iso8583_host()),
+            kassa_connectors::adyen::KIND => Box::pin(start_adyen(launch)),
             _ => Box::pin(start_sandbox(launch)),
         }
     }
@@ -60,6 +61,29 @@ async fn start_sandbox(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvide
         out_of_order_webhooks: simulator.out_of_order_webhooks,
         autopilot: simulator.autopilot,
         ..SandboxPspConfig::default()
+    })
+    .await?;
+    let base_url = handle.base_url().to_string();
+    Ok(EmbeddedProvider::new(
+        base_url,
+        Box::new(move || Box::pin(handle.stop())),
+    ))
+}
+
+/// The Adyen simulator on a free port, signing with the account's HMAC key and taking only
+/// its API key.
+async fn start_adyen(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider> {
+    let account = &launch.account;
+    let secret = |name: &str| -> anyhow::Result<String> {
+        Ok(account.credential(name)?.expose_secret().to_string())
+    };
+    let handle = kassa_sim::adyen::start(kassa_sim::adyen::AdyenSimConfig {
+        listen: "127.0.0.1:0".into(),
+        api_key: Some(secret("api_key")?),
+        hmac_key_hex: secret("hmac_key")?,
+        webhook_url: Some(launch.webhook_url.clone()),
+        notification_delay_ms: launch.simulator.webhook_delay_ms,
+        ..Default::default()
     })
     .await?;
     let base_url = handle.base_url().to_string();

@@ -65,6 +65,31 @@ enum SimCommand {
     /// test cards by the PAN's last four digits: 0005 → 05, 0051 → 51, 0091 → 91, 0096 → 96,
     /// 0077 answers late, 0099 drops the connection, others approve.
     Iso8583(SimIso8583Args),
+    /// An Adyen-shaped PSP (Checkout API v71, Payout API v68, hosted payment page with a 3-D
+    /// Secure 2 challenge, HMAC-signed notification batches). Test cards: 4111111111111111
+    /// authorises, 4000020000000000 "Not enough balance", 4000300011112220 "Stolen Card",
+    /// 4000000000000119 "Acquirer Error", 4212345678901237 asks for a challenge (password
+    /// "password"), 4000000000000002 answers late, 4000000000000500 answers 500.
+    Adyen(SimAdyenArgs),
+}
+
+#[derive(Args)]
+struct SimAdyenArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    listen: String,
+    /// Where to send notifications, e.g. http://127.0.0.1:8080/v1/providers/adyen/webhook.
+    #[arg(long, env = "KASSA_ADYEN_SIM_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// The notification HMAC key, hex (default: Adyen's documented example key).
+    #[arg(long, env = "KASSA_ADYEN_SIM_HMAC_KEY")]
+    hmac_key: Option<String>,
+    /// The one X-API-Key accepted; without it any non-empty key is.
+    #[arg(long, env = "KASSA_ADYEN_SIM_API_KEY")]
+    api_key: Option<String>,
+    /// The URL browsers reach this simulator at, when it differs from --listen.
+    #[arg(long)]
+    public_base_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -180,6 +205,25 @@ async fn main() -> anyhow::Result<()> {
                 config.listen
             );
             kassa_sim::run(config).await
+        }
+        Command::Sim {
+            command: SimCommand::Adyen(args),
+        } => {
+            telemetry::init("text");
+            let defaults = kassa_sim::adyen::AdyenSimConfig::default();
+            let config = kassa_sim::adyen::AdyenSimConfig {
+                listen: args.listen,
+                public_base_url: args.public_base_url,
+                api_key: args.api_key,
+                hmac_key_hex: args.hmac_key.unwrap_or(defaults.hmac_key_hex.clone()),
+                webhook_url: args.webhook_url,
+                ..defaults
+            };
+            println!(
+                "Adyen simulator listening on http://{} (ctrl-c stops it)",
+                config.listen
+            );
+            kassa_sim::adyen::run(config).await
         }
         Command::Sim {
             command: SimCommand::Iso8583(args),
