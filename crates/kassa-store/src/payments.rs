@@ -374,6 +374,16 @@ impl Store {
         rows.iter().map(refund_from_row).collect()
     }
 
+    /// The id of the payment refund `refund_id` belongs to, if Kassa holds that refund (a
+    /// provider's refund notification may name only the refund, ADR 9202).
+    pub async fn payment_of_refund(&self, refund_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT payment_id FROM refunds WHERE id = $1")
+            .bind(refund_id)
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(row.map(|row| row.try_get("payment_id")).transpose()?)
+    }
+
     /// A payment's refunds, outside a transaction.
     pub async fn list_refunds(
         &self,

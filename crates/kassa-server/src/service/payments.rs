@@ -1321,27 +1321,34 @@ impl PaymentsService {
                 continue;
             };
             let status = match provider.get_status(&reference).await {
-                Ok(report) if report.payment_id == payment.id.as_str() => report.status,
+                Ok(report) if report.payment_id == payment.id.as_str() => Some(report.status),
                 Ok(_) => {
                     tracing::error!(payment_id = %payment.id, "status sync: the provider reported another payment");
                     continue;
                 }
+                // No lookup at this provider (Adyen: outcomes come only by notification, ADR
+                // 9201): nothing to settle, but an abandoned payment still expires.
+                Err(ProviderError::Unsupported(_)) => None,
                 Err(error) => {
                     tracing::warn!(payment_id = %payment.id, error = %error, "status sync: provider did not answer");
                     continue;
                 }
             };
             let event_status = match status {
-                ProviderPaymentStatus::Authorized if payment.status == PaymentStatus::Pending => {
+                Some(ProviderPaymentStatus::Authorized)
+                    if payment.status == PaymentStatus::Pending =>
+                {
                     Some(PaymentEventStatus::Authorized)
                 }
-                ProviderPaymentStatus::Captured
-                | ProviderPaymentStatus::PartiallyRefunded
-                | ProviderPaymentStatus::Refunded
-                | ProviderPaymentStatus::ChargedBack => Some(PaymentEventStatus::Captured),
-                ProviderPaymentStatus::Declined => Some(PaymentEventStatus::Declined),
-                ProviderPaymentStatus::Failed => Some(PaymentEventStatus::Failed),
-                ProviderPaymentStatus::Cancelled => Some(PaymentEventStatus::Cancelled),
+                Some(
+                    ProviderPaymentStatus::Captured
+                    | ProviderPaymentStatus::PartiallyRefunded
+                    | ProviderPaymentStatus::Refunded
+                    | ProviderPaymentStatus::ChargedBack,
+                ) => Some(PaymentEventStatus::Captured),
+                Some(ProviderPaymentStatus::Declined) => Some(PaymentEventStatus::Declined),
+                Some(ProviderPaymentStatus::Failed) => Some(PaymentEventStatus::Failed),
+                Some(ProviderPaymentStatus::Cancelled) => Some(PaymentEventStatus::Cancelled),
                 _ => None,
             };
             let result = match event_status {

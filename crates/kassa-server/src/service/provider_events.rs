@@ -522,6 +522,7 @@ impl ProviderEvents<'_> {
         event: ProviderEvent,
         log: &mut WebhookDelivery,
     ) -> Result<EventReceipt, ProviderEventError> {
+        let event = self.name_the_refunds_payment(event).await?;
         // Signed, but a control character in a field (ADR 30): refused before anything is
         // stored under its ids, so that both backends answer alike and no money moves.
         if let Some(field) = control_character_field(&event) {
@@ -563,6 +564,27 @@ impl ProviderEvents<'_> {
                 .await
             }
         }
+    }
+
+    /// A refund event naming only Kassa's refund id (Adyen's REFUND notification carries the
+    /// refund's reference, not the payment's) gets the payment that refund belongs to
+    /// (ADR 9202). Unknown refund ids stay unnamed and are answered as an unknown payment.
+    async fn name_the_refunds_payment(
+        &self,
+        event: ProviderEvent,
+    ) -> Result<ProviderEvent, ProviderEventError> {
+        let ProviderEvent::Payment(mut payment_event) = event else {
+            return Ok(event);
+        };
+        if let (true, Some(refund_id)) = (
+            payment_event.payment_id.is_empty(),
+            payment_event.refund_id.as_deref(),
+        ) {
+            if let Some(payment_id) = self.store.payment_of_refund(refund_id).await? {
+                payment_event.payment_id = payment_id;
+            }
+        }
+        Ok(ProviderEvent::Payment(payment_event))
     }
 
     async fn apply_payment(

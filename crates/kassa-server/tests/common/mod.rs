@@ -11,8 +11,8 @@ use kassa_store::testing::{fresh_database_url, TestBackend};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-/// The sandbox PSP simulator for accounts without a `base_url`, as `kassa serve` starts it:
-/// the server links no simulator, its tests bring one.
+/// The sandbox PSP (or, for `adyen` accounts, the Adyen simulator) for accounts without a
+/// `base_url`, as `kassa serve` starts it: the server links no simulator, its tests bring one.
 pub struct Simulators;
 
 impl EmbeddedProviders for Simulators {
@@ -22,6 +22,24 @@ impl EmbeddedProviders for Simulators {
                 Ok(launch.account.credential(name)?.expose_secret().to_string())
             };
             let simulator = &launch.simulator;
+            if launch.account.kind == kassa_connectors::adyen::KIND {
+                let handle = kassa_sim::adyen::start(kassa_sim::adyen::AdyenSimConfig {
+                    listen: "127.0.0.1:0".into(),
+                    api_key: Some(secret("api_key")?),
+                    hmac_key_hex: secret("hmac_key")?,
+                    webhook_url: Some(launch.webhook_url.clone()),
+                    notification_delay_ms: simulator.webhook_delay_ms,
+                    notification_retry_backoff_ms: 50,
+                    slow_answer_ms: 1_500,
+                    ..Default::default()
+                })
+                .await?;
+                let base_url = handle.base_url().to_string();
+                return Ok(EmbeddedProvider::new(
+                    base_url,
+                    Box::new(move || Box::pin(handle.stop())),
+                ));
+            }
             let handle = kassa_sim::psp::start(kassa_sim::psp::SandboxPspConfig {
                 listen: "127.0.0.1:0".into(),
                 api_secret: secret("api_secret")?,
