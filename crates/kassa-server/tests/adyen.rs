@@ -34,6 +34,12 @@ contract_tests_with!(
     },
     a_batch_with_a_forged_item_applies_the_good_one_and_answers_accepted => silent_simulator,
     a_notification_signed_by_adyens_sdk_is_accepted => silent_simulator,
+    an_abandoned_hosted_page_payment_expires_without_a_status_lookup => |c: &mut Config| {
+        adyen_first(c);
+        c.payments.status_sync_after_ms = 200;
+        c.payments.status_sync_interval_ms = 100;
+        c.payments.expire_after_ms = 1_000;
+    },
 );
 
 /// [`adyen_first`] with the simulator's own notifications late enough not to matter: the
@@ -369,6 +375,20 @@ async fn a_timeout_after_the_authorisation_never_charges_twice(app: TestApp) {
         "one charge at Adyen"
     );
     assert_eq!(app.balance("p1").await.0, "30.00", "credited once");
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+async fn an_abandoned_hosted_page_payment_expires_without_a_status_lookup(app: TestApp) {
+    app.player("p1").await;
+    route_to(&app, &[ACCOUNT]).await;
+    let started = deposit(&app, "15.00").await;
+    let id = started["payment_id"].as_str().unwrap();
+    assert_eq!(started["status"], "pending");
+    // Adyen has no payment lookup: status sync cannot ask, yet the payment ends in time.
+    let expired = until_status(&app, id, "expired").await;
+    assert_eq!(expired["failure_reason"], "no_answer_from_provider");
+    assert_eq!(app.balance("p1").await.0, "0.00");
     app.assert_ledger_verifies().await;
     app.stop().await;
 }

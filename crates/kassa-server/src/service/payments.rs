@@ -1327,8 +1327,11 @@ impl PaymentsService {
                     continue;
                 }
                 // No lookup at this provider (Adyen: outcomes come only by notification, ADR
-                // 9201): nothing to settle, but an abandoned payment still expires.
-                Err(ProviderError::Unsupported(_)) => None,
+                // 9201): nothing to settle, but a payment the player abandoned still expires.
+                // An authorized one waits for its notification.
+                Err(ProviderError::Unsupported(_)) if payment.status == PaymentStatus::Pending => {
+                    None
+                }
                 Err(error) => {
                     tracing::warn!(payment_id = %payment.id, error = %error, "status sync: provider did not answer");
                     continue;
