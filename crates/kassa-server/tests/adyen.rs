@@ -393,16 +393,40 @@ async fn an_abandoned_hosted_page_payment_expires_without_a_status_lookup(app: T
     app.stop().await;
 }
 
-/// A notification item for Kassa's payment, signed with `key` as Adyen signs it.
-fn item(psp_reference: &str, merchant_reference: &str, value: i64, key: &str) -> Value {
-    let mut item = json!({
+/// An unsigned AUTHORISATION notification item for Kassa's payment.
+fn unsigned_item(psp_reference: &str, merchant_reference: &str, value: i64) -> Value {
+    json!({
         "pspReference": psp_reference, "merchantAccountCode": MERCHANT_ACCOUNT,
         "merchantReference": merchant_reference, "amount": {"value": value, "currency": "EUR"},
         "eventCode": "AUTHORISATION", "success": "true", "eventDate": "2026-12-06T12:00:00+00:00"
-    });
-    let signature = kassa_sim::adyen::hmac_signature(key, &item).unwrap();
+    })
+}
+
+/// `item` with its `hmacSignature`.
+fn signed(mut item: Value, signature: String) -> Value {
     item["additionalData"] = json!({ "hmacSignature": signature });
     item
+}
+
+/// A notification item for Kassa's payment, signed with `key` as Adyen signs it.
+fn item(psp_reference: &str, merchant_reference: &str, value: i64, key: &str) -> Value {
+    let item = unsigned_item(psp_reference, merchant_reference, value);
+    let signature = kassa_sim::adyen::hmac_signature(key, &item).unwrap();
+    signed(item, signature)
+}
+
+/// Posts a notification batch to the Adyen account's webhook; answers the body.
+async fn notify(app: &TestApp, items: Vec<Value>) -> String {
+    let batch = kassa_sim::adyen::notifications::batch(items);
+    let answer = app
+        .client
+        .post(format!("{}/v1/providers/{ACCOUNT}/webhook", app.base))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    answer.text().await.unwrap()
 }
 
 async fn a_batch_with_a_forged_item_applies_the_good_one_and_answers_accepted(app: TestApp) {
@@ -415,19 +439,8 @@ async fn a_batch_with_a_forged_item_applies_the_good_one_and_answers_accepted(ap
     let good_psp = psp_reference(&app, &reference(&good)).await;
     let other_psp = psp_reference(&app, &reference(&other)).await;
     let forged = item(&other_psp, &reference(&other), 7000, &"00".repeat(32));
-    let batch = kassa_sim::adyen::notifications::batch(vec![
-        item(&good_psp, &reference(&good), 2000, HMAC_KEY),
-        forged,
-    ]);
-    let answer = app
-        .client
-        .post(format!("{}/v1/providers/{ACCOUNT}/webhook", app.base))
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
-    assert_eq!(answer.text().await.unwrap(), "[accepted]");
+    let good_item = item(&good_psp, &reference(&good), 2000, HMAC_KEY);
+    assert_eq!(notify(&app, vec![good_item, forged]).await, "[accepted]");
     assert_eq!(payment(&app, &reference(&good)).await["status"], "captured");
     assert_eq!(
         payment(&app, &reference(&other)).await["status"],
@@ -507,22 +520,12 @@ async fn a_notification_signed_by_adyens_sdk_is_accepted(app: TestApp) {
     let started = deposit(&app, "12.34").await;
     let id = started["payment_id"].as_str().unwrap();
     let psp_reference = psp_reference(&app, id).await;
-    let mut item = json!({
-        "pspReference": psp_reference, "merchantAccountCode": MERCHANT_ACCOUNT,
-        "merchantReference": id, "amount": {"value": 1234, "currency": "EUR"},
-        "eventCode": "AUTHORISATION", "success": "true", "eventDate": "2026-12-06T12:00:00+00:00"
-    });
+    let item = unsigned_item(&psp_reference, id, 1234);
     let signature = sign_with_sdk(&python, &item, HMAC_KEY);
-    item["additionalData"] = json!({ "hmacSignature": signature });
-    let batch = kassa_sim::adyen::notifications::batch(vec![item]);
-    let answer = app
-        .client
-        .post(format!("{}/v1/providers/{ACCOUNT}/webhook", app.base))
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.text().await.unwrap(), "[accepted]");
+    assert_eq!(
+        notify(&app, vec![signed(item, signature)]).await,
+        "[accepted]"
+    );
     assert_eq!(payment(&app, id).await["status"], "captured");
     assert_eq!(app.balance("p1").await.0, "12.34");
     app.assert_ledger_verifies().await;

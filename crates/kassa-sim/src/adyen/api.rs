@@ -139,6 +139,32 @@ fn remember(shared: &Shared, key: Option<String>, status: StatusCode, body: &Val
     }
 }
 
+/// A write as it arrived: its idempotency key and its JSON body.
+struct Write {
+    key: Option<String>,
+    body: Value,
+}
+
+/// The write's key and body, or the answer to give at once: the first answer to a replayed
+/// key, or Adyen's error for a body that is not a JSON object.
+fn begin_write(shared: &Shared, headers: &HeaderMap, raw: &Bytes) -> Result<Write, Box<Response>> {
+    let key = idempotency_key(headers);
+    if let Some(answer) = replayed(shared, key.as_ref()) {
+        return Err(Box::new(answer));
+    }
+    let body = body_of(raw).map_err(|error| Box::new(error.into_response()))?;
+    Ok(Write { key, body })
+}
+
+/// What every payment and payout names: `merchantAccount`, `amount` and `reference`.
+fn account_amount_reference(body: &Value) -> Result<(String, (i64, String), String), ServiceError> {
+    Ok((
+        text(body, "merchantAccount")?.to_string(),
+        amount_of(body)?,
+        text(body, "reference")?.to_string(),
+    ))
+}
+
 /// The test card the request carries: Adyen's unencrypted test form (`test_<number>`), a
 /// raw `number`, or the card on file a test set.
 fn card_of(shared: &Shared, body: &Value) -> Option<String> {
@@ -155,19 +181,10 @@ fn card_of(shared: &Shared, body: &Value) -> Option<String> {
 /// The AUTHORISATION notification of a decided payment.
 pub fn notify_authorisation(shared: &Shared, payment: &Payment) {
     let success = payment.result_code == "Authorised";
+    let reason = payment.refusal_reason.unwrap_or("");
     notifications::send(
         shared,
-        &[Item {
-            event_code: "AUTHORISATION",
-            success,
-            psp_reference: &payment.psp_reference,
-            original_reference: None,
-            merchant_account: &payment.merchant_account,
-            merchant_reference: &payment.reference,
-            value: payment.value,
-            currency: &payment.currency,
-            reason: payment.refusal_reason.unwrap_or(""),
-        }],
+        &[Item::of_payment(payment, "AUTHORISATION", success, reason)],
     );
 }
 
@@ -226,23 +243,13 @@ fn payment_answer(shared: &Shared, payment: &Payment, verdict: Option<Verdict>) 
 
 /// `POST /v71/payments`.
 pub async fn payments(State(shared): State<Shared>, headers: HeaderMap, raw: Bytes) -> Response {
-    let key = idempotency_key(&headers);
-    if let Some(answer) = replayed(&shared, key.as_ref()) {
-        return answer;
-    }
-    let body = match body_of(&raw) {
-        Ok(body) => body,
-        Err(answer) => return answer.into_response(),
+    let Write { key, body } = match begin_write(&shared, &headers, &raw) {
+        Ok(write) => write,
+        Err(answer) => return *answer,
     };
-    let fields = (|| {
-        Ok::<_, ServiceError>((
-            text(&body, "merchantAccount")?.to_string(),
-            amount_of(&body)?,
-            text(&body, "reference")?.to_string(),
-            text(&body, "returnUrl")?.to_string(),
-        ))
-    })();
-    let (merchant_account, (value, currency), reference, return_url) = match fields {
+    let fields = account_amount_reference(&body)
+        .and_then(|fields| Ok((fields, text(&body, "returnUrl")?.to_string())));
+    let ((merchant_account, (value, currency), reference), return_url) = match fields {
         Ok(fields) => fields,
         Err(answer) => return answer.into_response(),
     };
@@ -334,13 +341,9 @@ pub async fn modification(
         "refunds" => "REFUND",
         _ => return error(StatusCode::NOT_FOUND, "000", "Not found", "validation"),
     };
-    let key = idempotency_key(&headers);
-    if let Some(answer) = replayed(&shared, key.as_ref()) {
-        return answer;
-    }
-    let body = match body_of(&raw) {
-        Ok(body) => body,
-        Err(answer) => return answer.into_response(),
+    let Write { key, body } = match begin_write(&shared, &headers, &raw) {
+        Ok(write) => write,
+        Err(answer) => return *answer,
     };
     let merchant_account = match text(&body, "merchantAccount") {
         Ok(account) => account.to_string(),
@@ -424,24 +427,14 @@ fn apply_modification(
 
 /// `POST /pal/servlet/Payout/v68/storeDetailAndSubmitThirdParty`.
 pub async fn payout(State(shared): State<Shared>, headers: HeaderMap, raw: Bytes) -> Response {
-    let key = idempotency_key(&headers);
-    if let Some(answer) = replayed(&shared, key.as_ref()) {
-        return answer;
-    }
-    let body = match body_of(&raw) {
-        Ok(body) => body,
-        Err(answer) => return answer.into_response(),
+    let Write { key, body } = match begin_write(&shared, &headers, &raw) {
+        Ok(write) => write,
+        Err(answer) => return *answer,
     };
-    let fields = (|| {
-        Ok::<_, ServiceError>((
-            text(&body, "merchantAccount")?.to_string(),
-            amount_of(&body)?,
-            text(&body, "reference")?.to_string(),
-            text(&body, "shopperReference")?,
-        ))
-    })();
+    let fields = account_amount_reference(&body)
+        .and_then(|fields| text(&body, "shopperReference").map(|_| fields));
     let (merchant_account, (value, currency), reference) = match fields {
-        Ok((account, amount, reference, _shopper)) => (account, amount, reference),
+        Ok(fields) => fields,
         Err(answer) => return answer.into_response(),
     };
     if body["recurring"]["contract"].as_str() != Some("PAYOUT") {

@@ -71,19 +71,7 @@ pub async fn dispute(
     if payment.result_code != "Authorised" {
         return error(StatusCode::CONFLICT, "000", "Not authorised", "validation");
     }
-    notifications::send(
-        &shared,
-        &[Item {
-            event_code,
-            success: true,
-            psp_reference: &payment.psp_reference,
-            original_reference: None,
-            merchant_account: &payment.merchant_account,
-            merchant_reference: &payment.reference,
-            value: payment.value,
-            currency: &payment.currency,
-            reason,
-        }],
-    );
+    let item = Item::of_payment(&payment, event_code, true, reason);
+    notifications::send(&shared, &[item]);
     (StatusCode::ACCEPTED, Json(json!({"eventCode": event_code}))).into_response()
 }

@@ -63,7 +63,28 @@ pub struct Item<'a> {
     pub reason: &'a str,
 }
 
-impl Item<'_> {
+impl<'a> Item<'a> {
+    /// An item about the payment itself (its authorisation, a dispute): the payment's own
+    /// pspReference and merchantReference, its whole amount.
+    pub(super) fn of_payment(
+        payment: &'a super::Payment,
+        event_code: &'static str,
+        success: bool,
+        reason: &'a str,
+    ) -> Item<'a> {
+        Item {
+            event_code,
+            success,
+            psp_reference: &payment.psp_reference,
+            original_reference: None,
+            merchant_account: &payment.merchant_account,
+            merchant_reference: &payment.reference,
+            value: payment.value,
+            currency: &payment.currency,
+            reason,
+        }
+    }
+
     /// The item's JSON, signed with `key_hex`.
     pub fn signed(&self, key_hex: &str) -> Value {
         let now = OffsetDateTime::now_utc();
