@@ -9,5 +9,6 @@
 pub mod adyen;
 pub mod iso8583;
 pub mod psp;
+pub mod serving;
 
 pub use psp::{run, start, SandboxHandle, SandboxPspConfig};

@@ -19,24 +19,19 @@ mod pages;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::routing::{get, post, put};
 use axum::Router;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use notifications::hmac_signature;
 
 /// The HMAC key (hex) the simulator signs with unless told otherwise.
 pub const DEFAULT_HMAC_KEY_HEX: &str =
     "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
-/// How long [`AdyenSimHandle::stop`] waits for open connections.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How the simulator runs.
 #[derive(Clone, Debug)]
@@ -127,52 +122,12 @@ impl Simulator {
 
     /// Runs background work until it ends or the simulator stops.
     fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        let mut stopping = self.stopping.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = work => {}
-                _ = stopping.wait_for(|stopping| *stopping) => {}
-            }
-        });
+        crate::serving::spawn_until_stopped(&self.stopping, work);
     }
 }
 
-/// A running simulator; dropping it stops it too.
-pub struct AdyenSimHandle {
-    base_url: String,
-    local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    server: Option<JoinHandle<()>>,
-}
-
-impl AdyenSimHandle {
-    /// Where it answers, e.g. `http://127.0.0.1:41234` (no trailing slash).
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Stops serving and cancels pending notifications.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(server) = self.server.take() {
-            let abort = server.abort_handle();
-            if tokio::time::timeout(STOP_GRACE, server).await.is_err() {
-                abort.abort();
-            }
-        }
-    }
-}
-
-impl Drop for AdyenSimHandle {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
+/// A running Adyen simulator; dropping it stops it too.
+pub type AdyenSimHandle = crate::serving::Serving;
 
 fn router(shared: Shared) -> Router {
     let checkout = Router::new()
@@ -218,50 +173,20 @@ pub async fn start(config: AdyenSimConfig) -> anyhow::Result<AdyenSimHandle> {
         hex::decode(&config.hmac_key_hex).is_ok_and(|key| !key.is_empty()),
         "the Adyen simulator's HMAC key must be non-empty hex"
     );
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local_addr = listener.local_addr()?;
-    let base_url = match &config.public_base_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let mut reachable = local_addr;
-            if reachable.ip().is_unspecified() {
-                reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            format!("http://{reachable}")
-        }
-    };
+    let bound = crate::serving::bind(&config.listen, config.public_base_url.as_deref()).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("cannot build the notification HTTP client")?;
-    let (stop, stopping) = watch::channel(false);
     let shared = Arc::new(Simulator {
         config,
-        base_url: base_url.clone(),
+        base_url: bound.base_url().to_string(),
         store: Mutex::new(Store::default()),
         http,
-        stopping: stopping.clone(),
+        stopping: bound.stopping(),
     });
-    let app = router(shared);
-    let mut shutdown = stopping;
-    let server = tokio::spawn(async move {
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
-        });
-        if let Err(error) = serving.await {
-            tracing::error!(%error, "Adyen simulator failed");
-        }
-    });
-    tracing::info!(%base_url, "Adyen simulator listening");
-    Ok(AdyenSimHandle {
-        base_url,
-        local_addr,
-        stop,
-        server: Some(server),
-    })
+    Ok(bound.serve(router(shared), "Adyen simulator"))
 }
 
 /// Serves until ctrl-c (`kassa sim adyen`).

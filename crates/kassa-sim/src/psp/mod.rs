@@ -12,7 +12,6 @@ mod store;
 mod webhooks;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,17 +19,12 @@ use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use behaviour::Behaviour;
 pub use config::{
     SandboxConfigError, SandboxPspConfig, DEFAULT_API_SECRET, DEFAULT_WEBHOOK_SECRET,
 };
-
-/// How long [`SandboxHandle::stop`] waits for open connections before dropping them.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything the handlers share.
 struct Sandbox {
@@ -56,52 +50,12 @@ impl Sandbox {
     /// Runs background work (delayed outcomes, webhook deliveries) until it ends or the
     /// sandbox stops, so nothing outlives [`SandboxHandle::stop`].
     fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        let mut stopping = self.stopping.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = work => {}
-                _ = stopping.wait_for(|stopping| *stopping) => {}
-            }
-        });
+        crate::serving::spawn_until_stopped(&self.stopping, work);
     }
 }
 
 /// A running sandbox PSP. Dropping it stops the sandbox too.
-pub struct SandboxHandle {
-    base_url: String,
-    local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    server: Option<JoinHandle<()>>,
-}
-
-impl SandboxHandle {
-    /// Where the sandbox answers, e.g. `http://127.0.0.1:41234` (no trailing slash).
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
-    /// The address the sandbox is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Stops serving and cancels pending outcomes and webhook deliveries.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(server) = self.server.take() {
-            let abort = server.abort_handle();
-            if tokio::time::timeout(STOP_GRACE, server).await.is_err() {
-                abort.abort();
-            }
-        }
-    }
-}
-
-impl Drop for SandboxHandle {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
+pub type SandboxHandle = crate::serving::Serving;
 
 fn router(shared: Shared) -> Router {
     let signed_api = Router::new()
@@ -151,52 +105,22 @@ fn router(shared: Shared) -> Router {
 /// Binds `config.listen` and serves the sandbox in the background.
 pub async fn start(config: SandboxPspConfig) -> anyhow::Result<SandboxHandle> {
     config.validate()?;
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local_addr = listener.local_addr()?;
-    let base_url = match &config.public_base_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let mut reachable = local_addr;
-            if reachable.ip().is_unspecified() {
-                reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            format!("http://{reachable}")
-        }
-    };
+    let bound = crate::serving::bind(&config.listen, config.public_base_url.as_deref()).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(config.webhook_timeout_ms.max(1)))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("cannot build the webhook HTTP client")?;
-    let (stop, stopping) = watch::channel(false);
     let shared = Arc::new(Sandbox {
         behaviour: Mutex::new(config.behaviour.clone()),
         config,
-        base_url: base_url.clone(),
+        base_url: bound.base_url().to_string(),
         store: Mutex::new(store::Store::default()),
         nonces: Mutex::new(auth::NonceMemory::default()),
         http,
-        stopping: stopping.clone(),
+        stopping: bound.stopping(),
     });
-    let app = router(shared);
-    let mut shutdown = stopping;
-    let server = tokio::spawn(async move {
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
-        });
-        if let Err(error) = serving.await {
-            tracing::error!(%error, "sandbox PSP server failed");
-        }
-    });
-    tracing::info!(%base_url, "sandbox PSP listening");
-    Ok(SandboxHandle {
-        base_url,
-        local_addr,
-        stop,
-        server: Some(server),
-    })
+    Ok(bound.serve(router(shared), "sandbox PSP"))
 }
 
 /// Serves the sandbox until ctrl-c (`kassa sim psp`).
