@@ -151,7 +151,7 @@ async fn a_hosted_page_deposit_is_captured_by_notification_and_refunded(app: Tes
     assert!(page.contains("/hpp/"), "{started}");
     let landed = pay_with_card(page, cards::APPROVE_VISA, "").await;
     assert!(
-        landed.contains("/cashier/return") && landed.contains("redirectResult="),
+        landed.contains(&format!("/cashier/return?payment_id={id}&redirectResult=")),
         "{landed}"
     );
     let captured = until_status(&app, id, "captured").await;

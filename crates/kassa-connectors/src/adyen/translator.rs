@@ -114,12 +114,13 @@ impl Translator for AdyenTranslator {
         let merchant_account = self.merchant_account.as_str();
         match operation {
             Operation::StartPayment(request) => {
+                let return_url = return_url_naming(&request.return_url, &request.payment_id);
                 let body = wire::PaymentBody {
                     merchant_account,
                     amount: amount(request.amount_minor, request.currency),
                     reference: &request.payment_id,
                     payment_method: wire::PaymentMethod { kind: "scheme" },
-                    return_url: &request.return_url,
+                    return_url: &return_url,
                     country_code: request.country.as_deref(),
                     shopper_interaction: "Ecommerce",
                     channel: "Web",
@@ -211,6 +212,20 @@ impl Translator for AdyenTranslator {
                 }))
             }
         }
+    }
+}
+
+/// The player's way back, naming the payment: Adyen appends only its `redirectResult`, so
+/// the merchant's own reference rides in the `returnUrl` (Kassa's return page reads
+/// `payment_id`, as the sandbox PSP sends it).
+fn return_url_naming(return_url: &str, payment_id: &str) -> String {
+    match reqwest::Url::parse(return_url) {
+        Ok(mut url) => {
+            url.query_pairs_mut().append_pair("payment_id", payment_id);
+            url.to_string()
+        }
+        // Checked when the deposit was made; kept as given if it no longer parses.
+        Err(_) => return_url.to_string(),
     }
 }
 
@@ -370,7 +385,7 @@ mod tests {
         assert_eq!(message.path_and_query, "/v71/payments");
         assert_eq!(
             String::from_utf8(message.body).unwrap(),
-            r#"{"merchantAccount":"KassaECOM","amount":{"value":5000,"currency":"EUR"},"reference":"pay_1","paymentMethod":{"type":"scheme"},"returnUrl":"https://kassa/r","countryCode":"MT","shopperInteraction":"Ecommerce","channel":"Web"}"#
+            r#"{"merchantAccount":"KassaECOM","amount":{"value":5000,"currency":"EUR"},"reference":"pay_1","paymentMethod":{"type":"scheme"},"returnUrl":"https://kassa/r?payment_id=pay_1","countryCode":"MT","shopperInteraction":"Ecommerce","channel":"Web"}"#
         );
         assert_eq!(message.headers["x-api-key"], "AQE-key");
         assert!(message.headers["x-api-key"].is_sensitive());
