@@ -21,6 +21,13 @@ contract_tests_with!(
     traffic_leaves_a_provider_that_goes_down_and_returns_when_it_recovers => three_accounts,
     routing_changes_are_audited_and_refused_when_invalid => three_accounts,
     the_success_rate_mode_prefers_the_best_measured_account_and_reports_its_uplift => three_accounts,
+    a_sandbox_account_misbehaves_as_its_configuration_says => |c: &mut Config| {
+        three_accounts(c);
+        let outage: toml::Table = toml::from_str("outage = true").unwrap();
+        c.providers.accounts[0]
+            .settings
+            .insert("simulator_behaviour".into(), toml::Value::Table(outage));
+    },
     the_degradation_plan_pauses_one_providers_payouts => |c: &mut Config| {
         three_accounts(c);
         c.payouts.retry_interval_ms = 100;
@@ -460,5 +467,22 @@ async fn the_success_rate_mode_prefers_the_best_measured_account_and_reports_its
         refused.body
     );
     app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+/// The embedded sandbox of psp_a starts down because its account's configuration says so
+/// (`simulator_behaviour`), without any call to its behaviour API: deposits cascade to psp_b.
+async fn a_sandbox_account_misbehaves_as_its_configuration_says(app: TestApp) {
+    app.player("p1").await;
+    let started = deposits(&app, 3).await;
+    for payment in &started {
+        let attempts = attempts(payment);
+        assert_eq!(attempts[0]["provider"], "psp_a", "{payment}");
+        assert_eq!(attempts[0]["outcome"], "unavailable", "{payment}");
+        assert_eq!(payment["provider"], "psp_b", "{payment}");
+    }
+    let url = format!("{}/sandbox/behaviour", app.simulator_url("psp_a"));
+    let behaviour: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(behaviour["outage"], true, "{behaviour}");
     app.stop().await;
 }
