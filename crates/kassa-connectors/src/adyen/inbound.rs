@@ -134,6 +134,9 @@ fn event_of(
         refund_id: None,
         dispute_id: None,
         reason: None,
+        // Adyen says it only in additionalData, which its HMAC does not cover: unknown, so a
+        // later soft decline does not cascade (ADR 56).
+        three_ds_challenged: None,
     };
     let original = item.original_reference.as_deref().unwrap_or_default();
     let reference = item.merchant_reference.as_str();
