@@ -9,6 +9,7 @@
 
 pub mod iso8583;
 pub mod psp;
+mod serving;
 pub mod stripe;
 
 pub use psp::{run, start, SandboxHandle, SandboxPspConfig};

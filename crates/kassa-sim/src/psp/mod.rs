@@ -20,7 +20,6 @@ use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -28,9 +27,6 @@ pub use behaviour::Behaviour;
 pub use config::{
     SandboxConfigError, SandboxPspConfig, DEFAULT_API_SECRET, DEFAULT_WEBHOOK_SECRET,
 };
-
-/// How long [`SandboxHandle::stop`] waits for open connections before dropping them.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything the handlers share.
 struct Sandbox {
@@ -87,13 +83,7 @@ impl SandboxHandle {
 
     /// Stops serving and cancels pending outcomes and webhook deliveries.
     pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(server) = self.server.take() {
-            let abort = server.abort_handle();
-            if tokio::time::timeout(STOP_GRACE, server).await.is_err() {
-                abort.abort();
-            }
-        }
+        crate::serving::stop(&self.stop, self.server.take()).await;
     }
 }
 
@@ -151,20 +141,8 @@ fn router(shared: Shared) -> Router {
 /// Binds `config.listen` and serves the sandbox in the background.
 pub async fn start(config: SandboxPspConfig) -> anyhow::Result<SandboxHandle> {
     config.validate()?;
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local_addr = listener.local_addr()?;
-    let base_url = match &config.public_base_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let mut reachable = local_addr;
-            if reachable.ip().is_unspecified() {
-                reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            format!("http://{reachable}")
-        }
-    };
+    let (listener, local_addr, base_url) =
+        crate::serving::bind(&config.listen, config.public_base_url.as_deref()).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(config.webhook_timeout_ms.max(1)))
         .redirect(reqwest::redirect::Policy::none())
@@ -180,16 +158,7 @@ pub async fn start(config: SandboxPspConfig) -> anyhow::Result<SandboxHandle> {
         http,
         stopping: stopping.clone(),
     });
-    let app = router(shared);
-    let mut shutdown = stopping;
-    let server = tokio::spawn(async move {
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
-        });
-        if let Err(error) = serving.await {
-            tracing::error!(%error, "sandbox PSP server failed");
-        }
-    });
+    let server = crate::serving::serve(listener, router(shared), stopping, "sandbox PSP");
     tracing::info!(%base_url, "sandbox PSP listening");
     Ok(SandboxHandle {
         base_url,

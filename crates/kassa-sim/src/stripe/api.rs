@@ -17,6 +17,13 @@ use super::objects::{
 };
 use super::Shared;
 
+/// Stripe's answer to a request without a key.
+const NO_API_KEY: &str = "You did not provide an API key. You need to provide your API key in \
+    the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').";
+/// Stripe's answer to confirming an intent that has no payment method.
+const NO_PAYMENT_METHOD: &str =
+    "You cannot confirm this PaymentIntent because it's missing a payment method.";
+
 /// What one API call came to: the answer, the events it causes, and how long the answer is
 /// held back (the time-out test card).
 pub struct Answer {
@@ -131,6 +138,14 @@ impl Params {
         }
     }
 
+    /// The required `amount` and `currency` of a new intent or payout.
+    fn amount_and_currency(&self) -> Result<(i64, String), Answer> {
+        let amount = self
+            .amount("amount")?
+            .ok_or_else(|| Answer::invalid("Missing required param: amount."))?;
+        Ok((amount, self.currency()?))
+    }
+
     fn currency(&self) -> Result<String, Answer> {
         match self.get("currency") {
             Some(code) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
@@ -159,7 +174,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<(), Answer> {
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             None,
-            "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+            NO_API_KEY,
         ));
     };
     let accepted = match &shared.config.secret_key {
@@ -216,7 +231,11 @@ pub async fn call(
         if let Some(saved) = key.as_ref().and_then(|key| objects.idempotency.get(key)) {
             if saved.fingerprint != fingerprint {
                 let key = key.as_deref().unwrap_or_default();
-                let message = format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request.");
+                let message = format!(
+                    "Keys for idempotent requests can only be used with the same parameters \
+                     they were first used with. Try using a key other than '{key}' if you \
+                     meant to execute a different request."
+                );
                 return Answer::error(StatusCode::BAD_REQUEST, "idempotency_error", None, &message)
                     .into_response(false);
             }
@@ -264,13 +283,8 @@ pub async fn create_intent(
         &headers,
         &body,
         |objects, params| {
-            let amount = match params.amount("amount") {
-                Ok(Some(amount)) => amount,
-                Ok(None) => return Answer::invalid("Missing required param: amount."),
-                Err(refusal) => return refusal,
-            };
-            let currency = match params.currency() {
-                Ok(currency) => currency,
+            let (amount, currency) = match params.amount_and_currency() {
+                Ok(both) => both,
                 Err(refusal) => return refusal,
             };
             let mut intent = Intent {
@@ -302,9 +316,7 @@ pub async fn create_intent(
                     }
                     None => no_such_payment_method(method),
                 },
-                None if confirm => return Answer::unexpected_state(
-                    "You cannot confirm this PaymentIntent because it's missing a payment method.",
-                ),
+                None if confirm => return Answer::unexpected_state(NO_PAYMENT_METHOD),
                 None => Answer::ok(intent.to_json(&base_url)),
             };
             if answer.status.is_server_error() || answer.status == StatusCode::BAD_REQUEST {
@@ -356,7 +368,10 @@ fn confirm_with(intent: &mut Intent, method: &str, base_url: &str, slow: Duratio
         }
         CardOutcome::Challenge => {
             if intent.return_url.is_none() {
-                return Answer::invalid("This PaymentIntent requires a return_url to be confirmed with a card that requires authentication.");
+                return Answer::invalid(
+                    "This PaymentIntent requires a return_url to be confirmed with a card that \
+                     requires authentication.",
+                );
             }
             intent.status = "requires_action";
             let body = intent.to_json(base_url);
@@ -387,7 +402,11 @@ pub fn approve(intent: &mut Intent, base_url: &str) -> Vec<Value> {
     intent.status = "succeeded";
     let body = intent.to_json(base_url);
     // `charge.succeeded` comes first, as at Stripe; Kassa acknowledges and ignores it.
-    let charge = json!({"id": intent.latest_charge, "object": "charge", "amount": intent.amount, "currency": intent.currency, "payment_intent": intent.id, "metadata": intent.metadata, "status": "succeeded"});
+    let charge = json!({
+        "id": intent.latest_charge, "object": "charge", "amount": intent.amount,
+        "currency": intent.currency, "payment_intent": intent.id,
+        "metadata": intent.metadata, "status": "succeeded",
+    });
     vec![
         event("charge.succeeded", charge),
         event("payment_intent.succeeded", body),
@@ -446,48 +465,68 @@ pub async fn act_on_intent(
 ) -> Response {
     let base_url = shared.base_url.clone();
     let slow = Duration::from_millis(shared.config.slow_answer_ms);
-    call(&shared, &method, &uri, &headers, &body, |objects, params| {
-        let Some(intent) = objects.intents.get_mut(&id) else {
-            return Answer::missing("payment_intent", &id);
-        };
-        let status = intent.status;
-        match action.as_str() {
-            "confirm" => {
-                if !matches!(status, "requires_payment_method" | "requires_confirmation") {
-                    return Answer::unexpected_state(&format!("You cannot confirm this PaymentIntent because it has a status of {status}."));
+    call(
+        &shared,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        |objects, params| {
+            let Some(intent) = objects.intents.get_mut(&id) else {
+                return Answer::missing("payment_intent", &id);
+            };
+            let status = intent.status;
+            match action.as_str() {
+                "confirm" => {
+                    if !matches!(status, "requires_payment_method" | "requires_confirmation") {
+                        return Answer::unexpected_state(&format!(
+                        "You cannot confirm this PaymentIntent because it has a status of {status}."
+                    ));
+                    }
+                    if let Some(url) = params.get("return_url") {
+                        intent.return_url = Some(url.to_string());
+                    }
+                    let method = params
+                        .payment_method()
+                        .map(str::to_string)
+                        .or_else(|| intent.payment_method.clone());
+                    match method {
+                        Some(method) => confirm_with(intent, &method, &base_url, slow),
+                        None => Answer::unexpected_state(NO_PAYMENT_METHOD),
+                    }
                 }
-                if let Some(url) = params.get("return_url") {
-                    intent.return_url = Some(url.to_string());
+                "capture" => {
+                    if status != "requires_capture" {
+                        return Answer::unexpected_state(&format!(
+                            "This PaymentIntent could not be captured because it has a status of \
+                         {status}."
+                        ));
+                    }
+                    intent.status = "succeeded";
+                    let body = intent.to_json(&base_url);
+                    Answer::ok(body.clone())
+                        .with_events(vec![event("payment_intent.succeeded", body)])
                 }
-                let method = params
-                    .payment_method()
-                    .map(str::to_string)
-                    .or_else(|| intent.payment_method.clone());
-                match method {
-                    Some(method) => confirm_with(intent, &method, &base_url, slow),
-                    None => Answer::unexpected_state("You cannot confirm this PaymentIntent because it's missing a payment method."),
+                "cancel" => {
+                    if matches!(status, "succeeded" | "canceled") {
+                        return Answer::unexpected_state(&format!(
+                            "You cannot cancel this PaymentIntent because it has a status of \
+                         {status}. Only a PaymentIntent with one of the following statuses may \
+                         be canceled: requires_payment_method, requires_capture, \
+                         requires_confirmation, requires_action, processing."
+                        ));
+                    }
+                    intent.status = "canceled";
+                    intent.cancellation_reason =
+                        params.get("cancellation_reason").map(str::to_string);
+                    let body = intent.to_json(&base_url);
+                    Answer::ok(body.clone())
+                        .with_events(vec![event("payment_intent.canceled", body)])
                 }
+                _ => unknown(&method_path("POST", uri.path())),
             }
-            "capture" => {
-                if status != "requires_capture" {
-                    return Answer::unexpected_state(&format!("This PaymentIntent could not be captured because it has a status of {status}."));
-                }
-                intent.status = "succeeded";
-                let body = intent.to_json(&base_url);
-                Answer::ok(body.clone()).with_events(vec![event("payment_intent.succeeded", body)])
-            }
-            "cancel" => {
-                if matches!(status, "succeeded" | "canceled") {
-                    return Answer::unexpected_state(&format!("You cannot cancel this PaymentIntent because it has a status of {status}. Only a PaymentIntent with one of the following statuses may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action, processing."));
-                }
-                intent.status = "canceled";
-                intent.cancellation_reason = params.get("cancellation_reason").map(str::to_string);
-                let body = intent.to_json(&base_url);
-                Answer::ok(body.clone()).with_events(vec![event("payment_intent.canceled", body)])
-            }
-            _ => unknown(&method_path("POST", uri.path())),
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -499,48 +538,68 @@ pub async fn create_refund(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    call(&shared, &method, &uri, &headers, &body, |objects, params| {
-        let Some(intent_id) = params.get("payment_intent") else {
-            return Answer::invalid("One of the following params should be provided for this request: payment_intent or charge.");
-        };
-        let Some(intent) = objects.intents.get(intent_id).cloned() else {
-            return Answer::missing("payment_intent", intent_id);
-        };
-        if intent.status != "succeeded" {
-            return Answer::invalid(&format!("This PaymentIntent ({intent_id}) does not have a successful charge to refund."));
-        }
-        let left = objects.refundable(&intent);
-        let amount = match params.amount("amount") {
-            Ok(amount) => amount.unwrap_or(left),
-            Err(refusal) => return refusal,
-        };
-        if left == 0 {
-            return Answer::error(StatusCode::BAD_REQUEST, "invalid_request_error", Some("charge_already_refunded"), &format!("Charge {} has already been refunded.", intent.latest_charge.clone().unwrap_or_default()));
-        }
-        if amount > left {
-            return Answer::invalid(&format!("Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"));
-        }
-        let refund = Refund {
-            id: new_id("re"),
-            amount,
-            currency: intent.currency.clone(),
-            payment_intent: intent.id.clone(),
-            charge: intent.latest_charge.clone(),
-            metadata: params.metadata(),
-            created: now_unix_s(),
-        };
-        let answer = refund.to_json();
-        let refund_id = refund.id.clone();
-        objects.refunds.insert(refund_id.clone(), refund);
-        let intent = objects.intents.get_mut(intent_id).expect("looked up above");
-        intent.refunds.push(refund_id);
-        let intent = intent.clone();
-        let charge = objects.charge_json(&intent);
-        Answer::ok(answer.clone()).with_events(vec![
-            event("charge.refunded", charge),
-            event("refund.created", answer),
-        ])
-    })
+    call(
+        &shared,
+        &method,
+        &uri,
+        &headers,
+        &body,
+        |objects, params| {
+            let Some(intent_id) = params.get("payment_intent") else {
+                return Answer::invalid(
+                    "One of the following params should be provided for this request: \
+                 payment_intent or charge.",
+                );
+            };
+            let Some(intent) = objects.intents.get(intent_id).cloned() else {
+                return Answer::missing("payment_intent", intent_id);
+            };
+            if intent.status != "succeeded" {
+                return Answer::invalid(&format!(
+                    "This PaymentIntent ({intent_id}) does not have a successful charge to refund."
+                ));
+            }
+            let left = objects.refundable(&intent);
+            let amount = match params.amount("amount") {
+                Ok(amount) => amount.unwrap_or(left),
+                Err(refusal) => return refusal,
+            };
+            if left == 0 {
+                let charge = intent.latest_charge.clone().unwrap_or_default();
+                return Answer::error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("charge_already_refunded"),
+                    &format!("Charge {charge} has already been refunded."),
+                );
+            }
+            if amount > left {
+                return Answer::invalid(&format!(
+                    "Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"
+                ));
+            }
+            let refund = Refund {
+                id: new_id("re"),
+                amount,
+                currency: intent.currency.clone(),
+                payment_intent: intent.id.clone(),
+                charge: intent.latest_charge.clone(),
+                metadata: params.metadata(),
+                created: now_unix_s(),
+            };
+            let answer = refund.to_json();
+            let refund_id = refund.id.clone();
+            objects.refunds.insert(refund_id.clone(), refund);
+            let intent = objects.intents.get_mut(intent_id).expect("looked up above");
+            intent.refunds.push(refund_id);
+            let intent = intent.clone();
+            let charge = objects.charge_json(&intent);
+            Answer::ok(answer.clone()).with_events(vec![
+                event("charge.refunded", charge),
+                event("refund.created", answer),
+            ])
+        },
+    )
     .await
 }
 
@@ -563,13 +622,8 @@ pub async fn create_payout(
         &headers,
         &body,
         |objects, params| {
-            let amount = match params.amount("amount") {
-                Ok(Some(amount)) => amount,
-                Ok(None) => return Answer::invalid("Missing required param: amount."),
-                Err(refusal) => return refusal,
-            };
-            let currency = match params.currency() {
-                Ok(currency) => currency,
+            let (amount, currency) = match params.amount_and_currency() {
+                Ok(both) => both,
                 Err(refusal) => return refusal,
             };
             let destination = params.get("destination").map(str::to_string);

@@ -18,19 +18,14 @@ mod objects;
 mod pages;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// How long [`StripeSimHandle::stop`] waits for open connections before dropping them.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How the simulator listens, authenticates, signs and delays.
 #[derive(Clone)]
@@ -130,13 +125,7 @@ impl StripeSimHandle {
 
     /// Stops serving and cancels pending event deliveries.
     pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(server) = self.server.take() {
-            let abort = server.abort_handle();
-            if tokio::time::timeout(STOP_GRACE, server).await.is_err() {
-                abort.abort();
-            }
-        }
+        crate::serving::stop(&self.stop, self.server.take()).await;
     }
 }
 
@@ -178,20 +167,8 @@ pub async fn start(config: StripeSimConfig) -> anyhow::Result<StripeSimHandle> {
         !config.webhook_secret.is_empty(),
         "the Stripe simulator's webhook_secret must not be empty"
     );
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local_addr: SocketAddr = listener.local_addr()?;
-    let base_url = match &config.public_base_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let mut reachable = local_addr;
-            if reachable.ip().is_unspecified() {
-                reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            format!("http://{reachable}")
-        }
-    };
+    let (listener, _, base_url) =
+        crate::serving::bind(&config.listen, config.public_base_url.as_deref()).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
@@ -205,16 +182,7 @@ pub async fn start(config: StripeSimConfig) -> anyhow::Result<StripeSimHandle> {
         http,
         stopping: stopping.clone(),
     });
-    let app = router(shared);
-    let mut shutdown = stopping;
-    let server = tokio::spawn(async move {
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
-        });
-        if let Err(error) = serving.await {
-            tracing::error!(%error, "Stripe simulator failed");
-        }
-    });
+    let server = crate::serving::serve(listener, router(shared), stopping, "stripe");
     tracing::info!(%base_url, "Stripe simulator listening");
     Ok(StripeSimHandle {
         base_url,
