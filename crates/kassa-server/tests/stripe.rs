@@ -182,6 +182,21 @@ async fn a_3ds_deposit_is_captured_after_the_challenge_page(app: TestApp) {
     );
     until_status(&app, &id, "captured").await;
     assert_eq!(app.balance("p1").await.0, "20.00");
+    // A failed challenge declines the next deposit, nothing credited.
+    let answer = start_deposit(&app, "5.00").await;
+    let failing = answer.body["payment_id"].as_str().unwrap().to_string();
+    let challenge = answer.body["redirect_url"].as_str().unwrap();
+    let answered = browser
+        .post(challenge)
+        .form(&[("result", "fail")])
+        .send()
+        .await
+        .unwrap();
+    let landed = answered.headers()["location"].to_str().unwrap();
+    assert!(landed.contains("redirect_status=failed"), "{landed}");
+    let view = until_status(&app, &failing, "declined").await;
+    assert_eq!(view["failure_reason"], "authentication_failed");
+    assert_eq!(app.balance("p1").await.0, "20.00");
     app.assert_ledger_verifies().await;
     app.stop().await;
 }

@@ -431,6 +431,19 @@ mod tests {
         };
         assert_eq!(declined.status, PaymentEventStatus::Declined);
         assert_eq!(declined.reason.as_deref(), Some("lost_card"));
+        let challenge_failed = intent(
+            "requires_payment_method",
+            r#","last_payment_error":{"type":"invalid_request_error","code":"payment_intent_authentication_failure"}"#,
+        );
+        let ProviderEvent::Payment(unauthenticated) =
+            one("payment_intent.payment_failed", &challenge_failed)
+        else {
+            panic!("a payment event")
+        };
+        assert_eq!(
+            unauthenticated.reason.as_deref(),
+            Some("authentication_failed")
+        );
         let no_id = event(
             "payment_intent.succeeded",
             r#"{"id":"pi_1","status":"succeeded","amount":1,"currency":"eur"}"#,

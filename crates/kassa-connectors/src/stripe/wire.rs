@@ -46,9 +46,14 @@ pub(super) struct PaymentError {
 }
 
 impl PaymentError {
-    /// The most specific reason: the issuer's `decline_code`, else Stripe's `code`.
+    /// The most specific reason: the issuer's `decline_code`, else Stripe's `code`; a failed
+    /// 3-D Secure challenge is Kassa's `authentication_failed` (hard, counted as a 3-D Secure
+    /// failure).
     pub fn reason(&self) -> Option<String> {
-        self.decline_code.clone().or_else(|| self.code.clone())
+        match self.code.as_deref() {
+            Some("payment_intent_authentication_failure") => Some("authentication_failed".into()),
+            _ => self.decline_code.clone().or_else(|| self.code.clone()),
+        }
     }
 }
 
