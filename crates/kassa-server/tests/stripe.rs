@@ -176,7 +176,7 @@ async fn a_3ds_deposit_is_captured_after_the_challenge_page(app: TestApp) {
     assert_eq!(answered.status(), StatusCode::SEE_OTHER);
     let landed = answered.headers()["location"].to_str().unwrap();
     assert!(
-        landed.starts_with(&format!("{}/cashier/return?", app.base))
+        landed.starts_with(&format!("{}/cashier/return?payment_id={id}&", app.base))
             && landed.contains("redirect_status=succeeded"),
         "{landed}"
     );

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 
 use super::wire::{self, Form};
 use crate::provider::{
-    Capabilities, PaymentStart, PaymentStarted, PaymentStatusReport, PayoutAccepted, ProviderError,
-    ProviderPaymentStatus, ProviderPayoutStatus, RefundAccepted,
+    Capabilities, PaymentRequest, PaymentStart, PaymentStarted, PaymentStatusReport,
+    PayoutAccepted, ProviderError, ProviderPaymentStatus, ProviderPayoutStatus, RefundAccepted,
 };
 use crate::translator::{CallContext, Operation, Outcome, ReplaySafety, Translator};
 use crate::transport::{HttpRequest, HttpResponse};
@@ -125,7 +125,7 @@ impl Translator for StripeTranslator {
                     .field("confirm", "true")
                     .field("payment_method", self.payment_method.as_str())
                     .field("payment_method_types[0]", "card")
-                    .field("return_url", request.return_url.as_str())
+                    .field("return_url", return_url(request))
                     .field("metadata[kassa_payment_id]", request.payment_id.as_str());
                 let key = idempotency_key("start", &request.payment_id);
                 self.request(
@@ -217,6 +217,21 @@ impl Translator for StripeTranslator {
                 }))
             }
         }
+    }
+}
+
+/// Where Stripe sends the player after 3-D Secure: the deposit's `return_url` with Kassa's
+/// `payment_id` added, as every provider's return does (Stripe adds `payment_intent` and
+/// `redirect_status` itself).
+fn return_url(request: &PaymentRequest) -> String {
+    match reqwest::Url::parse(&request.return_url) {
+        Ok(mut url) => {
+            url.query_pairs_mut()
+                .append_pair("payment_id", &request.payment_id);
+            url.to_string()
+        }
+        // The server checked it at init; sent as given if it somehow does not parse.
+        Err(_) => request.return_url.clone(),
     }
 }
 
@@ -396,7 +411,7 @@ fn decode_answer<T: DeserializeOwned>(status: StatusCode, answer: &[u8]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{PaymentRequest, PayoutRequest, RefundRequest};
+    use crate::provider::{PayoutRequest, RefundRequest};
 
     fn translator() -> StripeTranslator {
         StripeTranslator::new(SecretString::from("sk_test_123"), "pm_card_visa")
@@ -468,7 +483,8 @@ mod tests {
         assert_eq!(
             body,
             "amount=5000&currency=eur&confirm=true&payment_method=pm_card_visa\
-             &payment_method_types%5B0%5D=card&return_url=http%3A%2F%2Fshop%2Fr%3Fa%3D1\
+             &payment_method_types%5B0%5D=card\
+             &return_url=http%3A%2F%2Fshop%2Fr%3Fa%3D1%26payment_id%3Dpay_1\
              &metadata%5Bkassa_payment_id%5D=pay_1"
         );
         assert_eq!(key.as_deref(), Some("kassa-start-pay_1"));
