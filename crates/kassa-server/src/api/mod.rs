@@ -167,6 +167,7 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(routing::get_routing, routing::put_routing))
         .routes(routes!(routing::routing_history))
         .routes(routes!(routing::routing_health))
+        .routes(routes!(routing::routing_success_rate))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::retry_job))

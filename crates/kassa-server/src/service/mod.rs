@@ -10,6 +10,7 @@ pub mod payouts;
 pub mod players;
 pub mod provider_events;
 pub mod routing;
+pub mod success_rate;
 pub mod vault;
 pub mod wallet;
 pub mod webhook_endpoints;
