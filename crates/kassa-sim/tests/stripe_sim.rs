@@ -177,6 +177,18 @@ async fn keys_replays_and_errors_follow_stripes_wire_rules() {
     assert_eq!(conflict.status(), StatusCode::BAD_REQUEST);
     let conflict: Value = conflict.json().await.unwrap();
     assert_eq!(conflict["error"]["type"], "idempotency_error");
+    // Basic auth with the key as user name, as `curl -u sk_test_…:` sends it.
+    let basic = client
+        .get(format!(
+            "{}/v1/payment_intents/{}",
+            sim.base_url(),
+            first["id"].as_str().unwrap()
+        ))
+        .basic_auth("sk_test_a", Some(""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), StatusCode::OK);
     let unauthenticated = post(None, body, "k2").await.unwrap();
     assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
     let live_key = post(Some("sk_live_a"), body, "k3").await.unwrap();

@@ -163,13 +163,28 @@ impl Params {
     }
 }
 
-/// Checks `Authorization: Bearer sk_…` against the configured key, or any `sk_test_…`.
+/// The key of `Authorization: Bearer <key>`, or of Basic auth with the key as user name and
+/// no password (`curl -u sk_test_…:`), both of which Stripe takes.
+fn api_key(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    if let Some(key) = value.strip_prefix("Bearer ") {
+        return Some(key.to_string());
+    }
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(user, _)| user.to_string())
+}
+
+/// Checks the key against the configured one, or any `sk_test_…`.
 fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<(), Answer> {
-    let key = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    let Some(key) = key else {
+    let Some(key) = api_key(headers) else {
         return Err(Answer::error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
@@ -178,7 +193,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<(), Answer> {
         ));
     };
     let accepted = match &shared.config.secret_key {
-        Some(configured) => key == configured,
+        Some(configured) => &key == configured,
         None => key.starts_with("sk_test_") && key.len() > "sk_test_".len(),
     };
     if !accepted {
