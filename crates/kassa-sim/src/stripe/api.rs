@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,6 +16,8 @@ use super::objects::{
 };
 use super::Shared;
 
+/// Largest request body read; Stripe's own limit is far above any real form here.
+const BODY_LEN_MAX: usize = 1024 * 1024;
 /// Stripe's answer to a request without a key.
 const NO_API_KEY: &str = "You did not provide an API key. You need to provide your API key in \
     the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').";
@@ -223,15 +224,18 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<(), Answer> {
 /// cannot both act.
 pub async fn call(
     shared: &Shared,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
+    request: Request,
     work: impl FnOnce(&mut Objects, &Params) -> Answer,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
     if let Err(refusal) = authenticate(shared, headers) {
         return refusal.into_response(false);
     }
+    let Ok(body) = axum::body::to_bytes(body, BODY_LEN_MAX).await else {
+        return Answer::invalid("The request body is too large.").into_response(false);
+    };
+    let body = body.as_ref();
     let params = Params::parse(body);
     let key = match *method {
         Method::POST => headers
@@ -282,68 +286,55 @@ pub async fn call(
 }
 
 /// `POST /v1/payment_intents`, confirmed at once with `confirm=true`.
-pub async fn create_intent(
-    State(shared): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn create_intent(State(shared): State<Shared>, request: Request) -> Response {
     let base_url = shared.base_url.clone();
     let slow = Duration::from_millis(shared.config.slow_answer_ms);
-    call(
-        &shared,
-        &method,
-        &uri,
-        &headers,
-        &body,
-        |objects, params| {
-            let (amount, currency) = match params.amount_and_currency() {
-                Ok(both) => both,
-                Err(refusal) => return refusal,
-            };
-            let mut intent = Intent {
-                id: new_id("pi"),
-                amount,
-                currency,
-                status: "requires_payment_method",
-                capture_method: params
-                    .get("capture_method")
-                    .unwrap_or("automatic")
-                    .to_string(),
-                payment_method: None,
-                return_url: params.get("return_url").map(str::to_string),
-                metadata: params.metadata(),
-                created: now_unix_s(),
-                last_payment_error: None,
-                latest_charge: None,
-                cancellation_reason: None,
-                refunds: Vec::new(),
-            };
-            let confirm = params.get("confirm") == Some("true");
-            let answer = match params.payment_method() {
-                Some(method) if confirm => confirm_with(&mut intent, method, &base_url, slow),
-                Some(method) => match cards::outcome(method) {
-                    Some(_) => {
-                        intent.payment_method = Some(method.to_string());
-                        intent.status = "requires_confirmation";
-                        Answer::ok(intent.to_json(&base_url))
-                    }
-                    None => no_such_payment_method(method),
-                },
-                None if confirm => return Answer::unexpected_state(NO_PAYMENT_METHOD),
-                None => Answer::ok(intent.to_json(&base_url)),
-            };
-            if answer.status.is_server_error() || answer.status == StatusCode::BAD_REQUEST {
-                return answer; // nothing was created
-            }
-            let created = event("payment_intent.created", intent.to_json(&base_url));
-            let mut answer = answer;
-            answer.events.insert(0, created);
-            objects.intents.insert(intent.id.clone(), intent);
-            answer
-        },
-    )
+    call(&shared, request, |objects, params| {
+        let (amount, currency) = match params.amount_and_currency() {
+            Ok(both) => both,
+            Err(refusal) => return refusal,
+        };
+        let mut intent = Intent {
+            id: new_id("pi"),
+            amount,
+            currency,
+            status: "requires_payment_method",
+            capture_method: params
+                .get("capture_method")
+                .unwrap_or("automatic")
+                .to_string(),
+            payment_method: None,
+            return_url: params.get("return_url").map(str::to_string),
+            metadata: params.metadata(),
+            created: now_unix_s(),
+            last_payment_error: None,
+            latest_charge: None,
+            cancellation_reason: None,
+            refunds: Vec::new(),
+        };
+        let confirm = params.get("confirm") == Some("true");
+        let answer = match params.payment_method() {
+            Some(method) if confirm => confirm_with(&mut intent, method, &base_url, slow),
+            Some(method) => match cards::outcome(method) {
+                Some(_) => {
+                    intent.payment_method = Some(method.to_string());
+                    intent.status = "requires_confirmation";
+                    Answer::ok(intent.to_json(&base_url))
+                }
+                None => no_such_payment_method(method),
+            },
+            None if confirm => return Answer::unexpected_state(NO_PAYMENT_METHOD),
+            None => Answer::ok(intent.to_json(&base_url)),
+        };
+        if answer.status.is_server_error() || answer.status == StatusCode::BAD_REQUEST {
+            return answer; // nothing was created
+        }
+        let created = event("payment_intent.created", intent.to_json(&base_url));
+        let mut answer = answer;
+        answer.events.insert(0, created);
+        objects.intents.insert(intent.id.clone(), intent);
+        answer
+    })
     .await
 }
 
@@ -450,22 +441,15 @@ pub fn decline(intent: &mut Intent, error: PaymentError, base_url: &str) -> Answ
 pub async fn get_intent(
     State(shared): State<Shared>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
     let base_url = shared.base_url.clone();
-    call(
-        &shared,
-        &method,
-        &uri,
-        &headers,
-        b"",
-        |objects, _| match objects.intents.get(&id) {
+    call(&shared, request, |objects, _| {
+        match objects.intents.get(&id) {
             Some(intent) => Answer::ok(intent.to_json(&base_url)),
             None => Answer::missing("payment_intent", &id),
-        },
-    )
+        }
+    })
     .await
 }
 
@@ -473,148 +457,123 @@ pub async fn get_intent(
 pub async fn act_on_intent(
     State(shared): State<Shared>,
     Path((id, action)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
     let base_url = shared.base_url.clone();
     let slow = Duration::from_millis(shared.config.slow_answer_ms);
-    call(
-        &shared,
-        &method,
-        &uri,
-        &headers,
-        &body,
-        |objects, params| {
-            let Some(intent) = objects.intents.get_mut(&id) else {
-                return Answer::missing("payment_intent", &id);
-            };
-            let status = intent.status;
-            match action.as_str() {
-                "confirm" => {
-                    if !matches!(status, "requires_payment_method" | "requires_confirmation") {
-                        return Answer::unexpected_state(&format!(
+    let path = request.uri().path().to_string();
+    call(&shared, request, |objects, params| {
+        let Some(intent) = objects.intents.get_mut(&id) else {
+            return Answer::missing("payment_intent", &id);
+        };
+        let status = intent.status;
+        match action.as_str() {
+            "confirm" => {
+                if !matches!(status, "requires_payment_method" | "requires_confirmation") {
+                    return Answer::unexpected_state(&format!(
                         "You cannot confirm this PaymentIntent because it has a status of {status}."
                     ));
-                    }
-                    if let Some(url) = params.get("return_url") {
-                        intent.return_url = Some(url.to_string());
-                    }
-                    let method = params
-                        .payment_method()
-                        .map(str::to_string)
-                        .or_else(|| intent.payment_method.clone());
-                    match method {
-                        Some(method) => confirm_with(intent, &method, &base_url, slow),
-                        None => Answer::unexpected_state(NO_PAYMENT_METHOD),
-                    }
                 }
-                "capture" => {
-                    if status != "requires_capture" {
-                        return Answer::unexpected_state(&format!(
-                            "This PaymentIntent could not be captured because it has a status of \
+                if let Some(url) = params.get("return_url") {
+                    intent.return_url = Some(url.to_string());
+                }
+                let method = params
+                    .payment_method()
+                    .map(str::to_string)
+                    .or_else(|| intent.payment_method.clone());
+                match method {
+                    Some(method) => confirm_with(intent, &method, &base_url, slow),
+                    None => Answer::unexpected_state(NO_PAYMENT_METHOD),
+                }
+            }
+            "capture" => {
+                if status != "requires_capture" {
+                    return Answer::unexpected_state(&format!(
+                        "This PaymentIntent could not be captured because it has a status of \
                          {status}."
-                        ));
-                    }
-                    intent.status = "succeeded";
-                    let body = intent.to_json(&base_url);
-                    Answer::ok(body.clone())
-                        .with_events(vec![event("payment_intent.succeeded", body)])
+                    ));
                 }
-                "cancel" => {
-                    if matches!(status, "succeeded" | "canceled") {
-                        return Answer::unexpected_state(&format!(
-                            "You cannot cancel this PaymentIntent because it has a status of \
+                intent.status = "succeeded";
+                let body = intent.to_json(&base_url);
+                Answer::ok(body.clone()).with_events(vec![event("payment_intent.succeeded", body)])
+            }
+            "cancel" => {
+                if matches!(status, "succeeded" | "canceled") {
+                    return Answer::unexpected_state(&format!(
+                        "You cannot cancel this PaymentIntent because it has a status of \
                          {status}. Only a PaymentIntent with one of the following statuses may \
                          be canceled: requires_payment_method, requires_capture, \
                          requires_confirmation, requires_action, processing."
-                        ));
-                    }
-                    intent.status = "canceled";
-                    intent.cancellation_reason =
-                        params.get("cancellation_reason").map(str::to_string);
-                    let body = intent.to_json(&base_url);
-                    Answer::ok(body.clone())
-                        .with_events(vec![event("payment_intent.canceled", body)])
+                    ));
                 }
-                _ => unknown(&method_path("POST", uri.path())),
+                intent.status = "canceled";
+                intent.cancellation_reason = params.get("cancellation_reason").map(str::to_string);
+                let body = intent.to_json(&base_url);
+                Answer::ok(body.clone()).with_events(vec![event("payment_intent.canceled", body)])
             }
-        },
-    )
+            _ => unknown(&method_path("POST", &path)),
+        }
+    })
     .await
 }
 
 /// `POST /v1/refunds` of a captured intent, `amount` defaulting to what is left.
-pub async fn create_refund(
-    State(shared): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    call(
-        &shared,
-        &method,
-        &uri,
-        &headers,
-        &body,
-        |objects, params| {
-            let Some(intent_id) = params.get("payment_intent") else {
-                return Answer::invalid(
-                    "One of the following params should be provided for this request: \
+pub async fn create_refund(State(shared): State<Shared>, request: Request) -> Response {
+    call(&shared, request, |objects, params| {
+        let Some(intent_id) = params.get("payment_intent") else {
+            return Answer::invalid(
+                "One of the following params should be provided for this request: \
                  payment_intent or charge.",
-                );
-            };
-            let Some(intent) = objects.intents.get(intent_id).cloned() else {
-                return Answer::missing("payment_intent", intent_id);
-            };
-            if intent.status != "succeeded" {
-                return Answer::invalid(&format!(
-                    "This PaymentIntent ({intent_id}) does not have a successful charge to refund."
-                ));
-            }
-            let left = objects.refundable(&intent);
-            let amount = match params.amount("amount") {
-                Ok(amount) => amount.unwrap_or(left),
-                Err(refusal) => return refusal,
-            };
-            if left == 0 {
-                let charge = intent.latest_charge.clone().unwrap_or_default();
-                return Answer::error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    Some("charge_already_refunded"),
-                    &format!("Charge {charge} has already been refunded."),
-                );
-            }
-            if amount > left {
-                return Answer::invalid(&format!(
-                    "Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"
-                ));
-            }
-            let refund = Refund {
-                id: new_id("re"),
-                amount,
-                currency: intent.currency.clone(),
-                payment_intent: intent.id.clone(),
-                charge: intent.latest_charge.clone(),
-                metadata: params.metadata(),
-                created: now_unix_s(),
-            };
-            let answer = refund.to_json();
-            let refund_id = refund.id.clone();
-            objects.refunds.insert(refund_id.clone(), refund);
-            let intent = objects.intents.get_mut(intent_id).expect("looked up above");
-            intent.refunds.push(refund_id);
-            let intent = intent.clone();
-            let charge = objects.charge_json(&intent);
-            Answer::ok(answer.clone()).with_events(vec![
-                event("charge.refunded", charge),
-                event("refund.created", answer),
-            ])
-        },
-    )
+            );
+        };
+        let Some(intent) = objects.intents.get(intent_id).cloned() else {
+            return Answer::missing("payment_intent", intent_id);
+        };
+        if intent.status != "succeeded" {
+            return Answer::invalid(&format!(
+                "This PaymentIntent ({intent_id}) does not have a successful charge to refund."
+            ));
+        }
+        let left = objects.refundable(&intent);
+        let amount = match params.amount("amount") {
+            Ok(amount) => amount.unwrap_or(left),
+            Err(refusal) => return refusal,
+        };
+        if left == 0 {
+            let charge = intent.latest_charge.clone().unwrap_or_default();
+            return Answer::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("charge_already_refunded"),
+                &format!("Charge {charge} has already been refunded."),
+            );
+        }
+        if amount > left {
+            return Answer::invalid(&format!(
+                "Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"
+            ));
+        }
+        let refund = Refund {
+            id: new_id("re"),
+            amount,
+            currency: intent.currency.clone(),
+            payment_intent: intent.id.clone(),
+            charge: intent.latest_charge.clone(),
+            metadata: params.metadata(),
+            created: now_unix_s(),
+        };
+        let answer = refund.to_json();
+        let refund_id = refund.id.clone();
+        objects.refunds.insert(refund_id.clone(), refund);
+        let intent = objects.intents.get_mut(intent_id).expect("looked up above");
+        intent.refunds.push(refund_id);
+        let intent = intent.clone();
+        let charge = objects.charge_json(&intent);
+        Answer::ok(answer.clone()).with_events(vec![
+            event("charge.refunded", charge),
+            event("refund.created", answer),
+        ])
+    })
     .await
 }
 
@@ -623,51 +582,38 @@ pub async fn create_refund(
 pub const FAILING_PAYOUT_DESTINATION: &str = "ba_kassa_account_closed";
 
 /// `POST /v1/payouts`: answered `pending`; `payout.paid` (or `payout.failed`) follows.
-pub async fn create_payout(
-    State(shared): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    call(
-        &shared,
-        &method,
-        &uri,
-        &headers,
-        &body,
-        |objects, params| {
-            let (amount, currency) = match params.amount_and_currency() {
-                Ok(both) => both,
-                Err(refusal) => return refusal,
-            };
-            let destination = params.get("destination").map(str::to_string);
-            let mut payout = Payout {
-                id: new_id("po"),
-                amount,
-                currency,
-                destination,
-                metadata: params.metadata(),
-                status: "pending",
-                failure_code: None,
-                created: now_unix_s(),
-            };
-            let answer = payout.to_json();
-            let fails = payout.destination.as_deref() == Some(FAILING_PAYOUT_DESTINATION);
-            (payout.status, payout.failure_code) = match fails {
-                true => ("failed", Some("account_closed")),
-                false => ("paid", None),
-            };
-            let kind = if fails {
-                "payout.failed"
-            } else {
-                "payout.paid"
-            };
-            let events = vec![event(kind, payout.to_json())];
-            objects.payouts.insert(payout.id.clone(), payout);
-            Answer::ok(answer).with_events(events)
-        },
-    )
+pub async fn create_payout(State(shared): State<Shared>, request: Request) -> Response {
+    call(&shared, request, |objects, params| {
+        let (amount, currency) = match params.amount_and_currency() {
+            Ok(both) => both,
+            Err(refusal) => return refusal,
+        };
+        let destination = params.get("destination").map(str::to_string);
+        let mut payout = Payout {
+            id: new_id("po"),
+            amount,
+            currency,
+            destination,
+            metadata: params.metadata(),
+            status: "pending",
+            failure_code: None,
+            created: now_unix_s(),
+        };
+        let answer = payout.to_json();
+        let fails = payout.destination.as_deref() == Some(FAILING_PAYOUT_DESTINATION);
+        (payout.status, payout.failure_code) = match fails {
+            true => ("failed", Some("account_closed")),
+            false => ("paid", None),
+        };
+        let kind = if fails {
+            "payout.failed"
+        } else {
+            "payout.paid"
+        };
+        let events = vec![event(kind, payout.to_json())];
+        objects.payouts.insert(payout.id.clone(), payout);
+        Answer::ok(answer).with_events(events)
+    })
     .await
 }
 
@@ -675,21 +621,14 @@ pub async fn create_payout(
 pub async fn get_payout(
     State(shared): State<Shared>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
-    call(
-        &shared,
-        &method,
-        &uri,
-        &headers,
-        b"",
-        |objects, _| match objects.payouts.get(&id) {
+    call(&shared, request, |objects, _| {
+        match objects.payouts.get(&id) {
             Some(payout) => Answer::ok(payout.to_json()),
             None => Answer::missing("payout", &id),
-        },
-    )
+        }
+    })
     .await
 }
 
