@@ -142,6 +142,24 @@ async fn a_deposit_without_3ds_is_captured_by_stripes_event(app: TestApp) {
         app.balance("p1").await,
         ("50.00".to_string(), "0.00".to_string())
     );
+    // An event type Kassa does not act on is acknowledged, not refused (ADR 9101).
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let ignored = json!({"id": "evt_ignored_1", "object": "event", "type": "charge.succeeded",
+        "created": now, "data": {"object": {"id": "ch_1", "object": "charge"}}})
+    .to_string();
+    let header =
+        kassa_connectors::stripe::signature_header(b"whsec_kassa_stripe", now, ignored.as_bytes());
+    let answer = app
+        .client
+        .post(format!("{}/v1/providers/stripe/webhook", app.base))
+        .header("stripe-signature", header)
+        .body(ignored)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body, json!({"received": true, "ignored": true}));
     app.assert_ledger_verifies().await;
     app.stop().await;
 }
