@@ -67,6 +67,8 @@ pub struct AppStateInner {
     pub routing: service::routing::RoutingService,
     /// Responsible-gambling limits.
     pub limits: service::limits::LimitsService,
+    /// Self-exclusions and time-outs.
+    pub exclusions: service::exclusions::ExclusionsService,
     /// The operator's webhook endpoints.
     pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
     /// Sends outbound webhooks (the `webhook.deliver` jobs).
@@ -376,6 +378,8 @@ impl AppState {
         .with_routing(routing.clone());
         let store_for_webhooks = store.clone();
         let limits = service::limits::LimitsService::new(store.clone(), players.clone());
+        let exclusions =
+            service::exclusions::ExclusionsService::new(store.clone(), players.clone());
         let source_allow_lists = config
             .source_allow_lists()
             .expect("webhook_source_cidrs are valid (checked by Config::load and Server::start)");
@@ -399,6 +403,7 @@ impl AppState {
             payouts,
             routing,
             limits,
+            exclusions,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
                 store_for_webhooks,
                 &config.webhooks,

@@ -21,6 +21,10 @@ contract_tests_with!(
     traffic_leaves_a_provider_that_goes_down_and_returns_when_it_recovers => three_accounts,
     routing_changes_are_audited_and_refused_when_invalid => three_accounts,
     the_success_rate_mode_prefers_the_best_measured_account_and_reports_its_uplift => three_accounts,
+    a_later_soft_decline_cascades_to_the_next_account_in_the_same_payment => |c: &mut Config| {
+        three_accounts(c);
+        c.jobs.poll_interval_ms = 20;
+    },
     a_sandbox_account_misbehaves_as_its_configuration_says => |c: &mut Config| {
         three_accounts(c);
         let outage: toml::Table = toml::from_str("outage = true").unwrap();
@@ -484,5 +488,89 @@ async fn a_sandbox_account_misbehaves_as_its_configuration_says(app: TestApp) {
     let url = format!("{}/sandbox/behaviour", app.simulator_url("psp_a"));
     let behaviour: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
     assert_eq!(behaviour["outage"], true, "{behaviour}");
+    app.stop().await;
+}
+
+/// Waits until `check` holds for the payment; answers it.
+async fn payment_when(app: &TestApp, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = app.get(&format!("/v1/payments/{id}")).await.body;
+        if check(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "never came: {now}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The player paid on psp_a's page and psp_a declined softly by webhook: the same payment
+/// goes on to psp_b, the return page offers psp_b's page, and the player pays there. After a
+/// 3-D Secure challenge or a hard decline, the decline stands.
+async fn a_later_soft_decline_cascades_to_the_next_account_in_the_same_payment(app: TestApp) {
+    app.player("p1").await;
+    let started = common::start_deposit(&app, "10.00").await.body;
+    let id = started["payment_id"].as_str().unwrap().to_string();
+    let first_page = started["redirect_url"].as_str().unwrap().to_string();
+    let landed = common::pay_with_card(&first_page, "4000000000000259", "").await;
+    assert!(landed.contains("/cashier/return"), "{landed}");
+    let moved = payment_when(&app, &id, |p| p["provider"] == "psp_b").await;
+    assert_eq!(moved["status"], "pending", "{moved}");
+    let step = &moved["routing"]["after_decline"][0];
+    assert_eq!(step["from"], "psp_a", "{moved}");
+    assert_eq!(step["reason"], SOFT, "{moved}");
+    assert_eq!(step["attempts"][0]["provider"], "psp_b", "{moved}");
+    let next_page = moved["redirect_url"].as_str().unwrap().to_string();
+    assert_ne!(next_page, first_page);
+    assert!(
+        next_page.starts_with(&app.simulator_url("psp_b")),
+        "{next_page}"
+    );
+
+    let shown = reqwest::get(format!("{}/cashier/return?payment_id={id}", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(shown.contains(&format!(r#"href="{next_page}""#)), "{shown}");
+    assert!(!shown.contains(r#"id="continue" hidden"#), "{shown}");
+
+    common::pay_with_card(&next_page, "4242424242424242", "").await;
+    let paid = payment_when(&app, &id, |p| p["status"] == "captured").await;
+    assert_eq!(paid["provider"], "psp_b");
+    assert_eq!(app.balance("p1").await.0, "10.00");
+
+    // Declined softly after the player answered a 3-D Secure challenge: no second one.
+    let challenged = common::start_deposit(&app, "5.00").await.body;
+    let challenged_id = challenged["payment_id"].as_str().unwrap();
+    let page = challenged["redirect_url"].as_str().unwrap();
+    common::pay_with_card(page, "4000000000003246", "123456").await;
+    let declined = payment_when(&app, challenged_id, |p| p["status"] != "pending").await;
+    assert_eq!(declined["status"], "declined", "{declined}");
+    assert_eq!(declined["provider"], "psp_a");
+    assert!(
+        declined["routing"].get("after_decline").is_none(),
+        "{declined}"
+    );
+
+    // A hard decline stands too.
+    let hard = common::start_deposit(&app, "5.00").await.body;
+    let hard_id = hard["payment_id"].as_str().unwrap();
+    common::pay_with_card(
+        hard["redirect_url"].as_str().unwrap(),
+        "4000000000009995",
+        "",
+    )
+    .await;
+    let declined = payment_when(&app, hard_id, |p| p["status"] != "pending").await;
+    assert_eq!(declined["status"], "declined", "{declined}");
+    assert_eq!(declined["failure_reason"], HARD);
+    assert!(
+        declined["routing"].get("after_decline").is_none(),
+        "{declined}"
+    );
+    assert_eq!(app.balance("p1").await.0, "10.00");
+    app.assert_ledger_verifies().await;
     app.stop().await;
 }

@@ -20,7 +20,7 @@ use kassa_connectors::{
     CardCharge, CardDetails, PaymentProvider, PaymentRequest, PaymentStart, PaymentStarted,
     ProviderError, ProviderRegistry, CIRCUIT_OPEN,
 };
-use kassa_core::routing::{Decision, DeclineClass, DeclineClasses, Outcome};
+use kassa_core::routing::{DeclineClass, DeclineClasses, Outcome};
 use serde::Serialize;
 
 use crate::service::routing::RoutingService;
@@ -61,18 +61,19 @@ struct Verdict {
     may_cascade: bool,
 }
 
-/// Offers `request` to the decision's candidates in turn (see the module's rules).
+/// Offers `request` to `candidates` in turn (see the module's rules): a decision's, or the
+/// rest of them after a later soft decline.
 pub async fn offer(
     routing: &RoutingService,
     providers: &ProviderRegistry,
-    decision: &Decision,
+    candidates: &[String],
     declines: &DeclineClasses,
     request: &PaymentRequest,
 ) -> Offered {
     let turns = in_turn(
         routing,
         providers,
-        &decision.candidates,
+        candidates,
         declines,
         request,
         |provider| async move { provider.start_payment(request).await },
@@ -81,7 +82,7 @@ pub async fn offer(
     .await;
     let last = turns
         .last
-        .expect("a decision names at least one registered account");
+        .expect("candidates name at least one registered account");
     Offered {
         provider: last.provider,
         asked: last.answer,

@@ -29,6 +29,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, OnceCell};
 
+mod later_cascade;
+
+pub use later_cascade::{CascadePayload, PAYMENT_CASCADE};
+
 use crate::idempotency::IdempotencyClaim;
 use crate::service::cascade;
 use crate::service::limits::{check_deposit_limits, DepositRefused};
@@ -349,6 +353,7 @@ impl PaymentsService {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
         PlayerError::check_may_play(&player.player_id, player.account_status)?;
+        PlayerError::check_age(&player, today_utc())?;
         let amount = request.amount;
         check_deposit_limits(
             &self.store,
@@ -371,7 +376,7 @@ impl PaymentsService {
         let offered = cascade::offer(
             &self.routing,
             &self.providers,
-            &decision,
+            &decision.candidates,
             &declines,
             &payment_request(&payment),
         )
@@ -630,6 +635,14 @@ impl PaymentsService {
             .find_started(&payment_id)
             .await?
             .ok_or_else(not_found)?;
+        // A later soft decline may cascade (ADR 56); the document is read before the
+        // transaction, and only for declines.
+        let declines = match event.status {
+            PaymentEventStatus::Declined => {
+                Some(self.routing.current().await?.document.declines.clone())
+            }
+            _ => None,
+        };
         // Resolve the player's accounts before the write transaction: on SQLite the writer is
         // one connection, and a lookup that needs it inside the transaction would wait forever.
         let wallet = self
@@ -645,9 +658,20 @@ impl PaymentsService {
             .ok_or_else(not_found)?;
         check_event_matches(provider, &payment, event)?;
         let was = payment.status;
-        let applied = self
-            .apply_event(&mut tx, &mut payment, &wallet, event, source)
-            .await?;
+        let cascades = declines
+            .as_ref()
+            .is_some_and(|declines| later_cascade::cascades_later(&payment, event, declines));
+        let applied = match cascades {
+            true => {
+                self.defer_to_cascade(&mut tx, &payment, event, source)
+                    .await?;
+                Applied::Processed(payment.status)
+            }
+            false => {
+                self.apply_event(&mut tx, &mut payment, &wallet, event, source)
+                    .await?
+            }
+        };
         if !self
             .record_event_answer(&mut tx, provider, event, &applied, log)
             .await?
@@ -1413,6 +1437,7 @@ impl PaymentsService {
                 refund_id: None,
                 dispute_id: None,
                 reason: None,
+                three_ds_challenged: None,
             };
             self.apply_event(tx, payment, wallet, &captured, "card_page")
                 .await
@@ -1442,6 +1467,7 @@ impl PaymentsService {
             refund_id: Some(refund.id.to_string()),
             dispute_id: None,
             reason: None,
+            three_ds_challenged: None,
         };
         self.apply_provider_event(&payment.provider, &refunded, "provider_answer", None)
             .await
@@ -1516,6 +1542,7 @@ impl PaymentsService {
                         refund_id: None,
                         dispute_id: None,
                         reason: Some("status_sync".into()),
+                        three_ds_challenged: None,
                     };
                     self.apply_provider_event(&payment.provider, &event, "sync", None)
                         .await
@@ -1878,4 +1905,14 @@ fn payment_request(payment: &PaymentRecord) -> PaymentRequest {
         country: Some(payment.country.clone()),
         return_url: payment.return_url.clone(),
     }
+}
+
+/// Today's UTC date as (year, month, day), for age checks.
+fn today_utc() -> (i32, u32, u32) {
+    let today = time::OffsetDateTime::now_utc().date();
+    (
+        today.year(),
+        u32::from(u8::from(today.month())),
+        u32::from(today.day()),
+    )
 }

@@ -17,6 +17,7 @@ use crate::workers::outbox::{self, OutboxPublisher, PublishError};
 use crate::workers::webhook_delivery;
 
 pub use crate::service::acquirer::REVERSAL_ADVICE;
+pub use crate::service::payments::PAYMENT_CASCADE;
 pub use crate::service::webhook_endpoints::WEBHOOK_DELIVER;
 use crate::AppState;
 
@@ -28,6 +29,10 @@ pub const PAYOUT_SCHEDULER: &str = "payouts.schedule";
 pub const PAYOUT_SEND: &str = "payout.send";
 /// Recurring: the outbox's consumer.
 pub const OUTBOX_PUBLISH: &str = "outbox.publish";
+/// Recurring: ends self-exclusions and time-outs whose end has come (ADR 57).
+pub const EXCLUSIONS_END: &str = "players.exclusions_end";
+/// How often exclusions are ended: a player waits at most this long past the end.
+const EXCLUSIONS_END_INTERVAL_MS: i64 = 60_000;
 
 /// Recurring: deletes delivery log rows older than `webhooks.delivery_log_retention_days` and
 /// outbound delivery attempts older than `webhooks.outbound.attempts_retention_days`.
@@ -40,9 +45,11 @@ pub const KINDS: &[&str] = &[
     PAYOUT_SCHEDULER,
     PAYOUT_SEND,
     OUTBOX_PUBLISH,
+    EXCLUSIONS_END,
     WEBHOOK_LOG_PURGE,
     WEBHOOK_DELIVER,
     REVERSAL_ADVICE,
+    PAYMENT_CASCADE,
 ];
 
 /// The kinds this node claims: [`KINDS`], and the event stream's where it is on.
@@ -146,6 +153,7 @@ pub fn recurring(state: &AppState) -> Vec<(&'static str, i64)> {
             config.payouts.retry_interval_ms.max(1) as i64,
         ),
         (OUTBOX_PUBLISH, config.jobs.outbox_interval_ms),
+        (EXCLUSIONS_END, EXCLUSIONS_END_INTERVAL_MS),
         (
             WEBHOOK_LOG_PURGE,
             config.webhooks.delivery_log_purge_interval_ms.max(1) as i64,
@@ -199,6 +207,10 @@ pub async fn run(
             Ok(())
         }
         WEBHOOK_LOG_PURGE => purge_webhook_log(state).await,
+        EXCLUSIONS_END => {
+            state.exclusions.end_due().await?;
+            Ok(())
+        }
         WEBHOOK_DELIVER => webhook_delivery::run(&state.store, &state.deliverer, job).await,
         REVERSAL_ADVICE => {
             crate::service::acquirer::send_advice(&state.acquirers, &job.payload, job.attempts)
@@ -207,6 +219,12 @@ pub async fn run(
                 .map_err(JobError::from)
         }
         EVENTS_STREAM => event_stream::run(&state.store, state.event_stream.as_ref()).await,
+        PAYMENT_CASCADE => {
+            let payload: crate::service::payments::CascadePayload =
+                serde_json::from_str(&job.payload).map_err(|e| JobError::Payload(e.to_string()))?;
+            state.payments.cascade_after_decline(&payload).await?;
+            Ok(())
+        }
         other => Err(JobError::UnknownKind(other.to_string())),
     }
 }
