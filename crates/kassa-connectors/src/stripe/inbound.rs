@@ -161,6 +161,10 @@ fn parse_event(event: wire::Event) -> Result<Option<ProviderEvent>, InboundRefus
             provider_reference: object.provider_reference,
             refund_id: object.refund_id,
             dispute_id: object.dispute_id,
+            // Stripe's intent events do not say how 3-D Secure ran, except that a failed
+            // challenge fails with `authentication_failed` (ADR 56: `None` never cascades).
+            three_ds_challenged: (object.reason.as_deref() == Some("authentication_failed"))
+                .then_some(true),
             reason: object.reason,
         })))
     };
@@ -444,6 +448,8 @@ mod tests {
             unauthenticated.reason.as_deref(),
             Some("authentication_failed")
         );
+        assert_eq!(unauthenticated.three_ds_challenged, Some(true));
+        assert_eq!(declined.three_ds_challenged, None, "Stripe does not say");
         let no_id = event(
             "payment_intent.succeeded",
             r#"{"id":"pi_1","status":"succeeded","amount":1,"currency":"eur"}"#,
