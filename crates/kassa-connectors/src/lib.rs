@@ -24,6 +24,7 @@ pub mod provider;
 pub mod registry;
 pub mod sandbox;
 pub mod signing;
+pub mod stripe;
 pub mod translator;
 pub mod transport;
 pub mod webhook;

@@ -39,7 +39,7 @@ impl ProviderKinds {
         ProviderKinds::default()
     }
 
-    /// Every kind this crate builds on its own: today `sandbox`. The `iso8583` acquirer
+    /// Every kind this crate builds on its own: today `sandbox` and `stripe`. The `iso8583` acquirer
     /// needs the server's trace numbers and job queue, so the server adds it
     /// ([`crate::acquirer::from_account`]).
     pub fn builtin() -> ProviderKinds {
@@ -49,6 +49,9 @@ impl ProviderKinds {
         });
         kinds.add(crate::adyen::KIND, |account| {
             Ok(Arc::new(crate::adyen::from_account(account)?))
+        });
+        kinds.add(crate::stripe::KIND, |account| {
+            Ok(Arc::new(crate::stripe::from_account(account)?))
         });
         kinds
     }
@@ -354,7 +357,7 @@ mod tests {
     #[test]
     fn unknown_kinds_duplicate_ids_and_bad_ids_are_refused() {
         let kinds = ProviderKinds::builtin();
-        let unknown = ProviderRegistry::from_accounts(&[account("x", "m", "stripe")], &kinds);
+        let unknown = ProviderRegistry::from_accounts(&[account("x", "m", "no-such-kind")], &kinds);
         assert!(matches!(
             unknown,
             Err(RegistryError::Account(AccountError::UnknownKind { .. }))

@@ -391,7 +391,7 @@ impl Store {
     }
 
     /// The id of the payment refund `refund_id` belongs to, if Kassa holds that refund (a
-    /// provider's refund notification may name only the refund, ADR 9202).
+    /// provider's refund notification may name only the refund, ADR 61).
     pub async fn payment_of_refund(&self, refund_id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT payment_id FROM refunds WHERE id = $1")
             .bind(refund_id)

@@ -8,7 +8,8 @@ use kassa_server::providers::{EmbeddedLaunch, EmbeddedProvider, EmbeddedProvider
 use kassa_sim::psp::SandboxPspConfig;
 
 /// Starts the sandbox PSP for `sandbox` accounts, the ISO 8583 host simulator for `iso8583`
-/// accounts and the Adyen simulator for `adyen` accounts; other kinds have no simulator yet.
+/// accounts, the Stripe simulator for `stripe` accounts and the Adyen simulator for `adyen`
+/// accounts; other kinds have no simulator yet.
 pub struct Simulators;
 
 impl EmbeddedProviders for Simulators {
@@ -16,6 +17,7 @@ impl EmbeddedProviders for Simulators {
         match launch.account.kind.as_str() {
             kassa_connectors::acquirer::KIND => Box::pin(start_iso8583_host()),
             kassa_connectors::adyen::KIND => Box::pin(start_adyen(launch)),
+            kassa_connectors::stripe::KIND => Box::pin(start_stripe(launch)),
             _ => Box::pin(start_sandbox(launch)),
         }
     }
@@ -85,6 +87,31 @@ async fn start_adyen(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider>
         hmac_key_hex: secret("hmac_key")?,
         webhook_url: Some(launch.webhook_url.clone()),
         notification_delay_ms: launch.simulator.webhook_delay_ms,
+        ..Default::default()
+    })
+    .await?;
+    let base_url = handle.base_url().to_string();
+    Ok(EmbeddedProvider::new(
+        base_url,
+        Box::new(move || Box::pin(handle.stop())),
+    ))
+}
+
+/// The Stripe simulator for a `stripe` account, taking only that account's secret key; its
+/// time-out card answers a second after the account's call timeout.
+async fn start_stripe(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider> {
+    let account = &launch.account;
+    let secret = |name: &str| -> anyhow::Result<String> {
+        Ok(account.credential(name)?.expose_secret().to_string())
+    };
+    let timeout_ms = account.setting_u64("timeout_ms", 30_000)?;
+    let handle = kassa_sim::stripe::start(kassa_sim::stripe::StripeSimConfig {
+        listen: "127.0.0.1:0".into(),
+        secret_key: Some(secret("secret_key")?),
+        webhook_secret: secret("webhook_secret")?,
+        webhook_url: Some(launch.webhook_url.clone()),
+        webhook_delay_ms: launch.simulator.webhook_delay_ms,
+        slow_answer_ms: timeout_ms + 1_000,
         ..Default::default()
     })
     .await?;

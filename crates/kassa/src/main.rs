@@ -71,6 +71,13 @@ enum SimCommand {
     /// 4000000000000119 "Acquirer Error", 4212345678901237 asks for a challenge (password
     /// "password"), 4000000000000002 answers late, 4000000000000500 answers 500.
     Adyen(SimAdyenArgs),
+    /// Stripe's PaymentIntents API (form bodies, idempotency keys, 3-D Secure page,
+    /// `Stripe-Signature` events); Stripe's test payment methods and card numbers:
+    /// pm_card_visa approves, pm_card_chargeDeclinedInsufficientFunds and
+    /// pm_card_chargeDeclinedStolenCard decline hard, pm_card_chargeDeclinedProcessingError
+    /// softly, pm_card_threeDSecure2Required asks for 3-D Secure, pm_card_kassaTimeout answers
+    /// late, pm_card_kassaServerError answers 500.
+    Stripe(SimStripeArgs),
 }
 
 #[derive(Args)]
@@ -90,6 +97,32 @@ struct SimAdyenArgs {
     /// The URL browsers reach this simulator at, when it differs from --listen.
     #[arg(long)]
     public_base_url: Option<String>,
+}
+
+#[derive(Args)]
+struct SimStripeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:12111")]
+    listen: String,
+    /// Where to send events, e.g. http://127.0.0.1:8080/v1/providers/stripe/webhook.
+    #[arg(long, env = "KASSA_STRIPE_SIM_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// The events' signing secret (whsec_…).
+    #[arg(
+        long,
+        env = "KASSA_STRIPE_SIM_WEBHOOK_SECRET",
+        default_value = "whsec_kassa_stripe_simulator"
+    )]
+    webhook_secret: String,
+    /// The one secret key accepted; without it any sk_test_… is.
+    #[arg(long, env = "KASSA_STRIPE_SIM_SECRET_KEY")]
+    secret_key: Option<String>,
+    /// The URL browsers reach the simulator at, when it differs from --listen.
+    #[arg(long)]
+    public_base_url: Option<String>,
+    /// How long pm_card_kassaTimeout holds its answer.
+    #[arg(long, default_value_t = 40_000)]
+    slow_answer_ms: u64,
 }
 
 #[derive(Args)]
@@ -224,6 +257,25 @@ async fn main() -> anyhow::Result<()> {
                 config.listen
             );
             kassa_sim::adyen::run(config).await
+        }
+        Command::Sim {
+            command: SimCommand::Stripe(args),
+        } => {
+            telemetry::init("text");
+            let config = kassa_sim::stripe::StripeSimConfig {
+                listen: args.listen,
+                public_base_url: args.public_base_url,
+                secret_key: args.secret_key,
+                webhook_secret: args.webhook_secret,
+                webhook_url: args.webhook_url,
+                slow_answer_ms: args.slow_answer_ms,
+                ..Default::default()
+            };
+            println!(
+                "Stripe simulator listening on http://{} (ctrl-c stops it)",
+                config.listen
+            );
+            kassa_sim::stripe::run(config).await
         }
         Command::Sim {
             command: SimCommand::Iso8583(args),

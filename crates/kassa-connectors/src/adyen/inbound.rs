@@ -152,7 +152,7 @@ fn event_of(
         ("CAPTURE", true) => payment(PaymentEventStatus::Captured, reference, original),
         ("CANCELLATION", true) => payment(PaymentEventStatus::Cancelled, reference, original),
         // A refund's merchantReference is Kassa's refund id (the modification's reference);
-        // the payment is found by it (ADR 9202), so no payment id is claimed here.
+        // the payment is found by it (ADR 61), so no payment id is claimed here.
         ("REFUND", true) => PaymentEvent {
             refund_id: Some(reference.to_string()),
             ..payment(PaymentEventStatus::Refunded, "", original)

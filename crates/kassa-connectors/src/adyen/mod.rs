@@ -1,6 +1,6 @@
 //! Connector for an Adyen merchant account (Checkout API v71, Payout API v68, HMAC-signed
 //! notification batches). See `docs/providers/adyen.md` for the account's settings and
-//! ADR 9201 for how outcomes arrive without a payment lookup.
+//! ADR 60 for how outcomes arrive without a payment lookup.
 //!
 //! Its three parts: [`AdyenTranslator`] (JSON with `X-API-Key` and `Idempotency-Key`,
 //! pure), the shared [`HttpTransport`], and [`AdyenNotificationSource`].

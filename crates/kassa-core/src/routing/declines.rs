@@ -41,6 +41,11 @@ pub const DEFAULT_HARD: &[&str] = &[
     "authentication_failed",
     "restricted_card",
     "limit_exceeded",
+    // Stripe's `decline_code`s of the same meaning (`do_not_honor`: the issuer gave no
+    // reason; treated like `do_not_honour`, a routing document may move it).
+    "do_not_honor",
+    "fraudulent",
+    "pickup_card",
 ];
 
 /// Reasons that cascade, by default: the provider or the network could not decide.
@@ -53,6 +58,10 @@ pub const DEFAULT_SOFT: &[&str] = &[
     "processing_error",
     "provider_unavailable",
     "acquirer_unavailable",
+    // Stripe's `decline_code`s of the same meaning.
+    "try_again_later",
+    "issuer_not_available",
+    "reenter_transaction",
 ];
 
 impl Default for DeclineClasses {

@@ -1512,7 +1512,7 @@ impl PaymentsService {
                     continue;
                 }
                 // No lookup at this provider (Adyen: outcomes come only by notification, ADR
-                // 9201): nothing to settle, but a payment the player abandoned still expires.
+                // 60): nothing to settle, but a payment the player abandoned still expires.
                 // An authorized one waits for its notification.
                 Err(ProviderError::Unsupported(_)) if payment.status == PaymentStatus::Pending => {
                     None

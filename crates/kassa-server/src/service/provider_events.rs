@@ -568,7 +568,7 @@ impl ProviderEvents<'_> {
 
     /// A refund event naming only Kassa's refund id (Adyen's REFUND notification carries the
     /// refund's reference, not the payment's) gets the payment that refund belongs to
-    /// (ADR 9202). Unknown refund ids stay unnamed and are answered as an unknown payment.
+    /// (ADR 61). Unknown refund ids stay unnamed and are answered as an unknown payment.
     async fn name_the_refunds_payment(
         &self,
         event: ProviderEvent,

@@ -17,6 +17,9 @@ pub struct Simulators;
 
 impl EmbeddedProviders for Simulators {
     fn start(&self, launch: EmbeddedLaunch) -> BoxFuture<'_, anyhow::Result<EmbeddedProvider>> {
+        if launch.account.kind == kassa_connectors::stripe::KIND {
+            return Box::pin(start_stripe(launch));
+        }
         Box::pin(async move {
             let secret = |name: &str| -> anyhow::Result<String> {
                 Ok(launch.account.credential(name)?.expose_secret().to_string())
@@ -64,6 +67,31 @@ impl EmbeddedProviders for Simulators {
             ))
         })
     }
+}
+
+/// The Stripe simulator for a `stripe` account, as `kassa serve` starts it; its time-out
+/// card answers a second after the account's call timeout.
+async fn start_stripe(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider> {
+    let account = &launch.account;
+    let secret = |name: &str| -> anyhow::Result<String> {
+        Ok(account.credential(name)?.expose_secret().to_string())
+    };
+    let handle = kassa_sim::stripe::start(kassa_sim::stripe::StripeSimConfig {
+        listen: "127.0.0.1:0".into(),
+        secret_key: Some(secret("secret_key")?),
+        webhook_secret: secret("webhook_secret")?,
+        webhook_url: Some(launch.webhook_url.clone()),
+        webhook_delay_ms: launch.simulator.webhook_delay_ms,
+        webhook_retry_backoff_ms: 50,
+        slow_answer_ms: account.setting_u64("timeout_ms", 30_000)? + 1_000,
+        ..Default::default()
+    })
+    .await?;
+    let base_url = handle.base_url().to_string();
+    Ok(EmbeddedProvider::new(
+        base_url,
+        Box::new(move || Box::pin(handle.stop())),
+    ))
 }
 
 /// A running server and what a test needs to talk to it.
