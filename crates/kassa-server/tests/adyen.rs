@@ -10,8 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{pay_with_card, set_routing, TestApp};
-use kassa_connectors::SecretString;
-use kassa_server::config::{Config, ProviderAccountConfig};
+use kassa_server::config::Config;
 use kassa_sim::adyen::cards;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -34,6 +33,11 @@ contract_tests_with!(
     },
     a_batch_with_a_forged_item_applies_the_good_one_and_answers_accepted => silent_simulator,
     a_notification_signed_by_adyens_sdk_is_accepted => silent_simulator,
+    a_soft_decline_at_stripe_cascades_to_adyen_in_the_same_payment => |c: &mut Config| {
+        adyen_first(c);
+        let soft = common::stripe_account("stripe_soft", "pm_card_chargeDeclinedProcessingError");
+        c.providers.accounts.push(soft);
+    },
     an_abandoned_hosted_page_payment_expires_without_a_status_lookup => |c: &mut Config| {
         adyen_first(c);
         c.payments.status_sync_after_ms = 200;
@@ -52,23 +56,7 @@ fn silent_simulator(config: &mut Config) {
 /// An Adyen account (embedded simulator) before the default sandbox account.
 fn adyen_first(config: &mut Config) {
     common::fast_background(config);
-    let mut credentials = std::collections::BTreeMap::new();
-    credentials.insert(
-        "api_key".to_string(),
-        SecretString::from("AQE_test_api_key"),
-    );
-    credentials.insert("hmac_key".to_string(), SecretString::from(HMAC_KEY));
-    let mut settings = toml::Table::new();
-    settings.insert("merchant_account".into(), MERCHANT_ACCOUNT.into());
-    let adyen = ProviderAccountConfig {
-        id: ACCOUNT.into(),
-        merchant: "mch_demo".into(),
-        kind: kassa_connectors::adyen::KIND.into(),
-        name: "Adyen EU".into(),
-        credentials,
-        settings,
-        webhook_source_cidrs: Vec::new(),
-    };
+    let adyen = common::adyen_account(ACCOUNT, HMAC_KEY);
     config.providers.accounts.insert(0, adyen);
 }
 
@@ -528,6 +516,57 @@ async fn a_notification_signed_by_adyens_sdk_is_accepted(app: TestApp) {
     );
     assert_eq!(payment(&app, id).await["status"], "captured");
     assert_eq!(app.balance("p1").await.0, "12.34");
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+/// The two real-shaped aggregators together: Stripe declines softly (`processing_error`) at
+/// the start, the same payment goes on to Adyen, the player pays on Adyen's hosted page, and
+/// Adyen's notification credits the player once. Stripe holds one declined intent.
+async fn a_soft_decline_at_stripe_cascades_to_adyen_in_the_same_payment(app: TestApp) {
+    app.player("p1").await;
+    route_to(&app, &["stripe_soft", ACCOUNT]).await;
+    let started = deposit(&app, "40.00").await;
+    let id = started["payment_id"].as_str().unwrap();
+    assert_eq!(started["provider"], ACCOUNT, "{started}");
+    let view = payment(&app, id).await;
+    let attempts = view["routing"]["attempts"].as_array().unwrap();
+    let summary: Vec<_> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a["provider"].as_str(),
+                a["outcome"].as_str(),
+                a["cascaded"].as_bool(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Some("stripe_soft"), Some("declined"), Some(true)),
+            (Some(ACCOUNT), Some("started"), Some(false)),
+        ],
+        "{view}"
+    );
+    let page = started["redirect_url"].as_str().unwrap();
+    pay_with_card(page, cards::APPROVE_VISA, "").await;
+    until_status(&app, id, "captured").await;
+    assert_eq!(app.balance("p1").await.0, "40.00");
+    let intents_url = format!(
+        "{}/_sim/payment_intents?kassa_payment_id={id}",
+        app.simulator_url("stripe_soft")
+    );
+    let intents: Value = reqwest::get(intents_url)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let intents = intents["data"].as_array().unwrap();
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    assert_eq!(intents[0]["status"], "requires_payment_method");
+    assert_eq!(held_by_simulator(&app, id).await.len(), 1);
     app.assert_ledger_verifies().await;
     app.stop().await;
 }

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{request_payout, set_routing, start_deposit, verified_player, TestApp};
-use kassa_server::config::{Config, ProviderAccountConfig};
+use kassa_server::config::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -28,29 +28,15 @@ const SLOW_TIMEOUT_MS: u64 = 600;
 /// The demo merchant keeps its sandbox account and gains the Stripe accounts, each served
 /// by its own embedded simulator; events come quickly, status sync looks often.
 fn stripe_accounts(config: &mut Config) {
-    let sandbox = config.providers.accounts[0].clone();
     for (id, payment_method) in STRIPE_ACCOUNTS {
-        let mut settings = toml::Table::new();
-        settings.insert("payment_method".into(), payment_method.into());
+        let mut account = common::stripe_account(id, payment_method);
         if id == "stripe_slow" {
-            settings.insert("timeout_ms".into(), (SLOW_TIMEOUT_MS as i64).into());
+            let timeout_ms = SLOW_TIMEOUT_MS as i64;
+            account
+                .settings
+                .insert("timeout_ms".into(), timeout_ms.into());
         }
-        let credentials = [
-            ("secret_key", format!("sk_test_kassa_{id}")),
-            ("webhook_secret", format!("whsec_kassa_{id}")),
-        ]
-        .into_iter()
-        .map(|(name, value)| (name.to_string(), value.into()))
-        .collect();
-        config.providers.accounts.push(ProviderAccountConfig {
-            id: id.into(),
-            merchant: sandbox.merchant.clone(),
-            kind: "stripe".into(),
-            name: format!("Stripe {id}"),
-            credentials,
-            settings,
-            webhook_source_cidrs: Vec::new(),
-        });
+        config.providers.accounts.push(account);
     }
     common::fast_background(config);
     config.payments.status_sync_interval_ms = 100;

@@ -4,7 +4,7 @@
 
 use futures::future::BoxFuture;
 use kassa_connectors::ExposeSecret;
-use kassa_server::config::Config;
+use kassa_server::config::{Config, ProviderAccountConfig};
 use kassa_server::providers::{EmbeddedLaunch, EmbeddedProvider, EmbeddedProviders};
 use kassa_server::Server;
 use kassa_store::testing::{fresh_database_url, TestBackend};
@@ -667,4 +667,47 @@ macro_rules! contract_tests {
     ($($name:ident),* $(,)?) => {
         $crate::contract_tests_with!($($name => |_: &mut kassa_server::config::Config| {}),*);
     };
+}
+
+/// A provider account of `kind` for the demo merchant, served by its embedded simulator.
+fn embedded_account(
+    kind: &str,
+    id: &str,
+    credentials: &[(&str, &str)],
+    settings: toml::Table,
+) -> ProviderAccountConfig {
+    ProviderAccountConfig {
+        id: id.into(),
+        merchant: "mch_demo".into(),
+        kind: kind.into(),
+        name: format!("{kind} {id}"),
+        credentials: credentials
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string().into()))
+            .collect(),
+        settings,
+        webhook_source_cidrs: Vec::new(),
+    }
+}
+
+/// A Stripe account whose intents are confirmed with `payment_method` (a Stripe test
+/// payment method: its name decides the outcome).
+pub fn stripe_account(id: &str, payment_method: &str) -> ProviderAccountConfig {
+    let mut settings = toml::Table::new();
+    settings.insert("payment_method".into(), payment_method.into());
+    let secret_key = format!("sk_test_kassa_{id}");
+    let webhook_secret = format!("whsec_kassa_{id}");
+    let credentials = [
+        ("secret_key", secret_key.as_str()),
+        ("webhook_secret", webhook_secret.as_str()),
+    ];
+    embedded_account("stripe", id, &credentials, settings)
+}
+
+/// An Adyen account of merchant account `KassaECOM`, signing with `hmac_key_hex`.
+pub fn adyen_account(id: &str, hmac_key_hex: &str) -> ProviderAccountConfig {
+    let mut settings = toml::Table::new();
+    settings.insert("merchant_account".into(), "KassaECOM".into());
+    let credentials = [("api_key", "AQE_test_api_key"), ("hmac_key", hmac_key_hex)];
+    embedded_account(kassa_connectors::adyen::KIND, id, &credentials, settings)
 }
