@@ -27,6 +27,7 @@ pub mod limits;
 pub mod payments;
 pub mod payouts;
 mod postgres_writer;
+pub mod risk;
 pub mod routing;
 mod sqlite_writer;
 pub mod wallet_writer;

@@ -9,6 +9,8 @@ pub mod payments;
 pub mod payouts;
 pub mod players;
 pub mod provider_events;
+pub mod refreshed;
+pub mod risk;
 pub mod routing;
 pub mod vault;
 pub mod wallet;
