@@ -1097,6 +1097,26 @@ mod tests {
     }
 
     #[test]
+    fn a_risk_rule_set_from_config_is_validated_with_its_place() {
+        let config = Config::from_file_text(
+            "[risk.rules]\nthresholds = { review = 10, step_up = 20, decline = 30 }\n\
+             [[risk.rules.rules]]\nid = \"tor\"\nscore = 30\nwhen = { flag = \"ip_tor\" }\n",
+        )
+        .unwrap();
+        let rules = config.risk.rules.expect("a rule set");
+        assert_eq!(rules.rules[0].id, "tor");
+        assert_eq!(rules.thresholds.decline, 30);
+        let error = Config::from_file_text(
+            "[[risk.rules.rules]]\nid = \"x\"\nscore = 1\nwhen = { flag = \"amount_minor\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("rules[0].when.flag.feature"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
     fn amount_limits_come_from_config_and_bad_ones_are_refused() {
         let config = Config::defaults();
         let limits = config.limits.amount_limits().unwrap();
