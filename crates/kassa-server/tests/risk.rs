@@ -80,15 +80,7 @@ async fn deposit(app: &TestApp, player_id: &str, amount: &str, meta: Value) -> c
         "amount": amount, "currency": "EUR", "method": "card", "player_id": player_id,
         "return_url": format!("{}/cashier/return", app.base), "meta": full_meta,
     });
-    let key = kassa_core::ids::generate("idem");
-    app.send(
-        Method::POST,
-        "/v1/payments/init",
-        Some(&app.api_key),
-        Some(&body),
-        &[("Idempotency-Key", &key)],
-    )
-    .await
+    app.post_idempotent("/v1/payments/init", body).await
 }
 
 /// A deposit that must start; returns its stored risk decision.
@@ -313,15 +305,7 @@ async fn a_decision_explains_approve_review_step_up_and_decline(app: TestApp) {
 
 async fn payout(app: &TestApp, amount: &str) -> common::Answer {
     let body = json!({"amount": amount, "currency": "EUR", "method": "card", "player_id": "w1"});
-    let key = kassa_core::ids::generate("idem");
-    app.send(
-        Method::POST,
-        "/v1/payouts/init",
-        Some(&app.api_key),
-        Some(&body),
-        &[("Idempotency-Key", &key)],
-    )
-    .await
+    app.post_idempotent("/v1/payouts/init", body).await
 }
 
 async fn payouts_are_declined_stepped_up_or_sent_to_review(app: TestApp) {

@@ -30,6 +30,7 @@ mod postgres_writer;
 pub mod risk;
 pub mod routing;
 mod sqlite_writer;
+pub mod versions;
 pub mod wallet_writer;
 pub mod webhook_endpoints;
 pub mod webhook_log;

@@ -5,22 +5,11 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::versions::{version_from_row, VERSION_COLUMNS};
 use crate::{now_ms, Conn, Store, StoreError};
 
 /// One stored version of a scope's rule set.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuleSetVersion {
-    /// `merchant|jurisdiction`, `*` for any.
-    pub scope: String,
-    /// 1, 2, 3, … per scope.
-    pub version: i64,
-    /// The rule set as JSON text.
-    pub document: String,
-    /// Who stored it: the admin key id.
-    pub actor: String,
-    pub note: Option<String>,
-    pub created_at_ms: i64,
-}
+pub use crate::versions::DocumentVersion as RuleSetVersion;
 
 /// One decision as stored, with its inputs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,20 +80,8 @@ pub struct DepositHistory {
     pub player_created_at_ms: Option<i64>,
 }
 
-const VERSION_COLUMNS: &str = "scope, version, document, actor, note, created_at_ms";
 const DECISION_COLUMNS: &str = "id, merchant_id, player_id, kind, subject_id, jurisdiction, ip, \
      device, amount_minor, outcome, score, features, decision, created_at_ms";
-
-fn version_from_row(row: &AnyRow) -> Result<RuleSetVersion, StoreError> {
-    Ok(RuleSetVersion {
-        scope: row.try_get("scope")?,
-        version: row.try_get("version")?,
-        document: row.try_get("document")?,
-        actor: row.try_get("actor")?,
-        note: row.try_get("note")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-    })
-}
 
 fn decision_from_row(row: &AnyRow) -> Result<RiskDecisionRecord, StoreError> {
     Ok(RiskDecisionRecord {
@@ -161,7 +138,6 @@ impl Store {
             return Ok(None);
         };
         let stored = RuleSetVersion {
-            scope: scope.to_string(),
             version,
             document: document.to_string(),
             actor: actor.to_string(),
@@ -169,10 +145,10 @@ impl Store {
             created_at_ms: now_ms(),
         };
         let sql = format!(
-            "INSERT INTO risk_rule_versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO risk_rule_versions (scope, {VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
         );
         let inserted = sqlx::query(&sql)
-            .bind(&stored.scope)
+            .bind(scope)
             .bind(stored.version)
             .bind(&stored.document)
             .bind(&stored.actor)

@@ -455,12 +455,8 @@ pub fn built_in_rules() -> RuleSet {
 
 /// A stored rule set, which validated when it was stored.
 pub fn parse_stored(stored: &RuleSetVersion) -> Result<RuleSet, StoreError> {
-    serde_json::from_str(&stored.document).map_err(|e| {
-        StoreError::Corrupt(format!(
-            "risk rules of {} version {}: {e}",
-            stored.scope, stored.version
-        ))
-    })
+    serde_json::from_str(&stored.document)
+        .map_err(|e| StoreError::Corrupt(format!("risk rules version {}: {e}", stored.version)))
 }
 
 #[cfg(test)]
