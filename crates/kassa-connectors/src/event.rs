@@ -112,6 +112,10 @@ pub struct PaymentEvent {
     pub dispute_id: Option<String>,
     /// A machine-readable reason, e.g. `insufficient_funds` on `declined`.
     pub reason: Option<String>,
+    /// Whether the player answered a 3-D Secure challenge for this payment (`false`: none,
+    /// or a frictionless authentication); `None` when the provider does not say. A later
+    /// soft decline cascades only when the player did not (ADR 56).
+    pub three_ds_challenged: Option<bool>,
 }
 
 /// A payout event from a verified webhook, amounts already in minor units.

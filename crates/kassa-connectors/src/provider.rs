@@ -241,6 +241,11 @@ pub struct CardCharge {
     /// A refusal another provider may well accept (a technical decline such as `91`/`96`),
     /// as opposed to the issuer's own refusal of the card.
     pub soft_decline: bool,
+    /// The job key of the reversal advice queued before the charge left, still queued. The
+    /// caller cancels it in the transaction that records this answer, and treats the charge
+    /// as reversed when it can no longer cancel it (the advice already ran): cancelling any
+    /// earlier leaves a moment where the player is charged and nothing records it.
+    pub reversal_advice_key: Option<String>,
 }
 
 /// A withdrawal to send to the player.

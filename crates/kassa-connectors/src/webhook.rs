@@ -102,6 +102,8 @@ struct WireEvent {
     refund_id: Option<String>,
     dispute_id: Option<String>,
     reason: Option<String>,
+    /// `challenge` or `frictionless` when 3-D Secure ran; absent otherwise.
+    three_ds: Option<String>,
 }
 
 impl WireEvent {
@@ -147,6 +149,14 @@ impl WireEvent {
                     refund_id: self.refund_id,
                     dispute_id: self.dispute_id,
                     reason: self.reason,
+                    three_ds_challenged: match self.three_ds.as_deref() {
+                        Some("challenge") => Some(true),
+                        Some("frictionless") | Some("none") => Some(false),
+                        Some(other) => {
+                            return Err(malformed(format!("unknown three_ds {other:?}")))
+                        }
+                        None => None,
+                    },
                 }))
             }
             (None, Some(payout_id)) if !payout_id.is_empty() => {

@@ -8,12 +8,14 @@
 //! - [`declines`]: which decline reasons may cascade to the next provider.
 //! - [`breaker`]: the circuit breaker of one provider account.
 //! - [`health`]: measured health of provider accounts from live traffic.
+//! - [`success_rate`]: the optional success-rate mode with its holdout.
 
 pub mod breaker;
 pub mod decide;
 pub mod declines;
 pub mod document;
 pub mod health;
+pub mod success_rate;
 
 pub use breaker::{BreakerSettings, CircuitBreaker, CircuitState, Permit};
 pub use decide::{decide, Decision, NoRoute, RouteRequest, Split};
@@ -23,3 +25,4 @@ pub use document::{
     RoutingDocument, Rule, Switches, WeightedSplit,
 };
 pub use health::{AccountHealth, HealthSettings, HealthSnapshot, HealthTracker, Outcome};
+pub use success_rate::{Arm, SuccessRateSettings, SuccessRates, Tally};

@@ -52,6 +52,9 @@ on_both_backends!(
     a_restart_never_reuses_a_stan,
     bad_card_input_is_refused_clearly,
     a_saved_card_pays_again_across_a_key_rotation,
+    a_soft_decline_on_the_card_page_cascades_to_the_next_acquirer_with_the_same_card,
+    a_hard_decline_on_the_card_page_goes_to_no_other_acquirer,
+    a_returning_saved_card_goes_first_to_the_acquirer_that_approved_it,
 );
 
 /// Everything every test of this binary logs, at every level (one subscriber per process).
@@ -90,10 +93,15 @@ fn assert_no_pan_logged(pan: &str, seen: &str) {
 }
 
 async fn host(ignore_advices: u32) -> Iso8583HostHandle {
+    host_with(ignore_advices, false).await
+}
+
+async fn host_with(ignore_advices: u32, issuer_outage: bool) -> Iso8583HostHandle {
     start(Iso8583HostConfig {
         listen: "127.0.0.1:0".into(),
         slow_delay_ms: 3_000,
         ignore_advices,
+        issuer_outage,
         ..Default::default()
     })
     .await
@@ -103,7 +111,23 @@ async fn host(ignore_advices: u32) -> Iso8583HostHandle {
 /// The demo merchant's only account becomes the acquirer at `address`; jobs run often, so
 /// advice repeats come quickly.
 fn acquirer_only(config: &mut Config, address: &str) {
+    acquirers(config, &[("acquirer", address)]);
+}
+
+/// The demo merchant's accounts become acquirers at these addresses, in this order (so, with
+/// no routing rule, a deposit's route); jobs run often, so advice repeats come quickly.
+fn acquirers(config: &mut Config, accounts: &[(&str, &str)]) {
     let merchant = config.providers.accounts[0].merchant.clone();
+    config.providers.accounts = accounts
+        .iter()
+        .map(|(id, address)| acquirer_account(&merchant, id, address))
+        .collect();
+    config.jobs.poll_interval_ms = 20;
+    config.jobs.backoff_base_ms = 20;
+    config.jobs.backoff_cap_ms = 100;
+}
+
+fn acquirer_account(merchant: &str, id: &str, address: &str) -> ProviderAccountConfig {
     let settings: toml::Table = toml::from_str(&format!(
         r#"address = "{address}"
 terminal_id = "KASSA001"
@@ -114,18 +138,15 @@ reconnect_min_ms = 20
 reconnect_max_ms = 200"#
     ))
     .unwrap();
-    config.providers.accounts = vec![ProviderAccountConfig {
-        id: "acquirer".into(),
-        merchant,
+    ProviderAccountConfig {
+        id: id.into(),
+        merchant: merchant.into(),
         kind: "iso8583".into(),
-        name: "Direct acquirer".into(),
+        name: format!("Direct acquirer {id}"),
         credentials: Default::default(),
         settings,
         webhook_source_cidrs: Vec::new(),
-    }];
-    config.jobs.poll_interval_ms = 20;
-    config.jobs.backoff_base_ms = 20;
-    config.jobs.backoff_cap_ms = 100;
+    }
 }
 
 async fn rig(backend: TestBackend, ignore_advices: u32) -> Option<(TestApp, Iso8583HostHandle)> {
@@ -223,6 +244,10 @@ async fn an_approved_card_is_captured_and_credited_once_then_refunded(backend: T
         .count();
     assert_eq!(purchases, 1);
     assert_eq!(app.balance("p1").await.0, "25.00");
+    // The purchase's reversal advice was called off by the transaction that credited the
+    // player, not before it: nothing is left to reverse the charge.
+    assert_eq!(advices_in(&app, "cancelled").await, 1);
+    assert_eq!(advices_in(&app, "queued").await, 0);
 
     let refund = app
         .send(
@@ -275,6 +300,21 @@ async fn a_timeout_is_reversed_by_advices_repeated_until_the_host_answers(backen
     assert_eq!(again["status"], "failed");
     app.assert_ledger_verifies().await;
     app.stop().await;
+}
+
+/// How many reversal advice jobs are in `state`.
+async fn advices_in(app: &TestApp, state: &str) -> usize {
+    let jobs = app
+        .send(
+            Method::GET,
+            &format!("/v1/admin/jobs?kind=acquirer.reversal_advice&state={state}"),
+            Some(&app.admin_key),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(jobs.status, StatusCode::OK, "{}", jobs.body);
+    jobs.body["data"].as_array().map_or(0, Vec::len)
 }
 
 /// Waits until the reversal advice job succeeded; answers the advice MTIs the host read.
@@ -409,7 +449,7 @@ async fn assert_no_pan_stored(app: &TestApp, pan: &str, stored: &str) {
 mod vault {
     use super::*;
 
-    const KEY_1: &str = "MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE="; // 32 × '1'
+    pub(super) const KEY_1: &str = "MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE="; // 32 × '1'
     const KEY_2: &str = "MjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjIyMjI="; // 32 × '2'
 
     fn keys(config: &mut Config, keys: &[(&str, &str)], active: &str) {
@@ -420,8 +460,22 @@ mod vault {
         config.vault.active_key = active.into();
     }
 
+    /// Pays `amount` with a typed card the player asks to save; answers the payment.
+    pub(super) async fn pay_and_save(app: &TestApp, amount: &str) -> Value {
+        let (id, page) = deposit(app, amount).await;
+        let form = [
+            ("number", APPROVE),
+            ("expiry", "12/30"),
+            ("cvc", "123"),
+            ("save", "on"),
+        ];
+        let answer = browser().post(&page).form(&form).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+        payment(app, &id).await
+    }
+
     /// The token of the saved card the page offers.
-    async fn saved_token(page: &str) -> String {
+    pub(super) async fn saved_token(page: &str) -> String {
         let html = browser()
             .get(page)
             .send()
@@ -510,16 +564,8 @@ mod vault {
             return;
         };
         app.player("p1").await;
-        let (id, page) = deposit(&app, "10.00").await;
-        let form = [
-            ("number", APPROVE),
-            ("expiry", "12/30"),
-            ("cvc", "123"),
-            ("save", "on"),
-        ];
-        let answer = browser().post(&page).form(&form).send().await.unwrap();
-        assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-        assert_eq!(payment(&app, &id).await["status"], "captured");
+        let first = pay_and_save(&app, "10.00").await;
+        assert_eq!(first["status"], "captured");
 
         let (_, page) = deposit(&app, "1.00").await;
         let token = saved_token(&page).await;
@@ -574,3 +620,158 @@ mod vault {
 }
 
 use vault::a_saved_card_pays_again_across_a_key_rotation;
+
+/// Two acquirers for one merchant, routed in this order: `acq_a`, whose host has lost its
+/// issuers (`91` to everything) when `a_down`, then `acq_b`.
+async fn two_acquirers(
+    backend: TestBackend,
+    a_down: bool,
+    adjust: impl FnOnce(&mut Config),
+) -> Option<(TestApp, Iso8583HostHandle, Iso8583HostHandle)> {
+    logs();
+    let (host_a, host_b) = (host_with(0, a_down).await, host(0).await);
+    let (a, b) = (
+        host_a.local_addr().to_string(),
+        host_b.local_addr().to_string(),
+    );
+    let app = common::spawn_with(backend, |c| {
+        acquirers(c, &[("acq_a", &a), ("acq_b", &b)]);
+        adjust(c);
+    })
+    .await?;
+    app.player("p1").await;
+    Some((app, host_a, host_b))
+}
+
+fn purchases(host: &Iso8583HostHandle) -> usize {
+    host.received()
+        .iter()
+        .filter(|(mti, _)| mti == "0200")
+        .count()
+}
+
+/// The card page's attempts of a payment: (account, outcome, cascaded).
+fn card_attempts(payment: &Value) -> Vec<(String, String, bool)> {
+    payment["routing"]["card_page"]["attempts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no card page attempts: {payment}"))
+        .iter()
+        .map(|a| {
+            (
+                a["provider"].as_str().unwrap().to_string(),
+                a["outcome"].as_str().unwrap().to_string(),
+                a["cascaded"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn a_soft_decline_on_the_card_page_cascades_to_the_next_acquirer_with_the_same_card(
+    backend: TestBackend,
+) {
+    let Some((app, host_a, host_b)) = two_acquirers(backend, true, |_| {}).await else {
+        return;
+    };
+    let paid = pay(&app, "12.00", APPROVE).await;
+    assert_eq!(paid["status"], "captured", "{paid}");
+    assert_eq!(paid["provider"], "acq_b", "{paid}");
+    assert_eq!(
+        card_attempts(&paid),
+        [
+            ("acq_a".to_string(), "declined".to_string(), true),
+            ("acq_b".to_string(), "started".to_string(), false),
+        ]
+    );
+    assert_eq!(
+        paid["routing"]["card_page"]["attempts"][0]["reason"],
+        "issuer_unavailable"
+    );
+    // One purchase at each acquirer, the player credited once, nothing left to reverse.
+    assert_eq!((purchases(&host_a), purchases(&host_b)), (1, 1));
+    assert_eq!(app.balance("p1").await.0, "12.00");
+    assert_eq!(advices_in(&app, "queued").await, 0);
+    assert_eq!(advices_in(&app, "cancelled").await, 2);
+    // The refund goes to the acquirer that took the money.
+    let refund = app
+        .send(
+            Method::POST,
+            &format!(
+                "/v1/payments/{}/refunds",
+                paid["payment_id"].as_str().unwrap()
+            ),
+            Some(&app.api_key),
+            Some(&json!({"amount": "2.00"})),
+            &[("Idempotency-Key", "refund-cascaded")],
+        )
+        .await;
+    assert_eq!(refund.status, StatusCode::CREATED, "{}", refund.body);
+    assert_eq!(refund.body["status"], "succeeded", "{}", refund.body);
+    assert_eq!(purchases(&host_a), 1, "nothing more went to acq_a");
+    assert!(host_b.received().len() >= 2, "the refund went to acq_b");
+    assert_eq!(app.balance("p1").await.0, "10.00");
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+async fn a_hard_decline_on_the_card_page_goes_to_no_other_acquirer(backend: TestBackend) {
+    let Some((app, host_a, host_b)) = two_acquirers(backend, false, |_| {}).await else {
+        return;
+    };
+    let refused = pay(&app, "12.00", INSUFFICIENT_FUNDS).await;
+    assert_eq!(refused["status"], "declined", "{refused}");
+    assert_eq!(refused["provider"], "acq_a");
+    assert_eq!(
+        card_attempts(&refused),
+        [("acq_a".to_string(), "declined".to_string(), false)]
+    );
+    assert_eq!((purchases(&host_a), purchases(&host_b)), (1, 0));
+    assert_eq!(app.balance("p1").await.0, "0.00");
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+async fn a_returning_saved_card_goes_first_to_the_acquirer_that_approved_it(backend: TestBackend) {
+    let with_vault = |c: &mut Config| {
+        c.vault.master_keys = [("k1".to_string(), vault::KEY_1.into())]
+            .into_iter()
+            .collect();
+        c.vault.active_key = "k1".into();
+    };
+    let Some((app, host_a, host_b)) = two_acquirers(backend, true, with_vault).await else {
+        return;
+    };
+    // First deposit: acq_a's issuers are down, acq_b approves; the card is saved.
+    let first = vault::pay_and_save(&app, "10.00").await;
+    assert_eq!(
+        (first["status"].as_str(), first["provider"].as_str()),
+        (Some("captured"), Some("acq_b"))
+    );
+    assert_eq!((purchases(&host_a), purchases(&host_b)), (1, 1));
+
+    // The returning card is routed to acq_a first like any deposit, but goes straight to
+    // acq_b, which approved it: acq_a hears nothing.
+    let (id, page) = deposit(&app, "3.00").await;
+    let token = vault::saved_token(&page).await;
+    let answer = browser()
+        .post(&page)
+        .form(&[("saved", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    let again = payment(&app, &id).await;
+    assert_eq!(again["status"], "captured", "{again}");
+    assert_eq!(again["provider"], "acq_b");
+    assert_eq!(
+        again["routing"]["card_page"]["preferred_for_returning_card"],
+        "acq_b"
+    );
+    assert_eq!(
+        card_attempts(&again),
+        [("acq_b".to_string(), "started".to_string(), false)]
+    );
+    assert_eq!((purchases(&host_a), purchases(&host_b)), (1, 2));
+    assert_eq!(app.balance("p1").await.0, "13.00");
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}

@@ -360,6 +360,7 @@ async fn routing_and_circuit_metrics_render_as_documented() {
         split: None,
         reasons: vec![],
         cascade_after_3ds: false,
+        arm: None,
     };
     let attempt = |provider: &str, outcome, cascaded| Attempt {
         provider: provider.into(),

@@ -20,6 +20,18 @@ const HARD: &str = "insufficient_funds";
 contract_tests_with!(
     traffic_leaves_a_provider_that_goes_down_and_returns_when_it_recovers => three_accounts,
     routing_changes_are_audited_and_refused_when_invalid => three_accounts,
+    the_success_rate_mode_prefers_the_best_measured_account_and_reports_its_uplift => three_accounts,
+    a_later_soft_decline_cascades_to_the_next_account_in_the_same_payment => |c: &mut Config| {
+        three_accounts(c);
+        c.jobs.poll_interval_ms = 20;
+    },
+    a_sandbox_account_misbehaves_as_its_configuration_says => |c: &mut Config| {
+        three_accounts(c);
+        let outage: toml::Table = toml::from_str("outage = true").unwrap();
+        c.providers.accounts[0]
+            .settings
+            .insert("simulator_behaviour".into(), toml::Value::Table(outage));
+    },
     the_degradation_plan_pauses_one_providers_payouts => |c: &mut Config| {
         three_accounts(c);
         c.payouts.retry_interval_ms = 100;
@@ -181,27 +193,13 @@ async fn traffic_leaves_a_provider_that_goes_down_and_returns_when_it_recovers(a
 
 /// Pays every fifth started payment on its provider's page; each is credited once.
 async fn pay_some_and_check_the_money(app: &TestApp, payments: &[Value]) {
-    let started: Vec<&Value> = payments
+    let started: Vec<Value> = payments
         .iter()
         .filter(|p| p["status"] == "pending")
         .step_by(5)
+        .cloned()
         .collect();
-    for payment in &started {
-        let page = payment["redirect_url"].as_str().unwrap();
-        common::pay_with_card(page, "4242424242424242", "123456").await;
-    }
-    for payment in &started {
-        let id = payment["payment_id"].as_str().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let now = app.get(&format!("/v1/payments/{id}")).await;
-            if now.body["status"] == "captured" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "not captured: {}", now.body);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    pay_all_started(app, &started).await;
     let (cash, _) = app.balance("p1").await;
     assert_eq!(cash, format!("{}.00", 10 * started.len()));
     app.assert_ledger_verifies().await;
@@ -344,4 +342,235 @@ async fn a_change_on_one_node_applies_on_another_within_seconds() {
     }
     second.stop().await;
     first.stop().await;
+}
+
+/// Pays every started payment of `payments` on its page and waits until each is captured:
+/// every one of them is then finished.
+async fn pay_all_started(app: &TestApp, payments: &[Value]) {
+    let started: Vec<&Value> = payments
+        .iter()
+        .filter(|p| p["status"] == "pending")
+        .collect();
+    for payment in &started {
+        let page = payment["redirect_url"].as_str().unwrap();
+        common::pay_with_card(page, "4242424242424242", "123456").await;
+    }
+    for payment in &started {
+        let id = payment["payment_id"].as_str().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = app.get(&format!("/v1/payments/{id}")).await;
+            if now.body["status"] == "captured" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not captured: {}", now.body);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn the_success_rate_mode_prefers_the_best_measured_account_and_reports_its_uplift(
+    app: TestApp,
+) {
+    app.player("p1").await;
+    // Hard declines, so nothing cascades and each payment's fate is its first account's:
+    // psp_a approves about 30%, psp_b about 95%, psp_c about 70%.
+    for (account, permille) in [("psp_a", 700), ("psp_b", 50), ("psp_c", 300)] {
+        let behaviour = json!({"decline_permille": permille, "decline_reason": HARD});
+        behave(&app, account, behaviour).await;
+    }
+    // Measuring: an even split, so every account has figures.
+    let splits = json!([
+        {"account": "psp_a", "weight": 1}, {"account": "psp_b", "weight": 1},
+        {"account": "psp_c", "weight": 1}]);
+    set_routing(
+        &app,
+        json!({"rules": [{"id": "even", "pick": {"strategy": "weighted", "splits": splits}}]}),
+    )
+    .await;
+    let measuring = deposits(&app, 60).await;
+    pay_all_started(&app, &measuring).await;
+
+    // The mode on, with no rule: the holdout goes to psp_a (the first account), the exploit
+    // arm to psp_b (the best measured rate).
+    let mode = json!({"enabled": true, "holdout_permille": 250, "explore_permille": 100,
+                      "min_samples": 8});
+    set_routing(&app, json!({"success_rate": mode})).await;
+    let routed = deposits(&app, 80).await;
+    let arm_of = |p: &Value| {
+        p["routing"]["decision"]["arm"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first_of = |p: &Value| {
+        p["routing"]["decision"]["candidates"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut by_arm: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for payment in &routed {
+        by_arm.entry(arm_of(payment)).or_default().push(payment);
+    }
+    for payment in &by_arm["exploit"] {
+        assert_eq!(first_of(payment), "psp_b", "{payment}");
+        let reasons = payment["routing"]["decision"]["reasons"].to_string();
+        assert!(reasons.contains("success rate (exploit)"), "{reasons}");
+    }
+    for payment in &by_arm["holdout"] {
+        assert_eq!(first_of(payment), "psp_a", "{payment}");
+    }
+    assert!(
+        by_arm["exploit"].len() > by_arm["holdout"].len(),
+        "{:?}",
+        by_arm.keys()
+    );
+    pay_all_started(&app, &routed).await;
+
+    // The report counts exactly these payments, arm by arm, and measures the gain.
+    let answer = admin(
+        &app,
+        Method::GET,
+        "/v1/admin/routing/success-rate?hours=1",
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let report = answer.body;
+    for arm in report["arms"].as_array().unwrap() {
+        let name = arm["arm"].as_str().unwrap();
+        let ours = by_arm.get(name).map_or(&[][..], Vec::as_slice);
+        let approved = ours.iter().filter(|p| p["status"] == "pending").count();
+        assert_eq!(arm["finished"], ours.len(), "{report}");
+        assert_eq!(arm["approved"], approved, "{report}");
+    }
+    let uplift = report["uplift_permille"].as_i64().unwrap();
+    assert!(uplift > 300, "exploit beats the holdout by far: {report}");
+    let bad_period = admin(
+        &app,
+        Method::GET,
+        "/v1/admin/routing/success-rate?hours=0",
+        None,
+    )
+    .await;
+    assert_eq!(bad_period.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let too_big = json!({"success_rate": {"enabled": true, "holdout_permille": 900,
+                                          "explore_permille": 200}});
+    let refused = admin(
+        &app,
+        Method::PUT,
+        "/v1/admin/routing",
+        Some(&json!({"document": too_big})),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+/// The embedded sandbox of psp_a starts down because its account's configuration says so
+/// (`simulator_behaviour`), without any call to its behaviour API: deposits cascade to psp_b.
+async fn a_sandbox_account_misbehaves_as_its_configuration_says(app: TestApp) {
+    app.player("p1").await;
+    let started = deposits(&app, 3).await;
+    for payment in &started {
+        let attempts = attempts(payment);
+        assert_eq!(attempts[0]["provider"], "psp_a", "{payment}");
+        assert_eq!(attempts[0]["outcome"], "unavailable", "{payment}");
+        assert_eq!(payment["provider"], "psp_b", "{payment}");
+    }
+    let url = format!("{}/sandbox/behaviour", app.simulator_url("psp_a"));
+    let behaviour: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(behaviour["outage"], true, "{behaviour}");
+    app.stop().await;
+}
+
+/// Waits until `check` holds for the payment; answers it.
+async fn payment_when(app: &TestApp, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = app.get(&format!("/v1/payments/{id}")).await.body;
+        if check(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "never came: {now}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The player paid on psp_a's page and psp_a declined softly by webhook: the same payment
+/// goes on to psp_b, the return page offers psp_b's page, and the player pays there. After a
+/// 3-D Secure challenge or a hard decline, the decline stands.
+async fn a_later_soft_decline_cascades_to_the_next_account_in_the_same_payment(app: TestApp) {
+    app.player("p1").await;
+    let started = common::start_deposit(&app, "10.00").await.body;
+    let id = started["payment_id"].as_str().unwrap().to_string();
+    let first_page = started["redirect_url"].as_str().unwrap().to_string();
+    let landed = common::pay_with_card(&first_page, "4000000000000259", "").await;
+    assert!(landed.contains("/cashier/return"), "{landed}");
+    let moved = payment_when(&app, &id, |p| p["provider"] == "psp_b").await;
+    assert_eq!(moved["status"], "pending", "{moved}");
+    let step = &moved["routing"]["after_decline"][0];
+    assert_eq!(step["from"], "psp_a", "{moved}");
+    assert_eq!(step["reason"], SOFT, "{moved}");
+    assert_eq!(step["attempts"][0]["provider"], "psp_b", "{moved}");
+    let next_page = moved["redirect_url"].as_str().unwrap().to_string();
+    assert_ne!(next_page, first_page);
+    assert!(
+        next_page.starts_with(&app.simulator_url("psp_b")),
+        "{next_page}"
+    );
+
+    let shown = reqwest::get(format!("{}/cashier/return?payment_id={id}", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(shown.contains(&format!(r#"href="{next_page}""#)), "{shown}");
+    assert!(!shown.contains(r#"id="continue" hidden"#), "{shown}");
+
+    common::pay_with_card(&next_page, "4242424242424242", "").await;
+    let paid = payment_when(&app, &id, |p| p["status"] == "captured").await;
+    assert_eq!(paid["provider"], "psp_b");
+    assert_eq!(app.balance("p1").await.0, "10.00");
+
+    // Declined softly after the player answered a 3-D Secure challenge: no second one.
+    let challenged = common::start_deposit(&app, "5.00").await.body;
+    let challenged_id = challenged["payment_id"].as_str().unwrap();
+    let page = challenged["redirect_url"].as_str().unwrap();
+    common::pay_with_card(page, "4000000000003246", "123456").await;
+    let declined = payment_when(&app, challenged_id, |p| p["status"] != "pending").await;
+    assert_eq!(declined["status"], "declined", "{declined}");
+    assert_eq!(declined["provider"], "psp_a");
+    assert!(
+        declined["routing"].get("after_decline").is_none(),
+        "{declined}"
+    );
+
+    // A hard decline stands too.
+    let hard = common::start_deposit(&app, "5.00").await.body;
+    let hard_id = hard["payment_id"].as_str().unwrap();
+    common::pay_with_card(
+        hard["redirect_url"].as_str().unwrap(),
+        "4000000000009995",
+        "",
+    )
+    .await;
+    let declined = payment_when(&app, hard_id, |p| p["status"] != "pending").await;
+    assert_eq!(declined["status"], "declined", "{declined}");
+    assert_eq!(declined["failure_reason"], HARD);
+    assert!(
+        declined["routing"].get("after_decline").is_none(),
+        "{declined}"
+    );
+    assert_eq!(app.balance("p1").await.0, "10.00");
+    app.assert_ledger_verifies().await;
+    app.stop().await;
 }

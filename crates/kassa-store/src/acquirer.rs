@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Tx};
 
 impl Store {
     /// The next number (1, 2, …) of `terminal_id` on `day` (`YYYYMMDD`, UTC). One upsert:
@@ -57,6 +57,8 @@ pub struct VaultCardRecord {
     /// The first six digits (the issuer), for routing.
     pub bin: String,
     pub created_at_ms: i64,
+    /// The provider account that last approved this card, which a returning card prefers.
+    pub approved_account: Option<String>,
 }
 
 impl std::fmt::Debug for VaultCardRecord {
@@ -70,7 +72,7 @@ impl std::fmt::Debug for VaultCardRecord {
 }
 
 const VAULT_COLUMNS: &str = "token, merchant_id, player_id, key_id, wrapped_key, ciphertext, \
-     last4, expiry_yymm, bin, created_at_ms";
+     last4, expiry_yymm, bin, created_at_ms, approved_account";
 
 fn vault_card_of(row: &sqlx::any::AnyRow) -> Result<VaultCardRecord, StoreError> {
     Ok(VaultCardRecord {
@@ -84,6 +86,7 @@ fn vault_card_of(row: &sqlx::any::AnyRow) -> Result<VaultCardRecord, StoreError>
         expiry_yymm: row.try_get("expiry_yymm")?,
         bin: row.try_get("bin")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        approved_account: row.try_get("approved_account")?,
     })
 }
 
@@ -92,7 +95,7 @@ impl Store {
     pub async fn insert_vault_card(&self, card: &VaultCardRecord) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO vault_cards ({VAULT_COLUMNS}) VALUES ({})",
-            self.params(1, 10)
+            self.params(1, 11)
         );
         sqlx::query(&sql)
             .bind(&card.token)
@@ -105,6 +108,7 @@ impl Store {
             .bind(&card.expiry_yymm)
             .bind(&card.bin)
             .bind(card.created_at_ms)
+            .bind(&card.approved_account)
             .execute(self.autocommit())
             .await?;
         Ok(())
@@ -126,6 +130,40 @@ impl Store {
             .fetch_all(self.reader())
             .await?;
         rows.iter().map(vault_card_of).collect()
+    }
+
+    /// The provider account that last approved the saved card `token` of this player.
+    pub async fn vault_card_approved_account(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+        token: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let account: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT approved_account FROM vault_cards \
+             WHERE token = $1 AND merchant_id = $2 AND player_id = $3",
+        )
+        .bind(token)
+        .bind(merchant_id)
+        .bind(player_id)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(account.flatten())
+    }
+
+    /// Records that `account` approved the saved card `token`, in the payment's transaction.
+    pub async fn set_vault_card_approved_account(
+        &self,
+        tx: &mut Tx,
+        token: &str,
+        account: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE vault_cards SET approved_account = $1 WHERE token = $2")
+            .bind(account)
+            .bind(token)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 
     /// Up to `limit` cards whose data key is wrapped by another key than `key_id`.

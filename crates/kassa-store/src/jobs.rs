@@ -169,6 +169,28 @@ impl Store {
             .await?)
     }
 
+    /// Cancels the job of `kind` with `dedupe_key` on `conn`, inside the caller's transaction,
+    /// if it has never started: `false` when it ran (even once, even if it failed and waits
+    /// for its next attempt), runs, or never was. For a job whose first run already has an
+    /// effect elsewhere (a reversal advice the host may have acted on).
+    pub async fn cancel_unstarted_job_on(
+        &self,
+        conn: &mut Conn,
+        kind: &str,
+        dedupe_key: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', updated_at_ms = $1 \
+             WHERE kind = $2 AND dedupe_key = $3 AND state = 'queued' AND attempts = 0",
+        )
+        .bind(now_ms())
+        .bind(kind)
+        .bind(dedupe_key)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Cancels the queued (not yet running) job of `kind` with `dedupe_key`; `false` when there
     /// is none (it ran, runs, or never was).
     pub async fn cancel_queued_job(

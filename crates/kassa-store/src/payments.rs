@@ -38,6 +38,8 @@ pub struct PaymentRecord {
     pub risk: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The success-rate mode's arm (`holdout`, `explore`, `exploit`), when it was on.
+    pub routing_arm: Option<String>,
 }
 
 /// One event in a payment's history.
@@ -89,7 +91,7 @@ pub struct OutboxEvent {
 
 const PAYMENT_COLUMNS: &str = "id, merchant_id, player_id, provider, provider_reference, method, \
      amount_minor, currency, status, refunded_minor, return_url, redirect_url, country, device, ip, \
-     session_id, failure_reason, routing, risk, created_at_ms, updated_at_ms";
+     session_id, failure_reason, routing, risk, created_at_ms, updated_at_ms, routing_arm";
 
 fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
     let currency: String = row.try_get("currency")?;
@@ -118,6 +120,7 @@ fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
         risk: row.try_get("risk")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+        routing_arm: row.try_get("routing_arm")?,
     })
 }
 
@@ -141,7 +144,7 @@ impl Store {
     pub async fn insert_payment(&self, tx: &mut Tx, p: &PaymentRecord) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
         ))
         .bind(p.id.as_str())
         .bind(p.merchant_id.as_str())
@@ -164,6 +167,7 @@ impl Store {
         .bind(&p.risk)
         .bind(p.created_at_ms)
         .bind(p.updated_at_ms)
+        .bind(&p.routing_arm)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -232,6 +236,18 @@ impl Store {
     }
 
     /// Writes a payment's mutable fields.
+    /// Moves a pending payment to another provider account and stores its routing record
+    /// (a cascade on Kassa's card page), inside the payment's transaction.
+    pub async fn reroute_payment(&self, tx: &mut Tx, p: &PaymentRecord) -> Result<(), StoreError> {
+        sqlx::query("UPDATE payments SET provider = $1, routing = $2 WHERE id = $3")
+            .bind(&p.provider)
+            .bind(&p.routing)
+            .bind(p.id.as_str())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     pub async fn update_payment(&self, tx: &mut Tx, p: &PaymentRecord) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE payments SET status = $1, provider_reference = $2, redirect_url = $3, \

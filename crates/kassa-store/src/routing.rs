@@ -2,6 +2,7 @@
 //! the history is the audit trail, and a node knows a newer document exists by one small read
 //! of the newest version number.
 
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::{now_ms, Store, StoreError};
@@ -94,5 +95,79 @@ impl Store {
             .fetch_all(self.reader())
             .await?;
         rows.iter().map(from_row).collect()
+    }
+}
+
+/// Statuses a deposit ends in, for the success-rate figures; the first four mean the player
+/// paid.
+const FINISHED_STATUSES: &str = "'captured', 'partially_refunded', 'refunded', 'charged_back', \
+     'declined', 'failed', 'cancelled', 'expired'";
+
+/// How many deposits of one kind finished in one status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishedCount {
+    /// What is counted: `(provider, method, country)` or `(arm, "", "")`.
+    pub key: (String, String, String),
+    /// The payment status they ended in.
+    pub status: String,
+    pub count: i64,
+}
+
+impl Store {
+    /// Deposits that finished since `since_ms`, by provider account, method, country and
+    /// final status (all nodes' traffic: the success-rate mode's figures). The range on the
+    /// status index's `updated_at_ms` keeps it off the whole table.
+    pub async fn finished_deposits_by_account(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<FinishedCount>, StoreError> {
+        let sql = format!(
+            "SELECT provider, method, country, status, COUNT(*) AS n FROM payments \
+             WHERE status IN ({FINISHED_STATUSES}) AND updated_at_ms >= $1 \
+             GROUP BY provider, method, country, status"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(since_ms)
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FinishedCount {
+                    key: (
+                        row.try_get("provider")?,
+                        row.try_get("method")?,
+                        row.try_get("country")?,
+                    ),
+                    status: row.try_get("status")?,
+                    count: row.try_get("n")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deposits routed in the success-rate mode that finished since `since_ms`, by arm and
+    /// final status (the uplift report).
+    pub async fn finished_deposits_by_arm(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<FinishedCount>, StoreError> {
+        let sql = format!(
+            "SELECT routing_arm, status, COUNT(*) AS n FROM payments \
+             WHERE status IN ({FINISHED_STATUSES}) AND updated_at_ms >= $1 \
+             AND routing_arm IS NOT NULL GROUP BY routing_arm, status"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(since_ms)
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|row: &AnyRow| {
+                Ok(FinishedCount {
+                    key: (row.try_get("routing_arm")?, String::new(), String::new()),
+                    status: row.try_get("status")?,
+                    count: row.try_get("n")?,
+                })
+            })
+            .collect()
     }
 }

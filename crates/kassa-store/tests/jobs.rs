@@ -65,6 +65,7 @@ on_both_backends!(
     claims_take_only_the_kinds_asked_for_and_due_jobs,
     jobs_are_listed_newest_first_with_a_cursor,
     the_outbox_is_read_in_order_and_marked_published,
+    a_job_is_cancelled_with_the_transaction_and_only_before_its_first_run,
 );
 
 async fn a_dedupe_key_allows_one_unfinished_job_per_kind(store: Store) {
@@ -525,4 +526,68 @@ async fn the_outbox_is_read_in_order_and_marked_published(store: Store) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// The reversal advice of an answered card charge is cancelled in the transaction that
+/// records the answer (ADR 49): rolled back (a node dying before its commit), the job stays
+/// queued and reverses the charge; once it ran even once, it cannot be cancelled any more.
+async fn a_job_is_cancelled_with_the_transaction_and_only_before_its_first_run(store: Store) {
+    let kind = "acquirer.reversal_advice";
+    let id = store
+        .enqueue_job(&job(kind, Some("acq:t1:1206:000001"), 5))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert!(store
+        .cancel_unstarted_job_on(&mut tx, kind, "acq:t1:1206:000001")
+        .await
+        .unwrap());
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        store.get_job(&id).await.unwrap().unwrap().state,
+        JobState::Queued,
+        "a cancel that did not commit leaves the advice queued"
+    );
+
+    let t = now_ms();
+    let claimed = store
+        .claim_jobs("n", &[kind], t, t + LEASE_MS, 1)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .fail_job(&id, "n", claimed[0].attempts, "host did not answer", t)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_job(&id).await.unwrap().unwrap().state,
+        JobState::Queued,
+        "queued again for its next attempt"
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        !store
+            .cancel_unstarted_job_on(&mut tx, kind, "acq:t1:1206:000001")
+            .await
+            .unwrap(),
+        "an advice that went out once is not called off"
+    );
+    tx.commit().await.unwrap();
+
+    let fresh = store
+        .enqueue_job(&job(kind, Some("acq:t1:1206:000002"), 5))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert!(store
+        .cancel_unstarted_job_on(&mut tx, kind, "acq:t1:1206:000002")
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.get_job(&fresh).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
 }

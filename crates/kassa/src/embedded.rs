@@ -59,6 +59,8 @@ async fn start_sandbox(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvide
         duplicate_webhooks: simulator.duplicate_webhooks,
         out_of_order_webhooks: simulator.out_of_order_webhooks,
         autopilot: simulator.autopilot,
+        behaviour: kassa_sim::psp::Behaviour::from_account_settings(&account.settings)
+            .map_err(|why| anyhow::anyhow!("provider account {:?}: {why}", account.id))?,
         ..SandboxPspConfig::default()
     })
     .await?;

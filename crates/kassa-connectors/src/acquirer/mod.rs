@@ -211,16 +211,18 @@ impl AcquirerConnector {
             })
     }
 
-    /// Sends a `0200` and answers the host's answer. Its reversal advice is queued before it
-    /// leaves, due [`ADVICE_SAFETY_NET_TIMEOUTS`] timeouts later, and cancelled once the host
-    /// answered (or the request never left): a timeout, a connection lost after the write,
-    /// or a node that dies while the request is out all leave it queued, so a charge is
-    /// never left behind unknowingly.
+    /// Sends a `0200` and answers the host's answer with the reversal advice still queued.
+    /// The advice is queued before the request leaves, due [`ADVICE_SAFETY_NET_TIMEOUTS`]
+    /// timeouts later: a timeout, a connection lost after the write, or a node that dies
+    /// while the request is out all leave it queued, so a charge is never left behind
+    /// unknowingly. A request that never left has its advice cancelled here; an answered one
+    /// is the caller's to cancel, once it has recorded the answer ([`Self::financial_settled`],
+    /// or the server's transaction for a card charge).
     async fn financial(
         &self,
         request: FinancialRequest<'_>,
         reference_id: &str,
-    ) -> Result<(OriginalRef, Message), ProviderError> {
+    ) -> Result<(OriginalRef, Message, ReversalAdvice), ProviderError> {
         let stamp = self.stamp().await?;
         let message = wire::financial(&request, &self.terminal, &stamp)?;
         let original = OriginalRef::of(&self.terminal, &stamp);
@@ -230,17 +232,37 @@ impl AcquirerConnector {
             .advices
             .enqueue(advice.clone(), due_in)
             .await?;
-        let answered = self.session.call(message).await;
-        if let Err(ProviderError::Timeout) = answered {
-            tracing::warn!(account = %self.name, reference_id, stan = %original.stan, "acquirer request unanswered; its reversal advice stays queued");
-            return Err(ProviderError::Timeout);
+        match self.session.call(message).await {
+            Ok(answer) => Ok((original, answer, advice)),
+            Err(ProviderError::Timeout) => {
+                tracing::warn!(account = %self.name, reference_id, stan = %original.stan, "acquirer request unanswered; its reversal advice stays queued");
+                Err(ProviderError::Timeout)
+            }
+            Err(error) => {
+                // The request never reached the host: nothing to reverse.
+                self.cancel_advice(&advice).await?;
+                Err(error)
+            }
         }
-        if let Err(error) = self.services.advices.cancel(&advice).await {
-            // The advice will reverse what the host did: report the request as failed.
-            tracing::error!(account = %self.name, reference_id, %error, "reversal advice not cancelled; the request will be reversed");
-            return Err(error);
-        }
-        Ok((original, answered?))
+    }
+
+    /// [`Self::financial`] for a refund or a credit, whose answer the server records after
+    /// this call: the advice is cancelled as soon as the host answered. If cancelling fails,
+    /// the advice will reverse what the host did, so the request is reported failed.
+    async fn financial_settled(
+        &self,
+        request: FinancialRequest<'_>,
+        reference_id: &str,
+    ) -> Result<(OriginalRef, Message), ProviderError> {
+        let (original, answer, advice) = self.financial(request, reference_id).await?;
+        self.cancel_advice(&advice).await?;
+        Ok((original, answer))
+    }
+
+    async fn cancel_advice(&self, advice: &ReversalAdvice) -> Result<(), ProviderError> {
+        self.services.advices.cancel(advice).await.inspect_err(|error| {
+            tracing::error!(account = %self.name, advice = %advice.key(), %error, "reversal advice not cancelled; the request will be reversed");
+        })
     }
 
     fn advice_for(
@@ -376,6 +398,7 @@ fn declined(reference: &OriginalRef, decline: wire::Decline) -> CardCharge {
         },
         captured: false,
         soft_decline: decline.class == DeclineClass::Soft,
+        reversal_advice_key: None,
     }
 }
 
@@ -420,18 +443,25 @@ impl PaymentProvider for AcquirerConnector {
             card: Some(card),
             original: None,
         };
-        let (reference, answer) = self.financial(purchase, &request.payment_id).await?;
-        match wire::decline_of(wire::response_code(&answer)?) {
-            None => Ok(CardCharge {
+        // The advice stays queued until the server's transaction that records the answer
+        // cancels it (ADR 49): a node dying in between reverses the charge instead of
+        // leaving the player charged and the deposit uncredited. An unreadable answer leaves
+        // it queued too.
+        let (reference, answer, advice) = self.financial(purchase, &request.payment_id).await?;
+        let mut charge = match wire::decline_of(wire::response_code(&answer)?) {
+            None => CardCharge {
                 started: PaymentStarted {
                     provider_reference: reference.to_string(),
                     start: PaymentStart::Authorized,
                 },
                 captured: true,
                 soft_decline: false,
-            }),
-            Some(decline) => Ok(declined(&reference, decline)),
-        }
+                reversal_advice_key: None,
+            },
+            Some(decline) => declined(&reference, decline),
+        };
+        charge.reversal_advice_key = Some(advice.key());
+        Ok(charge)
     }
 
     /// The host has no status query: a payment is settled by the `0210` (or reversed). A
@@ -479,7 +509,7 @@ impl PaymentProvider for AcquirerConnector {
             card: None,
             original: Some(&original),
         };
-        let (_, answer) = self.financial(refund, &request.refund_id).await?;
+        let (_, answer) = self.financial_settled(refund, &request.refund_id).await?;
         match wire::decline_of(wire::response_code(&answer)?) {
             None => Ok(RefundAccepted {
                 refund_id: request.refund_id.clone(),
@@ -510,7 +540,7 @@ impl PaymentProvider for AcquirerConnector {
             card: Some(card),
             original: None,
         };
-        let (reference, answer) = self.financial(credit, &request.payout_id).await?;
+        let (reference, answer) = self.financial_settled(credit, &request.payout_id).await?;
         let status = match wire::decline_of(wire::response_code(&answer)?) {
             None => ProviderPayoutStatus::Paid,
             Some(_) => ProviderPayoutStatus::Failed,

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::breaker::CircuitState;
 use super::document::{Conditions, Pick, RoutingDocument, Rule};
 use super::health::HealthSnapshot;
+use super::success_rate::{self, Arm};
 use crate::Currency;
 
 /// The deposit being routed, as the router sees it.
@@ -65,6 +66,9 @@ pub struct Decision {
     /// Whether the candidates after the first may be offered a deposit whose player already
     /// passed 3-D Secure.
     pub cascade_after_3ds: bool,
+    /// The success-rate mode's arm of this payment, when the mode is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arm: Option<Arm>,
 }
 
 /// No account can take the deposit; the reasons say why.
@@ -97,6 +101,7 @@ pub fn decide(
             continue;
         }
         let (ordered, split) = order_by_pick(rule, request, document);
+        let (ordered, arm) = by_success_rate(ordered, request, document, health, &mut reasons);
         let candidates = available(ordered, request, document, eligible, health, &mut reasons);
         if candidates.is_empty() {
             reasons.push(format!(
@@ -113,9 +118,11 @@ pub fn decide(
             split,
             reasons,
             cascade_after_3ds: rule.cascade_after_3ds,
+            arm,
         });
     }
     let ordered = eligible.iter().map(|a| a.to_string()).collect();
+    let (ordered, arm) = by_success_rate(ordered, request, document, health, &mut reasons);
     let candidates = available(ordered, request, document, eligible, health, &mut reasons);
     if candidates.is_empty() {
         reasons.push("no account that takes the payment is available".into());
@@ -131,8 +138,39 @@ pub fn decide(
         split: None,
         reasons,
         cascade_after_3ds: false,
+        arm,
     })
 }
+
+/// The success-rate mode's order of `ordered` for this payment's arm (see
+/// [`success_rate`]); the order unchanged and no arm when the mode is off.
+fn by_success_rate(
+    ordered: Vec<String>,
+    request: &RouteRequest<'_>,
+    document: &RoutingDocument,
+    health: &HealthSnapshot,
+    reasons: &mut Vec<String>,
+) -> (Vec<String>, Option<Arm>) {
+    let settings = &document.success_rate;
+    if !settings.enabled {
+        return (ordered, None);
+    }
+    let arm = settings.arm(draw(request.payment_id, SUCCESS_RATE_DRAW, 1_000));
+    let (ordered, reason) = success_rate::reorder(
+        ordered,
+        arm,
+        settings,
+        health.rates(),
+        (request.method, request.country),
+        |account| draw(request.payment_id, account, 1_000),
+    );
+    reasons.extend(reason);
+    (ordered, Some(arm))
+}
+
+/// What the success-rate arm's draw hashes besides the payment id; no rule id can be it
+/// (rule ids are letters, digits, `_` and `-`).
+const SUCCESS_RATE_DRAW: &str = "success rate";
 
 fn listed_str(list: &[String], value: &str) -> bool {
     list.is_empty() || list.iter().any(|v| v == value)

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::declines::DeclineClasses;
+use super::success_rate::SuccessRateSettings;
 use crate::Currency;
 
 /// Most rules one document holds; the decision scans them in order.
@@ -35,6 +36,9 @@ pub struct RoutingDocument {
     /// What each provider account charges, for `lowest_cost` and cost per success.
     #[serde(default)]
     pub commissions: BTreeMap<String, Commission>,
+    /// The optional success-rate mode (off by default).
+    #[serde(default)]
+    pub success_rate: SuccessRateSettings,
 }
 
 /// One routing rule: when it applies, whom it picks, and who comes next.
@@ -357,6 +361,7 @@ impl RoutingDocument {
         }
         self.switches.validate()?;
         self.declines.validate()?;
+        self.success_rate.validate()?;
         for (account, commission) in &self.commissions {
             check_account_id(&format!("commissions.{account}"), account)?;
             if commission.fixed_minor < 0 || commission.monthly_fee_minor < 0 {

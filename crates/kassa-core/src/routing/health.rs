@@ -10,10 +10,12 @@
 //! breaker) shows when it recovers. Each node measures its own traffic.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::breaker::CircuitState;
+use super::success_rate::SuccessRates;
 
 /// How one call to a provider ended, for health.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,9 +243,20 @@ pub struct AccountHealth {
 #[derive(Clone, Debug, Default)]
 pub struct HealthSnapshot {
     accounts: HashMap<String, AccountHealth>,
+    rates: Arc<SuccessRates>,
 }
 
 impl HealthSnapshot {
+    /// Sets the recent approval figures the success-rate mode orders by.
+    pub fn set_rates(&mut self, rates: Arc<SuccessRates>) {
+        self.rates = rates;
+    }
+
+    /// The recent approval figures (empty unless set).
+    pub fn rates(&self) -> &SuccessRates {
+        &self.rates
+    }
+
     /// Sets one account's health.
     pub fn insert(&mut self, account: &str, health: AccountHealth) {
         self.accounts.insert(account.to_string(), health);

@@ -168,6 +168,7 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(routing::get_routing, routing::put_routing))
         .routes(routes!(routing::routing_history))
         .routes(routes!(routing::routing_health))
+        .routes(routes!(routing::routing_success_rate))
         .routes(routes!(risk::get_rules, risk::put_rules))
         .routes(routes!(risk::rules_history))
         .routes(routes!(risk::backtest))

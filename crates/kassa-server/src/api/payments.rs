@@ -467,7 +467,7 @@ fn status_stream(
     let mut feed = state.payments.feed().subscribe();
     let stream = async_stream(move |mut emit| async move {
         let started = tokio::time::Instant::now();
-        let mut last: Option<PaymentStatus> = None;
+        let mut last: Option<(PaymentStatus, Option<String>)> = None;
         loop {
             let current = state
                 .store
@@ -476,10 +476,12 @@ fn status_stream(
                 .ok()
                 .flatten();
             if let Some(current) = current {
-                if last != Some(current.status) {
-                    last = Some(current.status);
-                    let data =
-                        json!({ "payment_id": current.id, "status": current.status.as_str() });
+                let next = crate::web::continue_url(&current).map(str::to_string);
+                let now = Some((current.status, next.clone()));
+                if last != now {
+                    last = now;
+                    let data = json!({ "payment_id": current.id, "status": current.status.as_str(),
+                                       "continue_url": next });
                     if !emit(Event::default().event("status").data(data.to_string())).await {
                         return;
                     }

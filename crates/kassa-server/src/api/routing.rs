@@ -154,3 +154,34 @@ pub async fn routing_health(
     let accounts = state.routing.health();
     Ok(Json(serde_json::json!({ "accounts": accounts })).into_response())
 }
+
+/// The period of the success-rate report.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SuccessRateQuery {
+    /// Hours back from now, 1 to 720 (default 24).
+    pub hours: Option<u32>,
+}
+
+/// How the success-rate mode's arms did: finished deposits and approval rate of the exploit
+/// arm (best measured account first), the holdout (rules alone) and the explore arm, the
+/// uplift of exploit over holdout and whether it is significant (roles `admin` or
+/// `finance`). Counts every node's deposits.
+#[utoipa::path(get, path = "/v1/admin/routing/success-rate", tag = "admin",
+    params(SuccessRateQuery), security(("bearer" = [])),
+    responses((status = 200, description = "{hours, arms: [...], uplift_permille, z, significant}",
+        body = Object), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn routing_success_rate(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiQuery(query): ApiQuery<SuccessRateQuery>,
+) -> Result<Response, ApiError> {
+    admin.require_any(&[roles::ADMIN, roles::FINANCE])?;
+    let max = crate::service::success_rate::REPORT_HOURS_MAX;
+    let hours = query.hours.unwrap_or(24);
+    if !(1..=max).contains(&hours) {
+        return Err(ApiError::validation("hours", format!("must be 1 to {max}")));
+    }
+    let report = state.routing.success_rate_report(hours).await?;
+    Ok(Json(report).into_response())
+}

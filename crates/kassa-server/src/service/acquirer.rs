@@ -64,14 +64,22 @@ impl AdviceQueue for JobAdvices {
     }
 
     async fn cancel(&self, advice: &ReversalAdvice) -> Result<(), ProviderError> {
-        self.0
+        let cancelled = self
+            .0
             .cancel_queued_job(REVERSAL_ADVICE, &advice.key())
             .await
-            .map(drop)
             .map_err(|error| {
                 tracing::error!(%error, advice = %advice.key(), "cannot cancel a reversal advice");
                 ProviderError::Unavailable("the job queue failed".into())
-            })
+            })?;
+        // Not queued any more: it is being sent (an answer later than the safety net), so
+        // what the host did will be reversed.
+        match cancelled {
+            true => Ok(()),
+            false => Err(ProviderError::Unavailable(
+                "the reversal advice was already sent".into(),
+            )),
+        }
     }
 }
 

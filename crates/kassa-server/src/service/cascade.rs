@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kassa_connectors::{
-    PaymentProvider, PaymentRequest, PaymentStart, PaymentStarted, ProviderError, ProviderRegistry,
-    CIRCUIT_OPEN,
+    CardCharge, CardDetails, PaymentProvider, PaymentRequest, PaymentStart, PaymentStarted,
+    ProviderError, ProviderRegistry, CIRCUIT_OPEN,
 };
-use kassa_core::routing::{Decision, DeclineClass, DeclineClasses, Outcome};
+use kassa_core::routing::{DeclineClass, DeclineClasses, Outcome};
 use serde::Serialize;
 
 use crate::service::routing::RoutingService;
@@ -61,33 +61,148 @@ struct Verdict {
     may_cascade: bool,
 }
 
-/// Offers `request` to the decision's candidates in turn (see the module's rules).
+/// Offers `request` to `candidates` in turn (see the module's rules): a decision's, or the
+/// rest of them after a later soft decline.
 pub async fn offer(
     routing: &RoutingService,
     providers: &ProviderRegistry,
-    decision: &Decision,
+    candidates: &[String],
     declines: &DeclineClasses,
     request: &PaymentRequest,
 ) -> Offered {
+    let turns = in_turn(
+        routing,
+        providers,
+        candidates,
+        declines,
+        request,
+        |provider| async move { provider.start_payment(request).await },
+        |started| started,
+    )
+    .await;
+    let last = turns
+        .last
+        .expect("candidates name at least one registered account");
+    Offered {
+        provider: last.provider,
+        asked: last.answer,
+        attempts: turns.attempts,
+        provider_elapsed: turns.provider_elapsed,
+    }
+}
+
+/// What a card charge offered in turn came to.
+pub struct OfferedCharge {
+    /// The account that answered last, whose answer settles the payment; `None` when no
+    /// account of `accounts` is registered.
+    pub account: Option<String>,
+    /// Its answer.
+    pub charged: Result<CardCharge, ProviderError>,
+    /// Every account asked, in order.
+    pub attempts: Vec<Attempt>,
+    /// The reversal advices of the answers before the last (soft declines), which the
+    /// payment's transaction calls off with the last one's.
+    pub earlier_advice_keys: Vec<String>,
+}
+
+/// Charges the card submitted on Kassa's card page at `accounts` in turn, by the same rules
+/// as a start: the next account only after a soft decline or an account that could not have
+/// acted. The card is Kassa's (the vault or the page), so a soft decline at one acquirer
+/// costs the player nothing but a moment: no second form, no second 3-D Secure.
+pub async fn offer_card(
+    routing: &RoutingService,
+    providers: &ProviderRegistry,
+    accounts: &[String],
+    declines: &DeclineClasses,
+    request: &PaymentRequest,
+    card: &CardDetails,
+) -> OfferedCharge {
+    let turns = in_turn(
+        routing,
+        providers,
+        accounts,
+        declines,
+        request,
+        |provider| async move { provider.charge_card(request, card).await },
+        |charge: &CardCharge| &charge.started,
+    )
+    .await;
+    let earlier_advice_keys = turns
+        .earlier
+        .iter()
+        .filter_map(|answer| answer.as_ref().ok()?.reversal_advice_key.clone())
+        .collect();
+    let (account, charged) = match turns.last {
+        Some(last) => (Some(last.account), last.answer),
+        None => (
+            None,
+            Err(ProviderError::Unavailable(
+                "no card acquirer is registered".into(),
+            )),
+        ),
+    };
+    OfferedCharge {
+        account,
+        charged,
+        attempts: turns.attempts,
+        earlier_advice_keys,
+    }
+}
+
+/// One account's answer.
+struct Answered<T> {
+    account: String,
+    provider: Arc<dyn PaymentProvider>,
+    answer: Result<T, ProviderError>,
+}
+
+/// The answers of accounts asked in turn.
+struct Turns<T> {
+    /// The last account asked.
+    last: Option<Answered<T>>,
+    /// The answers before it.
+    earlier: Vec<Result<T, ProviderError>>,
+    attempts: Vec<Attempt>,
+    provider_elapsed: Duration,
+}
+
+/// Asks `accounts` in turn with `ask` until one answer may not cascade, recording each
+/// account's health and attempt.
+async fn in_turn<T, Ask, Asked>(
+    routing: &RoutingService,
+    providers: &ProviderRegistry,
+    accounts: &[String],
+    declines: &DeclineClasses,
+    request: &PaymentRequest,
+    ask: Ask,
+    started_of: impl Fn(&T) -> &PaymentStarted,
+) -> Turns<T>
+where
+    Ask: Fn(Arc<dyn PaymentProvider>) -> Asked,
+    Asked: std::future::Future<Output = Result<T, ProviderError>>,
+{
     let country = request.country.as_deref().unwrap_or("");
-    let mut attempts = Vec::new();
-    let mut provider_elapsed = Duration::ZERO;
-    let mut last = None;
-    for (index, account) in decision.candidates.iter().enumerate() {
+    let mut turns = Turns {
+        last: None,
+        earlier: Vec::new(),
+        attempts: Vec::new(),
+        provider_elapsed: Duration::ZERO,
+    };
+    for (index, account) in accounts.iter().enumerate() {
         let Some(provider) = providers.get(account) else {
             continue; // the decision only names registered accounts; a race with nothing
         };
         let asked_at = Instant::now();
-        let asked = provider.start_payment(request).await;
+        let answer = ask(provider.clone()).await;
         let elapsed = asked_at.elapsed();
-        provider_elapsed += elapsed;
-        let verdict = judge(&asked, declines);
+        turns.provider_elapsed += elapsed;
+        let verdict = judge(answer.as_ref().map(&started_of), declines);
         // A call its circuit refused never reached the provider: no measure of its health.
-        if !matches!(&asked, Err(ProviderError::Unavailable(cause)) if cause == CIRCUIT_OPEN) {
+        if !matches!(&answer, Err(ProviderError::Unavailable(cause)) if cause == CIRCUIT_OPEN) {
             routing.record(account, &request.method, country, verdict.health, elapsed);
         }
-        let cascaded = verdict.may_cascade && index + 1 < decision.candidates.len();
-        attempts.push(Attempt {
+        let cascaded = verdict.may_cascade && index + 1 < accounts.len();
+        turns.attempts.push(Attempt {
             provider: account.clone(),
             outcome: verdict.outcome,
             reason: verdict.reason,
@@ -97,21 +212,22 @@ pub async fn offer(
         if cascaded {
             tracing::info!(payment_id = %request.payment_id, from = %account, outcome = verdict.outcome, "cascading to the next provider account");
         }
-        last = Some((provider, asked));
+        let answered = Answered {
+            account: account.clone(),
+            provider,
+            answer,
+        };
+        if let Some(before) = turns.last.replace(answered) {
+            turns.earlier.push(before.answer);
+        }
         if !cascaded {
             break;
         }
     }
-    let (provider, asked) = last.expect("a decision names at least one registered account");
-    Offered {
-        provider,
-        asked,
-        attempts,
-        provider_elapsed,
-    }
+    turns
 }
 
-fn judge(asked: &Result<PaymentStarted, ProviderError>, declines: &DeclineClasses) -> Verdict {
+fn judge(asked: Result<&PaymentStarted, &ProviderError>, declines: &DeclineClasses) -> Verdict {
     let verdict = |outcome, reason: Option<String>, health, may_cascade| Verdict {
         outcome,
         reason,
@@ -160,7 +276,9 @@ mod tests {
     #[test]
     fn only_answers_that_cannot_have_charged_cascade() {
         let classes = DeclineClasses::default();
-        let cascades = |asked| judge(&asked, &classes).may_cascade;
+        let cascades = |asked: Result<PaymentStarted, ProviderError>| {
+            judge(asked.as_ref(), &classes).may_cascade
+        };
         assert!(cascades(declined("issuer_unavailable")));
         assert!(!cascades(declined("insufficient_funds")));
         assert!(!cascades(declined("never_heard_of_it")));

@@ -12,6 +12,7 @@ pub mod provider_events;
 pub mod refreshed;
 pub mod risk;
 pub mod routing;
+pub mod success_rate;
 pub mod vault;
 pub mod wallet;
 pub mod webhook_endpoints;

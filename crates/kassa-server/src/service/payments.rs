@@ -30,6 +30,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, OnceCell};
 
+mod later_cascade;
+
+pub use later_cascade::{CascadePayload, PAYMENT_CASCADE};
+
 use crate::idempotency::IdempotencyClaim;
 use crate::service::cascade;
 use crate::service::limits::{check_deposit_limits, DepositRefused};
@@ -282,6 +286,7 @@ impl PaymentsService {
         risk_level: Option<&str>,
     ) -> Result<(Decision, DeclineClasses), PaymentError> {
         let routing = self.routing.current().await?;
+        self.routing.prepare(&routing).await?;
         let currency = request.amount.currency;
         let eligible: Vec<&str> = self
             .providers
@@ -424,7 +429,7 @@ impl PaymentsService {
         let offered = cascade::offer(
             &self.routing,
             &self.providers,
-            &decision,
+            &decision.candidates,
             &declines,
             &payment_request(&payment),
         )
@@ -432,6 +437,7 @@ impl PaymentsService {
         crate::metrics::record_routing(&decision, &offered.attempts);
         payment.provider = offered.provider.name().to_string();
         payment.routing = Some(routing_record(&decision, &offered.attempts));
+        payment.routing_arm = decision.arm.map(|arm| arm.as_str().to_string());
         let (asked, provider_elapsed) = (offered.asked, offered.provider_elapsed);
         let refusal = match &asked {
             Ok(_) => None,
@@ -692,6 +698,14 @@ impl PaymentsService {
             .find_started(&payment_id)
             .await?
             .ok_or_else(not_found)?;
+        // A later soft decline may cascade (ADR 56); the document is read before the
+        // transaction, and only for declines.
+        let declines = match event.status {
+            PaymentEventStatus::Declined => {
+                Some(self.routing.current().await?.document.declines.clone())
+            }
+            _ => None,
+        };
         // Resolve the player's accounts before the write transaction: on SQLite the writer is
         // one connection, and a lookup that needs it inside the transaction would wait forever.
         let wallet = self
@@ -707,9 +721,20 @@ impl PaymentsService {
             .ok_or_else(not_found)?;
         check_event_matches(provider, &payment, event)?;
         let was = payment.status;
-        let applied = self
-            .apply_event(&mut tx, &mut payment, &wallet, event, source)
-            .await?;
+        let cascades = declines
+            .as_ref()
+            .is_some_and(|declines| later_cascade::cascades_later(&payment, event, declines));
+        let applied = match cascades {
+            true => {
+                self.defer_to_cascade(&mut tx, &payment, event, source)
+                    .await?;
+                Applied::Processed(payment.status)
+            }
+            false => {
+                self.apply_event(&mut tx, &mut payment, &wallet, event, source)
+                    .await?
+            }
+        };
         if !self
             .record_event_answer(&mut tx, provider, event, &applied, log)
             .await?
@@ -1216,13 +1241,17 @@ impl PaymentsService {
 
     /// Charges the card submitted on Kassa's card page for a pending deposit routed to a
     /// direct acquirer (ADR 49). One submission per payment, claimed in the database before
-    /// the acquirer hears of it. The acquirer's answer settles the payment in one
-    /// transaction: approved and captured (the player credited once), declined, or failed
-    /// (no answer: the connector has queued the reversal, so nothing stays charged).
+    /// any acquirer hears of it. A soft decline or an unreachable acquirer cascades to the
+    /// next acquirer of the payment's route with the same card (ADR 47), and a returning
+    /// saved card (`saved_token`) goes first to the account that approved it last. The last
+    /// answer settles the payment in one transaction: approved and captured (the player
+    /// credited once), declined, or failed (no answer: its reversal stays queued, so nothing
+    /// stays charged).
     pub async fn pay_with_card(
         &self,
         payment_id: &PaymentId,
         card: &CardDetails,
+        saved_token: Option<&str>,
     ) -> Result<PaymentRecord, PaymentError> {
         let known = self
             .store
@@ -1234,7 +1263,7 @@ impl PaymentsService {
                 status: known.status,
             });
         }
-        let provider = self.provider_of(&known)?;
+        self.provider_of(&known)?;
         let wallet = self
             .players
             .wallet(&known.merchant_id, &known.player_id)
@@ -1246,16 +1275,38 @@ impl PaymentsService {
         {
             return Err(PaymentError::CardAlreadySubmitted);
         }
+        let declines = self.routing.current().await?.document.declines.clone();
+        let (accounts, preferred) = self.card_accounts(&known, saved_token).await?;
         let asked_at = Instant::now();
-        let charged = provider.charge_card(&payment_request(&known), card).await;
-        crate::metrics::record_authorization(&known.provider, &known.method, asked_at.elapsed());
+        let offered = cascade::offer_card(
+            &self.routing,
+            &self.providers,
+            &accounts,
+            &declines,
+            &payment_request(&known),
+            card,
+        )
+        .await;
         let mut tx = self.store.begin().await?;
         let mut payment = self.locked_payment(&mut tx, payment_id).await?;
         let was = payment.status;
-        match charged {
-            Ok(charge) => {
-                self.record_card_charge(&mut tx, &mut payment, &wallet, charge)
+        self.record_card_route(&mut tx, &mut payment, &offered, preferred)
+            .await?;
+        crate::metrics::record_authorization(&payment.provider, &known.method, asked_at.elapsed());
+        match offered.charged {
+            Ok(charge) if !self.advice_cancelled(&mut tx, &charge).await? => {
+                self.record_card_reversed(&mut tx, &mut payment, charge)
                     .await?
+            }
+            Ok(charge) => {
+                let approved = matches!(charge.started.start, PaymentStart::Authorized);
+                self.record_card_charge(&mut tx, &mut payment, &wallet, charge)
+                    .await?;
+                if let (true, Some(token)) = (approved, saved_token) {
+                    self.store
+                        .set_vault_card_approved_account(&mut tx, token, &payment.provider)
+                        .await?;
+                }
             }
             Err(error) => {
                 payment.failure_reason = Some(provider_failure_code(&error));
@@ -1276,6 +1327,137 @@ impl PaymentsService {
         crate::metrics::record_payment_change(&payment, was);
         self.record_fee(&payment, was).await;
         Ok(payment)
+    }
+
+    /// The acquirers a card submitted for `payment` is offered to, in order, and the account
+    /// a returning saved card prefers when it moved one forward: the payment's account, then
+    /// the accounts its route had left after it, of the same connector kind (only they take
+    /// a card); the saved card's last approver first.
+    async fn card_accounts(
+        &self,
+        payment: &PaymentRecord,
+        saved_token: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), PaymentError> {
+        let kind_of = |name: &str| {
+            self.providers
+                .accounts()
+                .find(|account| account.id == name)
+                .map(|account| account.kind.clone())
+        };
+        let kind = kind_of(&payment.provider);
+        let candidates: Vec<String> = payment
+            .routing
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+            .and_then(|routing| {
+                let list = routing["decision"]["candidates"].as_array()?.clone();
+                Some(
+                    list.iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default();
+        let mut accounts = vec![payment.provider.clone()];
+        let after = candidates
+            .iter()
+            .skip_while(|name| **name != payment.provider)
+            .skip(1)
+            .filter(|name| kind_of(name) == kind);
+        accounts.extend(after.cloned());
+        let Some(token) = saved_token else {
+            return Ok((accounts, None));
+        };
+        let approver = self
+            .store
+            .vault_card_approved_account(
+                payment.merchant_id.as_str(),
+                payment.player_id.as_str(),
+                token,
+            )
+            .await?;
+        let Some(position) = approver
+            .as_ref()
+            .and_then(|approver| accounts.iter().position(|a| a == approver))
+        else {
+            return Ok((accounts, None));
+        };
+        let preferred = accounts.remove(position);
+        accounts.insert(0, preferred.clone());
+        Ok((accounts, (position > 0).then_some(preferred)))
+    }
+
+    /// Stores where the card went: the account whose answer settles the payment becomes the
+    /// payment's, its card-page attempts join the start's in the routing record, and the
+    /// reversal advices of the soft declines before it are called off.
+    async fn record_card_route(
+        &self,
+        tx: &mut Tx,
+        payment: &mut PaymentRecord,
+        offered: &cascade::OfferedCharge,
+        preferred: Option<String>,
+    ) -> Result<(), PaymentError> {
+        for key in &offered.earlier_advice_keys {
+            // A declined purchase's reversal is harmless; calling it off only saves a message.
+            self.store
+                .cancel_unstarted_job_on(tx, crate::service::acquirer::REVERSAL_ADVICE, key)
+                .await?;
+        }
+        let mut routing = payment
+            .routing
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+            .unwrap_or_else(|| json!({}));
+        routing["card_page"] = json!({
+            "attempts": offered.attempts,
+            "preferred_for_returning_card": preferred,
+        });
+        payment.routing = Some(routing.to_string());
+        if let Some(account) = &offered.account {
+            payment.provider = account.clone();
+        }
+        self.store.reroute_payment(tx, payment).await?;
+        Ok(())
+    }
+
+    /// Cancels the charge's reversal advice in the payment's transaction, so the answer is
+    /// recorded exactly when the reversal is called off (ADR 49). `false` when the advice had
+    /// already started: the charge is being reversed.
+    async fn advice_cancelled(
+        &self,
+        tx: &mut Tx,
+        charge: &CardCharge,
+    ) -> Result<bool, PaymentError> {
+        let Some(key) = &charge.reversal_advice_key else {
+            return Ok(true);
+        };
+        Ok(self
+            .store
+            .cancel_unstarted_job_on(tx, crate::service::acquirer::REVERSAL_ADVICE, key)
+            .await?)
+    }
+
+    /// An answer that came after its reversal advice started: whatever the host said, the
+    /// advice reverses it, so the deposit fails and nothing is credited.
+    async fn record_card_reversed(
+        &self,
+        tx: &mut Tx,
+        payment: &mut PaymentRecord,
+        charge: CardCharge,
+    ) -> Result<(), PaymentError> {
+        tracing::warn!(payment_id = %payment.id, "card answer came after its reversal started; the deposit fails");
+        payment.provider_reference = Some(charge.started.provider_reference);
+        payment.failure_reason = Some("reversed".into());
+        self.transition(
+            tx,
+            payment,
+            PaymentEvent::Failed,
+            "card_page",
+            "reversed",
+            Some("the acquirer's answer came after its reversal advice started"),
+        )
+        .await?;
+        Ok(())
     }
 
     /// The acquirer's answer to a card charge, inside the payment's transaction.
@@ -1318,6 +1500,7 @@ impl PaymentsService {
                 refund_id: None,
                 dispute_id: None,
                 reason: None,
+                three_ds_challenged: None,
             };
             self.apply_event(tx, payment, wallet, &captured, "card_page")
                 .await
@@ -1347,6 +1530,7 @@ impl PaymentsService {
             refund_id: Some(refund.id.to_string()),
             dispute_id: None,
             reason: None,
+            three_ds_challenged: None,
         };
         self.apply_provider_event(&payment.provider, &refunded, "provider_answer", None)
             .await
@@ -1421,6 +1605,7 @@ impl PaymentsService {
                         refund_id: None,
                         dispute_id: None,
                         reason: Some("status_sync".into()),
+                        three_ds_challenged: None,
                     };
                     self.apply_provider_event(&payment.provider, &event, "sync", None)
                         .await
@@ -1726,6 +1911,7 @@ fn new_payment_record(
         risk: None,
         created_at_ms: now,
         updated_at_ms: now,
+        routing_arm: None,
     }
 }
 

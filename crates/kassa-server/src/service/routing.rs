@@ -12,6 +12,8 @@ use kassa_core::routing::{
     HealthTracker, NoRoute, Outcome, RouteRequest, RoutingDocument,
 };
 use kassa_store::routing::RoutingVersion;
+
+use crate::service::success_rate::{SuccessRateFigures, UpliftReport};
 use kassa_store::{Store, StoreError};
 use serde::Serialize;
 
@@ -69,6 +71,7 @@ pub struct RoutingService {
     providers: Arc<ProviderRegistry>,
     cached: Arc<Refreshed<Routing>>,
     health: Arc<Mutex<HealthTracker>>,
+    rates: SuccessRateFigures,
 }
 
 impl RoutingService {
@@ -79,10 +82,11 @@ impl RoutingService {
         health: HealthSettings,
     ) -> RoutingService {
         RoutingService {
-            store,
             providers,
             cached: Arc::new(Refreshed::new(ROUTING_TTL)),
             health: Arc::new(Mutex::new(HealthTracker::new(health))),
+            rates: SuccessRateFigures::new(store.clone()),
+            store,
         }
     }
 
@@ -181,19 +185,33 @@ impl RoutingService {
         Ok(stored)
     }
 
-    /// The route of one deposit: the accounts to offer it to, in order, and why.
+    /// The route of one deposit: the accounts to offer it to, in order, and why. With the
+    /// success-rate mode on, call [`Self::prepare`] first so its figures are fresh.
     pub fn decide(
         &self,
         routing: &Routing,
         request: &RouteRequest<'_>,
         eligible: &[&str],
     ) -> Result<Decision, NoRoute> {
-        decide(
-            request,
-            &routing.document,
-            eligible,
-            &self.snapshot(eligible),
-        )
+        let mut snapshot = self.snapshot(eligible);
+        if routing.document.success_rate.enabled {
+            snapshot.set_rates(self.rates.cached());
+        }
+        decide(request, &routing.document, eligible, &snapshot)
+    }
+
+    /// Reads what the decision needs from the database and is stale: today the success-rate
+    /// mode's figures, when the mode is on (at most one read per node every few seconds).
+    pub async fn prepare(&self, routing: &Routing) -> Result<(), StoreError> {
+        match routing.document.success_rate.enabled {
+            true => self.rates.refresh_if_stale().await,
+            false => Ok(()),
+        }
+    }
+
+    /// How the success-rate mode's arms did over the last `hours`.
+    pub async fn success_rate_report(&self, hours: u32) -> Result<UpliftReport, StoreError> {
+        self.rates.report(hours).await
     }
 
     /// The health of `accounts` now: their circuits and whether they are degraded.

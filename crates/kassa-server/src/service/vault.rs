@@ -140,6 +140,7 @@ impl Vault {
         merchant_id: &str,
         player_id: &str,
         card: &CardDetails,
+        approved_account: Option<&str>,
     ) -> Result<VaultCardRecord, VaultError> {
         let token = kassa_core::ids::generate("card");
         let data_key = Aes256Gcm::generate_key(OsRng);
@@ -161,6 +162,7 @@ impl Vault {
             expiry_yymm: card.expiry_yymm().to_string(),
             bin: card.pan().chars().take(6).collect(),
             created_at_ms: now_ms(),
+            approved_account: approved_account.map(str::to_string),
         };
         self.store.insert_vault_card(&record).await?;
         Ok(record)

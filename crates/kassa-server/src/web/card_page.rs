@@ -138,10 +138,10 @@ pub async fn submit_card(
         return refuse("The form is too large.", StatusCode::PAYLOAD_TOO_LARGE);
     }
     let today = today_yymm();
-    let (card, save) = match read_submission(&body, &today) {
-        Ok(Submitted::Typed(form)) => (form.card, form.save && can_save),
+    let (card, save, saved_token) = match read_submission(&body, &today) {
+        Ok(Submitted::Typed(form)) => (form.card, form.save && can_save, None),
         Ok(Submitted::Saved(token)) => match open_saved(&state, &payment, &token, &today).await {
-            Some(card) => (card, false),
+            Some(card) => (card, false, Some(token)),
             None => {
                 return refuse(
                     "That saved card cannot be used.",
@@ -151,7 +151,10 @@ pub async fn submit_card(
         },
         Err(why) => return refuse(why, StatusCode::UNPROCESSABLE_ENTITY),
     };
-    let paid = state.payments.pay_with_card(&payment.id, &card).await?;
+    let paid = state
+        .payments
+        .pay_with_card(&payment.id, &card, saved_token.as_deref())
+        .await?;
     tracing::info!(payment_id = %paid.id, status = %paid.status, card = ?card, "card submitted on the card page");
     if save && paid.status.is_captured_family() {
         save_card(&state, &paid, &card).await;
@@ -184,7 +187,10 @@ async fn save_card(state: &AppState, payment: &PaymentRecord, card: &CardDetails
         return;
     };
     let (merchant, player) = (payment.merchant_id.as_str(), payment.player_id.as_str());
-    if let Err(error) = vault.save(merchant, player, card).await {
+    if let Err(error) = vault
+        .save(merchant, player, card, Some(&payment.provider))
+        .await
+    {
         tracing::warn!(%error, payment_id = %payment.id, "the card was not saved");
     }
 }

@@ -30,6 +30,7 @@ pub async fn return_page(
     let payment =
         found.ok_or_else(|| crate::service::payments::payment_not_found(&query.payment_id))?;
     let amount = payment.amount.to_string();
+    let next = super::continue_url(&payment);
     let status = payment.status.as_str();
     let id = &payment.id;
     let head = super::head(
@@ -43,6 +44,7 @@ pub async fn return_page(
 <h1>Your deposit of {amount}</h1>
 <p>Status: <span id="status" class="status {status}" role="status" aria-live="polite">{status}</span></p>
 <p id="explain">{explain}</p>
+<p id="continue"{hidden}><a id="continue-link" href="{next}">Continue your payment with another provider</a></p>
 <p><a href="?payment_id={id}">Refresh</a></p>
 </main>
 <script>
@@ -54,17 +56,27 @@ const waiting = ["initiated", "pending", "authorized"];
 if (window.EventSource && waiting.includes(el.textContent)) {{
   const events = new EventSource("/cashier/payments/{id}/events");
   events.addEventListener("status", (e) => {{
-    const s = JSON.parse(e.data).status;
+    const data = JSON.parse(e.data);
+    const s = data.status;
+    if (data.continue_url) {{
+      document.getElementById("continue-link").href = data.continue_url;
+      document.getElementById("continue").hidden = false;
+    }}
     el.textContent = s; el.className = "status " + s;
     document.title = "Deposit " + s;
-    explain.textContent = texts[s] || "We are waiting for the payment provider.";
+    explain.textContent = data.continue_url ? "The first provider could not take your payment; another one can." : (texts[s] || "We are waiting for the payment provider.");
     if (!waiting.includes(s)) events.close();
   }});
 }}
 </script>
 </body>
 </html>"#,
-        explain = explanation(status),
+        explain = match next {
+            Some(_) => "The first provider could not take your payment; another one can.",
+            None => explanation(status),
+        },
+        hidden = if next.is_some() { "" } else { " hidden" },
+        next = super::escape_html(next.unwrap_or("#")),
     );
     Ok(Html(page).into_response())
 }

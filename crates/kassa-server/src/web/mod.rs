@@ -22,3 +22,32 @@ pub(crate) fn head(title: &str, style: &str) -> String {
 "#
     )
 }
+
+/// `text` safe inside HTML text and double-quoted attributes.
+pub(crate) fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Where a pending payment that cascaded after a later decline continues (ADR 56): the next
+/// provider's page, when it is a plain web address.
+pub(crate) fn continue_url(payment: &kassa_store::payments::PaymentRecord) -> Option<&str> {
+    let cascaded = payment
+        .routing
+        .as_deref()
+        .is_some_and(|routing| routing.contains("\"after_decline\""));
+    let url = payment.redirect_url.as_deref()?;
+    let web = url.starts_with("https://") || url.starts_with("http://");
+    (cascaded && web && payment.status == kassa_core::payment::PaymentStatus::Pending)
+        .then_some(url)
+}

@@ -17,6 +17,7 @@ use crate::workers::outbox::{self, OutboxPublisher, PublishError};
 use crate::workers::webhook_delivery;
 
 pub use crate::service::acquirer::REVERSAL_ADVICE;
+pub use crate::service::payments::PAYMENT_CASCADE;
 pub use crate::service::webhook_endpoints::WEBHOOK_DELIVER;
 use crate::AppState;
 
@@ -43,6 +44,7 @@ pub const KINDS: &[&str] = &[
     WEBHOOK_LOG_PURGE,
     WEBHOOK_DELIVER,
     REVERSAL_ADVICE,
+    PAYMENT_CASCADE,
 ];
 
 /// The kinds this node claims: [`KINDS`], and the event stream's where it is on.
@@ -207,6 +209,12 @@ pub async fn run(
                 .map_err(JobError::from)
         }
         EVENTS_STREAM => event_stream::run(&state.store, state.event_stream.as_ref()).await,
+        PAYMENT_CASCADE => {
+            let payload: crate::service::payments::CascadePayload =
+                serde_json::from_str(&job.payload).map_err(|e| JobError::Payload(e.to_string()))?;
+            state.payments.cascade_after_decline(&payload).await?;
+            Ok(())
+        }
         other => Err(JobError::UnknownKind(other.to_string())),
     }
 }

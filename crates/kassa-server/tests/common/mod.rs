@@ -32,6 +32,10 @@ impl EmbeddedProviders for Simulators {
                 duplicate_webhooks: simulator.duplicate_webhooks,
                 out_of_order_webhooks: simulator.out_of_order_webhooks,
                 autopilot: simulator.autopilot,
+                behaviour: kassa_sim::psp::Behaviour::from_account_settings(
+                    &launch.account.settings,
+                )
+                .map_err(anyhow::Error::msg)?,
                 ..Default::default()
             })
             .await?;

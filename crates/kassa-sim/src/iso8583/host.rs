@@ -99,6 +99,8 @@ pub(crate) struct Host {
     advices_to_ignore: Mutex<u32>,
     /// MTI and STAN of every request read, for tests.
     received: Mutex<Vec<(String, String)>>,
+    /// Every purchase and authorization is answered `91`.
+    issuer_outage: bool,
 }
 
 impl Host {
@@ -108,7 +110,14 @@ impl Host {
             ledger: Mutex::new(Ledger::default()),
             advices_to_ignore: Mutex::new(ignore_advices),
             received: Mutex::new(Vec::new()),
+            issuer_outage: false,
         }
+    }
+
+    /// A host whose issuers are unreachable: it answers `91` to every purchase.
+    pub(crate) fn with_issuer_outage(mut self, outage: bool) -> Host {
+        self.issuer_outage = outage;
+        self
     }
 
     /// MTI and STAN of every request read so far.
@@ -182,7 +191,10 @@ impl Host {
         let Some(amount_minor) = amount_minor(request) else {
             return Reply::Send(answer(request, code::INVALID_AMOUNT));
         };
-        let rule = card_rule(pan);
+        let rule = match self.issuer_outage {
+            true => CardRule::Decline(code::ISSUER_UNAVAILABLE),
+            false => card_rule(pan),
+        };
         match rule {
             CardRule::Drop => return Reply::Drop,
             CardRule::Decline(code) => return Reply::Send(answer(request, code)),

@@ -79,6 +79,9 @@ pub struct Iso8583HostConfig {
     pub spec: Spec,
     /// How many reversal advices (`0420`/`0421`) go unanswered before the host answers them.
     pub ignore_advices: u32,
+    /// The acquirer has lost its issuers: every purchase and authorization is answered `91`
+    /// (issuer unavailable), whatever the card. For cascading tests and demos.
+    pub issuer_outage: bool,
 }
 
 impl Default for Iso8583HostConfig {
@@ -90,6 +93,7 @@ impl Default for Iso8583HostConfig {
             slow_delay_ms: 40_000,
             spec: Spec::default_ascii().clone(),
             ignore_advices: 0,
+            issuer_outage: false,
         }
     }
 }
@@ -141,7 +145,8 @@ pub async fn start(config: Iso8583HostConfig) -> anyhow::Result<Iso8583HostHandl
         host: Host::new(
             Duration::from_millis(config.slow_delay_ms),
             config.ignore_advices,
-        ),
+        )
+        .with_issuer_outage(config.issuer_outage),
         spec: config.spec,
         codec: FrameCodec::new(config.header, config.max_frame_bytes),
     });

@@ -191,6 +191,7 @@ pub async fn create_payment(
         },
         refunds: HashMap::new(),
         dispute: None,
+        challenge_outcome: None,
     };
     tracing::info!(provider_reference = %payment.provider_reference, payment_id = %payment.payment_id, "payment created");
     let mut answer = payment_created(&shared, &payment);

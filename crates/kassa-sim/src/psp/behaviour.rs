@@ -43,6 +43,10 @@ impl Default for Behaviour {
     }
 }
 
+/// The provider account setting an embedded sandbox reads its starting behaviour from
+/// (`[providers.accounts.settings.simulator_behaviour]`).
+pub const SETTINGS_KEY: &str = "simulator_behaviour";
+
 /// Most latency the sandbox adds; more would only hold connections open.
 const LATENCY_MAX_MS: u64 = 60_000;
 
@@ -65,6 +69,22 @@ impl Behaviour {
             return Err("decline_reason is 1 to 64 letters, digits or '_'".into());
         }
         Ok(())
+    }
+
+    /// The behaviour an embedded simulator starts with, from its provider account's setting
+    /// [`SETTINGS_KEY`] (a table of these fields); the default when absent.
+    pub fn from_account_settings(
+        settings: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Behaviour, String> {
+        let Some(table) = settings.get(SETTINGS_KEY) else {
+            return Ok(Behaviour::default());
+        };
+        let behaviour: Behaviour = serde_json::from_value(table.clone())
+            .map_err(|e| format!("setting {SETTINGS_KEY}: {e}"))?;
+        behaviour
+            .validate()
+            .map_err(|why| format!("setting {SETTINGS_KEY}: {why}"))?;
+        Ok(behaviour)
     }
 
     /// Waits the latency, then fails the start if an outage or the error draw says so.
@@ -130,6 +150,24 @@ pub async fn put_behaviour(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_account_setting_gives_the_starting_behaviour_and_bad_ones_are_refused() {
+        let settings = |value: serde_json::Value| value.as_object().unwrap().clone();
+        assert_eq!(
+            Behaviour::from_account_settings(&settings(serde_json::json!({}))),
+            Ok(Behaviour::default())
+        );
+        let slow = settings(serde_json::json!({
+            "base_url": "ignored", "simulator_behaviour": {"latency_ms": 250, "outage": true}}));
+        let behaviour = Behaviour::from_account_settings(&slow).unwrap();
+        assert_eq!((behaviour.latency_ms, behaviour.outage), (250, true));
+        let wrong =
+            settings(serde_json::json!({"simulator_behaviour": {"decline_permille": 1001}}));
+        assert!(Behaviour::from_account_settings(&wrong).is_err());
+        let unknown = settings(serde_json::json!({"simulator_behaviour": {"speed": 1}}));
+        assert!(Behaviour::from_account_settings(&unknown).is_err());
+    }
 
     #[test]
     fn draws_follow_their_shares() {

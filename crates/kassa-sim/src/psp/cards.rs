@@ -44,6 +44,8 @@ pub const REASON_AUTHENTICATION_FAILED: &str = "authentication_failed";
 pub const REASON_INSUFFICIENT_FUNDS: &str = "insufficient_funds";
 /// Decline reason of the fraud card.
 pub const REASON_SUSPECTED_FRAUD: &str = "suspected_fraud";
+/// Decline reason of the cards whose issuer cannot be reached: a soft decline.
+pub const REASON_ISSUER_UNAVAILABLE: &str = "issuer_unavailable";
 
 /// The test cards, as documented in `docs/sandbox-psp.md`.
 pub const TEST_CARDS: &[TestCard] = &[
@@ -71,6 +73,16 @@ pub const TEST_CARDS: &[TestCard] = &[
         number: "4000000000000119",
         three_ds: ThreeDs::Frictionless,
         outcome: CardOutcome::NoAnswer,
+    },
+    TestCard {
+        number: "4000000000000259",
+        three_ds: ThreeDs::Frictionless,
+        outcome: CardOutcome::Declined(REASON_ISSUER_UNAVAILABLE),
+    },
+    TestCard {
+        number: "4000000000003246",
+        three_ds: ThreeDs::Challenge,
+        outcome: CardOutcome::Declined(REASON_ISSUER_UNAVAILABLE),
     },
     TestCard {
         number: "4000000000000077",

@@ -291,6 +291,14 @@ pub fn decline(payment: &mut Payment, reason: &str) -> Vec<WebhookEvent> {
     vec![WebhookEvent::payment(payment, "declined", payment.amount_minor).with_reason(reason)]
 }
 
+/// Says on each event how 3-D Secure ran, as real providers do (Stripe's
+/// `three_d_secure.result`, Adyen's `threeDAuthenticated`).
+fn with_three_ds(events: &mut [WebhookEvent], how: &'static str) {
+    for event in events {
+        event.three_ds = Some(how);
+    }
+}
+
 /// `POST /pay/{reference}`: checks the card, then 3-D Secure, then the issuer's answer.
 pub async fn submit_card(
     State(shared): State<Shared>,
@@ -322,9 +330,10 @@ pub async fn submit_card(
     let (three_ds, outcome) = cards::behaviour(&number);
     if three_ds == ThreeDs::Challenge {
         payment.stage = Stage::AwaitingChallenge;
+        payment.challenge_outcome = Some(outcome);
         return Redirect::to(&format!("/3ds/{reference}")).into_response();
     }
-    let events = match outcome {
+    let mut events = match outcome {
         CardOutcome::Approved => approve(payment),
         CardOutcome::Declined(reason) => decline(payment, reason),
         CardOutcome::NoAnswer => {
@@ -337,6 +346,7 @@ pub async fn submit_card(
             Vec::new()
         }
     };
+    with_three_ds(&mut events, "frictionless");
     tracing::info!(provider_reference = %reference, status = payment.status.as_str(), "card submitted");
     let location = return_url(payment);
     drop(store);
@@ -435,11 +445,15 @@ pub async fn submit_challenge(
         if payment.stage != Stage::AwaitingChallenge || payment.status != PaymentStatus::Pending {
             return finished_page(payment);
         }
-        let events = if form.otp.trim() == cards::CHALLENGE_CODE {
-            approve(payment)
-        } else {
-            decline(payment, cards::REASON_AUTHENTICATION_FAILED)
+        let mut events = match (
+            form.otp.trim() == cards::CHALLENGE_CODE,
+            payment.challenge_outcome,
+        ) {
+            (true, Some(CardOutcome::Declined(reason))) => decline(payment, reason),
+            (true, _) => approve(payment),
+            (false, _) => decline(payment, cards::REASON_AUTHENTICATION_FAILED),
         };
+        with_three_ds(&mut events, "challenge");
         tracing::info!(provider_reference = %reference, status = payment.status.as_str(), "3-D Secure challenge answered");
         (return_url(payment), events)
     };

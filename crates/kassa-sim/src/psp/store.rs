@@ -57,6 +57,8 @@ pub struct Payment {
     /// Refunds by Kassa's refund id: amount and whether the provider has processed it yet.
     pub refunds: HashMap<String, Refund>,
     pub dispute: Option<Dispute>,
+    /// What the issuer answers once the player passes the challenge (the card's outcome).
+    pub challenge_outcome: Option<super::cards::CardOutcome>,
 }
 
 pub struct Refund {

@@ -35,6 +35,9 @@ pub struct WebhookEvent {
     pub dispute_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `challenge` or `frictionless` when 3-D Secure ran for the payment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub three_ds: Option<&'static str>,
 }
 
 fn now_rfc3339() -> String {
@@ -59,6 +62,7 @@ impl WebhookEvent {
             refund_id: None,
             dispute_id: None,
             reason: None,
+            three_ds: None,
         }
     }
 
@@ -76,6 +80,7 @@ impl WebhookEvent {
             refund_id: None,
             dispute_id: None,
             reason: reason.map(str::to_string),
+            three_ds: None,
         }
     }
 
