@@ -9,6 +9,7 @@
 mod stored_names;
 
 pub mod card;
+pub mod exclusion;
 pub mod ids;
 pub mod ledger;
 pub mod limits;

@@ -69,6 +69,8 @@ pub struct AppStateInner {
     pub risk: service::risk::RiskService,
     /// Responsible-gambling limits.
     pub limits: service::limits::LimitsService,
+    /// Self-exclusions and time-outs.
+    pub exclusions: service::exclusions::ExclusionsService,
     /// The operator's webhook endpoints.
     pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
     /// Sends outbound webhooks (the `webhook.deliver` jobs).
@@ -382,6 +384,8 @@ impl AppState {
         .with_risk(risk.clone());
         let store_for_webhooks = store.clone();
         let limits = service::limits::LimitsService::new(store.clone(), players.clone());
+        let exclusions =
+            service::exclusions::ExclusionsService::new(store.clone(), players.clone());
         let source_allow_lists = config
             .source_allow_lists()
             .expect("webhook_source_cidrs are valid (checked by Config::load and Server::start)");
@@ -406,6 +410,7 @@ impl AppState {
             routing,
             risk,
             limits,
+            exclusions,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
                 store_for_webhooks,
                 &config.webhooks,

@@ -13,6 +13,9 @@ contract_tests!(
     a_deposit_over_a_limit_is_refused_and_starts_nothing,
     increases_wait_for_the_cooling_off_and_decreases_do_not,
     bad_limit_changes_are_refused,
+    a_self_exclusion_refuses_deposits_and_bets_at_once_and_is_never_shortened,
+    an_exclusion_ends_when_its_time_comes,
+    a_player_under_the_jurisdictions_age_cannot_deposit,
 );
 
 async fn player(app: &TestApp, player_id: &str, jurisdiction: &str) {
@@ -154,6 +157,155 @@ async fn bad_limit_changes_are_refused(app: TestApp) {
     assert!(
         period(&limits.body, "day")["amount"].is_null(),
         "nothing changed"
+    );
+    app.stop().await;
+}
+
+async fn exclude(app: &TestApp, player_id: &str, body: Value) -> common::Answer {
+    app.send(
+        reqwest::Method::POST,
+        &format!("/v1/players/{player_id}/exclusion"),
+        Some(&app.api_key),
+        Some(&body),
+        &[],
+    )
+    .await
+}
+
+async fn a_self_exclusion_refuses_deposits_and_bets_at_once_and_is_never_shortened(app: TestApp) {
+    player(&app, "p1", "GB").await;
+    assert_eq!(
+        app.credit("tx-1", "p1", "50.00").await.status,
+        StatusCode::OK
+    );
+    let too_short = exclude(&app, "p1", json!({"kind": "self_exclusion", "days": 90})).await;
+    assert_eq!(
+        too_short.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        too_short.body
+    );
+    common::assert_error_body(&too_short.body, &too_short.headers);
+    let made = exclude(&app, "p1", json!({"kind": "self_exclusion", "days": 180})).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert_eq!(made.body["excluded"], true);
+    let ends_at = made.body["ends_at"].as_str().unwrap();
+    assert_eq!(
+        ends_at[..10],
+        common::rfc3339_now_plus(180 * 86_400)[..10],
+        "{ends_at}"
+    );
+
+    // At once: no deposit, no bet.
+    let deposit = common::try_deposit(&app, "10.00").await;
+    assert_eq!(deposit.status, StatusCode::FORBIDDEN, "{}", deposit.body);
+    assert_eq!(deposit.error_code(), "self_excluded");
+    let bet = app.debit("bet-1", "p1", "1.00").await;
+    assert_eq!(bet.status, StatusCode::FORBIDDEN, "{}", bet.body);
+    assert_eq!(app.balance("p1").await.0, "50.00");
+
+    // Never shortened, never lifted by the operator's player update; extended, yes.
+    let time_out = exclude(&app, "p1", json!({"kind": "time_out", "days": 7})).await;
+    assert_eq!(time_out.status, StatusCode::CONFLICT, "{}", time_out.body);
+    assert_eq!(time_out.error_code(), "exclusion_cannot_be_shortened");
+    let lift = app
+        .put(
+            "/v1/players/p1",
+            json!({"currency": "EUR", "country": "GB", "jurisdiction": "GB",
+                                       "account_status": "active"}),
+        )
+        .await;
+    assert_eq!(lift.status, StatusCode::CONFLICT, "{}", lift.body);
+    assert_eq!(lift.error_code(), "exclusion_in_force");
+    let forever = exclude(
+        &app,
+        "p1",
+        json!({"kind": "self_exclusion", "set_by": "operator"}),
+    )
+    .await;
+    assert_eq!(forever.status, StatusCode::CREATED, "{}", forever.body);
+    let shown = app.get("/v1/players/p1/exclusion").await.body;
+    assert_eq!(shown["excluded"], true, "{shown}");
+    assert_eq!(shown["ends_at"], Value::Null, "{shown}");
+    assert_eq!(shown["set_by"], "operator");
+    assert_eq!(
+        shown["self_exclusion_days"],
+        json!({"rule": "at_least", "days": 180})
+    );
+    app.stop().await;
+}
+
+async fn an_exclusion_ends_when_its_time_comes(app: TestApp) {
+    player(&app, "p1", "SE").await;
+    let made = exclude(&app, "p1", json!({"kind": "time_out", "days": 1})).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let store = app.store();
+    let now = kassa_store::now_ms();
+    assert_eq!(
+        store.end_due_exclusions(now, 10).await.unwrap(),
+        0,
+        "not yet"
+    );
+    let deposit = common::try_deposit(&app, "10.00").await;
+    assert_eq!(deposit.status, StatusCode::FORBIDDEN, "{}", deposit.body);
+    // A day later (the recurring job's clock, passed in): ended, and the player plays again.
+    assert_eq!(
+        store
+            .end_due_exclusions(now + 86_400_001, 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        app.get("/v1/players/p1").await.body["account_status"],
+        "active"
+    );
+    let deposit = common::try_deposit(&app, "10.00").await;
+    assert_eq!(deposit.status, StatusCode::CREATED, "{}", deposit.body);
+    app.stop().await;
+}
+
+async fn a_player_under_the_jurisdictions_age_cannot_deposit(app: TestApp) {
+    let born = |years_ago: i64| {
+        let date = time::OffsetDateTime::now_utc().date();
+        format!(
+            "{:04}-{:02}-{:02}",
+            date.year() as i64 - years_ago,
+            u8::from(date.month()),
+            date.day().min(28)
+        )
+    };
+    let with_birth = |jurisdiction: &str, years: i64| {
+        json!({"currency": "EUR", "country": "MT", "jurisdiction": jurisdiction,
+               "birth_date": born(years)})
+    };
+    assert!(app
+        .put("/v1/players/p1", with_birth("MT", 17))
+        .await
+        .status
+        .is_success());
+    let refused = common::try_deposit(&app, "10.00").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(refused.error_code(), "underage");
+    assert_eq!(refused.body["details"]["minimum_age_years"], 18);
+    // Greece asks 21: at 19 still refused; in Malta 19 is enough.
+    assert!(app
+        .put("/v1/players/p1", with_birth("GR", 19))
+        .await
+        .status
+        .is_success());
+    assert_eq!(
+        common::try_deposit(&app, "10.00").await.error_code(),
+        "underage"
+    );
+    assert!(app
+        .put("/v1/players/p1", with_birth("MT", 19))
+        .await
+        .status
+        .is_success());
+    assert_eq!(
+        common::try_deposit(&app, "10.00").await.status,
+        StatusCode::CREATED
     );
     app.stop().await;
 }

@@ -16,6 +16,7 @@ use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
 pub mod acquirer;
 pub mod directory;
+pub mod exclusions;
 mod group_commit;
 pub mod idempotency;
 pub mod inbound_log;

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod admin_webhooks;
+pub mod exclusions;
 pub mod health;
 pub mod jobs;
 pub mod limits;
@@ -146,6 +147,10 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(players::put_player, players::get_player))
         .routes(routes!(players::get_balance))
         .routes(routes!(limits::get_limits, limits::put_limits))
+        .routes(routes!(
+            exclusions::get_exclusion,
+            exclusions::post_exclusion
+        ))
         .routes(routes!(players::list_transactions))
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))

@@ -2,6 +2,7 @@
 
 pub mod acquirer;
 pub mod cascade;
+pub mod exclusions;
 pub mod inbound_log;
 pub mod inbound_sources;
 pub mod limits;

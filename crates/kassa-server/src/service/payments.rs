@@ -401,6 +401,7 @@ impl PaymentsService {
         let player: PlayerRecord = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
         PlayerError::check_may_play(&player.player_id, player.account_status)?;
+        PlayerError::check_age(&player, today_utc())?;
         let amount = request.amount;
         check_deposit_limits(
             &self.store,
@@ -1969,4 +1970,14 @@ fn payment_request(payment: &PaymentRecord) -> PaymentRequest {
         country: Some(payment.country.clone()),
         return_url: payment.return_url.clone(),
     }
+}
+
+/// Today's UTC date as (year, month, day), for age checks.
+fn today_utc() -> (i32, u32, u32) {
+    let today = time::OffsetDateTime::now_utc().date();
+    (
+        today.year(),
+        u32::from(u8::from(today.month())),
+        u32::from(today.day()),
+    )
 }

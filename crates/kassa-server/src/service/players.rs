@@ -35,12 +35,44 @@ pub enum PlayerError {
         player_id: String,
         status: AccountStatus,
     },
+    /// The player is younger than their jurisdiction allows to deposit.
+    #[error("player {player_id} is under {minimum_age_years}: deposits are refused")]
+    Underage {
+        player_id: String,
+        minimum_age_years: u32,
+    },
+    /// A self-exclusion or time-out is in force: the account cannot be made active.
+    #[error(
+        "player {player_id} is excluded until {ends_at}: the exclusion cannot be lifted early"
+    )]
+    ExclusionInForce {
+        player_id: String,
+        /// RFC 3339, or `indefinitely`.
+        ends_at: String,
+    },
     /// The database failed (or refused a currency change: `CurrencyImmutable`).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl PlayerError {
+    /// `Ok` unless the player's birth date makes them younger than their jurisdiction's
+    /// minimum age today (an unknown birth date is for KYC to establish).
+    pub fn check_age(player: &PlayerRecord, today: (i32, u32, u32)) -> Result<(), PlayerError> {
+        let policy = kassa_core::exclusion::ExclusionPolicy::of(player.jurisdiction.as_deref());
+        let age = player
+            .birth_date
+            .as_deref()
+            .and_then(|born| kassa_core::exclusion::age_years(born, today));
+        match age {
+            Some(age) if age < policy.minimum_age_years => Err(PlayerError::Underage {
+                player_id: player.player_id.to_string(),
+                minimum_age_years: policy.minimum_age_years,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// `Ok` when the player's wallet holds `asked`.
     pub fn check_currency(
         player_id: &PlayerId,
@@ -208,13 +240,36 @@ impl PlayerDirectory {
         }
     }
 
-    /// Creates or updates a player; returns the record and whether it was created.
+    /// Creates or updates a player; returns the record and whether it was created. An
+    /// exclusion in force cannot be lifted by making the account active.
     pub async fn upsert(&self, player: PlayerUpsert) -> Result<(PlayerRecord, bool), PlayerError> {
+        if player.account_status == AccountStatus::Active {
+            let merchant = player.merchant_id.as_str();
+            let excluded = self
+                .store
+                .player_exclusion(merchant, player.player_id.as_str())
+                .await?
+                .filter(|record| record.exclusion.in_force(kassa_store::now_ms()));
+            if let Some(record) = excluded {
+                return Err(PlayerError::ExclusionInForce {
+                    player_id: player.player_id.to_string(),
+                    ends_at: record
+                        .exclusion
+                        .ends_at_ms
+                        .map_or_else(|| "indefinitely".into(), crate::api::rfc3339),
+                });
+            }
+        }
         let upserted = self.store.upsert_player(&player).await;
         // After the write (and whatever its result): a bet checked from now on reads the
         // list again, with the new status.
         self.restricted.changed();
         Ok(upserted?)
+    }
+
+    /// Reads the restricted list again at the next check: an exclusion started or ended.
+    pub fn restricted_changed(&self) {
+        self.restricted.changed();
     }
 
     /// `Ok` when the player may bet now (see [`PlayerError::check_may_play`]), by the list

@@ -1,10 +1,12 @@
 //! The one place that says how each use case's error is answered: HTTP status, stable
 //! code, message and details. Changing a code here changes the API; tests pin them.
 
+use crate::service::exclusions::ExclusionError;
 use crate::service::limits::{DepositRefused, LimitsError};
 use crate::service::risk::{RiskError, RiskRefusal};
 use crate::service::routing::RoutingError;
 use kassa_connectors::ProviderError;
+use kassa_core::exclusion::ExclusionRefusal;
 use kassa_core::ledger::Refusal;
 use kassa_core::status::AccountStatus;
 use kassa_core::MoneyError;
@@ -104,7 +106,8 @@ stable_code!(
     ProviderEventError,
     WebhookEndpointError,
     RoutingError,
-    LimitsError
+    LimitsError,
+    ExclusionError
 );
 
 impl PublicError for WebhookEndpointError {
@@ -263,7 +266,30 @@ impl PublicError for PlayerError {
                 Problem::new(403, code, self.to_string())
                     .with_details(json!({ "account_status": status.as_str() }))
             }
+            PlayerError::Underage {
+                minimum_age_years, ..
+            } => Problem::new(403, "underage", self.to_string())
+                .with_details(json!({ "minimum_age_years": minimum_age_years })),
+            PlayerError::ExclusionInForce { ends_at, .. } => {
+                Problem::new(409, "exclusion_in_force", self.to_string())
+                    .with_details(json!({ "ends_at": ends_at }))
+            }
             PlayerError::Store(error) => error.problem(),
+        }
+    }
+}
+
+impl PublicError for ExclusionError {
+    fn problem(&self) -> Problem {
+        let message = self.to_string();
+        match self {
+            ExclusionError::Player(error) => error.problem(),
+            ExclusionError::Refused(ExclusionRefusal::WouldShorten { ends_at_ms }) => {
+                Problem::new(409, "exclusion_cannot_be_shortened", message)
+                    .with_details(json!({ "ends_at": ends_at_ms.map(crate::api::rfc3339) }))
+            }
+            ExclusionError::Refused(refusal) => Problem::validation("days", refusal),
+            ExclusionError::Store(error) => error.problem(),
         }
     }
 }

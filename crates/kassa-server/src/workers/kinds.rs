@@ -29,6 +29,10 @@ pub const PAYOUT_SCHEDULER: &str = "payouts.schedule";
 pub const PAYOUT_SEND: &str = "payout.send";
 /// Recurring: the outbox's consumer.
 pub const OUTBOX_PUBLISH: &str = "outbox.publish";
+/// Recurring: ends self-exclusions and time-outs whose end has come (ADR 57).
+pub const EXCLUSIONS_END: &str = "players.exclusions_end";
+/// How often exclusions are ended: a player waits at most this long past the end.
+const EXCLUSIONS_END_INTERVAL_MS: i64 = 60_000;
 
 /// Recurring: deletes delivery log rows older than `webhooks.delivery_log_retention_days` and
 /// outbound delivery attempts older than `webhooks.outbound.attempts_retention_days`.
@@ -41,6 +45,7 @@ pub const KINDS: &[&str] = &[
     PAYOUT_SCHEDULER,
     PAYOUT_SEND,
     OUTBOX_PUBLISH,
+    EXCLUSIONS_END,
     WEBHOOK_LOG_PURGE,
     WEBHOOK_DELIVER,
     REVERSAL_ADVICE,
@@ -148,6 +153,7 @@ pub fn recurring(state: &AppState) -> Vec<(&'static str, i64)> {
             config.payouts.retry_interval_ms.max(1) as i64,
         ),
         (OUTBOX_PUBLISH, config.jobs.outbox_interval_ms),
+        (EXCLUSIONS_END, EXCLUSIONS_END_INTERVAL_MS),
         (
             WEBHOOK_LOG_PURGE,
             config.webhooks.delivery_log_purge_interval_ms.max(1) as i64,
@@ -201,6 +207,10 @@ pub async fn run(
             Ok(())
         }
         WEBHOOK_LOG_PURGE => purge_webhook_log(state).await,
+        EXCLUSIONS_END => {
+            state.exclusions.end_due().await?;
+            Ok(())
+        }
         WEBHOOK_DELIVER => webhook_delivery::run(&state.store, &state.deliverer, job).await,
         REVERSAL_ADVICE => {
             crate::service::acquirer::send_advice(&state.acquirers, &job.payload, job.attempts)

@@ -183,6 +183,16 @@ mod tests {
                 Declined("suspected_fraud"),
             ),
             ("4000000000000119", Frictionless, NoAnswer),
+            (
+                "4000000000000259",
+                Frictionless,
+                Declined("issuer_unavailable"),
+            ),
+            (
+                "4000000000003246",
+                Challenge,
+                Declined("issuer_unavailable"),
+            ),
             ("4000000000000077", Frictionless, ApprovedAfterDelay),
         ];
         for (number, three_ds, outcome) in expected {
