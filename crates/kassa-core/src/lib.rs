@@ -17,6 +17,7 @@ pub mod money;
 pub mod movements;
 pub mod payment;
 pub mod payout;
+pub mod risk;
 pub mod routing;
 pub mod share;
 pub mod status;

@@ -68,6 +68,24 @@ pub struct Config {
     /// Prometheus `/metrics`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The risk decision before deposits and payouts.
+    #[serde(default)]
+    pub risk: RiskConfig,
+}
+
+/// The risk decision before every deposit and payout start (ADR 9301). The rule set here is
+/// the default of every merchant and jurisdiction that has none stored; stored rule sets
+/// change through `PUT /v1/admin/risk/rules`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskConfig {
+    /// The default rule set; absent: the built-in one (docs/risk.md).
+    #[serde(default)]
+    pub rules: Option<kassa_core::risk::RuleSet>,
+    /// A file of IP addresses and CIDR ranges with a flag each (`vpn`, `tor`, `hosting`),
+    /// one a line; read again when it changes, without a restart. Empty: no IP flags.
+    #[serde(default)]
+    pub ip_list_path: String,
 }
 
 /// Multi-provider routing (ADR 47). The document here seeds the database when it holds none;
@@ -766,6 +784,12 @@ impl Config {
         self.webhooks.outbound.validate()?;
         self.events_stream.validate()?;
         self.limits.amount_limits()?;
+        if let Some(rules) = &self.risk.rules {
+            rules
+                .clone()
+                .validate()
+                .map_err(|e| anyhow::anyhow!("[risk.rules] {e}"))?;
+        }
         let secret_len = self.auth.key_hash_secret.len();
         anyhow::ensure!(
             secret_len == 0 || secret_len >= KEY_HASH_SECRET_LEN_MIN,
@@ -1070,6 +1094,26 @@ mod tests {
                 "{bad:?}: {refused}"
             );
         }
+    }
+
+    #[test]
+    fn a_risk_rule_set_from_config_is_validated_with_its_place() {
+        let config = Config::from_file_text(
+            "[risk.rules]\nthresholds = { review = 10, step_up = 20, decline = 30 }\n\
+             [[risk.rules.rules]]\nid = \"tor\"\nscore = 30\nwhen = { flag = \"ip_tor\" }\n",
+        )
+        .unwrap();
+        let rules = config.risk.rules.expect("a rule set");
+        assert_eq!(rules.rules[0].id, "tor");
+        assert_eq!(rules.thresholds.decline, 30);
+        let error = Config::from_file_text(
+            "[[risk.rules.rules]]\nid = \"x\"\nscore = 1\nwhen = { flag = \"amount_minor\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("rules[0].when.flag.feature"),
+            "{error:#}"
+        );
     }
 
     #[test]

@@ -207,6 +207,7 @@ answered_as_api_error!(
     crate::service::webhook_endpoints::WebhookEndpointError,
     crate::service::routing::RoutingError,
     crate::service::limits::LimitsError,
+    crate::service::risk::RiskError,
     crate::service::exclusions::ExclusionError,
     kassa_store::StoreError,
     kassa_core::MoneyError

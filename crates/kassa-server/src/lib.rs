@@ -65,6 +65,8 @@ pub struct AppStateInner {
     pub payouts: service::payouts::PayoutsService,
     /// Multi-provider routing: the document in force, its changes, provider health.
     pub routing: service::routing::RoutingService,
+    /// The risk decision before deposits and payouts, and its rule sets.
+    pub risk: service::risk::RiskService,
     /// Responsible-gambling limits.
     pub limits: service::limits::LimitsService,
     /// Self-exclusions and time-outs.
@@ -360,13 +362,16 @@ impl AppState {
             providers.clone(),
             config.routing.health,
         );
+        let risk = service::risk::RiskService::new(store.clone(), &config.risk)
+            .expect("[risk.rules] is valid (checked by Config::load and Server::start)");
         let payments = service::payments::PaymentsService::new(
             store.clone(),
             providers.clone(),
             players.clone(),
             amount_limits.clone(),
             routing.clone(),
-        );
+        )
+        .with_risk(risk.clone());
         let vault = vault_of(&store, &config.vault);
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),
@@ -375,7 +380,8 @@ impl AppState {
             config.payouts.clone(),
         )
         .with_vault(vault.clone())
-        .with_routing(routing.clone());
+        .with_routing(routing.clone())
+        .with_risk(risk.clone());
         let store_for_webhooks = store.clone();
         let limits = service::limits::LimitsService::new(store.clone(), players.clone());
         let exclusions =
@@ -402,6 +408,7 @@ impl AppState {
             payments,
             payouts,
             routing,
+            risk,
             limits,
             exclusions,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(

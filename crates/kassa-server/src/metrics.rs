@@ -56,6 +56,8 @@ pub const PROVIDER_UP: &str = "kassa_provider_up";
 pub const PROVIDER_CIRCUIT_STATE: &str = "kassa_provider_circuit_state";
 /// Deposits routed, `{rule, provider}`.
 pub const ROUTING_DECISIONS: &str = "kassa_routing_decisions_total";
+/// Pre-authorization risk decisions, by `kind` (deposit, payout) and `outcome`.
+pub const RISK_DECISIONS: &str = "kassa_risk_decisions_total";
 /// Deposits handed to the next provider of their rule, `{from, to, reason}`.
 pub const CASCADES: &str = "kassa_cascades_total";
 /// What approved deposits cost in provider fees, in minor units, `{provider, currency}`.
@@ -196,6 +198,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         ROUTING_DECISIONS,
         Kind::Counter,
         "Deposits routed, by rule and provider.",
+    ),
+    (
+        RISK_DECISIONS,
+        Kind::Counter,
+        "Pre-authorization risk decisions, by kind and outcome.",
     ),
     (
         CASCADES,
@@ -458,6 +465,11 @@ pub fn record_routing(decision: &Decision, attempts: &[Attempt]) {
 /// A routing decision: the deposit went to `provider` by `rule`.
 pub fn record_routing_decision(rule: &str, provider: &str) {
     counter!(ROUTING_DECISIONS, "rule" => label(rule), "provider" => label(provider)).increment(1);
+}
+
+/// A pre-authorization risk decision on a deposit or payout (`kind`), with its outcome.
+pub fn record_risk_decision(kind: &'static str, outcome: &'static str) {
+    counter!(RISK_DECISIONS, "kind" => kind, "outcome" => outcome).increment(1);
 }
 
 /// A deposit cascaded from one provider to the next, for `reason` (a decline class such as

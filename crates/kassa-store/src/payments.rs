@@ -34,6 +34,8 @@ pub struct PaymentRecord {
     pub failure_reason: Option<String>,
     /// The router's decision and the attempts at each provider (JSON), when routed.
     pub routing: Option<String>,
+    /// The risk decision with its explanation (JSON), when one was made.
+    pub risk: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     /// The success-rate mode's arm (`holdout`, `explore`, `exploit`), when it was on.
@@ -89,7 +91,7 @@ pub struct OutboxEvent {
 
 const PAYMENT_COLUMNS: &str = "id, merchant_id, player_id, provider, provider_reference, method, \
      amount_minor, currency, status, refunded_minor, return_url, redirect_url, country, device, ip, \
-     session_id, failure_reason, routing, created_at_ms, updated_at_ms, routing_arm";
+     session_id, failure_reason, routing, risk, created_at_ms, updated_at_ms, routing_arm";
 
 fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
     let currency: String = row.try_get("currency")?;
@@ -115,6 +117,7 @@ fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
         session_id: row.try_get("session_id")?,
         failure_reason: row.try_get("failure_reason")?,
         routing: row.try_get("routing")?,
+        risk: row.try_get("risk")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         routing_arm: row.try_get("routing_arm")?,
@@ -141,7 +144,7 @@ impl Store {
     pub async fn insert_payment(&self, tx: &mut Tx, p: &PaymentRecord) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
         ))
         .bind(p.id.as_str())
         .bind(p.merchant_id.as_str())
@@ -161,6 +164,7 @@ impl Store {
         .bind(&p.session_id)
         .bind(&p.failure_reason)
         .bind(&p.routing)
+        .bind(&p.risk)
         .bind(p.created_at_ms)
         .bind(p.updated_at_ms)
         .bind(&p.routing_arm)

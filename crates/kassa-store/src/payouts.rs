@@ -34,6 +34,8 @@ pub struct PayoutRecord {
     pub reviewed_at_ms: Option<i64>,
     pub send_attempts: i64,
     pub next_attempt_at_ms: Option<i64>,
+    /// The risk decision with its explanation (JSON), when one was made.
+    pub risk: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -54,7 +56,7 @@ pub struct PayoutEventRecord {
 const PAYOUT_COLUMNS: &str = "id, merchant_id, player_id, provider, provider_reference, method, \
      destination, amount_minor, currency, status, review_reasons, failure_reason, jurisdiction, \
      eta_hours, reviewed_by, review_note, reviewed_at_ms, send_attempts, next_attempt_at_ms, \
-     created_at_ms, updated_at_ms";
+     risk, created_at_ms, updated_at_ms";
 
 fn payout_from_row(row: &AnyRow) -> Result<PayoutRecord, StoreError> {
     let currency: String = row.try_get("currency")?;
@@ -83,6 +85,7 @@ fn payout_from_row(row: &AnyRow) -> Result<PayoutRecord, StoreError> {
         reviewed_at_ms: row.try_get("reviewed_at_ms")?,
         send_attempts: row.try_get("send_attempts")?,
         next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
+        risk: row.try_get("risk")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -93,7 +96,7 @@ impl Store {
     pub async fn insert_payout(&self, tx: &mut Tx, p: &PayoutRecord) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO payouts ({PAYOUT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
         ))
         .bind(p.id.as_str())
         .bind(p.merchant_id.as_str())
@@ -114,6 +117,7 @@ impl Store {
         .bind(p.reviewed_at_ms)
         .bind(p.send_attempts)
         .bind(p.next_attempt_at_ms)
+        .bind(&p.risk)
         .bind(p.created_at_ms)
         .bind(p.updated_at_ms)
         .execute(&mut **tx)

@@ -8,18 +8,7 @@ use sqlx::Row;
 use crate::{now_ms, Store, StoreError};
 
 /// One stored version of the routing document.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RoutingVersion {
-    /// 1, 2, 3, …
-    pub version: i64,
-    /// The document as JSON text.
-    pub document: String,
-    /// Who stored it: `config` for the seed from the configuration file, else the admin.
-    pub actor: String,
-    /// Why, as the actor wrote it.
-    pub note: Option<String>,
-    pub created_at_ms: i64,
-}
+pub use crate::versions::DocumentVersion as RoutingVersion;
 
 /// The stored version is not the one the writer based its change on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -29,17 +18,7 @@ pub struct VersionConflict {
     pub current: Option<i64>,
 }
 
-const COLUMNS: &str = "version, document, actor, note, created_at_ms";
-
-fn from_row(row: &AnyRow) -> Result<RoutingVersion, StoreError> {
-    Ok(RoutingVersion {
-        version: row.try_get("version")?,
-        document: row.try_get("document")?,
-        actor: row.try_get("actor")?,
-        note: row.try_get("note")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-    })
-}
+use crate::versions::{version_from_row as from_row, VERSION_COLUMNS as COLUMNS};
 
 impl Store {
     /// The newest version number, `None` before the first.

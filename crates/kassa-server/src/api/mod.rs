@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod payments;
 pub mod payouts;
 pub mod players;
+pub mod risk;
 pub mod routing;
 pub mod text;
 pub mod wallet;
@@ -173,6 +174,9 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(routing::routing_history))
         .routes(routes!(routing::routing_health))
         .routes(routes!(routing::routing_success_rate))
+        .routes(routes!(risk::get_rules, risk::put_rules))
+        .routes(routes!(risk::rules_history))
+        .routes(routes!(risk::backtest))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::retry_job))
@@ -302,6 +306,27 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         ),
         other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
     }
+}
+
+/// An audit note: at most 500 characters.
+pub fn check_note(note: Option<&str>) -> Result<(), ApiError> {
+    if note.is_some_and(|n| n.chars().count() > 500) {
+        return Err(ApiError::validation("note", "at most 500 characters"));
+    }
+    Ok(())
+}
+
+/// The cursor of a list of versions (the last version of the previous page).
+pub fn version_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    cursor
+        .map(|cursor| {
+            cursor
+                .parse::<i64>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| ApiError::validation("cursor", "not a cursor of this list"))
+        })
+        .transpose()
 }
 
 /// Which page of a list: the page size and where the previous page ended.

@@ -76,6 +76,12 @@ pub struct PaymentMeta {
     /// the metrics count anything else (and none) as `unknown`.
     #[schema(example = "mobile")]
     pub device: Option<String>,
+    /// The player's device as the operator's device fingerprinting names it (at most 128
+    /// characters); the risk rules count attempts and players per device with it.
+    #[schema(max_length = 128)]
+    pub device_id: Option<String>,
+    /// The player's IP address; the risk rules count attempts and players per IP and look
+    /// it up in the IP list.
     pub ip: Option<String>,
     pub session_id: Option<String>,
 }
@@ -123,7 +129,7 @@ fn check_return_url(url: &str) -> Result<(), ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 201, body = PaymentInitView),
-        (status = 403, description = "self_excluded, account_blocked: the player may not deposit", body = ErrorBody),
+        (status = 403, description = "self_excluded, account_blocked: the player may not deposit; risk_declined, kyc_step_up_required: the risk rules refused it (docs/risk.md)", body = ErrorBody),
         (status = 404, description = "player_not_found", body = ErrorBody),
         (status = 409, description = "idempotency_key_reused, idempotency_key_in_use", body = ErrorBody),
         (status = 422, description = "validation_failed, currency_mismatch, no_provider, idempotency_key_missing", body = ErrorBody),
@@ -164,6 +170,17 @@ pub async fn init_payment(
             "must be an ISO 3166-1 alpha-2 code like \"MT\"",
         ));
     }
+    if input
+        .meta
+        .device_id
+        .as_ref()
+        .is_some_and(|d| d.is_empty() || d.chars().count() > 128)
+    {
+        return Err(ApiError::validation(
+            "meta.device_id",
+            "1 to 128 characters",
+        ));
+    }
     let request = NewPayment {
         player_id,
         amount,
@@ -171,6 +188,7 @@ pub async fn init_payment(
         return_url: input.return_url,
         country,
         device: input.meta.device,
+        device_id: input.meta.device_id,
         ip: input.meta.ip,
         session_id: input.meta.session_id,
     };

@@ -94,15 +94,17 @@ pub struct SwitchInput {
 }
 
 /// Requests a withdrawal. Checks, in order: KYC (403 `kyc_required`), account status (403
-/// `account_blocked`), available balance (402 `insufficient_funds`), risk (403
-/// `risk_rejected`, or review), wagering (review). Accepted payouts hold the amount at once.
+/// `account_blocked`), available balance (402 `insufficient_funds`), chargebacks (403
+/// `risk_rejected`), amount and wagering (review), then the risk rules (403 `risk_declined`,
+/// 403 `kyc_step_up_required`, or review; docs/risk.md). Accepted payouts hold the amount at
+/// once.
 #[utoipa::path(post, path = "/v1/payouts/init", tag = "payouts", request_body = PayoutInitInput,
     params(("Idempotency-Key" = String, Header, description = "Required")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "accepted: approved, in_review, deferred or already processing", body = PayoutView),
         (status = 402, description = "insufficient_funds", body = ErrorBody),
-        (status = 403, description = "kyc_required, account_blocked, risk_rejected", body = ErrorBody),
+        (status = 403, description = "kyc_required, account_blocked, risk_rejected, risk_declined, kyc_step_up_required", body = ErrorBody),
         (status = 404, description = "player_not_found", body = ErrorBody),
         (status = 409, description = "idempotency_key_reused, idempotency_key_in_use", body = ErrorBody),
         (status = 422, description = "validation_failed, currency_mismatch, no_provider, idempotency_key_missing", body = ErrorBody),

@@ -166,17 +166,7 @@ pub async fn put_player(
         ));
     }
     if let Some(jurisdiction) = &input.jurisdiction {
-        if jurisdiction.is_empty()
-            || jurisdiction.len() > 16
-            || !jurisdiction
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(ApiError::validation(
-                "jurisdiction",
-                "must be a short code like \"GB\" or \"MT\"",
-            ));
-        }
+        check_jurisdiction(jurisdiction)?;
     }
     let kyc_status = parse_status(
         "kyc_status",
@@ -327,4 +317,20 @@ fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| text.strip_prefix('e').and_then(|n| n.parse().ok()))
         .ok_or_else(|| ApiError::validation("cursor", "is not a cursor this API returned"))
+}
+
+/// A licence code: 1 to 16 letters, digits or `-` (`GB`, `MT`, `SE`).
+pub fn check_jurisdiction(jurisdiction: &str) -> Result<(), ApiError> {
+    if jurisdiction.is_empty()
+        || jurisdiction.len() > 16
+        || !jurisdiction
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ApiError::validation(
+            "jurisdiction",
+            "must be a short code like \"GB\" or \"MT\"",
+        ));
+    }
+    Ok(())
 }

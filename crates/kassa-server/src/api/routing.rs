@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::api::{page_limit, ApiJson, ApiQuery, PageQuery};
+use crate::api::{check_note, page_limit, version_cursor, ApiJson, ApiQuery, PageQuery};
 use crate::auth::{roles, Admin};
 use crate::error::{ApiError, ErrorBody};
 use crate::service::routing::parse_stored;
@@ -97,13 +97,7 @@ pub async fn put_routing(
     ApiJson(change): ApiJson<RoutingChange>,
 ) -> Result<Response, ApiError> {
     admin.require_any(&[roles::ADMIN])?;
-    if change
-        .note
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > 500)
-    {
-        return Err(ApiError::validation("note", "at most 500 characters"));
-    }
+    check_note(change.note.as_deref())?;
     let document: RoutingDocument = serde_json::from_value(change.document).map_err(|e| {
         ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -136,16 +130,7 @@ pub async fn routing_history(
 ) -> Result<Response, ApiError> {
     admin.require_any(&[roles::ADMIN, roles::FINANCE])?;
     let limit = page_limit(&state.config.pagination, page.limit)?;
-    let before = match page.cursor.as_deref() {
-        None => None,
-        Some(cursor) => Some(
-            cursor
-                .parse::<i64>()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| ApiError::validation("cursor", "not a cursor of this list"))?,
-        ),
-    };
+    let before = version_cursor(page.cursor.as_deref())?;
     let mut versions = state.routing.history(before, limit + 1).await?;
     let next_cursor = crate::api::split_page(&mut versions, limit, |v| v.version.to_string());
     let data = versions

@@ -10,6 +10,8 @@ pub mod payments;
 pub mod payouts;
 pub mod players;
 pub mod provider_events;
+pub mod refreshed;
+pub mod risk;
 pub mod routing;
 pub mod success_rate;
 pub mod vault;

@@ -24,6 +24,7 @@ use kassa_core::status::{DisputeStatus, RefundStatus};
 use kassa_core::{ids, Currency, Money};
 use kassa_store::directory::PlayerRecord;
 use kassa_store::payments::{PaymentRecord, RefundRecord, WebhookDelivery};
+use kassa_store::risk::RiskDecisionRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -38,6 +39,7 @@ use crate::service::cascade;
 use crate::service::limits::{check_deposit_limits, DepositRefused};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
+use crate::service::risk::{Assessment, RiskKind, RiskRefusal, RiskRequest, RiskService};
 use crate::service::routing::RoutingService;
 use crate::service::{provider_failure_code, unexpected_ledger, HoldFor, ProviderHold};
 use crate::views::payments::{init_view, refund_view, NextActionView};
@@ -56,6 +58,8 @@ pub struct NewPayment {
     pub return_url: String,
     pub country: String,
     pub device: Option<String>,
+    /// The device fingerprint, for risk only (not stored on the payment).
+    pub device_id: Option<String>,
     pub ip: Option<String>,
     pub session_id: Option<String>,
 }
@@ -81,6 +85,9 @@ pub enum PaymentError {
     /// A responsible-gambling deposit limit would be exceeded; nothing was started.
     #[error("{}", .0.exceeded)]
     LimitExceeded(DepositRefused),
+    /// The risk decision refused the deposit; nothing was started.
+    #[error(transparent)]
+    Risk(RiskRefusal),
     /// No such payment for this merchant.
     #[error("no payment {payment_id:?}")]
     NotFound { payment_id: String },
@@ -226,6 +233,8 @@ pub struct PaymentsService {
     starts: StartsInFlight,
     payment_id_secret: Arc<OnceCell<String>>,
     routing: RoutingService,
+    /// The pre-authorization decision; `None`: every deposit is let through undecided.
+    risk: Option<RiskService>,
 }
 
 impl PaymentsService {
@@ -247,7 +256,14 @@ impl PaymentsService {
             starts: StartsInFlight::default(),
             payment_id_secret: Arc::default(),
             routing,
+            risk: None,
         }
+    }
+
+    /// Decides on every deposit before a provider is asked (issue 19, ADR 9301).
+    pub fn with_risk(mut self, risk: RiskService) -> PaymentsService {
+        self.risk = Some(risk);
+        self
     }
 
     /// The live status feed of this node.
@@ -267,6 +283,7 @@ impl PaymentsService {
         merchant_id: &MerchantId,
         payment_id: &PaymentId,
         request: &NewPayment,
+        risk_level: Option<&str>,
     ) -> Result<(Decision, DeclineClasses), PaymentError> {
         let routing = self.routing.current().await?;
         self.routing.prepare(&routing).await?;
@@ -296,7 +313,7 @@ impl PaymentsService {
             currency,
             method: &request.method,
             amount_minor: request.amount.amount_minor,
-            risk_level: None,
+            risk_level,
             bin: None,
             device_class: Some(crate::metrics::device_class(request.device.as_deref())),
             first_deposit,
@@ -312,6 +329,37 @@ impl PaymentsService {
                 reasons: no_route.reasons,
             })?;
         Ok((decision, routing.document.declines.clone()))
+    }
+
+    /// The risk decision on a deposit about to start (after the deposit limits, before any
+    /// provider): refused on `decline` (and on `step_up` where the rule set says so), else
+    /// the decision to store with the payment. A `review` lets the deposit through,
+    /// flagged by its stored decision.
+    async fn pre_authorize(
+        &self,
+        player: &PlayerRecord,
+        request: &NewPayment,
+        payment_id: &PaymentId,
+    ) -> Result<Option<(Assessment, RiskDecisionRecord)>, PaymentError> {
+        let Some(risk) = &self.risk else {
+            return Ok(None);
+        };
+        let risk_request = RiskRequest {
+            kind: RiskKind::Deposit,
+            player,
+            amount: request.amount,
+            method: &request.method,
+            country: Some(&request.country),
+            ip: request.ip.as_deref(),
+            device: request.device_id.as_deref(),
+        };
+        match risk
+            .pre_authorize(&risk_request, payment_id.as_str())
+            .await?
+        {
+            Ok(decided) => Ok(Some(decided)),
+            Err(refusal) => Err(PaymentError::Risk(refusal)),
+        }
     }
 
     /// The payment, locked for the rest of `tx`, or 404.
@@ -368,11 +416,17 @@ impl PaymentsService {
             Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
             None => PaymentId::generate(),
         };
-        let (decision, declines) = self.route(merchant_id, &payment_id, &request).await?;
+        let risk = self.pre_authorize(&player, &request, &payment_id).await?;
+        // The routing document's `risk_levels` condition reads the risk outcome.
+        let risk_level = risk.as_ref().map(|(a, _)| a.decision.outcome.as_str());
+        let (decision, declines) = self
+            .route(merchant_id, &payment_id, &request, risk_level)
+            .await?;
         let Some(_in_flight) = self.starts.begin(&payment_id) else {
             return Err(lose_key(claim));
         };
         let mut payment = new_payment_record(payment_id, merchant_id, "", request);
+        payment.risk = risk.as_ref().map(|(assessment, _)| assessment.json());
         let offered = cascade::offer(
             &self.routing,
             &self.providers,
@@ -398,7 +452,13 @@ impl PaymentsService {
             }
         };
         let answer = self
-            .record_init(&mut payment, asked, refusal.as_ref(), claim)
+            .record_init(
+                &mut payment,
+                asked,
+                refusal.as_ref(),
+                claim,
+                risk.as_ref().map(|(_, record)| record),
+            )
             .await?;
         self.publish(&payment);
         crate::metrics::record_payment_started(&payment, provider_elapsed);
@@ -422,6 +482,7 @@ impl PaymentsService {
         asked: Result<PaymentStarted, ProviderError>,
         refusal: Option<&PaymentError>,
         claim: Option<&IdempotencyClaim>,
+        risk: Option<&RiskDecisionRecord>,
     ) -> Result<Answer, PaymentError> {
         let mut tx = self.store.begin_grouped().await?;
         if let Some(claim) = claim {
@@ -432,6 +493,9 @@ impl PaymentsService {
             }
         }
         self.store.insert_payment(&mut tx, payment).await?;
+        if let Some(risk) = risk {
+            self.store.insert_risk_decision(&mut tx, risk).await?;
+        }
         let created = HistoryEvent {
             source: "api",
             event: "created",
@@ -1855,6 +1919,7 @@ fn new_payment_record(
         session_id: request.session_id,
         failure_reason: None,
         routing: None,
+        risk: None,
         created_at_ms: now,
         updated_at_ms: now,
         routing_arm: None,

@@ -20,6 +20,7 @@ use kassa_core::status::{AccountStatus, KycStatus};
 use kassa_core::{Currency, Money};
 use kassa_store::directory::PlayerRecord;
 use kassa_store::payouts::PayoutRecord;
+use kassa_store::risk::RiskDecisionRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
 
@@ -27,6 +28,7 @@ use crate::config::PayoutsConfig;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
+use crate::service::risk::{Assessment, RiskKind, RiskRefusal, RiskRequest, RiskService};
 use crate::service::routing::RoutingService;
 use crate::service::vault::Vault;
 use crate::service::{provider_failure_code, HoldFor, ProviderHold};
@@ -57,6 +59,9 @@ pub enum PayoutError {
     /// Risk rules refuse it (a player with chargebacks).
     #[error("the withdrawal was refused by risk checks")]
     RiskRejected { chargebacks: i64 },
+    /// The risk decision refused the payout (`decline`) or asks for a KYC step-up first.
+    #[error(transparent)]
+    Risk(RiskRefusal),
     /// No configured provider pays out this method and currency.
     #[error("no provider pays out {method} in {currency}")]
     NoProvider { method: String, currency: Currency },
@@ -109,7 +114,12 @@ pub struct PayoutsService {
     vault: Option<Arc<Vault>>,
     /// The routing document's degradation plan may pause one provider's payouts.
     routing: Option<RoutingService>,
+    /// The pre-authorization decision; `None`: only the fixed checks.
+    risk: Option<RiskService>,
 }
+
+/// The review reason of a payout the risk decision sent to review.
+pub const RISK_REVIEW: &str = "risk_review";
 
 /// How a payout's destination names a card saved in the vault.
 const VAULT_TOKEN_PREFIX: &str = "card_";
@@ -129,7 +139,14 @@ impl PayoutsService {
             config,
             vault: None,
             routing: None,
+            risk: None,
         }
+    }
+
+    /// Decides on every payout after the fixed checks (issue 19, ADR 9301).
+    pub fn with_risk(mut self, risk: RiskService) -> PayoutsService {
+        self.risk = Some(risk);
+        self
     }
 
     /// Pays out to cards saved in `vault` when a payout's destination is a vault token (an
@@ -171,8 +188,11 @@ impl PayoutsService {
                 request.amount.currency,
             )
             .await?;
-        let payout = self.new_payout(&player, provider, request, review_reasons);
-        let payout = self.hold_and_record(payout, &wallet, claim).await?;
+        let mut payout = self.new_payout(&player, provider, request, review_reasons);
+        let risk = self.pre_authorize(&player, &mut payout).await?;
+        let payout = self
+            .hold_and_record(payout, &wallet, claim, risk.as_ref().map(|(_, r)| r))
+            .await?;
         if payout.status != PayoutStatus::Approved {
             return Ok(payout);
         }
@@ -223,6 +243,36 @@ impl PayoutsService {
             review_reasons.push("low_turnover_since_last_deposit".to_string());
         }
         Ok(review_reasons)
+    }
+
+    /// Check 6, the risk decision: `decline` and `step_up` refuse the payout (nothing held),
+    /// `review` sends it to the review queue. The decision is kept on the payout.
+    async fn pre_authorize(
+        &self,
+        player: &PlayerRecord,
+        payout: &mut PayoutRecord,
+    ) -> Result<Option<(Assessment, RiskDecisionRecord)>, PayoutError> {
+        let Some(risk) = &self.risk else {
+            return Ok(None);
+        };
+        let request = RiskRequest {
+            kind: RiskKind::Payout,
+            player,
+            amount: payout.amount,
+            method: &payout.method,
+            country: None,
+            ip: None,
+            device: None,
+        };
+        let (assessment, record) = risk
+            .pre_authorize(&request, payout.id.as_str())
+            .await?
+            .map_err(PayoutError::Risk)?;
+        if assessment.decision.outcome == kassa_core::risk::RiskOutcome::Review {
+            payout.review_reasons.push(RISK_REVIEW.to_string());
+        }
+        payout.risk = Some(assessment.json());
+        Ok(Some((assessment, record)))
     }
 
     /// Whether the player bet less since their last deposit than the wagering share of it.
@@ -281,6 +331,7 @@ impl PayoutsService {
             reviewed_at_ms: None,
             send_attempts: 0,
             next_attempt_at_ms: None,
+            risk: None,
             created_at_ms: now,
             updated_at_ms: now,
         }
@@ -294,6 +345,7 @@ impl PayoutsService {
         mut payout: PayoutRecord,
         wallet: &WalletAccounts,
         claim: Option<&IdempotencyClaim>,
+        risk: Option<&RiskDecisionRecord>,
     ) -> Result<PayoutRecord, PayoutError> {
         let mut tx = self.store.begin().await?;
         let hold = ProviderHold {
@@ -310,6 +362,9 @@ impl PayoutsService {
             });
         }
         self.store.insert_payout(&mut tx, &payout).await?;
+        if let Some(risk) = risk {
+            self.store.insert_risk_decision(&mut tx, risk).await?;
+        }
         self.record_requested(&mut tx, &payout).await?;
         let event = if payout.review_reasons.is_empty() {
             PayoutEvent::Approve

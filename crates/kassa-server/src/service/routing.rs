@@ -3,9 +3,8 @@
 //! audit, the measured health of provider accounts, and the decision for one deposit (made by
 //! `kassa_core::routing::decide`; this module only gathers its inputs).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kassa_connectors::ProviderRegistry;
 use kassa_core::routing::{
@@ -17,6 +16,8 @@ use kassa_store::routing::RoutingVersion;
 use crate::service::success_rate::{SuccessRateFigures, UpliftReport};
 use kassa_store::{Store, StoreError};
 use serde::Serialize;
+
+use crate::service::refreshed::Refreshed;
 
 /// How old the routing document a decision uses may be: a change made through another node
 /// applies within this time; one made through this node at once.
@@ -53,13 +54,6 @@ pub struct Routing {
     pub document: RoutingDocument,
 }
 
-#[derive(Default)]
-struct Cached {
-    routing: Arc<Routing>,
-    /// When the read that made `routing` began; `None` when a change was made since.
-    read_at: Option<Instant>,
-}
-
 /// One provider account's health, as shown to staff.
 #[derive(Debug, Serialize)]
 pub struct AccountHealthView {
@@ -75,9 +69,7 @@ pub struct AccountHealthView {
 pub struct RoutingService {
     store: Store,
     providers: Arc<ProviderRegistry>,
-    cached: Arc<RwLock<Cached>>,
-    refreshing: Arc<tokio::sync::Mutex<()>>,
-    changes: Arc<AtomicU64>,
+    cached: Arc<Refreshed<Routing>>,
     health: Arc<Mutex<HealthTracker>>,
     rates: SuccessRateFigures,
 }
@@ -91,9 +83,7 @@ impl RoutingService {
     ) -> RoutingService {
         RoutingService {
             providers,
-            cached: Arc::default(),
-            refreshing: Arc::default(),
-            changes: Arc::default(),
+            cached: Arc::new(Refreshed::new(ROUTING_TTL)),
             health: Arc::new(Mutex::new(HealthTracker::new(health))),
             rates: SuccessRateFigures::new(store.clone()),
             store,
@@ -117,39 +107,15 @@ impl RoutingService {
 
     /// The document in force, read again first if older than [`ROUTING_TTL`].
     pub async fn current(&self) -> Result<Arc<Routing>, StoreError> {
-        if let Some(fresh) = self.fresh() {
-            return Ok(fresh);
-        }
-        let _one_read = self.refreshing.lock().await;
-        if let Some(fresh) = self.fresh() {
-            return Ok(fresh);
-        }
-        let changes_before = self.changes.load(Ordering::SeqCst);
-        let began = Instant::now();
-        let known = self
-            .cached
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .routing
-            .clone();
-        let newest = self.store.routing_version_number().await?;
-        let routing = if newest.is_some() && newest != known.version {
-            Arc::new(self.load_latest().await?)
-        } else {
-            known
-        };
-        let unchanged = self.changes.load(Ordering::SeqCst) == changes_before;
-        *self.cached.write().unwrap_or_else(|e| e.into_inner()) = Cached {
-            routing: routing.clone(),
-            read_at: unchanged.then_some(began),
-        };
-        Ok(routing)
-    }
-
-    fn fresh(&self) -> Option<Arc<Routing>> {
-        let cached = self.cached.read().unwrap_or_else(|e| e.into_inner());
-        let read_at = cached.read_at?;
-        (read_at.elapsed() < ROUTING_TTL).then(|| cached.routing.clone())
+        self.cached
+            .get(|known| async move {
+                let newest = self.store.routing_version_number().await?;
+                if newest.is_some() && newest != known.version {
+                    return Ok(Arc::new(self.load_latest().await?));
+                }
+                Ok(known)
+            })
+            .await
     }
 
     async fn load_latest(&self) -> Result<Routing, StoreError> {
@@ -215,11 +181,7 @@ impl RoutingService {
                 current: conflict.current,
             })?;
         tracing::info!(version = stored.version, %actor, "routing document changed");
-        self.changes.fetch_add(1, Ordering::SeqCst);
-        self.cached
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .read_at = None;
+        self.cached.changed();
         Ok(stored)
     }
 

@@ -3,6 +3,7 @@
 
 use crate::service::exclusions::ExclusionError;
 use crate::service::limits::{DepositRefused, LimitsError};
+use crate::service::risk::{RiskError, RiskRefusal};
 use crate::service::routing::RoutingError;
 use kassa_connectors::ProviderError;
 use kassa_core::exclusion::ExclusionRefusal;
@@ -147,6 +148,37 @@ fn limit_exceeded(refused: &DepositRefused, message: String) -> Problem {
         "currency": refused.currency.code(),
         "resets_at": exceeded.fits_at_ms.map(crate::api::rfc3339),
     }))
+}
+
+/// A start refused by the risk decision: 403 `risk_declined`, or 403
+/// `kyc_step_up_required` when the player must verify their identity further first.
+fn risk_refused(refusal: &RiskRefusal) -> Problem {
+    let code = match refusal.outcome {
+        kassa_core::risk::RiskOutcome::StepUp => "kyc_step_up_required",
+        _ => "risk_declined",
+    };
+    Problem::new(403, code, refusal.to_string()).with_details(json!({
+        "outcome": refusal.outcome.as_str(),
+        "score": refusal.score,
+        "rules": refusal.rules,
+        "decision_id": refusal.decision_id,
+    }))
+}
+
+impl PublicError for RiskError {
+    fn problem(&self) -> Problem {
+        let message = self.to_string();
+        match self {
+            RiskError::Invalid(error) => Problem::new(422, "invalid_risk_rules", message)
+                .with_details(json!({ "place": error.place, "problem": error.problem })),
+            RiskError::Conflict { based_on, current } => {
+                Problem::new(409, "risk_rules_version_conflict", message).with_details(
+                    json!({ "based_on_version": based_on, "current_version": current }),
+                )
+            }
+            RiskError::Store(error) => error.problem(),
+        }
+    }
 }
 
 impl PublicError for LimitsError {
@@ -299,6 +331,7 @@ impl PublicError for PaymentError {
                 "reasons": reasons,
             })),
             PaymentError::LimitExceeded(refused) => limit_exceeded(refused, message),
+            PaymentError::Risk(refusal) => risk_refused(refusal),
             PaymentError::NotFound { .. } => Problem::new(404, "payment_not_found", message),
             PaymentError::NotCancellable { .. } | PaymentError::CancelOvertaken { .. } => {
                 Problem::new(409, "payment_not_cancellable", message)
@@ -352,6 +385,7 @@ impl PublicError for PayoutError {
                 Problem::new(403, "risk_rejected", message)
                     .with_details(json!({ "rule": "open_chargebacks", "chargebacks": chargebacks }))
             }
+            PayoutError::Risk(refusal) => risk_refused(refusal),
             PayoutError::NoProvider { method, currency } => {
                 Problem::new(422, "no_provider", message)
                     .with_details(json!({ "method": method, "currency": currency.code() }))

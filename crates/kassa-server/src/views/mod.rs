@@ -65,6 +65,11 @@ pub fn to_json<T: Serialize>(view: &T) -> String {
     })
 }
 
+/// JSON stored as text, shown as JSON (`None` when absent or unreadable).
+pub fn stored_json(text: Option<&str>) -> Option<serde_json::Value> {
+    text.and_then(|text| serde_json::from_str(text).ok())
+}
+
 /// Formats stored milliseconds as RFC 3339 (UTC).
 pub fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

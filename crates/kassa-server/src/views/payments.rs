@@ -90,6 +90,11 @@ pub struct PaymentView {
     /// routing was recorded.
     #[schema(value_type = Option<Object>)]
     pub routing: Option<serde_json::Value>,
+    /// The risk decision before the start (outcome, score, the rules that fired and the
+    /// features each read, missing features, the rule set's version and scope); a `review`
+    /// deposit went ahead flagged. `null` when none was made.
+    #[schema(value_type = Option<Object>)]
+    pub risk: Option<serde_json::Value>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -119,10 +124,8 @@ pub fn payment_view(p: &PaymentRecord) -> PaymentView {
         provider_reference: p.provider_reference.clone(),
         redirect_url: p.redirect_url.clone(),
         failure_reason: p.failure_reason.clone(),
-        routing: p
-            .routing
-            .as_deref()
-            .and_then(|text| serde_json::from_str(text).ok()),
+        routing: super::stored_json(p.routing.as_deref()),
+        risk: super::stored_json(p.risk.as_deref()),
         created_at: rfc3339(p.created_at_ms),
         updated_at: rfc3339(p.updated_at_ms),
     }

@@ -26,6 +26,10 @@ pub struct PayoutView {
     pub eta_hours: i64,
     pub reviewed_by: Option<String>,
     pub review_note: Option<String>,
+    /// The risk decision (outcome, score, the rules that fired and the features each read,
+    /// missing features, the rule set's version and scope); `null` when none was made.
+    #[schema(value_type = Option<Object>)]
+    pub risk: Option<serde_json::Value>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -45,6 +49,7 @@ pub fn payout_view(p: &PayoutRecord) -> PayoutView {
         eta_hours: p.eta_hours,
         reviewed_by: p.reviewed_by.clone(),
         review_note: p.review_note.clone(),
+        risk: super::stored_json(p.risk.as_deref()),
         created_at: rfc3339(p.created_at_ms),
         updated_at: rfc3339(p.updated_at_ms),
     }

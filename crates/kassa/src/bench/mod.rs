@@ -12,6 +12,7 @@ mod baseline;
 mod codec;
 mod deposits;
 mod http1;
+mod risk;
 mod routing;
 mod stats;
 mod wallet;
@@ -109,6 +110,9 @@ pub struct BenchArgs {
     /// Skip the routing decision's cost (1,000 rules, 20 provider accounts, one core).
     #[arg(long)]
     no_routing: bool,
+    /// Skip the risk decision's cost (200 rules, warm counters, on each backend).
+    #[arg(long)]
+    no_risk: bool,
     /// Players the deposits spread over.
     #[arg(long, default_value_t = 100)]
     deposit_players: usize,
@@ -220,12 +224,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .await?,
         );
     } else {
-        let backends: &[&str] = match args.backend {
-            BackendChoice::Sqlite => &["sqlite"],
-            BackendChoice::Postgres => &["postgres"],
-            BackendChoice::Both => &["sqlite", "postgres"],
-        };
-        for backend in backends {
+        for backend in backend_names(args.backend) {
             cells.extend(run_in_process(&args, backend).await?);
         }
     }
@@ -239,6 +238,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !args.no_routing {
         cells.push(routing::cell(Duration::from_secs_f64(args.duration_s), args.runs).await?);
     }
+    if !args.no_risk && args.target.is_none() {
+        let duration = Duration::from_secs_f64(args.duration_s);
+        for backend in backend_names(args.backend) {
+            cells.push(risk::cell(backend, &args.postgres_url, duration, args.runs).await?);
+        }
+    }
     let report = report(&args, cells);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -249,6 +254,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         anyhow::bail!("a correctness check failed; see the report");
     }
     Ok(())
+}
+
+fn backend_names(choice: BackendChoice) -> &'static [&'static str] {
+    match choice {
+        BackendChoice::Sqlite => &["sqlite"],
+        BackendChoice::Postgres => &["postgres"],
+        BackendChoice::Both => &["sqlite", "postgres"],
+    }
 }
 
 struct Endpoint {
@@ -609,7 +622,9 @@ fn report(args: &BenchArgs, cells: Vec<Cell>) -> Report {
                Deposit ops are whole deposits (init, then the signed `captured` webhook that \
                credits the player), with no baseline. The codec row is ISO 8583 pack + unpack \
                of a `0200` on one core, its latencies per batch of 1,000 messages. The routing row \
-               is one routing decision over 1,000 rules and 20 accounts on one core. The acquirer \
+               is one routing decision over 1,000 rules and 20 accounts on one core. The risk \
+               rows are one pre-authorization decision (feature statements on the database, \
+               then 200 rules) over 2,000 stored decisions, one at a time. The acquirer \
                row is card authorizations (`0200` → `0210`) through the ISO 8583 connector and \
                the host simulator over one TCP session, 32 in flight, latency per authorization. Webhook ops \
                are outbox events delivered to one local endpoint (signed POSTs through the \
