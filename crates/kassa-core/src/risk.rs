@@ -1,4 +1,4 @@
-//! The risk decision before a deposit or payout starts (issue 19, ADR 9301): a rule set as
+//! The risk decision before a deposit or payout starts (issue 19, ADR 62): a rule set as
 //! data (ordered rules, each a condition over named features and a score), the summed score
 //! compared with ordered thresholds, and an explanation of every decision. Pure: the server
 //! gathers the features and stores the decisions.

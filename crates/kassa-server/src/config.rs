@@ -73,7 +73,7 @@ pub struct Config {
     pub risk: RiskConfig,
 }
 
-/// The risk decision before every deposit and payout start (ADR 9301). The rule set here is
+/// The risk decision before every deposit and payout start (ADR 62). The rule set here is
 /// the default of every merchant and jurisdiction that has none stored; stored rule sets
 /// change through `PUT /v1/admin/risk/rules`.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -1,5 +1,5 @@
 //! The risk decision before deposits and payouts through the API (issue 19 items 1–3, ADRs
-//! 9301 and 9302): each feature family fires a rule, a decision reads back which rules fired
+//! 62 and 63): each feature family fires a rule, a decision reads back which rules fired
 //! and why, rule changes are versioned and audited, and a backtest tells what a draft would
 //! change. Every rule set here is stored through `PUT /v1/admin/risk/rules`.
 

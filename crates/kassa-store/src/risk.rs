@@ -1,6 +1,6 @@
 //! The risk rules' versions per scope, and the stored pre-authorization decisions with their
 //! inputs: the velocity counters of later decisions are counted from them, and the backtest
-//! replays them under a draft rule set (ADRs 9301, 9302).
+//! replays them under a draft rule set (ADRs 62, 63).
 
 use sqlx::any::AnyRow;
 use sqlx::Row;

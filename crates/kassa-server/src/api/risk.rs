@@ -1,6 +1,6 @@
 //! `/v1/admin/risk/rules`: the risk rule set of a merchant and jurisdiction (or of any),
 //! read and replaced without a deploy, its audited history, and the backtest of a draft over
-//! the stored decisions (ADR 9301).
+//! the stored decisions (ADR 62).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};

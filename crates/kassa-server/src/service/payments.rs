@@ -260,7 +260,7 @@ impl PaymentsService {
         }
     }
 
-    /// Decides on every deposit before a provider is asked (issue 19, ADR 9301).
+    /// Decides on every deposit before a provider is asked (issue 19, ADR 62).
     pub fn with_risk(mut self, risk: RiskService) -> PaymentsService {
         self.risk = Some(risk);
         self

@@ -143,7 +143,7 @@ impl PayoutsService {
         }
     }
 
-    /// Decides on every payout after the fixed checks (issue 19, ADR 9301).
+    /// Decides on every payout after the fixed checks (issue 19, ADR 62).
     pub fn with_risk(mut self, risk: RiskService) -> PayoutsService {
         self.risk = Some(risk);
         self

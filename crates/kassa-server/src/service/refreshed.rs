@@ -1,5 +1,5 @@
 //! A value every node reads from the database at most once per time-to-live, and at once
-//! after this node changed it: the routing document and the risk rule sets (ADRs 47, 9301).
+//! after this node changed it: the routing document and the risk rule sets (ADRs 47, 62).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! The features of one pre-authorization decision, gathered from the database in at most
 //! four statements (run together): the player's velocity, the request IP's and device's
 //! velocity with the other players seen on them, and the player's deposit history and age
-//! (ADR 9302). Counters are counted from the stored decisions, so every attempt counts,
+//! (ADR 63). Counters are counted from the stored decisions, so every attempt counts,
 //! refused ones included.
 
 use kassa_core::risk::features::{velocity_name, VelocityMeasure, VELOCITY_WINDOWS};

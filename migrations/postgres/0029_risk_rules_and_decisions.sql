@@ -1,4 +1,4 @@
--- The risk rules (issue 19, ADR 9301): one row per version of the rule set of a scope
+-- The risk rules (issue 19, ADR 62): one row per version of the rule set of a scope
 -- (`merchant|jurisdiction`, `*` for any), so the history is the audit. Nodes read the
 -- newest version of each scope at most once a second.
 CREATE TABLE risk_rule_versions (
@@ -11,7 +11,7 @@ CREATE TABLE risk_rule_versions (
     PRIMARY KEY (scope, version)
 );
 
--- Every pre-authorization decision with its inputs (ADR 9302): the explanation for staff,
+-- Every pre-authorization decision with its inputs (ADR 63): the explanation for staff,
 -- the velocity counters of later decisions (by player, IP and device), and the backtest's
 -- replay of a draft rule set. A deposit's row is written in the payment's transaction; a
 -- declined deposit's alone (no payment is stored for it).
