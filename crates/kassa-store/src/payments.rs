@@ -404,6 +404,21 @@ impl Store {
         Ok(row.map(|row| row.try_get("payment_id")).transpose()?)
     }
 
+    /// The id of the payment `provider` knows as `reference` (unique per account).
+    pub async fn payment_by_provider_reference(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT id FROM payments WHERE provider = $1 AND provider_reference = $2")
+                .bind(provider)
+                .bind(reference)
+                .fetch_optional(self.reader())
+                .await?;
+        Ok(row.map(|row| row.try_get("id")).transpose()?)
+    }
+
     /// A payment's refunds, outside a transaction.
     pub async fn list_refunds(
         &self,

@@ -153,7 +153,11 @@ fn parse_event(event: wire::Event) -> Result<Option<ProviderEvent>, InboundRefus
     let payment = |status, object: PaymentFields| -> Result<_, InboundRefusal> {
         Ok(Some(ProviderEvent::Payment(PaymentEvent {
             event_id: event.id.clone(),
-            payment_id: required(object.payment_id, "kassa_payment_id")?,
+            payment_id: match (&object.provider_reference, object.dispute_id.is_some()) {
+                // A dispute names only its PaymentIntent; the pipeline finds the payment by it.
+                (Some(_), true) => object.payment_id.unwrap_or_default(),
+                _ => required(object.payment_id, "kassa_payment_id")?,
+            },
             status,
             amount_minor: object.amount_minor,
             currency: currency(&object.currency).map_err(|e| malformed(e.to_string()))?,
@@ -500,6 +504,13 @@ mod tests {
             .unwrap()
             .items
             .is_empty());
+        // Stripe's own disputes carry no metadata of ours: the PaymentIntent names the payment.
+        let bare = dispute("needs_response").replace(r#"{"kassa_payment_id":"pay_1"}"#, "{}");
+        let ProviderEvent::Payment(event) = one("charge.dispute.created", &bare) else {
+            panic!("a payment event");
+        };
+        assert_eq!(event.payment_id, "");
+        assert_eq!(event.provider_reference.as_deref(), Some("pi_1"));
     }
 
     #[test]

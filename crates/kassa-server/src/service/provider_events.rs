@@ -522,7 +522,7 @@ impl ProviderEvents<'_> {
         event: ProviderEvent,
         log: &mut WebhookDelivery,
     ) -> Result<EventReceipt, ProviderEventError> {
-        let event = self.name_the_refunds_payment(event).await?;
+        let event = self.name_the_payment(provider, event).await?;
         // Signed, but a control character in a field (ADR 30): refused before anything is
         // stored under its ids, so that both backends answer alike and no money moves.
         if let Some(field) = control_character_field(&event) {
@@ -566,23 +566,33 @@ impl ProviderEvents<'_> {
         }
     }
 
-    /// A refund event naming only Kassa's refund id (Adyen's REFUND notification carries the
-    /// refund's reference, not the payment's) gets the payment that refund belongs to
-    /// (ADR 61). Unknown refund ids stay unnamed and are answered as an unknown payment.
-    async fn name_the_refunds_payment(
+    /// A payment event that does not name Kassa's payment gets it from what it does name:
+    /// Kassa's refund id (Adyen's REFUND notification carries the refund's reference, not the
+    /// payment's; ADR 61), else the provider's own reference of the payment on this account
+    /// (a Stripe dispute names its PaymentIntent only). Unmatched ids stay unnamed and are
+    /// answered as an unknown payment.
+    async fn name_the_payment(
         &self,
+        provider: &str,
         event: ProviderEvent,
     ) -> Result<ProviderEvent, ProviderEventError> {
         let ProviderEvent::Payment(mut payment_event) = event else {
             return Ok(event);
         };
-        if let (true, Some(refund_id)) = (
-            payment_event.payment_id.is_empty(),
-            payment_event.refund_id.as_deref(),
-        ) {
-            if let Some(payment_id) = self.store.payment_of_refund(refund_id).await? {
-                payment_event.payment_id = payment_id;
+        if !payment_event.payment_id.is_empty() {
+            return Ok(ProviderEvent::Payment(payment_event));
+        }
+        let found = match (&payment_event.refund_id, &payment_event.provider_reference) {
+            (Some(refund_id), _) => self.store.payment_of_refund(refund_id).await?,
+            (None, Some(reference)) => {
+                self.store
+                    .payment_by_provider_reference(provider, reference)
+                    .await?
             }
+            (None, None) => None,
+        };
+        if let Some(payment_id) = found {
+            payment_event.payment_id = payment_id;
         }
         Ok(ProviderEvent::Payment(payment_event))
     }

@@ -166,8 +166,6 @@ pub struct Dispute {
     pub amount: i64,
     pub currency: String,
     pub status: &'static str,
-    /// Copied from the intent, so Kassa can name its payment (ADR 58).
-    pub metadata: Metadata,
     pub created: i64,
 }
 
@@ -181,7 +179,9 @@ impl Dispute {
             "created": self.created,
             "currency": self.currency,
             "livemode": false,
-            "metadata": self.metadata,
+            // As Stripe's: a dispute's own metadata, empty; Kassa names the payment by
+            // `payment_intent`.
+            "metadata": {},
             "payment_intent": self.payment_intent,
             "reason": "fraudulent",
             "status": self.status,

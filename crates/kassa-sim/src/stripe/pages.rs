@@ -144,7 +144,6 @@ pub async fn open_dispute(State(shared): State<Shared>, Path(id): Path<String>) 
             amount: intent.amount,
             currency: intent.currency.clone(),
             status: "needs_response",
-            metadata: intent.metadata.clone(),
             created: now_unix_s(),
         };
         let body = dispute.to_json();
