@@ -118,3 +118,17 @@ pub trait Translator: Send + Sync {
         response: Self::Response,
     ) -> Result<Outcome, ProviderError>;
 }
+
+/// The deposit's `return_url` with Kassa's `payment_id` added, so the player's way back names
+/// the payment whichever provider sends them (Stripe adds only its own `payment_intent`,
+/// Adyen only its `redirectResult`). A URL that no longer parses (the server checked it at
+/// init) is kept as given.
+pub fn return_url_naming_payment(return_url: &str, payment_id: &str) -> String {
+    match reqwest::Url::parse(return_url) {
+        Ok(mut url) => {
+            url.query_pairs_mut().append_pair("payment_id", payment_id);
+            url.to_string()
+        }
+        Err(_) => return_url.to_string(),
+    }
+}

@@ -458,24 +458,6 @@ async fn a_batch_with_a_forged_item_applies_the_good_one_and_answers_accepted(ap
     app.stop().await;
 }
 
-/// The Python with the `Adyen` package, from `KASSA_ADYEN_PYTHON`; `None` after saying why
-/// the test is skipped. Under `CI=true` its absence is a failure.
-fn adyen_python() -> Option<String> {
-    match std::env::var("KASSA_ADYEN_PYTHON") {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but KASSA_ADYEN_PYTHON is unset; .ci/run makes that venv")
-        }
-        _ => {
-            eprintln!(
-                "skipped: KASSA_ADYEN_PYTHON is unset (a python with Adyen==16.0.0; .ci/run \
-                 makes one)"
-            );
-            None
-        }
-    }
-}
-
 const SIGNER: &str = r#"
 import json, sys
 from Adyen.util import generate_notification_sig
@@ -499,7 +481,7 @@ fn sign_with_sdk(python: &str, item: &Value, key: &str) -> String {
 }
 
 async fn a_notification_signed_by_adyens_sdk_is_accepted(app: TestApp) {
-    let Some(python) = adyen_python() else {
+    let Some(python) = common::interop_python("KASSA_ADYEN_PYTHON", "Adyen==16.0.0") else {
         return app.stop().await;
     };
     app.player("p1").await;

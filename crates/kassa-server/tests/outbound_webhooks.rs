@@ -659,7 +659,9 @@ async fn delivery_checks_the_address_again(app: TestApp) {
 /// The `standardwebhooks` package (PyPI), an independent implementation of the spec, verifies
 /// a delivered request with the endpoint's secret.
 async fn standardwebhooks_verifies_a_delivery(app: TestApp) {
-    let Some(python) = standardwebhooks_python() else {
+    let Some(python) =
+        common::interop_python("KASSA_STANDARDWEBHOOKS_PYTHON", "standardwebhooks==1.3.0")
+    else {
         app.stop().await;
         return;
     };
@@ -682,24 +684,6 @@ async fn standardwebhooks_verifies_a_delivery(app: TestApp) {
         "a changed body does not verify"
     );
     app.stop().await;
-}
-
-/// The Python with `standardwebhooks`, from `KASSA_STANDARDWEBHOOKS_PYTHON`; `None` after
-/// saying why the test is skipped. Under `CI=true` its absence is a failure.
-fn standardwebhooks_python() -> Option<String> {
-    match std::env::var("KASSA_STANDARDWEBHOOKS_PYTHON") {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but KASSA_STANDARDWEBHOOKS_PYTHON is unset; .ci/run makes that venv")
-        }
-        _ => {
-            eprintln!(
-                "skipped: KASSA_STANDARDWEBHOOKS_PYTHON is unset (a python with \
-                 standardwebhooks==1.3.0; .ci/run makes one)"
-            );
-            None
-        }
-    }
 }
 
 const VERIFIER: &str = r#"

@@ -375,24 +375,6 @@ async fn a_timeout_after_charging_is_settled_by_status_sync_without_a_second_cha
     app.stop().await;
 }
 
-/// The Python with the official `stripe` package, from `KASSA_STRIPE_PYTHON`; `None` after
-/// saying why the test is skipped. Under `CI=true` its absence is a failure.
-fn stripe_python() -> Option<String> {
-    match std::env::var("KASSA_STRIPE_PYTHON") {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but KASSA_STRIPE_PYTHON is unset; .ci/run makes that venv")
-        }
-        _ => {
-            eprintln!(
-                "skipped: KASSA_STRIPE_PYTHON is unset (a python with stripe==16.1.0; \
-                 .ci/run makes one)"
-            );
-            None
-        }
-    }
-}
-
 /// Runs `tests/stripe_sdk.py` with `request` on stdin; its JSON answer.
 fn run_sdk(python: &str, request: &Value) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/stripe_sdk.py");
@@ -441,7 +423,7 @@ async fn capture_endpoint() -> (
 }
 
 async fn the_official_stripe_sdk_agrees_with_the_simulator_and_with_kassa(app: TestApp) {
-    let Some(python) = stripe_python() else {
+    let Some(python) = common::interop_python("KASSA_STRIPE_PYTHON", "stripe==16.1.0") else {
         return app.stop().await;
     };
     // The SDK creates, confirms and retrieves an intent on the simulator.

@@ -114,7 +114,10 @@ impl Translator for AdyenTranslator {
         let merchant_account = self.merchant_account.as_str();
         match operation {
             Operation::StartPayment(request) => {
-                let return_url = return_url_naming(&request.return_url, &request.payment_id);
+                let return_url = crate::translator::return_url_naming_payment(
+                    &request.return_url,
+                    &request.payment_id,
+                );
                 let body = wire::PaymentBody {
                     merchant_account,
                     amount: amount(request.amount_minor, request.currency),
@@ -212,20 +215,6 @@ impl Translator for AdyenTranslator {
                 }))
             }
         }
-    }
-}
-
-/// The player's way back, naming the payment: Adyen appends only its `redirectResult`, so
-/// the merchant's own reference rides in the `returnUrl` (Kassa's return page reads
-/// `payment_id`, as the sandbox PSP sends it).
-fn return_url_naming(return_url: &str, payment_id: &str) -> String {
-    match reqwest::Url::parse(return_url) {
-        Ok(mut url) => {
-            url.query_pairs_mut().append_pair("payment_id", payment_id);
-            url.to_string()
-        }
-        // Checked when the deposit was made; kept as given if it no longer parses.
-        Err(_) => return_url.to_string(),
     }
 }
 

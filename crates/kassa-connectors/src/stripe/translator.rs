@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 
 use super::wire::{self, Form};
 use crate::provider::{
-    Capabilities, PaymentRequest, PaymentStart, PaymentStarted, PaymentStatusReport,
-    PayoutAccepted, ProviderError, ProviderPaymentStatus, ProviderPayoutStatus, RefundAccepted,
+    Capabilities, PaymentStart, PaymentStarted, PaymentStatusReport, PayoutAccepted, ProviderError,
+    ProviderPaymentStatus, ProviderPayoutStatus, RefundAccepted,
 };
 use crate::translator::{CallContext, Operation, Outcome, ReplaySafety, Translator};
 use crate::transport::{HttpRequest, HttpResponse};
@@ -125,7 +125,13 @@ impl Translator for StripeTranslator {
                     .field("confirm", "true")
                     .field("payment_method", self.payment_method.as_str())
                     .field("payment_method_types[0]", "card")
-                    .field("return_url", return_url(request))
+                    .field(
+                        "return_url",
+                        crate::translator::return_url_naming_payment(
+                            &request.return_url,
+                            &request.payment_id,
+                        ),
+                    )
                     .field("metadata[kassa_payment_id]", request.payment_id.as_str());
                 let key = idempotency_key("start", &request.payment_id);
                 self.request(
@@ -217,21 +223,6 @@ impl Translator for StripeTranslator {
                 }))
             }
         }
-    }
-}
-
-/// Where Stripe sends the player after 3-D Secure: the deposit's `return_url` with Kassa's
-/// `payment_id` added, as every provider's return does (Stripe adds `payment_intent` and
-/// `redirect_status` itself).
-fn return_url(request: &PaymentRequest) -> String {
-    match reqwest::Url::parse(&request.return_url) {
-        Ok(mut url) => {
-            url.query_pairs_mut()
-                .append_pair("payment_id", &request.payment_id);
-            url.to_string()
-        }
-        // The server checked it at init; sent as given if it somehow does not parse.
-        Err(_) => request.return_url.clone(),
     }
 }
 
@@ -411,7 +402,7 @@ fn decode_answer<T: DeserializeOwned>(status: StatusCode, answer: &[u8]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{PayoutRequest, RefundRequest};
+    use crate::provider::{PaymentRequest, PayoutRequest, RefundRequest};
 
     fn translator() -> StripeTranslator {
         StripeTranslator::new(SecretString::from("sk_test_123"), "pm_card_visa")

@@ -1346,26 +1346,12 @@ impl PaymentsService {
                 .map(|account| account.kind.clone())
         };
         let kind = kind_of(&payment.provider);
-        let candidates: Vec<String> = payment
-            .routing
-            .as_deref()
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-            .and_then(|routing| {
-                let list = routing["decision"]["candidates"].as_array()?.clone();
-                Some(
-                    list.iter()
-                        .filter_map(|c| c.as_str().map(str::to_string))
-                        .collect(),
-                )
-            })
-            .unwrap_or_default();
         let mut accounts = vec![payment.provider.clone()];
-        let after = candidates
-            .iter()
-            .skip_while(|name| **name != payment.provider)
-            .skip(1)
+        let routing = later_cascade::routing_of(payment);
+        let after = later_cascade::accounts_after(payment, &routing)
+            .into_iter()
             .filter(|name| kind_of(name) == kind);
-        accounts.extend(after.cloned());
+        accounts.extend(after);
         let Some(token) = saved_token else {
             return Ok((accounts, None));
         };
@@ -1404,11 +1390,7 @@ impl PaymentsService {
                 .cancel_unstarted_job_on(tx, crate::service::acquirer::REVERSAL_ADVICE, key)
                 .await?;
         }
-        let mut routing = payment
-            .routing
-            .as_deref()
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-            .unwrap_or_else(|| json!({}));
+        let mut routing = later_cascade::routing_of(payment);
         routing["card_page"] = json!({
             "attempts": offered.attempts,
             "preferred_for_returning_card": preferred,

@@ -711,3 +711,19 @@ pub fn adyen_account(id: &str, hmac_key_hex: &str) -> ProviderAccountConfig {
     let credentials = [("api_key", "AQE_test_api_key"), ("hmac_key", hmac_key_hex)];
     embedded_account(kassa_connectors::adyen::KIND, id, &credentials, settings)
 }
+
+/// The Python with an interop peer (`package`, pinned as `.ci/run` installs it), from the
+/// environment variable `var`; `None` after saying why the test is skipped. Under `CI=true`
+/// its absence is a failure, never a silent pass.
+pub fn interop_python(var: &str, package: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(python) if !python.is_empty() => Some(python),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but {var} is unset; .ci/run makes that venv")
+        }
+        _ => {
+            eprintln!("skipped: {var} is unset (a python with {package}; .ci/run makes one)");
+            None
+        }
+    }
+}

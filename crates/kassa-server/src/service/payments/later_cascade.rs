@@ -39,7 +39,7 @@ pub struct CascadePayload {
 }
 
 /// The payment's routing record as JSON (empty when it has none).
-fn routing_of(payment: &PaymentRecord) -> Value {
+pub(super) fn routing_of(payment: &PaymentRecord) -> Value {
     payment
         .routing
         .as_deref()
@@ -48,7 +48,7 @@ fn routing_of(payment: &PaymentRecord) -> Value {
 }
 
 /// The route's accounts after the payment's own, in the decision's order.
-fn accounts_after(payment: &PaymentRecord, routing: &Value) -> Vec<String> {
+pub(super) fn accounts_after(payment: &PaymentRecord, routing: &Value) -> Vec<String> {
     let candidates = routing["decision"]["candidates"].as_array();
     candidates
         .into_iter()
