@@ -1,6 +1,8 @@
 //! Configuration: the embedded defaults (`config/default.toml`), then an optional file, then
 //! environment variables and flags, each overriding the one before.
 
+use std::collections::BTreeMap;
+
 use kassa_connectors::{ExposeSecret, ProviderAccount, SecretString};
 use kassa_core::share::Share;
 
@@ -71,6 +73,50 @@ pub struct Config {
     /// The risk decision before deposits and payouts.
     #[serde(default)]
     pub risk: RiskConfig,
+    /// AML monitoring after money moved: scenario thresholds and the goAML reporting entity.
+    #[serde(default)]
+    pub aml: AmlConfig,
+}
+
+/// AML monitoring (docs/aml.md): `[aml.thresholds]`, `[aml.jurisdictions.XX]` overrides,
+/// and `[aml.reporting_entity]` for the goAML export.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmlConfig {
+    /// The scenarios' thresholds where no jurisdiction overrides them.
+    #[serde(default)]
+    pub thresholds: kassa_core::aml::AmlThresholds,
+    /// Overrides per jurisdiction; absent: the built-in ones (MT links deposits over 180
+    /// days). Given: exactly these.
+    #[serde(default = "built_in_aml_jurisdictions")]
+    pub jurisdictions: BTreeMap<String, kassa_core::aml::settings::AmlOverrides>,
+    /// Who files the reports: the goAML id the FIU gave the operator, and its name.
+    #[serde(default)]
+    pub reporting_entity: kassa_core::aml::goaml::ReportingEntity,
+}
+
+fn built_in_aml_jurisdictions() -> BTreeMap<String, kassa_core::aml::settings::AmlOverrides> {
+    kassa_core::aml::AmlSettings::default().jurisdictions
+}
+
+impl Default for AmlConfig {
+    fn default() -> AmlConfig {
+        AmlConfig {
+            thresholds: Default::default(),
+            jurisdictions: built_in_aml_jurisdictions(),
+            reporting_entity: Default::default(),
+        }
+    }
+}
+
+impl AmlConfig {
+    /// The thresholds with their overrides, as the scenarios read them.
+    pub fn settings(&self) -> kassa_core::aml::AmlSettings {
+        kassa_core::aml::AmlSettings {
+            thresholds: self.thresholds.clone(),
+            jurisdictions: self.jurisdictions.clone(),
+        }
+    }
 }
 
 /// The risk decision before every deposit and payout start (ADR 62). The rule set here is
@@ -789,6 +835,9 @@ impl Config {
                 .clone()
                 .validate()
                 .map_err(|e| anyhow::anyhow!("[risk.rules] {e}"))?;
+        }
+        if let Some(problem) = self.aml.settings().problem() {
+            anyhow::bail!("[aml] {problem}");
         }
         let secret_len = self.auth.key_hash_secret.len();
         anyhow::ensure!(

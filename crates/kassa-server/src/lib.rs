@@ -69,6 +69,8 @@ pub struct AppStateInner {
     pub risk: service::risk::RiskService,
     /// Responsible-gambling limits.
     pub limits: service::limits::LimitsService,
+    /// AML monitoring after money moved, its alerts and cases.
+    pub aml: service::aml::AmlService,
     /// Self-exclusions and time-outs.
     pub exclusions: service::exclusions::ExclusionsService,
     /// The operator's webhook endpoints.
@@ -386,6 +388,11 @@ impl AppState {
         let limits = service::limits::LimitsService::new(store.clone(), players.clone());
         let exclusions =
             service::exclusions::ExclusionsService::new(store.clone(), players.clone());
+        let aml = service::aml::AmlService::new(
+            store.clone(),
+            config.aml.settings(),
+            config.aml.reporting_entity.clone(),
+        );
         let source_allow_lists = config
             .source_allow_lists()
             .expect("webhook_source_cidrs are valid (checked by Config::load and Server::start)");
@@ -410,6 +417,7 @@ impl AppState {
             routing,
             risk,
             limits,
+            aml,
             exclusions,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
                 store_for_webhooks,

@@ -158,12 +158,12 @@ pub struct AmlOverrides {
     pub shared_instrument_players_min: Option<u32>,
 }
 
-/// The `[aml]` thresholds: defaults and per-jurisdiction overrides.
+/// The `[aml]` thresholds: `[aml.thresholds]` and `[aml.jurisdictions.XX]` overrides.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmlSettings {
     /// What applies where no override says otherwise (the GB reading: 24 hours linked).
-    pub defaults: AmlThresholds,
+    pub thresholds: AmlThresholds,
     /// Overrides by jurisdiction (ISO 3166-1 alpha-2, as the player's licence).
     pub jurisdictions: BTreeMap<String, AmlOverrides>,
 }
@@ -176,7 +176,7 @@ impl Default for AmlSettings {
             ..AmlOverrides::default()
         };
         AmlSettings {
-            defaults: AmlThresholds::default(),
+            thresholds: AmlThresholds::default(),
             jurisdictions: BTreeMap::from([("MT".to_string(), malta)]),
         }
     }
@@ -185,7 +185,7 @@ impl Default for AmlSettings {
 impl AmlSettings {
     /// The thresholds for a player licensed in `jurisdiction`.
     pub fn for_jurisdiction(&self, jurisdiction: Option<&str>) -> AmlThresholds {
-        let mut thresholds = self.defaults.clone();
+        let mut thresholds = self.thresholds.clone();
         if let Some(overrides) = jurisdiction.and_then(|j| self.jurisdictions.get(j)) {
             thresholds.apply(overrides);
         }
@@ -194,8 +194,8 @@ impl AmlSettings {
 
     /// The first problem of the defaults or of a jurisdiction's thresholds, naming its place.
     pub fn problem(&self) -> Option<String> {
-        if let Some(problem) = self.defaults.problem() {
-            return Some(format!("defaults.{problem}"));
+        if let Some(problem) = self.thresholds.problem() {
+            return Some(format!("thresholds.{problem}"));
         }
         self.jurisdictions.keys().find_map(|j| {
             self.for_jurisdiction(Some(j))
