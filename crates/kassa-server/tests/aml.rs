@@ -33,8 +33,7 @@ contract_tests_with!(
 );
 
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> common::Answer {
-    app.send(method, path, Some(&app.admin_key), body.as_ref(), &[])
-        .await
+    app.as_admin(method, path, body).await
 }
 
 /// A KYC-verified EUR player of Malta (MT links deposits over 180 days for CDD).
@@ -268,26 +267,22 @@ async fn the_case_workflow_runs_over_http_with_its_audit_trail(app: TestApp) {
     // A note with an Idempotency-Key is written once; the repeat replays the first answer.
     let key = [("Idempotency-Key", "note-1")];
     let note = json!({"text": "source of funds asked for"});
-    let first = app
-        .send(
-            Method::POST,
-            &path("/notes"),
-            Some(&app.admin_key),
-            Some(&note),
-            &key,
-        )
-        .await;
-    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
-    let repeat = app
-        .send(
-            Method::POST,
-            &path("/notes"),
-            Some(&app.admin_key),
-            Some(&note),
-            &key,
-        )
-        .await;
-    assert_eq!(repeat.status, StatusCode::CREATED);
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let notes = path("/notes");
+        let answer = app
+            .send(
+                Method::POST,
+                &notes,
+                Some(&app.admin_key),
+                Some(&note),
+                &key,
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answers.push(answer);
+    }
+    let (first, repeat) = (&answers[0], &answers[1]);
     assert_eq!(repeat.header("idempotent-replayed"), Some("true"));
     assert_eq!(repeat.body, first.body);
 
