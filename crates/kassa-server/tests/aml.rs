@@ -30,6 +30,7 @@ contract_tests_with!(
     cdd_rapid_in_out_and_instruments_raise_theirs_and_a_small_player_none => monitored,
     the_case_workflow_runs_over_http_with_its_audit_trail => monitored,
     the_goaml_export_validates_and_names_the_case_transactions => monitored,
+    a_rule_holds_payouts_while_a_cdd_case_is_open => monitored,
 );
 
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> common::Answer {
@@ -577,4 +578,48 @@ async fn the_goaml_export_validates_and_names_the_case_transactions(app: TestApp
     assert_eq!(exports, 3);
     let (status, bad) = export(&app, &case_id, "format=pdf").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+}
+
+async fn a_rule_holds_payouts_while_a_cdd_case_is_open(app: TestApp) {
+    let rules = json!({
+        "rules": {
+            "thresholds": {"review": 50, "step_up": 80, "decline": 120},
+            "rules": [{
+                "id": "cdd-before-withdrawal", "description": "CDD threshold reached",
+                "when": {"all": [{"in": {"feature": "kind", "values": ["payout"]}},
+                                 {"flag": "aml_cdd_threshold"}]},
+                "score": 80,
+            }],
+        },
+        "based_on_version": null,
+    });
+    let stored = admin(&app, Method::PUT, "/v1/admin/risk/rules", Some(rules)).await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
+    player(&app, "h1").await;
+    deposit(&app, "h1", "2500.00").await;
+    alerts(&app, "h1").await;
+    let body = json!({"amount": "100.00", "currency": "EUR", "method": "card", "player_id": "h1"});
+    let held = app.post_idempotent("/v1/payouts/init", body.clone()).await;
+    assert_eq!(held.status, StatusCode::FORBIDDEN, "{}", held.body);
+    assert_eq!(held.error_code(), "kyc_step_up_required");
+    assert_eq!(
+        held.body["details"]["rules"],
+        json!(["cdd-before-withdrawal"])
+    );
+    let (available, _) = app.balance("h1").await;
+    assert_eq!(available, "2500.00", "nothing was held");
+
+    let case_id = cases(&app, "player_id=h1").await[0]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let closed = transition(
+        &app,
+        &case_id,
+        json!({"to": "closed", "reason": "no_suspicion"}),
+    )
+    .await;
+    assert_eq!(closed.status, StatusCode::OK, "{}", closed.body);
+    let paid = app.post_idempotent("/v1/payouts/init", body).await;
+    assert!(paid.status.is_success(), "{}", paid.body);
 }

@@ -7,6 +7,7 @@ use kassa_core::aml::settings::HOUR_MS;
 use kassa_core::aml::{detect, Alert, AmlThresholds, Direction, Facts, Movement, Scenario};
 use kassa_core::ids::{MerchantId, PlayerId};
 use kassa_store::aml::{AlertRecord, MovementRow, RaisedAlert};
+use kassa_store::directory::PlayerRecord;
 use kassa_store::jobs::NewJob;
 use kassa_store::{now_ms, Conn, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -112,9 +113,7 @@ impl AmlService {
         let thresholds = self
             .settings
             .for_jurisdiction(player.jurisdiction.as_deref());
-        let facts = self
-            .facts(payload, &thresholds, player.currency.code())
-            .await?;
+        let facts = self.facts(payload, &thresholds, &player).await?;
         let found_after = format!("{}:{}", payload.event.as_str(), payload.subject_id);
         let mut raised = Vec::new();
         for alert in detect(&thresholds, &facts) {
@@ -134,13 +133,13 @@ impl AmlService {
         &self,
         payload: &MonitorPayload,
         thresholds: &AmlThresholds,
-        currency: &str,
+        player: &PlayerRecord,
     ) -> Result<Facts, StoreError> {
-        let (merchant, player) = (payload.merchant_id.as_str(), payload.player_id.as_str());
+        let (merchant, player_id) = (payload.merchant_id.as_str(), payload.player_id.as_str());
         let now = now_ms();
         let rows = self
             .store
-            .aml_movements_since(merchant, player, now - thresholds.lookback_ms())
+            .aml_movements_since(merchant, player_id, now - thresholds.lookback_ms())
             .await?;
         let movements: Vec<Movement> = rows.iter().map(movement_of).collect();
         let withdrawal = match payload.event {
@@ -154,10 +153,11 @@ impl AmlService {
             Some(w) => {
                 let since_ms = w.at_ms - i64::from(thresholds.rapid_window_hours) * HOUR_MS;
                 self.store
-                    .player_turnover_since(
-                        &MerchantId::parse(merchant).map_err(corrupt)?,
-                        &PlayerId::parse(player).map_err(corrupt)?,
+                    .player_turnover_between(
+                        &player.merchant_id,
+                        &player.player_id,
                         since_ms,
+                        w.at_ms,
                     )
                     .await?
             }
@@ -165,22 +165,22 @@ impl AmlService {
         };
         let earlier = self
             .store
-            .aml_alert_windows(merchant, player)
+            .aml_alert_windows(merchant, player_id)
             .await?
             .into_iter()
             .filter_map(|(scenario, end_ms)| Scenario::parse(&scenario).map(|s| (s, end_ms)))
             .collect();
         Ok(Facts {
-            currency: currency.to_string(),
+            currency: player.currency.code().to_string(),
             now_ms: now,
             movements,
             withdrawal,
             wagered_before_withdrawal_minor,
-            deposit_accounts: self.store.aml_deposit_accounts(merchant, player).await?,
-            deposit_instruments: self.store.aml_card_tokens(merchant, player).await?,
+            deposit_accounts: self.store.aml_deposit_accounts(merchant, player_id).await?,
+            deposit_instruments: self.store.aml_card_tokens(merchant, player_id).await?,
             instrument_players: self
                 .store
-                .aml_instrument_players(merchant, player)
+                .aml_instrument_players(merchant, player_id)
                 .await?
                 .into_iter()
                 .map(|(instrument, players)| {
@@ -215,8 +215,4 @@ impl AmlService {
             created_at_ms: now_ms(),
         }
     }
-}
-
-fn corrupt(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("a stored id does not parse: {error}"))
 }
