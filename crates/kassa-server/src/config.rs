@@ -1166,6 +1166,36 @@ mod tests {
     }
 
     #[test]
+    fn aml_thresholds_take_overrides_per_jurisdiction_and_bad_ones_are_refused() {
+        let defaults = Config::defaults().aml.settings();
+        assert_eq!(
+            defaults.for_jurisdiction(Some("MT")).cdd_window_hours,
+            180 * 24
+        );
+        let config = Config::from_file_text(
+            "[aml.thresholds]\ncdd_threshold_minor = { EUR = 150000 }\n\
+             [aml.jurisdictions.SE]\nstructuring_deposits_min = 4\n\
+             [aml.reporting_entity]\nid = \"4711\"\nname = \"Casino Ltd\"\n",
+        )
+        .unwrap();
+        let settings = config.aml.settings();
+        let se = settings.for_jurisdiction(Some("SE"));
+        assert_eq!(
+            (se.structuring_deposits_min, se.threshold_minor("EUR")),
+            (4, Some(150_000))
+        );
+        // Naming jurisdictions replaces the built-in list: MT is back to the defaults.
+        assert_eq!(settings.for_jurisdiction(Some("MT")).cdd_window_hours, 24);
+        assert_eq!(config.aml.reporting_entity.id, "4711");
+        let error =
+            Config::from_file_text("[aml.jurisdictions.GB]\ncdd_window_hours = 0\n").unwrap_err();
+        assert!(
+            format!("{error:#}").contains("jurisdictions.GB.cdd_window_hours"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
     fn amount_limits_come_from_config_and_bad_ones_are_refused() {
         let config = Config::defaults();
         let limits = config.limits.amount_limits().unwrap();
