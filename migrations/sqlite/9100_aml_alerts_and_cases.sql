@@ -59,3 +59,10 @@ CREATE TABLE aml_case_events (
     created_at_ms INTEGER NOT NULL
 );
 CREATE INDEX aml_case_events_by_case ON aml_case_events (case_id, id);
+
+-- The shared-instrument scenario asks how many players use one payout destination or one
+-- saved card (BIN, last four, expiry); without these it would read all of a merchant's rows.
+-- Led by the instrument, so that a player's own rows are still found by player.
+CREATE INDEX payouts_by_destination ON payouts (destination, merchant_id)
+    WHERE destination IS NOT NULL;
+CREATE INDEX vault_cards_by_card ON vault_cards (bin, last4, expiry_yymm, merchant_id);
