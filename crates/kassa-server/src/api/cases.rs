@@ -114,6 +114,7 @@ pub struct AlertPage {
 #[serde(deny_unknown_fields)]
 pub struct CaseListQuery {
     /// Only cases in this status.
+    #[param(pattern = "^(open|investigating|escalated|reported|closed)$")]
     pub status: Option<String>,
     pub merchant_id: Option<String>,
     pub player_id: Option<String>,
@@ -129,6 +130,9 @@ pub struct CaseListQuery {
 #[serde(deny_unknown_fields)]
 pub struct AlertListQuery {
     /// Only alerts of this scenario.
+    #[param(
+        pattern = "^(cdd_threshold|structuring|rapid_in_out|other_instrument|shared_instrument)$"
+    )]
     pub scenario: Option<String>,
     pub case_id: Option<String>,
     pub merchant_id: Option<String>,
@@ -142,9 +146,11 @@ pub struct AlertListQuery {
 #[serde(deny_unknown_fields)]
 pub struct TransitionInput {
     /// `investigating`, `escalated`, `reported`, `closed`.
+    #[schema(pattern = "^(open|investigating|escalated|reported|closed)$")]
     pub to: String,
     /// Required to close, refused otherwise: `no_suspicion`, `reported`, `duplicate`,
     /// `false_positive`.
+    #[schema(pattern = "^(no_suspicion|reported|duplicate|false_positive)$")]
     pub reason: Option<String>,
     /// Why (at most 500 characters), kept in the audit trail.
     pub note: Option<String>,
@@ -172,8 +178,10 @@ pub struct AssignInput {
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// `goaml` (XML) or `summary` (plain text).
+    #[param(pattern = "^(goaml|summary)$")]
     pub format: String,
     /// `STR` (default) or `SAR`.
+    #[param(pattern = "^(STR|SAR)$")]
     pub report_code: Option<String>,
     /// Move the case to `reported` first (only from `investigating` or `escalated`).
     pub mark_reported: Option<bool>,
