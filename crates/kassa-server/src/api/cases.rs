@@ -153,6 +153,7 @@ pub struct TransitionInput {
     #[schema(pattern = "^(no_suspicion|reported|duplicate|false_positive)$")]
     pub reason: Option<String>,
     /// Why (at most 500 characters), kept in the audit trail.
+    #[schema(max_length = 500)]
     pub note: Option<String>,
 }
 
@@ -160,7 +161,8 @@ pub struct TransitionInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteInput {
-    /// 1 to 2,000 characters.
+    /// 1 to 2,000 characters, not only blanks (422 otherwise).
+    #[schema(min_length = 1, max_length = 2000)]
     pub text: String,
 }
 
@@ -168,7 +170,8 @@ pub struct NoteInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignInput {
-    /// A person's or team's name, 1 to 100 characters.
+    /// A person's or team's name, 1 to 100 characters, not only blanks (422 otherwise).
+    #[schema(min_length = 1, max_length = 100)]
     pub assignee: String,
 }
 
@@ -437,7 +440,8 @@ pub async fn add_note(
 ) -> Result<Response, ApiError> {
     admin.require_any(&[roles::ADMIN])?;
     let text = input.text.trim();
-    if text.is_empty() || text.chars().count() > NOTE_CHARS_MAX {
+    // The length as sent, as the document states it.
+    if text.is_empty() || input.text.chars().count() > NOTE_CHARS_MAX {
         return Err(ApiError::validation(
             "text",
             format!("is required (1 to {NOTE_CHARS_MAX} characters)"),
@@ -467,7 +471,7 @@ pub async fn assign_case(
     if assignee.is_empty() {
         return Err(ApiError::validation("assignee", "is required"));
     }
-    short("assignee", Some(assignee))?;
+    short("assignee", Some(&input.assignee))?;
     state.aml.assign(&case_id, assignee, &admin.key_id).await?;
     Ok(Json(detail(&state, &case_id).await?))
 }
