@@ -36,7 +36,7 @@ pub use later_cascade::{CascadePayload, PAYMENT_CASCADE};
 
 use crate::idempotency::IdempotencyClaim;
 use crate::service::cascade;
-use crate::service::limits::{check_deposit_limits, DepositRefused};
+use crate::service::limits::{reserve_within_limits, DepositRefused, LimitCheck};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
 use crate::service::risk::{Assessment, RiskKind, RiskRefusal, RiskRequest, RiskService};
@@ -420,21 +420,51 @@ impl PaymentsService {
         PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
         PlayerError::check_may_play(&player.player_id, player.account_status)?;
         PlayerError::check_age(&player, today_utc())?;
+        let payment_id = match claim {
+            Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
+            None => PaymentId::generate(),
+        };
         let amount = request.amount;
-        check_deposit_limits(
+        let limit = reserve_within_limits(
             &self.store,
             merchant_id,
             &player.player_id,
+            payment_id.as_str(),
             amount.amount_minor,
             amount.currency,
         )
         .await?
         .map_err(PaymentError::LimitExceeded)?;
-        let payment_id = match claim {
-            Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
-            None => PaymentId::generate(),
-        };
-        let risk = self.pre_authorize(&player, &request, &payment_id).await?;
+        let started = self
+            .start_within_limits(
+                merchant_id,
+                request,
+                claim,
+                &player,
+                payment_id.clone(),
+                limit,
+            )
+            .await;
+        if started.is_err() && limit == LimitCheck::Reserved {
+            // Nothing recorded (or recorded as failed, which released it already): the
+            // amount is free again at once rather than when the reservation expires.
+            self.release_reservation(&payment_id).await;
+        }
+        started
+    }
+
+    /// The start after the limit check: risk, routing, the provider, and the start's one
+    /// transaction (which ends a reservation the check made).
+    async fn start_within_limits(
+        &self,
+        merchant_id: &MerchantId,
+        request: NewPayment,
+        claim: Option<&IdempotencyClaim>,
+        player: &PlayerRecord,
+        payment_id: PaymentId,
+        limit: LimitCheck,
+    ) -> Result<PaymentStartOutcome, PaymentError> {
+        let risk = self.pre_authorize(player, &request, &payment_id).await?;
         // The routing document's `risk_levels` condition reads the risk outcome.
         let risk_level = risk.as_ref().map(|(a, _)| a.decision.outcome.as_str());
         let (decision, declines) = self
@@ -482,6 +512,7 @@ impl PaymentsService {
                 refusal.as_ref(),
                 claim,
                 risk.as_ref().map(|(_, record)| record),
+                limit,
             )
             .await?;
         self.publish(&payment);
@@ -507,6 +538,7 @@ impl PaymentsService {
         refusal: Option<&PaymentError>,
         claim: Option<&IdempotencyClaim>,
         risk: Option<&RiskDecisionRecord>,
+        limit: LimitCheck,
     ) -> Result<Answer, PaymentError> {
         let mut tx = self.store.begin_grouped().await?;
         if let Some(claim) = claim {
@@ -517,6 +549,12 @@ impl PaymentsService {
             }
         }
         self.store.insert_payment(&mut tx, payment).await?;
+        if limit == LimitCheck::Reserved {
+            // From this commit on the payment's own row counts against the limits.
+            self.store
+                .release_deposit_reservation(&mut tx, payment.id.as_str())
+                .await?;
+        }
         if let Some(risk) = risk {
             self.store.insert_risk_decision(&mut tx, risk).await?;
         }
@@ -598,6 +636,21 @@ impl PaymentsService {
                 .await?;
         }
         Ok(next_action)
+    }
+
+    /// Ends the limit reservation of a start that failed before its record; a failure here
+    /// only delays the amount's return until the reservation expires.
+    async fn release_reservation(&self, payment_id: &PaymentId) {
+        let released = async {
+            let mut tx = self.store.begin().await?;
+            self.store
+                .release_deposit_reservation(&mut tx, payment_id.as_str())
+                .await?;
+            tx.commit().await.map_err(StoreError::from)
+        };
+        if let Err(error) = released.await {
+            tracing::warn!(%payment_id, %error, "a deposit limit reservation stays until it expires");
+        }
     }
 
     /// The payment id of the deposit started with `key`: the same for every attempt with the
