@@ -28,6 +28,7 @@ fn fast(config: &mut kassa_server::config::Config) {
 contract_tests_with!(
     an_approved_check_lets_the_payout_through_and_records_its_ttv => fast,
     a_rejected_check_keeps_payouts_refused => fast,
+    a_resubmission_request_opens_a_new_page => fast,
     forged_and_replayed_webhooks_change_nothing_and_a_duplicate_applies_once => fast,
     a_risk_step_up_opens_an_enhanced_check => fast,
     linked_gb_deposits_lock_withdrawals_until_enhanced_is_verified => fast,
@@ -203,6 +204,37 @@ async fn a_rejected_check_keeps_payouts_refused(app: TestApp) {
         .await;
     assert_eq!(same.status, StatusCode::OK, "{}", same.body);
     assert_eq!(same.body["id"], opened.body["id"]);
+}
+
+async fn a_resubmission_request_opens_a_new_page(app: TestApp) {
+    player(&app, "k5", "MT", "none", "100.00").await;
+    let (url, check_id) = verification(&payout(&app, "k5", "20.00").await);
+    verify_on_page(&url, "Lovelace", "BLUR-1").await;
+    let check = completed_check(&app, "k5", &check_id).await;
+    assert_eq!(
+        (&check["status"], &check["result_reason"]),
+        (
+            &json!("resubmission_requested"),
+            &json!("document_unreadable")
+        ),
+        "{check}"
+    );
+    let view = kyc(&app, "k5").await;
+    assert_eq!(
+        (&view["levels"]["basic"], &view["kyc_status"]),
+        (&json!("resubmission_requested"), &json!("pending")),
+        "{view}"
+    );
+    // The next refusal opens a new check with its own page; submitted again, it verifies.
+    let refused = payout(&app, "k5", "20.00").await;
+    assert_eq!(refused.error_code(), "kyc_required", "{}", refused.body);
+    let (again_url, again_id) = verification(&refused);
+    assert_ne!(again_id, check_id);
+    verify_on_page(&again_url, "Lovelace", "P1234567").await;
+    let again = completed_check(&app, "k5", &again_id).await;
+    assert_eq!(again["status"], "verified", "{again}");
+    let paid = payout(&app, "k5", "20.00").await;
+    assert!(paid.status.is_success(), "{}", paid.body);
 }
 
 /// A result for `check` as the sandbox ID provider words it.
