@@ -177,31 +177,9 @@ impl KycService {
         if !status.may_start(reason) {
             return Err(KycError::NotStartable { level, status });
         }
-        let provider = self
-            .identities
-            .for_merchant(merchant)
-            .ok_or(KycError::NoProvider)?;
         // The provider is called before the row is written: no transaction waits on it. A
         // concurrent request that wins the insert leaves this applicant unused.
-        let check_id = ids::generate("kyc");
-        let applicant_id = provider.create_applicant(&check_id, level).await?;
-        let url = provider.start_verification(&applicant_id).await?;
-        let check = KycCheckRecord {
-            id: check_id,
-            merchant_id: merchant.to_string(),
-            player_id: player_id.to_string(),
-            level,
-            status: LevelStatus::Pending,
-            reason,
-            provider: provider.name().to_string(),
-            applicant_id,
-            verification_url: url,
-            requested_at_ms: now_ms(),
-            completed_at_ms: None,
-            result_reason: None,
-            document_checks: None,
-            provider_event_id: None,
-        };
+        let check = self.open_at_provider(player, level, reason).await?;
         let mut tx = self.store.begin().await?;
         if !self.store.insert_kyc_check(&mut tx, &check).await? {
             drop(tx);
@@ -229,6 +207,38 @@ impl KycService {
             .await?;
         tx.commit().await?;
         Ok((check, true))
+    }
+
+    /// A new check of `level` opened at the merchant's ID provider: its applicant and page.
+    async fn open_at_provider(
+        &self,
+        player: &PlayerRecord,
+        level: KycLevel,
+        reason: CheckReason,
+    ) -> Result<KycCheckRecord, KycError> {
+        let provider = self
+            .identities
+            .for_merchant(player.merchant_id.as_str())
+            .ok_or(KycError::NoProvider)?;
+        let check_id = ids::generate("kyc");
+        let applicant_id = provider.create_applicant(&check_id, level).await?;
+        let url = provider.start_verification(&applicant_id).await?;
+        Ok(KycCheckRecord {
+            id: check_id,
+            merchant_id: player.merchant_id.to_string(),
+            player_id: player.player_id.to_string(),
+            level,
+            status: LevelStatus::Pending,
+            reason,
+            provider: provider.name().to_string(),
+            applicant_id,
+            verification_url: url,
+            requested_at_ms: now_ms(),
+            completed_at_ms: None,
+            result_reason: None,
+            document_checks: None,
+            provider_event_id: None,
+        })
     }
 
     /// Where the player verifies `level` for `reason` (opening the check, or the open one);
@@ -302,18 +312,7 @@ impl KycService {
         provider: &str,
         event: &VerificationEvent,
     ) -> Result<EventAnswer, ProviderEventError> {
-        let check = self
-            .store
-            .kyc_check_by_applicant(provider, &event.applicant_id)
-            .await?
-            .ok_or_else(|| ProviderEventError::KycCheckNotFound {
-                applicant_id: event.applicant_id.clone(),
-            })?;
-        if check.id != event.external_id || check.level != event.level {
-            return Err(ProviderEventError::Mismatch(
-                "the result's external id or level is not the check's",
-            ));
-        }
+        let check = self.check_of(provider, event).await?;
         let after = next(check.status, LevelEvent::Completed(event.result));
         let answer = EventAnswer::kyc(after.is_some(), after.unwrap_or(check.status));
         // Read before the transaction: SQLite's one writer connection is the transaction's.
@@ -367,6 +366,28 @@ impl KycService {
             completed_at_ms - check.requested_at_ms,
         );
         Ok(answer)
+    }
+
+    /// The check a result names: its applicant on this account, with the external id and
+    /// level Kassa gave it.
+    async fn check_of(
+        &self,
+        provider: &str,
+        event: &VerificationEvent,
+    ) -> Result<KycCheckRecord, ProviderEventError> {
+        let check = self
+            .store
+            .kyc_check_by_applicant(provider, &event.applicant_id)
+            .await?
+            .ok_or_else(|| ProviderEventError::KycCheckNotFound {
+                applicant_id: event.applicant_id.clone(),
+            })?;
+        if check.id != event.external_id || check.level != event.level {
+            return Err(ProviderEventError::Mismatch(
+                "the result's external id or level is not the check's",
+            ));
+        }
+        Ok(check)
     }
 
     /// The player's levels before and after `check` ends with `result`, and the player's
