@@ -374,6 +374,12 @@ impl AppState {
         );
         let risk = service::risk::RiskService::new(store.clone(), &config.risk)
             .expect("[risk.rules] is valid (checked by Config::load and Server::start)");
+        let kyc = service::kyc::KycService::new(
+            store.clone(),
+            players.clone(),
+            identities,
+            config.kyc.clone(),
+        );
         let payments = service::payments::PaymentsService::new(
             store.clone(),
             providers.clone(),
@@ -381,14 +387,9 @@ impl AppState {
             amount_limits.clone(),
             routing.clone(),
         )
-        .with_risk(risk.clone());
+        .with_risk(risk.clone())
+        .with_kyc(kyc.clone());
         let vault = vault_of(&store, &config.vault);
-        let kyc = service::kyc::KycService::new(
-            store.clone(),
-            players.clone(),
-            identities,
-            config.kyc.clone(),
-        );
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),
             providers,

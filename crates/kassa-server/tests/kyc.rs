@@ -313,9 +313,10 @@ async fn forged_and_replayed_webhooks_change_nothing_and_a_duplicate_applies_onc
 async fn a_risk_step_up_opens_an_enhanced_check(app: TestApp) {
     let rules = json!({
         "thresholds": {"review": 50, "step_up": 50, "decline": 1000},
+        "step_up_refuses_deposits": true,
         "rules": [{
-            "id": "payout", "description": "every payout steps up",
-            "when": {"in": {"feature": "kind", "values": ["payout"]}}, "score": 60,
+            "id": "payout", "description": "every payout and deposit steps up",
+            "when": {"in": {"feature": "kind", "values": ["payout", "deposit"]}}, "score": 60,
         }],
     });
     let path = "/v1/admin/risk/rules";
@@ -353,6 +354,20 @@ async fn a_risk_step_up_opens_an_enhanced_check(app: TestApp) {
         "{view}"
     );
     assert_eq!(view["levels"]["basic"], "verified");
+    // A deposit the rule set refuses for the step-up names the same open check's page.
+    let body = json!({
+        "amount": "10.00", "currency": "EUR", "method": "card", "player_id": "k4",
+        "return_url": format!("{}/cashier/return", app.base), "meta": {"country": "MT"},
+    });
+    let deposit = app.post_idempotent("/v1/payments/init", body).await;
+    assert_eq!(
+        (deposit.status, deposit.error_code()),
+        (StatusCode::FORBIDDEN, "kyc_step_up_required"),
+        "{}",
+        deposit.body
+    );
+    assert_eq!(deposit.body["details"]["verification_url"], json!(url));
+    assert_eq!(deposit.body["details"]["reason"], "risk_step_up");
 }
 
 /// A captured EUR card deposit of `amount` for `player_id` (the test plays the PSP).

@@ -8,7 +8,7 @@ use crate::service::risk::{RiskError, RiskRefusal};
 use crate::service::routing::RoutingError;
 use kassa_connectors::ProviderError;
 use kassa_core::exclusion::ExclusionRefusal;
-use kassa_core::kyc::KycLevel;
+use kassa_core::kyc::{CheckReason, KycLevel};
 use kassa_core::ledger::Refusal;
 use kassa_core::status::AccountStatus;
 use kassa_core::MoneyError;
@@ -370,6 +370,16 @@ impl PublicError for PaymentError {
             })),
             PaymentError::LimitExceeded(refused) => limit_exceeded(refused, message),
             PaymentError::Risk(refusal) => risk_refused(refusal),
+            PaymentError::StepUp {
+                refusal,
+                verification,
+            } => {
+                let mut problem = risk_refused(refusal);
+                problem.details["reason"] = json!(CheckReason::RiskStepUp.as_str());
+                problem.details["required_level"] = json!(KycLevel::Enhanced.as_str());
+                add_verification(&mut problem.details, verification.as_ref());
+                problem
+            }
             PaymentError::NotFound { .. } => Problem::new(404, "payment_not_found", message),
             PaymentError::NotCancellable { .. } | PaymentError::CancelOvertaken { .. } => {
                 Problem::new(409, "payment_not_cancellable", message)
