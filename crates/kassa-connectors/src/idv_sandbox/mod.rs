@@ -46,6 +46,7 @@ pub fn from_account(account: &ProviderAccount) -> Result<IdvSandboxConnector, Ac
         attempts_max: u32::try_from(attempts_max).unwrap_or(u32::MAX),
         retry_backoff_ms: 100,
         response_len_max: ANSWER_LEN_MAX,
+        other_origins: Vec::new(),
     })
     .map_err(|error| invalid("base_url", error.to_string()))?;
     let path_prefix = reqwest::Url::parse(base_url)
