@@ -6,6 +6,7 @@
 //! second `captured` can never credit twice), the event is marked processed and the outbox
 //! written — all committed together or not at all.
 
+use kassa_core::kyc::{CheckReason, KycLevel};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -98,6 +99,13 @@ pub enum PaymentError {
     /// The risk decision refused the deposit; nothing was started.
     #[error(transparent)]
     Risk(RiskRefusal),
+    /// The risk decision asks for the `enhanced` KYC level first (`step_up` where the rule
+    /// set refuses deposits for it); `verification` is the page the player verifies on.
+    #[error("{refusal}")]
+    StepUp {
+        refusal: RiskRefusal,
+        verification: Option<crate::service::kyc::Verification>,
+    },
     /// No such payment for this merchant.
     #[error("no payment {payment_id:?}")]
     NotFound { payment_id: String },
@@ -245,6 +253,8 @@ pub struct PaymentsService {
     routing: RoutingService,
     /// The pre-authorization decision; `None`: every deposit is let through undecided.
     risk: Option<RiskService>,
+    /// Opens the `enhanced` check a risk step-up asks for; `None`: the refusal names no page.
+    kyc: Option<crate::service::kyc::KycService>,
 }
 
 impl PaymentsService {
@@ -267,7 +277,14 @@ impl PaymentsService {
             payment_id_secret: Arc::default(),
             routing,
             risk: None,
+            kyc: None,
         }
+    }
+
+    /// Names the page of an `enhanced` check in a deposit refused for a risk step-up.
+    pub fn with_kyc(mut self, kyc: crate::service::kyc::KycService) -> PaymentsService {
+        self.kyc = Some(kyc);
+        self
     }
 
     /// Decides on every deposit before a provider is asked (issue 19, ADR 62).
@@ -376,6 +393,19 @@ impl PaymentsService {
             .await?
         {
             Ok(decided) => Ok(Some(decided)),
+            Err(refusal) if refusal.outcome == kassa_core::risk::RiskOutcome::StepUp => {
+                let verification = match &self.kyc {
+                    Some(kyc) => {
+                        let (level, reason) = (KycLevel::Enhanced, CheckReason::RiskStepUp);
+                        kyc.verification_for(player, level, reason).await
+                    }
+                    None => None,
+                };
+                Err(PaymentError::StepUp {
+                    refusal,
+                    verification,
+                })
+            }
             Err(refusal) => Err(PaymentError::Risk(refusal)),
         }
     }
