@@ -1,4 +1,4 @@
--- KYC levels and checks through an ID provider (issue 19 item 5, ADR 9200). A player has one
+-- KYC levels and checks through an ID provider (issue 19 item 5, ADR 66). A player has one
 -- status per level (basic: identity and document; enhanced: plus source of funds); a level
 -- without a row reads from players.kyc_status (basic) or not_started (enhanced). Each check
 -- opened at the provider is a row of kyc_checks; at most one is open (pending) per player
