@@ -12,6 +12,7 @@ pub mod aml;
 pub mod card;
 pub mod exclusion;
 pub mod ids;
+pub mod kyc;
 pub mod ledger;
 pub mod limits;
 pub mod money;

@@ -210,6 +210,7 @@ answered_as_api_error!(
     crate::service::risk::RiskError,
     crate::service::aml::AmlError,
     crate::service::exclusions::ExclusionError,
+    crate::service::kyc::KycError,
     kassa_store::StoreError,
     kassa_core::MoneyError
 );

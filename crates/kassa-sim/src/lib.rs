@@ -8,6 +8,7 @@
 //! (tests, `kassa demo`) or as their own process (`kassa sim psp`, `kassa sim stripe`, `kassa sim iso8583`).
 
 pub mod adyen;
+pub mod idv;
 pub mod iso8583;
 pub mod psp;
 pub mod serving;
