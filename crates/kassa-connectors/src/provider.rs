@@ -365,11 +365,14 @@ pub trait PaymentProvider: Send + Sync {
 
     /// Charges a card directly (an ISO 8583 acquirer): the card number reaches only this call
     /// and the message it builds. Providers that host their own card page do not take card
-    /// numbers; they keep the default, [`ProviderError::Unsupported`].
+    /// numbers; they keep the default, [`ProviderError::Unsupported`]. `authentication` is
+    /// the 3-D Secure result the cardholder gave Kassa's 3DS Server, when the account asks
+    /// for one; it travels in the authorization message.
     async fn charge_card(
         &self,
         _request: &PaymentRequest,
         _card: &CardDetails,
+        _authentication: Option<&crate::threeds::CardAuthentication>,
     ) -> Result<CardCharge, ProviderError> {
         Err(ProviderError::Unsupported("card charges"))
     }

@@ -153,7 +153,7 @@ async fn charge(
 ) -> Result<kassa_connectors::CardCharge, ProviderError> {
     for _ in 0..100 {
         match connector
-            .charge_card(&deposit(payment_id, 2500), &card(pan))
+            .charge_card(&deposit(payment_id, 2500), &card(pan), None)
             .await
         {
             Err(ProviderError::Unavailable(_)) => {
@@ -396,7 +396,7 @@ async fn an_unreachable_host_is_unavailable_at_once() {
         acquirer::from_account(&account(&address.to_string(), 1_000), services).unwrap();
     let started = std::time::Instant::now();
     let charged = connector
-        .charge_card(&deposit("pay_u", 100), &card(APPROVE))
+        .charge_card(&deposit("pay_u", 100), &card(APPROVE), None)
         .await;
     assert!(
         matches!(charged, Err(ProviderError::Unavailable(_))),

@@ -4,6 +4,8 @@
 //! and no card number in the database.
 
 mod common;
+#[path = "acquirer/threeds.rs"]
+mod threeds;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -15,6 +17,11 @@ use kassa_sim::iso8583::{start, Iso8583HostConfig, Iso8583HostHandle};
 use kassa_store::testing::TestBackend;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use threeds::{
+    threeds_challenge_passed_charges_and_failed_sends_no_authorization,
+    threeds_frictionless_and_attempted_carry_eci_and_cavv_to_the_host,
+    threeds_rejected_sends_no_authorization_and_the_host_wants_3ds,
+};
 
 /// Luhn-valid test cards of the simulator.
 const APPROVE: &str = "4000000000000002";
@@ -55,6 +62,9 @@ on_both_backends!(
     a_soft_decline_on_the_card_page_cascades_to_the_next_acquirer_with_the_same_card,
     a_hard_decline_on_the_card_page_goes_to_no_other_acquirer,
     a_returning_saved_card_goes_first_to_the_acquirer_that_approved_it,
+    threeds_frictionless_and_attempted_carry_eci_and_cavv_to_the_host,
+    threeds_challenge_passed_charges_and_failed_sends_no_authorization,
+    threeds_rejected_sends_no_authorization_and_the_host_wants_3ds,
 );
 
 /// Everything every test of this binary logs, at every level (one subscriber per process).
@@ -182,8 +192,16 @@ async fn deposit(app: &TestApp, amount: &str) -> (String, String) {
 
 /// Submits the card page's form; answers the status and where it sends the browser.
 async fn submit(page: &str, number: &str) -> (StatusCode, Option<String>, String) {
-    let form = [("number", number), ("expiry", "12/30"), ("cvc", "123")];
-    let answer = browser().post(page).form(&form).send().await.unwrap();
+    post_form(
+        page,
+        &[("number", number), ("expiry", "12/30"), ("cvc", "123")],
+    )
+    .await
+}
+
+/// Posts a form; answers the status, where it sends the browser and the page.
+async fn post_form(url: &str, form: &[(&str, &str)]) -> (StatusCode, Option<String>, String) {
+    let answer = browser().post(url).form(form).send().await.unwrap();
     let status = answer.status();
     let location = answer
         .headers()

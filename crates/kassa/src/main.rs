@@ -65,6 +65,11 @@ enum SimCommand {
     /// test cards by the PAN's last four digits: 0005 → 05, 0051 → 51, 0091 → 91, 0096 → 96,
     /// 0077 answers late, 0099 drops the connection, others approve.
     Iso8583(SimIso8583Args),
+    /// A 3-D Secure 2 Directory Server and ACS (EMVCo 2.2 JSON over HTTP: AReq/ARes, the
+    /// browser challenge, RReq/RRes) for Kassa's own 3DS Server. Test cards by the PAN's last
+    /// four digits: 31xx frictionless (Y), 32xx challenge (code 1234 passes), 33xx attempted
+    /// (A), 34xx rejected (R), 35xx unavailable (U); others frictionless.
+    Threeds(SimThreedsArgs),
     /// An Adyen-shaped PSP (Checkout API v71, Payout API v68, hosted payment page with a 3-D
     /// Secure 2 challenge, HMAC-signed notification batches). Test cards: 4111111111111111
     /// authorises, 4000020000000000 "Not enough balance", 4000300011112220 "Stolen Card",
@@ -123,6 +128,16 @@ struct SimStripeArgs {
     /// How long pm_card_kassaTimeout holds its answer.
     #[arg(long, default_value_t = 40_000)]
     slow_answer_ms: u64,
+}
+
+#[derive(Args)]
+struct SimThreedsArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8093")]
+    listen: String,
+    /// The base URL browsers reach it at (default: http://{listen}).
+    #[arg(long)]
+    public_base_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -276,6 +291,20 @@ async fn main() -> anyhow::Result<()> {
                 config.listen
             );
             kassa_sim::stripe::run(config).await
+        }
+        Command::Sim {
+            command: SimCommand::Threeds(args),
+        } => {
+            telemetry::init("text");
+            println!(
+                "3-D Secure simulator listening on http://{} (ctrl-c stops it)",
+                args.listen
+            );
+            kassa_sim::threeds::run(kassa_sim::threeds::ThreeDsSimConfig {
+                listen: args.listen,
+                public_base_url: args.public_base_url,
+            })
+            .await
         }
         Command::Sim {
             command: SimCommand::Iso8583(args),

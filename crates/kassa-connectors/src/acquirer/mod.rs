@@ -48,6 +48,9 @@ use crate::provider::{
     PaymentStatusReport, PayoutAccepted, PayoutRequest, ProviderError, ProviderPaymentStatus,
     ProviderPayoutStatus, RefundAccepted, RefundRequest,
 };
+use crate::threeds::{
+    self, AuthenticationRequest, AuthenticationResult, CardAuthentication, DirectoryServer,
+};
 
 /// The account kind of a direct ISO 8583 acquirer.
 pub const KIND: &str = "iso8583";
@@ -97,6 +100,9 @@ pub struct AcquirerConfig {
     pub currencies: Vec<Currency>,
     /// Kassa's card page, where a deposit sends the player (`{url}/{payment_id}`).
     pub card_page_url: Option<String>,
+    /// The 3-D Secure Directory Server card-page deposits authenticate at (ADR 9300);
+    /// `None`: no 3-D Secure.
+    pub threeds_directory_url: Option<String>,
 }
 
 /// A direct acquirer: one terminal, one session.
@@ -107,6 +113,7 @@ pub struct AcquirerConnector {
     terminal: Terminal,
     currencies: Vec<(Currency, &'static str)>,
     card_page_url: Option<String>,
+    directory_server: Option<DirectoryServer>,
     services: AcquirerServices,
     session: Session,
 }
@@ -157,6 +164,10 @@ impl AcquirerConnector {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let timeout = config.timeout;
+        let directory_server = match &config.threeds_directory_url {
+            Some(url) => Some(DirectoryServer::new(url, timeout).map_err(|e| e.to_string())?),
+            None => None,
+        };
         let session = Session::start(
             SessionConfig {
                 address: config.address,
@@ -186,6 +197,7 @@ impl AcquirerConnector {
             terminal: config.terminal,
             currencies,
             card_page_url: config.card_page_url,
+            directory_server,
             services,
             session,
         })
@@ -194,6 +206,39 @@ impl AcquirerConnector {
     /// Signs off and closes the connection (also done, in the background, on drop).
     pub async fn shutdown(&self) {
         self.session.shutdown().await;
+    }
+
+    /// Whether card-page deposits of this account run 3-D Secure first.
+    pub fn requires_threeds(&self) -> bool {
+        self.directory_server.is_some()
+    }
+
+    /// Sends the AReq of a card-page deposit to the account's Directory Server (ADR 9300) as
+    /// 3DS transaction `trans_id`: the ACS's result comes back to the card page under
+    /// `{card_page_url}/{payment_id}/threeds/…`. `None` when the account runs no 3-D Secure.
+    pub async fn authenticate(
+        &self,
+        request: &PaymentRequest,
+        card: &CardDetails,
+        trans_id: &str,
+    ) -> Result<Option<AuthenticationResult>, ProviderError> {
+        let (Some(directory), Some(page)) = (&self.directory_server, &self.card_page_url) else {
+            return Ok(None);
+        };
+        let base = format!("{page}/{}/threeds", request.payment_id);
+        let (notification_url, server_url) = (format!("{base}/return"), format!("{base}/results"));
+        let purchase = threeds::Purchase {
+            three_ds_server_trans_id: trans_id,
+            card,
+            amount_minor: request.amount_minor,
+            currency_numeric: self.currency_numeric(request.currency)?,
+            currency_exponent: request.currency.exponent(),
+            acquirer_merchant_id: self.terminal.card_acceptor_id.trim_end(),
+            notification_url: &notification_url,
+            three_ds_server_url: &server_url,
+        };
+        let areq = AuthenticationRequest::of(&purchase);
+        directory.authenticate(&areq).await.map(Some)
     }
 
     async fn stamp(&self) -> Result<Stamp, ProviderError> {
@@ -303,7 +348,8 @@ impl AcquirerConnector {
 /// `terminal_id` and `card_acceptor_id` (required), `frame_header` (`binary_length2`,
 /// `ascii_length4`, `tpdu`), `dialect_file` (a TOML dialect; default pyiso8583's
 /// `default_ascii`), `currencies` (comma separated, default `EUR`), `timeout_ms`,
-/// `echo_interval_ms`, `reconnect_min_ms`, `reconnect_max_ms`, `card_page_url`.
+/// `echo_interval_ms`, `reconnect_min_ms`, `reconnect_max_ms`, `card_page_url`,
+/// `threeds_directory_url` (3-D Secure on when set; ADR 9300).
 pub fn config_of(account: &ProviderAccount) -> Result<AcquirerConfig, AccountError> {
     let invalid = |name: &str, why: String| AccountError::InvalidSetting {
         account: account.id.clone(),
@@ -355,7 +401,11 @@ pub fn config_of(account: &ProviderAccount) -> Result<AcquirerConfig, AccountErr
     let card_page_url = Some(account.setting_str("card_page_url", "")?)
         .filter(|url| !url.is_empty())
         .map(|url| url.trim_end_matches('/').to_string());
+    let threeds_directory_url = Some(account.setting_str("threeds_directory_url", "")?)
+        .filter(|url| !url.is_empty())
+        .map(str::to_string);
     Ok(AcquirerConfig {
+        threeds_directory_url,
         address: required("address")?,
         terminal,
         spec: Arc::new(spec),
@@ -435,6 +485,7 @@ impl PaymentProvider for AcquirerConnector {
         &self,
         request: &PaymentRequest,
         card: &CardDetails,
+        authentication: Option<&CardAuthentication>,
     ) -> Result<CardCharge, ProviderError> {
         let purchase = FinancialRequest {
             kind: Financial::Purchase,
@@ -442,6 +493,7 @@ impl PaymentProvider for AcquirerConnector {
             currency_numeric: self.currency_numeric(request.currency)?,
             card: Some(card),
             original: None,
+            authentication,
         };
         // The advice stays queued until the server's transaction that records the answer
         // cancels it (ADR 49): a node dying in between reverses the charge instead of
@@ -508,6 +560,7 @@ impl PaymentProvider for AcquirerConnector {
             currency_numeric: self.currency_numeric(request.currency)?,
             card: None,
             original: Some(&original),
+            authentication: None,
         };
         let (_, answer) = self.financial_settled(refund, &request.refund_id).await?;
         match wire::decline_of(wire::response_code(&answer)?) {
@@ -539,6 +592,7 @@ impl PaymentProvider for AcquirerConnector {
             currency_numeric: self.currency_numeric(request.currency)?,
             card: Some(card),
             original: None,
+            authentication: None,
         };
         let (reference, answer) = self.financial_settled(credit, &request.payout_id).await?;
         let status = match wire::decline_of(wire::response_code(&answer)?) {

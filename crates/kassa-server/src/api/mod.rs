@@ -194,6 +194,14 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
                 .post(crate::web::card_page::submit_card),
         )
         .route(
+            "/pay/card/{payment_id}/threeds/results",
+            axum::routing::post(crate::web::card_threeds::results),
+        )
+        .route(
+            "/pay/card/{payment_id}/threeds/return",
+            axum::routing::post(crate::web::card_threeds::return_from_challenge),
+        )
+        .route(
             "/cashier/return",
             axum::routing::get(crate::web::cashier::return_page),
         )

@@ -25,6 +25,7 @@ use kassa_core::{ids, Currency, Money};
 use kassa_store::directory::PlayerRecord;
 use kassa_store::payments::{PaymentRecord, RefundRecord, WebhookDelivery};
 use kassa_store::risk::RiskDecisionRecord;
+use kassa_store::threeds::ThreeDsOutcomeRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -41,6 +42,7 @@ use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
 use crate::service::risk::{Assessment, RiskKind, RiskRefusal, RiskRequest, RiskService};
 use crate::service::routing::RoutingService;
+use crate::service::threeds::Authenticated;
 use crate::service::{provider_failure_code, unexpected_ledger, HoldFor, ProviderHold};
 use crate::views::payments::{init_view, refund_view, NextActionView};
 use crate::views::Answer;
@@ -1248,23 +1250,18 @@ impl PaymentsService {
     /// answer settles the payment in one transaction: approved and captured (the player
     /// credited once), declined, or failed (no answer: its reversal stays queued, so nothing
     /// stays charged).
+    ///
+    /// `authenticated` is the card's 3-D Secure result when the account runs 3-D Secure (ADR
+    /// 9300): its ECI and CAVV go into the authorization, its outcome (no CAVV) is stored in
+    /// the same transaction as the answer.
     pub async fn pay_with_card(
         &self,
         payment_id: &PaymentId,
         card: &CardDetails,
         saved_token: Option<&str>,
+        authenticated: Option<&Authenticated>,
     ) -> Result<PaymentRecord, PaymentError> {
-        let known = self
-            .store
-            .find_payment(payment_id)
-            .await?
-            .ok_or_else(|| payment_not_found(payment_id))?;
-        if known.status != PaymentStatus::Pending {
-            return Err(PaymentError::CardNotExpected {
-                status: known.status,
-            });
-        }
-        self.provider_of(&known)?;
+        let known = self.card_payment(payment_id).await?;
         let wallet = self
             .players
             .wallet(&known.merchant_id, &known.player_id)
@@ -1286,6 +1283,7 @@ impl PaymentsService {
             &declines,
             &payment_request(&known),
             card,
+            authenticated.map(|a| &a.authentication),
         )
         .await;
         let mut tx = self.store.begin().await?;
@@ -1293,6 +1291,11 @@ impl PaymentsService {
         let was = payment.status;
         self.record_card_route(&mut tx, &mut payment, &offered, preferred)
             .await?;
+        if let Some(authenticated) = authenticated {
+            self.store
+                .insert_threeds_outcome(&mut tx, &authenticated.outcome)
+                .await?;
+        }
         crate::metrics::record_authorization(&payment.provider, &known.method, asked_at.elapsed());
         match offered.charged {
             Ok(charge) if !self.advice_cancelled(&mut tx, &charge).await? => {
@@ -1327,6 +1330,65 @@ impl PaymentsService {
         self.publish(&payment);
         crate::metrics::record_payment_change(&payment, was);
         self.record_fee(&payment, was).await;
+        Ok(payment)
+    }
+
+    /// A pending card-page deposit whose account is known: the only kind a card is taken for.
+    pub async fn card_payment(
+        &self,
+        payment_id: &PaymentId,
+    ) -> Result<PaymentRecord, PaymentError> {
+        let known = self
+            .store
+            .find_payment(payment_id)
+            .await?
+            .ok_or_else(|| payment_not_found(payment_id))?;
+        if known.status != PaymentStatus::Pending {
+            return Err(PaymentError::CardNotExpected {
+                status: known.status,
+            });
+        }
+        self.provider_of(&known)?;
+        Ok(known)
+    }
+
+    /// Declines a card-page deposit whose 3-D Secure authentication refused the card (ADR
+    /// 9300): no authorization is sent, nothing is charged; the outcome is stored with the
+    /// decline, and the payment's one card submission is used up.
+    pub async fn decline_unauthenticated(
+        &self,
+        payment_id: &PaymentId,
+        outcome: &ThreeDsOutcomeRecord,
+    ) -> Result<PaymentRecord, PaymentError> {
+        self.card_payment(payment_id).await?;
+        if !self
+            .store
+            .claim_card_submission(payment_id.as_str())
+            .await?
+        {
+            return Err(PaymentError::CardAlreadySubmitted);
+        }
+        let mut tx = self.store.begin().await?;
+        let mut payment = self.locked_payment(&mut tx, payment_id).await?;
+        let was = payment.status;
+        let reason = crate::service::threeds::decline_reason(outcome);
+        payment.failure_reason = Some(reason.into());
+        let detail =
+            json!({ "trans_status": outcome.trans_status, "ds_trans_id": outcome.ds_trans_id })
+                .to_string();
+        self.transition(
+            &mut tx,
+            &mut payment,
+            PaymentEvent::Declined,
+            "card_page",
+            reason,
+            Some(&detail),
+        )
+        .await?;
+        self.store.insert_threeds_outcome(&mut tx, outcome).await?;
+        tx.commit().await?;
+        self.publish(&payment);
+        crate::metrics::record_payment_change(&payment, was);
         Ok(payment)
     }
 
@@ -1953,7 +2015,7 @@ async fn answer_refusal(
 }
 
 /// What the provider is asked to start.
-fn payment_request(payment: &PaymentRecord) -> PaymentRequest {
+pub(crate) fn payment_request(payment: &PaymentRecord) -> PaymentRequest {
     PaymentRequest {
         payment_id: payment.id.to_string(),
         amount_minor: payment.amount.amount_minor,

@@ -48,6 +48,56 @@ enum CardRule {
     Drop,
 }
 
+/// A card of the 3-D Secure simulator's test range (last four `3100`–`3599`): its issuer
+/// takes no e-commerce purchase without an authentication value.
+fn requires_authentication(pan: &str) -> bool {
+    pan.get(pan.len().saturating_sub(4)..)
+        .and_then(|last4| last4.parse::<u16>().ok())
+        .is_some_and(|last4| (3100..3600).contains(&last4))
+}
+
+/// The 3-D Secure result a purchase carried in field 48 (ADR 9301).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeenAuthentication {
+    /// Field 11 of the request.
+    pub stan: String,
+    /// Subelement 42.
+    pub eci: Option<String>,
+    /// Subelement 43 (CAVV).
+    pub authentication_value: Option<String>,
+    /// Subelement 66.
+    pub ds_trans_id: Option<String>,
+}
+
+/// Reads field 48's subelements (2-digit tag, 2-digit length, value); `None` if malformed.
+fn private_data(field: &str) -> Option<Vec<(&str, &str)>> {
+    let mut rest = field;
+    let mut found = Vec::new();
+    while !rest.is_empty() {
+        let tag = rest.get(..2)?;
+        let len: usize = rest.get(2..4)?.parse().ok()?;
+        found.push((tag, rest.get(4..4 + len)?));
+        rest = &rest[4 + len..];
+    }
+    Some(found)
+}
+
+fn seen_authentication(request: &Message) -> Option<SeenAuthentication> {
+    let subelements = private_data(request.get_text(48)?)?;
+    let value = |tag: &str| {
+        subelements
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map(|(_, v)| v.to_string())
+    };
+    Some(SeenAuthentication {
+        stan: request.get_text(11).unwrap_or_default().to_string(),
+        eci: value("42"),
+        authentication_value: value("43"),
+        ds_trans_id: value("66"),
+    })
+}
+
 fn card_rule(pan: &str) -> CardRule {
     match pan.get(pan.len().saturating_sub(4)..) {
         Some("0005") => CardRule::Decline(code::DO_NOT_HONOUR),
@@ -101,6 +151,8 @@ pub(crate) struct Host {
     received: Mutex<Vec<(String, String)>>,
     /// Every purchase and authorization is answered `91`.
     issuer_outage: bool,
+    /// The 3-D Secure results purchases and authorizations carried, in order.
+    authentications: Mutex<Vec<SeenAuthentication>>,
 }
 
 impl Host {
@@ -111,6 +163,7 @@ impl Host {
             advices_to_ignore: Mutex::new(ignore_advices),
             received: Mutex::new(Vec::new()),
             issuer_outage: false,
+            authentications: Mutex::new(Vec::new()),
         }
     }
 
@@ -123,6 +176,11 @@ impl Host {
     /// MTI and STAN of every request read so far.
     pub(crate) fn received(&self) -> Vec<(String, String)> {
         relock(&self.received).clone()
+    }
+
+    /// The 3-D Secure results seen so far.
+    pub(crate) fn authentications(&self) -> Vec<SeenAuthentication> {
+        relock(&self.authentications).clone()
     }
 
     /// Decides the answer to one message.
@@ -191,6 +249,15 @@ impl Host {
         let Some(amount_minor) = amount_minor(request) else {
             return Reply::Send(answer(request, code::INVALID_AMOUNT));
         };
+        let authentication = seen_authentication(request);
+        if let Some(seen) = &authentication {
+            relock(&self.authentications).push(seen.clone());
+        }
+        let authenticated = authentication
+            .is_some_and(|seen| seen.eci.is_some() && seen.authentication_value.is_some());
+        if requires_authentication(pan) && !authenticated {
+            return Reply::Send(answer(request, code::DO_NOT_HONOUR));
+        }
         let rule = match self.issuer_outage {
             true => CardRule::Decline(code::ISSUER_UNAVAILABLE),
             false => card_rule(pan),

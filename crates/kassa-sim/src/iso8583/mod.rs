@@ -33,6 +33,10 @@
 //! | `0099` | no answer: the host closes the connection |
 //! | anything else, e.g. `4000000000000002` | `00` approved |
 //!
+//! A card of the 3-D Secure simulator's range (last four `3100` to `3599`, see
+//! [`crate::threeds`]) is answered `05` unless field 48 carries an ECI (subelement `42`) and
+//! an authentication value (`43`): the issuer insists on 3-D Secure (ADR 9301).
+//!
 //! A PAN that is not 12 to 19 digits gets `14`, an amount (4) that is not 12 digits `13`, a
 //! request without 11 (STAN) or 41 (terminal) `30`.
 //!
@@ -59,6 +63,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+pub use host::SeenAuthentication;
 use host::{Host, Reply};
 
 /// Answers waiting to be written on one connection.
@@ -114,6 +119,11 @@ impl Iso8583HostHandle {
     /// The MTI and STAN of every request the host has read so far, in order (for tests).
     pub fn received(&self) -> Vec<(String, String)> {
         self.shared.host.received()
+    }
+
+    /// The 3-D Secure results (field 48) purchases and authorizations carried, in order.
+    pub fn authentications(&self) -> Vec<SeenAuthentication> {
+        self.shared.host.authentications()
     }
 
     /// Stops accepting connections (open ones end when their peer closes).
