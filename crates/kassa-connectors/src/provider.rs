@@ -246,6 +246,10 @@ pub struct CardCharge {
     /// as reversed when it can no longer cancel it (the advice already ran): cancelling any
     /// earlier leaves a moment where the player is charged and nothing records it.
     pub reversal_advice_key: Option<String>,
+    /// With an approved authorization (`0100`) of an account that completes later: the
+    /// original the completion advice (`0220`) names. The caller queues it as a job in the
+    /// transaction that records the approval (ADR 9302).
+    pub completion_advice: Option<crate::acquirer::advice::ReversalAdvice>,
 }
 
 /// A withdrawal to send to the player.

@@ -65,6 +65,7 @@ on_both_backends!(
     threeds_frictionless_and_attempted_carry_eci_and_cavv_to_the_host,
     threeds_challenge_passed_charges_and_failed_sends_no_authorization,
     threeds_rejected_sends_no_authorization_and_the_host_wants_3ds,
+    an_authorization_is_credited_once_and_completed_by_an_advice_repeated_until_answered,
 );
 
 /// Everything every test of this binary logs, at every level (one subscriber per process).
@@ -337,11 +338,24 @@ async fn advices_in(app: &TestApp, state: &str) -> usize {
 
 /// Waits until the reversal advice job succeeded; answers the advice MTIs the host read.
 async fn wait_for_answered_advice(app: &TestApp, host: &Iso8583HostHandle) -> Vec<String> {
+    let mtis = wait_for_succeeded_job(app, "acquirer.reversal_advice", host).await;
+    mtis.into_iter()
+        .filter(|mti| mti.starts_with("04"))
+        .collect()
+}
+
+/// Waits until a job of `kind` succeeded (it holds no PAN); answers the MTIs of the financial
+/// requests and advices the host read.
+async fn wait_for_succeeded_job(
+    app: &TestApp,
+    kind: &str,
+    host: &Iso8583HostHandle,
+) -> Vec<String> {
     for _ in 0..300 {
         let jobs = app
             .send(
                 Method::GET,
-                "/v1/admin/jobs?kind=acquirer.reversal_advice&state=succeeded",
+                &format!("/v1/admin/jobs?kind={kind}&state=succeeded"),
                 Some(&app.admin_key),
                 None,
                 &[],
@@ -350,20 +364,59 @@ async fn wait_for_answered_advice(app: &TestApp, host: &Iso8583HostHandle) -> Ve
         assert_eq!(jobs.status, StatusCode::OK, "{}", jobs.body);
         if jobs.body["data"].as_array().is_some_and(|d| !d.is_empty()) {
             let job = &jobs.body["data"][0];
-            assert!(!job.to_string().contains(SLOW), "no PAN in a job: {job}");
+            for pan in [SLOW, APPROVE] {
+                assert!(!job.to_string().contains(pan), "no PAN in a job: {job}");
+            }
             return host
                 .received()
                 .into_iter()
                 .map(|(mti, _)| mti)
-                .filter(|mti| mti.starts_with("04"))
+                .filter(|mti| mti != "0800")
                 .collect();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!(
-        "the reversal advice was never answered: {:?}",
-        host.received()
+    panic!("no {kind} job succeeded: {:?}", host.received());
+}
+
+async fn an_authorization_is_credited_once_and_completed_by_an_advice_repeated_until_answered(
+    backend: TestBackend,
+) {
+    logs();
+    // The host leaves the first two completion advices unanswered.
+    let host = start(Iso8583HostConfig {
+        listen: "127.0.0.1:0".into(),
+        ignore_completions: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let address = host.local_addr().to_string();
+    let Some(app) = common::spawn_with(backend, |c| {
+        acquirer_only(c, &address);
+        c.providers.accounts[0]
+            .settings
+            .insert("capture".into(), "authorize_then_complete".into());
+    })
+    .await
+    else {
+        return;
+    };
+    app.player("p1").await;
+    let paid = pay(&app, "45.00", APPROVE).await;
+    assert_eq!(paid["status"], "captured", "{paid}");
+    assert_eq!(app.balance("p1").await.0, "45.00");
+    let completions = wait_for_succeeded_job(&app, "acquirer.completion_advice", &host).await;
+    assert_eq!(completions, ["0100", "0220", "0221", "0221"]);
+    // Credited once, on the approved authorization; the completions moved no money again.
+    assert_eq!(app.balance("p1").await.0, "45.00");
+    assert_eq!(
+        advices_in(&app, "queued").await,
+        0,
+        "the 0100's reversal was called off"
     );
+    app.assert_ledger_verifies().await;
+    app.stop().await;
 }
 
 async fn a_restart_never_reuses_a_stan(backend: TestBackend) {

@@ -2,7 +2,10 @@
 //! the acquirer's host, over one persistent TCP connection per account ([`session`]).
 //!
 //! * A card deposit is a `0200` purchase (processing code `00`, MCC 7995 in field 18); its
-//!   approval takes the funds, so the server credits at once ([`CardCharge::captured`]).
+//!   approval takes the funds, so the server credits at once ([`CardCharge::captured`]). With
+//!   `capture = "authorize_then_complete"` it is a `0100`, credited on approval too, whose
+//!   `0220` completion the server queues with the credit ([`CardCharge::completion_advice`],
+//!   ADR 9302).
 //! * A refund is a `0200` with processing code `20` naming its original in field 90; a payout
 //!   to a card an original credit transaction (`0200`, processing code `26`).
 //! * Every `0200` that gets no answer in time is reversed by a `0420` advice, repeated as
@@ -103,6 +106,19 @@ pub struct AcquirerConfig {
     /// The 3-D Secure Directory Server card-page deposits authenticate at (ADR 9300);
     /// `None`: no 3-D Secure.
     pub threeds_directory_url: Option<String>,
+    /// How a deposit takes the funds.
+    pub capture: Capture,
+}
+
+/// How a card deposit takes the funds (setting `capture`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Capture {
+    /// `purchase`: one `0200`, whose approval takes the funds.
+    #[default]
+    Purchase,
+    /// `authorize_then_complete`: a `0100` authorization, then a `0220` completion advice
+    /// repeated as `0221` until the host answers (ADR 9302).
+    AuthorizeThenComplete,
 }
 
 /// A direct acquirer: one terminal, one session.
@@ -114,6 +130,7 @@ pub struct AcquirerConnector {
     currencies: Vec<(Currency, &'static str)>,
     card_page_url: Option<String>,
     directory_server: Option<DirectoryServer>,
+    capture: Capture,
     services: AcquirerServices,
     session: Session,
 }
@@ -198,6 +215,7 @@ impl AcquirerConnector {
             currencies,
             card_page_url: config.card_page_url,
             directory_server,
+            capture: config.capture,
             services,
             session,
         })
@@ -319,7 +337,7 @@ impl AcquirerConnector {
         Ok(ReversalAdvice {
             account_id: self.name.clone(),
             reference_id: reference_id.to_string(),
-            original_mti: "0200".into(),
+            original_mti: request.kind.mti().into(),
             processing_code: request.kind.processing_code().into(),
             amount: wire::amount_field(request.amount_minor)?,
             currency_numeric: request.currency_numeric.into(),
@@ -328,6 +346,20 @@ impl AcquirerConnector {
             rrn: original.rrn.clone(),
             terminal_id: original.terminal_id.clone(),
         })
+    }
+
+    /// Sends a queued completion advice of an approved `0100`: `0220` the first time, `0221`
+    /// on every repeat. `Ok(Err(code))`: the host answered and refused it.
+    /// [`ProviderError::Timeout`] or [`ProviderError::Unavailable`] mean: send it again later.
+    pub async fn send_completion_advice(
+        &self,
+        original: &ReversalAdvice,
+        repeat: bool,
+    ) -> Result<Result<(), String>, ProviderError> {
+        let stamp = self.stamp().await?;
+        let message = wire::completion_advice(original, repeat, &self.terminal, &stamp);
+        let answer = self.session.call(message).await?;
+        wire::completion_answer(&answer)
     }
 
     /// Sends a queued reversal advice: `0420` the first time, `0421` on every repeat.
@@ -349,7 +381,8 @@ impl AcquirerConnector {
 /// `ascii_length4`, `tpdu`), `dialect_file` (a TOML dialect; default pyiso8583's
 /// `default_ascii`), `currencies` (comma separated, default `EUR`), `timeout_ms`,
 /// `echo_interval_ms`, `reconnect_min_ms`, `reconnect_max_ms`, `card_page_url`,
-/// `threeds_directory_url` (3-D Secure on when set; ADR 9300).
+/// `threeds_directory_url` (3-D Secure on when set; ADR 9300), `capture` (`purchase`, the
+/// default, or `authorize_then_complete`; ADR 9302).
 pub fn config_of(account: &ProviderAccount) -> Result<AcquirerConfig, AccountError> {
     let invalid = |name: &str, why: String| AccountError::InvalidSetting {
         account: account.id.clone(),
@@ -404,7 +437,16 @@ pub fn config_of(account: &ProviderAccount) -> Result<AcquirerConfig, AccountErr
     let threeds_directory_url = Some(account.setting_str("threeds_directory_url", "")?)
         .filter(|url| !url.is_empty())
         .map(str::to_string);
+    let capture = match account.setting_str("capture", "purchase")? {
+        "purchase" => Capture::Purchase,
+        "authorize_then_complete" => Capture::AuthorizeThenComplete,
+        other => {
+            let why = format!("{other:?} is not purchase or authorize_then_complete");
+            return Err(invalid("capture", why));
+        }
+    };
     Ok(AcquirerConfig {
+        capture,
         threeds_directory_url,
         address: required("address")?,
         terminal,
@@ -449,6 +491,7 @@ fn declined(reference: &OriginalRef, decline: wire::Decline) -> CardCharge {
         captured: false,
         soft_decline: decline.class == DeclineClass::Soft,
         reversal_advice_key: None,
+        completion_advice: None,
     }
 }
 
@@ -487,8 +530,12 @@ impl PaymentProvider for AcquirerConnector {
         card: &CardDetails,
         authentication: Option<&CardAuthentication>,
     ) -> Result<CardCharge, ProviderError> {
+        let kind = match self.capture {
+            Capture::Purchase => Financial::Purchase,
+            Capture::AuthorizeThenComplete => Financial::Authorization,
+        };
         let purchase = FinancialRequest {
-            kind: Financial::Purchase,
+            kind,
             amount_minor: request.amount_minor,
             currency_numeric: self.currency_numeric(request.currency)?,
             card: Some(card),
@@ -506,9 +553,12 @@ impl PaymentProvider for AcquirerConnector {
                     provider_reference: reference.to_string(),
                     start: PaymentStart::Authorized,
                 },
+                // An authorization is credited on its approval too; its completion is
+                // queued with the credit (ADR 9302).
                 captured: true,
                 soft_decline: false,
                 reversal_advice_key: None,
+                completion_advice: (kind == Financial::Authorization).then(|| advice.clone()),
             },
             Some(decline) => declined(&reference, decline),
         };

@@ -54,13 +54,24 @@ pub enum Financial {
     Refund,
     /// `0200`, `260000`: an original credit transaction, a payout to a card.
     OriginalCredit,
+    /// `0100`, `000000`: an authorization, completed later by a `0220` advice (an account
+    /// with `capture = "authorize_then_complete"`, ADR 9302).
+    Authorization,
 }
 
 impl Financial {
+    /// The request's MTI.
+    pub fn mti(self) -> &'static str {
+        match self {
+            Financial::Authorization => "0100",
+            Financial::Purchase | Financial::Refund | Financial::OriginalCredit => "0200",
+        }
+    }
+
     /// Field 3.
     pub fn processing_code(self) -> &'static str {
         match self {
-            Financial::Purchase => "000000",
+            Financial::Purchase | Financial::Authorization => "000000",
             Financial::Refund => "200000",
             Financial::OriginalCredit => "260000",
         }
@@ -309,14 +320,14 @@ pub fn authentication_data(authentication: &CardAuthentication) -> Option<String
     Some(data)
 }
 
-/// A `0200` purchase, refund or OCT. The PAN is in the message only, which lives until it
-/// is packed.
+/// A `0200` purchase, refund or OCT, or a `0100` authorization. The PAN is in the message
+/// only, which lives until it is packed.
 pub fn financial(
     request: &FinancialRequest<'_>,
     terminal: &Terminal,
     stamp: &Stamp,
 ) -> Result<Message, ProviderError> {
-    let mut message = Message::new(mti("0200"));
+    let mut message = Message::new(mti(request.kind.mti()));
     stamp.set_common(&mut message, terminal);
     message
         .set(3, request.kind.processing_code())
@@ -349,7 +360,38 @@ pub fn reversal_advice(
     terminal: &Terminal,
     stamp: &Stamp,
 ) -> Message {
-    let mut message = Message::new(mti(if repeat { "0421" } else { "0420" }));
+    advice_about(
+        advice,
+        if repeat { "0421" } else { "0420" },
+        terminal,
+        stamp,
+    )
+}
+
+/// A `0220` completion advice of an approved `0100`, or its repeat `0221` (ADR 9302): the same
+/// facts of the original as a reversal's.
+pub fn completion_advice(
+    original: &ReversalAdvice,
+    repeat: bool,
+    terminal: &Terminal,
+    stamp: &Stamp,
+) -> Message {
+    advice_about(
+        original,
+        if repeat { "0221" } else { "0220" },
+        terminal,
+        stamp,
+    )
+}
+
+/// An advice of MTI `advice_mti` naming `advice`'s original in field 90.
+fn advice_about(
+    advice: &ReversalAdvice,
+    advice_mti: &'static str,
+    terminal: &Terminal,
+    stamp: &Stamp,
+) -> Message {
+    let mut message = Message::new(mti(advice_mti));
     stamp.set_common(&mut message, terminal);
     let original = OriginalRef {
         terminal_id: advice.terminal_id.clone(),
@@ -442,6 +484,15 @@ pub fn advice_answer(answer: &Message) -> Result<AdviceAnswer, ProviderError> {
         APPROVED => AdviceAnswer::Reversed,
         ORIGINAL_NOT_FOUND => AdviceAnswer::OriginalUnknown,
         other => AdviceAnswer::Other(other.to_string()),
+    })
+}
+
+/// What a `0230` said: `Ok` for `00`, the code otherwise (the host heard the completion
+/// and refused it: an operator must look).
+pub fn completion_answer(answer: &Message) -> Result<Result<(), String>, ProviderError> {
+    Ok(match response_code(answer)? {
+        APPROVED => Ok(()),
+        other => Err(other.to_string()),
     })
 }
 
@@ -571,6 +622,15 @@ mod tests {
         assert_eq!(repeat.mti().as_str(), "0421");
         assert_eq!(&first.get_text(90).unwrap()[4..10], "000005");
         assert!(pack(Spec::default_ascii(), &repeat).is_ok());
+        let authorization = ReversalAdvice {
+            original_mti: "0100".into(),
+            ..advice
+        };
+        let completion = completion_advice(&authorization, false, &terminal(), &stamp());
+        let repeat = completion_advice(&authorization, true, &terminal(), &stamp());
+        assert_eq!(completion.mti().as_str(), "0220");
+        assert_eq!(repeat.mti().as_str(), "0221");
+        assert!(completion.get_text(90).unwrap().starts_with("0100000005"));
     }
 
     #[test]

@@ -1304,8 +1304,18 @@ impl PaymentsService {
             }
             Ok(charge) => {
                 let approved = matches!(charge.started.start, PaymentStart::Authorized);
+                let completion = charge.completion_advice.clone().filter(|_| approved);
                 self.record_card_charge(&mut tx, &mut payment, &wallet, charge)
                     .await?;
+                if let Some(original) = completion {
+                    // Queued with the credit: the completion is as durable as the money.
+                    let (payload, key) = crate::service::acquirer::completion_job(&original)
+                        .map_err(|e| {
+                            PaymentError::Provider(ProviderError::Protocol(e.to_string()))
+                        })?;
+                    let job = crate::service::acquirer::completion_new_job(&payload, &key);
+                    self.store.enqueue_job_on(&mut tx, &job).await?;
+                }
                 if let (true, Some(token)) = (approved, saved_token) {
                     self.store
                         .set_vault_card_approved_account(&mut tx, token, &payment.provider)

@@ -147,6 +147,8 @@ pub(crate) struct Host {
     ledger: Mutex<Ledger>,
     /// Reversal advices still to leave unanswered.
     advices_to_ignore: Mutex<u32>,
+    /// Completion advices still to leave unanswered.
+    completions_to_ignore: Mutex<u32>,
     /// MTI and STAN of every request read, for tests.
     received: Mutex<Vec<(String, String)>>,
     /// Every purchase and authorization is answered `91`.
@@ -161,6 +163,7 @@ impl Host {
             slow_delay,
             ledger: Mutex::new(Ledger::default()),
             advices_to_ignore: Mutex::new(ignore_advices),
+            completions_to_ignore: Mutex::new(0),
             received: Mutex::new(Vec::new()),
             issuer_outage: false,
             authentications: Mutex::new(Vec::new()),
@@ -170,6 +173,12 @@ impl Host {
     /// A host whose issuers are unreachable: it answers `91` to every purchase.
     pub(crate) fn with_issuer_outage(mut self, outage: bool) -> Host {
         self.issuer_outage = outage;
+        self
+    }
+
+    /// A host that leaves the first `count` completion advices (`0220`/`0221`) unanswered.
+    pub(crate) fn with_ignored_completions(self, count: u32) -> Host {
+        *relock(&self.completions_to_ignore) = count;
         self
     }
 
@@ -194,20 +203,13 @@ impl Host {
         match (mti.class(), mti.function()) {
             (8, 0) => Reply::Send(self.network(request)),
             (2, 0) if is_refund(request) => Reply::Send(self.refund(request)),
-            (4, 2) if self.ignore_this_advice() => Reply::Ignore,
+            (4, 2) if take_one(&self.advices_to_ignore) => Reply::Ignore,
+            (2, 2) if take_one(&self.completions_to_ignore) => Reply::Ignore,
             (1 | 2, 0) => self.authorize(request),
             (2, 2) => Reply::Send(self.complete(request)),
             (4, 0 | 2) => Reply::Send(self.reverse(request)),
             _ => Reply::Send(answer(request, code::INVALID_TRANSACTION)),
         }
-    }
-
-    /// Whether this advice is one of the first `ignore_advices`, left unanswered.
-    fn ignore_this_advice(&self) -> bool {
-        let mut left = relock(&self.advices_to_ignore);
-        let ignore = *left > 0;
-        *left = left.saturating_sub(1);
-        ignore
     }
 
     /// A refund (`0200`, processing code `20`) of an approved purchase named in field 90:
@@ -355,6 +357,14 @@ pub(crate) fn answer(request: &Message, code: &str) -> Message {
     }
     answer.set(39, code);
     answer
+}
+
+/// Whether a countdown of messages to leave unanswered still runs; counts this one.
+fn take_one(left: &Mutex<u32>) -> bool {
+    let mut left = relock(left);
+    let ignore = *left > 0;
+    *left = left.saturating_sub(1);
+    ignore
 }
 
 /// Locks a mutex of plain data, poisoned or not.

@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `0800` with 70 = `001` sign-on, `002` sign-off, `301` echo | `0810`, 39 = `00` (`12` for another 70, `30` without 70) |
 //! | `0100` authorization, `0200` purchase | `0110`/`0210` by the test-card rules below |
-//! | `0220` completion (repeat `0221`) of an approved `0100` | `0230`: `00`; `13` above the authorized amount; `25` if the original is unknown, a purchase, or reversed |
+//! | `0220` completion (repeat `0221`) of an approved `0100` | `0230`: `00` (a repeat too); `13` above the authorized amount; `25` if the original is unknown, a purchase, or reversed; the first `ignore_completions` get no answer at all |
 //! | `0200` with processing code `20xxxx` (refund), no PAN needed | `0210`: `00` when field 90 names a known approved purchase and the amount fits what is left of it; `25` unknown original, `13` too much |
 //! | `0400` reversal, `0420` reversal advice (repeat `0421`) | `0410`/`0430`: `00` whenever the original is known (repeats too), `25` if not; the first `ignore_advices` advices get no answer at all (to show that the connector repeats them) |
 //! | another request or advice | its answer with `12` |
@@ -84,6 +84,8 @@ pub struct Iso8583HostConfig {
     pub spec: Spec,
     /// How many reversal advices (`0420`/`0421`) go unanswered before the host answers them.
     pub ignore_advices: u32,
+    /// How many completion advices (`0220`/`0221`) go unanswered before the host answers them.
+    pub ignore_completions: u32,
     /// The acquirer has lost its issuers: every purchase and authorization is answered `91`
     /// (issuer unavailable), whatever the card. For cascading tests and demos.
     pub issuer_outage: bool,
@@ -98,6 +100,7 @@ impl Default for Iso8583HostConfig {
             slow_delay_ms: 40_000,
             spec: Spec::default_ascii().clone(),
             ignore_advices: 0,
+            ignore_completions: 0,
             issuer_outage: false,
         }
     }
@@ -156,7 +159,8 @@ pub async fn start(config: Iso8583HostConfig) -> anyhow::Result<Iso8583HostHandl
             Duration::from_millis(config.slow_delay_ms),
             config.ignore_advices,
         )
-        .with_issuer_outage(config.issuer_outage),
+        .with_issuer_outage(config.issuer_outage)
+        .with_ignored_completions(config.ignore_completions),
         spec: config.spec,
         codec: FrameCodec::new(config.header, config.max_frame_bytes),
     });
