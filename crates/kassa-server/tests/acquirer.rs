@@ -66,6 +66,7 @@ on_both_backends!(
     threeds_challenge_passed_charges_and_failed_sends_no_authorization,
     threeds_rejected_sends_no_authorization_and_the_host_wants_3ds,
     an_authorization_is_credited_once_and_completed_by_an_advice_repeated_until_answered,
+    the_settlement_file_lists_exactly_the_approved_unreversed_transactions,
 );
 
 /// Everything every test of this binary logs, at every level (one subscriber per process).
@@ -268,16 +269,7 @@ async fn an_approved_card_is_captured_and_credited_once_then_refunded(backend: T
     assert_eq!(advices_in(&app, "cancelled").await, 1);
     assert_eq!(advices_in(&app, "queued").await, 0);
 
-    let refund = app
-        .send(
-            Method::POST,
-            &format!("/v1/payments/{id}/refunds"),
-            Some(&app.api_key),
-            Some(&json!({"amount": "10.00"})),
-            &[("Idempotency-Key", "refund-1")],
-        )
-        .await;
-    assert_eq!(refund.status, StatusCode::CREATED, "{}", refund.body);
+    let refund = refund_ten(&app, &id).await;
     assert_eq!(refund.body["status"], "succeeded", "{}", refund.body);
     assert_eq!(app.balance("p1").await, ("15.00".into(), "0.00".into()));
     assert_eq!(payment(&app, &id).await["status"], "partially_refunded");
@@ -319,6 +311,21 @@ async fn a_timeout_is_reversed_by_advices_repeated_until_the_host_answers(backen
     assert_eq!(again["status"], "failed");
     app.assert_ledger_verifies().await;
     app.stop().await;
+}
+
+/// Refunds 10.00 of payment `id`; answers the refund once created.
+async fn refund_ten(app: &TestApp, id: &str) -> common::Answer {
+    let refund = app
+        .send(
+            Method::POST,
+            &format!("/v1/payments/{id}/refunds"),
+            Some(&app.api_key),
+            Some(&json!({"amount": "10.00"})),
+            &[("Idempotency-Key", &format!("refund-{id}"))],
+        )
+        .await;
+    assert_eq!(refund.status, StatusCode::CREATED, "{}", refund.body);
+    refund
 }
 
 /// How many reversal advice jobs are in `state`.
@@ -416,6 +423,87 @@ async fn an_authorization_is_credited_once_and_completed_by_an_advice_repeated_u
         "the 0100's reversal was called off"
     );
     app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+async fn the_settlement_file_lists_exactly_the_approved_unreversed_transactions(
+    backend: TestBackend,
+) {
+    logs();
+    let host = start(Iso8583HostConfig {
+        listen: "127.0.0.1:0".into(),
+        slow_delay_ms: 3_000,
+        settlement_listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let address = host.local_addr().to_string();
+    let Some(app) = common::spawn_with(backend, |c| acquirer_only(c, &address)).await else {
+        return;
+    };
+    app.player("p1").await;
+    let approved = pay(&app, "25.00", APPROVE).await;
+    assert_eq!(approved["status"], "captured");
+    assert_eq!(
+        pay(&app, "30.00", INSUFFICIENT_FUNDS).await["status"],
+        "declined"
+    );
+    // Approved by the host after Kassa gave up, then reversed by the advice.
+    assert_eq!(pay(&app, "40.00", SLOW).await["status"], "failed");
+    wait_for_answered_advice(&app, &host).await;
+    let id = approved["payment_id"].as_str().unwrap();
+    refund_ten(&app, id).await;
+
+    let today = time::OffsetDateTime::now_utc().date();
+    let date = format!(
+        "{:04}-{:02}-{:02}",
+        today.year(),
+        u8::from(today.month()),
+        today.day()
+    );
+    let url = format!("{}/settlement/{date}", host.settlement_url().unwrap());
+    let answer = reqwest::get(&url).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["content-type"], "text/csv; charset=utf-8");
+    let file = answer.text().await.unwrap();
+    let lines: Vec<Vec<&str>> = file
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    // The approved purchase and its refund; not the decline, not the reversed purchase.
+    let shape: Vec<(&str, &str, &str, &str, &str)> = lines
+        .iter()
+        .map(|l| (l[1], l[5], l[6], l[8], l[9]))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("0200", "400000******0002", "2500", "000000", "00"),
+            ("0200", "400000******0002", "1000", "200000", "00"),
+        ],
+        "{file}"
+    );
+    let reference = approved["provider_reference"].as_str().unwrap_or_default();
+    let purchase = &lines[0];
+    assert_eq!(
+        (purchase[0], purchase[2], purchase[7]),
+        (date.as_str(), "KASSA001", "978")
+    );
+    assert!(
+        reference.contains(purchase[3]) && reference.contains(purchase[4]),
+        "{reference} {file}"
+    );
+    assert_eq!(purchase[10].len(), 6, "an authorization id");
+    assert!(!file.contains(APPROVE) && !file.contains(SLOW));
+    let bad = reqwest::get(format!(
+        "{}/settlement/20261206",
+        host.settlement_url().unwrap()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     app.stop().await;
 }
 

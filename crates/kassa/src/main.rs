@@ -154,6 +154,10 @@ struct SimIso8583Args {
     /// How long the slow test card (PAN ending 0077) waits before its answer.
     #[arg(long, default_value_t = 40_000)]
     slow_delay_ms: u64,
+    /// Serve the settlement file over HTTP here (GET /settlement/YYYY-MM-DD: the day's
+    /// approved, non-reversed transactions as CSV).
+    #[arg(long)]
+    settlement_listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -315,6 +319,7 @@ async fn main() -> anyhow::Result<()> {
                 header: args.header,
                 max_frame_bytes: args.max_frame_bytes,
                 slow_delay_ms: args.slow_delay_ms,
+                settlement_listen: args.settlement_listen,
                 ..Default::default()
             };
             let handle = kassa_sim::iso8583::start(config).await?;
@@ -322,6 +327,9 @@ async fn main() -> anyhow::Result<()> {
                 "ISO 8583 host simulator listening on {} (ctrl-c stops it)",
                 handle.local_addr()
             );
+            if let Some(url) = handle.settlement_url() {
+                println!("settlement files at {url}/settlement/YYYY-MM-DD");
+            }
             tokio::signal::ctrl_c().await?;
             handle.stop();
             Ok(())

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use kassa_iso8583::{Message, Mti};
 
+use super::settlement::{self, Line};
+
 /// What the connection does with a request.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
@@ -130,11 +132,89 @@ struct Authorization {
     amount_minor: u64,
     refunded_minor: u64,
     state: AuthState,
+    /// For a refund: the purchase it gave money back from.
+    refund_of: Option<OriginalKey>,
+    /// Its line in the settlement file (RRN and authorization id filled on approval).
+    line: Line,
+}
+
+impl Authorization {
+    /// An approved request's record, from the request.
+    fn of(request: &Message, amount_minor: u64, pan_masked: String) -> Authorization {
+        let text = |field| request.get_text(field).unwrap_or_default().to_string();
+        Authorization {
+            mti: request.mti(),
+            amount_minor,
+            refunded_minor: 0,
+            state: AuthState::Approved,
+            refund_of: None,
+            line: Line {
+                date: settlement::today(),
+                mti: request.mti().to_string(),
+                terminal_id: text(41),
+                stan: text(11),
+                rrn: String::new(),
+                pan_masked,
+                amount_minor,
+                currency: text(49),
+                processing_code: text(3),
+                auth_id: String::new(),
+            },
+        }
+    }
+
+    /// Settled: an approved `0200` or a completed `0100`, not reversed.
+    fn settles(&self) -> bool {
+        matches!(
+            (self.mti.class(), self.state),
+            (2, AuthState::Approved) | (1, AuthState::Completed)
+        )
+    }
+}
+
+impl Ledger {
+    /// Keeps the approval, giving the answer an RRN (unless the request had one) and an
+    /// authorization code.
+    fn record_approval(
+        &mut self,
+        key: OriginalKey,
+        mut authorization: Authorization,
+        answer: &mut Message,
+    ) {
+        self.auth_codes_issued += 1;
+        let auth_id = format!("{:06}", self.auth_codes_issued % 1_000_000);
+        answer.set(38, auth_id.as_str());
+        let rrn = match answer.get_text(37) {
+            Some(rrn) => rrn.to_string(),
+            None => {
+                self.rrns_issued += 1;
+                format!("{:012}", self.rrns_issued)
+            }
+        };
+        answer.set(37, rrn.as_str());
+        authorization.line.rrn = rrn.clone();
+        authorization.line.auth_id = auth_id;
+        self.keys_by_rrn.insert(rrn, key.clone());
+        self.approved_in_order.push(key.clone());
+        self.authorizations.insert(key, authorization);
+    }
+
+    /// The settlement file lines of `date`.
+    fn settlement(&self, date: &str) -> Vec<Line> {
+        self.approved_in_order
+            .iter()
+            .filter_map(|key| self.authorizations.get(key))
+            .filter(|a| a.settles() && a.line.date == date)
+            .map(|a| a.line.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug, Default)]
 struct Ledger {
     authorizations: HashMap<OriginalKey, Authorization>,
+    /// Approvals in the order they were given, for the settlement file.
+    approved_in_order: Vec<OriginalKey>,
     keys_by_rrn: HashMap<String, OriginalKey>,
     rrns_issued: u64,
     auth_codes_issued: u64,
@@ -187,6 +267,11 @@ impl Host {
         relock(&self.received).clone()
     }
 
+    /// The settlement file of `date` (`YYYY-MM-DD`).
+    pub(crate) fn settlement_file(&self, date: &str) -> String {
+        settlement::file(&self.lock().settlement(date))
+    }
+
     /// The 3-D Secure results seen so far.
     pub(crate) fn authentications(&self) -> Vec<SeenAuthentication> {
         relock(&self.authentications).clone()
@@ -215,21 +300,29 @@ impl Host {
     /// A refund (`0200`, processing code `20`) of an approved purchase named in field 90:
     /// no card needed, at most what is left of the purchase.
     fn refund(&self, request: &Message) -> Message {
-        let amount = amount_minor(request);
+        let Some(key) = own_key(request) else {
+            return answer(request, code::FORMAT_ERROR);
+        };
+        let Some(amount) = amount_minor(request) else {
+            return answer(request, code::INVALID_AMOUNT);
+        };
         let mut ledger = self.lock();
-        let Some(original) = find_original_by_data(&mut ledger, request) else {
+        let Some((original_key, original)) = find_original_by_data(&mut ledger, request) else {
             return answer(request, code::ORIGINAL_NOT_FOUND);
         };
         if original.state == AuthState::Reversed {
             return answer(request, code::ORIGINAL_NOT_FOUND);
         }
-        match amount {
-            Some(amount) if amount <= original.amount_minor - original.refunded_minor => {
-                original.refunded_minor += amount;
-                answer(request, code::APPROVED)
-            }
-            _ => answer(request, code::INVALID_AMOUNT),
+        if amount > original.amount_minor - original.refunded_minor {
+            return answer(request, code::INVALID_AMOUNT);
         }
+        original.refunded_minor += amount;
+        // Kept like an approval, so the settlement file lists it and a reversal finds it.
+        let mut refund = Authorization::of(request, amount, original.line.pan_masked.clone());
+        refund.refund_of = Some(original_key);
+        let mut message = answer(request, code::APPROVED);
+        ledger.record_approval(key, refund, &mut message);
+        message
     }
 
     fn network(&self, request: &Message) -> Message {
@@ -269,42 +362,15 @@ impl Host {
             CardRule::Decline(code) => return Reply::Send(answer(request, code)),
             CardRule::Approve | CardRule::Slow => {}
         }
-        let authorization = Authorization {
-            mti: request.mti(),
-            amount_minor,
-            refunded_minor: 0,
-            state: AuthState::Approved,
-        };
+        let authorization = Authorization::of(request, amount_minor, settlement::mask(pan));
         let mut message = answer(request, code::APPROVED);
-        self.record_approval(key, authorization, &mut message);
+        self.lock()
+            .record_approval(key, authorization, &mut message);
         if rule == CardRule::Slow {
             let delay = self.slow_delay;
             return Reply::SendAfter { delay, message };
         }
         Reply::Send(message)
-    }
-
-    /// Keeps the approval, giving the answer an RRN (unless the request had one) and an
-    /// authorization code.
-    fn record_approval(
-        &self,
-        key: OriginalKey,
-        authorization: Authorization,
-        answer: &mut Message,
-    ) {
-        let mut ledger = self.lock();
-        ledger.auth_codes_issued += 1;
-        answer.set(38, format!("{:06}", ledger.auth_codes_issued % 1_000_000));
-        let rrn = match answer.get_text(37) {
-            Some(rrn) => rrn.to_string(),
-            None => {
-                ledger.rrns_issued += 1;
-                format!("{:012}", ledger.rrns_issued)
-            }
-        };
-        answer.set(37, rrn.as_str());
-        ledger.keys_by_rrn.insert(rrn, key.clone());
-        ledger.authorizations.insert(key, authorization);
     }
 
     /// 0220 completion of an earlier 0100 authorization (0221 repeats it).
@@ -319,6 +385,8 @@ impl Host {
             _ if !completable => answer(request, code::ORIGINAL_NOT_FOUND),
             Some(amount) if amount <= original.amount_minor => {
                 original.state = AuthState::Completed;
+                original.amount_minor = amount;
+                original.line.amount_minor = amount;
                 answer(request, code::APPROVED)
             }
             _ => answer(request, code::INVALID_AMOUNT),
@@ -329,13 +397,24 @@ impl Host {
     /// original is known, so a repeat gets the same answer.
     fn reverse(&self, request: &Message) -> Message {
         let mut ledger = self.lock();
-        match find_original(&mut ledger, request) {
-            Some(original) => {
-                original.state = AuthState::Reversed;
-                answer(request, code::APPROVED)
+        let Some(original) = find_original(&mut ledger, request) else {
+            return answer(request, code::ORIGINAL_NOT_FOUND);
+        };
+        let undone_refund = match original.state {
+            AuthState::Reversed => None,
+            _ => original
+                .refund_of
+                .clone()
+                .map(|of| (of, original.amount_minor)),
+        };
+        original.state = AuthState::Reversed;
+        // A reversed refund gives its purchase back what it had taken from it.
+        if let Some((of, amount)) = undone_refund {
+            if let Some(purchase) = ledger.authorizations.get_mut(&of) {
+                purchase.refunded_minor = purchase.refunded_minor.saturating_sub(amount);
             }
-            None => answer(request, code::ORIGINAL_NOT_FOUND),
         }
+        answer(request, code::APPROVED)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -385,12 +464,13 @@ fn is_refund(request: &Message) -> bool {
 fn find_original_by_data<'a>(
     ledger: &'a mut Ledger,
     request: &Message,
-) -> Option<&'a mut Authorization> {
+) -> Option<(OriginalKey, &'a mut Authorization)> {
     let key = OriginalKey {
         terminal: request.get_text(41)?.to_string(),
         stan: request.get_text(90)?.get(4..10)?.to_string(),
     };
-    ledger.authorizations.get_mut(&key)
+    let found = ledger.authorizations.get_mut(&key)?;
+    Some((key, found))
 }
 
 /// Field 4 as minor units: exactly 12 digits.

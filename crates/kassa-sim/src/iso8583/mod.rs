@@ -40,6 +40,11 @@
 //! A PAN that is not 12 to 19 digits gets `14`, an amount (4) that is not 12 digits `13`, a
 //! request without 11 (STAN) or 41 (terminal) `30`.
 //!
+//! # Settlement file
+//!
+//! With `settlement_listen` set, `GET /settlement/{YYYY-MM-DD}` answers the day's approved,
+//! non-reversed transactions as CSV ([`settlement`] describes the columns).
+//!
 //! # Finding the original
 //!
 //! Approved `0100`/`0200` are kept in memory for the life of the process, keyed by terminal (41)
@@ -48,6 +53,7 @@
 //! STAN; failing that, by RRN (37). Declined requests are not kept.
 
 mod host;
+pub mod settlement;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +92,9 @@ pub struct Iso8583HostConfig {
     pub ignore_advices: u32,
     /// How many completion advices (`0220`/`0221`) go unanswered before the host answers them.
     pub ignore_completions: u32,
+    /// Where the settlement file is served over HTTP (`GET /settlement/{YYYY-MM-DD}`, see
+    /// [`settlement`]); `None`: not served.
+    pub settlement_listen: Option<String>,
     /// The acquirer has lost its issuers: every purchase and authorization is answered `91`
     /// (issuer unavailable), whatever the card. For cascading tests and demos.
     pub issuer_outage: bool,
@@ -101,6 +110,7 @@ impl Default for Iso8583HostConfig {
             spec: Spec::default_ascii().clone(),
             ignore_advices: 0,
             ignore_completions: 0,
+            settlement_listen: None,
             issuer_outage: false,
         }
     }
@@ -111,6 +121,7 @@ pub struct Iso8583HostHandle {
     local_addr: SocketAddr,
     acceptor: JoinHandle<()>,
     shared: Arc<Shared>,
+    settlement: Option<crate::serving::Serving>,
 }
 
 impl Iso8583HostHandle {
@@ -127,6 +138,18 @@ impl Iso8583HostHandle {
     /// The 3-D Secure results (field 48) purchases and authorizations carried, in order.
     pub fn authentications(&self) -> Vec<SeenAuthentication> {
         self.shared.host.authentications()
+    }
+
+    /// The settlement file of `date` (`YYYY-MM-DD`), as `GET /settlement/{date}` serves it.
+    pub fn settlement_file(&self, date: &str) -> String {
+        self.shared.host.settlement_file(date)
+    }
+
+    /// Where the settlement file is served, e.g. `http://127.0.0.1:41234`, when it is.
+    pub fn settlement_url(&self) -> Option<&str> {
+        self.settlement
+            .as_ref()
+            .map(crate::serving::Serving::base_url)
     }
 
     /// Stops accepting connections (open ones end when their peer closes).
@@ -164,12 +187,42 @@ pub async fn start(config: Iso8583HostConfig) -> anyhow::Result<Iso8583HostHandl
         spec: config.spec,
         codec: FrameCodec::new(config.header, config.max_frame_bytes),
     });
+    let settlement = match &config.settlement_listen {
+        Some(listen) => Some(serve_settlement(listen, Arc::clone(&shared)).await?),
+        None => None,
+    };
     let acceptor = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
     Ok(Iso8583HostHandle {
         local_addr,
         acceptor,
         shared,
+        settlement,
     })
+}
+
+/// Serves `GET /settlement/{date}` on `listen`.
+async fn serve_settlement(
+    listen: &str,
+    shared: Arc<Shared>,
+) -> anyhow::Result<crate::serving::Serving> {
+    use axum::extract::{Path, State};
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    async fn file(
+        State(shared): State<Arc<Shared>>,
+        Path(date): Path<String>,
+    ) -> axum::response::Response {
+        if !settlement::is_date(&date) {
+            return (StatusCode::BAD_REQUEST, "the date is YYYY-MM-DD\n").into_response();
+        }
+        let body = shared.host.settlement_file(&date);
+        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
+    }
+    let router = axum::Router::new()
+        .route("/settlement/{date}", axum::routing::get(file))
+        .with_state(shared);
+    let bound = crate::serving::bind(listen, None).await?;
+    Ok(bound.serve(router, "ISO 8583 host settlement"))
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
