@@ -227,6 +227,11 @@ pub struct RefundAccepted {
     /// The answer itself says the money went back (an ISO 8583 acquirer's approved `0210`):
     /// no event will follow, the server applies the refund at once.
     pub settled: bool,
+    /// The job key of the refund's reversal advice, still queued (an ISO 8583 acquirer's
+    /// approved refund): the server cancels it in the transaction that records the refund,
+    /// and treats the refund as reversed when it can no longer cancel it, as for
+    /// [`CardCharge::reversal_advice_key`].
+    pub reversal_advice_key: Option<String>,
 }
 
 /// What a direct acquirer answered to a card charge (a `0200` purchase).
@@ -286,6 +291,10 @@ pub struct PayoutAccepted {
     pub provider_reference: String,
     /// The payout's status right after the call, usually `Pending`.
     pub status: ProviderPayoutStatus,
+    /// The job key of the payout's reversal advice, still queued (an ISO 8583 acquirer's paid
+    /// OCT): cancelled by the server in the transaction that records the payout, as for
+    /// [`RefundAccepted::reversal_advice_key`].
+    pub reversal_advice_key: Option<String>,
 }
 
 /// Why a call to a provider did not give an answer Kassa can use.

@@ -271,6 +271,14 @@ async fn an_approved_card_is_captured_and_credited_once_then_refunded(backend: T
 
     let refund = refund_ten(&app, &id).await;
     assert_eq!(refund.body["status"], "succeeded", "{}", refund.body);
+    // The refund's reversal advice, left queued by the connector, was called off by the
+    // transaction that recorded the refund; none was ever sent.
+    assert_eq!(advices_in(&app, "cancelled").await, 2);
+    assert_eq!(advices_in(&app, "queued").await, 0);
+    assert!(host
+        .received()
+        .iter()
+        .all(|(mti, _)| !mti.starts_with("04")));
     assert_eq!(app.balance("p1").await, ("15.00".into(), "0.00".into()));
     assert_eq!(payment(&app, &id).await["status"], "partially_refunded");
     app.assert_ledger_verifies().await;
@@ -682,6 +690,7 @@ mod vault {
         assert!(requested.status.is_success(), "{}", requested.body);
         let id = requested.body["payout_id"].as_str().unwrap().to_string();
         let before = host.received().len();
+        let cancelled_before = advices_in(app, "cancelled").await;
         // A deposit with no play since is held for review: a reviewer approves it.
         assert_eq!(requested.body["status"], "in_review", "{}", requested.body);
         let approved = app
@@ -701,7 +710,10 @@ mod vault {
                     .iter()
                     .map(|(mti, _)| mti.clone())
                     .collect();
-                assert!(sent.contains(&"0200".to_string()), "{sent:?}");
+                assert_eq!(sent, ["0200"], "the OCT, and no reversal of it");
+                // Its reversal advice was called off by the transaction that recorded it paid.
+                assert_eq!(advices_in(app, "cancelled").await, cancelled_before + 1);
+                assert_eq!(advices_in(app, "queued").await, 0);
                 return;
             }
             assert_ne!(view["status"], "failed", "{view}");

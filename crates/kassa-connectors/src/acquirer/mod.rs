@@ -279,7 +279,7 @@ impl AcquirerConnector {
     /// timeouts later: a timeout, a connection lost after the write, or a node that dies
     /// while the request is out all leave it queued, so a charge is never left behind
     /// unknowingly. A request that never left has its advice cancelled here; an answered one
-    /// is the caller's to cancel, once it has recorded the answer ([`Self::financial_settled`],
+    /// is the caller's to cancel, once it has recorded the answer ([`Self::financial_answered`],
     /// or the server's transaction for a card charge).
     async fn financial(
         &self,
@@ -309,17 +309,24 @@ impl AcquirerConnector {
         }
     }
 
-    /// [`Self::financial`] for a refund or a credit, whose answer the server records after
-    /// this call: the advice is cancelled as soon as the host answered. If cancelling fails,
-    /// the advice will reverse what the host did, so the request is reported failed.
-    async fn financial_settled(
+    /// [`Self::financial`] for a refund or a credit, read: a refusal changed nothing at the
+    /// host, so its advice is cancelled at once; an approval's advice stays queued and its key
+    /// goes back to the server, which cancels it in the transaction that records the approval
+    /// (ADR 49): a node dying in between reverses the refund or credit instead of leaving it
+    /// done and unrecorded (and a payout sent again).
+    async fn financial_answered(
         &self,
         request: FinancialRequest<'_>,
         reference_id: &str,
-    ) -> Result<(OriginalRef, Message), ProviderError> {
+    ) -> Result<(OriginalRef, Result<String, wire::Decline>), ProviderError> {
         let (original, answer, advice) = self.financial(request, reference_id).await?;
-        self.cancel_advice(&advice).await?;
-        Ok((original, answer))
+        match wire::decline_of(wire::response_code(&answer)?) {
+            None => Ok((original, Ok(advice.key()))),
+            Some(decline) => {
+                self.cancel_advice(&advice).await?;
+                Ok((original, Err(decline)))
+            }
+        }
     }
 
     async fn cancel_advice(&self, advice: &ReversalAdvice) -> Result<(), ProviderError> {
@@ -612,14 +619,15 @@ impl PaymentProvider for AcquirerConnector {
             original: Some(&original),
             authentication: None,
         };
-        let (_, answer) = self.financial_settled(refund, &request.refund_id).await?;
-        match wire::decline_of(wire::response_code(&answer)?) {
-            None => Ok(RefundAccepted {
+        let (_, answered) = self.financial_answered(refund, &request.refund_id).await?;
+        match answered {
+            Ok(advice_key) => Ok(RefundAccepted {
                 refund_id: request.refund_id.clone(),
                 provider_reference: request.provider_reference.clone(),
                 settled: true,
+                reversal_advice_key: Some(advice_key),
             }),
-            Some(decline) => Err(ProviderError::Rejected {
+            Err(decline) => Err(ProviderError::Rejected {
                 code: decline.reason.into(),
                 message: "the acquirer refused the refund".into(),
             }),
@@ -644,14 +652,15 @@ impl PaymentProvider for AcquirerConnector {
             original: None,
             authentication: None,
         };
-        let (reference, answer) = self.financial_settled(credit, &request.payout_id).await?;
-        let status = match wire::decline_of(wire::response_code(&answer)?) {
-            None => ProviderPayoutStatus::Paid,
-            Some(_) => ProviderPayoutStatus::Failed,
+        let (reference, answered) = self.financial_answered(credit, &request.payout_id).await?;
+        let (status, reversal_advice_key) = match answered {
+            Ok(advice_key) => (ProviderPayoutStatus::Paid, Some(advice_key)),
+            Err(_) => (ProviderPayoutStatus::Failed, None),
         };
         Ok(PayoutAccepted {
             provider_reference: reference.to_string(),
             status,
+            reversal_advice_key,
         })
     }
 

@@ -682,7 +682,7 @@ impl PaymentsService {
         source: &str,
         log: Option<&WebhookDelivery>,
     ) -> Result<Applied, ProviderEventError> {
-        retrying(|| self.try_apply_provider_event(provider, event, source, log)).await
+        retrying(|| self.try_apply_provider_event(provider, event, source, log, None)).await
     }
 
     async fn try_apply_provider_event(
@@ -691,6 +691,7 @@ impl PaymentsService {
         event: &ProviderPaymentEvent,
         source: &str,
         log: Option<&WebhookDelivery>,
+        reversal_advice_key: Option<&str>,
     ) -> Result<Applied, ProviderEventError> {
         let not_found = || ProviderEventError::PaymentNotFound {
             payment_id: event.payment_id.clone(),
@@ -723,6 +724,17 @@ impl PaymentsService {
             .await?
             .ok_or_else(not_found)?;
         check_event_matches(provider, &payment, event)?;
+        if let Some(key) = reversal_advice_key {
+            // The answer is recorded exactly when its reversal is called off (ADR 49).
+            let cancelled = self
+                .store
+                .cancel_unstarted_job_on(&mut tx, crate::service::acquirer::REVERSAL_ADVICE, key)
+                .await?;
+            if !cancelled {
+                tx.rollback().await?;
+                return Err(ProviderEventError::ReversalStarted);
+            }
+        }
         let was = payment.status;
         let cascades = declines
             .as_ref()
@@ -1193,7 +1205,7 @@ impl PaymentsService {
         claim: Option<&IdempotencyClaim>,
     ) -> Result<RefundRecord, PaymentError> {
         let provider = self.provider_of(&payment)?;
-        let sent = provider
+        let mut sent = provider
             .refund(&RefundRequest {
                 provider_reference: payment.provider_reference.clone().unwrap_or_default(),
                 refund_id: refund.id.to_string(),
@@ -1203,7 +1215,16 @@ impl PaymentsService {
             .await;
         if let Ok(accepted) = &sent {
             if accepted.settled {
-                return self.settle_refund(&payment, refund, accepted, claim).await;
+                match self
+                    .settle_refund(&payment, refund.clone(), accepted, claim)
+                    .await?
+                {
+                    Some(settled) => return Ok(settled),
+                    None => {
+                        tracing::warn!(refund_id = %refund.id, "refund answer came after its reversal advice started; the refund fails");
+                        sent = Err(ProviderError::Unavailable("the refund is being reversed: its answer came after its reversal advice started".into()));
+                    }
+                }
             }
         }
         let mut tx = self.store.begin().await?;
@@ -1566,14 +1587,16 @@ impl PaymentsService {
 
     /// A refund the provider's answer already settled (an acquirer's approved `0210`): the
     /// `refunded` event is applied at once, through the pipeline a webhook would take (so
-    /// it posts the hold once), and the key gets its final answer.
+    /// it posts the hold once), and the key gets its final answer. Its reversal advice is
+    /// cancelled in that same transaction; `None` when it had already started (the refund is
+    /// being reversed, so it failed).
     async fn settle_refund(
         &self,
         payment: &PaymentRecord,
         mut refund: RefundRecord,
         accepted: &RefundAccepted,
         claim: Option<&IdempotencyClaim>,
-    ) -> Result<RefundRecord, PaymentError> {
+    ) -> Result<Option<RefundRecord>, PaymentError> {
         let refunded = ProviderPaymentEvent {
             event_id: format!("{}:refund:{}", accepted.provider_reference, refund.id),
             payment_id: payment.id.to_string(),
@@ -1587,9 +1610,16 @@ impl PaymentsService {
             reason: None,
             three_ds_challenged: None,
         };
-        self.apply_provider_event(&payment.provider, &refunded, "provider_answer", None)
-            .await
-            .map_err(event_failed)?;
+        let key = accepted.reversal_advice_key.as_deref();
+        let provider = &payment.provider;
+        let applied = retrying(|| {
+            self.try_apply_provider_event(provider, &refunded, "provider_answer", None, key)
+        })
+        .await;
+        match applied {
+            Err(ProviderEventError::ReversalStarted) => return Ok(None),
+            other => other.map_err(event_failed)?,
+        };
         refund.status = RefundStatus::Succeeded;
         if let Some(claim) = claim {
             let mut tx = self.store.begin().await?;
@@ -1599,7 +1629,7 @@ impl PaymentsService {
             tx.commit().await?;
             claim.mark_committed();
         }
-        Ok(refund)
+        Ok(Some(refund))
     }
 
     /// Asks the providers about payments left waiting past `after_ms` and settles them from
