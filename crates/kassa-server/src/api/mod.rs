@@ -193,10 +193,7 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
             axum::routing::get(crate::web::card_page::card_page)
                 .post(crate::web::card_page::submit_card),
         )
-        .route(
-            "/pay/card/{payment_id}/threeds/results",
-            axum::routing::post(crate::web::card_threeds::results),
-        )
+        .routes(routes!(crate::web::card_threeds::results))
         .route(
             "/pay/card/{payment_id}/threeds/return",
             axum::routing::post(crate::web::card_threeds::return_from_challenge),

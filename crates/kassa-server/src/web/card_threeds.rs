@@ -5,6 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
+
+use crate::api::ApiJson;
 use kassa_connectors::threeds::AuthenticationResult;
 use serde::Deserialize;
 use serde_json::json;
@@ -12,14 +14,30 @@ use serde_json::json;
 use super::card_page::{charge, decline_unauthenticated, page_again, payment_of};
 use crate::error::ApiError;
 use crate::service::threeds::Verdict;
+use crate::views::ErrorBody;
 use crate::AppState;
 
 /// `POST /pay/card/{payment_id}/threeds/results`: the RReq of a challenge, answered by the
 /// RRes; an RReq naming no challenge of this payment gets an EMVCo `Erro` message.
+#[utoipa::path(post, path = "/pay/card/{payment_id}/threeds/results", tag = "payments",
+    description = "The 3-D Secure Directory Server's results request (RReq, EMVCo 3DS 2.2 JSON: \
+        messageType, threeDSServerTransID, acsTransID, dsTransID, transStatus, eci, \
+        authenticationValue) of a challenge on Kassa's card page (ADR 9300); answered by the RRes \
+        (messageType RRes, resultsStatus 01).",
+    params(("payment_id" = String, Path)),
+    request_body(content = Object, content_type = "application/json", description = "RReq"),
+    responses(
+        (status = 200, description = "RRes", body = Object),
+        (status = 400, description = "a body that is not JSON", body = ErrorBody),
+        (status = 404, description = "EMVCo Erro message (errorCode 301): no challenge of this payment waits on this node, or the RReq does not match it", body = Object),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 422, description = "JSON that is not an RReq", body = ErrorBody),
+    ))]
 pub async fn results(
     State(state): State<AppState>,
     Path(payment_id): Path<String>,
-    Json(rreq): Json<AuthenticationResult>,
+    ApiJson(rreq): ApiJson<AuthenticationResult>,
 ) -> Response {
     match state.threeds.results(&payment_id, rreq) {
         Ok(rres) => Json(rres).into_response(),

@@ -143,6 +143,7 @@ async fn pay_through_challenge(
     assert_eq!(status, StatusCode::OK, "{to_acs}");
     let (acs_url, creq) = form_of(&to_acs, "creq");
     assert_eq!(acs_url, format!("{}/challenge", rig.directory.base_url()));
+    assert_forged_rreq_refused(&page, &creq).await;
     let (status, _, challenge) = post_form(&acs_url, &[("creq", &creq)]).await;
     assert_eq!(status, StatusCode::OK, "{challenge}");
     let (_, acs_trans_id) = form_of(&challenge, "acs_trans_id");
@@ -154,6 +155,39 @@ async fn pay_through_challenge(
     assert_eq!(return_url, format!("{page}/threeds/return"));
     let (status, location, _) = post_form(&return_url, &[("cres", &cres)]).await;
     (id, status, location)
+}
+
+/// An RReq that names the challenge (the ids the browser saw in the `creq`) but not the
+/// Directory Server's transaction id is refused: it cannot authenticate the card.
+async fn assert_forged_rreq_refused(page: &str, creq: &str) {
+    use base64::Engine;
+    let creq: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(creq)
+            .unwrap(),
+    )
+    .unwrap();
+    let forged = json!({
+        "messageType": "RReq",
+        "threeDSServerTransID": creq["threeDSServerTransID"],
+        "acsTransID": creq["acsTransID"],
+        "dsTransID": "00000000-0000-4000-8000-000000000000",
+        "transStatus": "Y",
+        "eci": "05",
+        "authenticationValue": "AAABBEg0VhI0VniQEjRWAAAAAAA=",
+    });
+    let answer = browser()
+        .post(format!("{page}/threeds/results"))
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    let erro: Value = answer.json().await.unwrap();
+    assert_eq!(
+        (erro["messageType"].as_str(), erro["errorCode"].as_str()),
+        (Some("Erro"), Some("301"))
+    );
 }
 
 pub(super) async fn threeds_challenge_passed_charges_and_failed_sends_no_authorization(
