@@ -19,6 +19,9 @@ pub enum PaymentEventStatus {
     Cancelled,
     /// (Part of) a captured payment went back to the player; the event carries `refund_id`.
     Refunded,
+    /// The provider refused or could not complete a refund it had accepted; carries
+    /// `refund_id`. The refund's hold goes back to the player.
+    RefundFailed,
     /// The cardholder disputed the payment and the funds were withdrawn; carries `dispute_id`.
     Chargeback,
     /// The merchant won the dispute: the charged-back funds come back; carries `dispute_id`.
@@ -37,6 +40,7 @@ impl PaymentEventStatus {
             PaymentEventStatus::Failed => "failed",
             PaymentEventStatus::Cancelled => "cancelled",
             PaymentEventStatus::Refunded => "refunded",
+            PaymentEventStatus::RefundFailed => "refund_failed",
             PaymentEventStatus::Chargeback => "chargeback",
             PaymentEventStatus::DisputeWon => "dispute_won",
             PaymentEventStatus::DisputeLost => "dispute_lost",
@@ -52,6 +56,7 @@ impl PaymentEventStatus {
             "failed" => PaymentEventStatus::Failed,
             "cancelled" => PaymentEventStatus::Cancelled,
             "refunded" => PaymentEventStatus::Refunded,
+            "refund_failed" => PaymentEventStatus::RefundFailed,
             "chargeback" => PaymentEventStatus::Chargeback,
             "dispute_won" => PaymentEventStatus::DisputeWon,
             "dispute_lost" => PaymentEventStatus::DisputeLost,

@@ -40,9 +40,9 @@ pub use event::{
 pub use guarded::{Guarded, CIRCUIT_OPEN};
 pub use inbound::{Acknowledgement, InboundBatch, InboundChannel, InboundSource, RawInbound};
 pub use provider::{
-    Capabilities, CardCharge, PaymentProvider, PaymentRequest, PaymentSession, PaymentStart,
-    PaymentStarted, PaymentStatusReport, PayoutAccepted, PayoutRequest, ProviderError,
-    ProviderPaymentStatus, ProviderPayoutStatus, RefundAccepted, RefundRequest,
+    Capabilities, CardCharge, PaymentMethodToken, PaymentProvider, PaymentRequest, PaymentSession,
+    PaymentStart, PaymentStarted, PaymentStatusReport, PayoutAccepted, PayoutRequest,
+    ProviderError, ProviderPaymentStatus, ProviderPayoutStatus, RefundAccepted, RefundRequest,
 };
 pub use registry::{
     AccountSummary, ConnectorFactory, ProviderKinds, ProviderRegistry, RegistryError,

@@ -60,6 +60,40 @@ pub struct PaymentRequest {
     pub country: Option<String>,
     /// Where the provider sends the player's browser when the payment page is done.
     pub return_url: String,
+    /// A payment method the player's browser tokenized with this account's own client
+    /// library (Stripe.js `pm_…`, the `paymentMethod` of Adyen's Drop-in), when the deposit
+    /// carries one for this account; a connector without one uses its hosted page or its
+    /// configured test method (ADR 64).
+    pub payment_method_token: Option<PaymentMethodToken>,
+}
+
+/// A provider's token of the player's payment method, opaque to Kassa. Kept out of `Debug`
+/// and logs: some (Adyen's encrypted card fields) are card data in another form.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PaymentMethodToken(String);
+
+impl PaymentMethodToken {
+    /// Longest token accepted: an Adyen Drop-in `paymentMethod` with encrypted card fields
+    /// is a few kilobytes.
+    pub const LEN_MAX: usize = 8 * 1024;
+
+    /// A token as the client sent it; `None` when empty, too long, or not printable text.
+    pub fn parse(token: &str) -> Option<PaymentMethodToken> {
+        let printable = token.chars().all(|c| !c.is_control());
+        (!token.is_empty() && token.len() <= Self::LEN_MAX && printable)
+            .then(|| PaymentMethodToken(token.to_string()))
+    }
+
+    /// The token, for the connector that puts it on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PaymentMethodToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PaymentMethodToken(***)")
+    }
 }
 
 /// The provider's status of a payment, as it answers a call (not a webhook).
@@ -119,6 +153,10 @@ pub enum PaymentStart {
     },
     /// Approved at once, no player step; the funds are reserved or taken.
     Authorized,
+    /// The provider took the payment and decides later with no step for the player (Adyen's
+    /// `Received`/`Pending` without an action, Stripe's `processing`); the outcome arrives
+    /// by event or status sync.
+    Processing,
     /// Refused at once, no player step.
     Declined {
         /// The provider's machine-readable reason, e.g. `insufficient_funds`.
@@ -177,9 +215,9 @@ impl From<PaymentStarted> for PaymentSession {
             }
             PaymentStart::Authorized => (ProviderPaymentStatus::Authorized, None),
             PaymentStart::Declined { .. } => (ProviderPaymentStatus::Declined, None),
-            PaymentStart::AwaitingFunds { .. } | PaymentStart::CodeSent { .. } => {
-                (ProviderPaymentStatus::Pending, None)
-            }
+            PaymentStart::AwaitingFunds { .. }
+            | PaymentStart::CodeSent { .. }
+            | PaymentStart::Processing => (ProviderPaymentStatus::Pending, None),
         };
         PaymentSession {
             provider_reference: started.provider_reference,

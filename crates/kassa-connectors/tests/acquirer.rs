@@ -131,6 +131,7 @@ fn deposit(payment_id: &str, amount_minor: i64) -> PaymentRequest {
         method: "card".into(),
         country: Some("MT".into()),
         return_url: "https://casino.example/back".into(),
+        payment_method_token: None,
     }
 }
 

@@ -398,6 +398,27 @@ pub fn record_payment_event(
     if applied && event == PaymentEventStatus::Refunded {
         record_refund(&payment.provider, "succeeded");
     }
+    if applied && event == PaymentEventStatus::RefundFailed {
+        record_refund(&payment.provider, "failed");
+    }
+}
+
+/// A 3-D Secure challenge presented to the player: counted when a start answers with one
+/// (Stripe, Adyen), or, for providers whose hosted page runs 3-D Secure unseen by Kassa
+/// (the sandbox), when a payment is captured after one. A challenge the player failed is
+/// counted as `failed` when the payment is declined.
+pub fn record_threeds_challenge(
+    provider: &str,
+    start: Option<&kassa_connectors::PaymentStart>,
+    captured_after_challenge: bool,
+) {
+    if matches!(
+        start,
+        Some(kassa_connectors::PaymentStart::Challenge { .. })
+    ) || captured_after_challenge
+    {
+        record_threeds(provider, "challenged");
+    }
 }
 
 /// A 3-D Secure result at `provider`: `challenged` or `failed`.

@@ -268,6 +268,11 @@ async fn metrics_tell_what_the_api_did(app: TestApp) {
     let authorization = "kassa_provider_authorization_duration_seconds_count";
     assert_eq!(added(authorization, &card), 5.0);
     assert_eq!(added("kassa_threeds_total", &[("outcome", "failed")]), 1.0);
+    // The hosted page's challenge passed once (its event says so); the failed one is above.
+    assert_eq!(
+        added("kassa_threeds_total", &[("outcome", "challenged")]),
+        1.0
+    );
 
     // One account, no rule: every start is routed to it by configuration order.
     let routed = [("rule", "none"), ("provider", "sandbox")];

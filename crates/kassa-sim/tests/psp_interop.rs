@@ -187,6 +187,7 @@ impl Env {
                 method: "card".into(),
                 country: Some("DE".into()),
                 return_url: RETURN_URL.into(),
+                payment_method_token: None,
             })
             .await
             .unwrap();
@@ -731,6 +732,7 @@ async fn a_retried_init_finds_the_same_payment_and_bad_requests_are_rejected() {
         method: "card".into(),
         country: None,
         return_url: RETURN_URL.into(),
+        payment_method_token: None,
     };
     let first = env.connector.init_payment(&request).await.unwrap();
     let second = env.connector.init_payment(&request).await.unwrap();

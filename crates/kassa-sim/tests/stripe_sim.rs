@@ -46,6 +46,7 @@ fn deposit(payment_id: &str) -> PaymentRequest {
         method: "card".into(),
         country: Some("MT".into()),
         return_url: "http://shop/return".into(),
+        payment_method_token: None,
     }
 }
 

@@ -157,6 +157,15 @@ fn event_of(
             refund_id: Some(reference.to_string()),
             ..payment(PaymentEventStatus::Refunded, "", original)
         },
+        // Adyen refused the refund it had received (`success=false`, e.g. the payment was
+        // already refunded or the balance is short): the hold goes back to the player.
+        ("REFUND", false) | ("REFUND_FAILED", true) => PaymentEvent {
+            refund_id: Some(reference.to_string()),
+            reason: Some(refusal_reason(
+                item.reason.as_deref().unwrap_or("Refund refused"),
+            )),
+            ..payment(PaymentEventStatus::RefundFailed, "", original)
+        },
         // Dispute items carry the payment's own pspReference and merchantReference.
         ("CHARGEBACK", true) => PaymentEvent {
             dispute_id: Some(item.psp_reference.clone()),
@@ -191,8 +200,8 @@ fn event_of(
                 reason: (!success).then(|| refusal_reason(item.reason.as_deref().unwrap_or(""))),
             })))
         }
-        // Reports, failed modifications (their hold stays until an operator acts) and codes
-        // Kassa does not know: acknowledged and ignored.
+        // Reports, other failed modifications and codes Kassa does not know: acknowledged
+        // and ignored.
         (code, success) => {
             tracing::info!(code, success, psp_reference = %item.psp_reference, "Adyen notification ignored");
             return Ok(None);

@@ -11,7 +11,7 @@ mod translator;
 mod wire;
 
 pub use self::inbound::{AdyenNotificationSource, ACCEPTED};
-pub use self::translator::{AdyenTranslator, CHECKOUT_PATH, PAYOUT_PATH};
+pub use self::translator::{AdyenTranslator, CHECKOUT_PATH, PAYOUT_PATH, SEPA_DIRECT_DEBIT};
 use crate::account::{AccountError, ProviderAccount};
 use crate::connector::Connector;
 use crate::transport::{HttpTransport, HttpTransportConfig};
@@ -69,8 +69,10 @@ fn snake_case(text: &str) -> String {
 }
 
 /// Builds the connector of an Adyen account: credentials `api_key` and `hmac_key` (hex, as
-/// the Customer Area shows it); settings `base_url` and `merchant_account` (required),
-/// `timeout_ms`, `attempts_max`, `retry_backoff_ms`.
+/// the Customer Area shows it); settings `base_url` (the Checkout API, with the live
+/// `/checkout` path where it has one) and `merchant_account` (required), `payout_base_url`
+/// (the Payout API's host; default: `base_url`'s), `timeout_ms`, `attempts_max`,
+/// `retry_backoff_ms`.
 pub fn from_account(account: &ProviderAccount) -> Result<AdyenConnector, AccountError> {
     let invalid = |name: &str, why: String| AccountError::InvalidSetting {
         account: account.id.clone(),
@@ -82,6 +84,10 @@ pub fn from_account(account: &ProviderAccount) -> Result<AdyenConnector, Account
         value => Ok(value),
     };
     let base_url = required("base_url")?;
+    let checkout_prefix = reqwest::Url::parse(base_url)
+        .map(|url| url.path().trim_end_matches('/').to_string())
+        .map_err(|_| invalid("base_url", "must be an http(s) URL".into()))?;
+    let payout_base = account.setting_str("payout_base_url", "")?;
     let merchant_account = required("merchant_account")?;
     let api_key = account.credential("api_key")?.clone();
     let hmac_key = account.credential("hmac_key")?.clone();
@@ -92,6 +98,10 @@ pub fn from_account(account: &ProviderAccount) -> Result<AdyenConnector, Account
         attempts_max: u32::try_from(attempts_max).unwrap_or(u32::MAX),
         retry_backoff_ms: account.setting_u64("retry_backoff_ms", RETRY_BACKOFF_MS_DEFAULT)?,
         response_len_max: ANSWER_LEN_MAX,
+        other_origins: match payout_base {
+            "" => Vec::new(),
+            other => vec![other.to_string()],
+        },
     })
     .map_err(|error| invalid("connector", error.to_string()))?;
     let inbound = AdyenNotificationSource::new(hmac_key, merchant_account).ok_or_else(|| {
@@ -103,7 +113,7 @@ pub fn from_account(account: &ProviderAccount) -> Result<AdyenConnector, Account
     })?;
     Ok(Connector::compose(
         &account.id,
-        AdyenTranslator::new(api_key, merchant_account),
+        AdyenTranslator::new(api_key, merchant_account).with_hosts(&checkout_prefix, payout_base),
         transport,
         inbound,
     ))

@@ -19,6 +19,9 @@ use crate::transport::{HttpRequest, HttpResponse};
 pub const CHECKOUT_PATH: &str = "/v71";
 /// The Payout API path Kassa's payouts go to.
 pub const PAYOUT_PATH: &str = "/pal/servlet/Payout/v68/storeDetailAndSubmitThirdParty";
+/// Kassa's method name of Adyen's `sepadirectdebit`: the IBAN comes from the cashier's
+/// Drop-in, as its payment method token; there is no hosted page for it.
+pub const SEPA_DIRECT_DEBIT: &str = "sepa_direct_debit";
 /// Header carrying the API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
 /// Header making a write safe to send again (Adyen answers the first result).
@@ -36,6 +39,13 @@ pub struct AdyenTranslator {
     api_key: SecretString,
     merchant_account: String,
     capabilities: Capabilities,
+    /// The path before `/v71` on the Checkout host: empty on the test host, `/checkout` on a
+    /// live one (`https://{prefix}-checkout-live.adyenpayments.com/checkout`).
+    checkout_prefix: String,
+    /// The Payout API's own host (`https://pal-test.adyen.com`, live
+    /// `https://{prefix}-pal-live.adyenpayments.com`); empty: the Checkout host serves it
+    /// (the simulator).
+    payout_base: String,
 }
 
 impl AdyenTranslator {
@@ -45,7 +55,7 @@ impl AdyenTranslator {
             api_key,
             merchant_account: merchant_account.to_string(),
             capabilities: Capabilities {
-                methods: vec!["card".into()],
+                methods: vec!["card".into(), SEPA_DIRECT_DEBIT.into()],
                 currencies: CURRENCY_CODES
                     .iter()
                     .map(|code| Currency::from_code(code).expect("Adyen currencies are known"))
@@ -54,7 +64,17 @@ impl AdyenTranslator {
                 payouts: true,
                 refunds: true,
             },
+            checkout_prefix: String::new(),
+            payout_base: String::new(),
         }
+    }
+
+    /// The same translator for an API on two hosts: Checkout calls under `checkout_prefix`
+    /// (a path, no trailing slash), payouts at `payout_base` (`scheme://host[/path]`).
+    pub fn with_hosts(mut self, checkout_prefix: &str, payout_base: &str) -> AdyenTranslator {
+        self.checkout_prefix = checkout_prefix.trim_end_matches('/').to_string();
+        self.payout_base = payout_base.trim_end_matches('/').to_string();
+        self
     }
 
     /// A JSON `POST` with the API key and an idempotency key derived from Kassa's ids, so a
@@ -122,21 +142,29 @@ impl Translator for AdyenTranslator {
                     merchant_account,
                     amount: amount(request.amount_minor, request.currency),
                     reference: &request.payment_id,
-                    payment_method: wire::PaymentMethod { kind: "scheme" },
+                    payment_method: payment_method(
+                        &request.method,
+                        request.payment_method_token.as_ref(),
+                    )?,
                     return_url: &return_url,
                     country_code: request.country.as_deref(),
                     shopper_interaction: "Ecommerce",
                     channel: "Web",
                 };
                 let key = format!("{}:payment", request.payment_id);
-                self.post(format!("{CHECKOUT_PATH}/payments"), &body, &key)
+                self.post(
+                    format!("{}{CHECKOUT_PATH}/payments", self.checkout_prefix),
+                    &body,
+                    &key,
+                )
             }
             Operation::GetStatus(_) => Err(ProviderError::Unsupported(
                 "status sync (Adyen has no payment lookup; notifications carry outcomes)",
             )),
             Operation::Cancel(reference) => {
                 let path = format!(
-                    "{CHECKOUT_PATH}/payments/{}/cancels",
+                    "{}{CHECKOUT_PATH}/payments/{}/cancels",
+                    self.checkout_prefix,
                     reference_segment(reference)?
                 );
                 let body = wire::CancelBody { merchant_account };
@@ -144,7 +172,8 @@ impl Translator for AdyenTranslator {
             }
             Operation::Refund(request) => {
                 let path = format!(
-                    "{CHECKOUT_PATH}/payments/{}/refunds",
+                    "{}{CHECKOUT_PATH}/payments/{}/refunds",
+                    self.checkout_prefix,
                     reference_segment(&request.provider_reference)?
                 );
                 let body = wire::RefundBody {
@@ -164,7 +193,7 @@ impl Translator for AdyenTranslator {
                     selected_recurring_detail_reference: request.destination.as_deref(),
                 };
                 let key = format!("{}:payout", request.payout_id);
-                self.post(PAYOUT_PATH.to_string(), &body, &key)
+                self.post(format!("{}{PAYOUT_PATH}", self.payout_base), &body, &key)
             }
         }
     }
@@ -230,6 +259,33 @@ fn received(answer: &wire::ModificationAnswer) -> Result<(), ProviderError> {
     Ok(())
 }
 
+/// The `paymentMethod` of a start: the Drop-in's when the cashier sent one, else the scheme
+/// (Adyen's hosted page asks for the card). A token that is not a JSON object with a `type`
+/// is refused before anything is sent.
+fn payment_method(
+    method: &str,
+    token: Option<&crate::PaymentMethodToken>,
+) -> Result<wire::PaymentMethod, ProviderError> {
+    let refused = |why: &str| ProviderError::Rejected {
+        code: "invalid_payment_method_token".into(),
+        message: format!("the Adyen payment method token {why}"),
+    };
+    let Some(token) = token else {
+        return match method {
+            SEPA_DIRECT_DEBIT => Err(refused("is required for a SEPA direct debit")),
+            _ => Ok(wire::PaymentMethod::Scheme { kind: "scheme" }),
+        };
+    };
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(token.expose()).map_err(|_| refused("is not a JSON object"))?;
+    match object.get("type") {
+        Some(serde_json::Value::String(kind)) if !kind.is_empty() => {
+            Ok(wire::PaymentMethod::FromDropIn(object))
+        }
+        _ => Err(refused("has no `type`")),
+    }
+}
+
 /// A payment answer's `resultCode` (and `action`) as the player's next step.
 fn started(answer: wire::PaymentAnswer) -> Result<PaymentStarted, ProviderError> {
     let provider_reference = answer
@@ -263,8 +319,16 @@ fn started(answer: wire::PaymentAnswer) -> Result<PaymentStarted, ProviderError>
         "Cancelled" => PaymentStart::Declined {
             reason: Some("cancelled".into()),
         },
-        "RedirectShopper" | "Pending" | "Received" => PaymentStart::Redirect {
+        "RedirectShopper" => PaymentStart::Redirect {
             url: action_url("redirect")?,
+        },
+        // Pending with a redirect is a bank's page; without one (a debit, a voucher being
+        // processed) the outcome comes by the AUTHORISATION notification.
+        "Pending" | "Received" => match &answer.action {
+            Some(_) => PaymentStart::Redirect {
+                url: action_url("redirect")?,
+            },
+            None => PaymentStart::Processing,
         },
         "ChallengeShopper" | "IdentifyShopper" => PaymentStart::Challenge {
             url: action_url("threeDS2")?,
@@ -360,6 +424,7 @@ mod tests {
             method: "card".into(),
             country: Some("MT".into()),
             return_url: "https://kassa/r".into(),
+            payment_method_token: None,
         }
     }
 
@@ -382,6 +447,29 @@ mod tests {
         assert!(message.headers["x-api-key"].is_sensitive());
         // The same on every attempt: a retry is answered, never charged again.
         assert_eq!(message.headers["idempotency-key"], "pay_1:payment");
+    }
+
+    #[test]
+    fn a_live_account_calls_checkout_under_its_prefix_and_payouts_on_their_own_host() {
+        let live = translator().with_hosts("/checkout/", "https://x-pal-live.adyenpayments.com");
+        let start = live
+            .encode(&Operation::StartPayment(&request()), &context())
+            .unwrap();
+        assert_eq!(start.path_and_query, "/checkout/v71/payments");
+        let payout = PayoutRequest {
+            payout_id: "po_1".into(),
+            amount_minor: 100,
+            method: "card".into(),
+            currency: eur(),
+            destination: Some("8415".into()),
+        };
+        let sent = live
+            .encode(&Operation::Payout(&payout), &context())
+            .unwrap();
+        assert_eq!(
+            sent.path_and_query,
+            format!("https://x-pal-live.adyenpayments.com{PAYOUT_PATH}")
+        );
     }
 
     #[test]
@@ -507,6 +595,47 @@ mod tests {
         assert!(start(r#"{"pspReference":"P1","resultCode":"RedirectShopper","action":{"type":"redirect","method":"POST","url":"u"}}"#).is_err());
         assert!(start(r#"{"pspReference":"P1","resultCode":"ChallengeShopper"}"#).is_err());
         assert!(start(r#"{"pspReference":"P1","resultCode":"Maybe"}"#).is_err());
+        for code in ["Received", "Pending"] {
+            let bare = format!(r#"{{"pspReference":"P1","resultCode":"{code}"}}"#);
+            assert_eq!(started(&bare), PaymentStart::Processing, "{code}");
+        }
+        assert_eq!(
+            started(
+                r#"{"pspReference":"P1","resultCode":"Pending","action":{"type":"redirect","method":"GET","url":"https://bank/1"}}"#
+            ),
+            PaymentStart::Redirect {
+                url: "https://bank/1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_drop_in_payment_method_travels_as_it_came_and_a_malformed_one_is_refused() {
+        let mut request = request();
+        request.payment_method_token = crate::PaymentMethodToken::parse(
+            r#"{"type":"scheme","encryptedCardNumber":"test_4111111111111111","encryptedSecurityCode":"test_737"}"#,
+        );
+        let message = translator()
+            .encode(&Operation::StartPayment(&request), &context())
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&message.body).unwrap();
+        assert_eq!(
+            body["paymentMethod"],
+            serde_json::json!({"type":"scheme","encryptedCardNumber":"test_4111111111111111","encryptedSecurityCode":"test_737"})
+        );
+        for bad in [
+            "pm_123",
+            "[1]",
+            r#"{"encryptedCardNumber":"x"}"#,
+            r#"{"type":""}"#,
+        ] {
+            request.payment_method_token = crate::PaymentMethodToken::parse(bad);
+            let refused = translator().encode(&Operation::StartPayment(&request), &context());
+            assert!(
+                matches!(refused, Err(ProviderError::Rejected { ref code, .. }) if code == "invalid_payment_method_token"),
+                "{bad}: {refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -10,12 +10,18 @@ pub(super) struct Amount {
     pub currency: String,
 }
 
-/// `paymentMethod` of a payment Kassa starts: the scheme, no card data. The player types
-/// the card on Adyen's hosted page; Kassa never holds it.
+/// `paymentMethod` of a payment Kassa starts.
 #[derive(Serialize)]
-pub(super) struct PaymentMethod {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
+#[serde(untagged)]
+pub(super) enum PaymentMethod {
+    /// The scheme, no card data: the player types the card on Adyen's hosted page.
+    Scheme {
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    /// What the cashier's Adyen Drop-in produced (`state.data.paymentMethod`: a `type` and
+    /// encrypted card fields, or a debit's details), passed through as it came (ADR 64).
+    FromDropIn(serde_json::Map<String, serde_json::Value>),
 }
 
 /// `POST /v71/payments`.

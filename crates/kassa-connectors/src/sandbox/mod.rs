@@ -146,6 +146,7 @@ impl Connector<SandboxTranslator, HttpTransport, SandboxWebhookSource> {
             attempts_max: retries.attempts_max,
             retry_backoff_ms: retries.retry_backoff_ms,
             response_len_max: ANSWER_LEN_MAX,
+            other_origins: Vec::new(),
         })?;
         Ok(Connector::compose(
             name,

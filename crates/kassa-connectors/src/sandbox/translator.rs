@@ -376,6 +376,7 @@ mod tests {
             method: "card".into(),
             country: Some("MT".into()),
             return_url: "http://shop/r".into(),
+            payment_method_token: None,
         };
         let message = translator("/psp/")
             .encode(&Operation::StartPayment(&request), &context())
@@ -451,6 +452,7 @@ mod tests {
             method: "card".into(),
             country: None,
             return_url: "http://r".into(),
+            payment_method_token: None,
         };
         let op = Operation::StartPayment(&request);
         let decoded = translator("").decode(

@@ -72,6 +72,7 @@ pub fn from_account(account: &ProviderAccount) -> Result<StripeConnector, Accoun
         attempts_max: u32::try_from(attempts_max).unwrap_or(u32::MAX),
         retry_backoff_ms: account.setting_u64("retry_backoff_ms", RETRY_BACKOFF_MS_DEFAULT)?,
         response_len_max: ANSWER_LEN_MAX,
+        other_origins: Vec::new(),
     })
     .map_err(|error| invalid("transport", error.to_string()))?;
     Ok(Connector::compose(

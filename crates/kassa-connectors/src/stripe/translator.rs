@@ -119,11 +119,17 @@ impl Translator for StripeTranslator {
     ) -> Result<HttpRequest, ProviderError> {
         match operation {
             Operation::StartPayment(request) => {
+                // The cashier's Stripe.js token when the deposit carries one (live), else
+                // the account's test payment method (ADRs 59, 64).
+                let payment_method = request
+                    .payment_method_token
+                    .as_ref()
+                    .map_or(self.payment_method.as_str(), |token| token.expose());
                 let form = Form::default()
                     .field("amount", request.amount_minor.to_string())
                     .field("currency", request.currency.code().to_ascii_lowercase())
                     .field("confirm", "true")
-                    .field("payment_method", self.payment_method.as_str())
+                    .field("payment_method", payment_method)
                     .field("payment_method_types[0]", "card")
                     .field(
                         "return_url",
@@ -260,7 +266,9 @@ fn started(intent: wire::PaymentIntent) -> Result<PaymentStarted, ProviderError>
         "canceled" => PaymentStart::Declined {
             reason: intent.cancellation_reason.or(Some("canceled".into())),
         },
-        // `processing` (and anything newer) has no next step for the player to take.
+        // The bank decides later (some wallets and debits): the event says how it ended.
+        "processing" => PaymentStart::Processing,
+        // Anything newer has no next step Kassa knows.
         other => {
             return Err(ProviderError::Protocol(format!(
                 "a confirmed payment intent answered {other:?}"
@@ -430,6 +438,7 @@ mod tests {
             method: "card".into(),
             country: Some("MT".into()),
             return_url: "http://shop/r?a=1".into(),
+            payment_method_token: None,
         }
     }
 
@@ -481,6 +490,15 @@ mod tests {
              &metadata%5Bkassa_payment_id%5D=pay_1"
         );
         assert_eq!(key.as_deref(), Some("kassa-start-pay_1"));
+    }
+
+    #[test]
+    fn a_deposit_with_the_cashiers_token_confirms_with_it_not_the_accounts_method() {
+        let mut request = deposit();
+        request.payment_method_token = crate::PaymentMethodToken::parse("pm_1QxYz");
+        let (_, _, body, _) = sent(Operation::StartPayment(&request));
+        assert!(body.contains("&payment_method=pm_1QxYz&"), "{body}");
+        assert!(!body.contains("pm_card_visa"), "{body}");
     }
 
     #[test]
@@ -612,8 +630,12 @@ mod tests {
             start(200, &intent("requires_action", "")),
             Err(ProviderError::Protocol(_))
         ));
-        assert!(matches!(
+        assert_eq!(
             start(200, &intent("processing", "")),
+            started_as("pi_1", PaymentStart::Processing)
+        );
+        assert!(matches!(
+            start(200, &intent("requires_confirmation", "")),
             Err(ProviderError::Protocol(_))
         ));
     }

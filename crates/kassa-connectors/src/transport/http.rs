@@ -52,6 +52,9 @@ pub struct HttpTransportConfig {
     pub retry_backoff_ms: u64,
     /// Largest answer body read.
     pub response_len_max: usize,
+    /// Further origins a request may name with an absolute URL: an API spread over two
+    /// hosts (Adyen's Checkout and Payout). No other origin is ever called.
+    pub other_origins: Vec<String>,
 }
 
 /// Why an [`HttpTransportConfig`] cannot be used.
@@ -75,6 +78,8 @@ pub enum TransportConfigError {
 #[derive(Debug)]
 pub struct HttpTransport {
     origin: Url,
+    /// `scheme://host:port` of each other origin.
+    other_origins: Vec<String>,
     client: reqwest::Client,
     config: HttpTransportConfig,
 }
@@ -96,6 +101,17 @@ impl HttpTransport {
             .ok_or_else(|| TransportConfigError::BaseUrl(config.base_url.clone()))?;
         origin.set_path("/");
         origin.set_query(None);
+        let other_origins = config
+            .other_origins
+            .iter()
+            .map(|other| {
+                Url::parse(other)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+                    .map(|url| url.origin().ascii_serialization())
+                    .ok_or_else(|| TransportConfigError::BaseUrl(other.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if config.timeout_ms == 0 {
             return Err(TransportConfigError::ZeroTimeout);
         }
@@ -112,6 +128,7 @@ impl HttpTransport {
             .map_err(|error| TransportConfigError::Client(error.to_string()))?;
         Ok(HttpTransport {
             origin,
+            other_origins,
             client,
             config,
         })
@@ -127,7 +144,12 @@ impl HttpTransport {
             .origin
             .join(&request.path_and_query)
             .ok()
-            .filter(|url| url.origin() == self.origin.origin())
+            .filter(|url| {
+                url.origin() == self.origin.origin()
+                    || self
+                        .other_origins
+                        .contains(&url.origin().ascii_serialization())
+            })
             .ok_or_else(|| {
                 AttemptError::NotSent(ProviderError::Protocol(format!(
                     "bad path {:?}",
@@ -280,6 +302,7 @@ mod tests {
             attempts_max: 3,
             retry_backoff_ms: 1,
             response_len_max: 1024,
+            other_origins: Vec::new(),
         })
         .unwrap()
     }
@@ -384,6 +407,40 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_absolute_url_may_name_only_a_configured_other_origin() {
+        let transport = HttpTransport::new(HttpTransportConfig {
+            other_origins: vec!["http://127.0.0.1:10".into()],
+            ..transport("http://127.0.0.1:9", 1000).config().clone()
+        })
+        .unwrap();
+        let to = |url: &'static str| {
+            move |_: &CallContext| {
+                Ok(HttpRequest {
+                    method: Method::GET,
+                    path_and_query: url.into(),
+                    headers: HeaderMap::new(),
+                    body: Vec::new(),
+                })
+            }
+        };
+        // The other origin is called (nothing listens there: unavailable, not refused).
+        let other = transport
+            .call(ReplaySafety::Never, &to("http://127.0.0.1:10/pal/x"))
+            .await;
+        assert!(
+            matches!(other, Err(ProviderError::Unavailable(_))),
+            "{other:?}"
+        );
+        let elsewhere = transport
+            .call(ReplaySafety::Never, &to("http://127.0.0.1:11/pal/x"))
+            .await;
+        assert!(
+            matches!(elsewhere, Err(ProviderError::Protocol(_))),
+            "{elsewhere:?}"
+        );
+    }
+
     #[test]
     fn unusable_configs_are_refused() {
         let config = |base_url: &str, timeout_ms, attempts_max| HttpTransportConfig {
@@ -392,6 +449,7 @@ mod tests {
             attempts_max,
             retry_backoff_ms: 0,
             response_len_max: 1,
+            other_origins: Vec::new(),
         };
         assert!(matches!(
             HttpTransport::new(config("ftp://h", 1, 1)),

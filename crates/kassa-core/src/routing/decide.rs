@@ -79,6 +79,31 @@ pub struct NoRoute {
     pub reasons: Vec<String>,
 }
 
+impl Decision {
+    /// Offers `account` first because the player's payment method was tokenized with it
+    /// (ADR 64); the others keep their order behind it, for a soft decline. An account the
+    /// decision left out (rules, switches, an open circuit) stays out: the token is
+    /// refused, never used against the operator's routing.
+    pub fn offer_first(&mut self, account: &str) -> Result<(), NoRoute> {
+        let Some(at) = self.candidates.iter().position(|c| c == account) else {
+            return Err(NoRoute {
+                reasons: vec![format!(
+                    "the payment method was tokenized by {account}, which this deposit's route \
+                     does not offer ({})",
+                    self.candidates.join(", ")
+                )],
+            });
+        };
+        if at > 0 {
+            let first = self.candidates.remove(at);
+            self.candidates.insert(0, first);
+        }
+        self.reasons
+            .push(format!("{account} first: it tokenized the payment method"));
+        Ok(())
+    }
+}
+
 /// Decides the route of `request`. `eligible` lists the merchant's accounts whose
 /// capabilities take this method, currency and country, in configuration order; a rule's
 /// account outside it is left out with a reason.
@@ -332,6 +357,41 @@ fn available(
         healthy.sort_by_key(|account| !plan.prefer_accounts.contains(account));
     }
     healthy
+}
+
+#[cfg(test)]
+mod offer_first_tests {
+    use super::*;
+
+    fn decision(candidates: &[&str]) -> Decision {
+        Decision {
+            rule: Some("eu".into()),
+            candidates: candidates.iter().map(|c| c.to_string()).collect(),
+            split: None,
+            reasons: Vec::new(),
+            cascade_after_3ds: false,
+            arm: None,
+        }
+    }
+
+    #[test]
+    fn the_tokenizing_account_goes_first_and_the_rest_keep_their_order() {
+        let mut route = decision(&["adyen", "sandbox", "stripe"]);
+        route.offer_first("stripe").unwrap();
+        assert_eq!(route.candidates, ["stripe", "adyen", "sandbox"]);
+        assert!(route.reasons[0].contains("stripe first"));
+        let mut already = decision(&["stripe", "adyen"]);
+        already.offer_first("stripe").unwrap();
+        assert_eq!(already.candidates, ["stripe", "adyen"]);
+    }
+
+    #[test]
+    fn an_account_off_the_route_is_refused_not_added() {
+        let mut route = decision(&["adyen", "sandbox"]);
+        let refused = route.offer_first("stripe").unwrap_err();
+        assert!(refused.reasons[0].contains("stripe"), "{refused}");
+        assert_eq!(route.candidates, ["adyen", "sandbox"]);
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::Stream;
+use kassa_connectors::PaymentMethodToken;
 use kassa_core::ids::PaymentId;
 use kassa_core::payment::PaymentStatus;
 use kassa_core::{Currency, Money};
@@ -63,6 +64,23 @@ pub struct PaymentInitInput {
     )]
     pub return_url: String,
     pub meta: PaymentMeta,
+    /// A payment method the cashier tokenized in the player's browser with one provider
+    /// account's own client library. That account is offered the deposit first; the others
+    /// of the route, on a soft decline, show their own pages (ADR 64).
+    pub payment_method_token: Option<PaymentMethodTokenInput>,
+}
+
+/// A payment method token and the provider account whose client library made it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentMethodTokenInput {
+    /// The provider account, e.g. `stripe-eu`.
+    #[schema(example = "stripe-eu", max_length = 64)]
+    pub account: String,
+    /// The account's token as its library gave it: a Stripe `pm_…` id, or the JSON text of
+    /// Adyen Drop-in's `state.data.paymentMethod`.
+    #[schema(example = "pm_1QxYzAbCdEf", max_length = 8192)]
+    pub token: String,
 }
 
 /// Context of the deposit, for routing and risk.
@@ -181,6 +199,24 @@ pub async fn init_payment(
             "1 to 128 characters",
         ));
     }
+    let payment_method_token = input
+        .payment_method_token
+        .map(|given| {
+            let token = PaymentMethodToken::parse(&given.token).ok_or_else(|| {
+                ApiError::validation(
+                    "payment_method_token.token",
+                    "1 to 8192 characters of text, no control characters",
+                )
+            })?;
+            if given.account.is_empty() || given.account.len() > 64 {
+                return Err(ApiError::validation(
+                    "payment_method_token.account",
+                    "a provider account id, 1 to 64 characters",
+                ));
+            }
+            Ok((given.account, token))
+        })
+        .transpose()?;
     let request = NewPayment {
         player_id,
         amount,
@@ -191,6 +227,7 @@ pub async fn init_payment(
         device_id: input.meta.device_id,
         ip: input.meta.ip,
         session_id: input.meta.session_id,
+        payment_method_token,
     };
     let claim = claim.map(|c| c.0);
     let started = state

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kassa_connectors::{
-    CardCharge, CardDetails, PaymentProvider, PaymentRequest, PaymentStart, PaymentStarted,
-    ProviderError, ProviderRegistry, CIRCUIT_OPEN,
+    CardCharge, CardDetails, PaymentMethodToken, PaymentProvider, PaymentRequest, PaymentStart,
+    PaymentStarted, ProviderError, ProviderRegistry, CIRCUIT_OPEN,
 };
 use kassa_core::routing::{DeclineClass, DeclineClasses, Outcome};
 use serde::Serialize;
@@ -62,13 +62,15 @@ struct Verdict {
 }
 
 /// Offers `request` to `candidates` in turn (see the module's rules): a decision's, or the
-/// rest of them after a later soft decline.
+/// rest of them after a later soft decline. `token` (account, token) goes only to the
+/// account that made it (ADR 64); the others start without it.
 pub async fn offer(
     routing: &RoutingService,
     providers: &ProviderRegistry,
     candidates: &[String],
     declines: &DeclineClasses,
     request: &PaymentRequest,
+    token: Option<(&str, &PaymentMethodToken)>,
 ) -> Offered {
     let turns = in_turn(
         routing,
@@ -76,7 +78,18 @@ pub async fn offer(
         candidates,
         declines,
         request,
-        |provider| async move { provider.start_payment(request).await },
+        |provider| async move {
+            match token {
+                Some((account, token)) if provider.name() == account => {
+                    let own = PaymentRequest {
+                        payment_method_token: Some(token.clone()),
+                        ..request.clone()
+                    };
+                    provider.start_payment(&own).await
+                }
+                _ => provider.start_payment(request).await,
+            }
+        },
         |started| started,
     )
     .await;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use kassa_connectors::{
     CardCharge, CardDetails, PaymentEvent as ProviderPaymentEvent, PaymentEventStatus,
-    PaymentProvider, PaymentRequest, PaymentStart, PaymentStarted, ProviderError,
-    ProviderPaymentStatus, ProviderRegistry, RefundAccepted, RefundRequest,
+    PaymentMethodToken, PaymentProvider, PaymentRequest, PaymentStart, PaymentStarted,
+    ProviderError, ProviderPaymentStatus, ProviderRegistry, RefundAccepted, RefundRequest,
 };
 use kassa_core::ids::{DisputeId, MerchantId, PaymentId, PlayerId, RefundId};
 use kassa_core::ledger::{AccountKind, EntryStatus, Outcome};
@@ -64,6 +64,9 @@ pub struct NewPayment {
     pub device_id: Option<String>,
     pub ip: Option<String>,
     pub session_id: Option<String>,
+    /// The provider account that tokenized the player's payment method, and its token
+    /// (ADR 64); not stored: the account keeps it.
+    pub payment_method_token: Option<(String, PaymentMethodToken)>,
 }
 
 /// Why a deposit use case did not do what it was asked.
@@ -82,6 +85,13 @@ pub enum PaymentError {
         currency: Currency,
         country: String,
         /// Why each possibility was left out (switches, circuits, maintenance).
+        reasons: Vec<String>,
+    },
+    /// The payment method was tokenized by an account this deposit's route does not offer;
+    /// nothing was started.
+    #[error("{}", reasons.join("; "))]
+    TokenAccountOffRoute {
+        account: String,
         reasons: Vec<String>,
     },
     /// A responsible-gambling deposit limit would be exceeded; nothing was started.
@@ -321,7 +331,7 @@ impl PaymentsService {
             first_deposit,
             now_unix_s: now_ms() / 1_000,
         };
-        let decision = self
+        let mut decision = self
             .routing
             .decide(&routing, &route_request, &eligible)
             .map_err(|no_route| PaymentError::NoProvider {
@@ -330,6 +340,14 @@ impl PaymentsService {
                 country: request.country.clone(),
                 reasons: no_route.reasons,
             })?;
+        if let Some((account, _)) = &request.payment_method_token {
+            decision.offer_first(account).map_err(|off_route| {
+                PaymentError::TokenAccountOffRoute {
+                    account: account.clone(),
+                    reasons: off_route.reasons,
+                }
+            })?;
+        }
         Ok((decision, routing.document.declines.clone()))
     }
 
@@ -427,6 +445,7 @@ impl PaymentsService {
         let Some(_in_flight) = self.starts.begin(&payment_id) else {
             return Err(lose_key(claim));
         };
+        let token = request.payment_method_token.clone();
         let mut payment = new_payment_record(payment_id, merchant_id, "", request);
         payment.risk = risk.as_ref().map(|(assessment, _)| assessment.json());
         let offered = cascade::offer(
@@ -435,9 +454,14 @@ impl PaymentsService {
             &decision.candidates,
             &declines,
             &payment_request(&payment),
+            token
+                .as_ref()
+                .map(|(account, token)| (account.as_str(), token)),
         )
         .await;
         crate::metrics::record_routing(&decision, &offered.attempts);
+        let start = offered.asked.as_ref().ok().map(|started| &started.start);
+        crate::metrics::record_threeds_challenge(offered.provider.name(), start, false);
         payment.provider = offered.provider.name().to_string();
         payment.routing = Some(routing_record(&decision, &offered.attempts));
         payment.routing_arm = decision.arm.map(|arm| arm.as_str().to_string());
@@ -557,7 +581,9 @@ impl PaymentsService {
             }
             PaymentStart::Authorized => (Some(PaymentEvent::Authorized), None),
             PaymentStart::Declined { reason } => (Some(PaymentEvent::Declined), reason),
-            PaymentStart::AwaitingFunds { .. } | PaymentStart::CodeSent { .. } => (None, None),
+            PaymentStart::AwaitingFunds { .. }
+            | PaymentStart::CodeSent { .. }
+            | PaymentStart::Processing => (None, None),
         };
         self.transition(tx, payment, PaymentEvent::Sent, "api", "sent", None)
             .await?;
@@ -766,6 +792,13 @@ impl PaymentsService {
         self.publish(&payment);
         let processed = matches!(applied, Applied::Processed(_));
         crate::metrics::record_payment_event(&payment, was, event.status, processed);
+        crate::metrics::record_threeds_challenge(
+            &payment.provider,
+            None,
+            processed
+                && event.status == PaymentEventStatus::Captured
+                && event.three_ds_challenged == Some(true),
+        );
         self.record_fee(&payment, was).await;
         Ok(applied)
     }
@@ -797,6 +830,11 @@ impl PaymentsService {
             PaymentEventStatus::Refunded => {
                 return self.apply_refund(tx, payment, event, source, &detail).await;
             }
+            PaymentEventStatus::RefundFailed => {
+                return self
+                    .apply_refund_failure(tx, payment, event, source, &detail)
+                    .await;
+            }
             PaymentEventStatus::Chargeback => {
                 (PaymentEvent::Chargeback, DisputeStatus::Open.as_str())
             }
@@ -808,7 +846,7 @@ impl PaymentsService {
             PaymentEventStatus::Declined => (PaymentEvent::Declined, event.status.as_str()),
             PaymentEventStatus::Failed => (PaymentEvent::Failed, event.status.as_str()),
             PaymentEventStatus::Cancelled => (PaymentEvent::Cancelled, event.status.as_str()),
-            _ => (PaymentEvent::DisputeLost, event.status.as_str()),
+            PaymentEventStatus::DisputeLost => (PaymentEvent::DisputeLost, event.status.as_str()),
         };
         if matches!(
             event.status,
@@ -910,19 +948,18 @@ impl PaymentsService {
         }
     }
 
-    async fn apply_refund(
+    /// The refund an event names, checked against the event's amount.
+    async fn refund_of_event(
         &self,
         tx: &mut Tx,
-        payment: &mut PaymentRecord,
+        payment: &PaymentRecord,
         event: &ProviderPaymentEvent,
-        source: &str,
-        detail: &str,
-    ) -> Result<Applied, ProviderEventError> {
+    ) -> Result<RefundRecord, ProviderEventError> {
         let refunds = self.store.refunds_of(tx, &payment.id).await?;
         let refund = event
             .refund_id
             .as_deref()
-            .and_then(|id| refunds.iter().find(|r| r.id.as_str() == id))
+            .and_then(|id| refunds.into_iter().find(|r| r.id.as_str() == id))
             .ok_or(ProviderEventError::Mismatch(
                 "the refund_id is not a refund of this payment",
             ))?;
@@ -931,22 +968,95 @@ impl PaymentsService {
                 "the amount differs from the refund's",
             ));
         }
+        Ok(refund)
+    }
+
+    /// Records, without effect, a refund event for a refund already settled or failed.
+    async fn ignore_refund_event(
+        &self,
+        tx: &mut Tx,
+        payment: &PaymentRecord,
+        name: &'static str,
+        source: &str,
+        detail: &str,
+    ) -> Result<Applied, ProviderEventError> {
+        let history = HistoryEvent {
+            source,
+            event: name,
+            from: payment.status.as_str(),
+            to: None,
+            actor: None,
+            detail: Some(detail),
+        };
+        self.store
+            .insert_payment_event(tx, &payment.id, history)
+            .await?;
+        Ok(Applied::Ignored(payment.status))
+    }
+
+    /// A refund the provider accepted and then refused: its hold goes back to the player's
+    /// cash (the same movement as a refund refused at once), the refund fails, the payment
+    /// keeps its status.
+    async fn apply_refund_failure(
+        &self,
+        tx: &mut Tx,
+        payment: &PaymentRecord,
+        event: &ProviderPaymentEvent,
+        source: &str,
+        detail: &str,
+    ) -> Result<Applied, ProviderEventError> {
+        let mut refund = self.refund_of_event(tx, payment, event).await?;
         if !refund.status.holds_money() {
-            self.store
-                .insert_payment_event(
-                    tx,
-                    &payment.id,
-                    HistoryEvent {
-                        source,
-                        event: "refunded",
-                        from: payment.status.as_str(),
-                        to: None,
-                        actor: None,
-                        detail: Some(detail),
-                    },
-                )
-                .await?;
-            return Ok(Applied::Ignored(payment.status));
+            return self
+                .ignore_refund_event(tx, payment, "refund_failed", source, detail)
+                .await;
+        }
+        let void = movements::refund_failed(&refund.id, payment_ref(payment));
+        let outcome = self
+            .store
+            .apply_ledger_requests(tx, payment.merchant_id.as_str(), &[void])
+            .await?;
+        if !matches!(&outcome[0], Outcome::Recorded(e) if e.status == EntryStatus::Posted) {
+            return Err(unexpected_ledger(&outcome[0]).into());
+        }
+        refund.status = RefundStatus::Failed;
+        refund.failure_reason = event.reason.clone().or(Some("refused_by_provider".into()));
+        self.store
+            .update_refund(
+                tx,
+                &refund.id,
+                RefundStatus::Failed,
+                refund.failure_reason.as_deref(),
+            )
+            .await?;
+        self.refund_event(tx, &refund, "refund.failed").await?;
+        let history = HistoryEvent {
+            source,
+            event: "refund_failed",
+            from: payment.status.as_str(),
+            to: Some(payment.status.as_str()),
+            actor: None,
+            detail: Some(detail),
+        };
+        self.store
+            .insert_payment_event(tx, &payment.id, history)
+            .await?;
+        Ok(Applied::Processed(payment.status))
+    }
+
+    async fn apply_refund(
+        &self,
+        tx: &mut Tx,
+        payment: &mut PaymentRecord,
+        event: &ProviderPaymentEvent,
+        source: &str,
+        detail: &str,
+    ) -> Result<Applied, ProviderEventError> {
+        let refund = self.refund_of_event(tx, payment, event).await?;
+        if !refund.status.holds_money() {
+            return self
+                .ignore_refund_event(tx, payment, "refunded", source, detail)
+                .await;
         }
         let refunded = Money::new(
             payment.refunded.amount_minor + refund.amount.amount_minor,
@@ -1707,10 +1817,13 @@ impl PaymentsService {
                         .map(|_| ())
                         .map_err(|error| error.to_string())
                 }
-                None if now - payment.created_at_ms > expire_after_ms => self
-                    .expire(&payment.id)
-                    .await
-                    .map_err(|error| error.to_string()),
+                None if now - payment.created_at_ms > expire_after_ms
+                    && may_expire_unanswered(&payment) =>
+                {
+                    self.expire(&payment.id)
+                        .await
+                        .map_err(|error| error.to_string())
+                }
                 None => self
                     .touch(&payment.id)
                     .await
@@ -1943,7 +2056,8 @@ fn check_event_matches(
         }
     }
     let amount_fits = match event.status {
-        PaymentEventStatus::Refunded => true, // checked against the refund
+        // Checked against the refund.
+        PaymentEventStatus::Refunded | PaymentEventStatus::RefundFailed => true,
         PaymentEventStatus::Chargeback
         | PaymentEventStatus::DisputeWon
         | PaymentEventStatus::DisputeLost => {
@@ -2054,6 +2168,15 @@ async fn answer_refusal(
     }
 }
 
+/// Whether status sync may expire a payment no outcome reached in time: one with a page the
+/// player may have abandoned, or one already authorized. A pending payment the provider is
+/// processing with no step for the player (a SEPA debit, `PaymentStart::Processing`) is
+/// waited for: its outcome comes by event days later, and expiring it would leave a debit
+/// the books never credit (ADR 64).
+fn may_expire_unanswered(payment: &PaymentRecord) -> bool {
+    payment.status != PaymentStatus::Pending || payment.redirect_url.is_some()
+}
+
 /// What the provider is asked to start.
 pub(crate) fn payment_request(payment: &PaymentRecord) -> PaymentRequest {
     PaymentRequest {
@@ -2063,6 +2186,7 @@ pub(crate) fn payment_request(payment: &PaymentRecord) -> PaymentRequest {
         method: payment.method.clone(),
         country: Some(payment.country.clone()),
         return_url: payment.return_url.clone(),
+        payment_method_token: None,
     }
 }
 

@@ -330,6 +330,10 @@ impl PublicError for PaymentError {
                 "method": method, "currency": currency.code(), "country": country,
                 "reasons": reasons,
             })),
+            PaymentError::TokenAccountOffRoute { account, reasons } => {
+                Problem::new(422, "payment_method_token_unusable", message)
+                    .with_details(json!({ "account": account, "reasons": reasons }))
+            }
             PaymentError::LimitExceeded(refused) => limit_exceeded(refused, message),
             PaymentError::Risk(refusal) => risk_refused(refusal),
             PaymentError::NotFound { .. } => Problem::new(404, "payment_not_found", message),

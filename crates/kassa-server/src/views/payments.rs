@@ -38,6 +38,9 @@ pub enum NextActionView {
         destination_masked: String,
         expires_at_unix_s: i64,
     },
+    /// The provider decides later with no step for the player (a debit being processed):
+    /// show that the deposit is under way and follow its status stream.
+    Processing,
 }
 
 impl NextActionView {
@@ -63,6 +66,7 @@ impl NextActionView {
                 destination_masked: destination_masked.clone(),
                 expires_at_unix_s: *expires_at_unix_s,
             }),
+            S::Processing => Some(NextActionView::Processing),
             _ => None,
         }
     }

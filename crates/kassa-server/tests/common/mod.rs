@@ -531,12 +531,17 @@ pub async fn try_deposit(app: &TestApp, amount: &str) -> Answer {
         "amount": amount, "currency": "EUR", "method": "card", "player_id": "p1",
         "return_url": format!("{}/cashier/return", app.base), "meta": {"country": "MT"}
     });
+    post_deposit(app, &body).await
+}
+
+/// Posts `body` to `/v1/payments/init` under a fresh idempotency key, whatever the answer.
+pub async fn post_deposit(app: &TestApp, body: &Value) -> Answer {
     let key = kassa_core::ids::generate("idem");
     app.send(
         Method::POST,
         "/v1/payments/init",
         Some(&app.api_key),
-        Some(&body),
+        Some(body),
         &[("Idempotency-Key", &key)],
     )
     .await

@@ -178,6 +178,15 @@ fn card_of(shared: &Shared, body: &Value) -> Option<String> {
         .or_else(|| shared.store().card_on_file.clone())
 }
 
+/// Whether the payment is a SEPA direct debit with the IBAN Adyen's Drop-in collects.
+fn is_sepa_debit(body: &Value) -> bool {
+    let method = &body["paymentMethod"];
+    method["type"].as_str() == Some("sepadirectdebit")
+        && method["sepa.ibanNumber"]
+            .as_str()
+            .is_some_and(|iban| !iban.is_empty())
+}
+
 /// The AUTHORISATION notification of a decided payment.
 pub fn notify_authorisation(shared: &Shared, payment: &Payment) {
     let success = payment.result_code == "Authorised";
@@ -276,15 +285,31 @@ pub async fn payments(State(shared): State<Shared>, headers: HeaderMap, raw: Byt
             refunded: 0,
         };
         let late = verdict.is_some_and(|verdict| decide(&mut payment, verdict));
-        store
-            .payments
-            .insert(payment.psp_reference.clone(), payment.clone());
+        let debit = is_sepa_debit(&body);
+        if debit {
+            // A direct debit is received, not decided: the bank's answer comes days later
+            // in real life, by notification at once here.
+            payment.result_code = "Received";
+        }
+        let mut kept = payment.clone();
+        if debit {
+            kept.result_code = "Authorised";
+        }
+        store.payments.insert(payment.psp_reference.clone(), kept);
         (payment, late)
     };
     let answer = payment_answer(&shared, &payment, verdict);
     remember(&shared, key, StatusCode::OK, &answer);
-    if matches!(payment.result_code, "Authorised" | "Refused") {
-        notify_authorisation(&shared, &payment);
+    match payment.result_code {
+        "Authorised" | "Refused" => notify_authorisation(&shared, &payment),
+        "Received" => notify_authorisation(
+            &shared,
+            &Payment {
+                result_code: "Authorised",
+                ..payment.clone()
+            },
+        ),
+        _ => {}
     }
     tracing::info!(psp_reference = %payment.psp_reference, result_code = payment.result_code, "payment");
     if late {
@@ -359,15 +384,23 @@ pub async fn modification(
     let outcome = {
         let mut store = shared.store();
         let modification_reference = store.psp_reference();
+        let refusal = match event_code {
+            "REFUND" => store.refund_refusal.clone(),
+            _ => None,
+        };
         match store.payments.get_mut(&psp_reference) {
             Some(payment) if payment.merchant_account == merchant_account => {
-                apply_modification(payment, event_code, amount.as_ref())
-                    .map(|()| (payment.clone(), modification_reference))
+                let applied = match refusal {
+                    // Received now, refused later: the payment keeps its refundable amount.
+                    Some(_) => Ok(()),
+                    None => apply_modification(payment, event_code, amount.as_ref()),
+                };
+                applied.map(|()| (payment.clone(), modification_reference, refusal))
             }
             _ => Err("Original pspReference required for this operation"),
         }
     };
-    let (payment, modification_reference) = match outcome {
+    let (payment, modification_reference, refusal) = match outcome {
         Ok(done) => done,
         Err(why) => return error(StatusCode::UNPROCESSABLE_ENTITY, "167", why, "validation"),
     };
@@ -391,14 +424,14 @@ pub async fn modification(
         &shared,
         &[Item {
             event_code,
-            success: true,
+            success: refusal.is_none(),
             psp_reference: &modification_reference,
             original_reference: Some(&psp_reference),
             merchant_account: &merchant_account,
             merchant_reference: &reference,
             value,
             currency: &currency,
-            reason: "",
+            reason: refusal.as_deref().unwrap_or(""),
         }],
     );
     (StatusCode::CREATED, Json(answer)).into_response()

@@ -25,6 +25,22 @@ pub async fn card_on_file(State(shared): State<Shared>, Json(body): Json<CardOnF
 }
 
 #[derive(Deserialize)]
+pub struct RefundRefusal {
+    reason: Option<String>,
+}
+
+/// `PUT /_sim/refund-refusal {"reason": "…" | null}`: later refunds are received, then
+/// refused by a `REFUND` notification with `success=false` and this reason; `null` lets them
+/// succeed again.
+pub async fn refund_refusal(
+    State(shared): State<Shared>,
+    Json(body): Json<RefundRefusal>,
+) -> Response {
+    shared.store().refund_refusal = body.reason;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
 pub struct ByReference {
     reference: Option<String>,
 }

@@ -94,6 +94,9 @@ struct Store {
     /// `Idempotency-Key` → the first answer (status, body).
     answers: HashMap<String, (u16, serde_json::Value)>,
     card_on_file: Option<String>,
+    /// When set, refunds are received and then refused with this reason (`REFUND`,
+    /// `success=false`), as Adyen does when the balance or the payment does not allow one.
+    refund_refusal: Option<String>,
     next_reference: u64,
 }
 
@@ -155,6 +158,7 @@ fn router(shared: Shared) -> Router {
             get(pages::challenge_page).post(pages::submit_challenge),
         )
         .route("/_sim/card-on-file", put(control::card_on_file))
+        .route("/_sim/refund-refusal", put(control::refund_refusal))
         .route("/_sim/payments", get(control::payments))
         .route(
             "/_sim/payments/{psp_reference}/{dispute}",

@@ -108,6 +108,7 @@ async fn run(duration: Duration) -> anyhow::Result<RunStats> {
         method: "card".into(),
         country: None,
         return_url: String::new(),
+        payment_method_token: None,
     };
     warm_up(&connector, &request, &card).await?;
     let histogram = Arc::new(Mutex::new(stats::new_histogram()));

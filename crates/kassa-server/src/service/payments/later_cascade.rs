@@ -157,6 +157,8 @@ impl PaymentsService {
                     &remaining,
                     &declines,
                     &payment_request(&known),
+                    // A token belonged to the first account; the rest show their own pages.
+                    None,
                 )
                 .await,
             ),
@@ -179,6 +181,8 @@ impl PaymentsService {
                 }
                 payment.routing = Some(routing.to_string());
                 payment.provider = offered.provider.name().to_string();
+                let start = offered.asked.as_ref().ok().map(|started| &started.start);
+                crate::metrics::record_threeds_challenge(&payment.provider, start, false);
                 self.store.reroute_payment(&mut tx, &payment).await?;
                 self.record_later_start(&mut tx, &mut payment, offered.asked)
                     .await?;
@@ -246,7 +250,11 @@ impl PaymentsService {
                 self.transition(tx, payment, event, "cascade", "declined", Some(&detail))
                     .await?;
             }
-            PaymentStart::AwaitingFunds { .. } | PaymentStart::CodeSent { .. } => {
+            PaymentStart::AwaitingFunds { .. }
+            | PaymentStart::CodeSent { .. }
+            | PaymentStart::Processing => {
+                // The first account's page is of no use any more; no page replaces it.
+                payment.redirect_url = None;
                 self.store.update_payment(tx, payment).await?;
             }
         }
