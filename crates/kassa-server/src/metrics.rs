@@ -42,9 +42,10 @@ pub const PROVIDER_AUTHORIZATION_DURATION: &str = "kassa_provider_authorization_
 pub const PAYOUTS: &str = "kassa_payouts_total";
 /// Seconds from a withdrawal's request to its end, `{provider, method, outcome}`.
 pub const PAYOUT_DURATION: &str = "kassa_payout_duration_seconds";
-/// 3-D Secure results, `{provider, outcome}`: `failed` (a decline for failed, rejected or
-/// unavailable authentication); from Kassa's own 3DS Server (direct acquiring, ADR 9300)
-/// also `frictionless`, `attempted`, `challenged` (a challenge shown) and `challenge_passed`.
+/// 3-D Secure results, `{provider, outcome}`: `challenged` (a challenge shown to the
+/// player), `failed` (a decline for failed, rejected or unavailable authentication); from
+/// Kassa's own 3DS Server (direct acquiring, ADR 9300) also `frictionless`, `attempted` and
+/// `challenge_passed`.
 pub const THREEDS: &str = "kassa_threeds_total";
 /// Refunds, `{provider, outcome}`: `succeeded`, `failed`.
 pub const REFUNDS: &str = "kassa_refunds_total";
@@ -421,7 +422,7 @@ pub fn record_threeds_challenge(
     }
 }
 
-/// A 3-D Secure result at `provider`: `challenged` or `failed`.
+/// A 3-D Secure result at `provider` (outcomes at [`THREEDS`]).
 pub fn record_threeds(provider: &str, outcome: &'static str) {
     counter!(THREEDS, "provider" => label(provider), "outcome" => outcome).increment(1);
 }
