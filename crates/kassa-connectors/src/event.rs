@@ -1,5 +1,6 @@
 //! Typed events parsed from a provider's verified inbound messages, and why one was refused.
 
+use kassa_core::kyc::{KycLevel, VerificationResult};
 use kassa_core::Currency;
 use serde::Serialize;
 
@@ -144,6 +145,40 @@ pub struct PayoutEvent {
     pub reason: Option<String>,
 }
 
+/// One document check an ID provider ran, as it reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DocumentCheck {
+    /// What was checked, e.g. `identity_document` or `source_of_funds`.
+    pub document: String,
+    /// The check, e.g. `expiry`, `data_consistency`, `image_quality`.
+    pub check: String,
+    /// `clear` or `consider`.
+    pub result: String,
+    /// The provider's note, when it gave one.
+    pub detail: Option<String>,
+}
+
+/// An ID provider's result for one applicant's verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerificationEvent {
+    /// The provider's id of this event: the dedupe key.
+    pub event_id: String,
+    /// The provider's applicant id.
+    pub applicant_id: String,
+    /// Kassa's check id, as sent when the applicant was created.
+    pub external_id: String,
+    /// The level the applicant was verified at.
+    pub level: KycLevel,
+    /// What the provider decided.
+    pub result: VerificationResult,
+    /// A machine-readable reason for a rejection or a resubmission, e.g. `document_expired`.
+    pub reason: Option<String>,
+    /// Each document check and its result.
+    pub checks: Vec<DocumentCheck>,
+    /// When the provider signed the event, in Unix seconds.
+    pub timestamp_unix_s: i64,
+}
+
 /// One verified, parsed provider webhook.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -152,6 +187,8 @@ pub enum ProviderEvent {
     Payment(PaymentEvent),
     /// About a withdrawal.
     Payout(PayoutEvent),
+    /// An ID provider's verification result.
+    Verification(VerificationEvent),
 }
 
 impl ProviderEvent {
@@ -160,6 +197,7 @@ impl ProviderEvent {
         match self {
             ProviderEvent::Payment(event) => &event.event_id,
             ProviderEvent::Payout(event) => &event.event_id,
+            ProviderEvent::Verification(event) => &event.event_id,
         }
     }
 
@@ -168,6 +206,7 @@ impl ProviderEvent {
         match self {
             ProviderEvent::Payment(event) => event.timestamp_unix_s,
             ProviderEvent::Payout(event) => event.timestamp_unix_s,
+            ProviderEvent::Verification(event) => event.timestamp_unix_s,
         }
     }
 }

@@ -19,6 +19,8 @@ pub mod card;
 pub mod connector;
 pub mod event;
 pub mod guarded;
+pub mod identity;
+pub mod idv_sandbox;
 pub mod inbound;
 pub mod provider;
 pub mod registry;
@@ -34,10 +36,11 @@ pub use account::{AccountError, Credentials, ProviderAccount};
 pub use card::{CardDetails, CardError};
 pub use connector::Connector;
 pub use event::{
-    InboundRefusal, PaymentEvent, PaymentEventStatus, PayoutEvent, PayoutEventStatus,
-    ProviderEvent, WebhookError,
+    DocumentCheck, InboundRefusal, PaymentEvent, PaymentEventStatus, PayoutEvent,
+    PayoutEventStatus, ProviderEvent, VerificationEvent, WebhookError,
 };
 pub use guarded::{Guarded, CIRCUIT_OPEN};
+pub use identity::{IdentityProvider, IdentityProviders};
 pub use inbound::{Acknowledgement, InboundBatch, InboundChannel, InboundSource, RawInbound};
 pub use provider::{
     Capabilities, CardCharge, PaymentMethodToken, PaymentProvider, PaymentRequest, PaymentSession,

@@ -7,7 +7,14 @@
 use hmac::{Hmac, Mac};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
+
+use crate::provider::ProviderError;
+use crate::translator::CallContext;
+use crate::transport::HttpRequest;
 
 /// Header carrying the request's Unix timestamp in seconds.
 pub const TIMESTAMP_HEADER: &str = "X-Kassa-Timestamp";
@@ -48,6 +55,43 @@ pub fn new_nonce() -> String {
         .take(NONCE_LEN)
         .map(char::from)
         .collect()
+}
+
+/// A request carrying `body` (JSON when not empty), signed with `secret` under the
+/// `X-Kassa-*` headers for the attempt `context` describes: the scheme of the sandbox PSP and
+/// the sandbox ID provider.
+pub fn signed_http_request(
+    secret: &SecretString,
+    method: Method,
+    path_and_query: String,
+    body: Vec<u8>,
+    context: &CallContext,
+) -> Result<HttpRequest, ProviderError> {
+    let signature = sign_request(
+        secret.expose_secret().as_bytes(),
+        method.as_str(),
+        &path_and_query,
+        context.now_unix_s,
+        &context.nonce,
+        &body,
+    );
+    let header = |text: &str| {
+        HeaderValue::from_str(text)
+            .map_err(|_| ProviderError::Protocol(format!("unsendable header value {text:?}")))
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(TIMESTAMP_HEADER, header(&context.now_unix_s.to_string())?);
+    headers.insert(NONCE_HEADER, header(&context.nonce)?);
+    headers.insert(SIGNATURE_HEADER, header(&signature)?);
+    if !body.is_empty() {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    Ok(HttpRequest {
+        method,
+        path_and_query,
+        headers,
+        body,
+    })
 }
 
 #[cfg(test)]

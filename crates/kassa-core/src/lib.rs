@@ -11,6 +11,7 @@ mod stored_names;
 pub mod card;
 pub mod exclusion;
 pub mod ids;
+pub mod kyc;
 pub mod ledger;
 pub mod limits;
 pub mod money;

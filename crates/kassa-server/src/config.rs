@@ -71,6 +71,54 @@ pub struct Config {
     /// The risk decision before deposits and payouts.
     #[serde(default)]
     pub risk: RiskConfig,
+    /// KYC: ID provider accounts and the CDD thresholds per jurisdiction.
+    #[serde(default)]
+    pub kyc: KycConfig,
+}
+
+/// KYC through ID providers (issue 19 item 5, docs/kyc.md).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KycConfig {
+    /// ID provider accounts, each serving one merchant, shaped like the payment provider
+    /// accounts (kind `idv_sandbox`); webhooks go to `/v1/providers/{id}/webhook`.
+    #[serde(default)]
+    pub accounts: Vec<ProviderAccountConfig>,
+    /// The CDD thresholds per jurisdiction and currency; a player with none is not locked.
+    #[serde(default)]
+    pub cdd: Vec<CddThresholdConfig>,
+}
+
+/// One jurisdiction's CDD threshold in one currency: deposits single or linked within the
+/// window reaching it lock withdrawals until the `enhanced` level is verified.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CddThresholdConfig {
+    /// The player's jurisdiction, e.g. `GB`.
+    pub jurisdiction: String,
+    /// The player's currency, e.g. `EUR`.
+    pub currency: String,
+    /// The threshold in that currency's minor units (€2,000 = 200000).
+    pub threshold_minor: i64,
+    /// How far apart linked deposits may be, in hours; 0: the whole relationship.
+    pub window_hours: u32,
+}
+
+impl KycConfig {
+    /// The CDD threshold for a player of `jurisdiction` holding `currency`, if any.
+    pub fn cdd_threshold(
+        &self,
+        jurisdiction: &str,
+        currency: &str,
+    ) -> Option<kassa_core::kyc::CddThreshold> {
+        self.cdd
+            .iter()
+            .find(|c| c.jurisdiction == jurisdiction && c.currency == currency)
+            .map(|c| kassa_core::kyc::CddThreshold {
+                threshold_minor: c.threshold_minor,
+                window_ms: (c.window_hours > 0).then(|| i64::from(c.window_hours) * 3_600_000),
+            })
+    }
 }
 
 /// The risk decision before every deposit and payout start (ADR 62). The rule set here is
@@ -641,7 +689,12 @@ impl Config {
                 None => e,
             })?;
         config.apply(overrides);
-        for account in &mut config.providers.accounts {
+        for account in config
+            .providers
+            .accounts
+            .iter_mut()
+            .chain(config.kyc.accounts.iter_mut())
+        {
             account.resolve_secrets(|name| std::env::var(name).ok())?;
         }
         config
@@ -736,9 +789,17 @@ impl Config {
             self.metrics.listen
         );
         anyhow::ensure!(
-            self.providers.accounts.len() <= PROVIDER_ACCOUNTS_MAX,
+            self.providers.accounts.len() + self.kyc.accounts.len() <= PROVIDER_ACCOUNTS_MAX,
             "at most {PROVIDER_ACCOUNTS_MAX} provider accounts"
         );
+        for cdd in &self.kyc.cdd {
+            anyhow::ensure!(
+                cdd.threshold_minor > 0,
+                "kyc.cdd {}/{}: threshold_minor must be greater than zero",
+                cdd.jurisdiction,
+                cdd.currency
+            );
+        }
         anyhow::ensure!(
             matches!(self.log_format.as_str(), "text" | "json"),
             "log_format must be \"text\" or \"json\", not {:?}",
@@ -815,7 +876,7 @@ impl Config {
     /// The IP allow-lists of the provider accounts that have one.
     pub fn source_allow_lists(&self) -> anyhow::Result<SourceAllowLists> {
         let mut by_account = std::collections::HashMap::new();
-        for account in &self.providers.accounts {
+        for account in self.providers.accounts.iter().chain(&self.kyc.accounts) {
             let networks = account.webhook_source_networks()?;
             if !networks.is_empty() {
                 by_account.insert(account.id.clone(), networks);

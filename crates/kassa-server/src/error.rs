@@ -209,6 +209,7 @@ answered_as_api_error!(
     crate::service::limits::LimitsError,
     crate::service::risk::RiskError,
     crate::service::exclusions::ExclusionError,
+    crate::service::kyc::KycError,
     kassa_store::StoreError,
     kassa_core::MoneyError
 );

@@ -67,6 +67,8 @@ pub struct AppStateInner {
     pub routing: service::routing::RoutingService,
     /// The risk decision before deposits and payouts, and its rule sets.
     pub risk: service::risk::RiskService,
+    /// KYC checks at ID providers and players' levels.
+    pub kyc: service::kyc::KycService,
     /// Responsible-gambling limits.
     pub limits: service::limits::LimitsService,
     /// Self-exclusions and time-outs.
@@ -178,7 +180,11 @@ impl Server {
             store: &store,
             acquirers: &acquirers,
         };
-        let (registry, embedded) = providers::build(&config, context).await?;
+        let providers::Built {
+            registry,
+            identities,
+            embedded,
+        } = providers::build(&config, context).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
         let simulator_urls = embedded
             .iter()
@@ -192,6 +198,7 @@ impl Server {
         let providers = Providers {
             registry: Arc::new(registry),
             acquirers: acquirers.clone(),
+            identities: Arc::new(identities),
         };
         let state = AppState::new(store.clone(), config, providers, deliverer);
         state
@@ -335,6 +342,8 @@ pub struct Providers {
     pub registry: Arc<kassa_connectors::ProviderRegistry>,
     /// The acquirer accounts' connectors again, for their reversal advice jobs.
     pub acquirers: service::acquirer::Acquirers,
+    /// The ID provider accounts (KYC).
+    pub identities: Arc<kassa_connectors::IdentityProviders>,
 }
 
 impl AppState {
@@ -348,6 +357,7 @@ impl AppState {
         let Providers {
             registry: providers,
             acquirers,
+            identities,
         } = providers;
         let config = Arc::new(config);
         let players = service::players::PlayerDirectory::new(store.clone());
@@ -366,6 +376,12 @@ impl AppState {
         );
         let risk = service::risk::RiskService::new(store.clone(), &config.risk)
             .expect("[risk.rules] is valid (checked by Config::load and Server::start)");
+        let kyc = service::kyc::KycService::new(
+            store.clone(),
+            players.clone(),
+            identities,
+            config.kyc.clone(),
+        );
         let payments = service::payments::PaymentsService::new(
             store.clone(),
             providers.clone(),
@@ -373,7 +389,8 @@ impl AppState {
             amount_limits.clone(),
             routing.clone(),
         )
-        .with_risk(risk.clone());
+        .with_risk(risk.clone())
+        .with_kyc(kyc.clone());
         let vault = vault_of(&store, &config.vault);
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),
@@ -383,7 +400,8 @@ impl AppState {
         )
         .with_vault(vault.clone())
         .with_routing(routing.clone())
-        .with_risk(risk.clone());
+        .with_risk(risk.clone())
+        .with_kyc(kyc.clone());
         let store_for_webhooks = store.clone();
         let limits = service::limits::LimitsService::new(store.clone(), players.clone());
         let exclusions =
@@ -412,6 +430,7 @@ impl AppState {
             payouts,
             routing,
             risk,
+            kyc,
             limits,
             exclusions,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(

@@ -78,6 +78,12 @@ pub const OUTBOX_BACKLOG: &str = "kassa_outbox_backlog";
 pub const DEPOSIT_FAILED_PLAYERS_15M: &str = "kassa_deposit_failed_players_15m";
 /// The window of [`DEPOSIT_FAILED_PLAYERS_15M`].
 pub const FAILED_PLAYERS_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// KYC checks ended by the ID provider's result, `{level, outcome}`; outcome: `approved`,
+/// `rejected`, `resubmission_requested`.
+pub const KYC_CHECKS: &str = "kassa_kyc_checks_total";
+/// Time to verify (TTV): seconds from a KYC check's request to the provider's result,
+/// `{level, outcome}`.
+pub const KYC_TIME_TO_VERIFY: &str = "kassa_kyc_time_to_verify_seconds";
 /// Outbound webhook deliveries queued or being sent (`webhook.deliver` jobs), read at scrape.
 pub const WEBHOOK_DELIVERIES_QUEUED: &str = "kassa_webhook_deliveries_queued";
 
@@ -93,6 +99,22 @@ const LABEL_LEN_MAX: usize = 64;
 const FLOW_BUCKETS_SECONDS: &[f64] = &[
     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
     3600.0,
+];
+/// A player verifying: minutes on the page, hours to days when a provider's staff reviews.
+const TTV_BUCKETS_SECONDS: &[f64] = &[
+    1.0,
+    5.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    4.0 * 3600.0,
+    12.0 * 3600.0,
+    86_400.0,
+    3.0 * 86_400.0,
+    7.0 * 86_400.0,
 ];
 /// A provider's or our own answer: the SLA's line is 2 s.
 const CALL_BUCKETS_SECONDS: &[f64] = &[
@@ -133,7 +155,10 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
 fn builder() -> Result<PrometheusBuilder, BuildError> {
     let flows = [PAYMENT_DURATION, PAYOUT_DURATION];
     let calls = [PROVIDER_AUTHORIZATION_DURATION, HTTP_REQUEST_DURATION];
-    let mut builder = PrometheusBuilder::new();
+    let mut builder = PrometheusBuilder::new().set_buckets_for_metric(
+        Matcher::Full(KYC_TIME_TO_VERIFY.into()),
+        TTV_BUCKETS_SECONDS,
+    )?;
     for name in flows {
         builder =
             builder.set_buckets_for_metric(Matcher::Full(name.into()), FLOW_BUCKETS_SECONDS)?;
@@ -231,6 +256,16 @@ const HELP: &[(&str, Kind, &str)] = &[
         DEPOSIT_FAILED_PLAYERS_15M,
         Kind::Gauge,
         "Players with a deposit declined, failed or expired in the last 15 minutes.",
+    ),
+    (
+        KYC_CHECKS,
+        Kind::Counter,
+        "KYC checks ended by the ID provider's result.",
+    ),
+    (
+        KYC_TIME_TO_VERIFY,
+        Kind::Histogram,
+        "Time to verify: a KYC check's request to its result.",
     ),
     (
         WEBHOOK_DELIVERIES_QUEUED,
@@ -477,6 +512,13 @@ pub fn record_payout_finished(payout: &PayoutRecord) {
     .record(seconds_since(payout.created_at_ms));
     counter!(PAYOUTS, "provider" => provider, "method" => method, "outcome" => outcome)
         .increment(1);
+}
+
+/// A KYC check's result committed: counts it and its time to verify.
+pub fn record_kyc_check_completed(level: &'static str, outcome: &'static str, ttv_ms: i64) {
+    histogram!(KYC_TIME_TO_VERIFY, "level" => level, "outcome" => outcome)
+        .record(ttv_ms.max(0) as f64 / 1000.0);
+    counter!(KYC_CHECKS, "level" => level, "outcome" => outcome).increment(1);
 }
 
 /// Rule label of a decision no rule made (every account that takes the payment, in

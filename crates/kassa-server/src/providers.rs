@@ -4,7 +4,10 @@
 //! through [`EmbeddedProviders`]: the server links no simulator code.
 
 use futures::future::BoxFuture;
-use kassa_connectors::{acquirer, ProviderAccount, ProviderKinds, ProviderRegistry};
+use kassa_connectors::identity::identity_kind;
+use kassa_connectors::{
+    acquirer, IdentityProviders, ProviderAccount, ProviderKinds, ProviderRegistry,
+};
 use kassa_store::Store;
 
 use crate::config::{Config, SandboxSimulatorConfig};
@@ -84,12 +87,20 @@ pub struct BuildContext<'a> {
     pub acquirers: &'a Acquirers,
 }
 
-/// Builds the registry from the configured accounts, starting an embedded simulator for each
-/// account without a `base_url` (an error when `embedded` is `None`).
-pub async fn build(
-    config: &Config,
-    context: BuildContext<'_>,
-) -> anyhow::Result<(ProviderRegistry, Vec<EmbeddedProvider>)> {
+/// The payment providers and the ID providers built from the configuration.
+pub struct Built {
+    /// The payment provider accounts (`[[providers.accounts]]`).
+    pub registry: ProviderRegistry,
+    /// The ID provider accounts (`[[kyc.accounts]]`).
+    pub identities: IdentityProviders,
+    /// The simulators started for accounts without a `base_url`.
+    pub embedded: Vec<EmbeddedProvider>,
+}
+
+/// Builds the registry and the ID providers from the configured accounts, starting an
+/// embedded simulator for each account without a `base_url` (an error when `embedded` is
+/// `None`).
+pub async fn build(config: &Config, context: BuildContext<'_>) -> anyhow::Result<Built> {
     let mut registry = ProviderRegistry::with_breaker(config.routing.breaker);
     let mut started = Vec::new();
     let mut kinds = ProviderKinds::builtin();
@@ -103,6 +114,11 @@ pub async fn build(
         &mut started,
     )
     .await;
+    let mut identities = IdentityProviders::default();
+    let added = match added {
+        Ok(()) => add_identity_accounts(config, &context, &mut identities, &mut started).await,
+        Err(error) => Err(error),
+    };
     if let Err(error) = added {
         // A half-built registry is dropped; the simulators it started must not outlive it.
         for simulator in started {
@@ -110,7 +126,76 @@ pub async fn build(
         }
         return Err(error);
     }
-    Ok((registry, started))
+    Ok(Built {
+        registry,
+        identities,
+        embedded: started,
+    })
+}
+
+/// The ID provider accounts, each started like a payment account without a `base_url`.
+async fn add_identity_accounts(
+    config: &Config,
+    context: &BuildContext<'_>,
+    identities: &mut IdentityProviders,
+    started: &mut Vec<EmbeddedProvider>,
+) -> anyhow::Result<()> {
+    for account_config in &config.kyc.accounts {
+        let mut account = account_config.to_account()?;
+        account.check_id()?;
+        let factory = identity_kind(&account.kind).ok_or_else(|| {
+            anyhow::anyhow!(
+                "ID provider account {:?}: unknown kind {:?}",
+                account.id,
+                account.kind
+            )
+        })?;
+        anyhow::ensure!(
+            config.providers.accounts.iter().all(|a| a.id != account.id),
+            "ID provider account {:?} has the id of a payment provider account",
+            account.id
+        );
+        if account.setting_str("base_url", "")?.is_empty() {
+            let simulator =
+                start_embedded(config, context.embedded, &account, context.public_base_url).await?;
+            account
+                .settings
+                .insert("base_url".into(), simulator.base_url.clone().into());
+            started.push(simulator);
+        }
+        identities.add(&account.merchant_id, factory(&account)?)?;
+        tracing::info!(account = %account.id, kind = %account.kind, merchant = %account.merchant_id, "ID provider account ready");
+    }
+    Ok(())
+}
+
+/// Starts the embedded simulator of `account`, which names no address.
+async fn start_embedded(
+    config: &Config,
+    embedded: Option<&dyn EmbeddedProviders>,
+    account: &ProviderAccount,
+    public_base_url: &str,
+) -> anyhow::Result<EmbeddedProvider> {
+    let location = match account.kind == acquirer::KIND {
+        true => "address",
+        false => "base_url",
+    };
+    let Some(embedded) = embedded else {
+        anyhow::bail!(
+            "provider account {:?} names no {location} and this process runs no \
+             embedded simulator (kassa serve and kassa demo do)",
+            account.id
+        );
+    };
+    let mut simulator = embedded
+        .start(EmbeddedLaunch {
+            account: account.clone(),
+            webhook_url: format!("{public_base_url}{}", webhook_path(&account.id)),
+            simulator: config.sandbox.clone(),
+        })
+        .await?;
+    simulator.account_id = account.id.clone();
+    Ok(simulator)
 }
 
 async fn add_accounts(
@@ -158,24 +243,10 @@ async fn add_accounts(
             started.push(simulator);
         }
         if account.setting_str(location, "")?.is_empty() {
-            let Some(embedded) = embedded else {
-                anyhow::bail!(
-                    "provider account {:?} names no {location} and this process runs no \
-                     embedded simulator (kassa serve and kassa demo do)",
-                    account.id
-                );
-            };
-            let mut simulator = embedded
-                .start(EmbeddedLaunch {
-                    account: account.clone(),
-                    webhook_url: format!("{public_base_url}{}", webhook_path(&account.id)),
-                    simulator: config.sandbox.clone(),
-                })
-                .await?;
+            let simulator = start_embedded(config, embedded, &account, public_base_url).await?;
             account
                 .settings
                 .insert(location.into(), simulator.base_url.clone().into());
-            simulator.account_id = account.id.clone();
             started.push(simulator);
         }
         registry.add_account(&account, kinds)?;

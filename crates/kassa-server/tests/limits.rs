@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 contract_tests!(
     a_deposit_over_a_limit_is_refused_and_starts_nothing,
+    deposits_started_at_the_same_instant_never_pass_a_limit_together,
     increases_wait_for_the_cooling_off_and_decreases_do_not,
     bad_limit_changes_are_refused,
     a_self_exclusion_refuses_deposits_and_bets_at_once_and_is_never_shortened,
@@ -77,6 +78,37 @@ async fn a_deposit_over_a_limit_is_refused_and_starts_nothing(app: TestApp) {
         2,
         "the refused deposit started nothing"
     );
+    app.stop().await;
+}
+
+async fn deposits_started_at_the_same_instant_never_pass_a_limit_together(app: TestApp) {
+    player(&app, "p1", "MT").await;
+    let set = set_limits(&app, "p1", json!({"day": "100.00"})).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    // Eight starts at once: each is checked while the others are still at their provider.
+    let starts = (0..8).map(|_| common::try_deposit(&app, "30.00"));
+    let answers = futures::future::join_all(starts).await;
+    let created = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .count();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::PAYMENT_REQUIRED)
+        .collect();
+    assert_eq!(
+        created,
+        3,
+        "{:?}",
+        answers.iter().map(|a| &a.body).collect::<Vec<_>>()
+    );
+    assert_eq!(refused.len(), 5);
+    assert!(refused.iter().all(|a| a.body["error"] == "limit_exceeded"));
+    // The reservations ended with their records: the limit counts the three payments once.
+    let one_more = common::try_deposit(&app, "10.00").await;
+    assert_eq!(one_more.status, StatusCode::CREATED, "{}", one_more.body);
+    let over = common::try_deposit(&app, "0.01").await;
+    assert_eq!(over.status, StatusCode::PAYMENT_REQUIRED, "{}", over.body);
     app.stop().await;
 }
 

@@ -74,6 +74,8 @@ async fn an_account_with_a_base_url_uses_that_sandbox() {
     config.providers.accounts[0]
         .settings
         .insert("base_url".into(), sim.base_url().into());
+    // The default ID provider account needs an embedded simulator too.
+    config.kyc.accounts.clear();
     // No hook: nothing embedded may start, and nothing needs to.
     let server = Server::start(config)
         .await

@@ -10,6 +10,7 @@
 
 pub mod adyen;
 mod html;
+pub mod idv;
 pub mod iso8583;
 pub mod psp;
 pub mod serving;

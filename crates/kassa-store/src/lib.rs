@@ -22,6 +22,7 @@ pub mod idempotency;
 pub mod inbound_log;
 pub mod jobs;
 mod journal;
+pub mod kyc;
 pub(crate) use jobs::is_unique_violation;
 pub mod ledger;
 pub mod limits;

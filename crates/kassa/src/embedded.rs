@@ -9,7 +9,8 @@ use kassa_sim::psp::SandboxPspConfig;
 
 /// Starts the sandbox PSP for `sandbox` accounts, the ISO 8583 host simulator for `iso8583`
 /// accounts, the Stripe simulator for `stripe` accounts and the Adyen simulator for `adyen`
-/// accounts; other kinds have no simulator yet.
+/// accounts and the sandbox ID provider for `idv_sandbox` accounts; other kinds have no
+/// simulator yet.
 pub struct Simulators;
 
 impl EmbeddedProviders for Simulators {
@@ -19,6 +20,7 @@ impl EmbeddedProviders for Simulators {
             kassa_server::providers::THREEDS_SIMULATOR => Box::pin(start_threeds()),
             kassa_connectors::adyen::KIND => Box::pin(start_adyen(launch)),
             kassa_connectors::stripe::KIND => Box::pin(start_stripe(launch)),
+            kassa_connectors::idv_sandbox::KIND => Box::pin(start_idv(launch)),
             _ => Box::pin(start_sandbox(launch)),
         }
     }
@@ -128,6 +130,28 @@ async fn start_stripe(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider
         webhook_url: Some(launch.webhook_url.clone()),
         webhook_delay_ms: launch.simulator.webhook_delay_ms,
         slow_answer_ms: timeout_ms + 1_000,
+        ..Default::default()
+    })
+    .await?;
+    let base_url = handle.base_url().to_string();
+    Ok(EmbeddedProvider::new(
+        base_url,
+        Box::new(move || Box::pin(handle.stop())),
+    ))
+}
+
+/// The sandbox ID provider for an `idv_sandbox` account, with the account's secrets.
+async fn start_idv(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider> {
+    let account = &launch.account;
+    let secret = |name: &str| -> anyhow::Result<String> {
+        Ok(account.credential(name)?.expose_secret().to_string())
+    };
+    let handle = kassa_sim::idv::start(kassa_sim::idv::IdvSimConfig {
+        listen: "127.0.0.1:0".into(),
+        api_secret: secret("api_secret")?,
+        webhook_secret: secret("webhook_secret")?,
+        webhook_url: Some(launch.webhook_url.clone()),
+        webhook_delay_ms: launch.simulator.webhook_delay_ms,
         ..Default::default()
     })
     .await?;

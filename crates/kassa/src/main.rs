@@ -83,6 +83,39 @@ enum SimCommand {
     /// softly, pm_card_threeDSecure2Required asks for 3-D Secure, pm_card_kassaTimeout answers
     /// late, pm_card_kassaServerError answers 500.
     Stripe(SimStripeArgs),
+    /// A sandbox ID provider (KYC) shaped like Sumsub or Onfido: applicants, a hosted
+    /// verification page, results by a webhook signed over its timestamp (X-Idv-Signature).
+    /// Test data: a document number starting EXP is rejected (document_expired), BLUR asks
+    /// for a resubmission, last name Fraud is rejected (identity_mismatch), source of funds
+    /// "Prefer not to say" is rejected at enhanced; anything else is approved.
+    Idv(SimIdvArgs),
+}
+
+#[derive(Args)]
+struct SimIdvArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8092")]
+    listen: String,
+    /// Where to send results, e.g. http://127.0.0.1:8080/v1/providers/idv-sandbox/webhook.
+    #[arg(long, env = "KASSA_IDV_SIM_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// Key of the HMAC on API requests (the account's api_secret).
+    #[arg(
+        long,
+        env = "KASSA_IDV_SIM_API_SECRET",
+        default_value = "idv_sandbox_api_secret_not_for_production"
+    )]
+    api_secret: String,
+    /// Key of the HMAC on webhooks (the account's webhook_secret).
+    #[arg(
+        long,
+        env = "KASSA_IDV_SIM_WEBHOOK_SECRET",
+        default_value = "idv_sandbox_webhook_secret_not_for_production"
+    )]
+    webhook_secret: String,
+    /// The URL browsers reach the simulator at, when it differs from --listen.
+    #[arg(long)]
+    public_base_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -309,6 +342,24 @@ async fn main() -> anyhow::Result<()> {
                 public_base_url: args.public_base_url,
             })
             .await
+        }
+        Command::Sim {
+            command: SimCommand::Idv(args),
+        } => {
+            telemetry::init("text");
+            let config = kassa_sim::idv::IdvSimConfig {
+                listen: args.listen,
+                public_base_url: args.public_base_url,
+                api_secret: args.api_secret,
+                webhook_secret: args.webhook_secret,
+                webhook_url: args.webhook_url,
+                ..Default::default()
+            };
+            println!(
+                "ID provider simulator listening on http://{} (ctrl-c stops it)",
+                config.listen
+            );
+            kassa_sim::idv::run(config).await
         }
         Command::Sim {
             command: SimCommand::Iso8583(args),

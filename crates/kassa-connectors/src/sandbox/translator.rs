@@ -1,9 +1,8 @@
 //! The sandbox PSP's wire format: signed JSON requests, JSON answers. Pure.
 
 use kassa_core::Currency;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 
 use super::wire;
@@ -11,7 +10,7 @@ use crate::provider::{
     Capabilities, PaymentStart, PaymentStarted, PaymentStatusReport, PayoutAccepted, ProviderError,
     ProviderPaymentStatus, ProviderPayoutStatus, RefundAccepted,
 };
-use crate::signing::{self, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::signing;
 use crate::translator::{CallContext, Operation, Outcome, ReplaySafety, Translator};
 use crate::transport::{HttpRequest, HttpResponse};
 
@@ -58,32 +57,13 @@ impl SandboxTranslator {
         context: &CallContext,
     ) -> Result<HttpRequest, ProviderError> {
         let path_and_query = format!("{}{path}", self.path_prefix);
-        let body = body.unwrap_or_default();
-        let signature = signing::sign_request(
-            self.api_secret.expose_secret().as_bytes(),
-            method.as_str(),
-            &path_and_query,
-            context.now_unix_s,
-            &context.nonce,
-            &body,
-        );
-        let header = |text: &str| {
-            HeaderValue::from_str(text)
-                .map_err(|_| ProviderError::Protocol(format!("unsendable header value {text:?}")))
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert(TIMESTAMP_HEADER, header(&context.now_unix_s.to_string())?);
-        headers.insert(NONCE_HEADER, header(&context.nonce)?);
-        headers.insert(SIGNATURE_HEADER, header(&signature)?);
-        if !body.is_empty() {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
-        Ok(HttpRequest {
+        signing::signed_http_request(
+            &self.api_secret,
             method,
             path_and_query,
-            headers,
-            body,
-        })
+            body.unwrap_or_default(),
+            context,
+        )
     }
 }
 
@@ -320,6 +300,7 @@ fn reference_segment(provider_reference: &str) -> Result<&str, ProviderError> {
 mod tests {
     use super::*;
     use crate::provider::{PaymentRequest, PayoutRequest, RefundRequest};
+    use reqwest::header::HeaderMap;
 
     fn translator(prefix: &str) -> SandboxTranslator {
         SandboxTranslator::new(SecretString::from("key"), prefix)

@@ -8,6 +8,7 @@ pub mod admin_webhooks;
 pub mod exclusions;
 pub mod health;
 pub mod jobs;
+pub mod kyc;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -151,6 +152,7 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
             exclusions::get_exclusion,
             exclusions::post_exclusion
         ))
+        .routes(routes!(kyc::get_kyc, kyc::post_kyc))
         .routes(routes!(players::list_transactions))
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))

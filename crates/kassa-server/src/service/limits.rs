@@ -136,24 +136,61 @@ fn every_period(stored: &[DepositLimit], now_ms: i64) -> Vec<DepositLimit> {
         .collect()
 }
 
-/// Refuses a deposit of `amount_minor` that would break one of the player's limits; a
-/// player without limits costs one indexed read.
-pub async fn check_deposit_limits(
+/// How long a deposit start's reservation counts if the start is never recorded (a crash
+/// while the provider is asked): longer than any provider call with its retries.
+const RESERVATION_TTL_MS: i64 = 5 * 60 * 1_000;
+
+/// What the limit check of a deposit start came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitCheck {
+    /// The player has no deposit limit in force: nothing reserved.
+    NoLimit,
+    /// Within the limits; the amount is reserved until the deposit is recorded
+    /// ([`kassa_store::Store::release_deposit_reservation`]).
+    Reserved,
+}
+
+/// Refuses a deposit of `amount_minor` that would break one of the player's limits, and
+/// otherwise reserves it for `payment_id` while its provider is asked (ADR 65): starts of
+/// one player at the same instant, on any node, count each other. A player without limits
+/// costs one indexed read and reserves nothing.
+pub async fn reserve_within_limits(
     store: &Store,
     merchant_id: &MerchantId,
     player_id: &PlayerId,
+    payment_id: &str,
     amount_minor: i64,
     currency: Currency,
-) -> Result<Result<(), DepositRefused>, StoreError> {
-    let limits = store.deposit_limits(merchant_id, player_id).await?;
+) -> Result<Result<LimitCheck, DepositRefused>, StoreError> {
     let now = now_ms();
+    let limits = store.deposit_limits(merchant_id, player_id).await?;
     if limits.iter().all(|l| l.at(now).amount_minor.is_none()) {
-        return Ok(Ok(()));
+        return Ok(Ok(LimitCheck::NoLimit));
     }
-    let since = now - LimitPeriod::Month.window_ms();
-    let deposits = store
-        .counted_deposits(merchant_id, player_id, since)
+    let mut tx = store.begin().await?;
+    // Read again under the lock: a change since the first read is the one that counts.
+    let limits = store
+        .lock_deposit_limits(&mut tx, merchant_id, player_id)
         .await?;
-    Ok(check_deposit(&limits, &deposits, amount_minor, now)
-        .map_err(|exceeded| DepositRefused { exceeded, currency }))
+    let since = now - LimitPeriod::Month.window_ms();
+    let counted = store
+        .counted_deposits_in(&mut tx, merchant_id, player_id, since, payment_id)
+        .await?;
+    if let Err(exceeded) = check_deposit(&limits, &counted, amount_minor, now) {
+        tx.rollback().await?;
+        return Ok(Err(DepositRefused { exceeded, currency }));
+    }
+    store
+        .reserve_deposit(
+            &mut tx,
+            payment_id,
+            merchant_id,
+            player_id,
+            amount_minor,
+            now,
+            now + RESERVATION_TTL_MS,
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Ok(LimitCheck::Reserved))
 }

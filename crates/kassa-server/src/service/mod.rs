@@ -5,6 +5,7 @@ pub mod cascade;
 pub mod exclusions;
 pub mod inbound_log;
 pub mod inbound_sources;
+pub mod kyc;
 pub mod limits;
 pub mod payments;
 pub mod payouts;

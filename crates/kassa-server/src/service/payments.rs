@@ -6,6 +6,7 @@
 //! second `captured` can never credit twice), the event is marked processed and the outbox
 //! written — all committed together or not at all.
 
+use kassa_core::kyc::{CheckReason, KycLevel};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ pub use later_cascade::{CascadePayload, PAYMENT_CASCADE};
 
 use crate::idempotency::IdempotencyClaim;
 use crate::service::cascade;
-use crate::service::limits::{check_deposit_limits, DepositRefused};
+use crate::service::limits::{reserve_within_limits, DepositRefused, LimitCheck};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
 use crate::service::risk::{Assessment, RiskKind, RiskRefusal, RiskRequest, RiskService};
@@ -100,6 +101,13 @@ pub enum PaymentError {
     /// The risk decision refused the deposit; nothing was started.
     #[error(transparent)]
     Risk(RiskRefusal),
+    /// The risk decision asks for the `enhanced` KYC level first (`step_up` where the rule
+    /// set refuses deposits for it); `verification` is the page the player verifies on.
+    #[error("{refusal}")]
+    StepUp {
+        refusal: RiskRefusal,
+        verification: Option<crate::service::kyc::Verification>,
+    },
     /// No such payment for this merchant.
     #[error("no payment {payment_id:?}")]
     NotFound { payment_id: String },
@@ -247,6 +255,8 @@ pub struct PaymentsService {
     routing: RoutingService,
     /// The pre-authorization decision; `None`: every deposit is let through undecided.
     risk: Option<RiskService>,
+    /// Opens the `enhanced` check a risk step-up asks for; `None`: the refusal names no page.
+    kyc: Option<crate::service::kyc::KycService>,
 }
 
 impl PaymentsService {
@@ -269,7 +279,14 @@ impl PaymentsService {
             payment_id_secret: Arc::default(),
             routing,
             risk: None,
+            kyc: None,
         }
+    }
+
+    /// Names the page of an `enhanced` check in a deposit refused for a risk step-up.
+    pub fn with_kyc(mut self, kyc: crate::service::kyc::KycService) -> PaymentsService {
+        self.kyc = Some(kyc);
+        self
     }
 
     /// Decides on every deposit before a provider is asked (issue 19, ADR 62).
@@ -378,6 +395,19 @@ impl PaymentsService {
             .await?
         {
             Ok(decided) => Ok(Some(decided)),
+            Err(refusal) if refusal.outcome == kassa_core::risk::RiskOutcome::StepUp => {
+                let verification = match &self.kyc {
+                    Some(kyc) => {
+                        let (level, reason) = (KycLevel::Enhanced, CheckReason::RiskStepUp);
+                        kyc.verification_for(player, level, reason).await
+                    }
+                    None => None,
+                };
+                Err(PaymentError::StepUp {
+                    refusal,
+                    verification,
+                })
+            }
             Err(refusal) => Err(PaymentError::Risk(refusal)),
         }
     }
@@ -422,21 +452,51 @@ impl PaymentsService {
         PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
         PlayerError::check_may_play(&player.player_id, player.account_status)?;
         PlayerError::check_age(&player, today_utc())?;
+        let payment_id = match claim {
+            Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
+            None => PaymentId::generate(),
+        };
         let amount = request.amount;
-        check_deposit_limits(
+        let limit = reserve_within_limits(
             &self.store,
             merchant_id,
             &player.player_id,
+            payment_id.as_str(),
             amount.amount_minor,
             amount.currency,
         )
         .await?
         .map_err(PaymentError::LimitExceeded)?;
-        let payment_id = match claim {
-            Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
-            None => PaymentId::generate(),
-        };
-        let risk = self.pre_authorize(&player, &request, &payment_id).await?;
+        let started = self
+            .start_within_limits(
+                merchant_id,
+                request,
+                claim,
+                &player,
+                payment_id.clone(),
+                limit,
+            )
+            .await;
+        if started.is_err() && limit == LimitCheck::Reserved {
+            // Nothing recorded (or recorded as failed, which released it already): the
+            // amount is free again at once rather than when the reservation expires.
+            self.release_reservation(&payment_id).await;
+        }
+        started
+    }
+
+    /// The start after the limit check: risk, routing, the provider, and the start's one
+    /// transaction (which ends a reservation the check made).
+    async fn start_within_limits(
+        &self,
+        merchant_id: &MerchantId,
+        request: NewPayment,
+        claim: Option<&IdempotencyClaim>,
+        player: &PlayerRecord,
+        payment_id: PaymentId,
+        limit: LimitCheck,
+    ) -> Result<PaymentStartOutcome, PaymentError> {
+        let risk = self.pre_authorize(player, &request, &payment_id).await?;
         // The routing document's `risk_levels` condition reads the risk outcome.
         let risk_level = risk.as_ref().map(|(a, _)| a.decision.outcome.as_str());
         let (decision, declines) = self
@@ -484,6 +544,7 @@ impl PaymentsService {
                 refusal.as_ref(),
                 claim,
                 risk.as_ref().map(|(_, record)| record),
+                limit,
             )
             .await?;
         self.publish(&payment);
@@ -509,6 +570,7 @@ impl PaymentsService {
         refusal: Option<&PaymentError>,
         claim: Option<&IdempotencyClaim>,
         risk: Option<&RiskDecisionRecord>,
+        limit: LimitCheck,
     ) -> Result<Answer, PaymentError> {
         let mut tx = self.store.begin_grouped().await?;
         if let Some(claim) = claim {
@@ -519,6 +581,12 @@ impl PaymentsService {
             }
         }
         self.store.insert_payment(&mut tx, payment).await?;
+        if limit == LimitCheck::Reserved {
+            // From this commit on the payment's own row counts against the limits.
+            self.store
+                .release_deposit_reservation(&mut tx, payment.id.as_str())
+                .await?;
+        }
         if let Some(risk) = risk {
             self.store.insert_risk_decision(&mut tx, risk).await?;
         }
@@ -600,6 +668,21 @@ impl PaymentsService {
                 .await?;
         }
         Ok(next_action)
+    }
+
+    /// Ends the limit reservation of a start that failed before its record; a failure here
+    /// only delays the amount's return until the reservation expires.
+    async fn release_reservation(&self, payment_id: &PaymentId) {
+        let released = async {
+            let mut tx = self.store.begin().await?;
+            self.store
+                .release_deposit_reservation(&mut tx, payment_id.as_str())
+                .await?;
+            tx.commit().await.map_err(StoreError::from)
+        };
+        if let Err(error) = released.await {
+            tracing::warn!(%payment_id, %error, "a deposit limit reservation stays until it expires");
+        }
     }
 
     /// The payment id of the deposit started with `key`: the same for every attempt with the

@@ -13,6 +13,7 @@ use kassa_connectors::{
     PayoutRequest, ProviderError, ProviderPayoutStatus, ProviderRegistry,
 };
 use kassa_core::ids::{MerchantId, PayoutId, PlayerId};
+use kassa_core::kyc::{CheckReason, KycLevel};
 use kassa_core::ledger::{EntryStatus, Outcome};
 use kassa_core::movements;
 use kassa_core::payout::{next, PayoutEvent, PayoutStatus, PayoutTransition};
@@ -27,6 +28,7 @@ use serde_json::json;
 use crate::config::PayoutsConfig;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::acquirer::REVERSAL_ADVICE;
+use crate::service::kyc::{KycService, Verification};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
 use crate::service::risk::{Assessment, RiskKind, RiskRefusal, RiskRequest, RiskService};
@@ -48,9 +50,21 @@ pub enum PayoutError {
     /// The player is unknown or holds another currency.
     #[error(transparent)]
     Player(#[from] PlayerError),
-    /// Identity not verified yet.
+    /// Identity not verified yet; `verification` is where the player verifies, when a
+    /// check could open.
     #[error("the player must complete identity verification before withdrawing")]
-    KycRequired { kyc_status: KycStatus },
+    KycRequired {
+        kyc_status: KycStatus,
+        verification: Option<Verification>,
+    },
+    /// The `enhanced` level must be verified first: the risk decision asked for it
+    /// (`refusal`), or the player's deposits reached the CDD threshold.
+    #[error("the player must complete enhanced identity verification before withdrawing")]
+    StepUp {
+        reason: CheckReason,
+        refusal: Option<RiskRefusal>,
+        verification: Option<Verification>,
+    },
     /// The account is blocked.
     #[error("the player's account is blocked; withdrawals are suspended")]
     AccountBlocked { account_status: AccountStatus },
@@ -117,6 +131,8 @@ pub struct PayoutsService {
     routing: Option<RoutingService>,
     /// The pre-authorization decision; `None`: only the fixed checks.
     risk: Option<RiskService>,
+    /// KYC checks at ID providers and the CDD lock; `None`: only `kyc_status`.
+    kyc: Option<KycService>,
 }
 
 /// The review reason of a payout the risk decision sent to review.
@@ -141,7 +157,15 @@ impl PayoutsService {
             vault: None,
             routing: None,
             risk: None,
+            kyc: None,
         }
+    }
+
+    /// Opens a KYC check when a payout is refused for KYC, and locks withdrawals at the CDD
+    /// threshold (issue 19 item 5, docs/kyc.md).
+    pub fn with_kyc(mut self, kyc: KycService) -> PayoutsService {
+        self.kyc = Some(kyc);
+        self
     }
 
     /// Decides on every payout after the fixed checks (issue 19, ADR 62).
@@ -175,7 +199,7 @@ impl PayoutsService {
     ) -> Result<PayoutRecord, PayoutError> {
         let player = self.players.get(merchant_id, &request.player_id).await?;
         PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
-        check_may_withdraw(&player)?;
+        self.check_kyc(&player).await?;
         let wallet = self.players.wallet(merchant_id, &player.player_id).await?;
         self.check_balance(&wallet, &request).await?;
         let review_reasons = self
@@ -190,7 +214,15 @@ impl PayoutsService {
             )
             .await?;
         let mut payout = self.new_payout(&player, provider, request, review_reasons);
-        let risk = self.pre_authorize(&player, &mut payout).await?;
+        let risk = match self.pre_authorize(&player, &mut payout).await {
+            Err(PayoutError::Risk(refusal))
+                if refusal.outcome == kassa_core::risk::RiskOutcome::StepUp =>
+            {
+                let reason = CheckReason::RiskStepUp;
+                return Err(self.step_up(&player, reason, Some(refusal)).await);
+            }
+            other => other?,
+        };
         let payout = self
             .hold_and_record(payout, &wallet, claim, risk.as_ref().map(|(_, r)| r))
             .await?;
@@ -199,6 +231,56 @@ impl PayoutsService {
         }
         self.send_answering(&payout.id, claim.map(|c| (c, 201)))
             .await
+    }
+
+    /// Checks 1 and 2 (KYC, account status), then the CDD lock: a refusal for KYC names the
+    /// page the player verifies on, opening a check for it.
+    async fn check_kyc(&self, player: &PlayerRecord) -> Result<(), PayoutError> {
+        let refused = check_may_withdraw(player);
+        let Some(kyc) = &self.kyc else {
+            return refused;
+        };
+        match refused {
+            Err(PayoutError::KycRequired { kyc_status, .. }) => {
+                let verification = kyc
+                    .verification_for(player, KycLevel::Basic, CheckReason::FirstWithdrawal)
+                    .await;
+                Err(PayoutError::KycRequired {
+                    kyc_status,
+                    verification,
+                })
+            }
+            Err(other) => Err(other),
+            Ok(()) if kyc.cdd_locked(player).await? => {
+                Err(self.step_up(player, CheckReason::CddThreshold, None).await)
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// The refusal asking for the `enhanced` level, with its page when a check could open.
+    async fn step_up(
+        &self,
+        player: &PlayerRecord,
+        reason: CheckReason,
+        refusal: Option<RiskRefusal>,
+    ) -> PayoutError {
+        let verification = match &self.kyc {
+            Some(kyc) => {
+                kyc.verification_for(player, KycLevel::Enhanced, reason)
+                    .await
+            }
+            None => None,
+        };
+        match (verification, refusal) {
+            // Without KYC wiring a risk step-up keeps its old answer.
+            (None, Some(refusal)) if self.kyc.is_none() => PayoutError::Risk(refusal),
+            (verification, refusal) => PayoutError::StepUp {
+                reason,
+                refusal,
+                verification,
+            },
+        }
     }
 
     /// Check 3, the available balance: it must cover the amount (checked again, race-free,
@@ -985,6 +1067,7 @@ fn check_may_withdraw(player: &PlayerRecord) -> Result<(), PayoutError> {
     if !player.kyc_status.allows_withdrawal() {
         return Err(PayoutError::KycRequired {
             kyc_status: player.kyc_status,
+            verification: None,
         });
     }
     if !player.account_status.allows_withdrawal() {

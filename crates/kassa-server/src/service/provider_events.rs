@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::config::WebhooksConfig;
 pub use crate::service::inbound_sources::{InboundFaults, SourceAllowLists};
+use crate::service::kyc::KycService;
 use crate::service::payments::PaymentsService;
 use crate::service::payouts::PayoutsService;
 use crate::service::players::PlayerError;
@@ -47,6 +48,10 @@ pub enum ProviderEventError {
     /// The event names a payout we do not hold.
     #[error("no payout {payout_id:?}")]
     PayoutNotFound { payout_id: String },
+    /// The ID provider's result names an applicant no KYC check holds (yet: its check may
+    /// not have committed).
+    #[error("no KYC check of applicant {applicant_id:?}")]
+    KycCheckNotFound { applicant_id: String },
     /// The event is not about what we hold (provider, amount, currency, reference).
     #[error("{0}")]
     Mismatch(&'static str),
@@ -101,6 +106,7 @@ impl ProviderEventError {
         matches!(
             self,
             ProviderEventError::PaymentNotFound { .. }
+                | ProviderEventError::KycCheckNotFound { .. }
                 | ProviderEventError::Player(_)
                 | ProviderEventError::Store(_)
                 | ProviderEventError::Internal(_)
@@ -119,6 +125,7 @@ impl ProviderEventError {
             }
             ProviderEventError::PaymentNotFound { .. } => "unknown_payment",
             ProviderEventError::PayoutNotFound { .. } => "unknown_payout",
+            ProviderEventError::KycCheckNotFound { .. } => "unknown_kyc_check",
             ProviderEventError::Mismatch(_) => "mismatch",
             ProviderEventError::AlreadyAnswered { .. } => "duplicate",
             ProviderEventError::ReversalStarted => "reversed",
@@ -141,6 +148,8 @@ pub enum EventSubject {
     Payment(PaymentStatus),
     /// A withdrawal.
     Payout(PayoutStatus),
+    /// A KYC check at an ID provider.
+    KycCheck(kassa_core::kyc::LevelStatus),
 }
 
 /// The answer a provider gets for an event (and again for every repeat of it).
@@ -170,6 +179,14 @@ impl EventAnswer {
         }
     }
 
+    /// The answer about a KYC check.
+    pub fn kyc(applied: bool, status: kassa_core::kyc::LevelStatus) -> EventAnswer {
+        EventAnswer {
+            applied,
+            subject: EventSubject::KycCheck(status),
+        }
+    }
+
     /// The JSON body, as sent and stored for the event id.
     pub fn to_json(&self) -> String {
         let mut answer = json!({
@@ -179,6 +196,7 @@ impl EventAnswer {
         match self.subject {
             EventSubject::Payment(status) => answer["payment_status"] = json!(status.as_str()),
             EventSubject::Payout(status) => answer["payout_status"] = json!(status.as_str()),
+            EventSubject::KycCheck(status) => answer["kyc_check_status"] = json!(status.as_str()),
         }
         answer.to_string()
     }
@@ -314,6 +332,8 @@ pub struct ProviderEvents<'a> {
     pub payments: &'a PaymentsService,
     /// Withdrawals.
     pub payouts: &'a PayoutsService,
+    /// KYC checks at ID providers.
+    pub kyc: &'a KycService,
     /// What the delivery log keeps of unverifiable deliveries.
     pub log_limits: &'a WebhooksConfig,
     /// The most one event may move, per currency.
@@ -331,6 +351,7 @@ impl ProviderEvents<'_> {
             store: &state.store,
             payments: &state.payments,
             payouts: &state.payouts,
+            kyc: &state.kyc,
             log_limits: &state.config.webhooks,
             amount_limits: &state.amount_limits,
             allow_lists: &state.source_allow_lists,
@@ -354,7 +375,8 @@ impl ProviderEvents<'_> {
                 Err(error) => error.log_outcome(),
             };
             // A name no account has is the sender's text: never a label of its own.
-            let known = self.payments.provider(provider).is_some();
+            let known =
+                self.payments.provider(provider).is_some() || self.kyc.provider(provider).is_some();
             crate::metrics::record_webhook_received(known.then_some(provider), outcome);
         }
         result
@@ -501,17 +523,23 @@ impl ProviderEvents<'_> {
         })
     }
 
+    /// Verifies through the account's inbound source: a payment provider's, else an ID
+    /// provider's (their ids never overlap: the configuration refuses it).
     fn verify(&self, delivery: &Delivery<'_>) -> Result<InboundBatch, ProviderEventError> {
-        let provider = self.payments.provider(delivery.provider).ok_or_else(|| {
-            ProviderEventError::UnknownProvider {
-                provider: delivery.provider.to_string(),
-            }
-        })?;
         let message = RawInbound {
             metadata: delivery.headers,
             body: delivery.body,
         };
-        Ok(provider.receive(message, delivery.received_at_ms.div_euclid(1000))?)
+        let now_unix_s = delivery.received_at_ms.div_euclid(1000);
+        if let Some(provider) = self.payments.provider(delivery.provider) {
+            return Ok(provider.receive(message, now_unix_s)?);
+        }
+        match self.kyc.provider(delivery.provider) {
+            Some(provider) => Ok(provider.receive(message, now_unix_s)?),
+            None => Err(ProviderEventError::UnknownProvider {
+                provider: delivery.provider.to_string(),
+            }),
+        }
     }
 
     /// Writes a delivery's log row on its own (a refusal, a duplicate, a payout event).
@@ -533,6 +561,15 @@ impl ProviderEvents<'_> {
         if let Some(field) = control_character_field(&event) {
             return Err(ProviderEventError::ControlCharacter { field });
         }
+        if let ProviderEvent::Verification(event) = &event {
+            log.event_id = Some(event.event_id.clone());
+            self.faults.before_apply().await?;
+            return self
+                .apply_once(provider, &event.event_id, || {
+                    self.kyc.apply_verification_event(provider, event)
+                })
+                .await;
+        }
         // Named in the log from here on, so that a refusal or a dead letter is found by them.
         let (amount_minor, currency) = match &event {
             ProviderEvent::Payment(e) => {
@@ -544,6 +581,11 @@ impl ProviderEvents<'_> {
                 log.event_id = Some(e.event_id.clone());
                 log.payout_id = Some(e.payout_id.clone());
                 (e.amount_minor, e.currency)
+            }
+            ProviderEvent::Verification(_) => {
+                return Err(ProviderEventError::Internal(
+                    "a verification event came this far",
+                ))
             }
         };
         self.amount_limits
@@ -568,6 +610,9 @@ impl ProviderEvents<'_> {
                 })
                 .await
             }
+            ProviderEvent::Verification(_) => Err(ProviderEventError::Internal(
+                "a verification event came this far",
+            )),
         }
     }
 
@@ -727,6 +772,12 @@ fn control_character_field(event: &ProviderEvent) -> Option<&'static str> {
             ("event_id", Some(e.event_id.as_str())),
             ("payout_id", Some(e.payout_id.as_str())),
             ("provider_reference", e.provider_reference.as_deref()),
+            ("reason", e.reason.as_deref()),
+        ],
+        ProviderEvent::Verification(e) => vec![
+            ("event_id", Some(e.event_id.as_str())),
+            ("applicant_id", Some(e.applicant_id.as_str())),
+            ("external_user_id", Some(e.external_id.as_str())),
             ("reason", e.reason.as_deref()),
         ],
     };

@@ -2,11 +2,13 @@
 //! code, message and details. Changing a code here changes the API; tests pin them.
 
 use crate::service::exclusions::ExclusionError;
+use crate::service::kyc::{KycError, Verification};
 use crate::service::limits::{DepositRefused, LimitsError};
 use crate::service::risk::{RiskError, RiskRefusal};
 use crate::service::routing::RoutingError;
 use kassa_connectors::ProviderError;
 use kassa_core::exclusion::ExclusionRefusal;
+use kassa_core::kyc::{CheckReason, KycLevel};
 use kassa_core::ledger::Refusal;
 use kassa_core::status::AccountStatus;
 use kassa_core::MoneyError;
@@ -148,6 +150,42 @@ fn limit_exceeded(refused: &DepositRefused, message: String) -> Problem {
         "currency": refused.currency.code(),
         "resets_at": exceeded.fits_at_ms.map(crate::api::rfc3339),
     }))
+}
+
+/// Names where the player verifies in a refusal's details (when a check could open).
+fn add_verification(details: &mut serde_json::Value, verification: Option<&Verification>) {
+    if let Some(verification) = verification {
+        details["verification_url"] = json!(verification.url);
+        details["kyc_check_id"] = json!(verification.check_id);
+        details["kyc_level"] = json!(verification.level.as_str());
+    }
+}
+
+impl PublicError for KycError {
+    fn problem(&self) -> Problem {
+        let message = self.to_string();
+        match self {
+            KycError::Player(error) => error.problem(),
+            KycError::NoProvider => Problem::new(409, "kyc_provider_not_configured", message),
+            KycError::AlreadyVerified { level } => {
+                Problem::new(409, "kyc_already_verified", message)
+                    .with_details(json!({ "level": level.as_str() }))
+            }
+            KycError::NotStartable { level, status } => {
+                Problem::new(409, "kyc_check_not_allowed", message)
+                    .with_details(json!({ "level": level.as_str(), "status": status.as_str() }))
+            }
+            KycError::Provider(error) => {
+                tracing::warn!(%error, "ID provider call failed");
+                Problem::new(
+                    502,
+                    "kyc_provider_unavailable",
+                    "the ID provider did not open the check; try again",
+                )
+            }
+            KycError::Store(error) => error.problem(),
+        }
+    }
 }
 
 /// A start refused by the risk decision: 403 `risk_declined`, or 403
@@ -336,6 +374,16 @@ impl PublicError for PaymentError {
             }
             PaymentError::LimitExceeded(refused) => limit_exceeded(refused, message),
             PaymentError::Risk(refusal) => risk_refused(refusal),
+            PaymentError::StepUp {
+                refusal,
+                verification,
+            } => {
+                let mut problem = risk_refused(refusal);
+                problem.details["reason"] = json!(CheckReason::RiskStepUp.as_str());
+                problem.details["required_level"] = json!(KycLevel::Enhanced.as_str());
+                add_verification(&mut problem.details, verification.as_ref());
+                problem
+            }
             PaymentError::NotFound { .. } => Problem::new(404, "payment_not_found", message),
             PaymentError::NotCancellable { .. } | PaymentError::CancelOvertaken { .. } => {
                 Problem::new(409, "payment_not_cancellable", message)
@@ -372,11 +420,31 @@ impl PublicError for PayoutError {
         let message = self.to_string();
         match self {
             PayoutError::Player(error) => error.problem(),
-            PayoutError::KycRequired { kyc_status } => Problem::new(403, "kyc_required", message)
-                .with_details(json!({
+            PayoutError::KycRequired {
+                kyc_status,
+                verification,
+            } => {
+                let mut details = json!({
                     "kyc_status": kyc_status,
                     "required_step": "identity_verification",
-                })),
+                });
+                add_verification(&mut details, verification.as_ref());
+                Problem::new(403, "kyc_required", message).with_details(details)
+            }
+            PayoutError::StepUp {
+                reason,
+                refusal,
+                verification,
+            } => {
+                let mut problem = match refusal {
+                    Some(refusal) => risk_refused(refusal),
+                    None => Problem::new(403, "kyc_step_up_required", message),
+                };
+                problem.details["reason"] = json!(reason.as_str());
+                problem.details["required_level"] = json!(KycLevel::Enhanced.as_str());
+                add_verification(&mut problem.details, verification.as_ref());
+                problem
+            }
             PayoutError::AccountBlocked { account_status } => {
                 Problem::new(403, "account_blocked", message)
                     .with_details(json!({ "account_status": account_status }))
@@ -490,6 +558,12 @@ impl PublicError for ProviderEventError {
             ProviderEventError::PayoutNotFound { .. } => {
                 Problem::new(404, "payout_not_found", message)
             }
+            // Retryable like an unknown payment: the check's row may not have committed.
+            ProviderEventError::KycCheckNotFound { .. } => Problem::new(
+                503,
+                "kyc_check_not_found",
+                format!("{message}; send the event again later"),
+            ),
             ProviderEventError::Mismatch(_) => Problem::new(422, "webhook_mismatch", message),
             // Answered with the stored answer by the pipeline; only if that answer is gone.
             ProviderEventError::AlreadyAnswered { .. } => {

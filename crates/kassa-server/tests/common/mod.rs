@@ -20,6 +20,9 @@ impl EmbeddedProviders for Simulators {
         if launch.account.kind == kassa_connectors::stripe::KIND {
             return Box::pin(start_stripe(launch));
         }
+        if launch.account.kind == kassa_connectors::idv_sandbox::KIND {
+            return Box::pin(start_idv(launch));
+        }
         Box::pin(async move {
             let secret = |name: &str| -> anyhow::Result<String> {
                 Ok(launch.account.credential(name)?.expose_secret().to_string())
@@ -84,6 +87,30 @@ async fn start_stripe(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider
         webhook_delay_ms: launch.simulator.webhook_delay_ms,
         webhook_retry_backoff_ms: 50,
         slow_answer_ms: account.setting_u64("timeout_ms", 30_000)? + 1_000,
+        ..Default::default()
+    })
+    .await?;
+    let base_url = handle.base_url().to_string();
+    Ok(EmbeddedProvider::new(
+        base_url,
+        Box::new(move || Box::pin(handle.stop())),
+    ))
+}
+
+/// The sandbox ID provider for an `idv_sandbox` account, as `kassa serve` starts it, its
+/// webhook retries at test speed.
+async fn start_idv(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider> {
+    let account = &launch.account;
+    let secret = |name: &str| -> anyhow::Result<String> {
+        Ok(account.credential(name)?.expose_secret().to_string())
+    };
+    let handle = kassa_sim::idv::start(kassa_sim::idv::IdvSimConfig {
+        listen: "127.0.0.1:0".into(),
+        api_secret: secret("api_secret")?,
+        webhook_secret: secret("webhook_secret")?,
+        webhook_url: Some(launch.webhook_url.clone()),
+        webhook_delay_ms: launch.simulator.webhook_delay_ms,
+        webhook_retry_backoff_ms: 50,
         ..Default::default()
     })
     .await?;

@@ -73,9 +73,15 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
+/// What a simulator checks requests with: its API secret and the nonces it has seen.
+pub(crate) struct RequestKeys<'a> {
+    pub api_secret: &'a [u8],
+    pub nonces: &'a std::sync::Mutex<NonceMemory>,
+}
+
 /// Checks headers and signature of one request; remembers its nonce when it is good.
-fn check(
-    shared: &Shared,
+pub(crate) fn check(
+    keys: &RequestKeys<'_>,
     method: &str,
     path: &str,
     headers: &HeaderMap,
@@ -114,8 +120,8 @@ fn check(
         .strip_prefix("v1=")
         .and_then(|hex_text| hex::decode(hex_text).ok())
         .ok_or_else(|| unauthorized("invalid_signature", "X-Kassa-Signature must be v1=<hex>"))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(shared.config.api_secret.as_bytes())
-        .expect("HMAC accepts any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(keys.api_secret).expect("HMAC accepts any key length");
     for part in [method, path, timestamp, nonce] {
         mac.update(part.as_bytes());
         mac.update(b"\n");
@@ -123,7 +129,7 @@ fn check(
     mac.update(body);
     mac.verify_slice(&signature)
         .map_err(|_| unauthorized("invalid_signature", "the signature does not match"))?;
-    let mut nonces = shared.nonces.lock().expect("nonce memory lock");
+    let mut nonces = keys.nonces.lock().expect("nonce memory lock");
     match nonces.remember(nonce, Instant::now()) {
         Ok(()) => Ok(()),
         Err(NonceError::Replayed) => Err(unauthorized(
@@ -144,14 +150,30 @@ pub async fn require_signature(
     request: Request,
     next: Next,
 ) -> Response {
+    let keys = RequestKeys {
+        api_secret: shared.config.api_secret.as_bytes(),
+        nonces: &shared.nonces,
+    };
+    match signed_request(&keys, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// The request, body read and put back, when its signature checks out; else the answer that
+/// refuses it.
+pub(crate) async fn signed_request(
+    keys: &RequestKeys<'_>,
+    request: Request,
+) -> Result<Request, Response> {
     let (parts, body) = request.into_parts();
     let Ok(body) = to_bytes(body, API_BODY_LEN_MAX).await else {
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             "request bodies are limited to 64 KiB",
         )
-        .into_response();
+        .into_response());
     };
     let path = parts
         .uri
@@ -160,7 +182,7 @@ pub async fn require_signature(
         .unwrap_or_else(|| parts.uri.path());
     let now_unix_s = time::OffsetDateTime::now_utc().unix_timestamp();
     if let Err(error) = check(
-        &shared,
+        keys,
         parts.method.as_str(),
         path,
         &parts.headers,
@@ -168,9 +190,9 @@ pub async fn require_signature(
         now_unix_s,
     ) {
         tracing::warn!(method = %parts.method, path, code = error.code, "request refused");
-        return error.into_response();
+        return Err(error.into_response());
     }
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    Ok(Request::from_parts(parts, Body::from(body)))
 }
 
 #[cfg(test)]

@@ -21,10 +21,13 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use tokio::sync::watch;
 
+pub(crate) use api::ApiError;
+pub(crate) use auth::{signed_request, NonceMemory, RequestKeys};
 pub use behaviour::Behaviour;
 pub use config::{
     SandboxConfigError, SandboxPspConfig, DEFAULT_API_SECRET, DEFAULT_WEBHOOK_SECRET,
 };
+pub(crate) use pages::escape;
 
 /// Everything the handlers share.
 struct Sandbox {

@@ -16,7 +16,7 @@ use super::webhooks::{self, Trigger, WebhookEvent};
 use super::Shared;
 
 /// Escapes text for HTML element content and double-quoted attributes.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

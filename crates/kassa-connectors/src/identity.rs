@@ -1,0 +1,253 @@
+//! ID providers for KYC on the same three-part interface as the payment providers (ADR 0029):
+//! a pure [`IdentityTranslator`] (domain operation → wire message, answer → outcome), a
+//! [`Transport`] that carries it, and an [`InboundSource`] yielding verified
+//! [`ProviderEvent::Verification`](crate::ProviderEvent)s into the one provider-event
+//! pipeline. [`IdentityConnector`] composes them into the object-safe [`IdentityProvider`]
+//! the server's KYC service calls; [`IdentityProviders`] holds one per configured account.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kassa_core::kyc::KycLevel;
+
+use crate::account::{AccountError, ProviderAccount};
+use crate::event::InboundRefusal;
+use crate::inbound::{InboundBatch, InboundSource, RawInbound};
+use crate::provider::ProviderError;
+use crate::translator::{CallContext, ReplaySafety};
+use crate::transport::Transport;
+
+/// One thing Kassa asks of an ID provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityOperation<'a> {
+    /// Create the applicant for one check, keyed by Kassa's check id.
+    CreateApplicant {
+        /// Kassa's check id (the provider's `external_user_id`); a repeat answers the same
+        /// applicant.
+        external_id: &'a str,
+        /// How deep the verification goes.
+        level: KycLevel,
+    },
+    /// Open the hosted verification page of an applicant.
+    StartVerification {
+        /// The provider's applicant id.
+        applicant_id: &'a str,
+    },
+}
+
+/// What an operation came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentityOutcome {
+    /// The applicant's id at the provider.
+    ApplicantCreated {
+        /// The provider's applicant id.
+        applicant_id: String,
+    },
+    /// Where the player verifies.
+    VerificationStarted {
+        /// The hosted page's URL.
+        url: String,
+    },
+}
+
+/// An ID provider's wire format, pure: no I/O, no clock (the transport's [`CallContext`]).
+pub trait IdentityTranslator: Send + Sync {
+    /// The wire message this translator builds.
+    type Request: Send;
+    /// The wire answer this translator reads.
+    type Response: Send;
+
+    /// Whether `operation`'s message may be sent again.
+    fn replay_safety(&self, operation: &IdentityOperation<'_>) -> ReplaySafety;
+
+    /// Builds the message of one attempt of `operation`.
+    fn encode(
+        &self,
+        operation: &IdentityOperation<'_>,
+        context: &CallContext,
+    ) -> Result<Self::Request, ProviderError>;
+
+    /// Reads the provider's answer to `operation`.
+    fn decode(
+        &self,
+        operation: &IdentityOperation<'_>,
+        response: Self::Response,
+    ) -> Result<IdentityOutcome, ProviderError>;
+}
+
+/// One ID provider account, as the KYC service calls it.
+#[async_trait]
+pub trait IdentityProvider: Send + Sync {
+    /// The account id, as checks are stored and webhooks addressed under.
+    fn name(&self) -> &str;
+
+    /// Creates (or finds again) the applicant of check `external_id`; answers its id.
+    async fn create_applicant(
+        &self,
+        external_id: &str,
+        level: KycLevel,
+    ) -> Result<String, ProviderError>;
+
+    /// Opens the applicant's hosted verification page; answers its URL.
+    async fn start_verification(&self, applicant_id: &str) -> Result<String, ProviderError>;
+
+    /// Verifies one inbound message (signature, freshness, shape); fails closed.
+    fn receive(
+        &self,
+        message: RawInbound<'_>,
+        now_unix_s: i64,
+    ) -> Result<InboundBatch, InboundRefusal>;
+}
+
+/// A translator, a transport and an inbound source under one account id.
+pub struct IdentityConnector<T, X, I> {
+    name: String,
+    translator: T,
+    transport: X,
+    inbound: I,
+}
+
+impl<T, X, I> fmt::Debug for IdentityConnector<T, X, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityConnector")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, X, I> IdentityConnector<T, X, I>
+where
+    T: IdentityTranslator,
+    X: Transport<Request = T::Request, Response = T::Response>,
+    I: InboundSource,
+{
+    /// Composes a connector for the account `name`.
+    pub fn compose(name: impl Into<String>, translator: T, transport: X, inbound: I) -> Self {
+        IdentityConnector {
+            name: name.into(),
+            translator,
+            transport,
+            inbound,
+        }
+    }
+
+    async fn perform(
+        &self,
+        operation: IdentityOperation<'_>,
+    ) -> Result<IdentityOutcome, ProviderError> {
+        let safety = self.translator.replay_safety(&operation);
+        let build = |context: &_| self.translator.encode(&operation, context);
+        let response = self.transport.call(safety, &build).await?;
+        self.translator.decode(&operation, response)
+    }
+}
+
+#[async_trait]
+impl<T, X, I> IdentityProvider for IdentityConnector<T, X, I>
+where
+    T: IdentityTranslator,
+    X: Transport<Request = T::Request, Response = T::Response>,
+    I: InboundSource,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn create_applicant(
+        &self,
+        external_id: &str,
+        level: KycLevel,
+    ) -> Result<String, ProviderError> {
+        let operation = IdentityOperation::CreateApplicant { external_id, level };
+        match self.perform(operation).await? {
+            IdentityOutcome::ApplicantCreated { applicant_id } => Ok(applicant_id),
+            other => Err(mismatch("create_applicant", &other)),
+        }
+    }
+
+    async fn start_verification(&self, applicant_id: &str) -> Result<String, ProviderError> {
+        let operation = IdentityOperation::StartVerification { applicant_id };
+        match self.perform(operation).await? {
+            IdentityOutcome::VerificationStarted { url } => Ok(url),
+            other => Err(mismatch("start_verification", &other)),
+        }
+    }
+
+    fn receive(
+        &self,
+        message: RawInbound<'_>,
+        now_unix_s: i64,
+    ) -> Result<InboundBatch, InboundRefusal> {
+        self.inbound.verify(message, now_unix_s)
+    }
+}
+
+fn mismatch(operation: &'static str, outcome: &IdentityOutcome) -> ProviderError {
+    ProviderError::Protocol(format!(
+        "the translator answered {outcome:?} to {operation}"
+    ))
+}
+
+/// Builds the connector of one ID provider account.
+pub type IdentityFactory = fn(&ProviderAccount) -> Result<Arc<dyn IdentityProvider>, AccountError>;
+
+/// The ID provider kinds this build speaks; today `idv_sandbox`.
+pub fn identity_kind(kind: &str) -> Option<IdentityFactory> {
+    match kind {
+        crate::idv_sandbox::KIND => Some(idv_sandbox as IdentityFactory),
+        _ => None,
+    }
+}
+
+fn idv_sandbox(account: &ProviderAccount) -> Result<Arc<dyn IdentityProvider>, AccountError> {
+    Ok(Arc::new(crate::idv_sandbox::from_account(account)?))
+}
+
+/// The configured ID provider accounts, by id, each with its merchant.
+#[derive(Clone, Default)]
+pub struct IdentityProviders {
+    accounts: BTreeMap<String, (String, Arc<dyn IdentityProvider>)>,
+}
+
+impl fmt::Debug for IdentityProviders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.accounts.keys()).finish()
+    }
+}
+
+impl IdentityProviders {
+    /// Adds `provider` for `merchant_id`; refuses a second account of the same id.
+    pub fn add(
+        &mut self,
+        merchant_id: &str,
+        provider: Arc<dyn IdentityProvider>,
+    ) -> Result<(), crate::RegistryError> {
+        let name = provider.name().to_string();
+        if self.accounts.contains_key(&name) {
+            return Err(crate::RegistryError::Duplicate(name));
+        }
+        self.accounts
+            .insert(name, (merchant_id.to_string(), provider));
+        Ok(())
+    }
+
+    /// The account `name`, whichever merchant it serves (webhooks name the account).
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn IdentityProvider>> {
+        self.accounts.get(name).map(|(_, provider)| provider)
+    }
+
+    /// The merchant's ID provider: its first account by id.
+    pub fn for_merchant(&self, merchant_id: &str) -> Option<&Arc<dyn IdentityProvider>> {
+        self.accounts
+            .values()
+            .find(|(merchant, _)| merchant == merchant_id)
+            .map(|(_, provider)| provider)
+    }
+
+    /// Whether no account is configured.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+}
