@@ -1,5 +1,5 @@
 // A card deposit through Kassa's own card page to a direct ISO 8583 acquirer with 3-D Secure 2
-// (issue 20 item 4, ADRs 9300 and 9301), in real headless Chromium: the card page sends the AReq
+// (issue 20 item 4, ADRs 67 and 68), in real headless Chromium: the card page sends the AReq
 // to the embedded Directory Server (the account says `threeds = true` and names none), the
 // browser is carried to the ACS's challenge page, the player types the code, the ACS sends its
 // RReq to Kassa and posts the `cres` back through the browser, and Kassa's `0200` to

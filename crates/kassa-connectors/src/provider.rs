@@ -291,7 +291,7 @@ pub struct CardCharge {
     pub reversal_advice_key: Option<String>,
     /// With an approved authorization (`0100`) of an account that completes later: the
     /// original the completion advice (`0220`) names. The caller queues it as a job in the
-    /// transaction that records the approval (ADR 9302).
+    /// transaction that records the approval (ADR 69).
     pub completion_advice: Option<crate::acquirer::advice::ReversalAdvice>,
 }
 

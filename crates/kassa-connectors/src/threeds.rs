@@ -1,4 +1,4 @@
-//! The 3DS Server half of 3-D Secure 2 for direct acquiring (ADR 9300): EMVCo 3DS 2.2
+//! The 3DS Server half of 3-D Secure 2 for direct acquiring (ADR 67): EMVCo 3DS 2.2
 //! message shapes as JSON over HTTP, and the call to the Directory Server.
 //!
 //! * Kassa sends the AReq to the Directory Server, which answers the ACS's ARes:
@@ -306,7 +306,7 @@ impl ChallengeResponse {
     }
 }
 
-/// What the authorization message carries of a successful authentication (ADR 9301).
+/// What the authorization message carries of a successful authentication (ADR 68).
 #[derive(Clone)]
 pub struct CardAuthentication {
     /// Electronic commerce indicator (`05`/`06` Visa, `02`/`01` Mastercard).

@@ -44,7 +44,7 @@ pub const PAYOUTS: &str = "kassa_payouts_total";
 pub const PAYOUT_DURATION: &str = "kassa_payout_duration_seconds";
 /// 3-D Secure results, `{provider, outcome}`: `challenged` (a challenge shown to the
 /// player), `failed` (a decline for failed, rejected or unavailable authentication); from
-/// Kassa's own 3DS Server (direct acquiring, ADR 9300) also `frictionless`, `attempted` and
+/// Kassa's own 3DS Server (direct acquiring, ADR 67) also `frictionless`, `attempted` and
 /// `challenge_passed`.
 pub const THREEDS: &str = "kassa_threeds_total";
 /// Refunds, `{provider, outcome}`: `succeeded`, `failed`.

@@ -1,4 +1,4 @@
-//! The outcome of 3-D Secure for a card-page deposit (ADR 9300): what the authentication
+//! The outcome of 3-D Secure for a card-page deposit (ADR 67): what the authentication
 //! decided and under which ids, never the authentication value.
 
 use sqlx::Row;

@@ -5,7 +5,7 @@
 //!   approval takes the funds, so the server credits at once ([`CardCharge::captured`]). With
 //!   `capture = "authorize_then_complete"` it is a `0100`, credited on approval too, whose
 //!   `0220` completion the server queues with the credit ([`CardCharge::completion_advice`],
-//!   ADR 9302).
+//!   ADR 69).
 //! * A refund is a `0200` with processing code `20` naming its original in field 90; a payout
 //!   to a card an original credit transaction (`0200`, processing code `26`).
 //! * Every `0200` that gets no answer in time is reversed by a `0420` advice, repeated as
@@ -103,7 +103,7 @@ pub struct AcquirerConfig {
     pub currencies: Vec<Currency>,
     /// Kassa's card page, where a deposit sends the player (`{url}/{payment_id}`).
     pub card_page_url: Option<String>,
-    /// The 3-D Secure Directory Server card-page deposits authenticate at (ADR 9300);
+    /// The 3-D Secure Directory Server card-page deposits authenticate at (ADR 67);
     /// `None`: no 3-D Secure.
     pub threeds_directory_url: Option<String>,
     /// How a deposit takes the funds.
@@ -117,7 +117,7 @@ pub enum Capture {
     #[default]
     Purchase,
     /// `authorize_then_complete`: a `0100` authorization, then a `0220` completion advice
-    /// repeated as `0221` until the host answers (ADR 9302).
+    /// repeated as `0221` until the host answers (ADR 69).
     AuthorizeThenComplete,
 }
 
@@ -231,7 +231,7 @@ impl AcquirerConnector {
         self.directory_server.is_some()
     }
 
-    /// Sends the AReq of a card-page deposit to the account's Directory Server (ADR 9300) as
+    /// Sends the AReq of a card-page deposit to the account's Directory Server (ADR 67) as
     /// 3DS transaction `trans_id`: the ACS's result comes back to the card page under
     /// `{card_page_url}/{payment_id}/threeds/…`. `None` when the account runs no 3-D Secure.
     pub async fn authenticate(
@@ -388,8 +388,8 @@ impl AcquirerConnector {
 /// `ascii_length4`, `tpdu`), `dialect_file` (a TOML dialect; default pyiso8583's
 /// `default_ascii`), `currencies` (comma separated, default `EUR`), `timeout_ms`,
 /// `echo_interval_ms`, `reconnect_min_ms`, `reconnect_max_ms`, `card_page_url`,
-/// `threeds_directory_url` (3-D Secure on when set; ADR 9300), `capture` (`purchase`, the
-/// default, or `authorize_then_complete`; ADR 9302).
+/// `threeds_directory_url` (3-D Secure on when set; ADR 67), `capture` (`purchase`, the
+/// default, or `authorize_then_complete`; ADR 69).
 pub fn config_of(account: &ProviderAccount) -> Result<AcquirerConfig, AccountError> {
     let invalid = |name: &str, why: String| AccountError::InvalidSetting {
         account: account.id.clone(),
@@ -561,7 +561,7 @@ impl PaymentProvider for AcquirerConnector {
                     start: PaymentStart::Authorized,
                 },
                 // An authorization is credited on its approval too; its completion is
-                // queued with the credit (ADR 9302).
+                // queued with the credit (ADR 69).
                 captured: true,
                 soft_decline: false,
                 reversal_advice_key: None,

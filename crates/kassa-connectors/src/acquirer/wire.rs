@@ -55,7 +55,7 @@ pub enum Financial {
     /// `0200`, `260000`: an original credit transaction, a payout to a card.
     OriginalCredit,
     /// `0100`, `000000`: an authorization, completed later by a `0220` advice (an account
-    /// with `capture = "authorize_then_complete"`, ADR 9302).
+    /// with `capture = "authorize_then_complete"`, ADR 69).
     Authorization,
 }
 
@@ -286,7 +286,7 @@ pub struct FinancialRequest<'a> {
     pub authentication: Option<&'a CardAuthentication>,
 }
 
-/// Field 48 subelement tags of Kassa's dialect (ADR 9301), each written as a 2-digit tag,
+/// Field 48 subelement tags of Kassa's dialect (ADR 68), each written as a 2-digit tag,
 /// a 2-digit length and the value, after Mastercard's DE 48 subelements of the same numbers.
 pub mod private_data {
     /// The electronic commerce indicator (2 digits).
@@ -368,7 +368,7 @@ pub fn reversal_advice(
     )
 }
 
-/// A `0220` completion advice of an approved `0100`, or its repeat `0221` (ADR 9302): the same
+/// A `0220` completion advice of an approved `0100`, or its repeat `0221` (ADR 69): the same
 /// facts of the original as a reversal's.
 pub fn completion_advice(
     original: &ReversalAdvice,

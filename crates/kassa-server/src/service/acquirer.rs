@@ -18,7 +18,7 @@ use kassa_store::{now_ms, Store};
 /// The job kind of one reversal advice (dedupe key: account, terminal and original STAN).
 pub const REVERSAL_ADVICE: &str = "acquirer.reversal_advice";
 
-/// The job kind of one completion advice (`0220`, ADR 9302; dedupe key: account, terminal and
+/// The job kind of one completion advice (`0220`, ADR 69; dedupe key: account, terminal and
 /// the authorization's STAN).
 pub const COMPLETION_ADVICE: &str = "acquirer.completion_advice";
 
@@ -178,7 +178,7 @@ fn advice_and_connector(
 
 /// Runs one attempt of a completion advice job: `0220` on the first attempt, `0221` after.
 /// A refusal (`0230` with another code than `00`) ends the job too, logged for an operator:
-/// the player was credited on the approved authorization (ADR 9302).
+/// the player was credited on the approved authorization (ADR 69).
 pub async fn send_completion(
     acquirers: &Acquirers,
     payload: &str,

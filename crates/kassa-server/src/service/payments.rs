@@ -1466,7 +1466,7 @@ impl PaymentsService {
     /// stays charged).
     ///
     /// `authenticated` is the card's 3-D Secure result when the account runs 3-D Secure (ADR
-    /// 9300): its ECI and CAVV go into the authorization, its outcome (no CAVV) is stored in
+    /// 67): its ECI and CAVV go into the authorization, its outcome (no CAVV) is stored in
     /// the same transaction as the answer.
     pub async fn pay_with_card(
         &self,
@@ -1577,7 +1577,7 @@ impl PaymentsService {
     }
 
     /// Declines a card-page deposit whose 3-D Secure authentication refused the card (ADR
-    /// 9300): no authorization is sent, nothing is charged; the outcome is stored with the
+    /// 67): no authorization is sent, nothing is charged; the outcome is stored with the
     /// decline, and the payment's one card submission is used up.
     pub async fn decline_unauthenticated(
         &self,

@@ -1,11 +1,11 @@
-//! Kassa's own 3DS Server for card-page deposits through a direct acquirer (ADR 9300): the
+//! Kassa's own 3DS Server for card-page deposits through a direct acquirer (ADR 67): the
 //! AReq when the card is submitted, the challenge's RReq (server to server, the result Kassa
 //! acts on) and the browser's return with the `cres`.
 //!
 //! Between the AReq and the return, the card waits here, in this process's memory only (never
 //! the database, ADR 49/50), for at most [`PENDING_TTL`]; so do the RReq's result and its
 //! authentication value. A challenge therefore finishes on the node that began it (the card
-//! page's requests of one payment go to one node, see ADR 9300).
+//! page's requests of one payment go to one node, see ADR 67).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

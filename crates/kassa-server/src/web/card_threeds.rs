@@ -1,4 +1,4 @@
-//! The 3-D Secure ends of Kassa's card page (ADR 9300): where the Directory Server sends a
+//! The 3-D Secure ends of Kassa's card page (ADR 67): where the Directory Server sends a
 //! challenge's RReq, and where the ACS's page returns the browser with the `cres`.
 
 use axum::extract::{Path, State};
@@ -22,7 +22,7 @@ use crate::AppState;
 #[utoipa::path(post, path = "/pay/card/{payment_id}/threeds/results", tag = "payments",
     description = "The 3-D Secure Directory Server's results request (RReq, EMVCo 3DS 2.2 JSON: \
         messageType, threeDSServerTransID, acsTransID, dsTransID, transStatus, eci, \
-        authenticationValue) of a challenge on Kassa's card page (ADR 9300); answered by the RRes \
+        authenticationValue) of a challenge on Kassa's card page (ADR 67); answered by the RRes \
         (messageType RRes, resultsStatus 01).",
     params(("payment_id" = String, Path)),
     request_body(content = Object, content_type = "application/json", description = "RReq"),

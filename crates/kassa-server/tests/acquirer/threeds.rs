@@ -1,4 +1,4 @@
-//! 3-D Secure 2 for direct acquiring (ADR 9300, 9301), over real HTTP against the 3-D Secure
+//! 3-D Secure 2 for direct acquiring (ADRs 67, 68), over real HTTP against the 3-D Secure
 //! simulator and the real ISO 8583 session against the host simulator: frictionless,
 //! attempted, challenge passed and failed, rejected; the host sees ECI, CAVV and DS
 //! transaction id in field 48 and refuses its 3DS-required cards without them.

@@ -58,7 +58,7 @@ fn requires_authentication(pan: &str) -> bool {
         .is_some_and(|last4| (3100..3600).contains(&last4))
 }
 
-/// The 3-D Secure result a purchase carried in field 48 (ADR 9301).
+/// The 3-D Secure result a purchase carried in field 48 (ADR 68).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SeenAuthentication {
     /// Field 11 of the request.

@@ -35,7 +35,7 @@
 //!
 //! A card of the 3-D Secure simulator's range (last four `3100` to `3599`, see
 //! [`crate::threeds`]) is answered `05` unless field 48 carries an ECI (subelement `42`) and
-//! an authentication value (`43`): the issuer insists on 3-D Secure (ADR 9301).
+//! an authentication value (`43`): the issuer insists on 3-D Secure (ADR 68).
 //!
 //! A PAN that is not 12 to 19 digits gets `14`, an amount (4) that is not 12 digits `13`, a
 //! request without 11 (STAN) or 41 (terminal) `30`.

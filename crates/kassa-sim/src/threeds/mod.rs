@@ -1,6 +1,6 @@
 //! A simulated 3-D Secure 2 Directory Server and ACS in one process (`kassa sim threeds
 //! --listen ADDR`), speaking EMVCo 3DS 2.2 message shapes as JSON over HTTP, for Kassa's own
-//! 3DS Server (direct acquiring, ADR 9300).
+//! 3DS Server (direct acquiring, ADR 67).
 //!
 //! | endpoint | what |
 //! |---|---|

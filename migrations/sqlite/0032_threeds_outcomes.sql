@@ -1,4 +1,4 @@
--- 3-D Secure for direct acquiring (issue 20 item 4, ADR 9300): the outcome of the cardholder
+-- 3-D Secure for direct acquiring (issue 20 item 4, ADR 67): the outcome of the cardholder
 -- authentication Kassa's own 3DS Server ran for a card-page deposit, one row per payment,
 -- written in the transaction that records the authorization's answer (or the decline without
 -- one). The authentication value (CAVV) is not here: it proves the cardholder and goes only
