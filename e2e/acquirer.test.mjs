@@ -8,26 +8,17 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import {
   ARTIFACTS,
-  STARTUP_TIMEOUT_MS,
   apiOk,
   balance,
   createPlayer,
-  freePort,
   initDeposit,
-  kassaBin,
   paymentIdOf,
-  sleep,
-  startAll,
+  startWithAcquirerHost,
   state,
-  stopAll,
   waitForStatus,
   withPage,
 } from './harness.mjs';
@@ -38,57 +29,27 @@ const LUHN_INVALID_CARD = '4000 0000 0000 0003';
 // A vault master key for this test only: 32 bytes in base64.
 const VAULT_KEY = Buffer.alloc(32, 7).toString('base64');
 
-let sim; // the host simulator process
-let configDir;
-
-/** Resolves once something accepts TCP connections on 127.0.0.1:`port`. */
-async function waitForPort(port) {
-  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    const open = await new Promise((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    await sleep(100);
-  }
-  throw new Error(`nothing listens on 127.0.0.1:${port} after ${STARTUP_TIMEOUT_MS} ms`);
-}
+let stop; // stops kassa serve and the host simulator
 
 before(async () => {
-  const simPort = await freePort();
-  sim = spawn(kassaBin(), ['sim', 'iso8583', '--listen', `127.0.0.1:${simPort}`], {
-    stdio: 'ignore',
-  });
-  await waitForPort(simPort);
-  configDir = mkdtempSync(path.join(tmpdir(), 'kassa-e2e-acquirer-'));
-  const config = path.join(configDir, 'kassa.toml');
-  writeFileSync(
-    config,
-    `[[providers.accounts]]
+  stop = await startWithAcquirerHost(
+    (address) => `[[providers.accounts]]
 id = "acquirer"
 merchant = "mch_demo"
 kind = "iso8583"
 name = "Direct acquirer"
 credentials = {}
-settings = { address = "127.0.0.1:${simPort}", terminal_id = "E2E00001", card_acceptor_id = "KASSA-E2E" }
+settings = { address = "${address}", terminal_id = "E2E00001", card_acceptor_id = "KASSA-E2E" }
 
 [vault]
 master_keys = { k1 = "${VAULT_KEY}" }
 active_key = "k1"
 `,
   );
-  await startAll({ args: ['--config', config] });
 });
 
 after(async () => {
-  await stopAll();
-  sim?.kill('SIGTERM');
-  if (configDir) rmSync(configDir, { recursive: true, force: true });
+  await stop?.();
 });
 
 async function fillCard(page, number) {

@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +57,46 @@ export function freePort() {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Starts `kassa sim iso8583` on a free port and `kassa serve` with a config file whose
+ * `[[providers.accounts]]` is `accountToml(hostAddress)` (it names the host's address);
+ * answers a function that stops both and removes the config.
+ */
+export async function startWithAcquirerHost(accountToml) {
+  const simPort = await freePort();
+  const sim = spawn(kassaBin(), ['sim', 'iso8583', '--listen', `127.0.0.1:${simPort}`], {
+    stdio: 'ignore',
+  });
+  await waitForPort(simPort);
+  const configDir = mkdtempSync(path.join(tmpdir(), 'kassa-e2e-acquirer-'));
+  const config = path.join(configDir, 'kassa.toml');
+  writeFileSync(config, accountToml(`127.0.0.1:${simPort}`));
+  await startAll({ args: ['--config', config] });
+  return async () => {
+    await stopAll();
+    sim.kill('SIGTERM');
+    rmSync(configDir, { recursive: true, force: true });
+  };
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:`port` (a simulator started). */
+export async function waitForPort(port) {
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const open = await new Promise((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await sleep(100);
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${STARTUP_TIMEOUT_MS} ms`);
+}
 
 /**
  * Starts `kassa serve` on a free port with a fresh SQLite database; `args` and `env` are added

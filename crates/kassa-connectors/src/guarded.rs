@@ -139,8 +139,10 @@ impl PaymentProvider for Guarded {
         &self,
         request: &PaymentRequest,
         card: &CardDetails,
+        authentication: Option<&crate::threeds::CardAuthentication>,
     ) -> Result<CardCharge, ProviderError> {
-        self.guard(self.inner.charge_card(request, card)).await
+        self.guard(self.inner.charge_card(request, card, authentication))
+            .await
     }
 
     async fn payout_to_card(

@@ -27,6 +27,7 @@ pub mod registry;
 pub mod sandbox;
 pub mod signing;
 pub mod stripe;
+pub mod threeds;
 pub mod translator;
 pub mod transport;
 pub mod webhook;

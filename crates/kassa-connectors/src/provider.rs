@@ -265,6 +265,11 @@ pub struct RefundAccepted {
     /// The answer itself says the money went back (an ISO 8583 acquirer's approved `0210`):
     /// no event will follow, the server applies the refund at once.
     pub settled: bool,
+    /// The job key of the refund's reversal advice, still queued (an ISO 8583 acquirer's
+    /// approved refund): the server cancels it in the transaction that records the refund,
+    /// and treats the refund as reversed when it can no longer cancel it, as for
+    /// [`CardCharge::reversal_advice_key`].
+    pub reversal_advice_key: Option<String>,
 }
 
 /// What a direct acquirer answered to a card charge (a `0200` purchase).
@@ -284,6 +289,10 @@ pub struct CardCharge {
     /// as reversed when it can no longer cancel it (the advice already ran): cancelling any
     /// earlier leaves a moment where the player is charged and nothing records it.
     pub reversal_advice_key: Option<String>,
+    /// With an approved authorization (`0100`) of an account that completes later: the
+    /// original the completion advice (`0220`) names. The caller queues it as a job in the
+    /// transaction that records the approval (ADR 69).
+    pub completion_advice: Option<crate::acquirer::advice::ReversalAdvice>,
 }
 
 /// A withdrawal to send to the player.
@@ -320,6 +329,10 @@ pub struct PayoutAccepted {
     pub provider_reference: String,
     /// The payout's status right after the call, usually `Pending`.
     pub status: ProviderPayoutStatus,
+    /// The job key of the payout's reversal advice, still queued (an ISO 8583 acquirer's paid
+    /// OCT): cancelled by the server in the transaction that records the payout, as for
+    /// [`RefundAccepted::reversal_advice_key`].
+    pub reversal_advice_key: Option<String>,
 }
 
 /// Why a call to a provider did not give an answer Kassa can use.
@@ -403,11 +416,14 @@ pub trait PaymentProvider: Send + Sync {
 
     /// Charges a card directly (an ISO 8583 acquirer): the card number reaches only this call
     /// and the message it builds. Providers that host their own card page do not take card
-    /// numbers; they keep the default, [`ProviderError::Unsupported`].
+    /// numbers; they keep the default, [`ProviderError::Unsupported`]. `authentication` is
+    /// the 3-D Secure result the cardholder gave Kassa's 3DS Server, when the account asks
+    /// for one; it travels in the authorization message.
     async fn charge_card(
         &self,
         _request: &PaymentRequest,
         _card: &CardDetails,
+        _authentication: Option<&crate::threeds::CardAuthentication>,
     ) -> Result<CardCharge, ProviderError> {
         Err(ProviderError::Unsupported("card charges"))
     }

@@ -154,7 +154,7 @@ async fn charge(
 ) -> Result<kassa_connectors::CardCharge, ProviderError> {
     for _ in 0..100 {
         match connector
-            .charge_card(&deposit(payment_id, 2500), &card(pan))
+            .charge_card(&deposit(payment_id, 2500), &card(pan), None)
             .await
         {
             Err(ProviderError::Unavailable(_)) => {
@@ -311,8 +311,13 @@ async fn refunds_and_card_payouts_are_0200s_with_processing_codes_20_and_26() {
         amount_minor,
         currency: Currency::from_code("EUR").unwrap(),
     };
+    rig.advices.taken();
     let accepted = rig.connector.refund(&refund(1000, "rf_1")).await.unwrap();
     assert!(accepted.settled);
+    // An approval's reversal stays queued for the server's recording transaction (ADR 49);
+    // a refusal's is called off at once (the host changed nothing).
+    let [queued] = rig.advices.taken().try_into().unwrap();
+    assert_eq!(accepted.reversal_advice_key, Some(queued.key()));
     let too_much = rig
         .connector
         .refund(&refund(2000, "rf_2"))
@@ -321,6 +326,10 @@ async fn refunds_and_card_payouts_are_0200s_with_processing_codes_20_and_26() {
     assert!(
         matches!(&too_much, ProviderError::Rejected { code, .. } if code == "invalid_amount"),
         "{too_much:?}"
+    );
+    assert!(
+        rig.advices.taken().is_empty(),
+        "a refused refund's advice is cancelled"
     );
     let payout = PayoutRequest {
         payout_id: "po_1".into(),
@@ -335,12 +344,16 @@ async fn refunds_and_card_payouts_are_0200s_with_processing_codes_20_and_26() {
         .await
         .unwrap();
     assert_eq!(paid.status, ProviderPayoutStatus::Paid);
+    let [queued] = rig.advices.taken().try_into().unwrap();
+    assert_eq!(paid.reversal_advice_key, Some(queued.key()));
     let refused = rig
         .connector
         .payout_to_card(&payout, &card(INSUFFICIENT_FUNDS))
         .await
         .unwrap();
     assert_eq!(refused.status, ProviderPayoutStatus::Failed);
+    assert_eq!(refused.reversal_advice_key, None);
+    assert!(rig.advices.taken().is_empty());
     assert!(matches!(
         rig.connector.payout(&payout).await,
         Err(ProviderError::Unsupported(_))
@@ -397,7 +410,7 @@ async fn an_unreachable_host_is_unavailable_at_once() {
         acquirer::from_account(&account(&address.to_string(), 1_000), services).unwrap();
     let started = std::time::Instant::now();
     let charged = connector
-        .charge_card(&deposit("pay_u", 100), &card(APPROVE))
+        .charge_card(&deposit("pay_u", 100), &card(APPROVE), None)
         .await;
     assert!(
         matches!(charged, Err(ProviderError::Unavailable(_))),

@@ -84,8 +84,9 @@ impl fmt::Debug for Mti {
     }
 }
 
-/// Fields whose value `Debug` never prints: card data, tracks, PIN block, chip data.
-const SECRET_FIELDS: [u8; 7] = [2, 14, 34, 35, 36, 45, 52];
+/// Fields whose value `Debug` never prints: card data, tracks, private data (where Kassa's
+/// dialect carries the 3-D Secure authentication value, ADR 68), PIN block.
+const SECRET_FIELDS: [u8; 8] = [2, 14, 34, 35, 36, 45, 48, 52];
 
 /// A message: MTI plus field values by number (2..=128; the bitmaps are derived when packing).
 ///

@@ -89,6 +89,8 @@ pub struct AppStateInner {
     pub acquirers: service::acquirer::Acquirers,
     /// The card vault; `None` when no master key is configured (cards are not saved).
     pub vault: Option<Arc<service::vault::Vault>>,
+    /// Kassa's own 3DS Server for the acquirers' card-page deposits.
+    pub threeds: service::threeds::ThreeDsService,
 }
 
 /// A running server, for tests and the binary.
@@ -417,6 +419,7 @@ impl AppState {
         AppState(Arc::new(AppStateInner {
             source_allow_lists,
             inbound_faults: Arc::default(),
+            threeds: service::threeds::ThreeDsService::new(acquirers.clone()),
             acquirers,
             vault,
             auth: auth::KeyCache::new(store.clone(), auth::KeyHasher::from_config(&config.auth)),

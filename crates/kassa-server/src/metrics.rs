@@ -42,9 +42,10 @@ pub const PROVIDER_AUTHORIZATION_DURATION: &str = "kassa_provider_authorization_
 pub const PAYOUTS: &str = "kassa_payouts_total";
 /// Seconds from a withdrawal's request to its end, `{provider, method, outcome}`.
 pub const PAYOUT_DURATION: &str = "kassa_payout_duration_seconds";
-/// 3-D Secure results, `{provider, outcome}`: `failed` (a decline for failed
-/// authentication); `challenged` for a connector that reports a challenge (none does yet: the
-/// sandbox challenges on its own page).
+/// 3-D Secure results, `{provider, outcome}`: `challenged` (a challenge shown to the
+/// player), `failed` (a decline for failed, rejected or unavailable authentication); from
+/// Kassa's own 3DS Server (direct acquiring, ADR 67) also `frictionless`, `attempted` and
+/// `challenge_passed`.
 pub const THREEDS: &str = "kassa_threeds_total";
 /// Refunds, `{provider, outcome}`: `succeeded`, `failed`.
 pub const REFUNDS: &str = "kassa_refunds_total";
@@ -223,7 +224,7 @@ const HELP: &[(&str, Kind, &str)] = &[
     (
         THREEDS,
         Kind::Counter,
-        "3-D Secure challenges and authentication failures.",
+        "3-D Secure results: frictionless, attempted, challenged, passed and failed authentications.",
     ),
     (REFUNDS, Kind::Counter, "Refunds settled or refused."),
     (CHARGEBACKS, Kind::Counter, "Chargebacks received."),
@@ -482,9 +483,26 @@ pub fn record_threeds_challenge(
     }
 }
 
-/// A 3-D Secure result at `provider`: `challenged` or `failed`.
+/// A 3-D Secure result at `provider` (outcomes at [`THREEDS`]).
 pub fn record_threeds(provider: &str, outcome: &'static str) {
     counter!(THREEDS, "provider" => label(provider), "outcome" => outcome).increment(1);
+}
+
+/// A result of Kassa's own 3DS Server at acquirer account `provider` that lets the
+/// authorization go ahead; refusals are counted as `failed` by the decline they cause.
+pub fn record_threeds_result(
+    provider: &str,
+    status: kassa_connectors::threeds::TransStatus,
+    challenged: bool,
+) {
+    use kassa_connectors::threeds::TransStatus;
+    let outcome = match (status, challenged) {
+        (TransStatus::Y, false) => "frictionless",
+        (TransStatus::Y, true) => "challenge_passed",
+        (TransStatus::A, _) => "attempted",
+        _ => return,
+    };
+    record_threeds(provider, outcome);
 }
 
 /// A refund settled (`succeeded`) or refused by the provider (`failed`).

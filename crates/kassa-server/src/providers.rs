@@ -65,6 +65,10 @@ impl EmbeddedProvider {
     }
 }
 
+/// The kind an [`EmbeddedLaunch`] names to ask for a 3-D Secure Directory Server and ACS, for
+/// an acquirer account with `threeds = true` and no `threeds_directory_url`.
+pub const THREEDS_SIMULATOR: &str = "threeds";
+
 /// Starts in-process simulators for accounts that name no `base_url`.
 pub trait EmbeddedProviders: Send + Sync {
     /// Starts one for `launch.account`, or fails for a kind it cannot simulate.
@@ -214,6 +218,30 @@ async fn add_accounts(
             let url = format!("{public_base_url}{CARD_PAGE_PATH}");
             account.settings.insert("card_page_url".into(), url.into());
         }
+        if wants_embedded_threeds(&account)? {
+            let Some(embedded) = embedded else {
+                anyhow::bail!(
+                    "provider account {:?} has threeds = true but names no \
+                     threeds_directory_url, and this process runs no embedded simulator",
+                    account.id
+                );
+            };
+            let mut directory_account = account.clone();
+            directory_account.kind = THREEDS_SIMULATOR.into();
+            let mut simulator = embedded
+                .start(EmbeddedLaunch {
+                    account: directory_account,
+                    webhook_url: String::new(),
+                    simulator: config.sandbox.clone(),
+                })
+                .await?;
+            account.settings.insert(
+                "threeds_directory_url".into(),
+                simulator.base_url.clone().into(),
+            );
+            simulator.account_id = account.id.clone();
+            started.push(simulator);
+        }
         if account.setting_str(location, "")?.is_empty() {
             let simulator = start_embedded(config, embedded, &account, public_base_url).await?;
             account
@@ -225,6 +253,22 @@ async fn add_accounts(
         tracing::info!(account = %account.id, kind = %account.kind, merchant = %account.merchant_id, "provider account ready");
     }
     Ok(())
+}
+
+/// An acquirer account that turns 3-D Secure on (`threeds = true`) without naming its
+/// Directory Server: an embedded one stands in.
+fn wants_embedded_threeds(account: &ProviderAccount) -> anyhow::Result<bool> {
+    let on = match account.settings.get("threeds") {
+        None => false,
+        Some(serde_json::Value::Bool(on)) => *on,
+        Some(_) => anyhow::bail!(
+            "provider account {:?}: threeds must be true or false",
+            account.id
+        ),
+    };
+    Ok(on
+        && account.kind == acquirer::KIND
+        && account.setting_str("threeds_directory_url", "")?.is_empty())
 }
 
 #[cfg(test)]

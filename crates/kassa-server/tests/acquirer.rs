@@ -4,6 +4,8 @@
 //! and no card number in the database.
 
 mod common;
+#[path = "acquirer/threeds.rs"]
+mod threeds;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -15,6 +17,11 @@ use kassa_sim::iso8583::{start, Iso8583HostConfig, Iso8583HostHandle};
 use kassa_store::testing::TestBackend;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use threeds::{
+    threeds_challenge_passed_charges_and_failed_sends_no_authorization,
+    threeds_frictionless_and_attempted_carry_eci_and_cavv_to_the_host,
+    threeds_rejected_sends_no_authorization_and_the_host_wants_3ds,
+};
 
 /// Luhn-valid test cards of the simulator.
 const APPROVE: &str = "4000000000000002";
@@ -55,6 +62,11 @@ on_both_backends!(
     a_soft_decline_on_the_card_page_cascades_to_the_next_acquirer_with_the_same_card,
     a_hard_decline_on_the_card_page_goes_to_no_other_acquirer,
     a_returning_saved_card_goes_first_to_the_acquirer_that_approved_it,
+    threeds_frictionless_and_attempted_carry_eci_and_cavv_to_the_host,
+    threeds_challenge_passed_charges_and_failed_sends_no_authorization,
+    threeds_rejected_sends_no_authorization_and_the_host_wants_3ds,
+    an_authorization_is_credited_once_and_completed_by_an_advice_repeated_until_answered,
+    the_settlement_file_lists_exactly_the_approved_unreversed_transactions,
 );
 
 /// Everything every test of this binary logs, at every level (one subscriber per process).
@@ -182,8 +194,16 @@ async fn deposit(app: &TestApp, amount: &str) -> (String, String) {
 
 /// Submits the card page's form; answers the status and where it sends the browser.
 async fn submit(page: &str, number: &str) -> (StatusCode, Option<String>, String) {
-    let form = [("number", number), ("expiry", "12/30"), ("cvc", "123")];
-    let answer = browser().post(page).form(&form).send().await.unwrap();
+    post_form(
+        page,
+        &[("number", number), ("expiry", "12/30"), ("cvc", "123")],
+    )
+    .await
+}
+
+/// Posts a form; answers the status, where it sends the browser and the page.
+async fn post_form(url: &str, form: &[(&str, &str)]) -> (StatusCode, Option<String>, String) {
+    let answer = browser().post(url).form(form).send().await.unwrap();
     let status = answer.status();
     let location = answer
         .headers()
@@ -249,17 +269,16 @@ async fn an_approved_card_is_captured_and_credited_once_then_refunded(backend: T
     assert_eq!(advices_in(&app, "cancelled").await, 1);
     assert_eq!(advices_in(&app, "queued").await, 0);
 
-    let refund = app
-        .send(
-            Method::POST,
-            &format!("/v1/payments/{id}/refunds"),
-            Some(&app.api_key),
-            Some(&json!({"amount": "10.00"})),
-            &[("Idempotency-Key", "refund-1")],
-        )
-        .await;
-    assert_eq!(refund.status, StatusCode::CREATED, "{}", refund.body);
+    let refund = refund_ten(&app, &id).await;
     assert_eq!(refund.body["status"], "succeeded", "{}", refund.body);
+    // The refund's reversal advice, left queued by the connector, was called off by the
+    // transaction that recorded the refund; none was ever sent.
+    assert_eq!(advices_in(&app, "cancelled").await, 2);
+    assert_eq!(advices_in(&app, "queued").await, 0);
+    assert!(host
+        .received()
+        .iter()
+        .all(|(mti, _)| !mti.starts_with("04")));
     assert_eq!(app.balance("p1").await, ("15.00".into(), "0.00".into()));
     assert_eq!(payment(&app, &id).await["status"], "partially_refunded");
     app.assert_ledger_verifies().await;
@@ -302,6 +321,21 @@ async fn a_timeout_is_reversed_by_advices_repeated_until_the_host_answers(backen
     app.stop().await;
 }
 
+/// Refunds 10.00 of payment `id`; answers the refund once created.
+async fn refund_ten(app: &TestApp, id: &str) -> common::Answer {
+    let refund = app
+        .send(
+            Method::POST,
+            &format!("/v1/payments/{id}/refunds"),
+            Some(&app.api_key),
+            Some(&json!({"amount": "10.00"})),
+            &[("Idempotency-Key", &format!("refund-{id}"))],
+        )
+        .await;
+    assert_eq!(refund.status, StatusCode::CREATED, "{}", refund.body);
+    refund
+}
+
 /// How many reversal advice jobs are in `state`.
 async fn advices_in(app: &TestApp, state: &str) -> usize {
     let jobs = app
@@ -319,11 +353,24 @@ async fn advices_in(app: &TestApp, state: &str) -> usize {
 
 /// Waits until the reversal advice job succeeded; answers the advice MTIs the host read.
 async fn wait_for_answered_advice(app: &TestApp, host: &Iso8583HostHandle) -> Vec<String> {
+    let mtis = wait_for_succeeded_job(app, "acquirer.reversal_advice", host).await;
+    mtis.into_iter()
+        .filter(|mti| mti.starts_with("04"))
+        .collect()
+}
+
+/// Waits until a job of `kind` succeeded (it holds no PAN); answers the MTIs of the financial
+/// requests and advices the host read.
+async fn wait_for_succeeded_job(
+    app: &TestApp,
+    kind: &str,
+    host: &Iso8583HostHandle,
+) -> Vec<String> {
     for _ in 0..300 {
         let jobs = app
             .send(
                 Method::GET,
-                "/v1/admin/jobs?kind=acquirer.reversal_advice&state=succeeded",
+                &format!("/v1/admin/jobs?kind={kind}&state=succeeded"),
                 Some(&app.admin_key),
                 None,
                 &[],
@@ -332,20 +379,140 @@ async fn wait_for_answered_advice(app: &TestApp, host: &Iso8583HostHandle) -> Ve
         assert_eq!(jobs.status, StatusCode::OK, "{}", jobs.body);
         if jobs.body["data"].as_array().is_some_and(|d| !d.is_empty()) {
             let job = &jobs.body["data"][0];
-            assert!(!job.to_string().contains(SLOW), "no PAN in a job: {job}");
+            for pan in [SLOW, APPROVE] {
+                assert!(!job.to_string().contains(pan), "no PAN in a job: {job}");
+            }
             return host
                 .received()
                 .into_iter()
                 .map(|(mti, _)| mti)
-                .filter(|mti| mti.starts_with("04"))
+                .filter(|mti| mti != "0800")
                 .collect();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!(
-        "the reversal advice was never answered: {:?}",
-        host.received()
+    panic!("no {kind} job succeeded: {:?}", host.received());
+}
+
+async fn an_authorization_is_credited_once_and_completed_by_an_advice_repeated_until_answered(
+    backend: TestBackend,
+) {
+    logs();
+    // The host leaves the first two completion advices unanswered.
+    let host = start(Iso8583HostConfig {
+        listen: "127.0.0.1:0".into(),
+        ignore_completions: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let address = host.local_addr().to_string();
+    let Some(app) = common::spawn_with(backend, |c| {
+        acquirer_only(c, &address);
+        c.providers.accounts[0]
+            .settings
+            .insert("capture".into(), "authorize_then_complete".into());
+    })
+    .await
+    else {
+        return;
+    };
+    app.player("p1").await;
+    let paid = pay(&app, "45.00", APPROVE).await;
+    assert_eq!(paid["status"], "captured", "{paid}");
+    assert_eq!(app.balance("p1").await.0, "45.00");
+    let completions = wait_for_succeeded_job(&app, "acquirer.completion_advice", &host).await;
+    assert_eq!(completions, ["0100", "0220", "0221", "0221"]);
+    // Credited once, on the approved authorization; the completions moved no money again.
+    assert_eq!(app.balance("p1").await.0, "45.00");
+    assert_eq!(
+        advices_in(&app, "queued").await,
+        0,
+        "the 0100's reversal was called off"
     );
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+async fn the_settlement_file_lists_exactly_the_approved_unreversed_transactions(
+    backend: TestBackend,
+) {
+    logs();
+    let host = start(Iso8583HostConfig {
+        listen: "127.0.0.1:0".into(),
+        slow_delay_ms: 3_000,
+        settlement_listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let address = host.local_addr().to_string();
+    let Some(app) = common::spawn_with(backend, |c| acquirer_only(c, &address)).await else {
+        return;
+    };
+    app.player("p1").await;
+    let approved = pay(&app, "25.00", APPROVE).await;
+    assert_eq!(approved["status"], "captured");
+    assert_eq!(
+        pay(&app, "30.00", INSUFFICIENT_FUNDS).await["status"],
+        "declined"
+    );
+    // Approved by the host after Kassa gave up, then reversed by the advice.
+    assert_eq!(pay(&app, "40.00", SLOW).await["status"], "failed");
+    wait_for_answered_advice(&app, &host).await;
+    let id = approved["payment_id"].as_str().unwrap();
+    refund_ten(&app, id).await;
+
+    let today = time::OffsetDateTime::now_utc().date();
+    let date = format!(
+        "{:04}-{:02}-{:02}",
+        today.year(),
+        u8::from(today.month()),
+        today.day()
+    );
+    let url = format!("{}/settlement/{date}", host.settlement_url().unwrap());
+    let answer = reqwest::get(&url).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["content-type"], "text/csv; charset=utf-8");
+    let file = answer.text().await.unwrap();
+    let lines: Vec<Vec<&str>> = file
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    // The approved purchase and its refund; not the decline, not the reversed purchase.
+    let shape: Vec<(&str, &str, &str, &str, &str)> = lines
+        .iter()
+        .map(|l| (l[1], l[5], l[6], l[8], l[9]))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("0200", "400000******0002", "2500", "000000", "00"),
+            ("0200", "400000******0002", "1000", "200000", "00"),
+        ],
+        "{file}"
+    );
+    let reference = approved["provider_reference"].as_str().unwrap_or_default();
+    let purchase = &lines[0];
+    assert_eq!(
+        (purchase[0], purchase[2], purchase[7]),
+        (date.as_str(), "KASSA001", "978")
+    );
+    assert!(
+        reference.contains(purchase[3]) && reference.contains(purchase[4]),
+        "{reference} {file}"
+    );
+    assert_eq!(purchase[10].len(), 6, "an authorization id");
+    assert!(!file.contains(APPROVE) && !file.contains(SLOW));
+    let bad = reqwest::get(format!(
+        "{}/settlement/20261206",
+        host.settlement_url().unwrap()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
 }
 
 async fn a_restart_never_reuses_a_stan(backend: TestBackend) {
@@ -523,6 +690,7 @@ mod vault {
         assert!(requested.status.is_success(), "{}", requested.body);
         let id = requested.body["payout_id"].as_str().unwrap().to_string();
         let before = host.received().len();
+        let cancelled_before = advices_in(app, "cancelled").await;
         // A deposit with no play since is held for review: a reviewer approves it.
         assert_eq!(requested.body["status"], "in_review", "{}", requested.body);
         let approved = app
@@ -542,7 +710,10 @@ mod vault {
                     .iter()
                     .map(|(mti, _)| mti.clone())
                     .collect();
-                assert!(sent.contains(&"0200".to_string()), "{sent:?}");
+                assert_eq!(sent, ["0200"], "the OCT, and no reversal of it");
+                // Its reversal advice was called off by the transaction that recorded it paid.
+                assert_eq!(advices_in(app, "cancelled").await, cancelled_before + 1);
+                assert_eq!(advices_in(app, "queued").await, 0);
                 return;
             }
             assert_ne!(view["status"], "failed", "{view}");

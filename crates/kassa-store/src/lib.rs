@@ -33,6 +33,7 @@ mod postgres_writer;
 pub mod risk;
 pub mod routing;
 mod sqlite_writer;
+pub mod threeds;
 pub mod versions;
 pub mod wallet_writer;
 pub mod webhook_endpoints;

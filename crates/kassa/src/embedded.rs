@@ -17,6 +17,7 @@ impl EmbeddedProviders for Simulators {
     fn start(&self, launch: EmbeddedLaunch) -> BoxFuture<'_, anyhow::Result<EmbeddedProvider>> {
         match launch.account.kind.as_str() {
             kassa_connectors::acquirer::KIND => Box::pin(start_iso8583_host()),
+            kassa_server::providers::THREEDS_SIMULATOR => Box::pin(start_threeds()),
             kassa_connectors::adyen::KIND => Box::pin(start_adyen(launch)),
             kassa_connectors::stripe::KIND => Box::pin(start_stripe(launch)),
             kassa_connectors::idv_sandbox::KIND => Box::pin(start_idv(launch)),
@@ -39,6 +40,21 @@ async fn start_iso8583_host() -> anyhow::Result<EmbeddedProvider> {
             handle.stop();
             Box::pin(async {})
         }),
+    ))
+}
+
+/// The 3-D Secure Directory Server and ACS on a free port (test cards: `kassa sim threeds
+/// --help`), for an acquirer account with `threeds = true` and no `threeds_directory_url`.
+async fn start_threeds() -> anyhow::Result<EmbeddedProvider> {
+    let handle = kassa_sim::threeds::start(kassa_sim::threeds::ThreeDsSimConfig {
+        listen: "127.0.0.1:0".into(),
+        public_base_url: None,
+    })
+    .await?;
+    let base_url = handle.base_url().to_string();
+    Ok(EmbeddedProvider::new(
+        base_url,
+        Box::new(move || Box::pin(handle.stop())),
     ))
 }
 

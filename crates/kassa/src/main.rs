@@ -65,6 +65,11 @@ enum SimCommand {
     /// test cards by the PAN's last four digits: 0005 → 05, 0051 → 51, 0091 → 91, 0096 → 96,
     /// 0077 answers late, 0099 drops the connection, others approve.
     Iso8583(SimIso8583Args),
+    /// A 3-D Secure 2 Directory Server and ACS (EMVCo 2.2 JSON over HTTP: AReq/ARes, the
+    /// browser challenge, RReq/RRes) for Kassa's own 3DS Server. Test cards by the PAN's last
+    /// four digits: 31xx frictionless (Y), 32xx challenge (code 1234 passes), 33xx attempted
+    /// (A), 34xx rejected (R), 35xx unavailable (U); others frictionless.
+    Threeds(SimThreedsArgs),
     /// An Adyen-shaped PSP (Checkout API v71, Payout API v68, hosted payment page with a 3-D
     /// Secure 2 challenge, HMAC-signed notification batches). Test cards: 4111111111111111
     /// authorises, 4000020000000000 "Not enough balance", 4000300011112220 "Stolen Card",
@@ -159,6 +164,16 @@ struct SimStripeArgs {
 }
 
 #[derive(Args)]
+struct SimThreedsArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8093")]
+    listen: String,
+    /// The base URL browsers reach it at (default: http://{listen}).
+    #[arg(long)]
+    public_base_url: Option<String>,
+}
+
+#[derive(Args)]
 struct SimIso8583Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8583")]
@@ -172,6 +187,10 @@ struct SimIso8583Args {
     /// How long the slow test card (PAN ending 0077) waits before its answer.
     #[arg(long, default_value_t = 40_000)]
     slow_delay_ms: u64,
+    /// Serve the settlement file over HTTP here (GET /settlement/YYYY-MM-DD: the day's
+    /// approved, non-reversed transactions as CSV).
+    #[arg(long)]
+    settlement_listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -311,6 +330,20 @@ async fn main() -> anyhow::Result<()> {
             kassa_sim::stripe::run(config).await
         }
         Command::Sim {
+            command: SimCommand::Threeds(args),
+        } => {
+            telemetry::init("text");
+            println!(
+                "3-D Secure simulator listening on http://{} (ctrl-c stops it)",
+                args.listen
+            );
+            kassa_sim::threeds::run(kassa_sim::threeds::ThreeDsSimConfig {
+                listen: args.listen,
+                public_base_url: args.public_base_url,
+            })
+            .await
+        }
+        Command::Sim {
             command: SimCommand::Idv(args),
         } => {
             telemetry::init("text");
@@ -337,6 +370,7 @@ async fn main() -> anyhow::Result<()> {
                 header: args.header,
                 max_frame_bytes: args.max_frame_bytes,
                 slow_delay_ms: args.slow_delay_ms,
+                settlement_listen: args.settlement_listen,
                 ..Default::default()
             };
             let handle = kassa_sim::iso8583::start(config).await?;
@@ -344,6 +378,9 @@ async fn main() -> anyhow::Result<()> {
                 "ISO 8583 host simulator listening on {} (ctrl-c stops it)",
                 handle.local_addr()
             );
+            if let Some(url) = handle.settlement_url() {
+                println!("settlement files at {url}/settlement/YYYY-MM-DD");
+            }
             tokio::signal::ctrl_c().await?;
             handle.stop();
             Ok(())

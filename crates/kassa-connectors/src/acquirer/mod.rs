@@ -2,7 +2,10 @@
 //! the acquirer's host, over one persistent TCP connection per account ([`session`]).
 //!
 //! * A card deposit is a `0200` purchase (processing code `00`, MCC 7995 in field 18); its
-//!   approval takes the funds, so the server credits at once ([`CardCharge::captured`]).
+//!   approval takes the funds, so the server credits at once ([`CardCharge::captured`]). With
+//!   `capture = "authorize_then_complete"` it is a `0100`, credited on approval too, whose
+//!   `0220` completion the server queues with the credit ([`CardCharge::completion_advice`],
+//!   ADR 69).
 //! * A refund is a `0200` with processing code `20` naming its original in field 90; a payout
 //!   to a card an original credit transaction (`0200`, processing code `26`).
 //! * Every `0200` that gets no answer in time is reversed by a `0420` advice, repeated as
@@ -47,6 +50,9 @@ use crate::provider::{
     Capabilities, CardCharge, PaymentProvider, PaymentRequest, PaymentStart, PaymentStarted,
     PaymentStatusReport, PayoutAccepted, PayoutRequest, ProviderError, ProviderPaymentStatus,
     ProviderPayoutStatus, RefundAccepted, RefundRequest,
+};
+use crate::threeds::{
+    self, AuthenticationRequest, AuthenticationResult, CardAuthentication, DirectoryServer,
 };
 
 /// The account kind of a direct ISO 8583 acquirer.
@@ -97,6 +103,22 @@ pub struct AcquirerConfig {
     pub currencies: Vec<Currency>,
     /// Kassa's card page, where a deposit sends the player (`{url}/{payment_id}`).
     pub card_page_url: Option<String>,
+    /// The 3-D Secure Directory Server card-page deposits authenticate at (ADR 67);
+    /// `None`: no 3-D Secure.
+    pub threeds_directory_url: Option<String>,
+    /// How a deposit takes the funds.
+    pub capture: Capture,
+}
+
+/// How a card deposit takes the funds (setting `capture`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Capture {
+    /// `purchase`: one `0200`, whose approval takes the funds.
+    #[default]
+    Purchase,
+    /// `authorize_then_complete`: a `0100` authorization, then a `0220` completion advice
+    /// repeated as `0221` until the host answers (ADR 69).
+    AuthorizeThenComplete,
 }
 
 /// A direct acquirer: one terminal, one session.
@@ -107,6 +129,8 @@ pub struct AcquirerConnector {
     terminal: Terminal,
     currencies: Vec<(Currency, &'static str)>,
     card_page_url: Option<String>,
+    directory_server: Option<DirectoryServer>,
+    capture: Capture,
     services: AcquirerServices,
     session: Session,
 }
@@ -157,6 +181,10 @@ impl AcquirerConnector {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let timeout = config.timeout;
+        let directory_server = match &config.threeds_directory_url {
+            Some(url) => Some(DirectoryServer::new(url, timeout).map_err(|e| e.to_string())?),
+            None => None,
+        };
         let session = Session::start(
             SessionConfig {
                 address: config.address,
@@ -186,6 +214,8 @@ impl AcquirerConnector {
             terminal: config.terminal,
             currencies,
             card_page_url: config.card_page_url,
+            directory_server,
+            capture: config.capture,
             services,
             session,
         })
@@ -194,6 +224,39 @@ impl AcquirerConnector {
     /// Signs off and closes the connection (also done, in the background, on drop).
     pub async fn shutdown(&self) {
         self.session.shutdown().await;
+    }
+
+    /// Whether card-page deposits of this account run 3-D Secure first.
+    pub fn requires_threeds(&self) -> bool {
+        self.directory_server.is_some()
+    }
+
+    /// Sends the AReq of a card-page deposit to the account's Directory Server (ADR 67) as
+    /// 3DS transaction `trans_id`: the ACS's result comes back to the card page under
+    /// `{card_page_url}/{payment_id}/threeds/…`. `None` when the account runs no 3-D Secure.
+    pub async fn authenticate(
+        &self,
+        request: &PaymentRequest,
+        card: &CardDetails,
+        trans_id: &str,
+    ) -> Result<Option<AuthenticationResult>, ProviderError> {
+        let (Some(directory), Some(page)) = (&self.directory_server, &self.card_page_url) else {
+            return Ok(None);
+        };
+        let base = format!("{page}/{}/threeds", request.payment_id);
+        let (notification_url, server_url) = (format!("{base}/return"), format!("{base}/results"));
+        let purchase = threeds::Purchase {
+            three_ds_server_trans_id: trans_id,
+            card,
+            amount_minor: request.amount_minor,
+            currency_numeric: self.currency_numeric(request.currency)?,
+            currency_exponent: request.currency.exponent(),
+            acquirer_merchant_id: self.terminal.card_acceptor_id.trim_end(),
+            notification_url: &notification_url,
+            three_ds_server_url: &server_url,
+        };
+        let areq = AuthenticationRequest::of(&purchase);
+        directory.authenticate(&areq).await.map(Some)
     }
 
     async fn stamp(&self) -> Result<Stamp, ProviderError> {
@@ -216,7 +279,7 @@ impl AcquirerConnector {
     /// timeouts later: a timeout, a connection lost after the write, or a node that dies
     /// while the request is out all leave it queued, so a charge is never left behind
     /// unknowingly. A request that never left has its advice cancelled here; an answered one
-    /// is the caller's to cancel, once it has recorded the answer ([`Self::financial_settled`],
+    /// is the caller's to cancel, once it has recorded the answer ([`Self::financial_answered`],
     /// or the server's transaction for a card charge).
     async fn financial(
         &self,
@@ -246,17 +309,24 @@ impl AcquirerConnector {
         }
     }
 
-    /// [`Self::financial`] for a refund or a credit, whose answer the server records after
-    /// this call: the advice is cancelled as soon as the host answered. If cancelling fails,
-    /// the advice will reverse what the host did, so the request is reported failed.
-    async fn financial_settled(
+    /// [`Self::financial`] for a refund or a credit, read: a refusal changed nothing at the
+    /// host, so its advice is cancelled at once; an approval's advice stays queued and its key
+    /// goes back to the server, which cancels it in the transaction that records the approval
+    /// (ADR 49): a node dying in between reverses the refund or credit instead of leaving it
+    /// done and unrecorded (and a payout sent again).
+    async fn financial_answered(
         &self,
         request: FinancialRequest<'_>,
         reference_id: &str,
-    ) -> Result<(OriginalRef, Message), ProviderError> {
+    ) -> Result<(OriginalRef, Result<String, wire::Decline>), ProviderError> {
         let (original, answer, advice) = self.financial(request, reference_id).await?;
-        self.cancel_advice(&advice).await?;
-        Ok((original, answer))
+        match wire::decline_of(wire::response_code(&answer)?) {
+            None => Ok((original, Ok(advice.key()))),
+            Some(decline) => {
+                self.cancel_advice(&advice).await?;
+                Ok((original, Err(decline)))
+            }
+        }
     }
 
     async fn cancel_advice(&self, advice: &ReversalAdvice) -> Result<(), ProviderError> {
@@ -274,7 +344,7 @@ impl AcquirerConnector {
         Ok(ReversalAdvice {
             account_id: self.name.clone(),
             reference_id: reference_id.to_string(),
-            original_mti: "0200".into(),
+            original_mti: request.kind.mti().into(),
             processing_code: request.kind.processing_code().into(),
             amount: wire::amount_field(request.amount_minor)?,
             currency_numeric: request.currency_numeric.into(),
@@ -283,6 +353,20 @@ impl AcquirerConnector {
             rrn: original.rrn.clone(),
             terminal_id: original.terminal_id.clone(),
         })
+    }
+
+    /// Sends a queued completion advice of an approved `0100`: `0220` the first time, `0221`
+    /// on every repeat. `Ok(Err(code))`: the host answered and refused it.
+    /// [`ProviderError::Timeout`] or [`ProviderError::Unavailable`] mean: send it again later.
+    pub async fn send_completion_advice(
+        &self,
+        original: &ReversalAdvice,
+        repeat: bool,
+    ) -> Result<Result<(), String>, ProviderError> {
+        let stamp = self.stamp().await?;
+        let message = wire::completion_advice(original, repeat, &self.terminal, &stamp);
+        let answer = self.session.call(message).await?;
+        wire::completion_answer(&answer)
     }
 
     /// Sends a queued reversal advice: `0420` the first time, `0421` on every repeat.
@@ -303,7 +387,9 @@ impl AcquirerConnector {
 /// `terminal_id` and `card_acceptor_id` (required), `frame_header` (`binary_length2`,
 /// `ascii_length4`, `tpdu`), `dialect_file` (a TOML dialect; default pyiso8583's
 /// `default_ascii`), `currencies` (comma separated, default `EUR`), `timeout_ms`,
-/// `echo_interval_ms`, `reconnect_min_ms`, `reconnect_max_ms`, `card_page_url`.
+/// `echo_interval_ms`, `reconnect_min_ms`, `reconnect_max_ms`, `card_page_url`,
+/// `threeds_directory_url` (3-D Secure on when set; ADR 67), `capture` (`purchase`, the
+/// default, or `authorize_then_complete`; ADR 69).
 pub fn config_of(account: &ProviderAccount) -> Result<AcquirerConfig, AccountError> {
     let invalid = |name: &str, why: String| AccountError::InvalidSetting {
         account: account.id.clone(),
@@ -355,7 +441,20 @@ pub fn config_of(account: &ProviderAccount) -> Result<AcquirerConfig, AccountErr
     let card_page_url = Some(account.setting_str("card_page_url", "")?)
         .filter(|url| !url.is_empty())
         .map(|url| url.trim_end_matches('/').to_string());
+    let threeds_directory_url = Some(account.setting_str("threeds_directory_url", "")?)
+        .filter(|url| !url.is_empty())
+        .map(str::to_string);
+    let capture = match account.setting_str("capture", "purchase")? {
+        "purchase" => Capture::Purchase,
+        "authorize_then_complete" => Capture::AuthorizeThenComplete,
+        other => {
+            let why = format!("{other:?} is not purchase or authorize_then_complete");
+            return Err(invalid("capture", why));
+        }
+    };
     Ok(AcquirerConfig {
+        capture,
+        threeds_directory_url,
         address: required("address")?,
         terminal,
         spec: Arc::new(spec),
@@ -399,6 +498,7 @@ fn declined(reference: &OriginalRef, decline: wire::Decline) -> CardCharge {
         captured: false,
         soft_decline: decline.class == DeclineClass::Soft,
         reversal_advice_key: None,
+        completion_advice: None,
     }
 }
 
@@ -435,13 +535,19 @@ impl PaymentProvider for AcquirerConnector {
         &self,
         request: &PaymentRequest,
         card: &CardDetails,
+        authentication: Option<&CardAuthentication>,
     ) -> Result<CardCharge, ProviderError> {
+        let kind = match self.capture {
+            Capture::Purchase => Financial::Purchase,
+            Capture::AuthorizeThenComplete => Financial::Authorization,
+        };
         let purchase = FinancialRequest {
-            kind: Financial::Purchase,
+            kind,
             amount_minor: request.amount_minor,
             currency_numeric: self.currency_numeric(request.currency)?,
             card: Some(card),
             original: None,
+            authentication,
         };
         // The advice stays queued until the server's transaction that records the answer
         // cancels it (ADR 49): a node dying in between reverses the charge instead of
@@ -454,9 +560,12 @@ impl PaymentProvider for AcquirerConnector {
                     provider_reference: reference.to_string(),
                     start: PaymentStart::Authorized,
                 },
+                // An authorization is credited on its approval too; its completion is
+                // queued with the credit (ADR 69).
                 captured: true,
                 soft_decline: false,
                 reversal_advice_key: None,
+                completion_advice: (kind == Financial::Authorization).then(|| advice.clone()),
             },
             Some(decline) => declined(&reference, decline),
         };
@@ -508,15 +617,17 @@ impl PaymentProvider for AcquirerConnector {
             currency_numeric: self.currency_numeric(request.currency)?,
             card: None,
             original: Some(&original),
+            authentication: None,
         };
-        let (_, answer) = self.financial_settled(refund, &request.refund_id).await?;
-        match wire::decline_of(wire::response_code(&answer)?) {
-            None => Ok(RefundAccepted {
+        let (_, answered) = self.financial_answered(refund, &request.refund_id).await?;
+        match answered {
+            Ok(advice_key) => Ok(RefundAccepted {
                 refund_id: request.refund_id.clone(),
                 provider_reference: request.provider_reference.clone(),
                 settled: true,
+                reversal_advice_key: Some(advice_key),
             }),
-            Some(decline) => Err(ProviderError::Rejected {
+            Err(decline) => Err(ProviderError::Rejected {
                 code: decline.reason.into(),
                 message: "the acquirer refused the refund".into(),
             }),
@@ -539,15 +650,17 @@ impl PaymentProvider for AcquirerConnector {
             currency_numeric: self.currency_numeric(request.currency)?,
             card: Some(card),
             original: None,
+            authentication: None,
         };
-        let (reference, answer) = self.financial_settled(credit, &request.payout_id).await?;
-        let status = match wire::decline_of(wire::response_code(&answer)?) {
-            None => ProviderPayoutStatus::Paid,
-            Some(_) => ProviderPayoutStatus::Failed,
+        let (reference, answered) = self.financial_answered(credit, &request.payout_id).await?;
+        let (status, reversal_advice_key) = match answered {
+            Ok(advice_key) => (ProviderPayoutStatus::Paid, Some(advice_key)),
+            Err(_) => (ProviderPayoutStatus::Failed, None),
         };
         Ok(PayoutAccepted {
             provider_reference: reference.to_string(),
             status,
+            reversal_advice_key,
         })
     }
 

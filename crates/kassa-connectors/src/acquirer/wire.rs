@@ -10,6 +10,8 @@ use super::advice::{AdviceAnswer, ReversalAdvice};
 use super::numbers::TraceNumber;
 use crate::card::CardDetails;
 use crate::provider::ProviderError;
+use crate::threeds::CardAuthentication;
+use secrecy::ExposeSecret;
 
 /// Merchant category code of betting and casino gambling (field 18).
 pub const MCC_GAMBLING: &str = "7995";
@@ -52,13 +54,24 @@ pub enum Financial {
     Refund,
     /// `0200`, `260000`: an original credit transaction, a payout to a card.
     OriginalCredit,
+    /// `0100`, `000000`: an authorization, completed later by a `0220` advice (an account
+    /// with `capture = "authorize_then_complete"`, ADR 69).
+    Authorization,
 }
 
 impl Financial {
+    /// The request's MTI.
+    pub fn mti(self) -> &'static str {
+        match self {
+            Financial::Authorization => "0100",
+            Financial::Purchase | Financial::Refund | Financial::OriginalCredit => "0200",
+        }
+    }
+
     /// Field 3.
     pub fn processing_code(self) -> &'static str {
         match self {
-            Financial::Purchase => "000000",
+            Financial::Purchase | Financial::Authorization => "000000",
             Financial::Refund => "200000",
             Financial::OriginalCredit => "260000",
         }
@@ -269,16 +282,52 @@ pub struct FinancialRequest<'a> {
     pub card: Option<&'a CardDetails>,
     /// The refunded purchase.
     pub original: Option<&'a OriginalRef>,
+    /// The cardholder's 3-D Secure result (purchase), carried in field 48.
+    pub authentication: Option<&'a CardAuthentication>,
 }
 
-/// A `0200` purchase, refund or OCT. The PAN is in the message only, which lives until it
-/// is packed.
+/// Field 48 subelement tags of Kassa's dialect (ADR 68), each written as a 2-digit tag,
+/// a 2-digit length and the value, after Mastercard's DE 48 subelements of the same numbers.
+pub mod private_data {
+    /// The electronic commerce indicator (2 digits).
+    pub const ECI: &str = "42";
+    /// The cardholder authentication value (CAVV/UCAF, 28 base64 characters).
+    pub const AUTHENTICATION_VALUE: &str = "43";
+    /// The 3DS Directory Server transaction id (36 characters).
+    pub const DS_TRANS_ID: &str = "66";
+}
+
+/// Field 48 of an authenticated purchase: ECI, authentication value and DS transaction id
+/// as subelements. `None` when a value would not fit a 2-digit length.
+pub fn authentication_data(authentication: &CardAuthentication) -> Option<String> {
+    let mut data = String::new();
+    for (tag, value) in [
+        (private_data::ECI, authentication.eci.as_str()),
+        (
+            private_data::AUTHENTICATION_VALUE,
+            authentication.authentication_value.expose_secret(),
+        ),
+        (
+            private_data::DS_TRANS_ID,
+            authentication.ds_trans_id.as_str(),
+        ),
+    ] {
+        if value.len() > 99 || !value.is_ascii() {
+            return None;
+        }
+        data.push_str(&format!("{tag}{:02}{value}", value.len()));
+    }
+    Some(data)
+}
+
+/// A `0200` purchase, refund or OCT, or a `0100` authorization. The PAN is in the message
+/// only, which lives until it is packed.
 pub fn financial(
     request: &FinancialRequest<'_>,
     terminal: &Terminal,
     stamp: &Stamp,
 ) -> Result<Message, ProviderError> {
-    let mut message = Message::new(mti("0200"));
+    let mut message = Message::new(mti(request.kind.mti()));
     stamp.set_common(&mut message, terminal);
     message
         .set(3, request.kind.processing_code())
@@ -295,6 +344,12 @@ pub fn financial(
     if let Some(original) = request.original {
         message.set(90, original.original_data("0200"));
     }
+    if let Some(authentication) = request.authentication {
+        let data = authentication_data(authentication).ok_or_else(|| {
+            ProviderError::Protocol("the 3-D Secure result does not fit field 48".into())
+        })?;
+        message.set(48, data);
+    }
     Ok(message)
 }
 
@@ -305,7 +360,38 @@ pub fn reversal_advice(
     terminal: &Terminal,
     stamp: &Stamp,
 ) -> Message {
-    let mut message = Message::new(mti(if repeat { "0421" } else { "0420" }));
+    advice_about(
+        advice,
+        if repeat { "0421" } else { "0420" },
+        terminal,
+        stamp,
+    )
+}
+
+/// A `0220` completion advice of an approved `0100`, or its repeat `0221` (ADR 69): the same
+/// facts of the original as a reversal's.
+pub fn completion_advice(
+    original: &ReversalAdvice,
+    repeat: bool,
+    terminal: &Terminal,
+    stamp: &Stamp,
+) -> Message {
+    advice_about(
+        original,
+        if repeat { "0221" } else { "0220" },
+        terminal,
+        stamp,
+    )
+}
+
+/// An advice of MTI `advice_mti` naming `advice`'s original in field 90.
+fn advice_about(
+    advice: &ReversalAdvice,
+    advice_mti: &'static str,
+    terminal: &Terminal,
+    stamp: &Stamp,
+) -> Message {
+    let mut message = Message::new(mti(advice_mti));
     stamp.set_common(&mut message, terminal);
     let original = OriginalRef {
         terminal_id: advice.terminal_id.clone(),
@@ -401,6 +487,15 @@ pub fn advice_answer(answer: &Message) -> Result<AdviceAnswer, ProviderError> {
     })
 }
 
+/// What a `0230` said: `Ok` for `00`, the code otherwise (the host heard the completion
+/// and refused it: an operator must look).
+pub fn completion_answer(answer: &Message) -> Result<Result<(), String>, ProviderError> {
+    Ok(match response_code(answer)? {
+        APPROVED => Ok(()),
+        other => Err(other.to_string()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +521,7 @@ mod tests {
             currency_numeric: "978",
             card: Some(&card),
             original: None,
+            authentication: None,
         };
         let message = financial(&request, &terminal(), &stamp()).unwrap();
         let bytes = pack(Spec::default_ascii(), &message).unwrap();
@@ -450,6 +546,37 @@ mod tests {
     }
 
     #[test]
+    fn an_authenticated_purchase_carries_eci_cavv_and_ds_id_in_field_48() {
+        let card = CardDetails::new("4000000000000002", "3012", "2612").unwrap();
+        let cavv = "AAABBEg0VhI0VniQEjRWAAAAAAA=";
+        let authentication = CardAuthentication {
+            eci: "05".into(),
+            authentication_value: cavv.to_string().into(),
+            ds_trans_id: "f25084f0-5b16-4c0a-ae5d-b24808a95e4b".into(),
+        };
+        let request = FinancialRequest {
+            kind: Financial::Purchase,
+            amount_minor: 2500,
+            currency_numeric: "978",
+            card: Some(&card),
+            original: None,
+            authentication: Some(&authentication),
+        };
+        let message = financial(&request, &terminal(), &stamp()).unwrap();
+        let bytes = pack(Spec::default_ascii(), &message).unwrap();
+        let back = unpack(Spec::default_ascii(), &bytes).unwrap();
+        assert_eq!(
+            back.get_text(48),
+            Some(
+                "420205\
+                 4328AAABBEg0VhI0VniQEjRWAAAAAAA=\
+                 6636f25084f0-5b16-4c0a-ae5d-b24808a95e4b"
+            )
+        );
+        assert!(!format!("{message:?}").contains(cavv));
+    }
+
+    #[test]
     fn a_refund_names_its_original_and_carries_no_card() {
         let original = OriginalRef::parse("KASSA001:000003:1206090000:634000000003").unwrap();
         assert_eq!(
@@ -462,6 +589,7 @@ mod tests {
             currency_numeric: "978",
             card: None,
             original: Some(&original),
+            authentication: None,
         };
         let message = financial(&request, &terminal(), &stamp()).unwrap();
         assert_eq!(message.get_text(3), Some("200000"));
@@ -494,6 +622,15 @@ mod tests {
         assert_eq!(repeat.mti().as_str(), "0421");
         assert_eq!(&first.get_text(90).unwrap()[4..10], "000005");
         assert!(pack(Spec::default_ascii(), &repeat).is_ok());
+        let authorization = ReversalAdvice {
+            original_mti: "0100".into(),
+            ..advice
+        };
+        let completion = completion_advice(&authorization, false, &terminal(), &stamp());
+        let repeat = completion_advice(&authorization, true, &terminal(), &stamp());
+        assert_eq!(completion.mti().as_str(), "0220");
+        assert_eq!(repeat.mti().as_str(), "0221");
+        assert!(completion.get_text(90).unwrap().starts_with("0100000005"));
     }
 
     #[test]

@@ -228,6 +228,7 @@ impl Translator for AdyenTranslator {
                     refund_id: request.refund_id.clone(),
                     provider_reference: answer.payment_psp_reference,
                     settled: false,
+                    reversal_advice_key: None,
                 }))
             }
             Operation::Payout(_) => {
@@ -241,6 +242,7 @@ impl Translator for AdyenTranslator {
                 Ok(Outcome::PayoutAccepted(PayoutAccepted {
                     provider_reference: answer.psp_reference,
                     status: ProviderPayoutStatus::Pending,
+                    reversal_advice_key: None,
                 }))
             }
         }
@@ -539,7 +541,8 @@ mod tests {
             Ok(Outcome::RefundAccepted(RefundAccepted {
                 refund_id: "rf_1".into(),
                 provider_reference: "PSP0000000000001".into(),
-                settled: false
+                settled: false,
+                reversal_advice_key: None,
             }))
         );
     }

@@ -171,6 +171,7 @@ impl Translator for SandboxTranslator {
                     refund_id: answer.refund_id,
                     provider_reference: answer.provider_reference,
                     settled: false,
+                    reversal_advice_key: None,
                 }))
             }
             Operation::Payout(_) => {
@@ -178,6 +179,7 @@ impl Translator for SandboxTranslator {
                 Ok(Outcome::PayoutAccepted(PayoutAccepted {
                     provider_reference: answer.provider_reference,
                     status: payout_status(&answer.status)?,
+                    reversal_advice_key: None,
                 }))
             }
         }

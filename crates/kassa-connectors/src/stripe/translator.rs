@@ -219,6 +219,7 @@ impl Translator for StripeTranslator {
                         .payment_intent
                         .unwrap_or_else(|| request.provider_reference.clone()),
                     settled: false,
+                    reversal_advice_key: None,
                 }))
             }
             Operation::Payout(_) => {
@@ -226,6 +227,7 @@ impl Translator for StripeTranslator {
                 Ok(Outcome::PayoutAccepted(PayoutAccepted {
                     status: payout_status(&payout.status)?,
                     provider_reference: payout.id,
+                    reversal_advice_key: None,
                 }))
             }
         }
@@ -773,7 +775,8 @@ mod tests {
             Ok(Outcome::RefundAccepted(RefundAccepted {
                 refund_id: "rf_1".into(),
                 provider_reference: "pi_1".into(),
-                settled: false
+                settled: false,
+                reversal_advice_key: None,
             }))
         );
         assert!(matches!(
@@ -805,7 +808,8 @@ mod tests {
             decode("pending"),
             Ok(Outcome::PayoutAccepted(PayoutAccepted {
                 provider_reference: "po_9".into(),
-                status: ProviderPayoutStatus::Pending
+                status: ProviderPayoutStatus::Pending,
+                reversal_advice_key: None,
             }))
         );
         assert!(matches!(

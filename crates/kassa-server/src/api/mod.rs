@@ -210,6 +210,11 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
             axum::routing::get(crate::web::card_page::card_page)
                 .post(crate::web::card_page::submit_card),
         )
+        .routes(routes!(crate::web::card_threeds::results))
+        .route(
+            "/pay/card/{payment_id}/threeds/return",
+            axum::routing::post(crate::web::card_threeds::return_from_challenge),
+        )
         .route(
             "/cashier/return",
             axum::routing::get(crate::web::cashier::return_page),

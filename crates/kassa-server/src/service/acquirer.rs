@@ -18,9 +18,32 @@ use kassa_store::{now_ms, Store};
 /// The job kind of one reversal advice (dedupe key: account, terminal and original STAN).
 pub const REVERSAL_ADVICE: &str = "acquirer.reversal_advice";
 
-/// Attempts of a reversal advice job: it must be repeated until the host answers, so the
-/// limit is only there to make a host that never answers a dead job an operator sees.
+/// The job kind of one completion advice (`0220`, ADR 69; dedupe key: account, terminal and
+/// the authorization's STAN).
+pub const COMPLETION_ADVICE: &str = "acquirer.completion_advice";
+
+/// Attempts of a reversal or completion advice job: it must be repeated until the host
+/// answers, so the limit is only there to make a host that never answers a dead job an
+/// operator sees.
 const ADVICE_ATTEMPTS_MAX: i64 = 100_000;
+
+/// The completion advice job of an approved authorization, to enqueue in the transaction
+/// that records the approval: due at once, repeated until the host answers.
+pub fn completion_job(original: &ReversalAdvice) -> Result<(String, String), serde_json::Error> {
+    Ok((serde_json::to_string(original)?, original.key()))
+}
+
+/// The [`NewJob`] of a completion advice whose payload and key [`completion_job`] made.
+pub fn completion_new_job<'a>(payload: &'a str, key: &'a str) -> NewJob<'a> {
+    NewJob {
+        kind: COMPLETION_ADVICE,
+        payload,
+        dedupe_key: Some(key),
+        run_at_ms: now_ms(),
+        attempts_max: ADVICE_ATTEMPTS_MAX,
+        repeat_every_ms: None,
+    }
+}
 
 /// Trace numbers over the store.
 struct StoredTraceNumbers(Store);
@@ -140,17 +163,51 @@ pub enum AdviceError {
     Unanswered(ProviderError),
 }
 
+/// An advice job's original and the connector of its account.
+fn advice_and_connector(
+    acquirers: &Acquirers,
+    payload: &str,
+) -> Result<(ReversalAdvice, Arc<AcquirerConnector>), AdviceError> {
+    let advice: ReversalAdvice =
+        serde_json::from_str(payload).map_err(|e| AdviceError::Payload(e.to_string()))?;
+    let connector = acquirers
+        .get(&advice.account_id)
+        .ok_or_else(|| AdviceError::UnknownAccount(advice.account_id.clone()))?;
+    Ok((advice, connector))
+}
+
+/// Runs one attempt of a completion advice job: `0220` on the first attempt, `0221` after.
+/// A refusal (`0230` with another code than `00`) ends the job too, logged for an operator:
+/// the player was credited on the approved authorization (ADR 69).
+pub async fn send_completion(
+    acquirers: &Acquirers,
+    payload: &str,
+    attempt: i64,
+) -> Result<(), AdviceError> {
+    let (original, connector) = advice_and_connector(acquirers, payload)?;
+    let answer = connector
+        .send_completion_advice(&original, attempt > 1)
+        .await
+        .map_err(AdviceError::Unanswered)?;
+    match answer {
+        Ok(()) => {
+            tracing::info!(account = %original.account_id, reference = %original.reference_id, "completion advice answered")
+        }
+        Err(code) => tracing::error!(
+            account = %original.account_id, reference = %original.reference_id, code,
+            "the host refused a completion advice; the deposit was credited: reconcile by hand"
+        ),
+    }
+    Ok(())
+}
+
 /// Runs one attempt of a reversal advice job: `0420` on the first attempt, `0421` after.
 pub async fn send_advice(
     acquirers: &Acquirers,
     payload: &str,
     attempt: i64,
 ) -> Result<AdviceAnswer, AdviceError> {
-    let advice: ReversalAdvice =
-        serde_json::from_str(payload).map_err(|e| AdviceError::Payload(e.to_string()))?;
-    let connector = acquirers
-        .get(&advice.account_id)
-        .ok_or_else(|| AdviceError::UnknownAccount(advice.account_id.clone()))?;
+    let (advice, connector) = advice_and_connector(acquirers, payload)?;
     let answer = connector
         .send_reversal_advice(&advice, attempt > 1)
         .await

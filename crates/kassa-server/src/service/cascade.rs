@@ -129,6 +129,7 @@ pub async fn offer_card(
     declines: &DeclineClasses,
     request: &PaymentRequest,
     card: &CardDetails,
+    authentication: Option<&kassa_connectors::threeds::CardAuthentication>,
 ) -> OfferedCharge {
     let turns = in_turn(
         routing,
@@ -136,7 +137,7 @@ pub async fn offer_card(
         accounts,
         declines,
         request,
-        |provider| async move { provider.charge_card(request, card).await },
+        |provider| async move { provider.charge_card(request, card, authentication).await },
         |charge: &CardCharge| &charge.started,
     )
     .await;

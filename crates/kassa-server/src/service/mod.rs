@@ -16,6 +16,7 @@ pub mod refreshed;
 pub mod risk;
 pub mod routing;
 pub mod success_rate;
+pub mod threeds;
 pub mod vault;
 pub mod wallet;
 pub mod webhook_endpoints;

@@ -26,6 +26,7 @@ use kassa_core::{ids, Currency, Money};
 use kassa_store::directory::PlayerRecord;
 use kassa_store::payments::{PaymentRecord, RefundRecord, WebhookDelivery};
 use kassa_store::risk::RiskDecisionRecord;
+use kassa_store::threeds::ThreeDsOutcomeRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -43,6 +44,7 @@ use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
 use crate::service::risk::{Assessment, RiskKind, RiskRefusal, RiskRequest, RiskService};
 use crate::service::routing::RoutingService;
+use crate::service::threeds::Authenticated;
 use crate::service::{provider_failure_code, unexpected_ledger, HoldFor, ProviderHold};
 use crate::views::payments::{init_view, refund_view, NextActionView};
 use crate::views::Answer;
@@ -790,7 +792,7 @@ impl PaymentsService {
         source: &str,
         log: Option<&WebhookDelivery>,
     ) -> Result<Applied, ProviderEventError> {
-        retrying(|| self.try_apply_provider_event(provider, event, source, log)).await
+        retrying(|| self.try_apply_provider_event(provider, event, source, log, None)).await
     }
 
     async fn try_apply_provider_event(
@@ -799,6 +801,7 @@ impl PaymentsService {
         event: &ProviderPaymentEvent,
         source: &str,
         log: Option<&WebhookDelivery>,
+        reversal_advice_key: Option<&str>,
     ) -> Result<Applied, ProviderEventError> {
         let not_found = || ProviderEventError::PaymentNotFound {
             payment_id: event.payment_id.clone(),
@@ -831,6 +834,17 @@ impl PaymentsService {
             .await?
             .ok_or_else(not_found)?;
         check_event_matches(provider, &payment, event)?;
+        if let Some(key) = reversal_advice_key {
+            // The answer is recorded exactly when its reversal is called off (ADR 49).
+            let cancelled = self
+                .store
+                .cancel_unstarted_job_on(&mut tx, crate::service::acquirer::REVERSAL_ADVICE, key)
+                .await?;
+            if !cancelled {
+                tx.rollback().await?;
+                return Err(ProviderEventError::ReversalStarted);
+            }
+        }
         let was = payment.status;
         let cascades = declines
             .as_ref()
@@ -1411,7 +1425,7 @@ impl PaymentsService {
         claim: Option<&IdempotencyClaim>,
     ) -> Result<RefundRecord, PaymentError> {
         let provider = self.provider_of(&payment)?;
-        let sent = provider
+        let mut sent = provider
             .refund(&RefundRequest {
                 provider_reference: payment.provider_reference.clone().unwrap_or_default(),
                 refund_id: refund.id.to_string(),
@@ -1421,7 +1435,16 @@ impl PaymentsService {
             .await;
         if let Ok(accepted) = &sent {
             if accepted.settled {
-                return self.settle_refund(&payment, refund, accepted, claim).await;
+                match self
+                    .settle_refund(&payment, refund.clone(), accepted, claim)
+                    .await?
+                {
+                    Some(settled) => return Ok(settled),
+                    None => {
+                        tracing::warn!(refund_id = %refund.id, "refund answer came after its reversal advice started; the refund fails");
+                        sent = Err(ProviderError::Unavailable("the refund is being reversed: its answer came after its reversal advice started".into()));
+                    }
+                }
             }
         }
         let mut tx = self.store.begin().await?;
@@ -1468,23 +1491,18 @@ impl PaymentsService {
     /// answer settles the payment in one transaction: approved and captured (the player
     /// credited once), declined, or failed (no answer: its reversal stays queued, so nothing
     /// stays charged).
+    ///
+    /// `authenticated` is the card's 3-D Secure result when the account runs 3-D Secure (ADR
+    /// 67): its ECI and CAVV go into the authorization, its outcome (no CAVV) is stored in
+    /// the same transaction as the answer.
     pub async fn pay_with_card(
         &self,
         payment_id: &PaymentId,
         card: &CardDetails,
         saved_token: Option<&str>,
+        authenticated: Option<&Authenticated>,
     ) -> Result<PaymentRecord, PaymentError> {
-        let known = self
-            .store
-            .find_payment(payment_id)
-            .await?
-            .ok_or_else(|| payment_not_found(payment_id))?;
-        if known.status != PaymentStatus::Pending {
-            return Err(PaymentError::CardNotExpected {
-                status: known.status,
-            });
-        }
-        self.provider_of(&known)?;
+        let known = self.card_payment(payment_id).await?;
         let wallet = self
             .players
             .wallet(&known.merchant_id, &known.player_id)
@@ -1506,6 +1524,7 @@ impl PaymentsService {
             &declines,
             &payment_request(&known),
             card,
+            authenticated.map(|a| &a.authentication),
         )
         .await;
         let mut tx = self.store.begin().await?;
@@ -1513,6 +1532,11 @@ impl PaymentsService {
         let was = payment.status;
         self.record_card_route(&mut tx, &mut payment, &offered, preferred)
             .await?;
+        if let Some(authenticated) = authenticated {
+            self.store
+                .insert_threeds_outcome(&mut tx, &authenticated.outcome)
+                .await?;
+        }
         crate::metrics::record_authorization(&payment.provider, &known.method, asked_at.elapsed());
         match offered.charged {
             Ok(charge) if !self.advice_cancelled(&mut tx, &charge).await? => {
@@ -1521,8 +1545,18 @@ impl PaymentsService {
             }
             Ok(charge) => {
                 let approved = matches!(charge.started.start, PaymentStart::Authorized);
+                let completion = charge.completion_advice.clone().filter(|_| approved);
                 self.record_card_charge(&mut tx, &mut payment, &wallet, charge)
                     .await?;
+                if let Some(original) = completion {
+                    // Queued with the credit: the completion is as durable as the money.
+                    let (payload, key) = crate::service::acquirer::completion_job(&original)
+                        .map_err(|e| {
+                            PaymentError::Provider(ProviderError::Protocol(e.to_string()))
+                        })?;
+                    let job = crate::service::acquirer::completion_new_job(&payload, &key);
+                    self.store.enqueue_job_on(&mut tx, &job).await?;
+                }
                 if let (true, Some(token)) = (approved, saved_token) {
                     self.store
                         .set_vault_card_approved_account(&mut tx, token, &payment.provider)
@@ -1547,6 +1581,65 @@ impl PaymentsService {
         self.publish(&payment);
         crate::metrics::record_payment_change(&payment, was);
         self.record_fee(&payment, was).await;
+        Ok(payment)
+    }
+
+    /// A pending card-page deposit whose account is known: the only kind a card is taken for.
+    pub async fn card_payment(
+        &self,
+        payment_id: &PaymentId,
+    ) -> Result<PaymentRecord, PaymentError> {
+        let known = self
+            .store
+            .find_payment(payment_id)
+            .await?
+            .ok_or_else(|| payment_not_found(payment_id))?;
+        if known.status != PaymentStatus::Pending {
+            return Err(PaymentError::CardNotExpected {
+                status: known.status,
+            });
+        }
+        self.provider_of(&known)?;
+        Ok(known)
+    }
+
+    /// Declines a card-page deposit whose 3-D Secure authentication refused the card (ADR
+    /// 67): no authorization is sent, nothing is charged; the outcome is stored with the
+    /// decline, and the payment's one card submission is used up.
+    pub async fn decline_unauthenticated(
+        &self,
+        payment_id: &PaymentId,
+        outcome: &ThreeDsOutcomeRecord,
+    ) -> Result<PaymentRecord, PaymentError> {
+        self.card_payment(payment_id).await?;
+        if !self
+            .store
+            .claim_card_submission(payment_id.as_str())
+            .await?
+        {
+            return Err(PaymentError::CardAlreadySubmitted);
+        }
+        let mut tx = self.store.begin().await?;
+        let mut payment = self.locked_payment(&mut tx, payment_id).await?;
+        let was = payment.status;
+        let reason = crate::service::threeds::decline_reason(outcome);
+        payment.failure_reason = Some(reason.into());
+        let detail =
+            json!({ "trans_status": outcome.trans_status, "ds_trans_id": outcome.ds_trans_id })
+                .to_string();
+        self.transition(
+            &mut tx,
+            &mut payment,
+            PaymentEvent::Declined,
+            "card_page",
+            reason,
+            Some(&detail),
+        )
+        .await?;
+        self.store.insert_threeds_outcome(&mut tx, outcome).await?;
+        tx.commit().await?;
+        self.publish(&payment);
+        crate::metrics::record_payment_change(&payment, was);
         Ok(payment)
     }
 
@@ -1714,14 +1807,16 @@ impl PaymentsService {
 
     /// A refund the provider's answer already settled (an acquirer's approved `0210`): the
     /// `refunded` event is applied at once, through the pipeline a webhook would take (so
-    /// it posts the hold once), and the key gets its final answer.
+    /// it posts the hold once), and the key gets its final answer. Its reversal advice is
+    /// cancelled in that same transaction; `None` when it had already started (the refund is
+    /// being reversed, so it failed).
     async fn settle_refund(
         &self,
         payment: &PaymentRecord,
         mut refund: RefundRecord,
         accepted: &RefundAccepted,
         claim: Option<&IdempotencyClaim>,
-    ) -> Result<RefundRecord, PaymentError> {
+    ) -> Result<Option<RefundRecord>, PaymentError> {
         let refunded = ProviderPaymentEvent {
             event_id: format!("{}:refund:{}", accepted.provider_reference, refund.id),
             payment_id: payment.id.to_string(),
@@ -1735,9 +1830,16 @@ impl PaymentsService {
             reason: None,
             three_ds_challenged: None,
         };
-        self.apply_provider_event(&payment.provider, &refunded, "provider_answer", None)
-            .await
-            .map_err(event_failed)?;
+        let key = accepted.reversal_advice_key.as_deref();
+        let provider = &payment.provider;
+        let applied = retrying(|| {
+            self.try_apply_provider_event(provider, &refunded, "provider_answer", None, key)
+        })
+        .await;
+        match applied {
+            Err(ProviderEventError::ReversalStarted) => return Ok(None),
+            other => other.map_err(event_failed)?,
+        };
         refund.status = RefundStatus::Succeeded;
         if let Some(claim) = claim {
             let mut tx = self.store.begin().await?;
@@ -1747,7 +1849,7 @@ impl PaymentsService {
             tx.commit().await?;
             claim.mark_committed();
         }
-        Ok(refund)
+        Ok(Some(refund))
     }
 
     /// Asks the providers about payments left waiting past `after_ms` and settles them from
@@ -2186,7 +2288,7 @@ fn may_expire_unanswered(payment: &PaymentRecord) -> bool {
 }
 
 /// What the provider is asked to start.
-fn payment_request(payment: &PaymentRecord) -> PaymentRequest {
+pub(crate) fn payment_request(payment: &PaymentRecord) -> PaymentRequest {
     PaymentRequest {
         payment_id: payment.id.to_string(),
         amount_minor: payment.amount.amount_minor,

@@ -27,6 +27,7 @@ use serde_json::json;
 
 use crate::config::PayoutsConfig;
 use crate::idempotency::IdempotencyClaim;
+use crate::service::acquirer::REVERSAL_ADVICE;
 use crate::service::aml::MonitoredEvent;
 use crate::service::kyc::{KycService, Verification};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
@@ -667,9 +668,26 @@ impl PayoutsService {
         let mut payout = self.locked(&mut tx, payout_id).await?;
         match sent {
             Ok(accepted) => {
+                // An acquirer's paid OCT: its reversal advice is called off in this
+                // transaction, which records the payment (ADR 49); if it already started, the
+                // credit is being reversed, so the payout failed.
+                let reversed = match &accepted.reversal_advice_key {
+                    Some(key) => {
+                        !self
+                            .store
+                            .cancel_unstarted_job_on(&mut tx, REVERSAL_ADVICE, key)
+                            .await?
+                    }
+                    None => false,
+                };
                 payout.provider_reference = Some(accepted.provider_reference);
                 self.store.update_payout(&mut tx, &payout).await?;
                 let settled = match accepted.status {
+                    _ if reversed => {
+                        tracing::warn!(%payout_id, "payout answer came after its reversal advice started; the payout fails");
+                        payout.failure_reason = Some("reversed".into());
+                        Some(PayoutEvent::Failed)
+                    }
                     ProviderPayoutStatus::Paid => Some(PayoutEvent::Paid),
                     ProviderPayoutStatus::Failed => Some(PayoutEvent::Failed),
                     ProviderPayoutStatus::Pending => None,

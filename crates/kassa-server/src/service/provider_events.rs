@@ -65,6 +65,10 @@ pub enum ProviderEventError {
     /// was rolled back and gets that answer (not an error for the provider, nor in the log).
     #[error("event {event_id:?} was already answered")]
     AlreadyAnswered { event_id: String },
+    /// An acquirer's answer came after its reversal advice started: what the host did is
+    /// being reversed, so the answer is not recorded (ADR 49). Never from a webhook.
+    #[error("the answer came after its reversal advice started")]
+    ReversalStarted,
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -124,6 +128,7 @@ impl ProviderEventError {
             ProviderEventError::KycCheckNotFound { .. } => "unknown_kyc_check",
             ProviderEventError::Mismatch(_) => "mismatch",
             ProviderEventError::AlreadyAnswered { .. } => "duplicate",
+            ProviderEventError::ReversalStarted => "reversed",
             ProviderEventError::AmountTooLarge(_) => "amount_too_large",
             ProviderEventError::SourceRefused { .. } => "ip_refused",
             // Ours, not the sender's (the database, a bug, a timeout): the verified delivery

@@ -592,6 +592,7 @@ impl PublicError for ProviderEventError {
             ProviderEventError::AlreadyAnswered { .. } => {
                 Problem::new(409, "duplicate_event", message)
             }
+            ProviderEventError::ReversalStarted => Problem::new(409, "reversal_started", message),
             ProviderEventError::AmountTooLarge(error) => error.problem(),
             ProviderEventError::Player(error) => error.problem(),
             ProviderEventError::Store(error) => error.problem(),

@@ -17,15 +17,21 @@ use kassa_core::ids::PaymentId;
 use kassa_store::acquirer::VaultCardRecord;
 use kassa_store::payments::PaymentRecord;
 
+use kassa_store::threeds::ThreeDsOutcomeRecord;
+
 use crate::error::ApiError;
-use crate::service::payments::payment_not_found;
+use crate::service::payments::{payment_not_found, payment_request};
+use crate::service::threeds::{Authenticated, Begun, CardEntry};
 use crate::AppState;
 
 /// Longest form body read: three short fields.
 const FORM_LEN_MAX: usize = 1024;
 
 /// The payment the page is for, or 404 for an id that names none.
-async fn payment_of(state: &AppState, payment_id: &str) -> Result<PaymentRecord, ApiError> {
+pub(super) async fn payment_of(
+    state: &AppState,
+    payment_id: &str,
+) -> Result<PaymentRecord, ApiError> {
     let found = match PaymentId::parse(payment_id) {
         Ok(id) => state.store.find_payment(&id).await?,
         Err(_) => None,
@@ -57,6 +63,17 @@ pub async fn card_page(
     let saved = saved_cards(&state, &payment).await;
     let can_save = state.vault.is_some();
     Ok(page(&payment, &saved, can_save, None, StatusCode::OK))
+}
+
+/// The card page again, with `why` above the form.
+pub(super) async fn page_again(
+    state: &AppState,
+    payment: &PaymentRecord,
+    why: &str,
+    status: StatusCode,
+) -> Response {
+    let saved = saved_cards(state, payment).await;
+    page(payment, &saved, state.vault.is_some(), Some(why), status)
 }
 
 /// The card form as typed, checked.
@@ -151,16 +168,110 @@ pub async fn submit_card(
         },
         Err(why) => return refuse(why, StatusCode::UNPROCESSABLE_ENTITY),
     };
+    // Only a pending deposit takes a card: checked before 3-D Secure asks the issuer.
+    state.payments.card_payment(&payment.id).await?;
+    let entry = CardEntry {
+        card,
+        save,
+        saved_token,
+    };
+    let request = payment_request(&payment);
+    match state
+        .threeds
+        .begin(&payment.provider, &request, entry)
+        .await
+    {
+        Ok(Begun::Charge(entry, authenticated)) => {
+            charge(&state, &payment, entry, authenticated.as_ref()).await
+        }
+        Ok(Begun::Refused(outcome)) => decline_unauthenticated(&state, &payment, &outcome).await,
+        Ok(Begun::Challenge { acs_url, creq }) => Ok(to_challenge(&acs_url, &creq)),
+        Err(error) => {
+            tracing::warn!(%error, payment_id = %payment.id, "3-D Secure did not start");
+            refuse(
+                "Your bank's security check is not available just now. Try again in a moment.",
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+        }
+    }
+}
+
+/// Charges the card (with its 3-D Secure result, if any), saves it when asked and approved,
+/// and sends the browser to the deposit's status page.
+pub(super) async fn charge(
+    state: &AppState,
+    payment: &PaymentRecord,
+    entry: CardEntry,
+    authenticated: Option<&Authenticated>,
+) -> Result<Response, ApiError> {
+    let CardEntry {
+        card,
+        save,
+        saved_token,
+    } = entry;
     let paid = state
         .payments
-        .pay_with_card(&payment.id, &card, saved_token.as_deref())
+        .pay_with_card(&payment.id, &card, saved_token.as_deref(), authenticated)
         .await?;
     tracing::info!(payment_id = %paid.id, status = %paid.status, card = ?card, "card submitted on the card page");
     if save && paid.status.is_captured_family() {
-        save_card(&state, &paid, &card).await;
+        save_card(state, &paid, &card).await;
     }
-    let status_page = format!("/cashier/return?payment_id={}", paid.id);
-    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, status_page)]).into_response())
+    Ok(to_status_page(paid.id.as_str()))
+}
+
+/// A deposit whose card 3-D Secure refused: declined, nothing sent to the acquirer.
+pub(super) async fn decline_unauthenticated(
+    state: &AppState,
+    payment: &PaymentRecord,
+    outcome: &ThreeDsOutcomeRecord,
+) -> Result<Response, ApiError> {
+    let declined = state
+        .payments
+        .decline_unauthenticated(&payment.id, outcome)
+        .await?;
+    tracing::info!(payment_id = %declined.id, trans_status = %outcome.trans_status, "card refused by 3-D Secure; no authorization sent");
+    Ok(to_status_page(declined.id.as_str()))
+}
+
+/// `303` to the deposit's status page.
+fn to_status_page(payment_id: &str) -> Response {
+    let status_page = format!("/cashier/return?payment_id={payment_id}");
+    (StatusCode::SEE_OTHER, [(header::LOCATION, status_page)]).into_response()
+}
+
+/// A page that carries the `creq` to the ACS by a form post (EMVCo's browser challenge).
+fn to_challenge(acs_url: &str, creq: &str) -> Response {
+    let head = super::head("Confirm with your bank", "body { font-family: system-ui, sans-serif; max-width: 26rem; margin: 3rem auto; padding: 0 1rem; }");
+    let html = format!(
+        r#"{head}<main>
+<h1>Confirm with your bank</h1>
+<form id="challenge" method="post" action="{acs_url}">
+<input type="hidden" name="creq" value="{creq}">
+<noscript><button type="submit">Continue to your bank</button></noscript>
+</form>
+</main>
+<script>document.getElementById("challenge").submit();</script>
+</body>
+</html>"#,
+        acs_url = super::escape_html(acs_url),
+        creq = super::escape_html(creq),
+    );
+    no_store(Html(html).into_response())
+}
+
+/// Never cached, never framed: the pages of a card payment.
+pub(super) fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    response
 }
 
 /// The player's saved card `token`, opened for one charge.
@@ -285,18 +396,8 @@ form.addEventListener("submit", (e) => {{
 </body>
 </html>"#
     );
-    let mut response = (status, Html(html)).into_response();
     // The page takes a card number: never cached, never framed.
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    headers.insert(
-        header::X_FRAME_OPTIONS,
-        header::HeaderValue::from_static("DENY"),
-    );
-    response
+    no_store((status, Html(html)).into_response())
 }
 
 #[cfg(test)]

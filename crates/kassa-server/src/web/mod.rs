@@ -1,6 +1,7 @@
 //! Pages served to people by the same binary.
 
 pub mod card_page;
+pub mod card_threeds;
 pub mod cashier;
 
 /// The start of every page up to `<body>`: the document head with its `title` and `style`.

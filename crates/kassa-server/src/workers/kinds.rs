@@ -16,7 +16,7 @@ use crate::workers::event_stream::{self, EVENTS_STREAM};
 use crate::workers::outbox::{self, OutboxPublisher, PublishError};
 use crate::workers::webhook_delivery;
 
-pub use crate::service::acquirer::REVERSAL_ADVICE;
+pub use crate::service::acquirer::{COMPLETION_ADVICE, REVERSAL_ADVICE};
 pub use crate::service::aml::AML_MONITOR;
 pub use crate::service::payments::PAYMENT_CASCADE;
 pub use crate::service::webhook_endpoints::WEBHOOK_DELIVER;
@@ -50,6 +50,7 @@ pub const KINDS: &[&str] = &[
     WEBHOOK_LOG_PURGE,
     WEBHOOK_DELIVER,
     REVERSAL_ADVICE,
+    COMPLETION_ADVICE,
     PAYMENT_CASCADE,
     AML_MONITOR,
 ];
@@ -218,6 +219,11 @@ pub async fn run(
             crate::service::acquirer::send_advice(&state.acquirers, &job.payload, job.attempts)
                 .await
                 .map(drop)
+                .map_err(JobError::from)
+        }
+        COMPLETION_ADVICE => {
+            crate::service::acquirer::send_completion(&state.acquirers, &job.payload, job.attempts)
+                .await
                 .map_err(JobError::from)
         }
         EVENTS_STREAM => event_stream::run(&state.store, state.event_stream.as_ref()).await,

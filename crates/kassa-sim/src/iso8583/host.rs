@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use kassa_iso8583::{Message, Mti};
 
+use super::settlement::{self, Line};
+
 /// What the connection does with a request.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
@@ -48,6 +50,56 @@ enum CardRule {
     Drop,
 }
 
+/// A card of the 3-D Secure simulator's test range (last four `3100`–`3599`): its issuer
+/// takes no e-commerce purchase without an authentication value.
+fn requires_authentication(pan: &str) -> bool {
+    pan.get(pan.len().saturating_sub(4)..)
+        .and_then(|last4| last4.parse::<u16>().ok())
+        .is_some_and(|last4| (3100..3600).contains(&last4))
+}
+
+/// The 3-D Secure result a purchase carried in field 48 (ADR 68).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeenAuthentication {
+    /// Field 11 of the request.
+    pub stan: String,
+    /// Subelement 42.
+    pub eci: Option<String>,
+    /// Subelement 43 (CAVV).
+    pub authentication_value: Option<String>,
+    /// Subelement 66.
+    pub ds_trans_id: Option<String>,
+}
+
+/// Reads field 48's subelements (2-digit tag, 2-digit length, value); `None` if malformed.
+fn private_data(field: &str) -> Option<Vec<(&str, &str)>> {
+    let mut rest = field;
+    let mut found = Vec::new();
+    while !rest.is_empty() {
+        let tag = rest.get(..2)?;
+        let len: usize = rest.get(2..4)?.parse().ok()?;
+        found.push((tag, rest.get(4..4 + len)?));
+        rest = &rest[4 + len..];
+    }
+    Some(found)
+}
+
+fn seen_authentication(request: &Message) -> Option<SeenAuthentication> {
+    let subelements = private_data(request.get_text(48)?)?;
+    let value = |tag: &str| {
+        subelements
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map(|(_, v)| v.to_string())
+    };
+    Some(SeenAuthentication {
+        stan: request.get_text(11).unwrap_or_default().to_string(),
+        eci: value("42"),
+        authentication_value: value("43"),
+        ds_trans_id: value("66"),
+    })
+}
+
 fn card_rule(pan: &str) -> CardRule {
     match pan.get(pan.len().saturating_sub(4)..) {
         Some("0005") => CardRule::Decline(code::DO_NOT_HONOUR),
@@ -80,11 +132,89 @@ struct Authorization {
     amount_minor: u64,
     refunded_minor: u64,
     state: AuthState,
+    /// For a refund: the purchase it gave money back from.
+    refund_of: Option<OriginalKey>,
+    /// Its line in the settlement file (RRN and authorization id filled on approval).
+    line: Line,
+}
+
+impl Authorization {
+    /// An approved request's record, from the request.
+    fn of(request: &Message, amount_minor: u64, pan_masked: String) -> Authorization {
+        let text = |field| request.get_text(field).unwrap_or_default().to_string();
+        Authorization {
+            mti: request.mti(),
+            amount_minor,
+            refunded_minor: 0,
+            state: AuthState::Approved,
+            refund_of: None,
+            line: Line {
+                date: settlement::today(),
+                mti: request.mti().to_string(),
+                terminal_id: text(41),
+                stan: text(11),
+                rrn: String::new(),
+                pan_masked,
+                amount_minor,
+                currency: text(49),
+                processing_code: text(3),
+                auth_id: String::new(),
+            },
+        }
+    }
+
+    /// Settled: an approved `0200` or a completed `0100`, not reversed.
+    fn settles(&self) -> bool {
+        matches!(
+            (self.mti.class(), self.state),
+            (2, AuthState::Approved) | (1, AuthState::Completed)
+        )
+    }
+}
+
+impl Ledger {
+    /// Keeps the approval, giving the answer an RRN (unless the request had one) and an
+    /// authorization code.
+    fn record_approval(
+        &mut self,
+        key: OriginalKey,
+        mut authorization: Authorization,
+        answer: &mut Message,
+    ) {
+        self.auth_codes_issued += 1;
+        let auth_id = format!("{:06}", self.auth_codes_issued % 1_000_000);
+        answer.set(38, auth_id.as_str());
+        let rrn = match answer.get_text(37) {
+            Some(rrn) => rrn.to_string(),
+            None => {
+                self.rrns_issued += 1;
+                format!("{:012}", self.rrns_issued)
+            }
+        };
+        answer.set(37, rrn.as_str());
+        authorization.line.rrn = rrn.clone();
+        authorization.line.auth_id = auth_id;
+        self.keys_by_rrn.insert(rrn, key.clone());
+        self.approved_in_order.push(key.clone());
+        self.authorizations.insert(key, authorization);
+    }
+
+    /// The settlement file lines of `date`.
+    fn settlement(&self, date: &str) -> Vec<Line> {
+        self.approved_in_order
+            .iter()
+            .filter_map(|key| self.authorizations.get(key))
+            .filter(|a| a.settles() && a.line.date == date)
+            .map(|a| a.line.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug, Default)]
 struct Ledger {
     authorizations: HashMap<OriginalKey, Authorization>,
+    /// Approvals in the order they were given, for the settlement file.
+    approved_in_order: Vec<OriginalKey>,
     keys_by_rrn: HashMap<String, OriginalKey>,
     rrns_issued: u64,
     auth_codes_issued: u64,
@@ -97,10 +227,14 @@ pub(crate) struct Host {
     ledger: Mutex<Ledger>,
     /// Reversal advices still to leave unanswered.
     advices_to_ignore: Mutex<u32>,
+    /// Completion advices still to leave unanswered.
+    completions_to_ignore: Mutex<u32>,
     /// MTI and STAN of every request read, for tests.
     received: Mutex<Vec<(String, String)>>,
     /// Every purchase and authorization is answered `91`.
     issuer_outage: bool,
+    /// The 3-D Secure results purchases and authorizations carried, in order.
+    authentications: Mutex<Vec<SeenAuthentication>>,
 }
 
 impl Host {
@@ -109,8 +243,10 @@ impl Host {
             slow_delay,
             ledger: Mutex::new(Ledger::default()),
             advices_to_ignore: Mutex::new(ignore_advices),
+            completions_to_ignore: Mutex::new(0),
             received: Mutex::new(Vec::new()),
             issuer_outage: false,
+            authentications: Mutex::new(Vec::new()),
         }
     }
 
@@ -120,9 +256,25 @@ impl Host {
         self
     }
 
+    /// A host that leaves the first `count` completion advices (`0220`/`0221`) unanswered.
+    pub(crate) fn with_ignored_completions(self, count: u32) -> Host {
+        *relock(&self.completions_to_ignore) = count;
+        self
+    }
+
     /// MTI and STAN of every request read so far.
     pub(crate) fn received(&self) -> Vec<(String, String)> {
         relock(&self.received).clone()
+    }
+
+    /// The settlement file of `date` (`YYYY-MM-DD`).
+    pub(crate) fn settlement_file(&self, date: &str) -> String {
+        settlement::file(&self.lock().settlement(date))
+    }
+
+    /// The 3-D Secure results seen so far.
+    pub(crate) fn authentications(&self) -> Vec<SeenAuthentication> {
+        relock(&self.authentications).clone()
     }
 
     /// Decides the answer to one message.
@@ -136,7 +288,8 @@ impl Host {
         match (mti.class(), mti.function()) {
             (8, 0) => Reply::Send(self.network(request)),
             (2, 0) if is_refund(request) => Reply::Send(self.refund(request)),
-            (4, 2) if self.ignore_this_advice() => Reply::Ignore,
+            (4, 2) if take_one(&self.advices_to_ignore) => Reply::Ignore,
+            (2, 2) if take_one(&self.completions_to_ignore) => Reply::Ignore,
             (1 | 2, 0) => self.authorize(request),
             (2, 2) => Reply::Send(self.complete(request)),
             (4, 0 | 2) => Reply::Send(self.reverse(request)),
@@ -144,32 +297,32 @@ impl Host {
         }
     }
 
-    /// Whether this advice is one of the first `ignore_advices`, left unanswered.
-    fn ignore_this_advice(&self) -> bool {
-        let mut left = relock(&self.advices_to_ignore);
-        let ignore = *left > 0;
-        *left = left.saturating_sub(1);
-        ignore
-    }
-
     /// A refund (`0200`, processing code `20`) of an approved purchase named in field 90:
     /// no card needed, at most what is left of the purchase.
     fn refund(&self, request: &Message) -> Message {
-        let amount = amount_minor(request);
+        let Some(key) = own_key(request) else {
+            return answer(request, code::FORMAT_ERROR);
+        };
+        let Some(amount) = amount_minor(request) else {
+            return answer(request, code::INVALID_AMOUNT);
+        };
         let mut ledger = self.lock();
-        let Some(original) = find_original_by_data(&mut ledger, request) else {
+        let Some((original_key, original)) = find_original_by_data(&mut ledger, request) else {
             return answer(request, code::ORIGINAL_NOT_FOUND);
         };
         if original.state == AuthState::Reversed {
             return answer(request, code::ORIGINAL_NOT_FOUND);
         }
-        match amount {
-            Some(amount) if amount <= original.amount_minor - original.refunded_minor => {
-                original.refunded_minor += amount;
-                answer(request, code::APPROVED)
-            }
-            _ => answer(request, code::INVALID_AMOUNT),
+        if amount > original.amount_minor - original.refunded_minor {
+            return answer(request, code::INVALID_AMOUNT);
         }
+        original.refunded_minor += amount;
+        // Kept like an approval, so the settlement file lists it and a reversal finds it.
+        let mut refund = Authorization::of(request, amount, original.line.pan_masked.clone());
+        refund.refund_of = Some(original_key);
+        let mut message = answer(request, code::APPROVED);
+        ledger.record_approval(key, refund, &mut message);
+        message
     }
 
     fn network(&self, request: &Message) -> Message {
@@ -191,6 +344,15 @@ impl Host {
         let Some(amount_minor) = amount_minor(request) else {
             return Reply::Send(answer(request, code::INVALID_AMOUNT));
         };
+        let authentication = seen_authentication(request);
+        if let Some(seen) = &authentication {
+            relock(&self.authentications).push(seen.clone());
+        }
+        let authenticated = authentication
+            .is_some_and(|seen| seen.eci.is_some() && seen.authentication_value.is_some());
+        if requires_authentication(pan) && !authenticated {
+            return Reply::Send(answer(request, code::DO_NOT_HONOUR));
+        }
         let rule = match self.issuer_outage {
             true => CardRule::Decline(code::ISSUER_UNAVAILABLE),
             false => card_rule(pan),
@@ -200,42 +362,15 @@ impl Host {
             CardRule::Decline(code) => return Reply::Send(answer(request, code)),
             CardRule::Approve | CardRule::Slow => {}
         }
-        let authorization = Authorization {
-            mti: request.mti(),
-            amount_minor,
-            refunded_minor: 0,
-            state: AuthState::Approved,
-        };
+        let authorization = Authorization::of(request, amount_minor, settlement::mask(pan));
         let mut message = answer(request, code::APPROVED);
-        self.record_approval(key, authorization, &mut message);
+        self.lock()
+            .record_approval(key, authorization, &mut message);
         if rule == CardRule::Slow {
             let delay = self.slow_delay;
             return Reply::SendAfter { delay, message };
         }
         Reply::Send(message)
-    }
-
-    /// Keeps the approval, giving the answer an RRN (unless the request had one) and an
-    /// authorization code.
-    fn record_approval(
-        &self,
-        key: OriginalKey,
-        authorization: Authorization,
-        answer: &mut Message,
-    ) {
-        let mut ledger = self.lock();
-        ledger.auth_codes_issued += 1;
-        answer.set(38, format!("{:06}", ledger.auth_codes_issued % 1_000_000));
-        let rrn = match answer.get_text(37) {
-            Some(rrn) => rrn.to_string(),
-            None => {
-                ledger.rrns_issued += 1;
-                format!("{:012}", ledger.rrns_issued)
-            }
-        };
-        answer.set(37, rrn.as_str());
-        ledger.keys_by_rrn.insert(rrn, key.clone());
-        ledger.authorizations.insert(key, authorization);
     }
 
     /// 0220 completion of an earlier 0100 authorization (0221 repeats it).
@@ -250,6 +385,8 @@ impl Host {
             _ if !completable => answer(request, code::ORIGINAL_NOT_FOUND),
             Some(amount) if amount <= original.amount_minor => {
                 original.state = AuthState::Completed;
+                original.amount_minor = amount;
+                original.line.amount_minor = amount;
                 answer(request, code::APPROVED)
             }
             _ => answer(request, code::INVALID_AMOUNT),
@@ -260,13 +397,24 @@ impl Host {
     /// original is known, so a repeat gets the same answer.
     fn reverse(&self, request: &Message) -> Message {
         let mut ledger = self.lock();
-        match find_original(&mut ledger, request) {
-            Some(original) => {
-                original.state = AuthState::Reversed;
-                answer(request, code::APPROVED)
+        let Some(original) = find_original(&mut ledger, request) else {
+            return answer(request, code::ORIGINAL_NOT_FOUND);
+        };
+        let undone_refund = match original.state {
+            AuthState::Reversed => None,
+            _ => original
+                .refund_of
+                .clone()
+                .map(|of| (of, original.amount_minor)),
+        };
+        original.state = AuthState::Reversed;
+        // A reversed refund gives its purchase back what it had taken from it.
+        if let Some((of, amount)) = undone_refund {
+            if let Some(purchase) = ledger.authorizations.get_mut(&of) {
+                purchase.refunded_minor = purchase.refunded_minor.saturating_sub(amount);
             }
-            None => answer(request, code::ORIGINAL_NOT_FOUND),
         }
+        answer(request, code::APPROVED)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -290,6 +438,14 @@ pub(crate) fn answer(request: &Message, code: &str) -> Message {
     answer
 }
 
+/// Whether a countdown of messages to leave unanswered still runs; counts this one.
+fn take_one(left: &Mutex<u32>) -> bool {
+    let mut left = relock(left);
+    let ignore = *left > 0;
+    *left = left.saturating_sub(1);
+    ignore
+}
+
 /// Locks a mutex of plain data, poisoned or not.
 fn relock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -308,12 +464,13 @@ fn is_refund(request: &Message) -> bool {
 fn find_original_by_data<'a>(
     ledger: &'a mut Ledger,
     request: &Message,
-) -> Option<&'a mut Authorization> {
+) -> Option<(OriginalKey, &'a mut Authorization)> {
     let key = OriginalKey {
         terminal: request.get_text(41)?.to_string(),
         stan: request.get_text(90)?.get(4..10)?.to_string(),
     };
-    ledger.authorizations.get_mut(&key)
+    let found = ledger.authorizations.get_mut(&key)?;
+    Some((key, found))
 }
 
 /// Field 4 as minor units: exactly 12 digits.

@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `0800` with 70 = `001` sign-on, `002` sign-off, `301` echo | `0810`, 39 = `00` (`12` for another 70, `30` without 70) |
 //! | `0100` authorization, `0200` purchase | `0110`/`0210` by the test-card rules below |
-//! | `0220` completion (repeat `0221`) of an approved `0100` | `0230`: `00`; `13` above the authorized amount; `25` if the original is unknown, a purchase, or reversed |
+//! | `0220` completion (repeat `0221`) of an approved `0100` | `0230`: `00` (a repeat too); `13` above the authorized amount; `25` if the original is unknown, a purchase, or reversed; the first `ignore_completions` get no answer at all |
 //! | `0200` with processing code `20xxxx` (refund), no PAN needed | `0210`: `00` when field 90 names a known approved purchase and the amount fits what is left of it; `25` unknown original, `13` too much |
 //! | `0400` reversal, `0420` reversal advice (repeat `0421`) | `0410`/`0430`: `00` whenever the original is known (repeats too), `25` if not; the first `ignore_advices` advices get no answer at all (to show that the connector repeats them) |
 //! | another request or advice | its answer with `12` |
@@ -33,8 +33,17 @@
 //! | `0099` | no answer: the host closes the connection |
 //! | anything else, e.g. `4000000000000002` | `00` approved |
 //!
+//! A card of the 3-D Secure simulator's range (last four `3100` to `3599`, see
+//! [`crate::threeds`]) is answered `05` unless field 48 carries an ECI (subelement `42`) and
+//! an authentication value (`43`): the issuer insists on 3-D Secure (ADR 68).
+//!
 //! A PAN that is not 12 to 19 digits gets `14`, an amount (4) that is not 12 digits `13`, a
 //! request without 11 (STAN) or 41 (terminal) `30`.
+//!
+//! # Settlement file
+//!
+//! With `settlement_listen` set, `GET /settlement/{YYYY-MM-DD}` answers the day's approved,
+//! non-reversed transactions as CSV ([`settlement`] describes the columns).
 //!
 //! # Finding the original
 //!
@@ -44,6 +53,7 @@
 //! STAN; failing that, by RRN (37). Declined requests are not kept.
 
 mod host;
+pub mod settlement;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +69,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+pub use host::SeenAuthentication;
 use host::{Host, Reply};
 
 /// Answers waiting to be written on one connection.
@@ -79,6 +90,11 @@ pub struct Iso8583HostConfig {
     pub spec: Spec,
     /// How many reversal advices (`0420`/`0421`) go unanswered before the host answers them.
     pub ignore_advices: u32,
+    /// How many completion advices (`0220`/`0221`) go unanswered before the host answers them.
+    pub ignore_completions: u32,
+    /// Where the settlement file is served over HTTP (`GET /settlement/{YYYY-MM-DD}`, see
+    /// [`settlement`]); `None`: not served.
+    pub settlement_listen: Option<String>,
     /// The acquirer has lost its issuers: every purchase and authorization is answered `91`
     /// (issuer unavailable), whatever the card. For cascading tests and demos.
     pub issuer_outage: bool,
@@ -93,6 +109,8 @@ impl Default for Iso8583HostConfig {
             slow_delay_ms: 40_000,
             spec: Spec::default_ascii().clone(),
             ignore_advices: 0,
+            ignore_completions: 0,
+            settlement_listen: None,
             issuer_outage: false,
         }
     }
@@ -103,6 +121,7 @@ pub struct Iso8583HostHandle {
     local_addr: SocketAddr,
     acceptor: JoinHandle<()>,
     shared: Arc<Shared>,
+    settlement: Option<crate::serving::Serving>,
 }
 
 impl Iso8583HostHandle {
@@ -114,6 +133,23 @@ impl Iso8583HostHandle {
     /// The MTI and STAN of every request the host has read so far, in order (for tests).
     pub fn received(&self) -> Vec<(String, String)> {
         self.shared.host.received()
+    }
+
+    /// The 3-D Secure results (field 48) purchases and authorizations carried, in order.
+    pub fn authentications(&self) -> Vec<SeenAuthentication> {
+        self.shared.host.authentications()
+    }
+
+    /// The settlement file of `date` (`YYYY-MM-DD`), as `GET /settlement/{date}` serves it.
+    pub fn settlement_file(&self, date: &str) -> String {
+        self.shared.host.settlement_file(date)
+    }
+
+    /// Where the settlement file is served, e.g. `http://127.0.0.1:41234`, when it is.
+    pub fn settlement_url(&self) -> Option<&str> {
+        self.settlement
+            .as_ref()
+            .map(crate::serving::Serving::base_url)
     }
 
     /// Stops accepting connections (open ones end when their peer closes).
@@ -146,16 +182,47 @@ pub async fn start(config: Iso8583HostConfig) -> anyhow::Result<Iso8583HostHandl
             Duration::from_millis(config.slow_delay_ms),
             config.ignore_advices,
         )
-        .with_issuer_outage(config.issuer_outage),
+        .with_issuer_outage(config.issuer_outage)
+        .with_ignored_completions(config.ignore_completions),
         spec: config.spec,
         codec: FrameCodec::new(config.header, config.max_frame_bytes),
     });
+    let settlement = match &config.settlement_listen {
+        Some(listen) => Some(serve_settlement(listen, Arc::clone(&shared)).await?),
+        None => None,
+    };
     let acceptor = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
     Ok(Iso8583HostHandle {
         local_addr,
         acceptor,
         shared,
+        settlement,
     })
+}
+
+/// Serves `GET /settlement/{date}` on `listen`.
+async fn serve_settlement(
+    listen: &str,
+    shared: Arc<Shared>,
+) -> anyhow::Result<crate::serving::Serving> {
+    use axum::extract::{Path, State};
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    async fn file(
+        State(shared): State<Arc<Shared>>,
+        Path(date): Path<String>,
+    ) -> axum::response::Response {
+        if !settlement::is_date(&date) {
+            return (StatusCode::BAD_REQUEST, "the date is YYYY-MM-DD\n").into_response();
+        }
+        let body = shared.host.settlement_file(&date);
+        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
+    }
+    let router = axum::Router::new()
+        .route("/settlement/{date}", axum::routing::get(file))
+        .with_state(shared);
+    let bound = crate::serving::bind(listen, None).await?;
+    Ok(bound.serve(router, "ISO 8583 host settlement"))
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {

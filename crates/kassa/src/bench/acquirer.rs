@@ -122,7 +122,7 @@ async fn run(duration: Duration) -> anyhow::Result<RunStats> {
             let mut own = stats::new_histogram();
             while started.elapsed() < duration {
                 let asked = Instant::now();
-                match connector.charge_card(&request, &card).await {
+                match connector.charge_card(&request, &card, None).await {
                     Ok(charge) if charge.captured => {
                         stats::record(&mut own, asked.elapsed());
                         approved.fetch_add(1, Ordering::Relaxed);
@@ -162,7 +162,7 @@ async fn warm_up(
     card: &CardDetails,
 ) -> anyhow::Result<()> {
     for _ in 0..200 {
-        match connector.charge_card(request, card).await {
+        match connector.charge_card(request, card, None).await {
             Ok(_) => return Ok(()),
             Err(ProviderError::Unavailable(_)) => {
                 tokio::time::sleep(Duration::from_millis(10)).await

@@ -293,3 +293,79 @@ fn the_first_advices_go_unanswered_when_asked() {
     let mtis: Vec<String> = host.received().into_iter().map(|(mti, _)| mti).collect();
     assert_eq!(mtis, ["0200", "0420", "0421", "0421"]);
 }
+
+#[test]
+fn the_settlement_file_lists_settled_transactions_only() {
+    let host = host();
+    let today = settlement::today();
+    sent(host.handle(&purchase("0200", APPROVE_PAN, "000001")));
+    sent(host.handle(&purchase("0200", "4000000000000051", "000002")));
+    sent(host.handle(&purchase("0100", APPROVE_PAN, "000003")));
+    sent(host.handle(&purchase("0100", APPROVE_PAN, "000004")));
+    let completion = request(
+        "0220",
+        &[(4, "000000000700"), (11, "000004"), (41, "TERM0001")],
+    );
+    assert_eq!(code_of(host.handle(&completion)), "00");
+    let refund = |stan: &str| {
+        request(
+            "0200",
+            &[
+                (3, "200000"),
+                (4, "000000001000"),
+                (11, stan),
+                (41, "TERM0001"),
+                (90, &original_data("000001")),
+            ],
+        )
+    };
+    assert_eq!(code_of(host.handle(&refund("000005"))), "00");
+    // The refund is reversed: gone from the file, and its purchase refundable again.
+    let reversal = request(
+        "0420",
+        &[
+            (11, "000006"),
+            (41, "TERM0001"),
+            (90, &original_data("000005")),
+        ],
+    );
+    assert_eq!(code_of(host.handle(&reversal)), "00");
+    assert_eq!(code_of(host.handle(&refund("000007"))), "00");
+    let file = host.settlement_file(&today);
+    let rows: Vec<(String, String, String, String)> = file
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            (
+                cells[1].into(),
+                cells[3].into(),
+                cells[6].into(),
+                cells[8].into(),
+            )
+        })
+        .collect();
+    let row = |mti: &str, stan: &str, amount: &str, code: &str| {
+        (
+            mti.to_string(),
+            stan.to_string(),
+            amount.to_string(),
+            code.to_string(),
+        )
+    };
+    assert_eq!(
+        rows,
+        [
+            row("0200", "000001", "1000", "000000"),
+            row("0100", "000004", "700", "000000"),
+            row("0200", "000007", "1000", "200000"),
+        ],
+        "not the decline, the open authorization or the reversed refund:\n{file}"
+    );
+    assert!(file.starts_with(settlement::HEADER));
+    assert!(!file.contains(APPROVE_PAN));
+    assert_eq!(
+        host.settlement_file("2000-01-01"),
+        format!("{}\n", settlement::HEADER)
+    );
+}
