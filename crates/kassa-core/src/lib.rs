@@ -8,6 +8,7 @@
 #[macro_use]
 mod stored_names;
 
+pub mod aml;
 pub mod card;
 pub mod exclusion;
 pub mod ids;

@@ -1,6 +1,8 @@
 //! Configuration: the embedded defaults (`config/default.toml`), then an optional file, then
 //! environment variables and flags, each overriding the one before.
 
+use std::collections::BTreeMap;
+
 use kassa_connectors::{ExposeSecret, ProviderAccount, SecretString};
 use kassa_core::share::Share;
 
@@ -71,6 +73,9 @@ pub struct Config {
     /// The risk decision before deposits and payouts.
     #[serde(default)]
     pub risk: RiskConfig,
+    /// AML monitoring after money moved: scenario thresholds and the goAML reporting entity.
+    #[serde(default)]
+    pub aml: AmlConfig,
     /// KYC: ID provider accounts and the CDD thresholds per jurisdiction.
     #[serde(default)]
     pub kyc: KycConfig,
@@ -118,6 +123,47 @@ impl KycConfig {
                 threshold_minor: c.threshold_minor,
                 window_ms: (c.window_hours > 0).then(|| i64::from(c.window_hours) * 3_600_000),
             })
+    }
+}
+
+/// AML monitoring (docs/aml.md): `[aml.thresholds]`, `[aml.jurisdictions.XX]` overrides,
+/// and `[aml.reporting_entity]` for the goAML export.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmlConfig {
+    /// The scenarios' thresholds where no jurisdiction overrides them.
+    #[serde(default)]
+    pub thresholds: kassa_core::aml::AmlThresholds,
+    /// Overrides per jurisdiction; absent: the built-in ones (MT links deposits over 180
+    /// days). Given: exactly these.
+    #[serde(default = "built_in_aml_jurisdictions")]
+    pub jurisdictions: BTreeMap<String, kassa_core::aml::settings::AmlOverrides>,
+    /// Who files the reports: the goAML id the FIU gave the operator, and its name.
+    #[serde(default)]
+    pub reporting_entity: kassa_core::aml::goaml::ReportingEntity,
+}
+
+fn built_in_aml_jurisdictions() -> BTreeMap<String, kassa_core::aml::settings::AmlOverrides> {
+    kassa_core::aml::AmlSettings::default().jurisdictions
+}
+
+impl Default for AmlConfig {
+    fn default() -> AmlConfig {
+        AmlConfig {
+            thresholds: Default::default(),
+            jurisdictions: built_in_aml_jurisdictions(),
+            reporting_entity: Default::default(),
+        }
+    }
+}
+
+impl AmlConfig {
+    /// The thresholds with their overrides, as the scenarios read them.
+    pub fn settings(&self) -> kassa_core::aml::AmlSettings {
+        kassa_core::aml::AmlSettings {
+            thresholds: self.thresholds.clone(),
+            jurisdictions: self.jurisdictions.clone(),
+        }
     }
 }
 
@@ -851,6 +897,9 @@ impl Config {
                 .validate()
                 .map_err(|e| anyhow::anyhow!("[risk.rules] {e}"))?;
         }
+        if let Some(problem) = self.aml.settings().problem() {
+            anyhow::bail!("[aml] {problem}");
+        }
         let secret_len = self.auth.key_hash_secret.len();
         anyhow::ensure!(
             secret_len == 0 || secret_len >= KEY_HASH_SECRET_LEN_MIN,
@@ -1173,6 +1222,36 @@ mod tests {
         .unwrap_err();
         assert!(
             format!("{error:#}").contains("rules[0].when.flag.feature"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn aml_thresholds_take_overrides_per_jurisdiction_and_bad_ones_are_refused() {
+        let defaults = Config::defaults().aml.settings();
+        assert_eq!(
+            defaults.for_jurisdiction(Some("MT")).cdd_window_hours,
+            180 * 24
+        );
+        let config = Config::from_file_text(
+            "[aml.thresholds]\ncdd_threshold_minor = { EUR = 150000 }\n\
+             [aml.jurisdictions.SE]\nstructuring_deposits_min = 4\n\
+             [aml.reporting_entity]\nid = \"4711\"\nname = \"Casino Ltd\"\n",
+        )
+        .unwrap();
+        let settings = config.aml.settings();
+        let se = settings.for_jurisdiction(Some("SE"));
+        assert_eq!(
+            (se.structuring_deposits_min, se.threshold_minor("EUR")),
+            (4, Some(150_000))
+        );
+        // Naming jurisdictions replaces the built-in list: MT is back to the defaults.
+        assert_eq!(settings.for_jurisdiction(Some("MT")).cdd_window_hours, 24);
+        assert_eq!(config.aml.reporting_entity.id, "4711");
+        let error =
+            Config::from_file_text("[aml.jurisdictions.GB]\ncdd_window_hours = 0\n").unwrap_err();
+        assert!(
+            format!("{error:#}").contains("jurisdictions.GB.cdd_window_hours"),
             "{error:#}"
         );
     }

@@ -208,6 +208,7 @@ answered_as_api_error!(
     crate::service::routing::RoutingError,
     crate::service::limits::LimitsError,
     crate::service::risk::RiskError,
+    crate::service::aml::AmlError,
     crate::service::exclusions::ExclusionError,
     crate::service::kyc::KycError,
     kassa_store::StoreError,

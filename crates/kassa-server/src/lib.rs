@@ -71,6 +71,8 @@ pub struct AppStateInner {
     pub kyc: service::kyc::KycService,
     /// Responsible-gambling limits.
     pub limits: service::limits::LimitsService,
+    /// AML monitoring after money moved, its alerts and cases.
+    pub aml: service::aml::AmlService,
     /// Self-exclusions and time-outs.
     pub exclusions: service::exclusions::ExclusionsService,
     /// The operator's webhook endpoints.
@@ -406,6 +408,11 @@ impl AppState {
         let limits = service::limits::LimitsService::new(store.clone(), players.clone());
         let exclusions =
             service::exclusions::ExclusionsService::new(store.clone(), players.clone());
+        let aml = service::aml::AmlService::new(
+            store.clone(),
+            config.aml.settings(),
+            config.aml.reporting_entity.clone(),
+        );
         let source_allow_lists = config
             .source_allow_lists()
             .expect("webhook_source_cidrs are valid (checked by Config::load and Server::start)");
@@ -432,6 +439,7 @@ impl AppState {
             risk,
             kyc,
             limits,
+            aml,
             exclusions,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
                 store_for_webhooks,

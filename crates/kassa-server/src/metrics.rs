@@ -59,6 +59,15 @@ pub const PROVIDER_CIRCUIT_STATE: &str = "kassa_provider_circuit_state";
 pub const ROUTING_DECISIONS: &str = "kassa_routing_decisions_total";
 /// Pre-authorization risk decisions, by `kind` (deposit, payout) and `outcome`.
 pub const RISK_DECISIONS: &str = "kassa_risk_decisions_total";
+/// AML alerts raised by the post-authorization scenarios, `{scenario}`.
+pub const AML_ALERTS: &str = "kassa_aml_alerts_total";
+/// AML cases opened (by their first alert).
+pub const CASES_OPENED: &str = "kassa_cases_opened_total";
+/// AML cases closed, `{reason}`.
+pub const CASES_CLOSED: &str = "kassa_cases_closed_total";
+/// Seconds a payout waited in the review queue until a reviewer decided, `{decision}`
+/// (`approved`, `rejected`).
+pub const PAYOUT_REVIEW_DURATION: &str = "kassa_payout_review_duration_seconds";
 /// Deposits handed to the next provider of their rule, `{from, to, reason}`.
 pub const CASCADES: &str = "kassa_cascades_total";
 /// What approved deposits cost in provider fees, in minor units, `{provider, currency}`.
@@ -121,6 +130,11 @@ const CALL_BUCKETS_SECONDS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
 ];
 
+/// A review takes from minutes to days (the payout queue's service level is 20–48 h).
+const REVIEW_BUCKETS_SECONDS: &[f64] = &[
+    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0, 604800.0,
+];
+
 /// The process's recorder, once installed.
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -167,6 +181,10 @@ fn builder() -> Result<PrometheusBuilder, BuildError> {
         builder =
             builder.set_buckets_for_metric(Matcher::Full(name.into()), CALL_BUCKETS_SECONDS)?;
     }
+    builder = builder.set_buckets_for_metric(
+        Matcher::Full(PAYOUT_REVIEW_DURATION.into()),
+        REVIEW_BUCKETS_SECONDS,
+    )?;
     Ok(builder)
 }
 
@@ -234,6 +252,14 @@ const HELP: &[(&str, Kind, &str)] = &[
         CASCADES,
         Kind::Counter,
         "Deposits cascaded to the next provider.",
+    ),
+    (AML_ALERTS, Kind::Counter, "AML alerts raised, by scenario."),
+    (CASES_OPENED, Kind::Counter, "AML cases opened."),
+    (CASES_CLOSED, Kind::Counter, "AML cases closed, by reason."),
+    (
+        PAYOUT_REVIEW_DURATION,
+        Kind::Histogram,
+        "Payout review queue: request to the reviewer's decision.",
     ),
     (
         PAYMENT_COST_MINOR,
@@ -546,6 +572,24 @@ pub fn record_routing(decision: &Decision, attempts: &[Attempt]) {
 /// A routing decision: the deposit went to `provider` by `rule`.
 pub fn record_routing_decision(rule: &str, provider: &str) {
     counter!(ROUTING_DECISIONS, "rule" => label(rule), "provider" => label(provider)).increment(1);
+}
+
+/// Records an AML alert raised, and the case it opened if it opened one.
+pub fn record_aml_alert(scenario: &'static str, case_opened: bool) {
+    counter!(AML_ALERTS, "scenario" => scenario).increment(1);
+    if case_opened {
+        counter!(CASES_OPENED).increment(1);
+    }
+}
+
+/// Records an AML case closed with `reason`.
+pub fn record_case_closed(reason: &'static str) {
+    counter!(CASES_CLOSED, "reason" => reason).increment(1);
+}
+
+/// Records a reviewer's decision on a payout that waited `waited` in the queue.
+pub fn record_payout_review(decision: &'static str, waited: Duration) {
+    histogram!(PAYOUT_REVIEW_DURATION, "decision" => decision).record(waited.as_secs_f64());
 }
 
 /// A pre-authorization risk decision on a deposit or payout (`kind`), with its outcome.

@@ -30,8 +30,7 @@ contract_tests_with!(
 
 /// Sends `method` `path` with the admin key.
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> common::Answer {
-    app.send(method, path, Some(&app.admin_key), body.as_ref(), &[])
-        .await
+    app.as_admin(method, path, body).await
 }
 
 /// Stores `rules` as the rule set of `scope` (a query string, may be empty), based on the

@@ -15,6 +15,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
 pub mod acquirer;
+pub mod aml;
 pub mod directory;
 pub mod exclusions;
 mod group_commit;

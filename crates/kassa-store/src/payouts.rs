@@ -262,13 +262,27 @@ impl Store {
         player_id: &PlayerId,
         since_ms: i64,
     ) -> Result<i64, StoreError> {
+        self.player_turnover_between(merchant_id, player_id, since_ms, i64::MAX)
+            .await
+    }
+
+    /// What the player bet (posted debits) from `since_ms` to `until_ms`, both included.
+    pub async fn player_turnover_between(
+        &self,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<i64, StoreError> {
         let total: Option<i64> = sqlx::query_scalar(
             "SELECT CAST(SUM(amount_minor) AS BIGINT) FROM ledger_entries WHERE merchant_id = $1 \
-             AND player_id = $2 AND label = 'debit' AND status IN ('posted') AND created_at_ms >= $3",
+             AND player_id = $2 AND label = 'debit' AND status IN ('posted') AND created_at_ms >= $3 \
+             AND created_at_ms <= $4",
         )
         .bind(merchant_id.as_str())
         .bind(player_id.as_str())
         .bind(since_ms)
+        .bind(until_ms)
         .fetch_one(self.reader())
         .await?;
         Ok(total.unwrap_or(0))

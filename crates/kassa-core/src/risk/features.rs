@@ -89,6 +89,9 @@ pub const NAMED_FEATURES: &[(&str, FeatureKind)] = &[
     ("ip_hosting", FeatureKind::Flag),
     ("ip_players_30d", FeatureKind::Number),
     ("device_players_30d", FeatureKind::Number),
+    // AML monitoring after earlier money movements (docs/aml.md).
+    ("aml_open_case", FeatureKind::Flag),
+    ("aml_cdd_threshold", FeatureKind::Flag),
 ];
 
 /// The kind of the feature called `name`, `None` when no such feature exists.

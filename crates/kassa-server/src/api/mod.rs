@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod admin_webhooks;
+pub mod cases;
 pub mod exclusions;
 pub mod health;
 pub mod jobs;
@@ -130,8 +131,18 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
             state.clone(),
             idempotency::admin_optional,
         ));
+    // Case moves, notes and assignments honour a key the admin sends (ADR 36's scope).
+    let cases = OpenApiRouter::new()
+        .routes(routes!(cases::transition_case))
+        .routes(routes!(cases::add_note))
+        .routes(routes!(cases::assign_case))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            idempotency::admin_optional,
+        ));
     let authenticated = OpenApiRouter::new()
         .merge(wallet)
+        .merge(cases)
         .merge(replays)
         .merge(deposit_start)
         .merge(money_moving)
@@ -179,6 +190,10 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(risk::get_rules, risk::put_rules))
         .routes(routes!(risk::rules_history))
         .routes(routes!(risk::backtest))
+        .routes(routes!(cases::list_cases))
+        .routes(routes!(cases::get_case))
+        .routes(routes!(cases::export_case))
+        .routes(routes!(cases::list_alerts))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::retry_job))

@@ -26,6 +26,7 @@ const PATH_IDS: &[&str] = &[
     "endpoint_id",
     "event_id",
     "delivery_id",
+    "case_id",
 ];
 
 /// Adds the answers and limits every operation shares; keeps what an operation says itself.

@@ -1,6 +1,7 @@
 //! Use cases behind the API. Each one that moves money runs in one database transaction.
 
 pub mod acquirer;
+pub mod aml;
 pub mod cascade;
 pub mod exclusions;
 pub mod inbound_log;

@@ -37,6 +37,7 @@ mod later_cascade;
 pub use later_cascade::{CascadePayload, PAYMENT_CASCADE};
 
 use crate::idempotency::IdempotencyClaim;
+use crate::service::aml::MonitoredEvent;
 use crate::service::cascade;
 use crate::service::limits::{reserve_within_limits, DepositRefused, LimitCheck};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
@@ -945,6 +946,8 @@ impl PaymentsService {
         match event.status {
             PaymentEventStatus::Chargeback if processed => {
                 self.post_chargeback(tx, payment, wallet, event).await?;
+                self.queue_aml(tx, payment, MonitoredEvent::ChargedBack)
+                    .await?;
                 self.dispute_event(tx, payment, event, "chargeback.created")
                     .await?;
             }
@@ -960,6 +963,8 @@ impl PaymentsService {
             PaymentEventStatus::Chargeback | PaymentEventStatus::DisputeWon => {}
             _ if !was.is_captured_family() && payment.status.is_captured_family() => {
                 self.credit_deposit(tx, payment, wallet).await?;
+                self.queue_aml(tx, payment, MonitoredEvent::Captured)
+                    .await?;
             }
             _ => {}
         }
@@ -1176,8 +1181,30 @@ impl PaymentsService {
             };
             self.refund_event(tx, &succeeded, "refund.succeeded")
                 .await?;
+            self.queue_aml(tx, payment, MonitoredEvent::Refunded)
+                .await?;
         }
         Ok(applied)
+    }
+
+    /// Queues the AML scenarios' run after `event` in the event's transaction: the run
+    /// itself is a job, off the webhook's path.
+    async fn queue_aml(
+        &self,
+        tx: &mut Tx,
+        payment: &PaymentRecord,
+        event: MonitoredEvent,
+    ) -> Result<(), StoreError> {
+        let subject = payment.id.as_str();
+        crate::service::aml::queue_monitoring(
+            &self.store,
+            tx,
+            event,
+            &payment.merchant_id,
+            &payment.player_id,
+            subject,
+        )
+        .await
     }
 
     /// Takes a chargeback from the player's cash as far as it goes and books the rest as the

@@ -28,6 +28,7 @@ use serde_json::json;
 use crate::config::PayoutsConfig;
 use crate::idempotency::IdempotencyClaim;
 use crate::service::acquirer::REVERSAL_ADVICE;
+use crate::service::aml::MonitoredEvent;
 use crate::service::kyc::{KycService, Verification};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
@@ -133,6 +134,13 @@ pub struct PayoutsService {
     risk: Option<RiskService>,
     /// KYC checks at ID providers and the CDD lock; `None`: only `kyc_status`.
     kyc: Option<KycService>,
+}
+
+/// How long a decided payout waited in the review queue (it entered it when requested).
+fn record_review_time(payout: &PayoutRecord, decision: &'static str) {
+    let waited_ms = payout.reviewed_at_ms.unwrap_or_else(now_ms) - payout.created_at_ms;
+    let waited = std::time::Duration::from_millis(u64::try_from(waited_ms).unwrap_or(0));
+    crate::metrics::record_payout_review(decision, waited);
 }
 
 /// The review reason of a payout the risk decision sent to review.
@@ -449,6 +457,15 @@ impl PayoutsService {
             self.store.insert_risk_decision(&mut tx, risk).await?;
         }
         self.record_requested(&mut tx, &payout).await?;
+        crate::service::aml::queue_monitoring(
+            &self.store,
+            &mut tx,
+            MonitoredEvent::PayoutRequested,
+            &payout.merchant_id,
+            &payout.player_id,
+            payout.id.as_str(),
+        )
+        .await?;
         let event = if payout.review_reasons.is_empty() {
             PayoutEvent::Approve
         } else {
@@ -851,6 +868,7 @@ impl PayoutsService {
             // Rejected: it was in review, so its end is a change.
             let rejected = finish_send(tx, payout, answering).await?;
             crate::metrics::record_payout_finished(&rejected);
+            record_review_time(&rejected, "rejected");
             return Ok(rejected);
         }
         if let Some(claim) = claim {
@@ -859,6 +877,7 @@ impl PayoutsService {
             claim.stage_in(&mut tx, &answer).await?;
         }
         tx.commit().await?;
+        record_review_time(&payout, "approved");
         self.send_answering(payout_id, answering).await
     }
 

@@ -1,12 +1,14 @@
 //! The one place that says how each use case's error is answered: HTTP status, stable
 //! code, message and details. Changing a code here changes the API; tests pin them.
 
+use crate::service::aml::AmlError;
 use crate::service::exclusions::ExclusionError;
 use crate::service::kyc::{KycError, Verification};
 use crate::service::limits::{DepositRefused, LimitsError};
 use crate::service::risk::{RiskError, RiskRefusal};
 use crate::service::routing::RoutingError;
 use kassa_connectors::ProviderError;
+use kassa_core::aml::IllegalTransition;
 use kassa_core::exclusion::ExclusionRefusal;
 use kassa_core::kyc::{CheckReason, KycLevel};
 use kassa_core::ledger::Refusal;
@@ -215,6 +217,27 @@ impl PublicError for RiskError {
                 )
             }
             RiskError::Store(error) => error.problem(),
+        }
+    }
+}
+
+impl PublicError for AmlError {
+    fn problem(&self) -> Problem {
+        let message = self.to_string();
+        match self {
+            AmlError::CaseNotFound { case_id } => Problem::new(404, "case_not_found", message)
+                .with_details(json!({ "case_id": case_id })),
+            AmlError::Transition(IllegalTransition::NotAllowed { from, to }) => {
+                let allowed: Vec<&str> = from.next().map(|s| s.as_str()).collect();
+                Problem::new(409, "case_transition_not_allowed", message).with_details(
+                    json!({ "from": from.as_str(), "to": to.as_str(), "allowed": allowed }),
+                )
+            }
+            AmlError::Transition(_) => Problem::new(422, "validation_failed", message)
+                .with_details(json!({ "field": "reason" })),
+            AmlError::CaseClosed { case_id } => Problem::new(409, "case_closed", message)
+                .with_details(json!({ "case_id": case_id })),
+            AmlError::Store(error) => error.problem(),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::workers::outbox::{self, OutboxPublisher, PublishError};
 use crate::workers::webhook_delivery;
 
 pub use crate::service::acquirer::{COMPLETION_ADVICE, REVERSAL_ADVICE};
+pub use crate::service::aml::AML_MONITOR;
 pub use crate::service::payments::PAYMENT_CASCADE;
 pub use crate::service::webhook_endpoints::WEBHOOK_DELIVER;
 use crate::AppState;
@@ -51,6 +52,7 @@ pub const KINDS: &[&str] = &[
     REVERSAL_ADVICE,
     COMPLETION_ADVICE,
     PAYMENT_CASCADE,
+    AML_MONITOR,
 ];
 
 /// The kinds this node claims: [`KINDS`], and the event stream's where it is on.
@@ -229,6 +231,12 @@ pub async fn run(
             let payload: crate::service::payments::CascadePayload =
                 serde_json::from_str(&job.payload).map_err(|e| JobError::Payload(e.to_string()))?;
             state.payments.cascade_after_decline(&payload).await?;
+            Ok(())
+        }
+        AML_MONITOR => {
+            let payload: crate::service::aml::MonitorPayload =
+                serde_json::from_str(&job.payload).map_err(|e| JobError::Payload(e.to_string()))?;
+            state.aml.monitor(&payload).await?;
             Ok(())
         }
         other => Err(JobError::UnknownKind(other.to_string())),

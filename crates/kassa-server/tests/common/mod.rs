@@ -267,6 +267,12 @@ impl TestApp {
         }
     }
 
+    /// Sends `method` `path` with the admin key.
+    pub async fn as_admin(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.send(method, path, Some(&self.admin_key), body.as_ref(), &[])
+            .await
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
         self.send(Method::GET, path, Some(&self.api_key), None, &[])
             .await

@@ -1,7 +1,7 @@
 //! The features of one pre-authorization decision, gathered from the database in at most
-//! four statements (run together): the player's velocity, the request IP's and device's
-//! velocity with the other players seen on them, and the player's deposit history and age
-//! (ADR 63). Counters are counted from the stored decisions, so every attempt counts,
+//! five statements (run together): the player's velocity, the request IP's and device's
+//! velocity with the other players seen on them, the player's deposit history and age
+//! (ADR 63), and the player's open AML case (ADR 9100). Counters are counted from the stored decisions, so every attempt counts,
 //! refused ones included.
 
 use kassa_core::risk::features::{velocity_name, VelocityMeasure, VELOCITY_WINDOWS};
@@ -66,13 +66,15 @@ pub async fn gather(
         windows: &windows,
         since,
     };
-    let (by_player, by_ip, by_device, history) = tokio::try_join!(
+    let (by_player, by_ip, by_device, history, aml_case) = tokio::try_join!(
         counted(Some(VelocitySubject::Player(player)), day_ago).velocity(),
         counted(request.ip.map(VelocitySubject::Ip), shared_since).velocity(),
         counted(request.device.map(VelocitySubject::Device), shared_since).velocity(),
         store.deposit_history(merchant, player),
+        store.aml_open_case_scenarios(merchant, player),
     )?;
     let mut features = request_features(request, now_ms, &history);
+    insert_aml(&mut features, aml_case.as_deref());
     insert_velocity(&mut features, "player", by_player.as_ref());
     insert_velocity(&mut features, "ip", by_ip.as_ref());
     insert_velocity(&mut features, "device", by_device.as_ref());
@@ -175,6 +177,21 @@ fn request_features(request: &RiskRequest<'_>, now_ms: i64, history: &DepositHis
         }
     }
     features
+}
+
+/// Whether the player has an AML case under way, and whether it holds a CDD threshold alert
+/// (a rule can ask for the step-up that CDD is before a payout: UKGC and MGA lock the funds
+/// until CDD is done, docs/aml.md).
+fn insert_aml(features: &mut Features, open_case_scenarios: Option<&[String]>) {
+    let cdd = kassa_core::aml::Scenario::CddThreshold.as_str();
+    features.insert(
+        "aml_open_case".into(),
+        FeatureValue::Flag(open_case_scenarios.is_some()),
+    );
+    features.insert(
+        "aml_cdd_threshold".into(),
+        FeatureValue::Flag(open_case_scenarios.is_some_and(|s| s.iter().any(|s| s == cdd))),
+    );
 }
 
 fn insert_velocity(features: &mut Features, subject: &str, velocity: Option<&Velocity>) {

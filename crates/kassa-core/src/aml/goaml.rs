@@ -1,0 +1,379 @@
+//! A case as a goAML report (the XML format of UNODC's goAML, which FIUs such as Malta's
+//! FIAU take) and as a plain-text summary. Pure: the server gathers the case and its
+//! transactions. The subset written, its order and its types are in docs/aml.md; the
+//! UNODC schema itself is given to reporting entities by their FIU, not published.
+
+use std::fmt::Write;
+
+use serde::Deserialize;
+
+use crate::Currency;
+
+stored_names! {
+    /// The kind of report.
+    ReportCode {
+        /// Suspicious transaction report: names transactions.
+        Str => "STR",
+        /// Suspicious activity report.
+        Sar => "SAR",
+    }
+}
+
+/// Who reports: the operator as its FIU registered it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportingEntity {
+    /// The entity's goAML id (`rentity_id`), given by the FIU.
+    pub id: String,
+    /// The branch (`rentity_branch`), if the FIU registered several.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// The entity's name, written as the institution holding the player's account.
+    pub name: String,
+    /// The country of the licence (ISO 3166-1 alpha-2), written as the account's country
+    /// where the player's own is unknown.
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+/// Money in or out of the player's account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// A deposit: from the provider account to the player's account.
+    In,
+    /// A withdrawal: from the player's account to the provider account.
+    Out,
+}
+
+/// One transaction of the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportTransaction {
+    /// Kassa's payment or payout id.
+    pub id: String,
+    /// The provider's reference, when it gave one.
+    pub provider_reference: Option<String>,
+    pub flow: Flow,
+    /// The payment method (`card`, `bank_transfer`, …).
+    pub method: String,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub at_ms: i64,
+    /// The provider account it went through.
+    pub account: String,
+}
+
+/// The subject: the player, as Kassa knows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    pub player_id: String,
+    pub currency: Currency,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    /// ISO 8601 date, when known.
+    pub birth_date: Option<String>,
+}
+
+/// Everything one report says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report<'a> {
+    pub entity: &'a ReportingEntity,
+    pub code: ReportCode,
+    /// The case id (`entity_reference`).
+    pub case_id: &'a str,
+    pub submitted_at_ms: i64,
+    pub subject: &'a Subject,
+    /// Why it is suspicious: the scenarios and their figures, for a person.
+    pub reason: String,
+    /// What the operator did (the case's notes and moves, summed up).
+    pub action: String,
+    /// Oldest first.
+    pub transactions: Vec<ReportTransaction>,
+    /// The scenarios that raised the case's alerts.
+    pub indicators: Vec<String>,
+}
+
+/// `2026-12-06T15:04:05` (UTC, no zone: goAML's `xs:dateTime` as FIUs show it).
+pub fn iso_datetime(at_ms: i64) -> String {
+    let seconds = at_ms.div_euclid(1_000);
+    let (days, in_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        in_day / 3_600,
+        in_day % 3_600 / 60,
+        in_day % 60
+    )
+}
+
+/// The date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `text` safe inside an XML element.
+fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Writes elements with indentation.
+struct Xml {
+    out: String,
+    depth: usize,
+}
+
+impl Xml {
+    fn open(&mut self, name: &str) {
+        let _ = writeln!(self.out, "{:indent$}<{name}>", "", indent = self.depth * 2);
+        self.depth += 1;
+    }
+
+    fn close(&mut self, name: &str) {
+        self.depth -= 1;
+        let _ = writeln!(self.out, "{:indent$}</{name}>", "", indent = self.depth * 2);
+    }
+
+    fn leaf(&mut self, name: &str, text: &str) {
+        let _ = writeln!(
+            self.out,
+            "{:indent$}<{name}>{}</{name}>",
+            "",
+            escaped(text),
+            indent = self.depth * 2
+        );
+    }
+
+    fn optional(&mut self, name: &str, text: Option<&str>) {
+        if let Some(text) = text {
+            self.leaf(name, text);
+        }
+    }
+}
+
+impl Report<'_> {
+    /// The goAML XML of this report.
+    pub fn xml(&self) -> String {
+        let mut xml = Xml {
+            out: String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"),
+            depth: 0,
+        };
+        xml.open("report");
+        xml.leaf("rentity_id", &self.entity.id);
+        xml.optional("rentity_branch", self.entity.branch.as_deref());
+        xml.leaf("submission_code", "E");
+        xml.leaf("report_code", self.code.as_str());
+        xml.leaf("entity_reference", self.case_id);
+        xml.leaf("submission_date", &iso_datetime(self.submitted_at_ms));
+        xml.leaf("currency_code_local", self.subject.currency.code());
+        xml.leaf("reason", &self.reason);
+        xml.leaf("action", &self.action);
+        for transaction in &self.transactions {
+            self.transaction(&mut xml, transaction);
+        }
+        xml.open("report_indicators");
+        for indicator in &self.indicators {
+            xml.leaf("indicator", indicator);
+        }
+        xml.close("report_indicators");
+        xml.close("report");
+        xml.out
+    }
+
+    fn transaction(&self, xml: &mut Xml, transaction: &ReportTransaction) {
+        xml.open("transaction");
+        xml.leaf("transactionnumber", &transaction.id);
+        xml.optional(
+            "internal_ref_number",
+            transaction.provider_reference.as_deref(),
+        );
+        let description = match transaction.flow {
+            Flow::In => "deposit to the player's gambling account",
+            Flow::Out => "withdrawal from the player's gambling account",
+        };
+        xml.leaf("transaction_description", description);
+        xml.leaf("date_transaction", &iso_datetime(transaction.at_ms));
+        xml.leaf("transmode_code", &transaction.method);
+        let amount = transaction.currency.format_minor(transaction.amount_minor);
+        xml.leaf("amount_local", &amount);
+        match transaction.flow {
+            Flow::In => {
+                self.provider_side(xml, "from", transaction);
+                self.player_side(xml, "to", transaction);
+            }
+            Flow::Out => {
+                self.player_side(xml, "from", transaction);
+                self.provider_side(xml, "to", transaction);
+            }
+        }
+        xml.close("transaction");
+    }
+
+    /// The player's account at the operator: "my client".
+    fn player_side(&self, xml: &mut Xml, side: &str, transaction: &ReportTransaction) {
+        xml.open(&format!("t_{side}_my_client"));
+        xml.leaf(&format!("{side}_funds_code"), &transaction.method);
+        xml.open(&format!("{side}_account"));
+        xml.leaf("institution_name", &self.entity.name);
+        xml.leaf("account", &self.subject.player_id);
+        xml.leaf("currency_code", self.subject.currency.code());
+        xml.leaf("client_number", &self.subject.player_id);
+        xml.leaf("personal_account_type", "gambling");
+        xml.close(&format!("{side}_account"));
+        xml.leaf(&format!("{side}_country"), &self.subject.country);
+        xml.close(&format!("t_{side}_my_client"));
+    }
+
+    /// The provider account the money came from or went to.
+    fn provider_side(&self, xml: &mut Xml, side: &str, transaction: &ReportTransaction) {
+        xml.open(&format!("t_{side}"));
+        xml.leaf(&format!("{side}_funds_code"), &transaction.method);
+        xml.open(&format!("{side}_account"));
+        xml.leaf("institution_name", &transaction.account);
+        xml.leaf(
+            "account",
+            transaction
+                .provider_reference
+                .as_deref()
+                .unwrap_or(&transaction.id),
+        );
+        xml.leaf("currency_code", transaction.currency.code());
+        xml.close(&format!("{side}_account"));
+        let country = self
+            .entity
+            .country
+            .as_deref()
+            .unwrap_or(&self.subject.country);
+        xml.leaf(&format!("{side}_country"), country);
+        xml.close(&format!("t_{side}"));
+    }
+
+    /// The plain-text summary: the same facts for a person, no markup.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let subject = self.subject;
+        let _ = writeln!(out, "{} report for case {}", self.code, self.case_id);
+        let _ = writeln!(
+            out,
+            "Reporting entity: {} ({}{})",
+            self.entity.name,
+            self.entity.id,
+            self.entity
+                .branch
+                .as_deref()
+                .map(|b| format!(", branch {b}"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(out, "Prepared: {} UTC", iso_datetime(self.submitted_at_ms));
+        let _ = writeln!(
+            out,
+            "Subject: player {} ({}, wallet {}{})",
+            subject.player_id,
+            subject.country,
+            subject.currency,
+            subject
+                .birth_date
+                .as_deref()
+                .map(|d| format!(", born {d}"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(out, "Indicators: {}", self.indicators.join(", "));
+        let _ = writeln!(
+            out,
+            "\nReason:\n{}\n\nAction:\n{}\n",
+            self.reason, self.action
+        );
+        let _ = writeln!(out, "Transactions ({}):", self.transactions.len());
+        for t in &self.transactions {
+            let direction = match t.flow {
+                Flow::In => "deposit",
+                Flow::Out => "withdrawal",
+            };
+            let _ = writeln!(
+                out,
+                "  {}  {:<10} {:>14} {}  {}  via {} ({})",
+                iso_datetime(t.at_ms),
+                direction,
+                t.currency.format_minor(t.amount_minor),
+                t.currency,
+                t.id,
+                t.account,
+                t.method
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_iso_8601_in_utc() {
+        assert_eq!(iso_datetime(0), "1970-01-01T00:00:00");
+        assert_eq!(iso_datetime(951_782_400_000), "2000-02-29T00:00:00");
+        assert_eq!(iso_datetime(1_796_569_445_000), "2026-12-06T15:04:05");
+        assert_eq!(iso_datetime(-1_000), "1969-12-31T23:59:59");
+    }
+
+    #[test]
+    fn text_is_escaped_and_amounts_are_decimals() {
+        let eur = Currency::from_code("EUR").unwrap();
+        let entity = ReportingEntity {
+            id: "1234".into(),
+            branch: None,
+            name: "Casino <Ltd> & Co".into(),
+            country: Some("MT".into()),
+        };
+        let subject = Subject {
+            player_id: "p'1".into(),
+            currency: eur,
+            country: "MT".into(),
+            birth_date: None,
+        };
+        let report = Report {
+            entity: &entity,
+            code: ReportCode::Str,
+            case_id: "case_1",
+            submitted_at_ms: 0,
+            subject: &subject,
+            reason: "structuring".into(),
+            action: "held".into(),
+            transactions: vec![ReportTransaction {
+                id: "pay_1".into(),
+                provider_reference: None,
+                flow: Flow::In,
+                method: "card".into(),
+                amount_minor: 180_000,
+                currency: eur,
+                at_ms: 0,
+                account: "sandbox".into(),
+            }],
+            indicators: vec!["structuring".into()],
+        };
+        let xml = report.xml();
+        assert!(xml.contains("<institution_name>Casino &lt;Ltd&gt; &amp; Co</institution_name>"));
+        assert!(xml.contains("<account>p&apos;1</account>"));
+        assert!(xml.contains("<amount_local>1800.00</amount_local>"));
+        assert!(report.summary().contains("1800.00 EUR  pay_1"));
+    }
+}
