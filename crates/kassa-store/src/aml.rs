@@ -1,4 +1,4 @@
-//! AML alerts, the cases they join and the cases' audit trail (ADR 9100), and the reads the
+//! AML alerts, the cases they join and the cases' audit trail (ADR 70), and the reads the
 //! scenarios' facts are gathered from: a player's captured deposits and requested payouts,
 //! the accounts and cards they deposited with, and how many players share an instrument.
 

@@ -1,4 +1,4 @@
-//! AML as a use case (docs/aml.md, ADR 9100): the monitoring job that runs the scenarios of
+//! AML as a use case (docs/aml.md, ADR 70): the monitoring job that runs the scenarios of
 //! `kassa_core::aml` after money moved ([`monitor`]), the cases the alerts join with their
 //! workflow, assignment, notes and audit trail, and the goAML export ([`export`]).
 //! Nothing here is shown to the player or sent to the operator's webhooks: a case must not

@@ -1,7 +1,7 @@
 //! The features of one pre-authorization decision, gathered from the database in at most
 //! five statements (run together): the player's velocity, the request IP's and device's
 //! velocity with the other players seen on them, the player's deposit history and age
-//! (ADR 63), and the player's open AML case (ADR 9100). Counters are counted from the stored decisions, so every attempt counts,
+//! (ADR 63), and the player's open AML case (ADR 70). Counters are counted from the stored decisions, so every attempt counts,
 //! refused ones included.
 
 use kassa_core::risk::features::{velocity_name, VelocityMeasure, VELOCITY_WINDOWS};

@@ -1,4 +1,4 @@
--- AML monitoring after money moved (issue 19, ADR 9100): alerts raised by the scenarios of
+-- AML monitoring after money moved (issue 19, ADR 70): alerts raised by the scenarios of
 -- kassa_core::aml, grouped into one open case per player, and the case's audit trail.
 
 -- A player's cases; at most one not closed, which every new alert joins.
