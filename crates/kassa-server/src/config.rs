@@ -82,47 +82,58 @@ pub struct Config {
 }
 
 /// KYC through ID providers (issue 19 item 5, docs/kyc.md).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KycConfig {
     /// ID provider accounts, each serving one merchant, shaped like the payment provider
     /// accounts (kind `idv_sandbox`); webhooks go to `/v1/providers/{id}/webhook`.
     #[serde(default)]
     pub accounts: Vec<ProviderAccountConfig>,
-    /// The CDD thresholds per jurisdiction and currency; a player with none is not locked.
-    #[serde(default)]
-    pub cdd: Vec<CddThresholdConfig>,
+    /// Jurisdictions whose players' withdrawals are locked at the CDD threshold until the
+    /// `enhanced` level is verified (UKGC and MGA: funds locked until CDD is done). The
+    /// threshold and its linking window are `[aml]`'s, the same the `cdd_threshold` alert
+    /// uses, so the lock and the alert never disagree.
+    #[serde(default = "cdd_lock_jurisdictions")]
+    pub cdd_lock_jurisdictions: Vec<String>,
 }
 
-/// One jurisdiction's CDD threshold in one currency: deposits single or linked within the
-/// window reaching it lock withdrawals until the `enhanced` level is verified.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CddThresholdConfig {
-    /// The player's jurisdiction, e.g. `GB`.
-    pub jurisdiction: String,
-    /// The player's currency, e.g. `EUR`.
-    pub currency: String,
-    /// The threshold in that currency's minor units (€2,000 = 200000).
-    pub threshold_minor: i64,
-    /// How far apart linked deposits may be, in hours; 0: the whole relationship.
-    pub window_hours: u32,
+fn cdd_lock_jurisdictions() -> Vec<String> {
+    vec!["GB".into(), "MT".into()]
+}
+
+impl Default for KycConfig {
+    fn default() -> KycConfig {
+        KycConfig {
+            accounts: Vec::new(),
+            cdd_lock_jurisdictions: cdd_lock_jurisdictions(),
+        }
+    }
 }
 
 impl KycConfig {
-    /// The CDD threshold for a player of `jurisdiction` holding `currency`, if any.
+    /// The CDD threshold that locks the withdrawals of a player of `jurisdiction` holding
+    /// `currency`: `aml`'s for that jurisdiction, if it locks there and `aml` has one in
+    /// that currency.
     pub fn cdd_threshold(
         &self,
+        aml: &kassa_core::aml::AmlSettings,
         jurisdiction: &str,
         currency: &str,
     ) -> Option<kassa_core::kyc::CddThreshold> {
-        self.cdd
+        if !self
+            .cdd_lock_jurisdictions
             .iter()
-            .find(|c| c.jurisdiction == jurisdiction && c.currency == currency)
-            .map(|c| kassa_core::kyc::CddThreshold {
-                threshold_minor: c.threshold_minor,
-                window_ms: (c.window_hours > 0).then(|| i64::from(c.window_hours) * 3_600_000),
-            })
+            .any(|j| j == jurisdiction)
+        {
+            return None;
+        }
+        let thresholds = aml.for_jurisdiction(Some(jurisdiction));
+        let threshold_minor = *thresholds.cdd_threshold_minor.get(currency)?;
+        let window_hours = i64::from(thresholds.cdd_window_hours);
+        Some(kassa_core::kyc::CddThreshold {
+            threshold_minor,
+            window_ms: (window_hours > 0).then(|| window_hours * 3_600_000),
+        })
     }
 }
 
@@ -838,14 +849,6 @@ impl Config {
             self.providers.accounts.len() + self.kyc.accounts.len() <= PROVIDER_ACCOUNTS_MAX,
             "at most {PROVIDER_ACCOUNTS_MAX} provider accounts"
         );
-        for cdd in &self.kyc.cdd {
-            anyhow::ensure!(
-                cdd.threshold_minor > 0,
-                "kyc.cdd {}/{}: threshold_minor must be greater than zero",
-                cdd.jurisdiction,
-                cdd.currency
-            );
-        }
         anyhow::ensure!(
             matches!(self.log_format.as_str(), "text" | "json"),
             "log_format must be \"text\" or \"json\", not {:?}",

@@ -383,6 +383,7 @@ impl AppState {
             players.clone(),
             identities,
             config.kyc.clone(),
+            config.aml.settings(),
         );
         let payments = service::payments::PaymentsService::new(
             store.clone(),

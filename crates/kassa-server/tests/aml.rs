@@ -29,7 +29,7 @@ fn monitored(config: &mut kassa_server::config::Config) {
 /// reading the AML case refuses.
 fn without_kyc_lock(config: &mut kassa_server::config::Config) {
     monitored(config);
-    config.kyc.cdd.clear();
+    config.kyc.cdd_lock_jurisdictions.clear();
 }
 
 contract_tests_with!(

@@ -95,6 +95,8 @@ pub struct KycService {
     players: PlayerDirectory,
     identities: Arc<IdentityProviders>,
     config: Arc<KycConfig>,
+    /// The AML thresholds; the CDD lock reads its threshold and window there.
+    aml: Arc<kassa_core::aml::AmlSettings>,
 }
 
 impl KycService {
@@ -104,12 +106,14 @@ impl KycService {
         players: PlayerDirectory,
         identities: Arc<IdentityProviders>,
         config: KycConfig,
+        aml: kassa_core::aml::AmlSettings,
     ) -> KycService {
         KycService {
             store,
             players,
             identities,
             config: Arc::new(config),
+            aml: Arc::new(aml),
         }
     }
 
@@ -265,9 +269,9 @@ impl KycService {
         let Some(jurisdiction) = player.jurisdiction.as_deref() else {
             return Ok(false);
         };
-        let Some(threshold) = self
-            .config
-            .cdd_threshold(jurisdiction, player.currency.code())
+        let Some(threshold) =
+            self.config
+                .cdd_threshold(&self.aml, jurisdiction, player.currency.code())
         else {
             return Ok(false);
         };
