@@ -706,9 +706,12 @@ mod vault {
         for _ in 0..300 {
             let view = app.get(&format!("/v1/payouts/{id}")).await.body;
             if view["status"] == "paid" {
+                // Financial messages only: the session's echo (0800, every second) may fall
+                // in between on a slow machine.
                 let sent: Vec<_> = host.received()[before..]
                     .iter()
                     .map(|(mti, _)| mti.clone())
+                    .filter(|mti| !mti.starts_with("08"))
                     .collect();
                 assert_eq!(sent, ["0200"], "the OCT, and no reversal of it");
                 // Its reversal advice was called off by the transaction that recorded it paid.

@@ -163,6 +163,15 @@ async fn next_stamp(numbers: &dyn TraceNumbers, terminal_id: &str) -> Result<Sta
 }
 
 impl AcquirerConnector {
+    /// What a card deposit of this account sends: a `0200` purchase, or a `0100`
+    /// authorization completed later.
+    fn deposit_kind(&self) -> Financial {
+        match self.capture {
+            Capture::Purchase => Financial::Purchase,
+            Capture::AuthorizeThenComplete => Financial::Authorization,
+        }
+    }
+
     /// The connector of account `name`; its session starts connecting at once.
     pub fn start(
         name: &str,
@@ -537,12 +546,8 @@ impl PaymentProvider for AcquirerConnector {
         card: &CardDetails,
         authentication: Option<&CardAuthentication>,
     ) -> Result<CardCharge, ProviderError> {
-        let kind = match self.capture {
-            Capture::Purchase => Financial::Purchase,
-            Capture::AuthorizeThenComplete => Financial::Authorization,
-        };
         let purchase = FinancialRequest {
-            kind,
+            kind: self.deposit_kind(),
             amount_minor: request.amount_minor,
             currency_numeric: self.currency_numeric(request.currency)?,
             card: Some(card),
@@ -565,7 +570,8 @@ impl PaymentProvider for AcquirerConnector {
                 captured: true,
                 soft_decline: false,
                 reversal_advice_key: None,
-                completion_advice: (kind == Financial::Authorization).then(|| advice.clone()),
+                completion_advice: (self.deposit_kind() == Financial::Authorization)
+                    .then(|| advice.clone()),
             },
             Some(decline) => declined(&reference, decline),
         };
@@ -616,7 +622,9 @@ impl PaymentProvider for AcquirerConnector {
             amount_minor: request.amount_minor,
             currency_numeric: self.currency_numeric(request.currency)?,
             card: None,
-            original: Some(&original),
+            // The account's capture mode says what the original was; a payment made before
+            // the mode changed names the other MTI, which a host matching by STAN ignores.
+            original: Some((&original, self.deposit_kind().mti())),
             authentication: None,
         };
         let (_, answered) = self.financial_answered(refund, &request.refund_id).await?;

@@ -280,8 +280,9 @@ pub struct FinancialRequest<'a> {
     pub currency_numeric: &'a str,
     /// The card (purchase, OCT); a refund names its original instead.
     pub card: Option<&'a CardDetails>,
-    /// The refunded purchase.
-    pub original: Option<&'a OriginalRef>,
+    /// The refunded deposit and its MTI (`0200` purchase, `0100` authorization), for
+    /// field 90.
+    pub original: Option<(&'a OriginalRef, &'a str)>,
     /// The cardholder's 3-D Secure result (purchase), carried in field 48.
     pub authentication: Option<&'a CardAuthentication>,
 }
@@ -341,8 +342,8 @@ pub fn financial(
     if let Some(card) = request.card {
         message.set(2, card.pan()).set(14, card.expiry_yymm());
     }
-    if let Some(original) = request.original {
-        message.set(90, original.original_data("0200"));
+    if let Some((original, original_mti)) = request.original {
+        message.set(90, original.original_data(original_mti));
     }
     if let Some(authentication) = request.authentication {
         let data = authentication_data(authentication).ok_or_else(|| {
@@ -588,7 +589,7 @@ mod tests {
             amount_minor: 100,
             currency_numeric: "978",
             card: None,
-            original: Some(&original),
+            original: Some((&original, "0200")),
             authentication: None,
         };
         let message = financial(&request, &terminal(), &stamp()).unwrap();
@@ -597,6 +598,16 @@ mod tests {
         let data = message.get_text(90).unwrap();
         assert_eq!(data.len(), 42);
         assert!(data.starts_with("02000000031206090000"));
+        // The refund of an authorization that was completed names the 0100.
+        let of_authorization = FinancialRequest {
+            original: Some((&original, "0100")),
+            ..request
+        };
+        let message = financial(&of_authorization, &terminal(), &stamp()).unwrap();
+        assert!(message
+            .get_text(90)
+            .unwrap()
+            .starts_with("01000000031206090000"));
         for bad in ["", "a:b:c:d", "KASSA001:000003:1206090000:634000000003:x"] {
             assert!(OriginalRef::parse(bad).is_none(), "{bad}");
         }
