@@ -33,12 +33,9 @@ impl<T, X, I> fmt::Debug for Connector<T, X, I> {
     }
 }
 
-impl<T, X, I> Connector<T, X, I>
-where
-    T: Translator,
-    X: Transport<Request = T::Request, Response = T::Response>,
-    I: InboundSource,
-{
+/// Parts of any kind: a payment translator ([`Translator`], this module's
+/// [`PaymentProvider`]) or an identity one (`crate::identity`'s `IdentityProvider`).
+impl<T, X, I> Connector<T, X, I> {
     /// Composes a connector for the account `name`.
     pub fn compose(name: impl Into<String>, translator: T, transport: X, inbound: I) -> Self {
         Connector {
@@ -64,6 +61,18 @@ where
         &self.inbound
     }
 
+    /// The account id.
+    pub(crate) fn account_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<T, X, I> Connector<T, X, I>
+where
+    T: Translator,
+    X: Transport<Request = T::Request, Response = T::Response>,
+    I: InboundSource,
+{
     /// Encodes, sends (as the translator's replay safety allows) and decodes one operation.
     async fn perform(&self, operation: Operation<'_>) -> Result<Outcome, ProviderError> {
         let safety = self.translator.replay_safety(&operation);

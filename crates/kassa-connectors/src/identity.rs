@@ -2,7 +2,7 @@
 //! a pure [`IdentityTranslator`] (domain operation → wire message, answer → outcome), a
 //! [`Transport`] that carries it, and an [`InboundSource`] yielding verified
 //! [`ProviderEvent::Verification`](crate::ProviderEvent)s into the one provider-event
-//! pipeline. [`IdentityConnector`] composes them into the object-safe [`IdentityProvider`]
+//! pipeline. The payment providers' [`Connector`] composes them into the object-safe [`IdentityProvider`]
 //! the server's KYC service calls; [`IdentityProviders`] holds one per configured account.
 
 use std::collections::BTreeMap;
@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use kassa_core::kyc::KycLevel;
 
 use crate::account::{AccountError, ProviderAccount};
+use crate::connector::Connector;
 use crate::event::InboundRefusal;
 use crate::inbound::{InboundBatch, InboundSource, RawInbound};
 use crate::provider::ProviderError;
@@ -101,58 +102,32 @@ pub trait IdentityProvider: Send + Sync {
     ) -> Result<InboundBatch, InboundRefusal>;
 }
 
-/// A translator, a transport and an inbound source under one account id.
-pub struct IdentityConnector<T, X, I> {
-    name: String,
-    translator: T,
-    transport: X,
-    inbound: I,
-}
-
-impl<T, X, I> fmt::Debug for IdentityConnector<T, X, I> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IdentityConnector")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T, X, I> IdentityConnector<T, X, I>
+/// Encodes, sends (as the translator's replay safety allows) and decodes one identity
+/// operation through `connector`'s parts.
+async fn perform<T, X, I>(
+    connector: &Connector<T, X, I>,
+    operation: IdentityOperation<'_>,
+) -> Result<IdentityOutcome, ProviderError>
 where
     T: IdentityTranslator,
     X: Transport<Request = T::Request, Response = T::Response>,
-    I: InboundSource,
 {
-    /// Composes a connector for the account `name`.
-    pub fn compose(name: impl Into<String>, translator: T, transport: X, inbound: I) -> Self {
-        IdentityConnector {
-            name: name.into(),
-            translator,
-            transport,
-            inbound,
-        }
-    }
-
-    async fn perform(
-        &self,
-        operation: IdentityOperation<'_>,
-    ) -> Result<IdentityOutcome, ProviderError> {
-        let safety = self.translator.replay_safety(&operation);
-        let build = |context: &_| self.translator.encode(&operation, context);
-        let response = self.transport.call(safety, &build).await?;
-        self.translator.decode(&operation, response)
-    }
+    let translator = connector.translator();
+    let safety = translator.replay_safety(&operation);
+    let build = |context: &_| translator.encode(&operation, context);
+    let response = connector.transport().call(safety, &build).await?;
+    translator.decode(&operation, response)
 }
 
 #[async_trait]
-impl<T, X, I> IdentityProvider for IdentityConnector<T, X, I>
+impl<T, X, I> IdentityProvider for Connector<T, X, I>
 where
     T: IdentityTranslator,
     X: Transport<Request = T::Request, Response = T::Response>,
     I: InboundSource,
 {
     fn name(&self) -> &str {
-        &self.name
+        self.account_name()
     }
 
     async fn create_applicant(
@@ -161,7 +136,7 @@ where
         level: KycLevel,
     ) -> Result<String, ProviderError> {
         let operation = IdentityOperation::CreateApplicant { external_id, level };
-        match self.perform(operation).await? {
+        match perform(self, operation).await? {
             IdentityOutcome::ApplicantCreated { applicant_id } => Ok(applicant_id),
             other => Err(mismatch("create_applicant", &other)),
         }
@@ -169,7 +144,7 @@ where
 
     async fn start_verification(&self, applicant_id: &str) -> Result<String, ProviderError> {
         let operation = IdentityOperation::StartVerification { applicant_id };
-        match self.perform(operation).await? {
+        match perform(self, operation).await? {
             IdentityOutcome::VerificationStarted { url } => Ok(url),
             other => Err(mismatch("start_verification", &other)),
         }
@@ -180,7 +155,7 @@ where
         message: RawInbound<'_>,
         now_unix_s: i64,
     ) -> Result<InboundBatch, InboundRefusal> {
-        self.inbound.verify(message, now_unix_s)
+        self.inbound().verify(message, now_unix_s)
     }
 }
 

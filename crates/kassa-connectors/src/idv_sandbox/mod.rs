@@ -11,7 +11,7 @@ mod translator;
 pub use self::inbound::{sign_idv_webhook, IdvWebhookSource, SIGNATURE_HEADER, TOLERANCE_S};
 pub use self::translator::IdvSandboxTranslator;
 use crate::account::{AccountError, ProviderAccount};
-use crate::identity::IdentityConnector;
+use crate::connector::Connector;
 use crate::transport::{HttpTransport, HttpTransportConfig};
 
 /// The account kind of the sandbox ID provider.
@@ -24,8 +24,7 @@ const TIMEOUT_MS_DEFAULT: u64 = 10_000;
 const ATTEMPTS_MAX_DEFAULT: u64 = 2;
 
 /// The sandbox ID provider's connector.
-pub type IdvSandboxConnector =
-    IdentityConnector<IdvSandboxTranslator, HttpTransport, IdvWebhookSource>;
+pub type IdvSandboxConnector = Connector<IdvSandboxTranslator, HttpTransport, IdvWebhookSource>;
 
 /// Builds the connector of an `idv_sandbox` account: credentials `api_secret` and
 /// `webhook_secret`; settings `base_url` (required), `timeout_ms`, `attempts_max`.
@@ -52,7 +51,7 @@ pub fn from_account(account: &ProviderAccount) -> Result<IdvSandboxConnector, Ac
     let path_prefix = reqwest::Url::parse(base_url)
         .map(|url| url.path().trim_end_matches('/').to_string())
         .unwrap_or_default();
-    Ok(IdentityConnector::compose(
+    Ok(Connector::compose(
         &account.id,
         IdvSandboxTranslator::new(account.credential("api_secret")?.clone(), &path_prefix),
         transport,
