@@ -31,6 +31,7 @@ use std::sync::LazyLock;
 
 use futures::future::try_join_all;
 use kassa_core::ledger::{Account, AccountId, Effects, Entry, LedgerView, Outcome, Request};
+use kassa_core::play_limits::PlayRules;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -39,10 +40,21 @@ use crate::journal::{
     ENTRY_WIDTH,
 };
 use crate::ledger::{parse_account, referenced};
-use crate::{now_ms, StoreError};
+use crate::play_limits::{decide, gate_over};
+use crate::StoreError;
 
-const LOCK_ACCOUNTS: &str = "SELECT id, currency, balance_minor, floor FROM ledger_accounts \
-     WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE";
+const LOCK_ACCOUNTS: &str = "SELECT id, currency, balance_minor, floor, play_state \
+     FROM ledger_accounts WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE";
+/// When the bets `$2` were posted, found as [`SELECT_ENTRIES`] finds entries.
+const SELECT_ENTRY_TIMES: &str = "SELECT k.wanted_txn_id, e.created_at_ms \
+     FROM unnest($2::text[]) AS k (wanted_txn_id) \
+     CROSS JOIN LATERAL (SELECT created_at_ms FROM ledger_entries \
+     WHERE merchant_id = $1 AND txn_id = k.wanted_txn_id LIMIT 1) AS e";
+/// The play states a batch changed, on the accounts it locked (found by key, as the
+/// journal's balances are).
+const UPDATE_PLAY_STATES: &str = "UPDATE ledger_accounts a SET play_state = v.play_state \
+     FROM unnest($1::int8[], $2::text[]) AS v (id, play_state) \
+     WHERE a.id = ANY($1::int8[]) AND a.id = v.id";
 /// The entries `$2` names, one probe of the unique (merchant_id, txn_id) key per txn id.
 /// `txn_id = ANY($2)` let PostgreSQL's generic plan, made while the journal was nearly empty
 /// and kept as it grew, read every entry of the merchant and filter txn_id row by row; a
@@ -143,9 +155,21 @@ const ENTRY_ACCOUNTS_LEN_MAX: usize = 100_000;
 struct Statements {
     lock_accounts: Statement,
     select_entries: Statement,
+    select_entry_times: Statement,
     write_journal: Statement,
     update_statuses: Statement,
+    update_play_states: Statement,
     complete_idempotency_key: Statement,
+}
+
+/// One merchant's part of a batch, decided and not yet sent.
+struct Decided {
+    merchant_id: String,
+    effects: Effects,
+    /// Play states the batch changed: (cash account, encoded state).
+    play_states: Vec<(AccountId, String)>,
+    /// The time its entries are stamped with.
+    now_ms: i64,
 }
 
 /// A connection of its own to the store's PostgreSQL database, for the wallet writer.
@@ -169,7 +193,7 @@ pub struct PostgresBatch<'w> {
     recorded: Vec<((String, String), Vec<AccountId>)>,
     /// Decided and not yet sent: each merchant's effects, sent at the head of the batch's
     /// next round trip (the next merchant's locks, or the commit).
-    unsent: Vec<(String, Effects)>,
+    unsent: Vec<Decided>,
     /// Answers of claimed `Idempotency-Key`s, sent with the commit: (merchant, key,
     /// status, body).
     answers: Vec<(String, String, i64, String)>,
@@ -243,8 +267,10 @@ impl PostgresWriter {
             let statements = Statements {
                 lock_accounts: client.prepare(LOCK_ACCOUNTS).await?,
                 select_entries: client.prepare(&SELECT_ENTRIES).await?,
+                select_entry_times: client.prepare(SELECT_ENTRY_TIMES).await?,
                 write_journal: client.prepare(&WRITE_JOURNAL).await?,
                 update_statuses: client.prepare(UPDATE_STATUSES).await?,
+                update_play_states: client.prepare(UPDATE_PLAY_STATES).await?,
                 complete_idempotency_key: client.prepare(COMPLETE_IDEMPOTENCY_KEY).await?,
             };
             self.connection = Some((client, statements));
@@ -258,10 +284,28 @@ impl PostgresBatch<'_> {
     /// Applies `requests` of one merchant, in order, as
     /// [`Store::apply_ledger_requests`](crate::Store::apply_ledger_requests) does: the same
     /// locks, the same engine, the same rows.
+    #[cfg(test)]
     pub async fn apply_ledger_requests(
         &mut self,
         merchant_id: &str,
         requests: &[Request],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let rules = PlayRules {
+            now_ms: crate::now_ms(),
+            session_break_ms: kassa_core::play_limits::SESSION_BREAK_MS_DEFAULT,
+        };
+        self.apply_ledger_requests_with(merchant_id, requests, rules)
+            .await
+    }
+
+    /// The batch's requests at `rules.now_ms`, with the
+    /// bets of limited players checked and their calls counted, as
+    /// [`Store::apply_ledger_requests_with`](crate::Store::apply_ledger_requests_with) does.
+    pub async fn apply_ledger_requests_with(
+        &mut self,
+        merchant_id: &str,
+        requests: &[Request],
+        rules: PlayRules,
     ) -> Result<Vec<Outcome>, StoreError> {
         let (account_ids, txn_ids) = referenced(requests);
         let txn_ids: Vec<&str> = txn_ids.into_iter().collect();
@@ -274,9 +318,12 @@ impl PostgresBatch<'_> {
         }
         let mut locked = BTreeSet::new();
         let mut accounts = Vec::new();
+        let mut play_states = Vec::new();
         let entries = loop {
-            let (more, entries) = self.lock_and_read(&to_lock, merchant_id, &txn_ids).await?;
+            let (more, more_states, entries) =
+                self.lock_and_read(&to_lock, merchant_id, &txn_ids).await?;
             accounts.extend(more);
+            play_states.extend(more_states);
             locked.extend(to_lock.iter().copied());
             // Asked for and missing accounts stay out of the view (the engine refuses a
             // request that names one); they are not asked for again.
@@ -291,7 +338,12 @@ impl PostgresBatch<'_> {
         };
 
         let mut view = LedgerView::new(accounts, entries);
-        let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
+        let mut gate = gate_over(rules, play_states)?;
+        let rolled_back = gate.rolled_back_bets(&view, requests);
+        if !rolled_back.is_empty() {
+            gate.with_bet_times(self.bet_times(merchant_id, &rolled_back).await?);
+        }
+        let (outcomes, play_states) = decide(&mut view, gate, requests);
         let effects = view.into_effects();
         self.recorded.extend(effects.new_entries.iter().map(|e| {
             (
@@ -299,8 +351,29 @@ impl PostgresBatch<'_> {
                 e.accounts().collect(),
             )
         }));
-        self.unsent.push((merchant_id.to_string(), effects));
+        self.unsent.push(Decided {
+            merchant_id: merchant_id.to_string(),
+            effects,
+            play_states,
+            now_ms: rules.now_ms,
+        });
         Ok(outcomes)
+    }
+
+    /// When the entries `txn_ids` were recorded: a round trip of its own, made only for a
+    /// batch that rolls back a limited player's stored bet.
+    async fn bet_times(
+        &self,
+        merchant_id: &str,
+        txn_ids: &[&str],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let (client, statements) = self.connection()?;
+        let rows = client
+            .query(&statements.select_entry_times, &[&merchant_id, &txn_ids])
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
     }
 
     /// Stores the answer of a claimed `Idempotency-Key` in this transaction, as
@@ -369,7 +442,7 @@ impl PostgresBatch<'_> {
         ids: &BTreeSet<AccountId>,
         merchant_id: &str,
         txn_ids: &[&str],
-    ) -> Result<(Vec<Account>, Vec<Entry>), StoreError> {
+    ) -> Result<(Vec<Account>, Vec<(AccountId, String)>, Vec<Entry>), StoreError> {
         let opening = match (self.begun, self.writer.in_transaction) {
             (true, _) => None,
             (false, true) => Some("ROLLBACK; BEGIN"),
@@ -397,22 +470,25 @@ impl PostgresBatch<'_> {
                     .await
             },
         )?;
-        let accounts = account_rows
-            .iter()
-            .map(|row| {
-                parse_account(
-                    row.try_get(0)?,
-                    row.try_get(1)?,
-                    row.try_get(2)?,
-                    row.try_get(3)?,
-                )
-            })
-            .collect::<Result<_, StoreError>>()?;
+        let mut accounts = Vec::with_capacity(account_rows.len());
+        let mut play_states = Vec::new();
+        for row in &account_rows {
+            let account = parse_account(
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            )?;
+            if let Some(state) = row.try_get::<_, Option<String>>(4)? {
+                play_states.push((account.id, state));
+            }
+            accounts.push(account);
+        }
         let entries = entry_rows
             .iter()
             .map(|row| entry_from_row(row, 0))
             .collect::<Result<_, StoreError>>()?;
-        Ok((accounts, entries))
+        Ok((accounts, play_states, entries))
     }
 }
 
@@ -421,25 +497,24 @@ impl PostgresBatch<'_> {
 async fn write_all(
     client: &Client,
     statements: &Statements,
-    unsent: &[(String, Effects)],
+    unsent: &[Decided],
 ) -> Result<(), tokio_postgres::Error> {
     try_join_all(
         unsent
             .iter()
-            .map(|(merchant_id, effects)| write(client, statements, merchant_id, effects)),
+            .map(|decided| write(client, statements, decided)),
     )
     .await?;
     Ok(())
 }
 
-/// One merchant's journal statement and status changes.
+/// One merchant's journal statement, status changes and play states.
 async fn write(
     client: &Client,
     statements: &Statements,
-    merchant_id: &str,
-    effects: &Effects,
+    decided: &Decided,
 ) -> Result<(), tokio_postgres::Error> {
-    let now = now_ms();
+    let (merchant_id, effects, now) = (&decided.merchant_id, &decided.effects, decided.now_ms);
     let transfers = &effects.transfers;
     let statuses: (Vec<&str>, Vec<&str>) = effects
         .changed_entries
@@ -482,7 +557,20 @@ async fn write(
             )
             .await
     };
-    futures::try_join!(journal, status_changes)?;
+    let play_states = async {
+        if decided.play_states.is_empty() {
+            return Ok(0);
+        }
+        let (ids, states): (Vec<AccountId>, Vec<&str>) = decided
+            .play_states
+            .iter()
+            .map(|(id, state)| (*id, state.as_str()))
+            .unzip();
+        client
+            .execute(&statements.update_play_states, &[&ids, &states])
+            .await
+    };
+    futures::try_join!(journal, status_changes, play_states)?;
     Ok(())
 }
 
