@@ -11,15 +11,23 @@ use common::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-contract_tests!(
-    a_wager_limit_refuses_the_bet_that_would_cross_it_and_moves_nothing,
-    a_loss_limit_counts_wins_and_rollbacks,
-    simultaneous_bets_never_pass_a_limit_together,
-    a_first_limit_counts_the_play_before_it,
-    increases_wait_for_the_cooling_off_on_the_test_clock,
-    a_session_limit_refuses_after_its_time_and_allows_after_the_break,
-    a_refused_bet_replays_its_refusal,
-    bad_play_limit_changes_are_refused,
+/// The default test server.
+fn plain(_: &mut kassa_server::config::Config) {}
+
+/// Metrics on, for the refusals' counter.
+fn with_metrics(config: &mut kassa_server::config::Config) {
+    config.metrics.listen = "127.0.0.1:0".into();
+}
+
+contract_tests_with!(
+    a_wager_limit_refuses_the_bet_that_would_cross_it_and_moves_nothing => with_metrics,
+    a_loss_limit_counts_wins_and_rollbacks => plain,
+    simultaneous_bets_never_pass_a_limit_together => plain,
+    a_first_limit_counts_the_play_before_it => plain,
+    increases_wait_for_the_cooling_off_on_the_test_clock => plain,
+    a_session_limit_refuses_after_its_time_and_allows_after_the_break => plain,
+    a_refused_bet_replays_its_refusal => plain,
+    bad_play_limit_changes_are_refused => plain,
 );
 
 const MINUTE_MS: i64 = 60_000;
@@ -121,6 +129,14 @@ async fn a_wager_limit_refuses_the_bet_that_would_cross_it_and_moves_nothing(app
     assert_eq!(b2["status"], "limit_refused", "{b2}");
     assert_eq!(b2["moved_money"], false);
     assert_eq!(app.balance("p1").await.0, "55.00");
+    let metrics = reqwest::get(app.metrics_url().unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = "kassa_limit_refusals_total{limit=\"wager\"}";
+    assert!(metrics.contains(series), "{series} missing:\n{metrics}");
     app.assert_ledger_verifies().await;
     app.stop().await;
 }

@@ -7,6 +7,7 @@
 //! written — all committed together or not at all.
 
 use kassa_core::kyc::{CheckReason, KycLevel};
+use kassa_core::limits::LimitKind;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -467,7 +468,10 @@ impl PaymentsService {
             amount.currency,
         )
         .await?
-        .map_err(PaymentError::LimitExceeded)?;
+        .map_err(|refused| {
+            crate::metrics::record_limit_refusal(LimitKind::Deposit);
+            PaymentError::LimitExceeded(refused)
+        })?;
         let started = self
             .start_within_limits(
                 merchant_id,

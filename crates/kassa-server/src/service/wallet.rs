@@ -267,7 +267,13 @@ impl WalletService {
         if let Some(claim) = &claim {
             claim.mark_committed();
         }
-        receipt(&outcome)
+        let answer = receipt(&outcome);
+        if let (Outcome::Recorded(_), Err(WalletError::LimitExceeded(refused))) =
+            (&outcome, &answer)
+        {
+            crate::metrics::record_limit_refusal(refused.exceeded.kind);
+        }
+        answer
     }
 }
 
