@@ -79,6 +79,84 @@ pub struct Config {
     /// KYC: ID provider accounts and the CDD thresholds per jurisdiction.
     #[serde(default)]
     pub kyc: KycConfig,
+    /// National self-exclusion registers (GAMSTOP, Spelpaus) per jurisdiction.
+    #[serde(default)]
+    pub registers: RegistersConfig,
+}
+
+/// National self-exclusion registers (ADR 9200, docs/registers.md): which register a
+/// jurisdiction's players are checked against, how long an answer stands, and the register
+/// accounts per merchant (kinds `gamstop`, `spelpaus`; without `base_url` the sandbox runs
+/// in-process).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistersConfig {
+    /// The register kind by jurisdiction, e.g. `GB = "gamstop"`, `SE = "spelpaus"`; a
+    /// jurisdiction not named here is not checked. Empty by default: which licences an
+    /// operator holds, and its register credentials, are the operator's to configure.
+    #[serde(default)]
+    pub jurisdictions: BTreeMap<String, String>,
+    /// A deposit asks the register again once the stored answer is this old (hours; 0: at
+    /// every deposit).
+    #[serde(default = "register_recheck_hours")]
+    pub recheck_hours: u32,
+    /// A stored answer stands in for a register that cannot be reached until it is this old
+    /// (hours, at least `recheck_hours`); a player without one is refused (fail closed).
+    #[serde(default = "register_valid_hours")]
+    pub valid_hours: u32,
+    /// Register accounts, each serving one merchant, shaped like the payment provider
+    /// accounts (credential `api_key`; settings `base_url`, `timeout_ms`, `attempts_max`,
+    /// and `actor_id` for Spelpaus).
+    #[serde(default)]
+    pub accounts: Vec<ProviderAccountConfig>,
+}
+
+fn register_recheck_hours() -> u32 {
+    24
+}
+
+fn register_valid_hours() -> u32 {
+    72
+}
+
+/// Longest a stored register answer may stand in for an unreachable register (30 days).
+const REGISTER_VALID_HOURS_MAX: u32 = 720;
+
+impl Default for RegistersConfig {
+    fn default() -> RegistersConfig {
+        RegistersConfig {
+            jurisdictions: BTreeMap::new(),
+            recheck_hours: register_recheck_hours(),
+            valid_hours: register_valid_hours(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+impl RegistersConfig {
+    /// How long an answer stands, as the pure plan takes it.
+    pub fn policy(&self) -> kassa_core::register::RegisterPolicy {
+        kassa_core::register::RegisterPolicy {
+            recheck_after_ms: i64::from(self.recheck_hours) * 3_600_000,
+            valid_for_ms: i64::from(self.valid_hours) * 3_600_000,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.recheck_hours <= self.valid_hours && self.valid_hours <= REGISTER_VALID_HOURS_MAX,
+            "registers.recheck_hours must not exceed registers.valid_hours, which is at most \
+             {REGISTER_VALID_HOURS_MAX}"
+        );
+        for (jurisdiction, kind) in &self.jurisdictions {
+            anyhow::ensure!(
+                kassa_connectors::register::register_kind(kind).is_some(),
+                "[registers.jurisdictions] {jurisdiction} = {kind:?}: not a register kind \
+                 (gamstop, spelpaus)"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// KYC through ID providers (issue 19 item 5, docs/kyc.md).
@@ -751,6 +829,7 @@ impl Config {
             .accounts
             .iter_mut()
             .chain(config.kyc.accounts.iter_mut())
+            .chain(config.registers.accounts.iter_mut())
         {
             account.resolve_secrets(|name| std::env::var(name).ok())?;
         }
@@ -846,7 +925,8 @@ impl Config {
             self.metrics.listen
         );
         anyhow::ensure!(
-            self.providers.accounts.len() + self.kyc.accounts.len() <= PROVIDER_ACCOUNTS_MAX,
+            self.providers.accounts.len() + self.kyc.accounts.len() + self.registers.accounts.len()
+                <= PROVIDER_ACCOUNTS_MAX,
             "at most {PROVIDER_ACCOUNTS_MAX} provider accounts"
         );
         anyhow::ensure!(
@@ -891,6 +971,7 @@ impl Config {
             })?;
         }
         self.jobs.validate()?;
+        self.registers.validate()?;
         self.webhooks.outbound.validate()?;
         self.events_stream.validate()?;
         self.limits.amount_limits()?;
