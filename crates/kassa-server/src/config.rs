@@ -1172,6 +1172,27 @@ mod tests {
     }
 
     #[test]
+    fn registers_are_off_until_mapped_and_bad_maps_are_errors() {
+        let config = Config::defaults();
+        assert!(config.registers.jurisdictions.is_empty());
+        assert!(config.registers.accounts.is_empty());
+        let sandbox = "[registers.jurisdictions]\nGB = \"gamstop\"\nSE = \"spelpaus\"\n\
+            [[registers.accounts]]\nid = \"gamstop-sandbox\"\nmerchant = \"mch_demo\"\n\
+            kind = \"gamstop\"\nname = \"GAMSTOP sandbox\"\n\
+            [registers.accounts.credentials]\napi_key = \"k\"\n";
+        let config = Config::from_file_text(sandbox).unwrap();
+        assert_eq!(config.registers.jurisdictions["GB"], "gamstop");
+        assert_eq!(config.registers.policy().recheck_after_ms, 24 * 3_600_000);
+        for bad in [
+            "[registers.jurisdictions]\nGB = \"gamstopp\"\n",
+            "[registers]\nrecheck_hours = 73\nvalid_hours = 72\n",
+            "[registers]\nvalid_hours = 100000\n",
+        ] {
+            assert!(Config::from_file_text(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn the_default_sandbox_account_serves_the_demo_merchant() {
         let config = Config::defaults();
         let [account] = config.providers.accounts.as_slice() else {

@@ -693,6 +693,39 @@ mod tests {
                 500,
                 "internal_error",
             ),
+            (
+                PlayerError::RegisterExcluded {
+                    player_id: "p".into(),
+                    register: "gamstop".into(),
+                    checked_at_ms: 0,
+                }
+                .problem(),
+                403,
+                "self_excluded",
+            ),
+            (
+                RegisterError::Unavailable {
+                    register: "gamstop".into(),
+                    reason: "timeout".into(),
+                }
+                .problem(),
+                503,
+                REGISTER_UNAVAILABLE,
+            ),
+            (
+                RegisterError::IdentityMissing {
+                    register: "spelpaus",
+                    missing: vec!["national_id"],
+                }
+                .problem(),
+                403,
+                "register_identity_required",
+            ),
+            (
+                RegisterError::NoRegister { jurisdiction: None }.problem(),
+                409,
+                "no_register",
+            ),
         ];
         for (problem, status, code) in cases {
             assert_eq!((problem.status, problem.code), (status, code));
