@@ -23,6 +23,7 @@ pub mod guarded;
 pub mod identity;
 pub mod idv_sandbox;
 pub mod inbound;
+pub mod merchant_accounts;
 pub mod provider;
 pub mod register;
 pub mod registry;

@@ -5,8 +5,6 @@
 //! providers' [`Connector`] composes them into the object-safe [`ExclusionRegister`] the
 //! server calls; [`ExclusionRegisters`] holds one per configured account.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,6 +13,7 @@ use reqwest::StatusCode;
 
 use crate::account::{AccountError, ProviderAccount};
 use crate::connector::Connector;
+use crate::merchant_accounts::{AccountNamed, MerchantAccounts};
 use crate::provider::ProviderError;
 use crate::translator::{CallContext, ReplaySafety};
 use crate::transport::{HttpTransport, Transport};
@@ -168,47 +167,21 @@ fn spelpaus(account: &ProviderAccount) -> Result<Arc<dyn ExclusionRegister>, Acc
 }
 
 /// The configured register accounts, by id, each with its merchant.
-#[derive(Clone, Default)]
-pub struct ExclusionRegisters {
-    accounts: BTreeMap<String, (String, Arc<dyn ExclusionRegister>)>,
-}
+pub type ExclusionRegisters = MerchantAccounts<dyn ExclusionRegister>;
 
-impl fmt::Debug for ExclusionRegisters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.accounts.keys()).finish()
+impl AccountNamed for dyn ExclusionRegister {
+    fn account_id(&self) -> &str {
+        self.name()
     }
 }
 
 impl ExclusionRegisters {
-    /// Adds `register` for `merchant_id`; refuses a second account of the same id.
-    pub fn add(
-        &mut self,
-        merchant_id: &str,
-        register: Arc<dyn ExclusionRegister>,
-    ) -> Result<(), crate::RegistryError> {
-        let name = register.name().to_string();
-        if self.accounts.contains_key(&name) {
-            return Err(crate::RegistryError::Duplicate(name));
-        }
-        self.accounts
-            .insert(name, (merchant_id.to_string(), register));
-        Ok(())
-    }
-
     /// The merchant's account of register `kind`: its first by id.
     pub fn for_merchant(
         &self,
         merchant_id: &str,
         kind: &str,
     ) -> Option<&Arc<dyn ExclusionRegister>> {
-        self.accounts
-            .values()
-            .find(|(merchant, register)| merchant == merchant_id && register.register() == kind)
-            .map(|(_, register)| register)
-    }
-
-    /// Whether no account is configured.
-    pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty()
+        self.find(merchant_id, |register| register.register() == kind)
     }
 }
