@@ -106,12 +106,29 @@ async fn se_player(app: &TestApp, player_id: &str, national_id: &str) {
     put_identity(app, player_id, json!({ "national_id": national_id })).await;
 }
 
-async fn deposit(app: &TestApp, player_id: &str) -> Answer {
-    let body = json!({
+fn deposit_body(app: &TestApp, player_id: &str) -> Value {
+    json!({
         "amount": "10.00", "currency": "EUR", "method": "card", "player_id": player_id,
         "return_url": format!("{}/cashier/return", app.base), "meta": {"country": "MT"}
-    });
-    common::post_deposit(app, &body).await
+    })
+}
+
+async fn deposit(app: &TestApp, player_id: &str) -> Answer {
+    common::post_deposit(app, &deposit_body(app, player_id)).await
+}
+
+/// A deposit under the `Idempotency-Key` `key`.
+async fn deposit_keyed(app: &TestApp, player_id: &str, key: &str) -> Answer {
+    let body = deposit_body(app, player_id);
+    let headers = [("Idempotency-Key", key)];
+    app.send(
+        reqwest::Method::POST,
+        "/v1/payments/init",
+        Some(&app.api_key),
+        Some(&body),
+        &headers,
+    )
+    .await
 }
 
 /// How many checks the account's sandbox was asked.
@@ -295,7 +312,8 @@ async fn an_unreachable_register_refuses_only_players_it_never_answered_about(ap
     );
 
     set_available(&app, GAMSTOP, true).await;
-    let started = deposit(&app, "c2").await;
+    // Nothing was started or stored: the retry under the same key goes through.
+    let started = deposit_keyed(&app, "c2", "idem-c2").await;
     assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
     app.stop().await;
 }
