@@ -82,6 +82,9 @@ pub struct Config {
     /// National self-exclusion registers (GAMSTOP, Spelpaus) per jurisdiction.
     #[serde(default)]
     pub registers: RegistersConfig,
+    /// Process hardening: zeroing freed memory on card nodes.
+    #[serde(default)]
+    pub security: SecurityConfig,
 }
 
 /// National self-exclusion registers (ADR 9200, docs/registers.md): which register a
@@ -156,6 +159,55 @@ impl RegistersConfig {
             );
         }
         Ok(())
+    }
+}
+
+/// Process hardening (ADR 71).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Zero every block of memory as it is freed, so a card number leaves no copy in freed
+    /// heap (core dumps, swap): `auto` (default) on a node that handles card numbers (an
+    /// `iso8583` account or vault keys), `on`, `off`. `KASSA_ZERO_FREED_MEMORY`.
+    #[serde(default)]
+    pub zero_freed_memory: ZeroFreedMemory,
+}
+
+/// When freed memory is zeroed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZeroFreedMemory {
+    /// On where card numbers pass through the process.
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never (a node whose core dumps and swap are otherwise kept from card data).
+    Off,
+}
+
+/// Environment variable overriding `security.zero_freed_memory`.
+pub const ZERO_FREED_MEMORY_VAR: &str = "KASSA_ZERO_FREED_MEMORY";
+
+impl Config {
+    /// Whether card numbers pass through this node: it has a direct acquirer account (the
+    /// card page) or vault keys (saved cards opened for payments and payouts).
+    pub fn handles_card_numbers(&self) -> bool {
+        let acquirer = self
+            .providers
+            .accounts
+            .iter()
+            .any(|account| account.kind == "iso8583");
+        acquirer || !self.vault.master_keys.is_empty()
+    }
+
+    /// Whether this node zeroes what it frees.
+    pub fn zeroes_freed_memory(&self) -> bool {
+        match self.security.zero_freed_memory {
+            ZeroFreedMemory::Auto => self.handles_card_numbers(),
+            ZeroFreedMemory::On => true,
+            ZeroFreedMemory::Off => false,
+        }
     }
 }
 
@@ -887,6 +939,13 @@ impl Config {
         }
         if let Ok(listen) = std::env::var(METRICS_LISTEN_VAR) {
             self.metrics.listen = listen;
+        }
+        if let Ok(zeroing) = std::env::var(ZERO_FREED_MEMORY_VAR) {
+            self.security.zero_freed_memory = match zeroing.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" | "yes" => ZeroFreedMemory::On,
+                "off" | "false" | "0" | "no" => ZeroFreedMemory::Off,
+                _ => ZeroFreedMemory::Auto,
+            };
         }
         if let Ok(allow) = std::env::var(ALLOW_PRIVATE_URLS_VAR) {
             self.webhooks.allow_private_urls = matches!(

@@ -10,9 +10,11 @@ use kassa_server::{telemetry, Server};
 use kassa_store::Store;
 
 /// mimalloc instead of glibc's malloc: with many threads allocating small objects (HTTP
-/// requests, JSON, SQL parameters) glibc's arenas cost measurably more (ADR 0011).
+/// requests, JSON, SQL parameters) glibc's arenas cost measurably more (ADR 0011). Wrapped
+/// so that a node handling card numbers zeroes what it frees (ADR 71).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: kassa_zeroing_alloc::ZeroOnFree<mimalloc::MiMalloc> =
+    kassa_zeroing_alloc::ZeroOnFree(mimalloc::MiMalloc);
 
 /// Kassa: payments, wallet and ledger for online casinos.
 #[derive(Parser)]
@@ -446,6 +448,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..Overrides::default()
     })?;
     telemetry::init(&config.log_format);
+    let zeroing = config.zeroes_freed_memory();
+    kassa_zeroing_alloc::set_zero_on_free(zeroing);
+    tracing::info!(
+        zero_freed_memory = zeroing,
+        "freed memory zeroing decided (ADR 71)"
+    );
     let database = redact(&config.database_url);
     let server = Server::start_with(config, Some(&crate::embedded::Simulators)).await?;
     if let Some(keys) = &server.bootstrap {

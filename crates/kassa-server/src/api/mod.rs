@@ -210,8 +210,12 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(payments::provider_webhook))
         .route(
             "/pay/card/{payment_id}",
-            axum::routing::get(crate::web::card_page::card_page)
-                .post(crate::web::card_page::submit_card),
+            axum::routing::get(crate::web::card_page::card_page).post(
+                axum::handler::Handler::layer(
+                    crate::web::card_page::submit_card,
+                    axum::middleware::map_response(crate::web::card_page::close_connection),
+                ),
+            ),
         )
         .routes(routes!(crate::web::card_threeds::results))
         .route(
