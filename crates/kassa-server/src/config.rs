@@ -79,9 +79,87 @@ pub struct Config {
     /// KYC: ID provider accounts and the CDD thresholds per jurisdiction.
     #[serde(default)]
     pub kyc: KycConfig,
+    /// National self-exclusion registers (GAMSTOP, Spelpaus) per jurisdiction.
+    #[serde(default)]
+    pub registers: RegistersConfig,
     /// Process hardening: zeroing freed memory on card nodes.
     #[serde(default)]
     pub security: SecurityConfig,
+}
+
+/// National self-exclusion registers (ADR 73, docs/registers.md): which register a
+/// jurisdiction's players are checked against, how long an answer stands, and the register
+/// accounts per merchant (kinds `gamstop`, `spelpaus`; without `base_url` the sandbox runs
+/// in-process).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistersConfig {
+    /// The register kind by jurisdiction, e.g. `GB = "gamstop"`, `SE = "spelpaus"`; a
+    /// jurisdiction not named here is not checked. Empty by default: which licences an
+    /// operator holds, and its register credentials, are the operator's to configure.
+    #[serde(default)]
+    pub jurisdictions: BTreeMap<String, String>,
+    /// A deposit asks the register again once the stored answer is this old (hours; 0: at
+    /// every deposit).
+    #[serde(default = "register_recheck_hours")]
+    pub recheck_hours: u32,
+    /// A stored answer stands in for a register that cannot be reached until it is this old
+    /// (hours, at least `recheck_hours`); a player without one is refused (fail closed).
+    #[serde(default = "register_valid_hours")]
+    pub valid_hours: u32,
+    /// Register accounts, each serving one merchant, shaped like the payment provider
+    /// accounts (credential `api_key`; settings `base_url`, `timeout_ms`, `attempts_max`,
+    /// and `actor_id` for Spelpaus).
+    #[serde(default)]
+    pub accounts: Vec<ProviderAccountConfig>,
+}
+
+fn register_recheck_hours() -> u32 {
+    24
+}
+
+fn register_valid_hours() -> u32 {
+    72
+}
+
+/// Longest a stored register answer may stand in for an unreachable register (30 days).
+const REGISTER_VALID_HOURS_MAX: u32 = 720;
+
+impl Default for RegistersConfig {
+    fn default() -> RegistersConfig {
+        RegistersConfig {
+            jurisdictions: BTreeMap::new(),
+            recheck_hours: register_recheck_hours(),
+            valid_hours: register_valid_hours(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+impl RegistersConfig {
+    /// How long an answer stands, as the pure plan takes it.
+    pub fn policy(&self) -> kassa_core::register::RegisterPolicy {
+        kassa_core::register::RegisterPolicy {
+            recheck_after_ms: i64::from(self.recheck_hours) * 3_600_000,
+            valid_for_ms: i64::from(self.valid_hours) * 3_600_000,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.recheck_hours <= self.valid_hours && self.valid_hours <= REGISTER_VALID_HOURS_MAX,
+            "registers.recheck_hours must not exceed registers.valid_hours, which is at most \
+             {REGISTER_VALID_HOURS_MAX}"
+        );
+        for (jurisdiction, kind) in &self.jurisdictions {
+            anyhow::ensure!(
+                kassa_connectors::register::register_kind(kind).is_some(),
+                "[registers.jurisdictions] {jurisdiction} = {kind:?}: not a register kind \
+                 (gamstop, spelpaus)"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Process hardening (ADR 71).
@@ -803,6 +881,7 @@ impl Config {
             .accounts
             .iter_mut()
             .chain(config.kyc.accounts.iter_mut())
+            .chain(config.registers.accounts.iter_mut())
         {
             account.resolve_secrets(|name| std::env::var(name).ok())?;
         }
@@ -905,7 +984,8 @@ impl Config {
             self.metrics.listen
         );
         anyhow::ensure!(
-            self.providers.accounts.len() + self.kyc.accounts.len() <= PROVIDER_ACCOUNTS_MAX,
+            self.providers.accounts.len() + self.kyc.accounts.len() + self.registers.accounts.len()
+                <= PROVIDER_ACCOUNTS_MAX,
             "at most {PROVIDER_ACCOUNTS_MAX} provider accounts"
         );
         anyhow::ensure!(
@@ -950,6 +1030,7 @@ impl Config {
             })?;
         }
         self.jobs.validate()?;
+        self.registers.validate()?;
         self.webhooks.outbound.validate()?;
         self.events_stream.validate()?;
         self.limits.amount_limits()?;
@@ -1147,6 +1228,27 @@ mod tests {
         assert!(Config::load(path.to_str(), &Overrides::default()).is_err());
         std::fs::write(&path, "log_format = \"xml\"\n").unwrap();
         assert!(Config::load(path.to_str(), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn registers_are_off_until_mapped_and_bad_maps_are_errors() {
+        let config = Config::defaults();
+        assert!(config.registers.jurisdictions.is_empty());
+        assert!(config.registers.accounts.is_empty());
+        let sandbox = "[registers.jurisdictions]\nGB = \"gamstop\"\nSE = \"spelpaus\"\n\
+            [[registers.accounts]]\nid = \"gamstop-sandbox\"\nmerchant = \"mch_demo\"\n\
+            kind = \"gamstop\"\nname = \"GAMSTOP sandbox\"\n\
+            [registers.accounts.credentials]\napi_key = \"k\"\n";
+        let config = Config::from_file_text(sandbox).unwrap();
+        assert_eq!(config.registers.jurisdictions["GB"], "gamstop");
+        assert_eq!(config.registers.policy().recheck_after_ms, 24 * 3_600_000);
+        for bad in [
+            "[registers.jurisdictions]\nGB = \"gamstopp\"\n",
+            "[registers]\nrecheck_hours = 73\nvalid_hours = 72\n",
+            "[registers]\nvalid_hours = 100000\n",
+        ] {
+            assert!(Config::from_file_text(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -91,6 +91,50 @@ enum SimCommand {
     /// for a resubmission, last name Fraud is rejected (identity_mismatch), source of funds
     /// "Prefer not to say" is rejected at enhanced; anything else is approved.
     Idv(SimIdvArgs),
+    /// A sandbox of GAMSTOP, Great Britain's self-exclusion register: a form POST to / or
+    /// /v2 with X-API-Key, answered by X-Exclusion and X-Unique-Id headers. Test identities
+    /// by last name: Excluded → Y, Lapsed → P, Unavailable → 503, Garbled → a malformed
+    /// answer; anyone else → N. GET /sandbox/calls counts checks; PUT /sandbox/behaviour
+    /// {"available": false} answers 503 to all.
+    Gamstop(SimRegisterArgs),
+    /// A sandbox of Spelpaus, Sweden's self-exclusion register: POST
+    /// /api/blocking-info/{actor_id} {"requestId", "subjectId"} with X-Api-Key, answered
+    /// {"isBlocked", "requestId", "responseId"}. Test personal numbers by birth number:
+    /// 199001019992 blocked, 199001019984 → 503, 199001019976 a malformed answer; others not
+    /// blocked (e.g. 199001011239). Same /sandbox controls as gamstop.
+    Spelpaus(SimRegisterArgs),
+}
+
+/// `kassa sim gamstop`, `kassa sim spelpaus`.
+async fn run_register_sim(
+    shape: kassa_sim::register::RegisterShape,
+    args: SimRegisterArgs,
+) -> anyhow::Result<()> {
+    telemetry::init("text");
+    println!(
+        "{shape:?} register sandbox listening on http://{} (ctrl-c stops it)",
+        args.listen
+    );
+    kassa_sim::register::run(kassa_sim::register::RegisterSimConfig {
+        listen: args.listen,
+        shape,
+        api_key: args.api_key,
+    })
+    .await
+}
+
+#[derive(Args)]
+struct SimRegisterArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8093")]
+    listen: String,
+    /// The key expected in X-Api-Key (the account's api_key credential).
+    #[arg(
+        long,
+        env = "KASSA_REGISTER_SIM_API_KEY",
+        default_value = "register_sandbox_api_key_not_for_production"
+    )]
+    api_key: String,
 }
 
 #[derive(Args)]
@@ -345,6 +389,12 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Sim {
+            command: SimCommand::Gamstop(args),
+        } => run_register_sim(kassa_sim::register::RegisterShape::Gamstop, args).await,
+        Command::Sim {
+            command: SimCommand::Spelpaus(args),
+        } => run_register_sim(kassa_sim::register::RegisterShape::Spelpaus, args).await,
         Command::Sim {
             command: SimCommand::Idv(args),
         } => {

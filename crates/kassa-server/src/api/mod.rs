@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod payments;
 pub mod payouts;
 pub mod players;
+pub mod registers;
 pub mod risk;
 pub mod routing;
 pub mod text;
@@ -164,6 +165,8 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
             exclusions::post_exclusion
         ))
         .routes(routes!(kyc::get_kyc, kyc::post_kyc))
+        .routes(routes!(registers::put_identity))
+        .routes(routes!(registers::post_register_check))
         .routes(routes!(players::list_transactions))
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))
