@@ -75,6 +75,8 @@ pub struct AppStateInner {
     pub aml: service::aml::AmlService,
     /// Self-exclusions and time-outs.
     pub exclusions: service::exclusions::ExclusionsService,
+    /// National self-exclusion registers (GAMSTOP, Spelpaus).
+    pub registers: service::registers::RegistersService,
     /// The operator's webhook endpoints.
     pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
     /// Sends outbound webhooks (the `webhook.deliver` jobs).
@@ -185,6 +187,7 @@ impl Server {
         let providers::Built {
             registry,
             identities,
+            registers,
             embedded,
         } = providers::build(&config, context).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
@@ -201,6 +204,7 @@ impl Server {
             registry: Arc::new(registry),
             acquirers: acquirers.clone(),
             identities: Arc::new(identities),
+            registers: Arc::new(registers),
         };
         let state = AppState::new(store.clone(), config, providers, deliverer);
         state
@@ -346,6 +350,8 @@ pub struct Providers {
     pub acquirers: service::acquirer::Acquirers,
     /// The ID provider accounts (KYC).
     pub identities: Arc<kassa_connectors::IdentityProviders>,
+    /// The self-exclusion register accounts.
+    pub registers: Arc<kassa_connectors::ExclusionRegisters>,
 }
 
 impl AppState {
@@ -360,6 +366,7 @@ impl AppState {
             registry: providers,
             acquirers,
             identities,
+            registers,
         } = providers;
         let config = Arc::new(config);
         let players = service::players::PlayerDirectory::new(store.clone());
@@ -385,6 +392,12 @@ impl AppState {
             config.kyc.clone(),
             config.aml.settings(),
         );
+        let registers = service::registers::RegistersService::new(
+            store.clone(),
+            players.clone(),
+            registers,
+            config.registers.clone(),
+        );
         let payments = service::payments::PaymentsService::new(
             store.clone(),
             providers.clone(),
@@ -393,7 +406,8 @@ impl AppState {
             routing.clone(),
         )
         .with_risk(risk.clone())
-        .with_kyc(kyc.clone());
+        .with_kyc(kyc.clone())
+        .with_registers(registers.clone());
         let vault = vault_of(&store, &config.vault);
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),
@@ -446,6 +460,7 @@ impl AppState {
             limits,
             aml,
             exclusions,
+            registers,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
                 store_for_webhooks,
                 &config.webhooks,

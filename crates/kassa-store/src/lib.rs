@@ -31,6 +31,7 @@ pub mod payments;
 pub mod payouts;
 mod play_limits;
 mod postgres_writer;
+pub mod registers;
 pub mod risk;
 pub mod routing;
 mod sqlite_writer;
