@@ -15,6 +15,7 @@
 
 mod gate;
 mod session;
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -73,8 +74,7 @@ impl PlayLimits {
 }
 
 /// The stakes and wins of one hour or one UTC day.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "(i64, i64, i64)", into = "(i64, i64, i64)")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bucket {
     /// Where the hour or day begins.
     pub start_ms: i64,
@@ -91,12 +91,6 @@ impl From<(i64, i64, i64)> for Bucket {
             staked_minor,
             won_minor,
         }
-    }
-}
-
-impl From<Bucket> for (i64, i64, i64) {
-    fn from(b: Bucket) -> (i64, i64, i64) {
-        (b.start_ms, b.staked_minor, b.won_minor)
     }
 }
 
@@ -134,8 +128,10 @@ impl PlayLimitExceeded {
 #[error("unreadable play state: {0}")]
 pub struct PlayStateError(#[from] serde_json::Error);
 
-/// What is kept for a player with a play limit: the limits and the usage they count.
+/// What is kept for a player with a play limit: the limits and the usage they count. Stored
+/// in a compact form ([`encode`](Self::encode)).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "stored::Stored", into = "stored::Stored")]
 pub struct PlayState {
     /// The limits, as [`crate::limits`] changes them.
     pub limits: PlayLimits,

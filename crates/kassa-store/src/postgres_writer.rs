@@ -45,13 +45,8 @@ use crate::StoreError;
 
 const LOCK_ACCOUNTS: &str = "SELECT id, currency, balance_minor, floor, play_state \
      FROM ledger_accounts WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE";
-/// When the bets `$2` were posted, found as [`SELECT_ENTRIES`] finds entries.
-const SELECT_ENTRY_TIMES: &str = "SELECT k.wanted_txn_id, e.created_at_ms \
-     FROM unnest($2::text[]) AS k (wanted_txn_id) \
-     CROSS JOIN LATERAL (SELECT created_at_ms FROM ledger_entries \
-     WHERE merchant_id = $1 AND txn_id = k.wanted_txn_id LIMIT 1) AS e";
-/// The play states a batch changed, on the accounts it locked (found by key, as the
-/// journal's balances are).
+/// Play states of accounts whose balance the batch did not change (see `states_beside`),
+/// on the accounts it locked (found by key, as the journal's balances are).
 const UPDATE_PLAY_STATES: &str = "UPDATE ledger_accounts a SET play_state = v.play_state \
      FROM unnest($1::int8[], $2::text[]) AS v (id, play_state) \
      WHERE a.id = ANY($1::int8[]) AND a.id = v.id";
@@ -59,10 +54,12 @@ const UPDATE_PLAY_STATES: &str = "UPDATE ledger_accounts a SET play_state = v.pl
 /// `txn_id = ANY($2)` let PostgreSQL's generic plan, made while the journal was nearly empty
 /// and kept as it grew, read every entry of the merchant and filter txn_id row by row; a
 /// subquery with LIMIT cannot be flattened, so each txn id is looked up on its own (ADR 23).
+/// Each entry comes with its time, last: a rollback of a limited player's bet takes the
+/// stake out of the bucket the bet was counted in (ADR 9100), without a round trip more.
 static SELECT_ENTRIES: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {columns} FROM unnest($2::text[]) AS k (wanted_txn_id) \
-         CROSS JOIN LATERAL (SELECT {columns} FROM ledger_entries \
+        "SELECT {columns}, created_at_ms FROM unnest($2::text[]) AS k (wanted_txn_id) \
+         CROSS JOIN LATERAL (SELECT {columns}, created_at_ms FROM ledger_entries \
          WHERE merchant_id = $1 AND txn_id = k.wanted_txn_id LIMIT 1) AS e",
         columns = *ENTRY_COLUMN_LIST
     )
@@ -77,7 +74,7 @@ static SELECT_ENTRIES: LazyLock<String> = LazyLock::new(|| {
 static WRITE_JOURNAL: LazyLock<String> = LazyLock::new(write_journal_sql);
 
 /// The text of [`WRITE_JOURNAL`]: `$1` merchant, `$2` time, one array per entry column from
-/// `$3`, then the transfers' six arrays and the balances' two.
+/// `$3`, then the transfers' six arrays and the balances' three (id, balance, play state or NULL).
 fn write_journal_sql() -> String {
     let first = 3;
     let entry_arrays: Vec<String> = ENTRY_COLUMNS
@@ -110,8 +107,9 @@ fn write_journal_sql() -> String {
          ${t5}::text[]) WITH ORDINALITY AS v (txn_id, seq, debit_account_id, \
          credit_account_id, amount_minor, currency, n) JOIN e ON e.txn_id = v.txn_id \
          ORDER BY v.n RETURNING 1), \
-         b AS (UPDATE ledger_accounts a SET balance_minor = v.balance_minor \
-         FROM unnest(${b}::int8[], ${b1}::int8[]) AS v (id, balance_minor) \
+         b AS (UPDATE ledger_accounts a SET balance_minor = v.balance_minor, \
+         play_state = COALESCE(v.play_state, a.play_state) \
+         FROM unnest(${b}::int8[], ${b1}::int8[], ${b2}::text[]) AS v (id, balance_minor, play_state) \
          WHERE a.id = ANY(${b}::int8[]) AND a.id = v.id RETURNING 1) \
          SELECT kassa_assert((SELECT COUNT(*) FROM t) = cardinality(${t}::text[]) \
          AND (SELECT COUNT(*) FROM b) = cardinality(${b}::int8[]), \
@@ -125,6 +123,7 @@ fn write_journal_sql() -> String {
         t4 = t + 4,
         t5 = t + 5,
         b1 = b + 1,
+        b2 = b + 2,
     )
 }
 /// Each changed entry is found as [`SELECT_ENTRIES`] finds it (a probe of the unique key per
@@ -155,11 +154,20 @@ const ENTRY_ACCOUNTS_LEN_MAX: usize = 100_000;
 struct Statements {
     lock_accounts: Statement,
     select_entries: Statement,
-    select_entry_times: Statement,
     write_journal: Statement,
     update_statuses: Statement,
     update_play_states: Statement,
     complete_idempotency_key: Statement,
+}
+
+/// What one round trip of locks and reads brought.
+struct ReadUnderLock {
+    accounts: Vec<Account>,
+    /// The play states on those of the accounts that have one.
+    play_states: Vec<(AccountId, String)>,
+    entries: Vec<Entry>,
+    /// Each entry's time: (txn id, created at).
+    entry_times: Vec<(String, i64)>,
 }
 
 /// One merchant's part of a batch, decided and not yet sent.
@@ -267,7 +275,6 @@ impl PostgresWriter {
             let statements = Statements {
                 lock_accounts: client.prepare(LOCK_ACCOUNTS).await?,
                 select_entries: client.prepare(&SELECT_ENTRIES).await?,
-                select_entry_times: client.prepare(SELECT_ENTRY_TIMES).await?,
                 write_journal: client.prepare(&WRITE_JOURNAL).await?,
                 update_statuses: client.prepare(UPDATE_STATUSES).await?,
                 update_play_states: client.prepare(UPDATE_PLAY_STATES).await?,
@@ -319,11 +326,11 @@ impl PostgresBatch<'_> {
         let mut locked = BTreeSet::new();
         let mut accounts = Vec::new();
         let mut play_states = Vec::new();
-        let entries = loop {
-            let (more, more_states, entries) =
-                self.lock_and_read(&to_lock, merchant_id, &txn_ids).await?;
-            accounts.extend(more);
-            play_states.extend(more_states);
+        let (entries, entry_times) = loop {
+            let read = self.lock_and_read(&to_lock, merchant_id, &txn_ids).await?;
+            accounts.extend(read.accounts);
+            play_states.extend(read.play_states);
+            let entries = read.entries;
             locked.extend(to_lock.iter().copied());
             // Asked for and missing accounts stay out of the view (the engine refuses a
             // request that names one); they are not asked for again.
@@ -333,16 +340,18 @@ impl PostgresBatch<'_> {
                 .filter(|id| !locked.contains(id))
                 .collect();
             if to_lock.is_empty() {
-                break entries;
+                break (entries, read.entry_times);
             }
         };
 
         let mut view = LedgerView::new(accounts, entries);
         let mut gate = gate_over(rules, play_states)?;
         let rolled_back = gate.rolled_back_bets(&view, requests);
-        if !rolled_back.is_empty() {
-            gate.with_bet_times(self.bet_times(merchant_id, &rolled_back).await?);
-        }
+        gate.with_bet_times(
+            entry_times
+                .into_iter()
+                .filter(|(txn_id, _)| rolled_back.contains(&txn_id.as_str())),
+        );
         let (outcomes, play_states) = decide(&mut view, gate, requests);
         let effects = view.into_effects();
         self.recorded.extend(effects.new_entries.iter().map(|e| {
@@ -358,22 +367,6 @@ impl PostgresBatch<'_> {
             now_ms: rules.now_ms,
         });
         Ok(outcomes)
-    }
-
-    /// When the entries `txn_ids` were recorded: a round trip of its own, made only for a
-    /// batch that rolls back a limited player's stored bet.
-    async fn bet_times(
-        &self,
-        merchant_id: &str,
-        txn_ids: &[&str],
-    ) -> Result<Vec<(String, i64)>, StoreError> {
-        let (client, statements) = self.connection()?;
-        let rows = client
-            .query(&statements.select_entry_times, &[&merchant_id, &txn_ids])
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
     }
 
     /// Stores the answer of a claimed `Idempotency-Key` in this transaction, as
@@ -442,7 +435,7 @@ impl PostgresBatch<'_> {
         ids: &BTreeSet<AccountId>,
         merchant_id: &str,
         txn_ids: &[&str],
-    ) -> Result<(Vec<Account>, Vec<(AccountId, String)>, Vec<Entry>), StoreError> {
+    ) -> Result<ReadUnderLock, StoreError> {
         let opening = match (self.begun, self.writer.in_transaction) {
             (true, _) => None,
             (false, true) => Some("ROLLBACK; BEGIN"),
@@ -484,11 +477,19 @@ impl PostgresBatch<'_> {
             }
             accounts.push(account);
         }
-        let entries = entry_rows
-            .iter()
-            .map(|row| entry_from_row(row, 0))
-            .collect::<Result<_, StoreError>>()?;
-        Ok((accounts, play_states, entries))
+        let mut entries = Vec::with_capacity(entry_rows.len());
+        let mut entry_times = Vec::with_capacity(entry_rows.len());
+        for row in &entry_rows {
+            let entry = entry_from_row(row, 0)?;
+            entry_times.push((entry.txn_id.clone(), row.try_get(ENTRY_WIDTH)?));
+            entries.push(entry);
+        }
+        Ok(ReadUnderLock {
+            accounts,
+            play_states,
+            entries,
+            entry_times,
+        })
     }
 }
 
@@ -532,6 +533,7 @@ async fn write(
     let transfer_currencies: Vec<&str> = transfers.iter().map(|t| t.currency.code()).collect();
     let balance_ids: Vec<AccountId> = effects.balances.iter().map(|a| a.id).collect();
     let balances: Vec<i64> = effects.balances.iter().map(|a| a.balance_minor).collect();
+    let (balance_states, apart) = states_beside(&balance_ids, &decided.play_states);
     // In the order of the statement's parameters.
     let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&merchant_id, &now];
     parameters.extend(entry_arrays.iter().map(|array| array.as_ref()));
@@ -544,6 +546,7 @@ async fn write(
         &transfer_currencies,
         &balance_ids,
         &balances,
+        &balance_states,
     ]);
     let journal = client.query_one(&statements.write_journal, &parameters);
     let status_changes = async {
@@ -558,20 +561,34 @@ async fn write(
             .await
     };
     let play_states = async {
-        if decided.play_states.is_empty() {
+        if apart.0.is_empty() {
             return Ok(0);
         }
-        let (ids, states): (Vec<AccountId>, Vec<&str>) = decided
-            .play_states
-            .iter()
-            .map(|(id, state)| (*id, state.as_str()))
-            .unzip();
         client
-            .execute(&statements.update_play_states, &[&ids, &states])
+            .execute(&statements.update_play_states, &[&apart.0, &apart.1])
             .await
     };
     futures::try_join!(journal, status_changes, play_states)?;
     Ok(())
+}
+
+/// Play states written apart from their accounts' balances: (ids, states).
+type StatesApart<'d> = (Vec<AccountId>, Vec<&'d str>);
+
+/// The changed play states beside the balances they go with (`None` where an account's state
+/// did not change), written by the journal's one update of each account row; and those of
+/// accounts whose balance did not change, written apart. A state changes only when money
+/// moved on its account, so the second list is empty unless that ever stops being so.
+fn states_beside<'d>(
+    balance_ids: &[AccountId],
+    play_states: &'d [(AccountId, String)],
+) -> (Vec<Option<&'d str>>, StatesApart<'d>) {
+    let mut states: HashMap<AccountId, &str> = play_states
+        .iter()
+        .map(|(id, state)| (*id, state.as_str()))
+        .collect();
+    let beside = balance_ids.iter().map(|id| states.remove(id)).collect();
+    (beside, states.into_iter().unzip())
 }
 
 /// The new entries as one array per column of [`ENTRY_COLUMNS`], typed as the column is.

@@ -65,6 +65,8 @@ const INSERT_TRANSFERS: &str = "INSERT INTO ledger_transfers (entry_id, merchant
 /// rather than once per row.
 const CHUNK_LENS: [usize; 6] = [32, 16, 8, 4, 2, 1];
 const UPDATE_BALANCE: &str = "UPDATE ledger_accounts SET balance_minor = ?1 WHERE id = ?2";
+const UPDATE_BALANCE_AND_PLAY_STATE: &str =
+    "UPDATE ledger_accounts SET balance_minor = ?1, play_state = ?2 WHERE id = ?3";
 const COMPLETE_IDEMPOTENCY_KEY: &str = "UPDATE idempotency_keys SET state = 'done', \
      response_status = ?1, response_body = ?2 WHERE merchant_id = ?3 AND idempotency_key = ?4";
 
@@ -163,12 +165,6 @@ impl SqliteBatch<'_> {
     ) -> Result<Vec<Outcome>, StoreError> {
         let (outcomes, effects, play_changes) = self.decide(merchant_id, requests, rules)?;
         let now = rules.now_ms;
-        {
-            let mut update = self.tx.prepare_cached(UPDATE_PLAY_STATE)?;
-            for (id, state) in &play_changes {
-                update.execute(params![state, id])?;
-            }
-        }
         let mut entry_ids: HashMap<String, i64> = HashMap::with_capacity(effects.new_entries.len());
         insert_chunked(
             &self.tx,
@@ -223,16 +219,40 @@ impl SqliteBatch<'_> {
             },
             |_| Ok(()),
         )?;
+        self.write_balances(&effects.balances, play_changes)?;
+        Ok(outcomes)
+    }
+
+    /// The new balances, each with its account's play state where that changed (one update
+    /// of the row), and the play states of accounts whose balance did not change (none
+    /// today: a state changes only when money moved on its account).
+    fn write_balances(
+        &self,
+        balances: &[Account],
+        play_changes: Vec<(AccountId, String)>,
+    ) -> Result<(), StoreError> {
+        let mut states: HashMap<AccountId, String> = play_changes.into_iter().collect();
         let mut update = self.tx.prepare_cached(UPDATE_BALANCE)?;
-        for account in &effects.balances {
-            if update.execute(params![account.balance_minor, account.id])? != 1 {
+        let mut update_both = self.tx.prepare_cached(UPDATE_BALANCE_AND_PLAY_STATE)?;
+        for account in balances {
+            let updated = match states.remove(&account.id) {
+                Some(state) => {
+                    update_both.execute(params![account.balance_minor, state, account.id])?
+                }
+                None => update.execute(params![account.balance_minor, account.id])?,
+            };
+            if updated != 1 {
                 return Err(StoreError::Corrupt(format!(
                     "account {} vanished while its balance was written",
                     account.id
                 )));
             }
         }
-        Ok(outcomes)
+        let mut update_state = self.tx.prepare_cached(UPDATE_PLAY_STATE)?;
+        for (id, state) in &states {
+            update_state.execute(params![state, id])?;
+        }
+        Ok(())
     }
 
     /// Reads what `requests` touch and decides them: the outcomes, the ledger's effects and

@@ -44,28 +44,12 @@ impl SessionLimit {
 }
 
 /// A run of play: when it began and when money last moved in it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "(i64, i64)", into = "(i64, i64)")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Session {
     /// The first call after a break.
     pub started_at_ms: i64,
     /// The latest call.
     pub last_play_at_ms: i64,
-}
-
-impl From<(i64, i64)> for Session {
-    fn from((started_at_ms, last_play_at_ms): (i64, i64)) -> Session {
-        Session {
-            started_at_ms,
-            last_play_at_ms,
-        }
-    }
-}
-
-impl From<Session> for (i64, i64) {
-    fn from(s: Session) -> (i64, i64) {
-        (s.started_at_ms, s.last_play_at_ms)
-    }
 }
 
 impl Session {

@@ -3,7 +3,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::ledger::{Account, AccountId, Command, EntryMeta, EntryStatus, Floor, LedgerView};
 use crate::ledger::{Outcome, Request};
-use crate::limits::LimitPolicy;
+use crate::limits::{LimitPolicy, PendingIncrease};
 use crate::money::Currency;
 
 /// A Tuesday, 10:30 UTC.
@@ -325,5 +325,69 @@ proptest! {
                 prop_assert!(at - 1 < NOW || state.check_bet(amount, rules(at - 1)).is_err());
             }
         }
+    }
+}
+
+#[test]
+fn a_fully_limited_state_stores_small() {
+    let periods = |amount| {
+        LimitPeriod::ALL
+            .iter()
+            .map(|p| limit(*p, amount))
+            .collect::<Vec<_>>()
+    };
+    let mut state = state(
+        &periods(1_000_000_000),
+        &periods(1_000_000_000),
+        Some(1_440),
+    );
+    state.count_bet(12_345, rules(NOW));
+    state.count_win(6_789, rules(NOW + MINUTE_MS));
+    let stored = state.encode();
+    assert!(stored.len() < 300, "{} bytes: {stored}", stored.len());
+    assert_eq!(PlayState::decode(&stored).unwrap(), state);
+}
+
+proptest! {
+    /// Whatever the limits, pending increases, buckets and session: a state reads back as
+    /// it was stored.
+    #[test]
+    fn a_state_reads_back_as_stored(
+        limits in prop::collection::vec(
+            (0usize..3, prop::option::of(0i64..1_000_000),
+             prop::option::of((prop::option::of(0i64..1_000_000), 0i64..i64::MAX / 2))),
+            0..6),
+        session in prop::option::of(1i64..1_440),
+        calls in prop::collection::vec((0u8..3, 1i64..10_000, 0i64..600), 0..40),
+    ) {
+        let mut state = PlayState::default();
+        for (i, (period, amount, pending)) in limits.into_iter().enumerate() {
+            let limit = PeriodLimit {
+                period: LimitPeriod::ALL[period],
+                amount_minor: amount,
+                pending: pending.map(|(amount_minor, applies_at_ms)| PendingIncrease {
+                    amount_minor,
+                    applies_at_ms,
+                }),
+            };
+            if limit.amount_minor.is_none() && limit.pending.is_none() {
+                continue;
+            }
+            match i % 2 {
+                0 => state.limits.wager.push(limit),
+                _ => state.limits.loss.push(limit),
+            }
+        }
+        state.limits.session.minutes = session;
+        let mut now = NOW;
+        for (kind, amount, minutes) in calls {
+            now += minutes * MINUTE_MS;
+            match kind {
+                0 => state.count_bet(amount, rules(now)),
+                1 => state.count_win(amount, rules(now)),
+                _ => state.count_rollback(amount, now - HOUR_MS, rules(now)),
+            }
+        }
+        prop_assert_eq!(PlayState::decode(&state.encode()).unwrap(), state);
     }
 }
