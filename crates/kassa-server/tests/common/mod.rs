@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod risk_rules;
+
 use futures::future::BoxFuture;
 use kassa_connectors::ExposeSecret;
 use kassa_server::config::{Config, ProviderAccountConfig};
@@ -693,6 +695,32 @@ macro_rules! contract_tests_with {
                 async fn $name() {
                     let app = $crate::common::spawn_with(kassa_store::testing::TestBackend::Postgres, $adjust).await.unwrap();
                     super::$name(app).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Declares each listed `async fn name(backend: TestBackend)` as a test on SQLite and on
+/// PostgreSQL (the latter ignored unless `KASSA_TEST_POSTGRES_URL` was set at build time),
+/// for tests that start more than the server (a host simulator) before it.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(kassa_store::testing::TestBackend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+                async fn $name() {
+                    super::$name(kassa_store::testing::TestBackend::Postgres).await;
                 }
             )*
         }
