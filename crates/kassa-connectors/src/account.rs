@@ -125,6 +125,36 @@ impl ProviderAccount {
             })
     }
 
+    /// An HTTP transport to the required setting `base_url`, with `timeout_ms` and
+    /// `attempts_max` (defaults given), and the path of `base_url` without a trailing slash
+    /// (requests carry absolute paths).
+    pub(crate) fn http_transport(
+        &self,
+        timeout_ms_default: u64,
+        attempts_max_default: u64,
+        response_len_max: usize,
+    ) -> Result<(crate::transport::HttpTransport, String), AccountError> {
+        let base_url = self.setting_str("base_url", "")?;
+        if base_url.is_empty() {
+            return Err(self.invalid("base_url", "is required".into()));
+        }
+        let attempts_max = self.setting_u64("attempts_max", attempts_max_default)?;
+        let transport =
+            crate::transport::HttpTransport::new(crate::transport::HttpTransportConfig {
+                base_url: base_url.to_string(),
+                timeout_ms: self.setting_u64("timeout_ms", timeout_ms_default)?,
+                attempts_max: u32::try_from(attempts_max).unwrap_or(u32::MAX),
+                retry_backoff_ms: 100,
+                response_len_max,
+                other_origins: Vec::new(),
+            })
+            .map_err(|error| self.invalid("base_url", error.to_string()))?;
+        let path = reqwest::Url::parse(base_url)
+            .map(|url| url.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        Ok((transport, path))
+    }
+
     /// The string setting `name`, or `default` when absent.
     pub fn setting_str<'a>(
         &'a self,

@@ -5,8 +5,6 @@
 //! pipeline. The payment providers' [`Connector`] composes them into the object-safe [`IdentityProvider`]
 //! the server's KYC service calls; [`IdentityProviders`] holds one per configured account.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,6 +14,7 @@ use crate::account::{AccountError, ProviderAccount};
 use crate::connector::Connector;
 use crate::event::InboundRefusal;
 use crate::inbound::{InboundBatch, InboundSource, RawInbound};
+use crate::merchant_accounts::{AccountNamed, MerchantAccounts};
 use crate::provider::ProviderError;
 use crate::translator::{CallContext, ReplaySafety};
 use crate::transport::Transport;
@@ -181,48 +180,17 @@ fn idv_sandbox(account: &ProviderAccount) -> Result<Arc<dyn IdentityProvider>, A
 }
 
 /// The configured ID provider accounts, by id, each with its merchant.
-#[derive(Clone, Default)]
-pub struct IdentityProviders {
-    accounts: BTreeMap<String, (String, Arc<dyn IdentityProvider>)>,
-}
+pub type IdentityProviders = MerchantAccounts<dyn IdentityProvider>;
 
-impl fmt::Debug for IdentityProviders {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.accounts.keys()).finish()
+impl AccountNamed for dyn IdentityProvider {
+    fn account_id(&self) -> &str {
+        self.name()
     }
 }
 
 impl IdentityProviders {
-    /// Adds `provider` for `merchant_id`; refuses a second account of the same id.
-    pub fn add(
-        &mut self,
-        merchant_id: &str,
-        provider: Arc<dyn IdentityProvider>,
-    ) -> Result<(), crate::RegistryError> {
-        let name = provider.name().to_string();
-        if self.accounts.contains_key(&name) {
-            return Err(crate::RegistryError::Duplicate(name));
-        }
-        self.accounts
-            .insert(name, (merchant_id.to_string(), provider));
-        Ok(())
-    }
-
-    /// The account `name`, whichever merchant it serves (webhooks name the account).
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn IdentityProvider>> {
-        self.accounts.get(name).map(|(_, provider)| provider)
-    }
-
     /// The merchant's ID provider: its first account by id.
     pub fn for_merchant(&self, merchant_id: &str) -> Option<&Arc<dyn IdentityProvider>> {
-        self.accounts
-            .values()
-            .find(|(merchant, _)| merchant == merchant_id)
-            .map(|(_, provider)| provider)
-    }
-
-    /// Whether no account is configured.
-    pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty()
+        self.find(merchant_id, |_| true)
     }
 }

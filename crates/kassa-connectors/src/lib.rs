@@ -18,14 +18,18 @@ pub mod adyen;
 pub mod card;
 pub mod connector;
 pub mod event;
+pub mod gamstop;
 pub mod guarded;
 pub mod identity;
 pub mod idv_sandbox;
 pub mod inbound;
+pub mod merchant_accounts;
 pub mod provider;
+pub mod register;
 pub mod registry;
 pub mod sandbox;
 pub mod signing;
+pub mod spelpaus;
 pub mod stripe;
 pub mod threeds;
 pub mod translator;
@@ -47,6 +51,7 @@ pub use provider::{
     PaymentStart, PaymentStarted, PaymentStatusReport, PayoutAccepted, PayoutRequest,
     ProviderError, ProviderPaymentStatus, ProviderPayoutStatus, RefundAccepted, RefundRequest,
 };
+pub use register::{ExclusionRegister, ExclusionRegisters, RegisterAnswer, RegisterQuestion};
 pub use registry::{
     AccountSummary, ConnectorFactory, ProviderKinds, ProviderRegistry, RegistryError,
 };

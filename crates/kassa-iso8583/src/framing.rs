@@ -183,6 +183,23 @@ impl FrameCodec {
         Ok(Some(len_bytes))
     }
 
+    /// A frame of its body (TPDU included), copied out of the read buffer.
+    fn frame_of(&self, body: &[u8]) -> Frame {
+        match self.header {
+            FrameHeader::Tpdu => {
+                let (tpdu, message) = body.split_at(TPDU_LEN_BYTES);
+                Frame {
+                    tpdu: Some(Tpdu(tpdu.try_into().expect("a TPDU-sized slice"))),
+                    message: Bytes::copy_from_slice(message),
+                }
+            }
+            _ => Frame {
+                tpdu: None,
+                message: Bytes::copy_from_slice(body),
+            },
+        }
+    }
+
     fn write_length(&self, len_bytes: usize, dst: &mut BytesMut) {
         match self.header {
             // Checked against the capacity by the caller.
@@ -216,20 +233,13 @@ impl Decoder for FrameCodec {
             src.reserve(total_bytes - src.len());
             return Ok(None);
         }
-        src.advance(header_bytes);
-        let mut body = src.split_to(len_bytes);
-        let tpdu = match self.header {
-            FrameHeader::Tpdu => {
-                let mut tpdu = [0u8; TPDU_LEN_BYTES];
-                body.copy_to_slice(&mut tpdu);
-                Some(Tpdu(tpdu))
-            }
-            _ => None,
-        };
-        Ok(Some(Frame {
-            tpdu,
-            message: body.freeze(),
-        }))
+        let frame = self.frame_of(&src[header_bytes..total_bytes]);
+        // The read buffer lives as long as the connection and its space is reused, not
+        // cleared: wipe the frame (a card number in field 2) rather than leave it behind the
+        // read position until later frames happen to overwrite it (ADR 71).
+        src[..total_bytes].fill(0);
+        src.advance(total_bytes);
+        Ok(Some(frame))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {

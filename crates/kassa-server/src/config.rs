@@ -79,6 +79,136 @@ pub struct Config {
     /// KYC: ID provider accounts and the CDD thresholds per jurisdiction.
     #[serde(default)]
     pub kyc: KycConfig,
+    /// National self-exclusion registers (GAMSTOP, Spelpaus) per jurisdiction.
+    #[serde(default)]
+    pub registers: RegistersConfig,
+    /// Process hardening: zeroing freed memory on card nodes.
+    #[serde(default)]
+    pub security: SecurityConfig,
+}
+
+/// National self-exclusion registers (ADR 73, docs/registers.md): which register a
+/// jurisdiction's players are checked against, how long an answer stands, and the register
+/// accounts per merchant (kinds `gamstop`, `spelpaus`; without `base_url` the sandbox runs
+/// in-process).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistersConfig {
+    /// The register kind by jurisdiction, e.g. `GB = "gamstop"`, `SE = "spelpaus"`; a
+    /// jurisdiction not named here is not checked. Empty by default: which licences an
+    /// operator holds, and its register credentials, are the operator's to configure.
+    #[serde(default)]
+    pub jurisdictions: BTreeMap<String, String>,
+    /// A deposit asks the register again once the stored answer is this old (hours; 0: at
+    /// every deposit).
+    #[serde(default = "register_recheck_hours")]
+    pub recheck_hours: u32,
+    /// A stored answer stands in for a register that cannot be reached until it is this old
+    /// (hours, at least `recheck_hours`); a player without one is refused (fail closed).
+    #[serde(default = "register_valid_hours")]
+    pub valid_hours: u32,
+    /// Register accounts, each serving one merchant, shaped like the payment provider
+    /// accounts (credential `api_key`; settings `base_url`, `timeout_ms`, `attempts_max`,
+    /// and `actor_id` for Spelpaus).
+    #[serde(default)]
+    pub accounts: Vec<ProviderAccountConfig>,
+}
+
+fn register_recheck_hours() -> u32 {
+    24
+}
+
+fn register_valid_hours() -> u32 {
+    72
+}
+
+/// Longest a stored register answer may stand in for an unreachable register (30 days).
+const REGISTER_VALID_HOURS_MAX: u32 = 720;
+
+impl Default for RegistersConfig {
+    fn default() -> RegistersConfig {
+        RegistersConfig {
+            jurisdictions: BTreeMap::new(),
+            recheck_hours: register_recheck_hours(),
+            valid_hours: register_valid_hours(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+impl RegistersConfig {
+    /// How long an answer stands, as the pure plan takes it.
+    pub fn policy(&self) -> kassa_core::register::RegisterPolicy {
+        kassa_core::register::RegisterPolicy {
+            recheck_after_ms: i64::from(self.recheck_hours) * 3_600_000,
+            valid_for_ms: i64::from(self.valid_hours) * 3_600_000,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.recheck_hours <= self.valid_hours && self.valid_hours <= REGISTER_VALID_HOURS_MAX,
+            "registers.recheck_hours must not exceed registers.valid_hours, which is at most \
+             {REGISTER_VALID_HOURS_MAX}"
+        );
+        for (jurisdiction, kind) in &self.jurisdictions {
+            anyhow::ensure!(
+                kassa_connectors::register::register_kind(kind).is_some(),
+                "[registers.jurisdictions] {jurisdiction} = {kind:?}: not a register kind \
+                 (gamstop, spelpaus)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Process hardening (ADR 71).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Zero every block of memory as it is freed, so a card number leaves no copy in freed
+    /// heap (core dumps, swap): `auto` (default) on a node that handles card numbers (an
+    /// `iso8583` account or vault keys), `on`, `off`. `KASSA_ZERO_FREED_MEMORY`.
+    #[serde(default)]
+    pub zero_freed_memory: ZeroFreedMemory,
+}
+
+/// When freed memory is zeroed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZeroFreedMemory {
+    /// On where card numbers pass through the process.
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never (a node whose core dumps and swap are otherwise kept from card data).
+    Off,
+}
+
+/// Environment variable overriding `security.zero_freed_memory`.
+pub const ZERO_FREED_MEMORY_VAR: &str = "KASSA_ZERO_FREED_MEMORY";
+
+impl Config {
+    /// Whether card numbers pass through this node: it has a direct acquirer account (the
+    /// card page) or vault keys (saved cards opened for payments and payouts).
+    pub fn handles_card_numbers(&self) -> bool {
+        let acquirer = self
+            .providers
+            .accounts
+            .iter()
+            .any(|account| account.kind == "iso8583");
+        acquirer || !self.vault.master_keys.is_empty()
+    }
+
+    /// Whether this node zeroes what it frees.
+    pub fn zeroes_freed_memory(&self) -> bool {
+        match self.security.zero_freed_memory {
+            ZeroFreedMemory::Auto => self.handles_card_numbers(),
+            ZeroFreedMemory::On => true,
+            ZeroFreedMemory::Off => false,
+        }
+    }
 }
 
 /// KYC through ID providers (issue 19 item 5, docs/kyc.md).
@@ -775,6 +905,7 @@ impl Config {
             .accounts
             .iter_mut()
             .chain(config.kyc.accounts.iter_mut())
+            .chain(config.registers.accounts.iter_mut())
         {
             account.resolve_secrets(|name| std::env::var(name).ok())?;
         }
@@ -833,6 +964,13 @@ impl Config {
         if let Ok(listen) = std::env::var(METRICS_LISTEN_VAR) {
             self.metrics.listen = listen;
         }
+        if let Ok(zeroing) = std::env::var(ZERO_FREED_MEMORY_VAR) {
+            self.security.zero_freed_memory = match zeroing.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" | "yes" => ZeroFreedMemory::On,
+                "off" | "false" | "0" | "no" => ZeroFreedMemory::Off,
+                _ => ZeroFreedMemory::Auto,
+            };
+        }
         if let Ok(allow) = std::env::var(ALLOW_PRIVATE_URLS_VAR) {
             self.webhooks.allow_private_urls = matches!(
                 allow.to_ascii_lowercase().as_str(),
@@ -870,7 +1008,8 @@ impl Config {
             self.metrics.listen
         );
         anyhow::ensure!(
-            self.providers.accounts.len() + self.kyc.accounts.len() <= PROVIDER_ACCOUNTS_MAX,
+            self.providers.accounts.len() + self.kyc.accounts.len() + self.registers.accounts.len()
+                <= PROVIDER_ACCOUNTS_MAX,
             "at most {PROVIDER_ACCOUNTS_MAX} provider accounts"
         );
         anyhow::ensure!(
@@ -915,6 +1054,7 @@ impl Config {
             })?;
         }
         self.jobs.validate()?;
+        self.registers.validate()?;
         self.webhooks.outbound.validate()?;
         self.events_stream.validate()?;
         self.limits.amount_limits()?;
@@ -1112,6 +1252,27 @@ mod tests {
         assert!(Config::load(path.to_str(), &Overrides::default()).is_err());
         std::fs::write(&path, "log_format = \"xml\"\n").unwrap();
         assert!(Config::load(path.to_str(), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn registers_are_off_until_mapped_and_bad_maps_are_errors() {
+        let config = Config::defaults();
+        assert!(config.registers.jurisdictions.is_empty());
+        assert!(config.registers.accounts.is_empty());
+        let sandbox = "[registers.jurisdictions]\nGB = \"gamstop\"\nSE = \"spelpaus\"\n\
+            [[registers.accounts]]\nid = \"gamstop-sandbox\"\nmerchant = \"mch_demo\"\n\
+            kind = \"gamstop\"\nname = \"GAMSTOP sandbox\"\n\
+            [registers.accounts.credentials]\napi_key = \"k\"\n";
+        let config = Config::from_file_text(sandbox).unwrap();
+        assert_eq!(config.registers.jurisdictions["GB"], "gamstop");
+        assert_eq!(config.registers.policy().recheck_after_ms, 24 * 3_600_000);
+        for bad in [
+            "[registers.jurisdictions]\nGB = \"gamstopp\"\n",
+            "[registers]\nrecheck_hours = 73\nvalid_hours = 72\n",
+            "[registers]\nvalid_hours = 100000\n",
+        ] {
+            assert!(Config::from_file_text(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -156,7 +156,11 @@ impl ApiError {
         if problem.status >= 500 {
             log_chain(error);
         }
-        ApiError::from(problem)
+        let retry_after_s = (problem.code == crate::views::errors::REGISTER_UNAVAILABLE)
+            .then_some(crate::views::errors::REGISTER_RETRY_AFTER_S);
+        let mut answer = ApiError::from(problem);
+        answer.retry_after_s = retry_after_s;
+        answer
     }
 }
 
@@ -211,6 +215,7 @@ answered_as_api_error!(
     crate::service::aml::AmlError,
     crate::service::exclusions::ExclusionError,
     crate::service::kyc::KycError,
+    crate::service::registers::RegisterError,
     kassa_store::StoreError,
     kassa_core::MoneyError
 );

@@ -75,6 +75,8 @@ pub struct AppStateInner {
     pub aml: service::aml::AmlService,
     /// Self-exclusions and time-outs.
     pub exclusions: service::exclusions::ExclusionsService,
+    /// National self-exclusion registers (GAMSTOP, Spelpaus).
+    pub registers: service::registers::RegistersService,
     /// The operator's webhook endpoints.
     pub webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService,
     /// Sends outbound webhooks (the `webhook.deliver` jobs).
@@ -189,6 +191,7 @@ impl Server {
         let providers::Built {
             registry,
             identities,
+            registers,
             embedded,
         } = providers::build(&config, context).await?;
         let sandbox_url = embedded.first().map(|s| s.base_url.clone());
@@ -205,6 +208,7 @@ impl Server {
             registry: Arc::new(registry),
             acquirers: acquirers.clone(),
             identities: Arc::new(identities),
+            registers: Arc::new(registers),
         };
         let state = AppState::new(store.clone(), config, providers, deliverer);
         state
@@ -363,6 +367,8 @@ pub struct Providers {
     pub acquirers: service::acquirer::Acquirers,
     /// The ID provider accounts (KYC).
     pub identities: Arc<kassa_connectors::IdentityProviders>,
+    /// The self-exclusion register accounts.
+    pub registers: Arc<kassa_connectors::ExclusionRegisters>,
 }
 
 impl AppState {
@@ -377,6 +383,7 @@ impl AppState {
             registry: providers,
             acquirers,
             identities,
+            registers,
         } = providers;
         let config = Arc::new(config);
         let players = service::players::PlayerDirectory::new(store.clone());
@@ -403,6 +410,12 @@ impl AppState {
             config.kyc.clone(),
             config.aml.settings(),
         );
+        let registers = service::registers::RegistersService::new(
+            store.clone(),
+            players.clone(),
+            registers,
+            config.registers.clone(),
+        );
         let payments = service::payments::PaymentsService::new(
             store.clone(),
             providers.clone(),
@@ -411,7 +424,8 @@ impl AppState {
             routing.clone(),
         )
         .with_risk(risk.clone())
-        .with_kyc(kyc.clone());
+        .with_kyc(kyc.clone())
+        .with_registers(registers.clone());
         let vault = vault_of(&store, &config.vault);
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),
@@ -460,6 +474,7 @@ impl AppState {
             limits,
             aml,
             exclusions,
+            registers,
             webhook_endpoints: service::webhook_endpoints::WebhookEndpointsService::new(
                 store_for_webhooks,
                 &config.webhooks,

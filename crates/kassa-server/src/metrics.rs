@@ -93,6 +93,10 @@ pub const KYC_CHECKS: &str = "kassa_kyc_checks_total";
 /// Time to verify (TTV): seconds from a KYC check's request to the provider's result,
 /// `{level, outcome}`.
 pub const KYC_TIME_TO_VERIFY: &str = "kassa_kyc_time_to_verify_seconds";
+/// Questions put to a national self-exclusion register, `{register, outcome}`; outcome:
+/// `excluded`, `not_excluded`, `previously_excluded`, or no answer: `unavailable`,
+/// `invalid_answer`, `refused`.
+pub const REGISTER_CHECKS: &str = "kassa_register_checks_total";
 /// Outbound webhook deliveries queued or being sent (`webhook.deliver` jobs), read at scrape.
 pub const WEBHOOK_DELIVERIES_QUEUED: &str = "kassa_webhook_deliveries_queued";
 
@@ -287,6 +291,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         KYC_CHECKS,
         Kind::Counter,
         "KYC checks ended by the ID provider's result.",
+    ),
+    (
+        REGISTER_CHECKS,
+        Kind::Counter,
+        "Questions put to a national self-exclusion register, by outcome.",
     ),
     (
         KYC_TIME_TO_VERIFY,
@@ -545,6 +554,12 @@ pub fn record_kyc_check_completed(level: &'static str, outcome: &'static str, tt
     histogram!(KYC_TIME_TO_VERIFY, "level" => level, "outcome" => outcome)
         .record(ttv_ms.max(0) as f64 / 1000.0);
     counter!(KYC_CHECKS, "level" => level, "outcome" => outcome).increment(1);
+}
+
+/// Counts one question put to a self-exclusion register (the register kind is a
+/// configured value, not input).
+pub fn record_register_check(register: &str, outcome: &'static str) {
+    counter!(REGISTER_CHECKS, "register" => label(register), "outcome" => outcome).increment(1);
 }
 
 /// Rule label of a decision no rule made (every account that takes the payment, in

@@ -5,8 +5,10 @@
 
 use futures::future::BoxFuture;
 use kassa_connectors::identity::identity_kind;
+use kassa_connectors::register::register_kind;
 use kassa_connectors::{
-    acquirer, IdentityProviders, ProviderAccount, ProviderKinds, ProviderRegistry,
+    acquirer, ExclusionRegisters, IdentityProviders, ProviderAccount, ProviderKinds,
+    ProviderRegistry,
 };
 use kassa_store::Store;
 
@@ -93,6 +95,8 @@ pub struct Built {
     pub registry: ProviderRegistry,
     /// The ID provider accounts (`[[kyc.accounts]]`).
     pub identities: IdentityProviders,
+    /// The self-exclusion register accounts (`[[registers.accounts]]`).
+    pub registers: ExclusionRegisters,
     /// The simulators started for accounts without a `base_url`.
     pub embedded: Vec<EmbeddedProvider>,
 }
@@ -119,6 +123,11 @@ pub async fn build(config: &Config, context: BuildContext<'_>) -> anyhow::Result
         Ok(()) => add_identity_accounts(config, &context, &mut identities, &mut started).await,
         Err(error) => Err(error),
     };
+    let mut registers = ExclusionRegisters::default();
+    let added = match added {
+        Ok(()) => add_register_accounts(config, &context, &mut registers, &mut started).await,
+        Err(error) => Err(error),
+    };
     if let Err(error) = added {
         // A half-built registry is dropped; the simulators it started must not outlive it.
         for simulator in started {
@@ -129,8 +138,39 @@ pub async fn build(config: &Config, context: BuildContext<'_>) -> anyhow::Result
     Ok(Built {
         registry,
         identities,
+        registers,
         embedded: started,
     })
+}
+
+/// The register accounts, each started like a payment account without a `base_url`.
+async fn add_register_accounts(
+    config: &Config,
+    context: &BuildContext<'_>,
+    registers: &mut ExclusionRegisters,
+    started: &mut Vec<EmbeddedProvider>,
+) -> anyhow::Result<()> {
+    for account_config in &config.registers.accounts {
+        let mut account = account_config.to_account()?;
+        account.check_id()?;
+        let factory = register_kind(&account.kind).ok_or_else(|| {
+            anyhow::anyhow!(
+                "register account {:?}: unknown kind {:?} (gamstop, spelpaus)",
+                account.id,
+                account.kind
+            )
+        })?;
+        let taken = config.providers.accounts.iter().chain(&config.kyc.accounts);
+        anyhow::ensure!(
+            taken.into_iter().all(|a| a.id != account.id),
+            "register account {:?} has the id of another provider account",
+            account.id
+        );
+        embed_without_base_url(config, context, &mut account, started).await?;
+        registers.add(&account.merchant_id, factory(&account)?)?;
+        tracing::info!(account = %account.id, kind = %account.kind, merchant = %account.merchant_id, "register account ready");
+    }
+    Ok(())
 }
 
 /// The ID provider accounts, each started like a payment account without a `base_url`.
@@ -155,16 +195,28 @@ async fn add_identity_accounts(
             "ID provider account {:?} has the id of a payment provider account",
             account.id
         );
-        if account.setting_str("base_url", "")?.is_empty() {
-            let simulator =
-                start_embedded(config, context.embedded, &account, context.public_base_url).await?;
-            account
-                .settings
-                .insert("base_url".into(), simulator.base_url.clone().into());
-            started.push(simulator);
-        }
+        embed_without_base_url(config, context, &mut account, started).await?;
         identities.add(&account.merchant_id, factory(&account)?)?;
         tracing::info!(account = %account.id, kind = %account.kind, merchant = %account.merchant_id, "ID provider account ready");
+    }
+    Ok(())
+}
+
+/// Starts the embedded simulator of an account (ID provider, register) that names no
+/// `base_url`, and points the account at it.
+async fn embed_without_base_url(
+    config: &Config,
+    context: &BuildContext<'_>,
+    account: &mut ProviderAccount,
+    started: &mut Vec<EmbeddedProvider>,
+) -> anyhow::Result<()> {
+    if account.setting_str("base_url", "")?.is_empty() {
+        let simulator =
+            start_embedded(config, context.embedded, account, context.public_base_url).await?;
+        account
+            .settings
+            .insert("base_url".into(), simulator.base_url.clone().into());
+        started.push(simulator);
     }
     Ok(())
 }

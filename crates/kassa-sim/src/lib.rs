@@ -13,6 +13,7 @@ mod html;
 pub mod idv;
 pub mod iso8583;
 pub mod psp;
+pub mod register;
 pub mod serving;
 pub mod stripe;
 pub mod threeds;

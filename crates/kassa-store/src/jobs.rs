@@ -150,23 +150,51 @@ impl Store {
         conn: &mut Conn,
         job: &NewJob<'_>,
     ) -> Result<Option<String>, StoreError> {
-        let now = now_ms();
+        self.insert_job_on(conn, job, "DO NOTHING").await
+    }
+
+    /// Enqueues a coalescing `job` on `conn`, inside the caller's transaction (ADR 72): one
+    /// unfinished job per dedupe key stands for every event since its run began. A job still
+    /// queued takes the newer payload; a job running is marked to run again when it
+    /// completes, since its run may have read the tables before this event committed.
+    /// Returns the new job's id, or `None` when an unfinished job absorbed this one.
+    pub async fn enqueue_coalescing_job_on(
+        &self,
+        conn: &mut Conn,
+        job: &NewJob<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        let absorb = "DO UPDATE SET payload = excluded.payload, \
+                      updated_at_ms = excluded.updated_at_ms, \
+                      run_again = CASE WHEN jobs.state = 'running' THEN 1 ELSE jobs.run_again END";
+        self.insert_job_on(conn, job, absorb).await
+    }
+
+    /// Inserts `job`, or does `on_conflict` to the unfinished job with its kind and dedupe
+    /// key; answers the new job's id, `None` when the existing one stood.
+    async fn insert_job_on(
+        &self,
+        conn: &mut Conn,
+        job: &NewJob<'_>,
+        on_conflict: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let id = kassa_core::ids::generate("job");
         let sql = format!(
             "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, \
              NULL, NULL, NULL, $8, $8) ON CONFLICT (kind, dedupe_key) WHERE {UNFINISHED} \
-             DO NOTHING RETURNING id"
+             {on_conflict} RETURNING id"
         );
-        Ok(sqlx::query_scalar(&sql)
-            .bind(kassa_core::ids::generate("job"))
+        let returned: Option<String> = sqlx::query_scalar(&sql)
+            .bind(&id)
             .bind(job.kind)
             .bind(job.payload)
             .bind(job.dedupe_key)
             .bind(job.attempts_max)
             .bind(job.run_at_ms)
             .bind(job.repeat_every_ms)
-            .bind(now)
+            .bind(now_ms())
             .fetch_optional(conn)
-            .await?)
+            .await?;
+        Ok(returned.filter(|returned| *returned == id))
     }
 
     /// Cancels the job of `kind` with `dedupe_key` on `conn`, inside the caller's transaction,
@@ -352,13 +380,17 @@ impl Store {
         attempt: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        // A coalescing job asked to run again during its run is due again at once (ADR 72).
         let done = sqlx::query(
             "UPDATE jobs SET \
-             state = CASE WHEN repeat_every_ms IS NULL THEN 'succeeded' ELSE 'queued' END, \
-             run_at_ms = CASE WHEN repeat_every_ms IS NULL THEN run_at_ms \
+             state = CASE WHEN repeat_every_ms IS NULL AND run_again = 0 THEN 'succeeded' \
+                          ELSE 'queued' END, \
+             run_at_ms = CASE WHEN run_again <> 0 THEN $1 \
+                              WHEN repeat_every_ms IS NULL THEN run_at_ms \
                               ELSE $1 + repeat_every_ms END, \
-             attempts = CASE WHEN repeat_every_ms IS NULL THEN attempts ELSE 0 END, \
-             lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $1 \
+             attempts = CASE WHEN repeat_every_ms IS NULL AND run_again = 0 THEN attempts \
+                             ELSE 0 END, \
+             run_again = 0, lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = $1 \
              WHERE id = $2 AND state = 'running' AND lease_owner = $3 AND attempts = $4",
         )
         .bind(now_ms)

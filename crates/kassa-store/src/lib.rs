@@ -30,6 +30,7 @@ pub mod limits;
 pub mod payments;
 pub mod payouts;
 mod postgres_writer;
+pub mod registers;
 pub mod risk;
 pub mod routing;
 mod sqlite_writer;

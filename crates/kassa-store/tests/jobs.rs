@@ -66,6 +66,7 @@ on_both_backends!(
     jobs_are_listed_newest_first_with_a_cursor,
     the_outbox_is_read_in_order_and_marked_published,
     a_job_is_cancelled_with_the_transaction_and_only_before_its_first_run,
+    a_coalescing_job_absorbs_events_and_runs_again_after_one_during_its_run,
 );
 
 async fn a_dedupe_key_allows_one_unfinished_job_per_kind(store: Store) {
@@ -590,4 +591,73 @@ async fn a_job_is_cancelled_with_the_transaction_and_only_before_its_first_run(s
         store.get_job(&fresh).await.unwrap().unwrap().state,
         JobState::Cancelled
     );
+}
+
+/// Enqueues a coalescing `aml.monitor` job for one player carrying `n`, committed.
+async fn coalesce(store: &Store, n: u32) -> Option<String> {
+    let payload = format!(r#"{{"n":{n}}}"#);
+    let job = NewJob {
+        payload: &payload,
+        ..job("aml.monitor", Some("player:mch_1:p1"), 5)
+    };
+    let mut tx = store.begin().await.unwrap();
+    let id = store
+        .enqueue_coalescing_job_on(&mut tx, &job)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+async fn a_coalescing_job_absorbs_events_and_runs_again_after_one_during_its_run(store: Store) {
+    let kind = "aml.monitor";
+    let id = coalesce(&store, 1)
+        .await
+        .expect("the first event queues a job");
+    assert_eq!(
+        coalesce(&store, 2).await,
+        None,
+        "a queued job absorbs the next"
+    );
+    let queued = store.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (queued.state, queued.payload.as_str()),
+        (JobState::Queued, r#"{"n":2}"#)
+    );
+    assert_eq!(store.unfinished_job_count(kind).await.unwrap(), 1);
+
+    // An event while the job runs: its run may not see it, so the job runs once more.
+    let t = now_ms();
+    let claimed = store
+        .claim_jobs("n", &[kind], t, t + LEASE_MS, 5)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(coalesce(&store, 3).await, None);
+    assert!(store
+        .complete_job(&id, "n", claimed[0].attempts, t)
+        .await
+        .unwrap());
+    let again = store.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(again.state, JobState::Queued, "queued again, not succeeded");
+    assert_eq!((again.attempts, again.payload.as_str()), (0, r#"{"n":3}"#));
+    assert!(again.run_at_ms <= now_ms(), "due at once");
+
+    // A run with no event during it finishes the job; the next event queues a new one.
+    let t = now_ms();
+    let claimed = store
+        .claim_jobs("n", &[kind], t, t + LEASE_MS, 5)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(store
+        .complete_job(&id, "n", claimed[0].attempts, t)
+        .await
+        .unwrap());
+    let done = store.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    let next = coalesce(&store, 4)
+        .await
+        .expect("a finished job frees the key");
+    assert_ne!(next, id);
 }

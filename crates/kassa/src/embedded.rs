@@ -9,8 +9,8 @@ use kassa_sim::psp::SandboxPspConfig;
 
 /// Starts the sandbox PSP for `sandbox` accounts, the ISO 8583 host simulator for `iso8583`
 /// accounts, the Stripe simulator for `stripe` accounts and the Adyen simulator for `adyen`
-/// accounts and the sandbox ID provider for `idv_sandbox` accounts; other kinds have no
-/// simulator yet.
+/// accounts, the sandbox ID provider for `idv_sandbox` accounts and the register sandboxes
+/// for `gamstop` and `spelpaus` accounts; other kinds have no simulator yet.
 pub struct Simulators;
 
 impl EmbeddedProviders for Simulators {
@@ -21,6 +21,9 @@ impl EmbeddedProviders for Simulators {
             kassa_connectors::adyen::KIND => Box::pin(start_adyen(launch)),
             kassa_connectors::stripe::KIND => Box::pin(start_stripe(launch)),
             kassa_connectors::idv_sandbox::KIND => Box::pin(start_idv(launch)),
+            kassa_connectors::gamstop::KIND | kassa_connectors::spelpaus::KIND => {
+                Box::pin(start_register(launch))
+            }
             _ => Box::pin(start_sandbox(launch)),
         }
     }
@@ -153,6 +156,24 @@ async fn start_idv(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider> {
         webhook_url: Some(launch.webhook_url.clone()),
         webhook_delay_ms: launch.simulator.webhook_delay_ms,
         ..Default::default()
+    })
+    .await?;
+    let base_url = handle.base_url().to_string();
+    Ok(EmbeddedProvider::new(
+        base_url,
+        Box::new(move || Box::pin(handle.stop())),
+    ))
+}
+
+/// The register sandbox for a `gamstop` or `spelpaus` account, expecting its `api_key`.
+async fn start_register(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider> {
+    let account = &launch.account;
+    let shape = kassa_sim::register::RegisterShape::of_kind(&account.kind)
+        .ok_or_else(|| anyhow::anyhow!("{:?} is not a register kind", account.kind))?;
+    let handle = kassa_sim::register::start(kassa_sim::register::RegisterSimConfig {
+        listen: "127.0.0.1:0".into(),
+        shape,
+        api_key: account.credential("api_key")?.expose_secret().to_string(),
     })
     .await?;
     let base_url = handle.base_url().to_string();

@@ -10,9 +10,11 @@ use kassa_server::{telemetry, Server};
 use kassa_store::Store;
 
 /// mimalloc instead of glibc's malloc: with many threads allocating small objects (HTTP
-/// requests, JSON, SQL parameters) glibc's arenas cost measurably more (ADR 0011).
+/// requests, JSON, SQL parameters) glibc's arenas cost measurably more (ADR 0011). Wrapped
+/// so that a node handling card numbers zeroes what it frees (ADR 71).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: kassa_zeroing_alloc::ZeroOnFree<mimalloc::MiMalloc> =
+    kassa_zeroing_alloc::ZeroOnFree(mimalloc::MiMalloc);
 
 /// Kassa: payments, wallet and ledger for online casinos.
 #[derive(Parser)]
@@ -89,6 +91,50 @@ enum SimCommand {
     /// for a resubmission, last name Fraud is rejected (identity_mismatch), source of funds
     /// "Prefer not to say" is rejected at enhanced; anything else is approved.
     Idv(SimIdvArgs),
+    /// A sandbox of GAMSTOP, Great Britain's self-exclusion register: a form POST to / or
+    /// /v2 with X-API-Key, answered by X-Exclusion and X-Unique-Id headers. Test identities
+    /// by last name: Excluded → Y, Lapsed → P, Unavailable → 503, Garbled → a malformed
+    /// answer; anyone else → N. GET /sandbox/calls counts checks; PUT /sandbox/behaviour
+    /// {"available": false} answers 503 to all.
+    Gamstop(SimRegisterArgs),
+    /// A sandbox of Spelpaus, Sweden's self-exclusion register: POST
+    /// /api/blocking-info/{actor_id} {"requestId", "subjectId"} with X-Api-Key, answered
+    /// {"isBlocked", "requestId", "responseId"}. Test personal numbers by birth number:
+    /// 199001019992 blocked, 199001019984 → 503, 199001019976 a malformed answer; others not
+    /// blocked (e.g. 199001011239). Same /sandbox controls as gamstop.
+    Spelpaus(SimRegisterArgs),
+}
+
+/// `kassa sim gamstop`, `kassa sim spelpaus`.
+async fn run_register_sim(
+    shape: kassa_sim::register::RegisterShape,
+    args: SimRegisterArgs,
+) -> anyhow::Result<()> {
+    telemetry::init("text");
+    println!(
+        "{shape:?} register sandbox listening on http://{} (ctrl-c stops it)",
+        args.listen
+    );
+    kassa_sim::register::run(kassa_sim::register::RegisterSimConfig {
+        listen: args.listen,
+        shape,
+        api_key: args.api_key,
+    })
+    .await
+}
+
+#[derive(Args)]
+struct SimRegisterArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8093")]
+    listen: String,
+    /// The key expected in X-Api-Key (the account's api_key credential).
+    #[arg(
+        long,
+        env = "KASSA_REGISTER_SIM_API_KEY",
+        default_value = "register_sandbox_api_key_not_for_production"
+    )]
+    api_key: String,
 }
 
 #[derive(Args)]
@@ -344,6 +390,12 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Sim {
+            command: SimCommand::Gamstop(args),
+        } => run_register_sim(kassa_sim::register::RegisterShape::Gamstop, args).await,
+        Command::Sim {
+            command: SimCommand::Spelpaus(args),
+        } => run_register_sim(kassa_sim::register::RegisterShape::Spelpaus, args).await,
+        Command::Sim {
             command: SimCommand::Idv(args),
         } => {
             telemetry::init("text");
@@ -396,6 +448,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..Overrides::default()
     })?;
     telemetry::init(&config.log_format);
+    let zeroing = config.zeroes_freed_memory();
+    kassa_zeroing_alloc::set_zero_on_free(zeroing);
+    tracing::info!(
+        zero_freed_memory = zeroing,
+        "freed memory zeroing decided (ADR 71)"
+    );
     let database = redact(&config.database_url);
     let server = Server::start_with(config, Some(&crate::embedded::Simulators)).await?;
     if let Some(keys) = &server.bootstrap {

@@ -24,6 +24,7 @@
 //! from the database first and a reversal when it times out; the pure half is [`wire`].
 
 pub mod advice;
+mod connection;
 pub mod numbers;
 pub mod session;
 pub mod wire;

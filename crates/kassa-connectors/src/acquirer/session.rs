@@ -16,14 +16,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use kassa_iso8583::framing::{Frame, FrameCodec};
 use kassa_iso8583::{pack, unpack, Message, Spec};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::codec::Framed;
 
+use super::connection::Connection;
 use super::wire::{self, Network, Stamp, Terminal};
 use crate::provider::ProviderError;
 
@@ -110,8 +109,6 @@ impl Session {
     }
 }
 
-type Connection = Framed<TcpStream, FrameCodec>;
-
 /// Why serving a connection ended.
 enum Ended {
     /// Asked to stop: the task ends.
@@ -161,7 +158,7 @@ impl Task {
         .map_err(|_| ProviderError::Timeout)?
         .map_err(|e| unavailable(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let mut connection = Framed::new(stream, self.config.codec);
+        let mut connection = Connection::new(stream, self.config.codec);
         let answer = self
             .network_exchange(&mut connection, Network::SignOn)
             .await?;

@@ -12,7 +12,7 @@ pub use self::inbound::{sign_idv_webhook, IdvWebhookSource, SIGNATURE_HEADER, TO
 pub use self::translator::IdvSandboxTranslator;
 use crate::account::{AccountError, ProviderAccount};
 use crate::connector::Connector;
-use crate::transport::{HttpTransport, HttpTransportConfig};
+use crate::transport::HttpTransport;
 
 /// The account kind of the sandbox ID provider.
 pub const KIND: &str = "idv_sandbox";
@@ -29,28 +29,8 @@ pub type IdvSandboxConnector = Connector<IdvSandboxTranslator, HttpTransport, Id
 /// Builds the connector of an `idv_sandbox` account: credentials `api_secret` and
 /// `webhook_secret`; settings `base_url` (required), `timeout_ms`, `attempts_max`.
 pub fn from_account(account: &ProviderAccount) -> Result<IdvSandboxConnector, AccountError> {
-    let invalid = |name: &str, why: String| AccountError::InvalidSetting {
-        account: account.id.clone(),
-        name: name.to_string(),
-        why,
-    };
-    let base_url = account.setting_str("base_url", "")?;
-    if base_url.is_empty() {
-        return Err(invalid("base_url", "is required".into()));
-    }
-    let attempts_max = account.setting_u64("attempts_max", ATTEMPTS_MAX_DEFAULT)?;
-    let transport = HttpTransport::new(HttpTransportConfig {
-        base_url: base_url.to_string(),
-        timeout_ms: account.setting_u64("timeout_ms", TIMEOUT_MS_DEFAULT)?,
-        attempts_max: u32::try_from(attempts_max).unwrap_or(u32::MAX),
-        retry_backoff_ms: 100,
-        response_len_max: ANSWER_LEN_MAX,
-        other_origins: Vec::new(),
-    })
-    .map_err(|error| invalid("base_url", error.to_string()))?;
-    let path_prefix = reqwest::Url::parse(base_url)
-        .map(|url| url.path().trim_end_matches('/').to_string())
-        .unwrap_or_default();
+    let (transport, path_prefix) =
+        account.http_transport(TIMEOUT_MS_DEFAULT, ATTEMPTS_MAX_DEFAULT, ANSWER_LEN_MAX)?;
     Ok(Connector::compose(
         &account.id,
         IdvSandboxTranslator::new(account.credential("api_secret")?.clone(), &path_prefix),

@@ -19,7 +19,8 @@ use crate::AppState;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExclusionView {
     pub player_id: String,
-    /// Whether deposits and bets are refused now.
+    /// Whether deposits and bets are refused now (by an exclusion in force or a national
+    /// register's `excluded` answer).
     pub excluded: bool,
     /// `time_out` or `self_exclusion`; `null` when none is in force.
     pub kind: Option<String>,
@@ -34,19 +35,49 @@ pub struct ExclusionView {
     /// a time-out lasts 1 to 42 days.
     #[schema(value_type = Object)]
     pub self_exclusion_days: serde_json::Value,
+    /// The national self-exclusion register's latest answer (docs/registers.md); `null`
+    /// when none was asked.
+    pub register_check: Option<RegisterCheckView>,
+}
+
+/// A national self-exclusion register's answer about a player.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisterCheckView {
+    /// The register, e.g. `gamstop`, `spelpaus`.
+    pub register: String,
+    /// `excluded`, `not_excluded` or `previously_excluded`; only `excluded` refuses.
+    pub outcome: String,
+    /// RFC 3339: when the register answered.
+    pub checked_at: String,
+    /// Kassa's id of the check (`rchk_…`), as the audit trail and the register's log have it.
+    pub check_id: String,
+}
+
+impl RegisterCheckView {
+    /// The view of a stored answer.
+    pub fn of(status: &kassa_store::registers::RegisterStatus) -> RegisterCheckView {
+        RegisterCheckView {
+            register: status.register.clone(),
+            outcome: status.outcome.as_str().to_string(),
+            checked_at: rfc3339(status.checked_at_ms),
+            check_id: status.check_id.clone(),
+        }
+    }
 }
 
 fn view(found: PlayerExclusion) -> ExclusionView {
     let record = found.current.as_ref();
     let days: SelfExclusionDays = found.policy.self_exclusion_days;
+    let register_excluded = found.register.as_ref().is_some_and(|r| r.outcome.blocks());
     ExclusionView {
         player_id: found.player_id.to_string(),
-        excluded: record.is_some(),
+        excluded: record.is_some() || register_excluded,
         kind: record.map(|r| r.exclusion.kind.as_str().to_string()),
         starts_at: record.map(|r| rfc3339(r.exclusion.starts_at_ms)),
         ends_at: record.and_then(|r| r.exclusion.ends_at_ms.map(rfc3339)),
         set_by: record.map(|r| r.set_by.clone()),
         self_exclusion_days: serde_json::to_value(days).unwrap_or_default(),
+        register_check: found.register.as_ref().map(RegisterCheckView::of),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod payments;
 pub mod payouts;
 pub mod players;
+pub mod registers;
 pub mod risk;
 pub mod routing;
 pub mod text;
@@ -164,6 +165,8 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
             exclusions::post_exclusion
         ))
         .routes(routes!(kyc::get_kyc, kyc::post_kyc))
+        .routes(routes!(registers::put_identity))
+        .routes(routes!(registers::post_register_check))
         .routes(routes!(players::list_transactions))
         .routes(routes!(admin::create_merchant))
         .routes(routes!(admin::verify_ledger))
@@ -207,8 +210,12 @@ fn openapi_router(state: AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(payments::provider_webhook))
         .route(
             "/pay/card/{payment_id}",
-            axum::routing::get(crate::web::card_page::card_page)
-                .post(crate::web::card_page::submit_card),
+            axum::routing::get(crate::web::card_page::card_page).post(
+                axum::handler::Handler::layer(
+                    crate::web::card_page::submit_card,
+                    axum::middleware::map_response(crate::web::card_page::close_connection),
+                ),
+            ),
         )
         .routes(routes!(crate::web::card_threeds::results))
         .route(

@@ -147,7 +147,8 @@ fn check_return_url(url: &str) -> Result<(), ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 201, body = PaymentInitView),
-        (status = 403, description = "self_excluded, account_blocked: the player may not deposit; risk_declined, kyc_step_up_required: the risk rules refused it (docs/risk.md)", body = ErrorBody),
+        (status = 403, description = "self_excluded, account_blocked: the player may not deposit (details.register when a national self-exclusion register excluded them); register_identity_required: the register check needs PUT /v1/players/{id}/identity first (docs/registers.md); risk_declined, kyc_step_up_required: the risk rules refused it (docs/risk.md)", body = ErrorBody),
+        (status = 503, description = "register_unavailable: the national self-exclusion register could not answer and no recent answer stands in; retry after Retry-After", body = ErrorBody),
         (status = 404, description = "player_not_found", body = ErrorBody),
         (status = 409, description = "idempotency_key_reused, idempotency_key_in_use", body = ErrorBody),
         (status = 422, description = "validation_failed, currency_mismatch, no_provider, idempotency_key_missing", body = ErrorBody),

@@ -125,7 +125,7 @@ fn field_key(
     responses(
         (status = 200, description = "posted, or a repeat of the first answer", body = WalletReceipt),
         (status = 402, description = "insufficient_funds", body = ErrorBody),
-        (status = 403, description = "self_excluded, account_blocked: the player may not bet", body = ErrorBody),
+        (status = 403, description = "self_excluded (details.register when a national self-exclusion register excluded the player), account_blocked: the player may not bet", body = ErrorBody),
         (status = 404, description = "player_not_found", body = ErrorBody),
         (status = 409, description = "txn_id_reused, txn_cancelled", body = ErrorBody),
         (status = 422, description = "validation_failed, currency_mismatch", body = ErrorBody),

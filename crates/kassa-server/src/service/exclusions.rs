@@ -34,6 +34,8 @@ pub struct PlayerExclusion {
     /// The exclusion in force, if any.
     pub current: Option<ExclusionRecord>,
     pub policy: ExclusionPolicy,
+    /// The national register's latest answer about the player, if one was asked (ADR 73).
+    pub register: Option<kassa_store::registers::RegisterStatus>,
 }
 
 /// The exclusions use cases; cheap to clone.
@@ -62,10 +64,15 @@ impl ExclusionsService {
             .player_exclusion(merchant_id.as_str(), player_id.as_str())
             .await?
             .filter(|record| record.exclusion.in_force(now));
+        let register = self
+            .store
+            .register_status(merchant_id.as_str(), player_id.as_str())
+            .await?;
         Ok(PlayerExclusion {
             player_id: player.player_id,
             current,
             policy: ExclusionPolicy::of(player.jurisdiction.as_deref()),
+            register,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod payouts;
 pub mod players;
 pub mod provider_events;
 pub mod refreshed;
+pub mod registers;
 pub mod risk;
 pub mod routing;
 pub mod success_rate;

@@ -101,6 +101,10 @@ pub enum PaymentError {
     /// A responsible-gambling deposit limit would be exceeded; nothing was started.
     #[error("{}", .0.exceeded)]
     LimitExceeded(DepositRefused),
+    /// The national self-exclusion register names the player, cannot be asked for lack of
+    /// identity, or cannot answer with no stored answer standing in; nothing was started.
+    #[error(transparent)]
+    Register(#[from] crate::service::registers::RegisterError),
     /// The risk decision refused the deposit; nothing was started.
     #[error(transparent)]
     Risk(RiskRefusal),
@@ -260,6 +264,8 @@ pub struct PaymentsService {
     risk: Option<RiskService>,
     /// Opens the `enhanced` check a risk step-up asks for; `None`: the refusal names no page.
     kyc: Option<crate::service::kyc::KycService>,
+    /// National self-exclusion registers, asked before deposits (ADR 73).
+    registers: Option<crate::service::registers::RegistersService>,
 }
 
 impl PaymentsService {
@@ -283,12 +289,23 @@ impl PaymentsService {
             routing,
             risk: None,
             kyc: None,
+            registers: None,
         }
     }
 
     /// Names the page of an `enhanced` check in a deposit refused for a risk step-up.
     pub fn with_kyc(mut self, kyc: crate::service::kyc::KycService) -> PaymentsService {
         self.kyc = Some(kyc);
+        self
+    }
+
+    /// Asks the national self-exclusion register of the player's jurisdiction before a
+    /// deposit (ADR 73).
+    pub fn with_registers(
+        mut self,
+        registers: crate::service::registers::RegistersService,
+    ) -> PaymentsService {
+        self.registers = Some(registers);
         self
     }
 
@@ -504,6 +521,9 @@ impl PaymentsService {
         PlayerError::check_currency(&player.player_id, player.currency, request.amount.currency)?;
         PlayerError::check_may_play(&player.player_id, player.account_status)?;
         PlayerError::check_age(&player, today_utc())?;
+        if let Some(registers) = &self.registers {
+            registers.before_deposit(merchant_id, &player).await?;
+        }
         let payment_id = match claim {
             Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
             None => PaymentId::generate(),

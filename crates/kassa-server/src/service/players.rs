@@ -35,6 +35,16 @@ pub enum PlayerError {
         player_id: String,
         status: AccountStatus,
     },
+    /// A national self-exclusion register names the player as excluded (ADR 73):
+    /// deposits and bets are refused as for a self-exclusion; withdrawals still go.
+    #[error("the {register} register names player {player_id} as self-excluded: deposits and bets are refused")]
+    RegisterExcluded {
+        player_id: String,
+        /// The register's kind, e.g. `gamstop`.
+        register: String,
+        /// When the register said so.
+        checked_at_ms: i64,
+    },
     /// The player is younger than their jurisdiction allows to deposit.
     #[error("player {player_id} is under {minimum_age_years}: deposits are refused")]
     Underage {
@@ -166,27 +176,40 @@ struct RestrictedPlayers {
     changes: AtomicU64,
 }
 
+/// Why a player on the restricted list may not bet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Restriction {
+    /// The account's own status (`self_excluded`, `blocked`).
+    Status(AccountStatus),
+    /// A national register's latest answer is `excluded` (ADR 73).
+    Register {
+        register: String,
+        checked_at_ms: i64,
+    },
+}
+
 #[derive(Default)]
 struct RestrictedSnapshot {
-    statuses: HashMap<(MerchantId, PlayerId), AccountStatus>,
+    statuses: HashMap<(MerchantId, PlayerId), Restriction>,
     /// When the read that made `statuses` began; `None` when a change was made since.
     read_at: Option<Instant>,
 }
 
 impl RestrictedPlayers {
-    /// The player's status if the list is fresh enough to answer.
-    fn fresh_status(&self, key: &(MerchantId, PlayerId)) -> Option<AccountStatus> {
+    /// The player's restriction if the list is fresh enough to answer.
+    fn fresh_status(&self, key: &(MerchantId, PlayerId)) -> Option<Option<Restriction>> {
         let snapshot = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
         let read_at = snapshot.read_at?;
         (read_at.elapsed() < RESTRICTED_PLAYERS_TTL).then(|| status_in(&snapshot.statuses, key))
     }
 
-    /// The player's status, reading the list again first if it is stale.
+    /// The player's restriction (`None`: may bet), reading the list again first if it is
+    /// stale.
     async fn status(
         &self,
         store: &Store,
         key: &(MerchantId, PlayerId),
-    ) -> Result<AccountStatus, StoreError> {
+    ) -> Result<Option<Restriction>, StoreError> {
         if let Some(status) = self.fresh_status(key) {
             return Ok(status);
         }
@@ -196,12 +219,7 @@ impl RestrictedPlayers {
         }
         let changes_before = self.changes.load(Ordering::SeqCst);
         let began = Instant::now();
-        let statuses: HashMap<_, _> = store
-            .restricted_players()
-            .await?
-            .into_iter()
-            .map(|p| ((p.merchant_id, p.player_id), p.account_status))
-            .collect();
+        let statuses = read_restricted(store).await?;
         let status = status_in(&statuses, key);
         let mut snapshot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
         let unchanged = self.changes.load(Ordering::SeqCst) == changes_before;
@@ -222,12 +240,36 @@ impl RestrictedPlayers {
     }
 }
 
-/// A player not on the list is `active`.
+/// A player not on the list may bet.
 fn status_in(
-    statuses: &HashMap<(MerchantId, PlayerId), AccountStatus>,
+    statuses: &HashMap<(MerchantId, PlayerId), Restriction>,
     key: &(MerchantId, PlayerId),
-) -> AccountStatus {
-    statuses.get(key).copied().unwrap_or(AccountStatus::Active)
+) -> Option<Restriction> {
+    statuses.get(key).cloned()
+}
+
+/// The restricted players: those a register names as excluded, then those whose account
+/// status restricts them (the account's own status wins where both apply).
+async fn read_restricted(
+    store: &Store,
+) -> Result<HashMap<(MerchantId, PlayerId), Restriction>, StoreError> {
+    let mut statuses: HashMap<_, _> = store
+        .register_excluded_players()
+        .await?
+        .into_iter()
+        .map(|p| {
+            let restriction = Restriction::Register {
+                register: p.register,
+                checked_at_ms: p.checked_at_ms,
+            };
+            ((p.merchant_id, p.player_id), restriction)
+        })
+        .collect();
+    for player in store.restricted_players().await? {
+        let key = (player.merchant_id, player.player_id);
+        statuses.insert(key, Restriction::Status(player.account_status));
+    }
+    Ok(statuses)
 }
 
 impl PlayerDirectory {
@@ -281,8 +323,18 @@ impl PlayerDirectory {
         player_id: &PlayerId,
     ) -> Result<(), PlayerError> {
         let key = (merchant_id.clone(), player_id.clone());
-        let status = self.restricted.status(&self.store, &key).await?;
-        PlayerError::check_may_play(player_id, status)
+        match self.restricted.status(&self.store, &key).await? {
+            None => Ok(()),
+            Some(Restriction::Status(status)) => PlayerError::check_may_play(player_id, status),
+            Some(Restriction::Register {
+                register,
+                checked_at_ms,
+            }) => Err(PlayerError::RegisterExcluded {
+                player_id: player_id.to_string(),
+                register,
+                checked_at_ms,
+            }),
+        }
     }
 
     /// The player, or `PlayerError::NotFound`.

@@ -5,6 +5,7 @@ use crate::service::aml::AmlError;
 use crate::service::exclusions::ExclusionError;
 use crate::service::kyc::{KycError, Verification};
 use crate::service::limits::{DepositRefused, LimitsError};
+use crate::service::registers::RegisterError;
 use crate::service::risk::{RiskError, RiskRefusal};
 use crate::service::routing::RoutingError;
 use kassa_connectors::ProviderError;
@@ -28,6 +29,12 @@ use crate::service::webhook_urls::UrlRefusal;
 
 /// The code of a 503 for a database that cannot be reached.
 pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
+
+/// The code of a 503 for a self-exclusion register that could not answer (ADR 73).
+pub const REGISTER_UNAVAILABLE: &str = "register_unavailable";
+
+/// The `Retry-After` of [`REGISTER_UNAVAILABLE`]: a register's outage is seldom shorter.
+pub const REGISTER_RETRY_AFTER_S: u64 = 30;
 
 /// An error as the API answers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +118,8 @@ stable_code!(
     WebhookEndpointError,
     RoutingError,
     LimitsError,
-    ExclusionError
+    ExclusionError,
+    RegisterError
 );
 
 impl PublicError for WebhookEndpointError {
@@ -327,6 +335,15 @@ impl PublicError for PlayerError {
                 Problem::new(403, code, self.to_string())
                     .with_details(json!({ "account_status": status.as_str() }))
             }
+            // The self-exclusion refusal, naming the register that excluded the player.
+            PlayerError::RegisterExcluded {
+                register,
+                checked_at_ms,
+                ..
+            } => Problem::new(403, "self_excluded", self.to_string()).with_details(json!({
+                "register": register,
+                "register_checked_at": crate::api::rfc3339(*checked_at_ms),
+            })),
             PlayerError::Underage {
                 minimum_age_years, ..
             } => Problem::new(403, "underage", self.to_string())
@@ -336,6 +353,32 @@ impl PublicError for PlayerError {
                     .with_details(json!({ "ends_at": ends_at }))
             }
             PlayerError::Store(error) => error.problem(),
+        }
+    }
+}
+
+impl PublicError for RegisterError {
+    fn problem(&self) -> Problem {
+        let message = self.to_string();
+        match self {
+            RegisterError::Player(error) => error.problem(),
+            RegisterError::IdentityMissing { register, missing } => {
+                Problem::new(403, "register_identity_required", message)
+                    .with_details(json!({ "register": register, "missing": missing }))
+            }
+            // The reason stays in the log: it may name the register's host.
+            RegisterError::Unavailable { register, .. } => Problem::new(
+                503,
+                REGISTER_UNAVAILABLE,
+                format!(
+                    "the {register} self-exclusion register could not be asked and no recent \
+                     answer stands in; nothing was done, retry after Retry-After"
+                ),
+            )
+            .with_details(json!({ "register": register })),
+            RegisterError::NoRegister { jurisdiction } => Problem::new(409, "no_register", message)
+                .with_details(json!({ "jurisdiction": jurisdiction })),
+            RegisterError::Store(error) => error.problem(),
         }
     }
 }
@@ -396,6 +439,7 @@ impl PublicError for PaymentError {
                     .with_details(json!({ "account": account, "reasons": reasons }))
             }
             PaymentError::LimitExceeded(refused) => limit_exceeded(refused, message),
+            PaymentError::Register(error) => error.problem(),
             PaymentError::Risk(refusal) => risk_refused(refusal),
             PaymentError::StepUp {
                 refusal,
@@ -648,6 +692,39 @@ mod tests {
                 ProviderEventError::Store(StoreError::Corrupt("x".into())).problem(),
                 500,
                 "internal_error",
+            ),
+            (
+                PlayerError::RegisterExcluded {
+                    player_id: "p".into(),
+                    register: "gamstop".into(),
+                    checked_at_ms: 0,
+                }
+                .problem(),
+                403,
+                "self_excluded",
+            ),
+            (
+                RegisterError::Unavailable {
+                    register: "gamstop".into(),
+                    reason: "timeout".into(),
+                }
+                .problem(),
+                503,
+                REGISTER_UNAVAILABLE,
+            ),
+            (
+                RegisterError::IdentityMissing {
+                    register: "spelpaus",
+                    missing: vec!["national_id"],
+                }
+                .problem(),
+                403,
+                "register_identity_required",
+            ),
+            (
+                RegisterError::NoRegister { jurisdiction: None }.problem(),
+                409,
+                "no_register",
             ),
         ];
         for (problem, status, code) in cases {

@@ -16,6 +16,7 @@ use kassa_connectors::CardDetails;
 use kassa_core::ids::PaymentId;
 use kassa_store::acquirer::VaultCardRecord;
 use kassa_store::payments::PaymentRecord;
+use secrecy::zeroize::Zeroizing;
 
 use kassa_store::threeds::ThreeDsOutcomeRecord;
 
@@ -100,13 +101,18 @@ fn read_submission(body: &[u8], today_yymm: &str) -> Result<Submitted, &'static 
 
 /// Why a submitted form is refused, in words for the player.
 fn read_form(body: &[u8], today_yymm: &str) -> Result<CardForm, &'static str> {
-    let (mut number, mut expiry, mut cvc) = (String::new(), String::new(), String::new());
+    // Wiped when dropped, whatever the allocator does (ADR 71).
+    let (mut number, mut expiry, mut cvc) = (
+        Zeroizing::new(String::new()),
+        Zeroizing::new(String::new()),
+        Zeroizing::new(String::new()),
+    );
     let mut save = false;
     for (name, value) in form_urlencoded::parse(body) {
         match name.as_ref() {
-            "number" => number = value.chars().filter(|c| !c.is_whitespace()).collect(),
-            "expiry" => expiry = value.trim().to_string(),
-            "cvc" => cvc = value.trim().to_string(),
+            "number" => *number = value.chars().filter(|c| !c.is_whitespace()).collect(),
+            "expiry" => *expiry = value.trim().to_string(),
+            "cvc" => *cvc = value.trim().to_string(),
             "save" => save = value == "on",
             _ => {}
         }
@@ -138,6 +144,17 @@ fn today_yymm() -> String {
         today.year().rem_euclid(100),
         u8::from(today.month())
     )
+}
+
+/// The answer to a submitted card closes its connection: the server's read buffer of a
+/// kept-alive connection holds the form, card number included, in space it reuses without
+/// clearing; closed, the buffer is freed, and zeroed as it is (ADR 71).
+pub async fn close_connection(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// `POST /pay/card/{payment_id}` (form: `number`, `expiry` as MM/YY, `cvc`, optional `save`;

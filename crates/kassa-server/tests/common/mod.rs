@@ -25,6 +25,9 @@ impl EmbeddedProviders for Simulators {
         if launch.account.kind == kassa_connectors::idv_sandbox::KIND {
             return Box::pin(start_idv(launch));
         }
+        if let Some(shape) = kassa_sim::register::RegisterShape::of_kind(&launch.account.kind) {
+            return Box::pin(start_register(launch, shape));
+        }
         Box::pin(async move {
             let secret = |name: &str| -> anyhow::Result<String> {
                 Ok(launch.account.credential(name)?.expose_secret().to_string())
@@ -114,6 +117,29 @@ async fn start_idv(launch: EmbeddedLaunch) -> anyhow::Result<EmbeddedProvider> {
         webhook_delay_ms: launch.simulator.webhook_delay_ms,
         webhook_retry_backoff_ms: 50,
         ..Default::default()
+    })
+    .await?;
+    let base_url = handle.base_url().to_string();
+    Ok(EmbeddedProvider::new(
+        base_url,
+        Box::new(move || Box::pin(handle.stop())),
+    ))
+}
+
+/// The register sandbox for a `gamstop` or `spelpaus` account, as `kassa serve` starts it.
+async fn start_register(
+    launch: EmbeddedLaunch,
+    shape: kassa_sim::register::RegisterShape,
+) -> anyhow::Result<EmbeddedProvider> {
+    let api_key = launch
+        .account
+        .credential("api_key")?
+        .expose_secret()
+        .to_string();
+    let handle = kassa_sim::register::start(kassa_sim::register::RegisterSimConfig {
+        listen: "127.0.0.1:0".into(),
+        shape,
+        api_key,
     })
     .await?;
     let base_url = handle.base_url().to_string();
@@ -232,6 +258,12 @@ impl TestApp {
     pub fn metrics_url(&self) -> Option<String> {
         let addr = self.server.as_ref()?.metrics_addr?;
         Some(format!("http://{addr}/metrics"))
+    }
+
+    /// What `/metrics` shows now (the server was started with `[metrics] listen`).
+    pub async fn metrics_text(&self) -> String {
+        let url = self.metrics_url().expect("[metrics] listen is set");
+        reqwest::get(url).await.unwrap().text().await.unwrap()
     }
 
     pub async fn send(
@@ -792,4 +824,14 @@ pub fn interop_python(var: &str, package: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// A self-exclusion register account of `kind` (`gamstop`, `spelpaus`) for the demo merchant,
+/// served by its embedded sandbox.
+pub fn register_account(kind: &str, id: &str) -> ProviderAccountConfig {
+    let mut settings = toml::Table::new();
+    if kind == kassa_connectors::spelpaus::KIND {
+        settings.insert("actor_id".into(), "20".into());
+    }
+    embedded_account(kind, id, &[("api_key", "register_test_api_key")], settings)
 }

@@ -207,6 +207,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.duration_s > 0.0 && args.duration_s <= 3600.0,
         "--duration-s must be in (0, 3600]"
     );
+    // What a card node pays for zeroing freed memory (ADR 71): off unless asked for with
+    // KASSA_ZERO_FREED_MEMORY=on, the whole process (server, simulators, load) alike.
+    let zeroing = std::env::var(kassa_server::config::ZERO_FREED_MEMORY_VAR)
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1" | "yes"));
+    kassa_zeroing_alloc::set_zero_on_free(zeroing);
+    eprintln!(
+        "freed memory zeroing (ADR 71): {}",
+        if zeroing { "on" } else { "off" }
+    );
     let mut cells = Vec::new();
     if let Some(target) = args.target.clone() {
         let api_key = args.api_key.clone().unwrap_or_default();

@@ -14,8 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use super::AmlService;
 
-/// One run of the scenarios for a player after an event (dedupe key: the event and its
-/// subject, so two events never fold into one run that started before the second).
+/// One run of the scenarios for a player after an event. A payout request's run is its own
+/// (dedupe key: the payout, whose instrument the run checks); the other events of a player
+/// coalesce into one job (ADR 72): every run reads the player's movements as of its start,
+/// and an event during a run makes the job run again, so a peak queues at most one job per
+/// player instead of one per capture.
 pub const AML_MONITOR: &str = "aml.monitor";
 /// Attempts of a monitoring job: it only fails when the database does.
 const MONITOR_ATTEMPTS_MAX: i64 = 20;
@@ -70,7 +73,10 @@ pub async fn queue_monitoring(
         subject_id: subject_id.to_string(),
     };
     let payload = serde_json::to_string(&payload).expect("a payload serializes");
-    let dedupe_key = format!("{}:{subject_id}", event.as_str());
+    let dedupe_key = match event {
+        MonitoredEvent::PayoutRequested => format!("{}:{subject_id}", event.as_str()),
+        _ => format!("player:{merchant_id}:{player_id}"),
+    };
     let job = NewJob {
         kind: AML_MONITOR,
         payload: &payload,
@@ -79,7 +85,10 @@ pub async fn queue_monitoring(
         attempts_max: MONITOR_ATTEMPTS_MAX,
         repeat_every_ms: None,
     };
-    store.enqueue_job_on(conn, &job).await?;
+    match event {
+        MonitoredEvent::PayoutRequested => store.enqueue_job_on(conn, &job).await?,
+        _ => store.enqueue_coalescing_job_on(conn, &job).await?,
+    };
     Ok(())
 }
 
