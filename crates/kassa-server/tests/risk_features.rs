@@ -296,8 +296,43 @@ async fn card_fingerprint_shared_cards_and_bin_country_fire_their_rules(backend:
     assert_eq!(local["status"], "captured", "{local}");
     assert!(fired(&local["risk"]).is_empty(), "{}", local["risk"]);
     assert_eq!(local["risk"]["outcome"], "approve");
+    assert_payout_reads_the_saved_card(&app, &saved[0].token).await;
     assert_aml_links(&app).await;
     app.stop().await;
+}
+
+/// A payout to the saved US card reads the card's features from the vault: its BIN country,
+/// the other player who submitted it, its attempts.
+async fn assert_payout_reads_the_saved_card(app: &TestApp, token: &str) {
+    let verified = player(app, "c1", json!({"kyc_status": "verified"})).await;
+    assert!(verified.status.is_success(), "{}", verified.body);
+    let body = json!({"amount": "5.00", "currency": "EUR", "method": "card", "player_id": "c1",
+                      "destination": token});
+    let key = kassa_core::ids::generate("idem");
+    let requested = app
+        .send(
+            Method::POST,
+            "/v1/payouts/init",
+            Some(&app.api_key),
+            Some(&body),
+            &[("Idempotency-Key", &key)],
+        )
+        .await;
+    // A verified Maltese player: the KYC country is the player's, MT, not the card's; and
+    // the card's three submissions within the hour decline the payout too.
+    assert_eq!(
+        requested.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        requested.body
+    );
+    assert_eq!(requested.error_code(), "risk_declined");
+    let rules = json!(["card-shared", "bin-not-kyc", "bin-us", "card-burst"]);
+    assert_eq!(
+        requested.body["details"]["rules"], rules,
+        "{}",
+        requested.body
+    );
 }
 
 /// c2's capture with c1's card raised `shared_instrument` (keyed by the card's fingerprint),
