@@ -308,16 +308,7 @@ async fn assert_payout_reads_the_saved_card(app: &TestApp, token: &str) {
     assert!(verified.status.is_success(), "{}", verified.body);
     let body = json!({"amount": "5.00", "currency": "EUR", "method": "card", "player_id": "c1",
                       "destination": token});
-    let key = kassa_core::ids::generate("idem");
-    let requested = app
-        .send(
-            Method::POST,
-            "/v1/payouts/init",
-            Some(&app.api_key),
-            Some(&body),
-            &[("Idempotency-Key", &key)],
-        )
-        .await;
+    let requested = common::post_payout(app, &body).await;
     // A verified Maltese player: the KYC country is the player's, MT, not the card's; and
     // the card's three submissions within the hour decline the payout too.
     assert_eq!(

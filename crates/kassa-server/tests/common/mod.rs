@@ -626,20 +626,24 @@ pub async fn verified_player(app: &TestApp, player_id: &str, funds: &str) {
 
 /// Requests a EUR card payout of `amount` for `player_id`; returns its id.
 pub async fn request_payout(app: &TestApp, player_id: &str, amount: &str) -> String {
-    let key = kassa_core::ids::generate("idem");
     let body =
         json!({"amount": amount, "currency": "EUR", "method": "card", "player_id": player_id});
-    let requested = app
-        .send(
-            Method::POST,
-            "/v1/payouts/init",
-            Some(&app.api_key),
-            Some(&body),
-            &[("Idempotency-Key", &key)],
-        )
-        .await;
+    let requested = post_payout(app, &body).await;
     assert!(requested.status.is_success(), "{}", requested.body);
     requested.body["payout_id"].as_str().unwrap().to_string()
+}
+
+/// Posts `body` to `/v1/payouts/init` under a fresh idempotency key, whatever the answer.
+pub async fn post_payout(app: &TestApp, body: &Value) -> Answer {
+    let key = kassa_core::ids::generate("idem");
+    app.send(
+        Method::POST,
+        "/v1/payouts/init",
+        Some(&app.api_key),
+        Some(body),
+        &[("Idempotency-Key", &key)],
+    )
+    .await
 }
 
 /// Sends a webhook signed as the sandbox signs it: the test plays the provider.
