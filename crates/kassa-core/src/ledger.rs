@@ -79,6 +79,9 @@ pub struct EntryMeta {
     pub round_id: Option<String>,
     /// Payment or payout the entry settles.
     pub reference: Option<String>,
+    /// Why a rule outside the ledger refused the request, as that rule encoded it; only on
+    /// entries of status [`EntryStatus::LimitRefused`].
+    pub refusal: Option<String>,
 }
 
 /// One request to the ledger.
@@ -289,6 +292,39 @@ impl LedgerView {
     /// An account as the batch currently sees it.
     pub fn account(&self, id: AccountId) -> Option<&Account> {
         self.accounts.get(&id)
+    }
+
+    /// An entry as the batch currently sees it.
+    pub fn entry(&self, txn_id: &str) -> Option<&Entry> {
+        self.entries.get(txn_id)
+    }
+
+    /// Records `request`, a transfer not seen before, as refused by a rule the caller applies
+    /// outside the ledger (a responsible-gambling limit): nothing moves, `refusal` says why,
+    /// and a replay answers this entry again. Anything else, or a transfer the ledger would
+    /// refuse itself, is applied as [`apply`](Self::apply) applies it.
+    pub fn refuse(&mut self, request: &Request, refusal: String) -> Outcome {
+        let Command::Transfer {
+            debit,
+            credit,
+            amount_minor,
+        } = request.command
+        else {
+            return self.apply(request);
+        };
+        if self.entries.contains_key(&request.txn_id) {
+            return self.apply(request);
+        }
+        let currency = match self.check_pair(debit, credit, amount_minor) {
+            Ok(currency) => currency,
+            Err(refusal) => return Outcome::Refused(refusal),
+        };
+        let mut entry = self.new_entry(request, Operation::Transfer, Some(currency), amount_minor);
+        entry.debit_account = Some(debit);
+        entry.credit_account = Some(credit);
+        entry.status = EntryStatus::LimitRefused;
+        entry.meta.refusal = Some(refusal);
+        Outcome::Recorded(self.record(entry))
     }
 
     /// Applies one request on top of everything applied before it.

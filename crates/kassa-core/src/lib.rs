@@ -20,6 +20,7 @@ pub mod money;
 pub mod movements;
 pub mod payment;
 pub mod payout;
+pub mod play_limits;
 pub mod register;
 pub mod risk;
 pub mod routing;

@@ -2,15 +2,30 @@
 //! per rolling 24 hours, 7 days and 30 days, the lowest winning; a decrease applies at once,
 //! an increase (or a removal) only after the jurisdiction's cooling-off (UKGC RTS 12 and the
 //! MGA: 24 h; Sweden: 72 h and not before the period has run once more). Pure: the caller
-//! passes the time and the player's deposits.
+//! passes the time and the player's deposits. The wager, loss and session-time limits of
+//! [`crate::play_limits`] change by the same rules.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
+stored_names! {
+    /// What a limit counts.
+    LimitKind {
+        /// Deposits, gross, counting deposits under way.
+        Deposit => "deposit",
+        /// The stakes of bets.
+        Wager => "wager",
+        /// Stakes less wins; a rolled-back bet counts neither.
+        Loss => "loss",
+        /// The length of a play session.
+        Session => "session",
+    }
+}
+
 /// A limit's rolling window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitPeriod {
     /// The last 24 hours.
@@ -86,7 +101,7 @@ impl LimitPolicy {
 }
 
 /// An increase waiting for its cooling-off.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingIncrease {
     /// The new limit; `None` removes the limit.
     pub amount_minor: Option<i64>,
@@ -94,9 +109,9 @@ pub struct PendingIncrease {
     pub applies_at_ms: i64,
 }
 
-/// One period's limit as stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct DepositLimit {
+/// One period's limit (of deposits, stakes or losses) as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodLimit {
     /// Its window.
     pub period: LimitPeriod,
     /// The limit in force; `None`: none.
@@ -105,10 +120,10 @@ pub struct DepositLimit {
     pub pending: Option<PendingIncrease>,
 }
 
-impl DepositLimit {
+impl PeriodLimit {
     /// No limit.
-    pub fn none(period: LimitPeriod) -> DepositLimit {
-        DepositLimit {
+    pub fn none(period: LimitPeriod) -> PeriodLimit {
+        PeriodLimit {
             period,
             amount_minor: None,
             pending: None,
@@ -116,9 +131,9 @@ impl DepositLimit {
     }
 
     /// The limit at `now_ms`: a pending increase whose time has come is in force.
-    pub fn at(&self, now_ms: i64) -> DepositLimit {
+    pub fn at(&self, now_ms: i64) -> PeriodLimit {
         match self.pending {
-            Some(pending) if pending.applies_at_ms <= now_ms => DepositLimit {
+            Some(pending) if pending.applies_at_ms <= now_ms => PeriodLimit {
                 period: self.period,
                 amount_minor: pending.amount_minor,
                 pending: None,
@@ -129,29 +144,38 @@ impl DepositLimit {
 
     /// The limit after the player asks for `wanted` at `now_ms`: lower (or a first limit)
     /// at once, dropping any pending increase; higher (or none) pending per `policy`.
-    pub fn change(&self, wanted: Option<i64>, policy: LimitPolicy, now_ms: i64) -> DepositLimit {
+    pub fn change(&self, wanted: Option<i64>, policy: LimitPolicy, now_ms: i64) -> PeriodLimit {
         let current = self.at(now_ms);
-        let lower = match (wanted, current.amount_minor) {
-            (Some(wanted), Some(current)) => wanted <= current,
-            (Some(_), None) => true,
-            (None, None) => true,
-            (None, Some(_)) => false,
-        };
-        if lower {
-            return DepositLimit {
-                period: self.period,
-                amount_minor: wanted,
-                pending: None,
-            };
-        }
-        DepositLimit {
-            pending: Some(PendingIncrease {
-                amount_minor: wanted,
-                applies_at_ms: policy.increase_applies_at(self.period, now_ms),
-            }),
-            ..current
+        let applies_at_ms = policy.increase_applies_at(self.period, now_ms);
+        let (amount_minor, pending) = changed(current.amount_minor, wanted, applies_at_ms);
+        PeriodLimit {
+            period: self.period,
+            amount_minor,
+            pending,
         }
     }
+}
+
+/// A limit's value and pending increase after asking for `wanted` where `current` is in
+/// force: a lower value (or a first one) at once, a higher one (or none) at `applies_at_ms`.
+pub(crate) fn changed(
+    current: Option<i64>,
+    wanted: Option<i64>,
+    applies_at_ms: i64,
+) -> (Option<i64>, Option<PendingIncrease>) {
+    let lower = match (wanted, current) {
+        (Some(wanted), Some(current)) => wanted <= current,
+        (Some(_), None) | (None, None) => true,
+        (None, Some(_)) => false,
+    };
+    if lower {
+        return (wanted, None);
+    }
+    let pending = PendingIncrease {
+        amount_minor: wanted,
+        applies_at_ms,
+    };
+    (current, Some(pending))
 }
 
 /// A deposit refused by a limit, with what the player needs to know.
@@ -173,12 +197,12 @@ pub struct LimitExceeded {
 /// are the player's counted deposits (created at, amount) of the last 30 days, any order.
 /// The shortest period that refuses is reported.
 pub fn check_deposit(
-    limits: &[DepositLimit],
+    limits: &[PeriodLimit],
     deposits: &[(i64, i64)],
     amount_minor: i64,
     now_ms: i64,
 ) -> Result<(), LimitExceeded> {
-    let mut in_force: Vec<DepositLimit> = limits.iter().map(|l| l.at(now_ms)).collect();
+    let mut in_force: Vec<PeriodLimit> = limits.iter().map(|l| l.at(now_ms)).collect();
     in_force.sort_by_key(|l| l.period);
     for limit in in_force {
         let Some(limit_minor) = limit.amount_minor else {
@@ -240,8 +264,8 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000_000;
 
-    fn limit(period: LimitPeriod, amount: i64) -> DepositLimit {
-        DepositLimit {
+    fn limit(period: LimitPeriod, amount: i64) -> PeriodLimit {
+        PeriodLimit {
             period,
             amount_minor: Some(amount),
             pending: None,

@@ -479,6 +479,7 @@ fn payment_meta(payment: PaymentRef<'_>) -> EntryMeta {
         player_id: Some(payment.player_id.to_string()),
         round_id: None,
         reference: Some(payment.payment_id.to_string()),
+        refusal: None,
     }
 }
 
@@ -487,6 +488,7 @@ fn payout_meta(payout_id: &PayoutId, player_id: &PlayerId) -> EntryMeta {
         player_id: Some(player_id.to_string()),
         round_id: None,
         reference: Some(payout_id.to_string()),
+        refusal: None,
     }
 }
 
@@ -495,5 +497,6 @@ fn wallet_meta(call: &WalletCall<'_>, payment_id: Option<&ExternalPaymentId>) ->
         player_id: Some(call.player_id.to_string()),
         round_id: call.round_id.map(ToString::to_string),
         reference: payment_id.map(ToString::to_string),
+        refusal: None,
     }
 }

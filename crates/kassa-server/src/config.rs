@@ -859,6 +859,22 @@ pub struct WalletConfig {
     /// `RLIMIT_NICE` that allows it, and is skipped with a log line otherwise).
     #[serde(default = "default_writer_nice")]
     pub writer_nice: i32,
+    /// Minutes without a wallet call that end a play session, for session-time limits
+    /// (ADR 78).
+    #[serde(default = "default_play_session_break_minutes")]
+    pub play_session_break_minutes: i64,
+}
+
+impl WalletConfig {
+    /// [`play_session_break_minutes`](Self::play_session_break_minutes) in milliseconds.
+    pub fn play_session_break_ms(&self) -> i64 {
+        self.play_session_break_minutes * 60_000
+    }
+}
+
+/// Kassa's choice, absent a regulator's definition of a session (ADR 78).
+fn default_play_session_break_minutes() -> i64 {
+    kassa_core::play_limits::SESSION_BREAK_MINUTES_DEFAULT
 }
 
 /// The writer runs ahead of request handling (docs/perf-log.md, note 29).
@@ -1037,6 +1053,11 @@ impl Config {
         anyhow::ensure!(
             self.wallet.queue_len_max >= 1,
             "wallet.queue_len_max must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=kassa_core::play_limits::SESSION_MINUTES_MAX)
+                .contains(&self.wallet.play_session_break_minutes),
+            "wallet.play_session_break_minutes must be between 1 and 1440"
         );
         anyhow::ensure!(
             self.idempotency.retention_hours >= 24,

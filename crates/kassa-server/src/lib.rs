@@ -438,7 +438,11 @@ impl AppState {
         .with_risk(risk.clone())
         .with_kyc(kyc.clone());
         let store_for_webhooks = store.clone();
-        let limits = service::limits::LimitsService::new(store.clone(), players.clone());
+        let limits = service::limits::LimitsService::new(
+            store.clone(),
+            players.clone(),
+            config.wallet.play_session_break_ms(),
+        );
         let exclusions =
             service::exclusions::ExclusionsService::new(store.clone(), players.clone());
         let aml = service::aml::AmlService::new(

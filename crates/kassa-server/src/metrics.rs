@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::service::cascade::Attempt;
 use kassa_connectors::PaymentEventStatus;
+use kassa_core::limits::LimitKind;
 use kassa_core::payment::PaymentStatus;
 use kassa_core::payout::PayoutStatus;
 use kassa_core::routing::Decision;
@@ -93,6 +94,9 @@ pub const KYC_CHECKS: &str = "kassa_kyc_checks_total";
 /// Time to verify (TTV): seconds from a KYC check's request to the provider's result,
 /// `{level, outcome}`.
 pub const KYC_TIME_TO_VERIFY: &str = "kassa_kyc_time_to_verify_seconds";
+/// Deposits and bets refused by a responsible-gambling limit, by `limit` (`deposit`,
+/// `wager`, `loss`, `session`).
+pub const LIMIT_REFUSALS: &str = "kassa_limit_refusals_total";
 /// Questions put to a national self-exclusion register, `{register, outcome}`; outcome:
 /// `excluded`, `not_excluded`, `previously_excluded`, or no answer: `unavailable`,
 /// `invalid_answer`, `refused`.
@@ -306,6 +310,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         WEBHOOK_DELIVERIES_QUEUED,
         Kind::Gauge,
         "Outbound webhook deliveries not yet done.",
+    ),
+    (
+        LIMIT_REFUSALS,
+        Kind::Counter,
+        "Deposits and bets refused by a responsible-gambling limit.",
     ),
 ];
 
@@ -547,6 +556,12 @@ pub fn record_payout_finished(payout: &PayoutRecord) {
     .record(seconds_since(payout.created_at_ms));
     counter!(PAYOUTS, "provider" => provider, "method" => method, "outcome" => outcome)
         .increment(1);
+}
+
+/// A deposit or bet refused by a responsible-gambling limit of `kind` (a refusal answered
+/// again to a replay is not counted again).
+pub fn record_limit_refusal(kind: LimitKind) {
+    counter!(LIMIT_REFUSALS, "limit" => kind.as_str()).increment(1);
 }
 
 /// A KYC check's result committed: counts it and its time to verify.

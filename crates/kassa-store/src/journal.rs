@@ -38,10 +38,11 @@ pub(crate) const ENTRY_COLUMNS: [(&str, ColumnType); ENTRY_WIDTH] = [
     ("player_id", ColumnType::Text),
     ("round_id", ColumnType::Text),
     ("reference", ColumnType::Text),
+    ("refusal", ColumnType::Text),
 ];
 
 /// Columns of an entry.
-pub(crate) const ENTRY_WIDTH: usize = 16;
+pub(crate) const ENTRY_WIDTH: usize = 17;
 
 /// `txn_id, label, …`: the entry columns for a SELECT or an INSERT's column list.
 pub(crate) static ENTRY_COLUMN_LIST: LazyLock<String> = LazyLock::new(|| {
@@ -79,6 +80,7 @@ pub(crate) fn entry_values(e: &Entry) -> [JournalValue<'_>; ENTRY_WIDTH] {
         Text(e.meta.player_id.as_deref()),
         Text(e.meta.round_id.as_deref()),
         Text(e.meta.reference.as_deref()),
+        Text(e.meta.refusal.as_deref()),
     ]
 }
 
@@ -120,6 +122,7 @@ pub(crate) fn entry_from_row(row: &impl JournalRow, first: usize) -> Result<Entr
             player_id: text(13)?,
             round_id: text(14)?,
             reference: text(15)?,
+            refusal: text(16)?,
         },
     })
 }
@@ -198,6 +201,7 @@ mod tests {
                 player_id: Some("alice".into()),
                 round_id: Some("r1".into()),
                 reference: None,
+                refusal: None,
             },
         }
     }

@@ -12,8 +12,19 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use kassa_core::play_limits::{PlayRules, SESSION_BREAK_MS_DEFAULT};
+
 use crate::journal::{entry_from_row, entry_values, JournalValue, ENTRY_COLUMN_LIST, ENTRY_WIDTH};
-use crate::{now_ms, placeholders, Backend, Conn, Store, StoreError, Tx};
+use crate::play_limits::{decide, gate_over};
+use crate::{placeholders, Backend, Conn, Store, StoreError, Tx};
+
+/// The entry statuses that record a call without moving money.
+const MOVED_NOTHING: &str =
+    "'rejected', 'tombstone', 'original_not_found', 'no_effect', 'limit_refused'";
+
+/// What a batch loads under lock: the accounts, the entries, and the play states stored on
+/// the accounts that have one.
+type LoadedBatch = (Vec<Account>, Vec<Entry>, Vec<(AccountId, String)>);
 
 /// An entry's row: the merchant, the time, and the entry's own columns.
 const ENTRY_INSERT_WIDTH: usize = 2 + ENTRY_WIDTH;
@@ -167,21 +178,47 @@ impl Store {
     /// Applies `requests` of one merchant, in order, inside the transaction open on `conn`
     /// (a [`crate::Tx`] or a [`HeldConnection`](crate::HeldConnection)'s): loads and (on PostgreSQL)
     /// locks what they touch, decides with the pure ledger, and writes the effects. The
-    /// caller commits; nothing is visible before that.
+    /// caller commits; nothing is visible before that. Play limits are checked with the
+    /// store's clock and the default session break; the wallet writer passes its own rules
+    /// ([`apply_ledger_requests_with`](Self::apply_ledger_requests_with)).
     pub async fn apply_ledger_requests(
         &self,
         conn: &mut Conn,
         merchant_id: &str,
         requests: &[Request],
     ) -> Result<Vec<Outcome>, StoreError> {
+        let rules = PlayRules {
+            now_ms: self.clock().now_ms(),
+            session_break_ms: SESSION_BREAK_MS_DEFAULT,
+        };
+        self.apply_ledger_requests_with(conn, merchant_id, requests, rules)
+            .await
+    }
+
+    /// [`apply_ledger_requests`](Self::apply_ledger_requests) at `rules.now_ms`, the time
+    /// its entries are stamped with, with the bets of limited players checked and their
+    /// calls counted ([`PlayGate`]) in the same transaction.
+    pub async fn apply_ledger_requests_with(
+        &self,
+        conn: &mut Conn,
+        merchant_id: &str,
+        requests: &[Request],
+        rules: PlayRules,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let (account_ids, txn_ids) = referenced(requests);
-        let (accounts, entries) = self
+        let (accounts, entries, play_states) = self
             .load_locked(conn, merchant_id, account_ids, &txn_ids, requests)
             .await?;
         let mut view = LedgerView::new(accounts, entries);
-        let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
+        let mut gate = gate_over(rules, play_states)?;
+        let rolled_back = gate.rolled_back_bets(&view, requests);
+        if !rolled_back.is_empty() {
+            gate.with_bet_times(self.bet_times(conn, merchant_id, &rolled_back).await?);
+        }
+        let (outcomes, play_changes) = decide(&mut view, gate, requests);
         let effects = view.into_effects();
-        let now = now_ms();
+        let now = rules.now_ms;
+        self.write_play_states(conn, &play_changes).await?;
         if self.backend() == Backend::Postgres && fits_one_statement(&effects) {
             write_journal_postgres(conn, merchant_id, &effects, now).await?;
             update_statuses(self, conn, merchant_id, &effects.changed_entries).await?;
@@ -212,15 +249,16 @@ impl Store {
         account_ids: BTreeSet<AccountId>,
         txn_ids: &BTreeSet<&str>,
         requests: &[Request],
-    ) -> Result<(Vec<Account>, Vec<Entry>), StoreError> {
+    ) -> Result<LoadedBatch, StoreError> {
         let acts_on_entries = requests
             .iter()
             .any(|r| r.referenced_txn_ids().nth(1).is_some());
         let mut accounts = Vec::new();
+        let mut play_states = Vec::new();
         let mut locked = BTreeSet::new();
         let mut read_under_locks = false;
         if !acts_on_entries {
-            accounts = self.lock_accounts(conn, &account_ids).await?;
+            (accounts, play_states) = self.lock_accounts(conn, &account_ids).await?;
             locked.clone_from(&account_ids);
             read_under_locks = true;
         }
@@ -237,12 +275,14 @@ impl Store {
             locked.extend(wanted.iter().copied());
             if wanted.is_empty() {
                 if read_under_locks || self.backend() == Backend::Sqlite {
-                    return Ok((accounts, entries));
+                    return Ok((accounts, entries, play_states));
                 }
             } else {
-                accounts.extend(self.lock_accounts(conn, &wanted).await?);
+                let (more, more_states) = self.lock_accounts(conn, &wanted).await?;
+                accounts.extend(more);
+                play_states.extend(more_states);
                 if self.backend() == Backend::Sqlite {
-                    return Ok((accounts, entries));
+                    return Ok((accounts, entries, play_states));
                 }
             }
             entries = load_entries(self, conn, merchant_id, txn_ids).await?;
@@ -261,23 +301,25 @@ impl Store {
         Ok(self
             .lock_accounts(conn, &ids)
             .await?
+            .0
             .into_iter()
             .map(|a| (a.id, a.balance_minor))
             .collect())
     }
 
+    /// The accounts `ids`, locked, and the play states stored on those that have one.
     async fn lock_accounts(
         &self,
         conn: &mut Conn,
         ids: &BTreeSet<AccountId>,
-    ) -> Result<Vec<Account>, StoreError> {
+    ) -> Result<(Vec<Account>, Vec<(AccountId, String)>), StoreError> {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         // Ordered by id so that concurrent batches lock in the same order and cannot deadlock.
         let sql = format!(
-            "SELECT id, currency, balance_minor, floor FROM ledger_accounts WHERE id IN ({}) \
-             ORDER BY id{}",
+            "SELECT id, currency, balance_minor, floor, play_state FROM ledger_accounts \
+             WHERE id IN ({}) ORDER BY id{}",
             self.params(1, ids.len()),
             self.lock_clause()
         );
@@ -285,12 +327,17 @@ impl Store {
         for id in ids {
             query = query.bind(*id);
         }
-        query
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(account_from_row)
-            .collect()
+        let rows = query.fetch_all(&mut *conn).await?;
+        let mut accounts = Vec::with_capacity(rows.len());
+        let mut play_states = Vec::new();
+        for row in &rows {
+            let account = account_from_row(row)?;
+            if let Some(state) = row.try_get::<Option<String>, _>("play_state")? {
+                play_states.push((account.id, state));
+            }
+            accounts.push(account);
+        }
+        Ok((accounts, play_states))
     }
 
     /// Current balances of accounts, by id.
@@ -410,13 +457,13 @@ impl Store {
         report.entries_checked = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM ledger_entries")
             .fetch_one(&mut *tx)
             .await? as u64;
-        report.inconsistent_entries = sqlx::query_scalar::<_, i64>(
+        report.inconsistent_entries = sqlx::query_scalar::<_, i64>(&format!(
             "SELECT COUNT(*) FROM ledger_entries e WHERE \
-             (e.status IN ('rejected', 'tombstone', 'original_not_found', 'no_effect') AND EXISTS \
+             (e.status IN ({MOVED_NOTHING}) AND EXISTS \
                (SELECT 1 FROM ledger_transfers t WHERE t.entry_id = e.id)) \
-             OR (e.status NOT IN ('rejected', 'tombstone', 'original_not_found', 'no_effect') AND NOT EXISTS \
-               (SELECT 1 FROM ledger_transfers t WHERE t.entry_id = e.id))",
-        )
+             OR (e.status NOT IN ({MOVED_NOTHING}) AND NOT EXISTS \
+               (SELECT 1 FROM ledger_transfers t WHERE t.entry_id = e.id))"
+        ))
         .fetch_one(&mut *tx)
         .await? as u64;
         report.orphan_references = count_orphan_references(&mut tx).await?;

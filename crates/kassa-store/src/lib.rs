@@ -29,6 +29,7 @@ pub mod ledger;
 pub mod limits;
 pub mod payments;
 pub mod payouts;
+mod play_limits;
 mod postgres_writer;
 pub mod registers;
 pub mod risk;
@@ -270,6 +271,31 @@ pub struct Store {
     known_accounts: std::sync::Arc<
         std::sync::RwLock<HashMap<directory::AccountKey, kassa_core::ledger::AccountId>>,
     >,
+    /// The time limits and the wallet writer decide with ([`Store::clock`]).
+    clock: Clock,
+}
+
+/// The time responsible-gambling limits are decided with: a limit's cooling-off, the
+/// windows a bet is counted in, a play session's break, and the time the wallet writer
+/// stamps its batches with. The system's time, unless a test moves it forward
+/// ([`Clock::advance`]) to see a cooling-off end or a session break pass without waiting;
+/// shared by every clone of a store.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    offset_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Clock {
+    /// Milliseconds since the Unix epoch, moved by [`advance`](Self::advance).
+    pub fn now_ms(&self) -> i64 {
+        now_ms() + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves this store's time forward by `ms` (tests only: nothing in Kassa calls it).
+    pub fn advance(&self, ms: i64) {
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Whether a SQLite result code read from sqlx's error (the extended code, as text) says
@@ -503,6 +529,7 @@ impl Store {
                 write_transactions: Default::default(),
                 group: None,
                 known_accounts: Default::default(),
+                clock: Clock::default(),
             };
             let group_commit = sqlite_tuning && sqlite_group_commit_from_env().unwrap_or(true);
             return Ok(store.with_sqlite_group_commit(group_commit));
@@ -534,6 +561,7 @@ impl Store {
                 write_transactions: Default::default(),
                 group: None,
                 known_accounts: Default::default(),
+                clock: Clock::default(),
             });
         }
         Err(StoreError::UnsupportedUrl(url.to_string()))
@@ -559,6 +587,11 @@ impl Store {
                 })
             }
         }
+    }
+
+    /// The time limits and the wallet writer decide with.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Applies every migration not yet applied.

@@ -1,12 +1,26 @@
-//! Players' responsible-gambling deposit limits on disk, and the deposits they count.
+//! Players' responsible-gambling limits on disk (deposit, wager, loss, session; one row per
+//! kind and period), and the deposits a deposit limit counts.
 
 use kassa_core::ids::{MerchantId, PlayerId};
-use kassa_core::limits::{DepositLimit, LimitPeriod, PendingIncrease};
+use kassa_core::limits::{LimitKind, LimitPeriod, PendingIncrease, PeriodLimit};
+use kassa_core::play_limits::{PlayLimits, SessionLimit};
 use sqlx::Row;
 
 use crate::{now_ms, Store, StoreError, Tx};
 
 const DEPOSIT: &str = "deposit";
+
+/// The `period` a session limit's row is stored under: a session has no window.
+const SESSION_PERIOD: &str = "session";
+
+/// Every limit of a player, as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredLimits {
+    /// Deposit limits by period (periods without a row have none).
+    pub deposit: Vec<PeriodLimit>,
+    /// Wager, loss and session limits.
+    pub play: PlayLimits,
+}
 
 /// Payment statuses whose amount counts against a deposit limit: gross (refunds are not
 /// netted off) and including deposits still under way, which may yet be captured.
@@ -21,7 +35,7 @@ impl Store {
         &self,
         merchant_id: &MerchantId,
         player_id: &PlayerId,
-    ) -> Result<Vec<DepositLimit>, StoreError> {
+    ) -> Result<Vec<PeriodLimit>, StoreError> {
         let sql = format!(
             "SELECT {LIMIT_COLUMNS} FROM player_limits \
              WHERE merchant_id = $1 AND player_id = $2 AND kind = $3"
@@ -43,7 +57,7 @@ impl Store {
         tx: &mut Tx,
         merchant_id: &MerchantId,
         player_id: &PlayerId,
-    ) -> Result<Vec<DepositLimit>, StoreError> {
+    ) -> Result<Vec<PeriodLimit>, StoreError> {
         let sql = format!(
             "SELECT {LIMIT_COLUMNS} FROM player_limits \
              WHERE merchant_id = $1 AND player_id = $2 AND kind = $3{}",
@@ -113,13 +127,68 @@ impl Store {
         Ok(())
     }
 
-    /// Stores one period's limit in `tx`, replacing what was there.
-    pub async fn put_deposit_limit(
+    /// Every limit of the player, as stored.
+    pub async fn limits(
+        &self,
+        merchant_id: &MerchantId,
+        player_id: &PlayerId,
+    ) -> Result<StoredLimits, StoreError> {
+        read_limits(self.reader(), merchant_id, player_id).await
+    }
+
+    /// Every limit of the player, in `tx` (after [`Store::lock_play_state`], so that two
+    /// changes of one player take turns).
+    pub async fn limits_in(
         &self,
         tx: &mut Tx,
         merchant_id: &MerchantId,
         player_id: &PlayerId,
-        limit: &DepositLimit,
+    ) -> Result<StoredLimits, StoreError> {
+        read_limits(&mut **tx, merchant_id, player_id).await
+    }
+
+    /// Stores one period's `kind` limit in `tx`, replacing what was there.
+    pub async fn put_limit(
+        &self,
+        tx: &mut Tx,
+        (merchant_id, player_id): (&MerchantId, &PlayerId),
+        kind: LimitKind,
+        limit: &PeriodLimit,
+        set_by: &str,
+    ) -> Result<(), StoreError> {
+        let row = LimitRow {
+            kind: kind.as_str(),
+            period: limit.period.as_str(),
+            amount: limit.amount_minor,
+            pending: limit.pending,
+        };
+        self.put_limit_row(tx, (merchant_id, player_id), row, set_by)
+            .await
+    }
+
+    /// Stores the session limit (minutes) in `tx`, replacing what was there.
+    pub async fn put_session_limit(
+        &self,
+        tx: &mut Tx,
+        (merchant_id, player_id): (&MerchantId, &PlayerId),
+        limit: &SessionLimit,
+        set_by: &str,
+    ) -> Result<(), StoreError> {
+        let row = LimitRow {
+            kind: LimitKind::Session.as_str(),
+            period: SESSION_PERIOD,
+            amount: limit.minutes,
+            pending: limit.pending,
+        };
+        self.put_limit_row(tx, (merchant_id, player_id), row, set_by)
+            .await
+    }
+
+    async fn put_limit_row(
+        &self,
+        tx: &mut Tx,
+        (merchant_id, player_id): (&MerchantId, &PlayerId),
+        row: LimitRow<'_>,
         set_by: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
@@ -134,11 +203,11 @@ impl Store {
         )
         .bind(merchant_id.as_str())
         .bind(player_id.as_str())
-        .bind(DEPOSIT)
-        .bind(limit.period.as_str())
-        .bind(limit.amount_minor)
-        .bind(limit.pending.and_then(|p| p.amount_minor))
-        .bind(limit.pending.map(|p| p.applies_at_ms))
+        .bind(row.kind)
+        .bind(row.period)
+        .bind(row.amount)
+        .bind(row.pending.and_then(|p| p.amount_minor))
+        .bind(row.pending.map(|p| p.applies_at_ms))
         .bind(set_by)
         .bind(now_ms())
         .execute(&mut **tx)
@@ -201,17 +270,62 @@ impl Store {
     }
 }
 
-fn limit_from_row(row: &sqlx::any::AnyRow) -> Result<DepositLimit, StoreError> {
+async fn read_limits<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    merchant_id: &MerchantId,
+    player_id: &PlayerId,
+) -> Result<StoredLimits, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT kind, {LIMIT_COLUMNS} FROM player_limits WHERE merchant_id = $1 AND player_id = $2"
+    ))
+    .bind(merchant_id.as_str())
+    .bind(player_id.as_str())
+    .fetch_all(executor)
+    .await?;
+    let mut limits = StoredLimits::default();
+    for row in &rows {
+        let kind: String = row.try_get("kind")?;
+        match LimitKind::parse(&kind) {
+            Some(LimitKind::Deposit) => limits.deposit.push(limit_from_row(row)?),
+            Some(LimitKind::Wager) => limits.play.wager.push(limit_from_row(row)?),
+            Some(LimitKind::Loss) => limits.play.loss.push(limit_from_row(row)?),
+            Some(LimitKind::Session) => limits.play.session = session_from_row(row)?,
+            None => return Err(StoreError::Corrupt(format!("limit kind {kind:?}"))),
+        }
+    }
+    Ok(limits)
+}
+
+/// One row of `player_limits` to write.
+struct LimitRow<'a> {
+    kind: &'a str,
+    period: &'a str,
+    amount: Option<i64>,
+    pending: Option<PendingIncrease>,
+}
+
+fn limit_from_row(row: &sqlx::any::AnyRow) -> Result<PeriodLimit, StoreError> {
     let period: String = row.try_get("period")?;
     let period = LimitPeriod::parse(&period)
         .ok_or_else(|| StoreError::Corrupt(format!("limit period {period:?}")))?;
-    let applies_at: Option<i64> = row.try_get("pending_applies_at_ms")?;
-    Ok(DepositLimit {
+    Ok(PeriodLimit {
         period,
         amount_minor: row.try_get("amount_minor")?,
-        pending: applies_at.map(|applies_at_ms| PendingIncrease {
-            amount_minor: row.try_get("pending_amount_minor").ok().flatten(),
-            applies_at_ms,
-        }),
+        pending: pending_from_row(row)?,
     })
+}
+
+fn session_from_row(row: &sqlx::any::AnyRow) -> Result<SessionLimit, StoreError> {
+    Ok(SessionLimit {
+        minutes: row.try_get("amount_minor")?,
+        pending: pending_from_row(row)?,
+    })
+}
+
+fn pending_from_row(row: &sqlx::any::AnyRow) -> Result<Option<PendingIncrease>, StoreError> {
+    let applies_at: Option<i64> = row.try_get("pending_applies_at_ms")?;
+    Ok(applies_at.map(|applies_at_ms| PendingIncrease {
+        amount_minor: row.try_get("pending_amount_minor").ok().flatten(),
+        applies_at_ms,
+    }))
 }

@@ -31,6 +31,7 @@ use std::sync::LazyLock;
 
 use futures::future::try_join_all;
 use kassa_core::ledger::{Account, AccountId, Effects, Entry, LedgerView, Outcome, Request};
+use kassa_core::play_limits::PlayRules;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -39,18 +40,26 @@ use crate::journal::{
     ENTRY_WIDTH,
 };
 use crate::ledger::{parse_account, referenced};
-use crate::{now_ms, StoreError};
+use crate::play_limits::{decide, gate_over};
+use crate::StoreError;
 
-const LOCK_ACCOUNTS: &str = "SELECT id, currency, balance_minor, floor FROM ledger_accounts \
-     WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE";
+const LOCK_ACCOUNTS: &str = "SELECT id, currency, balance_minor, floor, play_state \
+     FROM ledger_accounts WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE";
+/// Play states of accounts whose balance the batch did not change (see `states_beside`),
+/// on the accounts it locked (found by key, as the journal's balances are).
+const UPDATE_PLAY_STATES: &str = "UPDATE ledger_accounts a SET play_state = v.play_state \
+     FROM unnest($1::int8[], $2::text[]) AS v (id, play_state) \
+     WHERE a.id = ANY($1::int8[]) AND a.id = v.id";
 /// The entries `$2` names, one probe of the unique (merchant_id, txn_id) key per txn id.
 /// `txn_id = ANY($2)` let PostgreSQL's generic plan, made while the journal was nearly empty
 /// and kept as it grew, read every entry of the merchant and filter txn_id row by row; a
 /// subquery with LIMIT cannot be flattened, so each txn id is looked up on its own (ADR 23).
+/// Each entry comes with its time, last: a rollback of a limited player's bet takes the
+/// stake out of the bucket the bet was counted in (ADR 77), without a round trip more.
 static SELECT_ENTRIES: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {columns} FROM unnest($2::text[]) AS k (wanted_txn_id) \
-         CROSS JOIN LATERAL (SELECT {columns} FROM ledger_entries \
+        "SELECT {columns}, created_at_ms FROM unnest($2::text[]) AS k (wanted_txn_id) \
+         CROSS JOIN LATERAL (SELECT {columns}, created_at_ms FROM ledger_entries \
          WHERE merchant_id = $1 AND txn_id = k.wanted_txn_id LIMIT 1) AS e",
         columns = *ENTRY_COLUMN_LIST
     )
@@ -65,7 +74,7 @@ static SELECT_ENTRIES: LazyLock<String> = LazyLock::new(|| {
 static WRITE_JOURNAL: LazyLock<String> = LazyLock::new(write_journal_sql);
 
 /// The text of [`WRITE_JOURNAL`]: `$1` merchant, `$2` time, one array per entry column from
-/// `$3`, then the transfers' six arrays and the balances' two.
+/// `$3`, then the transfers' six arrays and the balances' three (id, balance, play state or NULL).
 fn write_journal_sql() -> String {
     let first = 3;
     let entry_arrays: Vec<String> = ENTRY_COLUMNS
@@ -98,8 +107,9 @@ fn write_journal_sql() -> String {
          ${t5}::text[]) WITH ORDINALITY AS v (txn_id, seq, debit_account_id, \
          credit_account_id, amount_minor, currency, n) JOIN e ON e.txn_id = v.txn_id \
          ORDER BY v.n RETURNING 1), \
-         b AS (UPDATE ledger_accounts a SET balance_minor = v.balance_minor \
-         FROM unnest(${b}::int8[], ${b1}::int8[]) AS v (id, balance_minor) \
+         b AS (UPDATE ledger_accounts a SET balance_minor = v.balance_minor, \
+         play_state = COALESCE(v.play_state, a.play_state) \
+         FROM unnest(${b}::int8[], ${b1}::int8[], ${b2}::text[]) AS v (id, balance_minor, play_state) \
          WHERE a.id = ANY(${b}::int8[]) AND a.id = v.id RETURNING 1) \
          SELECT kassa_assert((SELECT COUNT(*) FROM t) = cardinality(${t}::text[]) \
          AND (SELECT COUNT(*) FROM b) = cardinality(${b}::int8[]), \
@@ -113,6 +123,7 @@ fn write_journal_sql() -> String {
         t4 = t + 4,
         t5 = t + 5,
         b1 = b + 1,
+        b2 = b + 2,
     )
 }
 /// Each changed entry is found as [`SELECT_ENTRIES`] finds it (a probe of the unique key per
@@ -145,7 +156,28 @@ struct Statements {
     select_entries: Statement,
     write_journal: Statement,
     update_statuses: Statement,
+    update_play_states: Statement,
     complete_idempotency_key: Statement,
+}
+
+/// What one round trip of locks and reads brought.
+struct ReadUnderLock {
+    accounts: Vec<Account>,
+    /// The play states on those of the accounts that have one.
+    play_states: Vec<(AccountId, String)>,
+    entries: Vec<Entry>,
+    /// Each entry's time: (txn id, created at).
+    entry_times: Vec<(String, i64)>,
+}
+
+/// One merchant's part of a batch, decided and not yet sent.
+struct Decided {
+    merchant_id: String,
+    effects: Effects,
+    /// Play states the batch changed: (cash account, encoded state).
+    play_states: Vec<(AccountId, String)>,
+    /// The time its entries are stamped with.
+    now_ms: i64,
 }
 
 /// A connection of its own to the store's PostgreSQL database, for the wallet writer.
@@ -169,7 +201,7 @@ pub struct PostgresBatch<'w> {
     recorded: Vec<((String, String), Vec<AccountId>)>,
     /// Decided and not yet sent: each merchant's effects, sent at the head of the batch's
     /// next round trip (the next merchant's locks, or the commit).
-    unsent: Vec<(String, Effects)>,
+    unsent: Vec<Decided>,
     /// Answers of claimed `Idempotency-Key`s, sent with the commit: (merchant, key,
     /// status, body).
     answers: Vec<(String, String, i64, String)>,
@@ -245,6 +277,7 @@ impl PostgresWriter {
                 select_entries: client.prepare(&SELECT_ENTRIES).await?,
                 write_journal: client.prepare(&WRITE_JOURNAL).await?,
                 update_statuses: client.prepare(UPDATE_STATUSES).await?,
+                update_play_states: client.prepare(UPDATE_PLAY_STATES).await?,
                 complete_idempotency_key: client.prepare(COMPLETE_IDEMPOTENCY_KEY).await?,
             };
             self.connection = Some((client, statements));
@@ -258,10 +291,28 @@ impl PostgresBatch<'_> {
     /// Applies `requests` of one merchant, in order, as
     /// [`Store::apply_ledger_requests`](crate::Store::apply_ledger_requests) does: the same
     /// locks, the same engine, the same rows.
+    #[cfg(test)]
     pub async fn apply_ledger_requests(
         &mut self,
         merchant_id: &str,
         requests: &[Request],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let rules = PlayRules {
+            now_ms: crate::now_ms(),
+            session_break_ms: kassa_core::play_limits::SESSION_BREAK_MS_DEFAULT,
+        };
+        self.apply_ledger_requests_with(merchant_id, requests, rules)
+            .await
+    }
+
+    /// The batch's requests at `rules.now_ms`, with the
+    /// bets of limited players checked and their calls counted, as
+    /// [`Store::apply_ledger_requests_with`](crate::Store::apply_ledger_requests_with) does.
+    pub async fn apply_ledger_requests_with(
+        &mut self,
+        merchant_id: &str,
+        requests: &[Request],
+        rules: PlayRules,
     ) -> Result<Vec<Outcome>, StoreError> {
         let (account_ids, txn_ids) = referenced(requests);
         let txn_ids: Vec<&str> = txn_ids.into_iter().collect();
@@ -274,9 +325,12 @@ impl PostgresBatch<'_> {
         }
         let mut locked = BTreeSet::new();
         let mut accounts = Vec::new();
-        let entries = loop {
-            let (more, entries) = self.lock_and_read(&to_lock, merchant_id, &txn_ids).await?;
-            accounts.extend(more);
+        let mut play_states = Vec::new();
+        let (entries, entry_times) = loop {
+            let read = self.lock_and_read(&to_lock, merchant_id, &txn_ids).await?;
+            accounts.extend(read.accounts);
+            play_states.extend(read.play_states);
+            let entries = read.entries;
             locked.extend(to_lock.iter().copied());
             // Asked for and missing accounts stay out of the view (the engine refuses a
             // request that names one); they are not asked for again.
@@ -286,12 +340,19 @@ impl PostgresBatch<'_> {
                 .filter(|id| !locked.contains(id))
                 .collect();
             if to_lock.is_empty() {
-                break entries;
+                break (entries, read.entry_times);
             }
         };
 
         let mut view = LedgerView::new(accounts, entries);
-        let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
+        let mut gate = gate_over(rules, play_states)?;
+        let rolled_back = gate.rolled_back_bets(&view, requests);
+        gate.with_bet_times(
+            entry_times
+                .into_iter()
+                .filter(|(txn_id, _)| rolled_back.contains(&txn_id.as_str())),
+        );
+        let (outcomes, play_states) = decide(&mut view, gate, requests);
         let effects = view.into_effects();
         self.recorded.extend(effects.new_entries.iter().map(|e| {
             (
@@ -299,7 +360,12 @@ impl PostgresBatch<'_> {
                 e.accounts().collect(),
             )
         }));
-        self.unsent.push((merchant_id.to_string(), effects));
+        self.unsent.push(Decided {
+            merchant_id: merchant_id.to_string(),
+            effects,
+            play_states,
+            now_ms: rules.now_ms,
+        });
         Ok(outcomes)
     }
 
@@ -369,7 +435,7 @@ impl PostgresBatch<'_> {
         ids: &BTreeSet<AccountId>,
         merchant_id: &str,
         txn_ids: &[&str],
-    ) -> Result<(Vec<Account>, Vec<Entry>), StoreError> {
+    ) -> Result<ReadUnderLock, StoreError> {
         let opening = match (self.begun, self.writer.in_transaction) {
             (true, _) => None,
             (false, true) => Some("ROLLBACK; BEGIN"),
@@ -397,22 +463,33 @@ impl PostgresBatch<'_> {
                     .await
             },
         )?;
-        let accounts = account_rows
-            .iter()
-            .map(|row| {
-                parse_account(
-                    row.try_get(0)?,
-                    row.try_get(1)?,
-                    row.try_get(2)?,
-                    row.try_get(3)?,
-                )
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let entries = entry_rows
-            .iter()
-            .map(|row| entry_from_row(row, 0))
-            .collect::<Result<_, StoreError>>()?;
-        Ok((accounts, entries))
+        let mut accounts = Vec::with_capacity(account_rows.len());
+        let mut play_states = Vec::new();
+        for row in &account_rows {
+            let account = parse_account(
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            )?;
+            if let Some(state) = row.try_get::<_, Option<String>>(4)? {
+                play_states.push((account.id, state));
+            }
+            accounts.push(account);
+        }
+        let mut entries = Vec::with_capacity(entry_rows.len());
+        let mut entry_times = Vec::with_capacity(entry_rows.len());
+        for row in &entry_rows {
+            let entry = entry_from_row(row, 0)?;
+            entry_times.push((entry.txn_id.clone(), row.try_get(ENTRY_WIDTH)?));
+            entries.push(entry);
+        }
+        Ok(ReadUnderLock {
+            accounts,
+            play_states,
+            entries,
+            entry_times,
+        })
     }
 }
 
@@ -421,25 +498,24 @@ impl PostgresBatch<'_> {
 async fn write_all(
     client: &Client,
     statements: &Statements,
-    unsent: &[(String, Effects)],
+    unsent: &[Decided],
 ) -> Result<(), tokio_postgres::Error> {
     try_join_all(
         unsent
             .iter()
-            .map(|(merchant_id, effects)| write(client, statements, merchant_id, effects)),
+            .map(|decided| write(client, statements, decided)),
     )
     .await?;
     Ok(())
 }
 
-/// One merchant's journal statement and status changes.
+/// One merchant's journal statement, status changes and play states.
 async fn write(
     client: &Client,
     statements: &Statements,
-    merchant_id: &str,
-    effects: &Effects,
+    decided: &Decided,
 ) -> Result<(), tokio_postgres::Error> {
-    let now = now_ms();
+    let (merchant_id, effects, now) = (&decided.merchant_id, &decided.effects, decided.now_ms);
     let transfers = &effects.transfers;
     let statuses: (Vec<&str>, Vec<&str>) = effects
         .changed_entries
@@ -457,6 +533,7 @@ async fn write(
     let transfer_currencies: Vec<&str> = transfers.iter().map(|t| t.currency.code()).collect();
     let balance_ids: Vec<AccountId> = effects.balances.iter().map(|a| a.id).collect();
     let balances: Vec<i64> = effects.balances.iter().map(|a| a.balance_minor).collect();
+    let (balance_states, apart) = states_beside(&balance_ids, &decided.play_states);
     // In the order of the statement's parameters.
     let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&merchant_id, &now];
     parameters.extend(entry_arrays.iter().map(|array| array.as_ref()));
@@ -469,6 +546,7 @@ async fn write(
         &transfer_currencies,
         &balance_ids,
         &balances,
+        &balance_states,
     ]);
     let journal = client.query_one(&statements.write_journal, &parameters);
     let status_changes = async {
@@ -482,8 +560,35 @@ async fn write(
             )
             .await
     };
-    futures::try_join!(journal, status_changes)?;
+    let play_states = async {
+        if apart.0.is_empty() {
+            return Ok(0);
+        }
+        client
+            .execute(&statements.update_play_states, &[&apart.0, &apart.1])
+            .await
+    };
+    futures::try_join!(journal, status_changes, play_states)?;
     Ok(())
+}
+
+/// Play states written apart from their accounts' balances: (ids, states).
+type StatesApart<'d> = (Vec<AccountId>, Vec<&'d str>);
+
+/// The changed play states beside the balances they go with (`None` where an account's state
+/// did not change), written by the journal's one update of each account row; and those of
+/// accounts whose balance did not change, written apart. A state changes only when money
+/// moved on its account, so the second list is empty unless that ever stops being so.
+fn states_beside<'d>(
+    balance_ids: &[AccountId],
+    play_states: &'d [(AccountId, String)],
+) -> (Vec<Option<&'d str>>, StatesApart<'d>) {
+    let mut states: HashMap<AccountId, &str> = play_states
+        .iter()
+        .map(|(id, state)| (*id, state.as_str()))
+        .collect();
+    let beside = balance_ids.iter().map(|id| states.remove(id)).collect();
+    (beside, states.into_iter().unzip())
 }
 
 /// The new entries as one array per column of [`ENTRY_COLUMNS`], typed as the column is.

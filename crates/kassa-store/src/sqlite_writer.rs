@@ -17,20 +17,32 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
-use kassa_core::ledger::{Account, AccountId, Entry, LedgerView, Outcome, Request};
+use kassa_core::ledger::{Account, AccountId, Effects, Entry, LedgerView, Outcome, Request};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::journal::{entry_from_row, entry_values, JournalValue, ENTRY_COLUMN_LIST, ENTRY_WIDTH};
+use kassa_core::play_limits::PlayRules;
+
 use crate::ledger::{parse_account, referenced};
-use crate::{now_ms, StoreError};
+use crate::play_limits::{decide, gate_over};
+use crate::StoreError;
+
+/// A batch decided: the outcomes, the ledger's effects and the play states that changed.
+type Decided = (Vec<Outcome>, Effects, Vec<(AccountId, String)>);
+
+/// Accounts read, and the play states stored on those that have one.
+type LoadedAccounts = (Vec<Account>, Vec<(AccountId, String)>);
 
 /// Statements each connection keeps prepared: the reads and updates below and six sizes of
 /// each multi-row INSERT, with room to spare.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 const SELECT_ACCOUNT: &str =
-    "SELECT id, currency, balance_minor, floor FROM ledger_accounts WHERE id = ?1";
+    "SELECT id, currency, balance_minor, floor, play_state FROM ledger_accounts WHERE id = ?1";
+const SELECT_ENTRY_TIME: &str =
+    "SELECT created_at_ms FROM ledger_entries WHERE merchant_id = ?1 AND txn_id = ?2";
+const UPDATE_PLAY_STATE: &str = "UPDATE ledger_accounts SET play_state = ?1 WHERE id = ?2";
 static SELECT_ENTRY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {} FROM ledger_entries WHERE merchant_id = ?1 AND txn_id = ?2",
@@ -53,6 +65,8 @@ const INSERT_TRANSFERS: &str = "INSERT INTO ledger_transfers (entry_id, merchant
 /// rather than once per row.
 const CHUNK_LENS: [usize; 6] = [32, 16, 8, 4, 2, 1];
 const UPDATE_BALANCE: &str = "UPDATE ledger_accounts SET balance_minor = ?1 WHERE id = ?2";
+const UPDATE_BALANCE_AND_PLAY_STATE: &str =
+    "UPDATE ledger_accounts SET balance_minor = ?1, play_state = ?2 WHERE id = ?3";
 const COMPLETE_IDEMPOTENCY_KEY: &str = "UPDATE idempotency_keys SET state = 'done', \
      response_status = ?1, response_body = ?2 WHERE merchant_id = ?3 AND idempotency_key = ?4";
 
@@ -127,25 +141,30 @@ impl SqliteBatch<'_> {
     /// Applies `requests` of one merchant, in order, as
     /// [`Store::apply_ledger_requests`](crate::Store::apply_ledger_requests) does: the same
     /// reads, the same engine, the same rows.
+    #[cfg(test)]
     pub fn apply_ledger_requests(
         &mut self,
         merchant_id: &str,
         requests: &[Request],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let (account_ids, txn_ids) = referenced(requests);
-        let mut accounts = self.accounts(&account_ids)?;
-        let entries = self.entries(merchant_id, &txn_ids)?;
-        let more: BTreeSet<AccountId> = entries
-            .iter()
-            .flat_map(|e| e.accounts())
-            .filter(|id| !account_ids.contains(id))
-            .collect();
-        accounts.extend(self.accounts(&more)?);
+        let rules = PlayRules {
+            now_ms: crate::now_ms(),
+            session_break_ms: kassa_core::play_limits::SESSION_BREAK_MS_DEFAULT,
+        };
+        self.apply_ledger_requests_with(merchant_id, requests, rules)
+    }
 
-        let mut view = LedgerView::new(accounts, entries);
-        let outcomes: Vec<Outcome> = requests.iter().map(|r| view.apply(r)).collect();
-        let effects = view.into_effects();
-        let now = now_ms();
+    /// The batch's requests at `rules.now_ms`, with the
+    /// bets of limited players checked and their calls counted, as
+    /// [`Store::apply_ledger_requests_with`](crate::Store::apply_ledger_requests_with) does.
+    pub fn apply_ledger_requests_with(
+        &mut self,
+        merchant_id: &str,
+        requests: &[Request],
+        rules: PlayRules,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let (outcomes, effects, play_changes) = self.decide(merchant_id, requests, rules)?;
+        let now = rules.now_ms;
         let mut entry_ids: HashMap<String, i64> = HashMap::with_capacity(effects.new_entries.len());
         insert_chunked(
             &self.tx,
@@ -200,16 +219,70 @@ impl SqliteBatch<'_> {
             },
             |_| Ok(()),
         )?;
+        self.write_balances(&effects.balances, play_changes)?;
+        Ok(outcomes)
+    }
+
+    /// The new balances, each with its account's play state where that changed (one update
+    /// of the row), and the play states of accounts whose balance did not change (none
+    /// today: a state changes only when money moved on its account).
+    fn write_balances(
+        &self,
+        balances: &[Account],
+        play_changes: Vec<(AccountId, String)>,
+    ) -> Result<(), StoreError> {
+        let mut states: HashMap<AccountId, String> = play_changes.into_iter().collect();
         let mut update = self.tx.prepare_cached(UPDATE_BALANCE)?;
-        for account in &effects.balances {
-            if update.execute(params![account.balance_minor, account.id])? != 1 {
+        let mut update_both = self.tx.prepare_cached(UPDATE_BALANCE_AND_PLAY_STATE)?;
+        for account in balances {
+            let updated = match states.remove(&account.id) {
+                Some(state) => {
+                    update_both.execute(params![account.balance_minor, state, account.id])?
+                }
+                None => update.execute(params![account.balance_minor, account.id])?,
+            };
+            if updated != 1 {
                 return Err(StoreError::Corrupt(format!(
                     "account {} vanished while its balance was written",
                     account.id
                 )));
             }
         }
-        Ok(outcomes)
+        let mut update_state = self.tx.prepare_cached(UPDATE_PLAY_STATE)?;
+        for (id, state) in &states {
+            update_state.execute(params![state, id])?;
+        }
+        Ok(())
+    }
+
+    /// Reads what `requests` touch and decides them: the outcomes, the ledger's effects and
+    /// the play states that changed.
+    fn decide(
+        &self,
+        merchant_id: &str,
+        requests: &[Request],
+        rules: PlayRules,
+    ) -> Result<Decided, StoreError> {
+        let (account_ids, txn_ids) = referenced(requests);
+        let (mut accounts, mut play_states) = self.accounts(&account_ids)?;
+        let entries = self.entries(merchant_id, &txn_ids)?;
+        let more: BTreeSet<AccountId> = entries
+            .iter()
+            .flat_map(|e| e.accounts())
+            .filter(|id| !account_ids.contains(id))
+            .collect();
+        let (more_accounts, more_states) = self.accounts(&more)?;
+        accounts.extend(more_accounts);
+        play_states.extend(more_states);
+
+        let mut view = LedgerView::new(accounts, entries);
+        let mut gate = gate_over(rules, play_states)?;
+        let rolled_back = gate.rolled_back_bets(&view, requests);
+        if !rolled_back.is_empty() {
+            gate.with_bet_times(self.bet_times(merchant_id, &rolled_back)?);
+        }
+        let (outcomes, play_changes) = decide(&mut view, gate, requests);
+        Ok((outcomes, view.into_effects(), play_changes))
     }
 
     /// Stores the answer of a claimed `Idempotency-Key` in this transaction, as
@@ -232,9 +305,11 @@ impl SqliteBatch<'_> {
         Ok(self.tx.commit()?)
     }
 
-    fn accounts(&self, ids: &BTreeSet<AccountId>) -> Result<Vec<Account>, StoreError> {
+    /// The accounts `ids` and the play states stored on those that have one.
+    fn accounts(&self, ids: &BTreeSet<AccountId>) -> Result<LoadedAccounts, StoreError> {
         let mut select = self.tx.prepare_cached(SELECT_ACCOUNT)?;
         let mut accounts = Vec::with_capacity(ids.len());
+        let mut play_states = Vec::new();
         for id in ids {
             let row = select
                 .query_row(params![id], |row| {
@@ -243,16 +318,35 @@ impl SqliteBatch<'_> {
                         row.get::<_, String>(1)?,
                         row.get::<_, i64>(2)?,
                         row.get::<_, String>(3)?,
+                        row.get::<_, Option<String>>(4)?,
                     ))
                 })
                 .optional()?;
             // An unknown account is left out, as the IN list of the sqlx path leaves it
             // out; the engine refuses a request that names it.
-            if let Some((id, currency, balance_minor, floor)) = row {
+            if let Some((id, currency, balance_minor, floor, play_state)) = row {
                 accounts.push(parse_account(id, &currency, balance_minor, &floor)?);
+                play_states.extend(play_state.map(|state| (id, state)));
             }
         }
-        Ok(accounts)
+        Ok((accounts, play_states))
+    }
+
+    /// When the entries `txn_ids` of the merchant were recorded (those that exist).
+    fn bet_times(
+        &self,
+        merchant_id: &str,
+        txn_ids: &[&str],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut select = self.tx.prepare_cached(SELECT_ENTRY_TIME)?;
+        let mut times = Vec::with_capacity(txn_ids.len());
+        for txn_id in txn_ids {
+            let at: Option<i64> = select
+                .query_row(params![merchant_id, txn_id], |row| row.get(0))
+                .optional()?;
+            times.extend(at.map(|at| ((*txn_id).to_string(), at)));
+        }
+        Ok(times)
     }
 
     fn entries(

@@ -18,6 +18,7 @@
 use std::time::{Duration, Instant};
 
 use kassa_core::ledger::{Outcome, Request};
+use kassa_core::play_limits::{PlayRules, SESSION_BREAK_MS_DEFAULT};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::postgres_writer::PostgresWriter;
@@ -83,6 +84,8 @@ enum WriterDb {
 pub struct WalletWriter {
     store: Store,
     db: WriterDb,
+    /// The pause in play that ends a session, for the play limits (ADR 78).
+    session_break_ms: i64,
 }
 
 impl WalletWriter {
@@ -108,6 +111,7 @@ impl WalletWriter {
         WalletWriter {
             store: store.clone(),
             db,
+            session_break_ms: SESSION_BREAK_MS_DEFAULT,
         }
     }
 
@@ -117,7 +121,14 @@ impl WalletWriter {
         WalletWriter {
             store: store.clone(),
             db: WriterDb::Held(held_connection(store).await),
+            session_break_ms: SESSION_BREAK_MS_DEFAULT,
         }
+    }
+
+    /// The same writer with `session_break_ms` as the pause that ends a play session.
+    pub fn with_session_break_ms(mut self, session_break_ms: i64) -> WalletWriter {
+        self.session_break_ms = session_break_ms;
+        self
     }
 
     /// Which connection this writer commits through.
@@ -168,14 +179,20 @@ impl WalletWriter {
     async fn commit_retrying(&mut self, calls: &[WalletCall]) -> Result<Vec<Outcome>, StoreError> {
         let mut attempt = 0;
         loop {
+            // The batch's time, from the store's clock: its entries are stamped with it and
+            // the play limits decide with it.
+            let rules = PlayRules {
+                now_ms: self.store.clock().now_ms(),
+                session_break_ms: self.session_break_ms,
+            };
             let committed = match &mut self.db {
                 WriterDb::Sqlite(own) => {
-                    let committed = commit_sqlite(&self.store, own, calls).await;
+                    let committed = commit_sqlite(&self.store, own, calls, rules).await;
                     own.after_batch(&committed);
                     committed
                 }
-                WriterDb::Postgres(writer) => commit_postgres(writer, calls).await,
-                WriterDb::Held(held) => commit_held(&self.store, held, calls).await,
+                WriterDb::Postgres(writer) => commit_postgres(writer, calls, rules).await,
+                WriterDb::Held(held) => commit_held(&self.store, held, calls, rules).await,
             };
             let error = match committed {
                 Ok(outcomes) => return Ok(outcomes),
@@ -297,12 +314,14 @@ async fn commit_held(
     store: &Store,
     held: &mut HeldConnection,
     calls: &[WalletCall],
+    rules: PlayRules,
 ) -> Result<Vec<Outcome>, StoreError> {
     let mut tx = held.begin().await?;
     let mut decided = Vec::new();
     for (merchant, positions) in by_merchant(calls) {
+        let requests = requests_at(calls, &positions);
         let outcomes = store
-            .apply_ledger_requests(&mut tx, merchant, &requests_at(calls, &positions))
+            .apply_ledger_requests_with(&mut tx, merchant, &requests, rules)
             .await?;
         decided.push((positions, outcomes));
     }
@@ -327,13 +346,15 @@ async fn commit_sqlite(
     store: &Store,
     own: &mut OwnSqlite,
     calls: &[WalletCall],
+    rules: PlayRules,
 ) -> Result<Vec<Outcome>, StoreError> {
     let (writer, turn) = own.connection(store)?;
     turn.take(store).await?;
     let mut batch = writer.begin()?;
     let mut decided = Vec::new();
     for (merchant, positions) in by_merchant(calls) {
-        let outcomes = batch.apply_ledger_requests(merchant, &requests_at(calls, &positions))?;
+        let requests = requests_at(calls, &positions);
+        let outcomes = batch.apply_ledger_requests_with(merchant, &requests, rules)?;
         decided.push((positions, outcomes));
     }
     let outcomes = in_call_order(calls.len(), decided);
@@ -349,12 +370,14 @@ async fn commit_sqlite(
 async fn commit_postgres(
     writer: &mut PostgresWriter,
     calls: &[WalletCall],
+    rules: PlayRules,
 ) -> Result<Vec<Outcome>, StoreError> {
     let mut batch = writer.begin().await?;
     let mut decided = Vec::new();
     for (merchant, positions) in by_merchant(calls) {
+        let requests = requests_at(calls, &positions);
         let outcomes = batch
-            .apply_ledger_requests(merchant, &requests_at(calls, &positions))
+            .apply_ledger_requests_with(merchant, &requests, rules)
             .await?;
         decided.push((positions, outcomes));
     }
@@ -375,6 +398,8 @@ pub struct WalletQueueOptions {
     pub queue_len_max: usize,
     /// Nice value the writer thread asks for (Linux; 0 leaves it alone).
     pub writer_nice: i32,
+    /// The pause in play that ends a session, for the play limits (ADR 78).
+    pub session_break_ms: i64,
 }
 
 /// Why a call got no outcome from the writer.
@@ -411,6 +436,7 @@ impl WalletQueue {
         let (jobs, queue) = mpsc::channel(options.queue_len_max.max(1));
         let batch_size_max = options.batch_size_max.max(1);
         let writer_nice = options.writer_nice;
+        let session_break_ms = options.session_break_ms;
         let spawned = std::thread::Builder::new()
             .name("kassa-wallet-writer".into())
             .spawn(move || {
@@ -425,7 +451,7 @@ impl WalletQueue {
                         return;
                     }
                 };
-                runtime.block_on(run(store, queue, batch_size_max))
+                runtime.block_on(run(store, queue, batch_size_max, session_break_ms))
             });
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot start the wallet writer thread");
@@ -449,8 +475,15 @@ impl WalletQueue {
     }
 }
 
-async fn run(store: Store, mut queue: mpsc::Receiver<Job>, batch_size_max: usize) {
-    let mut writer = WalletWriter::open(&store).await;
+async fn run(
+    store: Store,
+    mut queue: mpsc::Receiver<Job>,
+    batch_size_max: usize,
+    session_break_ms: i64,
+) {
+    let mut writer = WalletWriter::open(&store)
+        .await
+        .with_session_break_ms(session_break_ms);
     tracing::info!(path = ?writer.path(), "wallet writer started");
     let mut jobs = Vec::with_capacity(batch_size_max);
     while queue.recv_many(&mut jobs, batch_size_max).await > 0 {

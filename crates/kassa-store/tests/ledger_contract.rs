@@ -504,13 +504,41 @@ fn own_path(backend: TestBackend) -> WriterPath {
     }
 }
 
+/// Gives the player of `cash` month wager and loss limits (ADR 77) that random histories
+/// reach: their bets go through the play limits' gate.
+async fn limit_player(store: &Store, cash: kassa_core::ledger::AccountId) {
+    use kassa_core::limits::{LimitPeriod, PeriodLimit};
+    use kassa_core::play_limits::{PlayLimits, PlayState};
+    let month = |amount| PeriodLimit {
+        period: LimitPeriod::Month,
+        amount_minor: Some(amount),
+        pending: None,
+    };
+    let state = PlayState {
+        limits: PlayLimits {
+            wager: vec![month(1_500)],
+            loss: vec![month(1_000)],
+            ..PlayLimits::default()
+        },
+        ..PlayState::default()
+    };
+    let mut tx = store.begin().await.unwrap();
+    store
+        .put_play_state(&mut tx, cash, Some(&state))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// Each of the wallet writer's paths (its own connection, ADR 13 and 15, and the shared
 /// fallback) is a second path to the journal. Random histories, in random batches (up to 63
 /// calls over 128 txn ids, so that every size of the SQLite writer's multi-row INSERTs is
 /// used), each batch sent twice, go through [`WalletWriter::commit`] on one database and
 /// through [`Store::apply_ledger_requests`] on another with the same accounts: every
 /// outcome, every balance and the verify report must be the same, and a replayed batch must
-/// move nothing.
+/// move nothing. The first player has play limits, so the paths must also refuse the same
+/// bets (the month window's buckets are days: the two paths' times differ by
+/// milliseconds, which matters only across midnight UTC).
 fn writer_agrees_with_the_shared_path(backend: TestBackend, path: WriterPath) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let Some((shared, own)) =
@@ -530,6 +558,8 @@ fn writer_agrees_with_the_shared_path(backend: TestBackend, path: WriterPath) {
             let g = fixture(&own).await;
             let ids = |f: &Fixture| [f.cash[0], f.cash[1], f.hold, f.house, f.clearing];
             assert_eq!(ids(&f), ids(&g), "both databases hand out the same account ids");
+            limit_player(&shared, f.cash[0]).await;
+            limit_player(&own, g.cash[0]).await;
             let requests: Vec<Request> = steps.iter().map(|s| to_request(&f, s)).collect();
             let mut writer = writer.lock().await;
             for chunk in requests.chunks(batch) {
@@ -771,6 +801,7 @@ async fn the_queue_answers_every_call_once(backend: TestBackend) {
             batch_size_max: 4,
             queue_len_max: 256,
             writer_nice: 0,
+            session_break_ms: kassa_core::play_limits::SESSION_BREAK_MS_DEFAULT,
         },
     );
     let call = |txn_id: String| WalletCall {

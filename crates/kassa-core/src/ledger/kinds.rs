@@ -68,6 +68,9 @@ stored_names! {
         OriginalNotFound => "original_not_found",
         /// A reversal with nothing left to undo; nothing moved.
         NoEffect => "no_effect",
+        /// Refused by a rule outside the ledger (a responsible-gambling limit, named by the
+        /// entry's `refusal`); nothing moved.
+        LimitRefused => "limit_refused",
     }
 }
 

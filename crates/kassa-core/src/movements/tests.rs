@@ -102,6 +102,7 @@ fn payment_meta_of(payment: &PaymentId, player: &PlayerId) -> EntryMeta {
         player_id: Some(player.to_string()),
         round_id: None,
         reference: Some(payment.to_string()),
+        refusal: None,
     }
 }
 
@@ -382,6 +383,7 @@ fn a_payout_is_held_then_paid_or_released_as_its_status_says() {
         player_id: Some("p1".into()),
         round_id: None,
         reference: Some("po_C3".into()),
+        refusal: None,
     };
     let hold = payout_requested(&payout_id, &player_id, eur(2_000), &PLAYER, CLEARING);
     assert_eq!(
@@ -484,6 +486,7 @@ fn wallet_calls_keep_their_txn_ids_and_fingerprints() {
                 player_id: Some("p1".into()),
                 round_id: Some("r1".into()),
                 reference: None,
+                refusal: None,
             },
         }
     );

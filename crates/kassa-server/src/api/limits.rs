@@ -1,8 +1,11 @@
-//! `GET/PUT /v1/players/{player_id}/limits`: responsible-gambling deposit limits.
+//! `GET/PUT /v1/players/{player_id}/limits`: responsible-gambling deposit, wager, loss and
+//! session-time limits.
 
 use axum::extract::State;
 use axum::Json;
-use kassa_core::limits::LimitPeriod;
+use kassa_core::limits::{LimitPeriod, PeriodLimit};
+use kassa_core::play_limits::SESSION_MINUTES_MAX;
+use kassa_core::Currency;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -11,10 +14,10 @@ use crate::api::players::player_in_path;
 use crate::api::{rfc3339, ApiJson, ApiPath};
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
-use crate::service::limits::{PlayerLimits, SET_BY};
+use crate::service::limits::{LimitChanges, PlayerLimits, SET_BY};
 use crate::AppState;
 
-/// One period's deposit limit.
+/// One period's limit.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LimitView {
     /// `day` (24 h), `week` (7 days) or `month` (30 days), rolling.
@@ -26,57 +29,112 @@ pub struct LimitView {
     pub pending: Option<Value>,
 }
 
-/// A player's deposit limits and the rules of changing them.
+/// The session-time limit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionLimitView {
+    /// Longest session in minutes; `null`: none.
+    pub minutes: Option<i64>,
+    /// A longer limit (`minutes` `null`: none) waiting for the cooling-off.
+    #[schema(value_type = Option<Object>)]
+    pub pending: Option<Value>,
+    /// Minutes without a wallet call that end a session (`wallet.play_session_break_minutes`):
+    /// a session runs from the first call after such a break.
+    pub break_minutes: i64,
+}
+
+/// A player's limits and the rules of changing them.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LimitsView {
     pub player_id: String,
     pub currency: String,
-    /// Day, week and month; the lowest wins; gross (withdrawals are not netted off).
+    /// Deposits per day, week and month; the lowest wins; gross (withdrawals are not netted
+    /// off).
     pub deposit: Vec<LimitView>,
+    /// Stakes of bets per day, week and month; the lowest wins.
+    pub wager: Vec<LimitView>,
+    /// Stakes less wins per day, week and month (a rolled-back bet counts neither); the
+    /// lowest wins.
+    pub loss: Vec<LimitView>,
+    pub session: SessionLimitView,
     /// Hours an increase waits (24; 72 in Sweden, and not before the period has run once more).
     pub increase_cooling_off_hours: i64,
     pub increase_waits_for_period_end: bool,
 }
 
-/// Changes to a player's deposit limits.
+/// The session-time limit asked for.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionLimitInput {
+    /// Longest session, 1 to 1440 minutes, or `null` to remove the limit.
+    #[schema(value_type = Option<i64>, example = 60)]
+    pub minutes: Value,
+}
+
+/// Changes to a player's limits. Kinds and periods left out do not change. A lower limit
+/// applies at once; a higher one (or a removal) after the cooling-off.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsInput {
-    /// By period (`day`, `week`, `month`): an amount string, or `null` to remove the limit.
-    /// Periods left out do not change. A lower limit applies at once; a higher one (or a
-    /// removal) after the cooling-off.
+    /// Deposit limits by period (`day`, `week`, `month`): an amount string, or `null` to
+    /// remove the limit.
+    #[serde(default)]
     #[schema(value_type = Object, example = json!({"day": "100.00", "month": null}))]
     pub deposit: Map<String, Value>,
+    /// Wager limits (stakes), by period as `deposit`.
+    #[serde(default)]
+    #[schema(value_type = Object, example = json!({"week": "500.00"}))]
+    pub wager: Map<String, Value>,
+    /// Loss limits (stakes less wins), by period as `deposit`.
+    #[serde(default)]
+    #[schema(value_type = Object, example = json!({"day": "50.00"}))]
+    pub loss: Map<String, Value>,
+    /// The session-time limit.
+    pub session: Option<SessionLimitInput>,
     /// `player` (default) or `operator`.
     pub set_by: Option<String>,
 }
 
+fn period_views(limits: &[PeriodLimit], currency: Currency) -> Vec<LimitView> {
+    let amount = |minor: Option<i64>| minor.map(|m| currency.format_minor(m));
+    limits
+        .iter()
+        .map(|limit| LimitView {
+            period: limit.period.as_str().to_string(),
+            amount: amount(limit.amount_minor),
+            pending: limit.pending.map(|p| {
+                serde_json::json!({
+                    "amount": amount(p.amount_minor),
+                    "applies_at": rfc3339(p.applies_at_ms),
+                })
+            }),
+        })
+        .collect()
+}
+
 fn view(limits: PlayerLimits) -> LimitsView {
     let currency = limits.currency;
-    let amount = |minor: Option<i64>| minor.map(|m| currency.format_minor(m));
     LimitsView {
         player_id: limits.player_id.to_string(),
         currency: currency.code().to_string(),
-        deposit: limits
-            .deposit
-            .iter()
-            .map(|limit| LimitView {
-                period: limit.period.as_str().to_string(),
-                amount: amount(limit.amount_minor),
-                pending: limit.pending.map(|p| {
-                    serde_json::json!({
-                        "amount": amount(p.amount_minor),
-                        "applies_at": rfc3339(p.applies_at_ms),
-                    })
-                }),
-            })
-            .collect(),
+        deposit: period_views(&limits.deposit, currency),
+        wager: period_views(&limits.wager, currency),
+        loss: period_views(&limits.loss, currency),
+        session: SessionLimitView {
+            minutes: limits.session.minutes,
+            pending: limits.session.pending.map(|p| {
+                serde_json::json!({
+                    "minutes": p.amount_minor,
+                    "applies_at": rfc3339(p.applies_at_ms),
+                })
+            }),
+            break_minutes: limits.session_break_minutes,
+        },
         increase_cooling_off_hours: limits.policy.cooling_off_ms / 3_600_000,
         increase_waits_for_period_end: limits.policy.not_before_period_end,
     }
 }
 
-/// The player's deposit limits, with increases still waiting.
+/// The player's limits, with increases still waiting.
 #[utoipa::path(get, path = "/v1/players/{player_id}/limits", tag = "players",
     params(("player_id" = String, Path, description = "Your id for the player")),
     security(("bearer" = [])),
@@ -92,8 +150,8 @@ pub async fn get_limits(
     )))
 }
 
-/// Sets, lowers, raises or removes deposit limits. Deposits that would break a limit are
-/// refused with 402 `limit_exceeded`.
+/// Sets, lowers, raises or removes deposit, wager, loss and session-time limits. Deposits
+/// and bets that would break a limit are refused with 402 `limit_exceeded`.
 #[utoipa::path(put, path = "/v1/players/{player_id}/limits", tag = "players",
     params(("player_id" = String, Path, description = "Your id for the player")),
     request_body = LimitsInput, security(("bearer" = [])),
@@ -114,20 +172,49 @@ pub async fn put_limits(
         ));
     }
     let player = state.players.get(&merchant.id, &player_id).await?;
+    let max_minor = state.amount_limits.max_minor(player.currency);
+    let periods = |kind: &str, map: &Map<String, Value>| {
+        period_changes(kind, map, player.currency, max_minor)
+    };
+    let changes = LimitChanges {
+        deposit: periods("deposit", &input.deposit)?,
+        wager: periods("wager", &input.wager)?,
+        loss: periods("loss", &input.loss)?,
+        session_minutes: input.session.as_ref().map(session_minutes).transpose()?,
+    };
+    if changes.is_empty() {
+        return Err(ApiError::validation(
+            "deposit",
+            "names no limit: give deposit, wager or loss periods, or session minutes",
+        ));
+    }
+    let limits = state
+        .limits
+        .set(&merchant.id, &player_id, &changes, set_by)
+        .await?;
+    Ok(Json(view(limits)))
+}
+
+/// A kind's asked periods: each an amount string, or `null` to remove the limit.
+fn period_changes(
+    kind: &str,
+    map: &Map<String, Value>,
+    currency: Currency,
+    max_minor: i64,
+) -> Result<Vec<(LimitPeriod, Option<i64>)>, ApiError> {
     let mut changes = Vec::new();
-    for (name, value) in &input.deposit {
-        let field = format!("deposit.{name}");
+    for (name, value) in map {
+        let field = format!("{kind}.{name}");
         let period = LimitPeriod::parse(name).ok_or_else(|| {
             ApiError::validation(&field, "the periods are \"day\", \"week\" and \"month\"")
         })?;
         let amount = match value {
             Value::Null => None,
             Value::String(text) => {
-                let minor = player
-                    .currency
+                let minor = currency
                     .parse_minor(text)
                     .ok()
-                    .filter(|m| *m >= 0 && *m <= state.amount_limits.max_minor(player.currency))
+                    .filter(|m| *m >= 0 && *m <= max_minor)
                     .ok_or_else(|| {
                         ApiError::validation(&field, "must be an amount string like \"100.00\"")
                     })?;
@@ -142,12 +229,23 @@ pub async fn put_limits(
         };
         changes.push((period, amount));
     }
-    if changes.is_empty() {
-        return Err(ApiError::validation("deposit", "names no period"));
+    Ok(changes)
+}
+
+/// The asked session limit: whole minutes from 1 to a day, or `null`.
+fn session_minutes(input: &SessionLimitInput) -> Result<Option<i64>, ApiError> {
+    match &input.minutes {
+        Value::Null => Ok(None),
+        Value::Number(n) => n
+            .as_i64()
+            .filter(|m| (1..=SESSION_MINUTES_MAX).contains(m))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::validation("session.minutes", "must be whole minutes from 1 to 1440")
+            }),
+        _ => Err(ApiError::validation(
+            "session.minutes",
+            "must be whole minutes from 1 to 1440, or null",
+        )),
     }
-    let limits = state
-        .limits
-        .set(&merchant.id, &player_id, &changes, set_by)
-        .await?;
-    Ok(Json(view(limits)))
 }

@@ -7,6 +7,7 @@
 //! written — all committed together or not at all.
 
 use kassa_core::kyc::{CheckReason, KycLevel};
+use kassa_core::limits::LimitKind;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -431,6 +432,7 @@ impl PaymentsService {
         if limited {
             if let Err(refused) = check_within_limits(&self.store, &mut tx, &start).await? {
                 tx.rollback().await?;
+                crate::metrics::record_limit_refusal(LimitKind::Deposit);
                 return Err(PaymentError::LimitExceeded(refused));
             }
         } else {

@@ -9,7 +9,8 @@
 use kassa_core::ids::{ExternalPaymentId, MerchantId, PaymentId, PlayerId, RoundId, TxnId};
 use kassa_core::ledger::{Entry, EntryStatus, Outcome, Refusal, Request};
 use kassa_core::movements::{self, EntryLabel};
-use kassa_core::Money;
+use kassa_core::play_limits::PlayLimitExceeded;
+use kassa_core::{Currency, Money};
 use kassa_store::wallet_writer::{
     ClaimedKey, RenderAnswer, SubmitError, WalletCall, WalletQueue, WalletQueueOptions,
 };
@@ -40,6 +41,9 @@ pub enum WalletError {
     /// The balance does not cover a debit.
     #[error("the player's balance does not cover this amount")]
     InsufficientFunds { balance: String, txn_id: String },
+    /// A bet would break the player's wager, loss or session-time limit; nothing moved.
+    #[error(transparent)]
+    LimitExceeded(PlayRefused),
     /// A rollback of a debit never seen (remembered, to refuse it later).
     #[error("no debit {original_txn_id:?} to roll back")]
     OriginalNotFound { original_txn_id: Option<String> },
@@ -55,6 +59,18 @@ pub enum WalletError {
     /// The database failed; the call's batch was not committed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A bet refused by a play limit, in the wallet's currency.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{exceeded}")]
+pub struct PlayRefused {
+    /// The limit that refused, as the writer recorded it.
+    pub exceeded: PlayLimitExceeded,
+    /// The wallet's currency, for the amounts.
+    pub currency: Currency,
+    /// The bet's txn id.
+    pub txn_id: String,
 }
 
 /// What a successful wallet call answers.
@@ -117,6 +133,7 @@ impl WalletService {
                 batch_size_max: config.batch_size_max,
                 queue_len_max: config.queue_len_max,
                 writer_nice: config.writer_nice,
+                session_break_ms: config.play_session_break_ms(),
             },
         );
         WalletService {
@@ -250,7 +267,13 @@ impl WalletService {
         if let Some(claim) = &claim {
             claim.mark_committed();
         }
-        receipt(&outcome)
+        let answer = receipt(&outcome);
+        if let (Outcome::Recorded(_), Err(WalletError::LimitExceeded(refused))) =
+            (&outcome, &answer)
+        {
+            crate::metrics::record_limit_refusal(refused.exceeded.kind);
+        }
+        answer
     }
 }
 
@@ -287,6 +310,7 @@ pub fn receipt(outcome: &Outcome) -> Result<WalletReceipt, WalletError> {
                 txn_id: entry.txn_id.clone(),
             })
         }
+        EntryStatus::LimitRefused => return Err(limit_refused(entry)),
         EntryStatus::OriginalNotFound => {
             return Err(WalletError::OriginalNotFound {
                 original_txn_id: entry.ref_txn_id.clone(),
@@ -305,4 +329,24 @@ pub fn receipt(outcome: &Outcome) -> Result<WalletReceipt, WalletError> {
         balance: balance(entry),
         replayed,
     })
+}
+
+/// The refusal a bet's `limit_refused` entry recorded, answered again on a replay.
+fn limit_refused(entry: &Entry) -> WalletError {
+    let exceeded = entry
+        .meta
+        .refusal
+        .as_deref()
+        .and_then(PlayLimitExceeded::decode);
+    match (exceeded, entry.currency) {
+        (Some(exceeded), Some(currency)) => WalletError::LimitExceeded(PlayRefused {
+            exceeded,
+            currency,
+            txn_id: entry.txn_id.clone(),
+        }),
+        _ => WalletError::UnexpectedEntry {
+            status: entry.status,
+            txn_id: entry.txn_id.clone(),
+        },
+    }
 }

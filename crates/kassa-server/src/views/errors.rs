@@ -13,6 +13,7 @@ use kassa_core::aml::IllegalTransition;
 use kassa_core::exclusion::ExclusionRefusal;
 use kassa_core::kyc::{CheckReason, KycLevel};
 use kassa_core::ledger::Refusal;
+use kassa_core::limits::LimitKind;
 use kassa_core::status::AccountStatus;
 use kassa_core::MoneyError;
 use kassa_store::StoreError;
@@ -23,7 +24,7 @@ use crate::service::payments::PaymentError;
 use crate::service::payouts::PayoutError;
 use crate::service::players::PlayerError;
 use crate::service::provider_events::ProviderEventError;
-use crate::service::wallet::WalletError;
+use crate::service::wallet::{PlayRefused, WalletError};
 use crate::service::webhook_endpoints::WebhookEndpointError;
 use crate::service::webhook_urls::UrlRefusal;
 
@@ -153,13 +154,46 @@ fn limit_exceeded(refused: &DepositRefused, message: String) -> Problem {
     let exceeded = refused.exceeded;
     let amount = |minor| refused.currency.format_minor(minor);
     Problem::new(402, "limit_exceeded", message).with_details(json!({
-        "limit": "deposit",
+        "limit": LimitKind::Deposit.as_str(),
         "period": exceeded.period.as_str(),
         "limit_amount": amount(exceeded.limit_minor),
         "used": amount(exceeded.used_minor),
         "currency": refused.currency.code(),
         "resets_at": exceeded.fits_at_ms.map(crate::api::rfc3339),
     }))
+}
+
+/// 402 `limit_exceeded` for a bet, in the deposit refusal's shape: the limit (`wager`,
+/// `loss` or `session`), its period (`session` for a session limit, whose amounts are
+/// minutes), the limit and what it counted, and when the bet would fit.
+fn play_limit_exceeded(refused: &PlayRefused) -> Problem {
+    let exceeded = refused.exceeded;
+    let resets_at = exceeded.resets_at_ms.map(crate::api::rfc3339);
+    let message = match exceeded.period {
+        Some(period) => format!(
+            "the {} {} limit would be exceeded",
+            period.as_str(),
+            exceeded.kind
+        ),
+        None => "the session-time limit is reached; play again after a break".to_string(),
+    };
+    let details = match exceeded.period {
+        Some(period) => {
+            let amount = |minor| refused.currency.format_minor(minor);
+            json!({
+                "limit": exceeded.kind.as_str(), "period": period.as_str(),
+                "limit_amount": amount(exceeded.limit), "used": amount(exceeded.used),
+                "currency": refused.currency.code(), "resets_at": resets_at,
+                "txn_id": refused.txn_id,
+            })
+        }
+        None => json!({
+            "limit": exceeded.kind.as_str(), "period": LimitKind::Session.as_str(),
+            "limit_minutes": exceeded.limit, "used_minutes": exceeded.used,
+            "resets_at": resets_at, "txn_id": refused.txn_id,
+        }),
+    };
+    Problem::new(402, "limit_exceeded", message).with_details(details)
 }
 
 /// Names where the player verifies in a refusal's details (when a check could open).
@@ -580,6 +614,7 @@ impl PublicError for WalletError {
                 "the player's balance does not cover this amount",
             )
             .with_details(json!({ "balance": balance, "txn_id": txn_id })),
+            WalletError::LimitExceeded(refused) => play_limit_exceeded(refused),
             WalletError::OriginalNotFound { original_txn_id } => Problem::new(
                 404,
                 "original_txn_not_found",

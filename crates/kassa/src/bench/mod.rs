@@ -70,6 +70,11 @@ pub struct BenchArgs {
     /// Skip the hand-written baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Give every wallet player wager and loss limits per day, week and month and a
+    /// session-time limit, all too high to refuse a bet, so that every call pays for
+    /// checking and counting them (ADR 77); the wallet cells are named `kassa+rg`.
+    #[arg(long)]
+    play_limits: bool,
     /// Drive an already running server instead of starting one (http://host:port).
     #[arg(long, requires = "api_key")]
     target: Option<String>,
@@ -386,7 +391,12 @@ where
     let clients_max = args.clients.iter().copied().max().unwrap_or(1);
     let target = WalletTarget::new(&endpoint.base, &endpoint.api_key, clients_max)?;
     eprintln!("[{backend}] creating {players_max} players");
-    let mut wallet = WalletBench::setup(target, players_max).await?;
+    let mut wallet = WalletBench::setup(target, players_max, args.play_limits).await?;
+    let system = if args.play_limits {
+        "kassa+rg"
+    } else {
+        "kassa"
+    };
     let baseline = match (&endpoint.database_url, args.no_baseline) {
         (Some(url), false) => {
             let baseline = Baseline::for_url(url)?;
@@ -416,7 +426,7 @@ where
             for run in 0..args.runs {
                 run_index += 1;
                 let stats = wallet.run(&load, &verify).await?;
-                progress(backend, "kassa", &load, run, &stats);
+                progress(backend, system, &load, run, &stats);
                 wallet_runs.push(stats);
                 if let Some(baseline) = &baseline {
                     let stats = baseline.run(&load, run_index).await?;
@@ -426,7 +436,7 @@ where
             }
             cells.push(Cell {
                 backend: backend.into(),
-                system: "kassa",
+                system,
                 players,
                 clients,
                 median: Median::of(&wallet_runs),

@@ -30,6 +30,14 @@ const SETUP_CONCURRENCY: usize = 32;
 const REPLAY_SAMPLE_LEN: usize = 64;
 /// Debits a client remembers as candidates for a rollback.
 const OPEN_DEBITS_MAX: usize = 64;
+/// The limits `--play-limits` gives every player: each kind a wager, loss and session limit
+/// checks, none of them reached within a benchmark (ten times the seed balance; a day of
+/// play), so the load is the same as without them and only their cost shows.
+const PLAY_LIMITS: &str = r#"{
+    "wager": {"day": "10000000.00", "week": "10000000.00", "month": "10000000.00"},
+    "loss": {"day": "10000000.00", "week": "10000000.00", "month": "10000000.00"},
+    "session": {"minutes": 1440}
+}"#;
 /// Attempts to learn the fate of a call that got no answer.
 const RESOLVE_ATTEMPTS_MAX: u32 = 20;
 
@@ -165,23 +173,26 @@ impl WalletTarget {
         Http1Client::new(&self.base, self.auth.clone())
     }
 
-    /// Creates players `bp0..bp{count}` and gives each the seed balance. Returns their
-    /// balances.
-    pub async fn create_players(&self, count: usize, nonce: &str) -> anyhow::Result<Vec<i64>> {
+    /// Creates players `bp0..bp{count}`, with [`PLAY_LIMITS`] when `play_limits`, and gives
+    /// each the seed balance. Returns their balances.
+    pub async fn create_players(
+        &self,
+        count: usize,
+        nonce: &str,
+        play_limits: bool,
+    ) -> anyhow::Result<Vec<i64>> {
         let results: Vec<anyhow::Result<i64>> = stream::iter(0..count)
             .map(|i| async move {
-                let response = self
-                    .client
-                    .put(format!("{}/v1/players/{}", self.base, player_id(i)))
-                    .header(AUTHORIZATION, self.auth.clone())
-                    .json(&serde_json::json!({"currency": "EUR", "country": "MT"}))
-                    .send()
-                    .await?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "creating player {i}: {}",
-                    response.status()
-                );
+                let player = serde_json::json!({"currency": "EUR", "country": "MT"});
+                self.put(&format!("/v1/players/{}", player_id(i)), &player)
+                    .await
+                    .with_context(|| format!("creating player {i}"))?;
+                if play_limits {
+                    let limits: serde_json::Value = serde_json::from_str(PLAY_LIMITS)?;
+                    self.put(&format!("/v1/players/{}/limits", player_id(i)), &limits)
+                        .await
+                        .with_context(|| format!("limits of player {i}"))?;
+                }
                 let body = credit_body(
                     &format!("seed-{nonce}-{i}"),
                     i,
@@ -202,6 +213,18 @@ impl WalletTarget {
             .collect()
             .await;
         results.into_iter().collect()
+    }
+
+    async fn put(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .header(AUTHORIZATION, self.auth.clone())
+            .json(body)
+            .send()
+            .await?;
+        anyhow::ensure!(response.status().is_success(), "{}", response.status());
+        Ok(())
     }
 
     async fn balance(&self, player: usize) -> anyhow::Result<i64> {
@@ -243,10 +266,15 @@ pub struct WalletBench {
 }
 
 impl WalletBench {
-    /// Creates `players` players on the target and remembers their balances.
-    pub async fn setup(target: WalletTarget, players: usize) -> anyhow::Result<WalletBench> {
+    /// Creates `players` players on the target (with [`PLAY_LIMITS`] when `play_limits`)
+    /// and remembers their balances.
+    pub async fn setup(
+        target: WalletTarget,
+        players: usize,
+        play_limits: bool,
+    ) -> anyhow::Result<WalletBench> {
         let nonce = nonce();
-        let expected_minor = target.create_players(players, &nonce).await?;
+        let expected_minor = target.create_players(players, &nonce, play_limits).await?;
         Ok(WalletBench {
             target,
             expected_minor,
