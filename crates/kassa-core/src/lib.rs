@@ -10,6 +10,7 @@ mod stored_names;
 
 pub mod aml;
 pub mod card;
+pub mod email;
 pub mod exclusion;
 pub mod ids;
 pub mod kyc;

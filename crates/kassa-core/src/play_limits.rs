@@ -1,4 +1,4 @@
-//! Responsible-gambling play limits (issue 19, item 6; ADR 9100): wager limits on the stakes
+//! Responsible-gambling play limits (issue 19, item 6; ADR 77): wager limits on the stakes
 //! of a player's bets, loss limits on stakes less wins (a rolled-back bet counts neither),
 //! each per rolling day, week and month with the lowest winning, and a limit on how long a
 //! play session lasts. They change by the deposit limits' rules ([`crate::limits`]).
@@ -27,7 +27,7 @@ pub use session::{Session, SessionLimit, SESSION_MINUTES_MAX};
 use crate::limits::{LimitKind, LimitPeriod, PeriodLimit};
 
 /// The pause in play that ends a session unless configured otherwise
-/// (`wallet.play_session_break_minutes`): 20 minutes, Kassa's choice (ADR 9101).
+/// (`wallet.play_session_break_minutes`): 20 minutes, Kassa's choice (ADR 78).
 pub const SESSION_BREAK_MINUTES_DEFAULT: i64 = 20;
 
 /// [`SESSION_BREAK_MINUTES_DEFAULT`] in milliseconds.

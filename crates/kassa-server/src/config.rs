@@ -321,6 +321,10 @@ pub struct RiskConfig {
     /// one a line; read again when it changes, without a restart. Empty: no IP flags.
     #[serde(default)]
     pub ip_list_path: String,
+    /// A CSV file of card BIN prefixes (6 to 8 digits) and the issuing country, one a line;
+    /// read again when it changes, without a restart. Empty: no BIN country features.
+    #[serde(default)]
+    pub bin_list_path: String,
 }
 
 /// Multi-provider routing (ADR 47). The document here seeds the database when it holds none;
@@ -363,6 +367,11 @@ pub struct VaultConfig {
     /// The key new cards are sealed under; must be one of `master_keys`.
     #[serde(default)]
     pub active_key: String,
+    /// The key of the cards' fingerprints (HMAC-SHA256 of the PAN, ADR 75): at least 32
+    /// bytes in base64, or `env:NAME`. Not rotated: another key makes every card new to the
+    /// risk features. Empty: cards have no fingerprint, and no card features.
+    #[serde(default)]
+    pub fingerprint_key: Option<SecretString>,
 }
 
 impl std::fmt::Debug for VaultConfig {
@@ -370,24 +379,39 @@ impl std::fmt::Debug for VaultConfig {
         f.debug_struct("VaultConfig")
             .field("master_keys", &self.master_keys.keys().collect::<Vec<_>>())
             .field("active_key", &self.active_key)
+            .field("fingerprint_key", &self.fingerprint_key.is_some())
             .finish()
     }
 }
 
 impl VaultConfig {
-    /// Replaces every `env:NAME` master key by that variable's value.
+    /// Replaces every `env:NAME` master key, and the fingerprint key, by that variable's
+    /// value.
     fn resolve_secrets(&mut self, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         for (id, value) in self.master_keys.iter_mut() {
-            let Some(variable) = value.expose_secret().strip_prefix(SECRET_ENV_PREFIX) else {
-                continue;
-            };
-            let resolved = lookup(variable).filter(|v| !v.is_empty()).ok_or_else(|| {
-                anyhow::anyhow!("vault master key {id:?} names {variable}, which is not set")
-            })?;
-            *value = SecretString::from(resolved);
+            resolve_env_secret(value, &format!("vault master key {id:?}"), &lookup)?;
+        }
+        if let Some(value) = &mut self.fingerprint_key {
+            resolve_env_secret(value, "vault fingerprint_key", &lookup)?;
         }
         Ok(())
     }
+}
+
+/// Replaces an `env:NAME` secret by that variable's value; other values stay.
+fn resolve_env_secret(
+    value: &mut SecretString,
+    what: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
+    let Some(variable) = value.expose_secret().strip_prefix(SECRET_ENV_PREFIX) else {
+        return Ok(());
+    };
+    let resolved = lookup(variable)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{what} names {variable}, which is not set"))?;
+    *value = SecretString::from(resolved);
+    Ok(())
 }
 
 /// The event stream (ADR 51): outbox events published to NATS JetStream.
@@ -836,7 +860,7 @@ pub struct WalletConfig {
     #[serde(default = "default_writer_nice")]
     pub writer_nice: i32,
     /// Minutes without a wallet call that end a play session, for session-time limits
-    /// (ADR 9101).
+    /// (ADR 78).
     #[serde(default = "default_play_session_break_minutes")]
     pub play_session_break_minutes: i64,
 }
@@ -848,7 +872,7 @@ impl WalletConfig {
     }
 }
 
-/// Kassa's choice, absent a regulator's definition of a session (ADR 9101).
+/// Kassa's choice, absent a regulator's definition of a session (ADR 78).
 fn default_play_session_break_minutes() -> i64 {
     kassa_core::play_limits::SESSION_BREAK_MINUTES_DEFAULT
 }

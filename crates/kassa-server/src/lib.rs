@@ -155,6 +155,10 @@ impl Server {
                 &config.vault.active_key,
             )?;
         }
+        if let Some(key) = &config.vault.fingerprint_key {
+            // Refuses a start with a fingerprint key that would switch the card features off.
+            service::vault::CardFingerprinter::new(key)?;
+        }
         let hasher = auth::KeyHasher::from_config(&config.auth);
         if config.auth.effective_key_hash_secret().1 {
             tracing::warn!(
@@ -334,9 +338,22 @@ fn vault_of(store: &Store, config: &config::VaultConfig) -> Option<Arc<service::
         return None;
     }
     match service::vault::Vault::new(store.clone(), &config.master_keys, &config.active_key) {
-        Ok(vault) => Some(Arc::new(vault)),
+        Ok(vault) => Some(Arc::new(vault.with_fingerprints(fingerprints_of(config)))),
         Err(error) => {
             tracing::error!(%error, "the card vault is off");
+            None
+        }
+    }
+}
+
+/// The card fingerprinter of `config` (ADR 75); `None` without a fingerprint key.
+/// Server::start checks the key first.
+fn fingerprints_of(config: &config::VaultConfig) -> Option<service::vault::CardFingerprinter> {
+    let key = config.fingerprint_key.as_ref()?;
+    match service::vault::CardFingerprinter::new(key) {
+        Ok(fingerprints) => Some(fingerprints),
+        Err(error) => {
+            tracing::error!(%error, "cards have no fingerprints");
             None
         }
     }
@@ -384,7 +401,8 @@ impl AppState {
             config.routing.health,
         );
         let risk = service::risk::RiskService::new(store.clone(), &config.risk)
-            .expect("[risk.rules] is valid (checked by Config::load and Server::start)");
+            .expect("[risk.rules] is valid (checked by Config::load and Server::start)")
+            .with_fingerprints(fingerprints_of(&config.vault));
         let kyc = service::kyc::KycService::new(
             store.clone(),
             players.clone(),

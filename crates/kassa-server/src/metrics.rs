@@ -58,7 +58,7 @@ pub const PROVIDER_UP: &str = "kassa_provider_up";
 pub const PROVIDER_CIRCUIT_STATE: &str = "kassa_provider_circuit_state";
 /// Deposits routed, `{rule, provider}`.
 pub const ROUTING_DECISIONS: &str = "kassa_routing_decisions_total";
-/// Pre-authorization risk decisions, by `kind` (deposit, payout) and `outcome`.
+/// Pre-authorization risk decisions, by `kind` (deposit, card, payout) and `outcome`.
 pub const RISK_DECISIONS: &str = "kassa_risk_decisions_total";
 /// AML alerts raised by the post-authorization scenarios, `{scenario}`.
 pub const AML_ALERTS: &str = "kassa_aml_alerts_total";

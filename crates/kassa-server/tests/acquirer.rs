@@ -29,30 +29,7 @@ const INSUFFICIENT_FUNDS: &str = "4000000000000051";
 const ISSUER_UNAVAILABLE: &str = "4000000000020091";
 const SLOW: &str = "4000000000000077";
 
-/// Runs `$name(backend)` on SQLite and, when configured, PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(kassa_store::testing::TestBackend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
-                async fn $name() {
-                    super::$name(kassa_store::testing::TestBackend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+backend_tests!(
     an_approved_card_is_captured_and_credited_once_then_refunded,
     declines_leave_the_player_uncharged,
     a_timeout_is_reversed_by_advices_repeated_until_the_host_answers,

@@ -38,8 +38,9 @@ fn quiet_and_idle(config: &mut kassa_server::config::Config) {
     config.payments.status_sync_interval_ms = 3_600_000;
 }
 
-/// ADR 0034: the start is one commit (key, payment, provider answer, stored answer), the
-/// capture one more (effect, dedupe row, delivery log row); a replay of either costs none.
+/// ADR 0034: the start is one commit (key, payment, provider answer, stored answer) after
+/// its risk decision's (ADR 74), the capture one more (effect, dedupe row, delivery log
+/// row); a replay of either costs none.
 async fn a_deposit_costs_two_commits(app: TestApp) {
     app.player("p1").await;
     // The first start of a process also reads (or makes) the deployment's payment-id
@@ -54,15 +55,17 @@ async fn a_deposit_costs_two_commits(app: TestApp) {
     let group_before = app.group_commits();
     let started = init(&app, "two-commits", "50.00").await;
     assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    // ADR 74: the risk decision is stored before the provider is asked (so simultaneous
+    // starts count each other), then the start's record.
     assert_eq!(
         app.write_transactions() - before,
-        1,
-        "the start is one commit"
+        2,
+        "the start is its risk decision's commit and its own"
     );
     assert_eq!(
         app.group_commits() - group_before,
-        grouped,
-        "the start's commit"
+        2 * grouped,
+        "the start's commits"
     );
     let timing = started
         .header("server-timing")

@@ -1,4 +1,4 @@
-//! Wager, loss and session-time limits through the API (issue 19 item 6, ADR 9100): a bet
+//! Wager, loss and session-time limits through the API (issue 19 item 6, ADR 77): a bet
 //! that would break one is refused with 402 `limit_exceeded` inside the wallet writer's
 //! transaction, moves no money, and answers the same on a replay; wins, rollbacks and
 //! enrolled deposits are never refused; simultaneous bets never pass a limit together, on
@@ -258,7 +258,7 @@ async fn increases_wait_for_the_cooling_off_on_the_test_clock(app: TestApp) {
         (Some("100.00"), &Value::Null)
     );
     assert_eq!(later.body["session"]["minutes"], 120);
-    // At most the last hour's bucket of yesterday still counts (ADR 9100): 40 + 60 fits.
+    // At most the last hour's bucket of yesterday still counts (ADR 77): 40 + 60 fits.
     assert_eq!(app.debit("b3", "p1", "60.00").await.status, StatusCode::OK);
     let store = app.store();
     let events = store.outbox_for("p1").await.unwrap();

@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::risk_rules::{admin, fired, gte, never, read, rule, set_rules};
 use common::{deliver, rfc3339_now_plus, TestApp};
 use kassa_store::testing::TestBackend;
 use reqwest::{Method, StatusCode};
@@ -27,40 +28,6 @@ contract_tests_with!(
     a_backtest_reports_what_a_draft_would_change => quiet,
     the_most_specific_scope_decides => quiet,
 );
-
-/// Sends `method` `path` with the admin key.
-async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> common::Answer {
-    app.as_admin(method, path, body).await
-}
-
-/// Stores `rules` as the rule set of `scope` (a query string, may be empty), based on the
-/// newest version; returns the stored view.
-async fn set_rules(app: &TestApp, scope: &str, rules: Value) -> Value {
-    let path = format!("/v1/admin/risk/rules{scope}");
-    let current = admin(app, Method::GET, &path, None).await;
-    assert_eq!(current.status, StatusCode::OK, "{}", current.body);
-    let change = json!({
-        "rules": rules,
-        "based_on_version": current.body["version"],
-        "note": "test",
-    });
-    let stored = admin(app, Method::PUT, &path, Some(change)).await;
-    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
-    stored.body
-}
-
-/// Thresholds no test score reaches: every decision approves.
-fn never() -> Value {
-    json!({"review": 100000, "step_up": 100000, "decline": 100000})
-}
-
-fn rule(id: &str, when: Value, score: i32) -> Value {
-    json!({"id": id, "description": format!("{id} fired"), "when": when, "score": score})
-}
-
-fn gte(feature: &str, value: i64) -> Value {
-    json!({"gte": {"feature": feature, "value": value}})
-}
 
 /// A EUR player of Malta.
 async fn player(app: &TestApp, player_id: &str) {
@@ -90,27 +57,6 @@ async fn decided(app: &TestApp, player_id: &str, amount: &str, meta: Value) -> (
     let payment = app.get(&format!("/v1/payments/{id}")).await;
     assert_eq!(payment.status, StatusCode::OK, "{}", payment.body);
     (id, payment.body["risk"].clone())
-}
-
-/// The ids of the rules that fired.
-fn fired(risk: &Value) -> Vec<String> {
-    risk["fired"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no fired rules in {risk}"))
-        .iter()
-        .map(|f| f["rule"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// What rule `id` read of feature `feature`.
-fn read<'a>(risk: &'a Value, id: &str, feature: &str) -> &'a Value {
-    let rule = risk["fired"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["rule"] == id)
-        .unwrap_or_else(|| panic!("{id} did not fire: {risk}"));
-    &rule["read"][feature]
 }
 
 async fn capture(app: &TestApp, payment_id: &str, amount: &str) {

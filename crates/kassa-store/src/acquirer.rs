@@ -59,6 +59,9 @@ pub struct VaultCardRecord {
     pub created_at_ms: i64,
     /// The provider account that last approved this card, which a returning card prefers.
     pub approved_account: Option<String>,
+    /// The card's keyed fingerprint (ADR 75); `None` for a card saved before fingerprints
+    /// or without a fingerprint key.
+    pub fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for VaultCardRecord {
@@ -72,7 +75,7 @@ impl std::fmt::Debug for VaultCardRecord {
 }
 
 const VAULT_COLUMNS: &str = "token, merchant_id, player_id, key_id, wrapped_key, ciphertext, \
-     last4, expiry_yymm, bin, created_at_ms, approved_account";
+     last4, expiry_yymm, bin, created_at_ms, approved_account, fingerprint";
 
 fn vault_card_of(row: &sqlx::any::AnyRow) -> Result<VaultCardRecord, StoreError> {
     Ok(VaultCardRecord {
@@ -87,6 +90,7 @@ fn vault_card_of(row: &sqlx::any::AnyRow) -> Result<VaultCardRecord, StoreError>
         bin: row.try_get("bin")?,
         created_at_ms: row.try_get("created_at_ms")?,
         approved_account: row.try_get("approved_account")?,
+        fingerprint: row.try_get("fingerprint")?,
     })
 }
 
@@ -95,7 +99,7 @@ impl Store {
     pub async fn insert_vault_card(&self, card: &VaultCardRecord) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO vault_cards ({VAULT_COLUMNS}) VALUES ({})",
-            self.params(1, 11)
+            self.params(1, 12)
         );
         sqlx::query(&sql)
             .bind(&card.token)
@@ -109,6 +113,7 @@ impl Store {
             .bind(&card.bin)
             .bind(card.created_at_ms)
             .bind(&card.approved_account)
+            .bind(&card.fingerprint)
             .execute(self.autocommit())
             .await?;
         Ok(())

@@ -125,12 +125,17 @@ const CASE_COLUMNS: &str = "id, merchant_id, player_id, status, close_reason, as
 /// A deposit counts from its capture on: refunded and charged-back ones were captured too.
 const CAPTURED_FAMILY: &str =
     "status IN ('captured', 'partially_refunded', 'refunded', 'charged_back')";
+/// A deposit's instrument is the card submitted on Kassa's card page, by its fingerprint
+/// (ADR 75); a payout's is its destination, a saved card's by its fingerprint where it
+/// has one, so the same card under two tokens is one instrument.
 const DEPOSIT_SELECT: &str = "SELECT p.id, p.provider, p.provider_reference, p.method, \
      p.amount_minor, p.currency, COALESCE((SELECT MIN(e.created_at_ms) FROM payment_events e \
-     WHERE e.payment_id = p.id AND e.to_status = 'captured'), p.updated_at_ms) AS at_ms \
-     FROM payments p";
-const PAYOUT_SELECT: &str = "SELECT id, provider, provider_reference, destination, method, \
-     amount_minor, currency, created_at_ms FROM payouts";
+     WHERE e.payment_id = p.id AND e.to_status = 'captured'), p.updated_at_ms) AS at_ms, \
+     (SELECT MAX('card:' || r.card_fingerprint) FROM risk_decisions r WHERE r.subject_id = p.id \
+     AND r.kind = 'card') AS instrument FROM payments p";
+const PAYOUT_SELECT: &str = "SELECT id, provider, provider_reference, method, amount_minor, \
+     currency, created_at_ms, COALESCE((SELECT MAX('card:' || v.fingerprint) FROM vault_cards v \
+     WHERE v.token = payouts.destination), destination) AS instrument FROM payouts";
 
 fn alert_from_row(row: &AnyRow) -> Result<AlertRecord, StoreError> {
     Ok(AlertRecord {
@@ -171,7 +176,7 @@ fn deposit_from_row(row: &AnyRow) -> Result<MovementRow, StoreError> {
         direction: "deposit",
         provider: row.try_get("provider")?,
         provider_reference: row.try_get("provider_reference")?,
-        instrument: None,
+        instrument: row.try_get("instrument")?,
         method: row.try_get("method")?,
         amount_minor: row.try_get("amount_minor")?,
         currency: row.try_get("currency")?,
@@ -186,12 +191,29 @@ fn payout_from_row(row: &AnyRow) -> Result<MovementRow, StoreError> {
         direction: "withdrawal",
         provider: provider.unwrap_or_default(),
         provider_reference: row.try_get("provider_reference")?,
-        instrument: row.try_get("destination")?,
+        instrument: row.try_get("instrument")?,
         method: row.try_get("method")?,
         amount_minor: row.try_get("amount_minor")?,
         currency: row.try_get("currency")?,
         at_ms: row.try_get("created_at_ms")?,
     })
+}
+
+/// The card fingerprints of player `$2` of merchant `$1`: saved, or submitted on the card
+/// page.
+pub(crate) fn player_fingerprints() -> &'static str {
+    "SELECT fingerprint AS fp FROM vault_cards WHERE merchant_id = $1 AND player_id = $2 \
+     AND fingerprint IS NOT NULL UNION SELECT card_fingerprint AS fp FROM risk_decisions \
+     WHERE merchant_id = $1 AND player_id = $2 AND card_fingerprint IS NOT NULL"
+}
+
+/// Every use of a fingerprinted card by a player of merchant `$1` (`fp`, `player_id`): its
+/// saving, its submissions on the card page. Filtered by `fp` outside, which both backends
+/// push into the branches and their fingerprint indexes.
+pub(crate) fn card_uses() -> &'static str {
+    "SELECT fingerprint AS fp, player_id FROM vault_cards WHERE merchant_id = $1 \
+     AND fingerprint IS NOT NULL UNION ALL SELECT card_fingerprint AS fp, player_id \
+     FROM risk_decisions WHERE merchant_id = $1 AND card_fingerprint IS NOT NULL"
 }
 
 impl Store {
@@ -279,24 +301,32 @@ impl Store {
             .await?)
     }
 
-    /// The tokens of the player's saved cards.
-    pub async fn aml_card_tokens(
+    /// The instruments the player deposited with: saved cards (by fingerprint, or by token
+    /// for a card saved without one) and the cards of their captured card-page deposits.
+    pub async fn aml_deposit_instruments(
         &self,
         merchant_id: &str,
         player_id: &str,
     ) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT token FROM vault_cards WHERE merchant_id = $1 AND player_id = $2",
-        )
-        .bind(merchant_id)
-        .bind(player_id)
-        .fetch_all(self.reader())
-        .await?)
+        let sql = format!(
+            "SELECT COALESCE('card:' || fingerprint, token) AS instrument FROM vault_cards \
+             WHERE merchant_id = $1 AND player_id = $2 \
+             UNION SELECT 'card:' || r.card_fingerprint AS instrument FROM risk_decisions r \
+             JOIN payments p ON p.id = r.subject_id WHERE r.merchant_id = $1 \
+             AND r.player_id = $2 AND r.kind = 'card' AND r.card_fingerprint IS NOT NULL \
+             AND p.{CAPTURED_FAMILY}"
+        );
+        Ok(sqlx::query_scalar(&sql)
+            .bind(merchant_id)
+            .bind(player_id)
+            .fetch_all(self.reader())
+            .await?)
     }
 
     /// The player's instruments with how many of the merchant's players use each: payout
-    /// destinations as given, saved cards by BIN, last four digits and expiry (each player's
-    /// card has its own token; the same card saved by two players matches on these).
+    /// destinations as given; cards by fingerprint, over the saved cards and the cards
+    /// submitted on the card page (ADR 75); saved cards without a fingerprint by BIN,
+    /// last four digits and expiry.
     pub async fn aml_instrument_players(
         &self,
         merchant_id: &str,
@@ -308,15 +338,22 @@ impl Store {
              WHERE merchant_id = $1 AND player_id = $2 AND destination IS NOT NULL \
              AND destination NOT LIKE 'card#_%' ESCAPE '#') GROUP BY destination",
         );
-        let cards = sqlx::query(
+        let fingerprinted_sql = format!(
+            "SELECT 'card:' || u.fp AS instrument, COUNT(DISTINCT u.player_id) AS players \
+             FROM ({}) AS u WHERE u.fp IN ({}) GROUP BY u.fp",
+            card_uses(),
+            player_fingerprints(),
+        );
+        let fingerprinted = sqlx::query(&fingerprinted_sql);
+        let legacy = sqlx::query(
             "SELECT 'card:' || v.bin || '******' || v.last4 || ':' || v.expiry_yymm AS instrument, \
              COUNT(DISTINCT o.player_id) AS players FROM vault_cards v JOIN vault_cards o \
              ON o.merchant_id = v.merchant_id AND o.bin = v.bin AND o.last4 = v.last4 \
              AND o.expiry_yymm = v.expiry_yymm WHERE v.merchant_id = $1 AND v.player_id = $2 \
-             GROUP BY v.bin, v.last4, v.expiry_yymm",
+             AND v.fingerprint IS NULL GROUP BY v.bin, v.last4, v.expiry_yymm",
         );
         let mut shared = Vec::new();
-        for query in [destinations, cards] {
+        for query in [destinations, fingerprinted, legacy] {
             let rows = query
                 .bind(merchant_id)
                 .bind(player_id)
@@ -327,6 +364,48 @@ impl Store {
             }
         }
         Ok(shared)
+    }
+
+    /// The merchant's other players linked to `player_id`, and by what (ADR 75): a card
+    /// (by fingerprint, saved or submitted, ever), a device or an IP of their risk decisions
+    /// since `since_ms`, an email key. One row per player and link, ordered by player, at
+    /// most `limit`.
+    pub async fn linked_players(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let shared = |column: &str| {
+            format!(
+                "SELECT o.player_id, '{column}' AS link FROM risk_decisions o \
+                 WHERE o.merchant_id = $1 AND o.player_id <> $2 AND o.created_at_ms >= $3 \
+                 AND o.{column} IN (SELECT {column} FROM risk_decisions WHERE merchant_id = $1 \
+                 AND player_id = $2 AND {column} IS NOT NULL AND created_at_ms >= $3)"
+            )
+        };
+        let sql = format!(
+            "SELECT u.player_id, 'card' AS link FROM ({}) AS u WHERE u.fp IN ({}) \
+             AND u.player_id <> $2 UNION {} UNION {} UNION SELECT o.player_id, 'email' AS link \
+             FROM players o JOIN players me ON me.merchant_id = o.merchant_id \
+             AND me.email_key = o.email_key WHERE me.merchant_id = $1 AND me.player_id = $2 \
+             AND o.player_id <> $2 ORDER BY 1, 2 LIMIT $4",
+            card_uses(),
+            player_fingerprints(),
+            shared("device"),
+            shared("ip"),
+        );
+        let rows = sqlx::query(&sql)
+            .bind(merchant_id)
+            .bind(player_id)
+            .bind(since_ms)
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("player_id")?, row.try_get("link")?)))
+            .collect()
     }
 
     /// The scenarios of the alerts in the player's case that is not closed; `None` when the

@@ -1,5 +1,6 @@
 //! Merchants, their API keys, and players with their ledger accounts.
 
+use kassa_core::email::EmailAddress;
 use kassa_core::ids::{MerchantId, PlayerId};
 use kassa_core::ledger::{AccountId, AccountKind};
 use kassa_core::status::{AccountStatus, KycStatus};
@@ -43,6 +44,8 @@ pub struct PlayerRecord {
     pub cash_account_id: AccountId,
     /// Money held for withdrawals in flight.
     pub hold_account_id: AccountId,
+    /// Normalised; masked by `Debug`.
+    pub email: Option<EmailAddress>,
 }
 
 /// What a caller sends to create or update a player.
@@ -64,10 +67,12 @@ pub struct PlayerUpsert {
     pub birth_date: Option<String>,
     /// Account standing.
     pub account_status: AccountStatus,
+    /// Email address, normalised.
+    pub email: Option<EmailAddress>,
 }
 
 const PLAYER_COLUMNS: &str = "merchant_id, player_id, currency, country, jurisdiction, \
-     kyc_status, birth_date, account_status, cash_account_id, hold_account_id";
+     kyc_status, birth_date, account_status, cash_account_id, hold_account_id, email";
 
 /// A status column read back as its enum; a name outside it is corrupt data (the tables'
 /// CHECK constraints allow only these names).
@@ -112,6 +117,9 @@ fn player_from_row(row: &AnyRow) -> Result<PlayerRecord, StoreError> {
         account_status: stored_status(row, "account_status", AccountStatus::parse)?,
         cash_account_id: row.try_get("cash_account_id")?,
         hold_account_id: row.try_get("hold_account_id")?,
+        email: row
+            .try_get::<Option<String>, _>("email")?
+            .map(EmailAddress::from_stored),
     })
 }
 
@@ -312,8 +320,8 @@ impl Store {
                 }
                 sqlx::query(
                     "UPDATE players SET country = $1, jurisdiction = $2, kyc_status = $3, \
-                     birth_date = $4, updated_at_ms = $5, account_status = $8 \
-                     WHERE merchant_id = $6 AND player_id = $7",
+                     birth_date = $4, updated_at_ms = $5, account_status = $8, email = $9, \
+                     email_key = $10 WHERE merchant_id = $6 AND player_id = $7",
                 )
                 .bind(&player.country)
                 .bind(&player.jurisdiction)
@@ -323,6 +331,8 @@ impl Store {
                 .bind(player.merchant_id.as_str())
                 .bind(player.player_id.as_str())
                 .bind(player.account_status.as_str())
+                .bind(player.email.as_ref().map(EmailAddress::as_str))
+                .bind(player.email.as_ref().map(EmailAddress::match_key))
                 .execute(&mut *tx)
                 .await?;
                 false
@@ -359,8 +369,8 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO players (merchant_id, player_id, currency, country, jurisdiction, \
                      kyc_status, birth_date, cash_account_id, hold_account_id, created_at_ms, \
-                     updated_at_ms, account_status) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
+                     updated_at_ms, account_status, email, email_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13)",
                 )
                 .bind(merchant)
                 .bind(player.player_id.as_str())
@@ -373,6 +383,8 @@ impl Store {
                 .bind(hold)
                 .bind(now)
                 .bind(player.account_status.as_str())
+                .bind(player.email.as_ref().map(EmailAddress::as_str))
+                .bind(player.email.as_ref().map(EmailAddress::match_key))
                 .execute(&mut *tx)
                 .await?;
                 true

@@ -763,6 +763,14 @@ impl Store {
         &self.reader
     }
 
+    /// A connection of the reader pool, for reads that a caller runs on one connection
+    /// either inside a transaction or, through this, outside one.
+    pub async fn read_connection(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, StoreError> {
+        Ok(self.reader.acquire().await?)
+    }
+
     pub(crate) fn writer(&self) -> &AnyPool {
         &self.writer
     }

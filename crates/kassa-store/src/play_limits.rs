@@ -1,4 +1,4 @@
-//! Wager, loss and session-time limits on disk (ADR 9100): a limited player's
+//! Wager, loss and session-time limits on disk (ADR 77): a limited player's
 //! [`PlayState`] lives in the `play_state` column of the player's cash account, read with
 //! the account wherever the ledger locks it and written back in the same transaction as the
 //! postings it counts. Every other account holds NULL there, so a batch without a limited

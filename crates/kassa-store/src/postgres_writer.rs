@@ -55,7 +55,7 @@ const UPDATE_PLAY_STATES: &str = "UPDATE ledger_accounts a SET play_state = v.pl
 /// and kept as it grew, read every entry of the merchant and filter txn_id row by row; a
 /// subquery with LIMIT cannot be flattened, so each txn id is looked up on its own (ADR 23).
 /// Each entry comes with its time, last: a rollback of a limited player's bet takes the
-/// stake out of the bucket the bet was counted in (ADR 9100), without a round trip more.
+/// stake out of the bucket the bet was counted in (ADR 77), without a round trip more.
 static SELECT_ENTRIES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {columns}, created_at_ms FROM unnest($2::text[]) AS k (wanted_txn_id) \

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::versions::{version_from_row, VERSION_COLUMNS};
-use crate::{now_ms, Conn, Store, StoreError};
+use crate::{now_ms, Backend, Conn, Store, StoreError};
 
 /// One stored version of a scope's rule set.
 pub use crate::versions::DocumentVersion as RuleSetVersion;
@@ -24,6 +24,10 @@ pub struct RiskDecisionRecord {
     pub jurisdiction: Option<String>,
     pub ip: Option<String>,
     pub device: Option<String>,
+    /// The card's keyed fingerprint, where the card was known (ADR 75).
+    pub card_fingerprint: Option<String>,
+    /// The player's email key, where the player has an email.
+    pub email_key: Option<String>,
     pub amount_minor: i64,
     pub outcome: String,
     pub score: i64,
@@ -40,6 +44,10 @@ pub enum VelocitySubject<'a> {
     Player(&'a str),
     Ip(&'a str),
     Device(&'a str),
+    /// A card's keyed fingerprint: counted over the cards submitted on the card page.
+    Card(&'a str),
+    /// A player's email key: counted over the deposits of every player with it.
+    Email(&'a str),
 }
 
 impl VelocitySubject<'_> {
@@ -48,15 +56,58 @@ impl VelocitySubject<'_> {
             VelocitySubject::Player(_) => "player_id",
             VelocitySubject::Ip(_) => "ip",
             VelocitySubject::Device(_) => "device",
+            VelocitySubject::Card(_) => "card_fingerprint",
+            VelocitySubject::Email(_) => "email_key",
         }
     }
 
     fn value(&self) -> &str {
         match self {
-            VelocitySubject::Player(v) | VelocitySubject::Ip(v) | VelocitySubject::Device(v) => v,
+            VelocitySubject::Player(v)
+            | VelocitySubject::Ip(v)
+            | VelocitySubject::Device(v)
+            | VelocitySubject::Card(v)
+            | VelocitySubject::Email(v) => v,
         }
     }
+
+    /// The decisions counted: a card's are those made when it was submitted (`card`), the
+    /// others' those made when a deposit started.
+    fn counted_kind(&self) -> &'static str {
+        match self {
+            VelocitySubject::Card(_) => "card",
+            _ => "deposit",
+        }
+    }
+
+    /// The lock key of this subject of `merchant_id` (see [`Store::lock_risk_subjects`]).
+    pub fn lock_key(&self, merchant_id: &str) -> i32 {
+        // FNV-1a: stable across nodes and releases, unlike std's hasher. A collision only
+        // makes two subjects wait for each other.
+        let mut hash: u32 = 0x811c_9dc5;
+        for part in [self.column(), merchant_id, self.value()] {
+            for byte in part.bytes().chain([0xff]) {
+                hash ^= u32::from(byte);
+                hash = hash.wrapping_mul(0x0100_0193);
+            }
+        }
+        i32::from_ne_bytes(hash.to_ne_bytes())
+    }
 }
+
+/// What a velocity count is for: the merchant, the player (whose own decisions are not
+/// "other players"), the subject decided on (whose own earlier decision, a retry's, is not
+/// counted) and the windows' starts.
+#[derive(Clone, Copy, Debug)]
+pub struct VelocityAsk<'a> {
+    pub merchant_id: &'a str,
+    pub player_id: &'a str,
+    pub subject_id: &'a str,
+    pub window_starts_ms: &'a [i64],
+}
+
+/// The lock class of the risk subjects' advisory locks on PostgreSQL ("KR").
+const RISK_LOCK_CLASS: i32 = 0x4b52;
 
 /// A subject's deposit attempts, declines (by risk or by the provider) and amounts per
 /// window, in the order of the windows asked for.
@@ -81,7 +132,27 @@ pub struct DepositHistory {
 }
 
 const DECISION_COLUMNS: &str = "id, merchant_id, player_id, kind, subject_id, jurisdiction, ip, \
-     device, amount_minor, outcome, score, features, decision, created_at_ms";
+     device, amount_minor, outcome, score, features, decision, created_at_ms, card_fingerprint, \
+     email_key";
+
+fn velocity_of(row: &AnyRow, windows: usize) -> Result<Velocity, StoreError> {
+    let mut velocity = Velocity {
+        other_players: row.try_get("others")?,
+        ..Velocity::default()
+    };
+    for i in 0..windows {
+        velocity
+            .attempts
+            .push(row.try_get(format!("attempts_{i}").as_str())?);
+        velocity
+            .declines
+            .push(row.try_get(format!("declines_{i}").as_str())?);
+        velocity
+            .amount_minor
+            .push(row.try_get(format!("amount_{i}").as_str())?);
+    }
+    Ok(velocity)
+}
 
 fn decision_from_row(row: &AnyRow) -> Result<RiskDecisionRecord, StoreError> {
     Ok(RiskDecisionRecord {
@@ -99,6 +170,8 @@ fn decision_from_row(row: &AnyRow) -> Result<RiskDecisionRecord, StoreError> {
         features: row.try_get("features")?,
         decision: row.try_get("decision")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        card_fingerprint: row.try_get("card_fingerprint")?,
+        email_key: row.try_get("email_key")?,
     })
 }
 
@@ -192,7 +265,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO risk_decisions ({DECISION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-             $8, $9, $10, $11, $12, $13, $14)"
+             $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         );
         sqlx::query(&sql)
             .bind(&record.id)
@@ -209,6 +282,119 @@ impl Store {
             .bind(&record.features)
             .bind(&record.decision)
             .bind(record.created_at_ms)
+            .bind(&record.card_fingerprint)
+            .bind(&record.email_key)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a decision inside the caller's transaction in place of an earlier one of the
+    /// same subject and kind (a retry of the same payment, a card submitted again), so an
+    /// attempt counts once.
+    pub async fn replace_risk_decision(
+        &self,
+        conn: &mut Conn,
+        record: &RiskDecisionRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM risk_decisions WHERE subject_id = $1 AND kind = $2")
+            .bind(&record.subject_id)
+            .bind(&record.kind)
+            .execute(&mut *conn)
+            .await?;
+        self.insert_risk_decision(conn, record).await
+    }
+
+    /// The decision of `kind` stored for `subject_id` (a deposit's, found by the card page).
+    pub async fn risk_decision_of(
+        &self,
+        subject_id: &str,
+        kind: &str,
+    ) -> Result<Option<RiskDecisionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {DECISION_COLUMNS} FROM risk_decisions WHERE subject_id = $1 AND kind = $2 \
+             ORDER BY created_at_ms DESC LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(subject_id)
+            .bind(kind)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(decision_from_row).transpose()
+    }
+
+    /// Takes, for the rest of the caller's transaction, the lock of each subject key
+    /// ([`VelocitySubject::lock_key`]), in ascending order so two decisions never wait for
+    /// each other in a circle: a decision counting a subject's velocity and storing its own
+    /// attempt runs after every earlier one of the subject has committed. PostgreSQL:
+    /// transaction-scoped advisory locks (a `void` cast to text, which every driver reads);
+    /// SQLite: nothing, its write transactions already run one at a time.
+    pub async fn lock_risk_subjects(
+        &self,
+        conn: &mut Conn,
+        keys: &[i32],
+    ) -> Result<(), StoreError> {
+        if self.backend() != Backend::Postgres || keys.is_empty() {
+            return Ok(());
+        }
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        // The arguments of `||` are evaluated left to right: the locks are taken in order.
+        let locks: Vec<String> = (1..=keys.len())
+            .map(|i| format!("CAST(pg_advisory_xact_lock({RISK_LOCK_CLASS}, ${i}) AS TEXT)"))
+            .collect();
+        let sql = format!("SELECT {} AS locked", locks.join(" || "));
+        let mut query = sqlx::query(&sql);
+        for key in keys {
+            query = query.bind(key);
+        }
+        query.fetch_one(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// Lets the caller's transaction commit without waiting for its WAL to reach the disk
+    /// (PostgreSQL's `synchronous_commit = off` for this transaction; SQLite: nothing). Only
+    /// for a transaction that holds nothing but risk decisions: what a database crash could
+    /// lose of them is a few attempts' counts, never money or a limit's reservation. What
+    /// it writes is visible to other transactions at its commit, as always.
+    pub async fn commit_without_waiting_for_disk(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit TO OFF")
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// How many of the merchant's players other than `player_id` have the email key.
+    pub async fn players_with_email_key(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+        email_key: &str,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM players WHERE merchant_id = $1 AND email_key = $2 \
+             AND player_id <> $3",
+        )
+        .bind(merchant_id)
+        .bind(email_key)
+        .bind(player_id)
+        .fetch_one(self.reader())
+        .await?)
+    }
+
+    /// Stores a payment's newest risk decision (the card's, made after the start's).
+    pub async fn set_payment_risk(
+        &self,
+        conn: &mut Conn,
+        payment_id: &str,
+        risk: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE payments SET risk = $1 WHERE id = $2")
+            .bind(risk)
+            .bind(payment_id)
             .execute(&mut *conn)
             .await?;
         Ok(())
@@ -225,21 +411,25 @@ impl Store {
         Ok(())
     }
 
-    /// `subject`'s deposit decisions of `merchant_id` counted over windows starting at
-    /// `window_starts_ms` (each at least `seen_since_ms`), and the other players seen with
-    /// it since `seen_since_ms`. One statement, led by the subject's index.
-    pub async fn risk_velocity(
+    /// Each subject's decisions counted over the windows of `ask` (each window at least the
+    /// subject's `seen_since_ms`), and the other players seen with it since then; in the
+    /// order of `subjects`. One statement on `conn` (the caller's transaction, so it sees
+    /// what the transaction's locks ordered before it): a `UNION ALL` of one aggregate per
+    /// subject, each led by the subject's index.
+    pub async fn risk_velocity_in(
         &self,
-        merchant_id: &str,
-        player_id: &str,
-        subject: VelocitySubject<'_>,
-        window_starts_ms: &[i64],
-        seen_since_ms: i64,
-    ) -> Result<Velocity, StoreError> {
+        conn: &mut Conn,
+        ask: &VelocityAsk<'_>,
+        subjects: &[(VelocitySubject<'_>, i64)],
+    ) -> Result<Vec<Velocity>, StoreError> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let windows = ask.window_starts_ms.len();
         let declined = "(r.outcome = 'decline' OR p.status IN ('declined', 'failed'))";
         let mut columns = Vec::new();
-        for (i, _) in window_starts_ms.iter().enumerate() {
-            let since = format!("r.created_at_ms >= ${}", i + 5);
+        for i in 0..windows {
+            let since = format!("r.created_at_ms >= ${}", i + 4);
             columns.push(format!(
                 "COUNT(CASE WHEN {since} THEN 1 END) AS attempts_{i}"
             ));
@@ -251,39 +441,45 @@ impl Store {
                  AS amount_{i}"
             ));
         }
-        let sql = format!(
-            "SELECT {}, COUNT(DISTINCT CASE WHEN r.player_id <> $4 THEN r.player_id END) AS others \
-             FROM risk_decisions r LEFT JOIN payments p ON p.id = r.subject_id \
-             WHERE r.{} = $1 AND r.merchant_id = $2 AND r.created_at_ms >= $3 \
-             AND r.kind = 'deposit'",
-            columns.join(", "),
-            subject.column(),
-        );
+        let columns = columns.join(", ");
+        let parts: Vec<String> = subjects
+            .iter()
+            .enumerate()
+            .map(|(n, (subject, _))| {
+                let (value, since) = (4 + windows + 2 * n, 5 + windows + 2 * n);
+                format!(
+                    "SELECT CAST({n} AS BIGINT) AS subject, {columns}, COUNT(DISTINCT CASE WHEN \
+                     r.player_id <> $2 THEN r.player_id END) AS others \
+                     FROM risk_decisions r LEFT JOIN payments p ON p.id = r.subject_id \
+                     WHERE r.{} = ${value} AND r.merchant_id = $1 AND r.created_at_ms >= ${since} \
+                     AND r.kind = '{}' AND r.subject_id <> $3",
+                    subject.column(),
+                    subject.counted_kind(),
+                )
+            })
+            .collect();
+        let sql = parts.join(" UNION ALL ");
         let mut query = sqlx::query(&sql)
-            .bind(subject.value())
-            .bind(merchant_id)
-            .bind(seen_since_ms)
-            .bind(player_id);
-        for start in window_starts_ms {
+            .bind(ask.merchant_id)
+            .bind(ask.player_id)
+            .bind(ask.subject_id);
+        for start in ask.window_starts_ms {
             query = query.bind(*start);
         }
-        let row = query.fetch_one(self.reader()).await?;
-        let mut velocity = Velocity {
-            other_players: row.try_get("others")?,
-            ..Velocity::default()
-        };
-        for i in 0..window_starts_ms.len() {
-            velocity
-                .attempts
-                .push(row.try_get(format!("attempts_{i}").as_str())?);
-            velocity
-                .declines
-                .push(row.try_get(format!("declines_{i}").as_str())?);
-            velocity
-                .amount_minor
-                .push(row.try_get(format!("amount_{i}").as_str())?);
+        for (subject, seen_since_ms) in subjects {
+            query = query.bind(subject.value()).bind(*seen_since_ms);
         }
-        Ok(velocity)
+        let rows = query.fetch_all(&mut *conn).await?;
+        let mut counted = vec![Velocity::default(); subjects.len()];
+        for row in &rows {
+            let n: i64 = row.try_get("subject")?;
+            let velocity = usize::try_from(n)
+                .ok()
+                .and_then(|n| counted.get_mut(n))
+                .ok_or_else(|| StoreError::Corrupt(format!("velocity row {n}")))?;
+            *velocity = velocity_of(row, windows)?;
+        }
+        Ok(counted)
     }
 
     /// A player's captured deposits, chargebacks and age: one statement.

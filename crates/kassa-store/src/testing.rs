@@ -122,6 +122,7 @@ pub async fn ledger_fixture(store: &crate::Store) -> LedgerFixture {
                 kyc_status: KycStatus::None,
                 birth_date: None,
                 account_status: AccountStatus::Active,
+                email: None,
             })
             .await
             .unwrap();

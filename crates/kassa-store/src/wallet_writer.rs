@@ -84,7 +84,7 @@ enum WriterDb {
 pub struct WalletWriter {
     store: Store,
     db: WriterDb,
-    /// The pause in play that ends a session, for the play limits (ADR 9101).
+    /// The pause in play that ends a session, for the play limits (ADR 78).
     session_break_ms: i64,
 }
 
@@ -398,7 +398,7 @@ pub struct WalletQueueOptions {
     pub queue_len_max: usize,
     /// Nice value the writer thread asks for (Linux; 0 leaves it alone).
     pub writer_nice: i32,
-    /// The pause in play that ends a session, for the play limits (ADR 9101).
+    /// The pause in play that ends a session, for the play limits (ADR 78).
     pub session_break_ms: i64,
 }
 

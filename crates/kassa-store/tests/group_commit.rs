@@ -64,12 +64,13 @@ async fn stored_parts(url: &str) -> std::collections::BTreeMap<String, i64> {
     rows.into_iter().collect()
 }
 
-/// A plain SQLite connection writes with a short busy timeout: the shared transaction is
-/// not left open holding the write lock.
+/// A plain SQLite connection writes within a busy timeout: the shared transaction is not
+/// left open holding the write lock. The timeout is long enough for a checkpoint's fsync on
+/// a loaded CI machine (2 s was not, once); a leaked lock would hold it forever.
 fn another_connection_can_write(url: &str) {
     let path = url.trim_start_matches("sqlite://");
     let conn = rusqlite::Connection::open(path).unwrap();
-    conn.busy_timeout(Duration::from_secs(2)).unwrap();
+    conn.busy_timeout(Duration::from_secs(15)).unwrap();
     conn.execute("INSERT INTO parent (id) VALUES (NULL)", [])
         .expect("the write lock is free");
 }

@@ -504,7 +504,7 @@ fn own_path(backend: TestBackend) -> WriterPath {
     }
 }
 
-/// Gives the player of `cash` month wager and loss limits (ADR 9100) that random histories
+/// Gives the player of `cash` month wager and loss limits (ADR 77) that random histories
 /// reach: their bets go through the play limits' gate.
 async fn limit_player(store: &Store, cash: kassa_core::ledger::AccountId) {
     use kassa_core::limits::{LimitPeriod, PeriodLimit};

@@ -18,6 +18,7 @@ fn upsert(merchant: &str, player: &str, account_status: AccountStatus) -> Player
         kyc_status: KycStatus::None,
         birth_date: None,
         account_status,
+        email: None,
     }
 }
 

@@ -83,7 +83,8 @@ fn gcore() -> Option<PathBuf> {
     found
 }
 
-/// The card node's configuration: one direct acquirer with 3-D Secure, the vault, fast jobs.
+/// The card node's configuration: one direct acquirer with 3-D Secure, the vault with card
+/// fingerprints, fast jobs.
 fn card_node_config(host_port: u16, directory_port: u16) -> String {
     format!(
         r#"
@@ -95,6 +96,8 @@ backoff_cap_ms = 200
 [vault]
 master_keys = {{ k1 = "{VAULT_KEY}" }}
 active_key = "k1"
+# The card fingerprints (ADR 75): the card page's risk decision keys an HMAC with the PAN.
+fingerprint_key = "{VAULT_KEY}"
 
 [[providers.accounts]]
 id = "acquirer"

@@ -1,6 +1,6 @@
 //! Play sessions and the limit on their length. Kassa sees play only as wallet calls, so a
 //! session is a run of calls that moved money with no gap as long as the session break
-//! (`wallet.play_session_break_minutes`, ADR 9101): it begins with the first such call after
+//! (`wallet.play_session_break_minutes`, ADR 78): it begins with the first such call after
 //! a break and lasts until the last.
 
 use serde::{Deserialize, Serialize};

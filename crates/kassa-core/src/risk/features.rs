@@ -30,8 +30,9 @@ pub enum FeatureValue {
 /// that read it do not fire, and the decision says it was missing.
 pub type Features = BTreeMap<String, FeatureValue>;
 
-/// Who a velocity counter is kept for: the player, the request's IP, the request's device.
-pub const VELOCITY_SUBJECTS: [&str; 3] = ["player", "ip", "device"];
+/// Who a velocity counter is kept for: the player, the request's IP, the request's device,
+/// the card (by its keyed fingerprint, ADR 75) and the player's email address.
+pub const VELOCITY_SUBJECTS: [&str; 5] = ["player", "ip", "device", "card", "email"];
 
 /// The sliding windows of the velocity counters: name and length.
 pub const VELOCITY_WINDOWS: [(&str, i64); 3] = [
@@ -89,6 +90,13 @@ pub const NAMED_FEATURES: &[(&str, FeatureKind)] = &[
     ("ip_hosting", FeatureKind::Flag),
     ("ip_players_30d", FeatureKind::Number),
     ("device_players_30d", FeatureKind::Number),
+    // The card, where Kassa sees it (its card page, a payout to a saved card).
+    ("card_players_30d", FeatureKind::Number),
+    ("bin_country", FeatureKind::Text),
+    ("bin_country_mismatch_ip", FeatureKind::Flag),
+    ("bin_country_mismatch_kyc", FeatureKind::Flag),
+    // The player's email address.
+    ("email_players", FeatureKind::Number),
     // AML monitoring after earlier money movements (docs/aml.md).
     ("aml_open_case", FeatureKind::Flag),
     ("aml_cdd_threshold", FeatureKind::Flag),
@@ -137,8 +145,11 @@ mod tests {
             Some(FeatureKind::Number)
         );
         assert_eq!(kind_of("first_deposit"), Some(FeatureKind::Flag));
-        assert_eq!(kind_of("card_declines_1h"), None);
+        assert_eq!(kind_of("card_declines_1h"), Some(FeatureKind::Number));
+        assert_eq!(kind_of("email_amount_24h_minor"), Some(FeatureKind::Number));
+        assert_eq!(kind_of("bin_country_mismatch_ip"), Some(FeatureKind::Flag));
+        assert_eq!(kind_of("iban_declines_1h"), None);
         assert_eq!(kind_of("ip_declines_2h"), None);
-        assert_eq!(all_names().len(), NAMED_FEATURES.len() + 27);
+        assert_eq!(all_names().len(), NAMED_FEATURES.len() + 45);
     }
 }

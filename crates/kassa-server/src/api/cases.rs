@@ -91,6 +91,18 @@ pub struct CaseDetailView {
     pub next_statuses: Vec<String>,
     pub alerts: Vec<AlertView>,
     pub audit: Vec<CaseEventView>,
+    /// The merchant's other players linked to the case's player (at most 100): by a card
+    /// (its fingerprint), a device or an IP seen in risk decisions of the last 90 days, or
+    /// an email address (docs/risk.md).
+    pub linked_players: Vec<LinkedPlayerView>,
+}
+
+/// A player linked to a case's player.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkedPlayerView {
+    pub player_id: String,
+    /// What links them: `card`, `device`, `email`, `ip`.
+    pub links: Vec<String>,
 }
 
 /// A page of cases, newest first.
@@ -364,6 +376,11 @@ async fn detail(state: &AppState, case_id: &str) -> Result<CaseDetailView, ApiEr
         next_statuses,
         alerts: file.alerts.iter().map(alert_view).collect(),
         audit: file.events.iter().map(event_view).collect(),
+        linked_players: file
+            .linked_players
+            .into_iter()
+            .map(|(player_id, links)| LinkedPlayerView { player_id, links })
+            .collect(),
     })
 }
 

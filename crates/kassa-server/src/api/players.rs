@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use kassa_core::email::EmailAddress;
 use kassa_core::ids::PlayerId;
 use kassa_core::ledger::EntryStatus;
 use kassa_core::status::{AccountStatus, KycStatus};
@@ -42,6 +43,11 @@ pub struct PlayerInput {
     /// `active` (default), `self_excluded` (may still withdraw) or `blocked` (may not).
     #[schema(pattern = "^(active|self_excluded|blocked)$")]
     pub account_status: Option<String>,
+    /// The player's email address, for the risk features (velocity per address, players
+    /// sharing one). Stored trimmed and lowercased; absent: none (a `PUT` without it
+    /// removes it).
+    #[schema(example = "jane@example.com", max_length = 254)]
+    pub email: Option<String>,
 }
 
 /// A player.
@@ -54,6 +60,8 @@ pub struct PlayerView {
     pub kyc_status: String,
     pub birth_date: Option<String>,
     pub account_status: String,
+    /// As stored: trimmed and lowercased.
+    pub email: Option<String>,
 }
 
 /// A player's balance.
@@ -110,6 +118,7 @@ fn view(player: PlayerRecord) -> PlayerView {
         kyc_status: player.kyc_status.as_str().to_string(),
         birth_date: player.birth_date,
         account_status: player.account_status.as_str().to_string(),
+        email: player.email.map(|e| e.as_str().to_string()),
     }
 }
 
@@ -140,23 +149,12 @@ fn parse_status<T: Copy + std::fmt::Display>(
     })
 }
 
-/// Creates a player and their wallet, or updates their details (201 when created).
-#[utoipa::path(put, path = "/v1/players/{player_id}", tag = "players", request_body = PlayerInput,
-    params(("player_id" = String, Path, description = "Your id for the player")),
-    security(("bearer" = [])),
-    responses(
-        (status = 201, description = "created", body = PlayerView),
-        (status = 200, description = "updated", body = PlayerView),
-        (status = 409, description = "the currency cannot change", body = ErrorBody),
-        (status = 422, description = "invalid field", body = ErrorBody),
-    ))]
-pub async fn put_player(
-    State(state): State<AppState>,
+/// The player as sent, checked field by field.
+fn upsert_of(
     merchant: Merchant,
-    ApiPath(player_id): ApiPath<String>,
-    ApiJson(input): ApiJson<PlayerInput>,
-) -> Result<Response, ApiError> {
-    let player_id = parse_id("player_id", &player_id)?;
+    player_id: PlayerId,
+    input: PlayerInput,
+) -> Result<PlayerUpsert, ApiError> {
     let currency = Currency::from_code(&input.currency)
         .map_err(|e| ApiError::validation("currency", e.to_string()))?;
     if input.country.len() != 2 || !input.country.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -188,19 +186,44 @@ pub async fn put_player(
             ApiError::validation("birth_date", "must be a date like \"1990-04-01\"")
         })?;
     }
-    let (player, created) = state
-        .players
-        .upsert(PlayerUpsert {
-            merchant_id: merchant.id,
-            player_id,
-            currency,
-            country: input.country,
-            jurisdiction: input.jurisdiction,
-            kyc_status,
-            birth_date: input.birth_date,
-            account_status,
-        })
-        .await?;
+    let email = input
+        .email
+        .as_deref()
+        .map(EmailAddress::parse)
+        .transpose()
+        .map_err(|e| ApiError::validation("email", e.to_string()))?;
+    Ok(PlayerUpsert {
+        merchant_id: merchant.id,
+        player_id,
+        currency,
+        country: input.country,
+        jurisdiction: input.jurisdiction,
+        kyc_status,
+        birth_date: input.birth_date,
+        account_status,
+        email,
+    })
+}
+
+/// Creates a player and their wallet, or updates their details (201 when created).
+#[utoipa::path(put, path = "/v1/players/{player_id}", tag = "players", request_body = PlayerInput,
+    params(("player_id" = String, Path, description = "Your id for the player")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "created", body = PlayerView),
+        (status = 200, description = "updated", body = PlayerView),
+        (status = 409, description = "the currency cannot change", body = ErrorBody),
+        (status = 422, description = "invalid field", body = ErrorBody),
+    ))]
+pub async fn put_player(
+    State(state): State<AppState>,
+    merchant: Merchant,
+    ApiPath(player_id): ApiPath<String>,
+    ApiJson(input): ApiJson<PlayerInput>,
+) -> Result<Response, ApiError> {
+    let player_id = parse_id("player_id", &player_id)?;
+    let upsert = upsert_of(merchant, player_id, input)?;
+    let (player, created) = state.players.upsert(upsert).await?;
     let status = if created {
         StatusCode::CREATED
     } else {

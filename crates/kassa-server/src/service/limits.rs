@@ -2,7 +2,7 @@
 //! increase after the jurisdiction's cooling-off, `kassa_core::limits`), and refuse a
 //! deposit that would break a deposit limit, before any provider hears of it. Wager, loss
 //! and session-time limits are enforced by the wallet writer (`kassa_core::play_limits`,
-//! ADR 9100); a change of them also changes the play state it reads, in one transaction.
+//! ADR 77); a change of them also changes the play state it reads, in one transaction.
 
 use kassa_core::ids::{MerchantId, PlayerId};
 use kassa_core::limits::{
@@ -347,47 +347,79 @@ pub enum LimitCheck {
     Reserved,
 }
 
-/// Refuses a deposit of `amount_minor` that would break one of the player's limits, and
-/// otherwise reserves it for `payment_id` while its provider is asked (ADR 65): starts of
-/// one player at the same instant, on any node, count each other. A player without limits
-/// costs one indexed read and reserves nothing.
-pub async fn reserve_within_limits(
+/// Whether the player has a deposit limit in force: one indexed read, outside any
+/// transaction, so a player without limits takes no lock for them.
+pub async fn limits_in_force(
     store: &Store,
     merchant_id: &MerchantId,
     player_id: &PlayerId,
-    payment_id: &str,
-    amount_minor: i64,
-    currency: Currency,
-) -> Result<Result<LimitCheck, DepositRefused>, StoreError> {
+) -> Result<bool, StoreError> {
     let now = store.clock().now_ms();
     let limits = store.deposit_limits(merchant_id, player_id).await?;
-    if limits.iter().all(|l| l.at(now).amount_minor.is_none()) {
-        return Ok(Ok(LimitCheck::NoLimit));
-    }
-    let mut tx = store.begin().await?;
+    Ok(limits.iter().any(|l| l.at(now).amount_minor.is_some()))
+}
+
+/// A deposit start's amount, checked against the player's limits inside the start's short
+/// transaction before any provider is asked (ADR 65): the limit rows locked, the deposits
+/// and other starts' reservations counted. `Err` refuses; the caller rolls back.
+pub async fn check_within_limits(
+    store: &Store,
+    tx: &mut Tx,
+    start: &LimitedStart<'_>,
+) -> Result<Result<(), DepositRefused>, StoreError> {
+    let now = store.clock().now_ms();
     // Read again under the lock: a change since the first read is the one that counts.
     let limits = store
-        .lock_deposit_limits(&mut tx, merchant_id, player_id)
+        .lock_deposit_limits(tx, start.merchant_id, start.player_id)
         .await?;
     let since = now - LimitPeriod::Month.window_ms();
     let counted = store
-        .counted_deposits_in(&mut tx, merchant_id, player_id, since, payment_id)
+        .counted_deposits_in(
+            tx,
+            start.merchant_id,
+            start.player_id,
+            since,
+            start.payment_id,
+        )
         .await?;
-    if let Err(exceeded) = check_deposit(&limits, &counted, amount_minor, now) {
-        tx.rollback().await?;
-        return Ok(Err(DepositRefused { exceeded, currency }));
-    }
+    Ok(
+        check_deposit(&limits, &counted, start.amount_minor, now).map_err(|exceeded| {
+            DepositRefused {
+                exceeded,
+                currency: start.currency,
+            }
+        }),
+    )
+}
+
+/// Reserves a checked start's amount for its payment while its provider is asked, in the
+/// transaction of [`check_within_limits`]: starts of one player at the same instant, on any
+/// node, count each other.
+pub async fn reserve(
+    store: &Store,
+    tx: &mut Tx,
+    start: &LimitedStart<'_>,
+) -> Result<(), StoreError> {
+    let now = store.clock().now_ms();
     store
         .reserve_deposit(
-            &mut tx,
-            payment_id,
-            merchant_id,
-            player_id,
-            amount_minor,
+            tx,
+            start.payment_id,
+            start.merchant_id,
+            start.player_id,
+            start.amount_minor,
             now,
             now + RESERVATION_TTL_MS,
         )
-        .await?;
-    tx.commit().await?;
-    Ok(Ok(LimitCheck::Reserved))
+        .await
+}
+
+/// A deposit start as the limits see it.
+#[derive(Clone, Copy, Debug)]
+pub struct LimitedStart<'a> {
+    pub merchant_id: &'a MerchantId,
+    pub player_id: &'a PlayerId,
+    pub payment_id: &'a str,
+    pub amount_minor: i64,
+    pub currency: Currency,
 }

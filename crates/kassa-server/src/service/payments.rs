@@ -40,10 +40,12 @@ pub use later_cascade::{CascadePayload, PAYMENT_CASCADE};
 use crate::idempotency::IdempotencyClaim;
 use crate::service::aml::MonitoredEvent;
 use crate::service::cascade;
-use crate::service::limits::{reserve_within_limits, DepositRefused, LimitCheck};
+use crate::service::limits::{
+    check_within_limits, limits_in_force, reserve, DepositRefused, LimitCheck, LimitedStart,
+};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
-use crate::service::risk::{Assessment, RiskKind, RiskRefusal, RiskRequest, RiskService};
+use crate::service::risk::{Assessment, CardSeen, RiskKind, RiskRefusal, RiskRequest, RiskService};
 use crate::service::routing::RoutingService;
 use crate::service::threeds::Authenticated;
 use crate::service::{provider_failure_code, unexpected_ledger, HoldFor, ProviderHold};
@@ -387,19 +389,21 @@ impl PaymentsService {
         Ok((decision, routing.document.declines.clone()))
     }
 
-    /// The risk decision on a deposit about to start (after the deposit limits, before any
-    /// provider): refused on `decline` (and on `step_up` where the rule set says so), else
-    /// the decision to store with the payment. A `review` lets the deposit through,
-    /// flagged by its stored decision.
-    async fn pre_authorize(
+    /// The checks of a deposit about to start, before any provider is asked, in one short
+    /// transaction (ADRs 65, 74): the deposit limits (refused: nothing stored), then the
+    /// risk decision, stored at once so that simultaneous starts count each other's
+    /// attempts; within the limits and not refused, the amount is reserved. A refusal by
+    /// risk (`decline`, or `step_up` where the rule set says so) keeps its decision and
+    /// reserves nothing; a `review` goes ahead, flagged by its decision. A player without
+    /// limits and a deployment without risk cost no transaction.
+    async fn check_start(
         &self,
+        merchant_id: &MerchantId,
         player: &PlayerRecord,
         request: &NewPayment,
         payment_id: &PaymentId,
-    ) -> Result<Option<(Assessment, RiskDecisionRecord)>, PaymentError> {
-        let Some(risk) = &self.risk else {
-            return Ok(None);
-        };
+    ) -> Result<(LimitCheck, Option<(Assessment, RiskDecisionRecord)>), PaymentError> {
+        let limited = limits_in_force(&self.store, merchant_id, &player.player_id).await?;
         let risk_request = RiskRequest {
             kind: RiskKind::Deposit,
             player,
@@ -408,26 +412,73 @@ impl PaymentsService {
             country: Some(&request.country),
             ip: request.ip.as_deref(),
             device: request.device_id.as_deref(),
+            card: None,
         };
-        match risk
-            .pre_authorize(&risk_request, payment_id.as_str())
-            .await?
-        {
-            Ok(decided) => Ok(Some(decided)),
-            Err(refusal) if refusal.outcome == kassa_core::risk::RiskOutcome::StepUp => {
-                let verification = match &self.kyc {
-                    Some(kyc) => {
-                        let (level, reason) = (KycLevel::Enhanced, CheckReason::RiskStepUp);
-                        kyc.verification_for(player, level, reason).await
-                    }
-                    None => None,
-                };
-                Err(PaymentError::StepUp {
-                    refusal,
-                    verification,
-                })
+        let prepared = match &self.risk {
+            Some(risk) => Some((risk, risk.prepare(&risk_request).await?)),
+            None => None,
+        };
+        if !limited && prepared.is_none() {
+            return Ok((LimitCheck::NoLimit, None));
+        }
+        let start = LimitedStart {
+            merchant_id,
+            player_id: &player.player_id,
+            payment_id: payment_id.as_str(),
+            amount_minor: request.amount.amount_minor,
+            currency: request.amount.currency,
+        };
+        let mut tx = self.store.begin_grouped().await?;
+        if limited {
+            if let Err(refused) = check_within_limits(&self.store, &mut tx, &start).await? {
+                tx.rollback().await?;
+                crate::metrics::record_limit_refusal(LimitKind::Deposit);
+                return Err(PaymentError::LimitExceeded(refused));
             }
-            Err(refusal) => Err(PaymentError::Risk(refusal)),
+        } else {
+            // Nothing but the decision: no need to wait for the disk (ADR 74).
+            self.store.commit_without_waiting_for_disk(&mut tx).await?;
+        }
+        let decided = match prepared {
+            Some((risk, prepared)) => Some(
+                risk.decide_in(&mut tx, prepared, &risk_request, payment_id.as_str())
+                    .await?,
+            ),
+            None => None,
+        };
+        let refusal = decided
+            .as_ref()
+            .and_then(|(assessment, record)| assessment.refusal(RiskKind::Deposit, &record.id));
+        let limit = match limited && refusal.is_none() {
+            true => {
+                reserve(&self.store, &mut tx, &start).await?;
+                LimitCheck::Reserved
+            }
+            false => LimitCheck::NoLimit,
+        };
+        tx.commit().await?;
+        match refusal {
+            Some(refusal) => Err(self.refused_by_risk(player, refusal).await),
+            None => Ok((limit, decided)),
+        }
+    }
+
+    /// The error of a start refused by risk: a step-up names the page of the `enhanced`
+    /// check the player verifies on.
+    async fn refused_by_risk(&self, player: &PlayerRecord, refusal: RiskRefusal) -> PaymentError {
+        if refusal.outcome != kassa_core::risk::RiskOutcome::StepUp {
+            return PaymentError::Risk(refusal);
+        }
+        let verification = match &self.kyc {
+            Some(kyc) => {
+                let (level, reason) = (KycLevel::Enhanced, CheckReason::RiskStepUp);
+                kyc.verification_for(player, level, reason).await
+            }
+            None => None,
+        };
+        PaymentError::StepUp {
+            refusal,
+            verification,
         }
     }
 
@@ -460,7 +511,8 @@ impl PaymentsService {
     /// answer in one transaction. The payment id comes from the key, so a second attempt
     /// with the key presents the provider the same payment; on this node a second attempt
     /// waits for nothing and is told the key is in use. A provider that could not be reached
-    /// leaves nothing behind: a retry with the key starts afresh (with the same payment id).
+    /// leaves nothing behind but the start's risk decision (an attempt, ADR 74): a retry
+    /// with the key starts afresh (with the same payment id, its decision replacing that one).
     pub async fn init(
         &self,
         merchant_id: &MerchantId,
@@ -478,28 +530,15 @@ impl PaymentsService {
             Some(claim) => self.payment_id_for(merchant_id, &claim.key).await?,
             None => PaymentId::generate(),
         };
-        let amount = request.amount;
-        let limit = reserve_within_limits(
-            &self.store,
-            merchant_id,
-            &player.player_id,
-            payment_id.as_str(),
-            amount.amount_minor,
-            amount.currency,
-        )
-        .await?
-        .map_err(|refused| {
-            crate::metrics::record_limit_refusal(LimitKind::Deposit);
-            PaymentError::LimitExceeded(refused)
-        })?;
+        let (limit, risk) = self
+            .check_start(merchant_id, &player, &request, &payment_id)
+            .await?;
         let started = self
             .start_within_limits(
                 merchant_id,
                 request,
                 claim,
-                &player,
-                payment_id.clone(),
-                limit,
+                (payment_id.clone(), limit, risk),
             )
             .await;
         if started.is_err() && limit == LimitCheck::Reserved {
@@ -510,18 +549,19 @@ impl PaymentsService {
         started
     }
 
-    /// The start after the limit check: risk, routing, the provider, and the start's one
-    /// transaction (which ends a reservation the check made).
+    /// The start after its checks: routing, the provider, and the start's one transaction
+    /// (which ends a reservation the checks made).
     async fn start_within_limits(
         &self,
         merchant_id: &MerchantId,
         request: NewPayment,
         claim: Option<&IdempotencyClaim>,
-        player: &PlayerRecord,
-        payment_id: PaymentId,
-        limit: LimitCheck,
+        (payment_id, limit, risk): (
+            PaymentId,
+            LimitCheck,
+            Option<(Assessment, RiskDecisionRecord)>,
+        ),
     ) -> Result<PaymentStartOutcome, PaymentError> {
-        let risk = self.pre_authorize(player, &request, &payment_id).await?;
         // The routing document's `risk_levels` condition reads the risk outcome.
         let risk_level = risk.as_ref().map(|(a, _)| a.decision.outcome.as_str());
         let (decision, declines) = self
@@ -563,14 +603,7 @@ impl PaymentsService {
             }
         };
         let answer = self
-            .record_init(
-                &mut payment,
-                asked,
-                refusal.as_ref(),
-                claim,
-                risk.as_ref().map(|(_, record)| record),
-                limit,
-            )
+            .record_init(&mut payment, asked, refusal.as_ref(), claim, limit)
             .await?;
         self.publish(&payment);
         crate::metrics::record_payment_started(&payment, provider_elapsed);
@@ -594,7 +627,6 @@ impl PaymentsService {
         asked: Result<PaymentStarted, ProviderError>,
         refusal: Option<&PaymentError>,
         claim: Option<&IdempotencyClaim>,
-        risk: Option<&RiskDecisionRecord>,
         limit: LimitCheck,
     ) -> Result<Answer, PaymentError> {
         let mut tx = self.store.begin_grouped().await?;
@@ -611,9 +643,6 @@ impl PaymentsService {
             self.store
                 .release_deposit_reservation(&mut tx, payment.id.as_str())
                 .await?;
-        }
-        if let Some(risk) = risk {
-            self.store.insert_risk_decision(&mut tx, risk).await?;
         }
         let created = HistoryEvent {
             source: "api",
@@ -1606,6 +1635,93 @@ impl PaymentsService {
         crate::metrics::record_payment_change(&payment, was);
         self.record_fee(&payment, was).await;
         Ok(payment)
+    }
+
+    /// The risk decision on the card submitted for a card-page deposit (ADR 75), before
+    /// 3-D Secure or the acquirer hears of it: the start's features again (its IP and device
+    /// from the start's decision) with the card's (fingerprint velocity, players sharing the
+    /// card, issuing country), stored as the payment's newest decision in one transaction
+    /// with the subjects locked, like a start's. A refusal declines the payment in that
+    /// transaction and answers it; `None`: the card goes on.
+    pub async fn decide_card(
+        &self,
+        payment: &PaymentRecord,
+        card: &CardDetails,
+    ) -> Result<Option<PaymentRecord>, PaymentError> {
+        let Some(risk) = &self.risk else {
+            return Ok(None);
+        };
+        let player = self
+            .players
+            .get(&payment.merchant_id, &payment.player_id)
+            .await?;
+        let start = self
+            .store
+            .risk_decision_of(payment.id.as_str(), RiskKind::Deposit.as_str())
+            .await?;
+        let fingerprint = risk.fingerprint(card);
+        let bin = card.pan().get(..8).unwrap_or_default();
+        let request = RiskRequest {
+            kind: RiskKind::Card,
+            player: &player,
+            amount: payment.amount,
+            method: &payment.method,
+            country: Some(&payment.country),
+            ip: start.as_ref().and_then(|d| d.ip.as_deref()),
+            device: start.as_ref().and_then(|d| d.device.as_deref()),
+            card: Some(CardSeen {
+                fingerprint: fingerprint.as_deref(),
+                bin,
+            }),
+        };
+        let prepared = risk.prepare(&request).await?;
+        let mut tx = self.store.begin_grouped().await?;
+        let (assessment, record) = risk
+            .decide_in(&mut tx, prepared, &request, payment.id.as_str())
+            .await?;
+        let mut current = self.locked_payment(&mut tx, &payment.id).await?;
+        let json = assessment.json();
+        self.store
+            .set_payment_risk(&mut tx, payment.id.as_str(), &json)
+            .await?;
+        current.risk = Some(json);
+        let Some(refusal) = assessment.refusal(RiskKind::Card, &record.id) else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let was = current.status;
+        self.decline_card_in(&mut tx, &mut current, &refusal)
+            .await?;
+        tx.commit().await?;
+        self.publish(&current);
+        crate::metrics::record_payment_change(&current, was);
+        Ok(Some(current))
+    }
+
+    /// Declines a card-page deposit whose card the risk rules refused, inside `tx`.
+    async fn decline_card_in(
+        &self,
+        tx: &mut Tx,
+        payment: &mut PaymentRecord,
+        refusal: &RiskRefusal,
+    ) -> Result<(), StoreError> {
+        let reason = match refusal.outcome {
+            kassa_core::risk::RiskOutcome::StepUp => "risk_step_up",
+            _ => "risk_declined",
+        };
+        payment.failure_reason = Some(reason.into());
+        let detail =
+            json!({ "decision_id": refusal.decision_id, "rules": refusal.rules }).to_string();
+        self.transition(
+            tx,
+            payment,
+            PaymentEvent::Declined,
+            "card_page",
+            reason,
+            Some(&detail),
+        )
+        .await?;
+        Ok(())
     }
 
     /// A pending card-page deposit whose account is known: the only kind a card is taken for.

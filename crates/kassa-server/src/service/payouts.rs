@@ -32,7 +32,7 @@ use crate::service::aml::MonitoredEvent;
 use crate::service::kyc::{KycService, Verification};
 use crate::service::players::{PlayerDirectory, PlayerError, WalletAccounts};
 use crate::service::provider_events::{retrying, EventAnswer, ProviderEventError};
-use crate::service::risk::{Assessment, RiskKind, RiskRefusal, RiskRequest, RiskService};
+use crate::service::risk::{Assessment, CardSeen, RiskKind, RiskRefusal, RiskRequest, RiskService};
 use crate::service::routing::RoutingService;
 use crate::service::vault::Vault;
 use crate::service::{provider_failure_code, HoldFor, ProviderHold};
@@ -346,6 +346,9 @@ impl PayoutsService {
         let Some(risk) = &self.risk else {
             return Ok(None);
         };
+        let saved = self
+            .saved_card_of(player, payout.destination.as_deref())
+            .await?;
         let request = RiskRequest {
             kind: RiskKind::Payout,
             player,
@@ -354,6 +357,10 @@ impl PayoutsService {
             country: None,
             ip: None,
             device: None,
+            card: saved.as_ref().map(|card| CardSeen {
+                fingerprint: card.fingerprint.as_deref(),
+                bin: &card.bin,
+            }),
         };
         let (assessment, record) = risk
             .pre_authorize(&request, payout.id.as_str())
@@ -364,6 +371,23 @@ impl PayoutsService {
         }
         payout.risk = Some(assessment.json());
         Ok(Some((assessment, record)))
+    }
+
+    /// The player's saved card a payout's destination names (a vault token), for the risk
+    /// decision's card features; `None` for any other destination.
+    async fn saved_card_of(
+        &self,
+        player: &PlayerRecord,
+        destination: Option<&str>,
+    ) -> Result<Option<kassa_store::acquirer::VaultCardRecord>, StoreError> {
+        let Some(token) = destination.filter(|d| d.starts_with(VAULT_TOKEN_PREFIX)) else {
+            return Ok(None);
+        };
+        let cards = self
+            .store
+            .player_vault_cards(player.merchant_id.as_str(), player.player_id.as_str())
+            .await?;
+        Ok(cards.into_iter().find(|card| card.token == token))
     }
 
     /// Whether the player bet less since their last deposit than the wagering share of it.

@@ -3,6 +3,9 @@
 //! data key is sealed under a master key from the config, named by its key id. The database
 //! holds ciphertext, the key id, and what may be shown (last four, expiry, BIN).
 //!
+//! A saved card also carries its keyed fingerprint ([`CardFingerprinter`], ADR 75), so the
+//! same card saved twice, or by two players, is recognised without opening either.
+//!
 //! Rotation without downtime: add the new master key, make it `active_key`; new cards are
 //! sealed under it, old ones still open under theirs; [`Vault::rewrap`] moves old cards'
 //! data keys to the active key (the cards' ciphertext is untouched), after which the old key
@@ -14,9 +17,11 @@ use std::fmt;
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use kassa_connectors::{CardDetails, ExposeSecret, SecretString};
 use kassa_store::acquirer::VaultCardRecord;
 use kassa_store::{now_ms, Store, StoreError};
+use sha2::Sha256;
 
 /// Bytes of an AES-GCM nonce, stored in front of each ciphertext.
 const NONCE_BYTES: usize = 12;
@@ -45,11 +50,54 @@ pub enum VaultError {
     Store(#[from] StoreError),
 }
 
+/// The fewest bytes a fingerprint key may have (HMAC-SHA256's own output length).
+const FINGERPRINT_KEY_BYTES_MIN: usize = 32;
+
+/// Keyed fingerprints of card numbers (ADR 75): HMAC-SHA256 of the PAN under
+/// `[vault] fingerprint_key`, in hex. Not a plain hash: the PANs of one BIN are few enough
+/// (at most 10^9 with the Luhn digit) that a SHA-256 of a PAN is reversed by trying them
+/// all; without the key a fingerprint tells nothing.
+#[derive(Clone)]
+pub struct CardFingerprinter {
+    /// The MAC keyed once; cloned for each card.
+    keyed: Hmac<Sha256>,
+}
+
+impl fmt::Debug for CardFingerprinter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CardFingerprinter(..)")
+    }
+}
+
+impl CardFingerprinter {
+    /// The fingerprinter of `key` (base64 of at least 32 bytes).
+    pub fn new(key: &SecretString) -> Result<CardFingerprinter, VaultError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key.expose_secret().trim())
+            .ok()
+            .filter(|bytes| bytes.len() >= FINGERPRINT_KEY_BYTES_MIN)
+            .ok_or_else(|| {
+                VaultError::Config("fingerprint_key must be at least 32 bytes in base64".into())
+            })?;
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&bytes)
+            .map_err(|_| VaultError::Config("fingerprint_key is not a usable key".into()))?;
+        Ok(CardFingerprinter { keyed })
+    }
+
+    /// The fingerprint of `card`: the same for the same PAN, whatever its expiry.
+    pub fn of(&self, card: &CardDetails) -> String {
+        let mut mac = self.keyed.clone();
+        mac.update(card.pan().as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
 /// The master keys by id, and the one new cards are sealed under.
 pub struct Vault {
     store: Store,
     keys: BTreeMap<String, Aes256Gcm>,
     active: String,
+    fingerprints: Option<CardFingerprinter>,
 }
 
 impl fmt::Debug for Vault {
@@ -125,7 +173,14 @@ impl Vault {
             store,
             keys: ciphers,
             active: active.to_string(),
+            fingerprints: None,
         })
+    }
+
+    /// Saves each new card with its fingerprint under `fingerprints`.
+    pub fn with_fingerprints(mut self, fingerprints: Option<CardFingerprinter>) -> Vault {
+        self.fingerprints = fingerprints;
+        self
     }
 
     fn cipher(&self, key_id: &str) -> Result<&Aes256Gcm, VaultError> {
@@ -163,6 +218,7 @@ impl Vault {
             bin: card.pan().chars().take(6).collect(),
             created_at_ms: now_ms(),
             approved_account: approved_account.map(str::to_string),
+            fingerprint: self.fingerprints.as_ref().map(|f| f.of(card)),
         };
         self.store.insert_vault_card(&record).await?;
         Ok(record)

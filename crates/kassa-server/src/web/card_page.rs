@@ -187,6 +187,11 @@ pub async fn submit_card(
     };
     // Only a pending deposit takes a card: checked before 3-D Secure asks the issuer.
     state.payments.card_payment(&payment.id).await?;
+    // The card's risk decision, before the issuer hears of it (ADR 75).
+    if let Some(declined) = state.payments.decide_card(&payment, &card).await? {
+        tracing::info!(payment_id = %declined.id, "card refused by the risk rules; no authorization sent");
+        return Ok(to_status_page(declined.id.as_str()));
+    }
     let entry = CardEntry {
         card,
         save,

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod risk_rules;
+
 use futures::future::BoxFuture;
 use kassa_connectors::ExposeSecret;
 use kassa_server::config::{Config, ProviderAccountConfig};
@@ -624,20 +626,24 @@ pub async fn verified_player(app: &TestApp, player_id: &str, funds: &str) {
 
 /// Requests a EUR card payout of `amount` for `player_id`; returns its id.
 pub async fn request_payout(app: &TestApp, player_id: &str, amount: &str) -> String {
-    let key = kassa_core::ids::generate("idem");
     let body =
         json!({"amount": amount, "currency": "EUR", "method": "card", "player_id": player_id});
-    let requested = app
-        .send(
-            Method::POST,
-            "/v1/payouts/init",
-            Some(&app.api_key),
-            Some(&body),
-            &[("Idempotency-Key", &key)],
-        )
-        .await;
+    let requested = post_payout(app, &body).await;
     assert!(requested.status.is_success(), "{}", requested.body);
     requested.body["payout_id"].as_str().unwrap().to_string()
+}
+
+/// Posts `body` to `/v1/payouts/init` under a fresh idempotency key, whatever the answer.
+pub async fn post_payout(app: &TestApp, body: &Value) -> Answer {
+    let key = kassa_core::ids::generate("idem");
+    app.send(
+        Method::POST,
+        "/v1/payouts/init",
+        Some(&app.api_key),
+        Some(body),
+        &[("Idempotency-Key", &key)],
+    )
+    .await
 }
 
 /// Sends a webhook signed as the sandbox signs it: the test plays the provider.
@@ -725,6 +731,32 @@ macro_rules! contract_tests_with {
                 async fn $name() {
                     let app = $crate::common::spawn_with(kassa_store::testing::TestBackend::Postgres, $adjust).await.unwrap();
                     super::$name(app).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Declares each listed `async fn name(backend: TestBackend)` as a test on SQLite and on
+/// PostgreSQL (the latter ignored unless `KASSA_TEST_POSTGRES_URL` was set at build time),
+/// for tests that start more than the server (a host simulator) before it.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(kassa_store::testing::TestBackend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+                async fn $name() {
+                    super::$name(kassa_store::testing::TestBackend::Postgres).await;
                 }
             )*
         }

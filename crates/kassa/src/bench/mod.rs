@@ -72,7 +72,7 @@ pub struct BenchArgs {
     no_baseline: bool,
     /// Give every wallet player wager and loss limits per day, week and month and a
     /// session-time limit, all too high to refuse a bet, so that every call pays for
-    /// checking and counting them (ADR 9100); the wallet cells are named `kassa+rg`.
+    /// checking and counting them (ADR 77); the wallet cells are named `kassa+rg`.
     #[arg(long)]
     play_limits: bool,
     /// Drive an already running server instead of starting one (http://host:port).

@@ -41,7 +41,15 @@ pub struct CaseFile {
     pub alerts: Vec<AlertRecord>,
     /// The audit trail, oldest first.
     pub events: Vec<CaseEvent>,
+    /// The merchant's other players linked to the case's player, each with what links
+    /// them (`card`, `device`, `ip`, `email`), at most [`LINKED_PLAYERS_MAX`].
+    pub linked_players: Vec<(String, Vec<String>)>,
 }
+
+/// Players a case lists as linked at most.
+pub const LINKED_PLAYERS_MAX: u32 = 100;
+/// How far back a device or IP links players in a case (a card or email links them ever).
+pub const LINK_LOOKBACK_MS: i64 = 90 * 24 * 60 * 60 * 1_000;
 
 /// A move asked for by staff.
 #[derive(Clone, Debug)]
@@ -95,11 +103,42 @@ impl AmlService {
         let mut alerts = self.store.aml_alerts(&filter, CASE_ALERTS_MAX).await?;
         alerts.reverse();
         let events = self.store.aml_case_events(case_id).await?;
+        let linked_players = self.linked_players(&case).await?;
         Ok(CaseFile {
             case,
             alerts,
             events,
+            linked_players,
         })
+    }
+
+    /// The players linked to the case's player, grouped by player.
+    async fn linked_players(
+        &self,
+        case: &CaseRecord,
+    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let since_ms = kassa_store::now_ms() - LINK_LOOKBACK_MS;
+        // Rows per link: a player may come up to four times.
+        let rows = self
+            .store
+            .linked_players(
+                &case.merchant_id,
+                &case.player_id,
+                since_ms,
+                LINKED_PLAYERS_MAX * 4,
+            )
+            .await?;
+        let mut linked: Vec<(String, Vec<String>)> = Vec::new();
+        for (player, link) in rows {
+            if let Some((_, links)) = linked.last_mut().filter(|(last, _)| *last == player) {
+                links.push(link);
+            } else if linked.len() < LINKED_PLAYERS_MAX as usize {
+                linked.push((player, vec![link]));
+            } else {
+                break;
+            }
+        }
+        Ok(linked)
     }
 
     /// Cases newest first.

@@ -186,7 +186,10 @@ impl AmlService {
             withdrawal,
             wagered_before_withdrawal_minor,
             deposit_accounts: self.store.aml_deposit_accounts(merchant, player_id).await?,
-            deposit_instruments: self.store.aml_card_tokens(merchant, player_id).await?,
+            deposit_instruments: self
+                .store
+                .aml_deposit_instruments(merchant, player_id)
+                .await?,
             instrument_players: self
                 .store
                 .aml_instrument_players(merchant, player_id)

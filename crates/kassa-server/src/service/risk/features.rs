@@ -1,8 +1,10 @@
-//! The features of one pre-authorization decision, gathered from the database in at most
-//! five statements (run together): the player's velocity, the request IP's and device's
-//! velocity with the other players seen on them, the player's deposit history and age
-//! (ADR 63), and the player's open AML case (ADR 70). Counters are counted from the stored decisions, so every attempt counts,
-//! refused ones included.
+//! The features of one pre-authorization decision. Those that need no counting are read
+//! first, concurrently and outside any transaction: the player's deposit history and age
+//! (ADR 63), their open AML case (ADR 70), the players sharing their email address, and the
+//! IP's flags and the card's issuing country from the list files. The velocity counters
+//! (per player, IP, device, card and email, ADR 74) are then counted in one statement,
+//! inside the transaction that stores the decision when the start stores it at once, so a
+//! start counts every attempt decided before it, refused ones included.
 
 use kassa_core::risk::features::{velocity_name, VelocityMeasure, VELOCITY_WINDOWS};
 use kassa_core::risk::{FeatureValue, Features};
@@ -11,15 +13,18 @@ use kassa_store::directory::PlayerRecord;
 use kassa_store::risk::{DepositHistory, Velocity, VelocitySubject};
 use kassa_store::{Store, StoreError};
 
+use super::bin_list::BinList;
 use super::ip_list::IpList;
 
-/// How far back a device or IP is looked at for other players using it.
+/// How far back a device, IP or card is looked at for other players using it.
 pub const SHARED_LOOKBACK_MS: i64 = 30 * 24 * 60 * 60 * 1_000;
 
 /// What is decided on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RiskKind {
     Deposit,
+    /// The card submitted for a deposit on Kassa's card page, before the issuer is asked.
+    Card,
     Payout,
 }
 
@@ -28,9 +33,19 @@ impl RiskKind {
     pub fn as_str(self) -> &'static str {
         match self {
             RiskKind::Deposit => "deposit",
+            RiskKind::Card => "card",
             RiskKind::Payout => "payout",
         }
     }
+}
+
+/// The card of a decision, where Kassa sees one: the card page's, a payout's saved card.
+#[derive(Clone, Copy, Debug)]
+pub struct CardSeen<'a> {
+    /// The keyed fingerprint; `None` without a fingerprint key (or an old saved card).
+    pub fingerprint: Option<&'a str>,
+    /// The first six to eight digits, for the issuing country.
+    pub bin: &'a str,
 }
 
 /// A deposit or payout about to start.
@@ -44,47 +59,73 @@ pub struct RiskRequest<'a> {
     pub country: Option<&'a str>,
     pub ip: Option<&'a str>,
     pub device: Option<&'a str>,
+    pub card: Option<CardSeen<'a>>,
 }
 
-/// Gathers the features of `request` at `now_ms`.
-pub async fn gather(
+impl RiskRequest<'_> {
+    /// The subjects velocity is counted for, with their feature names and how far back
+    /// each is counted (the player's 24 h; the others' 30 days, for the players they share).
+    pub fn velocity_subjects<'b>(
+        &'b self,
+        email_key: Option<&'b str>,
+        now_ms: i64,
+    ) -> Vec<(&'static str, VelocitySubject<'b>, i64)> {
+        let day_ago = now_ms - VELOCITY_WINDOWS[VELOCITY_WINDOWS.len() - 1].1;
+        let shared_since = now_ms - SHARED_LOOKBACK_MS;
+        let player = self.player.player_id.as_str();
+        let mut subjects = vec![("player", VelocitySubject::Player(player), day_ago)];
+        if let Some(ip) = self.ip {
+            subjects.push(("ip", VelocitySubject::Ip(ip), shared_since));
+        }
+        if let Some(device) = self.device {
+            subjects.push(("device", VelocitySubject::Device(device), shared_since));
+        }
+        if let Some(fingerprint) = self.card.and_then(|card| card.fingerprint) {
+            subjects.push(("card", VelocitySubject::Card(fingerprint), shared_since));
+        }
+        if let Some(key) = email_key {
+            subjects.push(("email", VelocitySubject::Email(key), day_ago));
+        }
+        subjects
+    }
+}
+
+/// The list files the features read.
+pub struct Lists {
+    pub ips: IpList,
+    pub bins: BinList,
+}
+
+/// Gathers the features of `request` at `now_ms` that need no counting.
+pub async fn gather_facts(
     store: &Store,
-    ip_list: &IpList,
+    lists: &Lists,
     request: &RiskRequest<'_>,
+    email_key: Option<&str>,
     now_ms: i64,
 ) -> Result<Features, StoreError> {
     let merchant = request.player.merchant_id.as_str();
     let player = request.player.player_id.as_str();
-    let windows: Vec<i64> = VELOCITY_WINDOWS.iter().map(|(_, ms)| now_ms - ms).collect();
-    let day_ago = now_ms - VELOCITY_WINDOWS[VELOCITY_WINDOWS.len() - 1].1;
-    let shared_since = now_ms - SHARED_LOOKBACK_MS;
-    let counted = |subject, since| Counted {
-        store,
-        merchant,
-        player,
-        subject,
-        windows: &windows,
-        since,
+    let email_players = async {
+        match email_key {
+            Some(key) => store
+                .players_with_email_key(merchant, player, key)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
     };
-    let (by_player, by_ip, by_device, history, aml_case) = tokio::try_join!(
-        counted(Some(VelocitySubject::Player(player)), day_ago).velocity(),
-        counted(request.ip.map(VelocitySubject::Ip), shared_since).velocity(),
-        counted(request.device.map(VelocitySubject::Device), shared_since).velocity(),
+    let (history, aml_case, email_players) = tokio::try_join!(
         store.deposit_history(merchant, player),
         store.aml_open_case_scenarios(merchant, player),
+        email_players,
     )?;
     let mut features = request_features(request, now_ms, &history);
     insert_aml(&mut features, aml_case.as_deref());
-    insert_velocity(&mut features, "player", by_player.as_ref());
-    insert_velocity(&mut features, "ip", by_ip.as_ref());
-    insert_velocity(&mut features, "device", by_device.as_ref());
-    if let Some(by_ip) = &by_ip {
-        number(&mut features, "ip_players_30d", by_ip.other_players);
+    if let Some(count) = email_players {
+        number(&mut features, "email_players", count);
     }
-    if let Some(by_device) = &by_device {
-        number(&mut features, "device_players_30d", by_device.other_players);
-    }
-    if let Some(flags) = request.ip.and_then(|ip| ip_list.flags_of(ip)) {
+    if let Some(flags) = request.ip.and_then(|ip| lists.ips.flags_of(ip)) {
         for flag in super::ip_list::IP_FLAGS {
             features.insert(
                 format!("ip_{flag}"),
@@ -92,35 +133,57 @@ pub async fn gather(
             );
         }
     }
+    if let Some(card) = &request.card {
+        insert_bin_country(&mut features, request, lists.bins.country_of(card.bin));
+    }
     Ok(features)
 }
 
-/// One velocity count to make (none without a subject: no IP or no device given).
-struct Counted<'a> {
-    store: &'a Store,
-    merchant: &'a str,
-    player: &'a str,
-    subject: Option<VelocitySubject<'a>>,
-    windows: &'a [i64],
-    since: i64,
+/// The counted velocity of each subject (in the order of `names`), into `features`; the
+/// IP's, device's and card's other players too.
+pub fn insert_counted(features: &mut Features, names: &[&str], counted: &[Velocity]) {
+    for (subject, velocity) in names.iter().zip(counted) {
+        insert_velocity(features, subject, velocity);
+        if matches!(*subject, "ip" | "device" | "card") {
+            number(
+                features,
+                &format!("{subject}_players_30d"),
+                velocity.other_players,
+            );
+        }
+    }
 }
 
-impl Counted<'_> {
-    async fn velocity(self) -> Result<Option<Velocity>, StoreError> {
-        let Some(subject) = self.subject else {
-            return Ok(None);
-        };
-        self.store
-            .risk_velocity(
-                self.merchant,
-                self.player,
-                subject,
-                self.windows,
-                self.since,
-            )
-            .await
-            .map(Some)
+/// The card's issuing country and how it compares with the request's country and the
+/// player's KYC country. Kassa's KYC checks do not report a document country, so the KYC
+/// country is the player's `country` once their KYC is `verified`; before, the player's
+/// jurisdiction where it is a country code (docs/risk.md).
+fn insert_bin_country(features: &mut Features, request: &RiskRequest<'_>, bin: Option<String>) {
+    let Some(bin_country) = bin else {
+        return;
+    };
+    if let Some(country) = request.country {
+        features.insert(
+            "bin_country_mismatch_ip".into(),
+            FeatureValue::Flag(!country.eq_ignore_ascii_case(&bin_country)),
+        );
     }
+    let player = request.player;
+    let kyc_country = if player.kyc_status == kassa_core::status::KycStatus::Verified {
+        Some(player.country.as_str())
+    } else {
+        player
+            .jurisdiction
+            .as_deref()
+            .filter(|j| j.len() == 2 && j.bytes().all(|b| b.is_ascii_alphabetic()))
+    };
+    if let Some(kyc_country) = kyc_country {
+        features.insert(
+            "bin_country_mismatch_kyc".into(),
+            FeatureValue::Flag(!kyc_country.eq_ignore_ascii_case(&bin_country)),
+        );
+    }
+    text(features, "bin_country", &bin_country);
 }
 
 fn number(features: &mut Features, name: &str, value: i64) {
@@ -194,10 +257,7 @@ fn insert_aml(features: &mut Features, open_case_scenarios: Option<&[String]>) {
     );
 }
 
-fn insert_velocity(features: &mut Features, subject: &str, velocity: Option<&Velocity>) {
-    let Some(velocity) = velocity else {
-        return;
-    };
+fn insert_velocity(features: &mut Features, subject: &str, velocity: &Velocity) {
     for (i, (window, _)) in VELOCITY_WINDOWS.iter().enumerate() {
         let counted = [
             (VelocityMeasure::Attempts, &velocity.attempts),

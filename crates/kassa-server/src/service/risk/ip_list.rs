@@ -5,60 +5,38 @@
 //! logged with its number; a file that cannot be read keeps the list read before.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
+
+use super::list_file::{parse_lines, ListFile};
 
 /// The flags a list entry may give.
 pub const IP_FLAGS: [&str; 3] = ["vpn", "tor", "hosting"];
 
-/// How often the file's modification time is looked at.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-#[derive(Default)]
-struct Loaded {
-    entries: Vec<(IpNet, &'static str)>,
-    /// The file's modification time and length when read.
-    signature: Option<(SystemTime, u64)>,
-    checked_at: Option<Instant>,
-}
-
 /// The list; `None` path: no list, and so no IP flags.
 pub struct IpList {
-    path: Option<PathBuf>,
-    loaded: Mutex<Loaded>,
+    file: ListFile<Vec<(IpNet, &'static str)>>,
 }
 
 impl IpList {
     /// The list at `path` (empty: none), read on first use.
     pub fn new(path: &str) -> IpList {
         IpList {
-            path: (!path.is_empty()).then(|| PathBuf::from(path)),
-            loaded: Mutex::default(),
+            file: ListFile::new("ip", path, parse),
         }
     }
 
     /// Whether a list is configured.
     pub fn configured(&self) -> bool {
-        self.path.is_some()
+        self.file.configured()
     }
 
     /// The flags `ip` carries (each once), or `None` without a list or for an `ip` that is
     /// not an address.
     pub fn flags_of(&self, ip: &str) -> Option<Vec<&'static str>> {
-        let path = self.path.as_ref()?;
+        let entries = self.file.current()?;
         let address: IpAddr = ip.trim().parse().ok()?;
-        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if loaded
-            .checked_at
-            .is_none_or(|checked| checked.elapsed() >= CHECK_EVERY)
-        {
-            reload_if_changed(path, &mut loaded);
-        }
-        let mut flags: Vec<&'static str> = loaded
-            .entries
+        let mut flags: Vec<&'static str> = entries
             .iter()
             .filter(|(net, _)| net.contains(&address))
             .map(|(_, flag)| *flag)
@@ -69,45 +47,9 @@ impl IpList {
     }
 }
 
-fn reload_if_changed(path: &PathBuf, loaded: &mut Loaded) {
-    loaded.checked_at = Some(Instant::now());
-    let signature = match std::fs::metadata(path) {
-        Ok(meta) => meta.modified().ok().map(|modified| (modified, meta.len())),
-        Err(error) => {
-            tracing::warn!(path = %path.display(), %error, "risk IP list cannot be read");
-            return;
-        }
-    };
-    if signature.is_some() && signature == loaded.signature {
-        return;
-    }
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            loaded.entries = parse(&text);
-            loaded.signature = signature;
-            tracing::info!(entries = loaded.entries.len(), "risk IP list read");
-        }
-        Err(error) => tracing::warn!(path = %path.display(), %error, "risk IP list cannot be read"),
-    }
-}
-
 /// The entries of a list file; lines that do not parse are logged and skipped.
 fn parse(text: &str) -> Vec<(IpNet, &'static str)> {
-    let mut entries = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or_default().trim();
-        if line.is_empty() {
-            continue;
-        }
-        match parse_line(line) {
-            Some(entry) => entries.push(entry),
-            None => tracing::warn!(
-                line = number + 1,
-                "risk IP list: not `ADDRESS-OR-CIDR vpn|tor|hosting`; skipped"
-            ),
-        }
-    }
-    entries
+    parse_lines(text, "ADDRESS-OR-CIDR vpn|tor|hosting", parse_line)
 }
 
 fn parse_line(line: &str) -> Option<(IpNet, &'static str)> {

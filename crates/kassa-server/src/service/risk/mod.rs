@@ -3,25 +3,30 @@
 //! decision of a deposit or payout (features gathered here, the decision made by
 //! `kassa_core::risk::evaluate`), and the backtest of a draft rule set over stored decisions.
 
+pub mod bin_list;
 pub mod features;
 pub mod ip_list;
+pub mod list_file;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kassa_connectors::CardDetails;
 use kassa_core::ids::MerchantId;
+use kassa_core::risk::features::VELOCITY_WINDOWS;
 use kassa_core::risk::{evaluate, Decision, Features, RiskOutcome, RuleSet};
 use kassa_core::routing::DocumentError;
-use kassa_store::risk::{RiskDecisionRecord, RuleSetVersion};
-use kassa_store::{now_ms, Store, StoreError};
+use kassa_store::risk::{RiskDecisionRecord, RuleSetVersion, VelocityAsk};
+use kassa_store::{now_ms, Conn, Store, StoreError};
 use serde::Serialize;
 
-pub use features::{RiskKind, RiskRequest};
-use ip_list::IpList;
+use features::Lists;
+pub use features::{CardSeen, RiskKind, RiskRequest};
 
 use crate::config::RiskConfig;
 use crate::service::refreshed::Refreshed;
+use crate::service::vault::CardFingerprinter;
 
 /// How old the rule sets a decision uses may be: a change made through another node
 /// applies within this time; one made through this node at once.
@@ -110,6 +115,22 @@ pub struct Assessment {
     pub scope: String,
     /// Whether a `step_up` refuses a deposit under that rule set.
     pub step_up_refuses_deposits: bool,
+    /// What was decided on: `deposit`, `card` or `payout`.
+    pub kind: RiskKind,
+    /// The player's email key, counted by later decisions.
+    pub email_key: Option<String>,
+}
+
+/// What a decision needs that is read before the transaction storing it (ADR 74): the
+/// rule set and the features that are not counted.
+#[derive(Debug)]
+pub struct Prepared {
+    version: Option<i64>,
+    scope: String,
+    rules: Arc<RuleSet>,
+    features: Features,
+    email_key: Option<String>,
+    now_ms: i64,
 }
 
 /// What a payment or payout shows of its decision.
@@ -118,6 +139,8 @@ struct StoredDecision<'a> {
     #[serde(flatten)]
     decision: &'a Decision,
     scope: &'a str,
+    /// `deposit` (the start's), `card` (the card page's) or `payout`.
+    kind: &'a str,
 }
 
 impl Assessment {
@@ -126,12 +149,14 @@ impl Assessment {
         let stored = StoredDecision {
             decision: &self.decision,
             scope: &self.scope,
+            kind: self.kind.as_str(),
         };
         serde_json::to_string(&stored).unwrap_or_default()
     }
 
     /// The refusal this decision makes of a start of `kind`, if any: `decline` always,
-    /// `step_up` for payouts and, where the rule set says so, for deposits.
+    /// `step_up` for payouts and, where the rule set says so, for deposits (and their
+    /// cards).
     pub fn refusal(&self, kind: RiskKind, decision_id: &str) -> Option<RiskRefusal> {
         let refuses = match self.decision.outcome {
             RiskOutcome::Decline => true,
@@ -157,6 +182,11 @@ impl Assessment {
             jurisdiction: request.player.jurisdiction.clone(),
             ip: request.ip.map(str::to_string),
             device: request.device.map(str::to_string),
+            card_fingerprint: request
+                .card
+                .and_then(|card| card.fingerprint)
+                .map(str::to_string),
+            email_key: self.email_key.clone(),
             amount_minor: request.amount.amount_minor,
             outcome: self.decision.outcome.as_str().to_string(),
             score: self.decision.score,
@@ -207,7 +237,8 @@ pub struct RiskService {
     store: Store,
     default_rules: Arc<RuleSet>,
     cached: Arc<Refreshed<RuleSets>>,
-    ip_list: Arc<IpList>,
+    lists: Arc<Lists>,
+    fingerprints: Option<CardFingerprinter>,
 }
 
 impl RiskService {
@@ -221,8 +252,23 @@ impl RiskService {
             store,
             default_rules: Arc::new(default_rules),
             cached: Arc::new(Refreshed::new(RULES_TTL)),
-            ip_list: Arc::new(IpList::new(&config.ip_list_path)),
+            lists: Arc::new(Lists {
+                ips: ip_list::IpList::new(&config.ip_list_path),
+                bins: bin_list::BinList::new(&config.bin_list_path),
+            }),
+            fingerprints: None,
         })
+    }
+
+    /// Fingerprints the cards decided on with `fingerprints` (`[vault] fingerprint_key`).
+    pub fn with_fingerprints(mut self, fingerprints: Option<CardFingerprinter>) -> RiskService {
+        self.fingerprints = fingerprints;
+        self
+    }
+
+    /// The keyed fingerprint of `card`; `None` without a fingerprint key.
+    pub fn fingerprint(&self, card: &CardDetails) -> Option<String> {
+        self.fingerprints.as_ref().map(|f| f.of(card))
     }
 
     /// The rule set deciding for a merchant's player of `jurisdiction`: the most specific
@@ -279,13 +325,57 @@ impl RiskService {
         parse_stored(&stored)
     }
 
-    /// Gathers the features of `request` and decides on them.
-    pub async fn assess(&self, request: &RiskRequest<'_>) -> Result<Assessment, StoreError> {
+    /// Reads what a decision on `request` needs before its transaction: the rule set and
+    /// the features that are not counted.
+    pub async fn prepare(&self, request: &RiskRequest<'_>) -> Result<Prepared, StoreError> {
         let player = request.player;
         let (version, scope, rules) = self
             .rules_for(player.merchant_id.as_str(), player.jurisdiction.as_deref())
             .await?;
-        let features = features::gather(&self.store, &self.ip_list, request, now_ms()).await?;
+        let email_key = player.email.as_ref().map(|e| e.match_key());
+        let now = now_ms();
+        let features =
+            features::gather_facts(&self.store, &self.lists, request, email_key.as_deref(), now)
+                .await?;
+        Ok(Prepared {
+            version,
+            scope,
+            rules,
+            features,
+            email_key,
+            now_ms: now,
+        })
+    }
+
+    /// Counts `request`'s velocity on `conn` (not counting `subject_id`'s own earlier
+    /// decision) and decides.
+    async fn decide_on(
+        &self,
+        conn: &mut Conn,
+        prepared: Prepared,
+        request: &RiskRequest<'_>,
+        subject_id: &str,
+    ) -> Result<Assessment, StoreError> {
+        let Prepared {
+            version,
+            scope,
+            rules,
+            mut features,
+            email_key,
+            now_ms,
+        } = prepared;
+        let windows: Vec<i64> = VELOCITY_WINDOWS.iter().map(|(_, ms)| now_ms - ms).collect();
+        let subjects = request.velocity_subjects(email_key.as_deref(), now_ms);
+        let ask = VelocityAsk {
+            merchant_id: request.player.merchant_id.as_str(),
+            player_id: request.player.player_id.as_str(),
+            subject_id,
+            window_starts_ms: &windows,
+        };
+        let counted: Vec<_> = subjects.iter().map(|(_, s, since)| (*s, *since)).collect();
+        let velocity = self.store.risk_velocity_in(conn, &ask, &counted).await?;
+        let names: Vec<&str> = subjects.iter().map(|(name, _, _)| *name).collect();
+        features::insert_counted(&mut features, &names, &velocity);
         let decision = evaluate(&rules, version, &features);
         crate::metrics::record_risk_decision(request.kind.as_str(), decision.outcome.as_str());
         Ok(Assessment {
@@ -293,7 +383,41 @@ impl RiskService {
             features,
             scope,
             step_up_refuses_deposits: rules.step_up_refuses_deposits,
+            kind: request.kind,
+            email_key,
         })
+    }
+
+    /// Gathers the features of `request` and decides on them, storing nothing (a payout's
+    /// decision, stored with its hold; the bench).
+    pub async fn assess(&self, request: &RiskRequest<'_>) -> Result<Assessment, StoreError> {
+        let prepared = self.prepare(request).await?;
+        let mut conn = self.store.read_connection().await?;
+        self.decide_on(&mut conn, prepared, request, "").await
+    }
+
+    /// Decides on `request` for `subject_id` inside the caller's transaction and stores the
+    /// decision there, in place of an earlier one of the subject (ADR 74). The subjects'
+    /// locks are taken first, so the velocity counted sees every attempt decided before
+    /// this one, on any node, and a later one sees this one once the transaction commits.
+    pub async fn decide_in(
+        &self,
+        conn: &mut Conn,
+        prepared: Prepared,
+        request: &RiskRequest<'_>,
+        subject_id: &str,
+    ) -> Result<(Assessment, RiskDecisionRecord), StoreError> {
+        let merchant = request.player.merchant_id.as_str();
+        let keys: Vec<i32> = request
+            .velocity_subjects(prepared.email_key.as_deref(), prepared.now_ms)
+            .iter()
+            .map(|(_, subject, _)| subject.lock_key(merchant))
+            .collect();
+        self.store.lock_risk_subjects(conn, &keys).await?;
+        let assessment = self.decide_on(conn, prepared, request, subject_id).await?;
+        let record = assessment.record(request, subject_id);
+        self.store.replace_risk_decision(conn, &record).await?;
+        Ok((assessment, record))
     }
 
     /// Decides on `request` for `subject_id`. A refusal is stored at once (no payment or

@@ -1,4 +1,4 @@
--- Wager, loss and session-time limits at the ledger boundary (issue 19 item 6, ADR 9100).
+-- Wager, loss and session-time limits at the ledger boundary (issue 19 item 6, ADR 77).
 -- A player with such a limit keeps its state (the limits and hourly/daily usage buckets,
 -- JSON) on the player's cash account, so the wallet writer reads it with the account it
 -- locks anyway and writes it back with the batch; NULL for every other account, which then
