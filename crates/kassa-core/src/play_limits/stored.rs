@@ -2,7 +2,7 @@
 //! account row, which the wallet writer reads and writes with every batch of the player
 //! (SQLite keeps 1 KiB pages, ADR 18). Limits are tuples without names, periods are
 //! `0`/`1`/`2`, bucket starts are hours or days since the epoch, and what is empty is left
-//! out: a player with six period limits and a session limit stores about 250 bytes.
+//! out: a player with six period limits and a session limit stores under 300 bytes.
 
 use serde::{Deserialize, Serialize};
 
