@@ -189,6 +189,19 @@ pub enum ZeroFreedMemory {
 /// Environment variable overriding `security.zero_freed_memory`.
 pub const ZERO_FREED_MEMORY_VAR: &str = "KASSA_ZERO_FREED_MEMORY";
 
+impl ZeroFreedMemory {
+    /// The setting `KASSA_ZERO_FREED_MEMORY` asks for (`on`, `off`, anything else `auto`);
+    /// `None` when it is unset.
+    pub fn from_env() -> Option<ZeroFreedMemory> {
+        let value = std::env::var(ZERO_FREED_MEMORY_VAR).ok()?;
+        Some(match value.to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" | "yes" => ZeroFreedMemory::On,
+            "off" | "false" | "0" | "no" => ZeroFreedMemory::Off,
+            _ => ZeroFreedMemory::Auto,
+        })
+    }
+}
+
 impl Config {
     /// Whether card numbers pass through this node: it has a direct acquirer account (the
     /// card page) or vault keys (saved cards opened for payments and payouts).
@@ -980,12 +993,8 @@ impl Config {
         if let Ok(listen) = std::env::var(METRICS_LISTEN_VAR) {
             self.metrics.listen = listen;
         }
-        if let Ok(zeroing) = std::env::var(ZERO_FREED_MEMORY_VAR) {
-            self.security.zero_freed_memory = match zeroing.to_ascii_lowercase().as_str() {
-                "on" | "true" | "1" | "yes" => ZeroFreedMemory::On,
-                "off" | "false" | "0" | "no" => ZeroFreedMemory::Off,
-                _ => ZeroFreedMemory::Auto,
-            };
+        if let Some(zeroing) = ZeroFreedMemory::from_env() {
+            self.security.zero_freed_memory = zeroing;
         }
         if let Ok(allow) = std::env::var(ALLOW_PRIVATE_URLS_VAR) {
             self.webhooks.allow_private_urls = matches!(

@@ -214,8 +214,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     // What a card node pays for zeroing freed memory (ADR 71): off unless asked for with
     // KASSA_ZERO_FREED_MEMORY=on, the whole process (server, simulators, load) alike.
-    let zeroing = std::env::var(kassa_server::config::ZERO_FREED_MEMORY_VAR)
-        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1" | "yes"));
+    let zeroing = kassa_server::config::ZeroFreedMemory::from_env()
+        == Some(kassa_server::config::ZeroFreedMemory::On);
     kassa_zeroing_alloc::set_zero_on_free(zeroing);
     eprintln!(
         "freed memory zeroing (ADR 71): {}",
