@@ -253,7 +253,13 @@ pub fn deposit_usage(
     let limit_minor = limit.amount_minor?;
     let (oldest_first, used_minor) = in_window(deposits, limit.period, now_ms);
     Some(LimitUsage::of(used_minor, limit_minor, |amount_minor| {
-        fits_at(&oldest_first, used_minor, amount_minor, limit_minor, limit.period)
+        fits_at(
+            &oldest_first,
+            used_minor,
+            amount_minor,
+            limit_minor,
+            limit.period,
+        )
     }))
 }
 

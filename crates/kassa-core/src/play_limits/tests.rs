@@ -231,7 +231,11 @@ fn a_session_limit_refuses_after_its_time_and_a_break_starts_a_new_session() {
 
 #[test]
 fn usage_counts_as_the_gate_and_resets_when_a_bucket_leaves_the_window() {
-    let mut state = state(&[limit(LimitPeriod::Day, 1_000)], &[limit(LimitPeriod::Day, 500)], None);
+    let mut state = state(
+        &[limit(LimitPeriod::Day, 1_000)],
+        &[limit(LimitPeriod::Day, 500)],
+        None,
+    );
     state.count_bet(300, rules(NOW - 5 * HOUR_MS));
     state.count_bet(400, rules(NOW));
     state.count_win(900, rules(NOW));

@@ -506,6 +506,13 @@ pub fn rfc3339_now_plus(seconds: i64) -> String {
         .unwrap()
 }
 
+/// Milliseconds since the Unix epoch of an RFC 3339 time Kassa answered.
+pub fn parse_rfc3339_ms(text: &str) -> i64 {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// Sends a provider webhook to `/v1/payments/webhook`, signed with `secret`.
 pub async fn deliver_signed(app: &TestApp, body: &Value, secret: &str) -> Answer {
     deliver_raw_signed(app, serde_json::to_vec(body).unwrap(), secret).await
