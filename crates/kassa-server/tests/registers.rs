@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
+use common::logs::{capture_logs, logs};
 use common::{Answer, TestApp};
 use kassa_core::register::RegisterOutcome;
 use reqwest::StatusCode;
@@ -46,33 +44,6 @@ contract_tests_with!(
     bad_answers_and_missing_identity_refuse_the_deposit => registers,
     the_identity_never_reaches_the_logs => registers,
 );
-
-/// Everything this test binary logs, at debug and above.
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(Arc::default)
-}
-
-struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        logs().lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Sends every log line of this process (all tests here) to [`logs`], once.
-fn capture_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(|| LogWriter)
-        .try_init();
-}
 
 /// A EUR player of Great Britain whose register identity has `last_name` (the sandbox's
 /// test data: Excluded, Lapsed, Unavailable, Garbled; anything else is not excluded).
