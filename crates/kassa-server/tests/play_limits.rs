@@ -292,6 +292,12 @@ async fn a_session_limit_refuses_after_its_time_and_allows_after_the_break(app: 
     assert_eq!(details["limit_minutes"], 60);
     assert!(details["used_minutes"].as_i64().unwrap() >= 60, "{details}");
     assert!(details["resets_at"].is_string(), "{details}");
+    let session = limits(&app).await["session"].clone();
+    assert_eq!(
+        session["used_minutes"], details["used_minutes"],
+        "{session}"
+    );
+    assert_eq!(session["resets_at"], details["resets_at"], "{session}");
     assert_eq!(app.balance("p1").await.0, "96.00");
     // Refused bets are no play: a break counts from the last bet that moved money.
     clock.advance(5 * MINUTE_MS + 1_000);

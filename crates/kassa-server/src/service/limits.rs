@@ -115,7 +115,9 @@ impl LimitsService {
         let stored = self.store.limits(merchant_id, player_id).await?;
         let now = self.store.clock().now_ms();
         let play = stored.play.at(now);
-        let play_state = match in_force(&play.wager) || in_force(&play.loss) {
+        let limited =
+            in_force(&play.wager) || in_force(&play.loss) || play.session.minutes.is_some();
+        let play_state = match limited {
             true => self.store.play_state(player.cash_account_id).await?,
             false => None,
         };
