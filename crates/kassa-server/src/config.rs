@@ -200,7 +200,11 @@ impl RegistersConfig {
             ("recheck_sweep_minutes", self.recheck_sweep_minutes, 1440),
             ("recheck_active_days", self.recheck_active_days, 365),
             ("recheck_batch_max", self.recheck_batch_max, 1000),
-            ("recheck_batches_per_run_max", self.recheck_batches_per_run_max, 100),
+            (
+                "recheck_batches_per_run_max",
+                self.recheck_batches_per_run_max,
+                100,
+            ),
         ] {
             anyhow::ensure!(
                 (1..=max).contains(&value),

@@ -40,10 +40,12 @@ fn always_ask(config: &mut kassa_server::config::Config) {
     config.registers.recheck_hours = 0;
 }
 
-/// [`registers`] with the job runtime looking for due jobs every 20 ms.
+/// [`registers`] with the job runtime looking for due jobs every 20 ms, and the recheck job
+/// reading one player per batch (so a run goes through several batches).
 fn sweeping(config: &mut kassa_server::config::Config) {
     registers(config);
     common::fast_background(config);
+    config.registers.recheck_batch_max = 1;
 }
 
 contract_tests_with!(
@@ -80,7 +82,10 @@ async fn recheck_job(app: &TestApp) -> JobRecord {
                 return job;
             }
         }
-        assert!(std::time::Instant::now() < deadline, "no queued recheck job");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no queued recheck job"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -110,7 +115,10 @@ async fn run_recheck(app: &TestApp) -> JobRecord {
         if job.run_at_ms != 0 {
             return job;
         }
-        assert!(std::time::Instant::now() < deadline, "the recheck did not run");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the recheck did not run"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -522,25 +530,42 @@ async fn the_recheck_job_asks_again_about_active_players_only(app: TestApp) {
     gb_player(&app, "dormant", "Smith").await;
     assert_eq!(deposit(&app, "dormant").await.status, StatusCode::CREATED);
     clock.advance(31 * DAY_MS);
+    // Checked 25 hours ago and playing, but its identity now lacks what GAMSTOP needs: the
+    // job skips it (its next deposit asks for the identity) and goes on to the next batch.
+    gb_player(&app, "gap", "Brown").await;
+    assert_eq!(deposit(&app, "gap").await.status, StatusCode::CREATED);
+    assert!(app.credit("win-g", "gap", "5.00").await.status.is_success());
+    clock.advance(1_000);
     // Checked 25 hours ago, and playing.
     gb_player(&app, "active", "Jones").await;
     assert_eq!(deposit(&app, "active").await.status, StatusCode::CREATED);
-    assert!(app.credit("win-a", "active", "5.00").await.status.is_success());
+    assert!(app
+        .credit("win-a", "active", "5.00")
+        .await
+        .status
+        .is_success());
     clock.advance(25 * HOUR_MS);
     // Both register with GAMSTOP since (the sandbox names this last name as excluded).
     gb_player(&app, "active", "Excluded").await;
     gb_player(&app, "dormant", "Excluded").await;
+    put_identity(&app, "gap", json!({"national_id": "199001011239"})).await;
     let bet = app.debit("bet-a1", "active", "1.00").await;
-    assert!(bet.status.is_success(), "no register is asked for a bet: {}", bet.body);
-    assert_eq!(calls(&app, GAMSTOP).await, 2);
+    assert!(
+        bet.status.is_success(),
+        "no register is asked for a bet: {}",
+        bet.body
+    );
+    assert_eq!(calls(&app, GAMSTOP).await, 3);
 
+    // One player per batch (`sweeping`): the skipped one, then the active one.
     let job = run_recheck(&app).await;
     assert_eq!(job.last_error, None, "{job:?}");
     assert_eq!(
         calls(&app, GAMSTOP).await,
-        3,
+        4,
         "only the active player was asked"
     );
+    assert_eq!(recheck_reasons(&app, "gap").await.len(), 1);
     let bet = app.debit("bet-a2", "active", "1.00").await;
     assert_refused(&bet, StatusCode::FORBIDDEN, "self_excluded");
     assert_eq!(bet.body["details"]["register"], "gamstop");
@@ -549,7 +574,10 @@ async fn the_recheck_job_asks_again_about_active_players_only(app: TestApp) {
         recheck_reasons(&app, "active").await,
         [
             ("sweep".to_string(), Some(RegisterOutcome::Excluded)),
-            ("first_deposit".to_string(), Some(RegisterOutcome::NotExcluded)),
+            (
+                "first_deposit".to_string(),
+                Some(RegisterOutcome::NotExcluded)
+            ),
         ]
     );
     assert_eq!(recheck_reasons(&app, "dormant").await.len(), 1);
@@ -567,11 +595,11 @@ async fn the_recheck_job_asks_again_about_active_players_only(app: TestApp) {
     // A fresh answer is not asked again at the next run.
     let job = run_recheck(&app).await;
     assert_eq!(job.last_error, None, "{job:?}");
-    assert_eq!(calls(&app, GAMSTOP).await, 3);
+    assert_eq!(calls(&app, GAMSTOP).await, 4);
     // The dormant player is asked at their next deposit, as before.
     let refused = deposit(&app, "dormant").await;
     assert_refused(&refused, StatusCode::FORBIDDEN, "self_excluded");
-    assert_eq!(calls(&app, GAMSTOP).await, 4);
+    assert_eq!(calls(&app, GAMSTOP).await, 5);
     app.stop().await;
 }
 
@@ -583,7 +611,9 @@ async fn a_register_outage_during_the_recheck_clears_nobody_and_the_job_retries(
     gb_player(&app, "c1", "Smith").await;
     assert_eq!(deposit(&app, "c1").await.status, StatusCode::CREATED);
     for player_id in ["e1", "c1"] {
-        let win = app.credit(&format!("win-{player_id}"), player_id, "5.00").await;
+        let win = app
+            .credit(&format!("win-{player_id}"), player_id, "5.00")
+            .await;
         assert!(win.status.is_success(), "{}", win.body);
     }
     clock.advance(25 * HOUR_MS);
@@ -623,7 +653,10 @@ async fn a_register_outage_during_the_recheck_clears_nobody_and_the_job_retries(
     while register_status(&app, "c1").await == cleared_at
         || register_status(&app, "e1").await == excluded_at
     {
-        assert!(std::time::Instant::now() < deadline, "the job was not retried");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job was not retried"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let job = recheck_job(&app).await;

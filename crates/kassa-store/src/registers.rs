@@ -276,8 +276,10 @@ impl Store {
     /// Players of `query.register` whose latest answer is older than `answered_before_ms`
     /// and who played or deposited since `active_since_ms`, oldest answer first, at most
     /// `limit`. The stale answers are read in order through
-    /// `player_register_status_by_age`; each is joined to its player (primary key) and asked
-    /// two index probes: the player's latest journal entry (`MAX(id)` on
+    /// `player_register_status_by_age`, from the `after` row on (the row comparison is a
+    /// range condition of that index on both backends, so a later batch does not read the
+    /// earlier ones again); each is joined to its player (primary key) and asked two index
+    /// probes: the player's latest journal entry (`MAX(id)` on
     /// `ledger_entries_by_player`, then its time by primary key) and a deposit since the cut
     /// (`payments_by_player`'s range).
     pub async fn register_recheck_due(
@@ -291,8 +293,7 @@ impl Store {
             "SELECT s.merchant_id, s.player_id, s.checked_at_ms FROM player_register_status s \
              JOIN players p ON p.merchant_id = s.merchant_id AND p.player_id = s.player_id \
              WHERE s.register = $1 AND s.checked_at_ms < $2 \
-             AND (s.checked_at_ms > $3 OR (s.checked_at_ms = $3 AND (s.merchant_id > $4 \
-                  OR (s.merchant_id = $4 AND s.player_id > $5)))) \
+             AND (s.checked_at_ms, s.merchant_id, s.player_id) > ($3, $4, $5) \
              AND (EXISTS (SELECT 1 FROM ledger_entries e WHERE e.id = \
                      (SELECT MAX(l.id) FROM ledger_entries l \
                       WHERE l.player_id = s.player_id AND l.merchant_id = s.merchant_id) \
@@ -304,7 +305,11 @@ impl Store {
             placeholders(8, query.jurisdictions.len())
         );
         let (after_ms, after_merchant, after_player) = match query.after {
-            Some(due) => (due.checked_at_ms, due.merchant_id.as_str(), due.player_id.as_str()),
+            Some(due) => (
+                due.checked_at_ms,
+                due.merchant_id.as_str(),
+                due.player_id.as_str(),
+            ),
             None => (i64::MIN, "", ""),
         };
         let mut select = sqlx::query(&sql)

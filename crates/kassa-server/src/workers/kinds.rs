@@ -256,8 +256,13 @@ async fn recheck_registers(state: &AppState) -> Result<(), JobError> {
     let report = state.registers.recheck_due().await?;
     let (answered, excluded, skipped) = (report.answered, report.excluded, report.skipped);
     if answered + skipped > 0 || !report.unanswered.is_empty() {
-        tracing::info!(answered, excluded, skipped, unanswered = report.unanswered.len(),
-            "register recheck ran");
+        tracing::info!(
+            answered,
+            excluded,
+            skipped,
+            unanswered = report.unanswered.len(),
+            "register recheck ran"
+        );
     }
     match report.unanswered_summary() {
         Some(message) => Err(JobError::Service {

@@ -165,7 +165,8 @@ impl RegistersService {
             checked_at_ms: status.checked_at_ms,
         });
         let policy = self.config.policy();
-        let fallback = match register::plan(&policy, stored, identity_changed_at_ms, self.now_ms()) {
+        let fallback = match register::plan(&policy, stored, identity_changed_at_ms, self.now_ms())
+        {
             CheckPlan::UseCached(_) => return refuse_if_excluded(player, cached.as_ref()),
             CheckPlan::Ask { fallback } => fallback,
         };
