@@ -1356,10 +1356,27 @@ mod tests {
         let config = Config::from_file_text(sandbox).unwrap();
         assert_eq!(config.registers.jurisdictions["GB"], "gamstop");
         assert_eq!(config.registers.policy().recheck_after_ms, 24 * 3_600_000);
+        assert_eq!(
+            (
+                config.registers.recheck_sweep_minutes,
+                config.registers.recheck_active_days,
+                config.registers.recheck_batch_max,
+                config.registers.recheck_batches_per_run_max,
+            ),
+            (60, 30, 100, 10)
+        );
+        assert_eq!(
+            config.registers.registers_in_use(),
+            [("gamstop", vec!["GB"]), ("spelpaus", vec!["SE"])].into()
+        );
         for bad in [
             "[registers.jurisdictions]\nGB = \"gamstopp\"\n",
             "[registers]\nrecheck_hours = 73\nvalid_hours = 72\n",
             "[registers]\nvalid_hours = 100000\n",
+            "[registers]\nrecheck_sweep_minutes = 0\n",
+            "[registers]\nrecheck_active_days = 366\n",
+            "[registers]\nrecheck_batch_max = 1001\n",
+            "[registers]\nrecheck_batches_per_run_max = 0\n",
         ] {
             assert!(Config::from_file_text(bad).is_err(), "{bad}");
         }
