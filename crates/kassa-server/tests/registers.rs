@@ -248,6 +248,29 @@ async fn exclusion_view(app: &TestApp, player_id: &str) -> Value {
     answer.body
 }
 
+/// The player's GAMSTOP exclusion was announced: the outbox event, the metric.
+async fn assert_exclusion_announced(app: &TestApp, player_id: &str) {
+    let events = app.store().outbox_for(player_id).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|(topic, _)| topic == "player.register_excluded"),
+        "{events:?}"
+    );
+    assert!(gamstop_exclusions_counted(app).await >= 1);
+}
+
+/// `kassa_register_checks_total{register="gamstop",outcome="excluded"}` (the recorder is
+/// the process's: other tests of this binary count into it too).
+async fn gamstop_exclusions_counted(app: &TestApp) -> u64 {
+    let metrics = app.metrics_text().await;
+    let series = "kassa_register_checks_total{register=\"gamstop\",outcome=\"excluded\"} ";
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series))
+        .map_or(0, |value| value.trim().parse().unwrap())
+}
+
 fn assert_refused(answer: &Answer, status: StatusCode, code: &str) {
     assert_eq!(
         (answer.status, answer.error_code()),
@@ -292,16 +315,7 @@ async fn a_gamstop_exclusion_refuses_deposits_and_bets(app: TestApp) {
         .as_deref()
         .is_some_and(|r| !r.is_empty()));
     assert_eq!(view["register_check"]["check_id"], audit[0].id.as_str());
-    let events = app.store().outbox_for("x1").await.unwrap();
-    assert!(
-        events
-            .iter()
-            .any(|(topic, _)| topic == "player.register_excluded"),
-        "{events:?}"
-    );
-    let metrics = app.metrics_text().await;
-    let series = "kassa_register_checks_total{register=\"gamstop\",outcome=\"excluded\"}";
-    assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    assert_exclusion_announced(&app, "x1").await;
     app.stop().await;
 }
 
@@ -557,6 +571,7 @@ async fn the_recheck_job_asks_again_about_active_players_only(app: TestApp) {
     );
     assert_eq!(calls(&app, GAMSTOP).await, 3);
 
+    let counted_before = gamstop_exclusions_counted(&app).await;
     // One player per batch (`sweeping`): the skipped one, then the active one.
     let job = run_recheck(&app).await;
     assert_eq!(job.last_error, None, "{job:?}");
@@ -581,16 +596,8 @@ async fn the_recheck_job_asks_again_about_active_players_only(app: TestApp) {
         ]
     );
     assert_eq!(recheck_reasons(&app, "dormant").await.len(), 1);
-    let events = app.store().outbox_for("active").await.unwrap();
-    assert!(
-        events
-            .iter()
-            .any(|(topic, _)| topic == "player.register_excluded"),
-        "{events:?}"
-    );
-    let metrics = app.metrics_text().await;
-    let series = "kassa_register_checks_total{register=\"gamstop\",outcome=\"excluded\"}";
-    assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    assert_exclusion_announced(&app, "active").await;
+    assert!(gamstop_exclusions_counted(&app).await > counted_before);
 
     // A fresh answer is not asked again at the next run.
     let job = run_recheck(&app).await;
