@@ -14,6 +14,7 @@
 //! before the window are left out, so a loss is never counted low.
 
 mod gate;
+mod packed;
 mod session;
 mod stored;
 #[cfg(test)]
@@ -125,8 +126,14 @@ impl PlayLimitExceeded {
 
 /// A stored play state that does not read back.
 #[derive(Debug, thiserror::Error)]
-#[error("unreadable play state: {0}")]
-pub struct PlayStateError(#[from] serde_json::Error);
+pub enum PlayStateError {
+    /// A state stored as JSON (before ADR 81) that is not.
+    #[error("unreadable play state: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A packed state that is not.
+    #[error("unreadable play state: {0}")]
+    Packed(&'static str),
+}
 
 /// What is kept for a player with a play limit: the limits and the usage they count. Stored
 /// in a compact form ([`encode`](Self::encode)).
@@ -144,14 +151,14 @@ pub struct PlayState {
 }
 
 impl PlayState {
-    /// The state as stored.
+    /// The state as stored (packed, ADR 81).
     pub fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        stored::Stored::from(self).pack()
     }
 
-    /// A state stored by [`encode`](Self::encode).
+    /// A state stored by [`encode`](Self::encode), or as JSON before ADR 81.
     pub fn decode(text: &str) -> Result<PlayState, PlayStateError> {
-        Ok(serde_json::from_str(text)?)
+        Ok(stored::Stored::unpack(text)?.into())
     }
 
     /// A state for `limits` whose usage is the player's play before they were set: posted

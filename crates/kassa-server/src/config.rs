@@ -107,6 +107,22 @@ pub struct RegistersConfig {
     /// (hours, at least `recheck_hours`); a player without one is refused (fail closed).
     #[serde(default = "register_valid_hours")]
     pub valid_hours: u32,
+    /// How often the recheck job asks again about active players whose answer is older
+    /// than `recheck_hours` (minutes, 1 to 1440), so that bets, which ask no register, are
+    /// refused within about a day of a registration.
+    #[serde(default = "register_recheck_sweep_minutes")]
+    pub recheck_sweep_minutes: u32,
+    /// Only players with a wallet call or a deposit this recently are rechecked by the job
+    /// (days, 1 to 365); a dormant player is asked at their next deposit.
+    #[serde(default = "register_recheck_active_days")]
+    pub recheck_active_days: u32,
+    /// Players one batch of the recheck job reads and asks about (1 to 1000).
+    #[serde(default = "register_recheck_batch_max")]
+    pub recheck_batch_max: u32,
+    /// Batches per register one run of the recheck job works through at most (1 to 100);
+    /// the rest waits for the next run.
+    #[serde(default = "register_recheck_batches_per_run_max")]
+    pub recheck_batches_per_run_max: u32,
     /// Register accounts, each serving one merchant, shaped like the payment provider
     /// accounts (credential `api_key`; settings `base_url`, `timeout_ms`, `attempts_max`,
     /// and `actor_id` for Spelpaus).
@@ -122,6 +138,22 @@ fn register_valid_hours() -> u32 {
     72
 }
 
+fn register_recheck_sweep_minutes() -> u32 {
+    60
+}
+
+fn register_recheck_active_days() -> u32 {
+    30
+}
+
+fn register_recheck_batch_max() -> u32 {
+    100
+}
+
+fn register_recheck_batches_per_run_max() -> u32 {
+    10
+}
+
 /// Longest a stored register answer may stand in for an unreachable register (30 days).
 const REGISTER_VALID_HOURS_MAX: u32 = 720;
 
@@ -131,6 +163,10 @@ impl Default for RegistersConfig {
             jurisdictions: BTreeMap::new(),
             recheck_hours: register_recheck_hours(),
             valid_hours: register_valid_hours(),
+            recheck_sweep_minutes: register_recheck_sweep_minutes(),
+            recheck_active_days: register_recheck_active_days(),
+            recheck_batch_max: register_recheck_batch_max(),
+            recheck_batches_per_run_max: register_recheck_batches_per_run_max(),
             accounts: Vec::new(),
         }
     }
@@ -145,12 +181,36 @@ impl RegistersConfig {
         }
     }
 
+    /// The register kinds some jurisdiction is mapped to, each with its jurisdictions.
+    pub fn registers_in_use(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut registers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (jurisdiction, kind) in &self.jurisdictions {
+            registers.entry(kind).or_default().push(jurisdiction);
+        }
+        registers
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.recheck_hours <= self.valid_hours && self.valid_hours <= REGISTER_VALID_HOURS_MAX,
             "registers.recheck_hours must not exceed registers.valid_hours, which is at most \
              {REGISTER_VALID_HOURS_MAX}"
         );
+        for (name, value, max) in [
+            ("recheck_sweep_minutes", self.recheck_sweep_minutes, 1440),
+            ("recheck_active_days", self.recheck_active_days, 365),
+            ("recheck_batch_max", self.recheck_batch_max, 1000),
+            (
+                "recheck_batches_per_run_max",
+                self.recheck_batches_per_run_max,
+                100,
+            ),
+        ] {
+            anyhow::ensure!(
+                (1..=max).contains(&value),
+                "registers.{name} must be 1 to {max}, not {value}"
+            );
+        }
         for (jurisdiction, kind) in &self.jurisdictions {
             anyhow::ensure!(
                 kassa_connectors::register::register_kind(kind).is_some(),
@@ -1296,10 +1356,27 @@ mod tests {
         let config = Config::from_file_text(sandbox).unwrap();
         assert_eq!(config.registers.jurisdictions["GB"], "gamstop");
         assert_eq!(config.registers.policy().recheck_after_ms, 24 * 3_600_000);
+        assert_eq!(
+            (
+                config.registers.recheck_sweep_minutes,
+                config.registers.recheck_active_days,
+                config.registers.recheck_batch_max,
+                config.registers.recheck_batches_per_run_max,
+            ),
+            (60, 30, 100, 10)
+        );
+        assert_eq!(
+            config.registers.registers_in_use(),
+            [("gamstop", vec!["GB"]), ("spelpaus", vec!["SE"])].into()
+        );
         for bad in [
             "[registers.jurisdictions]\nGB = \"gamstopp\"\n",
             "[registers]\nrecheck_hours = 73\nvalid_hours = 72\n",
             "[registers]\nvalid_hours = 100000\n",
+            "[registers]\nrecheck_sweep_minutes = 0\n",
+            "[registers]\nrecheck_active_days = 366\n",
+            "[registers]\nrecheck_batch_max = 1001\n",
+            "[registers]\nrecheck_batches_per_run_max = 0\n",
         ] {
             assert!(Config::from_file_text(bad).is_err(), "{bad}");
         }

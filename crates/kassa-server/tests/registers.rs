@@ -2,14 +2,17 @@
 //! real HTTP against the GAMSTOP- and Spelpaus-shaped sandboxes: an excluded player's
 //! deposits and bets are refused, a clear answer is stored and used until it is old, a
 //! register that cannot answer refuses only players it never answered about, players of a
-//! jurisdiction without a register are not checked, a bad answer never passes, and the
-//! identity sent never reaches the logs.
+//! jurisdiction without a register are not checked, a bad answer never passes, the
+//! identity sent never reaches the logs, and the recheck job asks again about active players
+//! whose answer has grown old (their next bet is refused when the answer is now `excluded`)
+//! without clearing anyone while the register is down.
 
 mod common;
 
 use common::logs::{capture_logs, logs};
 use common::{Answer, TestApp};
 use kassa_core::register::RegisterOutcome;
+use kassa_store::jobs::{JobRecord, JobState};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -35,6 +38,14 @@ fn always_ask(config: &mut kassa_server::config::Config) {
     config.registers.recheck_hours = 0;
 }
 
+/// [`registers`] with the job runtime looking for due jobs every 20 ms, and the recheck job
+/// reading one player per batch (so a run goes through several batches).
+fn sweeping(config: &mut kassa_server::config::Config) {
+    registers(config);
+    common::fast_background(config);
+    config.registers.recheck_batch_max = 1;
+}
+
 contract_tests_with!(
     a_gamstop_exclusion_refuses_deposits_and_bets => registers,
     a_clear_answer_is_stored_and_used_until_it_is_old => registers,
@@ -43,7 +54,89 @@ contract_tests_with!(
     a_jurisdiction_without_a_register_is_not_checked => registers,
     bad_answers_and_missing_identity_refuse_the_deposit => registers,
     the_identity_never_reaches_the_logs => registers,
+    the_recheck_job_asks_again_about_active_players_only => sweeping,
+    a_register_outage_during_the_recheck_clears_nobody_and_the_job_retries => sweeping,
 );
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The recurring recheck job, once it is not running.
+async fn recheck_job(app: &TestApp) -> JobRecord {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let jobs = app
+            .store()
+            .list_jobs(None, Some("registers.recheck"), None, 10)
+            .await
+            .unwrap();
+        let unfinished: Vec<_> = jobs
+            .into_iter()
+            .filter(|job| matches!(job.state, JobState::Queued | JobState::Running))
+            .collect();
+        assert!(unfinished.len() <= 1, "one recurring job: {unfinished:?}");
+        if let Some(job) = unfinished.into_iter().next() {
+            if job.state == JobState::Queued {
+                return job;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no queued recheck job"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Makes the recheck job due now (as its period running out would) and waits until that
+/// run has ended; answers the job as it is then.
+async fn run_recheck(app: &TestApp) -> JobRecord {
+    let store = app.store();
+    loop {
+        let job = recheck_job(app).await;
+        let mut tx = store.begin().await.unwrap();
+        let made_due =
+            sqlx::query("UPDATE jobs SET run_at_ms = 0 WHERE id = $1 AND state = 'queued'")
+                .bind(&job.id)
+                .execute(&mut *tx)
+                .await
+                .unwrap()
+                .rows_affected();
+        tx.commit().await.unwrap();
+        if made_due == 1 {
+            break;
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let job = recheck_job(app).await;
+        if job.run_at_ms != 0 {
+            return job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the recheck did not run"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn register_status(app: &TestApp, player_id: &str) -> kassa_store::registers::RegisterStatus {
+    app.store()
+        .register_status("mch_demo", player_id)
+        .await
+        .unwrap()
+        .expect("an answer is stored")
+}
+
+async fn recheck_reasons(app: &TestApp, player_id: &str) -> Vec<(String, Option<RegisterOutcome>)> {
+    let checks = app.store().register_checks("mch_demo", player_id, 20).await;
+    checks
+        .unwrap()
+        .into_iter()
+        .map(|check| (check.reason, check.outcome))
+        .collect()
+}
 
 /// A EUR player of Great Britain whose register identity has `last_name` (the sandbox's
 /// test data: Excluded, Lapsed, Unavailable, Garbled; anything else is not excluded).
@@ -126,6 +219,29 @@ async fn exclusion_view(app: &TestApp, player_id: &str) -> Value {
     answer.body
 }
 
+/// The player's GAMSTOP exclusion was announced: the outbox event, the metric.
+async fn assert_exclusion_announced(app: &TestApp, player_id: &str) {
+    let events = app.store().outbox_for(player_id).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|(topic, _)| topic == "player.register_excluded"),
+        "{events:?}"
+    );
+    assert!(gamstop_exclusions_counted(app).await >= 1);
+}
+
+/// `kassa_register_checks_total{register="gamstop",outcome="excluded"}` (the recorder is
+/// the process's: other tests of this binary count into it too).
+async fn gamstop_exclusions_counted(app: &TestApp) -> u64 {
+    let metrics = app.metrics_text().await;
+    let series = "kassa_register_checks_total{register=\"gamstop\",outcome=\"excluded\"} ";
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series))
+        .map_or(0, |value| value.trim().parse().unwrap())
+}
+
 fn assert_refused(answer: &Answer, status: StatusCode, code: &str) {
     assert_eq!(
         (answer.status, answer.error_code()),
@@ -170,16 +286,7 @@ async fn a_gamstop_exclusion_refuses_deposits_and_bets(app: TestApp) {
         .as_deref()
         .is_some_and(|r| !r.is_empty()));
     assert_eq!(view["register_check"]["check_id"], audit[0].id.as_str());
-    let events = app.store().outbox_for("x1").await.unwrap();
-    assert!(
-        events
-            .iter()
-            .any(|(topic, _)| topic == "player.register_excluded"),
-        "{events:?}"
-    );
-    let metrics = app.metrics_text().await;
-    let series = "kassa_register_checks_total{register=\"gamstop\",outcome=\"excluded\"}";
-    assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    assert_exclusion_announced(&app, "x1").await;
     app.stop().await;
 }
 
@@ -400,4 +507,147 @@ async fn the_identity_never_reaches_the_logs(app: TestApp) {
     ] {
         assert!(!logs.contains(secret), "{secret:?} is in the logs");
     }
+}
+
+async fn the_recheck_job_asks_again_about_active_players_only(app: TestApp) {
+    let clock = app.store().clock().clone();
+    // Checked, deposited and then gone: 32 days without a wallet call or a deposit.
+    gb_player(&app, "dormant", "Smith").await;
+    assert_eq!(deposit(&app, "dormant").await.status, StatusCode::CREATED);
+    clock.advance(31 * DAY_MS);
+    // Checked 25 hours ago and playing, but its identity now lacks what GAMSTOP needs: the
+    // job skips it (its next deposit asks for the identity) and goes on to the next batch.
+    gb_player(&app, "gap", "Brown").await;
+    assert_eq!(deposit(&app, "gap").await.status, StatusCode::CREATED);
+    assert!(app.credit("win-g", "gap", "5.00").await.status.is_success());
+    clock.advance(1_000);
+    // Checked 25 hours ago, and playing.
+    gb_player(&app, "active", "Jones").await;
+    assert_eq!(deposit(&app, "active").await.status, StatusCode::CREATED);
+    assert!(app
+        .credit("win-a", "active", "5.00")
+        .await
+        .status
+        .is_success());
+    clock.advance(25 * HOUR_MS);
+    // Both register with GAMSTOP since (the sandbox names this last name as excluded).
+    gb_player(&app, "active", "Excluded").await;
+    gb_player(&app, "dormant", "Excluded").await;
+    put_identity(&app, "gap", json!({"national_id": "199001011239"})).await;
+    let bet = app.debit("bet-a1", "active", "1.00").await;
+    assert!(
+        bet.status.is_success(),
+        "no register is asked for a bet: {}",
+        bet.body
+    );
+    assert_eq!(calls(&app, GAMSTOP).await, 3);
+
+    let counted_before = gamstop_exclusions_counted(&app).await;
+    // One player per batch (`sweeping`): the skipped one, then the active one.
+    let job = run_recheck(&app).await;
+    assert_eq!(job.last_error, None, "{job:?}");
+    assert_eq!(
+        calls(&app, GAMSTOP).await,
+        4,
+        "only the active player was asked"
+    );
+    assert_eq!(recheck_reasons(&app, "gap").await.len(), 1);
+    let bet = app.debit("bet-a2", "active", "1.00").await;
+    assert_refused(&bet, StatusCode::FORBIDDEN, "self_excluded");
+    assert_eq!(bet.body["details"]["register"], "gamstop");
+    assert_eq!(app.balance("active").await.0, "4.00");
+    assert_eq!(
+        recheck_reasons(&app, "active").await,
+        [
+            ("sweep".to_string(), Some(RegisterOutcome::Excluded)),
+            (
+                "first_deposit".to_string(),
+                Some(RegisterOutcome::NotExcluded)
+            ),
+        ]
+    );
+    assert_eq!(recheck_reasons(&app, "dormant").await.len(), 1);
+    assert_exclusion_announced(&app, "active").await;
+    assert!(gamstop_exclusions_counted(&app).await > counted_before);
+
+    // A fresh answer is not asked again at the next run.
+    let job = run_recheck(&app).await;
+    assert_eq!(job.last_error, None, "{job:?}");
+    assert_eq!(calls(&app, GAMSTOP).await, 4);
+    // The dormant player is asked at their next deposit, as before.
+    let refused = deposit(&app, "dormant").await;
+    assert_refused(&refused, StatusCode::FORBIDDEN, "self_excluded");
+    assert_eq!(calls(&app, GAMSTOP).await, 5);
+    app.stop().await;
+}
+
+async fn a_register_outage_during_the_recheck_clears_nobody_and_the_job_retries(app: TestApp) {
+    let clock = app.store().clock().clone();
+    gb_player(&app, "e1", "Excluded").await;
+    let refused = deposit(&app, "e1").await;
+    assert_refused(&refused, StatusCode::FORBIDDEN, "self_excluded");
+    gb_player(&app, "c1", "Smith").await;
+    assert_eq!(deposit(&app, "c1").await.status, StatusCode::CREATED);
+    for player_id in ["e1", "c1"] {
+        let win = app
+            .credit(&format!("win-{player_id}"), player_id, "5.00")
+            .await;
+        assert!(win.status.is_success(), "{}", win.body);
+    }
+    clock.advance(25 * HOUR_MS);
+    let (excluded_at, cleared_at) = (
+        register_status(&app, "e1").await,
+        register_status(&app, "c1").await,
+    );
+    set_available(&app, GAMSTOP, false).await;
+
+    let job = run_recheck(&app).await;
+    assert!(job.attempts >= 1, "{job:?}");
+    let error = job.last_error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("register_unavailable: gamstop for mch_demo could not answer")
+            && error.contains("503")
+            && error.contains("1 more players left unasked"),
+        "{job:?}"
+    );
+    // Nobody's stored answer changed; the excluded player stays refused.
+    assert_eq!(register_status(&app, "e1").await, excluded_at);
+    assert_eq!(register_status(&app, "c1").await, cleared_at);
+    let bet = app.debit("bet-e1", "e1", "1.00").await;
+    assert_refused(&bet, StatusCode::FORBIDDEN, "self_excluded");
+    let unanswered = [
+        recheck_reasons(&app, "e1").await,
+        recheck_reasons(&app, "c1").await,
+    ]
+    .concat()
+    .into_iter()
+    .filter(|check| *check == ("sweep".to_string(), None))
+    .count();
+    assert!(unanswered >= 1, "the failed question is audited");
+
+    // The queue retries the job by itself; once the register answers, both are rechecked.
+    set_available(&app, GAMSTOP, true).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while register_status(&app, "c1").await == cleared_at
+        || register_status(&app, "e1").await == excluded_at
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job was not retried"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let job = recheck_job(&app).await;
+    assert_eq!(job.attempts, 0, "the retry succeeded: {job:?}");
+    assert_eq!(
+        register_status(&app, "e1").await.outcome,
+        RegisterOutcome::Excluded
+    );
+    assert_eq!(
+        register_status(&app, "c1").await.outcome,
+        RegisterOutcome::NotExcluded
+    );
+    let bet = app.debit("bet-e1-2", "e1", "1.00").await;
+    assert_refused(&bet, StatusCode::FORBIDDEN, "self_excluded");
+    app.stop().await;
 }

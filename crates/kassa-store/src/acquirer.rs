@@ -188,6 +188,44 @@ impl Store {
         rows.iter().map(vault_card_of).collect()
     }
 
+    /// Up to `limit` saved cards after `after_token`, in token order: those without a
+    /// fingerprint, or every card with `all` (after the fingerprint key changed).
+    pub async fn vault_cards_to_fingerprint(
+        &self,
+        after_token: &str,
+        all: bool,
+        limit: u32,
+    ) -> Result<Vec<VaultCardRecord>, StoreError> {
+        let missing_only = if all { "" } else { " AND fingerprint IS NULL" };
+        let sql = format!(
+            "SELECT {VAULT_COLUMNS} FROM vault_cards WHERE token > $1{missing_only} \
+             ORDER BY token LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_token)
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(vault_card_of).collect()
+    }
+
+    /// Sets a saved card's fingerprint; `false` when it already had this one.
+    pub async fn set_vault_card_fingerprint(
+        &self,
+        token: &str,
+        fingerprint: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE vault_cards SET fingerprint = $1 WHERE token = $2 \
+             AND (fingerprint IS NULL OR fingerprint <> $1)",
+        )
+        .bind(fingerprint)
+        .bind(token)
+        .execute(self.autocommit())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Replaces a card's wrapped data key (a re-wrap under a new master key), if it is still
     /// wrapped by `old_key_id`; the card's ciphertext does not change.
     pub async fn rewrap_vault_card(

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use sqlx::{Any, AnyPool, Executor};
 use tokio::sync::{watch, Mutex, OwnedMutexGuard};
 
-use crate::{StoreError, Tx};
+use crate::{Backend, StoreError, Tx};
 
 /// Units one epoch takes at most before a new unit commits it first: a bound on how much
 /// one failure takes with it and on the transaction's size. Under load an epoch holds the
@@ -173,15 +173,26 @@ impl GroupCommit {
         self: Arc<Self>,
         mut shared: OwnedMutexGuard<Shared>,
     ) -> Result<(), StoreError> {
-        let tx = shared.tx.as_mut().expect("a unit runs in an open epoch");
-        let released = tx.execute("RELEASE kassa_unit").await;
-        shared.dirty = false;
-        if let Err(error) = released {
-            let error = fail_epoch(&mut shared, error.into()).await;
-            return Err(StoreError::GroupCommitFailed(error));
-        }
-        shared.members += 1;
+        join_epoch(&mut shared).await?;
         self.wait_for_epoch(shared).await
+    }
+
+    /// Releases the unit's savepoint (it joins the open epoch) and leaves the epoch's commit
+    /// to a spawned task, without waiting for it: the unit is visible to the epoch's later
+    /// units at once and to everyone at the epoch's commit, which may yet fail and take it
+    /// with it (ADR 79).
+    async fn join_without_waiting(
+        self: Arc<Self>,
+        mut shared: OwnedMutexGuard<Shared>,
+    ) -> Result<(), StoreError> {
+        join_epoch(&mut shared).await?;
+        let epoch = shared.epoch;
+        drop(shared);
+        tokio::spawn(async move {
+            let mut shared = self.shared.clone().lock_owned().await;
+            self.settle_locked(&mut shared, Some(epoch)).await;
+        });
+        Ok(())
     }
 
     /// Rolls a unit back under the lock (as a dropped unit's is), then waits for the end of
@@ -228,6 +239,20 @@ impl GroupCommit {
     }
 }
 
+/// Under the lock: releases the running unit's savepoint, making it a member of the open
+/// epoch; a failed release fails the whole epoch.
+async fn join_epoch(shared: &mut Shared) -> Result<(), StoreError> {
+    let tx = shared.tx.as_mut().expect("a unit runs in an open epoch");
+    let released = tx.execute("RELEASE kassa_unit").await;
+    shared.dirty = false;
+    if let Err(error) = released {
+        let error = fail_epoch(shared, error.into()).await;
+        return Err(StoreError::GroupCommitFailed(error));
+    }
+    shared.members += 1;
+    Ok(())
+}
+
 /// Rolls the open transaction back and answers its epoch's members with `error`.
 async fn fail_epoch(shared: &mut Shared, error: StoreError) -> Arc<StoreError> {
     let error = Arc::new(error);
@@ -249,7 +274,7 @@ pub struct GroupedTx {
 
 enum Inner {
     /// PostgreSQL, or SQLite with group commit off: a transaction of its own.
-    Plain(Option<Tx>),
+    Plain { tx: Option<Tx>, backend: Backend },
     /// A unit of the shared SQLite transaction; `guard` is `None` once committed.
     Grouped {
         guard: Option<OwnedMutexGuard<Shared>>,
@@ -258,9 +283,12 @@ enum Inner {
 }
 
 impl GroupedTx {
-    pub(crate) fn plain(tx: Tx) -> GroupedTx {
+    pub(crate) fn plain(tx: Tx, backend: Backend) -> GroupedTx {
         GroupedTx {
-            inner: Inner::Plain(Some(tx)),
+            inner: Inner::Plain {
+                tx: Some(tx),
+                backend,
+            },
         }
     }
 
@@ -268,7 +296,7 @@ impl GroupedTx {
     /// joined) was not applied.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         match &mut self.inner {
-            Inner::Plain(tx) => {
+            Inner::Plain { tx, .. } => {
                 let tx = tx.take().expect("a transaction is committed once");
                 Ok(tx.commit().await?)
             }
@@ -279,13 +307,35 @@ impl GroupedTx {
         }
     }
 
+    /// Commits a unit whose loss in a crash costs nothing but a few counts (a start's risk
+    /// decision alone, ADRs 74 and 79) without waiting for the disk: `Ok` once what it wrote
+    /// is visible to the writes that follow, and on disk no later than the next durable
+    /// commit. PostgreSQL: `synchronous_commit = off` for the transaction. SQLite with group
+    /// commit: the unit joins the open epoch, whose commit a spawned task runs. SQLite
+    /// without: a plain (durable) commit, the switch's safe side.
+    pub async fn commit_without_waiting_for_disk(mut self) -> Result<(), StoreError> {
+        match &mut self.inner {
+            Inner::Plain { tx, backend } => {
+                let mut tx = tx.take().expect("a transaction is committed once");
+                if *backend == Backend::Postgres {
+                    tx.execute("SET LOCAL synchronous_commit TO OFF").await?;
+                }
+                Ok(tx.commit().await?)
+            }
+            Inner::Grouped { guard, group } => {
+                let shared = guard.take().expect("a unit is committed once");
+                detached(group.clone().join_without_waiting(shared)).await
+            }
+        }
+    }
+
     /// Rolls the unit back and, on SQLite with group commit, waits until the units before
     /// it in its epoch are durable (or failed): what this unit read of theirs (a row that
     /// made it give up, say) is then on disk for a reader to find. Errors of that epoch are
     /// not this unit's: it answers `Ok` once the epoch has ended either way.
     pub async fn rollback(mut self) -> Result<(), StoreError> {
         match &mut self.inner {
-            Inner::Plain(tx) => {
+            Inner::Plain { tx, .. } => {
                 let tx = tx.take().expect("a transaction is ended once");
                 Ok(tx.rollback().await?)
             }
@@ -328,7 +378,7 @@ impl std::ops::Deref for GroupedTx {
 
     fn deref(&self) -> &Self::Target {
         match &self.inner {
-            Inner::Plain(tx) => tx.as_ref().expect("not committed yet"),
+            Inner::Plain { tx, .. } => tx.as_ref().expect("not committed yet"),
             Inner::Grouped { guard, .. } => guard
                 .as_ref()
                 .and_then(|shared| shared.tx.as_ref())
@@ -340,7 +390,7 @@ impl std::ops::Deref for GroupedTx {
 impl std::ops::DerefMut for GroupedTx {
     fn deref_mut(&mut self) -> &mut Self::Target {
         match &mut self.inner {
-            Inner::Plain(tx) => tx.as_mut().expect("not committed yet"),
+            Inner::Plain { tx, .. } => tx.as_mut().expect("not committed yet"),
             Inner::Grouped { guard, .. } => guard
                 .as_mut()
                 .and_then(|shared| shared.tx.as_mut())

@@ -640,7 +640,7 @@ impl Store {
                 self.count_write_transaction();
                 group.begin().await
             }
-            None => Ok(GroupedTx::plain(self.begin().await?)),
+            None => Ok(GroupedTx::plain(self.begin().await?, self.backend)),
         }
     }
 

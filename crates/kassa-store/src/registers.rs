@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::directory::stored_id;
-use crate::{Store, StoreError};
+use crate::{placeholders, Store, StoreError};
 
 /// A player's latest answer from a register.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +49,31 @@ pub struct RegisterExcludedPlayer {
     pub player_id: PlayerId,
     pub register: String,
     pub checked_at_ms: i64,
+}
+
+/// A player the recheck job asks about again: the latest answer, its time and whose it is,
+/// which is also where the next batch continues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecheckDue {
+    pub merchant_id: MerchantId,
+    pub player_id: PlayerId,
+    pub checked_at_ms: i64,
+}
+
+/// Which players the recheck job reads (one register's, one batch).
+#[derive(Clone, Debug)]
+pub struct RecheckQuery<'a> {
+    /// The register's kind.
+    pub register: &'a str,
+    /// The jurisdictions mapped to it: a player of another one is not its to ask.
+    pub jurisdictions: &'a [&'a str],
+    /// Only answers older than this.
+    pub answered_before_ms: i64,
+    /// Only players with a wallet call (a journal entry) or a deposit since this.
+    pub active_since_ms: i64,
+    /// Continue after this player of the previous batch (answer time, merchant, player).
+    pub after: Option<&'a RecheckDue>,
+    pub limit: u32,
 }
 
 fn stored_outcome(row: &AnyRow, column: &str) -> Result<Option<RegisterOutcome>, StoreError> {
@@ -246,6 +271,70 @@ impl Store {
             })
         })
         .collect()
+    }
+
+    /// Players of `query.register` whose latest answer is older than `answered_before_ms`
+    /// and who played or deposited since `active_since_ms`, oldest answer first, at most
+    /// `limit`. The stale answers are read in order through
+    /// `player_register_status_by_age`, from the `after` row on (the row comparison is a
+    /// range condition of that index on both backends, so a later batch does not read the
+    /// earlier ones again); each is joined to its player (primary key) and asked two index
+    /// probes: the player's latest journal entry (`MAX(id)` on
+    /// `ledger_entries_by_player`, then its time by primary key) and a deposit since the cut
+    /// (`payments_by_player`'s range).
+    pub async fn register_recheck_due(
+        &self,
+        query: &RecheckQuery<'_>,
+    ) -> Result<Vec<RecheckDue>, StoreError> {
+        if query.jurisdictions.is_empty() || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT s.merchant_id, s.player_id, s.checked_at_ms FROM player_register_status s \
+             JOIN players p ON p.merchant_id = s.merchant_id AND p.player_id = s.player_id \
+             WHERE s.register = $1 AND s.checked_at_ms < $2 \
+             AND (s.checked_at_ms, s.merchant_id, s.player_id) > ($3, $4, $5) \
+             AND (EXISTS (SELECT 1 FROM ledger_entries e WHERE e.id = \
+                     (SELECT MAX(l.id) FROM ledger_entries l \
+                      WHERE l.player_id = s.player_id AND l.merchant_id = s.merchant_id) \
+                     AND e.created_at_ms >= $6) \
+                  OR EXISTS (SELECT 1 FROM payments d WHERE d.merchant_id = s.merchant_id \
+                     AND d.player_id = s.player_id AND d.created_at_ms >= $6)) \
+             AND p.jurisdiction IN ({}) \
+             ORDER BY s.checked_at_ms, s.merchant_id, s.player_id LIMIT $7",
+            placeholders(8, query.jurisdictions.len())
+        );
+        let (after_ms, after_merchant, after_player) = match query.after {
+            Some(due) => (
+                due.checked_at_ms,
+                due.merchant_id.as_str(),
+                due.player_id.as_str(),
+            ),
+            None => (i64::MIN, "", ""),
+        };
+        let mut select = sqlx::query(&sql)
+            .bind(query.register)
+            .bind(query.answered_before_ms)
+            .bind(after_ms)
+            .bind(after_merchant)
+            .bind(after_player)
+            .bind(query.active_since_ms)
+            .bind(i64::from(query.limit));
+        for jurisdiction in query.jurisdictions {
+            select = select.bind(*jurisdiction);
+        }
+        select
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(RecheckDue {
+                    merchant_id: stored_id(row, "merchant_id")?,
+                    player_id: stored_id(row, "player_id")?,
+                    checked_at_ms: row.try_get("checked_at_ms")?,
+                })
+            })
+            .collect()
     }
 
     /// The player's checks, newest first, at most `limit`.

@@ -353,20 +353,6 @@ impl Store {
         Ok(())
     }
 
-    /// Lets the caller's transaction commit without waiting for its WAL to reach the disk
-    /// (PostgreSQL's `synchronous_commit = off` for this transaction; SQLite: nothing). Only
-    /// for a transaction that holds nothing but risk decisions: what a database crash could
-    /// lose of them is a few attempts' counts, never money or a limit's reservation. What
-    /// it writes is visible to other transactions at its commit, as always.
-    pub async fn commit_without_waiting_for_disk(&self, conn: &mut Conn) -> Result<(), StoreError> {
-        if self.backend() == Backend::Postgres {
-            sqlx::query("SET LOCAL synchronous_commit TO OFF")
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(())
-    }
-
     /// How many of the merchant's players other than `player_id` have the email key.
     pub async fn players_with_email_key(
         &self,

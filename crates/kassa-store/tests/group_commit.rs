@@ -392,3 +392,93 @@ async fn a_rolled_back_unit_waits_for_what_it_saw() {
     assert_eq!(stored, 1, "what the rolled-back unit saw is durable");
     committing.await.unwrap().unwrap();
 }
+
+/// Stored rows of unit `id`, read on a plain SQLite connection (a reader: it neither waits
+/// for nor takes the write lock an open epoch holds).
+fn parts_on_disk(url: &str, id: &str) -> i64 {
+    let path = url.trim_start_matches("sqlite://");
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM units WHERE id = ?1", [id], |row| {
+        row.get(0)
+    })
+    .unwrap()
+}
+
+/// A unit committed without waiting for the disk (a start's risk decision alone, ADR 79)
+/// answers while its epoch is still open; the epoch's commit, run for it by a spawned task,
+/// makes it durable with the units that joined meanwhile. With the waiting `commit` the
+/// first unit would answer only after the second unit's commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_committed_without_waiting_answers_before_its_epoch_commits() {
+    let (store, url) = store_with_table(TestBackend::Sqlite, true).await;
+    let commits_before = store.group_commits();
+    let mut first = store.begin_grouped().await.unwrap();
+    insert(&mut first, "unflushed", 1).await.unwrap();
+    let (joined, joined_rx) = tokio::sync::oneshot::channel();
+    let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let second = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            // Queues for the group's lock behind the first unit, then holds the epoch open.
+            let mut tx = store.begin_grouped().await?;
+            let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM units WHERE id = 'unflushed'")
+                .fetch_one(&mut **tx)
+                .await?;
+            joined.send(seen).unwrap();
+            insert(&mut tx, "durable", 1).await?;
+            go_rx.await.unwrap();
+            tx.commit().await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        first.commit_without_waiting_for_disk(),
+    )
+    .await
+    .expect("the unit answers without waiting for its epoch's commit")
+    .unwrap();
+    assert_eq!(joined_rx.await.unwrap(), 1, "the next unit sees it at once");
+    assert_eq!(parts_on_disk(&url, "unflushed"), 0, "not committed yet");
+    assert_eq!(store.group_commits(), commits_before);
+    go.send(()).unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!(parts_on_disk(&url, "unflushed"), 1);
+    assert_eq!(parts_on_disk(&url, "durable"), 1);
+    assert_eq!(
+        store.group_commits(),
+        commits_before + 1,
+        "one commit for both"
+    );
+}
+
+/// Alone in its epoch, a unit committed without waiting is committed by its spawned task:
+/// the write lock is free soon after, and the row is on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_committed_without_waiting_alone_is_committed_soon() {
+    for group_commit in [true, false] {
+        let (store, url) = store_with_table(TestBackend::Sqlite, group_commit).await;
+        let mut tx = store.begin_grouped().await.unwrap();
+        insert(&mut tx, "alone", 1).await.unwrap();
+        tx.commit_without_waiting_for_disk().await.unwrap();
+        another_connection_can_write(&url);
+        assert_eq!(parts_on_disk(&url, "alone"), 1);
+    }
+}
+
+/// On PostgreSQL the unit is a transaction of its own committed with
+/// `synchronous_commit = off`: visible to another connection once it answers.
+#[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+async fn a_unit_committed_without_waiting_is_visible_postgres() {
+    let (store, _url) = store_with_table(TestBackend::Postgres, true).await;
+    let mut tx = store.begin_grouped().await.unwrap();
+    insert(&mut tx, "unflushed", 1).await.unwrap();
+    tx.commit_without_waiting_for_disk().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM units WHERE id = 'unflushed'")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+}

@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod embedded;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kassa_server::config::{Config, Overrides};
 use kassa_server::{telemetry, Server};
@@ -57,6 +58,18 @@ enum VaultCommand {
     /// Re-wraps every saved card's data key under `vault.active_key` (after a rotation), so
     /// the old master keys can be removed; the cards' ciphertext does not change.
     Rewrap(DatabaseArgs),
+    /// Writes the keyed fingerprint (`vault.fingerprint_key`, ADR 80) of every saved card
+    /// that has none (saved before the key was set).
+    Fingerprint(FingerprintArgs),
+}
+
+#[derive(Args)]
+struct FingerprintArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Every saved card, not only those without one: after `vault.fingerprint_key` changed.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Subcommand)]
@@ -320,6 +333,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Vault {
             command: VaultCommand::Rewrap(args),
         } => rewrap(args).await,
+        Command::Vault {
+            command: VaultCommand::Fingerprint(args),
+        } => fingerprint(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Sim {
             command: SimCommand::Psp(args),
@@ -493,20 +509,42 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn rewrap(args: DatabaseArgs) -> anyhow::Result<()> {
-    let config = args.config(Overrides::default())?;
-    telemetry::init(&config.log_format);
+/// The vault of `config`'s database and keys, for the vault tools.
+async fn vault_of(config: &Config) -> anyhow::Result<kassa_server::service::vault::Vault> {
     anyhow::ensure!(
         !config.vault.master_keys.is_empty(),
         "no vault master keys configured ([vault] master_keys)"
     );
     let store = Store::connect(&config.database_url).await?;
     store.migrate().await?;
-    let vault = kassa_server::service::vault::Vault::new(
+    Ok(kassa_server::service::vault::Vault::new(
         store,
         &config.vault.master_keys,
         &config.vault.active_key,
-    )?;
+    )?)
+}
+
+async fn fingerprint(args: FingerprintArgs) -> anyhow::Result<()> {
+    let config = args.database.config(Overrides::default())?;
+    telemetry::init(&config.log_format);
+    let key = config
+        .vault
+        .fingerprint_key
+        .as_ref()
+        .context("no fingerprint key configured ([vault] fingerprint_key)")?;
+    let fingerprints = kassa_server::service::vault::CardFingerprinter::new(key)?;
+    let vault = vault_of(&config)
+        .await?
+        .with_fingerprints(Some(fingerprints));
+    let written = vault.fingerprint_cards(args.all).await?;
+    println!("{written} saved cards fingerprinted");
+    Ok(())
+}
+
+async fn rewrap(args: DatabaseArgs) -> anyhow::Result<()> {
+    let config = args.config(Overrides::default())?;
+    telemetry::init(&config.log_format);
+    let vault = vault_of(&config).await?;
     let moved = vault.rewrap().await?;
     println!(
         "{moved} saved cards re-wrapped under vault key {:?}",

@@ -306,6 +306,109 @@ async fn ledger_verify_passes_then_fails_on_a_tampered_balance(backend: TestBack
     assert_eq!(report["drifted_accounts"][0]["recomputed_minor"], 2500);
 }
 
+#[tokio::test]
+async fn sqlite_vault_fingerprint_backfills_then_rotates() {
+    vault_fingerprint_backfills_then_rotates(TestBackend::Sqlite).await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+async fn postgres_vault_fingerprint_backfills_then_rotates() {
+    vault_fingerprint_backfills_then_rotates(TestBackend::Postgres).await;
+}
+
+/// 32 bytes of '1', base64: the vault's master key in the vault tool's tests.
+const VAULT_KEY: &str = "MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE=";
+/// Two fingerprint keys, before and after a change (32 bytes of 'f' and of 'g').
+const FINGERPRINT_KEY_1: &str = "ZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=";
+const FINGERPRINT_KEY_2: &str = "Z2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2dnZ2c=";
+
+/// Runs `kassa vault fingerprint` (with `extra` arguments) on `url` under a config with the
+/// vault's master key and `fingerprint_key`; answers its success and output.
+fn vault_fingerprint(url: &str, fingerprint_key: Option<&str>, extra: &[&str]) -> (bool, String) {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("kassa-vault-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join(format!("{run}.toml"));
+    let fingerprint =
+        fingerprint_key.map_or(String::new(), |k| format!("fingerprint_key = \"{k}\"\n"));
+    std::fs::write(
+        &config,
+        format!(
+            "[vault]\nmaster_keys = {{ k1 = \"{VAULT_KEY}\" }}\nactive_key = \"k1\"\n{fingerprint}"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(KASSA)
+        .args(["vault", "fingerprint", "--database-url", url])
+        .arg("--config")
+        .arg(&config)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The fingerprint of the one saved card, read from the database.
+async fn stored_fingerprint(url: &str) -> Option<String> {
+    let store = kassa_store::Store::connect(url).await.unwrap();
+    let cards = store.player_vault_cards("mch_demo", "p1").await.unwrap();
+    store.close().await;
+    assert_eq!(cards.len(), 1);
+    cards[0].fingerprint.clone()
+}
+
+/// A card saved before the fingerprint key was set gets its fingerprint from
+/// `kassa vault fingerprint` (ADR 80), the same one the card page computes; a second run
+/// writes nothing; after the key changes only `--all` recomputes, to the new key's.
+async fn vault_fingerprint_backfills_then_rotates(backend: TestBackend) {
+    use kassa_server::service::vault::{CardFingerprinter, Vault};
+    const PAN: &str = "5555555555554444";
+    let url = fresh_database_url(backend).await.unwrap();
+    let store = kassa_store::Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let keys = std::collections::BTreeMap::from([("k1".to_string(), VAULT_KEY.into())]);
+    let card = kassa_connectors::card::CardDetails::new(PAN, "3012", "2612").unwrap();
+    // Saved by a vault without fingerprints, as before the key was configured.
+    let vault = Vault::new(store.clone(), &keys, "k1").unwrap();
+    vault.save("mch_demo", "p1", &card, None).await.unwrap();
+    store.close().await;
+    assert_eq!(stored_fingerprint(&url).await, None);
+    let expected = |key: &str| CardFingerprinter::new(&key.into()).unwrap().of(&card);
+
+    let (ok, text) = vault_fingerprint(&url, None, &[]);
+    assert!(
+        !ok && text.contains("no fingerprint key configured"),
+        "{text}"
+    );
+    let (ok, text) = vault_fingerprint(&url, Some(FINGERPRINT_KEY_1), &[]);
+    assert!(ok && text.contains("1 saved cards fingerprinted"), "{text}");
+    assert!(!text.contains(PAN), "{text}");
+    assert_eq!(
+        stored_fingerprint(&url).await,
+        Some(expected(FINGERPRINT_KEY_1))
+    );
+    let (ok, text) = vault_fingerprint(&url, Some(FINGERPRINT_KEY_1), &[]);
+    assert!(ok && text.contains("0 saved cards fingerprinted"), "{text}");
+
+    // The key changes: only --all recomputes what already has a fingerprint.
+    let (ok, text) = vault_fingerprint(&url, Some(FINGERPRINT_KEY_2), &[]);
+    assert!(ok && text.contains("0 saved cards fingerprinted"), "{text}");
+    let (ok, text) = vault_fingerprint(&url, Some(FINGERPRINT_KEY_2), &["--all"]);
+    assert!(ok && text.contains("1 saved cards fingerprinted"), "{text}");
+    assert_eq!(
+        stored_fingerprint(&url).await,
+        Some(expected(FINGERPRINT_KEY_2))
+    );
+    assert_ne!(expected(FINGERPRINT_KEY_1), expected(FINGERPRINT_KEY_2));
+}
+
 #[test]
 fn a_bad_database_url_is_a_clear_error() {
     let output = Command::new(KASSA)

@@ -27,6 +27,11 @@ fn limit(period: LimitPeriod, amount: i64) -> PeriodLimit {
     }
 }
 
+/// A limit of `amount` for every period.
+fn periods(amount: i64) -> Vec<PeriodLimit> {
+    LimitPeriod::ALL.iter().map(|p| limit(*p, amount)).collect()
+}
+
 fn state(wager: &[PeriodLimit], loss: &[PeriodLimit], session_minutes: Option<i64>) -> PlayState {
     PlayState {
         limits: PlayLimits {
@@ -372,12 +377,6 @@ proptest! {
 
 #[test]
 fn a_fully_limited_state_stores_small() {
-    let periods = |amount| {
-        LimitPeriod::ALL
-            .iter()
-            .map(|p| limit(*p, amount))
-            .collect::<Vec<_>>()
-    };
     let mut state = state(
         &periods(1_000_000_000),
         &periods(1_000_000_000),
@@ -386,8 +385,53 @@ fn a_fully_limited_state_stores_small() {
     state.count_bet(12_345, rules(NOW));
     state.count_win(6_789, rules(NOW + MINUTE_MS));
     let stored = state.encode();
-    assert!(stored.len() < 300, "{} bytes: {stored}", stored.len());
+    assert!(stored.len() <= 110, "{} bytes: {stored}", stored.len());
     assert_eq!(PlayState::decode(&stored).unwrap(), state);
+    // The same state as stored before ADR 81 (compact JSON) still reads.
+    let json = serde_json::to_string(&state).unwrap();
+    assert!(json.starts_with('{') && json.len() > 250, "{json}");
+    assert_eq!(PlayState::decode(&json).unwrap(), state);
+}
+
+/// A day of hourly play and a month of daily play: what a regular player with limits keeps.
+#[test]
+fn a_month_of_play_stores_in_well_under_a_sqlite_page() {
+    let mut state = state(&periods(500_000), &periods(200_000), Some(240));
+    for hour in 0..(30 * 24) {
+        let at = NOW + hour * HOUR_MS;
+        state.count_bet(1_250 + hour, rules(at));
+        state.count_win(990, rules(at + MINUTE_MS));
+    }
+    assert!(
+        state.hours.len() >= 24 && state.days.len() >= 30,
+        "{state:?}"
+    );
+    let stored = state.encode();
+    assert!(stored.len() < 700, "{} bytes", stored.len());
+    assert_eq!(PlayState::decode(&stored).unwrap(), state);
+    let json = serde_json::to_string(&state).unwrap();
+    assert!(
+        json.len() > 1_024,
+        "JSON: {} bytes, over a 1 KiB page",
+        json.len()
+    );
+}
+
+#[test]
+fn damaged_states_are_errors() {
+    let mut state = state(&[limit(LimitPeriod::Day, 1_000)], &[], Some(60));
+    state.count_bet(100, rules(NOW));
+    let stored = state.encode();
+    for bad in [
+        "".to_string(),
+        "~".to_string(),
+        "~!!".to_string(),
+        stored[..stored.len() - 2].to_string(),
+        format!("{stored}AA"),
+        "{\"w\": 5}".to_string(),
+    ] {
+        assert!(PlayState::decode(&bad).is_err(), "{bad:?} read back");
+    }
 }
 
 proptest! {

@@ -435,9 +435,6 @@ impl PaymentsService {
                 crate::metrics::record_limit_refusal(LimitKind::Deposit);
                 return Err(PaymentError::LimitExceeded(refused));
             }
-        } else {
-            // Nothing but the decision: no need to wait for the disk (ADR 74).
-            self.store.commit_without_waiting_for_disk(&mut tx).await?;
         }
         let decided = match prepared {
             Some((risk, prepared)) => Some(
@@ -456,7 +453,11 @@ impl PaymentsService {
             }
             false => LimitCheck::NoLimit,
         };
-        tx.commit().await?;
+        match limited {
+            true => tx.commit().await?,
+            // Nothing but the decision: no need to wait for the disk (ADRs 74, 79).
+            false => tx.commit_without_waiting_for_disk().await?,
+        }
         match refusal {
             Some(refusal) => Err(self.refused_by_risk(player, refusal).await),
             None => Ok((limit, decided)),

@@ -27,8 +27,8 @@ use sha2::Sha256;
 const NONCE_BYTES: usize = 12;
 /// Bytes of an AES-256 key.
 const KEY_BYTES: usize = 32;
-/// Cards re-wrapped per batch.
-const REWRAP_BATCH: u32 = 100;
+/// Saved cards read per batch by the vault tools (re-wrap, fingerprint).
+const CARDS_PER_BATCH: u32 = 100;
 
 /// Why the vault refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +275,39 @@ impl Vault {
         CardDetails::new(pan, expiry, today_yymm).map_err(|_| VaultError::Corrupt)
     }
 
+    /// Fingerprints saved cards under the configured key (ADR 80): the cards saved before
+    /// the key was set, or with `all` every card (after the key changed, so old and new
+    /// cards match again). Answers how many fingerprints were written. Safe to run while
+    /// cards are saved and used: each card is one update, and a run can be repeated.
+    pub async fn fingerprint_cards(&self, all: bool) -> Result<u64, VaultError> {
+        let fingerprints = self.fingerprints.as_ref().ok_or_else(|| {
+            VaultError::Config("no fingerprint_key is configured ([vault] fingerprint_key)".into())
+        })?;
+        let (mut written, mut after) = (0, String::new());
+        loop {
+            let batch = self
+                .store
+                .vault_cards_to_fingerprint(&after, all, CARDS_PER_BATCH)
+                .await?;
+            let Some(last) = batch.last() else {
+                return Ok(written);
+            };
+            after = last.token.clone();
+            for record in &batch {
+                // The card's own expiry as "today": an expired card is fingerprinted too.
+                let card = self.open_record(record, &record.expiry_yymm)?;
+                let fingerprint = fingerprints.of(&card);
+                if self
+                    .store
+                    .set_vault_card_fingerprint(&record.token, &fingerprint)
+                    .await?
+                {
+                    written += 1;
+                }
+            }
+        }
+    }
+
     /// Re-wraps every card's data key under the active master key; answers how many moved.
     /// Safe to run while cards are saved and used: each card moves in one conditional update.
     pub async fn rewrap(&self) -> Result<u64, VaultError> {
@@ -282,7 +315,7 @@ impl Vault {
         loop {
             let batch = self
                 .store
-                .vault_cards_not_under(&self.active, REWRAP_BATCH)
+                .vault_cards_not_under(&self.active, CARDS_PER_BATCH)
                 .await?;
             if batch.is_empty() {
                 return Ok(moved);

@@ -19,6 +19,7 @@ use crate::workers::webhook_delivery;
 pub use crate::service::acquirer::{COMPLETION_ADVICE, REVERSAL_ADVICE};
 pub use crate::service::aml::AML_MONITOR;
 pub use crate::service::payments::PAYMENT_CASCADE;
+pub use crate::service::registers::REGISTERS_RECHECK;
 pub use crate::service::webhook_endpoints::WEBHOOK_DELIVER;
 use crate::AppState;
 
@@ -53,6 +54,7 @@ pub const KINDS: &[&str] = &[
     COMPLETION_ADVICE,
     PAYMENT_CASCADE,
     AML_MONITOR,
+    REGISTERS_RECHECK,
 ];
 
 /// The kinds this node claims: [`KINDS`], and the event stream's where it is on.
@@ -165,6 +167,10 @@ pub fn recurring(state: &AppState) -> Vec<(&'static str, i64)> {
     if state.event_stream.is_some() {
         recurring.push((EVENTS_STREAM, config.events_stream.interval_ms as i64));
     }
+    if !config.registers.jurisdictions.is_empty() {
+        let period_ms = i64::from(config.registers.recheck_sweep_minutes) * 60_000;
+        recurring.push((REGISTERS_RECHECK, period_ms));
+    }
     recurring
 }
 
@@ -239,7 +245,31 @@ pub async fn run(
             state.aml.monitor(&payload).await?;
             Ok(())
         }
+        REGISTERS_RECHECK => recheck_registers(state).await,
         other => Err(JobError::UnknownKind(other.to_string())),
+    }
+}
+
+/// One run of the register recheck: fails (the queue retries it with its backoff) when a
+/// register could not answer, naming what was left unchecked; nobody was cleared meanwhile.
+async fn recheck_registers(state: &AppState) -> Result<(), JobError> {
+    let report = state.registers.recheck_due().await?;
+    let (answered, excluded, skipped) = (report.answered, report.excluded, report.skipped);
+    if answered + skipped > 0 || !report.unanswered.is_empty() {
+        tracing::info!(
+            answered,
+            excluded,
+            skipped,
+            unanswered = report.unanswered.len(),
+            "register recheck ran"
+        );
+    }
+    match report.unanswered_summary() {
+        Some(message) => Err(JobError::Service {
+            code: "register_unavailable",
+            message,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -123,10 +123,9 @@ async fn run(
     let (stored, last) = decisions(duration, || async {
         let prepared = risk.prepare(&request).await?;
         let mut tx = store.begin_grouped().await?;
-        // As a start of a player without deposit limits (`PaymentsService::check_start`).
-        store.commit_without_waiting_for_disk(&mut tx).await?;
         let (assessment, _) = risk.decide_in(&mut tx, prepared, &request, SUBJECT).await?;
-        tx.commit().await?;
+        // As a start of a player without deposit limits (`PaymentsService::check_start`).
+        tx.commit_without_waiting_for_disk().await?;
         Ok(assessment)
     })
     .await?;

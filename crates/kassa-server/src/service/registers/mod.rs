@@ -7,6 +7,8 @@
 //! The identity sent is personal data: it is read from the store only to build the request,
 //! and nothing here logs it (the log names the player id, the register and the outcome).
 
+mod recheck;
+
 use std::sync::Arc;
 
 use kassa_connectors::{ExclusionRegisters, ProviderError, RegisterQuestion};
@@ -14,10 +16,12 @@ use kassa_core::ids::{MerchantId, PlayerId};
 use kassa_core::register::{self, CachedCheck, CheckPlan, PlayerIdentity};
 use kassa_store::directory::PlayerRecord;
 use kassa_store::registers::{RegisterCheckRecord, RegisterStatus};
-use kassa_store::{now_ms, Store, StoreError};
+use kassa_store::{Store, StoreError};
 
 use crate::config::RegistersConfig;
 use crate::service::players::{PlayerDirectory, PlayerError};
+
+pub use recheck::{RecheckReport, REGISTERS_RECHECK};
 
 /// Why a register check refused or could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,8 @@ pub enum CheckReason {
     Recheck,
     /// The operator asked (`POST /v1/players/{id}/register-check`).
     Operator,
+    /// The recheck job asked about an active player whose answer had grown old.
+    Sweep,
 }
 
 impl CheckReason {
@@ -61,6 +67,7 @@ impl CheckReason {
             CheckReason::FirstDeposit => "first_deposit",
             CheckReason::Recheck => "recheck",
             CheckReason::Operator => "operator",
+            CheckReason::Sweep => "sweep",
         }
     }
 }
@@ -90,6 +97,11 @@ impl RegistersService {
         }
     }
 
+    /// The time answers are stamped and aged with: the store's clock, which tests move.
+    fn now_ms(&self) -> i64 {
+        self.store.clock().now_ms()
+    }
+
     /// The register kind the player's jurisdiction is checked against, if any.
     fn register_for(&self, player: &PlayerRecord) -> Option<&str> {
         let jurisdiction = player.jurisdiction.as_deref()?;
@@ -108,7 +120,7 @@ impl RegistersService {
         identity: &PlayerIdentity,
     ) -> Result<i64, RegisterError> {
         self.players.get(merchant_id, player_id).await?;
-        let now = now_ms();
+        let now = self.now_ms();
         self.store
             .put_player_identity(merchant_id.as_str(), player_id.as_str(), identity, now)
             .await?;
@@ -153,7 +165,8 @@ impl RegistersService {
             checked_at_ms: status.checked_at_ms,
         });
         let policy = self.config.policy();
-        let fallback = match register::plan(&policy, stored, identity_changed_at_ms, now_ms()) {
+        let fallback = match register::plan(&policy, stored, identity_changed_at_ms, self.now_ms())
+        {
             CheckPlan::UseCached(_) => return refuse_if_excluded(player, cached.as_ref()),
             CheckPlan::Ask { fallback } => fallback,
         };
@@ -234,7 +247,7 @@ impl RegistersService {
             outcome: answered.as_ref().ok().map(|answer| answer.outcome),
             register_reference: answered.as_ref().ok().map(|a| a.reference.clone()),
             error: answered.as_ref().err().map(ToString::to_string),
-            checked_at_ms: now_ms(),
+            checked_at_ms: self.now_ms(),
         };
         if self.store.record_register_check(&record).await? {
             self.players.restricted_changed();
