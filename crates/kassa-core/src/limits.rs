@@ -193,6 +193,76 @@ pub struct LimitExceeded {
     pub fits_at_ms: Option<i64>,
 }
 
+/// How much of a limit in force is used at a moment, as the limit's refusal counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LimitUsage {
+    /// Counted against the limit (a net gain counts as 0).
+    pub used_minor: i64,
+    /// What may still be counted before the limit refuses; never negative.
+    pub remaining_minor: i64,
+    /// When, with nothing more counted, more than `remaining_minor` fits again: the earliest
+    /// counted amount leaves the window. `None` when nothing is used (or the limit is 0).
+    pub resets_at_ms: Option<i64>,
+}
+
+impl LimitUsage {
+    /// The usage of a limit of `limit_minor` with `used_minor` counted; `fits_at` is the
+    /// refusal's own answer to "when would a deposit or bet of this amount fit".
+    pub fn of(
+        used_minor: i64,
+        limit_minor: i64,
+        fits_at: impl FnOnce(i64) -> Option<i64>,
+    ) -> LimitUsage {
+        let used_minor = used_minor.max(0);
+        let remaining_minor = limit_minor.saturating_sub(used_minor).max(0);
+        // The smallest amount that does not fit now fits once more room is freed.
+        let resets_at_ms = match used_minor {
+            0 => None,
+            _ => fits_at(remaining_minor.saturating_add(1)),
+        };
+        LimitUsage {
+            used_minor,
+            remaining_minor,
+            resets_at_ms,
+        }
+    }
+}
+
+/// The deposits of `deposits` within a `period` window ending at `now_ms`, oldest first,
+/// and their sum.
+fn in_window(deposits: &[(i64, i64)], period: LimitPeriod, now_ms: i64) -> (Vec<(i64, i64)>, i64) {
+    let since = now_ms - period.window_ms();
+    let mut in_window: Vec<(i64, i64)> = deposits
+        .iter()
+        .copied()
+        .filter(|(at, _)| *at > since)
+        .collect();
+    in_window.sort_unstable();
+    let used_minor = in_window.iter().map(|(_, a)| a).sum();
+    (in_window, used_minor)
+}
+
+/// How much of `limit` (as in force at `now_ms`) the counted `deposits` use, counted as
+/// [`check_deposit`] counts them; `None` when the period has no limit in force.
+pub fn deposit_usage(
+    limit: &PeriodLimit,
+    deposits: &[(i64, i64)],
+    now_ms: i64,
+) -> Option<LimitUsage> {
+    let limit = limit.at(now_ms);
+    let limit_minor = limit.amount_minor?;
+    let (oldest_first, used_minor) = in_window(deposits, limit.period, now_ms);
+    Some(LimitUsage::of(used_minor, limit_minor, |amount_minor| {
+        fits_at(
+            &oldest_first,
+            used_minor,
+            amount_minor,
+            limit_minor,
+            limit.period,
+        )
+    }))
+}
+
 /// Checks a deposit of `amount_minor` at `now_ms` against every limit in force; `deposits`
 /// are the player's counted deposits (created at, amount) of the last 30 days, any order.
 /// The shortest period that refuses is reported.
@@ -208,23 +278,16 @@ pub fn check_deposit(
         let Some(limit_minor) = limit.amount_minor else {
             continue;
         };
-        let since = now_ms - limit.period.window_ms();
-        let mut in_window: Vec<(i64, i64)> = deposits
-            .iter()
-            .copied()
-            .filter(|(at, _)| *at > since)
-            .collect();
-        let used_minor: i64 = in_window.iter().map(|(_, a)| a).sum();
+        let (oldest_first, used_minor) = in_window(deposits, limit.period, now_ms);
         if used_minor.saturating_add(amount_minor) <= limit_minor {
             continue;
         }
-        in_window.sort_unstable();
         return Err(LimitExceeded {
             period: limit.period,
             limit_minor,
             used_minor,
             fits_at_ms: fits_at(
-                &in_window,
+                &oldest_first,
                 used_minor,
                 amount_minor,
                 limit_minor,
@@ -331,6 +394,37 @@ mod tests {
             check_deposit(&limits[..1], &old, 10_000, NOW),
             Ok(()),
             "aged out"
+        );
+    }
+
+    #[test]
+    fn usage_counts_as_the_refusal_and_resets_when_the_oldest_deposit_ages_out() {
+        let day = limit(LimitPeriod::Day, 10_000);
+        let deposits = [
+            (NOW - 2 * DAY_MS, 9_000),
+            (NOW - 20 * HOUR_MS, 3_000),
+            (NOW - HOUR_MS, 4_000),
+        ];
+        let usage = deposit_usage(&day, &deposits, NOW).unwrap();
+        assert_eq!(usage.used_minor, 7_000);
+        assert_eq!(usage.remaining_minor, 3_000);
+        assert_eq!(usage.resets_at_ms, Some(NOW - 20 * HOUR_MS + DAY_MS));
+        let refused = check_deposit(&[day], &deposits, 3_001, NOW).unwrap_err();
+        assert_eq!(refused.used_minor, usage.used_minor);
+        assert_eq!(refused.fits_at_ms, usage.resets_at_ms);
+        let lowered = limit(LimitPeriod::Day, 2_000);
+        let over = deposit_usage(&lowered, &deposits, NOW).unwrap();
+        assert_eq!((over.used_minor, over.remaining_minor), (7_000, 0));
+        assert_eq!(
+            over.resets_at_ms,
+            Some(NOW - HOUR_MS + DAY_MS),
+            "only when both have aged out is there room again"
+        );
+        let unused = deposit_usage(&day, &deposits[..1], NOW).unwrap();
+        assert_eq!((unused.used_minor, unused.resets_at_ms), (0, None));
+        assert_eq!(
+            deposit_usage(&PeriodLimit::none(LimitPeriod::Day), &deposits, NOW),
+            None
         );
     }
 

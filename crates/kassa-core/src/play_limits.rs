@@ -23,9 +23,9 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use gate::{PlayGate, PlayRules};
-pub use session::{Session, SessionLimit, SESSION_MINUTES_MAX};
+pub use session::{Session, SessionLimit, SessionUsage, SESSION_MINUTES_MAX};
 
-use crate::limits::{LimitKind, LimitPeriod, PeriodLimit};
+use crate::limits::{LimitKind, LimitPeriod, LimitUsage, PeriodLimit};
 
 /// The pause in play that ends a session unless configured otherwise
 /// (`wallet.play_session_break_minutes`): 20 minutes, Kassa's choice (ADR 78).
@@ -199,6 +199,22 @@ impl PlayState {
             LimitKind::Loss => staked.saturating_sub(won),
             _ => staked,
         }
+    }
+
+    /// How much of a `kind` limit of `limit_minor` over `period` is used at `now_ms`, counted
+    /// as [`check_bet`](Self::check_bet) counts it (a net gain as 0); it resets when, with no
+    /// more play, a bucket leaves the window and frees room.
+    pub fn usage(
+        &self,
+        kind: LimitKind,
+        period: LimitPeriod,
+        limit_minor: i64,
+        now_ms: i64,
+    ) -> LimitUsage {
+        let used = self.used(kind, period, now_ms);
+        LimitUsage::of(used, limit_minor, |amount_minor| {
+            self.fits_at(kind, period, amount_minor, limit_minor, now_ms)
+        })
     }
 
     /// Refuses a bet of `amount_minor` at `rules.now_ms` that would break a limit in force:

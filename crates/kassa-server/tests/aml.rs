@@ -25,6 +25,12 @@ fn monitored(config: &mut kassa_server::config::Config) {
     config.metrics.listen = "127.0.0.1:0".into();
 }
 
+/// [`monitored`], keeping what the test binary logs.
+fn monitored_with_logs(config: &mut kassa_server::config::Config) {
+    monitored(config);
+    common::logs::capture_logs();
+}
+
 /// [`monitored`] without KYC's own CDD lock (docs/kyc.md), so that only the risk rule
 /// reading the AML case refuses.
 fn without_kyc_lock(config: &mut kassa_server::config::Config) {
@@ -37,6 +43,7 @@ contract_tests_with!(
     cdd_rapid_in_out_and_instruments_raise_theirs_and_a_small_player_none => monitored,
     the_case_workflow_runs_over_http_with_its_audit_trail => monitored,
     the_goaml_export_validates_and_names_the_case_transactions => monitored,
+    the_goaml_export_names_the_account_holder_whose_identity_is_on_file => monitored_with_logs,
     a_rule_holds_payouts_while_a_cdd_case_is_open => without_kyc_lock,
 );
 
@@ -422,6 +429,25 @@ const ACCOUNT_SUBSET: &[(&str, usize, usize)] = &[
     ("personal_account_type", 0, 1),
 ];
 
+/// The player's account ("my client"): the account, then the player as its signatory when
+/// Kassa holds their identity.
+const MY_CLIENT_ACCOUNT_SUBSET: &[(&str, usize, usize)] = &[
+    ("institution_name", 1, 1),
+    ("account", 1, 1),
+    ("currency_code", 1, 1),
+    ("client_number", 0, 1),
+    ("personal_account_type", 0, 1),
+    ("signatory", 0, 1),
+];
+const SIGNATORY_SUBSET: &[(&str, usize, usize)] = &[("is_primary", 0, 1), ("t_person", 1, 1)];
+/// goAML's person elements in its order, those Kassa may hold.
+const PERSON_SUBSET: &[(&str, usize, usize)] = &[
+    ("first_name", 0, 1),
+    ("last_name", 0, 1),
+    ("birthdate", 0, 1),
+    ("email", 0, 1),
+];
+
 /// Checks `node`'s element children against `subset`: only its names, in its order, each
 /// as often as allowed.
 fn check_children(node: roxmltree::Node<'_, '_>, subset: &[(&str, usize, usize)]) {
@@ -521,7 +547,11 @@ async fn the_goaml_export_validates_and_names_the_case_transactions(app: TestApp
             .children()
             .find(|n| n.has_tag_name("to_account"))
             .unwrap();
-        check_children(account, ACCOUNT_SUBSET);
+        check_children(account, MY_CLIENT_ACCOUNT_SUBSET);
+        assert!(
+            !account.children().any(|n| n.has_tag_name("signatory")),
+            "no identity on file, no person"
+        );
         assert_eq!(text(account, "account"), "g1");
         assert_eq!(text(account, "institution_name"), "Kassa Test Casino Ltd");
         assert_eq!(text(to, "to_country"), "MT");
@@ -550,6 +580,10 @@ async fn the_goaml_export_validates_and_names_the_case_transactions(app: TestApp
     );
     assert!(
         payments.iter().all(|p| summary.contains(p.as_str())),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Name: unknown (no identity on file)"),
         "{summary}"
     );
 
@@ -585,6 +619,87 @@ async fn the_goaml_export_validates_and_names_the_case_transactions(app: TestApp
     assert_eq!(exports, 3);
     let (status, bad) = export(&app, &case_id, "format=pdf").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+}
+
+fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, name: &str) -> roxmltree::Node<'a, 'i> {
+    node.children()
+        .find(|n| n.has_tag_name(name))
+        .unwrap_or_else(|| panic!("no <{name}> in <{}>", node.tag_name().name()))
+}
+
+async fn the_goaml_export_names_the_account_holder_whose_identity_is_on_file(app: TestApp) {
+    let (case_id, payments) = structured(&app, "n1").await;
+    let born = json!({"currency": "EUR", "country": "MT", "jurisdiction": "MT",
+                      "kyc_status": "verified", "birth_date": "1977-03-14"});
+    assert!(app.put("/v1/players/n1", born).await.status.is_success());
+    let identity = json!({"first_name": "Wilhelmina", "last_name": "Quarrington",
+        "email": "wilhelmina.q@pii.example", "postcode": "ZX9 9ZZ"});
+    let stored = app.put("/v1/players/n1/identity", identity).await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
+
+    let (status, xml) = export(&app, &case_id, "format=goaml").await;
+    assert_eq!(status, StatusCode::OK, "{xml}");
+    let document = roxmltree::Document::parse(&xml).expect("the export is well-formed XML");
+    let report = document.root_element();
+    check_children(report, REPORT_SUBSET);
+    let transactions: Vec<_> = report
+        .children()
+        .filter(|n| n.has_tag_name("transaction"))
+        .collect();
+    assert_eq!(transactions.len(), payments.len());
+    for transaction in transactions {
+        let account = child(child(transaction, "t_to_my_client"), "to_account");
+        check_children(account, MY_CLIENT_ACCOUNT_SUBSET);
+        let signatory = child(account, "signatory");
+        check_children(signatory, SIGNATORY_SUBSET);
+        assert_eq!(text(signatory, "is_primary"), "true");
+        let person = child(signatory, "t_person");
+        check_children(person, PERSON_SUBSET);
+        let fields: Vec<(&str, &str)> = person
+            .children()
+            .filter(|n| n.is_element())
+            .map(|n| (n.tag_name().name(), n.text().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("first_name", "Wilhelmina"),
+                ("last_name", "Quarrington"),
+                ("birthdate", "1977-03-14T00:00:00"),
+                ("email", "wilhelmina.q@pii.example"),
+            ]
+        );
+        check_children(
+            child(child(transaction, "t_from"), "from_account"),
+            ACCOUNT_SUBSET,
+        );
+    }
+    assert!(
+        !xml.contains("ZX9"),
+        "only the fields goAML's subset names: {xml}"
+    );
+
+    let (status, summary) = export(&app, &case_id, "format=summary").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        summary.contains("Name: Wilhelmina Quarrington\n"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("E-mail: wilhelmina.q@pii.example\n"),
+        "{summary}"
+    );
+    assert!(summary.contains("born 1977-03-14"), "{summary}");
+    app.stop().await;
+
+    let logs = String::from_utf8_lossy(&common::logs::logs().lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("register identity stored"),
+        "the logs were kept"
+    );
+    for secret in ["Wilhelmina", "Quarrington", "pii.example"] {
+        assert!(!logs.contains(secret), "{secret} reached the logs");
+    }
 }
 
 async fn a_rule_holds_payouts_while_a_cdd_case_is_open(app: TestApp) {

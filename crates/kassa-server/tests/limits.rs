@@ -17,6 +17,7 @@ contract_tests!(
     a_self_exclusion_refuses_deposits_and_bets_at_once_and_is_never_shortened,
     an_exclusion_ends_when_its_time_comes,
     a_player_under_the_jurisdictions_age_cannot_deposit,
+    the_limits_show_the_deposits_counted_as_the_refusal_counts_them,
 );
 
 async fn player(app: &TestApp, player_id: &str, jurisdiction: &str) {
@@ -338,6 +339,94 @@ async fn a_player_under_the_jurisdictions_age_cannot_deposit(app: TestApp) {
     assert_eq!(
         common::try_deposit(&app, "10.00").await.status,
         StatusCode::CREATED
+    );
+    app.stop().await;
+}
+
+/// The usage fields of a period's deposit limit: used and remaining (minor units), and when
+/// it resets.
+fn usage(limits: &Value, name: &str) -> (Value, Value, Value) {
+    let limit = period(limits, name);
+    (
+        limit["used_minor"].clone(),
+        limit["remaining_minor"].clone(),
+        limit["resets_at"].clone(),
+    )
+}
+
+async fn the_limits_show_the_deposits_counted_as_the_refusal_counts_them(app: TestApp) {
+    player(&app, "p1", "GB").await;
+    let set = set_limits(&app, "p1", json!({"day": "50.00", "week": "80.00"})).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(
+        usage(&set.body, "day"),
+        (json!(0), json!(5000), Value::Null)
+    );
+    assert_eq!(
+        usage(&set.body, "month"),
+        (Value::Null, Value::Null, Value::Null),
+        "no limit, no usage"
+    );
+
+    let before = app.store().clock().now_ms();
+    let first = common::try_deposit(&app, "30.00").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let after = app.store().clock().now_ms();
+    let limits = app.get("/v1/players/p1/limits").await.body;
+    let (used, remaining, resets_at) = usage(&limits, "day");
+    assert_eq!((used, remaining), (json!(3000), json!(2000)), "{limits}");
+    let resets_at_ms = common::parse_rfc3339_ms(resets_at.as_str().unwrap());
+    assert!(
+        (before + 86_400_000..=after + 86_400_000).contains(&resets_at_ms),
+        "a day after the deposit: {resets_at}"
+    );
+    assert_eq!(
+        (
+            &period(&limits, "week")["used_minor"],
+            &period(&limits, "week")["remaining_minor"]
+        ),
+        (&json!(3000), &json!(5000))
+    );
+
+    let refused = common::try_deposit(&app, "30.00").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        refused.body
+    );
+    let details = &refused.body["details"];
+    let limits = app.get("/v1/players/p1/limits").await.body;
+    let (used, _, resets_at) = usage(&limits, "day");
+    assert_eq!(
+        (details["period"].as_str(), details["used"].as_str()),
+        (Some("day"), Some("30.00"))
+    );
+    assert_eq!(used, json!(3000), "the refusal's used, in minor units");
+    assert_eq!(resets_at, details["resets_at"], "{limits} {details}");
+    assert_eq!(
+        common::try_deposit(&app, "15.00").await.status,
+        StatusCode::CREATED
+    );
+    let limits = app.get("/v1/players/p1/limits").await.body;
+    assert_eq!(usage(&limits, "day").0, json!(4500));
+    assert_eq!(usage(&limits, "day").1, json!(500));
+    assert_eq!(
+        usage(&limits, "day").2,
+        resets_at,
+        "still the oldest deposit's"
+    );
+
+    // A day later (the store's clock moved) the day's deposits have left its window.
+    app.store().clock().advance(86_400_000 + 60_000);
+    let later = app.get("/v1/players/p1/limits").await.body;
+    assert_eq!(usage(&later, "day"), (json!(0), json!(5000), Value::Null));
+    assert_eq!(usage(&later, "week").0, json!(4500), "still in the week");
+    assert_eq!(usage(&later, "week").1, json!(3500));
+    assert_eq!(
+        common::try_deposit(&app, "35.00").await.status,
+        StatusCode::CREATED,
+        "the week's remaining fits"
     );
     app.stop().await;
 }

@@ -28,6 +28,7 @@ contract_tests_with!(
     a_session_limit_refuses_after_its_time_and_allows_after_the_break => plain,
     a_refused_bet_replays_its_refusal => plain,
     bad_play_limit_changes_are_refused => plain,
+    the_limits_show_the_play_counted_as_the_gate_counts_it => plain,
 );
 
 const MINUTE_MS: i64 = 60_000;
@@ -291,6 +292,12 @@ async fn a_session_limit_refuses_after_its_time_and_allows_after_the_break(app: 
     assert_eq!(details["limit_minutes"], 60);
     assert!(details["used_minutes"].as_i64().unwrap() >= 60, "{details}");
     assert!(details["resets_at"].is_string(), "{details}");
+    let session = limits(&app).await["session"].clone();
+    assert_eq!(
+        session["used_minutes"], details["used_minutes"],
+        "{session}"
+    );
+    assert_eq!(session["resets_at"], details["resets_at"], "{session}");
     assert_eq!(app.balance("p1").await.0, "96.00");
     // Refused bets are no play: a break counts from the last bet that moved money.
     clock.advance(5 * MINUTE_MS + 1_000);
@@ -355,5 +362,129 @@ async fn bad_play_limit_changes_are_refused(app: TestApp) {
     assert_eq!(period(&limits.body, "wager", "day")["amount"], Value::Null);
     assert_eq!(limits.body["session"]["minutes"], Value::Null);
     assert_eq!(app.debit("b1", "p1", "10.00").await.status, StatusCode::OK);
+    app.stop().await;
+}
+
+/// A period's usage fields: used and remaining (minor units), and when it resets.
+fn usage(limits: &Value, kind: &str, name: &str) -> (Value, Value, Value) {
+    let limit = period(limits, kind, name);
+    (
+        limit["used_minor"].clone(),
+        limit["remaining_minor"].clone(),
+        limit["resets_at"].clone(),
+    )
+}
+
+async fn limits(app: &TestApp) -> Value {
+    let answer = app.get("/v1/players/p1/limits").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body
+}
+
+async fn the_limits_show_the_play_counted_as_the_gate_counts_it(app: TestApp) {
+    funded_player(&app, "100.00").await;
+    let set = set_limits(
+        &app,
+        json!({"wager": {"day": "50.00"}, "loss": {"day": "40.00"}, "session": {"minutes": 60}}),
+    )
+    .await;
+    assert_eq!(
+        usage(&set.body, "wager", "day"),
+        (json!(0), json!(5000), Value::Null)
+    );
+    assert_eq!(
+        usage(&set.body, "wager", "week"),
+        (Value::Null, Value::Null, Value::Null)
+    );
+    assert_eq!(
+        (
+            &set.body["session"]["used_minutes"],
+            &set.body["session"]["resets_at"]
+        ),
+        (&json!(0), &Value::Null),
+        "a deposit is no play"
+    );
+
+    let clock = app.store().clock().clone();
+    let before = clock.now_ms();
+    assert_eq!(app.debit("b1", "p1", "30.00").await.status, StatusCode::OK);
+    let after = clock.now_ms();
+    assert_eq!(win(&app, "w1", "10.00").await.status, StatusCode::OK);
+    let shown = limits(&app).await;
+    assert_eq!(
+        (
+            usage(&shown, "wager", "day").0,
+            usage(&shown, "wager", "day").1
+        ),
+        (json!(3000), json!(2000)),
+        "a win frees no stakes"
+    );
+    assert_eq!(
+        (
+            usage(&shown, "loss", "day").0,
+            usage(&shown, "loss", "day").1
+        ),
+        (json!(2000), json!(2000)),
+        "stakes less wins"
+    );
+
+    let refused = app.debit("b2", "p1", "25.00").await;
+    let details = refused_details(&refused);
+    assert_eq!(
+        (details["limit"].as_str(), details["used"].as_str()),
+        (Some("wager"), Some("30.00"))
+    );
+    let shown = limits(&app).await;
+    let (used, _, resets_at) = usage(&shown, "wager", "day");
+    assert_eq!(used, json!(3000), "the refusal's used, in minor units");
+    assert_eq!(resets_at, details["resets_at"], "{shown} {details}");
+    // The hour bucket of the bet leaves the day's window (ADR 77).
+    let hour_ms = 60 * MINUTE_MS;
+    let bucket_leaves = |at: i64| at - at % hour_ms + hour_ms + 24 * hour_ms;
+    let resets_at_ms = common::parse_rfc3339_ms(resets_at.as_str().unwrap());
+    assert!(
+        [bucket_leaves(before), bucket_leaves(after)].contains(&resets_at_ms),
+        "{resets_at}"
+    );
+
+    // The session: 10 minutes on, a bet; the break would end it 20 minutes after that bet.
+    clock.advance(10 * MINUTE_MS);
+    let before = clock.now_ms();
+    assert_eq!(app.debit("b3", "p1", "1.00").await.status, StatusCode::OK);
+    let after = clock.now_ms();
+    let session = limits(&app).await["session"].clone();
+    assert_eq!(session["used_minutes"], 10, "{session}");
+    let ends_at = common::parse_rfc3339_ms(session["resets_at"].as_str().unwrap());
+    assert!(
+        (before + 20 * MINUTE_MS..=after + 20 * MINUTE_MS).contains(&ends_at),
+        "{session}"
+    );
+    // A net gain counts as no loss at all.
+    assert_eq!(win(&app, "w2", "50.00").await.status, StatusCode::OK);
+    let shown = limits(&app).await;
+    assert_eq!(
+        usage(&shown, "loss", "day"),
+        (json!(0), json!(4000), Value::Null)
+    );
+    assert_eq!(usage(&shown, "wager", "day").0, json!(3100));
+
+    // After the break no session is under way; a day later the stakes have left the window.
+    clock.advance(20 * MINUTE_MS);
+    let session = limits(&app).await["session"].clone();
+    assert_eq!(
+        (&session["used_minutes"], &session["resets_at"]),
+        (&json!(0), &Value::Null)
+    );
+    clock.advance(25 * hour_ms);
+    let shown = limits(&app).await;
+    assert_eq!(
+        usage(&shown, "wager", "day"),
+        (json!(0), json!(5000), Value::Null)
+    );
+    assert_eq!(
+        app.debit("b4", "p1", "40.00").await.status,
+        StatusCode::OK,
+        "the whole loss limit again"
+    );
     app.stop().await;
 }

@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
+use common::logs::{capture_logs, logs};
 use common::{Answer, TestApp};
 use kassa_core::register::RegisterOutcome;
 use kassa_store::jobs::{JobRecord, JobState};
@@ -138,33 +136,6 @@ async fn recheck_reasons(app: &TestApp, player_id: &str) -> Vec<(String, Option<
         .into_iter()
         .map(|check| (check.reason, check.outcome))
         .collect()
-}
-
-/// Everything this test binary logs, at debug and above.
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(Arc::default)
-}
-
-struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        logs().lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Sends every log line of this process (all tests here) to [`logs`], once.
-fn capture_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(|| LogWriter)
-        .try_init();
 }
 
 /// A EUR player of Great Britain whose register identity has `last_name` (the sandbox's

@@ -226,48 +226,53 @@ impl Store {
         since_ms: i64,
         payment_id: &str,
     ) -> Result<Vec<(i64, i64)>, StoreError> {
-        let sql = format!(
-            "SELECT created_at_ms, amount_minor FROM payments WHERE merchant_id = $1 \
-             AND player_id = $2 AND created_at_ms > $3 AND status IN {COUNTED_STATUSES} \
-             UNION ALL SELECT created_at_ms, amount_minor FROM deposit_reservations \
-             WHERE merchant_id = $1 AND player_id = $2 AND expires_at_ms >= $4 \
-             AND payment_id <> $5"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(merchant_id.as_str())
-            .bind(player_id.as_str())
-            .bind(since_ms)
-            .bind(now_ms())
-            .bind(payment_id)
-            .fetch_all(&mut **tx)
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("created_at_ms")?, row.try_get("amount_minor")?)))
-            .collect()
+        let now = self.clock().now_ms();
+        let ids = (merchant_id, player_id);
+        read_counted(&mut **tx, ids, since_ms, now, payment_id).await
     }
 
     /// The player's deposits (created at, amount) since `since_ms` that count against a
-    /// deposit limit.
+    /// deposit limit, with every unexpired reservation: what a deposit start's check
+    /// ([`Store::counted_deposits_in`]) would count, read outside any transaction.
     pub async fn counted_deposits(
         &self,
         merchant_id: &MerchantId,
         player_id: &PlayerId,
         since_ms: i64,
     ) -> Result<Vec<(i64, i64)>, StoreError> {
-        let sql = format!(
-            "SELECT created_at_ms, amount_minor FROM payments WHERE merchant_id = $1 \
-             AND player_id = $2 AND created_at_ms > $3 AND status IN {COUNTED_STATUSES}"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(merchant_id.as_str())
-            .bind(player_id.as_str())
-            .bind(since_ms)
-            .fetch_all(self.reader())
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("created_at_ms")?, row.try_get("amount_minor")?)))
-            .collect()
+        let now = self.clock().now_ms();
+        let ids = (merchant_id, player_id);
+        read_counted(self.reader(), ids, since_ms, now, "").await
     }
+}
+
+/// The one rule of what a deposit limit counts: deposits in a counted status created after
+/// `since_ms`, and reservations unexpired at `now_ms` other than `payment_id`'s.
+async fn read_counted<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    (merchant_id, player_id): (&MerchantId, &PlayerId),
+    since_ms: i64,
+    now_ms: i64,
+    payment_id: &str,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let sql = format!(
+        "SELECT created_at_ms, amount_minor FROM payments WHERE merchant_id = $1 \
+         AND player_id = $2 AND created_at_ms > $3 AND status IN {COUNTED_STATUSES} \
+         UNION ALL SELECT created_at_ms, amount_minor FROM deposit_reservations \
+         WHERE merchant_id = $1 AND player_id = $2 AND expires_at_ms >= $4 \
+         AND payment_id <> $5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(merchant_id.as_str())
+        .bind(player_id.as_str())
+        .bind(since_ms)
+        .bind(now_ms)
+        .bind(payment_id)
+        .fetch_all(executor)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("created_at_ms")?, row.try_get("amount_minor")?)))
+        .collect()
 }
 
 async fn read_limits<'e>(

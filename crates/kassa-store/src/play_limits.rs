@@ -78,6 +78,21 @@ impl Store {
         stored.as_deref().map(decode).transpose()
     }
 
+    /// The player's play state as last stored, read without a lock (for showing usage; the
+    /// wallet writer's decisions read it under [`Store::lock_play_state`]).
+    pub async fn play_state(
+        &self,
+        cash_account: AccountId,
+    ) -> Result<Option<PlayState>, StoreError> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT play_state FROM ledger_accounts WHERE id = $1")
+                .bind(cash_account)
+                .fetch_optional(self.reader())
+                .await?
+                .flatten();
+        stored.as_deref().map(decode).transpose()
+    }
+
     /// Stores the player's play state (`None`: the player has no play limit left).
     pub async fn put_play_state(
         &self,

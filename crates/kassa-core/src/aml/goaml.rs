@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use serde::Deserialize;
 
+use crate::register::PlayerIdentity;
 use crate::Currency;
 
 stored_names! {
@@ -71,6 +72,21 @@ pub struct Subject {
     pub country: String,
     /// ISO 8601 date, when known.
     pub birth_date: Option<String>,
+    /// The identity the operator gave Kassa for register checks (ADR 73), when on file:
+    /// its names and e-mail name the account holder. `Debug` masks it.
+    pub identity: Option<PlayerIdentity>,
+}
+
+impl Subject {
+    /// The account holder's name, when the identity on file gives one.
+    fn name(&self) -> Option<String> {
+        let identity = self.identity.as_ref()?;
+        let parts: Vec<&str> = [&identity.first_name, &identity.last_name]
+            .into_iter()
+            .filter_map(|part| part.as_deref())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
 }
 
 /// Everything one report says.
@@ -103,6 +119,18 @@ pub fn iso_datetime(at_ms: i64) -> String {
         in_day % 3_600 / 60,
         in_day % 60
     )
+}
+
+/// An ISO 8601 date (`YYYY-MM-DD`) in the form of [`iso_datetime`], at midnight; `None`
+/// for anything else.
+pub fn iso_date_as_datetime(date: &str) -> Option<String> {
+    let bytes = date.as_bytes();
+    let shaped = bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    shaped.then(|| format!("{date}T00:00:00"))
 }
 
 /// The date of a day count since 1970-01-01 (H. Hinnant's algorithm).
@@ -237,9 +265,32 @@ impl Report<'_> {
         xml.leaf("currency_code", self.subject.currency.code());
         xml.leaf("client_number", &self.subject.player_id);
         xml.leaf("personal_account_type", "gambling");
+        self.account_holder(xml);
         xml.close(&format!("{side}_account"));
         xml.leaf(&format!("{side}_country"), &self.subject.country);
         xml.close(&format!("t_{side}_my_client"));
+    }
+
+    /// The player as the account's primary signatory, from the identity on file (nothing
+    /// without one): goAML's person elements in its order, those Kassa has.
+    fn account_holder(&self, xml: &mut Xml) {
+        let Some(identity) = &self.subject.identity else {
+            return;
+        };
+        let birthdate = self
+            .subject
+            .birth_date
+            .as_deref()
+            .and_then(iso_date_as_datetime);
+        xml.open("signatory");
+        xml.leaf("is_primary", "true");
+        xml.open("t_person");
+        xml.optional("first_name", identity.first_name.as_deref());
+        xml.optional("last_name", identity.last_name.as_deref());
+        xml.optional("birthdate", birthdate.as_deref());
+        xml.optional("email", identity.email.as_deref());
+        xml.close("t_person");
+        xml.close("signatory");
     }
 
     /// The provider account the money came from or went to.
@@ -295,6 +346,16 @@ impl Report<'_> {
                 .map(|d| format!(", born {d}"))
                 .unwrap_or_default()
         );
+        let name = subject.name();
+        let _ = writeln!(
+            out,
+            "Name: {}",
+            name.as_deref().unwrap_or("unknown (no identity on file)")
+        );
+        let email = subject.identity.as_ref().and_then(|i| i.email.as_deref());
+        if let Some(email) = email {
+            let _ = writeln!(out, "E-mail: {email}");
+        }
         let _ = writeln!(out, "Indicators: {}", self.indicators.join(", "));
         let _ = writeln!(
             out,
@@ -349,6 +410,7 @@ mod tests {
             currency: eur,
             country: "MT".into(),
             birth_date: None,
+            identity: None,
         };
         let report = Report {
             entity: &entity,
@@ -375,5 +437,19 @@ mod tests {
         assert!(xml.contains("<account>p&apos;1</account>"));
         assert!(xml.contains("<amount_local>1800.00</amount_local>"));
         assert!(report.summary().contains("1800.00 EUR  pay_1"));
+        assert!(!xml.contains("signatory"), "no identity, no person");
+        assert!(report
+            .summary()
+            .contains("Name: unknown (no identity on file)"));
+    }
+
+    #[test]
+    fn birth_dates_become_midnight_date_times() {
+        assert_eq!(
+            iso_date_as_datetime("1990-04-01").as_deref(),
+            Some("1990-04-01T00:00:00")
+        );
+        assert_eq!(iso_date_as_datetime("1990-4-1"), None);
+        assert_eq!(iso_date_as_datetime("01.04.1990"), None);
     }
 }

@@ -90,26 +90,54 @@ impl Session {
         })
     }
 
+    /// How long the session under way at `rules.now_ms` has lasted, and when its break
+    /// would end it; after a break no session is under way.
+    pub fn usage(&self, rules: PlayRules) -> SessionUsage {
+        let now_ms = rules.now_ms;
+        if now_ms - self.last_play_at_ms >= rules.session_break_ms {
+            return SessionUsage::default();
+        }
+        SessionUsage {
+            played_ms: now_ms - self.started_at_ms,
+            ends_at_ms: Some(self.last_play_at_ms + rules.session_break_ms),
+        }
+    }
+
     /// Refuses a bet at `rules.now_ms` once the session has lasted `limit`'s minutes; after a
     /// break a new session starts, and the bet is allowed.
     pub fn check(&self, limit: SessionLimit, rules: PlayRules) -> Result<(), PlayLimitExceeded> {
         let Some(minutes) = limit.minutes else {
             return Ok(());
         };
-        let now_ms = rules.now_ms;
-        if now_ms - self.last_play_at_ms >= rules.session_break_ms {
+        let usage = self.usage(rules);
+        let Some(ends_at_ms) = usage.ends_at_ms else {
             return Ok(());
-        }
-        let played_ms = now_ms - self.started_at_ms;
-        if played_ms < minutes.saturating_mul(MINUTE_MS) {
+        };
+        if usage.played_ms < minutes.saturating_mul(MINUTE_MS) {
             return Ok(());
         }
         Err(PlayLimitExceeded {
             kind: LimitKind::Session,
             period: None,
             limit: minutes,
-            used: played_ms / MINUTE_MS,
-            resets_at_ms: Some(self.last_play_at_ms + rules.session_break_ms),
+            used: usage.used_minutes(),
+            resets_at_ms: Some(ends_at_ms),
         })
+    }
+}
+
+/// The session under way at a moment, as the session limit counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionUsage {
+    /// How long it has lasted; 0 when none is under way.
+    pub played_ms: i64,
+    /// When the break would end it, with no more play; `None` when none is under way.
+    pub ends_at_ms: Option<i64>,
+}
+
+impl SessionUsage {
+    /// Whole minutes played, as a refusal reports them.
+    pub fn used_minutes(&self) -> i64 {
+        self.played_ms / MINUTE_MS
     }
 }

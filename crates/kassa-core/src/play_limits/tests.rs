@@ -235,6 +235,48 @@ fn a_session_limit_refuses_after_its_time_and_a_break_starts_a_new_session() {
 }
 
 #[test]
+fn usage_counts_as_the_gate_and_resets_when_a_bucket_leaves_the_window() {
+    let mut state = state(
+        &[limit(LimitPeriod::Day, 1_000)],
+        &[limit(LimitPeriod::Day, 500)],
+        None,
+    );
+    state.count_bet(300, rules(NOW - 5 * HOUR_MS));
+    state.count_bet(400, rules(NOW));
+    state.count_win(900, rules(NOW));
+    let wager = state.usage(LimitKind::Wager, LimitPeriod::Day, 1_000, NOW);
+    assert_eq!((wager.used_minor, wager.remaining_minor), (700, 300));
+    let oldest_hour = NOW - 5 * HOUR_MS - (NOW - 5 * HOUR_MS) % HOUR_MS;
+    assert_eq!(wager.resets_at_ms, Some(oldest_hour + HOUR_MS + DAY_MS));
+    let refused = state.check_bet(301, rules(NOW)).unwrap_err();
+    assert_eq!(refused.used, wager.used_minor);
+    assert_eq!(refused.resets_at_ms, wager.resets_at_ms);
+    let loss = state.usage(LimitKind::Loss, LimitPeriod::Day, 500, NOW);
+    assert_eq!(
+        (loss.used_minor, loss.remaining_minor, loss.resets_at_ms),
+        (0, 500, None),
+        "a net gain counts as nothing"
+    );
+    let over = state.usage(LimitKind::Wager, LimitPeriod::Day, 200, NOW);
+    assert_eq!((over.used_minor, over.remaining_minor), (700, 0));
+    let this_hour = NOW - NOW % HOUR_MS;
+    assert_eq!(over.resets_at_ms, Some(this_hour + HOUR_MS + DAY_MS));
+}
+
+#[test]
+fn session_usage_is_the_session_under_way_until_its_break() {
+    let mut state = state(&[], &[], Some(60));
+    state.count_bet(100, rules(NOW));
+    state.count_bet(100, rules(NOW + 10 * MINUTE_MS));
+    let session = state.session.unwrap();
+    let usage = session.usage(rules(NOW + 25 * MINUTE_MS + 1));
+    assert_eq!(usage.used_minutes(), 25);
+    assert_eq!(usage.ends_at_ms, Some(NOW + 10 * MINUTE_MS + BREAK_MS));
+    let after_break = session.usage(rules(NOW + 10 * MINUTE_MS + BREAK_MS));
+    assert_eq!(after_break, SessionUsage::default());
+}
+
+#[test]
 fn increases_wait_for_the_cooling_off() {
     let gb = LimitPolicy::of(Some("GB"));
     let session = SessionLimit {

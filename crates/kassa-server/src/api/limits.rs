@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use kassa_core::limits::{LimitPeriod, PeriodLimit};
+use kassa_core::limits::LimitPeriod;
 use kassa_core::play_limits::SESSION_MINUTES_MAX;
 use kassa_core::Currency;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use crate::api::players::player_in_path;
 use crate::api::{rfc3339, ApiJson, ApiPath};
 use crate::auth::Merchant;
 use crate::error::{ApiError, ErrorBody};
-use crate::service::limits::{LimitChanges, PlayerLimits, SET_BY};
+use crate::service::limits::{LimitChanges, PlayerLimits, ShownLimit, SET_BY};
 use crate::AppState;
 
 /// One period's limit.
@@ -27,6 +27,18 @@ pub struct LimitView {
     /// A larger limit (`amount` `null`: none) waiting for the cooling-off.
     #[schema(value_type = Option<Object>)]
     pub pending: Option<Value>,
+    /// Counted against the limit in its window now, in minor units, exactly as a refusal
+    /// counts (deposits: gross, with starts in flight; losses: a net gain counts as 0);
+    /// `null` when no limit is in force.
+    #[schema(example = 3000)]
+    pub used_minor: Option<i64>,
+    /// What may still be deposited or counted before the limit refuses, in minor units;
+    /// never negative; `null` when no limit is in force.
+    #[schema(example = 2000)]
+    pub remaining_minor: Option<i64>,
+    /// RFC 3339: when, with nothing more counted, the earliest counted amount leaves the
+    /// window and more fits again; `null` when nothing is used.
+    pub resets_at: Option<String>,
 }
 
 /// The session-time limit.
@@ -40,6 +52,12 @@ pub struct SessionLimitView {
     /// Minutes without a wallet call that end a session (`wallet.play_session_break_minutes`):
     /// a session runs from the first call after such a break.
     pub break_minutes: i64,
+    /// Whole minutes of the session under way (0: none, or its break has passed); `null`
+    /// when no session limit is in force.
+    pub used_minutes: Option<i64>,
+    /// RFC 3339: when the break would end the session under way, with no more play; `null`
+    /// when none is under way.
+    pub resets_at: Option<String>,
 }
 
 /// A player's limits and the rules of changing them.
@@ -94,11 +112,11 @@ pub struct LimitsInput {
     pub set_by: Option<String>,
 }
 
-fn period_views(limits: &[PeriodLimit], currency: Currency) -> Vec<LimitView> {
+fn period_views(limits: &[ShownLimit], currency: Currency) -> Vec<LimitView> {
     let amount = |minor: Option<i64>| minor.map(|m| currency.format_minor(m));
     limits
         .iter()
-        .map(|limit| LimitView {
+        .map(|ShownLimit { limit, usage }| LimitView {
             period: limit.period.as_str().to_string(),
             amount: amount(limit.amount_minor),
             pending: limit.pending.map(|p| {
@@ -107,12 +125,16 @@ fn period_views(limits: &[PeriodLimit], currency: Currency) -> Vec<LimitView> {
                     "applies_at": rfc3339(p.applies_at_ms),
                 })
             }),
+            used_minor: usage.map(|u| u.used_minor),
+            remaining_minor: usage.map(|u| u.remaining_minor),
+            resets_at: usage.and_then(|u| u.resets_at_ms).map(rfc3339),
         })
         .collect()
 }
 
 fn view(limits: PlayerLimits) -> LimitsView {
     let currency = limits.currency;
+    let session = limits.session_usage;
     LimitsView {
         player_id: limits.player_id.to_string(),
         currency: currency.code().to_string(),
@@ -128,13 +150,16 @@ fn view(limits: PlayerLimits) -> LimitsView {
                 })
             }),
             break_minutes: limits.session_break_minutes,
+            used_minutes: session.map(|s| s.used_minutes()),
+            resets_at: session.and_then(|s| s.ends_at_ms).map(rfc3339),
         },
         increase_cooling_off_hours: limits.policy.cooling_off_ms / 3_600_000,
         increase_waits_for_period_end: limits.policy.not_before_period_end,
     }
 }
 
-/// The player's limits, with increases still waiting.
+/// The player's limits, with increases still waiting and how much of each limit is used
+/// now.
 #[utoipa::path(get, path = "/v1/players/{player_id}/limits", tag = "players",
     params(("player_id" = String, Path, description = "Your id for the player")),
     security(("bearer" = [])),

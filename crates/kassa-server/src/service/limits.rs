@@ -6,9 +6,10 @@
 
 use kassa_core::ids::{MerchantId, PlayerId};
 use kassa_core::limits::{
-    check_deposit, LimitExceeded, LimitKind, LimitPeriod, LimitPolicy, PendingIncrease, PeriodLimit,
+    check_deposit, deposit_usage, LimitExceeded, LimitKind, LimitPeriod, LimitPolicy, LimitUsage,
+    PendingIncrease, PeriodLimit,
 };
-use kassa_core::play_limits::{PlayLimits, PlayRules, PlayState, SessionLimit};
+use kassa_core::play_limits::{PlayLimits, PlayRules, PlayState, SessionLimit, SessionUsage};
 use kassa_core::Currency;
 use kassa_store::directory::PlayerRecord;
 use kassa_store::{Store, StoreError, Tx};
@@ -58,20 +59,31 @@ impl LimitChanges {
     }
 }
 
-/// A player's limits as shown: every period of each kind, with the policy that governs
-/// increases.
+/// A player's limits as shown: every period of each kind with how much of it is used, and
+/// the policy that governs increases.
 #[derive(Debug)]
 pub struct PlayerLimits {
     pub player_id: PlayerId,
     pub currency: Currency,
     pub policy: LimitPolicy,
     /// Day, week and month, as in force now (a due increase applied).
-    pub deposit: Vec<PeriodLimit>,
-    pub wager: Vec<PeriodLimit>,
-    pub loss: Vec<PeriodLimit>,
+    pub deposit: Vec<ShownLimit>,
+    pub wager: Vec<ShownLimit>,
+    pub loss: Vec<ShownLimit>,
     pub session: SessionLimit,
+    /// The session under way, when a session limit is in force.
+    pub session_usage: Option<SessionUsage>,
     /// Minutes without a wallet call that end a session.
     pub session_break_minutes: i64,
+}
+
+/// One period's limit as shown.
+#[derive(Clone, Copy, Debug)]
+pub struct ShownLimit {
+    pub limit: PeriodLimit,
+    /// How much of it is used, counted as its refusal counts; `None` when no limit is in
+    /// force.
+    pub usage: Option<LimitUsage>,
 }
 
 /// The limit use cases; cheap to clone.
@@ -93,7 +105,7 @@ impl LimitsService {
         }
     }
 
-    /// The player's limits now.
+    /// The player's limits now, with how much of each is used.
     pub async fn get(
         &self,
         merchant_id: &MerchantId,
@@ -102,16 +114,72 @@ impl LimitsService {
         let player = self.players.get(merchant_id, player_id).await?;
         let stored = self.store.limits(merchant_id, player_id).await?;
         let now = self.store.clock().now_ms();
+        let play = stored.play.at(now);
+        let limited =
+            in_force(&play.wager) || in_force(&play.loss) || play.session.minutes.is_some();
+        let play_state = match limited {
+            true => self.store.play_state(player.cash_account_id).await?,
+            false => None,
+        };
+        let state = play_state.unwrap_or_default();
+        let played = |kind, limits: &[PeriodLimit]| {
+            every_period(limits, now)
+                .into_iter()
+                .map(|limit| ShownLimit {
+                    limit,
+                    usage: limit
+                        .amount_minor
+                        .map(|amount| state.usage(kind, limit.period, amount, now)),
+                })
+                .collect()
+        };
+        let rules = PlayRules {
+            now_ms: now,
+            session_break_ms: self.session_break_ms,
+        };
         Ok(PlayerLimits {
-            player_id: player.player_id,
+            player_id: player.player_id.clone(),
             currency: player.currency,
             policy: LimitPolicy::of(player.jurisdiction.as_deref()),
-            deposit: every_period(&stored.deposit, now),
-            wager: every_period(&stored.play.wager, now),
-            loss: every_period(&stored.play.loss, now),
+            deposit: self
+                .shown_deposit_limits(&player, &stored.deposit, now)
+                .await?,
+            wager: played(LimitKind::Wager, &play.wager),
+            loss: played(LimitKind::Loss, &play.loss),
             session: stored.play.session.at(now),
+            session_usage: play.session.minutes.map(|_| {
+                state
+                    .session
+                    .map_or_else(SessionUsage::default, |s| s.usage(rules))
+            }),
             session_break_minutes: self.session_break_ms / 60_000,
         })
+    }
+
+    /// Every period's deposit limit at `now_ms` with its usage: the deposits and
+    /// reservations a deposit start's check would count ([`check_within_limits`]).
+    async fn shown_deposit_limits(
+        &self,
+        player: &PlayerRecord,
+        stored: &[PeriodLimit],
+        now_ms: i64,
+    ) -> Result<Vec<ShownLimit>, StoreError> {
+        let limits = every_period(stored, now_ms);
+        let counted = match in_force(&limits) {
+            true => {
+                let since = now_ms - LimitPeriod::Month.window_ms();
+                let ids = (&player.merchant_id, &player.player_id);
+                self.store.counted_deposits(ids.0, ids.1, since).await?
+            }
+            false => Vec::new(),
+        };
+        Ok(limits
+            .into_iter()
+            .map(|limit| ShownLimit {
+                limit,
+                usage: deposit_usage(&limit, &counted, now_ms),
+            })
+            .collect())
     }
 
     /// Applies the asked changes in one transaction, under the lock of the player's cash
@@ -320,6 +388,11 @@ impl Change<'_> {
     }
 }
 
+/// Whether any of `limits` (as they are at a moment) is in force.
+fn in_force(limits: &[PeriodLimit]) -> bool {
+    limits.iter().any(|l| l.amount_minor.is_some())
+}
+
 /// Every period's limit at `now_ms`, those without a row as none.
 fn every_period(stored: &[PeriodLimit], now_ms: i64) -> Vec<PeriodLimit> {
     LimitPeriod::ALL
@@ -356,7 +429,8 @@ pub async fn limits_in_force(
 ) -> Result<bool, StoreError> {
     let now = store.clock().now_ms();
     let limits = store.deposit_limits(merchant_id, player_id).await?;
-    Ok(limits.iter().any(|l| l.at(now).amount_minor.is_some()))
+    let limits: Vec<PeriodLimit> = limits.iter().map(|l| l.at(now)).collect();
+    Ok(in_force(&limits))
 }
 
 /// A deposit start's amount, checked against the player's limits inside the start's short

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod logs;
 pub mod risk_rules;
 
 use futures::future::BoxFuture;
@@ -504,6 +505,13 @@ pub fn rfc3339_now_plus(seconds: i64) -> String {
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 time Kassa answered.
+pub fn parse_rfc3339_ms(text: &str) -> i64 {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// Sends a provider webhook to `/v1/payments/webhook`, signed with `secret`.

@@ -93,11 +93,17 @@ impl AmlService {
             .get_player(&merchant, &player)
             .await?
             .ok_or_else(|| corrupt(format!("case {} names an unknown player", case.id)))?;
+        let identity = self
+            .store
+            .player_identity(merchant.as_str(), &case.player_id)
+            .await?
+            .map(|(identity, _)| identity);
         let subject = Subject {
             player_id: case.player_id.clone(),
             currency: player.currency,
             country: player.country.clone(),
             birth_date: player.birth_date.clone(),
+            identity,
         };
         let transactions = self.transactions(file).await?;
         let mut indicators: Vec<String> = file.alerts.iter().map(|a| a.scenario.clone()).collect();
