@@ -428,7 +428,11 @@ impl PaymentsService {
             amount_minor: request.amount.amount_minor,
             currency: request.amount.currency,
         };
-        let mut tx = self.store.begin_grouped().await?;
+        let mut tx = match limited {
+            true => self.store.begin_grouped().await?,
+            // Nothing but the decision: no need to wait for the disk (ADRs 74, 79).
+            false => self.store.begin_grouped_without_waiting_for_disk().await?,
+        };
         if limited {
             if let Err(refused) = check_within_limits(&self.store, &mut tx, &start).await? {
                 tx.rollback().await?;
@@ -453,11 +457,7 @@ impl PaymentsService {
             }
             false => LimitCheck::NoLimit,
         };
-        match limited {
-            true => tx.commit().await?,
-            // Nothing but the decision: no need to wait for the disk (ADRs 74, 79).
-            false => tx.commit_without_waiting_for_disk().await?,
-        }
+        tx.commit().await?;
         match refusal {
             Some(refusal) => Err(self.refused_by_risk(player, refusal).await),
             None => Ok((limit, decided)),
