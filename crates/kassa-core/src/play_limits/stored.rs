@@ -4,7 +4,7 @@
 //! tuples, periods `0`/`1`/`2`, bucket starts hours or days since the epoch, then packed as
 //! varints with each bucket start the gap from the one before, in base64 after a `~` mark
 //! (ADR 81). A player with six period limits, a session limit and an hour of play stores
-//! about 100 bytes (JSON: about 280). States stored before as compact JSON (`{…}`) still read.
+//! about 100 bytes (JSON: about 270). States stored before as compact JSON (`{…}`) still read.
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
