@@ -38,9 +38,9 @@ fn quiet_and_idle(config: &mut kassa_server::config::Config) {
     config.payments.status_sync_interval_ms = 3_600_000;
 }
 
-/// ADR 0034: the start is one durable commit (key, payment, provider answer, stored answer)
-/// after its risk decision's, which does not wait for the disk (ADRs 74, 79), the capture
-/// one more (effect, dedupe row, delivery log row); a replay of either costs none.
+/// ADR 0034: the start is one commit (key, payment, provider answer, stored answer) after
+/// its risk decision's (ADR 74), the capture one more (effect, dedupe row, delivery log
+/// row); a replay of either costs none.
 async fn a_deposit_costs_two_commits(app: TestApp) {
     app.player("p1").await;
     // The first start of a process also reads (or makes) the deployment's payment-id
@@ -62,12 +62,10 @@ async fn a_deposit_costs_two_commits(app: TestApp) {
         2,
         "the start is its risk decision's commit and its own"
     );
-    // ADR 79: the decision's commit does not wait for the disk (on SQLite an epoch on the
-    // relaxed connection, not counted as durable): the start costs one durable commit.
     assert_eq!(
         app.group_commits() - group_before,
-        grouped,
-        "the start's one durable commit"
+        2 * grouped,
+        "the start's commits"
     );
     let timing = started
         .header("server-timing")

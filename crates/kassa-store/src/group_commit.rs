@@ -32,23 +32,10 @@ const UNITS_PER_EPOCH_MAX: usize = 256;
 /// What the members of an epoch hear: `None` until it has committed or failed.
 type Outcome = Option<Result<(), Arc<StoreError>>>;
 
-/// Whether a unit's commit waits for the disk (ADR 39) or not (ADR 79).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Durability {
-    /// `commit` answers once the unit is durable.
-    WaitForDisk,
-    /// `commit` answers once the unit joined its epoch; the epoch may commit without
-    /// waiting for the disk if nothing durable is in it.
-    NoWait,
-}
-
 /// The shared transaction and its epoch; behind the group's mutex.
 struct Shared {
     /// The open transaction, if an epoch is open.
     tx: Option<Tx>,
-    /// The open epoch runs on the relaxed connection (`synchronous = NORMAL`): only
-    /// [`Durability::NoWait`] units may join it.
-    relaxed: bool,
     /// The open (or last) epoch's number.
     epoch: u64,
     /// Units released into the open epoch.
@@ -63,10 +50,7 @@ struct Shared {
 pub(crate) struct GroupCommit {
     shared: Arc<Mutex<Shared>>,
     writer: AnyPool,
-    /// The connection of epochs that hold only [`Durability::NoWait`] units; `None` for a
-    /// database in memory (another connection would open another database).
-    relaxed_writer: Option<AnyPool>,
-    /// Epochs committed durably (not the relaxed ones).
+    /// Epochs committed (durable commits).
     commits: AtomicU64,
 }
 
@@ -79,26 +63,17 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    pub(crate) fn new(writer: AnyPool, relaxed_writer: Option<AnyPool>) -> GroupCommit {
+    pub(crate) fn new(writer: AnyPool) -> GroupCommit {
         GroupCommit {
             shared: Arc::new(Mutex::new(Shared {
                 tx: None,
-                relaxed: false,
                 epoch: 0,
                 members: 0,
                 dirty: false,
                 outcome: watch::channel(None).0,
             })),
             writer,
-            relaxed_writer,
             commits: AtomicU64::new(0),
-        }
-    }
-
-    /// Closes the relaxed connection, if one was opened.
-    pub(crate) async fn close(&self) {
-        if let Some(relaxed) = &self.relaxed_writer {
-            relaxed.close().await;
         }
     }
 
@@ -107,12 +82,8 @@ impl GroupCommit {
         self.commits.load(Ordering::Relaxed)
     }
 
-    /// Starts a unit: takes the lock, opens an epoch if none is (or the open one is relaxed
-    /// and the unit waits for the disk), and a savepoint.
-    pub(crate) async fn begin(
-        self: &Arc<Self>,
-        durability: Durability,
-    ) -> Result<GroupedTx, StoreError> {
+    /// Starts a unit: takes the lock, opens an epoch if none is, and a savepoint.
+    pub(crate) async fn begin(self: &Arc<Self>) -> Result<GroupedTx, StoreError> {
         let guard = self.shared.clone().lock_owned().await;
         // From here a drop (cancellation) is settled by `GroupedTx`'s `Drop`.
         let mut unit = GroupedTx {
@@ -120,7 +91,6 @@ impl GroupCommit {
                 guard: Some(guard),
                 group: self.clone(),
             },
-            durability,
         };
         let Inner::Grouped {
             guard: Some(shared),
@@ -130,22 +100,12 @@ impl GroupCommit {
             unreachable!("built just above");
         };
         self.settle_locked(shared, None).await;
-        // A durable unit never joins a relaxed epoch: that one commits first (no fsync).
-        let durable_after_relaxed = shared.relaxed && durability == Durability::WaitForDisk;
-        if shared.members >= UNITS_PER_EPOCH_MAX || durable_after_relaxed {
+        if shared.members >= UNITS_PER_EPOCH_MAX {
             self.finish_epoch(shared).await;
         }
         if shared.tx.is_none() {
-            let relaxed_writer = match durability {
-                Durability::NoWait => self.relaxed_writer.as_ref(),
-                Durability::WaitForDisk => None,
-            };
-            let tx = relaxed_writer
-                .unwrap_or(&self.writer)
-                .begin_with("BEGIN IMMEDIATE")
-                .await?;
+            let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
             shared.tx = Some(tx);
-            shared.relaxed = relaxed_writer.is_some();
             shared.epoch += 1;
             shared.members = 0;
             shared.outcome = watch::channel(None).0;
@@ -193,9 +153,7 @@ impl GroupCommit {
         }
         match tx.commit().await {
             Ok(()) => {
-                if !shared.relaxed {
-                    self.commits.fetch_add(1, Ordering::Relaxed);
-                }
+                self.commits.fetch_add(1, Ordering::Relaxed);
                 shared.outcome.send_replace(Some(Ok(())));
             }
             // sqlx rolls a transaction whose commit failed back before the connection's
@@ -309,11 +267,9 @@ async fn fail_epoch(shared: &mut Shared, error: StoreError) -> Arc<StoreError> {
 
 /// A write transaction from [`crate::Store::begin_grouped`]: derefs to a [`Tx`], so the
 /// store's functions run in it unchanged. [`GroupedTx::commit`] returns once the unit is
-/// durable (or, begun by [`crate::Store::begin_grouped_without_waiting_for_disk`], once it
-/// is visible to the writes that follow); dropped without it, the unit is rolled back.
+/// durable; dropped without it, the unit is rolled back.
 pub struct GroupedTx {
     inner: Inner,
-    durability: Durability,
 }
 
 enum Inner {
@@ -327,36 +283,48 @@ enum Inner {
 }
 
 impl GroupedTx {
-    pub(crate) fn plain(tx: Tx, backend: Backend, durability: Durability) -> GroupedTx {
+    pub(crate) fn plain(tx: Tx, backend: Backend) -> GroupedTx {
         GroupedTx {
             inner: Inner::Plain {
                 tx: Some(tx),
                 backend,
             },
-            durability,
         }
     }
 
-    /// Commits the unit: returns `Ok` once it is durable (a unit that does not wait for the
-    /// disk: once it is visible to the writes that follow, ADR 79), an error if it (or the
-    /// epoch it joined) was not applied.
+    /// Commits the unit: returns `Ok` once it is durable, an error if it (or the epoch it
+    /// joined) was not applied.
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        let wait = self.durability == Durability::WaitForDisk;
+        match &mut self.inner {
+            Inner::Plain { tx, .. } => {
+                let tx = tx.take().expect("a transaction is committed once");
+                Ok(tx.commit().await?)
+            }
+            Inner::Grouped { guard, group } => {
+                let shared = guard.take().expect("a unit is committed once");
+                detached(group.clone().join_and_settle(shared)).await
+            }
+        }
+    }
+
+    /// Commits a unit whose loss in a crash costs nothing but a few counts (a start's risk
+    /// decision alone, ADRs 74 and 79) without waiting for the disk: `Ok` once what it wrote
+    /// is visible to the writes that follow, and on disk no later than the next durable
+    /// commit. PostgreSQL: `synchronous_commit = off` for the transaction. SQLite with group
+    /// commit: the unit joins the open epoch, whose commit a spawned task runs. SQLite
+    /// without: a plain (durable) commit, the switch's safe side.
+    pub async fn commit_without_waiting_for_disk(mut self) -> Result<(), StoreError> {
         match &mut self.inner {
             Inner::Plain { tx, backend } => {
                 let mut tx = tx.take().expect("a transaction is committed once");
-                // Read at commit: PostgreSQL answers before the WAL is flushed.
-                if !wait && *backend == Backend::Postgres {
+                if *backend == Backend::Postgres {
                     tx.execute("SET LOCAL synchronous_commit TO OFF").await?;
                 }
                 Ok(tx.commit().await?)
             }
             Inner::Grouped { guard, group } => {
                 let shared = guard.take().expect("a unit is committed once");
-                match wait {
-                    true => detached(group.clone().join_and_settle(shared)).await,
-                    false => detached(group.clone().join_without_waiting(shared)).await,
-                }
+                detached(group.clone().join_without_waiting(shared)).await
             }
         }
     }

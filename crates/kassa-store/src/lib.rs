@@ -620,39 +620,9 @@ impl Store {
     /// running beside them. PostgreSQL ignores it (each unit has its own transaction; the
     /// server groups concurrent commits' WAL flushes itself).
     pub fn with_sqlite_group_commit(self, on: bool) -> Store {
-        let group = (on && self.backend == Backend::Sqlite).then(|| {
-            let relaxed = self
-                .sqlite_path
-                .as_ref()
-                .map(|_| self.sqlite_relaxed_writer());
-            std::sync::Arc::new(group_commit::GroupCommit::new(self.writer.clone(), relaxed))
-        });
+        let group = (on && self.backend == Backend::Sqlite)
+            .then(|| std::sync::Arc::new(group_commit::GroupCommit::new(self.writer.clone())));
         Store { group, ..self }
-    }
-
-    /// A second SQLite writer connection, opened when first used, whose commits do not wait
-    /// for the disk (`synchronous = NORMAL`): the group commit's epochs of units that said
-    /// their loss costs nothing (ADR 79). Only the group's lock hands it work, never while
-    /// another epoch is open, and no durable unit ever runs on it.
-    fn sqlite_relaxed_writer(&self) -> AnyPool {
-        let options = (*self.writer.connect_options()).clone();
-        AnyPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .after_connect(|conn, _| {
-                let pragmas = format!(
-                    "{} {} PRAGMA synchronous = NORMAL;",
-                    sqlite_connection_pragmas(),
-                    sqlite_writer_pragmas()
-                );
-                Box::pin(async move {
-                    conn.execute(pragmas.as_str()).await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(options)
     }
 
     /// Whether [`Store::begin_grouped`] groups units into shared commits.
@@ -665,35 +635,12 @@ impl Store {
     /// [`Store::begin`]. The unit must do no network I/O: others wait for it. Counted in
     /// [`Store::write_transactions`] as one write transaction.
     pub async fn begin_grouped(&self) -> Result<GroupedTx, StoreError> {
-        self.begin_grouped_as(group_commit::Durability::WaitForDisk)
-            .await
-    }
-
-    /// A write unit as [`Store::begin_grouped`] for what a crash may lose without harm (a
-    /// start's risk decision alone, ADRs 74 and 79): its `commit` does not wait for the disk.
-    /// PostgreSQL commits it with `synchronous_commit = off`; SQLite with group commit runs
-    /// it in an epoch of such units on a connection with `synchronous = NORMAL` (or in the
-    /// open durable epoch), and answers once it joined; SQLite without group commit commits
-    /// it durably, the switch's safe side. What it wrote is visible to the writes that
-    /// follow at once, and on disk no later than the next durable commit.
-    pub async fn begin_grouped_without_waiting_for_disk(&self) -> Result<GroupedTx, StoreError> {
-        self.begin_grouped_as(group_commit::Durability::NoWait)
-            .await
-    }
-
-    async fn begin_grouped_as(
-        &self,
-        durability: group_commit::Durability,
-    ) -> Result<GroupedTx, StoreError> {
         match &self.group {
             Some(group) => {
                 self.count_write_transaction();
-                group.begin(durability).await
+                group.begin().await
             }
-            None => {
-                let tx = self.begin().await?;
-                Ok(GroupedTx::plain(tx, self.backend, durability))
-            }
+            None => Ok(GroupedTx::plain(self.begin().await?, self.backend)),
         }
     }
 
@@ -808,9 +755,6 @@ impl Store {
 
     /// Closes every connection.
     pub async fn close(&self) {
-        if let Some(group) = &self.group {
-            group.close().await;
-        }
         self.writer.close().await;
         self.reader.close().await;
     }

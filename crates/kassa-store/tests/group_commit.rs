@@ -404,39 +404,15 @@ fn parts_on_disk(url: &str, id: &str) -> i64 {
     .unwrap()
 }
 
-/// `PRAGMA synchronous` as the unit's connection has it: 1 NORMAL, 2 FULL.
-async fn synchronous(tx: &mut kassa_store::GroupedTx) -> i64 {
-    sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&mut ***tx)
-        .await
-        .unwrap()
-}
-
-/// Waits until a reader finds the unit's row (its epoch committed by the group's task).
-async fn eventually_on_disk(url: &str, id: &str) {
-    for _ in 0..500 {
-        if parts_on_disk(url, id) == 1 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{id} never reached the database");
-}
-
-/// Units that do not wait for the disk (a start's risk decision alone, ADR 79) run in an
-/// epoch of their own on the relaxed connection (`synchronous = NORMAL`) and answer while
-/// that epoch is still open: the second unit sees the first's row at once, a reader only
-/// after the group's task commits the epoch. No durable commit is counted for it. (With a
-/// waiting commit the first unit would answer only after the second one committed.)
+/// A unit committed without waiting for the disk (a start's risk decision alone, ADR 79)
+/// answers while its epoch is still open; the epoch's commit, run for it by a spawned task,
+/// makes it durable with the units that joined meanwhile. With the waiting `commit` the
+/// first unit would answer only after the second unit's commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn units_that_do_not_wait_answer_before_their_epoch_commits() {
+async fn a_unit_committed_without_waiting_answers_before_its_epoch_commits() {
     let (store, url) = store_with_table(TestBackend::Sqlite, true).await;
     let commits_before = store.group_commits();
-    let mut first = store
-        .begin_grouped_without_waiting_for_disk()
-        .await
-        .unwrap();
-    assert_eq!(synchronous(&mut first).await, 1, "the relaxed connection");
+    let mut first = store.begin_grouped().await.unwrap();
     insert(&mut first, "unflushed", 1).await.unwrap();
     let (joined, joined_rx) = tokio::sync::oneshot::channel();
     let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
@@ -444,104 +420,47 @@ async fn units_that_do_not_wait_answer_before_their_epoch_commits() {
         let store = store.clone();
         tokio::spawn(async move {
             // Queues for the group's lock behind the first unit, then holds the epoch open.
-            let mut tx = store.begin_grouped_without_waiting_for_disk().await?;
+            let mut tx = store.begin_grouped().await?;
             let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM units WHERE id = 'unflushed'")
                 .fetch_one(&mut **tx)
                 .await?;
             joined.send(seen).unwrap();
-            insert(&mut tx, "second", 1).await?;
+            insert(&mut tx, "durable", 1).await?;
             go_rx.await.unwrap();
             tx.commit().await
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    tokio::time::timeout(Duration::from_secs(5), first.commit())
-        .await
-        .expect("the unit answers without waiting for its epoch's commit")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        first.commit_without_waiting_for_disk(),
+    )
+    .await
+    .expect("the unit answers without waiting for its epoch's commit")
+    .unwrap();
     assert_eq!(joined_rx.await.unwrap(), 1, "the next unit sees it at once");
     assert_eq!(parts_on_disk(&url, "unflushed"), 0, "not committed yet");
+    assert_eq!(store.group_commits(), commits_before);
     go.send(()).unwrap();
     second.await.unwrap().unwrap();
-    eventually_on_disk(&url, "unflushed").await;
-    eventually_on_disk(&url, "second").await;
-    assert_eq!(store.group_commits(), commits_before, "no durable commit");
-}
-
-/// A unit that waits for the disk never runs on the relaxed connection: arriving while a
-/// relaxed epoch is open, it commits that epoch first and opens a durable one (FULL); a unit
-/// that does not wait, arriving while a durable epoch is open, joins it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_durable_unit_never_joins_a_relaxed_epoch() {
-    let (store, url) = store_with_table(TestBackend::Sqlite, true).await;
-    let commits_before = store.group_commits();
-    let mut relaxed = store
-        .begin_grouped_without_waiting_for_disk()
-        .await
-        .unwrap();
-    insert(&mut relaxed, "relaxed", 1).await.unwrap();
-    let durable = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let mut tx = store.begin_grouped().await.unwrap();
-            let durable_setting = synchronous(&mut tx).await;
-            insert(&mut tx, "durable", 1).await.unwrap();
-            // A unit that does not wait queues behind this one and joins its epoch.
-            let late = {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let mut tx = store
-                        .begin_grouped_without_waiting_for_disk()
-                        .await
-                        .unwrap();
-                    let late_setting = synchronous(&mut tx).await;
-                    insert(&mut tx, "late", 1).await.unwrap();
-                    tx.commit().await.unwrap();
-                    late_setting
-                })
-            };
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            tx.commit().await.unwrap();
-            (durable_setting, late.await.unwrap())
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    relaxed.commit().await.unwrap();
-    let (durable_synchronous, late_synchronous) = durable.await.unwrap();
-    assert_eq!(
-        durable_synchronous, 2,
-        "a durable unit runs with synchronous = FULL"
-    );
-    assert_eq!(
-        late_synchronous, 2,
-        "the late unit joined the durable epoch"
-    );
-    assert_eq!(
-        parts_on_disk(&url, "relaxed"),
-        1,
-        "committed before the durable epoch"
-    );
+    assert_eq!(parts_on_disk(&url, "unflushed"), 1);
     assert_eq!(parts_on_disk(&url, "durable"), 1);
-    eventually_on_disk(&url, "late").await;
     assert_eq!(
         store.group_commits(),
         commits_before + 1,
-        "one durable commit"
+        "one commit for both"
     );
 }
 
-/// Alone, a unit that does not wait is committed by the group's task: the write lock is
-/// free soon after and the row is on disk. Group commit off: a plain durable commit.
+/// Alone in its epoch, a unit committed without waiting is committed by its spawned task:
+/// the write lock is free soon after, and the row is on disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_unit_that_does_not_wait_alone_is_committed_soon() {
+async fn a_unit_committed_without_waiting_alone_is_committed_soon() {
     for group_commit in [true, false] {
         let (store, url) = store_with_table(TestBackend::Sqlite, group_commit).await;
-        let mut tx = store
-            .begin_grouped_without_waiting_for_disk()
-            .await
-            .unwrap();
+        let mut tx = store.begin_grouped().await.unwrap();
         insert(&mut tx, "alone", 1).await.unwrap();
-        tx.commit().await.unwrap();
+        tx.commit_without_waiting_for_disk().await.unwrap();
         another_connection_can_write(&url);
         assert_eq!(parts_on_disk(&url, "alone"), 1);
     }
@@ -551,14 +470,11 @@ async fn a_unit_that_does_not_wait_alone_is_committed_soon() {
 /// `synchronous_commit = off`: visible to another connection once it answers.
 #[tokio::test]
 #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
-async fn a_unit_that_does_not_wait_is_visible_postgres() {
+async fn a_unit_committed_without_waiting_is_visible_postgres() {
     let (store, _url) = store_with_table(TestBackend::Postgres, true).await;
-    let mut tx = store
-        .begin_grouped_without_waiting_for_disk()
-        .await
-        .unwrap();
+    let mut tx = store.begin_grouped().await.unwrap();
     insert(&mut tx, "unflushed", 1).await.unwrap();
-    tx.commit().await.unwrap();
+    tx.commit_without_waiting_for_disk().await.unwrap();
     let mut tx = store.begin().await.unwrap();
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM units WHERE id = 'unflushed'")
         .fetch_one(&mut *tx)

@@ -428,11 +428,7 @@ impl PaymentsService {
             amount_minor: request.amount.amount_minor,
             currency: request.amount.currency,
         };
-        let mut tx = match limited {
-            true => self.store.begin_grouped().await?,
-            // Nothing but the decision: no need to wait for the disk (ADRs 74, 79).
-            false => self.store.begin_grouped_without_waiting_for_disk().await?,
-        };
+        let mut tx = self.store.begin_grouped().await?;
         if limited {
             if let Err(refused) = check_within_limits(&self.store, &mut tx, &start).await? {
                 tx.rollback().await?;
@@ -457,7 +453,11 @@ impl PaymentsService {
             }
             false => LimitCheck::NoLimit,
         };
-        tx.commit().await?;
+        match limited {
+            true => tx.commit().await?,
+            // Nothing but the decision: no need to wait for the disk (ADRs 74, 79).
+            false => tx.commit_without_waiting_for_disk().await?,
+        }
         match refusal {
             Some(refusal) => Err(self.refused_by_risk(player, refusal).await),
             None => Ok((limit, decided)),
