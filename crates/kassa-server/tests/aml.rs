@@ -192,12 +192,7 @@ async fn structuring_raises_one_alert_and_one_case(app: TestApp) {
     assert_eq!(open[0]["case_id"], case_id.as_str());
 
     // The metrics count alerts by scenario and the cases opened.
-    let metrics = reqwest::get(app.metrics_url().unwrap())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("kassa_aml_alerts_total{scenario=\"structuring\"}"),
         "{metrics}"

@@ -153,12 +153,7 @@ async fn an_approved_check_lets_the_payout_through_and_records_its_ttv(app: Test
     let paid = payout(&app, "k1", "20.00").await;
     assert!(paid.status.is_success(), "{}", paid.body);
 
-    let metrics = reqwest::get(app.metrics_url().unwrap())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for series in [
         "kassa_kyc_time_to_verify_seconds_count{level=\"basic\",outcome=\"approved\"}",
         "kassa_kyc_checks_total{level=\"basic\",outcome=\"approved\"}",

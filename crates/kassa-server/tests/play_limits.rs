@@ -130,12 +130,7 @@ async fn a_wager_limit_refuses_the_bet_that_would_cross_it_and_moves_nothing(app
     assert_eq!(b2["status"], "limit_refused", "{b2}");
     assert_eq!(b2["moved_money"], false);
     assert_eq!(app.balance("p1").await.0, "55.00");
-    let metrics = reqwest::get(app.metrics_url().unwrap())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let series = "kassa_limit_refusals_total{limit=\"wager\"}";
     assert!(metrics.contains(series), "{series} missing:\n{metrics}");
     app.assert_ledger_verifies().await;
