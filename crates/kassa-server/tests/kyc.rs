@@ -30,6 +30,7 @@ contract_tests_with!(
     a_rejected_check_keeps_payouts_refused => fast,
     a_resubmission_request_opens_a_new_page => fast,
     forged_and_replayed_webhooks_change_nothing_and_a_duplicate_applies_once => fast,
+    the_view_never_shows_a_level_and_a_kyc_status_from_different_moments => fast,
     a_risk_step_up_opens_an_enhanced_check => fast,
     linked_gb_deposits_lock_withdrawals_until_enhanced_is_verified => fast,
 );
@@ -303,6 +304,46 @@ async fn forged_and_replayed_webhooks_change_nothing_and_a_duplicate_applies_onc
     assert_eq!(history.len(), 1, "{view}");
     assert_eq!(history[0]["status"], "verified");
     assert_eq!(view["kyc_status"], "verified");
+}
+
+/// A result stores the basic level and the player's `kyc_status` in one transaction; the
+/// view must read them as one too. Read apart, a view read while the result commits showed
+/// `basic: verified` beside `kyc_status: none` (seen once in the browser suite). Views are
+/// read back to back while each of several results commits, and every one must agree.
+async fn the_view_never_shows_a_level_and_a_kyc_status_from_different_moments(app: TestApp) {
+    const ROUNDS: usize = 8;
+    for round in 0..ROUNDS {
+        let player_id = format!("k-race-{round}");
+        player(&app, &player_id, "MT", "none", "100.00").await;
+        verification(&payout(&app, &player_id, "20.00").await);
+        let check = kyc(&app, &player_id).await["open_checks"][0].clone();
+        let body = result_body(&check, &format!("idvevt_race_{round}"), "approved");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let signed = sign_idv_webhook(IDV_WEBHOOK_SECRET.as_bytes(), now, &body);
+
+        let done = std::cell::Cell::new(false);
+        let read_until_done = || async {
+            let mut views = 0;
+            while !done.get() || views == 0 {
+                let view = kyc(&app, &player_id).await;
+                let pair = (view["levels"]["basic"].clone(), view["kyc_status"].clone());
+                assert!(
+                    pair == (json!("pending"), json!("none"))
+                        || pair == (json!("verified"), json!("verified")),
+                    "a view from two moments: {view}"
+                );
+                views += 1;
+            }
+        };
+        let apply = async {
+            let (status, text) = send_result(&app, &body, &signed).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            done.set(true);
+        };
+        tokio::join!(read_until_done(), read_until_done(), apply);
+        assert_eq!(kyc(&app, &player_id).await["kyc_status"], "verified");
+    }
 }
 
 async fn a_risk_step_up_opens_an_enhanced_check(app: TestApp) {

@@ -44,6 +44,13 @@ pub struct CheckCompletion<'a> {
     pub provider_event_id: &'a str,
 }
 
+/// The player's one `kyc_status` with the level rows it was stored beside.
+#[derive(Clone, Debug)]
+pub struct KycStanding {
+    pub kyc_status: KycStatus,
+    pub levels: Vec<(KycLevel, LevelStatus)>,
+}
+
 const CHECK_COLUMNS: &str = "id, merchant_id, player_id, level, status, reason, provider, \
      applicant_id, verification_url, requested_at_ms, completed_at_ms, result_reason, \
      document_checks, provider_event_id";
@@ -73,27 +80,42 @@ fn check_from_row(row: &AnyRow) -> Result<KycCheckRecord, StoreError> {
 }
 
 impl Store {
-    /// The player's stored level statuses (levels never touched have no row).
-    pub async fn kyc_levels(
+    /// The player's `kyc_status` and stored level statuses (levels never touched have no
+    /// row), read by one statement so the two agree: a result commits both together, and
+    /// two reads could straddle it (`kyc_status` from before, a level from after).
+    /// `None` when the player does not exist.
+    pub async fn kyc_standing(
         &self,
         merchant_id: &str,
         player_id: &str,
-    ) -> Result<Vec<(KycLevel, LevelStatus)>, StoreError> {
+    ) -> Result<Option<KycStanding>, StoreError> {
         let rows = sqlx::query(
-            "SELECT level, status FROM player_kyc_levels WHERE merchant_id = $1 AND player_id = $2",
+            "SELECT p.kyc_status, l.level, l.status FROM players p \
+             LEFT JOIN player_kyc_levels l \
+             ON l.merchant_id = p.merchant_id AND l.player_id = p.player_id \
+             WHERE p.merchant_id = $1 AND p.player_id = $2",
         )
         .bind(merchant_id)
         .bind(player_id)
         .fetch_all(self.writer())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut standing = KycStanding {
+            kyc_status: stored(first, "kyc_status", KycStatus::parse)?,
+            levels: Vec::with_capacity(rows.len()),
+        };
+        for row in &rows {
+            let level: Option<String> = row.try_get("level")?;
+            if level.is_some() {
+                standing.levels.push((
                     stored(row, "level", KycLevel::parse)?,
                     stored(row, "status", LevelStatus::parse)?,
-                ))
-            })
-            .collect()
+                ));
+            }
+        }
+        Ok(Some(standing))
     }
 
     /// Stores `level`'s status, and the player's `kyc_status` when it changes with it, in the

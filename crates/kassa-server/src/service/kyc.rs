@@ -12,7 +12,7 @@ use kassa_core::kyc::{
 };
 use kassa_core::status::KycStatus;
 use kassa_store::directory::PlayerRecord;
-use kassa_store::kyc::{CheckCompletion, KycCheckRecord};
+use kassa_store::kyc::{CheckCompletion, KycCheckRecord, KycStanding};
 use kassa_store::{now_ms, Store, StoreError};
 
 use crate::config::KycConfig;
@@ -122,15 +122,23 @@ impl KycService {
         self.identities.get(name)
     }
 
-    /// The player's level statuses: the stored rows, else (basic) the player's `kyc_status`
-    /// as set through `PUT /v1/players/{id}` before any check ran.
-    pub async fn levels(&self, player: &PlayerRecord) -> Result<PlayerKyc, StoreError> {
-        let stored = self
+    /// The player's level statuses and `kyc_status`, read together: the stored rows, else
+    /// (basic) the `kyc_status` set through `PUT /v1/players/{id}` before any check ran.
+    pub async fn standing(
+        &self,
+        player: &PlayerRecord,
+    ) -> Result<(PlayerKyc, KycStatus), StoreError> {
+        // Players are never deleted; should the row be gone, the record read stands.
+        let standing = self
             .store
-            .kyc_levels(player.merchant_id.as_str(), player.player_id.as_str())
-            .await?;
+            .kyc_standing(player.merchant_id.as_str(), player.player_id.as_str())
+            .await?
+            .unwrap_or(KycStanding {
+                kyc_status: player.kyc_status,
+                levels: Vec::new(),
+            });
         let mut levels = PlayerKyc {
-            basic: match player.kyc_status {
+            basic: match standing.kyc_status {
                 KycStatus::None => LevelStatus::NotStarted,
                 KycStatus::Pending => LevelStatus::Pending,
                 KycStatus::Verified => LevelStatus::Verified,
@@ -138,13 +146,13 @@ impl KycService {
             },
             enhanced: LevelStatus::NotStarted,
         };
-        for (level, status) in stored {
+        for (level, status) in standing.levels {
             match level {
                 KycLevel::Basic => levels.basic = status,
                 KycLevel::Enhanced => levels.enhanced = status,
             }
         }
-        Ok(levels)
+        Ok((levels, standing.kyc_status))
     }
 
     /// Opens a check of `level` for the player, or answers the level's open one (one open
@@ -174,7 +182,7 @@ impl KycService {
         {
             return Ok((open, false));
         }
-        let status = self.levels(player).await?.level(level);
+        let status = self.standing(player).await?.0.level(level);
         if status == LevelStatus::Verified {
             return Err(KycError::AlreadyVerified { level });
         }
@@ -275,7 +283,7 @@ impl KycService {
         else {
             return Ok(false);
         };
-        if self.levels(player).await?.enhanced == LevelStatus::Verified {
+        if self.standing(player).await?.0.enhanced == LevelStatus::Verified {
             return Ok(false);
         }
         let deposits = self
@@ -296,13 +304,14 @@ impl KycService {
         player_id: &PlayerId,
     ) -> Result<KycOverview, KycError> {
         let player = self.players.get(merchant_id, player_id).await?;
+        let (levels, kyc_status) = self.standing(&player).await?;
         let checks = self
             .store
             .kyc_checks_of(merchant_id.as_str(), player_id.as_str(), HISTORY_MAX)
             .await?;
         Ok(KycOverview {
-            levels: self.levels(&player).await?,
-            kyc_status: player.kyc_status,
+            levels,
+            kyc_status,
             cdd_locked: self.cdd_locked(&player).await?,
             checks,
         })
@@ -406,13 +415,13 @@ impl KycService {
         let player_id = PlayerId::parse(&check.player_id)
             .map_err(|_| ProviderEventError::Internal("a stored check names a bad player"))?;
         let player = self.players.get(&merchant_id, &player_id).await?;
-        let before = self.levels(&player).await?;
+        let (before, kyc_status) = self.standing(&player).await?;
         Ok(before
             .complete(check.level, result)
             .map(|after| LevelChange {
                 before,
                 after,
-                kyc_status: player.kyc_status,
+                kyc_status,
             }))
     }
 
