@@ -29,6 +29,9 @@ pub enum PaymentEventStatus {
     DisputeWon,
     /// The merchant lost the dispute: the chargeback is final; carries `dispute_id`.
     DisputeLost,
+    /// The provider said which card paid (Stripe's `charge.succeeded`) and nothing else:
+    /// the payment's status does not change; the event carries `card`.
+    CardReported,
 }
 
 impl PaymentEventStatus {
@@ -45,6 +48,7 @@ impl PaymentEventStatus {
             PaymentEventStatus::Chargeback => "chargeback",
             PaymentEventStatus::DisputeWon => "dispute_won",
             PaymentEventStatus::DisputeLost => "dispute_lost",
+            PaymentEventStatus::CardReported => "card_reported",
         }
     }
 
@@ -61,6 +65,7 @@ impl PaymentEventStatus {
             "chargeback" => PaymentEventStatus::Chargeback,
             "dispute_won" => PaymentEventStatus::DisputeWon,
             "dispute_lost" => PaymentEventStatus::DisputeLost,
+            "card_reported" => PaymentEventStatus::CardReported,
             _ => return None,
         })
     }
@@ -122,6 +127,48 @@ pub struct PaymentEvent {
     /// or a frictionless authentication); `None` when the provider does not say. A later
     /// soft decline cascades only when the player did not (ADR 56).
     pub three_ds_challenged: Option<bool>,
+    /// The card that paid, as far as the provider told (it saw the number; Kassa did not).
+    pub card: Option<ReportedCard>,
+}
+
+/// What a provider reported of the card that paid: never the number, only what identifies
+/// its issuer and shows it to people. Each part is checked for its shape when parsed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReportedCard {
+    /// The issuing country, ISO 3166-1 alpha-2, upper case.
+    pub country: Option<String>,
+    /// The scheme as the provider names it, lower case (`visa`, `mc`, `mastercard`…).
+    pub brand: Option<String>,
+    /// The last four digits.
+    pub last4: Option<String>,
+}
+
+impl ReportedCard {
+    /// Takes what has the right shape and drops the rest (a provider's odd value must not
+    /// refuse the event that moves the money): `None` when nothing is left.
+    pub fn of(country: Option<&str>, brand: Option<&str>, last4: Option<&str>) -> Option<Self> {
+        let country = country
+            .map(str::trim)
+            .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+            .map(str::to_ascii_uppercase);
+        let brand = brand
+            .map(str::trim)
+            .filter(|b| {
+                (1..=32).contains(&b.len())
+                    && b.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+            })
+            .map(str::to_ascii_lowercase);
+        let last4 = last4
+            .filter(|l| l.len() == 4 && l.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_string);
+        let card = ReportedCard {
+            country,
+            brand,
+            last4,
+        };
+        (card != ReportedCard::default()).then_some(card)
+    }
 }
 
 /// A payout event from a verified webhook, amounts already in minor units.
@@ -239,3 +286,34 @@ pub enum InboundRefusal {
 
 /// The name the webhook pipeline knows [`InboundRefusal`] by; the same type.
 pub type WebhookError = InboundRefusal;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reported_card_keeps_only_well_formed_parts() {
+        let card = ReportedCard::of(Some(" mt "), Some("Visa"), Some("4242")).unwrap();
+        assert_eq!(
+            card,
+            ReportedCard {
+                country: Some("MT".into()),
+                brand: Some("visa".into()),
+                last4: Some("4242".into()),
+            }
+        );
+        let odd = ReportedCard::of(Some("MLT"), Some("vi sa"), Some("42a2"));
+        assert_eq!(odd, None, "nothing well formed is left");
+        let country_only = ReportedCard::of(Some("de"), Some(""), Some("12345")).unwrap();
+        assert_eq!(country_only.country.as_deref(), Some("DE"));
+        assert_eq!((country_only.brand, country_only.last4), (None, None));
+        assert_eq!(ReportedCard::of(Some("\u{0}M"), None, None), None);
+    }
+
+    #[test]
+    fn card_reported_is_a_status_of_its_own() {
+        let status = PaymentEventStatus::parse("card_reported").unwrap();
+        assert_eq!(status, PaymentEventStatus::CardReported);
+        assert_eq!(status.as_str(), "card_reported");
+    }
+}

@@ -41,7 +41,7 @@ pub use card::{CardDetails, CardError};
 pub use connector::Connector;
 pub use event::{
     DocumentCheck, InboundRefusal, PaymentEvent, PaymentEventStatus, PayoutEvent,
-    PayoutEventStatus, ProviderEvent, VerificationEvent, WebhookError,
+    PayoutEventStatus, ProviderEvent, ReportedCard, VerificationEvent, WebhookError,
 };
 pub use guarded::{Guarded, CIRCUIT_OPEN};
 pub use identity::{IdentityProvider, IdentityProviders};

@@ -122,6 +122,10 @@ impl WireEvent {
                 let status = PaymentEventStatus::parse(&self.status).ok_or_else(|| {
                     malformed(format!("unknown payment status {:?}", self.status))
                 })?;
+                // The sandbox PSP reports no card; Stripe's charge event is the only source.
+                if status == PaymentEventStatus::CardReported {
+                    return Err(malformed("the sandbox PSP sends no card_reported".into()));
+                }
                 let needs_refund_id = status == PaymentEventStatus::Refunded;
                 if needs_refund_id && self.refund_id.as_deref().is_none_or(str::is_empty) {
                     return Err(malformed("a refunded event needs refund_id".into()));
@@ -157,6 +161,7 @@ impl WireEvent {
                         }
                         None => None,
                     },
+                    card: None,
                 }))
             }
             (None, Some(payout_id)) if !payout_id.is_empty() => {

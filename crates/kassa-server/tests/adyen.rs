@@ -9,6 +9,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::risk_rules::{fired, never, read, rule, set_rules};
 use common::{pay_with_card, set_routing, TestApp};
 use kassa_server::config::Config;
 use kassa_sim::adyen::cards;
@@ -25,6 +26,7 @@ contract_tests_with!(
     soft_declines_cascade_to_the_sandbox_and_hard_ones_do_not => adyen_first,
     a_chargeback_and_its_reversal_move_the_money_back_and_forth => adyen_first,
     a_payout_is_paid_by_the_payout_notification => adyen_first,
+    a_card_issued_abroad_counts_in_the_players_next_decision => adyen_first,
     a_timeout_after_the_authorisation_never_charges_twice => |c: &mut Config| {
         adyen_first(c);
         let adyen = &mut c.providers.accounts[0];
@@ -143,6 +145,12 @@ async fn a_hosted_page_deposit_is_captured_by_notification_and_refunded(app: Tes
         "{landed}"
     );
     let captured = until_status(&app, id, "captured").await;
+    // The authorisation's additionalData names the card (ADR 84), never its number.
+    assert_eq!(
+        captured["card"],
+        json!({"country": "NL", "brand": "visa", "last4": "1111"}),
+        "{captured}"
+    );
     assert_eq!(app.balance("p1").await.0, "50.00");
     let reference = captured["provider_reference"].as_str().unwrap();
     let refund = app
@@ -169,6 +177,37 @@ async fn a_hosted_page_deposit_is_captured_by_notification_and_refunded(app: Tes
             held[0]["refunded"].as_i64()
         ),
         (Some(reference), Some(2000))
+    );
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+/// A card the authorisation says Germany issued: shown on the payment, and read by the
+/// Maltese player's next decision (ADR 84).
+async fn a_card_issued_abroad_counts_in_the_players_next_decision(app: TestApp) {
+    let player = json!({"currency": "EUR", "country": "MT", "jurisdiction": "MT"});
+    assert!(app.put("/v1/players/p1", player).await.status.is_success());
+    let rules = json!({"thresholds": never(), "rules": [
+        rule("card-not-kyc", json!({"flag": "card_country_mismatch_kyc_30d"}), 2),
+    ]});
+    set_rules(&app, "", rules).await;
+    route_to(&app, &[ACCOUNT]).await;
+    card_on_file(&app, Some(cards::APPROVE_VISA_DE)).await;
+    let first = deposit(&app, "30.00").await;
+    let first = until_status(&app, first["payment_id"].as_str().unwrap(), "captured").await;
+    assert_eq!(first["card"]["country"], "DE", "{first}");
+    assert!(fired(&first["risk"]).is_empty(), "{}", first["risk"]);
+    let second = deposit(&app, "10.00").await;
+    let second = payment(&app, second["payment_id"].as_str().unwrap()).await;
+    assert_eq!(
+        read(
+            &second["risk"],
+            "card-not-kyc",
+            "card_country_mismatch_kyc_30d"
+        ),
+        true,
+        "{}",
+        second["risk"]
     );
     app.assert_ledger_verifies().await;
     app.stop().await;

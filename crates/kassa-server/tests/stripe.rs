@@ -9,14 +9,16 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::risk_rules::{fired, gte, never, read, rule, set_rules};
 use common::{request_payout, set_routing, start_deposit, verified_player, TestApp};
 use kassa_server::config::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 /// The Stripe accounts of these tests and the test payment method each confirms with.
-const STRIPE_ACCOUNTS: [(&str, &str); 5] = [
+const STRIPE_ACCOUNTS: [(&str, &str); 6] = [
     ("stripe", "pm_card_visa"),
+    ("stripe_de", "pm_card_de"),
     ("stripe_3ds", "pm_card_threeDSecure2Required"),
     ("stripe_soft", "pm_card_chargeDeclinedProcessingError"),
     ("stripe_hard", "pm_card_chargeDeclinedInsufficientFunds"),
@@ -59,6 +61,7 @@ contract_tests_with!(
     a_payout_is_paid_on_payout_paid => stripe_accounts,
     a_timeout_after_charging_is_settled_by_status_sync_without_a_second_charge => silent_stripe,
     the_official_stripe_sdk_agrees_with_the_simulator_and_with_kassa => stripe_accounts,
+    the_card_that_paid_is_shown_and_read_by_the_players_next_decision => stripe_accounts,
 );
 
 /// Cards go to `account` first, then to the sandbox.
@@ -146,6 +149,67 @@ async fn a_deposit_without_3ds_is_captured_by_stripes_event(app: TestApp) {
     assert_eq!(answer.status(), StatusCode::OK);
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body, json!({"received": true, "ignored": true}));
+    app.assert_ledger_verifies().await;
+    app.stop().await;
+}
+
+/// Waits (bounded) until the payment shows the card Stripe reported: `charge.succeeded` may
+/// be applied before or after `payment_intent.succeeded`.
+async fn until_card(app: &TestApp, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let view = payment(app, id).await;
+        if !view["card"].is_null() || tokio::time::Instant::now() > deadline {
+            assert!(!view["card"].is_null(), "no card reported: {view}");
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stripe's `charge.succeeded` names the card that paid (ADR 84): the payment shows its
+/// country, scheme and last four digits, and the player's next decision counts the
+/// country. The deposit's own decision came before Stripe saw the card.
+async fn the_card_that_paid_is_shown_and_read_by_the_players_next_decision(app: TestApp) {
+    // A Maltese player under Malta's licence: the KYC country is MT before verification.
+    let player = json!({"currency": "EUR", "country": "MT", "jurisdiction": "MT"});
+    let answer = app.put("/v1/players/p1", player).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let rules = json!({"thresholds": never(), "rules": [
+        rule("card-countries", gte("card_countries_30d", 1), 1),
+        rule("card-not-kyc", json!({"flag": "card_country_mismatch_kyc_30d"}), 2),
+    ]});
+    set_rules(&app, "", rules).await;
+    let german = captured_deposit(&app, "stripe_de", "50.00").await;
+    let view = until_card(&app, &german).await;
+    assert_eq!(
+        view["card"],
+        json!({"country": "DE", "brand": "visa", "last4": "0016"})
+    );
+    assert!(fired(&view["risk"]).is_empty(), "{}", view["risk"]);
+    assert!(
+        !view.to_string().contains("4000002760000016"),
+        "never the number: {view}"
+    );
+
+    let american = captured_deposit(&app, "stripe", "20.00").await;
+    let view = until_card(&app, &american).await;
+    assert_eq!(view["card"]["country"], "US", "{view}");
+    let risk = &view["risk"];
+    assert_eq!(fired(risk), ["card-countries", "card-not-kyc"], "{risk}");
+    assert_eq!(read(risk, "card-countries", "card_countries_30d"), 1);
+    assert_eq!(
+        read(risk, "card-not-kyc", "card_country_mismatch_kyc_30d"),
+        true
+    );
+
+    let third = captured_deposit(&app, "stripe", "10.00").await;
+    let risk = &payment(&app, &third).await["risk"];
+    assert_eq!(
+        read(risk, "card-countries", "card_countries_30d"),
+        2,
+        "{risk}"
+    );
     app.assert_ledger_verifies().await;
     app.stop().await;
 }

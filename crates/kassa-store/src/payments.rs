@@ -40,6 +40,18 @@ pub struct PaymentRecord {
     pub updated_at_ms: i64,
     /// The success-rate mode's arm (`holdout`, `explore`, `exploit`), when it was on.
     pub routing_arm: Option<String>,
+    /// The card that paid, as the provider reported it; `None` until one did.
+    pub card: Option<PaymentCard>,
+}
+
+/// A provider's report of the card that paid (ADR 84): never the number.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PaymentCard {
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: Option<String>,
+    /// The scheme as the provider names it, lower case.
+    pub brand: Option<String>,
+    pub last4: Option<String>,
 }
 
 /// One event in a payment's history.
@@ -91,7 +103,8 @@ pub struct OutboxEvent {
 
 const PAYMENT_COLUMNS: &str = "id, merchant_id, player_id, provider, provider_reference, method, \
      amount_minor, currency, status, refunded_minor, return_url, redirect_url, country, device, ip, \
-     session_id, failure_reason, routing, risk, created_at_ms, updated_at_ms, routing_arm";
+     session_id, failure_reason, routing, risk, created_at_ms, updated_at_ms, routing_arm, \
+     card_country, card_brand, card_last4";
 
 fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
     let currency: String = row.try_get("currency")?;
@@ -121,7 +134,17 @@ fn payment_from_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
         routing_arm: row.try_get("routing_arm")?,
+        card: card_from_row(row)?,
     })
+}
+
+fn card_from_row(row: &AnyRow) -> Result<Option<PaymentCard>, StoreError> {
+    let card = PaymentCard {
+        country: row.try_get("card_country")?,
+        brand: row.try_get("card_brand")?,
+        last4: row.try_get("card_last4")?,
+    };
+    Ok((card != PaymentCard::default()).then_some(card))
 }
 
 fn refund_from_row(row: &AnyRow) -> Result<RefundRecord, StoreError> {
@@ -144,7 +167,7 @@ impl Store {
     pub async fn insert_payment(&self, tx: &mut Tx, p: &PaymentRecord) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
         ))
         .bind(p.id.as_str())
         .bind(p.merchant_id.as_str())
@@ -168,9 +191,56 @@ impl Store {
         .bind(p.created_at_ms)
         .bind(p.updated_at_ms)
         .bind(&p.routing_arm)
+        .bind(p.card.as_ref().and_then(|c| c.country.clone()))
+        .bind(p.card.as_ref().and_then(|c| c.brand.clone()))
+        .bind(p.card.as_ref().and_then(|c| c.last4.clone()))
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// Records the card a provider reported for the locked payment `id` (the latest report
+    /// wins: a charge that succeeded after a declined one names the card that paid).
+    pub async fn record_payment_card(
+        &self,
+        tx: &mut Tx,
+        id: &PaymentId,
+        card: &PaymentCard,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE payments SET card_country = $1, card_brand = $2, card_last4 = $3 \
+             WHERE id = $4",
+        )
+        .bind(&card.country)
+        .bind(&card.brand)
+        .bind(&card.last4)
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The issuing countries (distinct, sorted) of the cards that paid the player's deposits
+    /// made since `since_ms`, as the providers reported them.
+    pub async fn player_card_countries(
+        &self,
+        merchant_id: &str,
+        player_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT card_country FROM payments \
+             WHERE merchant_id = $1 AND player_id = $2 AND created_at_ms >= $3 \
+             AND card_country IS NOT NULL ORDER BY card_country",
+        )
+        .bind(merchant_id)
+        .bind(player_id)
+        .bind(since_ms)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get("card_country")?))
+            .collect()
     }
 
     /// Whether the player has a captured deposit (captured, refunded in part or whole, or

@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 use super::wire::{Notification, NotificationItem};
 use super::{refusal_reason, signature};
 use crate::event::{
-    InboundRefusal, PaymentEvent, PaymentEventStatus, PayoutEvent, PayoutEventStatus, ProviderEvent,
+    InboundRefusal, PaymentEvent, PaymentEventStatus, PayoutEvent, PayoutEventStatus,
+    ProviderEvent, ReportedCard,
 };
 use crate::inbound::{Acknowledgement, InboundBatch, InboundChannel, InboundSource, RawInbound};
 
@@ -101,6 +102,20 @@ impl InboundSource for AdyenNotificationSource {
     }
 }
 
+/// The card an authorisation names in `additionalData`: the issuing country
+/// (`cardIssuingCountry`, else `issuerCountry`), the scheme (`paymentMethod`) and the last
+/// four digits (`cardSummary`). `additionalData` is outside Adyen's HMAC, so these are taken
+/// as the provider's word over TLS and used for risk and display only, never for money.
+fn reported_card(item: &NotificationItem) -> Option<ReportedCard> {
+    let data = item.additional_data.as_ref()?;
+    let text = |key: &str| data.get(key).and_then(|value| value.as_str());
+    ReportedCard::of(
+        text("cardIssuingCountry").or_else(|| text("issuerCountry")),
+        text("paymentMethod"),
+        text("cardSummary"),
+    )
+}
+
 /// What a verified item means to Kassa; `None` for event codes Kassa does not act on.
 fn event_of(
     item: &NotificationItem,
@@ -137,14 +152,16 @@ fn event_of(
         // Adyen says it only in additionalData, which its HMAC does not cover: unknown, so a
         // later soft decline does not cascade (ADR 56).
         three_ds_challenged: None,
+        card: None,
     };
     let original = item.original_reference.as_deref().unwrap_or_default();
     let reference = item.merchant_reference.as_str();
     let event = match (item.event_code.as_str(), success) {
         // Kassa's Adyen accounts capture automatically: an authorisation takes the funds.
-        ("AUTHORISATION", true) => {
-            payment(PaymentEventStatus::Captured, reference, &item.psp_reference)
-        }
+        ("AUTHORISATION", true) => PaymentEvent {
+            card: reported_card(item),
+            ..payment(PaymentEventStatus::Captured, reference, &item.psp_reference)
+        },
         ("AUTHORISATION", false) => PaymentEvent {
             reason: Some(refusal_reason(item.reason.as_deref().unwrap_or("Refused"))),
             ..payment(PaymentEventStatus::Declined, reference, &item.psp_reference)

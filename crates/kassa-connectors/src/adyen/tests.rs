@@ -206,6 +206,51 @@ fn each_event_code_means_what_kassa_needs() {
 }
 
 #[test]
+fn an_authorisation_names_its_card_from_additional_data() {
+    let mut authorised = item(
+        json!({"pspReference": "P2", "merchantReference": "pay_2", "eventCode": "AUTHORISATION"}),
+        KEY_HEX,
+    );
+    // additionalData is outside the HMAC: added after signing, as Adyen sends it.
+    let data = authorised["additionalData"].as_object_mut().unwrap();
+    data.insert("cardIssuingCountry".into(), json!("NL"));
+    data.insert("issuerCountry".into(), json!("BE"));
+    data.insert("paymentMethod".into(), json!("mc"));
+    data.insert("cardSummary".into(), json!("0010"));
+    data.insert("cardBin".into(), json!("222241"));
+    let received = receive(&batch(&[authorised])).unwrap();
+    let event = payment_event(&received.items[0]);
+    assert_eq!(event.status, PaymentEventStatus::Captured);
+    let card = event.card.as_ref().expect("the card is reported");
+    assert_eq!(
+        (
+            card.country.as_deref(),
+            card.brand.as_deref(),
+            card.last4.as_deref()
+        ),
+        (Some("NL"), Some("mc"), Some("0010")),
+        "cardIssuingCountry wins over issuerCountry"
+    );
+
+    let mut issuer_only = item(
+        json!({"pspReference": "P3", "merchantReference": "pay_3", "eventCode": "AUTHORISATION"}),
+        KEY_HEX,
+    );
+    let data = issuer_only["additionalData"].as_object_mut().unwrap();
+    data.insert("issuerCountry".into(), json!("mt"));
+    let received = receive(&batch(&[issuer_only])).unwrap();
+    let card = payment_event(&received.items[0]).card.clone().unwrap();
+    assert_eq!(card.country.as_deref(), Some("MT"));
+
+    let bare = item(
+        json!({"pspReference": "P4", "merchantReference": "pay_4", "eventCode": "AUTHORISATION"}),
+        KEY_HEX,
+    );
+    let received = receive(&batch(&[bare])).unwrap();
+    assert_eq!(payment_event(&received.items[0]).card, None);
+}
+
+#[test]
 fn refusal_texts_map_to_decline_classes_reasons() {
     let classes = kassa_core::routing::DeclineClasses::default();
     use kassa_core::routing::DeclineClass::{Hard, Soft};

@@ -12,7 +12,8 @@ use sha2::Sha256;
 use super::translator::currency;
 use super::wire;
 use crate::event::{
-    InboundRefusal, PaymentEvent, PaymentEventStatus, PayoutEvent, PayoutEventStatus, ProviderEvent,
+    InboundRefusal, PaymentEvent, PaymentEventStatus, PayoutEvent, PayoutEventStatus,
+    ProviderEvent, ReportedCard,
 };
 use crate::inbound::{Acknowledgement, InboundBatch, InboundChannel, InboundSource, RawInbound};
 use crate::webhook::BODY_LEN_MAX;
@@ -170,6 +171,7 @@ fn parse_event(event: wire::Event) -> Result<Option<ProviderEvent>, InboundRefus
             three_ds_challenged: (object.reason.as_deref() == Some("authentication_failed"))
                 .then_some(true),
             reason: object.reason,
+            card: object.card,
         })))
     };
     match event.kind.as_str() {
@@ -183,6 +185,21 @@ fn parse_event(event: wire::Event) -> Result<Option<ProviderEvent>, InboundRefus
                 _ => PaymentEventStatus::Declined,
             };
             payment(status, PaymentFields::of_intent(intent))
+        }
+        // Sent with `payment_intent.succeeded` (which, since API version 2022-11-15, names its
+        // charge only by id): the one event that says which card paid.
+        "charge.succeeded" => {
+            // Only the card is taken from it, and no money moves on it: a charge Kassa
+            // cannot read is acknowledged and ignored, as before Kassa read any.
+            let Ok(charge) = object::<wire::Charge>(&event) else {
+                return Ok(None);
+            };
+            let fields = PaymentFields::of_charge(charge);
+            // Not a charge of Kassa's (no payment id in its metadata), or nothing to tell.
+            if fields.card.is_none() || fields.payment_id.is_none() {
+                return Ok(None);
+            }
+            payment(PaymentEventStatus::CardReported, fields)
         }
         "charge.refunded" => {
             let charge: wire::Charge = object(&event)?;
@@ -232,6 +249,7 @@ struct PaymentFields {
     refund_id: Option<String>,
     dispute_id: Option<String>,
     reason: Option<String>,
+    card: Option<ReportedCard>,
 }
 
 impl PaymentFields {
@@ -244,6 +262,31 @@ impl PaymentFields {
             refund_id: None,
             dispute_id: None,
             reason: intent.last_payment_error.and_then(|error| error.reason()),
+            card: None,
+        }
+    }
+
+    /// `charge.succeeded`: the charge's card, under its PaymentIntent and Kassa's payment.
+    fn of_charge(charge: wire::Charge) -> PaymentFields {
+        let card = charge
+            .payment_method_details
+            .and_then(|details| details.card)
+            .and_then(|card| {
+                ReportedCard::of(
+                    card.country.as_deref(),
+                    card.brand.as_deref(),
+                    card.last4.as_deref(),
+                )
+            });
+        PaymentFields {
+            payment_id: charge.metadata.kassa_payment_id,
+            amount_minor: charge.amount,
+            currency: charge.currency,
+            provider_reference: charge.payment_intent,
+            refund_id: None,
+            dispute_id: None,
+            reason: None,
+            card,
         }
     }
 
@@ -265,6 +308,7 @@ impl PaymentFields {
             )?),
             dispute_id: None,
             reason: None,
+            card: None,
         })
     }
 
@@ -277,6 +321,7 @@ impl PaymentFields {
             refund_id: None,
             dispute_id: Some(dispute.id),
             reason: dispute.reason,
+            card: None,
         }
     }
 }
@@ -404,6 +449,54 @@ mod tests {
             receive(&signed(garbage, NOW), garbage),
             Err(InboundRefusal::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_succeeded_charge_reports_its_card_and_nothing_else() {
+        let charge = |metadata: &str, details: &str| {
+            format!(
+                r#"{{"id":"ch_1","object":"charge","amount":5000,"currency":"eur","payment_intent":"pi_1","status":"succeeded","metadata":{{{metadata}}}{details}}}"#
+            )
+        };
+        let card = r#","payment_method_details":{"type":"card","card":{"brand":"visa","country":"DE","last4":"0016","exp_month":12,"exp_year":2034,"funding":"credit"}}"#;
+        let ProviderEvent::Payment(reported) = one(
+            "charge.succeeded",
+            &charge(r#""kassa_payment_id":"pay_1""#, card),
+        ) else {
+            panic!("a payment event")
+        };
+        assert_eq!(
+            (
+                reported.status,
+                reported.payment_id.as_str(),
+                reported.provider_reference.as_deref(),
+                reported.amount_minor,
+            ),
+            (
+                PaymentEventStatus::CardReported,
+                "pay_1",
+                Some("pi_1"),
+                5000
+            )
+        );
+        let card_seen = reported.card.unwrap();
+        assert_eq!(
+            (
+                card_seen.country.as_deref(),
+                card_seen.brand.as_deref(),
+                card_seen.last4.as_deref()
+            ),
+            (Some("DE"), Some("visa"), Some("0016"))
+        );
+        // Not Kassa's charge, or no card details: acknowledged and ignored, as before.
+        for body in [
+            charge("", card),
+            charge(r#""kassa_payment_id":"pay_1""#, ""),
+        ] {
+            let bytes = event("charge.succeeded", &body);
+            let batch = receive(&signed(&bytes, NOW), &bytes).unwrap();
+            assert!(batch.items.is_empty(), "{body}");
+        }
     }
 
     #[test]

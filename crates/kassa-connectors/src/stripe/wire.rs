@@ -111,7 +111,7 @@ pub(super) struct Payout {
     pub failure_code: Option<String>,
 }
 
-/// `object: "charge"`, as `charge.refunded` carries it.
+/// `object: "charge"`, as `charge.succeeded` and `charge.refunded` carry it.
 #[derive(Debug, Deserialize)]
 pub(super) struct Charge {
     pub currency: String,
@@ -121,6 +121,30 @@ pub(super) struct Charge {
     pub metadata: Metadata,
     #[serde(default)]
     pub refunds: Option<RefundList>,
+    /// The charge's amount (what `charge.succeeded` reports).
+    #[serde(default)]
+    pub amount: i64,
+    /// How it was paid: the card's brand, issuing country and last four digits.
+    #[serde(default)]
+    pub payment_method_details: Option<PaymentMethodDetails>,
+}
+
+/// `payment_method_details` of a charge; only a card's is read.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct PaymentMethodDetails {
+    #[serde(default)]
+    pub card: Option<ChargeCard>,
+}
+
+/// `payment_method_details.card`: Stripe's view of the card (never the number).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ChargeCard {
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub last4: Option<String>,
 }
 
 /// A list object, `{"object":"list","data":[…]}`, newest first.

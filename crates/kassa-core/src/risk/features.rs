@@ -95,6 +95,9 @@ pub const NAMED_FEATURES: &[(&str, FeatureKind)] = &[
     ("bin_country", FeatureKind::Text),
     ("bin_country_mismatch_ip", FeatureKind::Flag),
     ("bin_country_mismatch_kyc", FeatureKind::Flag),
+    // The cards that paid the player's earlier deposits, as Stripe and Adyen reported them.
+    ("card_countries_30d", FeatureKind::Number),
+    ("card_country_mismatch_kyc_30d", FeatureKind::Flag),
     // The player's email address.
     ("email_players", FeatureKind::Number),
     // AML monitoring after earlier money movements (docs/aml.md).

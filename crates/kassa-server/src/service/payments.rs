@@ -16,6 +16,7 @@ use kassa_connectors::{
     CardCharge, CardDetails, PaymentEvent as ProviderPaymentEvent, PaymentEventStatus,
     PaymentMethodToken, PaymentProvider, PaymentRequest, PaymentStart, PaymentStarted,
     ProviderError, ProviderPaymentStatus, ProviderRegistry, RefundAccepted, RefundRequest,
+    ReportedCard,
 };
 use kassa_core::ids::{DisputeId, MerchantId, PaymentId, PlayerId, RefundId};
 use kassa_core::ledger::{AccountKind, EntryStatus, Outcome};
@@ -25,7 +26,7 @@ use kassa_core::routing::{Decision, DeclineClasses, RouteRequest};
 use kassa_core::status::{DisputeStatus, RefundStatus};
 use kassa_core::{ids, Currency, Money};
 use kassa_store::directory::PlayerRecord;
-use kassa_store::payments::{PaymentRecord, RefundRecord, WebhookDelivery};
+use kassa_store::payments::{PaymentCard, PaymentRecord, RefundRecord, WebhookDelivery};
 use kassa_store::risk::RiskDecisionRecord;
 use kassa_store::threeds::ThreeDsOutcomeRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
@@ -900,6 +901,10 @@ impl PaymentsService {
             }
         }
         let was = payment.status;
+        if let Some(card) = &event.card {
+            self.record_card(&mut tx, &mut payment, card, source, &event.event_id)
+                .await?;
+        }
         let cascades = declines
             .as_ref()
             .is_some_and(|declines| later_cascade::cascades_later(&payment, event, declines));
@@ -941,6 +946,44 @@ impl PaymentsService {
         Ok(applied)
     }
 
+    /// Records the card the provider reported on the locked payment, with a history row
+    /// that names it (country, scheme, last four; ADR 84).
+    async fn record_card(
+        &self,
+        tx: &mut Tx,
+        payment: &mut PaymentRecord,
+        card: &ReportedCard,
+        source: &str,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
+        let card = PaymentCard {
+            country: card.country.clone(),
+            brand: card.brand.clone(),
+            last4: card.last4.clone(),
+        };
+        self.store
+            .record_payment_card(tx, &payment.id, &card)
+            .await?;
+        let detail = json!({
+            "event_id": event_id, "country": card.country, "brand": card.brand,
+            "last4": card.last4,
+        })
+        .to_string();
+        let history = HistoryEvent {
+            source,
+            event: "card_reported",
+            from: payment.status.as_str(),
+            to: Some(payment.status.as_str()),
+            actor: None,
+            detail: Some(&detail),
+        };
+        self.store
+            .insert_payment_event(tx, &payment.id, history)
+            .await?;
+        payment.card = Some(card);
+        Ok(())
+    }
+
     /// The payment, waiting a little for its start to commit when this node is still
     /// recording it: the event may have overtaken the start's commit.
     async fn find_started(
@@ -965,6 +1008,8 @@ impl PaymentsService {
     ) -> Result<Applied, ProviderEventError> {
         let detail = json!({ "event_id": event.event_id, "reason": event.reason, "refund_id": event.refund_id, "dispute_id": event.dispute_id }).to_string();
         let (payment_event, name) = match event.status {
+            // Recorded with the card before this (`record_card`); the status stays.
+            PaymentEventStatus::CardReported => return Ok(Applied::Processed(payment.status)),
             PaymentEventStatus::Refunded => {
                 return self.apply_refund(tx, payment, event, source, &detail).await;
             }
@@ -1938,6 +1983,7 @@ impl PaymentsService {
                 dispute_id: None,
                 reason: None,
                 three_ds_challenged: None,
+                card: None,
             };
             self.apply_event(tx, payment, wallet, &captured, "card_page")
                 .await
@@ -1970,6 +2016,7 @@ impl PaymentsService {
             dispute_id: None,
             reason: None,
             three_ds_challenged: None,
+            card: None,
         };
         let key = accepted.reversal_advice_key.as_deref();
         let provider = &payment.provider;
@@ -2062,6 +2109,7 @@ impl PaymentsService {
                         dispute_id: None,
                         reason: Some("status_sync".into()),
                         three_ds_challenged: None,
+                        card: None,
                     };
                     self.apply_provider_event(&payment.provider, &event, "sync", None)
                         .await
@@ -2372,6 +2420,7 @@ fn new_payment_record(
         created_at_ms: now,
         updated_at_ms: now,
         routing_arm: None,
+        card: None,
     }
 }
 

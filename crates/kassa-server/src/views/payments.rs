@@ -99,8 +99,22 @@ pub struct PaymentView {
     /// deposit went ahead flagged. `null` when none was made.
     #[schema(value_type = Option<Object>)]
     pub risk: Option<serde_json::Value>,
+    /// The card that paid, as the provider reported it (Stripe, Adyen); `null` until one
+    /// did, and for providers that do not say.
+    pub card: Option<ReportedCardView>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// A provider's report of the card that paid: never the number. Each part is `null` when the
+/// provider did not give it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportedCardView {
+    /// The issuing country, ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+    /// The scheme as the provider names it (`visa`, `mc`…).
+    pub brand: Option<String>,
+    pub last4: Option<String>,
 }
 
 /// A refund.
@@ -130,6 +144,11 @@ pub fn payment_view(p: &PaymentRecord) -> PaymentView {
         failure_reason: p.failure_reason.clone(),
         routing: super::stored_json(p.routing.as_deref()),
         risk: super::stored_json(p.risk.as_deref()),
+        card: p.card.as_ref().map(|card| ReportedCardView {
+            country: card.country.clone(),
+            brand: card.brand.clone(),
+            last4: card.last4.clone(),
+        }),
         created_at: rfc3339(p.created_at_ms),
         updated_at: rfc3339(p.updated_at_ms),
     }

@@ -262,7 +262,8 @@ pub async fn payments(State(shared): State<Shared>, headers: HeaderMap, raw: Byt
         Ok(fields) => fields,
         Err(answer) => return answer.into_response(),
     };
-    let verdict = card_of(&shared, &body).map(|card| cards::verdict(&card));
+    let card = card_of(&shared, &body);
+    let verdict = card.as_deref().map(cards::verdict);
     if verdict == Some(Verdict::ServerError) {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -283,6 +284,7 @@ pub async fn payments(State(shared): State<Shared>, headers: HeaderMap, raw: Byt
             result_code: "RedirectShopper",
             refusal_reason: None,
             refunded: 0,
+            card: card.as_deref().and_then(cards::facts),
         };
         let late = verdict.is_some_and(|verdict| decide(&mut payment, verdict));
         let debit = is_sepa_debit(&body);
@@ -432,6 +434,7 @@ pub async fn modification(
             value,
             currency: &currency,
             reason: refusal.as_deref().unwrap_or(""),
+            card: None,
         }],
     );
     (StatusCode::CREATED, Json(answer)).into_response()
@@ -488,6 +491,7 @@ pub async fn payout(State(shared): State<Shared>, headers: HeaderMap, raw: Bytes
             value,
             currency: &currency,
             reason: "",
+            card: None,
         }],
     );
     (StatusCode::OK, Json(answer)).into_response()

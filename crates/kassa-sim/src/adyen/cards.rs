@@ -16,6 +16,8 @@ pub const THREE_DS2: &str = "4212345678901237";
 pub const SLOW_ANSWER: &str = "4000000000000002";
 /// Answers HTTP 500 without acting.
 pub const SERVER_ERROR: &str = "4000000000000500";
+/// Approves (Visa), a card the simulator says was issued in Germany.
+pub const APPROVE_VISA_DE: &str = "4000002760000016";
 /// What the 3-D Secure challenge page accepts, as in Adyen's test environment.
 pub const CHALLENGE_PASSWORD: &str = "password";
 
@@ -38,7 +40,7 @@ pub enum Verdict {
 pub fn verdict(card_number: &str) -> Verdict {
     let digits: String = card_number.chars().filter(|c| !c.is_whitespace()).collect();
     match digits.as_str() {
-        APPROVE_VISA | APPROVE_MASTERCARD => Verdict::Authorise,
+        APPROVE_VISA | APPROVE_MASTERCARD | APPROVE_VISA_DE => Verdict::Authorise,
         NOT_ENOUGH_BALANCE => Verdict::Refuse("Not enough balance", "5"),
         STOLEN_CARD => Verdict::Refuse("Stolen Card", "6"),
         ACQUIRER_ERROR => Verdict::Refuse("Acquirer Error", "4"),
@@ -47,4 +49,37 @@ pub fn verdict(card_number: &str) -> Verdict {
         SERVER_ERROR => Verdict::ServerError,
         _ => Verdict::Refuse("Refused", "2"),
     }
+}
+
+/// What an authorisation's `additionalData` says of the card: never the number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardFacts {
+    /// `cardIssuingCountry` (and `issuerCountry`).
+    pub country: &'static str,
+    /// `paymentMethod`: `visa` or `mc`.
+    pub brand: &'static str,
+    /// `cardSummary`: the last four digits.
+    pub last4: String,
+}
+
+/// The facts of `card_number`: the simulator's own issuing countries (NL, where Adyen's test
+/// platform is, except [`APPROVE_VISA_DE`]); `None` for what is not a card number.
+pub fn facts(card_number: &str) -> Option<CardFacts> {
+    let digits: String = card_number.chars().filter(|c| !c.is_whitespace()).collect();
+    if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(CardFacts {
+        country: if digits == APPROVE_VISA_DE {
+            "DE"
+        } else {
+            "NL"
+        },
+        brand: if digits.starts_with('5') {
+            "mc"
+        } else {
+            "visa"
+        },
+        last4: digits[digits.len() - 4..].to_string(),
+    })
 }

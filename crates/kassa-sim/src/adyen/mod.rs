@@ -85,6 +85,8 @@ struct Payment {
     result_code: &'static str,
     refusal_reason: Option<&'static str>,
     refunded: i64,
+    /// The card it was paid with, once one was given.
+    card: Option<cards::CardFacts>,
 }
 
 /// What the simulator remembers.

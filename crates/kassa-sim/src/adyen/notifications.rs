@@ -61,6 +61,8 @@ pub struct Item<'a> {
     pub value: i64,
     pub currency: &'a str,
     pub reason: &'a str,
+    /// The card, for an authorisation: reported in `additionalData`, outside the HMAC.
+    pub card: Option<&'a super::cards::CardFacts>,
 }
 
 impl<'a> Item<'a> {
@@ -82,6 +84,9 @@ impl<'a> Item<'a> {
             value: payment.value,
             currency: &payment.currency,
             reason,
+            card: (event_code == "AUTHORISATION")
+                .then_some(payment.card.as_ref())
+                .flatten(),
         }
     }
 
@@ -105,6 +110,13 @@ impl<'a> Item<'a> {
         }
         let signature = hmac_signature(key_hex, &item).expect("the key was checked at start");
         item["additionalData"] = json!({ "hmacSignature": signature });
+        if let Some(card) = self.card {
+            let data = &mut item["additionalData"];
+            data["cardIssuingCountry"] = json!(card.country);
+            data["issuerCountry"] = json!(card.country);
+            data["paymentMethod"] = json!(card.brand);
+            data["cardSummary"] = json!(card.last4);
+        }
         item
     }
 }

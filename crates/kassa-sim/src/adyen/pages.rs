@@ -87,6 +87,7 @@ pub async fn submit_card(
             return finished(payment);
         }
         decide(payment, verdict);
+        payment.card = cards::facts(&form.card_number);
         payment.clone()
     };
     if verdict == Verdict::Challenge {

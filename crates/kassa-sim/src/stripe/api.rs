@@ -311,6 +311,7 @@ pub async fn create_intent(State(shared): State<Shared>, request: Request) -> Re
             latest_charge: None,
             cancellation_reason: None,
             refunds: Vec::new(),
+            card: None,
         };
         let confirm = params.get("confirm") == Some("true");
         let answer = match params.payment_method() {
@@ -354,6 +355,7 @@ fn confirm_with(intent: &mut Intent, method: &str, base_url: &str, slow: Duratio
     let Some(outcome) = cards::outcome(method) else {
         return no_such_payment_method(method);
     };
+    intent.card = cards::facts(method);
     // A raw card number becomes a payment method of its own; the number is never echoed.
     intent.payment_method = Some(match method.starts_with("pm_") {
         true => method.to_string(),
@@ -407,11 +409,12 @@ pub fn approve(intent: &mut Intent, base_url: &str) -> Vec<Value> {
     }
     intent.status = "succeeded";
     let body = intent.to_json(base_url);
-    // `charge.succeeded` comes first, as at Stripe; Kassa acknowledges and ignores it.
+    // `charge.succeeded` comes first, as at Stripe; Kassa takes the card that paid from it.
     let charge = json!({
         "id": intent.latest_charge, "object": "charge", "amount": intent.amount,
         "currency": intent.currency, "payment_intent": intent.id,
-        "metadata": intent.metadata, "status": "succeeded",
+        "metadata": intent.metadata, "status": "succeeded", "captured": true,
+        "payment_method_details": intent.payment_method_details(),
     });
     vec![
         event("charge.succeeded", charge),

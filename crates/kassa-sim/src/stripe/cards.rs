@@ -33,6 +33,8 @@ const fn decline(code: &'static str, decline_code: Option<&'static str>) -> Card
 /// (payment method id, card number, outcome).
 const CARDS: &[(&str, &str, CardOutcome)] = &[
     ("pm_card_visa", "4242424242424242", CardOutcome::Approve),
+    // Stripe's card issued in Germany (its "international cards" list).
+    ("pm_card_de", "4000002760000016", CardOutcome::Approve),
     (
         "pm_card_mastercard",
         "5555555555554444",
@@ -80,9 +82,20 @@ const CARDS: &[(&str, &str, CardOutcome)] = &[
     ),
 ];
 
-/// The outcome of a payment method id (`pm_card_…`) or a card number; `None` for one the
-/// simulator does not know (Stripe answers `resource_missing`).
-pub fn outcome(payment_method: &str) -> Option<CardOutcome> {
+/// The cards issued outside the United States, by number (Stripe's other test cards are
+/// US cards).
+const ISSUED_ABROAD: &[(&str, &str)] = &[("4000002760000016", "DE")];
+
+/// What a charge shows of its card (`payment_method_details.card`): never the number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardFacts {
+    pub brand: &'static str,
+    pub country: &'static str,
+    pub last4: String,
+}
+
+/// The card a payment method id (`pm_card_…`) or a card number names.
+fn card(payment_method: &str) -> Option<&'static (&'static str, &'static str, CardOutcome)> {
     let digits: String = payment_method
         .chars()
         .filter(|c| !c.is_whitespace())
@@ -90,7 +103,31 @@ pub fn outcome(payment_method: &str) -> Option<CardOutcome> {
     CARDS
         .iter()
         .find(|(id, number, _)| *id == payment_method || *number == digits)
-        .map(|(_, _, outcome)| *outcome)
+}
+
+/// The outcome of a payment method id (`pm_card_…`) or a card number; `None` for one the
+/// simulator does not know (Stripe answers `resource_missing`).
+pub fn outcome(payment_method: &str) -> Option<CardOutcome> {
+    card(payment_method).map(|(_, _, outcome)| *outcome)
+}
+
+/// The brand, issuing country and last four digits of a known payment method or number.
+pub fn facts(payment_method: &str) -> Option<CardFacts> {
+    let (_, number, _) = card(payment_method)?;
+    let brand = match number.as_bytes().first() {
+        Some(b'4') => "visa",
+        Some(b'5') => "mastercard",
+        _ => "unknown",
+    };
+    let country = ISSUED_ABROAD
+        .iter()
+        .find(|(abroad, _)| abroad == number)
+        .map_or("US", |(_, country)| *country);
+    Some(CardFacts {
+        brand,
+        country,
+        last4: number[number.len() - 4..].to_string(),
+    })
 }
 
 /// The human message Stripe gives with a card error's code.
@@ -108,6 +145,22 @@ pub fn message(code: &str, decline_code: Option<&str>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_card_shows_its_brand_country_and_last_four_only() {
+        let german = facts("pm_card_de").unwrap();
+        assert_eq!(
+            (german.brand, german.country, german.last4.as_str()),
+            ("visa", "DE", "0016")
+        );
+        assert_eq!(facts("4000 0027 6000 0016"), Some(german));
+        let master = facts("pm_card_mastercard").unwrap();
+        assert_eq!(
+            (master.brand, master.country, master.last4.as_str()),
+            ("mastercard", "US", "4444")
+        );
+        assert_eq!(facts("pm_card_nonexistent"), None);
+    }
 
     #[test]
     fn ids_and_numbers_name_the_same_outcome() {

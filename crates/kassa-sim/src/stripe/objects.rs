@@ -53,9 +53,25 @@ pub struct Intent {
     pub cancellation_reason: Option<String>,
     /// Refund ids, oldest first.
     pub refunds: Vec<String>,
+    /// The card it was confirmed with, as its charges show it.
+    pub card: Option<super::cards::CardFacts>,
 }
 
 impl Intent {
+    /// A charge's `payment_method_details` for the intent's card.
+    pub fn payment_method_details(&self) -> Value {
+        match &self.card {
+            Some(card) => json!({
+                "type": "card",
+                "card": {
+                    "brand": card.brand, "country": card.country, "last4": card.last4,
+                    "exp_month": 12, "exp_year": 2034, "funding": "credit",
+                },
+            }),
+            None => Value::Null,
+        }
+    }
+
     pub fn client_secret(&self) -> String {
         format!("{}_secret_kassa", self.id)
     }
@@ -232,6 +248,7 @@ impl Objects {
             "metadata": intent.metadata,
             "paid": true,
             "payment_intent": intent.id,
+            "payment_method_details": intent.payment_method_details(),
             "refunded": refunded == intent.amount,
             "refunds": {"object": "list", "data": refunds, "has_more": false},
             "status": "succeeded",

@@ -96,6 +96,9 @@ pub struct Lists {
     pub bins: BinList,
 }
 
+/// How far back `card_countries_30d` looks.
+const CARD_COUNTRIES_WINDOW_MS: i64 = 30 * 24 * 3_600_000;
+
 /// Gathers the features of `request` at `now_ms` that need no counting.
 pub async fn gather_facts(
     store: &Store,
@@ -115,13 +118,15 @@ pub async fn gather_facts(
             None => Ok(None),
         }
     };
-    let (history, aml_case, email_players) = tokio::try_join!(
+    let (history, aml_case, email_players, card_countries) = tokio::try_join!(
         store.deposit_history(merchant, player),
         store.aml_open_case_scenarios(merchant, player),
         email_players,
+        store.player_card_countries(merchant, player, now_ms - CARD_COUNTRIES_WINDOW_MS),
     )?;
     let mut features = request_features(request, now_ms, &history);
     insert_aml(&mut features, aml_case.as_deref());
+    insert_reported_card_countries(&mut features, request.player, &card_countries);
     if let Some(count) = email_players {
         number(&mut features, "email_players", count);
     }
@@ -168,22 +173,52 @@ fn insert_bin_country(features: &mut Features, request: &RiskRequest<'_>, bin: O
             FeatureValue::Flag(!country.eq_ignore_ascii_case(&bin_country)),
         );
     }
-    let player = request.player;
-    let kyc_country = if player.kyc_status == kassa_core::status::KycStatus::Verified {
-        Some(player.country.as_str())
-    } else {
-        player
-            .jurisdiction
-            .as_deref()
-            .filter(|j| j.len() == 2 && j.bytes().all(|b| b.is_ascii_alphabetic()))
-    };
-    if let Some(kyc_country) = kyc_country {
+    if let Some(kyc_country) = kyc_country(request.player) {
         features.insert(
             "bin_country_mismatch_kyc".into(),
             FeatureValue::Flag(!kyc_country.eq_ignore_ascii_case(&bin_country)),
         );
     }
     text(features, "bin_country", &bin_country);
+}
+
+/// The player's KYC country: the registration `country` once `kyc_status` is `verified`,
+/// before that the jurisdiction where it is a country code (ADR 76).
+fn kyc_country(player: &PlayerRecord) -> Option<&str> {
+    if player.kyc_status == kassa_core::status::KycStatus::Verified {
+        Some(player.country.as_str())
+    } else {
+        player
+            .jurisdiction
+            .as_deref()
+            .filter(|j| j.len() == 2 && j.bytes().all(|b| b.is_ascii_alphabetic()))
+    }
+}
+
+/// The issuing countries of the cards that paid the player's deposits in the last 30 days,
+/// as Stripe and Adyen reported them after the fact (ADR 84): how many, and whether one is
+/// not the KYC country. A deposit through them is decided before its card is known, so its
+/// own card counts from the player's next decision on.
+fn insert_reported_card_countries(
+    features: &mut Features,
+    player: &PlayerRecord,
+    countries: &[String],
+) {
+    number(
+        features,
+        "card_countries_30d",
+        i64::try_from(countries.len()).unwrap_or(i64::MAX),
+    );
+    if let Some(kyc_country) = kyc_country(player) {
+        features.insert(
+            "card_country_mismatch_kyc_30d".into(),
+            FeatureValue::Flag(
+                countries
+                    .iter()
+                    .any(|country| !country.eq_ignore_ascii_case(kyc_country)),
+            ),
+        );
+    }
 }
 
 fn number(features: &mut Features, name: &str, value: i64) {
