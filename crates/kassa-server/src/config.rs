@@ -1157,6 +1157,11 @@ impl Config {
         if let Some(problem) = self.aml.settings().problem() {
             anyhow::bail!("[aml] {problem}");
         }
+        self.aml
+            .reporting_entity
+            .lookups
+            .check()
+            .map_err(|e| anyhow::anyhow!("[aml.reporting_entity] {e}"))?;
         let secret_len = self.auth.key_hash_secret.len();
         anyhow::ensure!(
             secret_len == 0 || secret_len >= KEY_HASH_SECRET_LEN_MIN,
@@ -1543,6 +1548,22 @@ mod tests {
         // Naming jurisdictions replaces the built-in list: MT is back to the defaults.
         assert_eq!(settings.for_jurisdiction(Some("MT")).cdd_window_hours, 24);
         assert_eq!(config.aml.reporting_entity.id, "4711");
+        let fiu = Config::from_file_text(
+            "[aml.reporting_entity]\nid = \"4711\"\nname = \"Casino Ltd\"\n\
+             [aml.reporting_entity.lookups]\nstrict = true\ntransmode = { card = \"K\" }\n",
+        )
+        .unwrap();
+        let lookups = &fiu.aml.reporting_entity.lookups;
+        assert_eq!((lookups.transmode("card"), lookups.strict), ("K", true));
+        let error = Config::from_file_text(
+            "[aml.reporting_entity]\nid = \"4711\"\nname = \"Casino Ltd\"\n\
+             [aml.reporting_entity.lookups]\nindicators = { structuring = \"\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("lookups.indicators"),
+            "{error:#}"
+        );
         let error =
             Config::from_file_text("[aml.jurisdictions.GB]\ncdd_window_hours = 0\n").unwrap_err();
         assert!(

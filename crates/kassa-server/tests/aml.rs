@@ -21,8 +21,32 @@ fn monitored(config: &mut kassa_server::config::Config) {
         branch: Some("Valletta".into()),
         name: "Kassa Test Casino Ltd".into(),
         country: Some("MT".into()),
+        lookups: Default::default(),
     };
     config.metrics.listen = "127.0.0.1:0".into();
+}
+
+/// [`monitored`] with the FIU's lookup tables, strict: every name mapped but the
+/// `cdd_threshold` indicator when `complete` is false.
+fn fiu_lookups(config: &mut kassa_server::config::Config, complete: bool) {
+    monitored(config);
+    let table = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(name, code)| (name.to_string(), code.to_string()))
+            .collect()
+    };
+    let mut indicators = vec![("structuring", "SA2001")];
+    if complete {
+        indicators.push(("cdd_threshold", "SA1001"));
+    }
+    config.aml.reporting_entity.lookups = kassa_core::aml::goaml::GoamlLookups {
+        transmode: table(&[("card", "K")]),
+        funds: table(&[("card", "CRD")]),
+        indicators: table(&indicators),
+        account_type: Some("G1".into()),
+        strict: true,
+    };
 }
 
 /// [`monitored`], keeping what the test binary logs.
@@ -45,6 +69,9 @@ contract_tests_with!(
     the_goaml_export_validates_and_names_the_case_transactions => monitored,
     the_goaml_export_names_the_account_holder_whose_identity_is_on_file => monitored_with_logs,
     a_rule_holds_payouts_while_a_cdd_case_is_open => without_kyc_lock,
+    the_goaml_export_writes_the_fius_codes => |c: &mut kassa_server::config::Config| fiu_lookups(c, true),
+    strict_lookups_refuse_an_export_they_do_not_map_before_it_moves_the_case =>
+        |c: &mut kassa_server::config::Config| fiu_lookups(c, false),
 );
 
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> common::Answer {
@@ -614,6 +641,66 @@ async fn the_goaml_export_validates_and_names_the_case_transactions(app: TestApp
     assert_eq!(exports, 3);
     let (status, bad) = export(&app, &case_id, "format=pdf").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+}
+
+/// The FIU's codes replace Kassa's names in the XML; the plain summary keeps Kassa's.
+async fn the_goaml_export_writes_the_fius_codes(app: TestApp) {
+    let (case_id, _) = structured(&app, "f1").await;
+    let (status, xml) = export(&app, &case_id, "format=goaml").await;
+    assert_eq!(status, StatusCode::OK, "{xml}");
+    let document = roxmltree::Document::parse(&xml).expect("the export is well-formed XML");
+    let report = document.root_element();
+    check_children(report, REPORT_SUBSET);
+    for transaction in report.children().filter(|n| n.has_tag_name("transaction")) {
+        assert_eq!(text(transaction, "transmode_code"), "K");
+        let from = child(transaction, "t_from");
+        assert_eq!(text(from, "from_funds_code"), "CRD");
+        let to = child(transaction, "t_to_my_client");
+        assert_eq!(text(to, "to_funds_code"), "CRD");
+        assert_eq!(text(child(to, "to_account"), "personal_account_type"), "G1");
+    }
+    let indicators: Vec<&str> = child(report, "report_indicators")
+        .children()
+        .filter_map(|n| n.text().filter(|_| n.is_element()))
+        .collect();
+    assert_eq!(indicators, ["SA1001", "SA2001"]);
+    let (status, summary) = export(&app, &case_id, "format=summary").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        summary.contains("Indicators: cdd_threshold, structuring"),
+        "{summary}"
+    );
+}
+
+/// Strict tables that do not map an indicator refuse the goAML export with what is
+/// missing, before `mark_reported` moves the case; the summary is still given.
+async fn strict_lookups_refuse_an_export_they_do_not_map_before_it_moves_the_case(app: TestApp) {
+    let (case_id, _) = structured(&app, "f2").await;
+    transition(&app, &case_id, json!({"to": "investigating"})).await;
+    let (status, refused) = export(&app, &case_id, "format=goaml&mark_reported=true").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let refused: Value = serde_json::from_str(&refused).unwrap();
+    assert_eq!(refused["error"], "goaml_lookup_missing", "{refused}");
+    assert_eq!(
+        refused["details"]["unmapped"],
+        json!(["indicators:cdd_threshold"])
+    );
+    let case = admin(
+        &app,
+        Method::GET,
+        &format!("/v1/admin/cases/{case_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(case.body["status"], "investigating", "{}", case.body);
+    let audit = case.body["audit"].as_array().unwrap();
+    assert!(
+        !audit.iter().any(|e| e["event"] == "exported"),
+        "{}",
+        case.body
+    );
+    let (status, summary) = export(&app, &case_id, "format=summary").await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
 }
 
 fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, name: &str) -> roxmltree::Node<'a, 'i> {

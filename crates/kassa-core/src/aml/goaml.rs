@@ -3,6 +3,7 @@
 //! transactions. The subset written, its order and its types are in docs/aml.md; the
 //! UNODC schema itself is given to reporting entities by their FIU, not published.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde::Deserialize;
@@ -35,6 +36,108 @@ pub struct ReportingEntity {
     /// where the player's own is unknown.
     #[serde(default)]
     pub country: Option<String>,
+    /// The FIU's own codes for what Kassa names in its own words.
+    #[serde(default)]
+    pub lookups: GoamlLookups,
+}
+
+/// The FIU's lookup tables (ADR 85): goAML's code lists for the transaction mode, the funds
+/// type, the report indicators and the account type are each FIU's own. Each map takes
+/// Kassa's name (a payment method such as `card`, an AML scenario such as `structuring`) to
+/// the FIU's code. A name not mapped is written as Kassa's own, unless `strict`: then the
+/// export is refused with the names missing, rather than a file the FIU's validator rejects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoamlLookups {
+    /// Payment method → `transmode_code`.
+    #[serde(default)]
+    pub transmode: BTreeMap<String, String>,
+    /// Payment method → `from_funds_code` / `to_funds_code`.
+    #[serde(default)]
+    pub funds: BTreeMap<String, String>,
+    /// AML scenario → `indicator`.
+    #[serde(default)]
+    pub indicators: BTreeMap<String, String>,
+    /// `personal_account_type` of the player's gambling account (Kassa's: `gambling`).
+    #[serde(default)]
+    pub account_type: Option<String>,
+    /// Refuse an export that would write a name the tables do not map.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+/// Kassa's name for the player's account type where the FIU gives no code.
+const ACCOUNT_TYPE: &str = "gambling";
+
+impl GoamlLookups {
+    fn code<'a>(table: &'a BTreeMap<String, String>, name: &'a str) -> &'a str {
+        table.get(name).map_or(name, String::as_str)
+    }
+
+    /// The `transmode_code` of a payment method.
+    pub fn transmode<'a>(&'a self, method: &'a str) -> &'a str {
+        Self::code(&self.transmode, method)
+    }
+
+    /// The `*_funds_code` of a payment method.
+    pub fn funds<'a>(&'a self, method: &'a str) -> &'a str {
+        Self::code(&self.funds, method)
+    }
+
+    /// The `indicator` of an AML scenario.
+    pub fn indicator<'a>(&'a self, scenario: &'a str) -> &'a str {
+        Self::code(&self.indicators, scenario)
+    }
+
+    /// The `personal_account_type` of the player's account.
+    pub fn account_type(&self) -> &str {
+        self.account_type.as_deref().unwrap_or(ACCOUNT_TYPE)
+    }
+
+    /// What a report of these payment methods and scenarios would write in Kassa's own
+    /// words, as `table:name` (`transmode:card`), sorted, each once.
+    pub fn unmapped(&self, methods: &[&str], scenarios: &[&str]) -> Vec<String> {
+        let mut missing = std::collections::BTreeSet::new();
+        for method in methods {
+            for (table, map) in [("transmode", &self.transmode), ("funds", &self.funds)] {
+                if !map.contains_key(*method) {
+                    missing.insert(format!("{table}:{method}"));
+                }
+            }
+        }
+        for scenario in scenarios {
+            if !self.indicators.contains_key(*scenario) {
+                missing.insert(format!("indicators:{scenario}"));
+            }
+        }
+        if self.account_type.is_none() {
+            missing.insert(format!("account_type:{ACCOUNT_TYPE}"));
+        }
+        missing.into_iter().collect()
+    }
+
+    /// Why the tables cannot be used: an empty name or code, or one with a control character.
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |text: &str| text.trim().is_empty() || text.chars().any(char::is_control);
+        let tables = [
+            ("transmode", &self.transmode),
+            ("funds", &self.funds),
+            ("indicators", &self.indicators),
+        ];
+        for (table, map) in tables {
+            if let Some((name, code)) = map.iter().find(|(name, code)| bad(name) || bad(code)) {
+                return Err(format!(
+                    "lookups.{table}: {name:?} = {code:?} must be non-empty printable text"
+                ));
+            }
+        }
+        match self.account_type.as_deref() {
+            Some(code) if bad(code) => Err(format!(
+                "lookups.account_type {code:?} must be non-empty printable text"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Money in or out of the player's account.
@@ -219,7 +322,7 @@ impl Report<'_> {
         }
         xml.open("report_indicators");
         for indicator in &self.indicators {
-            xml.leaf("indicator", indicator);
+            xml.leaf("indicator", self.entity.lookups.indicator(indicator));
         }
         xml.close("report_indicators");
         xml.close("report");
@@ -239,7 +342,10 @@ impl Report<'_> {
         };
         xml.leaf("transaction_description", description);
         xml.leaf("date_transaction", &iso_datetime(transaction.at_ms));
-        xml.leaf("transmode_code", &transaction.method);
+        xml.leaf(
+            "transmode_code",
+            self.entity.lookups.transmode(&transaction.method),
+        );
         let amount = transaction.currency.format_minor(transaction.amount_minor);
         xml.leaf("amount_local", &amount);
         match transaction.flow {
@@ -258,13 +364,16 @@ impl Report<'_> {
     /// The player's account at the operator: "my client".
     fn player_side(&self, xml: &mut Xml, side: &str, transaction: &ReportTransaction) {
         xml.open(&format!("t_{side}_my_client"));
-        xml.leaf(&format!("{side}_funds_code"), &transaction.method);
+        xml.leaf(
+            &format!("{side}_funds_code"),
+            self.entity.lookups.funds(&transaction.method),
+        );
         xml.open(&format!("{side}_account"));
         xml.leaf("institution_name", &self.entity.name);
         xml.leaf("account", &self.subject.player_id);
         xml.leaf("currency_code", self.subject.currency.code());
         xml.leaf("client_number", &self.subject.player_id);
-        xml.leaf("personal_account_type", "gambling");
+        xml.leaf("personal_account_type", self.entity.lookups.account_type());
         self.account_holder(xml);
         xml.close(&format!("{side}_account"));
         xml.leaf(&format!("{side}_country"), &self.subject.country);
@@ -296,7 +405,10 @@ impl Report<'_> {
     /// The provider account the money came from or went to.
     fn provider_side(&self, xml: &mut Xml, side: &str, transaction: &ReportTransaction) {
         xml.open(&format!("t_{side}"));
-        xml.leaf(&format!("{side}_funds_code"), &transaction.method);
+        xml.leaf(
+            &format!("{side}_funds_code"),
+            self.entity.lookups.funds(&transaction.method),
+        );
         xml.open(&format!("{side}_account"));
         xml.leaf("institution_name", &transaction.account);
         xml.leaf(
@@ -404,6 +516,7 @@ mod tests {
             branch: None,
             name: "Casino <Ltd> & Co".into(),
             country: Some("MT".into()),
+            lookups: GoamlLookups::default(),
         };
         let subject = Subject {
             player_id: "p'1".into(),
@@ -441,6 +554,105 @@ mod tests {
         assert!(report
             .summary()
             .contains("Name: unknown (no identity on file)"));
+    }
+
+    #[test]
+    fn the_fius_codes_replace_kassas_names_where_mapped() {
+        let eur = Currency::from_code("EUR").unwrap();
+        let table = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let lookups = GoamlLookups {
+            transmode: table(&[("card", "K")]),
+            funds: table(&[("card", "CARD<1>")]),
+            indicators: table(&[("structuring", "2001")]),
+            account_type: None,
+            strict: false,
+        };
+        let entity = ReportingEntity {
+            id: "1234".into(),
+            name: "Casino".into(),
+            lookups,
+            ..ReportingEntity::default()
+        };
+        let subject = Subject {
+            player_id: "p1".into(),
+            currency: eur,
+            country: "MT".into(),
+            birth_date: None,
+            identity: None,
+        };
+        let transaction = |id: &str, method: &str| ReportTransaction {
+            id: id.into(),
+            provider_reference: None,
+            flow: Flow::In,
+            method: method.into(),
+            amount_minor: 100,
+            currency: eur,
+            at_ms: 0,
+            account: "sandbox".into(),
+        };
+        let report = Report {
+            entity: &entity,
+            code: ReportCode::Str,
+            case_id: "case_1",
+            submitted_at_ms: 0,
+            subject: &subject,
+            reason: String::new(),
+            action: String::new(),
+            transactions: vec![
+                transaction("pay_1", "card"),
+                transaction("pay_2", "bank_transfer"),
+            ],
+            indicators: vec!["rapid_in_out".into(), "structuring".into()],
+        };
+        let xml = report.xml();
+        assert!(xml.contains("<transmode_code>K</transmode_code>"), "{xml}");
+        assert!(
+            xml.contains("<from_funds_code>CARD&lt;1&gt;</from_funds_code>"),
+            "{xml}"
+        );
+        assert!(xml.contains("<indicator>2001</indicator>"), "{xml}");
+        // Unmapped names are written as Kassa's own.
+        assert!(
+            xml.contains("<transmode_code>bank_transfer</transmode_code>"),
+            "{xml}"
+        );
+        assert!(xml.contains("<indicator>rapid_in_out</indicator>"), "{xml}");
+        assert!(xml.contains("<personal_account_type>gambling</personal_account_type>"));
+        assert_eq!(
+            entity.lookups.unmapped(
+                &["card", "bank_transfer", "card"],
+                &["rapid_in_out", "structuring"]
+            ),
+            [
+                "account_type:gambling",
+                "funds:bank_transfer",
+                "indicators:rapid_in_out",
+                "transmode:bank_transfer",
+            ]
+        );
+    }
+
+    #[test]
+    fn lookup_tables_take_only_printable_names_and_codes() {
+        let mut lookups = GoamlLookups::default();
+        assert!(lookups.check().is_ok());
+        lookups.transmode.insert("card".into(), " ".into());
+        assert!(lookups.check().unwrap_err().contains("lookups.transmode"));
+        lookups.transmode.clear();
+        lookups
+            .indicators
+            .insert("struct\nuring".into(), "1".into());
+        assert!(lookups.check().unwrap_err().contains("lookups.indicators"));
+        lookups.indicators.clear();
+        lookups.account_type = Some("\u{7}".into());
+        assert!(lookups.check().unwrap_err().contains("account_type"));
+        lookups.account_type = Some("G".into());
+        assert!(lookups.check().is_ok());
     }
 
     #[test]

@@ -503,7 +503,7 @@ pub async fn assign_case(
         (status = 403, body = ErrorBody),
         (status = 404, description = "case_not_found", body = ErrorBody),
         (status = 409, description = "case_transition_not_allowed (mark_reported from a status that cannot move to reported)", body = ErrorBody),
-        (status = 422, description = "an unknown format or report code", body = ErrorBody)))]
+        (status = 422, description = "an unknown format or report code; goaml_lookup_missing (strict FIU lookup tables map no code for a name the report would write: details.unmapped)", body = ErrorBody)))]
 pub async fn export_case(
     State(state): State<AppState>,
     admin: Admin,

@@ -279,6 +279,10 @@ impl PublicError for AmlError {
                 .with_details(json!({ "field": "reason" })),
             AmlError::CaseClosed { case_id } => Problem::new(409, "case_closed", message)
                 .with_details(json!({ "case_id": case_id })),
+            AmlError::LookupsMissing { unmapped } => {
+                Problem::new(422, "goaml_lookup_missing", message)
+                    .with_details(json!({ "unmapped": unmapped }))
+            }
             AmlError::Store(error) => error.problem(),
         }
     }

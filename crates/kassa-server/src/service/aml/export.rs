@@ -29,6 +29,14 @@ pub struct Exported {
     pub content_type: &'static str,
 }
 
+/// The scenarios of the case's alerts, sorted, each once: the report's indicators.
+fn indicators(file: &CaseFile) -> Vec<String> {
+    let mut indicators: Vec<String> = file.alerts.iter().map(|a| a.scenario.clone()).collect();
+    indicators.sort();
+    indicators.dedup();
+    indicators
+}
+
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
@@ -45,6 +53,14 @@ impl AmlService {
         actor: &str,
     ) -> Result<Exported, AmlError> {
         let case = self.case(case_id).await?;
+        if format == ExportFormat::Goaml && self.entity.lookups.strict {
+            // Before any move: a refused export must not leave the case `reported`.
+            let file = self.case_file(case_id).await?;
+            let unmapped = self.unmapped_lookups(&file).await?;
+            if !unmapped.is_empty() {
+                return Err(AmlError::LookupsMissing { unmapped });
+            }
+        }
         if mark_reported && case.status != CaseStatus::Reported.as_str() {
             let asked = CaseMove {
                 to: CaseStatus::Reported,
@@ -106,9 +122,6 @@ impl AmlService {
             identity,
         };
         let transactions = self.transactions(file).await?;
-        let mut indicators: Vec<String> = file.alerts.iter().map(|a| a.scenario.clone()).collect();
-        indicators.sort();
-        indicators.dedup();
         let report = Report {
             entity: &self.entity,
             code,
@@ -118,12 +131,22 @@ impl AmlService {
             reason: reason(file, player.currency),
             action: action(file),
             transactions,
-            indicators,
+            indicators: indicators(file),
         };
         Ok(match format {
             ExportFormat::Goaml => report.xml(),
             ExportFormat::Summary => report.summary(),
         })
+    }
+
+    /// What the report of `file` would write in Kassa's own words, unmapped by the FIU's
+    /// lookup tables (`table:name`).
+    async fn unmapped_lookups(&self, file: &CaseFile) -> Result<Vec<String>, AmlError> {
+        let transactions = self.transactions(file).await?;
+        let methods: Vec<&str> = transactions.iter().map(|t| t.method.as_str()).collect();
+        let scenarios = indicators(file);
+        let scenarios: Vec<&str> = scenarios.iter().map(String::as_str).collect();
+        Ok(self.entity.lookups.unmapped(&methods, &scenarios))
     }
 
     /// The payments and payouts of the case's alerts, oldest first.

@@ -28,6 +28,9 @@ pub enum AmlError {
     /// A closed case takes no assignee.
     #[error("case {case_id} is closed")]
     CaseClosed { case_id: String },
+    /// The FIU's lookup tables are strict and do not map what the report would write.
+    #[error("the FIU's lookup tables map no code for {}", unmapped.join(", "))]
+    LookupsMissing { unmapped: Vec<String> },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
