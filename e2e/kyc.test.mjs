@@ -57,6 +57,7 @@ test('a withdrawal refused for KYC goes through once the player verifies on the 
     await page.fill('#last_name', 'Lovelace');
     await page.fill('#birth_date', '1990-12-10');
     await page.fill('#document_number', 'P1234567');
+    await page.selectOption('#document_country', 'SE');
     await page.fill('#document_file', 'passport.jpg');
     await page.screenshot({ path: path.join(ARTIFACTS, 'kyc-form.png'), fullPage: true });
     await page.click('#submit');
@@ -66,6 +67,7 @@ test('a withdrawal refused for KYC goes through once the player verifies on the 
   const kyc = await waitForKyc(player, (view) => view.levels.basic !== 'pending');
   assert.equal(kyc.levels.basic, 'verified', JSON.stringify(kyc));
   assert.equal(kyc.kyc_status, 'verified', JSON.stringify(kyc));
+  assert.equal(kyc.kyc_country, 'SE', JSON.stringify(kyc));
   assert.ok(kyc.history[0].time_to_verify_ms >= 0, JSON.stringify(kyc));
 
   const accepted = await requestPayout(player, '20.00');

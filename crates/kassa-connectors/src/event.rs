@@ -147,10 +147,7 @@ impl ReportedCard {
     /// Takes what has the right shape and drops the rest (a provider's odd value must not
     /// refuse the event that moves the money): `None` when nothing is left.
     pub fn of(country: Option<&str>, brand: Option<&str>, last4: Option<&str>) -> Option<Self> {
-        let country = country
-            .map(str::trim)
-            .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
-            .map(str::to_ascii_uppercase);
+        let country = country.and_then(country_code);
         let brand = brand
             .map(str::trim)
             .filter(|b| {
@@ -169,6 +166,14 @@ impl ReportedCard {
         };
         (card != ReportedCard::default()).then_some(card)
     }
+}
+
+/// `text` as an ISO 3166-1 alpha-2 code (two ASCII letters, upper-cased; blanks around are
+/// dropped), `None` when it is not one.
+pub fn country_code(text: &str) -> Option<String> {
+    let text = text.trim();
+    (text.len() == 2 && text.bytes().all(|b| b.is_ascii_alphabetic()))
+        .then(|| text.to_ascii_uppercase())
 }
 
 /// A payout event from a verified webhook, amounts already in minor units.
@@ -222,6 +227,9 @@ pub struct VerificationEvent {
     pub reason: Option<String>,
     /// Each document check and its result.
     pub checks: Vec<DocumentCheck>,
+    /// The country that issued the identity document (ISO 3166-1 alpha-2), when the
+    /// provider read one; a value that is not a country code is dropped.
+    pub document_country: Option<String>,
     /// When the provider signed the event, in Unix seconds.
     pub timestamp_unix_s: i64,
 }

@@ -73,6 +73,8 @@ async fn verify_on_page(url: &str, last_name: &str, document_number: &str) {
         ("last_name", last_name),
         ("birth_date", "1990-12-10"),
         ("document_number", document_number),
+        // A Swedish passport: not the Maltese players' registration country.
+        ("document_country", "SE"),
         ("document_file", "passport.jpg"),
     ];
     if html.contains("source_of_funds") {
@@ -150,6 +152,9 @@ async fn an_approved_check_lets_the_payout_through_and_records_its_ttv(app: Test
     );
     let player = app.get("/v1/players/k1").await;
     assert_eq!(player.body["kyc_status"], "verified", "{}", player.body);
+    // The verified document's country is the KYC country from now on (ADR 86).
+    assert_eq!(check["document_country"], "SE", "{check}");
+    assert_eq!(view["kyc_country"], "SE", "{view}");
 
     let paid = payout(&app, "k1", "20.00").await;
     assert!(paid.status.is_success(), "{}", paid.body);
@@ -175,6 +180,9 @@ async fn a_rejected_check_keeps_payouts_refused(app: TestApp) {
     );
     assert_eq!(check["document_checks"][0]["check"], "expiry");
     assert_eq!(check["document_checks"][0]["result"], "consider");
+    // A rejected document's country is kept on its check, never as the KYC country.
+    assert_eq!(check["document_country"], "SE", "{check}");
+    assert!(kyc(&app, "k2").await["kyc_country"].is_null());
     let refused = payout(&app, "k2", "20.00").await;
     assert_eq!(
         (refused.status, refused.error_code()),

@@ -137,11 +137,16 @@ async fn a_check_runs_from_applicant_to_verified_webhook() {
         ("last_name", "Lovelace"),
         ("birth_date", "1990-12-10"),
         ("document_number", "P1"),
+        ("document_country", "SE"),
         ("document_file", "passport.jpg"),
         ("source_of_funds", "salary"),
     ];
     let missing = browser.post(&url).form(&form[..2]).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let mut unlisted = form.to_vec();
+    unlisted[4] = ("document_country", "XX");
+    let refused = browser.post(&url).form(&unlisted).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let submitted = browser.post(&url).form(&form).send().await.unwrap();
     assert_eq!(submitted.status(), StatusCode::OK);
 
@@ -160,6 +165,7 @@ async fn a_check_runs_from_applicant_to_verified_webhook() {
     assert_eq!(event.level, KycLevel::Enhanced);
     assert_eq!(event.result, VerificationResult::Approved);
     assert!(event.checks.iter().any(|c| c.document == "source_of_funds"));
+    assert_eq!(event.document_country.as_deref(), Some("SE"));
     assert_eq!(
         *receiver.deliveries.lock().unwrap(),
         2,

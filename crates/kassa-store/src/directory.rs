@@ -46,6 +46,8 @@ pub struct PlayerRecord {
     pub hold_account_id: AccountId,
     /// Normalised; masked by `Debug`.
     pub email: Option<EmailAddress>,
+    /// The issuing country of the identity document a verified KYC check read (ADR 86).
+    pub kyc_country: Option<String>,
 }
 
 /// What a caller sends to create or update a player.
@@ -72,7 +74,7 @@ pub struct PlayerUpsert {
 }
 
 const PLAYER_COLUMNS: &str = "merchant_id, player_id, currency, country, jurisdiction, \
-     kyc_status, birth_date, account_status, cash_account_id, hold_account_id, email";
+     kyc_status, birth_date, account_status, cash_account_id, hold_account_id, email, kyc_country";
 
 /// A status column read back as its enum; a name outside it is corrupt data (the tables'
 /// CHECK constraints allow only these names).
@@ -120,6 +122,7 @@ fn player_from_row(row: &AnyRow) -> Result<PlayerRecord, StoreError> {
         email: row
             .try_get::<Option<String>, _>("email")?
             .map(EmailAddress::from_stored),
+        kyc_country: row.try_get("kyc_country")?,
     })
 }
 

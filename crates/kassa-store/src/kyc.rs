@@ -32,6 +32,8 @@ pub struct KycCheckRecord {
     pub document_checks: Option<String>,
     /// The provider event that completed the check.
     pub provider_event_id: Option<String>,
+    /// The identity document's issuing country, when the result named one.
+    pub document_country: Option<String>,
 }
 
 /// How a check ended, as the provider's event said.
@@ -42,18 +44,21 @@ pub struct CheckCompletion<'a> {
     pub result_reason: Option<&'a str>,
     pub document_checks: &'a str,
     pub provider_event_id: &'a str,
+    pub document_country: Option<&'a str>,
 }
 
 /// The player's one `kyc_status` with the level rows it was stored beside.
 #[derive(Clone, Debug)]
 pub struct KycStanding {
     pub kyc_status: KycStatus,
+    /// A verified document's issuing country (ADR 86).
+    pub kyc_country: Option<String>,
     pub levels: Vec<(KycLevel, LevelStatus)>,
 }
 
 const CHECK_COLUMNS: &str = "id, merchant_id, player_id, level, status, reason, provider, \
      applicant_id, verification_url, requested_at_ms, completed_at_ms, result_reason, \
-     document_checks, provider_event_id";
+     document_checks, provider_event_id, document_country";
 
 fn stored<T>(row: &AnyRow, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
     let text: String = row.try_get(column)?;
@@ -76,7 +81,28 @@ fn check_from_row(row: &AnyRow) -> Result<KycCheckRecord, StoreError> {
         result_reason: row.try_get("result_reason")?,
         document_checks: row.try_get("document_checks")?,
         provider_event_id: row.try_get("provider_event_id")?,
+        document_country: row.try_get("document_country")?,
     })
+}
+
+/// Sets one text column of the player (`column` is one of this module's names, never input).
+async fn set_player_text(
+    tx: &mut Tx,
+    (merchant_id, player_id): (&str, &str),
+    (column, value): (&'static str, &str),
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "UPDATE players SET {column} = $1, updated_at_ms = $2 \
+         WHERE merchant_id = $3 AND player_id = $4"
+    ))
+    .bind(value)
+    .bind(now_ms)
+    .bind(merchant_id)
+    .bind(player_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -90,7 +116,7 @@ impl Store {
         player_id: &str,
     ) -> Result<Option<KycStanding>, StoreError> {
         let rows = sqlx::query(
-            "SELECT p.kyc_status, l.level, l.status FROM players p \
+            "SELECT p.kyc_status, p.kyc_country, l.level, l.status FROM players p \
              LEFT JOIN player_kyc_levels l \
              ON l.merchant_id = p.merchant_id AND l.player_id = p.player_id \
              WHERE p.merchant_id = $1 AND p.player_id = $2",
@@ -104,6 +130,7 @@ impl Store {
         };
         let mut standing = KycStanding {
             kyc_status: stored(first, "kyc_status", KycStatus::parse)?,
+            kyc_country: first.try_get("kyc_country")?,
             levels: Vec::with_capacity(rows.len()),
         };
         for row in &rows {
@@ -141,18 +168,23 @@ impl Store {
         .execute(&mut **tx)
         .await?;
         if let Some(kyc_status) = kyc_status {
-            sqlx::query(
-                "UPDATE players SET kyc_status = $1, updated_at_ms = $2 \
-                 WHERE merchant_id = $3 AND player_id = $4",
-            )
-            .bind(kyc_status.as_str())
-            .bind(now_ms)
-            .bind(merchant_id)
-            .bind(player_id)
-            .execute(&mut **tx)
-            .await?;
+            let key = (merchant_id, player_id);
+            set_player_text(tx, key, ("kyc_status", kyc_status.as_str()), now_ms).await?;
         }
         Ok(())
+    }
+
+    /// Sets the player's KYC country (a verified document's issuing country) in the
+    /// caller's transaction.
+    pub async fn set_player_kyc_country(
+        &self,
+        tx: &mut Tx,
+        (merchant_id, player_id): (&str, &str),
+        country: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let key = (merchant_id, player_id);
+        set_player_text(tx, key, ("kyc_country", country), now_ms).await
     }
 
     /// Records a newly opened check in the caller's transaction; `false` when the level
@@ -164,7 +196,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let inserted = sqlx::query(&format!(
             "INSERT INTO kyc_checks ({CHECK_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT DO NOTHING"
         ))
         .bind(&check.id)
         .bind(&check.merchant_id)
@@ -180,6 +213,7 @@ impl Store {
         .bind(&check.result_reason)
         .bind(&check.document_checks)
         .bind(&check.provider_event_id)
+        .bind(&check.document_country)
         .execute(&mut **tx)
         .await?;
         Ok(inserted.rows_affected() == 1)
@@ -231,13 +265,15 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let updated = sqlx::query(
             "UPDATE kyc_checks SET status = $1, completed_at_ms = $2, result_reason = $3, \
-             document_checks = $4, provider_event_id = $5 WHERE id = $6 AND status = 'pending'",
+             document_checks = $4, provider_event_id = $5, document_country = $6 \
+             WHERE id = $7 AND status = 'pending'",
         )
         .bind(completion.status.as_str())
         .bind(completion.completed_at_ms)
         .bind(completion.result_reason)
         .bind(completion.document_checks)
         .bind(completion.provider_event_id)
+        .bind(completion.document_country)
         .bind(check_id)
         .execute(&mut **tx)
         .await?;

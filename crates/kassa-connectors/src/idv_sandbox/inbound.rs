@@ -8,7 +8,7 @@ use kassa_core::kyc::{KycLevel, VerificationResult};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::event::{DocumentCheck, InboundRefusal, ProviderEvent, VerificationEvent};
+use crate::event::{country_code, DocumentCheck, InboundRefusal, ProviderEvent, VerificationEvent};
 use crate::inbound::{InboundBatch, InboundChannel, InboundSource, RawInbound};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -57,6 +57,9 @@ struct WireEvent {
     reason: Option<String>,
     #[serde(default)]
     checks: Vec<WireCheck>,
+    /// The identity document's issuing country, as the reviewer read it.
+    #[serde(default)]
+    document_country: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +171,7 @@ fn into_event(wire: WireEvent, timestamp_unix_s: i64) -> Result<ProviderEvent, I
         reason: wire.reason,
         checks,
         timestamp_unix_s,
+        document_country: wire.document_country.as_deref().and_then(country_code),
     }))
 }
 
@@ -206,6 +210,29 @@ mod tests {
         assert_eq!(event.reason.as_deref(), Some("document_expired"));
         assert_eq!(event.checks[0].check, "expiry");
         assert_eq!(event.timestamp_unix_s, SENT_UNIX_S);
+        assert_eq!(event.document_country, None, "the body names none");
+    }
+
+    #[test]
+    fn the_documents_country_is_taken_when_it_is_a_country_code() {
+        let with = |country: &str| {
+            let body = String::from_utf8(BODY.to_vec()).unwrap().replace(
+                r#""level":"basic""#,
+                &format!(r#""level":"basic","document_country":{country}"#),
+            );
+            let header = sign_idv_webhook(SECRET.as_bytes(), SENT_UNIX_S, body.as_bytes());
+            let event = receive(&header, body.as_bytes(), SENT_UNIX_S)
+                .unwrap()
+                .into_single_event()
+                .unwrap();
+            let ProviderEvent::Verification(event) = event else {
+                panic!("expected a verification event")
+            };
+            event.document_country
+        };
+        assert_eq!(with(r#""se""#).as_deref(), Some("SE"));
+        assert_eq!(with(r#""SWE""#), None, "alpha-3 is not taken");
+        assert_eq!(with("null"), None);
     }
 
     #[test]

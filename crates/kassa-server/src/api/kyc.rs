@@ -44,6 +44,9 @@ pub struct KycCheckView {
     /// The provider's document checks: `[{document, check, result, detail}]`.
     #[schema(value_type = Option<Object>)]
     pub document_checks: Option<serde_json::Value>,
+    /// The identity document's issuing country (ISO 3166-1 alpha-2), when the result named
+    /// one.
+    pub document_country: Option<String>,
 }
 
 fn check_view(check: &KycCheckRecord) -> KycCheckView {
@@ -65,6 +68,7 @@ fn check_view(check: &KycCheckRecord) -> KycCheckView {
             .document_checks
             .as_deref()
             .and_then(|text| serde_json::from_str(text).ok()),
+        document_country: check.document_country.clone(),
     }
 }
 
@@ -79,6 +83,9 @@ pub struct KycView {
     /// The player's one `kyc_status` (set from the basic level's result; `verified` may
     /// withdraw).
     pub kyc_status: String,
+    /// The issuing country of the identity document a verified check read; the risk
+    /// features' KYC country (ADR 86). `null` until one did.
+    pub kyc_country: Option<String>,
     /// Whether the CDD threshold locks withdrawals until `enhanced` is verified.
     pub cdd_locked: bool,
     /// The checks still open, one per level at most.
@@ -96,6 +103,7 @@ fn view(player_id: &str, overview: KycOverview) -> KycView {
             "enhanced": levels.enhanced.as_str(),
         }),
         kyc_status: overview.kyc_status.as_str().into(),
+        kyc_country: overview.kyc_country,
         cdd_locked: overview.cdd_locked,
         open_checks: overview
             .checks

@@ -83,6 +83,8 @@ pub struct KycOverview {
     pub levels: PlayerKyc,
     /// The player's `kyc_status` as stored (what payouts require).
     pub kyc_status: KycStatus,
+    /// A verified document's issuing country, when a provider reported one.
+    pub kyc_country: Option<String>,
     /// Whether the CDD threshold locks the player's withdrawals now.
     pub cdd_locked: bool,
     pub checks: Vec<KycCheckRecord>,
@@ -127,7 +129,7 @@ impl KycService {
     pub async fn standing(
         &self,
         player: &PlayerRecord,
-    ) -> Result<(PlayerKyc, KycStatus), StoreError> {
+    ) -> Result<(PlayerKyc, KycStanding), StoreError> {
         // Players are never deleted; should the row be gone, the record read stands.
         let standing = self
             .store
@@ -135,6 +137,7 @@ impl KycService {
             .await?
             .unwrap_or(KycStanding {
                 kyc_status: player.kyc_status,
+                kyc_country: player.kyc_country.clone(),
                 levels: Vec::new(),
             });
         let mut levels = PlayerKyc {
@@ -146,13 +149,13 @@ impl KycService {
             },
             enhanced: LevelStatus::NotStarted,
         };
-        for (level, status) in standing.levels {
+        for &(level, status) in &standing.levels {
             match level {
                 KycLevel::Basic => levels.basic = status,
                 KycLevel::Enhanced => levels.enhanced = status,
             }
         }
-        Ok((levels, standing.kyc_status))
+        Ok((levels, standing))
     }
 
     /// Opens a check of `level` for the player, or answers the level's open one (one open
@@ -250,6 +253,7 @@ impl KycService {
             result_reason: None,
             document_checks: None,
             provider_event_id: None,
+            document_country: None,
         })
     }
 
@@ -304,14 +308,15 @@ impl KycService {
         player_id: &PlayerId,
     ) -> Result<KycOverview, KycError> {
         let player = self.players.get(merchant_id, player_id).await?;
-        let (levels, kyc_status) = self.standing(&player).await?;
+        let (levels, standing) = self.standing(&player).await?;
         let checks = self
             .store
             .kyc_checks_of(merchant_id.as_str(), player_id.as_str(), HISTORY_MAX)
             .await?;
         Ok(KycOverview {
             levels,
-            kyc_status,
+            kyc_status: standing.kyc_status,
+            kyc_country: standing.kyc_country,
             cdd_locked: self.cdd_locked(&player).await?,
             checks,
         })
@@ -357,6 +362,7 @@ impl KycService {
             result_reason: event.reason.as_deref(),
             document_checks: &document_checks,
             provider_event_id: &event.event_id,
+            document_country: event.document_country.as_deref(),
         };
         if !self
             .store
@@ -370,6 +376,13 @@ impl KycService {
         }
         if let Some(levels) = levels {
             self.store_levels(&mut tx, &check, levels, completed_at_ms)
+                .await?;
+        }
+        // A verified document's country is the player's KYC country from now on (ADR 86).
+        if let (LevelStatus::Verified, Some(country)) = (status, &event.document_country) {
+            let key = (check.merchant_id.as_str(), check.player_id.as_str());
+            self.store
+                .set_player_kyc_country(&mut tx, key, country, completed_at_ms)
                 .await?;
         }
         tx.commit().await?;
@@ -415,7 +428,8 @@ impl KycService {
         let player_id = PlayerId::parse(&check.player_id)
             .map_err(|_| ProviderEventError::Internal("a stored check names a bad player"))?;
         let player = self.players.get(&merchant_id, &player_id).await?;
-        let (before, kyc_status) = self.standing(&player).await?;
+        let (before, standing) = self.standing(&player).await?;
+        let kyc_status = standing.kyc_status;
         Ok(before
             .complete(check.level, result)
             .map(|after| LevelChange {

@@ -17,6 +17,9 @@ pub struct Submission {
     pub last_name: String,
     pub birth_date: String,
     pub document_number: String,
+    /// The country that issued the document (ISO 3166-1 alpha-2), as the reviewer reads it
+    /// off the document; `None` when the form did not say.
+    pub document_country: Option<String>,
     /// The "upload": a file name stands in for the image.
     pub document_file: String,
     /// Enhanced only.
@@ -99,6 +102,7 @@ mod tests {
             last_name: last_name.into(),
             birth_date: "1990-01-01".into(),
             document_number: number.into(),
+            document_country: Some("MT".into()),
             document_file: "passport.jpg".into(),
             source_of_funds: Some("salary".into()),
         }

@@ -70,10 +70,33 @@ fn form(id: &str, level: &str, error: Option<&str>) -> String {
 <label for=\"last_name\">Last name</label><input id=\"last_name\" name=\"last_name\" required autocomplete=\"family-name\">\
 <label for=\"birth_date\">Date of birth</label><input id=\"birth_date\" name=\"birth_date\" type=\"date\" required>\
 <label for=\"document_number\">Passport or ID card number</label><input id=\"document_number\" name=\"document_number\" required>\
+<label for=\"document_country\">Country that issued it</label>\
+<select id=\"document_country\" name=\"document_country\" required>{countries}</select>\
 <label for=\"document_file\">Document photo (file name)</label><input id=\"document_file\" name=\"document_file\" required>\
 {funds}<button type=\"submit\" id=\"submit\">Submit for review</button></form>",
         id = escape(id),
+        countries = country_options(),
     )
+}
+
+/// The countries the sandbox reviews documents of (ISO 3166-1 alpha-2, with their names).
+const DOCUMENT_COUNTRIES: &[(&str, &str)] = &[
+    ("MT", "Malta"),
+    ("GB", "United Kingdom"),
+    ("SE", "Sweden"),
+    ("FI", "Finland"),
+    ("DE", "Germany"),
+    ("NL", "Netherlands"),
+    ("IE", "Ireland"),
+    ("EE", "Estonia"),
+    ("US", "United States"),
+];
+
+fn country_options() -> String {
+    DOCUMENT_COUNTRIES
+        .iter()
+        .map(|(code, name)| format!("<option value=\"{code}\">{name}</option>"))
+        .collect()
 }
 
 /// `GET /verify/{id}`: the form, or where the review stands.
@@ -116,6 +139,7 @@ pub(super) struct SubmittedForm {
     document_number: String,
     #[serde(default)]
     document_file: String,
+    document_country: Option<String>,
     source_of_funds: Option<String>,
 }
 
@@ -133,6 +157,14 @@ fn submission(form: SubmittedForm) -> Result<Submission, &'static str> {
     {
         return Err("Please fill in every field (at most 200 characters each).");
     }
+    let known_country = |code: &str| DOCUMENT_COUNTRIES.iter().any(|(known, _)| *known == code);
+    if form
+        .document_country
+        .as_deref()
+        .is_some_and(|code| !known_country(code))
+    {
+        return Err("Please choose the country that issued the document from the list.");
+    }
     let date = time::macros::format_description!("[year]-[month]-[day]");
     if time::Date::parse(&form.birth_date, date).is_err() {
         return Err("The date of birth must be a date (YYYY-MM-DD).");
@@ -142,6 +174,7 @@ fn submission(form: SubmittedForm) -> Result<Submission, &'static str> {
         last_name: form.last_name,
         birth_date: form.birth_date,
         document_number: form.document_number,
+        document_country: form.document_country,
         document_file: form.document_file,
         source_of_funds: form.source_of_funds,
     })
@@ -173,13 +206,17 @@ pub(super) async fn submit(
     };
     applicant.review_status = "completed";
     let decision = decide(&applicant.level, &submission);
-    let body = result_body(applicant, &decision);
+    let body = result_body(applicant, &decision, submission.document_country.as_deref());
     drop(applicants);
     send_result(&shared, body);
     page(StatusCode::OK, "Submitted", SUBMITTED)
 }
 
-fn result_body(applicant: &super::Applicant, decision: &Decision) -> Vec<u8> {
+fn result_body(
+    applicant: &super::Applicant,
+    decision: &Decision,
+    document_country: Option<&str>,
+) -> Vec<u8> {
     let body = json!({
         "event_id": kassa_core::ids::generate("idvevt"),
         "type": "applicant.reviewed",
@@ -189,6 +226,7 @@ fn result_body(applicant: &super::Applicant, decision: &Decision) -> Vec<u8> {
         "review_result": decision.review_result,
         "reason": decision.reason,
         "checks": decision.checks,
+        "document_country": document_country,
     });
     serde_json::to_vec(&body).expect("a JSON value serializes")
 }

@@ -182,10 +182,13 @@ fn insert_bin_country(features: &mut Features, request: &RiskRequest<'_>, bin: O
     text(features, "bin_country", &bin_country);
 }
 
-/// The player's KYC country: the registration `country` once `kyc_status` is `verified`,
-/// before that the jurisdiction where it is a country code (ADR 76).
+/// The player's KYC country: the issuing country of a verified identity document (ADR 86);
+/// else the registration `country` once `kyc_status` is `verified`, before that the
+/// jurisdiction where it is a country code (ADR 76).
 fn kyc_country(player: &PlayerRecord) -> Option<&str> {
-    if player.kyc_status == kassa_core::status::KycStatus::Verified {
+    if let Some(document_country) = &player.kyc_country {
+        Some(document_country.as_str())
+    } else if player.kyc_status == kassa_core::status::KycStatus::Verified {
         Some(player.country.as_str())
     } else {
         player
@@ -304,5 +307,64 @@ fn insert_velocity(features: &mut Features, subject: &str, velocity: &Velocity) 
                 number(features, &velocity_name(subject, measure, window), *value);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kassa_core::ids::{MerchantId, PlayerId};
+    use kassa_core::status::{AccountStatus, KycStatus};
+    use kassa_core::Currency;
+
+    use super::*;
+
+    fn maltese(kyc_status: KycStatus, kyc_country: Option<&str>) -> PlayerRecord {
+        PlayerRecord {
+            merchant_id: MerchantId::parse("mch_demo").unwrap(),
+            player_id: PlayerId::parse("p1").unwrap(),
+            currency: Currency::from_code("EUR").unwrap(),
+            country: "MT".into(),
+            jurisdiction: Some("GB".into()),
+            kyc_status,
+            birth_date: None,
+            account_status: AccountStatus::Active,
+            cash_account_id: 1,
+            hold_account_id: 2,
+            email: None,
+            kyc_country: kyc_country.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_kyc_country_is_the_verified_documents_then_the_registrations_then_the_licences() {
+        assert_eq!(kyc_country(&maltese(KycStatus::None, None)), Some("GB"));
+        assert_eq!(kyc_country(&maltese(KycStatus::Verified, None)), Some("MT"));
+        let documented = maltese(KycStatus::Verified, Some("SE"));
+        assert_eq!(kyc_country(&documented), Some("SE"));
+    }
+
+    #[test]
+    fn reported_card_countries_count_and_compare_with_the_kyc_country() {
+        let mut features = Features::new();
+        let documented = maltese(KycStatus::Verified, Some("SE"));
+        insert_reported_card_countries(&mut features, &documented, &["SE".into()]);
+        assert_eq!(features["card_countries_30d"], FeatureValue::Number(1));
+        assert_eq!(
+            features["card_country_mismatch_kyc_30d"],
+            FeatureValue::Flag(false)
+        );
+        insert_reported_card_countries(&mut features, &documented, &["DE".into(), "SE".into()]);
+        assert_eq!(features["card_countries_30d"], FeatureValue::Number(2));
+        assert_eq!(
+            features["card_country_mismatch_kyc_30d"],
+            FeatureValue::Flag(true)
+        );
+        let mut none = Features::new();
+        insert_reported_card_countries(&mut none, &documented, &[]);
+        assert_eq!(none["card_countries_30d"], FeatureValue::Number(0));
+        assert_eq!(
+            none["card_country_mismatch_kyc_30d"],
+            FeatureValue::Flag(false)
+        );
     }
 }
