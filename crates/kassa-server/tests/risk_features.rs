@@ -270,6 +270,13 @@ async fn card_fingerprint_shared_cards_and_bin_country_fire_their_rules(backend:
         "{risk}"
     );
     assert_eq!(read(risk, "bin-us", "bin_country"), "US");
+    // The payment keeps what the card page saw of the card (ADR 84): never the number.
+    assert_eq!(
+        first["card"],
+        json!({"country": "US", "brand": null, "last4": "1111"}),
+        "{first}"
+    );
+    assert!(!first.to_string().contains(US_CARD));
     let saved = app
         .store()
         .player_vault_cards("mch_demo", "c1")
@@ -296,6 +303,7 @@ async fn card_fingerprint_shared_cards_and_bin_country_fire_their_rules(backend:
     assert_eq!(local["status"], "captured", "{local}");
     assert!(fired(&local["risk"]).is_empty(), "{}", local["risk"]);
     assert_eq!(local["risk"]["outcome"], "approve");
+    assert_eq!(local["card"]["country"], "MT", "{local}");
     assert_payout_reads_the_saved_card(&app, &saved[0].token).await;
     assert_aml_links(&app).await;
     app.stop().await;

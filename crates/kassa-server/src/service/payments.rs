@@ -902,7 +902,7 @@ impl PaymentsService {
         }
         let was = payment.status;
         if let Some(card) = &event.card {
-            self.record_card(&mut tx, &mut payment, card, source, &event.event_id)
+            self.record_card(&mut tx, &mut payment, card, source, Some(&event.event_id))
                 .await?;
         }
         let cascades = declines
@@ -946,15 +946,16 @@ impl PaymentsService {
         Ok(applied)
     }
 
-    /// Records the card the provider reported on the locked payment, with a history row
-    /// that names it (country, scheme, last four; ADR 84).
+    /// Records the card that paid on the locked payment, as a provider reported it or as
+    /// the card page saw it, with a history row that names it (country, scheme, last four;
+    /// ADR 84).
     async fn record_card(
         &self,
         tx: &mut Tx,
         payment: &mut PaymentRecord,
         card: &ReportedCard,
         source: &str,
-        event_id: &str,
+        event_id: Option<&str>,
     ) -> Result<(), StoreError> {
         let card = PaymentCard {
             country: card.country.clone(),
@@ -1629,6 +1630,8 @@ impl PaymentsService {
         let mut tx = self.store.begin().await?;
         let mut payment = self.locked_payment(&mut tx, payment_id).await?;
         let was = payment.status;
+        self.record_card(&mut tx, &mut payment, &self.seen(card), "card_page", None)
+            .await?;
         self.record_card_route(&mut tx, &mut payment, &offered, preferred)
             .await?;
         if let Some(authenticated) = authenticated {
@@ -1681,6 +1684,17 @@ impl PaymentsService {
         crate::metrics::record_payment_change(&payment, was);
         self.record_fee(&payment, was).await;
         Ok(payment)
+    }
+
+    /// What the payment keeps of a card typed on Kassa's card page: its issuing country from
+    /// the BIN list (none without risk or a list entry) and its last four digits.
+    fn seen(&self, card: &CardDetails) -> ReportedCard {
+        let digits = card.pan().get(..8).unwrap_or_default();
+        ReportedCard {
+            country: self.risk.as_ref().and_then(|risk| risk.bin_country(digits)),
+            brand: None,
+            last4: Some(card.last4().to_string()),
+        }
     }
 
     /// The risk decision on the card submitted for a card-page deposit (ADR 75), before

@@ -267,6 +267,11 @@ impl RiskService {
     }
 
     /// The keyed fingerprint of `card`; `None` without a fingerprint key.
+    /// The issuing country of a card by its first digits, from the BIN list (ADR 76).
+    pub fn bin_country(&self, digits: &str) -> Option<String> {
+        self.lists.bins.country_of(digits)
+    }
+
     pub fn fingerprint(&self, card: &CardDetails) -> Option<String> {
         self.fingerprints.as_ref().map(|f| f.of(card))
     }
