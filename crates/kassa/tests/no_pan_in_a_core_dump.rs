@@ -273,14 +273,23 @@ async fn pay_out_to(node: &Node<'_>, token: &str) {
     panic!("the payout to the saved card was never paid");
 }
 
-/// Where `needle` occurs in `haystack`, each with 48 bytes around it (to say who left it).
-fn occurrences(haystack: &[u8], needle: &str) -> Vec<String> {
+/// Where `needle` occurs in `haystack`, each with `before` bytes ahead of it and 48 after
+/// (to say who left it: a dump's copy needs the structure ahead of it, in hex as well).
+fn occurrences(haystack: &[u8], needle: &str, before: usize) -> Vec<String> {
     memchr::memmem::find_iter(haystack, needle.as_bytes())
         .take(10)
         .map(|at| {
-            let from = at.saturating_sub(48);
+            let from = at.saturating_sub(before);
             let to = (at + needle.len() + 48).min(haystack.len());
-            format!("@{at}: {:?}", String::from_utf8_lossy(&haystack[from..to]))
+            let around = &haystack[from..to];
+            format!(
+                "@{at}: {:?}\n  hex from @{from}: {}",
+                String::from_utf8_lossy(around),
+                around
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            )
         })
         .collect()
 }
@@ -357,12 +366,12 @@ async fn no_card_number_in_the_card_nodes_core_dump(backend: TestBackend) {
     let logs = std::fs::read(&log).unwrap();
     assert!(!logs.is_empty(), "the node's logs were not captured");
     for pan in [FRICTIONLESS, CHALLENGE, APPROVE] {
-        let in_dump = occurrences(&dump, pan);
+        let in_dump = occurrences(&dump, pan, 256);
         assert!(
             in_dump.is_empty(),
             "{pan} is in the core dump: {in_dump:#?}"
         );
-        let in_logs = occurrences(&logs, pan);
+        let in_logs = occurrences(&logs, pan, 48);
         assert!(in_logs.is_empty(), "{pan} is in the logs: {in_logs:#?}");
     }
     drop(node);
