@@ -221,7 +221,8 @@ impl Store {
     }
 
     /// The issuing countries (distinct, sorted) of the cards that paid the player's deposits
-    /// made since `since_ms`, as the providers reported them.
+    /// made since `since_ms`: deposits that took the money (a card the issuer refused on
+    /// the card page is recorded on its payment but paid nothing).
     pub async fn player_card_countries(
         &self,
         merchant_id: &str,
@@ -231,7 +232,9 @@ impl Store {
         let rows = sqlx::query(
             "SELECT DISTINCT card_country FROM payments \
              WHERE merchant_id = $1 AND player_id = $2 AND created_at_ms >= $3 \
-             AND card_country IS NOT NULL ORDER BY card_country",
+             AND card_country IS NOT NULL \
+             AND status IN ('captured', 'partially_refunded', 'refunded', 'charged_back') \
+             ORDER BY card_country",
         )
         .bind(merchant_id)
         .bind(player_id)
