@@ -508,9 +508,37 @@ mod tests {
         assert_eq!(iso_datetime(-1_000), "1969-12-31T23:59:59");
     }
 
+    fn eur() -> Currency {
+        Currency::from_code("EUR").unwrap()
+    }
+
+    /// A EUR player of Malta with no birth date or identity on file.
+    fn maltese(player_id: &str) -> Subject {
+        Subject {
+            player_id: player_id.into(),
+            currency: eur(),
+            country: "MT".into(),
+            birth_date: None,
+            identity: None,
+        }
+    }
+
+    /// A EUR deposit through the sandbox account at the epoch.
+    fn deposit(id: &str, method: &str, amount_minor: i64) -> ReportTransaction {
+        ReportTransaction {
+            id: id.into(),
+            provider_reference: None,
+            flow: Flow::In,
+            method: method.into(),
+            amount_minor,
+            currency: eur(),
+            at_ms: 0,
+            account: "sandbox".into(),
+        }
+    }
+
     #[test]
     fn text_is_escaped_and_amounts_are_decimals() {
-        let eur = Currency::from_code("EUR").unwrap();
         let entity = ReportingEntity {
             id: "1234".into(),
             branch: None,
@@ -518,13 +546,7 @@ mod tests {
             country: Some("MT".into()),
             lookups: GoamlLookups::default(),
         };
-        let subject = Subject {
-            player_id: "p'1".into(),
-            currency: eur,
-            country: "MT".into(),
-            birth_date: None,
-            identity: None,
-        };
+        let subject = maltese("p'1");
         let report = Report {
             entity: &entity,
             code: ReportCode::Str,
@@ -533,16 +555,7 @@ mod tests {
             subject: &subject,
             reason: "structuring".into(),
             action: "held".into(),
-            transactions: vec![ReportTransaction {
-                id: "pay_1".into(),
-                provider_reference: None,
-                flow: Flow::In,
-                method: "card".into(),
-                amount_minor: 180_000,
-                currency: eur,
-                at_ms: 0,
-                account: "sandbox".into(),
-            }],
+            transactions: vec![deposit("pay_1", "card", 180_000)],
             indicators: vec!["structuring".into()],
         };
         let xml = report.xml();
@@ -558,7 +571,6 @@ mod tests {
 
     #[test]
     fn the_fius_codes_replace_kassas_names_where_mapped() {
-        let eur = Currency::from_code("EUR").unwrap();
         let table = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs
                 .iter()
@@ -578,23 +590,7 @@ mod tests {
             lookups,
             ..ReportingEntity::default()
         };
-        let subject = Subject {
-            player_id: "p1".into(),
-            currency: eur,
-            country: "MT".into(),
-            birth_date: None,
-            identity: None,
-        };
-        let transaction = |id: &str, method: &str| ReportTransaction {
-            id: id.into(),
-            provider_reference: None,
-            flow: Flow::In,
-            method: method.into(),
-            amount_minor: 100,
-            currency: eur,
-            at_ms: 0,
-            account: "sandbox".into(),
-        };
+        let subject = maltese("p1");
         let report = Report {
             entity: &entity,
             code: ReportCode::Str,
@@ -604,8 +600,8 @@ mod tests {
             reason: String::new(),
             action: String::new(),
             transactions: vec![
-                transaction("pay_1", "card"),
-                transaction("pay_2", "bank_transfer"),
+                deposit("pay_1", "card", 100),
+                deposit("pay_2", "bank_transfer", 100),
             ],
             indicators: vec!["rapid_in_out".into(), "structuring".into()],
         };

@@ -90,6 +90,16 @@ pub struct KycOverview {
     pub checks: Vec<KycCheckRecord>,
 }
 
+/// A player's KYC as one read saw it.
+#[derive(Clone, Debug)]
+pub struct Standing {
+    pub levels: PlayerKyc,
+    /// The `kyc_status` stored beside the levels.
+    pub kyc_status: KycStatus,
+    /// A verified document's issuing country (ADR 86).
+    pub kyc_country: Option<String>,
+}
+
 /// The KYC use cases; cheap to clone.
 #[derive(Clone)]
 pub struct KycService {
@@ -124,14 +134,12 @@ impl KycService {
         self.identities.get(name)
     }
 
-    /// The player's level statuses and `kyc_status`, read together: the stored rows, else
-    /// (basic) the `kyc_status` set through `PUT /v1/players/{id}` before any check ran.
-    pub async fn standing(
-        &self,
-        player: &PlayerRecord,
-    ) -> Result<(PlayerKyc, KycStanding), StoreError> {
+    /// The player's level statuses, `kyc_status` and KYC country, read together: the stored
+    /// rows, else (basic) the `kyc_status` set through `PUT /v1/players/{id}` before any
+    /// check ran.
+    pub async fn standing(&self, player: &PlayerRecord) -> Result<Standing, StoreError> {
         // Players are never deleted; should the row be gone, the record read stands.
-        let standing = self
+        let stored = self
             .store
             .kyc_standing(player.merchant_id.as_str(), player.player_id.as_str())
             .await?
@@ -141,7 +149,7 @@ impl KycService {
                 levels: Vec::new(),
             });
         let mut levels = PlayerKyc {
-            basic: match standing.kyc_status {
+            basic: match stored.kyc_status {
                 KycStatus::None => LevelStatus::NotStarted,
                 KycStatus::Pending => LevelStatus::Pending,
                 KycStatus::Verified => LevelStatus::Verified,
@@ -149,13 +157,17 @@ impl KycService {
             },
             enhanced: LevelStatus::NotStarted,
         };
-        for &(level, status) in &standing.levels {
+        for (level, status) in stored.levels {
             match level {
                 KycLevel::Basic => levels.basic = status,
                 KycLevel::Enhanced => levels.enhanced = status,
             }
         }
-        Ok((levels, standing))
+        Ok(Standing {
+            levels,
+            kyc_status: stored.kyc_status,
+            kyc_country: stored.kyc_country,
+        })
     }
 
     /// Opens a check of `level` for the player, or answers the level's open one (one open
@@ -185,7 +197,7 @@ impl KycService {
         {
             return Ok((open, false));
         }
-        let status = self.standing(player).await?.0.level(level);
+        let status = self.standing(player).await?.levels.level(level);
         if status == LevelStatus::Verified {
             return Err(KycError::AlreadyVerified { level });
         }
@@ -278,6 +290,16 @@ impl KycService {
     /// Whether the player's deposits reached their jurisdiction's CDD threshold while the
     /// `enhanced` level is not verified: their withdrawals are locked until it is.
     pub async fn cdd_locked(&self, player: &PlayerRecord) -> Result<bool, StoreError> {
+        let levels = self.standing(player).await?.levels;
+        self.cdd_locked_with(player, &levels).await
+    }
+
+    /// [`Self::cdd_locked`] with the player's levels already read.
+    async fn cdd_locked_with(
+        &self,
+        player: &PlayerRecord,
+        levels: &PlayerKyc,
+    ) -> Result<bool, StoreError> {
         let Some(jurisdiction) = player.jurisdiction.as_deref() else {
             return Ok(false);
         };
@@ -287,7 +309,7 @@ impl KycService {
         else {
             return Ok(false);
         };
-        if self.standing(player).await?.0.enhanced == LevelStatus::Verified {
+        if levels.enhanced == LevelStatus::Verified {
             return Ok(false);
         }
         let deposits = self
@@ -308,16 +330,16 @@ impl KycService {
         player_id: &PlayerId,
     ) -> Result<KycOverview, KycError> {
         let player = self.players.get(merchant_id, player_id).await?;
-        let (levels, standing) = self.standing(&player).await?;
+        let standing = self.standing(&player).await?;
         let checks = self
             .store
             .kyc_checks_of(merchant_id.as_str(), player_id.as_str(), HISTORY_MAX)
             .await?;
         Ok(KycOverview {
-            levels,
+            cdd_locked: self.cdd_locked_with(&player, &standing.levels).await?,
+            levels: standing.levels,
             kyc_status: standing.kyc_status,
             kyc_country: standing.kyc_country,
-            cdd_locked: self.cdd_locked(&player).await?,
             checks,
         })
     }
@@ -428,8 +450,11 @@ impl KycService {
         let player_id = PlayerId::parse(&check.player_id)
             .map_err(|_| ProviderEventError::Internal("a stored check names a bad player"))?;
         let player = self.players.get(&merchant_id, &player_id).await?;
-        let (before, standing) = self.standing(&player).await?;
-        let kyc_status = standing.kyc_status;
+        let Standing {
+            levels: before,
+            kyc_status,
+            ..
+        } = self.standing(&player).await?;
         Ok(before
             .complete(check.level, result)
             .map(|after| LevelChange {

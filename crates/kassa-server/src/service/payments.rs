@@ -1630,8 +1630,14 @@ impl PaymentsService {
         let mut tx = self.store.begin().await?;
         let mut payment = self.locked_payment(&mut tx, payment_id).await?;
         let was = payment.status;
-        self.record_card(&mut tx, &mut payment, &self.seen(card), "card_page", None)
-            .await?;
+        self.record_card(
+            &mut tx,
+            &mut payment,
+            &self.card_page_report(card),
+            "card_page",
+            None,
+        )
+        .await?;
         self.record_card_route(&mut tx, &mut payment, &offered, preferred)
             .await?;
         if let Some(authenticated) = authenticated {
@@ -1688,7 +1694,7 @@ impl PaymentsService {
 
     /// What the payment keeps of a card typed on Kassa's card page: its issuing country from
     /// the BIN list (none without risk or a list entry) and its last four digits.
-    fn seen(&self, card: &CardDetails) -> ReportedCard {
+    fn card_page_report(&self, card: &CardDetails) -> ReportedCard {
         let digits = card.pan().get(..8).unwrap_or_default();
         ReportedCard {
             country: self.risk.as_ref().and_then(|risk| risk.bin_country(digits)),
