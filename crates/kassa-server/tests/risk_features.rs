@@ -23,6 +23,7 @@ backend_tests!(
     simultaneous_starts_count_each_others_attempts,
     email_velocity_and_shared_mailboxes_fire_their_rules,
     card_fingerprint_shared_cards_and_bin_country_fire_their_rules,
+    a_card_the_issuer_refused_is_recorded_but_not_counted,
 );
 
 /// A server whose sandbox sends no webhook by itself (the test plays the provider).
@@ -306,6 +307,45 @@ async fn card_fingerprint_shared_cards_and_bin_country_fire_their_rules(backend:
     assert_eq!(local["card"]["country"], "MT", "{local}");
     assert_payout_reads_the_saved_card(&app, &saved[0].token).await;
     assert_aml_links(&app).await;
+    app.stop().await;
+}
+
+/// `card_countries_30d` counts the cards of deposits that took the money (ADR 84): a British
+/// card the issuer refused is recorded on its payment, yet the player's later decisions
+/// count only the Maltese card that paid.
+async fn a_card_the_issuer_refused_is_recorded_but_not_counted(backend: TestBackend) {
+    let host = host().await;
+    let address = host.local_addr().to_string();
+    let Some(app) = common::spawn_with(backend, |c| card_config(c, &address)).await else {
+        return;
+    };
+    let rules = json!({"thresholds": never(), "rules": [
+        rule("card-countries", gte("card_countries_30d", 1), 1),
+    ]});
+    set_rules(&app, "", rules).await;
+    assert!(player(&app, "r1", json!({})).await.status.is_success());
+    // A GB BIN (config/risk-bins.csv) ending in 0051: insufficient funds at the host.
+    const GB_REFUSED: &str = "4100000900000051";
+    let refused = pay(&app, "r1", GB_REFUSED, false).await;
+    assert_eq!(refused["status"], "declined", "{refused}");
+    assert_eq!(refused["failure_reason"], "insufficient_funds");
+    assert_eq!(refused["card"]["country"], "GB", "recorded: {refused}");
+
+    let paid = pay(&app, "r1", "4000000000000002", false).await;
+    assert_eq!(paid["status"], "captured", "{paid}");
+    assert!(
+        fired(&paid["risk"]).is_empty(),
+        "the refused card counted: {}",
+        paid["risk"]
+    );
+    let next = pay(&app, "r1", "4000000000000002", false).await;
+    assert_eq!(next["status"], "captured", "{next}");
+    assert_eq!(
+        read(&next["risk"], "card-countries", "card_countries_30d"),
+        1,
+        "only the Maltese card paid: {}",
+        next["risk"]
+    );
     app.stop().await;
 }
 
