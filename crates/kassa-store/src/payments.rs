@@ -220,32 +220,6 @@ impl Store {
         Ok(())
     }
 
-    /// The issuing countries (distinct, sorted) of the cards that paid the player's deposits
-    /// made since `since_ms`: deposits that took the money (a card the issuer refused on
-    /// the card page is recorded on its payment but paid nothing).
-    pub async fn player_card_countries(
-        &self,
-        merchant_id: &str,
-        player_id: &str,
-        since_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT card_country FROM payments \
-             WHERE merchant_id = $1 AND player_id = $2 AND created_at_ms >= $3 \
-             AND card_country IS NOT NULL \
-             AND status IN ('captured', 'partially_refunded', 'refunded', 'charged_back') \
-             ORDER BY card_country",
-        )
-        .bind(merchant_id)
-        .bind(player_id)
-        .bind(since_ms)
-        .fetch_all(self.reader())
-        .await?;
-        rows.iter()
-            .map(|row| Ok(row.try_get("card_country")?))
-            .collect()
-    }
-
     /// Whether the player has a captured deposit (captured, refunded in part or whole, or
     /// charged back since): routing rules on first deposits ask.
     pub async fn player_has_deposited(

@@ -121,7 +121,7 @@ pub struct Velocity {
 }
 
 /// A player's deposit history.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DepositHistory {
     /// Captured deposits (refunded or charged back since included).
     pub approved: i64,
@@ -129,6 +129,9 @@ pub struct DepositHistory {
     pub chargebacks: i64,
     /// When the player was created; `None` for an unknown player.
     pub player_created_at_ms: Option<i64>,
+    /// The issuing countries (distinct, sorted) of the cards that paid the player's
+    /// captured deposits made since the `card_countries_since_ms` asked for (ADR 84).
+    pub card_countries: Vec<String>,
 }
 
 const DECISION_COLUMNS: &str = "id, merchant_id, player_id, kind, subject_id, jurisdiction, ip, \
@@ -468,17 +471,29 @@ impl Store {
         Ok(counted)
     }
 
-    /// A player's captured deposits, chargebacks and age: one statement.
+    /// A player's captured deposits, chargebacks, age and the countries of the cards that
+    /// paid the captured deposits since `card_countries_since_ms`: one statement, so that a
+    /// decision reads the player's payments once. A card the issuer refused is recorded on
+    /// its payment but paid nothing, so it is not counted.
     pub async fn deposit_history(
         &self,
         merchant_id: &str,
         player_id: &str,
+        card_countries_since_ms: i64,
     ) -> Result<DepositHistory, StoreError> {
         let captured = "status IN ('captured', 'partially_refunded', 'refunded', 'charged_back')";
+        let recent_card =
+            format!("CASE WHEN {captured} AND created_at_ms >= $3 THEN card_country END");
+        // Both ignore NULLs; the order is not promised, so the countries are sorted below.
+        let card_countries = match self.backend {
+            Backend::Sqlite => format!("group_concat(DISTINCT {recent_card})"),
+            Backend::Postgres => format!("string_agg(DISTINCT {recent_card}, ',')"),
+        };
         let sql = format!(
             "SELECT COUNT(CASE WHEN {captured} THEN 1 END) AS approved, \
              CAST(COALESCE(SUM(CASE WHEN {captured} THEN amount_minor END), 0) AS BIGINT) AS approved_sum, \
              COUNT(CASE WHEN status = 'charged_back' THEN 1 END) AS chargebacks, \
+             {card_countries} AS card_countries, \
              (SELECT created_at_ms FROM players WHERE merchant_id = $1 AND player_id = $2) \
              AS player_created_at_ms \
              FROM payments WHERE merchant_id = $1 AND player_id = $2"
@@ -486,13 +501,22 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(merchant_id)
             .bind(player_id)
+            .bind(card_countries_since_ms)
             .fetch_one(self.reader())
             .await?;
+        let listed: Option<String> = row.try_get("card_countries")?;
+        let mut card_countries: Vec<String> = listed
+            .iter()
+            .flat_map(|list| list.split(','))
+            .map(str::to_string)
+            .collect();
+        card_countries.sort();
         Ok(DepositHistory {
             approved: row.try_get("approved")?,
             approved_sum_minor: row.try_get("approved_sum")?,
             chargebacks: row.try_get("chargebacks")?,
             player_created_at_ms: row.try_get("player_created_at_ms")?,
+            card_countries,
         })
     }
 

@@ -118,15 +118,14 @@ pub async fn gather_facts(
             None => Ok(None),
         }
     };
-    let (history, aml_case, email_players, card_countries) = tokio::try_join!(
-        store.deposit_history(merchant, player),
+    let (history, aml_case, email_players) = tokio::try_join!(
+        store.deposit_history(merchant, player, now_ms - CARD_COUNTRIES_WINDOW_MS),
         store.aml_open_case_scenarios(merchant, player),
         email_players,
-        store.player_card_countries(merchant, player, now_ms - CARD_COUNTRIES_WINDOW_MS),
     )?;
     let mut features = request_features(request, now_ms, &history);
     insert_aml(&mut features, aml_case.as_deref());
-    insert_reported_card_countries(&mut features, request.player, &card_countries);
+    insert_reported_card_countries(&mut features, request.player, &history.card_countries);
     if let Some(count) = email_players {
         number(&mut features, "email_players", count);
     }
