@@ -361,7 +361,7 @@ async fn run_backend(
     };
     let mut cells = Vec::new();
     if !args.no_wallet {
-        cells.extend(run_wallet(args, backend, &endpoint, verify).await?);
+        cells.extend(run_wallet(args, backend, &endpoint, store_ref, verify).await?);
     }
     if !args.no_deposits {
         cells.extend(run_deposits(args, backend, &endpoint, verify).await?);
@@ -381,6 +381,7 @@ async fn run_wallet<F, Fut>(
     args: &BenchArgs,
     backend: &str,
     endpoint: &Endpoint,
+    store: Option<&Store>,
     verify: F,
 ) -> anyhow::Result<Vec<Cell>>
 where
@@ -392,6 +393,9 @@ where
     let target = WalletTarget::new(&endpoint.base, &endpoint.api_key, clients_max)?;
     eprintln!("[{backend}] creating {players_max} players");
     let mut wallet = WalletBench::setup(target, players_max, args.play_limits).await?;
+    if let Some(store) = store {
+        outbox_drained(backend, store).await?;
+    }
     let system = if args.play_limits {
         "kassa+rg"
     } else {
@@ -544,6 +548,33 @@ async fn run_webhooks(
 /// (the benchmark's fresh tables grow from nothing; with autovacuum off, as on some
 /// development servers, plans made for empty tables — seq scans in foreign-key checks —
 /// would be kept while the tables grow to 100,000s of rows).
+/// Longest wait for the set-up's outbox events to be published.
+const OUTBOX_DRAIN_WAIT_MAX: Duration = Duration::from_secs(600);
+
+/// Waits until the outbox publisher has caught up with the set-up. Setting the play limits
+/// of 10,000 players writes 70,000 `player.limit.changed` events, and their publishing, not
+/// the wallet path, took a quarter of the machine during the first measured runs
+/// (docs/perf-log.md, note 46).
+async fn outbox_drained(backend: &str, store: &Store) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut reported = false;
+    loop {
+        let backlog = store.outbox_unpublished_count().await?;
+        if backlog == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < OUTBOX_DRAIN_WAIT_MAX,
+            "the outbox still holds {backlog} unpublished events after {OUTBOX_DRAIN_WAIT_MAX:?}"
+        );
+        if !reported {
+            eprintln!("[{backend}] waiting for the publisher: {backlog} outbox events");
+            reported = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn analyze(database_url: &str) -> anyhow::Result<()> {
     if !database_url.starts_with("postgres") {
         return Ok(());
