@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::payments::CAPTURED_FAMILY;
 use crate::{now_ms, placeholders, Store, StoreError, Tx};
 
 /// An alert as stored.
@@ -122,9 +123,6 @@ const ALERT_COLUMNS: &str = "id, merchant_id, player_id, scenario, dedupe_key, c
      created_at_ms";
 const CASE_COLUMNS: &str = "id, merchant_id, player_id, status, close_reason, assignee, \
      opened_at_ms, updated_at_ms, closed_at_ms";
-/// A deposit counts from its capture on: refunded and charged-back ones were captured too.
-const CAPTURED_FAMILY: &str =
-    "status IN ('captured', 'partially_refunded', 'refunded', 'charged_back')";
 /// A deposit's instrument is the card submitted on Kassa's card page, by its fingerprint
 /// (ADR 75); a payout's is its destination, a saved card's by its fingerprint where it
 /// has one, so the same card under two tokens is one instrument.

@@ -162,6 +162,11 @@ fn refund_from_row(row: &AnyRow) -> Result<RefundRecord, StoreError> {
     })
 }
 
+/// A deposit that took the money: captured, or refunded or charged back since (each was
+/// captured first). A condition on `payments.status`.
+pub(crate) const CAPTURED_FAMILY: &str =
+    "status IN ('captured', 'partially_refunded', 'refunded', 'charged_back')";
+
 impl Store {
     /// Records a new payment.
     pub async fn insert_payment(&self, tx: &mut Tx, p: &PaymentRecord) -> Result<(), StoreError> {
@@ -227,10 +232,10 @@ impl Store {
         merchant_id: &MerchantId,
         player_id: &PlayerId,
     ) -> Result<bool, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "SELECT 1 AS found FROM payments WHERE merchant_id = $1 AND player_id = $2 \
-             AND status IN ('captured', 'partially_refunded', 'refunded', 'charged_back') LIMIT 1",
-        )
+                 AND {CAPTURED_FAMILY} LIMIT 1"
+        ))
         .bind(merchant_id.as_str())
         .bind(player_id.as_str())
         .fetch_optional(self.reader())

@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use crate::payments::CAPTURED_FAMILY;
 use crate::versions::{version_from_row, VERSION_COLUMNS};
 use crate::{now_ms, Backend, Conn, Store, StoreError};
 
@@ -481,17 +482,16 @@ impl Store {
         player_id: &str,
         card_countries_since_ms: i64,
     ) -> Result<DepositHistory, StoreError> {
-        let captured = "status IN ('captured', 'partially_refunded', 'refunded', 'charged_back')";
         let recent_card =
-            format!("CASE WHEN {captured} AND created_at_ms >= $3 THEN card_country END");
+            format!("CASE WHEN {CAPTURED_FAMILY} AND created_at_ms >= $3 THEN card_country END");
         // Both ignore NULLs; the order is not promised, so the countries are sorted below.
         let card_countries = match self.backend {
             Backend::Sqlite => format!("group_concat(DISTINCT {recent_card})"),
             Backend::Postgres => format!("string_agg(DISTINCT {recent_card}, ',')"),
         };
         let sql = format!(
-            "SELECT COUNT(CASE WHEN {captured} THEN 1 END) AS approved, \
-             CAST(COALESCE(SUM(CASE WHEN {captured} THEN amount_minor END), 0) AS BIGINT) AS approved_sum, \
+            "SELECT COUNT(CASE WHEN {CAPTURED_FAMILY} THEN 1 END) AS approved, \
+             CAST(COALESCE(SUM(CASE WHEN {CAPTURED_FAMILY} THEN amount_minor END), 0) AS BIGINT) AS approved_sum, \
              COUNT(CASE WHEN status = 'charged_back' THEN 1 END) AS chargebacks, \
              {card_countries} AS card_countries, \
              (SELECT created_at_ms FROM players WHERE merchant_id = $1 AND player_id = $2) \

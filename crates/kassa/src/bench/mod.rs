@@ -81,7 +81,8 @@ pub struct BenchArgs {
     /// Merchant key for `--target`.
     #[arg(long, env = "KASSA_BENCH_API_KEY")]
     api_key: Option<String>,
-    /// With `--target`: the server's database, for `ledger verify` and the baseline.
+    /// With `--target`: the server's database, for `ledger verify`, the baseline and the
+    /// wait for the set-up's outbox events.
     #[arg(long)]
     database_url: Option<String>,
     /// Override wallet.batch_size_max of the in-process server.
@@ -393,8 +394,9 @@ where
     let target = WalletTarget::new(&endpoint.base, &endpoint.api_key, clients_max)?;
     eprintln!("[{backend}] creating {players_max} players");
     let mut wallet = WalletBench::setup(target, players_max, args.play_limits).await?;
-    if let Some(store) = store {
-        outbox_drained(backend, store).await?;
+    match store {
+        Some(store) => outbox_drained(backend, store).await?,
+        None => eprintln!("[{backend}] outbox backlog not watched: no --database-url"),
     }
     let system = if args.play_limits {
         "kassa+rg"
@@ -544,10 +546,6 @@ async fn run_webhooks(
     })
 }
 
-/// Refreshes PostgreSQL's planner statistics, as autovacuum would on a production server
-/// (the benchmark's fresh tables grow from nothing; with autovacuum off, as on some
-/// development servers, plans made for empty tables — seq scans in foreign-key checks —
-/// would be kept while the tables grow to 100,000s of rows).
 /// Longest wait for the set-up's outbox events to be published.
 const OUTBOX_DRAIN_WAIT_MAX: Duration = Duration::from_secs(600);
 
@@ -575,6 +573,10 @@ async fn outbox_drained(backend: &str, store: &Store) -> anyhow::Result<()> {
     }
 }
 
+/// Refreshes PostgreSQL's planner statistics, as autovacuum would on a production server
+/// (the benchmark's fresh tables grow from nothing; with autovacuum off, as on some
+/// development servers, plans made for empty tables — seq scans in foreign-key checks —
+/// would be kept while the tables grow to 100,000s of rows).
 async fn analyze(database_url: &str) -> anyhow::Result<()> {
     if !database_url.starts_with("postgres") {
         return Ok(());
