@@ -454,7 +454,10 @@ impl PaymentsService {
             }
             false => LimitCheck::NoLimit,
         };
-        match limited {
+        match limited || refusal.is_some() {
+            // A refusal is answered at once, and what reads after the answer (a backtest,
+            // the player's next start) must find its decision: on SQLite a commit that does
+            // not wait is not yet visible to other connections (ADR 79).
             true => tx.commit().await?,
             // Nothing but the decision: no need to wait for the disk (ADRs 74, 79).
             false => tx.commit_without_waiting_for_disk().await?,
