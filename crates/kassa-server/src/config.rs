@@ -355,7 +355,20 @@ pub struct AmlConfig {
     /// Who files the reports: the goAML id the FIU gave the operator, and its name.
     #[serde(default)]
     pub reporting_entity: kassa_core::aml::goaml::ReportingEntity,
+    /// How long a player's monitoring run waits after the event that queued it, so that the
+    /// player's other captures, refunds and chargebacks in that time join the same run
+    /// (ADR 87); 0 runs it at once. A payout request's run never waits.
+    #[serde(default = "default_monitor_coalesce_ms")]
+    pub monitor_coalesce_ms: u64,
 }
+
+/// Two seconds: a burst of deposits is one run, and an alert still comes within seconds.
+fn default_monitor_coalesce_ms() -> u64 {
+    2_000
+}
+
+/// The longest wait of a monitoring run for more events.
+const MONITOR_COALESCE_MS_MAX: u64 = 600_000;
 
 fn built_in_aml_jurisdictions() -> BTreeMap<String, kassa_core::aml::settings::AmlOverrides> {
     kassa_core::aml::AmlSettings::default().jurisdictions
@@ -367,6 +380,7 @@ impl Default for AmlConfig {
             thresholds: Default::default(),
             jurisdictions: built_in_aml_jurisdictions(),
             reporting_entity: Default::default(),
+            monitor_coalesce_ms: default_monitor_coalesce_ms(),
         }
     }
 }
@@ -1157,6 +1171,11 @@ impl Config {
         if let Some(problem) = self.aml.settings().problem() {
             anyhow::bail!("[aml] {problem}");
         }
+        anyhow::ensure!(
+            self.aml.monitor_coalesce_ms <= MONITOR_COALESCE_MS_MAX,
+            "[aml] monitor_coalesce_ms must be at most {MONITOR_COALESCE_MS_MAX} (ten minutes): \
+             alerts would come too late"
+        );
         self.aml
             .reporting_entity
             .lookups
@@ -1568,6 +1587,14 @@ mod tests {
             Config::from_file_text("[aml.jurisdictions.GB]\ncdd_window_hours = 0\n").unwrap_err();
         assert!(
             format!("{error:#}").contains("jurisdictions.GB.cdd_window_hours"),
+            "{error:#}"
+        );
+        assert_eq!(Config::defaults().aml.monitor_coalesce_ms, 2_000);
+        let at_once = Config::from_file_text("[aml]\nmonitor_coalesce_ms = 0\n").unwrap();
+        assert_eq!(at_once.aml.monitor_coalesce_ms, 0);
+        let error = Config::from_file_text("[aml]\nmonitor_coalesce_ms = 600001\n").unwrap_err();
+        assert!(
+            format!("{error:#}").contains("monitor_coalesce_ms"),
             "{error:#}"
         );
     }

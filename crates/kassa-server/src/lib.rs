@@ -425,7 +425,8 @@ impl AppState {
         )
         .with_risk(risk.clone())
         .with_kyc(kyc.clone())
-        .with_registers(registers.clone());
+        .with_registers(registers.clone())
+        .with_aml_coalescing(config.aml.monitor_coalesce_ms);
         let vault = vault_of(&store, &config.vault);
         let payouts = service::payouts::PayoutsService::new(
             store.clone(),

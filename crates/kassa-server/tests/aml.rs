@@ -62,7 +62,16 @@ fn without_kyc_lock(config: &mut kassa_server::config::Config) {
     config.kyc.cdd_lock_jurisdictions.clear();
 }
 
+/// [`monitored`] with runs that wait 3 s for more of the player's events (ADR 87).
+fn coalescing(config: &mut kassa_server::config::Config) {
+    monitored(config);
+    config.aml.monitor_coalesce_ms = COALESCE_MS;
+}
+
+const COALESCE_MS: u64 = 3_000;
+
 contract_tests_with!(
+    a_burst_of_captures_is_one_monitoring_run_that_sees_them_all => coalescing,
     structuring_raises_one_alert_and_one_case => monitored,
     cdd_rapid_in_out_and_instruments_raise_theirs_and_a_small_player_none => monitored,
     the_case_workflow_runs_over_http_with_its_audit_trail => monitored,
@@ -184,6 +193,33 @@ async fn structured(app: &TestApp, player_id: &str) -> (String, Vec<String>) {
     assert_eq!(cases.len(), 1, "{cases:?}");
     assert!(found.iter().all(|a| a["case_id"] == cases[0]["case_id"]));
     (cases[0]["case_id"].as_str().unwrap().to_string(), payments)
+}
+
+async fn a_burst_of_captures_is_one_monitoring_run_that_sees_them_all(app: TestApp) {
+    player(&app, "b1").await;
+    let mut payments = Vec::new();
+    for _ in 0..3 {
+        payments.push(deposit(&app, "b1", "1800.00").await);
+    }
+    let found = alerts(&app, "b1").await;
+    let structuring = found
+        .iter()
+        .find(|a| a["scenario"] == "structuring")
+        .unwrap_or_else(|| panic!("{found:?}"));
+    assert_eq!(structuring["transactions"], json!(payments));
+
+    let page = admin(&app, Method::GET, "/v1/admin/jobs?kind=aml.monitor", None).await;
+    let jobs = page.body["data"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "three captures, one run: {jobs:?}");
+    let job = &jobs[0];
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["attempts"], 1);
+    let waited_ms = common::parse_rfc3339_ms(job["run_at"].as_str().unwrap())
+        - common::parse_rfc3339_ms(job["created_at"].as_str().unwrap());
+    assert!(
+        (COALESCE_MS as i64 - 5..=COALESCE_MS as i64 + 5).contains(&waited_ms),
+        "due {waited_ms} ms after the first capture: {job}"
+    );
 }
 
 async fn structuring_raises_one_alert_and_one_case(app: TestApp) {

@@ -268,6 +268,8 @@ pub struct PaymentsService {
     kyc: Option<crate::service::kyc::KycService>,
     /// National self-exclusion registers, asked before deposits (ADR 73).
     registers: Option<crate::service::registers::RegistersService>,
+    /// How long a player's AML monitoring run waits for more events (ADR 87).
+    aml_coalesce_ms: u64,
 }
 
 impl PaymentsService {
@@ -292,7 +294,15 @@ impl PaymentsService {
             risk: None,
             kyc: None,
             registers: None,
+            aml_coalesce_ms: 0,
         }
+    }
+
+    /// Lets a player's AML monitoring run wait `coalesce_ms` after a capture, refund or
+    /// chargeback, so that the player's next events join it (ADR 87).
+    pub fn with_aml_coalescing(mut self, coalesce_ms: u64) -> PaymentsService {
+        self.aml_coalesce_ms = coalesce_ms;
+        self
     }
 
     /// Names the page of an `enhanced` check in a deposit refused for a risk step-up.
@@ -1303,9 +1313,9 @@ impl PaymentsService {
             &self.store,
             tx,
             event,
-            &payment.merchant_id,
-            &payment.player_id,
+            (&payment.merchant_id, &payment.player_id),
             subject,
+            self.aml_coalesce_ms,
         )
         .await
     }

@@ -485,9 +485,9 @@ impl PayoutsService {
             &self.store,
             &mut tx,
             MonitoredEvent::PayoutRequested,
-            &payout.merchant_id,
-            &payout.player_id,
+            (&payout.merchant_id, &payout.player_id),
             payout.id.as_str(),
+            0,
         )
         .await?;
         let event = if payout.review_reasons.is_empty() {

@@ -226,6 +226,8 @@ fn test_config(database_url: &str) -> Config {
     config.database_url = database_url.to_string();
     config.rate_limit.requests_per_second = 0;
     config.auth.key_hash_secret = TEST_KEY_HASH_SECRET.into();
+    // Monitoring at once, so that a test reads its alerts without waiting (ADR 87).
+    config.aml.monitor_coalesce_ms = 0;
     config
 }
 

@@ -57,14 +57,16 @@ pub struct MonitorPayload {
     pub subject_id: String,
 }
 
-/// Queues the scenarios' run after `event` on `conn`, inside the event's transaction.
+/// Queues the scenarios' run after `event` on `conn`, inside the event's transaction. A
+/// player's coalescing run is due `coalesce_ms` after the event that queued it, and the
+/// events until then join it (ADR 87); a payout request's own run is due at once.
 pub async fn queue_monitoring(
     store: &Store,
     conn: &mut Conn,
     event: MonitoredEvent,
-    merchant_id: &MerchantId,
-    player_id: &PlayerId,
+    (merchant_id, player_id): (&MerchantId, &PlayerId),
     subject_id: &str,
+    coalesce_ms: u64,
 ) -> Result<(), StoreError> {
     let payload = MonitorPayload {
         event,
@@ -73,15 +75,18 @@ pub async fn queue_monitoring(
         subject_id: subject_id.to_string(),
     };
     let payload = serde_json::to_string(&payload).expect("a payload serializes");
-    let dedupe_key = match event {
-        MonitoredEvent::PayoutRequested => format!("{}:{subject_id}", event.as_str()),
-        _ => format!("player:{merchant_id}:{player_id}"),
+    let (dedupe_key, delay_ms) = match event {
+        MonitoredEvent::PayoutRequested => (format!("{}:{subject_id}", event.as_str()), 0),
+        _ => (
+            format!("player:{merchant_id}:{player_id}"),
+            i64::try_from(coalesce_ms).unwrap_or(i64::MAX),
+        ),
     };
     let job = NewJob {
         kind: AML_MONITOR,
         payload: &payload,
         dedupe_key: Some(&dedupe_key),
-        run_at_ms: now_ms(),
+        run_at_ms: now_ms().saturating_add(delay_ms),
         attempts_max: MONITOR_ATTEMPTS_MAX,
         repeat_every_ms: None,
     };
