@@ -26,7 +26,9 @@ use kassa_core::routing::{Decision, DeclineClasses, RouteRequest};
 use kassa_core::status::{DisputeStatus, RefundStatus};
 use kassa_core::{ids, Currency, Money};
 use kassa_store::directory::PlayerRecord;
-use kassa_store::payments::{PaymentCard, PaymentRecord, RefundRecord, WebhookDelivery};
+use kassa_store::payments::{
+    PaymentCard, PaymentOutboxEvent, PaymentRecord, RefundRecord, WebhookDelivery,
+};
 use kassa_store::risk::RiskDecisionRecord;
 use kassa_store::threeds::ThreeDsOutcomeRecord;
 use kassa_store::{now_ms, HistoryEvent, Store, StoreError, Tx};
@@ -2215,42 +2217,33 @@ impl PaymentsService {
         match next(from, event) {
             Transition::Apply(to) => {
                 payment.status = to;
-                self.store.update_payment(tx, payment).await?;
+                let history = HistoryEvent {
+                    source,
+                    event: name,
+                    from: from.as_str(),
+                    to: Some(to.as_str()),
+                    actor: None,
+                    detail,
+                };
+                let event_type = format!("payment.{}", to.as_str());
+                let payload = json!({
+                    "type": event_type,
+                    "payment_id": payment.id,
+                    "player_id": payment.player_id,
+                    "status": to.as_str(),
+                    "amount": payment.amount.format_amount(),
+                    "currency": payment.amount.currency.code(),
+                    "failure_reason": payment.failure_reason,
+                })
+                .to_string();
+                // An event only when the status changed.
+                let outbox = (to != from).then_some(PaymentOutboxEvent {
+                    topic: &event_type,
+                    payload: &payload,
+                });
                 self.store
-                    .insert_payment_event(
-                        tx,
-                        &payment.id,
-                        HistoryEvent {
-                            source,
-                            event: name,
-                            from: from.as_str(),
-                            to: Some(to.as_str()),
-                            actor: None,
-                            detail,
-                        },
-                    )
+                    .record_payment_change(tx, payment, history, outbox)
                     .await?;
-                if to != from {
-                    let event_type = format!("payment.{}", to.as_str());
-                    let payload = json!({
-                        "type": event_type,
-                        "payment_id": payment.id,
-                        "player_id": payment.player_id,
-                        "status": to.as_str(),
-                        "amount": payment.amount.format_amount(),
-                        "currency": payment.amount.currency.code(),
-                        "failure_reason": payment.failure_reason,
-                    });
-                    self.store
-                        .insert_outbox(
-                            tx,
-                            payment.merchant_id.as_str(),
-                            &event_type,
-                            payment.id.as_str(),
-                            &payload.to_string(),
-                        )
-                        .await?;
-                }
                 Ok(Applied::Processed(to))
             }
             Transition::Ignore => {
