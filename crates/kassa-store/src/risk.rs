@@ -267,46 +267,28 @@ impl Store {
         conn: &mut Conn,
         record: &RiskDecisionRecord,
     ) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO risk_decisions ({DECISION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-             $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        );
-        sqlx::query(&sql)
-            .bind(&record.id)
-            .bind(&record.merchant_id)
-            .bind(&record.player_id)
-            .bind(&record.kind)
-            .bind(&record.subject_id)
-            .bind(&record.jurisdiction)
-            .bind(&record.ip)
-            .bind(&record.device)
-            .bind(record.amount_minor)
-            .bind(&record.outcome)
-            .bind(record.score)
-            .bind(&record.features)
-            .bind(&record.decision)
-            .bind(record.created_at_ms)
-            .bind(&record.card_fingerprint)
-            .bind(&record.email_key)
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
+        insert_decision(conn, record, "").await
     }
 
     /// Records a decision inside the caller's transaction in place of an earlier one of the
     /// same subject and kind (a retry of the same payment, a card submitted again), so an
-    /// attempt counts once.
+    /// attempt counts once. One statement on PostgreSQL (a deleting CTE), two on SQLite.
     pub async fn replace_risk_decision(
         &self,
         conn: &mut Conn,
         record: &RiskDecisionRecord,
     ) -> Result<(), StoreError> {
+        // $4 and $5 are the new row's kind and subject.
+        let earlier = "DELETE FROM risk_decisions WHERE subject_id = $5 AND kind = $4";
+        if self.backend() == Backend::Postgres {
+            return insert_decision(conn, record, &format!("WITH replaced AS ({earlier}) ")).await;
+        }
         sqlx::query("DELETE FROM risk_decisions WHERE subject_id = $1 AND kind = $2")
             .bind(&record.subject_id)
             .bind(&record.kind)
             .execute(&mut *conn)
             .await?;
-        self.insert_risk_decision(conn, record).await
+        insert_decision(conn, record, "").await
     }
 
     /// The decision of `kind` stored for `subject_id` (a deposit's, found by the card page).
@@ -543,4 +525,36 @@ impl Store {
             .await?;
         rows.iter().map(decision_from_row).collect()
     }
+}
+
+/// Inserts `record`, the statement led by `prefix` (a CTE that may use the row's values).
+async fn insert_decision(
+    conn: &mut Conn,
+    record: &RiskDecisionRecord,
+    prefix: &str,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "{prefix}INSERT INTO risk_decisions ({DECISION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, \
+         $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    );
+    sqlx::query(&sql)
+        .bind(&record.id)
+        .bind(&record.merchant_id)
+        .bind(&record.player_id)
+        .bind(&record.kind)
+        .bind(&record.subject_id)
+        .bind(&record.jurisdiction)
+        .bind(&record.ip)
+        .bind(&record.device)
+        .bind(record.amount_minor)
+        .bind(&record.outcome)
+        .bind(record.score)
+        .bind(&record.features)
+        .bind(&record.decision)
+        .bind(record.created_at_ms)
+        .bind(&record.card_fingerprint)
+        .bind(&record.email_key)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
