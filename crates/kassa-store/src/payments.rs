@@ -162,18 +162,12 @@ fn refund_from_row(row: &AnyRow) -> Result<RefundRecord, StoreError> {
     })
 }
 
-/// A deposit that took the money: captured, or refunded or charged back since (each was
-/// captured first). A condition on `payments.status`.
-pub(crate) const CAPTURED_FAMILY: &str =
-    "status IN ('captured', 'partially_refunded', 'refunded', 'charged_back')";
-
-impl Store {
-    /// Records a new payment.
-    pub async fn insert_payment(&self, tx: &mut Tx, p: &PaymentRecord) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
-        ))
+/// The payment's 25 columns bound as `$1`…`$25`, in [`PAYMENT_COLUMNS`]' order.
+fn bind_payment<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    p: &'q PaymentRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
         .bind(p.id.as_str())
         .bind(p.merchant_id.as_str())
         .bind(p.player_id.as_str())
@@ -199,8 +193,45 @@ impl Store {
         .bind(p.card.as_ref().and_then(|c| c.country.clone()))
         .bind(p.card.as_ref().and_then(|c| c.brand.clone()))
         .bind(p.card.as_ref().and_then(|c| c.last4.clone()))
-        .execute(&mut **tx)
-        .await?;
+}
+
+/// A deposit that took the money: captured, or refunded or charged back since (each was
+/// captured first). A condition on `payments.status`.
+pub(crate) const CAPTURED_FAMILY: &str =
+    "status IN ('captured', 'partially_refunded', 'refunded', 'charged_back')";
+
+impl Store {
+    /// Records a new payment with the first row of its history (`created`). On PostgreSQL
+    /// one statement (the payment's insert as a CTE), on SQLite two.
+    pub async fn insert_payment(
+        &self,
+        tx: &mut Tx,
+        p: &PaymentRecord,
+        created: HistoryEvent<'_>,
+    ) -> Result<(), StoreError> {
+        let insert = format!(
+            "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+        );
+        if self.backend() == crate::Backend::Sqlite {
+            bind_payment(sqlx::query(&insert), p)
+                .execute(&mut **tx)
+                .await?;
+            return self.insert_payment_event(tx, &p.id, created).await;
+        }
+        let sql = format!(
+            "WITH payment AS ({insert}) INSERT INTO payment_events (payment_id, source, event, \
+             from_status, to_status, detail, created_at_ms) VALUES ($1, $26, $27, $28, $29, $30, \
+             $20)"
+        );
+        bind_payment(sqlx::query(&sql), p)
+            .bind(created.source)
+            .bind(created.event)
+            .bind(created.from)
+            .bind(created.to)
+            .bind(created.detail)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 

@@ -178,6 +178,36 @@ pub fn win_for_alice(f: &LedgerFixture, id: &str, amount_minor: i64) -> Request 
     )
 }
 
+/// Store contract tests: each named `async fn(Store)` becomes a test on a fresh migrated
+/// SQLite store in `mod sqlite` and on PostgreSQL in `mod postgres`, which is ignored (and
+/// says so) when the build did not find `KASSA_TEST_POSTGRES_URL`.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let backend = $crate::testing::TestBackend::Sqlite;
+                    let store = $crate::testing::migrated_store(backend).await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+                async fn $name() {
+                    let backend = $crate::testing::TestBackend::Postgres;
+                    let store = $crate::testing::migrated_store(backend).await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,34 +3,9 @@
 //! PostgreSQL, where the replacement is one statement.
 
 use kassa_store::risk::RiskDecisionRecord;
-use kassa_store::testing::{migrated_store, TestBackend};
 use kassa_store::Store;
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let store = super::migrated_store(super::TestBackend::Sqlite).await.unwrap();
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
-                async fn $name() {
-                    let store = super::migrated_store(super::TestBackend::Postgres).await.unwrap();
-                    super::$name(store).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(a_decision_replaces_only_its_subjects_earlier_one_of_its_kind);
+kassa_store::store_contract_tests!(a_decision_replaces_only_its_subjects_earlier_one_of_its_kind);
 
 fn decision(id: &str, kind: &str, subject_id: &str, outcome: &str) -> RiskDecisionRecord {
     RiskDecisionRecord {

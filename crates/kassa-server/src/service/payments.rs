@@ -654,13 +654,6 @@ impl PaymentsService {
                 return Err(lose_key(Some(claim)));
             }
         }
-        self.store.insert_payment(&mut tx, payment).await?;
-        if limit == LimitCheck::Reserved {
-            // From this commit on the payment's own row counts against the limits.
-            self.store
-                .release_deposit_reservation(&mut tx, payment.id.as_str())
-                .await?;
-        }
         let created = HistoryEvent {
             source: "api",
             event: "created",
@@ -669,9 +662,13 @@ impl PaymentsService {
             actor: None,
             detail: None,
         };
-        self.store
-            .insert_payment_event(&mut tx, &payment.id, created)
-            .await?;
+        self.store.insert_payment(&mut tx, payment, created).await?;
+        if limit == LimitCheck::Reserved {
+            // From this commit on the payment's own row counts against the limits.
+            self.store
+                .release_deposit_reservation(&mut tx, payment.id.as_str())
+                .await?;
+        }
         let answer = match (asked, refusal) {
             (Ok(started), _) => {
                 let next_action = self.record_start(&mut tx, payment, started).await?;
