@@ -406,32 +406,6 @@ impl Store {
             .collect()
     }
 
-    /// The scenarios of the alerts in the player's case that is not closed; `None` when the
-    /// player has no such case.
-    pub async fn aml_open_case_scenarios(
-        &self,
-        merchant_id: &str,
-        player_id: &str,
-    ) -> Result<Option<Vec<String>>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT a.scenario FROM aml_cases c LEFT JOIN aml_alerts a ON a.case_id = c.id \
-             WHERE c.merchant_id = $1 AND c.player_id = $2 AND c.status <> 'closed'",
-        )
-        .bind(merchant_id)
-        .bind(player_id)
-        .fetch_all(self.reader())
-        .await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let mut scenarios = Vec::new();
-        for row in &rows {
-            let scenario: Option<String> = row.try_get("scenario")?;
-            scenarios.extend(scenario);
-        }
-        Ok(Some(scenarios))
-    }
-
     /// The scenarios and window ends of the player's alerts: a pattern inside one is known.
     pub async fn aml_alert_windows(
         &self,

@@ -123,7 +123,7 @@ pub struct Velocity {
 
 /// A player's deposit history.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DepositHistory {
+pub struct PlayerHistory {
     /// Captured deposits (refunded or charged back since included).
     pub approved: i64,
     pub approved_sum_minor: i64,
@@ -133,6 +133,12 @@ pub struct DepositHistory {
     /// The issuing countries (distinct, sorted) of the cards that paid the player's
     /// captured deposits made since the `card_countries_since_ms` asked for (ADR 84).
     pub card_countries: Vec<String>,
+    /// The scenarios (sorted) of the alerts in the player's open AML case; `None` without
+    /// an open case, empty for a case opened by hand.
+    pub open_case_scenarios: Option<Vec<String>>,
+    /// How many of the merchant's other players have the email key asked about; `None`
+    /// when none was asked about.
+    pub email_players: Option<i64>,
 }
 
 const DECISION_COLUMNS: &str = "id, merchant_id, player_id, kind, subject_id, jurisdiction, ip, \
@@ -339,24 +345,6 @@ impl Store {
         Ok(())
     }
 
-    /// How many of the merchant's players other than `player_id` have the email key.
-    pub async fn players_with_email_key(
-        &self,
-        merchant_id: &str,
-        player_id: &str,
-        email_key: &str,
-    ) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM players WHERE merchant_id = $1 AND email_key = $2 \
-             AND player_id <> $3",
-        )
-        .bind(merchant_id)
-        .bind(email_key)
-        .bind(player_id)
-        .fetch_one(self.reader())
-        .await?)
-    }
-
     /// Stores a payment's newest risk decision (the card's, made after the start's).
     pub async fn set_payment_risk(
         &self,
@@ -454,51 +442,66 @@ impl Store {
         Ok(counted)
     }
 
-    /// A player's captured deposits, chargebacks, age and the countries of the cards that
-    /// paid the captured deposits since `card_countries_since_ms`: one statement, so that a
-    /// decision reads the player's payments once. A card the issuer refused is recorded on
-    /// its payment but paid nothing, so it is not counted.
-    pub async fn deposit_history(
+    /// What a decision reads of a player's past, in one statement so that it costs one
+    /// round trip: their captured deposits, chargebacks and age, the countries of the cards
+    /// that paid the captured deposits since `card_countries_since_ms` (a card the issuer
+    /// refused is recorded on its payment but paid nothing, so it is not counted), their
+    /// open AML case's scenarios, and how many other players share `email_key`.
+    pub async fn player_history(
         &self,
         merchant_id: &str,
         player_id: &str,
         card_countries_since_ms: i64,
-    ) -> Result<DepositHistory, StoreError> {
+        email_key: Option<&str>,
+    ) -> Result<PlayerHistory, StoreError> {
         let recent_card =
             format!("CASE WHEN {CAPTURED_FAMILY} AND created_at_ms >= $3 THEN card_country END");
-        // Both ignore NULLs; the order is not promised, so the countries are sorted below.
-        let card_countries = match self.backend {
-            Backend::Sqlite => format!("group_concat(DISTINCT {recent_card})"),
-            Backend::Postgres => format!("string_agg(DISTINCT {recent_card}, ',')"),
+        // Both ignore NULLs; the order is not promised, so the lists are sorted below.
+        let list = |expression: &str| match self.backend {
+            Backend::Sqlite => format!("group_concat({expression})"),
+            Backend::Postgres => format!("string_agg({expression}, ',')"),
         };
+        let (card_countries, scenarios) =
+            (list(&format!("DISTINCT {recent_card}")), list("a.scenario"));
+        let open_case = "FROM aml_cases c WHERE c.merchant_id = $1 AND c.player_id = $2 \
+             AND c.status <> 'closed'";
         let sql = format!(
             "SELECT COUNT(CASE WHEN {CAPTURED_FAMILY} THEN 1 END) AS approved, \
              CAST(COALESCE(SUM(CASE WHEN {CAPTURED_FAMILY} THEN amount_minor END), 0) AS BIGINT) AS approved_sum, \
              COUNT(CASE WHEN status = 'charged_back' THEN 1 END) AS chargebacks, \
              {card_countries} AS card_countries, \
              (SELECT created_at_ms FROM players WHERE merchant_id = $1 AND player_id = $2) \
-             AS player_created_at_ms \
+             AS player_created_at_ms, \
+             (SELECT COUNT(*) {open_case}) AS open_cases, \
+             (SELECT {scenarios} FROM aml_alerts a WHERE a.case_id IN (SELECT c.id {open_case})) \
+             AS open_case_scenarios, \
+             (SELECT COUNT(*) FROM players WHERE merchant_id = $1 AND email_key = $4 \
+             AND player_id <> $2) AS email_players \
              FROM payments WHERE merchant_id = $1 AND player_id = $2"
         );
         let row = sqlx::query(&sql)
             .bind(merchant_id)
             .bind(player_id)
             .bind(card_countries_since_ms)
+            .bind(email_key)
             .fetch_one(self.reader())
             .await?;
-        let listed: Option<String> = row.try_get("card_countries")?;
-        let mut card_countries: Vec<String> = listed
-            .iter()
-            .flat_map(|list| list.split(','))
-            .map(str::to_string)
-            .collect();
-        card_countries.sort();
-        Ok(DepositHistory {
+        let open_cases: i64 = row.try_get("open_cases")?;
+        let open_case_scenarios = match open_cases {
+            0 => None,
+            _ => Some(sorted_list(row.try_get("open_case_scenarios")?)),
+        };
+        Ok(PlayerHistory {
             approved: row.try_get("approved")?,
             approved_sum_minor: row.try_get("approved_sum")?,
             chargebacks: row.try_get("chargebacks")?,
             player_created_at_ms: row.try_get("player_created_at_ms")?,
-            card_countries,
+            card_countries: sorted_list(row.try_get("card_countries")?),
+            open_case_scenarios,
+            email_players: match email_key {
+                Some(_) => Some(row.try_get("email_players")?),
+                None => None,
+            },
         })
     }
 
@@ -557,4 +560,15 @@ async fn insert_decision(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// A comma-separated list as an aggregate returns it (`NULL` when empty), sorted.
+fn sorted_list(listed: Option<String>) -> Vec<String> {
+    let mut items: Vec<String> = listed
+        .iter()
+        .flat_map(|list| list.split(','))
+        .map(str::to_string)
+        .collect();
+    items.sort();
+    items
 }

@@ -10,7 +10,7 @@ use kassa_core::risk::features::{velocity_name, VelocityMeasure, VELOCITY_WINDOW
 use kassa_core::risk::{FeatureValue, Features};
 use kassa_core::Money;
 use kassa_store::directory::PlayerRecord;
-use kassa_store::risk::{DepositHistory, Velocity, VelocitySubject};
+use kassa_store::risk::{PlayerHistory, Velocity, VelocitySubject};
 use kassa_store::{Store, StoreError};
 
 use super::bin_list::BinList;
@@ -109,24 +109,14 @@ pub async fn gather_facts(
 ) -> Result<Features, StoreError> {
     let merchant = request.player.merchant_id.as_str();
     let player = request.player.player_id.as_str();
-    let email_players = async {
-        match email_key {
-            Some(key) => store
-                .players_with_email_key(merchant, player, key)
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
-    };
-    let (history, aml_case, email_players) = tokio::try_join!(
-        store.deposit_history(merchant, player, now_ms - CARD_COUNTRIES_WINDOW_MS),
-        store.aml_open_case_scenarios(merchant, player),
-        email_players,
-    )?;
+    let since_ms = now_ms - CARD_COUNTRIES_WINDOW_MS;
+    let history = store
+        .player_history(merchant, player, since_ms, email_key)
+        .await?;
     let mut features = request_features(request, now_ms, &history);
-    insert_aml(&mut features, aml_case.as_deref());
+    insert_aml(&mut features, history.open_case_scenarios.as_deref());
     insert_reported_card_countries(&mut features, request.player, &history.card_countries);
-    if let Some(count) = email_players {
+    if let Some(count) = history.email_players {
         number(&mut features, "email_players", count);
     }
     if let Some(flags) = request.ip.and_then(|ip| lists.ips.flags_of(ip)) {
@@ -232,7 +222,7 @@ fn text(features: &mut Features, name: &str, value: &str) {
 }
 
 /// The features of the request itself and of the player's history.
-fn request_features(request: &RiskRequest<'_>, now_ms: i64, history: &DepositHistory) -> Features {
+fn request_features(request: &RiskRequest<'_>, now_ms: i64, history: &PlayerHistory) -> Features {
     let mut features = Features::new();
     let player = request.player;
     text(&mut features, "kind", request.kind.as_str());
