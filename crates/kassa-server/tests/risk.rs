@@ -110,6 +110,19 @@ async fn velocity_per_player_ip_and_device_fires_its_rules(app: TestApp) {
         "{after}"
     );
     assert_eq!(read(&after, "player-declined", "player_declines_1h"), 1);
+
+    // So does an approved attempt whose payment the provider declined afterwards (ADR 88).
+    let (declined, _) = decided(&app, "p2", "10.00", meta("192.0.2.20", "dev-t")).await;
+    let event = json!({
+        "event_id": kassa_core::ids::generate("evt"), "payment_id": declined,
+        "status": "declined", "amount": "10.00", "currency": "EUR",
+        "timestamp": rfc3339_now_plus(0),
+    });
+    let answer = deliver(&app, &event).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let (_, next) = decided(&app, "p2", "10.00", meta("192.0.2.21", "dev-s")).await;
+    assert_eq!(fired(&next), ["player-burst", "player-declined"], "{next}");
+    assert_eq!(read(&next, "player-declined", "player_declines_1h"), 1);
     app.stop().await;
 }
 

@@ -386,7 +386,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let windows = ask.window_starts_ms.len();
-        let declined = "(r.outcome = 'decline' OR p.status IN ('declined', 'failed'))";
+        // A refused attempt, or one whose payment the provider declined or that failed.
+        let declined = "(r.outcome = 'decline' OR r.subject_failed = 1)";
         let mut columns = Vec::new();
         for i in 0..windows {
             let since = format!("r.created_at_ms >= ${}", i + 4);
@@ -410,7 +411,7 @@ impl Store {
                 format!(
                     "SELECT CAST({n} AS BIGINT) AS subject, {columns}, COUNT(DISTINCT CASE WHEN \
                      r.player_id <> $2 THEN r.player_id END) AS others \
-                     FROM risk_decisions r LEFT JOIN payments p ON p.id = r.subject_id \
+                     FROM risk_decisions r \
                      WHERE r.{} = ${value} AND r.merchant_id = $1 AND r.created_at_ms >= ${since} \
                      AND r.kind = '{}' AND r.subject_id <> $3",
                     subject.column(),
@@ -536,9 +537,12 @@ async fn insert_decision(
     record: &RiskDecisionRecord,
     prefix: &str,
 ) -> Result<(), StoreError> {
+    // A decision stored after its payment failed (a card submitted again) starts counted as
+    // failed; the payments trigger keeps it so from then on (ADR 88).
     let sql = format!(
-        "{prefix}INSERT INTO risk_decisions ({DECISION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, \
-         $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        "{prefix}INSERT INTO risk_decisions ({DECISION_COLUMNS}, subject_failed) VALUES ($1, \
+         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, (SELECT COUNT(*) \
+         FROM payments WHERE id = $5 AND status IN ('declined', 'failed')))"
     );
     sqlx::query(&sql)
         .bind(&record.id)

@@ -1754,10 +1754,12 @@ impl PaymentsService {
         };
         let prepared = risk.prepare(&request).await?;
         let mut tx = self.store.begin_grouped().await?;
+        // The payment first: its status cannot change before the decision, which copies
+        // whether it failed, is stored (ADR 88).
+        let mut current = self.locked_payment(&mut tx, &payment.id).await?;
         let (assessment, record) = risk
             .decide_in(&mut tx, prepared, &request, payment.id.as_str())
             .await?;
-        let mut current = self.locked_payment(&mut tx, &payment.id).await?;
         let json = assessment.json();
         self.store
             .set_payment_risk(&mut tx, payment.id.as_str(), &json)
