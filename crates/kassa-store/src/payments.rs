@@ -195,6 +195,49 @@ fn bind_payment<'q>(
         .bind(p.card.as_ref().and_then(|c| c.last4.clone()))
 }
 
+/// Writes a payment's mutable fields: `$1`…`$7` as [`bind_payment_change`] binds them.
+const CHANGE_PAYMENT: &str = "UPDATE payments SET status = $1, provider_reference = $2, \
+     redirect_url = $3, failure_reason = $4, refunded_minor = $5, updated_at_ms = $6 WHERE id = $7";
+
+/// The payment's mutable fields and id bound as `$1`…`$7` of [`CHANGE_PAYMENT`], changed at
+/// `now_ms`.
+fn bind_payment_change<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    p: &'q PaymentRecord,
+    now_ms: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(p.status.as_str())
+        .bind(&p.provider_reference)
+        .bind(&p.redirect_url)
+        .bind(&p.failure_reason)
+        .bind(p.refunded.amount_minor)
+        .bind(now_ms)
+        .bind(p.id.as_str())
+}
+
+/// The head of a history row's insert; its values are the payment id, then
+/// [`bind_history`]'s five, then the time.
+const INSERT_HISTORY: &str = "INSERT INTO payment_events (payment_id, source, event, \
+     from_status, to_status, detail, created_at_ms)";
+
+/// What happened, bound as five consecutive parameters of [`INSERT_HISTORY`].
+fn bind_history<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    e: HistoryEvent<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(e.source)
+        .bind(e.event)
+        .bind(e.from)
+        .bind(e.to)
+        .bind(e.detail)
+}
+
+/// The head of an outbox row's insert.
+const INSERT_OUTBOX: &str =
+    "INSERT INTO outbox (event_id, merchant_id, topic, aggregate_id, payload, created_at_ms)";
+
 /// A deposit that took the money: captured, or refunded or charged back since (each was
 /// captured first). A condition on `payments.status`.
 pub(crate) const CAPTURED_FAMILY: &str =
@@ -220,16 +263,9 @@ impl Store {
             return self.insert_payment_event(tx, &p.id, created).await;
         }
         let sql = format!(
-            "WITH payment AS ({insert}) INSERT INTO payment_events (payment_id, source, event, \
-             from_status, to_status, detail, created_at_ms) VALUES ($1, $26, $27, $28, $29, $30, \
-             $20)"
+            "WITH payment AS ({insert}) {INSERT_HISTORY} VALUES ($1, $26, $27, $28, $29, $30, $20)"
         );
-        bind_payment(sqlx::query(&sql), p)
-            .bind(created.source)
-            .bind(created.event)
-            .bind(created.from)
-            .bind(created.to)
-            .bind(created.detail)
+        bind_history(bind_payment(sqlx::query(&sql), p), created)
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -332,19 +368,9 @@ impl Store {
 
     /// Writes a payment's mutable fields.
     pub async fn update_payment(&self, tx: &mut Tx, p: &PaymentRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE payments SET status = $1, provider_reference = $2, redirect_url = $3, \
-             failure_reason = $4, refunded_minor = $5, updated_at_ms = $6 WHERE id = $7",
-        )
-        .bind(p.status.as_str())
-        .bind(&p.provider_reference)
-        .bind(&p.redirect_url)
-        .bind(&p.failure_reason)
-        .bind(p.refunded.amount_minor)
-        .bind(now_ms())
-        .bind(p.id.as_str())
-        .execute(&mut **tx)
-        .await?;
+        bind_payment_change(sqlx::query(CHANGE_PAYMENT), p, now_ms())
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
@@ -399,19 +425,11 @@ impl Store {
         payment_id: &PaymentId,
         e: HistoryEvent<'_>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO payment_events (payment_id, source, event, from_status, to_status, detail, \
-             created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(payment_id.as_str())
-        .bind(e.source)
-        .bind(e.event)
-        .bind(e.from)
-        .bind(e.to)
-        .bind(e.detail)
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await?;
+        let sql = format!("{INSERT_HISTORY} VALUES ($1, $2, $3, $4, $5, $6, $7)");
+        bind_history(sqlx::query(&sql).bind(payment_id.as_str()), e)
+            .bind(now_ms())
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
@@ -435,32 +453,16 @@ impl Store {
             }
             return Ok(());
         }
-        let change = "WITH changed AS (UPDATE payments SET status = $1, provider_reference = $2, \
-             redirect_url = $3, failure_reason = $4, refunded_minor = $5, updated_at_ms = $6 \
-             WHERE id = $7)";
-        let history_values = "(payment_id, source, event, from_status, to_status, detail, \
-             created_at_ms) VALUES ($7, $8, $9, $10, $11, $12, $6)";
+        let history_row = format!("{INSERT_HISTORY} VALUES ($7, $8, $9, $10, $11, $12, $6)");
         let sql = match outbox {
             Some(_) => format!(
-                "{change}, history AS (INSERT INTO payment_events {history_values}) \
-                 INSERT INTO outbox (event_id, merchant_id, topic, aggregate_id, payload, \
-                 created_at_ms) VALUES ($13, $14, $15, $7, $16, $6)"
+                "WITH changed AS ({CHANGE_PAYMENT}), history AS ({history_row}) \
+                 {INSERT_OUTBOX} VALUES ($13, $14, $15, $7, $16, $6)"
             ),
-            None => format!("{change} INSERT INTO payment_events {history_values}"),
+            None => format!("WITH changed AS ({CHANGE_PAYMENT}) {history_row}"),
         };
-        let mut query = sqlx::query(&sql)
-            .bind(p.status.as_str())
-            .bind(&p.provider_reference)
-            .bind(&p.redirect_url)
-            .bind(&p.failure_reason)
-            .bind(p.refunded.amount_minor)
-            .bind(now_ms())
-            .bind(p.id.as_str())
-            .bind(history.source)
-            .bind(history.event)
-            .bind(history.from)
-            .bind(history.to)
-            .bind(history.detail);
+        let query = bind_payment_change(sqlx::query(&sql), p, now_ms());
+        let mut query = bind_history(query, history);
         if let Some(event) = outbox {
             query = query
                 .bind(kassa_core::ids::generate("evt"))
@@ -826,18 +828,15 @@ pub async fn insert_outbox_in(
     payload: &str,
 ) -> Result<String, StoreError> {
     let event_id = kassa_core::ids::generate("evt");
-    sqlx::query(
-        "INSERT INTO outbox (event_id, merchant_id, topic, aggregate_id, payload, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&event_id)
-    .bind(merchant_id)
-    .bind(topic)
-    .bind(aggregate_id)
-    .bind(payload)
-    .bind(now_ms())
-    .execute(conn)
-    .await?;
+    sqlx::query(&format!("{INSERT_OUTBOX} VALUES ($1, $2, $3, $4, $5, $6)"))
+        .bind(&event_id)
+        .bind(merchant_id)
+        .bind(topic)
+        .bind(aggregate_id)
+        .bind(payload)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
     Ok(event_id)
 }
 

@@ -121,7 +121,7 @@ pub struct Velocity {
     pub other_players: i64,
 }
 
-/// A player's deposit history.
+/// What a decision reads of a player's past ([`Store::player_history`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlayerHistory {
     /// Captured deposits (refunded or charged back since included).
@@ -499,10 +499,9 @@ impl Store {
             player_created_at_ms: row.try_get("player_created_at_ms")?,
             card_countries: sorted_list(row.try_get("card_countries")?),
             open_case_scenarios,
-            email_players: match email_key {
-                Some(_) => Some(row.try_get("email_players")?),
-                None => None,
-            },
+            email_players: email_key
+                .map(|_| row.try_get("email_players"))
+                .transpose()?,
         })
     }
 

@@ -2225,20 +2225,22 @@ impl PaymentsService {
                     detail,
                 };
                 let event_type = format!("payment.{}", to.as_str());
-                let payload = json!({
-                    "type": event_type,
-                    "payment_id": payment.id,
-                    "player_id": payment.player_id,
-                    "status": to.as_str(),
-                    "amount": payment.amount.format_amount(),
-                    "currency": payment.amount.currency.code(),
-                    "failure_reason": payment.failure_reason,
-                })
-                .to_string();
                 // An event only when the status changed.
-                let outbox = (to != from).then_some(PaymentOutboxEvent {
+                let payload = (to != from).then(|| {
+                    json!({
+                        "type": event_type,
+                        "payment_id": payment.id,
+                        "player_id": payment.player_id,
+                        "status": to.as_str(),
+                        "amount": payment.amount.format_amount(),
+                        "currency": payment.amount.currency.code(),
+                        "failure_reason": payment.failure_reason,
+                    })
+                    .to_string()
+                });
+                let outbox = payload.as_deref().map(|payload| PaymentOutboxEvent {
                     topic: &event_type,
-                    payload: &payload,
+                    payload,
                 });
                 self.store
                     .record_payment_change(tx, payment, history, outbox)
