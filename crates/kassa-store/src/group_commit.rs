@@ -274,7 +274,13 @@ pub struct GroupedTx {
 
 enum Inner {
     /// PostgreSQL, or SQLite with group commit off: a transaction of its own.
-    Plain { tx: Option<Tx>, backend: Backend },
+    /// `waits_for_disk` is false for a PostgreSQL transaction begun with
+    /// `synchronous_commit` off ([`crate::Store::begin_grouped_without_waiting_for_disk`]).
+    Plain {
+        tx: Option<Tx>,
+        backend: Backend,
+        waits_for_disk: bool,
+    },
     /// A unit of the shared SQLite transaction; `guard` is `None` once committed.
     Grouped {
         guard: Option<OwnedMutexGuard<Shared>>,
@@ -283,11 +289,12 @@ enum Inner {
 }
 
 impl GroupedTx {
-    pub(crate) fn plain(tx: Tx, backend: Backend) -> GroupedTx {
+    pub(crate) fn plain(tx: Tx, backend: Backend, waits_for_disk: bool) -> GroupedTx {
         GroupedTx {
             inner: Inner::Plain {
                 tx: Some(tx),
                 backend,
+                waits_for_disk,
             },
         }
     }
@@ -296,7 +303,11 @@ impl GroupedTx {
     /// joined) was not applied.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         match &mut self.inner {
-            Inner::Plain { tx, .. } => {
+            Inner::Plain { .. } => {
+                self.wait_for_disk_at_commit().await?;
+                let Inner::Plain { tx, .. } = &mut self.inner else {
+                    unreachable!("a plain unit stays plain")
+                };
                 let tx = tx.take().expect("a transaction is committed once");
                 Ok(tx.commit().await?)
             }
@@ -307,6 +318,24 @@ impl GroupedTx {
         }
     }
 
+    /// Makes this unit's commit wait for the disk after all: a unit from
+    /// [`crate::Store::begin_grouped_without_waiting_for_disk`] gets back the server's own
+    /// `synchronous_commit` (not necessarily `on`). [`GroupedTx::commit`] calls it; any
+    /// other unit already waits.
+    pub async fn wait_for_disk_at_commit(&mut self) -> Result<(), StoreError> {
+        if let Inner::Plain {
+            tx: Some(tx),
+            waits_for_disk: waits @ false,
+            ..
+        } = &mut self.inner
+        {
+            tx.execute("SET LOCAL synchronous_commit TO DEFAULT")
+                .await?;
+            *waits = true;
+        }
+        Ok(())
+    }
+
     /// Commits a unit whose loss in a crash costs nothing but a few counts (a start's risk
     /// decision alone, ADRs 74 and 79) without waiting for the disk: `Ok` once what it wrote
     /// is visible to the writes that follow, and on disk no later than the next durable
@@ -315,9 +344,13 @@ impl GroupedTx {
     /// without: a plain (durable) commit, the switch's safe side.
     pub async fn commit_without_waiting_for_disk(mut self) -> Result<(), StoreError> {
         match &mut self.inner {
-            Inner::Plain { tx, backend } => {
+            Inner::Plain {
+                tx,
+                backend,
+                waits_for_disk,
+            } => {
                 let mut tx = tx.take().expect("a transaction is committed once");
-                if *backend == Backend::Postgres {
+                if *backend == Backend::Postgres && *waits_for_disk {
                     tx.execute("SET LOCAL synchronous_commit TO OFF").await?;
                 }
                 Ok(tx.commit().await?)

@@ -640,8 +640,26 @@ impl Store {
                 self.count_write_transaction();
                 group.begin().await
             }
-            None => Ok(GroupedTx::plain(self.begin().await?, self.backend)),
+            None => Ok(GroupedTx::plain(self.begin().await?, self.backend, true)),
         }
+    }
+
+    /// Starts a write unit that will most likely end with
+    /// [`GroupedTx::commit_without_waiting_for_disk`] (a deposit start's risk decision
+    /// alone): as [`Store::begin_grouped`], but on PostgreSQL its `BEGIN` turns
+    /// `synchronous_commit` off in the same round trip, rather than a statement of its own
+    /// before the commit. [`GroupedTx::commit`] of such a unit still waits for the disk: it
+    /// restores the setting first, one round trip on the path that needs it.
+    pub async fn begin_grouped_without_waiting_for_disk(&self) -> Result<GroupedTx, StoreError> {
+        if self.backend != Backend::Postgres {
+            return self.begin_grouped().await;
+        }
+        self.count_write_transaction();
+        let tx = self
+            .writer
+            .begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF")
+            .await?;
+        Ok(GroupedTx::plain(tx, self.backend, false))
     }
 
     /// The durable commits SQLite's group commit has made for all its units (0 when it is

@@ -482,3 +482,84 @@ async fn a_unit_committed_without_waiting_is_visible_postgres() {
         .unwrap();
     assert_eq!(stored, 1);
 }
+
+/// `synchronous_commit` as the unit's transaction sees it.
+async fn synchronous_commit(tx: &mut kassa_store::GroupedTx) -> String {
+    sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+        .fetch_one(&mut ***tx)
+        .await
+        .unwrap()
+}
+
+/// A unit begun not to wait for the disk has `synchronous_commit` off from its `BEGIN`
+/// (no statement of its own at the commit); asked to wait after all (a refused start's
+/// commit), it gets the server's own setting back before it commits. The setting is the
+/// transaction's: the pooled connection's next transaction has the server's again.
+#[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+async fn a_unit_begun_not_to_wait_can_still_wait_postgres() {
+    let (store, _url) = store_with_table(TestBackend::Postgres, true).await;
+    let mut plain = store.begin_grouped().await.unwrap();
+    let server = synchronous_commit(&mut plain).await;
+    plain.rollback().await.unwrap();
+    assert_ne!(server, "off", "the server's own setting waits for the disk");
+
+    let mut tx = store
+        .begin_grouped_without_waiting_for_disk()
+        .await
+        .unwrap();
+    assert_eq!(synchronous_commit(&mut tx).await, "off");
+    insert(&mut tx, "not_waited", 1).await.unwrap();
+    tx.commit_without_waiting_for_disk().await.unwrap();
+
+    let mut tx = store
+        .begin_grouped_without_waiting_for_disk()
+        .await
+        .unwrap();
+    insert(&mut tx, "waited", 1).await.unwrap();
+    tx.wait_for_disk_at_commit().await.unwrap();
+    assert_eq!(synchronous_commit(&mut tx).await, server);
+    tx.commit().await.unwrap();
+
+    let mut next = store.begin_grouped().await.unwrap();
+    assert_eq!(synchronous_commit(&mut next).await, server);
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM units WHERE id IN ('not_waited', 'waited')")
+            .fetch_one(&mut **next)
+            .await
+            .unwrap();
+    assert_eq!(stored, 2);
+}
+
+/// On SQLite a unit begun not to wait is an ordinary unit: committed either way, it is
+/// stored.
+#[tokio::test]
+async fn a_unit_begun_not_to_wait_is_an_ordinary_unit_sqlite() {
+    for group_commit in [true, false] {
+        let (store, url) = store_with_table(TestBackend::Sqlite, group_commit).await;
+        let mut tx = store
+            .begin_grouped_without_waiting_for_disk()
+            .await
+            .unwrap();
+        insert(&mut tx, "not_waited", 1).await.unwrap();
+        tx.commit_without_waiting_for_disk().await.unwrap();
+        let mut tx = store
+            .begin_grouped_without_waiting_for_disk()
+            .await
+            .unwrap();
+        insert(&mut tx, "waited", 1).await.unwrap();
+        tx.commit().await.unwrap();
+        store.close().await;
+        let stored = stored_parts(&url).await;
+        assert_eq!(
+            stored.get("not_waited"),
+            Some(&1),
+            "group commit {group_commit}"
+        );
+        assert_eq!(
+            stored.get("waited"),
+            Some(&1),
+            "group commit {group_commit}"
+        );
+    }
+}

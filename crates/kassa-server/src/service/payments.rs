@@ -416,7 +416,6 @@ impl PaymentsService {
         request: &NewPayment,
         payment_id: &PaymentId,
     ) -> Result<(LimitCheck, Option<(Assessment, RiskDecisionRecord)>), PaymentError> {
-        let limited = limits_in_force(&self.store, merchant_id, &player.player_id).await?;
         let risk_request = RiskRequest {
             kind: RiskKind::Deposit,
             player,
@@ -427,10 +426,18 @@ impl PaymentsService {
             device: request.device_id.as_deref(),
             card: None,
         };
-        let prepared = match &self.risk {
-            Some(risk) => Some((risk, risk.prepare(&risk_request).await?)),
-            None => None,
+        // Two reads at once, on two connections: the limits, and what the risk decision
+        // reads before its transaction.
+        let prepared = async {
+            match &self.risk {
+                Some(risk) => Ok(Some((risk, risk.prepare(&risk_request).await?))),
+                None => Ok::<_, StoreError>(None),
+            }
         };
+        let (limited, prepared) = tokio::try_join!(
+            limits_in_force(&self.store, merchant_id, &player.player_id),
+            prepared
+        )?;
         if !limited && prepared.is_none() {
             return Ok((LimitCheck::NoLimit, None));
         }
@@ -441,7 +448,11 @@ impl PaymentsService {
             amount_minor: request.amount.amount_minor,
             currency: request.amount.currency,
         };
-        let mut tx = self.store.begin_grouped().await?;
+        let mut tx = match limited {
+            true => self.store.begin_grouped().await?,
+            // Most likely the decision alone, committed without waiting (below).
+            false => self.store.begin_grouped_without_waiting_for_disk().await?,
+        };
         if limited {
             if let Err(refused) = check_within_limits(&self.store, &mut tx, &start).await? {
                 tx.rollback().await?;

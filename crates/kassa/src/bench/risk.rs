@@ -122,7 +122,7 @@ async fn run(
         decisions(duration / 2, || async { Ok(risk.assess(&request).await?) }).await?;
     let (stored, last) = decisions(duration, || async {
         let prepared = risk.prepare(&request).await?;
-        let mut tx = store.begin_grouped().await?;
+        let mut tx = store.begin_grouped_without_waiting_for_disk().await?;
         let (assessment, _) = risk.decide_in(&mut tx, prepared, &request, SUBJECT).await?;
         // As a start of a player without deposit limits (`PaymentsService::check_start`).
         tx.commit_without_waiting_for_disk().await?;
