@@ -33,8 +33,10 @@ const DEVICE: &str = "device-bench";
 const EMAIL: &str = "risk.player@example.com";
 /// A card fingerprint as the vault's HMAC makes them (64 hex digits).
 const CARD: &str = "4b6173736142656e63684361726446696e6765727072696e7430303030303031";
-/// The measured decision's subject: each decision replaces the one before, as a retry's.
-const SUBJECT: &str = "pay_bench_measured";
+/// The measured decisions' subjects: each a new one, as a start's payment id (a decision
+/// replacing the same subject thousands of times would measure a chain of dead row
+/// versions that no production subject has; perf-log note 48).
+const SUBJECT_PREFIX: &str = "pay_bench_measured_";
 
 /// The risk cell of `backend`: `runs` runs of `duration` each over one warmed database.
 pub async fn cell(
@@ -118,16 +120,28 @@ async fn run(
             bin: "40000100",
         }),
     };
-    let (read_only, _) =
-        decisions(duration / 2, || async { Ok(risk.assess(&request).await?) }).await?;
-    let (stored, last) = decisions(duration, || async {
-        let prepared = risk.prepare(&request).await?;
-        let mut tx = store.begin_grouped_without_waiting_for_disk().await?;
-        let (assessment, _) = risk.decide_in(&mut tx, prepared, &request, SUBJECT).await?;
-        // As a start of a player without deposit limits (`PaymentsService::check_start`).
-        tx.commit_without_waiting_for_disk().await?;
-        Ok(assessment)
-    })
+    let (read_only, _) = decisions(
+        duration / 2,
+        |_| async { Ok(risk.assess(&request).await?) },
+        |_| async { Ok(()) },
+    )
+    .await?;
+    let subject = |n: u64| format!("{SUBJECT_PREFIX}{n}");
+    let (stored, last) = decisions(
+        duration,
+        |n| async move {
+            let prepared = risk.prepare(&request).await?;
+            let mut tx = store.begin_grouped_without_waiting_for_disk().await?;
+            let (assessment, _) = risk
+                .decide_in(&mut tx, prepared, &request, &subject(n))
+                .await?;
+            // As a start of a player without deposit limits (`PaymentsService::check_start`).
+            tx.commit_without_waiting_for_disk().await?;
+            Ok(assessment)
+        },
+        // Untimed: the counters stay as warmed, for the next decision and the check below.
+        |n| async move { forget_decision(store, &subject(n)).await },
+    )
     .await?;
     let mut stats = RunStats::new(stored.len(), 0, duration, &stored);
     // The player has no captured deposit: only the averages of their deposits are missing.
@@ -155,25 +169,44 @@ async fn run(
     Ok(stats)
 }
 
-/// Makes decisions with `decide` for `duration`; answers their latencies and the last.
-async fn decisions<F, Fut>(
+/// Makes decisions with `decide` for `duration`, each followed by `after` (not timed);
+/// answers their latencies and the last.
+async fn decisions<F, Fut, A, AFut>(
     duration: Duration,
     decide: F,
+    after: A,
 ) -> anyhow::Result<(hdrhistogram::Histogram<u64>, Option<Assessment>)>
 where
-    F: Fn() -> Fut,
+    F: Fn(u64) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Assessment>>,
+    A: Fn(u64) -> AFut,
+    AFut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let mut histogram = stats::new_histogram();
     let mut last = None;
     let started = Instant::now();
+    let mut n = 0;
     while started.elapsed() < duration {
         let one = Instant::now();
-        let assessed = decide().await?;
+        let assessed = decide(n).await?;
         stats::record(&mut histogram, one.elapsed());
+        after(n).await?;
         last = Some(assessed);
+        n += 1;
     }
     Ok((histogram, last))
+}
+
+/// Deletes the measured decision of `subject_id`, so that the next one counts the warmed
+/// attempts only.
+async fn forget_decision(store: &Store, subject_id: &str) -> anyhow::Result<()> {
+    let mut tx = store.begin().await?;
+    sqlx::query("DELETE FROM risk_decisions WHERE subject_id = $1")
+        .bind(subject_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The merchant, the measured player and the stored decisions the counters count.
