@@ -46,7 +46,12 @@ pub async fn cell(
     runs: usize,
 ) -> anyhow::Result<Cell> {
     let database = FreshDatabase::create(backend, postgres_url).await?;
-    let measured = measure(&database.url, duration, runs).await;
+    // On a worker of the runtime, as a request's handler runs: polled from `main`'s
+    // `block_on`, every database answer would be a wake-up across threads.
+    let measured = tokio::spawn(measure(database.url.clone(), duration, runs))
+        .await
+        .context("the risk measurement's task")
+        .and_then(|measured| measured);
     database.drop().await?;
     let measured = measured?;
     Ok(Cell {
@@ -59,8 +64,8 @@ pub async fn cell(
     })
 }
 
-async fn measure(url: &str, duration: Duration, runs: usize) -> anyhow::Result<Vec<RunStats>> {
-    let store = Store::connect(url).await?;
+async fn measure(url: String, duration: Duration, runs: usize) -> anyhow::Result<Vec<RunStats>> {
+    let store = Store::connect(&url).await?;
     store.migrate().await?;
     let player = warm(&store).await?;
     // A list of 1,000 ranges, so the IP flags are looked up as in production.
