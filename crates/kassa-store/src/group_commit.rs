@@ -302,12 +302,9 @@ impl GroupedTx {
     /// Commits the unit: returns `Ok` once it is durable, an error if it (or the epoch it
     /// joined) was not applied.
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.wait_for_disk_at_commit().await?;
         match &mut self.inner {
-            Inner::Plain { .. } => {
-                self.wait_for_disk_at_commit().await?;
-                let Inner::Plain { tx, .. } = &mut self.inner else {
-                    unreachable!("a plain unit stays plain")
-                };
+            Inner::Plain { tx, .. } => {
                 let tx = tx.take().expect("a transaction is committed once");
                 Ok(tx.commit().await?)
             }
