@@ -180,13 +180,14 @@ pub fn win_for_alice(f: &LedgerFixture, id: &str, amount_minor: i64) -> Request 
 
 /// Store contract tests: each named `async fn(Store)` becomes a test on a fresh migrated
 /// SQLite store in `mod sqlite` and on PostgreSQL in `mod postgres`, which is ignored (and
-/// says so) when the build did not find `KASSA_TEST_POSTGRES_URL`.
+/// says so) when the build did not find `KASSA_TEST_POSTGRES_URL`. Each runs on four worker
+/// threads, so that tests racing two transactions race for real.
 #[macro_export]
 macro_rules! store_contract_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     let backend = $crate::testing::TestBackend::Sqlite;
                     let store = $crate::testing::migrated_store(backend).await.unwrap();
@@ -196,7 +197,7 @@ macro_rules! store_contract_tests {
         }
         mod postgres {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
                 async fn $name() {
                     let backend = $crate::testing::TestBackend::Postgres;

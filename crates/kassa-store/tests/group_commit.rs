@@ -491,6 +491,16 @@ async fn synchronous_commit(tx: &mut kassa_store::GroupedTx) -> String {
         .unwrap()
 }
 
+/// A unit from `begin_grouped_without_waiting_for_disk` that has stored `id`.
+async fn begun_not_to_wait(store: &Store, id: &str) -> kassa_store::GroupedTx {
+    let mut tx = store
+        .begin_grouped_without_waiting_for_disk()
+        .await
+        .unwrap();
+    insert(&mut tx, id, 1).await.unwrap();
+    tx
+}
+
 /// A unit begun not to wait for the disk has `synchronous_commit` off from its `BEGIN`
 /// (no statement of its own at the commit); asked to wait after all (a refused start's
 /// commit), it gets the server's own setting back before it commits. The setting is the
@@ -504,19 +514,11 @@ async fn a_unit_begun_not_to_wait_can_still_wait_postgres() {
     plain.rollback().await.unwrap();
     assert_ne!(server, "off", "the server's own setting waits for the disk");
 
-    let mut tx = store
-        .begin_grouped_without_waiting_for_disk()
-        .await
-        .unwrap();
+    let mut tx = begun_not_to_wait(&store, "not_waited").await;
     assert_eq!(synchronous_commit(&mut tx).await, "off");
-    insert(&mut tx, "not_waited", 1).await.unwrap();
     tx.commit_without_waiting_for_disk().await.unwrap();
 
-    let mut tx = store
-        .begin_grouped_without_waiting_for_disk()
-        .await
-        .unwrap();
-    insert(&mut tx, "waited", 1).await.unwrap();
+    let mut tx = begun_not_to_wait(&store, "waited").await;
     tx.wait_for_disk_at_commit().await.unwrap();
     assert_eq!(synchronous_commit(&mut tx).await, server);
     tx.commit().await.unwrap();
@@ -537,17 +539,9 @@ async fn a_unit_begun_not_to_wait_can_still_wait_postgres() {
 async fn a_unit_begun_not_to_wait_is_an_ordinary_unit_sqlite() {
     for group_commit in [true, false] {
         let (store, url) = store_with_table(TestBackend::Sqlite, group_commit).await;
-        let mut tx = store
-            .begin_grouped_without_waiting_for_disk()
-            .await
-            .unwrap();
-        insert(&mut tx, "not_waited", 1).await.unwrap();
+        let tx = begun_not_to_wait(&store, "not_waited").await;
         tx.commit_without_waiting_for_disk().await.unwrap();
-        let mut tx = store
-            .begin_grouped_without_waiting_for_disk()
-            .await
-            .unwrap();
-        insert(&mut tx, "waited", 1).await.unwrap();
+        let tx = begun_not_to_wait(&store, "waited").await;
         tx.commit().await.unwrap();
         store.close().await;
         let stored = stored_parts(&url).await;

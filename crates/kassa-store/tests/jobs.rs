@@ -5,15 +5,7 @@
 use std::collections::HashSet;
 
 use kassa_store::jobs::{JobState, NewJob, RetryRefusal};
-use kassa_store::testing::{fresh_database_url, TestBackend};
 use kassa_store::{now_ms, Store};
-
-async fn store(backend: TestBackend) -> Option<Store> {
-    let url = fresh_database_url(backend).await?;
-    let store = Store::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    Some(store)
-}
 
 fn job<'a>(kind: &'a str, dedupe_key: Option<&'a str>, attempts_max: i64) -> NewJob<'a> {
     NewJob {
@@ -28,33 +20,7 @@ fn job<'a>(kind: &'a str, dedupe_key: Option<&'a str>, attempts_max: i64) -> New
 
 const LEASE_MS: i64 = 30_000;
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let store = super::store(kassa_store::testing::TestBackend::Sqlite).await.unwrap();
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(store) = super::store(kassa_store::testing::TestBackend::Postgres).await else {
-                        eprintln!("KASSA_TEST_POSTGRES_URL is not set; skipping the PostgreSQL half");
-                        return;
-                    };
-                    super::$name(store).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+kassa_store::store_contract_tests!(
     a_dedupe_key_allows_one_unfinished_job_per_kind,
     a_lease_expires_and_another_node_takes_the_job_over,
     failures_back_off_then_the_job_is_dead_with_its_last_error,

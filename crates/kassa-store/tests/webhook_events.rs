@@ -4,34 +4,9 @@
 
 use std::time::Duration;
 
-use kassa_store::testing::{migrated_store, TestBackend};
 use kassa_store::Store;
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let store = super::migrated_store(super::TestBackend::Sqlite).await.unwrap();
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
-                async fn $name() {
-                    let store = super::migrated_store(super::TestBackend::Postgres).await.unwrap();
-                    super::$name(store).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+kassa_store::store_contract_tests!(
     a_second_answer_for_one_event_is_a_duplicate,
     a_racing_answer_waits_for_the_first_and_is_a_duplicate,
 );
