@@ -6,11 +6,29 @@ negative paths) towards the objects seed.py created, with the key each path need
 count every status answered so the harness can check the share of 2xx.
 """
 
+import ast
 import hashlib
 import json
 import os
+import threading
 
 import schemathesis
+
+# CPython 3.11 keeps the AST converter's recursion depth in one global, per process
+# (gh-106905): two worker threads inside `ast.parse` at once, one at a deeper stack, fail with
+# "SystemError: AST constructor recursion depth mismatch". Hypothesis parses source to
+# describe lambdas, so with --workers 2 a run could end in a "Runtime Error" that is neither
+# Kassa's nor the test's. Parsing one at a time avoids it.
+_AST_PARSE_LOCK = threading.Lock()
+_ast_parse = ast.parse
+
+
+def _parse_one_at_a_time(*args, **kwargs):
+    with _AST_PARSE_LOCK:
+        return _ast_parse(*args, **kwargs)
+
+
+ast.parse = _parse_one_at_a_time
 
 SEED = json.load(open(os.environ["KASSA_ST_SEED"]))
 STATUS_LOG = os.environ["KASSA_ST_STATUS_LOG"]
