@@ -104,7 +104,7 @@ impl GroupCommit {
             self.finish_epoch(shared).await;
         }
         if shared.tx.is_none() {
-            let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let tx = crate::begin_sqlite_immediate(&self.writer).await?;
             shared.tx = Some(tx);
             shared.epoch += 1;
             shared.members = 0;

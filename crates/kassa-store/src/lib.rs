@@ -371,6 +371,43 @@ const POSTGRES_STATEMENT_CACHE_CAPACITY: usize = 1024;
 const SQLITE_READERS_MAX: u32 = 8;
 /// How long a request waits for a pooled connection before failing.
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A pooled PostgreSQL connection idle for at least this long is pinged before it is handed
+/// out; one used more recently is not (ADR 89).
+const POSTGRES_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// PostgreSQL pools ping a connection before use only after it sat idle (ADR 89). sqlx's
+/// default pings every one: a round trip on each acquire, that is on each read outside a
+/// transaction and each transaction. sqlx still pings every connection it takes back into
+/// the pool and closes a broken one, so a broken one rarely gets this far.
+fn postgres_pool_options() -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= POSTGRES_PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// `BEGIN IMMEDIATE` on SQLite's writer pool, on a task of its own so that a caller cancelled
+/// meanwhile cannot leave the transaction open (ADR 90). sqlx-sqlite 0.8 begins with a
+/// custom statement in two steps, and awaits between them: SQLite runs the `BEGIN`, then the
+/// driver checks that the connection is in a transaction. A future dropped at that second
+/// await never builds the `Transaction` whose drop would roll back. The connection then goes
+/// back to the pool inside a transaction that holds the write lock: every other writer waits
+/// out its busy timeout, and every later `BEGIN IMMEDIATE` on it fails. On its own task the
+/// begin always completes, and a transaction nobody takes is rolled back by its drop.
+pub(crate) async fn begin_sqlite_immediate(writer: &AnyPool) -> Result<Tx, StoreError> {
+    let writer = writer.clone();
+    tokio::spawn(async move { writer.begin_with("BEGIN IMMEDIATE").await })
+        .await
+        .map_err(|_| StoreError::Corrupt("a transaction's begin ended without an answer".into()))?
+        .map_err(StoreError::from)
+}
+
 /// Page size of a new SQLite database (ADR 12, ADR 14, ADR 18). Every journal row lands in
 /// a random leaf of the txn-id and player indexes, and a commit writes each page it touched
 /// into the WAL in full: smaller pages write fewer bytes, larger ones split less often. With
@@ -514,7 +551,9 @@ impl Store {
             } else {
                 writer.await?
             };
+            // Nor are the readers pinged (ADR 89).
             let reader = pool(SQLITE_READERS_MAX, String::new())
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await?;
             let store = Store {
@@ -544,9 +583,8 @@ impl Store {
                     "{url}{separator}statement-cache-capacity={POSTGRES_STATEMENT_CACHE_CAPACITY}"
                 )
             };
-            let pool = AnyPoolOptions::new()
+            let pool = postgres_pool_options()
                 .max_connections(POSTGRES_CONNECTIONS_MAX)
-                .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
                 .connect(&url)
                 .await?;
             return Ok(Store {
@@ -576,9 +614,8 @@ impl Store {
             Backend::Sqlite => Ok(self.clone()),
             Backend::Postgres => {
                 let options = (*self.writer.connect_options()).clone();
-                let writer = AnyPoolOptions::new()
+                let writer = postgres_pool_options()
                     .max_connections(DEDICATED_WRITER_CONNECTIONS_MAX)
-                    .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
                     .connect_with(options)
                     .await?;
                 Ok(Store {
@@ -612,7 +649,10 @@ impl Store {
     /// IMMEDIATE`), so a transaction never fails half-way for want of it.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         self.count_write_transaction();
-        Ok(self.writer.begin_with(self.begin_statement()).await?)
+        match self.backend {
+            Backend::Sqlite => begin_sqlite_immediate(&self.writer).await,
+            Backend::Postgres => Ok(self.writer.begin_with(self.begin_statement()).await?),
+        }
     }
 
     /// The same store with SQLite's group commit (ADR 39) on or off: on, the units of

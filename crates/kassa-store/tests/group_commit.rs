@@ -66,13 +66,29 @@ async fn stored_parts(url: &str) -> std::collections::BTreeMap<String, i64> {
 
 /// A plain SQLite connection writes within a busy timeout: the shared transaction is not
 /// left open holding the write lock. The timeout is long enough for a checkpoint's fsync on
-/// a loaded CI machine (2 s was not, once); a leaked lock would hold it forever.
-fn another_connection_can_write(url: &str) {
-    let path = url.trim_start_matches("sqlite://");
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.busy_timeout(Duration::from_secs(15)).unwrap();
-    conn.execute("INSERT INTO parent (id) VALUES (NULL)", [])
-        .expect("the write lock is free");
+/// a loaded CI machine (2 s was not, once); a leaked lock would hold it forever. The write
+/// runs on a blocking thread, so the runtime's tasks (a settle a drop spawned) go on
+/// meanwhile. When it fails, it is tried again with the store's connections closed, so the
+/// failure says whether the store's own writer held the lock.
+async fn another_connection_can_write(store: &Store, url: &str) {
+    let path = url.trim_start_matches("sqlite://").to_string();
+    let write = move || {
+        let conn = rusqlite::Connection::open(&path)?;
+        conn.busy_timeout(Duration::from_secs(15))?;
+        conn.execute("INSERT INTO parent (id) VALUES (NULL)", [])
+    };
+    let first = tokio::task::spawn_blocking(write.clone()).await.unwrap();
+    if let Err(error) = first {
+        // Closing waits for the connections in use: one a unit never gave back never is.
+        let closing = tokio::time::timeout(Duration::from_secs(5), store.close()).await;
+        if closing.is_err() {
+            panic!("the write lock is not free: {error}; a store connection stays in use");
+        }
+        let closed = tokio::task::spawn_blocking(write).await.unwrap();
+        panic!(
+            "the write lock is not free: {error}; with the store's connections closed: {closed:?}"
+        );
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,7 +173,7 @@ async fn concurrent_units_are_durable_all_or_nothing_and_grouped() {
             };
         }
     }
-    another_connection_can_write(&url);
+    another_connection_can_write(&store, &url).await;
     let units = (TASKS * ROUNDS) as u64;
     assert_eq!(store.write_transactions() - before, units);
     let commits = store.group_commits();
@@ -198,14 +214,14 @@ async fn a_dropped_unit_alone_does_not_keep_the_transaction_open() {
     let mut tx = store.begin_grouped().await.unwrap();
     insert(&mut tx, "dropped", 1).await.unwrap();
     drop(tx);
-    another_connection_can_write(&url);
+    another_connection_can_write(&store, &url).await;
     let mut tx = store.begin_grouped().await.unwrap();
     insert(&mut tx, "waiting", 1).await.unwrap();
     insert(&mut tx, "waiting", 2).await.unwrap();
     let mut commit = Box::pin(tx.commit());
     let _ = futures::poll!(&mut commit);
     drop(commit);
-    another_connection_can_write(&url);
+    another_connection_can_write(&store, &url).await;
     let stored = stored_parts(&url).await;
     assert_eq!(stored.get("dropped"), None);
     assert!(matches!(stored.get("waiting"), None | Some(2)));
@@ -249,7 +265,7 @@ async fn a_failed_commit_answers_every_member_and_applies_nothing() {
     let mut tx = store.begin_grouped().await.unwrap();
     insert(&mut tx, "after", 1).await.unwrap();
     tx.commit().await.unwrap();
-    another_connection_can_write(&url);
+    another_connection_can_write(&store, &url).await;
     drop(store);
     let stored = stored_parts(&url).await;
     assert_eq!(
@@ -337,7 +353,7 @@ proptest::proptest! {
             for task in tasks {
                 answers.push(task.await.unwrap());
             }
-            another_connection_can_write(&url);
+            another_connection_can_write(&store, &url).await;
             drop(store);
             let stored = stored_parts(&url).await;
             for (id, plan, answer) in answers {
@@ -461,7 +477,7 @@ async fn a_unit_committed_without_waiting_alone_is_committed_soon() {
         let mut tx = store.begin_grouped().await.unwrap();
         insert(&mut tx, "alone", 1).await.unwrap();
         tx.commit_without_waiting_for_disk().await.unwrap();
-        another_connection_can_write(&url);
+        another_connection_can_write(&store, &url).await;
         assert_eq!(parts_on_disk(&url, "alone"), 1);
     }
 }
@@ -555,5 +571,31 @@ async fn a_unit_begun_not_to_wait_is_an_ordinary_unit_sqlite() {
             Some(&1),
             "group commit {group_commit}"
         );
+    }
+}
+
+/// A begin cancelled after SQLite has begun the transaction, while the driver still checks
+/// it (sqlx-sqlite 0.8 awaits once more there), leaves no transaction open on the writer
+/// connection (ADR 90): another connection can write, and the store begins again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_cancelled_after_sqlite_began_leaves_nothing_open() {
+    for group_commit in [true, false] {
+        let (store, url) = store_with_table(TestBackend::Sqlite, group_commit).await;
+        // Dropped after 1 to 6 polls, each after the connection's thread had time to
+        // answer: one of them is the driver's check, after `BEGIN IMMEDIATE` has run.
+        for polls in 1..=6 {
+            let mut begin = Box::pin(store.begin_grouped());
+            for _ in 0..polls {
+                if futures::poll!(&mut begin).is_ready() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            drop(begin);
+        }
+        another_connection_can_write(&store, &url).await;
+        let mut tx = store.begin_grouped().await.expect("the store begins again");
+        insert(&mut tx, "after", 1).await.unwrap();
+        tx.commit().await.unwrap();
     }
 }
