@@ -411,9 +411,20 @@ impl Store {
     }
 
     /// Recomputes every balance from the journal and checks the ledger's invariants.
-    /// Runs in one read transaction so that it sees a single consistent snapshot.
+    /// Runs in one read transaction so that it sees a single consistent snapshot: on
+    /// PostgreSQL at `REPEATABLE READ`, since at the default `READ COMMITTED` each statement
+    /// has a snapshot of its own, and a money movement committed between reading the balances
+    /// and summing the journal was reported as drift. SQLite's read transaction is one
+    /// snapshot already.
     pub async fn verify_ledger(&self) -> Result<VerifyReport, StoreError> {
-        let mut tx = self.reader().begin().await?;
+        let mut tx = match self.backend() {
+            Backend::Postgres => {
+                self.reader()
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+            Backend::Sqlite => self.reader().begin().await?,
+        };
         let mut report = VerifyReport::default();
         let accounts: Vec<Account> = sqlx::query(
             "SELECT id, currency, balance_minor, floor FROM ledger_accounts ORDER BY id",

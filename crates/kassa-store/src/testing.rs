@@ -91,6 +91,7 @@ pub async fn migrated_store(backend: TestBackend) -> Option<crate::Store> {
 
 /// A new merchant with two EUR players, `alice` and `bob`, and the house and sandbox
 /// clearing accounts: the ledger tests' common ground.
+#[derive(Clone)]
 pub struct LedgerFixture {
     /// The merchant's id.
     pub merchant: String,

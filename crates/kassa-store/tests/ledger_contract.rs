@@ -376,6 +376,48 @@ async fn sqlite_verify_catches_orphan_journal_rows() {
 async fn postgres_verify_catches_orphan_journal_rows() {
     verify_catches_orphan_journal_rows(TestBackend::Postgres).await;
 }
+/// `verify_ledger` reads the balances and the journal from one snapshot: money moving while
+/// it runs is never reported as drift. At PostgreSQL's default `READ COMMITTED`, a win
+/// committed between its two reads was.
+async fn verify_sees_one_snapshot_while_money_moves(backend: TestBackend) {
+    let store = store(backend).await.unwrap();
+    let f = fixture(&store).await;
+    let wins = {
+        let (store, f) = (store.clone(), f.clone());
+        tokio::spawn(async move {
+            for n in 0..300 {
+                apply(
+                    &store,
+                    &f.merchant,
+                    &[win_for_alice(&f, &format!("w{n}"), 100)],
+                )
+                .await;
+            }
+        })
+    };
+    let mut verified = 0;
+    while !wins.is_finished() {
+        let report = store.verify_ledger().await.unwrap();
+        assert!(report.is_ok(), "after {verified} clean reports: {report:?}");
+        verified += 1;
+    }
+    wins.await.unwrap();
+    assert!(
+        verified > 10,
+        "the reports ran while money moved ({verified})"
+    );
+    assert!(store.verify_ledger().await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_verify_sees_one_snapshot_while_money_moves() {
+    verify_sees_one_snapshot_while_money_moves(TestBackend::Sqlite).await;
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+async fn postgres_verify_sees_one_snapshot_while_money_moves() {
+    verify_sees_one_snapshot_while_money_moves(TestBackend::Postgres).await;
+}
 #[tokio::test]
 async fn sqlite_two_phase_and_reversal() {
     two_phase_and_reversal(TestBackend::Sqlite).await;
