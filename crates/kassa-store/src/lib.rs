@@ -81,8 +81,8 @@ impl HeldConnection {
         Ok(conn.begin_with(self.store.begin_statement()).await?)
     }
 
-    /// Gives the connection back to the pool, which tests it before anyone uses it again:
-    /// after an error, in case the connection is what failed.
+    /// Gives the connection back to the pool, which pings it as it takes it back and closes
+    /// it if broken: after an error, in case the connection is what failed.
     pub(crate) fn release(&mut self) {
         self.conn = None;
     }
@@ -392,6 +392,10 @@ fn postgres_pool_options() -> AnyPoolOptions {
         })
 }
 
+/// How a write transaction begins on SQLite: with the write lock taken at once, so that it
+/// never fails half-way for want of it.
+const SQLITE_BEGIN: &str = "BEGIN IMMEDIATE";
+
 /// `BEGIN IMMEDIATE` on SQLite's writer pool, on a task of its own so that a caller cancelled
 /// meanwhile cannot leave the transaction open (ADR 90). sqlx-sqlite 0.8 begins with a
 /// custom statement in two steps, and awaits between them: SQLite runs the `BEGIN`, then the
@@ -402,7 +406,7 @@ fn postgres_pool_options() -> AnyPoolOptions {
 /// begin always completes, and a transaction nobody takes is rolled back by its drop.
 pub(crate) async fn begin_sqlite_immediate(writer: &AnyPool) -> Result<Tx, StoreError> {
     let writer = writer.clone();
-    tokio::spawn(async move { writer.begin_with("BEGIN IMMEDIATE").await })
+    tokio::spawn(async move { writer.begin_with(SQLITE_BEGIN).await })
         .await
         .map_err(|_| StoreError::Corrupt("a transaction's begin ended without an answer".into()))?
         .map_err(StoreError::from)
@@ -732,7 +736,7 @@ impl Store {
     /// The statement that opens a write transaction (see [`Store::begin`]).
     fn begin_statement(&self) -> &'static str {
         match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Sqlite => SQLITE_BEGIN,
             Backend::Postgres => "BEGIN",
         }
     }
