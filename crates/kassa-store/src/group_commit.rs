@@ -91,6 +91,7 @@ impl GroupCommit {
                 guard: Some(guard),
                 group: self.clone(),
             },
+            risk_locks_held: Vec::new(),
         };
         let Inner::Grouped {
             guard: Some(shared),
@@ -270,6 +271,9 @@ async fn fail_epoch(shared: &mut Shared, error: StoreError) -> Arc<StoreError> {
 /// durable; dropped without it, the unit is rolled back.
 pub struct GroupedTx {
     inner: Inner,
+    /// The risk subjects' lock keys taken at the begin, sorted
+    /// ([`crate::Store::begin_risk_decision`]); empty otherwise.
+    pub(crate) risk_locks_held: Vec<i32>,
 }
 
 enum Inner {
@@ -296,6 +300,7 @@ impl GroupedTx {
                 backend,
                 waits_for_disk,
             },
+            risk_locks_held: Vec::new(),
         }
     }
 

@@ -695,15 +695,30 @@ impl Store {
     /// before the commit. [`GroupedTx::commit`] of such a unit still waits for the disk: it
     /// restores the setting first, one round trip on the path that needs it.
     pub async fn begin_grouped_without_waiting_for_disk(&self) -> Result<GroupedTx, StoreError> {
+        self.begin_risk_decision(&[]).await
+    }
+
+    /// Starts a start's risk decision alone (ADR 74), as
+    /// [`Store::begin_grouped_without_waiting_for_disk`], holding the risk subjects' locks
+    /// `risk_lock_keys` from the start ([`Store::lock_risk_subjects`] then takes nothing
+    /// again): on PostgreSQL they are taken in the `BEGIN`'s own round trip (ADR 91).
+    pub async fn begin_risk_decision(
+        &self,
+        risk_lock_keys: &[i32],
+    ) -> Result<GroupedTx, StoreError> {
         if self.backend != Backend::Postgres {
             return self.begin_grouped().await;
         }
         self.count_write_transaction();
-        let tx = self
-            .writer
-            .begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF")
-            .await?;
-        Ok(GroupedTx::plain(tx, self.backend, false))
+        let keys = risk::lock_order(risk_lock_keys);
+        let mut statement = String::from("BEGIN; SET LOCAL synchronous_commit TO OFF");
+        if let Some(locks) = risk::lock_statement(&keys, risk::LockKeys::Inline) {
+            statement = format!("{statement}; {locks}");
+        }
+        let tx = self.writer.begin_with(statement).await?;
+        let mut tx = GroupedTx::plain(tx, self.backend, false);
+        tx.risk_locks_held = keys;
+        Ok(tx)
     }
 
     /// The durable commits SQLite's group commit has made for all its units (0 when it is

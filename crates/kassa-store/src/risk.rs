@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use crate::payments::CAPTURED_FAMILY;
 use crate::versions::{version_from_row, VERSION_COLUMNS};
-use crate::{now_ms, Backend, Conn, Store, StoreError};
+use crate::{now_ms, Backend, Conn, GroupedTx, Store, StoreError};
 
 /// One stored version of a scope's rule set.
 pub use crate::versions::DocumentVersion as RuleSetVersion;
@@ -81,6 +81,16 @@ impl VelocitySubject<'_> {
         }
     }
 
+    /// Whether the other players seen with this subject are counted: an IP's, a device's
+    /// and a card's are a feature; a player's own are not, and an email key's are counted
+    /// from the players table (`email_players`).
+    fn counts_other_players(&self) -> bool {
+        matches!(
+            self,
+            VelocitySubject::Ip(_) | VelocitySubject::Device(_) | VelocitySubject::Card(_)
+        )
+    }
+
     /// The lock key of this subject of `merchant_id` (see [`Store::lock_risk_subjects`]).
     pub fn lock_key(&self, merchant_id: &str) -> i32 {
         // FNV-1a: stable across nodes and releases, unlike std's hasher. A collision only
@@ -110,6 +120,44 @@ pub struct VelocityAsk<'a> {
 /// The lock class of the risk subjects' advisory locks on PostgreSQL ("KR").
 const RISK_LOCK_CLASS: i32 = 0x4b52;
 
+/// Lock keys in the order they are taken: ascending, each once.
+pub(crate) fn lock_order(keys: &[i32]) -> Vec<i32> {
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// How [`lock_statement`] passes the keys.
+pub(crate) enum LockKeys {
+    /// As parameters `$1`, `$2`, … in the order given.
+    Bound,
+    /// Written into the statement (integers), for a simple query without parameters.
+    Inline,
+}
+
+/// One PostgreSQL statement taking the advisory locks of `keys` (in [`lock_order`]) for the
+/// rest of the transaction; `None` for no keys. The arguments of `||` are evaluated left to
+/// right, so the locks are taken in order; each `void` is cast to text, which every driver
+/// reads.
+pub(crate) fn lock_statement(keys: &[i32], passed: LockKeys) -> Option<String> {
+    if keys.is_empty() {
+        return None;
+    }
+    let locks: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let key = match passed {
+                LockKeys::Bound => format!("${}", i + 1),
+                LockKeys::Inline => key.to_string(),
+            };
+            format!("CAST(pg_advisory_xact_lock({RISK_LOCK_CLASS}, {key}) AS TEXT)")
+        })
+        .collect();
+    Some(format!("SELECT {} AS locked", locks.join(" || ")))
+}
+
 /// A subject's deposit attempts, declines (by risk or by the provider) and amounts per
 /// window, in the order of the windows asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -117,7 +165,8 @@ pub struct Velocity {
     pub attempts: Vec<i64>,
     pub declines: Vec<i64>,
     pub amount_minor: Vec<i64>,
-    /// Other players of the merchant seen with the subject since `seen_since_ms`.
+    /// Other players of the merchant seen with the subject since `seen_since_ms`: counted
+    /// for an IP, a device and a card, 0 for a player and an email key.
     pub other_players: i64,
 }
 
@@ -319,29 +368,32 @@ impl Store {
     /// ([`VelocitySubject::lock_key`]), in ascending order so two decisions never wait for
     /// each other in a circle: a decision counting a subject's velocity and storing its own
     /// attempt runs after every earlier one of the subject has committed. PostgreSQL:
-    /// transaction-scoped advisory locks (a `void` cast to text, which every driver reads);
-    /// SQLite: nothing, its write transactions already run one at a time.
+    /// transaction-scoped advisory locks; SQLite: nothing, its write transactions already
+    /// run one at a time. Nothing when `tx` took these locks at its begin
+    /// ([`Store::begin_risk_decision`]).
     pub async fn lock_risk_subjects(
         &self,
-        conn: &mut Conn,
+        tx: &mut GroupedTx,
         keys: &[i32],
     ) -> Result<(), StoreError> {
-        if self.backend() != Backend::Postgres || keys.is_empty() {
+        if self.backend() != Backend::Postgres {
             return Ok(());
         }
-        let mut keys = keys.to_vec();
-        keys.sort_unstable();
-        keys.dedup();
-        // The arguments of `||` are evaluated left to right: the locks are taken in order.
-        let locks: Vec<String> = (1..=keys.len())
-            .map(|i| format!("CAST(pg_advisory_xact_lock({RISK_LOCK_CLASS}, ${i}) AS TEXT)"))
-            .collect();
-        let sql = format!("SELECT {} AS locked", locks.join(" || "));
+        let keys = lock_order(keys);
+        if keys
+            .iter()
+            .all(|key| tx.risk_locks_held.binary_search(key).is_ok())
+        {
+            return Ok(());
+        }
+        let Some(sql) = lock_statement(&keys, LockKeys::Bound) else {
+            return Ok(());
+        };
         let mut query = sqlx::query(&sql);
         for key in keys {
             query = query.bind(key);
         }
-        query.fetch_one(&mut *conn).await?;
+        query.fetch_one(&mut ***tx).await?;
         Ok(())
     }
 
@@ -408,9 +460,13 @@ impl Store {
             .enumerate()
             .map(|(n, (subject, _))| {
                 let (value, since) = (4 + windows + 2 * n, 5 + windows + 2 * n);
+                // Counting distinct values sorts them: only where they are a feature.
+                let others = match subject.counts_other_players() {
+                    true => "COUNT(DISTINCT CASE WHEN r.player_id <> $2 THEN r.player_id END)",
+                    false => "CAST(0 AS BIGINT)",
+                };
                 format!(
-                    "SELECT CAST({n} AS BIGINT) AS subject, {columns}, COUNT(DISTINCT CASE WHEN \
-                     r.player_id <> $2 THEN r.player_id END) AS others \
+                    "SELECT CAST({n} AS BIGINT) AS subject, {columns}, {others} AS others \
                      FROM risk_decisions r \
                      WHERE r.{} = ${value} AND r.merchant_id = $1 AND r.created_at_ms >= ${since} \
                      AND r.kind = '{}' AND r.subject_id <> $3",

@@ -448,10 +448,14 @@ impl PaymentsService {
             amount_minor: request.amount.amount_minor,
             currency: request.amount.currency,
         };
-        let mut tx = match limited {
-            true => self.store.begin_grouped().await?,
-            // Most likely the decision alone, committed without waiting (below).
-            false => self.store.begin_grouped_without_waiting_for_disk().await?,
+        let mut tx = match (limited, &prepared) {
+            // Most likely the decision alone, committed without waiting (below), its locks
+            // taken as it begins.
+            (false, Some((risk, prepared))) => {
+                let keys = risk.lock_keys(prepared, &risk_request);
+                self.store.begin_risk_decision(&keys).await?
+            }
+            _ => self.store.begin_grouped().await?,
         };
         if limited {
             if let Err(refused) = check_within_limits(&self.store, &mut tx, &start).await? {

@@ -136,7 +136,9 @@ async fn run(
         duration,
         |n| async move {
             let prepared = risk.prepare(&request).await?;
-            let mut tx = store.begin_grouped_without_waiting_for_disk().await?;
+            let mut tx = store
+                .begin_risk_decision(&risk.lock_keys(&prepared, &request))
+                .await?;
             let (assessment, _) = risk
                 .decide_in(&mut tx, prepared, &request, &subject(n))
                 .await?;

@@ -18,7 +18,7 @@ use kassa_core::risk::features::VELOCITY_WINDOWS;
 use kassa_core::risk::{evaluate, Decision, Features, RiskOutcome, RuleSet};
 use kassa_core::routing::DocumentError;
 use kassa_store::risk::{RiskDecisionRecord, RuleSetVersion, VelocityAsk};
-use kassa_store::{now_ms, Conn, Store, StoreError};
+use kassa_store::{now_ms, Conn, GroupedTx, Store, StoreError};
 use serde::Serialize;
 
 use features::Lists;
@@ -401,27 +401,34 @@ impl RiskService {
         self.decide_on(&mut conn, prepared, request, "").await
     }
 
+    /// The lock keys of `request`'s velocity subjects, for
+    /// [`kassa_store::Store::begin_risk_decision`].
+    pub fn lock_keys(&self, prepared: &Prepared, request: &RiskRequest<'_>) -> Vec<i32> {
+        let merchant = request.player.merchant_id.as_str();
+        request
+            .velocity_subjects(prepared.email_key.as_deref(), prepared.now_ms)
+            .iter()
+            .map(|(_, subject, _)| subject.lock_key(merchant))
+            .collect()
+    }
+
     /// Decides on `request` for `subject_id` inside the caller's transaction and stores the
     /// decision there, in place of an earlier one of the subject (ADR 74). The subjects'
-    /// locks are taken first, so the velocity counted sees every attempt decided before
-    /// this one, on any node, and a later one sees this one once the transaction commits.
+    /// locks are taken first (unless `tx` holds them from its begin), so the velocity
+    /// counted sees every attempt decided before this one, on any node, and a later one
+    /// sees this one once the transaction commits.
     pub async fn decide_in(
         &self,
-        conn: &mut Conn,
+        tx: &mut GroupedTx,
         prepared: Prepared,
         request: &RiskRequest<'_>,
         subject_id: &str,
     ) -> Result<(Assessment, RiskDecisionRecord), StoreError> {
-        let merchant = request.player.merchant_id.as_str();
-        let keys: Vec<i32> = request
-            .velocity_subjects(prepared.email_key.as_deref(), prepared.now_ms)
-            .iter()
-            .map(|(_, subject, _)| subject.lock_key(merchant))
-            .collect();
-        self.store.lock_risk_subjects(conn, &keys).await?;
-        let assessment = self.decide_on(conn, prepared, request, subject_id).await?;
+        let keys = self.lock_keys(&prepared, request);
+        self.store.lock_risk_subjects(tx, &keys).await?;
+        let assessment = self.decide_on(tx, prepared, request, subject_id).await?;
         let record = assessment.record(request, subject_id);
-        self.store.replace_risk_decision(conn, &record).await?;
+        self.store.replace_risk_decision(tx, &record).await?;
         Ok((assessment, record))
     }
 
