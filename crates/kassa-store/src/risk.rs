@@ -82,8 +82,9 @@ impl VelocitySubject<'_> {
     }
 
     /// Whether the other players seen with this subject are counted: an IP's, a device's
-    /// and a card's are a feature; a player's own are not, and an email key's are counted
-    /// from the players table (`email_players`).
+    /// and a card's are a feature, kept in `risk_subject_players` by a trigger (ADR 94); a
+    /// player's own are not, and an email key's are counted from the players table
+    /// (`email_players`).
     fn counts_other_players(&self) -> bool {
         matches!(
             self,
@@ -427,7 +428,9 @@ impl Store {
     /// subject's `seen_since_ms`), and the other players seen with it since then; in the
     /// order of `subjects`. One statement on `conn` (the caller's transaction, so it sees
     /// what the transaction's locks ordered before it): a `UNION ALL` of one aggregate per
-    /// subject, each led by the subject's index.
+    /// subject, each led by the subject's index and reading no further back than its
+    /// earliest window; the other players come from `risk_subject_players` (ADR 94), so a
+    /// busy IP's 30 days are not read per decision.
     pub async fn risk_velocity_in(
         &self,
         conn: &mut Conn,
@@ -438,41 +441,15 @@ impl Store {
             return Ok(Vec::new());
         }
         let windows = ask.window_starts_ms.len();
-        // A refused attempt, or one whose payment the provider declined or that failed.
-        let declined = "(r.outcome = 'decline' OR r.subject_failed = 1)";
-        let mut columns = Vec::new();
-        for i in 0..windows {
-            let since = format!("r.created_at_ms >= ${}", i + 4);
-            columns.push(format!(
-                "COUNT(CASE WHEN {since} THEN 1 END) AS attempts_{i}"
-            ));
-            columns.push(format!(
-                "COUNT(CASE WHEN {since} AND {declined} THEN 1 END) AS declines_{i}"
-            ));
-            columns.push(format!(
-                "CAST(COALESCE(SUM(CASE WHEN {since} THEN r.amount_minor END), 0) AS BIGINT) \
-                 AS amount_{i}"
-            ));
-        }
-        let columns = columns.join(", ");
+        let earliest_window_ms = ask.window_starts_ms.iter().copied().min().unwrap_or(0);
         let parts: Vec<String> = subjects
             .iter()
             .enumerate()
             .map(|(n, (subject, _))| {
-                let (value, since) = (4 + windows + 2 * n, 5 + windows + 2 * n);
-                // Counting distinct values sorts them: only where they are a feature.
-                let others = match subject.counts_other_players() {
-                    true => "COUNT(DISTINCT CASE WHEN r.player_id <> $2 THEN r.player_id END)",
-                    false => "CAST(0 AS BIGINT)",
-                };
-                format!(
-                    "SELECT CAST({n} AS BIGINT) AS subject, {columns}, {others} AS others \
-                     FROM risk_decisions r \
-                     WHERE r.{} = ${value} AND r.merchant_id = $1 AND r.created_at_ms >= ${since} \
-                     AND r.kind = '{}' AND r.subject_id <> $3",
-                    subject.column(),
-                    subject.counted_kind(),
-                )
+                // This part's parameters: the subject, where its scan starts, and since when
+                // other players count.
+                let first = 4 + windows + 3 * n;
+                velocity_part(n, subject, windows, [first, first + 1, first + 2])
             })
             .collect();
         let sql = parts.join(" UNION ALL ");
@@ -484,7 +461,12 @@ impl Store {
             query = query.bind(*start);
         }
         for (subject, seen_since_ms) in subjects {
-            query = query.bind(subject.value()).bind(*seen_since_ms);
+            // Rows before the earliest window are in no count.
+            let scan_since_ms = (*seen_since_ms).max(earliest_window_ms);
+            query = query
+                .bind(subject.value())
+                .bind(scan_since_ms)
+                .bind(*seen_since_ms);
         }
         let rows = query.fetch_all(&mut *conn).await?;
         let mut counted = vec![Velocity::default(); subjects.len()];
@@ -584,6 +566,51 @@ impl Store {
             .await?;
         rows.iter().map(decision_from_row).collect()
     }
+}
+
+/// The aggregate of subject `n` in [`Store::risk_velocity_in`]: its decisions counted over
+/// the `windows` (parameters `$4`…), and its other players; `parameters` are the numbers of
+/// the subject's value, its scan's start and the other players' since.
+fn velocity_part(
+    n: usize,
+    subject: &VelocitySubject<'_>,
+    windows: usize,
+    parameters: [usize; 3],
+) -> String {
+    let [value, scan_since, seen_since] = parameters;
+    // A refused attempt, or one whose payment the provider declined or that failed.
+    let declined = "(r.outcome = 'decline' OR r.subject_failed = 1)";
+    let mut columns = Vec::new();
+    for i in 0..windows {
+        let since = format!("r.created_at_ms >= ${}", i + 4);
+        columns.push(format!(
+            "COUNT(CASE WHEN {since} THEN 1 END) AS attempts_{i}"
+        ));
+        columns.push(format!(
+            "COUNT(CASE WHEN {since} AND {declined} THEN 1 END) AS declines_{i}"
+        ));
+        columns.push(format!(
+            "CAST(COALESCE(SUM(CASE WHEN {since} THEN r.amount_minor END), 0) AS BIGINT) \
+             AS amount_{i}"
+        ));
+    }
+    let columns = columns.join(", ");
+    let column = subject.column();
+    let others = match subject.counts_other_players() {
+        true => format!(
+            "(SELECT COUNT(*) FROM risk_subject_players p WHERE p.merchant_id = $1 \
+             AND p.subject = '{column}' AND p.value = ${value} AND p.player_id <> $2 \
+             AND p.last_seen_ms >= ${seen_since})"
+        ),
+        false => "CAST(0 AS BIGINT)".to_string(),
+    };
+    format!(
+        "SELECT CAST({n} AS BIGINT) AS subject, {columns}, {others} AS others \
+         FROM risk_decisions r \
+         WHERE r.{column} = ${value} AND r.merchant_id = $1 AND r.created_at_ms >= ${scan_since} \
+         AND r.kind = '{}' AND r.subject_id <> $3",
+        subject.counted_kind(),
+    )
 }
 
 /// Inserts `record`, the statement led by `prefix` (a CTE that may use the row's values).

@@ -1,18 +1,14 @@
 //! Migrations that rewrite the journal keep every row: a database with money on it at the
 //! previous schema is migrated and must still verify, with the same balances.
 
+use kassa_store::risk::{VelocityAsk, VelocitySubject};
 use kassa_store::testing::{fresh_database_url, TestBackend};
 use kassa_store::Store;
 use sqlx::AnyPool;
 
-/// Migrations the journal had before 0004 (transfers keyed by entry).
-const BEFORE_0004: [&str; 3] = [
-    "0001_foundation.sql",
-    "0002_payments.sql",
-    "0003_payouts.sql",
-];
-
-async fn migrate_to_0003(backend: TestBackend, url: &str) -> AnyPool {
+/// A pool on `url` migrated with the migrations whose names sort before `first_left_out`
+/// (`"0004"`: the journal before transfers were keyed by entry).
+async fn migrate_before(backend: TestBackend, url: &str, first_left_out: &str) -> AnyPool {
     let folder = match backend {
         TestBackend::Sqlite => "sqlite",
         TestBackend::Postgres => "postgres",
@@ -25,8 +21,11 @@ async fn migrate_to_0003(backend: TestBackend, url: &str) -> AnyPool {
         kassa_core::ids::generate("m").to_lowercase()
     ));
     std::fs::create_dir_all(&partial).unwrap();
-    for name in BEFORE_0004 {
-        std::fs::copy(source.join(name), partial.join(name)).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let name = entry.unwrap().file_name();
+        if name.to_string_lossy().as_ref() < first_left_out {
+            std::fs::copy(source.join(&name), partial.join(&name)).unwrap();
+        }
     }
     sqlx::any::install_default_drivers();
     let url = match backend {
@@ -48,7 +47,7 @@ async fn transfers_keep_their_entries_through_0004(backend: TestBackend) {
     let Some(url) = fresh_database_url(backend).await else {
         return;
     };
-    let old = migrate_to_0003(backend, &url).await;
+    let old = migrate_before(backend, &url, "0004").await;
     // A merchant, a player's cash account (id 1) and the house (id 2), two wins and a bet,
     // written as the code before 0004 wrote them.
     for sql in [
@@ -129,4 +128,78 @@ async fn sqlite_transfers_keep_their_entries_through_0004() {
 #[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
 async fn postgres_transfers_keep_their_entries_through_0004() {
     transfers_keep_their_entries_through_0004(TestBackend::Postgres).await;
+}
+
+/// Decisions stored before 0043 tell the velocity count which players an IP, a device and a
+/// card were seen with: the migration fills `risk_subject_players` from them (ADR 94).
+async fn subject_players_are_filled_from_earlier_decisions_by_0043(backend: TestBackend) {
+    let Some(url) = fresh_database_url(backend).await else {
+        return;
+    };
+    let old = migrate_before(backend, &url, "0043").await;
+    let now = kassa_store::now_ms();
+    let day_ms = 86_400_000;
+    // (player, kind, IP, card, days ago)
+    let decisions = [
+        ("p2", "deposit", Some("ip-1"), None, 3),
+        ("p2", "deposit", Some("ip-1"), None, 40),
+        ("p3", "deposit", Some("ip-1"), None, 35),
+        ("p4", "payout", Some("ip-1"), None, 1),
+        ("p5", "card", Some("ip-1"), Some("card-1"), 2),
+        ("p6", "deposit", None, Some("card-1"), 2),
+    ];
+    for (n, (player, kind, ip, card, days_ago)) in decisions.into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO risk_decisions (id, merchant_id, player_id, kind, subject_id, ip, \
+             device, amount_minor, outcome, score, features, decision, created_at_ms, \
+             card_fingerprint) VALUES ($1, 'm1', $2, $3, $4, $5, 'device-1', 100, 'approve', 0, \
+             '{}', '{}', $6, $7)",
+        )
+        .bind(format!("rd_{n}"))
+        .bind(player)
+        .bind(kind)
+        .bind(format!("pay_{n}"))
+        .bind(ip)
+        .bind(now - days_ago * day_ms)
+        .bind(card)
+        .execute(&old)
+        .await
+        .unwrap();
+    }
+    old.close().await;
+
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let windows = [now - day_ms];
+    let ask = VelocityAsk {
+        merchant_id: "m1",
+        player_id: "p1",
+        subject_id: "pay_new",
+        window_starts_ms: &windows,
+    };
+    let since = now - 30 * day_ms;
+    let subjects = [
+        (VelocitySubject::Ip("ip-1"), since),
+        (VelocitySubject::Device("device-1"), since),
+        (VelocitySubject::Card("card-1"), since),
+    ];
+    let mut conn = store.read_connection().await.unwrap();
+    let counted = store
+        .risk_velocity_in(&mut conn, &ask, &subjects)
+        .await
+        .unwrap();
+    let others: Vec<i64> = counted.iter().map(|v| v.other_players).collect();
+    // The IP's and the device's: p2 (3 days ago), and p6 for the device; not p3 (35 days),
+    // the payout's p4 or the card's p5. The card's: p5, who submitted it.
+    assert_eq!(others, [1, 2, 1], "{counted:?}");
+}
+
+#[tokio::test]
+async fn sqlite_subject_players_are_filled_from_earlier_decisions_by_0043() {
+    subject_players_are_filled_from_earlier_decisions_by_0043(TestBackend::Sqlite).await;
+}
+#[tokio::test]
+#[cfg_attr(not(kassa_postgres_tests), ignore = "KASSA_TEST_POSTGRES_URL is unset")]
+async fn postgres_subject_players_are_filled_from_earlier_decisions_by_0043() {
+    subject_players_are_filled_from_earlier_decisions_by_0043(TestBackend::Postgres).await;
 }
