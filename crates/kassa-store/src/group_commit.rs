@@ -279,7 +279,7 @@ pub struct GroupedTx {
 enum Inner {
     /// PostgreSQL, or SQLite with group commit off: a transaction of its own.
     /// `waits_for_disk` is false for a PostgreSQL transaction begun with
-    /// `synchronous_commit` off ([`crate::Store::begin_grouped_without_waiting_for_disk`]).
+    /// `synchronous_commit` off ([`crate::Store::begin_risk_decision`]).
     Plain {
         tx: Option<Tx>,
         backend: Backend,
@@ -321,7 +321,7 @@ impl GroupedTx {
     }
 
     /// Makes this unit's commit wait for the disk after all: a unit from
-    /// [`crate::Store::begin_grouped_without_waiting_for_disk`] gets back the server's own
+    /// [`crate::Store::begin_risk_decision`] gets back the server's own
     /// `synchronous_commit` (not necessarily `on`). [`GroupedTx::commit`] calls it; any
     /// other unit already waits.
     pub async fn wait_for_disk_at_commit(&mut self) -> Result<(), StoreError> {

@@ -689,19 +689,13 @@ impl Store {
     }
 
     /// Starts a write unit that will most likely end with
-    /// [`GroupedTx::commit_without_waiting_for_disk`] (a deposit start's risk decision
-    /// alone): as [`Store::begin_grouped`], but on PostgreSQL its `BEGIN` turns
-    /// `synchronous_commit` off in the same round trip, rather than a statement of its own
-    /// before the commit. [`GroupedTx::commit`] of such a unit still waits for the disk: it
-    /// restores the setting first, one round trip on the path that needs it.
-    pub async fn begin_grouped_without_waiting_for_disk(&self) -> Result<GroupedTx, StoreError> {
-        self.begin_risk_decision(&[]).await
-    }
-
-    /// Starts a start's risk decision alone (ADR 74), as
-    /// [`Store::begin_grouped_without_waiting_for_disk`], holding the risk subjects' locks
-    /// `risk_lock_keys` from the start ([`Store::lock_risk_subjects`] then takes nothing
-    /// again): on PostgreSQL they are taken in the `BEGIN`'s own round trip (ADR 91).
+    /// [`GroupedTx::commit_without_waiting_for_disk`]: a deposit start's risk decision alone
+    /// (ADR 74), holding the risk subjects' locks `risk_lock_keys` from the start
+    /// ([`Store::lock_risk_subjects`] then takes nothing again). As [`Store::begin_grouped`],
+    /// but on PostgreSQL its `BEGIN` turns `synchronous_commit` off and takes the locks in the
+    /// same round trip (ADR 91), rather than in statements of their own.
+    /// [`GroupedTx::commit`] of such a unit still waits for the disk: it restores the setting
+    /// first, one round trip on the path that needs it.
     pub async fn begin_risk_decision(
         &self,
         risk_lock_keys: &[i32],
@@ -712,7 +706,8 @@ impl Store {
         self.count_write_transaction();
         let keys = risk::lock_order(risk_lock_keys);
         let mut statement = String::from("BEGIN; SET LOCAL synchronous_commit TO OFF");
-        if let Some(locks) = risk::lock_statement(&keys, risk::LockKeys::Inline) {
+        if !keys.is_empty() {
+            let locks = risk::lock_statement(&keys, risk::LockKeys::Inline);
             statement = format!("{statement}; {locks}");
         }
         let tx = self.writer.begin_with(statement).await?;

@@ -137,14 +137,10 @@ pub(crate) enum LockKeys {
     Inline,
 }
 
-/// One PostgreSQL statement taking the advisory locks of `keys` (in [`lock_order`]) for the
-/// rest of the transaction; `None` for no keys. The arguments of `||` are evaluated left to
-/// right, so the locks are taken in order; each `void` is cast to text, which every driver
-/// reads.
-pub(crate) fn lock_statement(keys: &[i32], passed: LockKeys) -> Option<String> {
-    if keys.is_empty() {
-        return None;
-    }
+/// One PostgreSQL statement taking the advisory locks of `keys` (in [`lock_order`], at least
+/// one) for the rest of the transaction. The arguments of `||` are evaluated left to right,
+/// so the locks are taken in order; each `void` is cast to text, which every driver reads.
+pub(crate) fn lock_statement(keys: &[i32], passed: LockKeys) -> String {
     let locks: Vec<String> = keys
         .iter()
         .enumerate()
@@ -156,7 +152,7 @@ pub(crate) fn lock_statement(keys: &[i32], passed: LockKeys) -> Option<String> {
             format!("CAST(pg_advisory_xact_lock({RISK_LOCK_CLASS}, {key}) AS TEXT)")
         })
         .collect();
-    Some(format!("SELECT {} AS locked", locks.join(" || ")))
+    format!("SELECT {} AS locked", locks.join(" || "))
 }
 
 /// A subject's deposit attempts, declines (by risk or by the provider) and amounts per
@@ -381,15 +377,14 @@ impl Store {
             return Ok(());
         }
         let keys = lock_order(keys);
-        if keys
+        // Also true of no keys at all.
+        let held = keys
             .iter()
-            .all(|key| tx.risk_locks_held.binary_search(key).is_ok())
-        {
+            .all(|key| tx.risk_locks_held.binary_search(key).is_ok());
+        if held {
             return Ok(());
         }
-        let Some(sql) = lock_statement(&keys, LockKeys::Bound) else {
-            return Ok(());
-        };
+        let sql = lock_statement(&keys, LockKeys::Bound);
         let mut query = sqlx::query(&sql);
         for key in keys {
             query = query.bind(key);

@@ -507,12 +507,9 @@ async fn synchronous_commit(tx: &mut kassa_store::GroupedTx) -> String {
         .unwrap()
 }
 
-/// A unit from `begin_grouped_without_waiting_for_disk` that has stored `id`.
+/// A unit from `begin_risk_decision` (no locks) that has stored `id`.
 async fn begun_not_to_wait(store: &Store, id: &str) -> kassa_store::GroupedTx {
-    let mut tx = store
-        .begin_grouped_without_waiting_for_disk()
-        .await
-        .unwrap();
+    let mut tx = store.begin_risk_decision(&[]).await.unwrap();
     insert(&mut tx, id, 1).await.unwrap();
     tx
 }
