@@ -443,7 +443,7 @@ impl Store {
             .map(|(n, (subject, _))| {
                 // This part's parameters: the subject, where its scan starts, and since when
                 // other players count.
-                let first = 4 + windows + 3 * n;
+                let first = FIRST_WINDOW_PARAMETER + windows + 3 * n;
                 velocity_part(n, subject, windows, [first, first + 1, first + 2])
             })
             .collect();
@@ -563,9 +563,15 @@ impl Store {
     }
 }
 
+/// The number of the velocity count's first window parameter: `$1` to `$3` are the merchant,
+/// the asking player and the subject decided on, then come the windows' starts, then three
+/// per subject ([`velocity_part`]).
+const FIRST_WINDOW_PARAMETER: usize = 4;
+
 /// The aggregate of subject `n` in [`Store::risk_velocity_in`]: its decisions counted over
-/// the `windows` (parameters `$4`…), and its other players; `parameters` are the numbers of
-/// the subject's value, its scan's start and the other players' since.
+/// the `windows` (parameters from [`FIRST_WINDOW_PARAMETER`] on), and its other players;
+/// `parameters` are the numbers of the subject's value, its scan's start and the other
+/// players' since.
 fn velocity_part(
     n: usize,
     subject: &VelocitySubject<'_>,
@@ -577,7 +583,7 @@ fn velocity_part(
     let declined = "(r.outcome = 'decline' OR r.subject_failed = 1)";
     let mut columns = Vec::new();
     for i in 0..windows {
-        let since = format!("r.created_at_ms >= ${}", i + 4);
+        let since = format!("r.created_at_ms >= ${}", FIRST_WINDOW_PARAMETER + i);
         columns.push(format!(
             "COUNT(CASE WHEN {since} THEN 1 END) AS attempts_{i}"
         ));
