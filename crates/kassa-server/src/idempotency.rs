@@ -17,7 +17,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kassa_store::idempotency::{
-    claim_idempotency_key_in, complete_idempotency_key, release_idempotency_key_in,
+    claim_idempotency_key_answered_in, complete_idempotency_key, release_idempotency_key_in,
     stage_idempotency_answer, Claim,
 };
 use kassa_store::{Conn, StoreError};
@@ -46,7 +46,8 @@ pub struct IdempotencyClaim {
     pub key: String,
     completed: Arc<AtomicBool>,
     /// Set when the key is to be claimed inside the request's one transaction
-    /// ([`claim_in`](Self::claim_in)) rather than before the handler ran (ADR 0034).
+    /// ([`claim_answered_in`](Self::claim_answered_in)) rather than before the handler ran
+    /// (ADR 0034).
     deferred: Option<DeferredClaim>,
 }
 
@@ -59,24 +60,29 @@ struct DeferredClaim {
 }
 
 impl IdempotencyClaim {
-    /// Claims the key inside the transaction of the request's one effect, when the middleware
-    /// left the claim to it ([`in_effect`]); a key claimed before the handler is already ours.
-    /// False when another request holds or answered the key first: roll back, call
-    /// [`lose`](Self::lose), and the middleware answers as the idempotency rules say.
-    pub async fn claim_in(&self, conn: &mut Conn) -> Result<bool, StoreError> {
+    /// Claims the key and stores its final answer in one step, inside the transaction of the
+    /// request's one effect (a deposit's start, whose answer is known before it writes). A
+    /// key claimed before the handler is already ours: only the answer is stored. False when
+    /// another request holds or answered the key first: roll back, and the caller answers
+    /// as the idempotency rules say ([`lose`](Self::lose)). After commit, call
+    /// [`mark_committed`](Self::mark_committed).
+    pub async fn claim_answered_in(
+        &self,
+        conn: &mut Conn,
+        answer: &Answer,
+    ) -> Result<bool, StoreError> {
         let Some(deferred) = &self.deferred else {
+            self.complete_in(conn, answer).await?;
             return Ok(true);
         };
         let stale_before_ms = kassa_store::now_ms() - deferred.stale_after_ms;
-        let (merchant_id, key) = (&self.merchant_id, &self.key);
-        claim_idempotency_key_in(
-            conn,
-            merchant_id,
-            key,
-            &deferred.request_hash,
-            stale_before_ms,
-        )
-        .await
+        let key = (
+            self.merchant_id.as_str(),
+            self.key.as_str(),
+            deferred.request_hash.as_str(),
+        );
+        claim_idempotency_key_answered_in(conn, key, stale_before_ms, answer.status, &answer.body)
+            .await
     }
 
     /// Tells the middleware this request did not get the key (another request with it is

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::risk_rules::{admin, fired, gte, never, read, rule, set_rules};
-use common::{deliver, rfc3339_now_plus, TestApp};
+use common::{behave, deliver, rfc3339_now_plus, TestApp};
 use kassa_store::testing::TestBackend;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -123,6 +123,19 @@ async fn velocity_per_player_ip_and_device_fires_its_rules(app: TestApp) {
     let (_, next) = decided(&app, "p2", "10.00", meta("192.0.2.21", "dev-s")).await;
     assert_eq!(fired(&next), ["player-burst", "player-declined"], "{next}");
     assert_eq!(read(&next, "player-declined", "player_declines_1h"), 1);
+
+    // And one the provider declined at once: its payment is stored declined from the start.
+    behave(&app, "sandbox", json!({"decline_permille": 1000})).await;
+    let at_once = deposit(&app, "p3", "10.00", meta("192.0.2.30", "dev-r")).await;
+    assert_eq!(at_once.status, StatusCode::CREATED, "{}", at_once.body);
+    assert_eq!(at_once.body["status"], "declined", "{}", at_once.body);
+    behave(&app, "sandbox", json!({})).await;
+    let (_, after_decline) = decided(&app, "p3", "10.00", meta("192.0.2.31", "dev-q")).await;
+    assert_eq!(
+        read(&after_decline, "player-declined", "player_declines_1h"),
+        1,
+        "{after_decline}"
+    );
     app.stop().await;
 }
 

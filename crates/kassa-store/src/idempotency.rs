@@ -81,7 +81,7 @@ impl Store {
 
     /// What a claim on `key` would find, without writing: [`Claim::Claimed`] when the key is
     /// free (or left stale by a stopped request with no effect), so that the request may
-    /// claim it inside its one transaction ([`claim_idempotency_key_in`]).
+    /// claim it inside its one transaction ([`claim_idempotency_key_answered_in`]).
     pub async fn peek_idempotency_key(
         &self,
         merchant_id: &str,
@@ -210,21 +210,25 @@ enum Judged {
     Stale { locked_at_ms: i64 },
 }
 
-/// Claims `key` inside the transaction of the request's one effect (ADR 0034): inserts the
-/// claim, or takes over one left by a stopped request with no effect (locked before
-/// `stale_before_ms`). False when another request holds or answered the key; the caller then
-/// rolls back and answers as [`Store::claim_idempotency_key`] says.
-pub async fn claim_idempotency_key_in(
+/// Claims `key` with its final answer inside the transaction of the request's one effect
+/// (ADR 0034), in one statement: inserts the answered key, or takes over a claim left by a
+/// stopped request with no effect (locked before `stale_before_ms`). False when another
+/// request holds or answered the key (a concurrent claim waits for this transaction, then
+/// finds the key answered); the caller then rolls back and answers as
+/// [`Store::claim_idempotency_key`] says.
+pub async fn claim_idempotency_key_answered_in(
     conn: &mut Conn,
-    merchant_id: &str,
-    key: &str,
-    request_hash: &str,
+    (merchant_id, key, request_hash): (&str, &str, &str),
     stale_before_ms: i64,
+    status: u16,
+    body: &str,
 ) -> Result<bool, StoreError> {
     let claimed = sqlx::query(
         "INSERT INTO idempotency_keys (merchant_id, idempotency_key, request_hash, state, \
-         locked_at_ms, created_at_ms) VALUES ($1, $2, $3, 'in_progress', $4, $4) \
-         ON CONFLICT (merchant_id, idempotency_key) DO UPDATE SET locked_at_ms = $4 \
+         response_status, response_body, locked_at_ms, created_at_ms) \
+         VALUES ($1, $2, $3, 'done', $6, $7, $4, $4) \
+         ON CONFLICT (merchant_id, idempotency_key) DO UPDATE SET state = 'done', \
+         response_status = $6, response_body = $7, locked_at_ms = $4 \
          WHERE idempotency_keys.state = 'in_progress' AND idempotency_keys.response_body IS NULL \
          AND idempotency_keys.request_hash = $3 AND idempotency_keys.locked_at_ms < $5",
     )
@@ -233,6 +237,8 @@ pub async fn claim_idempotency_key_in(
     .bind(request_hash)
     .bind(now_ms())
     .bind(stale_before_ms)
+    .bind(i64::from(status))
+    .bind(body)
     .execute(&mut *conn)
     .await?;
     Ok(claimed.rows_affected() == 1)

@@ -234,6 +234,81 @@ fn bind_history<'q>(
         .bind(e.detail)
 }
 
+/// Parameters [`bind_history`] binds per history row.
+const HISTORY_PARAMS: usize = 5;
+
+/// `$first, $first+1, …` for `count` parameters.
+fn params(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An insert of `count` history rows of one payment (`$payment`): each row's five own
+/// values from `$first` on, in [`bind_history_rows`]' order; the first row at `$created`,
+/// the others at `$changed`.
+fn history_rows(
+    count: usize,
+    payment: usize,
+    created: usize,
+    changed: usize,
+    first: usize,
+) -> String {
+    let rows: Vec<String> = (0..count)
+        .map(|row| {
+            let at = if row == 0 { created } else { changed };
+            let own = params(first + HISTORY_PARAMS * row, HISTORY_PARAMS);
+            format!("(${payment}, {own}, ${at})")
+        })
+        .collect();
+    format!("{INSERT_HISTORY} VALUES {}", rows.join(", "))
+}
+
+/// The history rows' own values, bound in order.
+fn bind_history_rows<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    history: &[HistoryEvent<'q>],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for event in history {
+        query = bind_history(query, *event);
+    }
+    query
+}
+
+/// Parameters [`bind_outbox_rows`] binds per outbox row: its event id, topic and payload.
+const OUTBOX_PARAMS: usize = 3;
+
+/// An insert of `count` outbox rows of one payment (`$payment`) of `$merchant`, all at
+/// `$at`: each row's own values from `$first` on, in [`bind_outbox_rows`]' order.
+fn outbox_rows(count: usize, payment: usize, merchant: usize, at: usize, first: usize) -> String {
+    let rows: Vec<String> = (0..count)
+        .map(|row| {
+            let n = first + OUTBOX_PARAMS * row;
+            format!(
+                "(${n}, ${merchant}, ${}, ${payment}, ${}, ${at})",
+                n + 1,
+                n + 2
+            )
+        })
+        .collect();
+    format!("{INSERT_OUTBOX} VALUES {}", rows.join(", "))
+}
+
+/// The outbox rows' own values (a fresh event id, the topic, the payload), bound in order.
+fn bind_outbox_rows<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    outbox: &[PaymentOutboxEvent<'q>],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for event in outbox {
+        query = query
+            .bind(kassa_core::ids::generate("evt"))
+            .bind(event.topic)
+            .bind(event.payload);
+    }
+    query
+}
+
 /// The head of an outbox row's insert.
 const INSERT_OUTBOX: &str =
     "INSERT INTO outbox (event_id, merchant_id, topic, aggregate_id, payload, created_at_ms)";
@@ -244,30 +319,63 @@ pub(crate) const CAPTURED_FAMILY: &str =
     "status IN ('captured', 'partially_refunded', 'refunded', 'charged_back')";
 
 impl Store {
-    /// Records a new payment with the first row of its history (`created`). On PostgreSQL
-    /// one statement (the payment's insert as a CTE), on SQLite two.
-    pub async fn insert_payment(
+    /// Records a new payment as its start left it, in one step: the payment row, its history
+    /// in order (the first row, `created`, at the payment's creation, the others at its last
+    /// change) and the outbox events of its status changes (at its last change). On
+    /// PostgreSQL one statement of data-modifying CTEs, one round trip; on SQLite, whose
+    /// connection is in-process, one statement per table.
+    pub async fn insert_started_payment(
         &self,
         tx: &mut Tx,
         p: &PaymentRecord,
-        created: HistoryEvent<'_>,
+        history: &[HistoryEvent<'_>],
+        outbox: &[PaymentOutboxEvent<'_>],
     ) -> Result<(), StoreError> {
+        if history.is_empty() {
+            return Err(StoreError::Corrupt(
+                "a new payment without its history".into(),
+            ));
+        }
         let insert = format!(
-            "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+            "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ({})",
+            params(1, 25)
         );
         if self.backend() == crate::Backend::Sqlite {
             bind_payment(sqlx::query(&insert), p)
                 .execute(&mut **tx)
                 .await?;
-            return self.insert_payment_event(tx, &p.id, created).await;
+            // $1 the payment, $2 its creation, $3 its last change.
+            let rows = history_rows(history.len(), 1, 2, 3, 4);
+            let query = sqlx::query(&rows).bind(p.id.as_str());
+            bind_history_rows(query.bind(p.created_at_ms).bind(p.updated_at_ms), history)
+                .execute(&mut **tx)
+                .await?;
+            if !outbox.is_empty() {
+                let rows = outbox_rows(outbox.len(), 1, 2, 3, 4);
+                let query = sqlx::query(&rows).bind(p.id.as_str());
+                bind_outbox_rows(
+                    query.bind(p.merchant_id.as_str()).bind(p.updated_at_ms),
+                    outbox,
+                )
+                .execute(&mut **tx)
+                .await?;
+            }
+            return Ok(());
         }
-        let sql = format!(
-            "WITH payment AS ({insert}) {INSERT_HISTORY} VALUES ($1, $26, $27, $28, $29, $30, $20)"
-        );
-        bind_history(bind_payment(sqlx::query(&sql), p), created)
-            .execute(&mut **tx)
-            .await?;
+        // The payment's own columns give the history's and the outbox's shared values: $1 its
+        // id, $2 its merchant, $20 its creation, $21 its last change.
+        let first_history = 26;
+        let first_outbox = first_history + HISTORY_PARAMS * history.len();
+        let history_sql = history_rows(history.len(), 1, 20, 21, first_history);
+        let sql = match outbox.is_empty() {
+            true => format!("WITH payment AS ({insert}) {history_sql}"),
+            false => format!(
+                "WITH payment AS ({insert}), history AS ({history_sql}) {}",
+                outbox_rows(outbox.len(), 1, 2, 21, first_outbox)
+            ),
+        };
+        let query = bind_history_rows(bind_payment(sqlx::query(&sql), p), history);
+        bind_outbox_rows(query, outbox).execute(&mut **tx).await?;
         Ok(())
     }
 

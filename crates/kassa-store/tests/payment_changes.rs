@@ -1,5 +1,5 @@
 //! A payment's first row and its changes write the payment, its history and its outbox
-//! event together, on SQLite and (when `KASSA_TEST_POSTGRES_URL` is set) PostgreSQL, where
+//! events together, on SQLite and (when `KASSA_TEST_POSTGRES_URL` is set) PostgreSQL, where
 //! each is one statement of data-modifying CTEs.
 
 use kassa_core::ids::PaymentId;
@@ -53,26 +53,33 @@ fn history<'a>(event: &'a str, from: &'a str, to: &'a str) -> HistoryEvent<'a> {
 async fn a_payment_its_history_and_its_events_are_written_together(store: Store) {
     let fixture = ledger_fixture(&store).await;
     let mut payment = new_payment(&fixture.merchant, "pay_0123456789abcdef0123456789abcdef");
-    let mut tx = store.begin().await.unwrap();
-    let created = history("created", "initiated", "initiated");
-    store
-        .insert_payment(&mut tx, &payment, created)
-        .await
-        .unwrap();
-    payment.status = PaymentStatus::Pending;
+    // Started: created, sent to the provider and authorized at once, as a start records it.
+    payment.status = PaymentStatus::Authorized;
     payment.provider_reference = Some("psp_1".into());
-    let sent = history("sent", "initiated", "pending");
-    let event = PaymentOutboxEvent {
-        topic: "payment.pending",
-        payload: r#"{"status":"pending"}"#,
-    };
+    payment.updated_at_ms = 1_250;
+    let started = [
+        history("created", "initiated", "initiated"),
+        history("sent", "initiated", "pending"),
+        history("authorized", "pending", "authorized"),
+    ];
+    let events = [
+        PaymentOutboxEvent {
+            topic: "payment.pending",
+            payload: r#"{"status":"pending"}"#,
+        },
+        PaymentOutboxEvent {
+            topic: "payment.authorized",
+            payload: r#"{"status":"authorized"}"#,
+        },
+    ];
+    let mut tx = store.begin().await.unwrap();
     store
-        .record_payment_change(&mut tx, &payment, sent, Some(event))
+        .insert_started_payment(&mut tx, &payment, &started, &events)
         .await
         .unwrap();
     // A change without an event: only the row and the history.
     payment.redirect_url = Some("https://psp.example/3ds".into());
-    let noted = history("redirected", "pending", "pending");
+    let noted = history("redirected", "authorized", "authorized");
     store
         .record_payment_change(&mut tx, &payment, noted, None)
         .await
@@ -80,35 +87,39 @@ async fn a_payment_its_history_and_its_events_are_written_together(store: Store)
     tx.commit().await.unwrap();
 
     let stored = store.find_payment(&payment.id).await.unwrap().unwrap();
-    assert_eq!(stored.status, PaymentStatus::Pending);
+    assert_eq!(stored.status, PaymentStatus::Authorized);
     assert_eq!(stored.provider_reference.as_deref(), Some("psp_1"));
     assert_eq!(stored.redirect_url, payment.redirect_url);
-    let events: Vec<(String, String, Option<String>)> = store
+    assert_eq!(stored.created_at_ms, 1_000);
+    let events: Vec<(String, String, Option<String>, i64)> = store
         .payment_events(&payment.id)
         .await
         .unwrap()
         .into_iter()
-        .map(|e| (e.event, e.from_status, e.to_status))
+        .map(|e| (e.event, e.from_status, e.to_status, e.created_at_ms))
         .collect();
-    let pending = Some("pending".to_string());
+    let row = |event: &str, from: &str, to: &str, at_ms: i64| {
+        (
+            event.to_string(),
+            from.to_string(),
+            Some(to.to_string()),
+            at_ms,
+        )
+    };
+    assert_eq!(events.len(), 4, "{events:?}");
+    // The first row at the payment's creation, the start's changes at its last change, in
+    // order.
     assert_eq!(
-        events,
+        events[..3],
         [
-            (
-                "created".into(),
-                "initiated".into(),
-                Some("initiated".into())
-            ),
-            ("sent".into(), "initiated".into(), pending.clone()),
-            ("redirected".into(), "pending".into(), pending),
+            row("created", "initiated", "initiated", 1_000),
+            row("sent", "initiated", "pending", 1_250),
+            row("authorized", "pending", "authorized", 1_250),
         ]
     );
+    assert_eq!(events[3].0, "redirected");
     let outbox = store.outbox_for(payment.id.as_str()).await.unwrap();
-    assert_eq!(
-        outbox,
-        [(
-            "payment.pending".to_string(),
-            r#"{"status":"pending"}"#.to_string()
-        )]
-    );
+    let topics: Vec<&str> = outbox.iter().map(|(topic, _)| topic.as_str()).collect();
+    assert_eq!(topics, ["payment.pending", "payment.authorized"]);
+    assert_eq!(outbox[1].1, r#"{"status":"authorized"}"#);
 }

@@ -650,9 +650,12 @@ impl PaymentsService {
         }
     }
 
-    /// The start's one transaction, after the provider answered: the claim, the payment
-    /// with its history, what the provider said, and the stored answer (ADR 34). Shares its
-    /// durable commit with concurrent units on SQLite (ADR 39); no network I/O inside.
+    /// The start's one transaction, after the provider answered (ADR 34). What it writes is
+    /// decided first, in memory: the payment as the provider's answer left it, its history
+    /// and outbox events, and the start's answer. Then two steps: the key claimed with that
+    /// final answer (a racing twin with the key waits for this transaction and then loses),
+    /// and the payment with its history and events (one statement on PostgreSQL). Shares
+    /// its durable commit with concurrent units on SQLite (ADR 39); no network I/O inside.
     async fn record_init(
         &self,
         payment: &mut PaymentRecord,
@@ -661,14 +664,23 @@ impl PaymentsService {
         claim: Option<&IdempotencyClaim>,
         limit: LimitCheck,
     ) -> Result<Answer, PaymentError> {
-        let mut tx = self.store.begin_grouped().await?;
-        if let Some(claim) = claim {
-            if !claim.claim_in(&mut tx).await? {
-                // Waits for the commit of a unit that took the key, if it is open (ADR 39).
-                tx.rollback().await?;
-                return Err(lose_key(Some(claim)));
+        let (answer, changes) = match (asked, refusal) {
+            (Ok(started), _) => {
+                let (next_action, changes) = apply_start(payment, started);
+                (Answer::of(201, &init_view(payment, next_action)), changes)
             }
-        }
+            (Err(error), refusal) => {
+                payment.failure_reason = Some(provider_failure_code(&error));
+                let failed = StatusChange::apply(payment, PaymentEvent::Failed);
+                let refusal = refusal.expect("a refusal for every error");
+                let answer = Answer::error(refusal, &crate::trace::current());
+                (
+                    answer,
+                    vec![(failed, "provider_error", Some(error.to_string()))],
+                )
+            }
+        };
+        payment.updated_at_ms = now_ms();
         let created = HistoryEvent {
             source: "api",
             event: "created",
@@ -677,80 +689,40 @@ impl PaymentsService {
             actor: None,
             detail: None,
         };
-        self.store.insert_payment(&mut tx, payment, created).await?;
+        let history: Vec<HistoryEvent> = std::iter::once(created)
+            .chain(
+                changes
+                    .iter()
+                    .map(|(change, name, detail)| change.history("api", name, detail.as_deref())),
+            )
+            .collect();
+        let outbox: Vec<PaymentOutboxEvent> = changes
+            .iter()
+            .filter_map(|(change, ..)| change.outbox.as_ref())
+            .map(|(topic, payload)| PaymentOutboxEvent { topic, payload })
+            .collect();
+        let mut tx = self.store.begin_grouped().await?;
+        if let Some(claim) = claim {
+            if !claim.claim_answered_in(&mut tx, &answer).await? {
+                // Waits for the commit of a unit that took the key, if it is open (ADR 39).
+                tx.rollback().await?;
+                return Err(lose_key(Some(claim)));
+            }
+        }
+        self.store
+            .insert_started_payment(&mut tx, payment, &history, &outbox)
+            .await?;
         if limit == LimitCheck::Reserved {
             // From this commit on the payment's own row counts against the limits.
             self.store
                 .release_deposit_reservation(&mut tx, payment.id.as_str())
                 .await?;
         }
-        let answer = match (asked, refusal) {
-            (Ok(started), _) => {
-                let next_action = self.record_start(&mut tx, payment, started).await?;
-                Answer::of(201, &init_view(payment, next_action))
-            }
-            (Err(error), refusal) => {
-                payment.failure_reason = Some(provider_failure_code(&error));
-                let detail = error.to_string();
-                self.transition(
-                    &mut tx,
-                    payment,
-                    PaymentEvent::Failed,
-                    "api",
-                    "provider_error",
-                    Some(&detail),
-                )
-                .await?;
-                let refusal = refusal.expect("a refusal for every error");
-                Answer::error(refusal, &crate::trace::current())
-            }
-        };
-        if let Some(claim) = claim {
-            claim.complete_in(&mut tx, &answer).await?;
-        }
         tx.commit().await?;
         if let Some(claim) = claim {
             claim.mark_committed();
         }
         Ok(answer)
-    }
-
-    /// Records what the provider answered to a start, inside the start's transaction, and
-    /// returns the player's next step when the payment's own fields do not carry it.
-    async fn record_start(
-        &self,
-        tx: &mut Tx,
-        payment: &mut PaymentRecord,
-        started: PaymentStarted,
-    ) -> Result<Option<NextActionView>, StoreError> {
-        payment.provider_reference = Some(started.provider_reference);
-        let next_action = NextActionView::of(&started.start);
-        let (then, reason) = match started.start {
-            PaymentStart::Redirect { url } | PaymentStart::Challenge { url } => {
-                payment.redirect_url = Some(url);
-                (None, None)
-            }
-            PaymentStart::Authorized => (Some(PaymentEvent::Authorized), None),
-            PaymentStart::Declined { reason } => (Some(PaymentEvent::Declined), reason),
-            PaymentStart::AwaitingFunds { .. }
-            | PaymentStart::CodeSent { .. }
-            | PaymentStart::Processing => (None, None),
-        };
-        self.transition(tx, payment, PaymentEvent::Sent, "api", "sent", None)
-            .await?;
-        if let Some(event) = then {
-            if event == PaymentEvent::Declined {
-                payment.failure_reason = Some(reason.unwrap_or_else(|| "declined".into()));
-            }
-            let name = if event == PaymentEvent::Declined {
-                "declined"
-            } else {
-                "authorized"
-            };
-            self.transition(tx, payment, event, "api", name, None)
-                .await?;
-        }
-        Ok(next_action)
     }
 
     /// Ends the limit reservation of a start that failed before its record; a failure here
@@ -2227,58 +2199,25 @@ impl PaymentsService {
         name: &str,
         detail: Option<&str>,
     ) -> Result<Applied, StoreError> {
-        let from = payment.status;
-        match next(from, event) {
-            Transition::Apply(to) => {
-                payment.status = to;
-                let history = HistoryEvent {
-                    source,
-                    event: name,
-                    from: from.as_str(),
-                    to: Some(to.as_str()),
-                    actor: None,
-                    detail,
-                };
-                let event_type = format!("payment.{}", to.as_str());
-                // An event only when the status changed.
-                let payload = (to != from).then(|| {
-                    json!({
-                        "type": event_type,
-                        "payment_id": payment.id,
-                        "player_id": payment.player_id,
-                        "status": to.as_str(),
-                        "amount": payment.amount.format_amount(),
-                        "currency": payment.amount.currency.code(),
-                        "failure_reason": payment.failure_reason,
-                    })
-                    .to_string()
-                });
-                let outbox = payload.as_deref().map(|payload| PaymentOutboxEvent {
-                    topic: &event_type,
-                    payload,
-                });
+        let change = StatusChange::apply(payment, event);
+        let history = change.history(source, name, detail);
+        match change.to {
+            Some(to) => {
+                let outbox = change
+                    .outbox
+                    .as_ref()
+                    .map(|(topic, payload)| PaymentOutboxEvent { topic, payload });
                 self.store
                     .record_payment_change(tx, payment, history, outbox)
                     .await?;
                 Ok(Applied::Processed(to))
             }
-            Transition::Ignore => {
-                tracing::info!(payment_id = %payment.id, status = %from, event = name, "event does not fit the payment's state; ignored");
+            None => {
+                tracing::info!(payment_id = %payment.id, status = %change.from, event = name, "event does not fit the payment's state; ignored");
                 self.store
-                    .insert_payment_event(
-                        tx,
-                        &payment.id,
-                        HistoryEvent {
-                            source,
-                            event: name,
-                            from: from.as_str(),
-                            to: None,
-                            actor: None,
-                            detail,
-                        },
-                    )
+                    .insert_payment_event(tx, &payment.id, history)
                     .await?;
-                Ok(Applied::Ignored(from))
+                Ok(Applied::Ignored(change.from))
             }
         }
     }
@@ -2358,6 +2297,106 @@ impl PaymentsService {
 
     fn publish(&self, payment: &PaymentRecord) {
         let _ = self.feed.send((payment.id.clone(), payment.status));
+    }
+}
+
+/// A start's status changes, applied to its payment in memory in order, each with its name
+/// in the history and its detail.
+type StartChanges = Vec<(StatusChange, &'static str, Option<String>)>;
+
+/// What the provider's answer to a start does to the new payment, in memory: its reference,
+/// redirect, failure reason and status changes; and the player's next step when the
+/// payment's own fields do not carry it.
+fn apply_start(
+    payment: &mut PaymentRecord,
+    started: PaymentStarted,
+) -> (Option<NextActionView>, StartChanges) {
+    payment.provider_reference = Some(started.provider_reference);
+    let next_action = NextActionView::of(&started.start);
+    let (then, reason) = match started.start {
+        PaymentStart::Redirect { url } | PaymentStart::Challenge { url } => {
+            payment.redirect_url = Some(url);
+            (None, None)
+        }
+        PaymentStart::Authorized => (Some((PaymentEvent::Authorized, "authorized")), None),
+        PaymentStart::Declined { reason } => (Some((PaymentEvent::Declined, "declined")), reason),
+        PaymentStart::AwaitingFunds { .. }
+        | PaymentStart::CodeSent { .. }
+        | PaymentStart::Processing => (None, None),
+    };
+    let mut changes = vec![(
+        StatusChange::apply(payment, PaymentEvent::Sent),
+        "sent",
+        None,
+    )];
+    if let Some((event, name)) = then {
+        if event == PaymentEvent::Declined {
+            // After `sent`, whose event carries no failure.
+            payment.failure_reason = Some(reason.unwrap_or_else(|| "declined".into()));
+        }
+        changes.push((StatusChange::apply(payment, event), name, None));
+    }
+    (next_action, changes)
+}
+
+/// What an event did to a payment by the state machine, decided in memory before it is
+/// written: the status before and after (`None`: the event did not fit and is only
+/// recorded), and the outbox event (topic, payload) when the status changed.
+struct StatusChange {
+    from: PaymentStatus,
+    to: Option<PaymentStatus>,
+    outbox: Option<(String, String)>,
+}
+
+impl StatusChange {
+    /// Applies `event` to `payment` (its status changes when the event fits).
+    fn apply(payment: &mut PaymentRecord, event: PaymentEvent) -> StatusChange {
+        let from = payment.status;
+        let Transition::Apply(to) = next(from, event) else {
+            return StatusChange {
+                from,
+                to: None,
+                outbox: None,
+            };
+        };
+        payment.status = to;
+        // An event only when the status changed.
+        let outbox = (to != from).then(|| {
+            let topic = format!("payment.{}", to.as_str());
+            let payload = json!({
+                "type": topic,
+                "payment_id": payment.id,
+                "player_id": payment.player_id,
+                "status": to.as_str(),
+                "amount": payment.amount.format_amount(),
+                "currency": payment.amount.currency.code(),
+                "failure_reason": payment.failure_reason,
+            })
+            .to_string();
+            (topic, payload)
+        });
+        StatusChange {
+            from,
+            to: Some(to),
+            outbox,
+        }
+    }
+
+    /// The change's row in the payment's history.
+    fn history<'a>(
+        &self,
+        source: &'a str,
+        event: &'a str,
+        detail: Option<&'a str>,
+    ) -> HistoryEvent<'a> {
+        HistoryEvent {
+            source,
+            event,
+            from: self.from.as_str(),
+            to: self.to.map(PaymentStatus::as_str),
+            actor: None,
+            detail,
+        }
     }
 }
 
