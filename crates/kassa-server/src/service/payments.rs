@@ -907,14 +907,14 @@ impl PaymentsService {
         let cascades = declines
             .as_ref()
             .is_some_and(|declines| later_cascade::cascades_later(&payment, event, declines));
-        let applied = match cascades {
+        let (applied, posting) = match cascades {
             true => {
                 self.defer_to_cascade(&mut tx, &payment, event, source)
                     .await?;
-                Applied::Processed(payment.status)
+                (Applied::Processed(payment.status), None)
             }
             false => {
-                self.apply_event(&mut tx, &mut payment, &wallet, event, source)
+                self.apply_event(&mut tx, &mut payment, event, source)
                     .await?
             }
         };
@@ -930,6 +930,8 @@ impl PaymentsService {
                 event_id: event.event_id.clone(),
             });
         }
+        self.post_event(&mut tx, &payment, &wallet, event, posting)
+            .await?;
         tx.commit().await?;
         self.publish(&payment);
         let processed = matches!(applied, Applied::Processed(_));
@@ -997,26 +999,32 @@ impl PaymentsService {
         self.store.find_payment(payment_id).await
     }
 
-    /// Applies the event's status to the locked payment, with the money it moves.
+    /// Applies the event's status to the locked payment, and returns the money it moves, for
+    /// [`post_event`](Self::post_event) to post last. A refund's event posts its own.
     async fn apply_event(
         &self,
         tx: &mut Tx,
         payment: &mut PaymentRecord,
-        wallet: &WalletAccounts,
         event: &ProviderPaymentEvent,
         source: &str,
-    ) -> Result<Applied, ProviderEventError> {
+    ) -> Result<(Applied, Option<EventPosting>), ProviderEventError> {
         let detail = json!({ "event_id": event.event_id, "reason": event.reason, "refund_id": event.refund_id, "dispute_id": event.dispute_id }).to_string();
         let (payment_event, name) = match event.status {
             // Recorded with the card before this (`record_card`); the status stays.
-            PaymentEventStatus::CardReported => return Ok(Applied::Processed(payment.status)),
+            PaymentEventStatus::CardReported => {
+                return Ok((Applied::Processed(payment.status), None))
+            }
             PaymentEventStatus::Refunded => {
-                return self.apply_refund(tx, payment, event, source, &detail).await;
+                let applied = self
+                    .apply_refund(tx, payment, event, source, &detail)
+                    .await?;
+                return Ok((applied, None));
             }
             PaymentEventStatus::RefundFailed => {
-                return self
+                let applied = self
                     .apply_refund_failure(tx, payment, event, source, &detail)
-                    .await;
+                    .await?;
+                return Ok((applied, None));
             }
             PaymentEventStatus::Chargeback => {
                 (PaymentEvent::Chargeback, DisputeStatus::Open.as_str())
@@ -1042,32 +1050,56 @@ impl PaymentsService {
             .transition(tx, payment, payment_event, source, name, Some(&detail))
             .await?;
         let processed = matches!(applied, Applied::Processed(_));
-        match event.status {
+        let posting = match event.status {
             PaymentEventStatus::Chargeback if processed => {
-                self.post_chargeback(tx, payment, wallet, event).await?;
                 self.queue_aml(tx, payment, MonitoredEvent::ChargedBack)
                     .await?;
                 self.dispute_event(tx, payment, event, "chargeback.created")
                     .await?;
+                Some(EventPosting::Chargeback)
             }
             PaymentEventStatus::DisputeWon if processed => {
-                self.reverse_chargeback(tx, payment, event).await?;
                 self.dispute_event(tx, payment, event, "dispute.won")
                     .await?;
+                Some(EventPosting::ChargebackReversal)
             }
             PaymentEventStatus::DisputeLost if processed => {
                 self.dispute_event(tx, payment, event, "dispute.lost")
                     .await?;
+                None
             }
-            PaymentEventStatus::Chargeback | PaymentEventStatus::DisputeWon => {}
+            PaymentEventStatus::Chargeback | PaymentEventStatus::DisputeWon => None,
             _ if !was.is_captured_family() && payment.status.is_captured_family() => {
-                self.credit_deposit(tx, payment, wallet).await?;
                 self.queue_aml(tx, payment, MonitoredEvent::Captured)
                     .await?;
+                Some(EventPosting::Credit)
             }
-            _ => {}
+            _ => None,
+        };
+        Ok((applied, posting))
+    }
+
+    /// Posts the money an applied event moves, inside its transaction. Called after the
+    /// event's other writes: the postings lock the player's and a clearing account until the
+    /// commit, and other events of that player or account wait for them (perf-log note 53).
+    async fn post_event(
+        &self,
+        tx: &mut Tx,
+        payment: &PaymentRecord,
+        wallet: &WalletAccounts,
+        event: &ProviderPaymentEvent,
+        posting: Option<EventPosting>,
+    ) -> Result<(), ProviderEventError> {
+        match posting {
+            Some(EventPosting::Credit) => self.credit_deposit(tx, payment, wallet).await,
+            Some(EventPosting::Chargeback) => {
+                self.post_chargeback(tx, payment, wallet, event).await
+            }
+            Some(EventPosting::ChargebackReversal) => {
+                self.reverse_chargeback(tx, payment, event).await
+            }
+            None => Ok(()),
         }
-        Ok(applied)
     }
 
     /// Stores the event's answer (the dedupe row) and its delivery-log row in the
@@ -2006,7 +2038,11 @@ impl PaymentsService {
                 three_ds_challenged: None,
                 card: None,
             };
-            self.apply_event(tx, payment, wallet, &captured, "card_page")
+            let (_, posting) = self
+                .apply_event(tx, payment, &captured, "card_page")
+                .await
+                .map_err(event_failed)?;
+            self.post_event(tx, payment, wallet, &captured, posting)
                 .await
                 .map_err(event_failed)?;
         }
@@ -2298,6 +2334,17 @@ impl PaymentsService {
     fn publish(&self, payment: &PaymentRecord) {
         let _ = self.feed.send((payment.id.clone(), payment.status));
     }
+}
+
+/// Money an applied provider event moves ([`PaymentsService::post_event`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EventPosting {
+    /// A captured deposit: clearing to the player's cash.
+    Credit,
+    /// A chargeback: the amount back to the provider.
+    Chargeback,
+    /// A dispute won: the chargeback reversed.
+    ChargebackReversal,
 }
 
 /// A start's status changes, applied to its payment in memory in order, each with its name
