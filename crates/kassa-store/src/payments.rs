@@ -162,6 +162,14 @@ fn refund_from_row(row: &AnyRow) -> Result<RefundRecord, StoreError> {
     })
 }
 
+/// Parameters [`bind_payment`] binds: one per column of [`PAYMENT_COLUMNS`].
+const PAYMENT_PARAMS: usize = 25;
+/// Where [`bind_payment`] binds the payment's id, merchant, creation and last change.
+const PAYMENT_ID_PARAM: usize = 1;
+const PAYMENT_MERCHANT_PARAM: usize = 2;
+const PAYMENT_CREATED_PARAM: usize = 20;
+const PAYMENT_UPDATED_PARAM: usize = 21;
+
 /// The payment's 25 columns bound as `$1`…`$25`, in [`PAYMENT_COLUMNS`]' order.
 fn bind_payment<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
@@ -320,25 +328,24 @@ pub(crate) const CAPTURED_FAMILY: &str =
 
 impl Store {
     /// Records a new payment as its start left it, in one step: the payment row, its history
-    /// in order (the first row, `created`, at the payment's creation, the others at its last
-    /// change) and the outbox events of its status changes (at its last change). On
-    /// PostgreSQL one statement of data-modifying CTEs, one round trip; on SQLite, whose
-    /// connection is in-process, one statement per table.
+    /// in order (`created` at the payment's creation, then `changes` at its last change) and
+    /// the outbox events of its status changes (at its last change). On PostgreSQL one
+    /// statement of data-modifying CTEs, one round trip; on SQLite, whose connection is
+    /// in-process, one statement per table.
     pub async fn insert_started_payment(
         &self,
         tx: &mut Tx,
         p: &PaymentRecord,
-        history: &[HistoryEvent<'_>],
+        created: HistoryEvent<'_>,
+        changes: &[HistoryEvent<'_>],
         outbox: &[PaymentOutboxEvent<'_>],
     ) -> Result<(), StoreError> {
-        if history.is_empty() {
-            return Err(StoreError::Corrupt(
-                "a new payment without its history".into(),
-            ));
-        }
+        let history: Vec<HistoryEvent> = std::iter::once(created)
+            .chain(changes.iter().copied())
+            .collect();
         let insert = format!(
             "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ({})",
-            params(1, 25)
+            params(1, PAYMENT_PARAMS)
         );
         if self.backend() == crate::Backend::Sqlite {
             bind_payment(sqlx::query(&insert), p)
@@ -347,10 +354,11 @@ impl Store {
             // $1 the payment, $2 its creation, $3 its last change.
             let rows = history_rows(history.len(), 1, 2, 3, 4);
             let query = sqlx::query(&rows).bind(p.id.as_str());
-            bind_history_rows(query.bind(p.created_at_ms).bind(p.updated_at_ms), history)
+            bind_history_rows(query.bind(p.created_at_ms).bind(p.updated_at_ms), &history)
                 .execute(&mut **tx)
                 .await?;
             if !outbox.is_empty() {
+                // $1 the payment, $2 its merchant, $3 its last change.
                 let rows = outbox_rows(outbox.len(), 1, 2, 3, 4);
                 let query = sqlx::query(&rows).bind(p.id.as_str());
                 bind_outbox_rows(
@@ -362,19 +370,20 @@ impl Store {
             }
             return Ok(());
         }
-        // The payment's own columns give the history's and the outbox's shared values: $1 its
-        // id, $2 its merchant, $20 its creation, $21 its last change.
-        let first_history = 26;
+        // The payment's own parameters give the history's and the outbox's shared values.
+        let first_history = PAYMENT_PARAMS + 1;
         let first_outbox = first_history + HISTORY_PARAMS * history.len();
-        let history_sql = history_rows(history.len(), 1, 20, 21, first_history);
+        let (id, merchant) = (PAYMENT_ID_PARAM, PAYMENT_MERCHANT_PARAM);
+        let (created_at, updated_at) = (PAYMENT_CREATED_PARAM, PAYMENT_UPDATED_PARAM);
+        let history_sql = history_rows(history.len(), id, created_at, updated_at, first_history);
         let sql = match outbox.is_empty() {
             true => format!("WITH payment AS ({insert}) {history_sql}"),
             false => format!(
                 "WITH payment AS ({insert}), history AS ({history_sql}) {}",
-                outbox_rows(outbox.len(), 1, 2, 21, first_outbox)
+                outbox_rows(outbox.len(), id, merchant, updated_at, first_outbox)
             ),
         };
-        let query = bind_history_rows(bind_payment(sqlx::query(&sql), p), history);
+        let query = bind_history_rows(bind_payment(sqlx::query(&sql), p), &history);
         bind_outbox_rows(query, outbox).execute(&mut **tx).await?;
         Ok(())
     }
@@ -543,8 +552,8 @@ impl Store {
 
     /// A payment's change in one step, inside its transaction: its mutable fields, the
     /// history row, and the outbox event when there is one. On PostgreSQL one statement of
-    /// data-modifying CTEs, one round trip instead of three (a deposit makes two such
-    /// changes); on SQLite, whose connection is in-process, the three statements.
+    /// data-modifying CTEs, one round trip instead of three (a deposit's capture is one;
+    /// its start is written whole by [`Store::insert_started_payment`]); on SQLite, whose connection is in-process, the three statements.
     pub async fn record_payment_change(
         &self,
         tx: &mut Tx,

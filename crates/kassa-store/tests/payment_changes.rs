@@ -57,8 +57,8 @@ async fn a_payment_its_history_and_its_events_are_written_together(store: Store)
     payment.status = PaymentStatus::Authorized;
     payment.provider_reference = Some("psp_1".into());
     payment.updated_at_ms = 1_250;
+    let created = history("created", "initiated", "initiated");
     let started = [
-        history("created", "initiated", "initiated"),
         history("sent", "initiated", "pending"),
         history("authorized", "pending", "authorized"),
     ];
@@ -74,7 +74,7 @@ async fn a_payment_its_history_and_its_events_are_written_together(store: Store)
     ];
     let mut tx = store.begin().await.unwrap();
     store
-        .insert_started_payment(&mut tx, &payment, &started, &events)
+        .insert_started_payment(&mut tx, &payment, created, &started, &events)
         .await
         .unwrap();
     // A change without an event: only the row and the history.

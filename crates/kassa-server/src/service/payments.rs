@@ -664,23 +664,7 @@ impl PaymentsService {
         claim: Option<&IdempotencyClaim>,
         limit: LimitCheck,
     ) -> Result<Answer, PaymentError> {
-        let (answer, changes) = match (asked, refusal) {
-            (Ok(started), _) => {
-                let (next_action, changes) = apply_start(payment, started);
-                (Answer::of(201, &init_view(payment, next_action)), changes)
-            }
-            (Err(error), refusal) => {
-                payment.failure_reason = Some(provider_failure_code(&error));
-                let failed = StatusChange::apply(payment, PaymentEvent::Failed);
-                let refusal = refusal.expect("a refusal for every error");
-                let answer = Answer::error(refusal, &crate::trace::current());
-                (
-                    answer,
-                    vec![(failed, "provider_error", Some(error.to_string()))],
-                )
-            }
-        };
-        payment.updated_at_ms = now_ms();
+        let (answer, changes) = decide_start(payment, asked, refusal);
         let created = HistoryEvent {
             source: "api",
             event: "created",
@@ -689,17 +673,13 @@ impl PaymentsService {
             actor: None,
             detail: None,
         };
-        let history: Vec<HistoryEvent> = std::iter::once(created)
-            .chain(
-                changes
-                    .iter()
-                    .map(|(change, name, detail)| change.history("api", name, detail.as_deref())),
-            )
+        let history: Vec<HistoryEvent> = changes
+            .iter()
+            .map(|(change, name, detail)| change.history("api", name, detail.as_deref()))
             .collect();
         let outbox: Vec<PaymentOutboxEvent> = changes
             .iter()
-            .filter_map(|(change, ..)| change.outbox.as_ref())
-            .map(|(topic, payload)| PaymentOutboxEvent { topic, payload })
+            .filter_map(|(change, ..)| change.outbox_event())
             .collect();
         let mut tx = self.store.begin_grouped().await?;
         if let Some(claim) = claim {
@@ -710,7 +690,7 @@ impl PaymentsService {
             }
         }
         self.store
-            .insert_started_payment(&mut tx, payment, &history, &outbox)
+            .insert_started_payment(&mut tx, payment, created, &history, &outbox)
             .await?;
         if limit == LimitCheck::Reserved {
             // From this commit on the payment's own row counts against the limits.
@@ -2239,12 +2219,8 @@ impl PaymentsService {
         let history = change.history(source, name, detail);
         match change.to {
             Some(to) => {
-                let outbox = change
-                    .outbox
-                    .as_ref()
-                    .map(|(topic, payload)| PaymentOutboxEvent { topic, payload });
                 self.store
-                    .record_payment_change(tx, payment, history, outbox)
+                    .record_payment_change(tx, payment, history, change.outbox_event())
                     .await?;
                 Ok(Applied::Processed(to))
             }
@@ -2351,6 +2327,32 @@ enum EventPosting {
 /// in the history and its detail.
 type StartChanges = Vec<(StatusChange, &'static str, Option<String>)>;
 
+/// A start's outcome decided in memory, before anything is written: the payment as the
+/// provider's answer (or its failure) left it, its status changes, and the start's answer
+/// (201 with the payment, or the refusal's error body).
+fn decide_start(
+    payment: &mut PaymentRecord,
+    asked: Result<PaymentStarted, ProviderError>,
+    refusal: Option<&PaymentError>,
+) -> (Answer, StartChanges) {
+    let decided = match (asked, refusal) {
+        (Ok(started), _) => {
+            let (next_action, changes) = apply_start(payment, started);
+            (Answer::of(201, &init_view(payment, next_action)), changes)
+        }
+        (Err(error), refusal) => {
+            payment.failure_reason = Some(provider_failure_code(&error));
+            let failed = StatusChange::apply(payment, PaymentEvent::Failed);
+            let refusal = refusal.expect("a refusal for every error");
+            let answer = Answer::error(refusal, &crate::trace::current());
+            let detail = Some(error.to_string());
+            (answer, vec![(failed, "provider_error", detail)])
+        }
+    };
+    payment.updated_at_ms = now_ms();
+    decided
+}
+
 /// What the provider's answer to a start does to the new payment, in memory: its reference,
 /// redirect, failure reason and status changes; and the player's next step when the
 /// payment's own fields do not carry it.
@@ -2427,6 +2429,12 @@ impl StatusChange {
             to: Some(to),
             outbox,
         }
+    }
+
+    /// The change's outbox event, when the status changed.
+    fn outbox_event(&self) -> Option<PaymentOutboxEvent<'_>> {
+        let (topic, payload) = self.outbox.as_ref()?;
+        Some(PaymentOutboxEvent { topic, payload })
     }
 
     /// The change's row in the payment's history.
